@@ -1,0 +1,89 @@
+"""Input checks shared by every frontend: each error names the argument, what was expected and what came.
+
+They read only ``.shape``, ``.ndim`` and ``.dtype``, so numpy arrays and torch tensors go through the
+same checks (and the same messages) before any computation or native code runs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .params import RNNConfig
+
+
+def dtype_name(dtype) -> str:
+    """'float32' for np.float32, np.dtype('float32') and torch.float32 alike."""
+    return str(dtype).replace("torch.", "") if not isinstance(dtype, type) else np.dtype(dtype).name
+
+
+def check_input(config: RNNConfig, x, dtype) -> tuple[int, int, bool]:
+    """Check x (T, B, I), (B, T, I) with batch_first, or unbatched (T, I). Returns (T, B, unbatched)."""
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"input: expected an array of shape (T, B, {config.input_size}), got {type(x).__name__}")
+    layout = "(B, T, I)" if config.batch_first else "(T, B, I)"
+    if x.ndim not in (2, 3):
+        raise ValueError(f"input: expected 3 dimensions {layout} or 2 (T, I), got shape {tuple(x.shape)}")
+    if x.shape[-1] != config.input_size:
+        raise ValueError(
+            f"input: expected {config.input_size} features in the last dimension, got shape {tuple(x.shape)}"
+        )
+    check_dtype_matches("input", x.dtype, dtype)
+    if x.ndim == 2:
+        return x.shape[0], 1, True
+    T, B = (x.shape[1], x.shape[0]) if config.batch_first else (x.shape[0], x.shape[1])
+    return T, B, False
+
+
+def check_dtype_matches(name: str, got, expected) -> None:
+    if dtype_name(got) != dtype_name(expected):
+        raise TypeError(
+            f"{name}: expected dtype {dtype_name(expected)} (the layer's dtype), got {dtype_name(got)}; "
+            "cast it first, or build the layer with the dtype you need"
+        )
+
+
+def state_shapes(config: RNNConfig, batch: int, unbatched: bool = False) -> tuple[tuple[int, ...], ...]:
+    """Expected shapes of (h0, c0) for LSTM or (h0,) for GRU."""
+    k = config.num_layers * config.num_directions
+    lead = (k,) if unbatched else (k, batch)
+    h = lead + (config.output_size,)
+    return (h, lead + (config.hidden_size,)) if config.mode == "LSTM" else (h,)
+
+
+def check_state(config: RNNConfig, hx, batch: int, unbatched: bool, dtype) -> tuple:
+    """Check an initial state: LSTM (h0, c0), GRU h0. Returns it as a tuple; None stays None."""
+    if hx is None:
+        return None
+    names = ("h0", "c0") if config.mode == "LSTM" else ("h0",)
+    if config.mode == "LSTM":
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError(f"hx: expected a tuple (h0, c0) for an LSTM, got {type(hx).__name__}")
+        hx = tuple(hx)
+    else:
+        if isinstance(hx, (tuple, list)):
+            raise TypeError("hx: expected one array h0 for a GRU, got a tuple")
+        hx = (hx,)
+    for name, value, shape in zip(names, hx, state_shapes(config, batch, unbatched)):
+        if not hasattr(value, "shape"):
+            raise TypeError(f"hx: expected {name} as an array of shape {shape}, got {type(value).__name__}")
+        if tuple(value.shape) != shape:
+            raise ValueError(f"hx: expected {name} of shape {shape}, got {tuple(value.shape)}")
+        check_dtype_matches(f"hx ({name})", value.dtype, dtype)
+    return hx
+
+
+def check_lengths(lengths, steps: int, batch: int) -> np.ndarray | None:
+    """Check per-sequence lengths: B integers in [0, T], any order. Returns an int64 array or None."""
+    if lengths is None:
+        return None
+    if hasattr(lengths, "detach"):
+        lengths = lengths.detach().cpu().numpy()
+    arr = np.asarray(lengths)
+    if arr.ndim != 1 or arr.shape[0] != batch:
+        raise ValueError(f"lengths: expected {batch} values, one per sequence in the batch, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise TypeError(f"lengths: expected integers, got dtype {arr.dtype} with non-integer values")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() > steps):
+        raise ValueError(f"lengths: expected values in [0, {steps}] (the number of steps), got {arr.min()}..{arr.max()}")
+    return arr

@@ -1,0 +1,311 @@
+"""NumPy layers with torch.nn's interface: lstmkit.LSTM, GRU, LSTMCell, GRUCell (and a Linear readout).
+
+They need no torch. A layer owns its parameters (``layer.params``, torch's names) and remembers its
+last forward call, so ``layer.backward(d_output)`` returns the gradients of input, initial state and
+every parameter. The computation runs on the native engine when it is built (``backend="auto"``),
+else on the reference; training-mode forwards keep the reference's cache for BPTT.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import engine, ref
+from .checks import check_dtype_matches, check_input, check_lengths, check_state, state_shapes
+from .params import RNNConfig, check_dtype, check_state_dict, init_params, param_shapes
+
+BACKENDS = ("auto", "reference", "native")
+
+
+@dataclass
+class Gradients:
+    """What ``backward`` returns: gradients shaped like what the forward call took.
+
+    input: like x; hx: like hx (LSTM (dh0, dc0), GRU dh0); params: by torch parameter name.
+    """
+
+    input: np.ndarray
+    hx: object
+    params: dict = field(default_factory=dict)
+
+
+def resolve_backend(backend: str) -> str:
+    """'auto' -> 'native' when the engine is built, else 'reference'."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    if backend == "native" and not engine.available():
+        raise RuntimeError("backend: 'native' was asked for but lstmkit._engine is not built; use 'reference'")
+    if backend == "auto":
+        return "native" if engine.available() else "reference"
+    return backend
+
+
+class _Module:
+    """Parameters under torch's names, train/eval mode, state_dict in and out."""
+
+    params: dict
+    training: bool = True
+
+    def train(self, mode: bool = True):
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The live parameter arrays, for optimizers (updated in place)."""
+        return self.params
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of the parameters under torch's names."""
+        return {name: value.copy() for name, value in self.params.items()}
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.params.values())
+
+
+class RNNBase(_Module):
+    """A stacked, optionally bidirectional RNN over whole sequences (torch.nn.LSTM/GRU's interface)."""
+
+    mode = ""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, proj_size=0, *, seed=None, dtype="float32", backend="auto"):
+        self.config = RNNConfig(self.mode, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                                bidirectional, proj_size)
+        self.dtype = check_dtype(dtype)
+        self.backend = resolve_backend(backend)
+        self.rng = np.random.default_rng(seed)
+        self.params = init_params(self.config, seed, self.dtype)
+        self.training = True
+        self._last = None  # what the last forward call needs for backward
+
+    def __getattr__(self, name):
+        # torch-style attribute access: layer.hidden_size, layer.weight_ih_l0, ...
+        config = self.__dict__.get("config")
+        if config is not None and hasattr(config, name):
+            return getattr(config, name)
+        params = self.__dict__.get("params", {})
+        if name in params:
+            return params[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def load_state_dict(self, state: dict) -> None:
+        """Copy in a state_dict with torch's names (numpy arrays or torch tensors); checked first."""
+        self.params = check_state_dict(self.config, state, self.dtype)
+
+    def __call__(self, x, hx=None, lengths=None):
+        """Run the sequence.
+
+        x: (T, B, I), or (B, T, I) with batch_first, or unbatched (T, I).
+        hx: LSTM (h0 (L·D, B, P), c0 (L·D, B, H)), GRU h0 (L·D, B, H); unbatched without the B axis.
+        lengths: (B,) valid steps per sequence, any order, values in [0, T].
+        Returns LSTM (output (T, B, D·P), (h_n, c_n)), GRU (output, h_n), in x's layout.
+        """
+        cfg = self.config
+        T, B, unbatched = check_input(cfg, x, self.dtype)
+        state0 = check_state(cfg, hx, B, unbatched, self.dtype)
+        lengths = check_lengths(lengths, T, B)
+        xs = self._to_sequence_first(np.asarray(x), unbatched)  # (T, B, I)
+        if state0 is not None:
+            state0 = tuple(np.asarray(s).reshape(shape) for s, shape in zip(state0, state_shapes(cfg, B)))
+        masks = self._dropout_masks(T, B)
+        if self.backend == "native" and masks is None:
+            output, final = engine.forward(cfg, self.params, xs, state0, lengths)
+            cache = None
+        else:
+            output, final, cache = ref.forward(cfg, self.params, xs, state0, lengths, masks)
+        self._last = (xs, state0, lengths, masks, cache, unbatched)
+        output = self._from_sequence_first(output, unbatched)
+        final = tuple(s[:, 0] if unbatched else s for s in final)
+        return (output, final) if cfg.mode == "LSTM" else (output, final[0])
+
+    def backward(self, d_output, d_hn=None, d_cn=None) -> Gradients:
+        """Gradients of a loss through the last forward call (BPTT).
+
+        d_output: like the output; d_hn, d_cn: like h_n, c_n (None for zeros).
+        """
+        if self._last is None:
+            raise RuntimeError("backward: call the layer on an input first")
+        xs, state0, lengths, masks, cache, unbatched = self._last
+        if cache is None:  # the forward ran natively: rebuild the reference's cache
+            _, _, cache = ref.forward(self.config, self.params, xs, state0, lengths, masks)
+        B = xs.shape[1]
+        d_out = self._to_sequence_first(np.asarray(d_output, dtype=self.dtype), unbatched)
+        finals = (d_hn, d_cn) if self.config.mode == "LSTM" else (d_hn,)
+        d_final = tuple(
+            np.zeros(shape, self.dtype) if d is None else np.asarray(d, self.dtype).reshape(shape)
+            for d, shape in zip(finals, state_shapes(self.config, B))
+        )
+        dx, d_state0, grads = ref.backward(cache, d_out, d_final)
+        dx = self._from_sequence_first(dx, unbatched)
+        d_state0 = tuple(s[:, 0] if unbatched else s for s in d_state0)
+        d_hx = d_state0 if self.config.mode == "LSTM" else d_state0[0]
+        return Gradients(dx, d_hx, grads)
+
+    def _dropout_masks(self, T, B):
+        """Inter-layer dropout masks (L − 1 of (T, B, D·P)), scaled by 1/(1 − p); None when inactive."""
+        cfg = self.config
+        p = cfg.dropout
+        if not self.training or p == 0 or cfg.num_layers == 1:
+            return None
+        shape = (cfg.num_layers - 1, T, B, cfg.num_directions * cfg.output_size)
+        keep = self.rng.random(shape) >= p
+        return list(keep.astype(self.dtype) / (1.0 - p)) if p < 1 else list(np.zeros(shape, self.dtype))
+
+    def _to_sequence_first(self, a, unbatched):
+        if unbatched:
+            return a[:, None]
+        return a.transpose(1, 0, 2) if self.config.batch_first else a
+
+    def _from_sequence_first(self, a, unbatched):
+        if unbatched:
+            return a[:, 0]
+        return np.ascontiguousarray(a.transpose(1, 0, 2)) if self.config.batch_first else a
+
+    def __repr__(self):
+        c = self.config
+        extra = "".join(
+            f", {k}={getattr(c, k)}" for k, default in
+            (("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
+             ("bidirectional", False), ("proj_size", 0)) if getattr(c, k) != default
+        )
+        return f"{self.mode}({c.input_size}, {c.hidden_size}{extra}, dtype={self.dtype.name}, backend={self.backend})"
+
+
+class LSTM(RNNBase):
+    """Long short-term memory over sequences; the equations are in ``lstmkit/ref/lstm.py``."""
+
+    mode = "LSTM"
+
+
+class GRU(RNNBase):
+    """Gated recurrent unit over sequences; the equations are in ``lstmkit/ref/gru.py``."""
+
+    mode = "GRU"
+
+
+class _CellBase(_Module):
+    """One time step, torch.nn.LSTMCell/GRUCell's interface; parameters weight_ih, weight_hh, bias_ih, bias_hh."""
+
+    mode = ""
+
+    def __init__(self, input_size, hidden_size, bias=True, *, seed=None, dtype="float32", backend="auto"):
+        self.config = RNNConfig(self.mode, input_size, hidden_size, bias=bias)
+        self.dtype = check_dtype(dtype)
+        self.backend = resolve_backend(backend)
+        # a cell's parameters are a one-layer RNN's without the "_l0" suffix
+        self.params = {name[:-3]: value for name, value in init_params(self.config, seed, self.dtype).items()}
+        self.training = True
+        self._last = None
+
+    @property
+    def input_size(self):
+        return self.config.input_size
+
+    @property
+    def hidden_size(self):
+        return self.config.hidden_size
+
+    def load_state_dict(self, state: dict) -> None:
+        """Copy in a state_dict with torch's cell names (weight_ih, weight_hh, bias_ih, bias_hh); checked first."""
+        expected = {name[:-3]: shape for name, shape in param_shapes(self.config).items()}
+        renamed = {k + "_l0": v for k, v in state.items() if k in expected}
+        renamed.update({k: v for k, v in state.items() if k not in expected})
+        checked = check_state_dict(self.config, renamed, self.dtype)
+        self.params = {name[:-3]: value for name, value in checked.items()}
+
+    def __call__(self, x, hx=None):
+        """x (B, I) or (I,); hx: LSTM (h (B, H), c (B, H)), GRU h (B, H), None for zeros.
+
+        Returns LSTM (h', c'), GRU h', each (B, H) (or (H,) for unbatched x).
+        """
+        cfg = self.config
+        if not hasattr(x, "ndim") or x.ndim not in (1, 2):
+            got = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+            raise ValueError(f"input: expected (B, {cfg.input_size}) or ({cfg.input_size},), got {got}")
+        unbatched = x.ndim == 1
+        x2 = np.asarray(x)[None] if unbatched else np.asarray(x)
+        if x2.shape[1] != cfg.input_size:
+            raise ValueError(f"input: expected {cfg.input_size} features, got shape {tuple(x.shape)}")
+        check_dtype_matches("input", x2.dtype, self.dtype)
+        B = x2.shape[0]
+        # a cell's state is a one-layer state without the layer axis
+        state = check_state(cfg, _add_axis(hx, unbatched), B, False, self.dtype) if hx is not None else None
+        if state is None:
+            state = tuple(np.zeros(s[1:], self.dtype) for s in state_shapes(cfg, B))
+        else:
+            state = tuple(np.asarray(s).reshape(s.shape[-2:]) for s in state)
+        cell = ref.rnn.CELLS[cfg.mode]
+        if self.backend == "native" and not self.training:
+            new_state, cache = engine.cell_forward(cfg.mode, x2, state, self.params), None
+        else:
+            new_state, cache = cell.cell_forward(x2, state, self.params)
+        self._last = (x2, state, cache, unbatched)
+        new_state = tuple(s[0] if unbatched else s for s in new_state)
+        return new_state if cfg.mode == "LSTM" else new_state[0]
+
+    def backward(self, d_h, d_c=None) -> Gradients:
+        """Gradients through the last step: d_h like h', d_c like c' (LSTM; None for zeros)."""
+        if self._last is None:
+            raise RuntimeError("backward: call the cell on an input first")
+        x2, state, cache, unbatched = self._last
+        cell = ref.rnn.CELLS[self.config.mode]
+        if cache is None:
+            _, cache = cell.cell_forward(x2, state, self.params)
+        d = (d_h, d_c) if self.config.mode == "LSTM" else (d_h,)
+        d_state = tuple(np.zeros_like(s) if g is None else np.asarray(g, self.dtype).reshape(s.shape)
+                        for g, s in zip(d, state))
+        dx, d_prev, grads = cell.cell_backward(d_state, cache, self.params)
+        if unbatched:
+            dx, d_prev = dx[0], tuple(s[0] for s in d_prev)
+        return Gradients(dx, d_prev if self.config.mode == "LSTM" else d_prev[0], grads)
+
+
+def _add_axis(hx, unbatched):
+    """A cell's hx (B, H) seen as a one-layer RNN state (1, B, H), so check_state applies."""
+    add = (lambda s: np.asarray(s)[None, None]) if unbatched else (lambda s: s[None] if hasattr(s, "shape") else s)
+    return tuple(add(s) for s in hx) if isinstance(hx, (tuple, list)) else add(hx)
+
+
+class LSTMCell(_CellBase):
+    """One LSTM step (torch.nn.LSTMCell's interface)."""
+
+    mode = "LSTM"
+
+
+class GRUCell(_CellBase):
+    """One GRU step (torch.nn.GRUCell's interface)."""
+
+    mode = "GRU"
+
+
+class Linear(_Module):
+    """y = x W^T + b over the last axis, for readouts: weight (out, in), bias (out,), torch's init."""
+
+    def __init__(self, in_features, out_features, bias=True, *, seed=None, dtype="float32"):
+        self.dtype = check_dtype(dtype)
+        rng = np.random.default_rng(seed)
+        bound = 1.0 / math.sqrt(in_features)
+        self.params = {"weight": rng.uniform(-bound, bound, (out_features, in_features)).astype(self.dtype)}
+        if bias:
+            self.params["bias"] = rng.uniform(-bound, bound, (out_features,)).astype(self.dtype)
+        self.training = True
+        self._x = None
+
+    def __call__(self, x):
+        """x (..., in) -> (..., out)."""
+        self._x = np.asarray(x)
+        y = self._x @ self.params["weight"].T
+        return y + self.params["bias"] if "bias" in self.params else y
+
+    def backward(self, d_y) -> Gradients:
+        x2 = self._x.reshape(-1, self._x.shape[-1])
+        d2 = np.asarray(d_y).reshape(-1, d_y.shape[-1])
+        grads = {"weight": d2.T @ x2}
+        if "bias" in self.params:
+            grads["bias"] = d2.sum(axis=0)
+        return Gradients(np.asarray(d_y) @ self.params["weight"], None, grads)
