@@ -1,0 +1,1 @@
+"""One module per ``lstmkit`` subcommand; each has ``register(subparsers)`` and calls into the library."""
