@@ -1,0 +1,358 @@
+"""Drop-in replacements for torch.nn.LSTM, GRU, LSTMCell and GRUCell, computed by lstmkit's custom operators.
+
+Same constructor, parameter names, initialisation (uniform ±1/√hidden_size, drawn in the same order, so
+the same seed gives the same weights), ``state_dict`` keys and forward contract as torch.nn, so
+``load_state_dict`` works in both directions. One extra: the sequence modules take ``lengths=`` (B,) for
+padded input, with packed-sequence semantics (outputs past a sequence's end are zero, h_n/c_n are taken
+at each sequence's last valid step, the reverse direction starts there).
+
+Shapes (L layers, D = 2 if bidirectional else 1, H hidden_size, P = proj_size or H):
+    input   (T, B, I), (B, T, I) with batch_first, (T, I) unbatched, or a PackedSequence
+    hx      LSTM (h0 (L·D, B, P), c0 (L·D, B, H)); GRU h0 (L·D, B, H); without B when unbatched
+    output  like the input with D·P features (a PackedSequence for a PackedSequence)
+    h_n/c_n like h0/c0, batch in the caller's order (also for unsorted PackedSequences)
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from .. import checks
+from ..params import RNNConfig, check_dtype, param_shapes
+from . import ops  # noqa: F401  (registers torch.ops.lstmkit.*)
+
+__all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell"]
+
+
+def _check_layer_dtype(dtype) -> None:
+    """Only float32 and float64 are computed; a layer built or cast to another dtype fails by name."""
+    check_dtype(checks.dtype_name(dtype))
+
+
+class _RNNBase(nn.Module):
+    """Shared body of LSTM and GRU: parameters under torch's names, validation, layouts, dropout masks."""
+
+    def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
+                 device=None, dtype=None) -> None:
+        super().__init__()
+        # RNNConfig validates sizes, dropout and proj_size with ValueErrors naming the argument
+        self.config = RNNConfig(mode, input_size, hidden_size, num_layers, bool(bias), bool(batch_first),
+                                float(dropout) if not isinstance(dropout, bool) else dropout,
+                                bool(bidirectional), proj_size)
+        self.mode = mode
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), float(dropout)
+        self.bidirectional, self.proj_size = bool(bidirectional), proj_size
+        if dropout > 0 and num_layers == 1:
+            # the same warning torch.nn gives: dropout acts between layers only
+            warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
+                          f"expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}")
+        factory = {"device": device, "dtype": dtype}
+        self._flat_weights_names = list(param_shapes(self.config))
+        for name, shape in param_shapes(self.config).items():
+            self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
+        _check_layer_dtype(self.weight_ih_l0.dtype)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """torch's initialisation: every parameter uniform in ±1/√hidden_size, in registration order."""
+        stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -stdv, stdv)
+
+    @property
+    def _flat_weights(self) -> list[torch.Tensor]:
+        return [getattr(self, name) for name in self._flat_weights_names]
+
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        """Parameters grouped per layer and direction, as torch.nn.RNNBase.all_weights."""
+        per = len(self._flat_weights_names) // (self.num_layers * self.config.num_directions)
+        w = self._flat_weights
+        return [w[i:i + per] for i in range(0, len(w), per)]
+
+    def flatten_parameters(self) -> None:
+        """No-op, kept so code written for torch.nn (which calls it for cuDNN) runs unchanged."""
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        return s
+
+    # -- forward pieces ----------------------------------------------------------------------------------
+
+    def _dropout_masks(self, steps: int, batch: int, like: torch.Tensor) -> list[torch.Tensor]:
+        """L − 1 masks (T, B, D·P) drawn with torch's RNG, scaled by 1/(1 − p); [] when dropout is off.
+
+        Drawn here rather than inside the operator so the forward and its backward use the same mask
+        (the operator saves them) and torch.manual_seed makes runs reproducible.
+        """
+        p = self.dropout
+        if not self.training or p == 0 or self.num_layers == 1:
+            return []
+        shape = (steps, batch, self.config.num_directions * self.config.output_size)
+        if p >= 1.0:  # everything dropped; bernoulli/(1 − p) would be 0/0
+            return [like.new_zeros(shape) for _ in range(self.num_layers - 1)]
+        keep = 1.0 - p
+        return [like.new_empty(shape).bernoulli_(keep).div_(keep) for _ in range(self.num_layers - 1)]
+
+    def _lengths_tensor(self, lengths, steps: int, batch: int) -> torch.Tensor:
+        """lengths= as an int64 tensor (B,). Values are checked here in eager mode; while compiling or
+        exporting they are not readable (fake tensors), so the operator checks them when it runs."""
+        if not torch.compiler.is_compiling():
+            checks.check_lengths(lengths, steps, batch)
+        if isinstance(lengths, torch.Tensor):
+            if lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
+                raise TypeError(f"lengths: expected an integer tensor, got dtype {checks.dtype_name(lengths.dtype)}")
+            if lengths.ndim != 1 or lengths.shape[0] != batch:
+                raise ValueError(f"lengths: expected {batch} values, one per sequence in the batch, "
+                                 f"got shape {tuple(lengths.shape)}")
+            return lengths.to(torch.int64)
+        return torch.as_tensor(lengths, dtype=torch.int64)
+
+    def _run(self, x, state0, lengths, masks):
+        """Call the operator on sequence-first x (T, B, I); returns (output, state tuple)."""
+        c = self.config
+        if c.mode == "LSTM":
+            out, h, cn = torch.ops.lstmkit.lstm(x, state0[0], state0[1], self._flat_weights, lengths, masks,
+                                                c.input_size, c.hidden_size, c.num_layers, c.bias,
+                                                c.bidirectional, c.proj_size)
+            return out, (h, cn)
+        out, h = torch.ops.lstmkit.gru(x, state0[0], self._flat_weights, lengths, masks, c.input_size,
+                                       c.hidden_size, c.num_layers, c.bias, c.bidirectional)
+        return out, (h,)
+
+    def _forward(self, input, hx, lengths):
+        cfg = self.config
+        dtype = self.weight_ih_l0.dtype
+        _check_layer_dtype(dtype)
+        packed = isinstance(input, PackedSequence)
+        if packed:
+            if lengths is not None:
+                raise ValueError("lengths: not accepted with a PackedSequence input, which carries its own lengths")
+            # padded (T, B, I) in the caller's batch order, lengths (B,) on the CPU
+            x, lengths_t = pad_packed_sequence(input, batch_first=False)
+            if x.ndim != 3 or x.shape[-1] != cfg.input_size:
+                raise ValueError(f"input: expected {cfg.input_size} features in the PackedSequence's data, "
+                                 f"got data of shape {tuple(input.data.shape)}")
+            checks.check_dtype_matches("input", x.dtype, dtype)
+            T, B, unbatched = x.shape[0], x.shape[1], False
+        else:
+            T, B, unbatched = checks.check_input(cfg, input, dtype)
+            if unbatched:
+                x = input.unsqueeze(1)
+            elif cfg.batch_first:
+                x = input.transpose(0, 1)
+            else:
+                x = input
+            lengths_t = None if lengths is None else self._lengths_tensor(lengths, T, B)
+        state0 = checks.check_state(cfg, hx, B, unbatched, dtype)
+        if state0 is None:
+            state0 = tuple(x.new_zeros(shape) for shape in checks.state_shapes(cfg, B))
+        elif unbatched:
+            state0 = tuple(s.unsqueeze(1) for s in state0)
+        out, state = self._run(x, state0, lengths_t, self._dropout_masks(T, B, x))
+        if packed:
+            out = _pack_like(out, input, lengths_t)
+        elif unbatched:
+            out = out.squeeze(1)
+        elif cfg.batch_first:
+            out = out.transpose(0, 1)
+        if unbatched:
+            state = tuple(s.squeeze(1) for s in state)
+        return out, state
+
+
+def _pack_like(output: torch.Tensor, packed_input: PackedSequence, lengths: torch.Tensor) -> PackedSequence:
+    """Pack output (T, B, F), in the caller's batch order, exactly as ``packed_input`` is packed: same
+    batch_sizes, sorted_indices and unsorted_indices (torch.nn returns them unchanged)."""
+    sorted_indices = packed_input.sorted_indices
+    if sorted_indices is not None:
+        output = output.index_select(1, sorted_indices)
+        lengths = lengths.index_select(0, sorted_indices.cpu())
+    data = pack_padded_sequence(output, lengths, batch_first=False, enforce_sorted=True).data
+    return PackedSequence(data, packed_input.batch_sizes, sorted_indices, packed_input.unsorted_indices)
+
+
+class LSTM(_RNNBase):
+    """Multi-layer (bi)directional LSTM with optional projection; drop-in for torch.nn.LSTM.
+
+    Args as torch.nn.LSTM: input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+    dropout=0.0 (between layers, training mode only), bidirectional=False, proj_size=0, device, dtype
+    (float32 or float64).
+
+    ``forward(input, hx=None, *, lengths=None) -> (output, (h_n, c_n))``
+        input (T, B, I) / (B, T, I) with batch_first / unbatched (T, I) / PackedSequence;
+        hx = (h0 (L·D, B, P), c0 (L·D, B, H)) or None for zeros (no B dimension when unbatched);
+        lengths (B,) ints in [0, T] for padded input (not with a PackedSequence).
+        output (T, B, D·P) (batch_first: (B, T, D·P); unbatched (T, D·P); PackedSequence in, out);
+        h_n (L·D, B, P), c_n (L·D, B, H).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
+                 device=None, dtype=None) -> None:
+        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         proj_size, device=device, dtype=dtype)
+
+    def forward(self, input, hx=None, *, lengths=None):
+        out, (h_n, c_n) = self._forward(input, hx, lengths)
+        return out, (h_n, c_n)
+
+
+class GRU(_RNNBase):
+    """Multi-layer (bi)directional GRU; drop-in for torch.nn.GRU.
+
+    Args as torch.nn.GRU: input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+    dropout=0.0, bidirectional=False, device, dtype (float32 or float64).
+
+    ``forward(input, hx=None, *, lengths=None) -> (output, h_n)``
+        input as for LSTM; hx h0 (L·D, B, H) or None; output (T, B, D·H) (layouts as the input);
+        h_n (L·D, B, H).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 device=None, dtype=None) -> None:
+        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         0, device=device, dtype=dtype)
+
+    def forward(self, input, hx=None, *, lengths=None):
+        out, (h_n,) = self._forward(input, hx, lengths)
+        return out, h_n
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Cells: one step, through the sequence operators with T = 1 and one layer.
+# ----------------------------------------------------------------------------------------------------------
+
+def _check_cell_input(config: RNNConfig, x, dtype) -> tuple[int, bool]:
+    """Cell input (B, I) or unbatched (I,); returns (B, unbatched). (checks.check_input expects sequences.)"""
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"input: expected a tensor of shape (B, {config.input_size}), got {type(x).__name__}")
+    if x.ndim not in (1, 2):
+        raise ValueError(f"input: expected 2 dimensions (B, I) or 1 (I,) for a cell, got shape {tuple(x.shape)}")
+    if x.shape[-1] != config.input_size:
+        raise ValueError(
+            f"input: expected {config.input_size} features in the last dimension, got shape {tuple(x.shape)}")
+    checks.check_dtype_matches("input", x.dtype, dtype)
+    return (1, True) if x.ndim == 1 else (x.shape[0], False)
+
+
+def _check_cell_state(config: RNNConfig, hx, batch: int, unbatched: bool, dtype) -> tuple | None:
+    """Cell state: LSTM (h, c), GRU h; each (B, H), or (H,) unbatched. Returns a tuple or None."""
+    if hx is None:
+        return None
+    if config.mode == "LSTM":
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError(f"hx: expected a tuple (h, c) for an LSTMCell, got {type(hx).__name__}")
+        names, hx = ("h", "c"), tuple(hx)
+    else:
+        if isinstance(hx, (tuple, list)):
+            raise TypeError("hx: expected one tensor h for a GRUCell, got a tuple")
+        names, hx = ("h",), (hx,)
+    shape = (config.hidden_size,) if unbatched else (batch, config.hidden_size)
+    for name, value in zip(names, hx):
+        if not hasattr(value, "shape"):
+            raise TypeError(f"hx: expected {name} as a tensor of shape {shape}, got {type(value).__name__}")
+        if tuple(value.shape) != shape:
+            raise ValueError(f"hx: expected {name} of shape {shape}, got {tuple(value.shape)}")
+        checks.check_dtype_matches(f"hx ({name})", value.dtype, dtype)
+    return hx
+
+
+class _CellBase(nn.Module):
+    def __init__(self, mode: str, input_size: int, hidden_size: int, bias: bool = True, device=None,
+                 dtype=None) -> None:
+        super().__init__()
+        self.config = RNNConfig(mode, input_size, hidden_size, 1, bool(bias))
+        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bool(bias)
+        factory = {"device": device, "dtype": dtype}
+        G = self.config.num_gates
+        self.weight_ih = nn.Parameter(torch.empty((G * hidden_size, input_size), **factory))
+        self.weight_hh = nn.Parameter(torch.empty((G * hidden_size, hidden_size), **factory))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(G * hidden_size, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(G * hidden_size, **factory))
+        else:  # as torch.nn: registered as None, so absent from state_dict
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        _check_layer_dtype(self.weight_ih.dtype)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """torch's initialisation: every parameter uniform in ±1/√hidden_size."""
+        stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -stdv, stdv)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+
+    def _step(self, input, hx):
+        c = self.config
+        dtype = self.weight_ih.dtype
+        _check_layer_dtype(dtype)
+        B, unbatched = _check_cell_input(c, input, dtype)
+        state = _check_cell_state(c, hx, B, unbatched, dtype)
+        x = input.reshape(1, B, c.input_size)  # one step of one sequence batch
+        if state is None:
+            state = tuple(x.new_zeros((1, B, c.hidden_size)) for _ in range(2 if c.mode == "LSTM" else 1))
+        else:
+            state = tuple(s.reshape(1, B, c.hidden_size) for s in state)
+        weights = [self.weight_ih, self.weight_hh] + ([self.bias_ih, self.bias_hh] if self.bias else [])
+        if c.mode == "LSTM":
+            _, h, cn = torch.ops.lstmkit.lstm(x, state[0], state[1], weights, None, [], c.input_size,
+                                              c.hidden_size, 1, c.bias, False, 0)
+            new = (h, cn)
+        else:
+            _, h = torch.ops.lstmkit.gru(x, state[0], weights, None, [], c.input_size, c.hidden_size, 1, c.bias,
+                                         False)
+            new = (h,)
+        shape = (c.hidden_size,) if unbatched else (B, c.hidden_size)
+        return tuple(s.reshape(shape) for s in new)
+
+
+class LSTMCell(_CellBase):
+    """One LSTM step; drop-in for torch.nn.LSTMCell(input_size, hidden_size, bias=True, device, dtype).
+
+    ``forward(input, hx=None) -> (h', c')``: input (B, I) or (I,); hx = (h (B, H), c (B, H)) or None
+    for zeros (no B when unbatched); h', c' (B, H) or (H,).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None) -> None:
+        super().__init__("LSTM", input_size, hidden_size, bias, device=device, dtype=dtype)
+
+    def forward(self, input, hx=None):
+        h, c = self._step(input, hx)
+        return h, c
+
+
+class GRUCell(_CellBase):
+    """One GRU step; drop-in for torch.nn.GRUCell(input_size, hidden_size, bias=True, device, dtype).
+
+    ``forward(input, hx=None) -> h'``: input (B, I) or (I,); hx h (B, H) or None; h' (B, H) or (H,).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None) -> None:
+        super().__init__("GRU", input_size, hidden_size, bias, device=device, dtype=dtype)
+
+    def forward(self, input, hx=None):
+        (h,) = self._step(input, hx)
+        return h
