@@ -1,0 +1,192 @@
+// Python glue for lstmkit._engine: array checks, GIL release, calls into the kernels. No math here.
+//
+// The public, validated API is lstmkit/engine.py; it allocates the outputs and passes them in, so
+// every buffer the kernels touch is owned by Python for the whole call. The checks below repeat the
+// shape checks once more so that a direct, wrong call raises ValueError instead of reading out of
+// bounds. Every array must already be C-contiguous with the overload's dtype (no silent copies:
+// outputs are written in place, and a converted copy would be lost).
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cells.h"
+#include "rnn.h"
+
+namespace nb = nanobind;
+using lstmkit::index_t;
+
+namespace {
+
+template <typename T>
+using In = nb::ndarray<const T, nb::c_contig, nb::device::cpu>;
+template <typename T>
+using Out = nb::ndarray<T, nb::c_contig, nb::device::cpu>;
+using Lengths = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+std::string shape_str(std::initializer_list<index_t> dims) {
+  std::string s = "(";
+  size_t i = 0;
+  for (index_t d : dims) s += (i++ ? ", " : "") + std::to_string(d);
+  return s + (dims.size() == 1 ? ",)" : ")");
+}
+
+template <typename A>
+std::string shape_str(const A& a) {
+  std::string s = "(";
+  for (size_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// Throws ValueError unless `a` is valid and has exactly the shape `dims`.
+template <typename A>
+void expect_shape(const char* name, const A& a, std::initializer_list<index_t> dims) {
+  if (!a.is_valid()) throw std::invalid_argument(std::string(name) + ": expected an array, got None");
+  bool ok = a.ndim() == dims.size();
+  size_t i = 0;
+  for (index_t d : dims) ok = ok && static_cast<index_t>(a.shape(i++)) == d;
+  if (!ok)
+    throw std::invalid_argument(std::string(name) + ": expected shape " + shape_str(dims) + ", got " +
+                                shape_str(a));
+}
+
+bool is_lstm(const std::string& mode) {
+  if (mode == "LSTM") return true;
+  if (mode == "GRU") return false;
+  throw std::invalid_argument("mode: expected 'LSTM' or 'GRU', got '" + mode + "'");
+}
+
+// cell_forward(mode, x (B, I), h (B, P), c (B, H) | None, w_ih (G·H, I), w_hh (G·H, P),
+//              b_ih (G·H,) | None, b_hh (G·H,) | None, w_hr (P, H) | None, h_out (B, P), c_out (B, H) | None)
+template <typename T>
+void cell_forward(const std::string& mode, In<T> x, In<T> h, In<T> c, In<T> w_ih, In<T> w_hh, In<T> b_ih,
+                  In<T> b_hh, In<T> w_hr, Out<T> h_out, Out<T> c_out) {
+  const bool lstm = is_lstm(mode);
+  const index_t G = lstm ? 4 : 3;
+  if (x.ndim() != 2) throw std::invalid_argument("x: expected 2 dimensions (B, I), got shape " + shape_str(x));
+  const index_t B = x.shape(0), I = x.shape(1);
+  if (w_ih.ndim() != 2 || w_ih.shape(0) % G != 0 || w_ih.shape(0) == 0)
+    throw std::invalid_argument("w_ih: expected shape (" + std::to_string(G) + "·H, I), got " + shape_str(w_ih));
+  const index_t H = w_ih.shape(0) / G;
+  const index_t P = w_hr.is_valid() ? static_cast<index_t>(w_hr.shape(0)) : H;
+  if (!lstm && w_hr.is_valid()) throw std::invalid_argument("w_hr: expected None for a GRU (no projection)");
+  expect_shape("w_ih", w_ih, {G * H, I});
+  expect_shape("w_hh", w_hh, {G * H, P});
+  if (w_hr.is_valid()) expect_shape("w_hr", w_hr, {P, H});
+  if (b_ih.is_valid() != b_hh.is_valid()) throw std::invalid_argument("b_ih, b_hh: expected both or neither");
+  if (b_ih.is_valid()) {
+    expect_shape("b_ih", b_ih, {G * H});
+    expect_shape("b_hh", b_hh, {G * H});
+  }
+  expect_shape("h", h, {B, P});
+  expect_shape("h_out", h_out, {B, P});
+  if (lstm) {
+    expect_shape("c", c, {B, H});
+    expect_shape("c_out", c_out, {B, H});
+  }
+  lstmkit::CellWeights<T> w{w_ih.data(), w_hh.data(), b_ih.is_valid() ? b_ih.data() : nullptr,
+                            b_hh.is_valid() ? b_hh.data() : nullptr, w_hr.is_valid() ? w_hr.data() : nullptr};
+  const T* c_ptr = lstm ? c.data() : nullptr;
+  T* c_out_ptr = lstm ? c_out.data() : nullptr;
+  nb::gil_scoped_release release;
+  lstmkit::cell_forward<T>(lstm, B, I, H, P, x.data(), h.data(), c_ptr, w, h_out.data(), c_out_ptr);
+}
+
+// forward(mode, num_layers, bidirectional, hidden_size, proj_size, x (T, B, I), weights, h0 (L·D, B, P),
+//         c0 (L·D, B, H) | None, lengths (B,) int64 | None, out (T, B, D·P), h_n (L·D, B, P), c_n | None)
+// weights: flat list, per layer and direction (layer-major): w_ih, w_hh, then b_ih, b_hh when
+// has_bias, then w_hr when proj_size > 0.
+template <typename T>
+void forward(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size, index_t proj_size,
+             bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0, Lengths lengths, Out<T> out,
+             Out<T> h_n, Out<T> c_n) {
+  lstmkit::RnnShape s;
+  s.lstm = is_lstm(mode);
+  if (num_layers < 1) throw std::invalid_argument("num_layers: expected >= 1");
+  if (hidden_size < 1) throw std::invalid_argument("hidden_size: expected >= 1");
+  if (proj_size < 0 || proj_size >= hidden_size || (proj_size && !s.lstm))
+    throw std::invalid_argument("proj_size: expected 0, or in [1, hidden_size) for an LSTM");
+  if (x.ndim() != 3) throw std::invalid_argument("x: expected 3 dimensions (T, B, I), got shape " + shape_str(x));
+  s.T = x.shape(0);
+  s.B = x.shape(1);
+  s.I = x.shape(2);
+  s.H = hidden_size;
+  s.P = proj_size ? proj_size : hidden_size;
+  s.L = num_layers;
+  s.D = bidirectional ? 2 : 1;
+  const index_t G = s.gates(), LD = s.L * s.D;
+  const size_t per_cell = 2 + (has_bias ? 2 : 0) + (proj_size ? 1 : 0);
+  if (weights.size() != per_cell * static_cast<size_t>(LD))
+    throw std::invalid_argument("weights: expected " + std::to_string(per_cell * LD) + " arrays, got " +
+                                std::to_string(weights.size()));
+  std::vector<lstmkit::CellWeights<T>> cells(static_cast<size_t>(LD));
+  for (index_t k = 0; k < LD; ++k) {
+    const In<T>* w = weights.data() + k * per_cell;
+    const index_t in = k < s.D ? s.I : s.D * s.P;
+    expect_shape("weights (w_ih)", w[0], {G * s.H, in});
+    expect_shape("weights (w_hh)", w[1], {G * s.H, s.P});
+    cells[k].w_ih = w[0].data();
+    cells[k].w_hh = w[1].data();
+    size_t next = 2;
+    if (has_bias) {
+      expect_shape("weights (b_ih)", w[2], {G * s.H});
+      expect_shape("weights (b_hh)", w[3], {G * s.H});
+      cells[k].b_ih = w[2].data();
+      cells[k].b_hh = w[3].data();
+      next = 4;
+    }
+    if (proj_size) {
+      expect_shape("weights (w_hr)", w[next], {s.P, s.H});
+      cells[k].w_hr = w[next].data();
+    }
+  }
+  expect_shape("h0", h0, {LD, s.B, s.P});
+  expect_shape("h_n", h_n, {LD, s.B, s.P});
+  expect_shape("out", out, {s.T, s.B, s.D * s.P});
+  if (s.lstm) {
+    expect_shape("c0", c0, {LD, s.B, s.H});
+    expect_shape("c_n", c_n, {LD, s.B, s.H});
+  }
+  const int64_t* len = nullptr;
+  if (lengths.is_valid()) {
+    expect_shape("lengths", lengths, {s.B});
+    len = lengths.data();
+    for (index_t b = 0; b < s.B; ++b)
+      if (len[b] < 0 || len[b] > s.T)
+        throw std::invalid_argument("lengths: expected values in [0, " + std::to_string(s.T) + "], got " +
+                                    std::to_string(len[b]));
+  }
+  const T* c0_ptr = s.lstm ? c0.data() : nullptr;
+  T* c_n_ptr = s.lstm ? c_n.data() : nullptr;
+  nb::gil_scoped_release release;
+  lstmkit::rnn_forward<T>(s, x.data(), cells.data(), h0.data(), c0_ptr, len, out.data(), h_n.data(), c_n_ptr);
+}
+
+template <typename T>
+void bind_dtype(nb::module_& m) {
+  m.def("cell_forward", &cell_forward<T>, nb::arg("mode"), nb::arg("x").noconvert(), nb::arg("h").noconvert(),
+        nb::arg("c").noconvert().none(), nb::arg("w_ih").noconvert(), nb::arg("w_hh").noconvert(),
+        nb::arg("b_ih").noconvert().none(), nb::arg("b_hh").noconvert().none(), nb::arg("w_hr").noconvert().none(),
+        nb::arg("h_out").noconvert(), nb::arg("c_out").noconvert().none(),
+        "One fused cell step into h_out (and c_out for an LSTM). Use lstmkit.engine.cell_forward.");
+  m.def("forward", &forward<T>, nb::arg("mode"), nb::arg("num_layers"), nb::arg("bidirectional"),
+        nb::arg("hidden_size"), nb::arg("proj_size"), nb::arg("has_bias"), nb::arg("x").noconvert(),
+        nb::arg("weights").noconvert(), nb::arg("h0").noconvert(), nb::arg("c0").noconvert().none(),
+        nb::arg("lengths").noconvert().none(), nb::arg("out").noconvert(), nb::arg("h_n").noconvert(),
+        nb::arg("c_n").noconvert().none(),
+        "Whole-sequence inference forward into out, h_n (and c_n). Use lstmkit.engine.forward.");
+}
+
+}  // namespace
+
+NB_MODULE(_engine, m) {
+  m.doc() = "lstmkit's native CPU kernels (float32 and float64). The checked API is lstmkit.engine.";
+  bind_dtype<float>(m);
+  bind_dtype<double>(m);
+}

@@ -1,0 +1,174 @@
+// Fused LSTM and GRU cell steps: the recurrent product fused with the gate nonlinearities and the
+// state update, exactly the equations of lstmkit/ref/lstm.py and lstmkit/ref/gru.py (torch's
+// formulation, gate order LSTM (i, f, g, o), GRU (r, z, n)).
+//
+// Notation for every buffer below: B batch rows, I input size, H hidden size, P = proj_size or H
+// (size of h), G = 4 (LSTM) or 3 (GRU). Row-major; "ld" is a row stride in elements. No function here
+// allocates on the step path or keeps a pointer after it returns.
+#pragma once
+
+#include <cmath>
+#include <vector>
+
+#include "gemm.h"
+
+namespace lstmkit {
+
+// σ(x) = ½(1 + tanh(x/2)): the reference's formula (no exp overflow for large |x|), so the engine
+// rounds the way the reference does.
+template <typename T>
+inline T sigmoid(T x) {
+  return T(0.5) * (T(1) + std::tanh(T(0.5) * x));
+}
+
+// Weights of one layer and direction, in torch's layout; pointers into caller-owned memory that must
+// outlive the call they are passed to.
+//   w_ih: [G·H, In]  input weights (In = I for layer 0, D·P above)
+//   w_hh: [G·H, P]   recurrent weights
+//   b_ih, b_hh: [G·H] biases, both null when the model has no bias
+//   w_hr: [P, H]     projection (LSTM with proj_size only), else null
+template <typename T>
+struct CellWeights {
+  const T* w_ih = nullptr;
+  const T* w_hh = nullptr;
+  const T* b_ih = nullptr;
+  const T* b_hh = nullptr;
+  const T* w_hr = nullptr;
+};
+
+// CellWeights repacked for the GEMM, plus the bias the input projection starts from. Owns its data.
+//   bias_in: [G·H] LSTM: b_ih + b_hh (both fold into the input projection);
+//                  GRU:  b_ih (b_hh stays in the step, since r multiplies W_hn h + b_hn).
+//   b_hh:    GRU only, the caller's pointer (not owned), null without bias.
+template <typename T>
+struct PackedCell {
+  PackedWeights<T> w_ih, w_hh, w_hr;  // w_hr empty (n = 0) without projection
+  std::vector<T> bias_in;             // empty without bias
+  const T* b_hh = nullptr;
+  bool projected = false;
+
+  PackedCell(bool lstm, index_t in, index_t H, index_t P, const CellWeights<T>& w)
+      : w_ih(w.w_ih, (lstm ? 4 : 3) * H, in, in), w_hh(w.w_hh, (lstm ? 4 : 3) * H, P, P) {
+    const index_t GH = (lstm ? 4 : 3) * H;
+    if (w.w_hr) {
+      w_hr = PackedWeights<T>(w.w_hr, P, H, H);
+      projected = true;
+    }
+    if (w.b_ih) {
+      bias_in.assign(w.b_ih, w.b_ih + GH);
+      if (lstm)
+        for (index_t j = 0; j < GH; ++j) bias_in[j] += w.b_hh[j];
+      else
+        b_hh = w.b_hh;
+    }
+  }
+  const T* input_bias() const { return bias_in.empty() ? nullptr : bias_in.data(); }
+};
+
+// LSTM gate nonlinearities and state update for B rows, one fused pass.
+//   gates: [B, 4H] ld ldg  pre-activations (i, f, g, o), all products and biases already summed
+//   c_in:  [B, H]  ld ldc_in   cell state before the step
+//   c_out: [B, H]  ld ldc_out  cell state after (may alias c_in)
+//   m:     [B, H]  ld ldm      o ⊙ tanh(c'): h' itself without projection, the projection's input with it
+template <typename T>
+void lstm_pointwise(index_t B, index_t H, const T* gates, index_t ldg, const T* c_in, index_t ldc_in, T* c_out,
+                    index_t ldc_out, T* m, index_t ldm) {
+  for (index_t b = 0; b < B; ++b) {
+    const T* gi = gates + b * ldg;
+    const T* gf = gi + H;
+    const T* gg = gi + 2 * H;
+    const T* go = gi + 3 * H;
+    const T* c = c_in + b * ldc_in;
+    T* cn = c_out + b * ldc_out;
+    T* mb = m + b * ldm;
+    for (index_t j = 0; j < H; ++j) {
+      const T i = sigmoid(gi[j]), f = sigmoid(gf[j]), g = std::tanh(gg[j]), o = sigmoid(go[j]);
+      const T c_next = f * c[j] + i * g;
+      cn[j] = c_next;
+      mb[j] = o * std::tanh(c_next);
+    }
+  }
+}
+
+// One LSTM step for B rows whose input projection is already in `gates`.
+//   h_in:   [B, P] ld ldh_in    h before the step (read by the recurrent product)
+//   c_in:   [B, H] ld ldc_in    c before the step
+//   gates:  [B, 4H] ld ldg      in: x·W_ihᵀ + b_ih + b_hh; clobbered (h·W_hhᵀ is added in place)
+//   h_out:  [B, P] ld ldh_out   h after (may alias h_in: h_in is fully read before h_out is written)
+//   c_out:  [B, H] ld ldc_out   c after (may alias c_in)
+//   m:      [B, H] contiguous scratch, used only with projection
+template <typename T>
+void lstm_step(index_t B, index_t H, const PackedCell<T>& w, const T* h_in, index_t ldh_in, const T* c_in,
+               index_t ldc_in, T* gates, index_t ldg, T* h_out, index_t ldh_out, T* c_out, index_t ldc_out, T* m) {
+  if (B <= 0) return;
+  gemm_acc(B, h_in, ldh_in, w.w_hh, gates, ldg);  // (B, 4H) += (B, P) · (P, 4H)
+  if (w.projected) {
+    lstm_pointwise(B, H, gates, ldg, c_in, ldc_in, c_out, ldc_out, m, H);
+    gemm_set(B, m, H, w.w_hr, h_out, ldh_out);  // (B, P) = (B, H) · (H, P)
+  } else {
+    lstm_pointwise(B, H, gates, ldg, c_in, ldc_in, c_out, ldc_out, h_out, ldh_out);
+  }
+}
+
+// GRU gate nonlinearities and state update for B rows, one fused pass.
+//   gi:    [B, 3H] ld ldgi  x·W_ihᵀ + b_ih  (r, z, n)
+//   gh:    [B, 3H] ld ldgh  h·W_hhᵀ         (r, z, n), b_hh is added here
+//   b_hh:  [3H] or null
+//   h_in:  [B, H] ld ldh_in; h_out: [B, H] ld ldh_out (may alias h_in)
+template <typename T>
+void gru_pointwise(index_t B, index_t H, const T* gi, index_t ldgi, const T* gh, index_t ldgh, const T* b_hh,
+                   const T* h_in, index_t ldh_in, T* h_out, index_t ldh_out) {
+  for (index_t b = 0; b < B; ++b) {
+    const T* xi = gi + b * ldgi;
+    const T* hh = gh + b * ldgh;
+    const T* h = h_in + b * ldh_in;
+    T* hn = h_out + b * ldh_out;
+    for (index_t j = 0; j < H; ++j) {
+      // Same association as the reference: gi + (gh + b_hh).
+      const T hr = hh[j] + (b_hh ? b_hh[j] : T(0));
+      const T hz = hh[H + j] + (b_hh ? b_hh[H + j] : T(0));
+      const T hnn = hh[2 * H + j] + (b_hh ? b_hh[2 * H + j] : T(0));
+      const T r = sigmoid(xi[j] + hr);
+      const T z = sigmoid(xi[H + j] + hz);
+      const T n = std::tanh(xi[2 * H + j] + r * hnn);
+      hn[j] = (T(1) - z) * n + z * h[j];
+    }
+  }
+}
+
+// One GRU step for B rows whose input projection is already in `gi`.
+//   h_in:  [B, H] ld ldh_in
+//   gi:    [B, 3H] ld ldgi   x·W_ihᵀ + b_ih (read only)
+//   gh:    [B, 3H] contiguous scratch for h·W_hhᵀ
+//   h_out: [B, H] ld ldh_out (may alias h_in)
+template <typename T>
+void gru_step(index_t B, index_t H, const PackedCell<T>& w, const T* h_in, index_t ldh_in, const T* gi,
+              index_t ldgi, T* gh, T* h_out, index_t ldh_out) {
+  if (B <= 0) return;
+  gemm_set(B, h_in, ldh_in, w.w_hh, gh, 3 * H);  // (B, 3H) = (B, H) · (H, 3H)
+  gru_pointwise(B, H, gi, ldgi, gh, 3 * H, w.b_hh, h_in, ldh_in, h_out, ldh_out);
+}
+
+// A single cell step from x, the whole of ref.{lstm,gru}.cell_forward without the cache.
+//   x:     [B, I]
+//   h:     [B, P]; c: [B, H] (LSTM only, null for GRU)
+//   h_out: [B, P]; c_out: [B, H] (LSTM only) — fresh buffers, must not alias the inputs
+template <typename T>
+void cell_forward(bool lstm, index_t B, index_t I, index_t H, index_t P, const T* x, const T* h, const T* c,
+                  const CellWeights<T>& weights, T* h_out, T* c_out) {
+  if (B <= 0) return;
+  const PackedCell<T> w(lstm, I, H, P, weights);
+  const index_t GH = (lstm ? 4 : 3) * H;
+  std::vector<T> gates(static_cast<size_t>(B * GH));  // (B, G·H)
+  fill_rows(B, GH, w.input_bias(), gates.data(), GH);
+  gemm_acc(B, x, I, w.w_ih, gates.data(), GH);  // (B, G·H) += (B, I) · (I, G·H)
+  if (lstm) {
+    std::vector<T> m(w.projected ? static_cast<size_t>(B * H) : 0);  // (B, H)
+    lstm_step(B, H, w, h, P, c, H, gates.data(), GH, h_out, P, c_out, H, m.data());
+  } else {
+    std::vector<T> gh(static_cast<size_t>(B * GH));  // (B, 3H)
+    gru_step(B, H, w, h, H, gates.data(), GH, gh.data(), h_out, H);
+  }
+}
+
+}  // namespace lstmkit

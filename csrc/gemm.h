@@ -1,0 +1,174 @@
+// A small cache-blocked GEMM for the one product every RNN kernel needs: C += A · Wᵀ, where W is a
+// weight matrix in torch's layout (one output unit per row), repacked once into column panels.
+//
+// Why our own: the wheel must not depend on a system BLAS, and the shapes here are narrow (the
+// recurrent product is (B, P) · (P, G·H) with B often 1), so a simple kernel with packed weights is
+// close to what a BLAS would do on them. The code is portable C++ (no intrinsics); the micro-kernel
+// is written so that gcc/clang at -O3 keep its accumulators in SIMD registers (SSE2 on any x86-64).
+// Runtime SIMD dispatch (AVX2/AVX-512 kernels) is a later step and would only replace micro_kernel.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace lstmkit {
+
+using index_t = std::ptrdiff_t;
+
+// Register tile: MR rows of A times NR columns of Wᵀ. NR spans 32 bytes (8 floats, 4 doubles): two
+// SSE2 registers per row, so the MR × NR accumulators plus one panel row fit in the 16 xmm registers.
+template <typename T>
+struct Tile {
+  static constexpr int MR = 4;
+  static constexpr int NR = static_cast<int>(32 / sizeof(T));
+};
+
+// Cache blocks: a panel slice (KC × NR) stays in L1 while it sweeps an A block (MC × KC) held in L2.
+constexpr index_t kKC = 256;
+constexpr index_t kMC = 96;
+
+// A weight matrix W: [N, K] (torch layout: N outputs, K inputs), repacked for C += A · Wᵀ.
+//   data_: [ceil(N / NR), K, NR] panel p holds columns [p·NR, p·NR + NR) of Wᵀ, one K-row of NR
+//          contiguous values after another, zero-padded past N (so the micro-kernel never branches
+//          on the edge while accumulating).
+// Owns its copy; the source W is read once in the constructor and not kept.
+template <typename T>
+class PackedWeights {
+ public:
+  static constexpr int NR = Tile<T>::NR;
+
+  PackedWeights() = default;
+
+  // w: [n, k] row-major, row stride ldw (≥ k).
+  PackedWeights(const T* w, index_t n, index_t k, index_t ldw) : n_(n), k_(k) {
+    const index_t panels = (n + NR - 1) / NR;
+    data_.assign(static_cast<size_t>(panels * k * NR), T(0));
+    for (index_t p = 0; p < panels; ++p) {
+      T* dst = data_.data() + p * k * NR;
+      const index_t cols = std::min<index_t>(NR, n - p * NR);
+      for (index_t j = 0; j < cols; ++j) {
+        const T* src = w + (p * NR + j) * ldw;  // row p·NR + j of W = column of Wᵀ
+        for (index_t kk = 0; kk < k; ++kk) dst[kk * NR + j] = src[kk];
+      }
+    }
+  }
+
+  index_t n() const { return n_; }
+  index_t k() const { return k_; }
+  index_t panels() const { return (n_ + NR - 1) / NR; }
+  // Panel p starting at inner index k0: [K - k0, NR].
+  const T* panel(index_t p, index_t k0) const { return data_.data() + (p * k_ + k0) * NR; }
+
+ private:
+  index_t n_ = 0, k_ = 0;
+  std::vector<T> data_;
+};
+
+namespace detail {
+
+// c[rows, cols] += a[rows, kc] · panel[kc, NR] for rows ≤ MR, cols ≤ NR.
+//   a: row stride lda; panel: [kc, NR] contiguous; c: row stride ldc.
+// ROWS is a template argument so every loop below has a fixed trip count and unrolls into registers.
+template <typename T, int ROWS>
+inline void micro_kernel(index_t kc, const T* a, index_t lda, const T* panel, T* c, index_t ldc, int cols) {
+  constexpr int NR = Tile<T>::NR;
+  T acc[ROWS][NR] = {};
+  for (index_t k = 0; k < kc; ++k) {
+    const T* b = panel + k * NR;
+    for (int r = 0; r < ROWS; ++r) {
+      const T av = a[r * lda + k];
+      for (int j = 0; j < NR; ++j) acc[r][j] += av * b[j];
+    }
+  }
+  if (cols == NR) {
+    for (int r = 0; r < ROWS; ++r)
+      for (int j = 0; j < NR; ++j) c[r * ldc + j] += acc[r][j];
+  } else {
+    for (int r = 0; r < ROWS; ++r)
+      for (int j = 0; j < cols; ++j) c[r * ldc + j] += acc[r][j];
+  }
+}
+
+// One row (the B = 1 matrix-vector case of the recurrent step): with a single row the MR × NR tile
+// has only NR/4 independent add chains, so split k four ways to keep the adder pipeline full.
+template <typename T>
+inline void row_kernel(index_t kc, const T* a, const T* panel, T* c, int cols) {
+  constexpr int NR = Tile<T>::NR;
+  T acc[4][NR] = {};
+  index_t k = 0;
+  for (; k + 4 <= kc; k += 4) {
+    for (int u = 0; u < 4; ++u) {
+      const T av = a[k + u];
+      const T* b = panel + (k + u) * NR;
+      for (int j = 0; j < NR; ++j) acc[u][j] += av * b[j];
+    }
+  }
+  for (; k < kc; ++k) {
+    const T av = a[k];
+    const T* b = panel + k * NR;
+    for (int j = 0; j < NR; ++j) acc[0][j] += av * b[j];
+  }
+  for (int j = 0; j < cols; ++j) c[j] += (acc[0][j] + acc[1][j]) + (acc[2][j] + acc[3][j]);
+}
+
+}  // namespace detail
+
+// C += A · Wᵀ.
+//   A: [M, K] row stride lda (K = w.k()); C: [M, N] row stride ldc (N = w.n()).
+// C must not overlap A. Nothing is allocated; nothing is kept.
+template <typename T>
+void gemm_acc(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc) {
+  constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+  const index_t K = w.k(), N = w.n(), panels = w.panels();
+  if (M <= 0 || N <= 0 || K <= 0) return;
+  for (index_t k0 = 0; k0 < K; k0 += kKC) {
+    const index_t kc = std::min(kKC, K - k0);
+    for (index_t m0 = 0; m0 < M; m0 += kMC) {
+      const index_t mc = std::min(kMC, M - m0);
+      for (index_t p = 0; p < panels; ++p) {
+        const T* panel = w.panel(p, k0);
+        const index_t n0 = p * NR;
+        const int cols = static_cast<int>(std::min<index_t>(NR, N - n0));
+        const T* a = A + m0 * lda + k0;
+        T* c = C + m0 * ldc + n0;
+        if (mc == 1) {
+          detail::row_kernel<T>(kc, a, panel, c, cols);
+          continue;
+        }
+        index_t i = 0;
+        for (; i + MR <= mc; i += MR) detail::micro_kernel<T, MR>(kc, a + i * lda, lda, panel, c + i * ldc, ldc, cols);
+        switch (mc - i) {
+          case 3: detail::micro_kernel<T, 3>(kc, a + i * lda, lda, panel, c + i * ldc, ldc, cols); break;
+          case 2: detail::micro_kernel<T, 2>(kc, a + i * lda, lda, panel, c + i * ldc, ldc, cols); break;
+          case 1: detail::micro_kernel<T, 1>(kc, a + i * lda, lda, panel, c + i * ldc, ldc, cols); break;
+          default: break;
+        }
+      }
+    }
+  }
+}
+
+// C = A · Wᵀ (overwrites C's [M, N] block).
+template <typename T>
+void gemm_set(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc) {
+  for (index_t m = 0; m < M; ++m) std::fill(C + m * ldc, C + m * ldc + w.n(), T(0));
+  gemm_acc(M, A, lda, w, C, ldc);
+}
+
+// C[m, :] = bias (or 0 when bias is null) for m < M: the starting value of a gate pre-activation.
+//   bias: [N] or nullptr; C: [M, N] row stride ldc.
+template <typename T>
+void fill_rows(index_t M, index_t N, const T* bias, T* C, index_t ldc) {
+  for (index_t m = 0; m < M; ++m) {
+    T* row = C + m * ldc;
+    if (bias)
+      std::memcpy(row, bias, static_cast<size_t>(N) * sizeof(T));
+    else
+      std::fill(row, row + N, T(0));
+  }
+}
+
+}  // namespace lstmkit

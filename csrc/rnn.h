@@ -1,0 +1,142 @@
+// Whole-sequence inference forward of a stacked, optionally bidirectional LSTM/GRU, with torch's
+// packed-sequence semantics for per-sequence lengths — the same function as lstmkit/ref/rnn.py's
+// forward (without dropout).
+//
+// How it runs:
+//  * Sequences are sorted by length (longest first, stable), so at step t the sequences still running
+//    are a prefix of the batch, batch_sizes[t] rows. Every layer works in that packed layout (as
+//    torch's PackedSequence does): rows offsets[t] .. offsets[t] + batch_sizes[t] hold step t, and
+//    N = Σ lengths rows in all. Work therefore follows the real steps; padding is never computed.
+//  * Per layer, the input projection of all steps and both directions is one GEMM over N rows.
+//  * Per step, the recurrent GEMM over the running rows is fused with the gate nonlinearities and the
+//    state update (cells.h). A finished sequence simply drops out of the prefix: its state stays frozen
+//    (forward direction), and the reverse direction picks it up at step lengths[b] − 1 from the initial
+//    state, because it only enters the prefix there.
+//  * At the end, the packed output is scattered back to (T, B, D·P), zeros past each sequence's end,
+//    and the final states back to the caller's batch order.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <numeric>
+#include <stdexcept>
+#include <vector>
+
+#include "cells.h"
+
+namespace lstmkit {
+
+// The sizes of a stacked RNN and its input.
+struct RnnShape {
+  bool lstm = true;  // LSTM (4 gates, has c) or GRU (3 gates)
+  index_t T = 0;     // steps
+  index_t B = 0;     // batch
+  index_t I = 0;     // input size
+  index_t H = 0;     // hidden size
+  index_t P = 0;     // size of h: proj_size, or H without projection
+  index_t L = 1;     // layers
+  index_t D = 1;     // directions, 1 or 2
+  index_t gates() const { return lstm ? 4 : 3; }
+};
+
+// Sequence forward.
+//   x:       [T, B, I]
+//   weights: [L·D] one CellWeights per layer and direction, index layer·D + direction; layer 0 has
+//            In = I, the others In = D·P
+//   h0:      [L·D, B, P] initial h
+//   c0:      [L·D, B, H] initial c (LSTM), null for GRU
+//   lengths: [B] steps of each sequence, each in [0, T], any order; null means all T
+//   out:     [T, B, D·P] the last layer's h at every step, zero past each sequence's end
+//   h_n:     [L·D, B, P] final h; c_n: [L·D, B, H] final c (LSTM), null for GRU
+// All pointers are caller-owned and only used during the call; outputs must not alias inputs.
+// Throws std::invalid_argument for a length outside [0, T] (the Python layer checks it first).
+template <typename T_>
+void rnn_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights, const T_* h0, const T_* c0,
+                 const int64_t* lengths, T_* out, T_* h_n, T_* c_n) {
+  using T = T_;
+  const index_t T_steps = s.T, B = s.B, H = s.H, P = s.P, D = s.D, G = s.gates(), GH = G * H;
+
+  // Sort the batch longest first: order[r] is the caller's index of packed row r.
+  std::vector<index_t> order(static_cast<size_t>(B));
+  std::iota(order.begin(), order.end(), index_t(0));
+  std::vector<index_t> len(static_cast<size_t>(B), T_steps);
+  if (lengths) {
+    for (index_t b = 0; b < B; ++b) {
+      if (lengths[b] < 0 || lengths[b] > T_steps) throw std::invalid_argument("lengths: expected values in [0, T]");
+      len[b] = static_cast<index_t>(lengths[b]);
+    }
+    std::stable_sort(order.begin(), order.end(), [&](index_t a, index_t b) { return len[a] > len[b]; });
+  }
+  // batch_sizes[t]: rows still running at step t; offsets[t]: first packed row of step t.
+  std::vector<index_t> batch_sizes(static_cast<size_t>(T_steps), 0), offsets(static_cast<size_t>(T_steps) + 1, 0);
+  for (index_t t = 0; t < T_steps; ++t) {
+    index_t n = 0;
+    while (n < B && len[order[n]] > t) ++n;
+    batch_sizes[t] = n;
+    offsets[t + 1] = offsets[t] + n;
+  }
+  const index_t N = offsets[T_steps];
+
+  // Packed layer input: [N, In]; layer 0 gathers x.
+  std::vector<T> layer_in(static_cast<size_t>(N * s.I));
+  for (index_t t = 0; t < T_steps; ++t)
+    for (index_t r = 0; r < batch_sizes[t]; ++r)
+      std::copy_n(x + (t * B + order[r]) * s.I, s.I, layer_in.data() + (offsets[t] + r) * s.I);
+  index_t in_size = s.I;
+
+  std::vector<T> proj(static_cast<size_t>(N * D * GH));  // [N, D·G·H] input projections of one layer
+  std::vector<T> layer_out(static_cast<size_t>(N * D * P));  // [N, D·P]
+  std::vector<T> h(static_cast<size_t>(B * P)), c(s.lstm ? static_cast<size_t>(B * H) : 0);  // state, packed order
+  std::vector<T> scratch(static_cast<size_t>(B * (s.lstm ? H : GH)));  // LSTM m [B, H] / GRU gh [B, 3H]
+
+  for (index_t layer = 0; layer < s.L; ++layer) {
+    std::vector<PackedCell<T>> cells;
+    cells.reserve(static_cast<size_t>(D));
+    for (index_t d = 0; d < D; ++d) cells.emplace_back(s.lstm, in_size, H, P, weights[layer * D + d]);
+
+    // Input projection of every step and direction: proj[:, d·GH : (d+1)·GH] = bias + layer_in · W_ihᵀ.
+    const index_t ldp = D * GH;
+    for (index_t d = 0; d < D; ++d) {
+      fill_rows(N, GH, cells[d].input_bias(), proj.data() + d * GH, ldp);
+      gemm_acc(N, layer_in.data(), in_size, cells[d].w_ih, proj.data() + d * GH, ldp);
+    }
+
+    const index_t ldo = D * P;
+    for (index_t d = 0; d < D; ++d) {
+      const index_t k = layer * D + d;
+      for (index_t r = 0; r < B; ++r) {
+        std::copy_n(h0 + (k * B + order[r]) * P, P, h.data() + r * P);
+        if (s.lstm) std::copy_n(c0 + (k * B + order[r]) * H, H, c.data() + r * H);
+      }
+      for (index_t step = 0; step < T_steps; ++step) {
+        const index_t t = d == 0 ? step : T_steps - 1 - step;
+        const index_t nb = batch_sizes[t];
+        if (nb == 0) continue;
+        T* gates = proj.data() + offsets[t] * ldp + d * GH;  // [nb, G·H] ld ldp
+        if (s.lstm)
+          lstm_step(nb, H, cells[d], h.data(), P, c.data(), H, gates, ldp, h.data(), P, c.data(), H, scratch.data());
+        else
+          gru_step(nb, H, cells[d], h.data(), P, gates, ldp, scratch.data(), h.data(), P);
+        // This step's output: the running rows' new h, into this direction's half of the layer output.
+        T* y = layer_out.data() + offsets[t] * ldo + d * P;
+        for (index_t r = 0; r < nb; ++r) std::copy_n(h.data() + r * P, P, y + r * ldo);
+      }
+      for (index_t r = 0; r < B; ++r) {
+        std::copy_n(h.data() + r * P, P, h_n + (k * B + order[r]) * P);
+        if (s.lstm) std::copy_n(c.data() + r * H, H, c_n + (k * B + order[r]) * H);
+      }
+    }
+    layer_in.swap(layer_out);
+    in_size = D * P;
+    if (layer + 1 < s.L) layer_out.resize(static_cast<size_t>(N * D * P));
+  }
+
+  // Scatter back to [T, B, D·P], zero where a sequence has ended.
+  const index_t DP = D * P;
+  std::fill(out, out + T_steps * B * DP, T(0));
+  for (index_t t = 0; t < T_steps; ++t)
+    for (index_t r = 0; r < batch_sizes[t]; ++r)
+      std::copy_n(layer_in.data() + (offsets[t] + r) * DP, DP, out + (t * B + order[r]) * DP);
+}
+
+}  // namespace lstmkit

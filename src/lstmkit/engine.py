@@ -1,0 +1,227 @@
+"""The native CPU engine: fused LSTM/GRU kernels in C++ (``lstmkit._engine``), checked from Python.
+
+Every function here computes exactly what the NumPy reference (``lstmkit.ref``) computes, in float32 or
+float64, and checks its arguments before any native code runs: shapes, dtypes (float32 or float64, all
+the same), lengths. Inputs that are not C-contiguous, not in native byte order, or read-only are copied
+first; the caller's arrays are never modified or kept. Errors name the argument, what was expected
+and what came.
+
+The package imports and works without the compiled extension; ``available()`` says whether it is
+there, and the functions below raise RuntimeError when it is not.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from .params import DTYPES, GATES, RNNConfig, param_shapes
+
+try:  # the extension is optional: a source checkout without a build still imports lstmkit
+    from . import _engine
+except ImportError:  # pragma: no cover - depends on the build
+    _engine = None
+
+__all__ = ["available", "cell_forward", "forward"]
+
+CELL_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+
+
+def available() -> bool:
+    """True when the compiled extension ``lstmkit._engine`` can be imported."""
+    return _engine is not None
+
+
+def _require_engine():
+    if _engine is None:
+        raise RuntimeError(
+            "lstmkit._engine: the native engine is not built; install lstmkit with pip (which compiles it) "
+            "or build it with CMake and copy _engine*.so into src/lstmkit/"
+        )
+    return _engine
+
+
+def _array(name: str, value, dtype=None) -> np.ndarray:
+    """``value`` as an ndarray (no copy yet); TypeError if it cannot be one or has the wrong dtype.
+
+    With ``dtype`` None, the dtype must be float32 or float64; otherwise it must equal ``dtype``.
+    """
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
+        value = value.detach().cpu().numpy()
+    try:
+        arr = np.asarray(value)
+    except Exception as e:  # noqa: BLE001 - anything numpy refuses is a type error for the caller
+        raise TypeError(f"{name}: expected an array, got {type(value).__name__}") from e
+    if arr.dtype == object:
+        raise TypeError(f"{name}: expected an array of numbers, got {type(value).__name__} of objects")
+    if dtype is None:
+        if arr.dtype.name not in DTYPES:
+            raise TypeError(f"{name}: expected dtype float32 or float64, got {arr.dtype.name}")
+    elif arr.dtype.name != np.dtype(dtype).name:
+        raise TypeError(
+            f"{name}: expected dtype {np.dtype(dtype).name} (the dtype of x), got {arr.dtype.name}; cast it first"
+        )
+    return arr
+
+
+def _shape(name: str, arr: np.ndarray, shape: tuple, what: str = "") -> None:
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}{what}, got {arr.shape}")
+
+
+def _native(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A C-contiguous, native-byte-order, writeable-or-not array the kernels can read.
+
+    Returns ``arr`` itself when it already is one (the kernels only read it), else a copy.
+    """
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _lengths(lengths, steps: int, batch: int) -> np.ndarray | None:
+    """Check per-sequence lengths: B integers in [0, T], any order. Returns a fresh int64 array or None."""
+    if lengths is None:
+        return None
+    if hasattr(lengths, "detach") and hasattr(lengths, "cpu"):
+        lengths = lengths.detach().cpu().numpy()
+    arr = np.asarray(lengths)
+    if arr.ndim != 1 or arr.shape[0] != batch:
+        raise ValueError(f"lengths: expected shape ({batch},), one length per sequence, got {arr.shape}")
+    if arr.size and (arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"lengths: expected integers, got dtype {arr.dtype.name}")
+    if arr.size and (arr.min() < 0 or arr.max() > steps):
+        raise ValueError(f"lengths: expected values in [0, {steps}] (T, the number of steps), got {arr.min()}..{arr.max()}")
+    return np.array(arr, dtype=np.int64, copy=True)
+
+
+def _check_state(name, state, shapes, dtype) -> list[np.ndarray]:
+    """state: a tuple/list of arrays with the given shapes; returns them ready for the kernels."""
+    parts = ("h", "c")[: len(shapes)]
+    expect = "(h, c)" if len(shapes) == 2 else "(h,)"
+    if not isinstance(state, (tuple, list)) or len(state) != len(shapes):
+        got = f"a {type(state).__name__} of {len(state)}" if isinstance(state, (tuple, list)) else type(state).__name__
+        raise TypeError(f"{name}: expected a tuple {expect}, got {got}")
+    out = []
+    for part, value, shape in zip(parts, state, shapes):
+        arr = _array(f"{name} ({part})", value, dtype)
+        _shape(f"{name} ({part})", arr, shape)
+        out.append(_native(arr, dtype))
+    return out
+
+
+def cell_forward(mode: str, x, state, w: Mapping):
+    """One cell step, as ``lstmkit.ref.lstm.cell_forward`` / ``ref.gru.cell_forward`` without the cache.
+
+    mode: "LSTM" or "GRU".
+    x (B, I); state: LSTM (h (B, P), c (B, H)), GRU (h (B, H),);
+    w: weights without the layer suffix, torch layout: weight_ih (G·H, I), weight_hh (G·H, P),
+    optionally bias_ih and bias_hh (G·H,) (both or neither), weight_hr (P, H) (LSTM projection only);
+    G = 4 (LSTM) or 3 (GRU), P = weight_hr's rows or H.
+    Returns the new state: LSTM (h' (B, P), c' (B, H)), GRU (h' (B, H),), fresh arrays of x's dtype.
+    """
+    if mode not in GATES:
+        raise ValueError(f"mode: expected one of {tuple(GATES)}, got {mode!r}")
+    lstm = mode == "LSTM"
+    G = len(GATES[mode])
+    if not isinstance(w, Mapping):
+        raise TypeError(f"w: expected a dict of weights {CELL_WEIGHTS}, got {type(w).__name__}")
+    unexpected = [k for k in w if k not in CELL_WEIGHTS or (k == "weight_hr" and not lstm)]
+    missing = [k for k in ("weight_ih", "weight_hh") if k not in w]
+    if ("bias_ih" in w) != ("bias_hh" in w):
+        missing.append("bias_hh" if "bias_ih" in w else "bias_ih")
+    if missing or unexpected:
+        raise ValueError(f"w: keys do not match a {mode} cell: missing {missing}, unexpected {unexpected}")
+
+    x = _array("x", x)
+    dtype = x.dtype.newbyteorder("=")
+    if x.ndim != 2:
+        raise ValueError(f"x: expected 2 dimensions (B, I), got shape {x.shape}")
+    B, I = x.shape
+    arrays = {name: _array(f"w[{name!r}]", w[name], dtype) for name in CELL_WEIGHTS if name in w}
+    w_ih = arrays["weight_ih"]
+    if w_ih.ndim != 2 or w_ih.shape[0] == 0 or w_ih.shape[0] % G:
+        raise ValueError(f"w['weight_ih']: expected shape ({G}·H, {I}) with H >= 1, got {w_ih.shape}")
+    H = w_ih.shape[0] // G
+    _shape("w['weight_ih']", w_ih, (G * H, I), f" (I = {I} from x)")
+    P = H
+    if "weight_hr" in arrays:
+        w_hr = arrays["weight_hr"]
+        if w_hr.ndim != 2 or w_hr.shape[0] == 0:
+            raise ValueError(f"w['weight_hr']: expected shape (P, {H}) with P >= 1, got {w_hr.shape}")
+        P = w_hr.shape[0]
+        _shape("w['weight_hr']", w_hr, (P, H))
+    _shape("w['weight_hh']", arrays["weight_hh"], (G * H, P))
+    for name in ("bias_ih", "bias_hh"):
+        if name in arrays:
+            _shape(f"w[{name!r}]", arrays[name], (G * H,))
+
+    shapes = ((B, P), (B, H)) if lstm else ((B, H),)
+    st = _check_state("state", state, shapes, dtype)
+    h_out = np.empty((B, P), dtype)
+    c_out = np.empty((B, H), dtype) if lstm else None
+    if B == 0:
+        return (h_out, c_out) if lstm else (h_out,)
+
+    eng = _require_engine()
+    nat = {name: _native(a, dtype) for name, a in arrays.items()}
+    eng.cell_forward(
+        mode, _native(x, dtype), st[0], st[1] if lstm else None,
+        nat["weight_ih"], nat["weight_hh"], nat.get("bias_ih"), nat.get("bias_hh"), nat.get("weight_hr"),
+        h_out, c_out,
+    )
+    return (h_out, c_out) if lstm else (h_out,)
+
+
+def forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None):
+    """Inference forward of the whole stacked (bi)directional RNN, as ``lstmkit.ref.rnn.forward``.
+
+    config: the RNNConfig. Inference: dropout is not applied (as the reference without masks).
+    params: every parameter of ``param_shapes(config)`` under torch's names, all of x's dtype.
+    x (T, B, I): always sequence-first, like the reference (batch_first is the frontends' business).
+    state0: None for zeros, or LSTM (h0 (L·D, B, P), c0 (L·D, B, H)), GRU (h0 (L·D, B, H),).
+    lengths: None (every sequence runs T steps) or B integers in [0, T], any order, with torch's
+    packed-sequence semantics (state frozen after a sequence's end, the reverse direction starts at
+    step lengths[b] − 1, outputs past the end are zero).
+    Returns (output (T, B, D·P), final state tuple shaped like state0), fresh arrays of x's dtype.
+    P = proj_size or hidden_size, D = 2 if bidirectional else 1, L = num_layers.
+    """
+    if not isinstance(config, RNNConfig):
+        raise TypeError(f"config: expected an lstmkit RNNConfig, got {type(config).__name__}")
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params: expected a dict of parameters under torch's names, got {type(params).__name__}")
+    x = _array("x", x)
+    dtype = x.dtype.newbyteorder("=")
+    if x.ndim != 3:
+        raise ValueError(f"x: expected 3 dimensions (T, B, {config.input_size}), got shape {x.shape}")
+    T, B, I = x.shape
+    if I != config.input_size:
+        raise ValueError(f"x: expected {config.input_size} features (input_size) in the last dimension, got shape {x.shape}")
+
+    expected = param_shapes(config)
+    missing = [k for k in expected if k not in params]
+    unexpected = [k for k in params if k not in expected]
+    if missing or unexpected:
+        raise ValueError(f"params: keys do not match the config: missing {missing}, unexpected {unexpected}")
+    weights = []
+    for name, shape in expected.items():  # torch's order: per layer, per direction, ih hh [b b] [hr]
+        arr = _array(f"params[{name!r}]", params[name], dtype)
+        _shape(f"params[{name!r}]", arr, shape)
+        weights.append(_native(arr, dtype))
+
+    lstm = config.mode == "LSTM"
+    LD, H, P, D = config.num_layers * config.num_directions, config.hidden_size, config.output_size, config.num_directions
+    shapes = ((LD, B, P), (LD, B, H)) if lstm else ((LD, B, H),)
+    if state0 is None:
+        state = [np.zeros(s, dtype) for s in shapes]
+    else:
+        state = _check_state("state0", state0, shapes, dtype)
+    lens = _lengths(lengths, T, B)
+
+    out = np.empty((T, B, D * P), dtype)
+    h_n = np.empty(shapes[0], dtype)
+    c_n = np.empty(shapes[1], dtype) if lstm else None
+    eng = _require_engine()
+    eng.forward(
+        config.mode, config.num_layers, config.bidirectional, H, config.proj_size, config.bias,
+        _native(x, dtype), weights, state[0], state[1] if lstm else None, lens, out, h_n, c_n,
+    )
+    return out, ((h_n, c_n) if lstm else (h_n,))
