@@ -26,7 +26,7 @@ except ImportError as e:
 def test_core_imports_and_runs_without_torch():
     run = subprocess.run([sys.executable, "-c", NO_TORCH], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.splitlines()[0] == "800"  # 2 directions x (4*4*(3+4) + 2*16) + 2 x (4*4*(8+4) + 2*16)
+    assert run.stdout.splitlines()[0] == "736"  # 2 x (16*3 + 16*4 + 2*16) + 2 x (16*8 + 16*4 + 2*16)
     assert "torch frontend refused" in run.stdout
 
 
