@@ -19,7 +19,7 @@ import warnings
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence
 
 from .. import checks
 from ..params import RNNConfig, check_dtype, param_shapes
@@ -146,11 +146,11 @@ class _RNNBase(nn.Module):
         if packed:
             if lengths is not None:
                 raise ValueError("lengths: not accepted with a PackedSequence input, which carries its own lengths")
-            # padded (T, B, I) in the caller's batch order, lengths (B,) on the CPU
-            x, lengths_t = pad_packed_sequence(input, batch_first=False)
-            if x.ndim != 3 or x.shape[-1] != cfg.input_size:
-                raise ValueError(f"input: expected {cfg.input_size} features in the PackedSequence's data, "
-                                 f"got data of shape {tuple(input.data.shape)}")
+            if input.data.ndim != 2 or input.data.shape[-1] != cfg.input_size:
+                raise ValueError(f"input: expected PackedSequence data of shape (N, {cfg.input_size}), "
+                                 f"got {tuple(input.data.shape)}")
+            # padded (T, B, I) in the caller's batch order, lengths (B,), and where each packed row sits
+            x, lengths_t, rows = _unpack(input)
             checks.check_dtype_matches("input", x.dtype, dtype)
             T, B, unbatched = x.shape[0], x.shape[1], False
         else:
@@ -169,7 +169,7 @@ class _RNNBase(nn.Module):
             state0 = tuple(s.unsqueeze(1) for s in state0)
         out, state = self._run(x, state0, lengths_t, self._dropout_masks(T, B, x))
         if packed:
-            out = _pack_like(out, input, lengths_t)
+            out = _pack_like(out, input, rows)
         elif unbatched:
             out = out.squeeze(1)
         elif cfg.batch_first:
@@ -179,15 +179,39 @@ class _RNNBase(nn.Module):
         return out, state
 
 
-def _pack_like(output: torch.Tensor, packed_input: PackedSequence, lengths: torch.Tensor) -> PackedSequence:
+def _unpack(packed: PackedSequence):
+    """PackedSequence -> (padded (T, B, F) in the caller's batch order, lengths (B,) int64, rows).
+
+    Written with tensor ops of static shapes (T from len(batch_sizes), B from len(sorted_indices), N from
+    the data) instead of pad_packed_sequence, which torch.compile refuses to trace. ``rows`` = (t, j): packed
+    row n holds step t[n] of the j[n]-th longest sequence; ``_pack_like`` uses it to pack the output the
+    same way. Without sorted_indices (packed with enforce_sorted=True) B is batch_sizes[0], a value, which
+    torch.compile(fullgraph=True) cannot read; such input works in eager mode only.
+    """
+    data, batch_sizes = packed.data, packed.batch_sizes
+    steps = batch_sizes.shape[0]
+    batch = packed.sorted_indices.shape[0] if packed.sorted_indices is not None else int(batch_sizes[0])
+    device = data.device
+    sizes = batch_sizes.to(device)
+    t = torch.repeat_interleave(torch.arange(steps, device=device), sizes, output_size=data.shape[0])
+    starts = torch.cumsum(sizes, 0) - sizes  # first packed row of each step
+    j = torch.arange(data.shape[0], device=device) - starts[t]
+    padded = data.new_zeros((steps, batch, data.shape[-1])).index_put((t, j), data)
+    # sequence j (in sorted order) runs for as many steps as have more than j sequences
+    lengths = (torch.arange(batch)[None, :] < batch_sizes[:, None]).sum(0)
+    if packed.unsorted_indices is not None:
+        padded = padded.index_select(1, packed.unsorted_indices)
+        lengths = lengths.index_select(0, packed.unsorted_indices.cpu())
+    return padded, lengths, (t, j)
+
+
+def _pack_like(output: torch.Tensor, packed_input: PackedSequence, rows) -> PackedSequence:
     """Pack output (T, B, F), in the caller's batch order, exactly as ``packed_input`` is packed: same
     batch_sizes, sorted_indices and unsorted_indices (torch.nn returns them unchanged)."""
-    sorted_indices = packed_input.sorted_indices
-    if sorted_indices is not None:
-        output = output.index_select(1, sorted_indices)
-        lengths = lengths.index_select(0, sorted_indices.cpu())
-    data = pack_padded_sequence(output, lengths, batch_first=False, enforce_sorted=True).data
-    return PackedSequence(data, packed_input.batch_sizes, sorted_indices, packed_input.unsorted_indices)
+    if packed_input.sorted_indices is not None:
+        output = output.index_select(1, packed_input.sorted_indices)
+    data = output[rows]  # (N, F)
+    return PackedSequence(data, packed_input.batch_sizes, packed_input.sorted_indices, packed_input.unsorted_indices)
 
 
 class LSTM(_RNNBase):
