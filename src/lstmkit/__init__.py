@@ -6,10 +6,11 @@ live in ``lstmkit.torch`` and load torch only when imported.
 """
 from . import optim, ref
 from .layers import GRU, LSTM, GRUCell, Gradients, Linear, LSTMCell
+from .io import from_keras, from_onnx, from_torch, load, save, to_keras, to_onnx, to_torch
 from .params import RNNConfig
 from .summary import summary
 
 __version__ = "0.1.0"
 
 __all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell", "Linear", "Gradients", "RNNConfig", "summary", "optim", "ref",
-           "__version__"]
+           "save", "load", "from_torch", "to_torch", "from_keras", "to_keras", "from_onnx", "to_onnx", "__version__"]
