@@ -146,6 +146,12 @@ class RNNBase(_Module):
         d_hx = d_state0 if self.config.mode == "LSTM" else d_state0[0]
         return Gradients(dx, d_hx, grads)
 
+    def trace(self, x, lengths=None, hx=None):
+        """Every gate, cell and hidden state at every step, from the reference: ``lstmkit.introspect.trace``."""
+        from .introspect.trace import trace
+
+        return trace(self, x, lengths=lengths, hx=hx)
+
     def _dropout_masks(self, T, B):
         """Inter-layer dropout masks (L − 1 of (T, B, D·P)), scaled by 1/(1 − p); None when inactive."""
         cfg = self.config

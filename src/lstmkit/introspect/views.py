@@ -1,0 +1,212 @@
+"""Derived views of a Trace: saturation, correlations, active units, PCA, gradient through time, text units.
+
+All NumPy. Each view reads only valid steps (``Trace.valid``); layer and direction are chosen by index
+(``layer=-1`` is the top layer). Shapes: T steps, B sequences, H hidden units, P = proj_size or H.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ref.rnn import CELLS, backprop_direction
+from .trace import Trace
+
+
+@dataclass
+class GateSaturation:
+    """Per unit, the share of valid (t, b) where the gate is below ``low`` / above ``high``; each (H,)."""
+
+    low: np.ndarray
+    high: np.ndarray
+
+    @property
+    def total(self) -> np.ndarray:
+        """(H,) share of time the gate is saturated either way."""
+        return self.low + self.high
+
+
+def saturation(tr: Trace, low: float = 0.1, high: float = 0.9) -> list:
+    """``sat[l][d][gate]`` -> GateSaturation for the sigmoid gates (LSTM i, f, o; GRU r, z).
+
+    g and n are tanh candidates in (−1, 1), not switches, so they are left out.
+    """
+    out = []
+    for directions in tr.layers:
+        per_direction = []
+        for dt in directions:
+            per_gate = {}
+            for name, a in dt.gates.items():
+                if name in ("g", "n"):
+                    continue
+                v = a[tr.valid]  # (N, H) valid steps of all sequences
+                n = max(len(v), 1)
+                per_gate[name] = GateSaturation((v < low).sum(0) / n, (v > high).sum(0) / n)
+            per_direction.append(per_gate)
+        out.append(per_direction)
+    return out
+
+
+def unit_input_correlation(tr: Trace, layer: int = 0, direction: int = 0, quantity: str = "h") -> np.ndarray:
+    """(units, I_l) Pearson correlation of each unit's ``quantity`` with each input feature of the layer.
+
+    Over all valid (t, b); a constant unit or feature gives 0 rather than NaN.
+    """
+    a = tr.layers[layer][direction].quantities()[quantity][tr.valid]  # (N, units)
+    x = tr.layer_input(layer % len(tr.layers))[tr.valid]  # (N, I_l)
+    a, x = a - a.mean(0), x - x.mean(0)
+    denom = np.sqrt(np.outer((a**2).sum(0), (x**2).sum(0)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = (a.T @ x) / denom
+    return np.where(denom > 0, corr, 0.0)
+
+
+def top_units(tr: Trace, steps, layer: int = -1, direction: int = 0, batch: int = 0, k: int = 5,
+              quantity: str = "h") -> dict:
+    """For each step t in ``steps``: the k units with the largest |value| as [(unit, value), ...]."""
+    a = tr.layers[layer][direction].quantities()[quantity][:, batch]  # (T, units)
+    out = {}
+    for t in steps:
+        row = a[t]
+        if np.all(np.isnan(row)):
+            out[int(t)] = []
+            continue
+        order = np.argsort(-np.abs(np.nan_to_num(row)))[:k]
+        out[int(t)] = [(int(u), float(row[u])) for u in order]
+    return out
+
+
+@dataclass
+class PCA:
+    """Hidden states projected on their principal axes.
+
+    points: (T, k) coordinates per step of sequence ``batch`` (NaN past its end);
+    components: (k, units); explained: (k,) share of the variance each axis explains.
+    """
+
+    points: np.ndarray
+    components: np.ndarray
+    explained: np.ndarray
+
+
+def pca(tr: Trace, layer: int = -1, direction: int = 0, batch: int = 0, k: int = 2, quantity: str = "h") -> PCA:
+    """PCA (NumPy SVD) of the states of all valid (t, b), then the trajectory of sequence ``batch``."""
+    a = tr.layers[layer][direction].quantities()[quantity]
+    v = a[tr.valid]  # (N, units)
+    mean = v.mean(0)
+    _, s, vt = np.linalg.svd(v - mean, full_matrices=False)
+    k = min(k, vt.shape[0])
+    var = s**2
+    explained = var[:k] / var.sum() if var.sum() > 0 else np.zeros(k)
+    points = (a[:, batch] - mean) @ vt[:k].T  # NaN rows stay NaN
+    return PCA(points, vt[:k], explained)
+
+
+@dataclass
+class GradientFlow:
+    """‖∂L/∂h_t‖ per layer, direction and step, for a loss L that reads the output at the end only.
+
+    h[l][d]: (T, B) the norm over units; dh[l][d]: (T, B, P) the gradients themselves (the total
+    derivative: through the recurrence and through the layers above). dx: (T, B, I) ∂L/∂x_t.
+    """
+
+    h: list
+    dh: list
+    dx: np.ndarray
+
+    def curve(self, layer: int = -1, direction: int = 0) -> np.ndarray:
+        """(T,) the norm averaged over sequences: the gradient-through-time curve."""
+        return self.h[layer][direction].mean(axis=1)
+
+
+class _Recorder:
+    """A cell that records the state gradient BPTT hands each step, then defers to the reference cell."""
+
+    def __init__(self, cell, steps, reverse):
+        # the order backprop_direction visits the steps in
+        self.cell, self.seen = cell, []
+        self.order = list(range(steps)) if reverse else list(reversed(range(steps)))
+
+    def cell_backward(self, d_state, cache, w):
+        self.seen.append(d_state)
+        return self.cell.cell_backward(d_state, cache, w)
+
+    def by_step(self):
+        """The recorded gradients re-indexed by t: tuple of (T, B, n) arrays."""
+        out = [None] * len(self.order)
+        for t, d in zip(self.order, self.seen):
+            out[t] = d
+        return tuple(np.stack([o[j] for o in out]) for j in range(len(out[0])))
+
+
+def gradient_norms(tr: Trace, d_last=None) -> GradientFlow:
+    """BPTT of a loss that reads the output at each sequence's last valid step only.
+
+    d_last: (B, D·P) ∂L/∂y at that step (default ones: L = Σ of the last output). The backward pass is the
+    reference's (``ref.rnn.backprop_direction``, layer by layer as ``ref.backward`` runs it); a recording
+    cell keeps the gradient of h each step receives — ∂L/∂h_t — which ``ref.backward`` sums away. They are
+    zero past a sequence's end (the mask). (The c it receives is only the recurrent part of ∂L/∂c_t — the
+    path through h_t is added inside the cell — so it is not reported.)
+    """
+    cfg, cache = tr.config, tr.cache
+    T, B = tr.steps, tr.batch
+    D = cfg.num_directions
+    d_out = np.zeros_like(tr.output)
+    last = np.clip(tr.lengths - 1, 0, None)
+    d_last = np.ones((B, tr.output.shape[2])) if d_last is None else np.asarray(d_last, np.float64)
+    has = tr.lengths > 0
+    d_out[last[has], np.nonzero(has)[0]] = d_last[has]
+    cell = CELLS[cfg.mode]
+    norms_h, grads_h = [None] * cfg.num_layers, [None] * cfg.num_layers
+    d_layer = d_out
+    for layer in reversed(range(cfg.num_layers)):
+        input_size, directions = cache["layers"][layer]
+        d_dirs = np.split(d_layer, D, axis=2)
+        d_input = 0
+        nh, gh = [], []
+        for d, (w, caches) in enumerate(directions):
+            rec = _Recorder(cell, T, d == 1)
+            zero = tuple(np.zeros((B, n)) for n in ((cfg.output_size, cfg.hidden_size) if cfg.mode == "LSTM"
+                                                     else (cfg.hidden_size,)))
+            dx, _, _ = backprop_direction(rec, d_dirs[d], zero, caches, w, cache["mask"], d == 1, input_size)
+            d_input = d_input + dx
+            recorded = rec.by_step()
+            gh.append(recorded[0])
+            nh.append(np.linalg.norm(recorded[0], axis=2))
+        norms_h[layer], grads_h[layer] = nh, gh
+        d_layer = d_input
+    return GradientFlow(norms_h, grads_h, d_layer)
+
+
+def forget_resets(tr: Trace, layer: int = -1, direction: int = 0, batch: int = 0, threshold: float = 0.5) -> list:
+    """Steps t where the mean "keep" gate over units is below ``threshold``: the cell is mostly rewritten.
+
+    LSTM: the forget gate f (c_t = f ⊙ c_{t−1} + i ⊙ g). GRU: the update gate z, which keeps h_{t−1}
+    (h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}). Returns [(t, mean gate)].
+    """
+    name = "f" if tr.config.mode == "LSTM" else "z"
+    g = tr.layers[layer][direction].gates[name][:, batch]  # (T, H)
+    out = []
+    for t in range(tr.steps):
+        if tr.valid[t, batch]:
+            m = float(g[t].mean())
+            if m < threshold:
+                out.append((t, m))
+    return out
+
+
+def char_responses(tr: Trace, text: str, unit: int, layer: int = -1, direction: int = 0, batch: int = 0,
+                   k: int = 8, quantity: str = "h") -> list:
+    """What a unit responds to in char-level text: the k characters with the highest mean activation.
+
+    ``text`` is the sequence ``batch`` of the trace, one character per step. Returns
+    [(char, mean activation, count)], highest first.
+    """
+    a = tr.layers[layer][direction].quantities()[quantity][:, batch, unit]  # (T,)
+    sums, counts = {}, {}
+    for t, ch in enumerate(text[: tr.steps]):
+        if tr.valid[t, batch]:
+            sums[ch] = sums.get(ch, 0.0) + float(a[t])
+            counts[ch] = counts.get(ch, 0) + 1
+    ranked = sorted(((ch, sums[ch] / counts[ch], counts[ch]) for ch in sums), key=lambda r: -r[1])
+    return ranked[:k]
