@@ -206,3 +206,11 @@ def test_gradient_through_time_with_lengths_and_two_directions():
     assert flow.h[0][1][4, 0] > 0 and np.all(flow.h[0][1][:4, 0] == 0)
     assert flow.h[0][1][2, 1] > 0 and np.all(flow.h[0][1][:2, 1] == 0)
     assert np.all(flow.h[0][0][:5, 0] > 0)  # the forward direction carries it back through every step
+
+
+def test_trace_a_model_file(tmp_path):
+    layer = lstmkit.GRU(3, 4, num_layers=2, seed=0, dtype="float64")
+    path = lstmkit.save(layer, tmp_path / "gru.safetensors")
+    x = np.random.default_rng(0).standard_normal((4, 2, 3))
+    np.testing.assert_array_equal(trace(path, x).output, layer.trace(x).output)
+    np.testing.assert_array_equal(trace(str(path), x).layers[1][0].h, layer.trace(x).layers[1][0].h)

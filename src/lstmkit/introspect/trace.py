@@ -94,30 +94,22 @@ class Trace:
 
 
 def to_layer(model, dtype="float64"):
-    """A NumPy reference layer (lstmkit.LSTM/GRU) with ``model``'s configuration and weights.
+    """A NumPy reference layer (lstmkit.LSTM/GRU) with ``model``'s configuration and weights, in ``dtype``.
 
-    model: an lstmkit layer or cell, an lstmkit.torch or torch.nn LSTM/GRU (module or cell; read through
-    its state_dict, so torch's key names), or a path to a file ``lstmkit.load`` reads.
+    model: an lstmkit layer or cell, anything ``lstmkit.io.as_layer`` converts (torch.nn / lstmkit.torch
+    modules and cells, Keras layers), or a path to any file ``lstmkit.io.read`` reads (safetensors, ...).
+    A cell becomes the one-layer RNN it steps.
     """
+    from .. import io
     from ..layers import GRU, LSTM, RNNBase, _CellBase
-    from ..summary import config_of
 
     if isinstance(model, (str, os.PathLike)):
-        import lstmkit
-
-        if not hasattr(lstmkit, "load"):
-            raise ValueError(f"model: cannot read {os.fspath(model)!r}: this lstmkit has no file loader (lstmkit.load)")
-        return to_layer(lstmkit.load(model), dtype)
-    if isinstance(model, RNNBase):
-        config, state = model.config, model.state_dict()
-    elif hasattr(model, "state_dict") and (isinstance(model, _CellBase) or hasattr(model, "hidden_size")):
-        config = config_of(model)
-        state = dict(model.state_dict())
-        if isinstance(model, _CellBase) or "Cell" in type(model).__name__:
-            state = {k + "_l0": v for k, v in state.items()}  # a cell is a one-layer RNN without the suffix
-            config = RNNConfig(config.mode, config.input_size, config.hidden_size, bias=config.bias)
-    else:
-        raise TypeError(f"model: expected an LSTM or GRU layer, module or file path, got {type(model).__name__}")
+        model = io.read(model)
+    elif not isinstance(model, (RNNBase, _CellBase)):
+        model = io.as_layer(model)
+    config, state = model.config, model.state_dict()
+    if isinstance(model, _CellBase):
+        state = {k + "_l0": v for k, v in state.items()}  # a cell's names are a one-layer RNN's without the suffix
     cls = LSTM if config.mode == "LSTM" else GRU
     kwargs = {k: v for k, v in config.to_dict().items() if k != "mode"}
     layer = cls(**kwargs, dtype=dtype, backend="reference")
