@@ -41,8 +41,7 @@ class _RNNBase(nn.Module):
                  device=None, dtype=None) -> None:
         super().__init__()
         # RNNConfig validates sizes, dropout and proj_size with ValueErrors naming the argument
-        self.config = RNNConfig(mode, input_size, hidden_size, num_layers, bool(bias), bool(batch_first),
-                                float(dropout) if not isinstance(dropout, bool) else dropout,
+        self.config = RNNConfig(mode, input_size, hidden_size, num_layers, bool(bias), bool(batch_first), dropout,
                                 bool(bidirectional), proj_size)
         self.mode = mode
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
@@ -61,7 +60,7 @@ class _RNNBase(nn.Module):
 
     def reset_parameters(self) -> None:
         """torch's initialisation: every parameter uniform in ±1/√hidden_size, in registration order."""
-        stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
+        stdv = 1.0 / math.sqrt(self.hidden_size)  # hidden_size >= 1: RNNConfig checked it
         for weight in self.parameters():
             nn.init.uniform_(weight, -stdv, stdv)
 
@@ -322,7 +321,7 @@ class _CellBase(nn.Module):
 
     def reset_parameters(self) -> None:
         """torch's initialisation: every parameter uniform in ±1/√hidden_size."""
-        stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
+        stdv = 1.0 / math.sqrt(self.hidden_size)  # hidden_size >= 1: RNNConfig checked it
         for weight in self.parameters():
             nn.init.uniform_(weight, -stdv, stdv)
 
