@@ -31,7 +31,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from .. import checks
+from .. import checks, engine
 from ..params import RNNConfig, check_dtype, param_shapes
 from ..ref import rnn as ref_rnn
 
@@ -57,15 +57,20 @@ def _reference_forward(config, params, x, state0, lengths, dropout_masks):
     return output, final_state
 
 
+def _engine_forward(config, params, x, state0, lengths, dropout_masks):
+    return engine.forward(config, params, x, state0, lengths)
+
+
 def select_forward(training: bool) -> Callable:
     """The forward implementation for one call: ``f(config, params, x, state0, lengths, dropout_masks)
     -> (output, final_state)`` with the reference's semantics.
 
-    This is the single place that chooses it, so moving inference to the native engine is one line
-    here (``if not training and engine.available(): return <engine adapter>``); ``training`` is true
-    when dropout masks are given, which the engine does not take yet. The backward always uses the
+    This is the single place that chooses it: the native engine when it is built, except when dropout
+    masks are given (``training``), which the engine does not take yet. The backward always uses the
     reference, whose cache it needs.
     """
+    if not training and engine.available():
+        return _engine_forward
     return _reference_forward
 
 
