@@ -1,0 +1,193 @@
+"""Keras 3: live layers/models and ``.keras`` files, both ways (run Keras with KERAS_BACKEND=torch).
+
+    Keras                                   torch / lstmkit
+    kernel (I, G·H)                         weight_ih (G·H, I) = kernel.T, gates reordered
+    recurrent_kernel (H, G·H)               weight_hh (G·H, H)
+    LSTM bias (4H,), one vector             bias_ih = bias, bias_hh = 0   (back: bias = bias_ih + bias_hh)
+    GRU bias (2, 3H), reset_after=True      bias_ih = bias[0], bias_hh = bias[1]
+    GRU gate order z, r, h                  r, z, n
+    Bidirectional(merge_mode="concat")      bidirectional=True
+    stacked layers in a Sequential          num_layers (all but the last return_sequences=True)
+
+Keras is batch-major, so layers read from Keras have batch_first=True. Not representable, and refused with a
+ValueError naming the cause: GRU reset_after=False, activations other than tanh/sigmoid, merge modes other
+than "concat", go_backwards outside Bidirectional, layers other than LSTM/GRU in a model, and (to Keras)
+proj_size and cells.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .._optional import require
+from ..params import RNNConfig, suffix
+from .files import atomic_write
+from .gates import reorder
+from .model import build, unpack
+
+
+def _keras():
+    if "keras" not in sys.modules:
+        os.environ.setdefault("KERAS_BACKEND", "torch")  # lstmkit[keras] brings torch, not tensorflow
+    return require("keras", "keras")
+
+
+# --------------------------------------------------------------------------------------------- Keras -> lstmkit
+
+def from_keras(model, *, batch_first: bool = True):
+    """An lstmkit layer from a Keras LSTM/GRU layer, a Bidirectional, or a model whose layers are a stack of them.
+
+    batch_first: the layout of the returned layer (Keras' own is batch-first).
+    """
+    stack = _rnn_layers(model)
+    per_layer = [_read_layer(layer, last=k == len(stack) - 1) for k, layer in enumerate(stack)]
+    first = per_layer[0]
+    params = {}
+    for k, entry in enumerate(per_layer):
+        expected_in = first["input_size"] if k == 0 else first["directions"] * first["units"]
+        if (entry["mode"], entry["units"], entry["directions"], entry["bias"]) != \
+                (first["mode"], first["units"], first["directions"], first["bias"]) or entry["input_size"] != expected_in:
+            raise ValueError(f"Keras layer {entry['name']!r} does not stack on {first['name']!r}: lstmkit needs one "
+                             "kind of RNN with equal units, directions and use_bias in every layer")
+        for d, p in enumerate(entry["params"]):
+            params.update({name + suffix(k, d): value for name, value in p.items()})
+    config = RNNConfig(first["mode"], first["input_size"], first["units"], len(per_layer), first["bias"],
+                       batch_first, bidirectional=first["directions"] == 2)
+    return build(config, params)
+
+
+def _rnn_layers(model) -> list:
+    """The recurrent layers of a layer or model, in order; ValueError naming anything else in the model."""
+    name = type(model).__name__
+    if name in ("LSTM", "GRU", "Bidirectional"):
+        return [model]
+    if not hasattr(model, "layers"):
+        raise TypeError(f"model: expected a Keras LSTM, GRU, Bidirectional or a model of them, got {name}")
+    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    others = [f"{layer.name} ({type(layer).__name__})" for layer in layers
+              if type(layer).__name__ not in ("LSTM", "GRU", "Bidirectional")]
+    if others or not layers:
+        raise ValueError(f"Keras model {model.name!r}: lstmkit reads models made only of LSTM/GRU/Bidirectional "
+                         f"layers; found {others or 'none'}")
+    return layers
+
+
+def _read_layer(layer, last: bool) -> dict:
+    """One Keras layer -> {mode, units, directions, bias, input_size, params per direction (torch names)}."""
+    if type(layer).__name__ == "Bidirectional":
+        if layer.merge_mode != "concat":
+            raise ValueError(f"Keras layer {layer.name!r}: merge_mode={layer.merge_mode!r}; only 'concat' maps to "
+                             "a bidirectional torch RNN")
+        directions = [(layer.forward_layer, False), (layer.backward_layer, True)]
+    else:
+        directions = [(layer, False)]
+    out = None
+    for rnn, backwards in directions:
+        entry = _read_rnn(rnn, backwards)
+        if not last and not rnn.return_sequences:
+            raise ValueError(f"Keras layer {layer.name!r}: return_sequences=False before another RNN layer")
+        if out is None:
+            out = {**entry, "name": layer.name, "directions": len(directions), "params": [entry["params"]]}
+        else:
+            out["params"].append(entry["params"])
+    return out
+
+
+def _read_rnn(rnn, backwards: bool) -> dict:
+    mode = type(rnn).__name__
+    where = f"Keras {mode} {rnn.name!r}"
+    if mode not in ("LSTM", "GRU"):
+        raise ValueError(f"{where}: expected LSTM or GRU")
+    if mode == "GRU" and not rnn.reset_after:
+        raise ValueError(f"{where}: reset_after=False (reset applied before the recurrent matmul) has no torch/"
+                         "lstmkit equivalent yet; use reset_after=True (Keras' default, torch's formulation)")
+    activation, recurrent = rnn.activation.__name__, rnn.recurrent_activation.__name__
+    if (activation, recurrent) != ("tanh", "sigmoid"):
+        raise ValueError(f"{where}: activation={activation}, recurrent_activation={recurrent}; lstmkit computes "
+                         "tanh and sigmoid only")
+    if bool(rnn.go_backwards) != backwards:
+        raise ValueError(f"{where}: go_backwards={rnn.go_backwards} outside a Bidirectional wrapper has no torch "
+                         "equivalent")
+    weights = rnn.get_weights()  # kernel (I, G·H), recurrent_kernel (H, G·H)[, bias]
+    kernel, recurrent_kernel = weights[0], weights[1]
+    p = {"weight_ih": reorder(kernel, mode, "keras", "torch", axis=1).T,
+         "weight_hh": reorder(recurrent_kernel, mode, "keras", "torch", axis=1).T}
+    if rnn.use_bias:
+        bias = weights[2]
+        if mode == "LSTM":  # one bias vector: all of it goes to bias_ih
+            p["bias_ih"] = reorder(bias, mode, "keras", "torch")
+            p["bias_hh"] = np.zeros_like(p["bias_ih"])
+        else:  # reset_after=True: (2, 3H) = input bias, recurrent bias
+            p["bias_ih"] = reorder(bias[0], mode, "keras", "torch")
+            p["bias_hh"] = reorder(bias[1], mode, "keras", "torch")
+    p = {k: np.ascontiguousarray(v) for k, v in p.items()}
+    return {"mode": mode, "units": int(rnn.units), "bias": bool(rnn.use_bias), "input_size": int(kernel.shape[0]),
+            "params": p}
+
+
+# --------------------------------------------------------------------------------------------- lstmkit -> Keras
+
+def to_keras(model, *, return_sequences: bool = True):
+    """A ``keras.Sequential`` computing ``model``: input (B, T, I) -> (B, T, D·H), or (B, D·H) for the last step
+    (each direction's final state, as Keras returns) without return_sequences."""
+    keras = _keras()
+    from .convert import as_layer
+
+    layer = as_layer(model)
+    config, params, cell = unpack(layer)
+    c = config
+    if cell:
+        raise ValueError(f"{c.mode}Cell: Keras cells are not layers; convert a one-layer {c.mode} instead")
+    if c.proj_size:
+        raise ValueError(f"proj_size={c.proj_size}: Keras' LSTM has no projection; export to ONNX or safetensors")
+    dtype = "float64" if layer.dtype == np.float64 else "float32"
+    stack = [keras.Input((None, c.input_size), dtype=dtype)]
+    for k in range(c.num_layers):
+        seq = return_sequences or k < c.num_layers - 1
+        kwargs = dict(units=c.hidden_size, return_sequences=seq, use_bias=c.bias, dtype=dtype)
+        kwargs.update({"reset_after": True} if c.mode == "GRU" else {})
+        rnn = getattr(keras.layers, c.mode)(**kwargs)
+        stack.append(keras.layers.Bidirectional(rnn, merge_mode="concat") if c.bidirectional else rnn)
+    keras_model = keras.Sequential(stack)
+    for k, keras_layer in enumerate(keras_model.layers):
+        weights = [w for d in range(c.num_directions) for w in _keras_weights(c, params, k, d)]
+        keras_layer.set_weights(weights)
+    return keras_model
+
+
+def _keras_weights(c: RNNConfig, params: dict, layer: int, direction: int) -> list[np.ndarray]:
+    """[kernel, recurrent_kernel(, bias)] of one direction of one layer, in Keras' layout and gate order."""
+    s = suffix(layer, direction)
+    weights = [reorder(params["weight_ih" + s], c.mode, "torch", "keras").T,
+               reorder(params["weight_hh" + s], c.mode, "torch", "keras").T]
+    if c.bias:
+        b_ih = reorder(params["bias_ih" + s], c.mode, "torch", "keras")
+        b_hh = reorder(params["bias_hh" + s], c.mode, "torch", "keras")
+        weights.append(b_ih + b_hh if c.mode == "LSTM" else np.stack([b_ih, b_hh]))
+    return [np.ascontiguousarray(w) for w in weights]
+
+
+# ------------------------------------------------------------------------------------------------------ files
+
+def load(path, *, batch_first: bool | None = None):
+    """Read a ``.keras`` file (safe_mode: no lambdas run) into an lstmkit layer."""
+    keras = _keras()
+    try:
+        model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # Keras raises ValueError/OSError/BadZipFile for foreign or truncated files
+        raise ValueError(f"{path}: not a readable .keras model ({type(e).__name__}: {e})") from e
+    try:
+        return from_keras(model, batch_first=True if batch_first is None else batch_first)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
+
+
+def save(model, path, *, overwrite: bool = False, return_sequences: bool = True) -> Path:
+    """Write ``to_keras(model)`` as a ``.keras`` file, atomically; refuses an existing file unless overwrite."""
+    keras_model = to_keras(model, return_sequences=return_sequences)
+    return atomic_write(path, lambda tmp: keras_model.save(tmp), overwrite)
