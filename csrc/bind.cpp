@@ -18,6 +18,7 @@
 
 #include "cells.h"
 #include "rnn.h"
+#include "rnn_backward.h"
 
 namespace nb = nanobind;
 using lstmkit::index_t;
@@ -98,15 +99,23 @@ void cell_forward(const std::string& mode, In<T> x, In<T> h, In<T> c, In<T> w_ih
   lstmkit::cell_forward<T>(lstm, B, I, H, P, x.data(), h.data(), c_ptr, w, h_out.data(), c_out_ptr);
 }
 
-// forward(mode, num_layers, bidirectional, hidden_size, proj_size, x (T, B, I), weights, h0 (L·D, B, P),
-//         c0 (L·D, B, H) | None, lengths (B,) int64 | None, out (T, B, D·P), h_n (L·D, B, P), c_n | None)
-// weights: flat list, per layer and direction (layer-major): w_ih, w_hh, then b_ih, b_hh when
-// has_bias, then w_hr when proj_size > 0.
+// The checked sizes and weight pointers of a whole-sequence call.
 template <typename T>
-void forward(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size, index_t proj_size,
-             bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0, Lengths lengths, Out<T> out,
-             Out<T> h_n, Out<T> c_n) {
+struct SequenceArgs {
   lstmkit::RnnShape s;
+  std::vector<lstmkit::CellWeights<T>> cells;  // [L·D]
+  const int64_t* lengths = nullptr;
+};
+
+// Checks everything a sequence call reads: config, x (T, B, I), the flat weights list, h0, c0, lengths.
+// weights: per layer and direction (layer-major): w_ih, w_hh, then b_ih, b_hh when has_bias, then
+// w_hr when proj_size > 0.
+template <typename T>
+SequenceArgs<T> check_sequence(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size,
+                               index_t proj_size, bool has_bias, const In<T>& x, const std::vector<In<T>>& weights,
+                               const In<T>& h0, const In<T>& c0, const Lengths& lengths) {
+  SequenceArgs<T> a;
+  lstmkit::RnnShape& s = a.s;
   s.lstm = is_lstm(mode);
   if (num_layers < 1) throw std::invalid_argument("num_layers: expected >= 1");
   if (hidden_size < 1) throw std::invalid_argument("hidden_size: expected >= 1");
@@ -125,47 +134,108 @@ void forward(const std::string& mode, index_t num_layers, bool bidirectional, in
   if (weights.size() != per_cell * static_cast<size_t>(LD))
     throw std::invalid_argument("weights: expected " + std::to_string(per_cell * LD) + " arrays, got " +
                                 std::to_string(weights.size()));
-  std::vector<lstmkit::CellWeights<T>> cells(static_cast<size_t>(LD));
+  a.cells.resize(static_cast<size_t>(LD));
   for (index_t k = 0; k < LD; ++k) {
     const In<T>* w = weights.data() + k * per_cell;
     const index_t in = k < s.D ? s.I : s.D * s.P;
     expect_shape("weights (w_ih)", w[0], {G * s.H, in});
     expect_shape("weights (w_hh)", w[1], {G * s.H, s.P});
-    cells[k].w_ih = w[0].data();
-    cells[k].w_hh = w[1].data();
+    a.cells[k].w_ih = w[0].data();
+    a.cells[k].w_hh = w[1].data();
     size_t next = 2;
     if (has_bias) {
       expect_shape("weights (b_ih)", w[2], {G * s.H});
       expect_shape("weights (b_hh)", w[3], {G * s.H});
-      cells[k].b_ih = w[2].data();
-      cells[k].b_hh = w[3].data();
+      a.cells[k].b_ih = w[2].data();
+      a.cells[k].b_hh = w[3].data();
       next = 4;
     }
     if (proj_size) {
       expect_shape("weights (w_hr)", w[next], {s.P, s.H});
-      cells[k].w_hr = w[next].data();
+      a.cells[k].w_hr = w[next].data();
     }
   }
   expect_shape("h0", h0, {LD, s.B, s.P});
-  expect_shape("h_n", h_n, {LD, s.B, s.P});
-  expect_shape("out", out, {s.T, s.B, s.D * s.P});
-  if (s.lstm) {
-    expect_shape("c0", c0, {LD, s.B, s.H});
-    expect_shape("c_n", c_n, {LD, s.B, s.H});
-  }
-  const int64_t* len = nullptr;
+  if (s.lstm) expect_shape("c0", c0, {LD, s.B, s.H});
   if (lengths.is_valid()) {
     expect_shape("lengths", lengths, {s.B});
-    len = lengths.data();
+    a.lengths = lengths.data();
     for (index_t b = 0; b < s.B; ++b)
-      if (len[b] < 0 || len[b] > s.T)
+      if (a.lengths[b] < 0 || a.lengths[b] > s.T)
         throw std::invalid_argument("lengths: expected values in [0, " + std::to_string(s.T) + "], got " +
-                                    std::to_string(len[b]));
+                                    std::to_string(a.lengths[b]));
   }
+  return a;
+}
+
+// forward(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x (T, B, I), weights,
+//         h0 (L·D, B, P), c0 (L·D, B, H) | None, lengths (B,) int64 | None,
+//         out (T, B, D·P), h_n (L·D, B, P), c_n (L·D, B, H) | None)
+template <typename T>
+void forward(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size, index_t proj_size,
+             bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0, Lengths lengths, Out<T> out,
+             Out<T> h_n, Out<T> c_n) {
+  const SequenceArgs<T> a =
+      check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0, lengths);
+  const lstmkit::RnnShape& s = a.s;
+  const index_t LD = s.L * s.D;
+  expect_shape("out", out, {s.T, s.B, s.D * s.P});
+  expect_shape("h_n", h_n, {LD, s.B, s.P});
+  if (s.lstm) expect_shape("c_n", c_n, {LD, s.B, s.H});
   const T* c0_ptr = s.lstm ? c0.data() : nullptr;
   T* c_n_ptr = s.lstm ? c_n.data() : nullptr;
   nb::gil_scoped_release release;
-  lstmkit::rnn_forward<T>(s, x.data(), cells.data(), h0.data(), c0_ptr, len, out.data(), h_n.data(), c_n_ptr);
+  lstmkit::rnn_forward<T>(s, x.data(), a.cells.data(), h0.data(), c0_ptr, a.lengths, out.data(), h_n.data(), c_n_ptr);
+}
+
+// backward(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0 | None,
+//          lengths | None, d_out (T, B, D·P), d_hn (L·D, B, P), d_cn (L·D, B, H) | None,
+//          dx (T, B, I), d_h0 (L·D, B, P), d_c0 (L·D, B, H) | None, grads)
+// grads: flat list of output arrays shaped and ordered like weights.
+template <typename T>
+void backward(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size, index_t proj_size,
+              bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0, Lengths lengths, In<T> d_out,
+              In<T> d_hn, In<T> d_cn, Out<T> dx, Out<T> d_h0, Out<T> d_c0, std::vector<Out<T>> grads) {
+  const SequenceArgs<T> a =
+      check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0, lengths);
+  const lstmkit::RnnShape& s = a.s;
+  const index_t LD = s.L * s.D;
+  expect_shape("d_out", d_out, {s.T, s.B, s.D * s.P});
+  expect_shape("d_hn", d_hn, {LD, s.B, s.P});
+  expect_shape("dx", dx, {s.T, s.B, s.I});
+  expect_shape("d_h0", d_h0, {LD, s.B, s.P});
+  if (s.lstm) {
+    expect_shape("d_cn", d_cn, {LD, s.B, s.H});
+    expect_shape("d_c0", d_c0, {LD, s.B, s.H});
+  }
+  if (grads.size() != weights.size())
+    throw std::invalid_argument("grads: expected " + std::to_string(weights.size()) + " arrays, got " +
+                                std::to_string(grads.size()));
+  const size_t per_cell = weights.size() / static_cast<size_t>(LD);
+  std::vector<lstmkit::CellGrads<T>> cell_grads(static_cast<size_t>(LD));
+  for (size_t i = 0; i < grads.size(); ++i) {  // each gradient shaped like its weight
+    const In<T>& w = weights[i];
+    const Out<T>& g = grads[i];
+    bool same = g.ndim() == w.ndim();
+    for (size_t dim = 0; same && dim < w.ndim(); ++dim) same = g.shape(dim) == w.shape(dim);
+    if (!same)
+      throw std::invalid_argument("grads[" + std::to_string(i) + "]: expected shape " + shape_str(w) + ", got " +
+                                  shape_str(g));
+    lstmkit::CellGrads<T>& cg = cell_grads[i / per_cell];
+    const size_t slot = i % per_cell;
+    T* ptr = g.data();
+    if (slot == 0) cg.w_ih = ptr;
+    else if (slot == 1) cg.w_hh = ptr;
+    else if (slot == 2 && has_bias) cg.b_ih = ptr;
+    else if (slot == 3 && has_bias) cg.b_hh = ptr;
+    else cg.w_hr = ptr;
+  }
+  const T* c0_ptr = s.lstm ? c0.data() : nullptr;
+  const T* d_cn_ptr = s.lstm ? d_cn.data() : nullptr;
+  T* d_c0_ptr = s.lstm ? d_c0.data() : nullptr;
+  nb::gil_scoped_release release;
+  lstmkit::rnn_backward<T>(s, x.data(), a.cells.data(), h0.data(), c0_ptr, a.lengths, d_out.data(), d_hn.data(),
+                           d_cn_ptr, dx.data(), d_h0.data(), d_c0_ptr, cell_grads.data());
 }
 
 template <typename T>
@@ -181,6 +251,13 @@ void bind_dtype(nb::module_& m) {
         nb::arg("lengths").noconvert().none(), nb::arg("out").noconvert(), nb::arg("h_n").noconvert(),
         nb::arg("c_n").noconvert().none(),
         "Whole-sequence inference forward into out, h_n (and c_n). Use lstmkit.engine.forward.");
+  m.def("backward", &backward<T>, nb::arg("mode"), nb::arg("num_layers"), nb::arg("bidirectional"),
+        nb::arg("hidden_size"), nb::arg("proj_size"), nb::arg("has_bias"), nb::arg("x").noconvert(),
+        nb::arg("weights").noconvert(), nb::arg("h0").noconvert(), nb::arg("c0").noconvert().none(),
+        nb::arg("lengths").noconvert().none(), nb::arg("d_out").noconvert(), nb::arg("d_hn").noconvert(),
+        nb::arg("d_cn").noconvert().none(), nb::arg("dx").noconvert(), nb::arg("d_h0").noconvert(),
+        nb::arg("d_c0").noconvert().none(), nb::arg("grads").noconvert(),
+        "BPTT of the whole sequence (forward recomputed) into dx, d_h0 (and d_c0), grads. Use lstmkit.engine.backward.");
 }
 
 }  // namespace

@@ -70,9 +70,12 @@ struct PackedCell {
 //   c_in:  [B, H]  ld ldc_in   cell state before the step
 //   c_out: [B, H]  ld ldc_out  cell state after (may alias c_in)
 //   m:     [B, H]  ld ldm      o ⊙ tanh(c'): h' itself without projection, the projection's input with it
+// For training (null at inference), what the backward pass needs:
+//   act:    [B, 4H] contiguous  (i, f, g, o) after σ / tanh
+//   tanh_c: [B, H]  contiguous  tanh(c')
 template <typename T>
 void lstm_pointwise(index_t B, index_t H, const T* gates, index_t ldg, const T* c_in, index_t ldc_in, T* c_out,
-                    index_t ldc_out, T* m, index_t ldm) {
+                    index_t ldc_out, T* m, index_t ldm, T* act = nullptr, T* tanh_c = nullptr) {
   for (index_t b = 0; b < B; ++b) {
     const T* gi = gates + b * ldg;
     const T* gf = gi + H;
@@ -84,8 +87,14 @@ void lstm_pointwise(index_t B, index_t H, const T* gates, index_t ldg, const T* 
     for (index_t j = 0; j < H; ++j) {
       const T i = sigmoid(gi[j]), f = sigmoid(gf[j]), g = std::tanh(gg[j]), o = sigmoid(go[j]);
       const T c_next = f * c[j] + i * g;
+      const T tc = std::tanh(c_next);
       cn[j] = c_next;
-      mb[j] = o * std::tanh(c_next);
+      mb[j] = o * tc;
+      if (act) {  // training only; the branch is the same for the whole call
+        T* a = act + b * 4 * H;
+        a[j] = i, a[H + j] = f, a[2 * H + j] = g, a[3 * H + j] = o;
+        tanh_c[b * H + j] = tc;
+      }
     }
   }
 }
@@ -115,9 +124,12 @@ void lstm_step(index_t B, index_t H, const PackedCell<T>& w, const T* h_in, inde
 //   gh:    [B, 3H] ld ldgh  h·W_hhᵀ         (r, z, n), b_hh is added here
 //   b_hh:  [3H] or null
 //   h_in:  [B, H] ld ldh_in; h_out: [B, H] ld ldh_out (may alias h_in)
+// For training (null at inference), what the backward pass needs:
+//   act:   [B, 3H] contiguous  (r, z, n) after σ / tanh
+//   gh_n:  [B, H]  contiguous  W_hn h + b_hn
 template <typename T>
 void gru_pointwise(index_t B, index_t H, const T* gi, index_t ldgi, const T* gh, index_t ldgh, const T* b_hh,
-                   const T* h_in, index_t ldh_in, T* h_out, index_t ldh_out) {
+                   const T* h_in, index_t ldh_in, T* h_out, index_t ldh_out, T* act = nullptr, T* gh_n = nullptr) {
   for (index_t b = 0; b < B; ++b) {
     const T* xi = gi + b * ldgi;
     const T* hh = gh + b * ldgh;
@@ -131,7 +143,12 @@ void gru_pointwise(index_t B, index_t H, const T* gi, index_t ldgi, const T* gh,
       const T r = sigmoid(xi[j] + hr);
       const T z = sigmoid(xi[H + j] + hz);
       const T n = std::tanh(xi[2 * H + j] + r * hnn);
-      hn[j] = (T(1) - z) * n + z * h[j];
+      if (act) {  // training only
+        T* a = act + b * 3 * H;
+        a[j] = r, a[H + j] = z, a[2 * H + j] = n;
+        gh_n[b * H + j] = hnn;
+      }
+      hn[j] = (T(1) - z) * n + z * h[j];  // last: h_out may alias h_in
     }
   }
 }

@@ -43,16 +43,18 @@ class PackedWeights {
   PackedWeights() = default;
 
   // w: [n, k] row-major, row stride ldw (≥ k).
-  PackedWeights(const T* w, index_t n, index_t k, index_t ldw) : n_(n), k_(k) {
+  PackedWeights(const T* w, index_t n, index_t k, index_t ldw) : PackedWeights(w, n, k, ldw, 1) {}
+
+  // Element (i, kk) of the [n, k] matrix is w[i·row_stride + kk·col_stride]; with row_stride 1 and
+  // col_stride = the row stride of M, this packs Mᵀ (used by the backward pass: dh = dG · W_hh).
+  PackedWeights(const T* w, index_t n, index_t k, index_t row_stride, index_t col_stride) : n_(n), k_(k) {
     const index_t panels = (n + NR - 1) / NR;
     data_.assign(static_cast<size_t>(panels * k * NR), T(0));
     for (index_t p = 0; p < panels; ++p) {
       T* dst = data_.data() + p * k * NR;
       const index_t cols = std::min<index_t>(NR, n - p * NR);
-      for (index_t j = 0; j < cols; ++j) {
-        const T* src = w + (p * NR + j) * ldw;  // row p·NR + j of W = column of Wᵀ
-        for (index_t kk = 0; kk < k; ++kk) dst[kk * NR + j] = src[kk];
-      }
+      for (index_t kk = 0; kk < k; ++kk)
+        for (index_t j = 0; j < cols; ++j) dst[kk * NR + j] = w[(p * NR + j) * row_stride + kk * col_stride];
     }
   }
 
@@ -201,6 +203,20 @@ template <typename T>
 void gemm_set(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc) {
   for (index_t m = 0; m < M; ++m) std::fill(C + m * ldc, C + m * ldc + w.n(), T(0));
   gemm_acc(M, A, lda, w, C, ldc);
+}
+
+// C += Aᵀ · Bm: a weight gradient summed over all K rows (steps × batch) in one product.
+//   A: [K, M] row stride lda; Bm: [K, Nc] row stride ldb; C: [M, Nc] row stride ldc.
+// Allocates Aᵀ [M, K] and the packed Bmᵀ for the call.
+template <typename T>
+void gemm_tn_acc(index_t M, index_t Nc, index_t K, const T* A, index_t lda, const T* Bm, index_t ldb, T* C,
+                 index_t ldc) {
+  if (M <= 0 || Nc <= 0 || K <= 0) return;
+  std::vector<T> at(static_cast<size_t>(M * K));  // Aᵀ [M, K]
+  for (index_t k = 0; k < K; ++k)
+    for (index_t m = 0; m < M; ++m) at[m * K + k] = A[k * lda + m];
+  const PackedWeights<T> bt(Bm, Nc, K, 1, ldb);  // Bmᵀ [Nc, K]
+  gemm_acc(M, at.data(), K, bt, C, ldc);
 }
 
 // C[m, :] = bias (or 0 when bias is null) for m < M: the starting value of a gate pre-activation.

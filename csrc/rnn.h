@@ -39,6 +39,54 @@ struct RnnShape {
   index_t gates() const { return lstm ? 4 : 3; }
 };
 
+// The packed layout of a batch with per-sequence lengths (torch's PackedSequence).
+//   order:       [B] caller's batch index of packed row r, longest sequence first (stable)
+//   batch_sizes: [T] rows still running at step t (a prefix of the sorted batch)
+//   offsets:     [T + 1] first packed row of step t; offsets[T] = N = Σ lengths
+struct PackedBatch {
+  std::vector<index_t> order, batch_sizes, offsets;
+  index_t N = 0;
+
+  // lengths: [B] in [0, T], or null for all T. Throws std::invalid_argument outside [0, T].
+  PackedBatch(index_t T, index_t B, const int64_t* lengths)
+      : order(static_cast<size_t>(B)), batch_sizes(static_cast<size_t>(T), 0), offsets(static_cast<size_t>(T) + 1, 0) {
+    std::iota(order.begin(), order.end(), index_t(0));
+    std::vector<index_t> len(static_cast<size_t>(B), T);
+    if (lengths) {
+      for (index_t b = 0; b < B; ++b) {
+        if (lengths[b] < 0 || lengths[b] > T) throw std::invalid_argument("lengths: expected values in [0, T]");
+        len[b] = static_cast<index_t>(lengths[b]);
+      }
+      std::stable_sort(order.begin(), order.end(), [&](index_t a, index_t b) { return len[a] > len[b]; });
+    }
+    for (index_t t = 0; t < T; ++t) {
+      index_t n = 0;
+      while (n < B && len[order[n]] > t) ++n;
+      batch_sizes[t] = n;
+      offsets[t + 1] = offsets[t] + n;
+    }
+    N = offsets[T];
+  }
+
+  // dst[offsets[t] + r, :] = src[t, order[r], :] for the running rows; rows of `width` values.
+  template <typename T_>
+  void pack(const T_* src, index_t B, index_t width, T_* dst) const {
+    for (size_t t = 0; t < batch_sizes.size(); ++t)
+      for (index_t r = 0; r < batch_sizes[t]; ++r)
+        std::copy_n(src + (static_cast<index_t>(t) * B + order[r]) * width, width, dst + (offsets[t] + r) * width);
+  }
+
+  // dst [T, B, width] = src scattered back, zero where a sequence has ended.
+  template <typename T_>
+  void unpack(const T_* src, index_t B, index_t width, T_* dst) const {
+    const index_t T = static_cast<index_t>(batch_sizes.size());
+    std::fill(dst, dst + T * B * width, T_(0));
+    for (index_t t = 0; t < T; ++t)
+      for (index_t r = 0; r < batch_sizes[t]; ++r)
+        std::copy_n(src + (offsets[t] + r) * width, width, dst + (t * B + order[r]) * width);
+  }
+};
+
 // Sequence forward.
 //   x:       [T, B, I]
 //   weights: [L·D] one CellWeights per layer and direction, index layer·D + direction; layer 0 has
@@ -56,32 +104,13 @@ void rnn_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights,
   using T = T_;
   const index_t T_steps = s.T, B = s.B, H = s.H, P = s.P, D = s.D, G = s.gates(), GH = G * H;
 
-  // Sort the batch longest first: order[r] is the caller's index of packed row r.
-  std::vector<index_t> order(static_cast<size_t>(B));
-  std::iota(order.begin(), order.end(), index_t(0));
-  std::vector<index_t> len(static_cast<size_t>(B), T_steps);
-  if (lengths) {
-    for (index_t b = 0; b < B; ++b) {
-      if (lengths[b] < 0 || lengths[b] > T_steps) throw std::invalid_argument("lengths: expected values in [0, T]");
-      len[b] = static_cast<index_t>(lengths[b]);
-    }
-    std::stable_sort(order.begin(), order.end(), [&](index_t a, index_t b) { return len[a] > len[b]; });
-  }
-  // batch_sizes[t]: rows still running at step t; offsets[t]: first packed row of step t.
-  std::vector<index_t> batch_sizes(static_cast<size_t>(T_steps), 0), offsets(static_cast<size_t>(T_steps) + 1, 0);
-  for (index_t t = 0; t < T_steps; ++t) {
-    index_t n = 0;
-    while (n < B && len[order[n]] > t) ++n;
-    batch_sizes[t] = n;
-    offsets[t + 1] = offsets[t] + n;
-  }
-  const index_t N = offsets[T_steps];
+  const PackedBatch pk(T_steps, B, lengths);
+  const std::vector<index_t>&order = pk.order, &batch_sizes = pk.batch_sizes, &offsets = pk.offsets;
+  const index_t N = pk.N;
 
   // Packed layer input: [N, In]; layer 0 gathers x.
   std::vector<T> layer_in(static_cast<size_t>(N * s.I));
-  for (index_t t = 0; t < T_steps; ++t)
-    for (index_t r = 0; r < batch_sizes[t]; ++r)
-      std::copy_n(x + (t * B + order[r]) * s.I, s.I, layer_in.data() + (offsets[t] + r) * s.I);
+  pk.pack(x, B, s.I, layer_in.data());
   index_t in_size = s.I;
 
   std::vector<T> proj(static_cast<size_t>(N * D * GH));  // [N, D·G·H] input projections of one layer
@@ -132,11 +161,7 @@ void rnn_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights,
   }
 
   // Scatter back to [T, B, D·P], zero where a sequence has ended.
-  const index_t DP = D * P;
-  std::fill(out, out + T_steps * B * DP, T(0));
-  for (index_t t = 0; t < T_steps; ++t)
-    for (index_t r = 0; r < batch_sizes[t]; ++r)
-      std::copy_n(layer_in.data() + (offsets[t] + r) * DP, DP, out + (t * B + order[r]) * DP);
+  pk.unpack(layer_in.data(), B, D * P, out);
 }
 
 }  // namespace lstmkit

@@ -3,6 +3,8 @@
 Tolerances (max |engine − ref| ≤ atol + rtol·|ref|, elementwise):
   float32: rtol 1e-5, atol 1e-6   (the two differ only in summation order and libm rounding)
   float64: rtol 1e-12, atol 1e-13
+Gradients (engine.backward against ref.backward) sum over steps and batch, so they get a looser
+float32 bound: rtol 1e-4, atol 1e-5 (float64: rtol 1e-10, atol 1e-12).
 These tests do not skip when the extension is missing: CI builds it, so a missing engine is a failure.
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ from lstmkit.ref import lstm as ref_lstm
 from lstmkit.ref.rnn import layer_weights
 
 TOL = {"float32": dict(rtol=1e-5, atol=1e-6), "float64": dict(rtol=1e-12, atol=1e-13)}
+GRAD_TOL = {"float32": dict(rtol=1e-4, atol=1e-5), "float64": dict(rtol=1e-10, atol=1e-12)}
 REF_CELLS = {"LSTM": ref_lstm, "GRU": ref_gru}
 
 
@@ -93,6 +96,54 @@ def test_forward_parity_long_sequence(mode, dtype):
     config = RNNConfig(mode, input_size=8, hidden_size=64)
     params = init_params(config, seed=4, dtype=dtype)
     assert_forward_matches(config, params, rng.standard_normal((200, 1, 8)).astype(dtype))
+
+
+def assert_backward_matches(config, params, x, state0=None, lengths=None, seed=0, d_final=True):
+    rng = np.random.default_rng(seed)
+    out, state, cache = ref.forward(config, params, x, state0, lengths)
+    d_out = rng.standard_normal(out.shape).astype(x.dtype)
+    d_final_state = tuple(rng.standard_normal(s.shape).astype(x.dtype) for s in state) if d_final else None
+    want_dx, want_d0, want_grads = ref.backward(cache, d_out, d_final_state)
+    dx, d0, grads = engine.backward(config, params, x, d_out, d_final_state, state0, lengths)
+    tol = GRAD_TOL[x.dtype.name]
+    np.testing.assert_allclose(dx, want_dx, err_msg="dx", **tol)
+    assert len(d0) == len(want_d0)
+    for name, got, want in zip(("d_h0", "d_c0"), d0, want_d0):
+        np.testing.assert_allclose(got, want, err_msg=name, **tol)
+    assert list(grads) == list(params)  # every parameter, in torch's order
+    for name, want in want_grads.items():
+        assert grads[name].dtype == x.dtype and grads[name].shape == params[name].shape
+        np.testing.assert_allclose(grads[name], want, err_msg=name, **tol)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_backward_parity_random_configs(seed):
+    config, params, x, state0, lengths = random_case(seed)
+    assert_backward_matches(config, params, x, state0, lengths, seed=seed, d_final=seed % 3 != 0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("mode,proj", [("LSTM", 0), ("LSTM", 5), ("GRU", 0)])
+def test_backward_parity_large_blocks(mode, proj, dtype):
+    rng = np.random.default_rng(8)
+    config = RNNConfig(mode, input_size=260, hidden_size=19, num_layers=2, bidirectional=True, proj_size=proj)
+    params = init_params(config, seed=9, dtype=dtype)
+    x = rng.standard_normal((25, 7, 260)).astype(dtype)
+    assert_backward_matches(config, params, x, lengths=np.array([25, 3, 0, 25, 11, 24, 1]))
+
+
+def test_backward_input_errors():
+    config, params, x, state0 = _lstm_case()
+    d_out = np.zeros((5, 3, 4))
+    with pytest.raises(ValueError, match=r"d_output: expected shape \(5, 3, 4\), got \(5, 3, 2\)"):
+        engine.backward(config, params, x, d_out[:, :, :2])
+    with pytest.raises(TypeError, match=r"d_output: expected dtype float64"):
+        engine.backward(config, params, x, d_out.astype(np.float32))
+    with pytest.raises(TypeError, match=r"d_final_state: expected a tuple \(h, c\)"):
+        engine.backward(config, params, x, d_out, d_final_state=np.zeros((4, 3, 2)))
+    dx, (dh0, dc0), grads = engine.backward(config, params, x[:0], d_out[:0], state0=state0)  # T = 0
+    assert dx.shape == (0, 3, 4) and not dh0.any() and not dc0.any()
+    assert all(not g.any() for g in grads.values())
 
 
 def test_lengths_semantics_explicit():

@@ -22,7 +22,7 @@ try:  # the extension is optional: a source checkout without a build still impor
 except ImportError:  # pragma: no cover - depends on the build
     _engine = None
 
-__all__ = ["available", "cell_forward", "forward"]
+__all__ = ["available", "cell_forward", "forward", "backward"]
 
 CELL_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
@@ -171,19 +171,8 @@ def cell_forward(mode: str, x, state, w: Mapping):
     return (h_out, c_out) if lstm else (h_out,)
 
 
-def forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None):
-    """Inference forward of the whole stacked (bi)directional RNN, as ``lstmkit.ref.rnn.forward``.
-
-    config: the RNNConfig. Inference: dropout is not applied (as the reference without masks).
-    params: every parameter of ``param_shapes(config)`` under torch's names, all of x's dtype.
-    x (T, B, I): always sequence-first, like the reference (batch_first is the frontends' business).
-    state0: None for zeros, or LSTM (h0 (L·D, B, P), c0 (L·D, B, H)), GRU (h0 (L·D, B, H),).
-    lengths: None (every sequence runs T steps) or B integers in [0, T], any order, with torch's
-    packed-sequence semantics (state frozen after a sequence's end, the reverse direction starts at
-    step lengths[b] − 1, outputs past the end are zero).
-    Returns (output (T, B, D·P), final state tuple shaped like state0), fresh arrays of x's dtype.
-    P = proj_size or hidden_size, D = 2 if bidirectional else 1, L = num_layers.
-    """
+def _check_sequence(config, params, x, state0, lengths):
+    """The checks shared by forward and backward. Returns what the native calls take."""
     if not isinstance(config, RNNConfig):
         raise TypeError(f"config: expected an lstmkit RNNConfig, got {type(config).__name__}")
     if not isinstance(params, Mapping):
@@ -207,21 +196,61 @@ def forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None):
         _shape(f"params[{name!r}]", arr, shape)
         weights.append(_native(arr, dtype))
 
-    lstm = config.mode == "LSTM"
-    LD, H, P, D = config.num_layers * config.num_directions, config.hidden_size, config.output_size, config.num_directions
-    shapes = ((LD, B, P), (LD, B, H)) if lstm else ((LD, B, H),)
+    LD, H, P = config.num_layers * config.num_directions, config.hidden_size, config.output_size
+    shapes = ((LD, B, P), (LD, B, H)) if config.mode == "LSTM" else ((LD, B, H),)
     if state0 is None:
         state = [np.zeros(s, dtype) for s in shapes]
     else:
         state = _check_state("state0", state0, shapes, dtype)
     lens = _lengths(lengths, T, B)
+    head = (config.mode, config.num_layers, config.bidirectional, H, config.proj_size, config.bias)
+    args = (*head, _native(x, dtype), weights, state[0], state[1] if len(state) == 2 else None, lens)
+    return dtype, (T, B, I), shapes, list(expected), args
 
-    out = np.empty((T, B, D * P), dtype)
-    h_n = np.empty(shapes[0], dtype)
-    c_n = np.empty(shapes[1], dtype) if lstm else None
-    eng = _require_engine()
-    eng.forward(
-        config.mode, config.num_layers, config.bidirectional, H, config.proj_size, config.bias,
-        _native(x, dtype), weights, state[0], state[1] if lstm else None, lens, out, h_n, c_n,
+
+def forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None):
+    """Inference forward of the whole stacked (bi)directional RNN, as ``lstmkit.ref.rnn.forward``.
+
+    config: the RNNConfig. Inference: dropout is not applied (as the reference without masks).
+    params: every parameter of ``param_shapes(config)`` under torch's names, all of x's dtype.
+    x (T, B, I): always sequence-first, like the reference (batch_first is the frontends' business).
+    state0: None for zeros, or LSTM (h0 (L·D, B, P), c0 (L·D, B, H)), GRU (h0 (L·D, B, H),).
+    lengths: None (every sequence runs T steps) or B integers in [0, T], any order, with torch's
+    packed-sequence semantics (state frozen after a sequence's end, the reverse direction starts at
+    step lengths[b] − 1, outputs past the end are zero).
+    Returns (output (T, B, D·P), final state tuple shaped like state0), fresh arrays of x's dtype.
+    P = proj_size or hidden_size, D = 2 if bidirectional else 1, L = num_layers.
+    """
+    dtype, (T, B, _), shapes, _, args = _check_sequence(config, params, x, state0, lengths)
+    out = np.empty((T, B, config.num_directions * config.output_size), dtype)
+    final = [np.empty(s, dtype) for s in shapes]
+    _require_engine().forward(*args, out, final[0], final[1] if len(final) == 2 else None)
+    return out, tuple(final)
+
+
+def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None, state0=None, lengths=None):
+    """Gradients of ``forward`` by backpropagation through time, as ``lstmkit.ref.rnn.backward``.
+
+    The forward is recomputed natively (no cache to keep between the calls); arguments config, params,
+    x, state0, lengths as in ``forward``.
+    d_output (T, B, D·P): gradient of the output (entries past a sequence's end are ignored).
+    d_final_state: None for zeros, or a tuple shaped like the final state (LSTM (dh_n, dc_n), GRU (dh_n,)).
+    Returns (dx (T, B, I), d_state0 tuple shaped like state0, grads: dict by torch parameter name),
+    fresh arrays of x's dtype; dx is zero past each sequence's end.
+    """
+    dtype, (T, B, I), shapes, names, args = _check_sequence(config, params, x, state0, lengths)
+    d_out = _array("d_output", d_output, dtype)
+    _shape("d_output", d_out, (T, B, config.num_directions * config.output_size))
+    if d_final_state is None:
+        d_final = [np.zeros(s, dtype) for s in shapes]
+    else:
+        d_final = _check_state("d_final_state", d_final_state, shapes, dtype)
+    dx = np.empty((T, B, I), dtype)
+    d_state0 = [np.empty(s, dtype) for s in shapes]
+    grads = [np.empty(w.shape, dtype) for w in args[7]]
+    lstm = len(shapes) == 2
+    _require_engine().backward(
+        *args, _native(d_out, dtype), d_final[0], d_final[1] if lstm else None,
+        dx, d_state0[0], d_state0[1] if lstm else None, grads,
     )
-    return out, ((h_n, c_n) if lstm else (h_n,))
+    return dx, tuple(d_state0), dict(zip(names, grads))
