@@ -210,3 +210,62 @@ def char_responses(tr: Trace, text: str, unit: int, layer: int = -1, direction: 
             counts[ch] = counts.get(ch, 0) + 1
     ranked = sorted(((ch, sums[ch] / counts[ch], counts[ch]) for ch in sums), key=lambda r: -r[1])
     return ranked[:k]
+
+
+def findings(tr: Trace, batch: int = 0, text: str | None = None, k: int = 5, reset_threshold: float = 0.5,
+             saturated_share: float = 0.5) -> list:
+    """What a reader should know about one input, as [(section title, [lines])]: the most active units of
+    the top layer (with the characters that drive each, given ``text``), the steps where the forget gate
+    (GRU: the update gate) mostly rewrites the state, saturation warnings, and the gradient's decay."""
+    cfg = tr.config
+    label = lambda l, d: f"layer {l}" + (" reverse" if d else (" forward" if cfg.bidirectional else ""))  # noqa: E731
+    top = tr.layers[-1][0].h[:, batch]
+    ok = tr.valid[:, batch]
+    lines = []
+    if ok.any():
+        strength = np.abs(top[ok]).mean(0)  # (P,)
+        for u in np.argsort(-strength)[:k]:
+            line = f"unit {u}: mean |h| {strength[u]:.3f}, peak {np.nanmax(np.abs(top[:, u])):.3f} " \
+                   f"at step {int(np.nanargmax(np.abs(top[:, u])))}"
+            if text is not None:
+                chars = char_responses(tr, text, int(u), batch=batch, k=3)
+                line += "; highest on " + ", ".join(f"{c!r} ({m:+.2f})" for c, m, _ in chars)
+            lines.append(line)
+    else:
+        lines.append(f"sequence {batch} is empty (length 0)")
+    sections = [(f"top units ({label(cfg.num_layers - 1, 0)}, by mean |h| over {int(ok.sum())} steps)", lines)]
+
+    gate = "f" if cfg.mode == "LSTM" else "z"
+    lines = []
+    for l, dirs in enumerate(tr.layers):
+        for d in range(len(dirs)):
+            resets = forget_resets(tr, l, d, batch, reset_threshold)
+            shown = ", ".join(f"{t}" + (f" {text[t]!r}" if text is not None and t < len(text) else "") +
+                              f" ({m:.2f})" for t, m in resets[:20])
+            more = f" … and {len(resets) - 20} more" if len(resets) > 20 else ""
+            lines.append(f"{label(l, d)}: {len(resets)} step(s)" + (f": {shown}{more}" if resets else ""))
+    sections.append((f"resets: steps where the mean {gate} < {reset_threshold} (the state is mostly rewritten)",
+                     lines))
+
+    lines = []
+    for l, dirs in enumerate(saturation(tr)):
+        for d, gates in enumerate(dirs):
+            for name, s in gates.items():
+                units = np.nonzero(s.total > saturated_share)[0]
+                if len(units):
+                    which = ", ".join(map(str, units[:12])) + (" …" if len(units) > 12 else "")
+                    lines.append(f"warning: {label(l, d)} gate {name} is saturated (< 0.1 or > 0.9) more than "
+                                 f"{100 * saturated_share:.0f}% of the time in {len(units)}/{len(s.total)} "
+                                 f"unit(s): {which}")
+    sections.append(("saturation", lines or ["no gate is saturated more than "
+                                             f"{100 * saturated_share:.0f}% of the time in any unit"]))
+
+    curve = gradient_norms(tr).h[-1][0][:, batch]
+    n = int(tr.lengths[batch])
+    lines = []
+    if n > 1 and curve[n - 1] > 0:
+        ratio = curve[0] / curve[n - 1]
+        verdict = "vanishing" if ratio < 1e-3 else "exploding" if ratio > 1e3 else "stable"
+        lines.append(f"‖∂L/∂h_0‖ / ‖∂L/∂h_{n - 1}‖ = {ratio:.3g} over {n} steps ({verdict}; loss on the last output)")
+    sections.append(("gradient through time (top layer)", lines or ["too short to tell"]))
+    return sections

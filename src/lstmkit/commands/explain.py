@@ -1,0 +1,32 @@
+"""``lstmkit explain MODEL --data FILE``: top units, forget-gate resets and saturation warnings, in the terminal."""
+
+
+def register(sub) -> None:
+    e = sub.add_parser("explain", help="print what a model does on one input: top units, resets, saturation")
+    e.add_argument("model", help="a model file lstmkit can read (e.g. a .safetensors written by lstmkit.save)")
+    e.add_argument("--data", required=True,
+                   help=".npy array (T, B, I) or (T, I), or a text file (char-level one-hot over the vocabulary)")
+    e.add_argument("--vocab", help="characters of the vocabulary, or a file holding them, when the model stores none")
+    e.add_argument("--batch", type=int, default=0, help="which sequence of the batch to explain (default 0)")
+    e.add_argument("--top", type=int, default=5, help="how many units to list (default 5)")
+    e.add_argument("--reset-threshold", type=float, default=0.5,
+                   help="a step is a reset where the mean forget gate (GRU: update gate) is below this (default 0.5)")
+    e.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..introspect.report import read_data
+    from ..introspect.trace import to_layer, trace
+    from ..introspect.views import findings
+
+    layer = to_layer(args.model)
+    x, text = read_data(args.data, layer, args.vocab, args.model)
+    tr = trace(layer, x)
+    if not 0 <= args.batch < tr.batch:
+        raise ValueError(f"--batch: expected a sequence index in [0, {tr.batch}), got {args.batch}")
+    print(f"{tr.config.mode} on sequence {args.batch} of {tr.batch} ({int(tr.lengths[args.batch])} steps)")
+    for title, lines in findings(tr, args.batch, text, k=args.top, reset_threshold=args.reset_threshold):
+        print(f"\n{title}")
+        for line in lines:
+            print(f"  {line}")
+    return 0

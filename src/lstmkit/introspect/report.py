@@ -1,0 +1,253 @@
+"""One self-contained HTML report of a model on one input: summary, findings, figures, an interactive view.
+
+Self-contained means the file needs nothing else: the figures are inline base64 PNGs, the trace is
+inline JSON, the interactive view is vanilla JavaScript drawing on a canvas; there is no network
+reference at all (no CDN, no fonts, no SVG namespace URL), so it opens offline and can be mailed.
+
+Also the input readers the command line shares: ``read_data`` (.npy arrays or char-level text).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import plots, views
+from .trace import Trace, to_layer, trace
+
+__all__ = ["write_report", "render", "read_data", "one_hot", "model_vocab"]
+
+
+def one_hot(text: str, vocab) -> np.ndarray:
+    """(T, 1, V) float64 one-hot encoding of ``text`` over ``vocab`` (a string or list of characters)."""
+    index = {ch: k for k, ch in enumerate(vocab)}
+    x = np.zeros((len(text), 1, len(index)))
+    for t, ch in enumerate(text):
+        if ch not in index:
+            raise ValueError(f"data: character {ch!r} at position {t} is not in the vocabulary ({len(index)} chars)")
+        x[t, 0, index[ch]] = 1.0
+    return x
+
+
+def model_vocab(path) -> list | None:
+    """The character vocabulary stored in a safetensors model's metadata (key "vocab": JSON list or string)."""
+    if path is None or not str(path).endswith(".safetensors"):
+        return None
+    from ..io.safetensors import read
+
+    metadata, _ = read(path)
+    if "vocab" not in metadata:
+        return None
+    try:
+        vocab = json.loads(metadata["vocab"])
+    except ValueError:
+        vocab = metadata["vocab"]
+    return list(vocab)
+
+
+def read_data(path, layer, vocab=None, model_path=None) -> tuple:
+    """Read ``--data`` for ``layer``: returns (x in the layer's layout, text or None).
+
+    A .npy file holds (T, B, I) or (T, I) numbers (sequence-first, whatever the model's batch_first).
+    Any other file is text, one-hot encoded per character with the model's vocabulary (its metadata),
+    else ``vocab``: a string of characters, or the path of a file whose characters are the vocabulary.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data: {path}: no such file")
+    if path.suffix == ".npy":
+        x = np.load(path, allow_pickle=False)
+        if x.ndim == 3 and layer.config.batch_first:
+            x = x.transpose(1, 0, 2)
+        return np.asarray(x, np.float64), None
+    text = path.read_text(encoding="utf-8")
+    chars = model_vocab(model_path)
+    if chars is None and vocab is not None:
+        source = Path(vocab).read_text(encoding="utf-8") if os.path.isfile(vocab) else vocab
+        chars = list(dict.fromkeys(source))  # the order given, duplicates dropped
+    if chars is None:
+        raise ValueError(f"data: {path} is text, but the model stores no vocabulary; give --vocab")
+    if len(chars) != layer.config.input_size:
+        raise ValueError(f"vocab: {len(chars)} characters, but the model takes input_size={layer.config.input_size}")
+    x = one_hot(text, chars)
+    return (x.transpose(1, 0, 2) if layer.config.batch_first else x), text
+
+
+def _img(fig, alt) -> str:
+    data = base64.b64encode(plots.png_bytes(fig)).decode("ascii")
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(alt)}' \
+           f'</figcaption></figure>'
+
+
+def _series(a) -> list:
+    """(T, units) -> list of rows, rounded to 4 decimals, NaN (past the end) -> null."""
+    a = np.round(np.asarray(a, np.float64), 4)
+    return [[None if not np.isfinite(v) else float(v) for v in row] for row in a]
+
+
+def view_data(tr: Trace, batch: int = 0, text: str | None = None) -> dict:
+    """What the interactive view reads: per layer and direction, every quantity of sequence ``batch``."""
+    directions = []
+    for l, dirs in enumerate(tr.layers):
+        for d, dt in enumerate(dirs):
+            label = f"layer {l}" + (" reverse" if d else (" forward" if tr.config.bidirectional else ""))
+            directions.append({"label": label,
+                               "quantities": {name: _series(a[:, batch]) for name, a in dt.quantities().items()}})
+    return {"mode": tr.config.mode, "steps": tr.steps, "length": int(tr.lengths[batch]),
+            "text": text[: tr.steps] if text is not None else None, "directions": directions}
+
+
+def render(tr: Trace, batch: int = 0, text: str | None = None, title: str = "lstmkit report") -> str:
+    """The report's HTML text for a trace (see the module docstring for what it holds)."""
+    from ..summary import summary
+
+    figs = plots.all_figures(tr, batch, text)
+    captions = {"gradient": "gradient of the loss on the last output through time",
+                "pca": "hidden-state trajectory in its first two principal components",
+                "text": "the input text, each character coloured by one unit's activation"}
+    images = []
+    for name, fig in figs.items():
+        kind, _, tag = name.partition("_")
+        cap = captions.get(name) or f"{'gates, cell and hidden state' if kind == 'heatmap' else 'gate saturation'}" \
+                                    f" ({tag.replace('_', ' ').replace('l', 'layer ', 1)})"
+        images.append(_img(fig, cap))
+    found = "".join(f"<h3>{html.escape(title_)}</h3><pre>{html.escape(chr(10).join(lines))}</pre>"
+                    for title_, lines in views.findings(tr, batch, text))
+    data = json.dumps(view_data(tr, batch, text), separators=(",", ":"))
+    data = data.replace("</", "<\\/")  # the JSON sits in a <script> element: never close it early
+    return _TEMPLATE.format(title=html.escape(title), summary=html.escape(str(summary(tr.config))), findings=found,
+                            figures="\n".join(images), data=data, script=_SCRIPT, style=_STYLE,
+                            seq=f"sequence {batch} of {tr.batch}, {int(tr.lengths[batch])} of {tr.steps} steps")
+
+
+def write_report(model, x, path, text: str | None = None, lengths=None, batch: int = 0, overwrite: bool = False,
+                 title: str = "lstmkit report") -> Path:
+    """Trace ``model`` on ``x`` and write the report to ``path`` (one HTML file); returns the path.
+
+    model: anything ``trace`` takes (a layer, a torch module, a model file). x: as the model takes it.
+    text: the characters of sequence ``batch``, one per step, to label steps and find what units respond to.
+    Refuses to replace an existing file unless ``overwrite``.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    layer = to_layer(model)
+    tr = trace(layer, x, lengths=lengths)
+    if not 0 <= batch < tr.batch:
+        raise ValueError(f"batch: expected a sequence index in [0, {tr.batch}), got {batch}")
+    page = render(tr, batch, text, title)
+    # "x" creates the file only if it is still absent (no race with another writer); "w" when replacing
+    with open(path, "w" if overwrite else "x", encoding="utf-8") as f:
+        f.write(page)
+    return path
+
+
+_STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:1100px;padding:0 1em;color:#222}
+pre{background:#f5f5f5;padding:.6em;overflow-x:auto;font-size:12px}
+figure{margin:1em 0}img{max-width:100%}figcaption{color:#555;font-size:12px}
+#view{border:1px solid #ccc;padding:.8em;border-radius:6px;background:#fafafa}
+#view label{margin-right:1em}#readout{font-family:monospace;margin:.5em 0;white-space:pre}
+canvas{border:1px solid #ddd;background:#fff;display:block;margin-top:.4em}
+#step{width:60%;vertical-align:middle}#textline{font-family:monospace;white-space:pre-wrap;margin:.4em 0}
+#textline span.cur{background:#fc6;outline:1px solid #c80}
+"""
+
+_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>{style}</style></head>
+<body>
+<h1>{title}</h1>
+<p>{seq}</p>
+<h2>Model</h2><pre id="summary">{summary}</pre>
+<h2>Interactive view</h2>
+<div id="view">
+<label>direction <select id="direction"></select></label>
+<label>quantity <select id="quantity"></select></label>
+<label>unit <select id="unit"></select></label><br>
+<label>time step <input type="range" id="step" min="0" max="0" value="0"></label>
+<div id="textline"></div>
+<div id="readout">loading…</div>
+<canvas id="plot" width="900" height="180"></canvas>
+<canvas id="bars" width="900" height="140"></canvas>
+</div>
+<h2>Findings</h2>{findings}
+<h2>Figures</h2>
+{figures}
+<script type="application/json" id="trace-data">{data}</script>
+<script>{script}</script>
+</body></html>
+"""
+
+_SCRIPT = r"""
+"use strict";
+const D = JSON.parse(document.getElementById("trace-data").textContent);
+const $ = (id) => document.getElementById(id);
+const sel = {dir: $("direction"), q: $("quantity"), unit: $("unit"), step: $("step")};
+function fill(select, items) {
+  const keep = select.value;
+  select.innerHTML = "";
+  items.forEach(([value, label]) => { const o = document.createElement("option"); o.value = value; o.textContent = label; select.appendChild(o); });
+  if (items.some(([v]) => String(v) === keep)) select.value = keep;
+}
+function current() { return D.directions[+sel.dir.value].quantities[sel.q.value]; }
+function refill() {
+  fill(sel.q, Object.keys(D.directions[+sel.dir.value].quantities).map((k) => [k, k]));
+  const units = current()[0].length;
+  fill(sel.unit, Array.from({length: units}, (_, u) => [u, "unit " + u]));
+}
+function fmt(v) { return v === null ? "n/a (past the end)" : v.toFixed(4); }
+function draw() {
+  const rows = current(), u = +sel.unit.value, t = +sel.step.value;
+  const series = rows.map((r) => r[u]);
+  const ch = D.text ? " " + JSON.stringify(D.text[t] || "") : "";
+  $("readout").textContent = `t=${t}${ch}  ${D.directions[+sel.dir.value].label}  ${sel.q.value}[unit ${u}] = ${fmt(series[t])}`;
+  if (D.text) {
+    const tl = $("textline"); tl.innerHTML = "";
+    Array.from(D.text).forEach((c, k) => { const s = document.createElement("span"); s.textContent = c; if (k === t) s.className = "cur"; tl.appendChild(s); });
+  }
+  const cv = $("plot"), g = cv.getContext("2d"), W = cv.width, H = cv.height, pad = 30;
+  g.clearRect(0, 0, W, H);
+  const vals = series.filter((v) => v !== null);
+  let lo = Math.min(0, ...vals), hi = Math.max(0, ...vals);
+  if (hi - lo < 1e-9) { hi += 1; lo -= 1; }
+  const X = (k) => pad + (W - 2 * pad) * (D.steps > 1 ? k / (D.steps - 1) : 0.5);
+  const Y = (v) => H - pad + (v - lo) / (hi - lo) * (2 * pad - H);
+  g.strokeStyle = "#bbb"; g.beginPath(); g.moveTo(pad, Y(0)); g.lineTo(W - pad, Y(0)); g.stroke();
+  g.strokeStyle = "#1f77b4"; g.lineWidth = 1.5; g.beginPath();
+  let pen = false;
+  series.forEach((v, k) => { if (v === null) { pen = false; return; } if (pen) g.lineTo(X(k), Y(v)); else g.moveTo(X(k), Y(v)); pen = true; });
+  g.stroke();
+  g.strokeStyle = "#d62728"; g.beginPath(); g.moveTo(X(t), 5); g.lineTo(X(t), H - 5); g.stroke();
+  if (series[t] !== null) { g.fillStyle = "#d62728"; g.beginPath(); g.arc(X(t), Y(series[t]), 4, 0, 2 * Math.PI); g.fill(); }
+  g.fillStyle = "#333"; g.font = "11px sans-serif";
+  g.fillText(hi.toFixed(3), 2, pad - 4); g.fillText(lo.toFixed(3), 2, H - pad + 12);
+  g.fillText(`${sel.q.value}, unit ${u}, over time`, pad, 12);
+  const bv = $("bars"), b = bv.getContext("2d"), BW = bv.width, BH = bv.height, row = rows[t];
+  b.clearRect(0, 0, BW, BH);
+  const m = Math.max(1e-9, ...row.filter((v) => v !== null).map(Math.abs)), w = (BW - 2 * pad) / row.length;
+  b.strokeStyle = "#bbb"; b.beginPath(); b.moveTo(pad, BH / 2); b.lineTo(BW - pad, BH / 2); b.stroke();
+  row.forEach((v, k) => {
+    if (v === null) return;
+    b.fillStyle = k === u ? "#d62728" : (v >= 0 ? "#e08a6b" : "#6b9be0");
+    const hgt = (v / m) * (BH / 2 - 14);
+    b.fillRect(pad + k * w + 1, BH / 2 - Math.max(hgt, 0), Math.max(w - 2, 1), Math.abs(hgt));
+  });
+  b.fillStyle = "#333"; b.font = "11px sans-serif"; b.fillText(`all units of ${sel.q.value} at t=${t} (selected in red)`, pad, 12);
+}
+fill(sel.dir, D.directions.map((d, k) => [k, d.label]));
+refill();
+sel.step.max = String(D.steps - 1);
+sel.dir.addEventListener("change", () => { refill(); draw(); });
+sel.q.addEventListener("change", () => { refill(); draw(); });
+sel.unit.addEventListener("change", draw);
+sel.step.addEventListener("input", draw);
+document.addEventListener("keydown", (e) => {
+  if (e.key === "ArrowRight" || e.key === "ArrowLeft") { sel.step.value = String(+sel.step.value + (e.key === "ArrowRight" ? 1 : -1)); draw(); }
+});
+draw();
+"""
