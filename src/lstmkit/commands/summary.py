@@ -1,11 +1,13 @@
-"""``lstmkit summary``: weight shapes and parameter counts (torch and Keras) of an architecture."""
+"""``lstmkit summary``: weight shapes and parameter counts (torch and Keras) of an architecture or a model file."""
 
 
 def register(sub) -> None:
-    s = sub.add_parser("summary", help="weight shapes and parameter counts (torch and Keras) of an architecture")
-    s.add_argument("--mode", choices=["lstm", "gru", "LSTM", "GRU"], default="lstm")
-    s.add_argument("--input-size", type=int, required=True)
-    s.add_argument("--hidden-size", type=int, required=True)
+    s = sub.add_parser("summary", help="weight shapes and parameter counts (torch and Keras) of an architecture "
+                                       "or of a model file (.pt/.pth, .safetensors, .keras, .onnx)")
+    s.add_argument("file", nargs="?", help="a model file to summarise instead of the size flags")
+    s.add_argument("--mode", choices=["lstm", "gru", "LSTM", "GRU"], default=None)
+    s.add_argument("--input-size", type=int)
+    s.add_argument("--hidden-size", type=int)
     s.add_argument("--num-layers", type=int, default=1)
     s.add_argument("--bidirectional", action="store_true")
     s.add_argument("--proj-size", type=int, default=0)
@@ -17,6 +19,15 @@ def run(args) -> int:
     from ..params import RNNConfig
     from ..summary import summary
 
+    if args.file is not None:
+        from ..io import read
+
+        options = {"mode": args.mode} if args.file.lower().endswith((".pt", ".pth")) and args.mode else {}
+        print(summary(read(args.file, **options)))
+        return 0
+    if args.input_size is None or args.hidden_size is None:
+        raise ValueError("give a model FILE, or --input-size and --hidden-size")
+    args.mode = args.mode or "lstm"
     config = RNNConfig(args.mode.upper(), args.input_size, args.hidden_size, args.num_layers, not args.no_bias,
                        bidirectional=args.bidirectional, proj_size=args.proj_size)
     print(summary(config))

@@ -27,6 +27,13 @@ def format_of(path, fmt: str | None = None) -> str:
     return FORMATS[ext]
 
 
+def check_writable_early(path, overwrite: bool) -> None:
+    """Refuse an existing output before any reading work (FileExistsError; the CLI exits with code 2)."""
+    from .files import check_writable
+
+    check_writable(path, overwrite)
+
+
 def _module(fmt: str):
     return importlib.import_module(f"lstmkit.io.{fmt}")
 
