@@ -149,6 +149,7 @@ def write_report(model, x, path, text: str | None = None, lengths=None, batch: i
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:1100px;padding:0 1em;color:#222}
 pre{background:#f5f5f5;padding:.6em;overflow-x:auto;font-size:12px}
+#findings pre{white-space:pre-wrap}
 figure{margin:1em 0}img{max-width:100%}figcaption{color:#555;font-size:12px}
 #view{border:1px solid #ccc;padding:.8em;border-radius:6px;background:#fafafa}
 #view label{margin-right:1em}#readout{font-family:monospace;margin:.5em 0;white-space:pre}
@@ -175,7 +176,7 @@ _TEMPLATE = """<!DOCTYPE html>
 <canvas id="plot" width="900" height="180"></canvas>
 <canvas id="bars" width="900" height="140"></canvas>
 </div>
-<h2>Findings</h2>{findings}
+<h2>Findings</h2><div id="findings">{findings}</div>
 <h2>Figures</h2>
 {figures}
 <script type="application/json" id="trace-data">{data}</script>
