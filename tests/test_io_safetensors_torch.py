@@ -209,6 +209,7 @@ sys.modules["torch"] = None  # any 'import torch' now raises ImportError
 import numpy as np
 import lstmkit
 layer = lstmkit.load(sys.argv[1])
+assert not {"onnx", "onnxruntime", "keras", "safetensors"} & set(sys.modules), "lstmkit.load imported a framework"
 out, _ = layer(np.ones((5, 2, 3), np.float32))
 np.save(sys.argv[2], out)
 print(layer.backend)

@@ -163,7 +163,7 @@ def _layer_op(g, c, params, layer, x, seq_lens, h0, c0, elem):
     attrs = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward"}
     if not lstm:
         attrs["linear_before_reset"] = 1  # torch's GRU: r applied after the hidden matmul
-    y, h_n, *rest = g.op(c.mode, [i for i in inputs], n_out=3 if lstm else 2, **attrs)
+    y, h_n, *rest = g.op(c.mode, inputs, n_out=3 if lstm else 2, **attrs)
     y = g.op("Transpose", [y], perm=[0, 2, 1, 3])  # (T, D, B, H) -> (T, B, D, H)
     y = g.op("Reshape", [y, g.const(np.array([0, 0, -1]))])  # (T, B, D·H)
     return y, h_n, (rest[0] if lstm else None)
