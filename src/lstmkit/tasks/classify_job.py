@@ -1,0 +1,151 @@
+"""The classification job behind ``lstmkit classify``: data, the LSTM, baselines in the same run, the
+report (terminal table, results.json, confusion-matrix PNG).
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from . import data as datasets
+from .classify import SequenceClassifier
+from .runio import format_table, pyplot, write_json
+
+# Published accuracy on the archive's own train/test split, shown next to ours.
+# Source: Bagnall et al., "The UEA multivariate time series classification archive, 2018",
+# arXiv:1811.00075, Table 3 (1-NN with dependent DTW, DTW_D; 1-NN Euclidean 0.924, DTW_I 0.959).
+PUBLISHED = {"japanese-vowels": ("1-NN DTW_D (Bagnall et al. 2018, arXiv:1811.00075)", 0.949)}
+
+
+def sequence_features(X) -> np.ndarray:
+    """Simple per-sequence features for the logistic-regression baseline: for every input feature its
+    mean, std, min, max, first and last value, plus the length. (N, 6F + 1)."""
+    rows = []
+    for s in X:
+        s = np.asarray(s, np.float32).reshape(len(s), -1)
+        rows.append(np.concatenate([s.mean(0), s.std(0), s.min(0), s.max(0), s[0], s[-1], [len(s)]]))
+    return np.asarray(rows)
+
+
+def baselines(Xtr, ytr, Xte, text: bool, seed: int = 0) -> dict:
+    """{'majority class': preds, 'logistic regression (...)': preds} on the test inputs."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    values, counts = np.unique(ytr, return_counts=True)
+    out = {"majority class": np.full(len(Xte), values[counts.argmax()])}
+    if text:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        pipe = make_pipeline(TfidfVectorizer(analyzer="char", ngram_range=(1, 3), max_features=50000),
+                             LogisticRegression(max_iter=2000))
+        name = "logistic regression (char 1-3-gram tf-idf)"
+        pipe.fit(Xtr, ytr)
+    else:
+        pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
+        name = "logistic regression (mean/std/min/max/first/last)"
+        pipe.fit(sequence_features(Xtr), ytr)
+        Xte = sequence_features(Xte)
+    out[name] = pipe.predict(Xte)
+    return out
+
+
+def report(y_true, y_pred, classes) -> dict:
+    """Accuracy, per-class precision/recall/support, confusion matrix (rows true, columns predicted)."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    p, r, _, s = precision_recall_fscore_support(y_true, y_pred, labels=classes, zero_division=0)
+    return {"accuracy": float(np.mean(y_true == y_pred)),
+            "per_class": [{"class": c, "precision": float(pi), "recall": float(ri), "support": int(si)}
+                          for c, pi, ri, si in zip(classes, p, r, s)],
+            "confusion": confusion_matrix(y_true, y_pred, labels=classes).tolist()}
+
+
+def plot_confusion(confusion, classes, path: str, title: str) -> None:
+    plt = pyplot()
+    cm = np.asarray(confusion)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.5 * len(classes), 0.8 + 0.5 * len(classes)))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(classes)), classes, rotation=90 if len(classes) > 12 else 0)
+    ax.set_yticks(range(len(classes)), classes)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            if cm[i, j]:
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                        color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def split(d: datasets.SequenceData, test_size: float, seed: int, limit: int | None):
+    """(Xtr, ytr, Xte, yte): the set's own test split when it has one, else a stratified split.
+    ``limit`` keeps a stratified subset of that many training (and proportionally test) cases."""
+    from sklearn.model_selection import train_test_split
+
+    def subset(X, y, n):
+        if n is None or n >= len(y):
+            return X, y
+        idx, _ = train_test_split(np.arange(len(y)), train_size=n, random_state=seed, stratify=None)
+        return [X[i] for i in idx], y[idx]
+
+    if d.test is not None:
+        Xtr, ytr, Xte, yte = d.X, d.y, d.test.X, d.test.y
+    else:
+        idx_tr, idx_te = train_test_split(np.arange(len(d.y)), test_size=test_size, random_state=seed, stratify=d.y)
+        Xtr, ytr, Xte, yte = [d.X[i] for i in idx_tr], d.y[idx_tr], [d.X[i] for i in idx_te], d.y[idx_te]
+    if limit is not None:
+        Xtr, ytr = subset(Xtr, ytr, limit)
+        Xte, yte = subset(Xte, yte, max(limit // 3, 10))
+    return Xtr, ytr, Xte, yte
+
+
+def run(*, out: str, dataset: str | None = None, csv: str | None = None, text_col: str = "text",
+        label_col: str = "label", limit: int | None = None, test_size: float = 0.25, resume: bool = False,
+        log=print, **model_kw) -> dict:
+    """Train, compare with the baselines, write results.json + confusion.png + checkpoints into ``out``."""
+    start = time.perf_counter()
+    seed = model_kw.get("seed", 0)
+    if csv is not None:
+        texts, labels = datasets.load_text_csv(csv, text_col, label_col)
+        d = datasets.SequenceData(os.path.basename(csv), texts, labels)
+        text = True
+    else:
+        d = datasets.load_classify(dataset)
+        text = False
+    Xtr, ytr, Xte, yte = split(d, test_size, seed, limit)
+    log(f"{d.name}: {len(Xtr)} train / {len(Xte)} test sequences, {len(set(ytr))} classes")
+    clf = SequenceClassifier(text=text, **model_kw)
+    clf.fit(Xtr, ytr, ckpt_dir=out, resume=resume, log=log)
+    classes = list(clf.classes_)
+    rows, results = [], {}
+    preds = {f"LSTM ({clf.config['cell']}, {clf.config['hidden_size']} hidden)": clf.predict(Xte)}
+    preds.update(baselines(Xtr, ytr, Xte, text, seed))
+    for name, yp in preds.items():
+        results[name] = report(yte, yp, classes)
+        rows.append({"model": name, "test accuracy": results[name]["accuracy"]})
+    published = PUBLISHED.get(d.name) if limit is None and csv is None else None
+    if published:
+        rows.append({"model": f"published: {published[0]}", "test accuracy": published[1]})
+    lstm_name = next(iter(preds))
+    log(format_table(rows, ["model", "test accuracy"], "{:.4f}"))
+    best_base = max(rows[1:len(preds)], key=lambda r: r["test accuracy"])
+    verdict = "beats" if rows[0]["test accuracy"] > best_base["test accuracy"] else "does NOT beat"
+    log(f"the LSTM {verdict} the best baseline ({best_base['model']}: {best_base['test accuracy']:.4f})")
+    log("per-class (LSTM):")
+    log(format_table(results[lstm_name]["per_class"], ["class", "precision", "recall", "support"]))
+    plot_confusion(results[lstm_name]["confusion"], classes, os.path.join(out, "confusion.png"),
+                   f"{d.name}: {lstm_name}")
+    summary = {"task": "classify", "dataset": d.name, "n_train": len(Xtr), "n_test": len(Xte), "classes": classes,
+               "config": clf.config, "training": clf.history_, "results": results, "table": rows,
+               "published": {"source": published[0], "accuracy": published[1]} if published else None,
+               "checkpoint": os.path.join(out, "best.safetensors"), "seconds": round(time.perf_counter() - start, 1)}
+    write_json(os.path.join(out, "results.json"), summary)
+    log(f"wrote {out}/results.json, confusion.png, best.safetensors (predict with: lstmkit predict --model "
+        f"{out}/best.safetensors ...)")
+    return summary

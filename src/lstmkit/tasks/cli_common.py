@@ -1,0 +1,27 @@
+"""Options every task command shares (output folder, resume, seed, epochs, progress bar)."""
+from __future__ import annotations
+
+
+def add_common(p, epochs: int, batch_size: int, lr: float, hidden: int) -> None:
+    """--out/--overwrite/--resume, --epochs/--batch-size/--lr/--patience/--hidden-size/--cell/--seed,
+    --no-progress."""
+    p.add_argument("--out", help="run folder (default: a new runs/<task>-<timestamp>); an existing non-empty "
+                                 "folder is refused unless --overwrite or --resume")
+    p.add_argument("--overwrite", action="store_true", help="allow writing into an existing non-empty --out")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--patience", type=int, default=6, help="early stopping: epochs without val improvement")
+    p.add_argument("--hidden-size", type=int, default=hidden)
+    p.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def out_dir(args, task: str) -> str:
+    from .runio import prepare_out
+
+    if args.resume and not args.out:
+        raise ValueError("--resume needs --out (the run folder to continue)")
+    return prepare_out(args.out, task, overwrite=args.overwrite, resume=args.resume)

@@ -1,0 +1,140 @@
+"""The forecasting job behind ``lstmkit forecast``: a rolling-origin backtest of the global LSTM against
+naive, seasonal naive, Theta and ETS on the same origins, reported side by side (terminal table,
+results.json, forecasts.csv, forecasts.png) with the trained model saved as model.safetensors.
+
+Backtest: with ``folds`` K, the origins are n − K·H, n − (K−1)·H, ..., n − H for every series (the last
+one is the data set's usual test split). The LSTM is trained once on the data before the first origin and
+then forecasts from each origin given the history up to it; the baselines are refitted at every origin.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from . import baselines as base
+from . import data as datasets
+from .forecast import Forecaster, series_dict
+from .metrics import coverage, mase_scale, scores
+from .runio import format_table, pyplot, write_json
+
+
+def run(*, out: str, dataset: str | None = None, csv: str | None = None, horizon: int | None = None,
+        season_length: int | None = None, folds: int = 1, limit: int | None = None,
+        methods=tuple(base.METHODS), resume: bool = False, log=print, **model_kw) -> dict:
+    start = time.perf_counter()
+    if csv is not None:
+        if horizon is None:
+            raise ValueError("--horizon is needed with --csv")
+        s = datasets.load_long_csv(csv, horizon, season_length)
+    else:
+        s = datasets.load_forecast(dataset)
+    H = horizon or s.horizon
+    m = season_length or s.season_length
+    ys = series_dict(s.df)
+    if limit is not None:
+        ys = dict(list(ys.items())[:limit])
+    short = [k for k, y in ys.items() if len(y) <= folds * H + 2]
+    if short:
+        log(f"skipping {len(short)} series with ≤ {folds * H + 2} values (too short for {folds} fold(s) of {H})")
+        ys = {k: y for k, y in ys.items() if k not in short}
+    if not ys:
+        raise ValueError("no series long enough to backtest")
+    log(f"{s.name}: {len(ys)} series, horizon {H}, season {m}, {folds} rolling origin(s)")
+    import pandas as pd
+
+    cut = folds * H
+    train_df = pd.concat([pd.DataFrame({"unique_id": k, "ds": np.arange(len(y) - cut), "y": y[:len(y) - cut]})
+                          for k, y in ys.items()], ignore_index=True)
+    fc = Forecaster(H, m, **model_kw)
+    t0 = time.perf_counter()
+    fc.fit(train_df, ckpt_dir=out, resume=resume, log=log)
+    fit_seconds = time.perf_counter() - t0
+    fc.save(os.path.join(out, "model.safetensors"))
+
+    actual, scales, histories, preds = [], [], [], {"lstm": []}
+    for k in range(folds):
+        o = cut - k * H  # values held back at this origin
+        hist = {u: y[:len(y) - o] for u, y in ys.items()}
+        histories += list(hist.values())
+        actual.append(np.stack([y[len(y) - o:len(y) - o + H] for y in ys.values()]))
+        scales += [mase_scale(h, m) for h in hist.values()]
+        preds["lstm"].append(fc.predict_arrays(hist))
+    actual, scales = np.concatenate(actual), np.asarray(scales)
+    q = fc.config["quantiles"]
+    lstm_q = np.concatenate(preds["lstm"])  # (S·K, H, Q)
+    point = {"LSTM (global, quantile)": lstm_q[:, :, q.index(0.5)]}
+    seconds = {"LSTM (global, quantile)": fit_seconds}
+    fallbacks = {}
+    for name in methods:
+        t0 = time.perf_counter()
+        point[name], fallbacks[name] = base.forecast_all(name, histories, H, m)
+        seconds[name] = time.perf_counter() - t0
+    rows = [{"method": name, **scores(actual, f, scales), "seconds": seconds[name]} for name, f in point.items()]
+    lo, hi = lstm_q[:, :, 0], lstm_q[:, :, -1]
+    cov = coverage(actual, lo, hi)
+    log(format_table(rows, ["method", "MASE", "sMAPE", "MAE", "RMSE", "seconds"]))
+    log(f"LSTM {q[0]:g}-{q[-1]:g} quantile interval covers {cov:.1%} of actual values "
+        f"(nominal {q[-1] - q[0]:.0%})")
+    verdicts = _verdicts(rows, log)
+    for name, n in fallbacks.items():
+        if n:
+            log(f"note: {name} failed on {n} series-origins and used seasonal naive there")
+    _write_forecasts(out, list(ys), folds, actual, point, lo, hi)
+    _plot(os.path.join(out, "forecasts.png"), list(ys.values()), folds, H, point, lo, hi, s.name)
+    summary = {"task": "forecast", "dataset": s.name, "n_series": len(ys), "horizon": H, "season_length": m,
+               "folds": folds, "config": fc.config, "training": fc.history_, "table": rows,
+               "interval": {"quantiles": [q[0], q[-1]], "coverage": cov}, "verdicts": verdicts,
+               "baseline_fallbacks": fallbacks, "checkpoint": os.path.join(out, "model.safetensors"),
+               "seconds": round(time.perf_counter() - start, 1)}
+    write_json(os.path.join(out, "results.json"), summary)
+    log(f"wrote {out}/results.json, forecasts.csv, forecasts.png, model.safetensors "
+        f"({summary['seconds']:.0f}s in all)")
+    return summary
+
+
+def _verdicts(rows: list, log) -> dict:
+    """One line per baseline: does the LSTM's MASE beat it?"""
+    lstm = rows[0]["MASE"]
+    out = {}
+    for r in rows[1:]:
+        better = lstm < r["MASE"]
+        out[r["method"]] = "better" if better else "worse"
+        log(f"LSTM MASE {lstm:.3f} vs {r['method']} {r['MASE']:.3f}: LSTM is {'better' if better else 'WORSE'}")
+    return out
+
+
+def _write_forecasts(out, ids, folds, actual, point, lo, hi) -> None:
+    import pandas as pd
+
+    S, H = len(ids), actual.shape[1]
+    frame = {"unique_id": np.repeat(np.tile(ids, folds), H), "fold": np.repeat(np.arange(folds), S * H),
+             "step": np.tile(np.arange(1, H + 1), S * folds), "actual": actual.ravel()}
+    for name, f in point.items():
+        frame[name] = f.ravel()
+    frame["lstm_lo"], frame["lstm_hi"] = lo.ravel(), hi.ravel()
+    pd.DataFrame(frame).to_csv(os.path.join(out, "forecasts.csv"), index=False)
+
+
+def _plot(path, series, folds, H, point, lo, hi, title, n_panels: int = 4) -> None:
+    """The last origin's forecasts for up to ``n_panels`` series, with the LSTM's interval."""
+    plt = pyplot()
+    S = len(series)
+    picks = np.linspace(0, S - 1, min(n_panels, S)).astype(int)
+    fig, axes = plt.subplots(len(picks), 1, figsize=(8, 2.4 * len(picks)), squeeze=False)
+    last = (folds - 1) * S
+    for ax, i in zip(axes[:, 0], picks):
+        y = series[i]
+        n = len(y)
+        show = max(0, n - 4 * H)
+        ax.plot(np.arange(show, n), y[show:], color="black", lw=1, label="actual")
+        t = np.arange(n - H, n)
+        ax.fill_between(t, lo[last + i], hi[last + i], color="tab:blue", alpha=0.2, label="LSTM interval")
+        for name, f in point.items():
+            ax.plot(t, f[last + i], lw=1.2, label=name)
+        ax.set_title(f"{title}: series {i}", fontsize=9)
+    axes[0, 0].legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
