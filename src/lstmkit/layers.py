@@ -2,8 +2,8 @@
 
 They need no torch. A layer owns its parameters (``layer.params``, torch's names) and remembers its
 last forward call, so ``layer.backward(d_output)`` returns the gradients of input, initial state and
-every parameter. The computation runs on the native engine when it is built (``backend="auto"``),
-else on the reference; training-mode forwards keep the reference's cache for BPTT.
+every parameter. The computation, forward and backward, runs on the native engine when it is built
+(``backend="auto"``), else on the reference; inter-layer dropout in training mode uses the reference.
 """
 from __future__ import annotations
 
@@ -67,7 +67,17 @@ class _Module:
         return sum(p.size for p in self.params.values())
 
 
-class RNNBase(_Module):
+class _Recurrent(_Module):
+    """What every LSTM/GRU layer and cell offers beyond parameters: conversion to torch."""
+
+    def to_torch(self, impl: str = "nn"):
+        """The same model as a torch module: ``impl="nn"`` for torch.nn, ``"lstmkit"`` for lstmkit.torch."""
+        from .io.torch import to_torch
+
+        return to_torch(self, impl)
+
+
+class RNNBase(_Recurrent):
     """A stacked, optionally bidirectional RNN over whole sequences (torch.nn.LSTM/GRU's interface)."""
 
     mode = ""
@@ -131,8 +141,6 @@ class RNNBase(_Module):
         if self._last is None:
             raise RuntimeError("backward: call the layer on an input first")
         xs, state0, lengths, masks, cache, unbatched = self._last
-        if cache is None:  # the forward ran natively: rebuild the reference's cache
-            _, _, cache = ref.forward(self.config, self.params, xs, state0, lengths, masks)
         B = xs.shape[1]
         d_out = self._to_sequence_first(np.asarray(d_output, dtype=self.dtype), unbatched)
         finals = (d_hn, d_cn) if self.config.mode == "LSTM" else (d_hn,)
@@ -140,7 +148,10 @@ class RNNBase(_Module):
             np.zeros(shape, self.dtype) if d is None else np.asarray(d, self.dtype).reshape(shape)
             for d, shape in zip(finals, state_shapes(self.config, B))
         )
-        dx, d_state0, grads = ref.backward(cache, d_out, d_final)
+        if cache is None:  # the forward ran natively; the engine's backward recomputes it
+            dx, d_state0, grads = engine.backward(self.config, self.params, xs, d_out, d_final, state0, lengths)
+        else:
+            dx, d_state0, grads = ref.backward(cache, d_out, d_final)
         dx = self._from_sequence_first(dx, unbatched)
         d_state0 = tuple(s[:, 0] if unbatched else s for s in d_state0)
         d_hx = d_state0 if self.config.mode == "LSTM" else d_state0[0]
@@ -194,7 +205,7 @@ class GRU(RNNBase):
     mode = "GRU"
 
 
-class _CellBase(_Module):
+class _CellBase(_Recurrent):
     """One time step, torch.nn.LSTMCell/GRUCell's interface; parameters weight_ih, weight_hh, bias_ih, bias_hh."""
 
     mode = ""

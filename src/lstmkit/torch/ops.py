@@ -16,11 +16,12 @@ bidirectional) -> (output, h_n)``
     Python inside the autograd formula) so that torch.compile and torch.export can trace the backward
     graph with fake tensors and call the real computation only at run time.
 
-The computation is lstmkit's NumPy reference (``lstmkit.ref.rnn``): tensors go to NumPy with
-``.detach().cpu().numpy()`` and come back with ``torch.from_numpy`` on the input's device, in the input's
-dtype (float32 or float64). The backward **recomputes the reference forward** to rebuild its cache (the
-per-step gate activations) instead of saving it: the cache is a nest of NumPy arrays that autograd cannot
-save, and recomputing costs one extra forward per backward. Only the inputs are saved for backward.
+The computation is lstmkit's native engine (``lstmkit.engine``) when it is built, else the NumPy
+reference (``lstmkit.ref.rnn``); training with inter-layer dropout masks always uses the reference.
+Tensors go to NumPy with ``.detach().cpu().numpy()`` and come back with ``torch.from_numpy`` on the
+input's device, in the input's dtype (float32 or float64). The backward **recomputes the forward**
+(natively, or the reference's to rebuild its per-step cache) instead of saving activations: only the
+inputs are saved for backward, at the cost of one extra forward per backward.
 Double backward (grad of grad) is not supported.
 
 Inputs are validated with ``lstmkit.checks`` in both the real and the fake kernel, so calling an operator
@@ -200,11 +201,16 @@ def rnn_backward(mode: str, x: Tensor, h0: Tensor, c0: Optional[Tensor], params:
     """
     config = make_config(mode, input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
     params_np, x_np, state0, lengths_np, masks = _numpy_args(config, x, h0, c0, params, lengths, dropout_masks)
-    output, final_state, cache = ref_rnn.forward(config, params_np, x_np, state0, lengths_np, masks)
-    d_output = np.zeros_like(output) if grad_output is None else _np(grad_output)
+    shapes = checks.state_shapes(config, x_np.shape[1])
+    d_output_shape = x_np.shape[:2] + (config.num_directions * config.output_size,)
+    d_output = np.zeros(d_output_shape, x_np.dtype) if grad_output is None else _np(grad_output)
     grads_final = (grad_h_n, grad_c_n) if mode == "LSTM" else (grad_h_n,)
-    d_final = tuple(np.zeros_like(s) if g is None else _np(g) for s, g in zip(final_state, grads_final))
-    dx, d_state0, grads = ref_rnn.backward(cache, d_output, d_final)
+    d_final = tuple(np.zeros(s, x_np.dtype) if g is None else _np(g) for s, g in zip(shapes, grads_final))
+    if masks is None and engine.available():  # the engine recomputes its forward natively
+        dx, d_state0, grads = engine.backward(config, params_np, x_np, d_output, d_final, state0, lengths_np)
+    else:
+        _, _, cache = ref_rnn.forward(config, params_np, x_np, state0, lengths_np, masks)
+        dx, d_state0, grads = ref_rnn.backward(cache, d_output, d_final)
     dtype = x_np.dtype
     result = [dx, *d_state0, *(grads[name] for name in param_shapes(config))]
     return [_to_torch(np.asarray(g, dtype=dtype), x) for g in result]
