@@ -6,7 +6,7 @@ import importlib
 import sys
 
 # each name is a module in lstmkit/commands with register(subparsers)
-COMMANDS = ("summary", "demo", "classify", "forecast", "convert", "report", "explain")
+COMMANDS = ("summary", "demo", "classify", "forecast", "generate", "predict", "convert", "report", "explain")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -92,8 +92,10 @@ class SequenceClassifier:
         p = self.params
         y = np.asarray(y).astype(str)
         seed_everything(p["seed"])
+        counts = np.unique(y, return_counts=True)[1]
+        stratify = min(counts) > 1 and np.ceil(p["val_fraction"] * len(y)) >= len(counts)
         idx_tr, idx_val = train_test_split(np.arange(len(y)), test_size=p["val_fraction"], random_state=p["seed"],
-                                           stratify=y if min(np.unique(y, return_counts=True)[1]) > 1 else None)
+                                           stratify=y if stratify else None)
         Xtr = [X[i] for i in idx_tr]
         self.config = {**p, **self._prepare(Xtr, y[idx_tr])}
         self.classes_ = np.asarray(self.config["classes"])

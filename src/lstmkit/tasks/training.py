@@ -108,6 +108,8 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
         state.update({k: v for k, v in ck["trainer"].items() if k != "train"})
         best_weights = checkpoint.load(os.path.join(ckpt_dir, BEST))["model"] if state["best_epoch"] else best_weights
         log(f"resumed from {os.path.join(ckpt_dir, LAST)} after epoch {state['epoch']}")
+    if ckpt_dir is not None:
+        os.makedirs(ckpt_dir, exist_ok=True)
     n = len(train[0])
     per_epoch = len(_batches(n, cfg, torch.Generator().manual_seed(0)))
     remaining = 0 if state["stopped_early"] else max(cfg.epochs - state["epoch"], 0)

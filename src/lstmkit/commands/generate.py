@@ -1,0 +1,32 @@
+"""``lstmkit generate``: a character-level LSTM on a text file (default: Python's pydoc topics), bits per
+character on a held-out tail next to xz and bz2, and samples (--prompt, --temperature, --top-k)."""
+
+
+def register(sub) -> None:
+    from ..tasks.cli_common import add_common
+
+    p = sub.add_parser("generate", help="train a character LSTM on a text, compare its bits/char with xz and bz2, "
+                                        "and sample from it")
+    p.add_argument("--text", help="UTF-8 text file (default: CPython's pydoc_data.topics)")
+    p.add_argument("--limit", type=int, help="use only the first N characters (quick runs)")
+    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--batches-per-epoch", type=int, default=50)
+    p.add_argument("--prompt", default="", help="text the samples continue")
+    p.add_argument("--n-chars", type=int, default=300, help="characters per sample")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=20)
+    add_common(p, epochs=10, batch_size=64, lr=4e-3, hidden=256)
+    p.set_defaults(func=run, patience=3)
+
+
+def run(args) -> int:
+    from ..tasks.cli_common import out_dir
+    from ..tasks.generate_job import run as job
+
+    out = out_dir(args, "generate")
+    job(out=out, text_file=args.text, limit=args.limit, prompt=args.prompt, n_chars=args.n_chars,
+        temperature=args.temperature, top_k=args.top_k, resume=args.resume, hidden_size=args.hidden_size,
+        cell=args.cell, seq_len=args.seq_len, epochs=args.epochs, batch_size=args.batch_size,
+        batches_per_epoch=args.batches_per_epoch, lr=args.lr, patience=args.patience, seed=args.seed,
+        progress=not args.no_progress)
+    return 0

@@ -1,0 +1,136 @@
+"""Character language model: ``CharLM`` (scikit-learn style) on lstmkit.torch.LSTM/GRU.
+
+    lm = CharLM(hidden_size=256).fit(train_text, val_text)
+    lm.bits_per_char(test_text)                       # float
+    lm.sample("def ", n=200, temperature=0.8, top_k=20)  # str
+
+Training reads random chunks of ``seq_len + 1`` characters (each starting from a zero state);
+evaluation and sampling carry the state across the whole text.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import checkpoint
+from .training import TrainConfig, fit, seed_everything
+
+TASK = "generate"
+
+
+class CharLM:
+    """Next-character LSTM. Characters seen in training get ids 1..V-1; id 0 stands for any other."""
+
+    def __init__(self, hidden_size: int = 256, embed_dim: int = 64, num_layers: int = 1, cell: str = "lstm",
+                 seq_len: int = 64, epochs: int = 10, batch_size: int = 64, batches_per_epoch: int | None = 50,
+                 lr: float = 4e-3, patience: int = 3, seed: int = 0, progress: bool = True):
+        self.config = dict(hidden_size=hidden_size, embed_dim=embed_dim, num_layers=num_layers, cell=cell,
+                           seq_len=seq_len, epochs=epochs, batch_size=batch_size, batches_per_epoch=batches_per_epoch,
+                           lr=lr, patience=patience, seed=seed)
+        self.progress = progress
+        self.model = None
+        self.history_ = None
+
+    def encode(self, text: str) -> np.ndarray:
+        """str -> (n,) int64 ids."""
+        lookup = {c: i + 1 for i, c in enumerate(self.config["vocab"])}
+        return np.fromiter((lookup.get(c, 0) for c in text), np.int64, len(text))
+
+    def _build(self):
+        from .models import CharNet
+
+        c = self.config
+        seed_everything(c["seed"])
+        return CharNet(len(c["vocab"]) + 1, c["embed_dim"], c["hidden_size"], c["num_layers"], c["cell"])
+
+    def _chunks(self, ids: np.ndarray):
+        import torch
+
+        n = self.config["seq_len"] + 1
+        k = len(ids) // n
+        if k == 0:
+            raise ValueError(f"text too short: need at least {n} characters")
+        return (torch.from_numpy(ids[:k * n].reshape(k, n)),)
+
+    def fit(self, text: str, val_text: str | None = None, *, ckpt_dir: str | None = None, resume: bool = False,
+            log=print) -> "CharLM":
+        """Train on ``text``; ``val_text`` (optional) drives early stopping."""
+        import torch
+
+        c = self.config
+        c["vocab"] = "".join(sorted(set(text)))
+        self.model = self._build()
+
+        def loss_fn(model, chunk):
+            logits, _ = model(chunk[:, :-1])
+            return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), chunk[:, 1:].reshape(-1))
+
+        cfg = TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], patience=c["patience"],
+                          seed=c["seed"], batches_per_epoch=c["batches_per_epoch"], progress=self.progress)
+        val = self._chunks(self.encode(val_text)) if val_text else None
+        self.history_ = fit(self.model, loss_fn, self._chunks(self.encode(text)), val, cfg, task=TASK, config=c,
+                            ckpt_dir=ckpt_dir, resume=resume, log=log)
+        return self
+
+    def bits_per_char(self, text: str, streams: int = 32, chunk: int = 256) -> float:
+        """Bits per character of ``text`` under the model: the text is cut into ``streams`` contiguous parts
+        read in parallel, state carried from chunk to chunk. The first character of each part is predicted
+        from a zero state (unconditioned)."""
+        import torch
+
+        ids = self.encode(text)
+        streams = max(1, min(streams, len(ids) // 2))
+        per = len(ids) // streams
+        x = torch.from_numpy(ids[:per * streams].reshape(streams, per))
+        total, count, state = 0.0, 0, None
+        self.model.eval()
+        with torch.no_grad():
+            for i in range(0, per - 1, chunk):
+                inp, tgt = x[:, i:i + chunk], x[:, i + 1:i + chunk + 1]
+                inp = inp[:, :tgt.shape[1]]
+                logits, state = self.model(inp, state)
+                total += float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                                 tgt.reshape(-1), reduction="sum"))
+                count += tgt.numel()
+        return total / count / math.log(2)
+
+    def sample(self, prompt: str = "", n: int = 300, temperature: float = 0.8, top_k: int | None = None,
+               seed: int = 0) -> str:
+        """Continue ``prompt`` by ``n`` characters, sampling at ``temperature`` from the ``top_k`` most likely."""
+        import torch
+
+        if temperature <= 0:
+            raise ValueError("temperature must be > 0")
+        gen = torch.Generator().manual_seed(seed)
+        vocab = self.config["vocab"]
+        ids = self.encode(prompt) if prompt else np.array([1 + vocab.find("\n") if "\n" in vocab else 1])
+        self.model.eval()
+        out = []
+        with torch.no_grad():
+            logits, state = self.model(torch.from_numpy(ids)[None], None)
+            for _ in range(n):
+                z = logits[0, -1] / temperature
+                z[0] = -math.inf  # never emit the unknown-character id
+                if top_k:
+                    kth = torch.topk(z, min(top_k, z.numel())).values[-1]
+                    z = torch.where(z < kth, torch.full_like(z, -math.inf), z)
+                nxt = int(torch.multinomial(torch.softmax(z, -1), 1, generator=gen))
+                out.append(vocab[nxt - 1])
+                logits, state = self.model(torch.tensor([[nxt]]), state)
+        return prompt + "".join(out)
+
+    def save(self, path: str) -> None:
+        checkpoint.save(path, task=TASK, config=self.config, model=self.model)
+
+    @classmethod
+    def load(cls, path: str) -> "CharLM":
+        ck = checkpoint.load(path)
+        if ck["task"] != TASK:
+            raise ValueError(f"{path} holds a {ck['task']} model, not a character LM")
+        lm = cls(progress=False)
+        lm.config = ck["config"]
+        lm.model = lm._build()
+        lm.model.load_state_dict(ck["model"])
+        lm.model.eval()
+        return lm

@@ -1,0 +1,58 @@
+"""The text job behind ``lstmkit generate``: train a CharLM on a text's head, report bits per character on
+its held-out tail next to xz (lzma) and bz2, alone and given the training text first, and print samples.
+"""
+from __future__ import annotations
+
+import bz2
+import lzma
+import os
+import time
+
+from . import data as datasets
+from .generate import CharLM
+from .runio import format_table, write_json
+
+
+def compressor_bpc(train: str, test: str) -> list[dict]:
+    """Bits per character of ``test`` for xz (preset 9e) and bz2 (level 9): alone, and conditional on the
+    training text, i.e. 8·(|C(train + test)| − |C(train)|) / len(test)."""
+    tr, te = train.encode("utf-8"), test.encode("utf-8")
+    codecs = {"xz": lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME), "bz2": lambda b: bz2.compress(b, 9)}
+    rows = []
+    for name, c in codecs.items():
+        rows.append({"model": f"{name} (test text alone)", "bpc": 8 * len(c(te)) / len(test)})
+        rows.append({"model": f"{name} (given the training text)", "bpc": 8 * (len(c(tr + te)) - len(c(tr))) / len(test)})
+    return rows
+
+
+def run(*, out: str, text_file: str | None = None, test_fraction: float = 0.05, val_fraction: float = 0.02,
+        limit: int | None = None, prompt: str = "", n_chars: int = 300, temperature: float = 0.8,
+        top_k: int | None = 20, resume: bool = False, log=print, **model_kw) -> dict:
+    start = time.perf_counter()
+    name, text = datasets.load_text(text_file)
+    if limit is not None:
+        text = text[:limit]
+    n = len(text)
+    n_test, n_val = max(int(n * test_fraction), 200), max(int(n * val_fraction), 200)
+    if n - n_test - n_val < 1000:
+        raise ValueError(f"{name}: {n} characters is too short (need ~1000 for training plus the held-out tail)")
+    train, val, test = text[:n - n_test - n_val], text[n - n_test - n_val:n - n_test], text[n - n_test:]
+    log(f"{name}: {len(train)} training, {len(val)} validation, {len(test)} held-out test characters")
+    lm = CharLM(**model_kw).fit(train, val, ckpt_dir=out, resume=resume, log=log)
+    lm.save(os.path.join(out, "model.safetensors"))
+    rows = [{"model": f"LSTM char LM ({lm.config['hidden_size']} hidden)", "bpc": lm.bits_per_char(test)}]
+    rows += compressor_bpc(train + val, test)
+    log(format_table(rows, ["model", "bpc"]))
+    xz_given = next(r["bpc"] for r in rows if r["model"] == "xz (given the training text)")
+    verdict = "below" if rows[0]["bpc"] < xz_given else "NOT below"
+    log(f"the LSTM is {verdict} xz given the training text ({rows[0]['bpc']:.3f} vs {xz_given:.3f} bpc)")
+    samples = [lm.sample(prompt, n_chars, temperature, top_k, seed=s) for s in range(2)]
+    for s in samples:
+        log(f"--- sample (temperature {temperature}, top-k {top_k}) ---\n{s}")
+    summary = {"task": "generate", "text": name, "n_train": len(train), "n_val": len(val), "n_test": len(test),
+               "config": lm.config, "training": lm.history_, "table": rows, "verdict_vs_xz_given_train": verdict,
+               "samples": samples, "checkpoint": os.path.join(out, "model.safetensors"),
+               "seconds": round(time.perf_counter() - start, 1)}
+    write_json(os.path.join(out, "results.json"), summary)
+    log(f"wrote {out}/results.json, model.safetensors")
+    return summary
