@@ -10,9 +10,12 @@ safetensors reader reads the files. Tensors keep torch's state_dict names and ga
     kind        "LSTM", "GRU", "LSTMCell" or "GRUCell"
     config      RNNConfig as JSON (mode, input_size, hidden_size, num_layers, bias, batch_first, ...)
     convention  JSON: {"names": "torch", "gate_order": [...]} (the gate order of the stored rows)
+    content_sha256  SHA-256 of the tensors (by name: dtype, shape, bytes), checked by ``read`` so a damaged
+                file is refused; independent of the byte layout, so another writer may reorder the tensors
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from pathlib import Path
@@ -51,6 +54,11 @@ def to_bytes(model) -> bytes:
         "config": json.dumps(config.to_dict()),
         "convention": json.dumps({"names": "torch", "gate_order": list(ORDERS["torch"][config.mode])}),
     }
+    return encode(tensors, metadata)
+
+
+def encode(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
+    """safetensors bytes of float32/float64 ``tensors`` with ``metadata`` plus its content_sha256."""
     header: dict = {"__metadata__": metadata}
     offset, blobs = 0, []
     for name, value in tensors.items():
@@ -60,9 +68,11 @@ def to_bytes(model) -> bytes:
                         "data_offsets": [offset, offset + len(blob)]}
         offset += len(blob)
         blobs.append(blob)
+    body = b"".join(blobs)
+    metadata["content_sha256"] = content_hash(tensors)
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # pad so the data starts 8-byte aligned
-    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
+    return struct.pack("<Q", len(text)) + text + body
 
 
 def load(path, *, batch_first: bool | None = None):
@@ -131,4 +141,18 @@ def read(path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
         end = stop
     if end != len(body):
         raise ValueError(f"{path}: {len(body) - end} trailing bytes after the last tensor")
+    expected = metadata.get("content_sha256")
+    if expected is not None and content_hash(tensors) != expected:
+        raise ValueError(f"{path}: content hash mismatch: the tensors are damaged (content_sha256 "
+                         f"{expected[:12]}... in the metadata)")
     return metadata, tensors
+
+
+def content_hash(tensors: dict[str, np.ndarray]) -> str:
+    """Hex SHA-256 over the tensors in name order: each name, dtype, shape and little-endian bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        value = np.ascontiguousarray(tensors[name], dtype=np.dtype(tensors[name].dtype.name).newbyteorder("<"))
+        digest.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
