@@ -1,6 +1,7 @@
 """Checkpoints: one safetensors file holding model weights, optimizer tensors and RNG states, with the
 task's config and the trainer's counters as JSON in its metadata. Written atomically (temp file in the
-same folder, fsync, os.replace), so a crash never leaves a half-written checkpoint behind.
+same folder, fsync, os.replace, via ``lstmkit.io.files.atomic_write``), so a crash (even ``kill -9``) never
+leaves a half-written checkpoint behind. Under DDP only rank 0 calls :func:`save` (see training.fit).
 
 Tensor keys: ``model.<name>`` (the state_dict), ``optim.<param index>.<name>`` (per-parameter optimizer
 state such as Adam's ``exp_avg``), ``rng.torch`` (torch's CPU generator state, uint8) and
@@ -13,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 
 import numpy as np
 
@@ -23,27 +23,12 @@ FORMAT = "1"
 
 
 def _atomic_save(tensors: dict, metadata: dict, path: str) -> None:
+    """safetensors file written through ``lstmkit.io.files.atomic_write`` (temp file, fsync, os.replace)."""
+    from ..io.files import atomic_write
+
     st = require("safetensors.torch", "tasks")
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        st.save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable where the OS allows it
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:  # pragma: no cover - e.g. Windows
-        pass
+    cpu = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: st.save_file(cpu, tmp, metadata=metadata), overwrite=True)
 
 
 def _split_optimizer(optimizer) -> tuple[dict, dict]:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, distributed
 
 LAST, BEST = "last.safetensors", "best.safetensors"
 
@@ -40,6 +40,7 @@ class TrainConfig:
     seed: int = 0
     batches_per_epoch: int | None = None
     progress: bool = True
+    on_nonfinite: str | None = None  # 'stop' (raise) or 'skip' the batch; None: LSTMKIT_ON_NONFINITE or 'stop'
 
 
 def seed_everything(seed: int) -> None:
@@ -63,20 +64,38 @@ def _batches(n: int, cfg: TrainConfig, gen):
     return [perm[i:i + cfg.batch_size] for i in range(0, len(perm), cfg.batch_size)]
 
 
+class NonFiniteLossError(ArithmeticError, ValueError):
+    """The loss (or the gradient) of a training batch is NaN or infinite; the message says where."""
+
+
+def _on_nonfinite_default() -> str:
+    return os.environ.get("LSTMKIT_ON_NONFINITE", "stop")
+
+
 def evaluate_loss(model, loss_fn, data: tuple, batch_size: int) -> float:
-    """Mean of ``loss_fn`` over ``data`` in eval mode, weighted by batch size."""
+    """Mean of ``loss_fn`` over ``data`` in eval mode, weighted by batch size.
+
+    Under DDP each rank evaluates a contiguous share of ``data`` and the sums are all-reduced, so every
+    rank gets the same value (rank 0's, broadcast)."""
     import torch
 
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     n = len(data[0])
+    lo, hi = 0, n
+    if distributed.active():
+        r, w = distributed.rank(), distributed.world_size()
+        lo, hi = r * n // w, (r + 1) * n // w
     with torch.no_grad():
-        for i in range(0, n, batch_size):
-            batch = tuple(t[i:i + batch_size] for t in data)
+        for i in range(lo, hi, batch_size):
+            batch = tuple(t[i:min(i + batch_size, hi)] for t in data)
             total += float(loss_fn(model, *batch)) * len(batch[0])
             count += len(batch[0])
     model.train(was_training)
+    if distributed.active():
+        sums = distributed.broadcast_tensor(distributed.all_reduce_sum([total, count]))
+        total, count = float(sums[0]), float(sums[1])
     return total / max(count, 1)
 
 
@@ -89,49 +108,91 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
     and ``best.safetensors`` (best weights) are written there every epoch; ``resume=True`` continues from
     ``last.safetensors`` bit-identically. ``config`` (JSON-able) is stored in every checkpoint so
     ``lstmkit predict`` can rebuild the model. Returns {'history': [...], 'best_epoch', 'stopped_early'}.
+
+    A NaN/inf loss or gradient raises :class:`NonFiniteLossError` naming the epoch, step and batch
+    (``cfg.on_nonfinite='skip'``, or LSTMKIT_ON_NONFINITE=skip, skips that batch instead and counts it in
+    the history). Under torchrun (WORLD_SIZE > 1) the same call trains with DistributedDataParallel: each
+    rank takes its share of every global batch, metrics are all-reduced, rank 0 alone logs and writes
+    checkpoints; see :mod:`lstmkit.tasks.distributed`.
     """
     import torch
 
     tqdm = _tqdm()
+    dist_on = distributed.setup()
+    R, W = distributed.rank(), distributed.world_size()
+    main = R == 0
+    say = log if main else (lambda *a, **k: None)
+    on_nonfinite = cfg.on_nonfinite or _on_nonfinite_default()
+    if on_nonfinite not in ("stop", "skip"):
+        raise ValueError(f"on_nonfinite: expected 'stop' or 'skip', got {on_nonfinite!r}")
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = {"epoch": 0, "best": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": [],
              "stopped_early": False, "train": asdict(cfg)}
     best_weights = copy.deepcopy(model.state_dict())
     if resume:
-        if ckpt_dir is None or not os.path.isfile(os.path.join(ckpt_dir, LAST)):
-            raise FileNotFoundError(f"--resume: no {LAST} in {ckpt_dir}")
-        ck = checkpoint.load(os.path.join(ckpt_dir, LAST))
+        last = None if ckpt_dir is None else os.path.join(ckpt_dir, LAST)
+        ck = distributed.call_on_main(_load_resume, last, ckpt_dir)  # rank 0 reads, every rank gets it
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])
         checkpoint.restore_rng(ck, gen)
         state.update({k: v for k, v in ck["trainer"].items() if k != "train"})
-        best_weights = checkpoint.load(os.path.join(ckpt_dir, BEST))["model"] if state["best_epoch"] else best_weights
-        log(f"resumed from {os.path.join(ckpt_dir, LAST)} after epoch {state['epoch']}")
-    if ckpt_dir is not None:
+        if state["best_epoch"]:
+            best_weights = distributed.call_on_main(lambda: checkpoint.load(os.path.join(ckpt_dir, BEST))["model"])
+        say(f"resumed from {last} after epoch {state['epoch']}")
+    if ckpt_dir is not None and main:
         os.makedirs(ckpt_dir, exist_ok=True)
+    net = distributed.wrap(model)  # DDP when distributed: averages gradients over the ranks
     n = len(train[0])
     per_epoch = len(_batches(n, cfg, torch.Generator().manual_seed(0)))
     remaining = 0 if state["stopped_early"] else max(cfg.epochs - state["epoch"], 0)
-    bar = tqdm(total=remaining * per_epoch, disable=not cfg.progress, file=sys.stderr, unit="batch",
+    bar = tqdm(total=remaining * per_epoch, disable=not (cfg.progress and main), file=sys.stderr, unit="batch",
                dynamic_ncols=True, leave=False)
     try:
         while not state["stopped_early"] and state["epoch"] < cfg.epochs:
             start = time.perf_counter()
             model.train()
-            losses = []
-            for idx in _batches(n, cfg, gen):
-                loss = loss_fn(model, *(t[idx] for t in train))
+            losses, skipped = [], 0
+            for b, idx in enumerate(_batches(n, cfg, gen)):
+                where = (f"epoch {state['epoch'] + 1}, step {state['epoch'] * per_epoch + b + 1} (batch index {b} "
+                         f"of {per_epoch} in the epoch)")
+                if dist_on:
+                    local = distributed.shard(idx, R, W)
+                    weight = len(local) * W / len(idx)  # averaged over ranks = the global-batch mean
+                    if len(local) == 0:  # fewer examples than ranks: join the gradient all-reduce with zeros
+                        local, weight = idx[:1], 0.0
+                    loss = loss_fn(net, *(t[local] for t in train))
+                    value = float(loss.detach())
+                    finite = math.isfinite(value)
+                    sums = distributed.all_reduce_sum([value * len(distributed.shard(idx, R, W)) if finite else 0.0,
+                                                       0.0 if finite else 1.0])
+                    batch_loss, bad = float(sums[0]) / len(idx), bool(sums[1] > 0)
+                    value = batch_loss if not bad else math.nan
+                else:
+                    loss = loss_fn(net, *(t[idx] for t in train))
+                    value = batch_loss = loss.item()
+                    bad = not math.isfinite(value)
+                if bad:
+                    if _nonfinite(on_nonfinite, f"non-finite loss ({value}) at {where}", idx, say, bar):
+                        skipped += 1
+                        bar.update(1)
+                        continue
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                (loss * weight if dist_on else loss).backward()
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip if cfg.clip else math.inf)
+                if not math.isfinite(float(norm)):  # gradients are all-reduced: every rank agrees
+                    if _nonfinite(on_nonfinite, f"non-finite gradient norm ({float(norm)}) at {where}", idx, say,
+                                  bar):
+                        opt.zero_grad(set_to_none=True)
+                        skipped += 1
+                        bar.update(1)
+                        continue
                 opt.step()
-                losses.append(loss.item())
+                losses.append(batch_loss)
                 bar.update(1)
                 bar.set_postfix(epoch=state["epoch"] + 1, loss=f"{losses[-1]:.4f}")
             state["epoch"] += 1
-            train_loss = float(np.mean(losses))
+            train_loss = float(np.mean(losses)) if losses else math.nan
             val_loss = evaluate_loss(model, loss_fn, val, max(cfg.batch_size, 256)) if val is not None else train_loss
             improved = val_loss < state["best"]
             if improved:
@@ -141,27 +202,54 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
                 state["bad_epochs"] += 1
                 if val is not None and state["bad_epochs"] >= cfg.patience:
                     state["stopped_early"] = True
-            state["history"].append({"epoch": state["epoch"], "train_loss": train_loss, "val_loss": val_loss,
-                                     "seconds": round(time.perf_counter() - start, 3)})
+            entry = {"epoch": state["epoch"], "train_loss": train_loss, "val_loss": val_loss,
+                     "seconds": round(time.perf_counter() - start, 3)}
+            if skipped:
+                entry["skipped_batches"] = skipped
+            state["history"].append(entry)
             if ckpt_dir is not None:
-                if improved:
-                    checkpoint.save(os.path.join(ckpt_dir, BEST), task=task, config=config, model=model)
-                checkpoint.save(os.path.join(ckpt_dir, LAST), task=task, config=config, model=model, optimizer=opt,
-                                trainer=state, loader_generator=gen)
+                if main:  # one writer; the others wait below so nobody runs ahead of a checkpoint
+                    if improved:
+                        checkpoint.save(os.path.join(ckpt_dir, BEST), task=task, config=config, model=model)
+                    checkpoint.save(os.path.join(ckpt_dir, LAST), task=task, config=config, model=model,
+                                    optimizer=opt, trainer=state, loader_generator=gen)
+                distributed.barrier()
             msg = (f"epoch {state['epoch']:3d}  train {train_loss:.4f}  val {val_loss:.4f}"
-                   f"{'  *' if improved else ''}  ({time.perf_counter() - start:.1f}s)")
-            if cfg.progress:
+                   f"{'  *' if improved else ''}  ({time.perf_counter() - start:.1f}s)"
+                   f"{f'  [{skipped} non-finite batches skipped]' if skipped else ''}")
+            if cfg.progress and main:
                 bar.write(msg, file=sys.stderr)
             else:
-                log(msg)
+                say(msg)
             if state["stopped_early"]:
-                log(f"early stop after epoch {state['epoch']}: no val improvement for {cfg.patience} epochs")
+                say(f"early stop after epoch {state['epoch']}: no val improvement for {cfg.patience} epochs")
     finally:
         bar.close()
     model.load_state_dict(best_weights)
     model.eval()
     return {"history": state["history"], "best_epoch": state["best_epoch"], "stopped_early": state["stopped_early"],
             "best_val_loss": state["best"]}
+
+
+def _load_resume(last, ckpt_dir):
+    if last is None or not os.path.isfile(last):
+        raise FileNotFoundError(f"--resume: no {LAST} in {ckpt_dir}")
+    return checkpoint.load(last)
+
+
+def _nonfinite(mode: str, what: str, idx, say, bar) -> bool:
+    """Skip (True, after a warning) or raise NonFiniteLossError naming where and which examples."""
+    ex = idx[:8].tolist()
+    detail = f"{what}; examples {ex}{' ...' if len(idx) > 8 else ''}"
+    if mode == "skip":
+        if bar.disable:
+            say(f"warning: {detail}: batch skipped")
+        else:
+            bar.write(f"warning: {detail}: batch skipped", file=sys.stderr)
+        return True
+    raise NonFiniteLossError(f"{detail}. Training stopped before the update, so the weights stay finite; the "
+                             f"last checkpoint is the previous epoch's. Check the data (NaN/inf inputs or "
+                             f"targets), lower --lr, or skip such batches with LSTMKIT_ON_NONFINITE=skip")
 
 
 def _tqdm():
