@@ -33,20 +33,37 @@ def one_hot(text: str, vocab) -> np.ndarray:
     return x
 
 
-def model_vocab(path) -> list | None:
-    """The character vocabulary stored in a safetensors model's metadata (key "vocab": JSON list or string)."""
+def _metadata_and_tensors(path):
+    """(metadata, tensors) of a safetensors model file, or (None, None) for other files."""
     if path is None or not str(path).endswith(".safetensors"):
-        return None
+        return None, None
     from ..io.safetensors import read
 
-    metadata, _ = read(path)
-    if "vocab" not in metadata:
+    return read(path)
+
+
+def model_vocab(path) -> list | None:
+    """The character vocabulary a safetensors model stores: metadata "vocab" (JSON list or string), or
+    the "vocab" of its metadata "config" (as the checkpoints of ``lstmkit generate`` keep it)."""
+    metadata, _ = _metadata_and_tensors(path)
+    if metadata is None:
         return None
+    if "vocab" in metadata:
+        try:
+            return list(json.loads(metadata["vocab"]))
+        except ValueError:
+            return list(metadata["vocab"])
     try:
-        vocab = json.loads(metadata["vocab"])
-    except ValueError:
-        vocab = metadata["vocab"]
-    return list(vocab)
+        vocab = json.loads(metadata.get("config", "{}")).get("vocab")
+    except (ValueError, AttributeError):
+        vocab = None
+    return None if vocab is None else list(vocab)
+
+
+def model_embedding(path) -> np.ndarray | None:
+    """The input embedding (V, E) in front of the recurrent layer of a task checkpoint, if it has one."""
+    _, tensors = _metadata_and_tensors(path)
+    return None if tensors is None else tensors.get("model.embed.weight")
 
 
 def read_data(path, layer, vocab=None, model_path=None) -> tuple:
@@ -54,7 +71,8 @@ def read_data(path, layer, vocab=None, model_path=None) -> tuple:
 
     A .npy file holds (T, B, I) or (T, I) numbers (sequence-first, whatever the model's batch_first).
     Any other file is text, one-hot encoded per character with the model's vocabulary (its metadata),
-    else ``vocab``: a string of characters, or the path of a file whose characters are the vocabulary.
+    else ``vocab``: a string of characters, or the path of a file whose characters are the vocabulary;
+    a model with an input embedding (a ``lstmkit generate`` checkpoint) gets the embedded characters.
     """
     path = Path(path)
     if not path.is_file():
@@ -71,9 +89,15 @@ def read_data(path, layer, vocab=None, model_path=None) -> tuple:
         chars = list(dict.fromkeys(source))  # the order given, duplicates dropped
     if chars is None:
         raise ValueError(f"data: {path} is text, but the model stores no vocabulary; give --vocab")
-    if len(chars) != layer.config.input_size:
+    embedding = model_embedding(model_path)
+    if embedding is not None and embedding.shape != (len(chars) + 1, layer.config.input_size):
+        embedding = None
+    if embedding is None and len(chars) != layer.config.input_size:
         raise ValueError(f"vocab: {len(chars)} characters, but the model takes input_size={layer.config.input_size}")
-    x = one_hot(text, chars)
+    x = one_hot(text, chars)  # (T, 1, V)
+    if embedding is not None:
+        # row 0 is lstmkit generate's unknown-character id; vocab[k] has id k + 1
+        x = x @ embedding[1:].astype(np.float64)  # (T, 1, E): what the embedding feeds the recurrent layer
     return (x.transpose(1, 0, 2) if layer.config.batch_first else x), text
 
 

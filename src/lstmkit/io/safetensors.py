@@ -27,7 +27,9 @@ from .files import atomic_write
 from .gates import ORDERS
 from .model import build, unpack
 
-DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "F16": np.dtype("<f2")}
+DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "F16": np.dtype("<f2"), "U8": np.dtype("u1"),
+          "I8": np.dtype("i1"), "I16": np.dtype("<i2"), "I32": np.dtype("<i4"), "I64": np.dtype("<i8"),
+          "BOOL": np.dtype("?")}
 NAMES = {np.dtype("float32"): "F32", np.dtype("float64"): "F64"}
 MAX_HEADER = 100_000_000  # the format's own limit
 
@@ -78,11 +80,22 @@ def encode(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
 def load(path, *, batch_first: bool | None = None):
     """Read an lstmkit safetensors file back into an lstmkit layer or cell (NumPy only).
 
+    A checkpoint written by ``lstmkit.tasks`` (metadata key "task") gives its recurrent layer.
+
     Raises ValueError naming the file for a truncated or malformed file, missing lstmkit metadata, or
     tensors whose names or shapes disagree with the metadata's config.
     """
     path = Path(path)
     metadata, tensors = read(path)
+    if "task" in metadata:  # a checkpoint of lstmkit.tasks: its recurrent layer, found by torch's names
+        from .torch import from_state_dict
+
+        weights = {k: v for k, v in tensors.items() if k.startswith("model.")}
+        try:
+            return from_state_dict(weights, batch_first=bool(batch_first))
+        except ValueError as e:
+            raise ValueError(f"{path}: a {metadata['task']!r} checkpoint whose recurrent layer cannot be read: {e}") \
+                from e
     if metadata.get("format") != "lstmkit" or "config" not in metadata or "kind" not in metadata:
         raise ValueError(f"{path}: no lstmkit metadata (format/kind/config) in the safetensors header; it holds "
                          f"tensors {sorted(tensors)[:6]}... — convert a plain state_dict with "
