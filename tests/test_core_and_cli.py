@@ -27,7 +27,7 @@ def test_core_imports_and_runs_without_torch():
     run = subprocess.run([sys.executable, "-c", NO_TORCH], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[0] == "736"  # 2 x (16*3 + 16*4 + 2*16) + 2 x (16*8 + 16*4 + 2*16)
-    assert "torch frontend refused" in run.stdout
+    assert "torch frontend refused: torch is needed here: pip install 'lstmkit[torch]'" in run.stdout
 
 
 def test_require_names_the_extra():

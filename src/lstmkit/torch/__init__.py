@@ -3,7 +3,11 @@
 Importing this package registers ``torch.ops.lstmkit.lstm``, ``torch.ops.lstmkit.gru`` and
 ``torch.ops.lstmkit.rnn_backward`` (see ``lstmkit.torch.ops``). ``import lstmkit`` alone never imports torch.
 """
-from . import ops
-from .modules import GRU, LSTM, GRUCell, LSTMCell
+from .._optional import require
+
+require("torch", "torch")  # without torch: an ImportError that names the extra to install
+
+from . import ops  # noqa: E402
+from .modules import GRU, LSTM, GRUCell, LSTMCell  # noqa: E402
 
 __all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell", "ops"]
