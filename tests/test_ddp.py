@@ -115,6 +115,23 @@ def test_checkpoint_from_two_processes_resumes_in_one(tmp_path, two_lstm):
     _close(resumed, ref)
 
 
+def test_torchrun_cli_classify(tmp_path):
+    """``torchrun -m lstmkit classify``: the unchanged task trainer under 2 processes; rank 0 alone prints
+    and writes the run folder."""
+    import json
+
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1",
+           f"--master-port={_free_port()}", "-m", "lstmkit", "classify", "--dataset", "digits", "--limit", "60",
+           "--epochs", "1", "--hidden-size", "16", "--out", str(out), "--no-progress"]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert p.stdout.count("wrote ") == 1 and p.stdout.count("epoch   1") == 1  # printed by rank 0 only
+    assert json.loads((out / "results.json").read_text())["training"]["history"][0]["epoch"] == 1
+    assert (out / "last.safetensors").exists() and not [f for f in os.listdir(out) if f.endswith(".tmp.safetensors")]
+
+
 if __name__ == "__main__":  # the torchrun worker
     from lstmkit.tasks import distributed
 

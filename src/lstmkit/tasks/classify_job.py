@@ -10,6 +10,7 @@ import numpy as np
 
 from . import data as datasets
 from .classify import SequenceClassifier
+from .distributed import is_main, rank
 from .runio import format_table, pyplot, write_json
 
 # Published accuracy on the archive's own train/test split, shown next to ours.
@@ -122,6 +123,8 @@ def run(*, out: str, dataset: str | None = None, csv: str | None = None, text_co
     log(f"{d.name}: {len(Xtr)} train / {len(Xte)} test sequences, {len(set(ytr))} classes")
     clf = SequenceClassifier(text=text, **model_kw)
     clf.fit(Xtr, ytr, ckpt_dir=out, resume=resume, log=log)
+    if not is_main():  # under torchrun only rank 0 evaluates and writes the report
+        return {"task": "classify", "rank": rank()}
     classes = list(clf.classes_)
     rows, results = [], {}
     preds = {f"LSTM ({clf.config['cell']}, {clf.config['hidden_size']} hidden)": clf.predict(Xte)}

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import baselines as base
 from . import data as datasets
+from .distributed import is_main, rank
 from .forecast import Forecaster, series_dict
 from .metrics import coverage, mase_scale, scores
 from .runio import format_table, pyplot, write_json
@@ -51,6 +52,8 @@ def run(*, out: str, dataset: str | None = None, csv: str | None = None, horizon
     t0 = time.perf_counter()
     fc.fit(train_df, ckpt_dir=out, resume=resume, log=log)
     fit_seconds = time.perf_counter() - t0
+    if not is_main():  # under torchrun only rank 0 backtests and writes the report
+        return {"task": "forecast", "rank": rank()}
     fc.save(os.path.join(out, "model.safetensors"))
 
     actual, scales, histories, preds = [], [], [], {"lstm": []}

@@ -9,6 +9,7 @@ import os
 import time
 
 from . import data as datasets
+from .distributed import is_main, rank
 from .generate import CharLM
 from .runio import format_table, write_json
 
@@ -39,6 +40,8 @@ def run(*, out: str, text_file: str | None = None, test_fraction: float = 0.05, 
     train, val, test = text[:n - n_test - n_val], text[n - n_test - n_val:n - n_test], text[n - n_test:]
     log(f"{name}: {len(train)} training, {len(val)} validation, {len(test)} held-out test characters")
     lm = CharLM(**model_kw).fit(train, val, ckpt_dir=out, resume=resume, log=log)
+    if not is_main():  # under torchrun only rank 0 evaluates and writes the report
+        return {"task": "generate", "rank": rank()}
     lm.save(os.path.join(out, "model.safetensors"))
     rows = [{"model": f"LSTM char LM ({lm.config['hidden_size']} hidden)", "bpc": lm.bits_per_char(test)}]
     rows += compressor_bpc(train + val, test)
