@@ -16,14 +16,67 @@
 #include <string>
 #include <vector>
 
-#include "cells.h"
-#include "rnn.h"
-#include "rnn_backward.h"
+#include <atomic>
+#include <cstdlib>
+#include <memory>
+
+#include "common.h"
 
 namespace nb = nanobind;
 using lstmkit::index_t;
 
 namespace {
+
+// ---- Instruction-set dispatch: chosen once, at import ----------------------------------------------
+
+bool cpu_has_avx2() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_avx512() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#else
+  return false;
+#endif
+}
+
+// The best path this CPU runs, lowered (never raised) by LSTMKIT_ISA=scalar|avx2|avx512. An unknown
+// value is ignored here (lstmkit.engine warns about it).
+const lstmkit::Kernels* choose_kernels() {
+  const lstmkit::Kernels* best = cpu_has_avx512() ? &lstmkit::kernels_avx512
+                                 : cpu_has_avx2() ? &lstmkit::kernels_avx2
+                                                  : &lstmkit::kernels_scalar;
+  const char* env = std::getenv("LSTMKIT_ISA");
+  if (!env) return best;
+  const std::string want(env);
+  if (want == "scalar") return &lstmkit::kernels_scalar;
+  if (want == "avx2" && best == &lstmkit::kernels_avx512) return &lstmkit::kernels_avx2;
+  return best;
+}
+
+const lstmkit::Kernels* g_kernels = nullptr;
+
+template <typename T>
+const lstmkit::KernelSet<T>& kernels();
+template <>
+const lstmkit::KernelSet<float>& kernels<float>() { return g_kernels->f32; }
+template <>
+const lstmkit::KernelSet<double>& kernels<double>() { return g_kernels->f64; }
+
+std::vector<std::string> supported_isas() {
+  std::vector<std::string> out{"scalar"};
+  if (cpu_has_avx2()) out.push_back("avx2");
+  if (cpu_has_avx512()) out.push_back("avx512");
+  return out;
+}
 
 template <typename T>
 using In = nb::ndarray<const T, nb::c_contig, nb::device::cpu>;
@@ -96,7 +149,7 @@ void cell_forward(const std::string& mode, In<T> x, In<T> h, In<T> c, In<T> w_ih
   const T* c_ptr = lstm ? c.data() : nullptr;
   T* c_out_ptr = lstm ? c_out.data() : nullptr;
   nb::gil_scoped_release release;
-  lstmkit::cell_forward<T>(lstm, B, I, H, P, x.data(), h.data(), c_ptr, w, h_out.data(), c_out_ptr);
+  kernels<T>().cell_forward(lstm, B, I, H, P, x.data(), h.data(), c_ptr, w, h_out.data(), c_out_ptr);
 }
 
 // The checked sizes and weight pointers of a whole-sequence call.
@@ -185,7 +238,7 @@ void forward(const std::string& mode, index_t num_layers, bool bidirectional, in
   const T* c0_ptr = s.lstm ? c0.data() : nullptr;
   T* c_n_ptr = s.lstm ? c_n.data() : nullptr;
   nb::gil_scoped_release release;
-  lstmkit::rnn_forward<T>(s, x.data(), a.cells.data(), h0.data(), c0_ptr, a.lengths, out.data(), h_n.data(), c_n_ptr);
+  kernels<T>().rnn_forward(s, x.data(), a.cells.data(), h0.data(), c0_ptr, a.lengths, out.data(), h_n.data(), c_n_ptr);
 }
 
 // backward(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0 | None,
@@ -234,12 +287,114 @@ void backward(const std::string& mode, index_t num_layers, bool bidirectional, i
   const T* d_cn_ptr = s.lstm ? d_cn.data() : nullptr;
   T* d_c0_ptr = s.lstm ? d_c0.data() : nullptr;
   nb::gil_scoped_release release;
-  lstmkit::rnn_backward<T>(s, x.data(), a.cells.data(), h0.data(), c0_ptr, a.lengths, d_out.data(), d_hn.data(),
+  kernels<T>().rnn_backward(s, x.data(), a.cells.data(), h0.data(), c0_ptr, a.lengths, d_out.data(), d_hn.data(),
                            d_cn_ptr, dx.data(), d_h0.data(), d_c0_ptr, cell_grads.data());
 }
 
+// A streaming state (common.h's StreamBase) behind a Python object. Python's lstmkit.stream checks
+// everything first; the checks here only keep a wrong direct call from reading out of bounds.
 template <typename T>
-void bind_dtype(nb::module_& m) {
+class PyStream {
+ public:
+  // weights: per layer w_ih, w_hh, then b_ih, b_hh when has_bias, then w_hr when proj_size > 0.
+  PyStream(const std::string& mode, index_t num_layers, index_t input_size, index_t hidden_size, index_t proj_size,
+           bool has_bias, index_t batch, std::vector<In<T>> weights) {
+    lstmkit::RnnShape& s = s_;
+    s.lstm = is_lstm(mode);
+    if (num_layers < 1) throw std::invalid_argument("num_layers: expected >= 1");
+    if (input_size < 1) throw std::invalid_argument("input_size: expected >= 1");
+    if (hidden_size < 1) throw std::invalid_argument("hidden_size: expected >= 1");
+    if (batch < 1) throw std::invalid_argument("batch: expected >= 1");
+    if (proj_size < 0 || proj_size >= hidden_size || (proj_size && !s.lstm))
+      throw std::invalid_argument("proj_size: expected 0, or in [1, hidden_size) for an LSTM");
+    s.B = batch;
+    s.I = input_size;
+    s.H = hidden_size;
+    s.P = proj_size ? proj_size : hidden_size;
+    s.L = num_layers;
+    s.D = 1;
+    const index_t G = s.gates();
+    const size_t per_cell = 2 + (has_bias ? 2 : 0) + (proj_size ? 1 : 0);
+    if (weights.size() != per_cell * static_cast<size_t>(s.L))
+      throw std::invalid_argument("weights: expected " + std::to_string(per_cell * s.L) + " arrays, got " +
+                                  std::to_string(weights.size()));
+    std::vector<lstmkit::CellWeights<T>> cells(static_cast<size_t>(s.L));
+    for (index_t k = 0; k < s.L; ++k) {
+      const In<T>* w = weights.data() + k * per_cell;
+      expect_shape("weights (w_ih)", w[0], {G * s.H, k == 0 ? s.I : s.P});
+      expect_shape("weights (w_hh)", w[1], {G * s.H, s.P});
+      cells[k].w_ih = w[0].data();
+      cells[k].w_hh = w[1].data();
+      size_t next = 2;
+      if (has_bias) {
+        expect_shape("weights (b_ih)", w[2], {G * s.H});
+        expect_shape("weights (b_hh)", w[3], {G * s.H});
+        cells[k].b_ih = w[2].data();
+        cells[k].b_hh = w[3].data();
+        next = 4;
+      }
+      if (proj_size) {
+        expect_shape("weights (w_hr)", w[next], {s.P, s.H});
+        cells[k].w_hr = w[next].data();
+      }
+    }
+    impl_.reset(kernels<T>().make_stream(s, cells.data()));  // copies (packs) the weights
+  }
+
+  // x (B, I) -> out (B, P)
+  void step(In<T> x, Out<T> out) {
+    expect_shape("x", x, {s_.B, s_.I});
+    expect_shape("out", out, {s_.B, s_.P});
+    Busy busy(busy_);
+    nb::gil_scoped_release release;
+    impl_->step(x.data(), out.data());
+  }
+  void reset() {
+    Busy busy(busy_);
+    impl_->reset();
+  }
+  // h (L, B, P), c (L, B, H) | None
+  void get_state(Out<T> h, Out<T> c) {
+    check_state(h, c);
+    Busy busy(busy_);
+    impl_->get_state(h.data(), s_.lstm ? c.data() : nullptr);
+  }
+  void set_state(In<T> h, In<T> c) {
+    check_state(h, c);
+    Busy busy(busy_);
+    impl_->set_state(h.data(), s_.lstm ? c.data() : nullptr);
+  }
+
+ private:
+  // One call at a time per stream (step releases the GIL): a second thread gets RuntimeError.
+  struct Busy {
+    std::atomic<bool>& flag;
+    explicit Busy(std::atomic<bool>& f) : flag(f) {
+      if (flag.exchange(true)) throw std::runtime_error("stream: already in use by another thread");
+    }
+    ~Busy() { flag.store(false); }
+  };
+  template <typename A, typename C>
+  void check_state(const A& h, const C& c) const {
+    expect_shape("h", h, {s_.L, s_.B, s_.P});
+    if (s_.lstm) expect_shape("c", c, {s_.L, s_.B, s_.H});
+  }
+
+  lstmkit::RnnShape s_;
+  std::unique_ptr<lstmkit::StreamBase<T>> impl_;
+  std::atomic<bool> busy_{false};
+};
+
+template <typename T>
+void bind_dtype(nb::module_& m, const char* stream_name) {
+  nb::class_<PyStream<T>>(m, stream_name, "Streaming state of a unidirectional stacked RNN. Use lstmkit.stream.")
+      .def(nb::init<const std::string&, index_t, index_t, index_t, index_t, bool, index_t, std::vector<In<T>>>(),
+           nb::arg("mode"), nb::arg("num_layers"), nb::arg("input_size"), nb::arg("hidden_size"),
+           nb::arg("proj_size"), nb::arg("has_bias"), nb::arg("batch"), nb::arg("weights").noconvert())
+      .def("step", &PyStream<T>::step, nb::arg("x").noconvert(), nb::arg("out").noconvert())
+      .def("reset", &PyStream<T>::reset)
+      .def("get_state", &PyStream<T>::get_state, nb::arg("h").noconvert(), nb::arg("c").noconvert().none())
+      .def("set_state", &PyStream<T>::set_state, nb::arg("h").noconvert(), nb::arg("c").noconvert().none());
   m.def("cell_forward", &cell_forward<T>, nb::arg("mode"), nb::arg("x").noconvert(), nb::arg("h").noconvert(),
         nb::arg("c").noconvert().none(), nb::arg("w_ih").noconvert(), nb::arg("w_hh").noconvert(),
         nb::arg("b_ih").noconvert().none(), nb::arg("b_hh").noconvert().none(), nb::arg("w_hr").noconvert().none(),
@@ -264,6 +419,17 @@ void bind_dtype(nb::module_& m) {
 
 NB_MODULE(_engine, m) {
   m.doc() = "lstmkit's native CPU kernels (float32 and float64). The checked API is lstmkit.engine.";
-  bind_dtype<float>(m);
-  bind_dtype<double>(m);
+  g_kernels = choose_kernels();
+  bind_dtype<float>(m, "Stream32");
+  bind_dtype<double>(m, "Stream64");
+  m.def("isa", [] { return std::string(g_kernels->name); }, "The instruction-set path in use.");
+  m.def("supported_isas", &supported_isas, "The paths this CPU can run, lowest first.");
+  m.def("get_num_threads", &lstmkit::num_threads, "Threads the kernels use.");
+  m.def(
+      "set_num_threads",
+      [](int n) {
+        if (n < 1) throw std::invalid_argument("n: expected >= 1, got " + std::to_string(n));
+        lstmkit::set_num_threads(n);
+      },
+      nb::arg("n"), "Set the threads the kernels use (>= 1).");
 }

@@ -7,12 +7,15 @@
 // allocates on the step path or keeps a pointer after it returns.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "gemm.h"
 
 namespace lstmkit {
+namespace LSTMKIT_ISA {
 
 // σ(x) = ½(1 + tanh(x/2)): the reference's formula (no exp overflow for large |x|), so the engine
 // rounds the way the reference does.
@@ -21,31 +24,22 @@ inline T sigmoid(T x) {
   return T(0.5) * (T(1) + std::tanh(T(0.5) * x));
 }
 
-// Weights of one layer and direction, in torch's layout; pointers into caller-owned memory that must
-// outlive the call they are passed to.
-//   w_ih: [G·H, In]  input weights (In = I for layer 0, D·P above)
-//   w_hh: [G·H, P]   recurrent weights
-//   b_ih, b_hh: [G·H] biases, both null when the model has no bias
-//   w_hr: [P, H]     projection (LSTM with proj_size only), else null
-template <typename T>
-struct CellWeights {
-  const T* w_ih = nullptr;
-  const T* w_hh = nullptr;
-  const T* b_ih = nullptr;
-  const T* b_hh = nullptr;
-  const T* w_hr = nullptr;
-};
-
 // CellWeights repacked for the GEMM, plus the bias the input projection starts from. Owns its data.
 //   bias_in: [G·H] LSTM: b_ih + b_hh (both fold into the input projection);
 //                  GRU:  b_ih (b_hh stays in the step, since r multiplies W_hn h + b_hn).
-//   b_hh:    GRU only, the caller's pointer (not owned), null without bias.
+//   b_hh:    GRU only, a pointer to the owned copy b_hh_own, null without bias.
+// Movable, not copyable (b_hh points into the object's own vector).
 template <typename T>
 struct PackedCell {
   PackedWeights<T> w_ih, w_hh, w_hr;  // w_hr empty (n = 0) without projection
   std::vector<T> bias_in;             // empty without bias
+  std::vector<T> b_hh_own;            // GRU: b_hh
   const T* b_hh = nullptr;
   bool projected = false;
+
+  PackedCell(const PackedCell&) = delete;
+  PackedCell& operator=(const PackedCell&) = delete;
+  PackedCell(PackedCell&&) = default;
 
   PackedCell(bool lstm, index_t in, index_t H, index_t P, const CellWeights<T>& w)
       : w_ih(w.w_ih, (lstm ? 4 : 3) * H, in, in), w_hh(w.w_hh, (lstm ? 4 : 3) * H, P, P) {
@@ -58,8 +52,10 @@ struct PackedCell {
       bias_in.assign(w.b_ih, w.b_ih + GH);
       if (lstm)
         for (index_t j = 0; j < GH; ++j) bias_in[j] += w.b_hh[j];
-      else
-        b_hh = w.b_hh;
+      else {
+        b_hh_own.assign(w.b_hh, w.b_hh + GH);
+        b_hh = b_hh_own.data();
+      }
     }
   }
   const T* input_bias() const { return bias_in.empty() ? nullptr : bias_in.data(); }
@@ -73,9 +69,44 @@ struct PackedCell {
 // For training (null at inference), what the backward pass needs:
 //   act:    [B, 4H] contiguous  (i, f, g, o) after σ / tanh
 //   tanh_c: [B, H]  contiguous  tanh(c')
+// float32 runs on SIMD vectors (simd.h's tanh/σ), float64 on libm.
 template <typename T>
 void lstm_pointwise(index_t B, index_t H, const T* gates, index_t ldg, const T* c_in, index_t ldc_in, T* c_out,
                     index_t ldc_out, T* m, index_t ldm, T* act = nullptr, T* tanh_c = nullptr) {
+#if LSTMKIT_HAVE_VECTORS
+  if constexpr (std::is_same<T, float>::value) {
+    using S = detail::Simd<float>;
+    using V = S::vec;
+    constexpr int W = S::W;
+    for (index_t b = 0; b < B; ++b) {
+      const float* gi = gates + b * ldg;
+      const float* c = c_in + b * ldc_in;
+      float* cn = c_out + b * ldc_out;
+      float* mb = m + b * ldm;
+      float* a = act ? act + b * 4 * H : nullptr;
+      float* tcb = act ? tanh_c + b * H : nullptr;
+      for (index_t j = 0; j < H; j += W) {
+        const int n = static_cast<int>(std::min<index_t>(W, H - j));
+        auto ld = [&](const float* p) { return n == W ? S::load(p + j) : S::load_part(p + j, n); };
+        auto st = [&](float* p, V v) {
+          if (n == W) S::store(p + j, v);
+          else S::store_part(p + j, v, n);
+        };
+        const V i = detail::sigmoid_ps(ld(gi)), f = detail::sigmoid_ps(ld(gi + H));
+        const V g = detail::tanh_ps(ld(gi + 2 * H)), o = detail::sigmoid_ps(ld(gi + 3 * H));
+        const V c_next = f * ld(c) + i * g;
+        const V tc = detail::tanh_ps(c_next);
+        st(cn, c_next);
+        st(mb, o * tc);
+        if (a) {
+          st(a, i), st(a + H, f), st(a + 2 * H, g), st(a + 3 * H, o);
+          st(tcb, tc);
+        }
+      }
+    }
+    return;
+  }
+#endif
   for (index_t b = 0; b < B; ++b) {
     const T* gi = gates + b * ldg;
     const T* gf = gi + H;
@@ -130,6 +161,40 @@ void lstm_step(index_t B, index_t H, const PackedCell<T>& w, const T* h_in, inde
 template <typename T>
 void gru_pointwise(index_t B, index_t H, const T* gi, index_t ldgi, const T* gh, index_t ldgh, const T* b_hh,
                    const T* h_in, index_t ldh_in, T* h_out, index_t ldh_out, T* act = nullptr, T* gh_n = nullptr) {
+#if LSTMKIT_HAVE_VECTORS
+  if constexpr (std::is_same<T, float>::value) {
+    using S = detail::Simd<float>;
+    using V = S::vec;
+    constexpr int W = S::W;
+    for (index_t b = 0; b < B; ++b) {
+      const float* xi = gi + b * ldgi;
+      const float* hh = gh + b * ldgh;
+      const float* h = h_in + b * ldh_in;
+      float* hn = h_out + b * ldh_out;
+      float* a = act ? act + b * 3 * H : nullptr;
+      float* ghn = act ? gh_n + b * H : nullptr;
+      for (index_t j = 0; j < H; j += W) {
+        const int n = static_cast<int>(std::min<index_t>(W, H - j));
+        auto ld = [&](const float* p) { return n == W ? S::load(p + j) : S::load_part(p + j, n); };
+        auto st = [&](float* p, V v) {
+          if (n == W) S::store(p + j, v);
+          else S::store_part(p + j, v, n);
+        };
+        V hr = ld(hh), hz = ld(hh + H), hnn = ld(hh + 2 * H);
+        if (b_hh) hr = hr + ld(b_hh), hz = hz + ld(b_hh + H), hnn = hnn + ld(b_hh + 2 * H);
+        const V r = detail::sigmoid_ps(ld(xi) + hr);
+        const V z = detail::sigmoid_ps(ld(xi + H) + hz);
+        const V nn = detail::tanh_ps(ld(xi + 2 * H) + r * hnn);
+        if (a) {
+          st(a, r), st(a + H, z), st(a + 2 * H, nn);
+          st(ghn, hnn);
+        }
+        st(hn, (1.0f - z) * nn + z * ld(h));  // last: h_out may alias h_in
+      }
+    }
+    return;
+  }
+#endif
   for (index_t b = 0; b < B; ++b) {
     const T* xi = gi + b * ldgi;
     const T* hh = gh + b * ldgh;
@@ -188,4 +253,5 @@ void cell_forward(bool lstm, index_t B, index_t I, index_t H, index_t P, const T
   }
 }
 
+}  // namespace LSTMKIT_ISA
 }  // namespace lstmkit

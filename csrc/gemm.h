@@ -3,9 +3,14 @@
 //
 // Why our own: the wheel must not depend on a system BLAS, and the shapes here are narrow (the
 // recurrent product is (B, P) · (P, G·H) with B often 1), so a simple kernel with packed weights is
-// close to what a BLAS would do on them. The code is portable C++ (no intrinsics); the micro-kernel
-// is written so that gcc/clang at -O3 keep its accumulators in SIMD registers (SSE2 on any x86-64).
-// Runtime SIMD dispatch (AVX2/AVX-512 kernels) is a later step and would only replace micro_kernel.
+// close to what a BLAS would do on them. The code is portable C++ (no intrinsics): the micro-kernel
+// uses gcc/clang vector types LSTMKIT_VEC_BYTES wide, and kernels_<isa>.cpp compiles it once per
+// instruction set (16 bytes for the SSE2 baseline, 32 under target("avx2,fma"), 64 under AVX-512),
+// each build in its own namespace LSTMKIT_ISA (see kernels_impl.h).
+//
+// Large products are split over the thread pool (common.h): by rows of A when there are enough of
+// them, else by column panels of W. Every split computes each output element with the same sequence
+// of operations, so results do not depend on the number of threads.
 #pragma once
 
 #include <algorithm>
@@ -14,16 +19,19 @@
 #include <cstring>
 #include <vector>
 
+#include "common.h"
+#include "simd.h"
+
 namespace lstmkit {
+namespace LSTMKIT_ISA {
 
-using index_t = std::ptrdiff_t;
-
-// Register tile: MR rows of A times NR columns of Wᵀ. NR spans 32 bytes (8 floats, 4 doubles): two
-// SSE2 registers per row, so the MR × NR accumulators plus one panel row fit in the 16 xmm registers.
+// Register tile: MR rows of A times NR columns of Wᵀ. NR spans two SIMD registers, so with 16-byte
+// vectors 4 × 2 accumulators, with 32-byte ones (16 ymm registers) 6 × 2, plus the panel row and the
+// broadcast, fit the register file.
 template <typename T>
 struct Tile {
-  static constexpr int MR = 4;
-  static constexpr int NR = static_cast<int>(32 / sizeof(T));
+  static constexpr int MR = LSTMKIT_VEC_BYTES == 16 ? 4 : 6;
+  static constexpr int NR = static_cast<int>(2 * LSTMKIT_VEC_BYTES / sizeof(T));
 };
 
 // Cache blocks: a panel slice (KC × NR) stays in L1 while it sweeps an A block (MC × KC) held in L2.
@@ -72,20 +80,8 @@ class PackedWeights {
 namespace detail {
 
 #if defined(__GNUC__) || defined(__clang__)
-// A 16-byte SIMD vector through the gcc/clang vector extension: SSE2 on any x86-64, NEON on arm64,
-// plain scalar code elsewhere. Written out explicitly because left to itself the auto-vectoriser
-// vectorises the micro-kernel along k (the reduction) and spends its time shuffling.
-template <typename T>
-struct Simd {
-  typedef T vec __attribute__((vector_size(16)));
-  static constexpr int W = static_cast<int>(16 / sizeof(T));
-  static vec load(const T* p) {
-    vec v;
-    std::memcpy(&v, p, sizeof v);  // unaligned load (movups)
-    return v;
-  }
-  static void store(T* p, vec v) { std::memcpy(p, &v, sizeof v); }
-};
+// Simd<T> (simd.h) is written out explicitly because left to itself the auto-vectoriser vectorises
+// the micro-kernel along k (the reduction) and spends its time shuffling.
 
 // c[ROWS, cols] += a[ROWS, kc] · panel[kc, NR], ROWS ≤ MR, cols ≤ NR.
 //   a: row stride lda; panel: [kc, NR] contiguous; c: row stride ldc.
@@ -163,31 +159,35 @@ inline void row_kernel(index_t kc, const T* a, const T* panel, T* c, int cols) {
 
 }  // namespace detail
 
-// C += A · Wᵀ.
-//   A: [M, K] row stride lda (K = w.k()); C: [M, N] row stride ldc (N = w.n()).
-// C must not overlap A. Nothing is allocated; nothing is kept.
+// C += A · Wᵀ over rows [0, M) and column panels [p_begin, p_end) of W, on the calling thread.
+// The one-row kernel (a different summation order) is used only when M is 1, so a row split over
+// threads gives the same bits as one thread.
 template <typename T>
-void gemm_acc(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc) {
+void gemm_acc_serial(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc,
+                     index_t p_begin, index_t p_end) {
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
-  const index_t K = w.k(), N = w.n(), panels = w.panels();
+  const index_t K = w.k(), N = w.n();
   if (M <= 0 || N <= 0 || K <= 0) return;
   for (index_t k0 = 0; k0 < K; k0 += kKC) {
     const index_t kc = std::min(kKC, K - k0);
     for (index_t m0 = 0; m0 < M; m0 += kMC) {
       const index_t mc = std::min(kMC, M - m0);
-      for (index_t p = 0; p < panels; ++p) {
+      for (index_t p = p_begin; p < p_end; ++p) {
         const T* panel = w.panel(p, k0);
         const index_t n0 = p * NR;
         const int cols = static_cast<int>(std::min<index_t>(NR, N - n0));
         const T* a = A + m0 * lda + k0;
         T* c = C + m0 * ldc + n0;
-        if (mc == 1) {
+        if (M == 1) {
           detail::row_kernel<T>(kc, a, panel, c, cols);
           continue;
         }
         index_t i = 0;
         for (; i + MR <= mc; i += MR) detail::micro_kernel<T, MR>(kc, a + i * lda, lda, panel, c + i * ldc, ldc, cols);
+        static_assert(MR <= 6, "remainder cases below cover MR ≤ 6");
         switch (mc - i) {
+          case 5: detail::micro_kernel<T, 5>(kc, a + i * lda, lda, panel, c + i * ldc, ldc, cols); break;
+          case 4: detail::micro_kernel<T, 4>(kc, a + i * lda, lda, panel, c + i * ldc, ldc, cols); break;
           case 3: detail::micro_kernel<T, 3>(kc, a + i * lda, lda, panel, c + i * ldc, ldc, cols); break;
           case 2: detail::micro_kernel<T, 2>(kc, a + i * lda, lda, panel, c + i * ldc, ldc, cols); break;
           case 1: detail::micro_kernel<T, 1>(kc, a + i * lda, lda, panel, c + i * ldc, ldc, cols); break;
@@ -195,6 +195,30 @@ void gemm_acc(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* 
         }
       }
     }
+  }
+}
+
+// Multiply-adds below which a product stays on one thread (a pool round trip costs a few µs).
+constexpr double kParallelMacs = 1 << 18;
+
+// C += A · Wᵀ.
+//   A: [M, K] row stride lda (K = w.k()); C: [M, N] row stride ldc (N = w.n()).
+// C must not overlap A. Nothing is allocated; nothing is kept. Split over the pool when large.
+template <typename T>
+void gemm_acc(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc) {
+  constexpr int MR = Tile<T>::MR;
+  const index_t panels = w.panels();
+  if (M <= 0 || w.n() <= 0 || w.k() <= 0) return;
+  const double macs = double(M) * double(w.n()) * double(w.k());
+  if (macs < kParallelMacs || in_parallel() || num_threads() < 2) return gemm_acc_serial(M, A, lda, w, C, ldc, 0, panels);
+  if (M >= 4 * MR && (M + MR - 1) / MR >= 2 * num_threads()) {  // by rows, in whole register tiles (≥ 2 per chunk)
+    const index_t tiles = (M + MR - 1) / MR;
+    parallel_for(tiles, [&](index_t b, index_t e) {
+      const index_t m0 = b * MR, m1 = std::min(M, e * MR);
+      gemm_acc_serial(m1 - m0, A + m0 * lda, lda, w, C + m0 * ldc, ldc, 0, panels);
+    });
+  } else {  // few rows: by column panels
+    parallel_for(panels, [&](index_t b, index_t e) { gemm_acc_serial(M, A, lda, w, C, ldc, b, e); });
   }
 }
 
@@ -232,4 +256,5 @@ void fill_rows(index_t M, index_t N, const T* bias, T* C, index_t ldc) {
   }
 }
 
+}  // namespace LSTMKIT_ISA
 }  // namespace lstmkit

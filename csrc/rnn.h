@@ -25,19 +25,7 @@
 #include "cells.h"
 
 namespace lstmkit {
-
-// The sizes of a stacked RNN and its input.
-struct RnnShape {
-  bool lstm = true;  // LSTM (4 gates, has c) or GRU (3 gates)
-  index_t T = 0;     // steps
-  index_t B = 0;     // batch
-  index_t I = 0;     // input size
-  index_t H = 0;     // hidden size
-  index_t P = 0;     // size of h: proj_size, or H without projection
-  index_t L = 1;     // layers
-  index_t D = 1;     // directions, 1 or 2
-  index_t gates() const { return lstm ? 4 : 3; }
-};
+namespace LSTMKIT_ISA {
 
 // The packed layout of a batch with per-sequence lengths (torch's PackedSequence).
 //   order:       [B] caller's batch index of packed row r, longest sequence first (stable)
@@ -86,6 +74,16 @@ struct PackedBatch {
         std::copy_n(src + (offsets[t] + r) * width, width, dst + (t * B + order[r]) * width);
   }
 };
+
+// f(r0, r1) over rows [0, n): on the pool in chunks of at least 2 rows when `macs` (the work) is
+// large enough, else f(0, n) here. Chunks of ≥ 2 rows keep the GEMM on the multi-row kernel, so the
+// bits are the same as one call over all rows.
+template <typename F>
+void for_rows(index_t n, double macs, F&& f) {
+  if (n < 4 || macs < kParallelMacs || in_parallel() || num_threads() < 2) return f(index_t(0), n);
+  const index_t pairs = n / 2;
+  parallel_for(pairs, [&](index_t b, index_t e) { f(2 * b, e == pairs ? n : 2 * e); });
+}
 
 // Sequence forward.
 //   x:       [T, B, I]
@@ -142,10 +140,17 @@ void rnn_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights,
         const index_t nb = batch_sizes[t];
         if (nb == 0) continue;
         T* gates = proj.data() + offsets[t] * ldp + d * GH;  // [nb, G·H] ld ldp
-        if (s.lstm)
-          lstm_step(nb, H, cells[d], h.data(), P, c.data(), H, gates, ldp, h.data(), P, c.data(), H, scratch.data());
-        else
-          gru_step(nb, H, cells[d], h.data(), P, gates, ldp, scratch.data(), h.data(), P);
+        // Rows [r0, r1) of the step; every row is independent, so large steps split by rows.
+        auto step_rows = [&](index_t r0, index_t r1) {
+          const index_t n = r1 - r0;
+          if (s.lstm)
+            lstm_step(n, H, cells[d], h.data() + r0 * P, P, c.data() + r0 * H, H, gates + r0 * ldp, ldp,
+                      h.data() + r0 * P, P, c.data() + r0 * H, H, scratch.data() + r0 * H);
+          else
+            gru_step(n, H, cells[d], h.data() + r0 * P, P, gates + r0 * ldp, ldp, scratch.data() + r0 * GH,
+                     h.data() + r0 * P, P);
+        };
+        for_rows(nb, double(nb) * double(GH) * double(P), step_rows);
         // This step's output: the running rows' new h, into this direction's half of the layer output.
         T* y = layer_out.data() + offsets[t] * ldo + d * P;
         for (index_t r = 0; r < nb; ++r) std::copy_n(h.data() + r * P, P, y + r * ldo);
@@ -164,4 +169,5 @@ void rnn_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights,
   pk.unpack(layer_in.data(), B, D * P, out);
 }
 
+}  // namespace LSTMKIT_ISA
 }  // namespace lstmkit

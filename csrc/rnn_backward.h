@@ -16,17 +16,7 @@
 #include "rnn.h"
 
 namespace lstmkit {
-
-// Gradient buffers of one layer and direction, shaped like CellWeights (caller-owned, overwritten):
-//   w_ih [G·H, In], w_hh [G·H, P], b_ih and b_hh [G·H] (null without bias), w_hr [P, H] (null without projection)
-template <typename T>
-struct CellGrads {
-  T* w_ih = nullptr;
-  T* w_hh = nullptr;
-  T* b_ih = nullptr;
-  T* b_hh = nullptr;
-  T* w_hr = nullptr;
-};
+namespace LSTMKIT_ISA {
 
 // What the backward pass needs from one direction of one layer's forward; packed rows [N, ·].
 template <typename T>
@@ -231,4 +221,5 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
   pk.unpack(d_layer_out.data(), B, s.I, dx);
 }
 
+}  // namespace LSTMKIT_ISA
 }  // namespace lstmkit

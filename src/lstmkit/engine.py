@@ -8,6 +8,17 @@ and what came.
 
 The package imports and works without the compiled extension; ``available()`` says whether it is
 there, and the functions below raise RuntimeError when it is not.
+
+Instruction sets: the extension holds the kernels built three times (baseline SSE2 "scalar", "avx2"
+with FMA, "avx512") and picks the best the CPU runs when it is imported. The environment variable
+``LSTMKIT_ISA=scalar|avx2|avx512``, read at import, forces a lower path (never a higher one than the
+CPU has); ``isa()`` reports the path in use and ``supported_isas()`` what the CPU could run.
+
+Threads: the kernels split large products (and large batches of a step) over their own thread pool;
+``set_num_threads(n)`` / ``get_num_threads()`` (default: the CPUs of the process's affinity mask).
+Results do not depend on the number of threads. The GIL is released during every native call, so
+Python threads can run models at the same time (a call that finds the pool busy runs on its own
+thread).
 """
 from __future__ import annotations
 
@@ -17,12 +28,28 @@ import numpy as np
 
 from .params import DTYPES, GATES, RNNConfig, param_shapes
 
+import os
+import warnings
+
+ISAS = ("scalar", "avx2", "avx512")
+
+_isa_env = os.environ.get("LSTMKIT_ISA")
+if _isa_env is not None and _isa_env not in ISAS:
+    warnings.warn(
+        f"LSTMKIT_ISA={_isa_env!r} is not one of {ISAS}; ignored (the best path this CPU runs is used)",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
 try:  # the extension is optional: a source checkout without a build still imports lstmkit
     from . import _engine
 except ImportError:  # pragma: no cover - depends on the build
     _engine = None
 
-__all__ = ["available", "cell_forward", "forward", "backward"]
+__all__ = [
+    "available", "isa", "supported_isas", "set_num_threads", "get_num_threads",
+    "cell_forward", "forward", "backward",
+]
 
 CELL_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
@@ -30,6 +57,30 @@ CELL_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 def available() -> bool:
     """True when the compiled extension ``lstmkit._engine`` can be imported."""
     return _engine is not None
+
+
+def isa() -> str:
+    """The instruction-set path the kernels use: "scalar" (SSE2 baseline), "avx2" or "avx512"."""
+    return _require_engine().isa()
+
+
+def supported_isas() -> tuple[str, ...]:
+    """The paths this CPU can run, lowest first (LSTMKIT_ISA picks among them)."""
+    return tuple(_require_engine().supported_isas())
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads (>= 1, the calling thread included) in the native kernels, for all models."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"n: expected an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n: expected >= 1, got {n}")
+    _require_engine().set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    """Threads the native kernels use (default: the CPUs in the process's affinity mask)."""
+    return int(_require_engine().get_num_threads())
 
 
 def _require_engine():

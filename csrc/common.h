@@ -1,0 +1,119 @@
+// What every instruction-set build of the kernels shares: plain data types, the dispatch table the
+// glue calls through, the streaming state's interface, and the thread pool.
+//
+// The kernels (gemm.h, cells.h, rnn.h, rnn_backward.h, stream.h) are compiled once per instruction
+// set, each time into its own namespace (lstmkit::isa_scalar, isa_avx2, isa_avx512; see
+// kernels_impl.h), so no inline function is shared between builds with different target flags. Only
+// what is declared here crosses between them, and nothing here is compiled with a target attribute.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace lstmkit {
+
+using index_t = std::ptrdiff_t;
+
+// The sizes of a stacked RNN and its input.
+struct RnnShape {
+  bool lstm = true;  // LSTM (4 gates, has c) or GRU (3 gates)
+  index_t T = 0;     // steps
+  index_t B = 0;     // batch
+  index_t I = 0;     // input size
+  index_t H = 0;     // hidden size
+  index_t P = 0;     // size of h: proj_size, or H without projection
+  index_t L = 1;     // layers
+  index_t D = 1;     // directions, 1 or 2
+  index_t gates() const { return lstm ? 4 : 3; }
+};
+
+// Weights of one layer and direction, in torch's layout; pointers into caller-owned memory that must
+// outlive the call they are passed to.
+//   w_ih: [G·H, In]  input weights (In = I for layer 0, D·P above)
+//   w_hh: [G·H, P]   recurrent weights
+//   b_ih, b_hh: [G·H] biases, both null when the model has no bias
+//   w_hr: [P, H]     projection (LSTM with proj_size only), else null
+template <typename T>
+struct CellWeights {
+  const T* w_ih = nullptr;
+  const T* w_hh = nullptr;
+  const T* b_ih = nullptr;
+  const T* b_hh = nullptr;
+  const T* w_hr = nullptr;
+};
+
+// Gradient buffers of one layer and direction, shaped like CellWeights (caller-owned, overwritten):
+//   w_ih [G·H, In], w_hh [G·H, P], b_ih and b_hh [G·H] (null without bias), w_hr [P, H] (null without projection)
+template <typename T>
+struct CellGrads {
+  T* w_ih = nullptr;
+  T* w_hh = nullptr;
+  T* b_ih = nullptr;
+  T* b_hh = nullptr;
+  T* w_hr = nullptr;
+};
+
+// Streaming inference state of a unidirectional stacked RNN (stream.h): owns packed copies of the
+// weights, the state of every layer and its scratch; step() runs one time step of all layers.
+//   x: [B, I]; out: [B, P] (the last layer's new h)
+//   state h: [L, B, P]; c: [L, B, H] (LSTM only; null for a GRU)
+// Not thread-safe: one step at a time per object (the Python wrapper serialises).
+template <typename T>
+class StreamBase {
+ public:
+  virtual ~StreamBase() = default;
+  virtual void step(const T* x, T* out) = 0;
+  virtual void reset() = 0;
+  virtual void get_state(T* h, T* c) const = 0;
+  virtual void set_state(const T* h, const T* c) = 0;
+};
+
+// One instruction set's entry points for one dtype (signatures as in cells.h, rnn.h, rnn_backward.h, stream.h).
+template <typename T>
+struct KernelSet {
+  void (*cell_forward)(bool lstm, index_t B, index_t I, index_t H, index_t P, const T* x, const T* h, const T* c,
+                       const CellWeights<T>& weights, T* h_out, T* c_out);
+  void (*rnn_forward)(const RnnShape& s, const T* x, const CellWeights<T>* weights, const T* h0, const T* c0,
+                      const int64_t* lengths, T* out, T* h_n, T* c_n);
+  void (*rnn_backward)(const RnnShape& s, const T* x, const CellWeights<T>* weights, const T* h0, const T* c0,
+                       const int64_t* lengths, const T* d_out, const T* d_hn, const T* d_cn, T* dx, T* d_h0, T* d_c0,
+                       const CellGrads<T>* grads);
+  // s.T and s.D are ignored (D must be 1); weights: [L]. The caller owns (deletes) the result.
+  StreamBase<T>* (*make_stream)(const RnnShape& s, const CellWeights<T>* weights);
+};
+
+struct Kernels {
+  const char* name;  // "scalar", "avx2", "avx512"
+  KernelSet<float> f32;
+  KernelSet<double> f64;
+};
+
+// Defined in kernels_<isa>.cpp; kernels_avx2 / kernels_avx512 only run where the CPU has them.
+extern const Kernels kernels_scalar;
+extern const Kernels kernels_avx2;
+extern const Kernels kernels_avx512;
+
+// ---- Thread pool (threads.cpp) ----------------------------------------------------------------------
+
+// Threads the kernels may use (the caller's thread included); at least 1. Default: the CPUs in the
+// process's affinity mask at first use.
+int num_threads();
+void set_num_threads(int n);
+// True inside a parallel_for body (nested calls then run serially on the calling thread).
+bool in_parallel();
+
+// Runs fn(ctx, begin, end) over a split of [0, n) into at most num_threads() contiguous chunks, the
+// calling thread taking the first; returns when all are done. Runs fn(ctx, 0, n) on the caller alone
+// when n < 2, one thread is set, it is nested, or another thread is using the pool at that moment.
+void parallel_for_raw(index_t n, void (*fn)(void*, index_t, index_t), void* ctx);
+
+template <typename F>
+void parallel_for(index_t n, F&& f) {
+  using Fn = typename std::remove_reference<F>::type;
+  parallel_for_raw(
+      n, [](void* ctx, index_t b, index_t e) { (*static_cast<Fn*>(ctx))(b, e); },
+      const_cast<void*>(static_cast<const void*>(&f)));
+}
+
+}  // namespace lstmkit

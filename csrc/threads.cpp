@@ -1,0 +1,166 @@
+// The kernels' thread pool: std::thread workers that spin briefly between jobs (a sequence's steps
+// come microseconds apart) and then sleep on a condition variable. One job at a time: a second caller
+// (another Python thread, the GIL being released) runs its work serially instead of waiting.
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define LSTMKIT_PAUSE() _mm_pause()
+#else
+#define LSTMKIT_PAUSE() std::this_thread::yield()
+#endif
+
+namespace lstmkit {
+namespace {
+
+int default_threads() {
+#ifdef __linux__
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+#endif
+  const unsigned n = std::thread::hardware_concurrency();
+  return n ? static_cast<int>(n) : 1;
+}
+
+thread_local bool tl_in_parallel = false;
+
+class Pool {
+ public:
+  ~Pool() { stop_workers(); }
+
+  int threads() {
+    int n = wanted_.load(std::memory_order_relaxed);
+    if (n == 0) {
+      int expected = 0;
+      wanted_.compare_exchange_strong(expected, default_threads());
+      n = wanted_.load(std::memory_order_relaxed);
+    }
+    return n;
+  }
+
+  void set_threads(int n) {
+    std::lock_guard<std::mutex> job(busy_);  // waits for a running job
+    stop_workers();
+    wanted_.store(std::max(1, n), std::memory_order_relaxed);
+  }
+
+  void run(index_t n, void (*fn)(void*, index_t, index_t), void* ctx) {
+    const int threads_now = threads();
+    if (n < 2 || threads_now < 2 || tl_in_parallel) return serial(n, fn, ctx);
+    std::unique_lock<std::mutex> job(busy_, std::try_to_lock);
+    if (!job.owns_lock()) return serial(n, fn, ctx);
+    if (static_cast<int>(workers_.size()) != threads_now - 1) start_workers(threads_now - 1);
+    const int chunks = static_cast<int>(std::min<index_t>(n, threads_now));
+    fn_ = fn;
+    ctx_ = ctx;
+    n_ = n;
+    chunks_ = chunks;
+    remaining_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);  // every worker acknowledges
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    cv_.notify_all();
+    tl_in_parallel = true;
+    fn(ctx, 0, n / chunks);
+    tl_in_parallel = false;
+    for (unsigned spins = 0; remaining_.load(std::memory_order_acquire) != 0; ++spins) {
+      if (spins < 100000) LSTMKIT_PAUSE();
+      else std::this_thread::yield();
+    }
+  }
+
+ private:
+  static void serial(index_t n, void (*fn)(void*, index_t, index_t), void* ctx) {
+    if (n <= 0) return;
+    const bool outer = tl_in_parallel;
+    tl_in_parallel = true;
+    fn(ctx, 0, n);
+    tl_in_parallel = outer;
+  }
+
+  void start_workers(int count) {
+    stop_workers();
+    stop_ = false;
+    // Each worker starts from the generation current now: the job about to be posted is new to it.
+    const uint64_t now = generation_.load(std::memory_order_acquire);
+    for (int w = 1; w <= count; ++w) workers_.emplace_back([this, w, now] { loop(w, now); });
+  }
+
+  void stop_workers() {
+    if (workers_.empty()) return;
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stop_ = true;
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    cv_.notify_all();
+    for (std::thread& t : workers_) t.join();
+    workers_.clear();
+  }
+
+  void loop(int w, uint64_t seen) {
+    tl_in_parallel = true;
+    for (;;) {
+      // Spin about 100 µs for the next job, then sleep.
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+      unsigned spins = 0;
+      while (generation_.load(std::memory_order_acquire) == seen) {
+        LSTMKIT_PAUSE();
+        if ((++spins & 63) == 0 && std::chrono::steady_clock::now() > until) {
+          std::unique_lock<std::mutex> lk(m_);
+          cv_.wait(lk, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+          break;
+        }
+      }
+      seen = generation_.load(std::memory_order_acquire);
+      if (stop_) return;
+      if (w < chunks_) {
+        const index_t b = n_ * w / chunks_, e = n_ * (w + 1) / chunks_;
+        if (e > b) fn_(ctx_, b, e);
+      }
+      remaining_.fetch_sub(1, std::memory_order_acq_rel);  // all workers, so none lags into the next job
+    }
+  }
+
+  std::atomic<int> wanted_{0};
+  std::mutex busy_;  // held by the job running on the pool
+  std::vector<std::thread> workers_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> remaining_{0};
+  bool stop_ = false;
+  void (*fn_)(void*, index_t, index_t) = nullptr;
+  void* ctx_ = nullptr;
+  index_t n_ = 0;
+  int chunks_ = 0;
+};
+
+Pool& pool() {
+  static Pool* p = new Pool();  // never destroyed: workers must not be joined during interpreter exit
+  return *p;
+}
+
+}  // namespace
+
+int num_threads() { return pool().threads(); }
+void set_num_threads(int n) { pool().set_threads(n); }
+bool in_parallel() { return tl_in_parallel; }
+void parallel_for_raw(index_t n, void (*fn)(void*, index_t, index_t), void* ctx) { pool().run(n, fn, ctx); }
+
+}  // namespace lstmkit

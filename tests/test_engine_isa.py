@@ -1,0 +1,141 @@
+"""Instruction-set dispatch and threads of the native engine.
+
+* Every instruction-set path this CPU runs passes the engine's parity sweep (tests/test_engine_vs_ref.py,
+  forward, backward and cell parity against the NumPy reference), each in a subprocess started with
+  LSTMKIT_ISA set, which also checks that ``engine.isa()`` reports the forced path.
+* Threads: results do not depend on the thread count (bit for bit), and two Python threads running two
+  models at the same time get what running them one after the other gives.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lstmkit import engine, ref
+from lstmkit.params import RNNConfig, init_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.skipif(not engine.available(), reason="lstmkit._engine is not built")
+
+
+def _env(isa: str) -> dict:
+    env = dict(os.environ, LSTMKIT_ISA=isa)
+    src = str(Path(engine.__file__).resolve().parents[1])  # the lstmkit this process imported
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+    return env
+
+
+def test_isa_reporting():
+    assert engine.isa() in engine.supported_isas()
+    assert engine.supported_isas()[0] == "scalar"
+    assert set(engine.supported_isas()) <= set(engine.ISAS)
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+def test_parity_sweep_under_each_isa(isa):
+    if isa not in engine.supported_isas():
+        pytest.skip(f"this CPU does not run the {isa} path")
+    env = _env(isa)
+    got = subprocess.run([sys.executable, "-c", "from lstmkit import engine; print(engine.isa())"], env=env,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert got == isa
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "tests" / "test_engine_vs_ref.py"), "-q", "-x",
+         "-p", "no:cacheprovider", "-k", "parity or lengths"],
+        env=env, capture_output=True, text=True, cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+
+
+def test_lower_isa_is_forced_and_unknown_value_warns():
+    best = engine.supported_isas()[-1]
+    out = subprocess.run(
+        [sys.executable, "-W", "always", "-c", "from lstmkit import engine; print(engine.isa())"],
+        env=_env("bogus"), capture_output=True, text=True, check=True,
+    )
+    assert out.stdout.strip() == best
+    assert "LSTMKIT_ISA" in out.stderr and "RuntimeWarning" in out.stderr
+
+
+def test_set_num_threads_checks():
+    n = engine.get_num_threads()
+    assert n >= 1
+    with pytest.raises(ValueError, match="n: expected >= 1"):
+        engine.set_num_threads(0)
+    with pytest.raises(TypeError):
+        engine.set_num_threads(2.0)
+    assert engine.get_num_threads() == n
+
+
+def _model(mode, seed, dtype="float32", H=48, I=24, B=32, T=16, proj=0, layers=2):
+    config = RNNConfig(mode, input_size=I, hidden_size=H, num_layers=layers, proj_size=proj)
+    params = init_params(config, seed=seed, dtype=dtype)
+    x = np.random.default_rng(seed).standard_normal((T, B, I)).astype(dtype)
+    return config, params, x
+
+
+@pytest.mark.parametrize("mode,proj", [("LSTM", 0), ("LSTM", 16), ("GRU", 0)])
+def test_thread_count_does_not_change_results(mode, proj):
+    config, params, x = _model(mode, 3, proj=proj)
+    lengths = np.random.default_rng(1).integers(1, x.shape[0] + 1, size=x.shape[1])
+    d_out = np.random.default_rng(2).standard_normal((x.shape[0], x.shape[1], config.output_size)).astype(x.dtype)
+    saved = engine.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 3):
+            engine.set_num_threads(n)
+            out, state = engine.forward(config, params, x, None, lengths)
+            dx, _, grads = engine.backward(config, params, x, d_out, None, None, lengths)
+            results.append((out, state, dx, grads))
+    finally:
+        engine.set_num_threads(saved)
+    out1, state1, dx1, grads1 = results[0]
+    want, _, _ = ref.forward(config, params, x, None, lengths)
+    np.testing.assert_allclose(out1, want, rtol=1e-5, atol=1e-6)
+    for out, state, dx, grads in results[1:]:
+        np.testing.assert_array_equal(out, out1)
+        for a, b in zip(state, state1):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(dx, dx1, rtol=1e-6, atol=1e-7)  # weight-gradient sums may split differently
+        for k in grads:
+            np.testing.assert_allclose(grads[k], grads1[k], rtol=1e-5, atol=1e-6)
+
+
+def test_two_python_threads_run_two_models_at_once():
+    models = [_model("LSTM", 5, proj=12), _model("GRU", 6, H=64, B=40)]
+    alone = [engine.forward(c, p, x) for c, p, x in models]
+    saved = engine.get_num_threads()
+    engine.set_num_threads(2)
+    results: dict = {}
+    errors: list = []
+    start = threading.Barrier(2)
+
+    def run(i):
+        try:
+            c, p, x = models[i]
+            start.wait()
+            results[i] = [engine.forward(c, p, x) for _ in range(5)]
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        engine.set_num_threads(saved)
+    assert not errors, errors
+    for i in range(2):
+        for out, state in results[i]:
+            np.testing.assert_array_equal(out, alone[i][0])
+            for a, b in zip(state, alone[i][1]):
+                np.testing.assert_array_equal(a, b)
