@@ -8,6 +8,7 @@ from . import optim, ref
 from .layers import GRU, LSTM, GRUCell, Gradients, Linear, LSTMCell
 from .io import from_keras, from_onnx, from_torch, load, save, to_keras, to_onnx, to_torch
 from .params import RNNConfig
+from .engine import get_num_threads, set_num_threads
 from .summary import summary
 from .tasks import __getattr__  # noqa: E402,F401  (lazy Forecaster, SequenceClassifier, CharLM)
 
@@ -15,4 +16,5 @@ __version__ = "0.1.0"
 
 __all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell", "Linear", "Gradients", "RNNConfig", "summary", "optim", "ref",
            "Forecaster", "SequenceClassifier", "CharLM",
-           "save", "load", "from_torch", "to_torch", "from_keras", "to_keras", "from_onnx", "to_onnx", "__version__"]
+           "save", "load", "from_torch", "to_torch", "from_keras", "to_keras", "from_onnx", "to_onnx", "__version__",
+           "set_num_threads", "get_num_threads"]

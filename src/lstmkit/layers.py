@@ -107,6 +107,12 @@ class RNNBase(_Recurrent):
         """Copy in a state_dict with torch's names (numpy arrays or torch tensors); checked first."""
         self.params = check_state_dict(self.config, state, self.dtype)
 
+    def stream(self, batch=1):
+        """Streaming inference, one time step per call (``lstmkit.stream.Stream``; weights copied now)."""
+        from .stream import Stream
+
+        return Stream(self.config, self.params, batch)
+
     def __call__(self, x, hx=None, lengths=None):
         """Run the sequence.
 

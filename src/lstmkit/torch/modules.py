@@ -78,6 +78,14 @@ class _RNNBase(nn.Module):
     def flatten_parameters(self) -> None:
         """No-op, kept so code written for torch.nn (which calls it for cuDNN) runs unchanged."""
 
+    def stream(self, batch=1):
+        """Streaming inference, one time step per call on the native engine (``lstmkit.stream.Stream``
+        over a copy of the current weights; step takes and returns tensors)."""
+        from ..stream import Stream
+
+        weights = {name: getattr(self, name).detach() for name in self._flat_weights_names}
+        return Stream(self.config, weights, batch, torch_io=True)
+
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         if self.proj_size:

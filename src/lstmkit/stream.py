@@ -1,0 +1,129 @@
+"""Streaming (online) inference: one time step per call, the recurrent state kept natively.
+
+    s = layer.stream(batch=1)        # lstmkit.LSTM / GRU, or lstmkit.torch.LSTM / GRU
+    for x_t in frames:               # x_t (B, I)
+        y_t = s.step(x_t)            # (B, P): the last layer's h after this step
+    s.reset()                        # back to zeros
+    s.state = (h, c)                 # LSTM (h (L, B, P), c (L, B, H)); GRU (h (L, B, H),)
+
+Stepping T times gives what the whole-sequence forward gives on the T steps (the same kernels).
+Unidirectional models only: a bidirectional layer needs the whole sequence for its reverse direction.
+
+The weights are copied (packed) when the stream is made, so later changes to the layer's parameters
+do not reach it: make a new stream after training or loading. One ``step`` is one native call; the
+checks in front of it are a few attribute comparisons, so at small sizes a step costs little more
+than its arithmetic. A stream is not for sharing between threads: a concurrent call raises
+RuntimeError (make one stream per thread; streams of the same model run in parallel).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from . import engine
+from .params import RNNConfig, param_shapes
+
+__all__ = ["Stream"]
+
+
+class Stream:
+    """Step-by-step inference of a unidirectional stacked LSTM/GRU (see the module docstring).
+
+    config: the RNNConfig (bidirectional=False); params: its parameters under torch's names, all
+    float32 or all float64; batch: B, the rows of every x_t. ``torch_io=True`` (the torch frontend):
+    step also takes torch tensors and returns a torch tensor sharing the result's memory.
+    """
+
+    __slots__ = ("config", "batch", "dtype", "_native", "_x_shape", "_out_shape", "_state_shapes", "_torch")
+
+    def __init__(self, config: RNNConfig, params: Mapping, batch: int = 1, *, torch_io: bool = False):
+        if not isinstance(config, RNNConfig):
+            raise TypeError(f"config: expected an lstmkit RNNConfig, got {type(config).__name__}")
+        if config.bidirectional:
+            raise ValueError(
+                "stream: a bidirectional model cannot be streamed (its reverse direction needs the whole "
+                "sequence); run it over whole sequences, or stream a unidirectional model"
+            )
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)):
+            raise TypeError(f"batch: expected an int, got {type(batch).__name__}")
+        if batch < 1:
+            raise ValueError(f"batch: expected >= 1, got {batch}")
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params: expected a dict of parameters under torch's names, got {type(params).__name__}")
+        expected = param_shapes(config)
+        missing = [k for k in expected if k not in params]
+        unexpected = [k for k in params if k not in expected]
+        if missing or unexpected:
+            raise ValueError(f"params: keys do not match the config: missing {missing}, unexpected {unexpected}")
+        first = engine._array(f"params[{next(iter(expected))!r}]", params[next(iter(expected))])
+        dtype = first.dtype.newbyteorder("=")
+        weights = []
+        for name, shape in expected.items():
+            arr = engine._array(f"params[{name!r}]", params[name], dtype)
+            engine._shape(f"params[{name!r}]", arr, shape)
+            weights.append(engine._native(arr, dtype))
+        eng = engine._require_engine()
+        cls = eng.Stream32 if dtype == np.float32 else eng.Stream64
+        self._native = cls(config.mode, config.num_layers, config.input_size, config.hidden_size,
+                           config.proj_size, config.bias, int(batch), weights)  # packs copies of the weights
+        self.config = config
+        self.batch = int(batch)
+        self.dtype = np.dtype(dtype)
+        L, H, P = config.num_layers, config.hidden_size, config.output_size
+        self._x_shape = (self.batch, config.input_size)
+        self._out_shape = (self.batch, P)
+        self._state_shapes = ((L, self.batch, P), (L, self.batch, H)) if config.mode == "LSTM" else ((L, self.batch, H),)
+        self._torch = bool(torch_io)
+
+    def step(self, x):
+        """One time step of every layer: x (B, I) -> the last layer's new h (B, P), a fresh array
+        (a torch tensor with ``torch_io``)."""
+        if not (type(x) is np.ndarray and x.shape == self._x_shape and x.dtype == self.dtype
+                and x.flags.c_contiguous):
+            x = self._slow_input(x)
+        out = np.empty(self._out_shape, self.dtype)
+        self._native.step(x, out)
+        if self._torch:
+            import torch
+
+            return torch.from_numpy(out)
+        return out
+
+    def _slow_input(self, x) -> np.ndarray:
+        """x checked and made C-contiguous of the stream's dtype (torch tensors, views, other layouts)."""
+        arr = engine._array("x", x, self.dtype)
+        if arr.shape != self._x_shape:
+            raise ValueError(
+                f"x: expected shape {self._x_shape} (batch {self.batch} of the stream, input_size "
+                f"{self.config.input_size}), got {arr.shape}"
+            )
+        return engine._native(arr, self.dtype)
+
+    def reset(self) -> None:
+        """Zero the state of every layer."""
+        self._native.reset()
+
+    @property
+    def state(self) -> tuple:
+        """A copy of the state: LSTM (h (L, B, P), c (L, B, H)), GRU (h (L, B, H),)."""
+        parts = [np.empty(s, self.dtype) for s in self._state_shapes]
+        self._native.get_state(parts[0], parts[1] if len(parts) == 2 else None)
+        if self._torch:
+            import torch
+
+            return tuple(torch.from_numpy(p) for p in parts)
+        return tuple(parts)
+
+    @state.setter
+    def state(self, value) -> None:
+        """Set the state from a tuple shaped like ``state`` (a GRU's h alone is accepted too)."""
+        if len(self._state_shapes) == 1 and not isinstance(value, (tuple, list)):
+            value = (value,)
+        parts = engine._check_state("state", value, self._state_shapes, self.dtype)
+        self._native.set_state(parts[0], parts[1] if len(parts) == 2 else None)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"Stream({c.mode}, input_size={c.input_size}, hidden_size={c.hidden_size}, num_layers={c.num_layers}, "
+                f"proj_size={c.proj_size}, batch={self.batch}, dtype={self.dtype.name})")

@@ -1,0 +1,127 @@
+"""Streaming inference (lstmkit.stream): T single steps equal the whole-sequence forward; state get/set/reset;
+argument errors. Needs the native engine."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lstmkit
+from lstmkit import engine
+from lstmkit.stream import Stream
+
+pytestmark = pytest.mark.skipif(not engine.available(), reason="lstmkit._engine is not built")
+
+TOL = {"float32": dict(rtol=1e-5, atol=1e-6), "float64": dict(rtol=1e-12, atol=1e-13)}
+
+
+def _layer(mode, layers, proj, dtype, I=7, H=12, seed=0):
+    cls = lstmkit.LSTM if mode == "LSTM" else lstmkit.GRU
+    kw = dict(proj_size=proj) if mode == "LSTM" else {}
+    layer = cls(I, H, num_layers=layers, seed=seed, dtype=dtype, **kw)
+    layer.eval() if hasattr(layer, "eval") else None
+    return layer
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layers", [1, 2, 3])
+@pytest.mark.parametrize("mode,proj", [("LSTM", 0), ("LSTM", 5), ("GRU", 0)])
+@pytest.mark.parametrize("B", [1, 3])
+def test_steps_equal_sequence_forward(mode, proj, layers, dtype, B):
+    layer = _layer(mode, layers, proj, dtype, seed=layers)
+    T = 9
+    x = np.random.default_rng(B).standard_normal((T, B, 7)).astype(dtype)
+    out, final = layer(x)
+    s = layer.stream(batch=B)
+    got = np.stack([s.step(x[t]) for t in range(T)])
+    assert got.dtype == np.dtype(dtype) and got.shape == out.shape
+    np.testing.assert_allclose(got, out, **TOL[dtype])
+    final = final if isinstance(final, tuple) else (final,)
+    for a, b in zip(s.state, final):
+        np.testing.assert_allclose(a, b, **TOL[dtype])
+
+
+def test_state_set_reset_and_continuation():
+    layer = _layer("LSTM", 2, 4, "float64")
+    x = np.random.default_rng(0).standard_normal((10, 2, 7))
+    out, _ = layer(x)
+    s = layer.stream(batch=2)
+    for t in range(6):
+        s.step(x[t])
+    saved = s.state
+    assert [a.shape for a in saved] == [(2, 2, 4), (2, 2, 12)]
+    rest = [s.step(x[t]) for t in range(6, 10)]
+    np.testing.assert_allclose(np.stack(rest), out[6:], **TOL["float64"])
+    s.state = saved  # rewind
+    np.testing.assert_allclose(s.step(x[6]), out[6], **TOL["float64"])
+    saved[0][...] = 99  # the getter returned a copy
+    s.reset()
+    assert all(not a.any() for a in s.state)
+    np.testing.assert_allclose(s.step(x[0]), out[0], **TOL["float64"])
+    # a state set from the sequence's own initial state
+    h0 = np.random.default_rng(1).standard_normal((2, 2, 4))
+    c0 = np.random.default_rng(2).standard_normal((2, 2, 12))
+    out2, _ = layer(x, (h0, c0))
+    s.state = (h0, c0)
+    np.testing.assert_allclose(np.stack([s.step(x[t]) for t in range(10)]), out2, **TOL["float64"])
+
+
+def test_gru_state_accepts_bare_array():
+    layer = _layer("GRU", 1, 0, "float32")
+    s = layer.stream()
+    h = np.ones((1, 1, 12), np.float32)
+    s.state = h
+    np.testing.assert_array_equal(s.state[0], h)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="bidirectional"):
+        lstmkit.LSTM(3, 4, bidirectional=True).stream()
+    layer = _layer("LSTM", 2, 0, "float32")
+    with pytest.raises(ValueError, match="batch: expected >= 1"):
+        layer.stream(batch=0)
+    with pytest.raises(TypeError, match="batch"):
+        layer.stream(batch=1.5)
+    s = layer.stream(batch=2)
+    with pytest.raises(ValueError, match=r"x: expected shape \(2, 7\)"):
+        s.step(np.zeros((1, 7), np.float32))
+    with pytest.raises(ValueError, match=r"x: expected shape"):
+        s.step(np.zeros((2, 7, 1), np.float32))
+    with pytest.raises(TypeError, match="x: expected dtype float32"):
+        s.step(np.zeros((2, 7), np.float64))
+    with pytest.raises(ValueError, match=r"state \(c\): expected shape \(2, 2, 12\)"):
+        s.state = (np.zeros((2, 2, 12), np.float32), np.zeros((2, 2, 11), np.float32))
+    with pytest.raises(TypeError, match=r"state: expected a tuple \(h, c\)"):
+        s.state = np.zeros((2, 2, 12), np.float32)
+    with pytest.raises(ValueError, match="params: keys do not match"):
+        Stream(layer.config, {}, 1)
+    # non-contiguous and read-only input is fine (copied), and never modified
+    x = np.asfortranarray(np.random.default_rng(0).standard_normal((2, 7)).astype(np.float32))
+    x.flags.writeable = False
+    before = x.copy()
+    y1 = s.step(x)
+    s.reset()
+    np.testing.assert_array_equal(s.step(np.ascontiguousarray(x)), y1)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_native_glue_checks_shapes():
+    layer = _layer("GRU", 1, 0, "float32")
+    s = layer.stream(batch=2)
+    with pytest.raises(ValueError, match="out: expected shape"):
+        s._native.step(np.zeros((2, 7), np.float32), np.zeros((2, 5), np.float32))
+    with pytest.raises(ValueError, match="h: expected shape"):
+        s._native.set_state(np.zeros((1, 1, 12), np.float32), None)
+
+
+def test_torch_module_stream():
+    torch = pytest.importorskip("torch")
+    from lstmkit.torch import GRU, LSTM
+
+    for m in (LSTM(5, 8, num_layers=2, proj_size=3), GRU(5, 8, num_layers=2)):
+        x = torch.randn(6, 2, 5)
+        with torch.no_grad():
+            out, _ = m(x)
+        s = m.stream(batch=2)
+        got = torch.stack([s.step(x[t]) for t in range(6)])
+        assert isinstance(got, torch.Tensor)
+        torch.testing.assert_close(got, out, rtol=1e-5, atol=1e-6)
