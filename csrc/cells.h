@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -72,7 +73,8 @@ struct PackedCell {
 // float32 runs on SIMD vectors (simd.h's tanh/σ), float64 on libm.
 template <typename T>
 void lstm_pointwise(index_t B, index_t H, const T* gates, index_t ldg, const T* c_in, index_t ldc_in, T* c_out,
-                    index_t ldc_out, T* m, index_t ldm, T* act = nullptr, T* tanh_c = nullptr) {
+                    index_t ldc_out, T* m, index_t ldm, T* act = nullptr, T* tanh_c = nullptr, index_t gs = 0) {
+  const index_t GS = gs ? gs : H;  // gate stride: a slice of H units of a wider [i f g o] row (inference only)
 #if LSTMKIT_HAVE_VECTORS
   if constexpr (std::is_same<T, float>::value) {
     using S = detail::Simd<float>;
@@ -92,8 +94,8 @@ void lstm_pointwise(index_t B, index_t H, const T* gates, index_t ldg, const T* 
           if (n == W) S::store(p + j, v);
           else S::store_part(p + j, v, n);
         };
-        const V i = detail::sigmoid_ps(ld(gi)), f = detail::sigmoid_ps(ld(gi + H));
-        const V g = detail::tanh_ps(ld(gi + 2 * H)), o = detail::sigmoid_ps(ld(gi + 3 * H));
+        const V i = detail::sigmoid_ps(ld(gi)), f = detail::sigmoid_ps(ld(gi + GS));
+        const V g = detail::tanh_ps(ld(gi + 2 * GS)), o = detail::sigmoid_ps(ld(gi + 3 * GS));
         const V c_next = f * ld(c) + i * g;
         const V tc = detail::tanh_ps(c_next);
         st(cn, c_next);
@@ -109,9 +111,9 @@ void lstm_pointwise(index_t B, index_t H, const T* gates, index_t ldg, const T* 
 #endif
   for (index_t b = 0; b < B; ++b) {
     const T* gi = gates + b * ldg;
-    const T* gf = gi + H;
-    const T* gg = gi + 2 * H;
-    const T* go = gi + 3 * H;
+    const T* gf = gi + GS;
+    const T* gg = gi + 2 * GS;
+    const T* go = gi + 3 * GS;
     const T* c = c_in + b * ldc_in;
     T* cn = c_out + b * ldc_out;
     T* mb = m + b * ldm;
@@ -160,7 +162,9 @@ void lstm_step(index_t B, index_t H, const PackedCell<T>& w, const T* h_in, inde
 //   gh_n:  [B, H]  contiguous  W_hn h + b_hn
 template <typename T>
 void gru_pointwise(index_t B, index_t H, const T* gi, index_t ldgi, const T* gh, index_t ldgh, const T* b_hh,
-                   const T* h_in, index_t ldh_in, T* h_out, index_t ldh_out, T* act = nullptr, T* gh_n = nullptr) {
+                   const T* h_in, index_t ldh_in, T* h_out, index_t ldh_out, T* act = nullptr, T* gh_n = nullptr,
+                   index_t gs = 0) {
+  const index_t GS = gs ? gs : H;  // gate stride of gi, gh and b_hh (a slice of units; inference only)
 #if LSTMKIT_HAVE_VECTORS
   if constexpr (std::is_same<T, float>::value) {
     using S = detail::Simd<float>;
@@ -180,11 +184,11 @@ void gru_pointwise(index_t B, index_t H, const T* gi, index_t ldgi, const T* gh,
           if (n == W) S::store(p + j, v);
           else S::store_part(p + j, v, n);
         };
-        V hr = ld(hh), hz = ld(hh + H), hnn = ld(hh + 2 * H);
-        if (b_hh) hr = hr + ld(b_hh), hz = hz + ld(b_hh + H), hnn = hnn + ld(b_hh + 2 * H);
+        V hr = ld(hh), hz = ld(hh + GS), hnn = ld(hh + 2 * GS);
+        if (b_hh) hr = hr + ld(b_hh), hz = hz + ld(b_hh + GS), hnn = hnn + ld(b_hh + 2 * GS);
         const V r = detail::sigmoid_ps(ld(xi) + hr);
-        const V z = detail::sigmoid_ps(ld(xi + H) + hz);
-        const V nn = detail::tanh_ps(ld(xi + 2 * H) + r * hnn);
+        const V z = detail::sigmoid_ps(ld(xi + GS) + hz);
+        const V nn = detail::tanh_ps(ld(xi + 2 * GS) + r * hnn);
         if (a) {
           st(a, r), st(a + H, z), st(a + 2 * H, nn);
           st(ghn, hnn);
@@ -203,11 +207,11 @@ void gru_pointwise(index_t B, index_t H, const T* gi, index_t ldgi, const T* gh,
     for (index_t j = 0; j < H; ++j) {
       // Same association as the reference: gi + (gh + b_hh).
       const T hr = hh[j] + (b_hh ? b_hh[j] : T(0));
-      const T hz = hh[H + j] + (b_hh ? b_hh[H + j] : T(0));
-      const T hnn = hh[2 * H + j] + (b_hh ? b_hh[2 * H + j] : T(0));
+      const T hz = hh[GS + j] + (b_hh ? b_hh[GS + j] : T(0));
+      const T hnn = hh[2 * GS + j] + (b_hh ? b_hh[2 * GS + j] : T(0));
       const T r = sigmoid(xi[j] + hr);
-      const T z = sigmoid(xi[H + j] + hz);
-      const T n = std::tanh(xi[2 * H + j] + r * hnn);
+      const T z = sigmoid(xi[GS + j] + hz);
+      const T n = std::tanh(xi[2 * GS + j] + r * hnn);
       if (act) {  // training only
         T* a = act + b * 3 * H;
         a[j] = r, a[H + j] = z, a[2 * H + j] = n;
@@ -229,6 +233,84 @@ void gru_step(index_t B, index_t H, const PackedCell<T>& w, const T* h_in, index
   if (B <= 0) return;
   gemm_set(B, h_in, ldh_in, w.w_hh, gh, 3 * H);  // (B, 3H) = (B, H) · (H, 3H)
   gru_pointwise(B, H, gi, ldgi, gh, 3 * H, w.b_hh, h_in, ldh_in, h_out, ldh_out);
+}
+
+// ---- Steps split by hidden units over the thread pool (inference) ---------------------------------
+// Thread k takes units [u0, u1) (whole register panels): the columns of those units in each gate's
+// block of W_hh (and W_ih when x is given), then their nonlinearities — the weights each thread reads
+// stay the same from step to step (in its core's cache), and there is one synchronisation per step.
+// Every element is computed with the same operations as lstm_step / gru_step, so the bits are the same.
+
+// Multiply-adds of a step above which the unit split pays for its synchronisation.
+constexpr double kUnitSplitMacs = 1 << 15;
+
+// Whether a step of this cell splits by units: H a multiple of the panel width, at least 2 panels per
+// gate, the pool free to use and the step large enough.
+template <typename T>
+bool unit_split(index_t B, index_t H, index_t in, const PackedCell<T>& w, index_t G) {
+  constexpr int NR = Tile<T>::NR;
+  if (H % NR != 0 || H / NR < 2 || in_parallel() || num_threads() < 2) return false;
+  return double(B) * double(G * H) * double(w.w_hh.k() + in) >= kUnitSplitMacs;
+}
+
+// gates[:, g·gs + u0 + j] (+)= for every gate g and j < u1 − u0: the input projection when x is given
+// (bias + x·W_ihᵀ), then + h·W_hhᵀ (into gh, zeroed first, when gh is given: the GRU), for rows [0, B).
+template <typename T>
+void unit_products(index_t B, index_t G, index_t H, const PackedCell<T>& w, const T* x, index_t ldx, const T* h,
+                   index_t ldh, T* gates, index_t ldg, T* gh, index_t ldgh, index_t u0, index_t u1) {
+  constexpr int NR = Tile<T>::NR;
+  const T* bias = w.input_bias();
+  for (index_t g = 0; g < G; ++g) {
+    const index_t c0 = g * H + u0, p0 = c0 / NR, p1 = (g * H + u1) / NR, n = u1 - u0;
+    if (x) {
+      for (index_t b = 0; b < B; ++b) {
+        T* row = gates + b * ldg + c0;
+        if (bias) std::memcpy(row, bias + c0, static_cast<size_t>(n) * sizeof(T));
+        else std::fill(row, row + n, T(0));
+      }
+      gemm_acc_serial(B, x, ldx, w.w_ih, gates, ldg, p0, p1);
+    }
+    if (gh) {
+      for (index_t b = 0; b < B; ++b) std::fill(gh + b * ldgh + c0, gh + b * ldgh + c0 + n, T(0));
+      gemm_acc_serial(B, h, ldh, w.w_hh, gh, ldgh, p0, p1);
+    } else {
+      gemm_acc_serial(B, h, ldh, w.w_hh, gates, ldg, p0, p1);
+    }
+  }
+}
+
+// One LSTM step split by units (unit_split() true). As lstm_step, except:
+//   x:     [B, In] ld ldx, or null when gates already hold the input projection
+//   h_out: must not alias h_in (other threads still read h_in); with projection it may (h_out is
+//          written after the parallel part, from m)
+//   c_in/c_out: the same buffer c [B, H] ld ldc
+template <typename T>
+void lstm_step_units(index_t B, index_t H, const PackedCell<T>& w, const T* x, index_t ldx, const T* h_in,
+                     index_t ldh_in, T* c, index_t ldc, T* gates, index_t ldg, T* h_out, index_t ldh_out, T* m) {
+  constexpr int NR = Tile<T>::NR;
+  T* dst = w.projected ? m : h_out;
+  const index_t ldd = w.projected ? H : ldh_out;
+  parallel_for(H / NR, [&](index_t b, index_t e) {
+    const index_t u0 = b * NR, u1 = e * NR;
+    unit_products(B, 4, H, w, x, ldx, h_in, ldh_in, gates, ldg, static_cast<T*>(nullptr), 0, u0, u1);
+    lstm_pointwise(B, u1 - u0, gates + u0, ldg, c + u0, ldc, c + u0, ldc, dst + u0, ldd, static_cast<T*>(nullptr),
+                   static_cast<T*>(nullptr), H);
+  });
+  if (w.projected) gemm_set(B, m, H, w.w_hr, h_out, ldh_out);
+}
+
+// One GRU step split by units. As gru_step, with x as for lstm_step_units; gh [B, 3H] scratch;
+// h_out must not alias h_in.
+template <typename T>
+void gru_step_units(index_t B, index_t H, const PackedCell<T>& w, const T* x, index_t ldx, const T* h_in,
+                    index_t ldh_in, T* gi, index_t ldgi, T* gh, T* h_out, index_t ldh_out) {
+  constexpr int NR = Tile<T>::NR;
+  parallel_for(H / NR, [&](index_t b, index_t e) {
+    const index_t u0 = b * NR, u1 = e * NR;
+    unit_products(B, 3, H, w, x, ldx, h_in, ldh_in, gi, ldgi, gh, 3 * H, u0, u1);
+    gru_pointwise(B, u1 - u0, gi + u0, ldgi, gh + u0, 3 * H, w.b_hh ? w.b_hh + u0 : nullptr, h_in + u0, ldh_in,
+                  h_out + u0, ldh_out, static_cast<T*>(nullptr), static_cast<T*>(nullptr), H);
+  });
 }
 
 // A single cell step from x, the whole of ref.{lstm,gru}.cell_forward without the cache.

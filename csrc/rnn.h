@@ -115,6 +115,7 @@ void rnn_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights,
   std::vector<T> layer_out(static_cast<size_t>(N * D * P));  // [N, D·P]
   std::vector<T> h(static_cast<size_t>(B * P)), c(s.lstm ? static_cast<size_t>(B * H) : 0);  // state, packed order
   std::vector<T> scratch(static_cast<size_t>(B * (s.lstm ? H : GH)));  // LSTM m [B, H] / GRU gh [B, 3H]
+  std::vector<T> h_new(static_cast<size_t>(B * P));  // h' of a step split by units (unit_split)
 
   for (index_t layer = 0; layer < s.L; ++layer) {
     std::vector<PackedCell<T>> cells;
@@ -150,7 +151,18 @@ void rnn_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights,
             gru_step(n, H, cells[d], h.data() + r0 * P, P, gates + r0 * ldp, ldp, scratch.data() + r0 * GH,
                      h.data() + r0 * P, P);
         };
-        for_rows(nb, double(nb) * double(GH) * double(P), step_rows);
+        if (unit_split(nb, H, 0, cells[d], G)) {  // split by hidden units: h' goes to h_new first
+          const bool proj = cells[d].projected;
+          if (s.lstm)
+            lstm_step_units(nb, H, cells[d], static_cast<const T*>(nullptr), 0, h.data(), P, c.data(), H, gates, ldp,
+                            proj ? h.data() : h_new.data(), P, scratch.data());
+          else
+            gru_step_units(nb, H, cells[d], static_cast<const T*>(nullptr), 0, h.data(), P, gates, ldp,
+                           scratch.data(), h_new.data(), P);
+          if (!proj) std::copy_n(h_new.data(), nb * P, h.data());
+        } else {
+          for_rows(nb, double(nb) * double(GH) * double(P), step_rows);
+        }
         // This step's output: the running rows' new h, into this direction's half of the layer output.
         T* y = layer_out.data() + offsets[t] * ldo + d * P;
         for (index_t r = 0; r < nb; ++r) std::copy_n(h.data() + r * P, P, y + r * ldo);

@@ -23,6 +23,7 @@ class Stream final : public StreamBase<T> {
     c_.assign(s.lstm ? static_cast<size_t>(s.L * B * H) : 0, T(0));
     gates_.assign(static_cast<size_t>(B * GH), T(0));
     scratch_.assign(static_cast<size_t>(B * (s.lstm ? H : GH)), T(0));
+    h_new_.assign(static_cast<size_t>(B * P), T(0));
   }
 
   // x: [B, I]; out: [B, P].
@@ -33,6 +34,17 @@ class Stream final : public StreamBase<T> {
     for (index_t l = 0; l < s_.L; ++l) {
       const PackedCell<T>& w = cells_[static_cast<size_t>(l)];
       T* h = h_.data() + l * B * P;
+      if (unit_split(B, H, in_ld, w, s_.gates())) {  // one parallel region for both products and the gates
+        if (s_.lstm)
+          lstm_step_units(B, H, w, in, in_ld, h, P, c_.data() + l * B * H, H, gates_.data(), GH,
+                          w.projected ? h : h_new_.data(), P, scratch_.data());
+        else
+          gru_step_units(B, H, w, in, in_ld, h, P, gates_.data(), GH, scratch_.data(), h_new_.data(), P);
+        if (!w.projected) std::copy_n(h_new_.data(), B * P, h);
+        in = h;
+        in_ld = P;
+        continue;
+      }
       fill_rows(B, GH, w.input_bias(), gates_.data(), GH);
       gemm_acc(B, in, in_ld, w.w_ih, gates_.data(), GH);  // (B, G·H) += (B, In) · (In, G·H)
       if (s_.lstm) {
@@ -67,6 +79,7 @@ class Stream final : public StreamBase<T> {
   std::vector<PackedCell<T>> cells_;
   std::vector<T> h_, c_;          // [L, B, P], [L, B, H] (LSTM)
   std::vector<T> gates_, scratch_;  // [B, G·H]; LSTM m [B, H] / GRU gh [B, 3H]
+  std::vector<T> h_new_;            // [B, P] h' of a step split by units
 };
 
 template <typename T>

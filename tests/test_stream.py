@@ -125,3 +125,21 @@ def test_torch_module_stream():
         got = torch.stack([s.step(x[t]) for t in range(6)])
         assert isinstance(got, torch.Tensor)
         torch.testing.assert_close(got, out, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode,proj", [("LSTM", 0), ("LSTM", 8), ("GRU", 0)])
+def test_threads_split_steps_by_units_with_the_same_bits(mode, proj):
+    """H = 64 splits each step by hidden units over 2 threads; the bits equal 1 thread's."""
+    layer = _layer(mode, 2, proj, "float32", I=16, H=64, seed=4)
+    x = np.random.default_rng(0).standard_normal((5, 2, 16)).astype(np.float32)
+    saved = engine.get_num_threads()
+    got = []
+    try:
+        for n in (1, 2):
+            engine.set_num_threads(n)
+            s = layer.stream(batch=2)
+            got.append(np.stack([s.step(x[t]) for t in range(5)]))
+    finally:
+        engine.set_num_threads(saved)
+    np.testing.assert_array_equal(got[0], got[1])
+    np.testing.assert_allclose(got[1], layer(x)[0], **TOL["float32"])
