@@ -58,12 +58,26 @@ class PackedWeights {
   PackedWeights(const T* w, index_t n, index_t k, index_t row_stride, index_t col_stride) : n_(n), k_(k) {
     const index_t panels = (n + NR - 1) / NR;
     data_.assign(static_cast<size_t>(panels * k * NR), T(0));
-    for (index_t p = 0; p < panels; ++p) {
-      T* dst = data_.data() + p * k * NR;
-      const index_t cols = std::min<index_t>(NR, n - p * NR);
-      for (index_t kk = 0; kk < k; ++kk)
-        for (index_t j = 0; j < cols; ++j) dst[kk * NR + j] = w[(p * NR + j) * row_stride + kk * col_stride];
-    }
+    auto pack = [&](index_t p_begin, index_t p_end) {
+      if (row_stride == 1) {  // packing a transpose: read each source row once, across the panels
+        for (index_t kk = 0; kk < k; ++kk)
+          for (index_t p = p_begin; p < p_end; ++p) {
+            const index_t cols = std::min<index_t>(NR, n - p * NR);
+            T* dst = data_.data() + (p * k + kk) * NR;
+            const T* src = w + p * NR + kk * col_stride;
+            for (index_t j = 0; j < cols; ++j) dst[j] = src[j];
+          }
+        return;
+      }
+      for (index_t p = p_begin; p < p_end; ++p) {
+        T* dst = data_.data() + p * k * NR;
+        const index_t cols = std::min<index_t>(NR, n - p * NR);
+        for (index_t kk = 0; kk < k; ++kk)
+          for (index_t j = 0; j < cols; ++j) dst[kk * NR + j] = w[(p * NR + j) * row_stride + kk * col_stride];
+      }
+    };
+    if (double(n) * double(k) >= double(1 << 20)) parallel_for(panels, pack);  // large (gradient) matrices
+    else pack(0, panels);
   }
 
   index_t n() const { return n_; }
@@ -229,18 +243,36 @@ void gemm_set(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* 
   gemm_acc(M, A, lda, w, C, ldc);
 }
 
+// dst [cols, rows] (row stride ld_dst) = src [rows, cols] (row stride ld_src) transposed, in blocks.
+template <typename T>
+void transpose(index_t rows, index_t cols, const T* src, index_t ld_src, T* dst, index_t ld_dst) {
+  constexpr index_t BLK = 32;
+  for (index_t r0 = 0; r0 < rows; r0 += BLK)
+    for (index_t c0 = 0; c0 < cols; c0 += BLK) {
+      const index_t r1 = std::min(rows, r0 + BLK), c1 = std::min(cols, c0 + BLK);
+      for (index_t r = r0; r < r1; ++r)
+        for (index_t c = c0; c < c1; ++c) dst[c * ld_dst + r] = src[r * ld_src + c];
+    }
+}
+
 // C += Aᵀ · Bm: a weight gradient summed over all K rows (steps × batch) in one product.
 //   A: [K, M] row stride lda; Bm: [K, Nc] row stride ldb; C: [M, Nc] row stride ldc.
-// Allocates Aᵀ [M, K] and the packed Bmᵀ for the call.
+// Computed as Cᵀ [Nc, M] = Bmᵀ · A: A (the large gate gradients, M = G·H wide) is packed as the weight
+// matrix straight from its rows; only Bm (Nc ≤ a layer's input width) is transposed. Allocates Bmᵀ,
+// the packed A and Cᵀ for the call.
 template <typename T>
 void gemm_tn_acc(index_t M, index_t Nc, index_t K, const T* A, index_t lda, const T* Bm, index_t ldb, T* C,
                  index_t ldc) {
   if (M <= 0 || Nc <= 0 || K <= 0) return;
-  std::vector<T> at(static_cast<size_t>(M * K));  // Aᵀ [M, K]
-  for (index_t k = 0; k < K; ++k)
-    for (index_t m = 0; m < M; ++m) at[m * K + k] = A[k * lda + m];
-  const PackedWeights<T> bt(Bm, Nc, K, 1, ldb);  // Bmᵀ [Nc, K]
-  gemm_acc(M, at.data(), K, bt, C, ldc);
+  std::vector<T> bt(static_cast<size_t>(Nc * K));  // Bmᵀ [Nc, K]
+  transpose(K, Nc, Bm, ldb, bt.data(), K);
+  const PackedWeights<T> ap(A, M, K, 1, lda);  // element (m, k) = A[k·lda + m]
+  std::vector<T> ct(static_cast<size_t>(Nc * M), T(0));  // Cᵀ [Nc, M]
+  gemm_acc(Nc, bt.data(), K, ap, ct.data(), M);
+  for (index_t m0 = 0; m0 < M; m0 += 32)  // C += (Cᵀ)ᵀ, in blocks
+    for (index_t n0 = 0; n0 < Nc; n0 += 32)
+      for (index_t m = m0; m < std::min(M, m0 + 32); ++m)
+        for (index_t n = n0; n < std::min(Nc, n0 + 32); ++n) C[m * ldc + n] += ct[n * M + m];
 }
 
 // C[m, :] = bias (or 0 when bias is null) for m < M: the starting value of a gate pre-activation.

@@ -81,18 +81,26 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
         if (nb == 0) continue;
         T* gates = proj.data() + row0 * ldp + d * GH;  // [nb, G·H] ld ldp
         std::copy_n(h.data(), nb * P, cache.h_prev.data() + row0 * P);
-        if (s.lstm) {
-          std::copy_n(c.data(), nb * H, cache.c_prev.data() + row0 * H);
-          gemm_acc(nb, h.data(), P, w.w_hh, gates, ldp);
-          T* m = w.projected ? cache.m.data() + row0 * H : h.data();
-          lstm_pointwise(nb, H, gates, ldp, c.data(), H, c.data(), H, m, w.projected ? H : P,
-                         cache.act.data() + row0 * GH, cache.aux.data() + row0 * H);
-          if (w.projected) gemm_set(nb, m, H, w.w_hr, h.data(), P);
-        } else {
-          gemm_set(nb, h.data(), P, w.w_hh, gh.data(), GH);
-          gru_pointwise(nb, H, gates, ldp, gh.data(), GH, w.b_hh, h.data(), P, h.data(), P,
-                        cache.act.data() + row0 * GH, cache.aux.data() + row0 * H);
-        }
+        if (s.lstm) std::copy_n(c.data(), nb * H, cache.c_prev.data() + row0 * H);
+        // Rows [r0, r1) of the step (independent rows: large steps split over the pool).
+        for_rows(nb, double(nb) * double(GH) * double(P), [&](index_t r0, index_t r1) {
+          const index_t n = r1 - r0, q = row0 + r0;
+          T* hr = h.data() + r0 * P;
+          T* gr = gates + r0 * ldp;
+          if (s.lstm) {
+            T* cr = c.data() + r0 * H;
+            gemm_acc(n, hr, P, w.w_hh, gr, ldp);
+            T* m = w.projected ? cache.m.data() + q * H : hr;
+            lstm_pointwise(n, H, gr, ldp, cr, H, cr, H, m, w.projected ? H : P, cache.act.data() + q * GH,
+                           cache.aux.data() + q * H);
+            if (w.projected) gemm_set(n, m, H, w.w_hr, hr, P);
+          } else {
+            T* ghr = gh.data() + r0 * GH;
+            gemm_set(n, hr, P, w.w_hh, ghr, GH);
+            gru_pointwise(n, H, gr, ldp, ghr, GH, w.b_hh, hr, P, hr, P, cache.act.data() + q * GH,
+                          cache.aux.data() + q * H);
+          }
+        });
         if (!layer_out.empty())
           for (index_t r = 0; r < nb; ++r) std::copy_n(h.data() + r * P, P, layer_out.data() + (row0 + r) * ldo + d * P);
       }
@@ -131,63 +139,68 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
       for (index_t step = T_steps - 1; step >= 0; --step) {
         const index_t t = step_time(d, step), nb = batch_sizes[t], row0 = offsets[t];
         if (nb == 0) continue;
-        // dh' = gradient from the later step + gradient of this step's output.
-        for (index_t r = 0; r < nb; ++r) {
-          const T* dy = d_layer_out.data() + (row0 + r) * ldo + d * P;
-          for (index_t j = 0; j < P; ++j) dh[r * P + j] += dy[j];
-        }
-        T* dg = dG.data() + row0 * GH;  // [nb, G·H]
-        if (s.lstm) {
-          const T* dmp = dh.data();  // dL/dm, [nb, H] ld P (P = H without projection)
-          index_t ldm = P;
-          if (w.w_hr) {
-            std::copy_n(dh.data(), nb * P, dH.data() + row0 * P);
-            gemm_set(nb, dh.data(), P, w_hr_t, dm.data(), H);  // (nb, H) = (nb, P) · (P, H)
-            dmp = dm.data();
-            ldm = H;
+        // Rows [r0, r1) of the step (independent rows: large steps split over the pool).
+        for_rows(nb, double(nb) * double(GH) * double(P), [&](index_t r0, index_t r1) {
+          const index_t nr = r1 - r0, q = row0 + r0;
+          T* dhb = dh.data() + r0 * P;
+          // dh' = gradient from the later step + gradient of this step's output.
+          for (index_t r = 0; r < nr; ++r) {
+            const T* dy = d_layer_out.data() + (q + r) * ldo + d * P;
+            for (index_t j = 0; j < P; ++j) dhb[r * P + j] += dy[j];
           }
-          for (index_t r = 0; r < nb; ++r) {
-            const T* a = cache.act.data() + (row0 + r) * GH;
-            const T* tc = cache.aux.data() + (row0 + r) * H;
-            const T* cp = cache.c_prev.data() + (row0 + r) * H;
-            const T* dmr = dmp + r * ldm;
-            T* dcr = dc.data() + r * H;
-            T* dgr = dg + r * GH;
-            for (index_t j = 0; j < H; ++j) {
-              const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];
-              const T d_o = dmr[j] * tc[j];
-              const T dct = dcr[j] + dmr[j] * o * (T(1) - tc[j] * tc[j]);
-              dgr[j] = (dct * g) * i * (T(1) - i);
-              dgr[H + j] = (dct * cp[j]) * f * (T(1) - f);
-              dgr[2 * H + j] = (dct * i) * (T(1) - g * g);
-              dgr[3 * H + j] = d_o * o * (T(1) - o);
-              dcr[j] = dct * f;  // dc_prev
+          T* dg = dG.data() + q * GH;  // [nr, G·H]
+          if (s.lstm) {
+            const T* dmp = dhb;  // dL/dm, [nr, H] ld P (P = H without projection)
+            index_t ldm = P;
+            if (w.w_hr) {
+              std::copy_n(dhb, nr * P, dH.data() + q * P);
+              gemm_set(nr, dhb, P, w_hr_t, dm.data() + r0 * H, H);  // (nr, H) = (nr, P) · (P, H)
+              dmp = dm.data() + r0 * H;
+              ldm = H;
             }
-          }
-          gemm_set(nb, dg, GH, w_hh_t, dh.data(), P);  // dh_prev (nb, P) = dG (nb, 4H) · W_hh (4H, P)
-        } else {
-          T* dgh = dGh.data() + row0 * GH;
-          for (index_t r = 0; r < nb; ++r) {
-            const T* a = cache.act.data() + (row0 + r) * GH;
-            const T* ghn = cache.aux.data() + (row0 + r) * H;
-            const T* hp = cache.h_prev.data() + (row0 + r) * P;
-            T* dhr = dh.data() + r * P;
-            T* dgr = dg + r * GH;
-            T* dghr = dgh + r * GH;
-            for (index_t j = 0; j < H; ++j) {
-              const T rr = a[j], z = a[H + j], n = a[2 * H + j], dht = dhr[j];
-              const T dn_pre = dht * (T(1) - z) * (T(1) - n * n);
-              const T dr_pre = dn_pre * ghn[j] * rr * (T(1) - rr);
-              const T dz_pre = dht * (hp[j] - n) * z * (T(1) - z);
-              dgr[j] = dghr[j] = dr_pre;
-              dgr[H + j] = dghr[H + j] = dz_pre;
-              dgr[2 * H + j] = dn_pre;
-              dghr[2 * H + j] = dn_pre * rr;
-              dhr[j] = dht * z;  // the direct path; the product through W_hh is added below
+            for (index_t r = 0; r < nr; ++r) {
+              const T* a = cache.act.data() + (q + r) * GH;
+              const T* tc = cache.aux.data() + (q + r) * H;
+              const T* cp = cache.c_prev.data() + (q + r) * H;
+              const T* dmr = dmp + r * ldm;
+              T* dcr = dc.data() + (r0 + r) * H;
+              T* dgr = dg + r * GH;
+              for (index_t j = 0; j < H; ++j) {
+                const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];
+                const T d_o = dmr[j] * tc[j];
+                const T dct = dcr[j] + dmr[j] * o * (T(1) - tc[j] * tc[j]);
+                dgr[j] = (dct * g) * i * (T(1) - i);
+                dgr[H + j] = (dct * cp[j]) * f * (T(1) - f);
+                dgr[2 * H + j] = (dct * i) * (T(1) - g * g);
+                dgr[3 * H + j] = d_o * o * (T(1) - o);
+                dcr[j] = dct * f;  // dc_prev
+              }
             }
+            gemm_set(nr, dg, GH, w_hh_t, dhb, P);  // dh_prev (nr, P) = dG (nr, 4H) · W_hh (4H, P)
+          } else {
+            T* dgh = dGh.data() + q * GH;
+            for (index_t r = 0; r < nr; ++r) {
+              const T* a = cache.act.data() + (q + r) * GH;
+              const T* ghn = cache.aux.data() + (q + r) * H;
+              const T* hp = cache.h_prev.data() + (q + r) * P;
+              T* dhr = dhb + r * P;
+              T* dgr = dg + r * GH;
+              T* dghr = dgh + r * GH;
+              for (index_t j = 0; j < H; ++j) {
+                const T rr = a[j], z = a[H + j], n = a[2 * H + j], dht = dhr[j];
+                const T dn_pre = dht * (T(1) - z) * (T(1) - n * n);
+                const T dr_pre = dn_pre * ghn[j] * rr * (T(1) - rr);
+                const T dz_pre = dht * (hp[j] - n) * z * (T(1) - z);
+                dgr[j] = dghr[j] = dr_pre;
+                dgr[H + j] = dghr[H + j] = dz_pre;
+                dgr[2 * H + j] = dn_pre;
+                dghr[2 * H + j] = dn_pre * rr;
+                dhr[j] = dht * z;  // the direct path; the product through W_hh is added below
+              }
+            }
+            gemm_acc(nr, dgh, GH, w_hh_t, dhb, P);  // dh_prev += d_gh (nr, 3H) · W_hh (3H, P)
           }
-          gemm_acc(nb, dgh, GH, w_hh_t, dh.data(), P);  // dh_prev += d_gh (nb, 3H) · W_hh (3H, P)
-        }
+        });
       }
       for (index_t r = 0; r < B; ++r) {
         std::copy_n(dh.data() + r * P, P, d_h0 + (k * B + order[r]) * P);
@@ -204,11 +217,15 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
       if (gr.b_ih) {
         std::fill(gr.b_ih, gr.b_ih + GH, T(0));
         std::fill(gr.b_hh, gr.b_hh + GH, T(0));
-        for (index_t n = 0; n < N; ++n)
-          for (index_t j = 0; j < GH; ++j) {
-            gr.b_ih[j] += dG[n * GH + j];
-            gr.b_hh[j] += dg_hh[n * GH + j];
-          }
+        auto bias_sums = [&](index_t j0, index_t j1) {  // columns [j0, j1), rows summed in order
+          for (index_t n = 0; n < N; ++n)
+            for (index_t j = j0; j < j1; ++j) {
+              gr.b_ih[j] += dG[n * GH + j];
+              gr.b_hh[j] += dg_hh[n * GH + j];
+            }
+        };
+        if (double(N) * double(GH) >= kParallelMacs) parallel_for(GH, bias_sums);
+        else bias_sums(0, GH);
       }
       if (gr.w_hr) {
         std::fill(gr.w_hr, gr.w_hr + P * H, T(0));

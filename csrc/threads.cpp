@@ -58,33 +58,53 @@ class Pool {
     wanted_.store(std::max(1, n), std::memory_order_relaxed);
   }
 
+  // Chunks are claimed through one atomic word (job id, chunk count, next chunk): the caller takes
+  // chunk 0, then claims whatever no worker has claimed yet, and waits only for chunks a worker is
+  // running. A worker that is not scheduled (a busy machine) therefore never delays the job: the
+  // caller does its share.
   void run(index_t n, void (*fn)(void*, index_t, index_t), void* ctx) {
     const int threads_now = threads();
     if (n < 2 || threads_now < 2 || tl_in_parallel) return serial(n, fn, ctx);
     std::unique_lock<std::mutex> job(busy_, std::try_to_lock);
     if (!job.owns_lock()) return serial(n, fn, ctx);
     if (static_cast<int>(workers_.size()) != threads_now - 1) start_workers(threads_now - 1);
-    const int chunks = static_cast<int>(std::min<index_t>(n, threads_now));
+    const uint64_t chunks = static_cast<uint64_t>(std::min<index_t>(n, threads_now));
+    const uint64_t id = (job_id_ = (job_id_ + 1) & 0xffffffffu);
     fn_ = fn;
     ctx_ = ctx;
     n_ = n;
-    chunks_ = chunks;
-    remaining_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);  // every worker acknowledges
+    done_.store(0, std::memory_order_relaxed);
+    claim_.store((id << 32) | (chunks << 16) | 1u, std::memory_order_release);  // chunk 0 is the caller's
     {
       std::lock_guard<std::mutex> lk(m_);
       generation_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
     tl_in_parallel = true;
-    fn(ctx, 0, n / chunks);
+    fn(ctx, 0, n / static_cast<index_t>(chunks));
+    uint64_t mine = 1;
+    for (;;) {  // claim what is left
+      uint64_t c = claim_.load(std::memory_order_acquire);
+      const uint64_t next = c & 0xffffu;
+      if (next >= chunks) break;
+      if (claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel)) {
+        run_chunk(static_cast<index_t>(next), static_cast<index_t>(chunks));
+        ++mine;
+      }
+    }
     tl_in_parallel = false;
-    for (unsigned spins = 0; remaining_.load(std::memory_order_acquire) != 0; ++spins) {
-      if (spins < 100000) LSTMKIT_PAUSE();
+    for (unsigned spins = 0; done_.load(std::memory_order_acquire) + mine != chunks; ++spins) {
+      if (spins < 20000) LSTMKIT_PAUSE();
       else std::this_thread::yield();
     }
   }
 
  private:
+  void run_chunk(index_t i, index_t chunks) {
+    const index_t b = n_ * i / chunks, e = n_ * (i + 1) / chunks;
+    if (e > b) fn_(ctx_, b, e);
+  }
+
   static void serial(index_t n, void (*fn)(void*, index_t, index_t), void* ctx) {
     if (n <= 0) return;
     const bool outer = tl_in_parallel;
@@ -113,7 +133,7 @@ class Pool {
     workers_.clear();
   }
 
-  void loop(int w, uint64_t seen) {
+  void loop(int /*w*/, uint64_t seen) {
     tl_in_parallel = true;
     for (;;) {
       // Spin about 100 µs for the next job, then sleep.
@@ -129,11 +149,15 @@ class Pool {
       }
       seen = generation_.load(std::memory_order_acquire);
       if (stop_) return;
-      if (w < chunks_) {
-        const index_t b = n_ * w / chunks_, e = n_ * (w + 1) / chunks_;
-        if (e > b) fn_(ctx_, b, e);
+      for (;;) {  // claim chunks of the current job, if any are left
+        uint64_t c = claim_.load(std::memory_order_acquire);
+        const uint64_t chunks = (c >> 16) & 0xffffu, next = c & 0xffffu;
+        if (next >= chunks) break;
+        if (claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel)) {
+          run_chunk(static_cast<index_t>(next), static_cast<index_t>(chunks));
+          done_.fetch_add(1, std::memory_order_acq_rel);
+        }
       }
-      remaining_.fetch_sub(1, std::memory_order_acq_rel);  // all workers, so none lags into the next job
     }
   }
 
@@ -143,12 +167,13 @@ class Pool {
   std::mutex m_;
   std::condition_variable cv_;
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int> remaining_{0};
+  std::atomic<uint64_t> claim_{0};  // job id << 32 | chunks << 16 | next unclaimed chunk
+  std::atomic<uint64_t> done_{0};   // chunks finished by workers in the current job
+  uint64_t job_id_ = 0;
   bool stop_ = false;
   void (*fn_)(void*, index_t, index_t) = nullptr;
   void* ctx_ = nullptr;
   index_t n_ = 0;
-  int chunks_ = 0;
 };
 
 Pool& pool() {
