@@ -74,7 +74,9 @@ struct PackedCell {
 template <typename T>
 void lstm_pointwise(index_t B, index_t H, const T* gates, index_t ldg, const T* c_in, index_t ldc_in, T* c_out,
                     index_t ldc_out, T* m, index_t ldm, T* act = nullptr, T* tanh_c = nullptr, index_t gs = 0) {
-  const index_t GS = gs ? gs : H;  // gate stride: a slice of H units of a wider [i f g o] row (inference only)
+  // gs: gate stride when the call covers a slice of H units of wider rows (gates, act [B, 4·gs],
+  // tanh_c [B, gs] all offset to the slice by the caller); 0 means H.
+  const index_t GS = gs ? gs : H;
 #if LSTMKIT_HAVE_VECTORS
   if constexpr (std::is_same<T, float>::value) {
     using S = detail::Simd<float>;
@@ -85,8 +87,8 @@ void lstm_pointwise(index_t B, index_t H, const T* gates, index_t ldg, const T* 
       const float* c = c_in + b * ldc_in;
       float* cn = c_out + b * ldc_out;
       float* mb = m + b * ldm;
-      float* a = act ? act + b * 4 * H : nullptr;
-      float* tcb = act ? tanh_c + b * H : nullptr;
+      float* a = act ? act + b * 4 * GS : nullptr;
+      float* tcb = act ? tanh_c + b * GS : nullptr;
       for (index_t j = 0; j < H; j += W) {
         const int n = static_cast<int>(std::min<index_t>(W, H - j));
         auto ld = [&](const float* p) { return n == W ? S::load(p + j) : S::load_part(p + j, n); };
@@ -101,7 +103,7 @@ void lstm_pointwise(index_t B, index_t H, const T* gates, index_t ldg, const T* 
         st(cn, c_next);
         st(mb, o * tc);
         if (a) {
-          st(a, i), st(a + H, f), st(a + 2 * H, g), st(a + 3 * H, o);
+          st(a, i), st(a + GS, f), st(a + 2 * GS, g), st(a + 3 * GS, o);
           st(tcb, tc);
         }
       }
@@ -124,9 +126,9 @@ void lstm_pointwise(index_t B, index_t H, const T* gates, index_t ldg, const T* 
       cn[j] = c_next;
       mb[j] = o * tc;
       if (act) {  // training only; the branch is the same for the whole call
-        T* a = act + b * 4 * H;
-        a[j] = i, a[H + j] = f, a[2 * H + j] = g, a[3 * H + j] = o;
-        tanh_c[b * H + j] = tc;
+        T* a = act + b * 4 * GS;
+        a[j] = i, a[GS + j] = f, a[2 * GS + j] = g, a[3 * GS + j] = o;
+        tanh_c[b * GS + j] = tc;
       }
     }
   }
@@ -164,7 +166,8 @@ template <typename T>
 void gru_pointwise(index_t B, index_t H, const T* gi, index_t ldgi, const T* gh, index_t ldgh, const T* b_hh,
                    const T* h_in, index_t ldh_in, T* h_out, index_t ldh_out, T* act = nullptr, T* gh_n = nullptr,
                    index_t gs = 0) {
-  const index_t GS = gs ? gs : H;  // gate stride of gi, gh and b_hh (a slice of units; inference only)
+  // gs: gate stride of gi, gh, b_hh, act [B, 3·gs] and gh_n [B, gs] for a slice of units; 0 means H.
+  const index_t GS = gs ? gs : H;
 #if LSTMKIT_HAVE_VECTORS
   if constexpr (std::is_same<T, float>::value) {
     using S = detail::Simd<float>;
@@ -175,8 +178,8 @@ void gru_pointwise(index_t B, index_t H, const T* gi, index_t ldgi, const T* gh,
       const float* hh = gh + b * ldgh;
       const float* h = h_in + b * ldh_in;
       float* hn = h_out + b * ldh_out;
-      float* a = act ? act + b * 3 * H : nullptr;
-      float* ghn = act ? gh_n + b * H : nullptr;
+      float* a = act ? act + b * 3 * GS : nullptr;
+      float* ghn = act ? gh_n + b * GS : nullptr;
       for (index_t j = 0; j < H; j += W) {
         const int n = static_cast<int>(std::min<index_t>(W, H - j));
         auto ld = [&](const float* p) { return n == W ? S::load(p + j) : S::load_part(p + j, n); };
@@ -190,7 +193,7 @@ void gru_pointwise(index_t B, index_t H, const T* gi, index_t ldgi, const T* gh,
         const V z = detail::sigmoid_ps(ld(xi + GS) + hz);
         const V nn = detail::tanh_ps(ld(xi + 2 * GS) + r * hnn);
         if (a) {
-          st(a, r), st(a + H, z), st(a + 2 * H, nn);
+          st(a, r), st(a + GS, z), st(a + 2 * GS, nn);
           st(ghn, hnn);
         }
         st(hn, (1.0f - z) * nn + z * ld(h));  // last: h_out may alias h_in
@@ -213,9 +216,9 @@ void gru_pointwise(index_t B, index_t H, const T* gi, index_t ldgi, const T* gh,
       const T z = sigmoid(xi[GS + j] + hz);
       const T n = std::tanh(xi[2 * GS + j] + r * hnn);
       if (act) {  // training only
-        T* a = act + b * 3 * H;
-        a[j] = r, a[H + j] = z, a[2 * H + j] = n;
-        gh_n[b * H + j] = hnn;
+        T* a = act + b * 3 * GS;
+        a[j] = r, a[GS + j] = z, a[2 * GS + j] = n;
+        gh_n[b * GS + j] = hnn;
       }
       hn[j] = (T(1) - z) * n + z * h[j];  // last: h_out may alias h_in
     }
@@ -284,32 +287,36 @@ void unit_products(index_t B, index_t G, index_t H, const PackedCell<T>& w, cons
 //   h_out: must not alias h_in (other threads still read h_in); with projection it may (h_out is
 //          written after the parallel part, from m)
 //   c_in/c_out: the same buffer c [B, H] ld ldc
+//   act, tanh_c: the training caches of lstm_pointwise ([B, 4H], [B, H]), or null
 template <typename T>
 void lstm_step_units(index_t B, index_t H, const PackedCell<T>& w, const T* x, index_t ldx, const T* h_in,
-                     index_t ldh_in, T* c, index_t ldc, T* gates, index_t ldg, T* h_out, index_t ldh_out, T* m) {
+                     index_t ldh_in, T* c, index_t ldc, T* gates, index_t ldg, T* h_out, index_t ldh_out, T* m,
+                     T* act = nullptr, T* tanh_c = nullptr) {
   constexpr int NR = Tile<T>::NR;
   T* dst = w.projected ? m : h_out;
   const index_t ldd = w.projected ? H : ldh_out;
   parallel_for(H / NR, [&](index_t b, index_t e) {
     const index_t u0 = b * NR, u1 = e * NR;
     unit_products(B, 4, H, w, x, ldx, h_in, ldh_in, gates, ldg, static_cast<T*>(nullptr), 0, u0, u1);
-    lstm_pointwise(B, u1 - u0, gates + u0, ldg, c + u0, ldc, c + u0, ldc, dst + u0, ldd, static_cast<T*>(nullptr),
-                   static_cast<T*>(nullptr), H);
+    lstm_pointwise(B, u1 - u0, gates + u0, ldg, c + u0, ldc, c + u0, ldc, dst + u0, ldd, act ? act + u0 : act,
+                   tanh_c ? tanh_c + u0 : tanh_c, H);
   });
   if (w.projected) gemm_set(B, m, H, w.w_hr, h_out, ldh_out);
 }
 
 // One GRU step split by units. As gru_step, with x as for lstm_step_units; gh [B, 3H] scratch;
 // h_out must not alias h_in.
+// act, gh_n: the training caches of gru_pointwise ([B, 3H], [B, H]), or null.
 template <typename T>
 void gru_step_units(index_t B, index_t H, const PackedCell<T>& w, const T* x, index_t ldx, const T* h_in,
-                    index_t ldh_in, T* gi, index_t ldgi, T* gh, T* h_out, index_t ldh_out) {
+                    index_t ldh_in, T* gi, index_t ldgi, T* gh, T* h_out, index_t ldh_out, T* act = nullptr,
+                    T* gh_n = nullptr) {
   constexpr int NR = Tile<T>::NR;
   parallel_for(H / NR, [&](index_t b, index_t e) {
     const index_t u0 = b * NR, u1 = e * NR;
     unit_products(B, 3, H, w, x, ldx, h_in, ldh_in, gi, ldgi, gh, 3 * H, u0, u1);
     gru_pointwise(B, u1 - u0, gi + u0, ldgi, gh + u0, 3 * H, w.b_hh ? w.b_hh + u0 : nullptr, h_in + u0, ldh_in,
-                  h_out + u0, ldh_out, static_cast<T*>(nullptr), static_cast<T*>(nullptr), H);
+                  h_out + u0, ldh_out, act ? act + u0 : act, gh_n ? gh_n + u0 : gh_n, H);
   });
 }
 

@@ -56,6 +56,7 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
   std::vector<T> proj(static_cast<size_t>(N * D * GH));  // [N, D·G·H]
   std::vector<T> h(static_cast<size_t>(B * P)), c(static_cast<size_t>(B * H));  // state, packed order
   std::vector<T> gh(static_cast<size_t>(B * GH));                               // GRU h·W_hhᵀ [B, 3H]
+  std::vector<T> h_new(static_cast<size_t>(B * P));                             // h' of a step split by units
 
   for (index_t layer = 0; layer < s.L; ++layer) {
     const index_t In = in_size(layer), ldp = D * GH, ldo = D * P;
@@ -82,6 +83,19 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
         T* gates = proj.data() + row0 * ldp + d * GH;  // [nb, G·H] ld ldp
         std::copy_n(h.data(), nb * P, cache.h_prev.data() + row0 * P);
         if (s.lstm) std::copy_n(c.data(), nb * H, cache.c_prev.data() + row0 * H);
+        if (unit_split(nb, H, 0, w, G)) {  // split by hidden units (as rnn_forward); h' via h_new
+          T* act = cache.act.data() + row0 * GH;
+          T* aux = cache.aux.data() + row0 * H;
+          if (s.lstm) {
+            T* m = w.projected ? cache.m.data() + row0 * H : nullptr;
+            lstm_step_units(nb, H, w, static_cast<const T*>(nullptr), 0, h.data(), P, c.data(), H, gates, ldp,
+                            w.projected ? h.data() : h_new.data(), P, m, act, aux);
+          } else {
+            gru_step_units(nb, H, w, static_cast<const T*>(nullptr), 0, h.data(), P, gates, ldp, gh.data(),
+                           h_new.data(), P, act, aux);
+          }
+          if (!w.projected) std::copy_n(h_new.data(), nb * P, h.data());
+        } else {
         // Rows [r0, r1) of the step (independent rows: large steps split over the pool).
         for_rows(nb, double(nb) * double(GH) * double(P), [&](index_t r0, index_t r1) {
           const index_t n = r1 - r0, q = row0 + r0;
@@ -101,6 +115,7 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
                           cache.aux.data() + q * H);
           }
         });
+        }
         if (!layer_out.empty())
           for (index_t r = 0; r < nb; ++r) std::copy_n(h.data() + r * P, P, layer_out.data() + (row0 + r) * ldo + d * P);
       }
