@@ -16,7 +16,9 @@ TASK = "classify"
 
 
 class SequenceClassifier:
-    """LSTM (or GRU) reading a sequence, classifying from its last hidden state.
+    """LSTM (or GRU) reading a sequence, classifying from its last hidden state concatenated with the mean
+    and max of its outputs (``pool='last+mean+max'``; ``'last'`` for the last state alone), through dropout
+    ``head_dropout`` (None: ``dropout``) and a linear layer.
 
     Numeric input: features standardised with the training set's per-feature mean/std.
     Text input (``text=True``): characters seen in training get ids 2..V-1 (0 pad, 1 unknown),
@@ -26,10 +28,11 @@ class SequenceClassifier:
     def __init__(self, hidden_size: int = 64, num_layers: int = 1, bidirectional: bool = False, cell: str = "lstm",
                  epochs: int = 30, batch_size: int = 64, lr: float = 5e-3, patience: int = 8, val_fraction: float = 0.15,
                  dropout: float = 0.0, seed: int = 0, text: bool = False, embed_dim: int = 32, max_len: int = 300,
-                 progress: bool = True):
+                 pool: str = "last+mean+max", head_dropout: float | None = 0.2, progress: bool = True):
         self.params = dict(hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional, cell=cell,
                            epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, val_fraction=val_fraction,
-                           dropout=dropout, seed=seed, text=text, embed_dim=embed_dim, max_len=max_len)
+                           dropout=dropout, seed=seed, text=text, embed_dim=embed_dim, max_len=max_len, pool=pool,
+                           head_dropout=head_dropout)
         self.progress = progress
         self.model = None
         self.history_ = None
@@ -79,7 +82,8 @@ class SequenceClassifier:
         c = self.config
         return SequenceNet(0 if c["text"] else len(c["mean"]), len(c["classes"]), c["hidden_size"], c["num_layers"],
                            c["bidirectional"], c["cell"], vocab_size=len(c["vocab"]) + 2 if c["text"] else None,
-                           embed_dim=c["embed_dim"], dropout=c["dropout"])
+                           embed_dim=c["embed_dim"], dropout=c["dropout"], pool=c.get("pool", "last"),
+                           head_dropout=c.get("head_dropout"))
 
     # -- API ----------------------------------------------------------------------------------------------
 
