@@ -290,8 +290,13 @@ def main() -> None:
     text = "# Engine benchmarks\n\nWritten by `benchmarks/bench_engine.py`.\n\n" + "\n\n".join(header) + "\n\n" + \
         "\n".join(lines) + "\n\n" + note + "\n"
     if args.out and not only:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        marker = "<!-- notes: kept when the script rewrites this file -->"
+        old = out.read_text() if out.exists() else ""
+        if marker in old:  # hand-written notes below the marker survive a re-run
+            text += "\n" + marker + old.split(marker, 1)[1]
+        out.write_text(text)
         print(f"\nwrote {args.out}")
 
 

@@ -85,6 +85,14 @@ void for_rows(index_t n, double macs, F&& f) {
   parallel_for(pairs, [&](index_t b, index_t e) { f(2 * b, e == pairs ? n : 2 * e); });
 }
 
+// Whether the sequence forward splits the batch over the pool for the whole time loop: at least two
+// whole register tiles of rows per thread and enough work per step.
+inline bool batch_split(index_t B, index_t H, index_t G, index_t P) {
+  const index_t MR = LSTMKIT_VEC_BYTES == 16 ? 4 : 6;  // Tile<T>::MR
+  const int n = num_threads();
+  return n >= 2 && !in_parallel() && B >= 2 * MR * n && double(B) * double(G * H) * double(P) >= kParallelMacs;
+}
+
 // Sequence forward.
 //   x:       [T, B, I]
 //   weights: [L·D] one CellWeights per layer and direction, index layer·D + direction; layer 0 has
@@ -136,36 +144,58 @@ void rnn_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights,
         std::copy_n(h0 + (k * B + order[r]) * P, P, h.data() + r * P);
         if (s.lstm) std::copy_n(c0 + (k * B + order[r]) * H, H, c.data() + r * H);
       }
-      for (index_t step = 0; step < T_steps; ++step) {
-        const index_t t = d == 0 ? step : T_steps - 1 - step;
-        const index_t nb = batch_sizes[t];
-        if (nb == 0) continue;
-        T* gates = proj.data() + offsets[t] * ldp + d * GH;  // [nb, G·H] ld ldp
-        // Rows [r0, r1) of the step; every row is independent, so large steps split by rows.
-        auto step_rows = [&](index_t r0, index_t r1) {
-          const index_t n = r1 - r0;
-          if (s.lstm)
-            lstm_step(n, H, cells[d], h.data() + r0 * P, P, c.data() + r0 * H, H, gates + r0 * ldp, ldp,
-                      h.data() + r0 * P, P, c.data() + r0 * H, H, scratch.data() + r0 * H);
-          else
-            gru_step(n, H, cells[d], h.data() + r0 * P, P, gates + r0 * ldp, ldp, scratch.data() + r0 * GH,
-                     h.data() + r0 * P, P);
-        };
-        if (unit_split(nb, H, 0, cells[d], G)) {  // split by hidden units: h' goes to h_new first
-          const bool proj = cells[d].projected;
-          if (s.lstm)
-            lstm_step_units(nb, H, cells[d], static_cast<const T*>(nullptr), 0, h.data(), P, c.data(), H, gates, ldp,
-                            proj ? h.data() : h_new.data(), P, scratch.data());
-          else
-            gru_step_units(nb, H, cells[d], static_cast<const T*>(nullptr), 0, h.data(), P, gates, ldp,
-                           scratch.data(), h_new.data(), P);
-          if (!proj) std::copy_n(h_new.data(), nb * P, h.data());
-        } else {
-          for_rows(nb, double(nb) * double(GH) * double(P), step_rows);
+      // Large batches: each thread runs the whole time loop for its own rows (rows never interact), so
+      // the steps need no synchronisation at all.
+      if (batch_split(B, H, G, P)) {
+        constexpr int MR = Tile<T>::MR;
+        parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) {
+          const index_t r0 = b * MR, r1 = std::min(B, e * MR);
+          for (index_t step = 0; step < T_steps; ++step) {
+            const index_t t = d == 0 ? step : T_steps - 1 - step;
+            const index_t n = std::min(batch_sizes[t], r1) - r0;
+            if (n <= 0) continue;
+            T* gates = proj.data() + (offsets[t] + r0) * ldp + d * GH;
+            if (s.lstm)
+              lstm_step(n, H, cells[d], h.data() + r0 * P, P, c.data() + r0 * H, H, gates, ldp, h.data() + r0 * P, P,
+                        c.data() + r0 * H, H, scratch.data() + r0 * H);
+            else
+              gru_step(n, H, cells[d], h.data() + r0 * P, P, gates, ldp, scratch.data() + r0 * GH, h.data() + r0 * P, P);
+            T* y = layer_out.data() + (offsets[t] + r0) * ldo + d * P;
+            for (index_t r = 0; r < n; ++r) std::copy_n(h.data() + (r0 + r) * P, P, y + r * ldo);
+          }
+        });
+      } else {
+        for (index_t step = 0; step < T_steps; ++step) {
+          const index_t t = d == 0 ? step : T_steps - 1 - step;
+          const index_t nb = batch_sizes[t];
+          if (nb == 0) continue;
+          T* gates = proj.data() + offsets[t] * ldp + d * GH;  // [nb, G·H] ld ldp
+          // Rows [r0, r1) of the step; every row is independent, so large steps split by rows.
+          auto step_rows = [&](index_t r0, index_t r1) {
+            const index_t n = r1 - r0;
+            if (s.lstm)
+              lstm_step(n, H, cells[d], h.data() + r0 * P, P, c.data() + r0 * H, H, gates + r0 * ldp, ldp,
+                        h.data() + r0 * P, P, c.data() + r0 * H, H, scratch.data() + r0 * H);
+            else
+              gru_step(n, H, cells[d], h.data() + r0 * P, P, gates + r0 * ldp, ldp, scratch.data() + r0 * GH,
+                       h.data() + r0 * P, P);
+          };
+          if (unit_split(nb, H, 0, cells[d], G)) {  // split by hidden units: h' goes to h_new first
+            const bool proj = cells[d].projected;
+            if (s.lstm)
+              lstm_step_units(nb, H, cells[d], static_cast<const T*>(nullptr), 0, h.data(), P, c.data(), H, gates, ldp,
+                              proj ? h.data() : h_new.data(), P, scratch.data());
+            else
+              gru_step_units(nb, H, cells[d], static_cast<const T*>(nullptr), 0, h.data(), P, gates, ldp,
+                             scratch.data(), h_new.data(), P);
+            if (!proj) std::copy_n(h_new.data(), nb * P, h.data());
+          } else {
+            for_rows(nb, double(nb) * double(GH) * double(P), step_rows);
+          }
+          // This step's output: the running rows' new h, into this direction's half of the layer output.
+          T* y = layer_out.data() + offsets[t] * ldo + d * P;
+          for (index_t r = 0; r < nb; ++r) std::copy_n(h.data() + r * P, P, y + r * ldo);
         }
-        // This step's output: the running rows' new h, into this direction's half of the layer output.
-        T* y = layer_out.data() + offsets[t] * ldo + d * P;
-        for (index_t r = 0; r < nb; ++r) std::copy_n(h.data() + r * P, P, y + r * ldo);
       }
       for (index_t r = 0; r < B; ++r) {
         std::copy_n(h.data() + r * P, P, h_n + (k * B + order[r]) * P);

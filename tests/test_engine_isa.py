@@ -100,12 +100,27 @@ def test_thread_count_does_not_change_results(mode, proj):
     want, _, _ = ref.forward(config, params, x, None, lengths)
     np.testing.assert_allclose(out1, want, rtol=1e-5, atol=1e-6)
     for out, state, dx, grads in results[1:]:
-        np.testing.assert_array_equal(out, out1)
+        # with lengths a split can leave one running row in a chunk (another kernel order): float rounding
+        np.testing.assert_allclose(out, out1, rtol=1e-6, atol=1e-7)
         for a, b in zip(state, state1):
-            np.testing.assert_array_equal(a, b)
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(dx, dx1, rtol=1e-6, atol=1e-7)  # weight-gradient sums may split differently
         for k in grads:
             np.testing.assert_allclose(grads[k], grads1[k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("B", [7, 32, 50])
+def test_thread_count_bitwise_without_lengths(B):
+    config, params, x = _model("LSTM", 7, B=B, H=64)
+    saved = engine.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2):
+            engine.set_num_threads(n)
+            outs.append(engine.forward(config, params, x)[0])
+    finally:
+        engine.set_num_threads(saved)
+    np.testing.assert_array_equal(outs[0], outs[1])
 
 
 def test_two_python_threads_run_two_models_at_once():
