@@ -1,6 +1,6 @@
 """Full runs of the task commands; writes one markdown table per job to benchmarks/tasks_results.md.
 
-    PYTHONPATH=src python benchmarks/tasks_run.py [job ...]   # jobs: quarterly monthly digits vowels text
+    PYTHONPATH=src python benchmarks/tasks_run.py [job ...]   # jobs: quarterly quarterly-default monthly digits vowels text
 
 Each job is the CLI itself (lstmkit forecast / classify / generate) into a fresh folder under
 benchmarks/runs/; the tables are read back from its results.json.
@@ -17,6 +17,7 @@ from lstmkit.tasks.runio import markdown_table
 
 JOBS = {
     "quarterly": ["forecast", "--dataset", "tourism-quarterly", "--epochs", "20", "--ensemble", "3"],
+    "quarterly-default": ["forecast", "--dataset", "tourism-quarterly"],
     "monthly": ["forecast", "--dataset", "tourism-monthly", "--epochs", "15", "--ensemble", "2"],
     "digits": ["classify", "--dataset", "digits"],
     "vowels": ["classify", "--dataset", "japanese-vowels", "--epochs", "60", "--batch-size", "32"],
