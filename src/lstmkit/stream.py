@@ -35,7 +35,7 @@ class Stream:
     step also takes torch tensors and returns a torch tensor sharing the result's memory.
     """
 
-    __slots__ = ("config", "batch", "dtype", "_native", "_x_shape", "_out_shape", "_state_shapes", "_torch")
+    __slots__ = ("config", "batch", "dtype", "_native", "_step", "_x_shape", "_out_shape", "_state_shapes", "_torch")
 
     def __init__(self, config: RNNConfig, params: Mapping, batch: int = 1, *, torch_io: bool = False):
         if not isinstance(config, RNNConfig):
@@ -67,6 +67,7 @@ class Stream:
         cls = eng.Stream32 if dtype == np.float32 else eng.Stream64
         self._native = cls(config.mode, config.num_layers, config.input_size, config.hidden_size,
                            config.proj_size, config.bias, int(batch), weights)  # packs copies of the weights
+        self._step = self._native.step
         self.config = config
         self.batch = int(batch)
         self.dtype = np.dtype(dtype)
@@ -79,11 +80,14 @@ class Stream:
     def step(self, x):
         """One time step of every layer: x (B, I) -> the last layer's new h (B, P), a fresh array
         (a torch tensor with ``torch_io``)."""
-        if not (type(x) is np.ndarray and x.shape == self._x_shape and x.dtype == self.dtype
-                and x.flags.c_contiguous):
-            x = self._slow_input(x)
         out = np.empty(self._out_shape, self.dtype)
-        self._native.step(x, out)
+        if type(x) is np.ndarray and x.shape == self._x_shape and x.dtype == self.dtype:
+            try:  # the native call itself refuses a non-contiguous x (TypeError): then copy it
+                self._step(x, out)
+            except TypeError:
+                self._step(self._slow_input(x), out)
+        else:
+            self._step(self._slow_input(x), out)
         if self._torch:
             import torch
 
