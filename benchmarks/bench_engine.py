@@ -35,6 +35,7 @@ from lstmkit import engine
 from lstmkit.io.onnx import to_onnx
 
 THREADS = 2
+GAP_S = 0.05  # idle time before each peer's calls in a round
 TARGETS = {  # case -> (peer, factor): lstmkit must be `factor` times as fast as `peer` ("best" = fastest peer)
     "a": ("ORT", 1.5),
     "d": ("best", 0.95),
@@ -67,10 +68,10 @@ def cpu_name() -> str:
 def interleaved(peers: dict, repeats: int, warmup: int = 2) -> dict:
     """{name: fn} -> {name: median seconds}, peers interleaved round by round in rotating order.
 
-    In each round a peer runs once untimed, then once timed: the untimed call absorbs what the previous
-    peer leaves behind on a 2-core machine (torch's OpenMP and ORT's pool threads spin for a while after
-    a call, and so do lstmkit's), so each peer is timed on its own, yet every round sees the same
-    background load for all peers.
+    In each round a peer waits GAP_S, runs once untimed, then once timed: the pause and the untimed
+    call absorb what the previous peer leaves behind on a 2-core machine (torch's OpenMP and ORT's pool
+    threads spin for a while after a call, and so do lstmkit's), so each peer is timed on its own, yet
+    every round sees the same background load for all peers.
     """
     for fn in peers.values():
         for _ in range(warmup):
@@ -80,6 +81,7 @@ def interleaved(peers: dict, repeats: int, warmup: int = 2) -> dict:
     for r in range(repeats):
         k = r % len(names)
         for n in names[k:] + names[:k]:
+            time.sleep(GAP_S)  # let the previous peer's pool threads stop spinning and park
             peers[n]()
             t0 = time.perf_counter()
             peers[n]()

@@ -74,6 +74,9 @@ class Pool {
     ctx_ = ctx;
     n_ = n;
     done_.store(0, std::memory_order_relaxed);
+#ifdef __linux__
+    caller_cpu_.store(sched_getcpu(), std::memory_order_relaxed);
+#endif
     claim_.store((id << 32) | (chunks << 16) | 1u, std::memory_order_release);  // chunk 0 is the caller's
     {
       std::lock_guard<std::mutex> lk(m_);
@@ -93,9 +96,11 @@ class Pool {
       }
     }
     tl_in_parallel = false;
+    // Wait for the chunks workers are running. Yield often: if the scheduler has put a worker on this
+    // core (it does after a wake-up), spinning here would keep it from finishing.
     for (unsigned spins = 0; done_.load(std::memory_order_acquire) + mine != chunks; ++spins) {
-      if (spins < 20000) LSTMKIT_PAUSE();
-      else std::this_thread::yield();
+      if ((spins & 31) == 31) std::this_thread::yield();
+      else LSTMKIT_PAUSE();
     }
   }
 
@@ -103,6 +108,23 @@ class Pool {
   void run_chunk(index_t i, index_t chunks) {
     const index_t b = n_ * i / chunks, e = n_ * (i + 1) / chunks;
     if (e > b) fn_(ctx_, b, e);
+  }
+
+  // Linux wakes a sleeping thread on its waker's CPU and may leave it there for milliseconds, so the
+  // caller and this worker would share one core while another sits idle. After a wake-up on the
+  // caller's CPU, hop once to the other CPUs of the affinity mask (then restore the mask: nothing
+  // stays pinned).
+  void leave_caller_cpu() {
+#ifdef __linux__
+    const int here = sched_getcpu(), caller = caller_cpu_.load(std::memory_order_relaxed);
+    if (here < 0 || here != caller) return;
+    cpu_set_t mask, others;
+    if (sched_getaffinity(0, sizeof mask, &mask) != 0) return;
+    others = mask;
+    CPU_CLR(caller, &others);
+    if (CPU_COUNT(&others) == 0) return;
+    if (sched_setaffinity(0, sizeof others, &others) == 0) sched_setaffinity(0, sizeof mask, &mask);
+#endif
   }
 
   static void serial(index_t n, void (*fn)(void*, index_t, index_t), void* ctx) {
@@ -136,14 +158,19 @@ class Pool {
   void loop(int /*w*/, uint64_t seen) {
     tl_in_parallel = true;
     for (;;) {
-      // Spin about 100 µs for the next job, then sleep.
+      // Spin about 100 µs for the next job (yielding now and then, in case the caller shares this
+      // core), then sleep.
       const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
       unsigned spins = 0;
       while (generation_.load(std::memory_order_acquire) == seen) {
         LSTMKIT_PAUSE();
-        if ((++spins & 63) == 0 && std::chrono::steady_clock::now() > until) {
-          std::unique_lock<std::mutex> lk(m_);
-          cv_.wait(lk, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+        if ((++spins & 31) == 0) std::this_thread::yield();
+        if ((spins & 63) == 0 && std::chrono::steady_clock::now() > until) {
+          {
+            std::unique_lock<std::mutex> lk(m_);
+            cv_.wait(lk, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+          }
+          leave_caller_cpu();
           break;
         }
       }
@@ -170,6 +197,7 @@ class Pool {
   std::atomic<uint64_t> claim_{0};  // job id << 32 | chunks << 16 | next unclaimed chunk
   std::atomic<uint64_t> done_{0};   // chunks finished by workers in the current job
   uint64_t job_id_ = 0;
+  std::atomic<int> caller_cpu_{-1};  // CPU the caller posted the last job from
   bool stop_ = false;
   void (*fn_)(void*, index_t, index_t) = nullptr;
   void* ctx_ = nullptr;
