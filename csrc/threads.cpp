@@ -99,7 +99,7 @@ class Pool {
     // Wait for the chunks workers are running. Yield often: if the scheduler has put a worker on this
     // core (it does after a wake-up), spinning here would keep it from finishing.
     for (unsigned spins = 0; done_.load(std::memory_order_acquire) + mine != chunks; ++spins) {
-      if ((spins & 31) == 31) std::this_thread::yield();
+      if ((spins & 255) == 255) std::this_thread::yield();
       else LSTMKIT_PAUSE();
     }
   }
@@ -164,7 +164,7 @@ class Pool {
       unsigned spins = 0;
       while (generation_.load(std::memory_order_acquire) == seen) {
         LSTMKIT_PAUSE();
-        if ((++spins & 31) == 0) std::this_thread::yield();
+        if ((++spins & 255) == 0) std::this_thread::yield();
         if ((spins & 63) == 0 && std::chrono::steady_clock::now() > until) {
           {
             std::unique_lock<std::mutex> lk(m_);
