@@ -16,7 +16,8 @@ from .runio import format_table, pyplot, write_json
 # Published accuracy on the archive's own train/test split, shown next to ours.
 # Source: Bagnall et al., "The UEA multivariate time series classification archive, 2018",
 # arXiv:1811.00075, Table 3 (1-NN with dependent DTW, DTW_D; 1-NN Euclidean 0.924, DTW_I 0.959).
-PUBLISHED = {"japanese-vowels": ("1-NN DTW_D (Bagnall et al. 2018, arXiv:1811.00075)", 0.949)}
+# UNVERIFIED: these figures were written from memory; a search found the paper but not its table.
+PUBLISHED = {"japanese-vowels": ("1-NN DTW_D (Bagnall et al. 2018, arXiv:1811.00075) [unverified]", 0.949)}
 
 
 def sequence_features(X) -> np.ndarray:
