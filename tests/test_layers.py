@@ -246,3 +246,11 @@ def test_summary_counts_torch_and_keras():
     assert g.total == sum(p.numel() for p in torch.nn.GRU(5, 10, 2, bidirectional=True).parameters())
     assert g.keras_total == g.total  # Keras' GRU(reset_after=True) keeps both biases
     assert lstmkit.summary(LSTM(5, 10, proj_size=4)).keras_total is None
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_empty_batch_returns_empty_results(training):
+    layer = LSTM(3, 4, num_layers=2, bidirectional=True).train(training)
+    out, (h, c) = layer(np.zeros((5, 0, 3), np.float32))
+    assert out.shape == (5, 0, 8) and h.shape == (4, 0, 4) and c.shape == (4, 0, 4)
+    assert layer.backward(np.zeros_like(out)).input.shape == (5, 0, 3)
