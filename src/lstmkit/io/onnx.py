@@ -298,13 +298,16 @@ def from_onnx(model, *, batch_first: bool | None = None):
 
 
 def _constants(onnx, graph) -> dict[str, np.ndarray]:
-    """Initializers and Constant-node outputs by name."""
-    consts = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
-    for n in graph.node:
-        if n.op_type == "Constant":
-            for a in n.attribute:
-                if a.name == "value":
-                    consts[n.output[0]] = onnx.numpy_helper.to_array(a.t)
+    """Initializers and Constant-node outputs by name; ValueError naming a tensor onnx cannot decode."""
+    tensors = [(t.name, t) for t in graph.initializer]
+    tensors += [(n.output[0], a.t) for n in graph.node if n.op_type == "Constant" and n.output
+                for a in n.attribute if a.name == "value"]
+    consts = {}
+    for name, tensor in tensors:
+        try:
+            consts[name] = onnx.numpy_helper.to_array(tensor)
+        except Exception as e:  # noqa: BLE001 - a damaged tensor (unknown data_type, short raw_data, ...)
+            raise ValueError(f"tensor {name!r}: unreadable ({type(e).__name__}: {e})") from e
     return consts
 
 
