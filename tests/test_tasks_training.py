@@ -65,3 +65,16 @@ def test_early_stopping_keeps_best_weights(tmp_path):
 def test_resume_without_checkpoint_fails(tmp_path):
     with pytest.raises(FileNotFoundError):
         _train(2, str(tmp_path / "none"), resume=True)
+
+
+def test_checkpoint_of_another_task_is_refused(tmp_path):
+    import pytest
+    import torch
+
+    from lstmkit.tasks import checkpoint
+
+    path = str(tmp_path / "m.safetensors")
+    checkpoint.save(path, task="classify", config={"hidden_size": 3}, model=torch.nn.Linear(2, 3))
+    assert checkpoint.load(path, task="classify")["config"] == {"hidden_size": 3}
+    with pytest.raises(ValueError, match="holds a classify model, not a generate model"):
+        checkpoint.load(path, task="generate")

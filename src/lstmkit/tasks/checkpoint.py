@@ -77,9 +77,10 @@ def save(path: str, *, task: str, config: dict, model, optimizer=None, trainer: 
     _atomic_save(tensors, meta, path)
 
 
-def load(path: str) -> dict:
+def load(path: str, task: str | None = None) -> dict:
     """Read a checkpoint: {'task', 'config', 'model' (state_dict), 'optim' (state_dict or None),
-    'trainer' (dict or None), 'tensors' (all raw tensors), 'meta'}."""
+    'trainer' (dict or None), 'tensors' (all raw tensors), 'meta'}. With ``task``, a checkpoint of
+    another task is refused (ValueError naming both)."""
     st = require("safetensors.torch", "tasks")
     safe = require("safetensors", "tasks")
     if not os.path.isfile(path):
@@ -89,6 +90,8 @@ def load(path: str) -> dict:
         meta = f.metadata() or {}
     if meta.get("lstmkit") != FORMAT:
         raise ValueError(f"{path} is not an lstmkit checkpoint (format {meta.get('lstmkit')!r})")
+    if task is not None and meta.get("task") != task:
+        raise ValueError(f"{path} holds a {meta.get('task')} model, not a {task} model")
     model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     optim = _join_optimizer(tensors, json.loads(meta["optim"])) if "optim" in meta else None
     return {"task": meta["task"], "config": json.loads(meta["config"]), "model": model, "optim": optim,

@@ -147,9 +147,7 @@ class SequenceClassifier:
 
     @classmethod
     def load(cls, path: str) -> "SequenceClassifier":
-        ck = checkpoint.load(path)
-        if ck["task"] != TASK:
-            raise ValueError(f"{path} holds a {ck['task']} model, not a classifier")
+        ck = checkpoint.load(path, task=TASK)
         clf = cls(**{k: ck["config"][k] for k in ("hidden_size", "num_layers", "bidirectional", "cell", "text",
                                                       "embed_dim", "max_len", "dropout")}, progress=False)
         clf.config = ck["config"]

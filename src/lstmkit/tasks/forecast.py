@@ -201,9 +201,7 @@ class Forecaster:
     def load(cls, path: str) -> "Forecaster":
         import torch
 
-        ck = checkpoint.load(path)
-        if ck["task"] != TASK:
-            raise ValueError(f"{path} holds a {ck['task']} model, not a forecaster")
+        ck = checkpoint.load(path, task=TASK)
         c = ck["config"]
         fc = cls(c["horizon"], c["season_length"], c["input_length"], c["patch"], c["quantiles"], c["hidden_size"],
                  c["num_layers"], c["cell"], ensemble=c["ensemble"], seed=c["seed"], progress=False)

@@ -125,9 +125,7 @@ class CharLM:
 
     @classmethod
     def load(cls, path: str) -> "CharLM":
-        ck = checkpoint.load(path)
-        if ck["task"] != TASK:
-            raise ValueError(f"{path} holds a {ck['task']} model, not a character LM")
+        ck = checkpoint.load(path, task=TASK)
         lm = cls(progress=False)
         lm.config = ck["config"]
         lm.model = lm._build()
