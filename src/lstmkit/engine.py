@@ -223,6 +223,31 @@ def cell_forward(mode: str, x, state, w: Mapping):
     return (h_out, c_out) if lstm else (h_out,)
 
 
+def native_weights(config: RNNConfig, params: Mapping, dtype=None) -> tuple[list[np.ndarray], np.dtype]:
+    """``params`` checked against ``config`` and made ready for the kernels: (weights, dtype).
+
+    Keys must be exactly ``param_shapes(config)``; every tensor has its shape and ``dtype`` (None: the
+    first parameter's, which must be float32 or float64). weights come in torch's order (per layer, per
+    direction: ih, hh, [bias_ih, bias_hh], [hr]) as C-contiguous arrays; the caller's are never modified.
+    """
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params: expected a dict of parameters under torch's names, got {type(params).__name__}")
+    expected = param_shapes(config)
+    missing = [k for k in expected if k not in params]
+    unexpected = [k for k in params if k not in expected]
+    if missing or unexpected:
+        raise ValueError(f"params: keys do not match the config: missing {missing}, unexpected {unexpected}")
+    if dtype is None:
+        first = next(iter(expected))
+        dtype = _array(f"params[{first!r}]", params[first]).dtype.newbyteorder("=")
+    weights = []
+    for name, shape in expected.items():
+        arr = _array(f"params[{name!r}]", params[name], dtype)
+        _shape(f"params[{name!r}]", arr, shape)
+        weights.append(_native(arr, dtype))
+    return weights, dtype
+
+
 def _check_sequence(config, params, x, state0, lengths):
     """The checks shared by forward and backward. Returns what the native calls take."""
     if not isinstance(config, RNNConfig):
@@ -237,16 +262,7 @@ def _check_sequence(config, params, x, state0, lengths):
     if I != config.input_size:
         raise ValueError(f"x: expected {config.input_size} features (input_size) in the last dimension, got shape {x.shape}")
 
-    expected = param_shapes(config)
-    missing = [k for k in expected if k not in params]
-    unexpected = [k for k in params if k not in expected]
-    if missing or unexpected:
-        raise ValueError(f"params: keys do not match the config: missing {missing}, unexpected {unexpected}")
-    weights = []
-    for name, shape in expected.items():  # torch's order: per layer, per direction, ih hh [b b] [hr]
-        arr = _array(f"params[{name!r}]", params[name], dtype)
-        _shape(f"params[{name!r}]", arr, shape)
-        weights.append(_native(arr, dtype))
+    weights, _ = native_weights(config, params, dtype)
 
     LD, H, P = config.num_layers * config.num_directions, config.hidden_size, config.output_size
     shapes = ((LD, B, P), (LD, B, H)) if config.mode == "LSTM" else ((LD, B, H),)
@@ -257,7 +273,7 @@ def _check_sequence(config, params, x, state0, lengths):
     lens = _lengths(lengths, T, B)
     head = (config.mode, config.num_layers, config.bidirectional, H, config.proj_size, config.bias)
     args = (*head, _native(x, dtype), weights, state[0], state[1] if len(state) == 2 else None, lens)
-    return dtype, (T, B, I), shapes, list(expected), args
+    return dtype, (T, B, I), shapes, list(param_shapes(config)), args
 
 
 def forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None):

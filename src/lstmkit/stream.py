@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import engine
-from .params import RNNConfig, param_shapes
+from .params import RNNConfig
 
 __all__ = ["Stream"]
 
@@ -49,20 +49,7 @@ class Stream:
             raise TypeError(f"batch: expected an int, got {type(batch).__name__}")
         if batch < 1:
             raise ValueError(f"batch: expected >= 1, got {batch}")
-        if not isinstance(params, Mapping):
-            raise TypeError(f"params: expected a dict of parameters under torch's names, got {type(params).__name__}")
-        expected = param_shapes(config)
-        missing = [k for k in expected if k not in params]
-        unexpected = [k for k in params if k not in expected]
-        if missing or unexpected:
-            raise ValueError(f"params: keys do not match the config: missing {missing}, unexpected {unexpected}")
-        first = engine._array(f"params[{next(iter(expected))!r}]", params[next(iter(expected))])
-        dtype = first.dtype.newbyteorder("=")
-        weights = []
-        for name, shape in expected.items():
-            arr = engine._array(f"params[{name!r}]", params[name], dtype)
-            engine._shape(f"params[{name!r}]", arr, shape)
-            weights.append(engine._native(arr, dtype))
+        weights, dtype = engine.native_weights(config, params)
         eng = engine._require_engine()
         cls = eng.Stream32 if dtype == np.float32 else eng.Stream64
         self._native = cls(config.mode, config.num_layers, config.input_size, config.hidden_size,
