@@ -33,37 +33,34 @@ def one_hot(text: str, vocab) -> np.ndarray:
     return x
 
 
-def _metadata_and_tensors(path):
-    """(metadata, tensors) of a safetensors model file, or (None, None) for other files."""
+def _text_encoding(path) -> tuple:
+    """(vocabulary or None, input embedding (V + 1, E) or None) stored in a safetensors model file.
+
+    The vocabulary is metadata "vocab" (JSON list or string), or the "vocab" of its metadata "config"
+    (as the checkpoints of ``lstmkit generate`` keep it); the embedding is a task checkpoint's
+    "model.embed.weight", in front of its recurrent layer. Other files store neither.
+    """
     if path is None or not str(path).endswith(".safetensors"):
         return None, None
     from ..io.safetensors import read
 
-    return read(path)
-
-
-def model_vocab(path) -> list | None:
-    """The character vocabulary a safetensors model stores: metadata "vocab" (JSON list or string), or
-    the "vocab" of its metadata "config" (as the checkpoints of ``lstmkit generate`` keep it)."""
-    metadata, _ = _metadata_and_tensors(path)
-    if metadata is None:
-        return None
+    metadata, tensors = read(path)
+    embedding = tensors.get("model.embed.weight")
     if "vocab" in metadata:
         try:
-            return list(json.loads(metadata["vocab"]))
+            return list(json.loads(metadata["vocab"])), embedding
         except ValueError:
-            return list(metadata["vocab"])
+            return list(metadata["vocab"]), embedding
     try:
         vocab = json.loads(metadata.get("config", "{}")).get("vocab")
     except (ValueError, AttributeError):
         vocab = None
-    return None if vocab is None else list(vocab)
+    return (None if vocab is None else list(vocab)), embedding
 
 
-def model_embedding(path) -> np.ndarray | None:
-    """The input embedding (V, E) in front of the recurrent layer of a task checkpoint, if it has one."""
-    _, tensors = _metadata_and_tensors(path)
-    return None if tensors is None else tensors.get("model.embed.weight")
+def model_vocab(path) -> list | None:
+    """The character vocabulary a safetensors model stores (see ``_text_encoding``), or None."""
+    return _text_encoding(path)[0]
 
 
 def read_data(path, layer, vocab=None, model_path=None) -> tuple:
@@ -83,13 +80,12 @@ def read_data(path, layer, vocab=None, model_path=None) -> tuple:
             x = x.transpose(1, 0, 2)
         return np.asarray(x, np.float64), None
     text = path.read_text(encoding="utf-8")
-    chars = model_vocab(model_path)
+    chars, embedding = _text_encoding(model_path)
     if chars is None and vocab is not None:
         source = Path(vocab).read_text(encoding="utf-8") if os.path.isfile(vocab) else vocab
         chars = list(dict.fromkeys(source))  # the order given, duplicates dropped
     if chars is None:
         raise ValueError(f"data: {path} is text, but the model stores no vocabulary; give --vocab")
-    embedding = model_embedding(model_path)
     if embedding is not None and embedding.shape != (len(chars) + 1, layer.config.input_size):
         embedding = None
     if embedding is None and len(chars) != layer.config.input_size:
