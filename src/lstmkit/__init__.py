@@ -10,7 +10,7 @@ from .io import from_keras, from_onnx, from_torch, load, save, to_keras, to_onnx
 from .params import RNNConfig
 from .engine import get_num_threads, set_num_threads
 from .summary import summary
-from .tasks import __getattr__  # noqa: E402,F401  (lazy Forecaster, SequenceClassifier, CharLM)
+from . import tasks  # light: its classes import torch and pandas only when asked for
 
 __version__ = "0.1.0"
 
@@ -18,3 +18,10 @@ __all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell", "Linear", "Gradients", "RNNConf
            "Forecaster", "SequenceClassifier", "CharLM",
            "save", "load", "from_torch", "to_torch", "from_keras", "to_keras", "from_onnx", "to_onnx", "__version__",
            "set_num_threads", "get_num_threads"]
+
+
+def __getattr__(name):
+    """Forecaster, SequenceClassifier and CharLM, imported from lstmkit.tasks on first use."""
+    if name in tasks.__all__:
+        return getattr(tasks, name)
+    raise AttributeError(f"module 'lstmkit' has no attribute {name!r}")
