@@ -7,6 +7,7 @@ import json
 import math
 import os
 import time
+from pathlib import Path
 
 
 def prepare_out(out: str | None, task: str, overwrite: bool = False, resume: bool = False) -> str:
@@ -34,13 +35,11 @@ def prepare_out(out: str | None, task: str, overwrite: bool = False, resume: boo
 
 
 def write_json(path: str, obj) -> None:
-    """Write ``obj`` as indented JSON (NaN/inf become null) via a temp file and os.replace."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(_clean(obj), f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write ``obj`` as indented JSON (NaN/inf become null), atomically (``lstmkit.io.files.atomic_write``)."""
+    from ..io.files import atomic_write
+
+    text = json.dumps(_clean(obj), indent=2)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text), overwrite=True)
 
 
 def _clean(obj):
