@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .params import RNNConfig
+from .params import RNNConfig, to_numpy
 
 
 def dtype_name(dtype) -> str:
@@ -75,9 +75,7 @@ def check_lengths(lengths, steps: int, batch: int) -> np.ndarray | None:
     """Check per-sequence lengths: B integers in [0, T], any order. Returns an int64 array or None."""
     if lengths is None:
         return None
-    if hasattr(lengths, "detach"):
-        lengths = lengths.detach().cpu().numpy()
-    arr = np.asarray(lengths)
+    arr = np.asarray(to_numpy(lengths))
     if arr.ndim != 1 or arr.shape[0] != batch:
         raise ValueError(f"lengths: expected {batch} values, one per sequence in the batch, got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .params import DTYPES, GATES, RNNConfig, param_shapes
+from .params import DTYPES, GATES, RNNConfig, param_shapes, to_numpy
 
 import os
 import warnings
@@ -98,10 +98,8 @@ def _array(name: str, value, dtype=None) -> np.ndarray:
 
     With ``dtype`` None, the dtype must be float32 or float64; otherwise it must equal ``dtype``.
     """
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
-        value = value.detach().cpu().numpy()
     try:
-        arr = np.asarray(value)
+        arr = np.asarray(to_numpy(value))
     except Exception as e:  # noqa: BLE001 - anything numpy refuses is a type error for the caller
         raise TypeError(f"{name}: expected an array, got {type(value).__name__}") from e
     if arr.dtype == object:
@@ -133,9 +131,7 @@ def _lengths(lengths, steps: int, batch: int) -> np.ndarray | None:
     """Check per-sequence lengths: B integers in [0, T], any order. Returns a fresh int64 array or None."""
     if lengths is None:
         return None
-    if hasattr(lengths, "detach") and hasattr(lengths, "cpu"):
-        lengths = lengths.detach().cpu().numpy()
-    arr = np.asarray(lengths)
+    arr = np.asarray(to_numpy(lengths))
     if arr.ndim != 1 or arr.shape[0] != batch:
         raise ValueError(f"lengths: expected shape ({batch},), one length per sequence, got {arr.shape}")
     if arr.size and (arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer)):

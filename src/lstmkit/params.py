@@ -128,7 +128,7 @@ def check_state_dict(config: RNNConfig, state: dict, dtype) -> dict[str, np.ndar
         )
     out = {}
     for name, shape in expected.items():
-        value = np.array(_to_numpy(state[name]), dtype=dtype, copy=True)
+        value = np.array(to_numpy(state[name]), dtype=dtype, copy=True)
         if value.shape != shape:
             raise ValueError(f"state_dict[{name!r}]: expected shape {shape}, got {value.shape}")
         if not np.all(np.isfinite(value)):
@@ -137,8 +137,8 @@ def check_state_dict(config: RNNConfig, state: dict, dtype) -> dict[str, np.ndar
     return out
 
 
-def _to_numpy(value):
-    """Accept numpy arrays, lists and (without importing torch) torch tensors."""
+def to_numpy(value):
+    """A torch tensor as a numpy array (detached, on the CPU), without importing torch; anything else as it is."""
     if hasattr(value, "detach") and hasattr(value, "cpu"):
         return value.detach().cpu().numpy()
     return value

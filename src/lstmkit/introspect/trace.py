@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import ref
 from ..checks import check_input, check_lengths, check_state, state_shapes
-from ..params import GATES, RNNConfig
+from ..params import GATES, RNNConfig, to_numpy
 from ..ref.rnn import CELLS
 
 __all__ = ["DirectionTrace", "Trace", "trace", "to_layer"]
@@ -126,7 +126,7 @@ def trace(model, x, lengths=None, hx=None) -> Trace:
     """
     layer = to_layer(model)
     cfg = layer.config
-    x = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64)
+    x = np.asarray(to_numpy(x), dtype=np.float64)
     T, B, unbatched = check_input(cfg, x, np.float64)
     lengths = check_lengths(lengths, T, B)
     xs = x[:, None] if unbatched else (x.transpose(1, 0, 2) if cfg.batch_first else x)

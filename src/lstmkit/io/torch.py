@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .._optional import require
-from ..params import RNNConfig
+from ..params import RNNConfig, to_numpy
 from .files import atomic_write
 from .model import build, unpack
 
@@ -144,7 +144,7 @@ def save(model, path, *, overwrite: bool = False) -> Path:
 
 
 def _numpy(value) -> np.ndarray:
-    return value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+    return np.asarray(to_numpy(value))
 
 
 def _pick_prefix(arrays: dict, prefix: str | None) -> str:
