@@ -78,7 +78,10 @@ def _check_masks(config: RNNConfig, variant_masks, steps: int, batch: int, dtype
 def _check(config, params, x, state0, lengths, variant_masks):
     dtype, (T, B, I), shapes, names, args = engine._check_sequence(config, params, x, state0, lengths)
     plain, extra = _split_weights(names, args[7])
-    args = (*args[:7], plain, *args[8:], options(config), extra, *_check_masks(config, variant_masks, T, B, dtype))
+    opts = options(config)
+    if variant_masks is not None:  # given masks replace the expectation; a field left None is no zoneout (as ref)
+        opts["zoneout"] = (0.0, 0.0)
+    args = (*args[:7], plain, *args[8:], opts, extra, *_check_masks(config, variant_masks, T, B, dtype))
     return dtype, (T, B, I), shapes, names, args
 
 
