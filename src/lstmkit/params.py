@@ -117,6 +117,12 @@ class RNNConfig:
         """The variant options that differ from their defaults (forget_bias included), by name."""
         return {k: getattr(self, k) for k, v in VARIANT_DEFAULTS.items() if getattr(self, k) != v}
 
+    def refuse_variants(self, where: str) -> None:
+        """ValueError naming ``where`` when a variant option changes the forward (for formats that cannot hold it)."""
+        if not self.is_plain:
+            changed = {k: v for k, v in self.variant_options().items() if k != "forget_bias"}
+            raise ValueError(f"{where}: cannot express the variant options {changed}; save to safetensors instead")
+
     def to_dict(self) -> dict:
         """JSON-ready fields; variant options only when set, so a plain config serialises as it always did."""
         d = asdict(self)
