@@ -78,6 +78,19 @@ void act_apply(const Activation& a, const T* z, T* y, index_t n) {
       for (index_t j = 0; j < n; ++j) y[j] = al * z[j] + be;
       return;
     }
+    case ActKind::HardSigmoid: {
+      const T al = T(a.alpha), be = T(a.beta);
+      for (index_t j = 0; j < n; ++j) y[j] = std::min(T(1), std::max(T(0), al * z[j] + be));
+      return;
+    }
+    case ActKind::LeakyRelu: {
+      const T al = T(a.alpha);
+      for (index_t j = 0; j < n; ++j) y[j] = z[j] >= T(0) ? z[j] : al * z[j];
+      return;
+    }
+    case ActKind::Softsign:
+      for (index_t j = 0; j < n; ++j) y[j] = z[j] / (T(1) + std::abs(z[j]));
+      return;
     default:
       for (index_t j = 0; j < n; ++j) y[j] = act_value(a, z[j]);
   }
@@ -152,22 +165,56 @@ void clip_grad_mul(const VariantOptions& o, const T* z, T* g, index_t n) {
 
 constexpr double kLayerNormEps = 1e-5;
 
+// Σ_j a[j] · (b ? b[j] : 1) · (c ? c[j] : 1) over n values, or with `shift` Σ_j (a[j] − shift)² (b, c
+// unused): the reductions of the layer norm, summed in SIMD lanes (without -ffast-math the compiler
+// keeps a scalar chain, which made layer norm the variants' bottleneck).
+template <typename T>
+T row_reduce(index_t n, const T* a, const T* b, const T* c, bool squares = false, T shift = 0) {
+  index_t j = 0;
+  T total = 0;
+#if LSTMKIT_HAVE_VECTORS
+  using S = detail::Simd<T>;
+  using V = typename S::vec;
+  constexpr int W = S::W;
+  V acc[4] = {V{}, V{}, V{}, V{}};
+  const V sh = S::set1(shift);
+  for (; j + 4 * W <= n; j += 4 * W)
+    for (int u = 0; u < 4; ++u) {
+      V v = S::load(a + j + u * W);
+      if (squares) {
+        v = v - sh;
+        v = v * v;
+      } else {
+        if (b) v = v * S::load(b + j + u * W);
+        if (c) v = v * S::load(c + j + u * W);
+      }
+      acc[u] += v;
+    }
+  T lanes[W];
+  S::store(lanes, (acc[0] + acc[1]) + (acc[2] + acc[3]));
+  for (int k = 0; k < W; ++k) total += lanes[k];
+#endif
+  for (; j < n; ++j) {
+    if (squares) total += (a[j] - shift) * (a[j] - shift);
+    else total += a[j] * (b ? b[j] : T(1)) * (c ? c[j] : T(1));
+  }
+  return total;
+}
+
 // y (+)= γ ⊙ x̂ + β with x̂ = (v − mean v) / sqrt(var v + ε) over the n values (population variance).
 // Keeps x̂ when xhat is given; returns 1 / sqrt(var v + ε). y may alias v only when !add.
 template <typename T>
 T layer_norm_row(index_t n, const T* v, const T* gamma, const T* beta, T* y, T* xhat, bool add) {
-  T mean = 0;
-  for (index_t j = 0; j < n; ++j) mean += v[j];
-  mean /= T(n);
-  T var = 0;
-  for (index_t j = 0; j < n; ++j) var += (v[j] - mean) * (v[j] - mean);
-  var /= T(n);
+  const T* none = nullptr;
+  const T mean = row_reduce(n, v, none, none) / T(n);
+  const T var = row_reduce(n, v, none, none, true, mean) / T(n);
   const T rstd = T(1) / std::sqrt(var + T(kLayerNormEps));
-  for (index_t j = 0; j < n; ++j) {
-    const T xh = (v[j] - mean) * rstd;
-    if (xhat) xhat[j] = xh;
-    y[j] = (add ? y[j] : T(0)) + gamma[j] * xh + beta[j];
-  }
+  if (xhat)
+    for (index_t j = 0; j < n; ++j) xhat[j] = (v[j] - mean) * rstd;
+  if (add)
+    for (index_t j = 0; j < n; ++j) y[j] += gamma[j] * ((v[j] - mean) * rstd) + beta[j];
+  else
+    for (index_t j = 0; j < n; ++j) y[j] = gamma[j] * ((v[j] - mean) * rstd) + beta[j];
   return rstd;
 }
 

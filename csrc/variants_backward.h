@@ -16,14 +16,8 @@ namespace LSTMKIT_ISA {
 // normalisation (γ, β excluded). dv may alias dy.
 template <typename T>
 void layer_norm_row_backward(index_t n, const T* dy, const T* gamma, const T* xhat, T rstd, T* dv) {
-  T s1 = 0, s2 = 0;
-  for (index_t j = 0; j < n; ++j) {
-    const T g = dy[j] * gamma[j];
-    s1 += g;
-    s2 += g * xhat[j];
-  }
-  s1 /= T(n);
-  s2 /= T(n);
+  const T s1 = row_reduce(n, dy, gamma, static_cast<const T*>(nullptr)) / T(n);
+  const T s2 = row_reduce(n, dy, gamma, xhat) / T(n);
   for (index_t j = 0; j < n; ++j) dv[j] = rstd * (dy[j] * gamma[j] - s1 - xhat[j] * s2);
 }
 
