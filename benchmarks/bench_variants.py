@@ -5,7 +5,8 @@ Python-level torch cell computing the same variant (issue 9's speed target).
 
 Case: engine benchmark (c), B=64, H=256, X=64, T=100, float32, 2 threads for everyone
 (lstmkit.set_num_threads(2), torch.set_num_threads(2)). For each variant, interleaved in the same rounds
-(bench_engine.interleaved: rotating order, one untimed call before each timed one, median of the rounds):
+(bench_engine.interleaved: rotating order, one untimed call before each timed one, median of the rounds;
+9 rounds for inference, 3 for training by default):
   * lstmkit plain: the NumPy layer without options (native fused kernels);
   * lstmkit variant: the NumPy layer with the option (native variant kernels);
   * torch Python cell: the variant's equations written step by step in torch ops, the way a researcher
@@ -136,7 +137,9 @@ def main() -> None:
         if args.only and not any(s in name for s in args.only.split(",")):
             continue
         for training in (False, True):
-            t = interleaved(peers(options, training), args.repeats if not training else max(5, args.repeats // 2))
+            # one warm-up call each: the torch cell's training pass takes seconds
+            t = interleaved(peers(options, training), args.repeats if not training else max(3, args.repeats // 3),
+                            warmup=1)
             rows.append((name, "training fwd+bwd" if training else "inference", t))
             print(f"{name:48s} {rows[-1][1]:17s} plain {t['plain'] * 1e3:7.1f} ms  variant "
                   f"{t['variant'] * 1e3:7.1f} ms  ({t['variant'] / t['plain']:.2f}×)  torch cell "
@@ -147,7 +150,7 @@ def main() -> None:
         f"`PYTHONPATH=src python benchmarks/bench_variants.py --repeats {args.repeats}` on {cpu_name()}, "
         f"{_dt.date.today().isoformat()}, lstmkit ISA {engine.isa()}, {THREADS} threads for lstmkit and torch "
         f"{torch.__version__}. Engine benchmark (c): B={B}, H={H}, X={X}, T={T}, float32. Median of interleaved "
-        f"rounds ({args.repeats} for inference, {max(5, args.repeats // 2)} for training). Target (issue 9): "
+        f"rounds ({args.repeats} for inference, {max(3, args.repeats // 3)} for training). Target (issue 9): "
         f"variant / plain ≤ {TARGET}.",
         "",
         "| variant | pass | plain (ms) | variant (ms) | variant / plain | torch Python cell (ms) | torch cell / variant |",

@@ -22,13 +22,20 @@ void layer_norm_row_backward(index_t n, const T* dy, const T* gamma, const T* xh
 }
 
 // out[j] = Σ_n A[n, j] · (Bm ? Bm[n, j] : 1) for j < width (overwritten); rows summed in order.
+// With out_plain (and Bm), also out_plain[j] = Σ_n A[n, j] in the same pass over A (a layer norm's
+// γ and β gradients).
 template <typename T>
-void column_sums(index_t N, index_t width, const T* A, index_t lda, const T* Bm, index_t ldb, T* out) {
+void column_sums(index_t N, index_t width, const T* A, index_t lda, const T* Bm, index_t ldb, T* out,
+                 T* out_plain = nullptr) {
   auto sums = [&](index_t j0, index_t j1) {
     std::fill(out + j0, out + j1, T(0));
+    if (out_plain) std::fill(out_plain + j0, out_plain + j1, T(0));
     for (index_t n = 0; n < N; ++n) {
       const T* a = A + n * lda;
-      if (Bm) {
+      if (Bm && out_plain) {
+        const T* b = Bm + n * ldb;
+        for (index_t j = j0; j < j1; ++j) out[j] += a[j] * b[j], out_plain[j] += a[j];
+      } else if (Bm) {
         const T* b = Bm + n * ldb;
         for (index_t j = j0; j < j1; ++j) out[j] += a[j] * b[j];
       } else {
@@ -266,19 +273,17 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
       } else {
         gemm_tn_acc(GH, P, N, dS_in, GH, rw.hin.data(), P, gr.w_hh, P);
       }
-      if (gr.b_ih) {
+      if (ln) {  // the layer norms' β gradients are the biases' (both add after the normalisation)
+        column_sums(N, GH, dS_post, GH, rw.xhat_hh.data(), GH, eg.ln_hh_w, eg.ln_hh_b);
+        column_sums(N, GH, dG.data(), GH, rw.xhat_ih.data(), GH, eg.ln_ih_w, eg.ln_ih_b);
+        if (lstm) column_sums(N, H, dhc_in.data(), H, rw.xhat_c.data(), H, eg.ln_cell_w, eg.ln_cell_b);
+        if (gr.b_ih) {
+          std::copy_n(eg.ln_ih_b, GH, gr.b_ih);
+          std::copy_n(eg.ln_hh_b, GH, gr.b_hh);
+        }
+      } else if (gr.b_ih) {
         column_sums(N, GH, dG.data(), GH, static_cast<const T*>(nullptr), 0, gr.b_ih);
         column_sums(N, GH, dS_post, GH, static_cast<const T*>(nullptr), 0, gr.b_hh);
-      }
-      if (ln) {
-        column_sums(N, GH, dS_post, GH, rw.xhat_hh.data(), GH, eg.ln_hh_w);
-        column_sums(N, GH, dS_post, GH, static_cast<const T*>(nullptr), 0, eg.ln_hh_b);
-        column_sums(N, GH, dG.data(), GH, rw.xhat_ih.data(), GH, eg.ln_ih_w);
-        column_sums(N, GH, dG.data(), GH, static_cast<const T*>(nullptr), 0, eg.ln_ih_b);
-        if (lstm) {
-          column_sums(N, H, dhc_in.data(), H, rw.xhat_c.data(), H, eg.ln_cell_w);
-          column_sums(N, H, dhc_in.data(), H, static_cast<const T*>(nullptr), 0, eg.ln_cell_b);
-        }
       }
       if (p) {
         column_sums(N, H, dG.data(), GH, rw.c_prev.data(), H, eg.peephole);
