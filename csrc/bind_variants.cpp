@@ -9,6 +9,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "bind_checks.h"
@@ -24,11 +25,10 @@ using namespace lstmkit::bind_checks;
 const lstmkit::VariantKernels* g_variants = nullptr;
 
 template <typename T>
-const lstmkit::VariantKernelSet<T>& variant_kernels();
-template <>
-const lstmkit::VariantKernelSet<float>& variant_kernels<float>() { return g_variants->f32; }
-template <>
-const lstmkit::VariantKernelSet<double>& variant_kernels<double>() { return g_variants->f64; }
+const lstmkit::VariantKernelSet<T>& variant_kernels() {
+  if constexpr (std::is_same<T, float>::value) return g_variants->f32;
+  else return g_variants->f64;
+}
 
 lstmkit::Activation parse_activation(const nb::handle& spec, const char* where) {
   static const char* names[] = {"Sigmoid", "Tanh", "Relu", "HardSigmoid", "LeakyRelu", "ThresholdedRelu",

@@ -369,21 +369,22 @@ struct VariantCell {
   }
 
  private:
-  // h ← m_h ⊙ h + (1 − m_h) ⊙ h̃ (m_h sampled, or the constant z_h), rows [r0, r0 + n).
-  void zoneout_h(index_t r0, index_t n, index_t q0, T* h, const T* ht, const VariantRows<T>& rw) const {
-    const T zh = T(o.zoneout_h);
-    for (index_t r = 0; r < n; ++r) {
-      T* hr = h + (r0 + r) * P;
-      const T* tr = ht + (r0 + r) * P;
-      if (!rw.masks.zh.empty()) {
-        const T* m = rw.masks.zh.data() + (q0 + r) * P;
-        for (index_t j = 0; j < P; ++j) hr[j] = m[j] * hr[j] + (T(1) - m[j]) * tr[j];
-      } else if (zh != T(0)) {
-        for (index_t j = 0; j < P; ++j) hr[j] = zh * hr[j] + (T(1) - zh) * tr[j];
-      } else {
-        std::copy_n(tr, P, hr);
-      }
+  // state ← m ⊙ state + (1 − m) ⊙ fresh over n values: m the sampled mask row, or (null) the constant z.
+  static void zoneout_row(index_t n, const T* mask, T z, T* state, const T* fresh) {
+    if (mask) {
+      for (index_t j = 0; j < n; ++j) state[j] = mask[j] * state[j] + (T(1) - mask[j]) * fresh[j];
+    } else if (z != T(0)) {
+      for (index_t j = 0; j < n; ++j) state[j] = z * state[j] + (T(1) - z) * fresh[j];
+    } else {
+      std::copy_n(fresh, n, state);
     }
+  }
+
+  // h ← m_h ⊙ h + (1 − m_h) ⊙ h̃ for rows [r0, r0 + n).
+  void zoneout_h(index_t r0, index_t n, index_t q0, T* h, const T* ht, const VariantRows<T>& rw) const {
+    for (index_t r = 0; r < n; ++r)
+      zoneout_row(P, rw.masks.zh.empty() ? nullptr : rw.masks.zh.data() + (q0 + r) * P, T(o.zoneout_h),
+                  h + (r0 + r) * P, ht + (r0 + r) * P);
   }
 
   void lstm_rows(index_t r0, index_t n, index_t q0, T* gates, index_t ldp, const T* hin, T* h, T* c,
@@ -435,15 +436,7 @@ struct VariantCell {
       act_apply(o.hidden, hc_in, hc, H);
       T* m = pc.projected ? at(rw.m, H, r) : ht + (r0 + r) * P;
       for (index_t j = 0; j < H; ++j) m[j] = a[3 * H + j] * hc[j];
-      // c' = m_c ⊙ c + (1 − m_c) ⊙ c̃
-      if (!rw.masks.zc.empty()) {
-        const T* mc = rw.masks.zc.data() + (q0 + r) * H;
-        for (index_t j = 0; j < H; ++j) cr[j] = mc[j] * cr[j] + (T(1) - mc[j]) * ct[j];
-      } else if (zc_const != T(0)) {
-        for (index_t j = 0; j < H; ++j) cr[j] = zc_const * cr[j] + (T(1) - zc_const) * ct[j];
-      } else {
-        std::copy_n(ct, H, cr);
-      }
+      zoneout_row(H, rw.masks.zc.empty() ? nullptr : rw.masks.zc.data() + (q0 + r) * H, zc_const, cr, ct);
     }
     if (pc.projected) gemm_set(n, at(rw.m, H, 0), H, pc.w_hr, ht + r0 * P, P);
     zoneout_h(r0, n, q0, h, ht, rw);

@@ -171,6 +171,18 @@ def test_mask_errors_are_named():
         engine.forward(gru, params, x, state0, None, variants.VariantMasks(None, [np.zeros((5, 4, 4))], None))
 
 
+def test_masks_given_field_by_field_as_the_reference():
+    """A field left None in given masks means no zoneout there (as the reference), not its expectation."""
+    config = RNNConfig("LSTM", 3, 4, zoneout=(0.3, 0.2), recurrent_dropout=0.2)
+    params, x, state0, _, _, _, rng = make_case(config, "float64", 2)
+    full = variants.sample_masks(config, 5, 4, rng, "float64")
+    for masks in (variants.VariantMasks(full.recurrent, full.zoneout_c, None),
+                  variants.VariantMasks(None, None, full.zoneout_h)):
+        expected = ref.forward(config, params, x, state0, None, None, masks)[0]
+        np.testing.assert_allclose(engine.forward(config, params, x, state0, None, masks)[0], expected,
+                                   **TOL["float64"])
+
+
 def test_inputs_not_modified():
     config = RNNConfig("LSTM", 3, 4, layer_norm=True, peephole=True, zoneout=(0.2, 0.2), recurrent_dropout=0.3)
     params, x, state0, _, d_out, d_final, rng = make_case(config, "float32", 1)
