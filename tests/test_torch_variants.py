@@ -164,3 +164,13 @@ def test_training_smoke():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.3 * losses[0]
+
+
+def test_numpy_layer_to_lstmkit_torch_keeps_the_variant():
+    import lstmkit
+
+    layer = lstmkit.GRU(3, 5, layer_norm=True, zoneout=(0.0, 0.2), clip=2.0, seed=0, dtype="float64").eval()
+    module = layer.to_torch("lstmkit")
+    assert module.config == layer.config
+    x = np.random.default_rng(0).standard_normal((4, 2, 3))
+    np.testing.assert_allclose(module(torch.from_numpy(x))[0].detach().numpy(), layer(x)[0], **TOL)
