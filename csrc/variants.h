@@ -218,6 +218,15 @@ T layer_norm_row(index_t n, const T* v, const T* gamma, const T* beta, T* y, T* 
   return rstd;
 }
 
+// Whether the gate and cell activations' derivatives are functions of their outputs (σ: y(1 − y),
+// tanh: 1 − y²), and whether the backward needs the gate pre-activations at all: for the clip's
+// derivative, or for the other activations' (which read their clipped input).
+inline bool grad_from_output(const VariantOptions& o) {
+  auto by_output = [](const Activation& a) { return a.kind == ActKind::Sigmoid || a.kind == ActKind::Tanh; };
+  return by_output(o.gate) && by_output(o.cell);
+}
+inline bool needs_zpre(const VariantOptions& o) { return o.has_clip || !grad_from_output(o); }
+
 // Packed masks of one layer and direction (packed row order), empty when not sampled.
 //   rd [B, P] recurrent dropout; zc [N, H], zh [N, P] zoneout
 template <typename T>
@@ -245,7 +254,7 @@ struct PackedMasks {
 // options do not use them.
 template <typename T>
 struct VariantRows {
-  std::vector<T> zpre;     // [·, G·H] gate pre-activations before clipping (tape only)
+  std::vector<T> zpre;     // [·, G·H] gate pre-activations before clipping (tape, when needs_zpre)
   std::vector<T> act;      // [·, G·H] LSTM (i, f, g, o), GRU (r, z, n) after their activation
   std::vector<T> hin;      // [·, P] m_rd ⊙ h, what multiplies W_hh (tape, or with recurrent dropout)
   std::vector<T> h_prev;   // [·, P] GRU with recurrent dropout: h before the step (tape only)
@@ -323,7 +332,7 @@ struct VariantCell {
       if (on) v.resize(static_cast<size_t>(rows * width));
     };
     const bool lstm = s.lstm, ln = o.layer_norm, rd = !rw.masks.rd.empty();
-    sz(rw.zpre, GH, tape);
+    sz(rw.zpre, GH, tape && needs_zpre(o));
     sz(rw.act, GH, true);
     sz(rw.hin, P, tape || rd);
     sz(rw.h_prev, P, tape && rd && !lstm);
@@ -410,7 +419,7 @@ struct VariantCell {
       if (tape) std::copy_n(cr, H, at(rw.c_prev, H, r));
       if (p)
         for (index_t j = 0; j < H; ++j) zi[j] += p[j] * cr[j], zf[j] += p[H + j] * cr[j];
-      if (tape) std::copy_n(z, 3 * H, at(rw.zpre, GH, r));
+      if (!rw.zpre.empty()) std::copy_n(z, 3 * H, at(rw.zpre, GH, r));
       clip_apply(o, z, 3 * H);
       act_apply(o.gate, zi, a, H);
       act_apply(o.cell, zg, a + 2 * H, H);
@@ -422,7 +431,7 @@ struct VariantCell {
       for (index_t j = 0; j < H; ++j) ct[j] = a[H + j] * cr[j] + a[j] * a[2 * H + j];
       if (p)
         for (index_t j = 0; j < H; ++j) zo[j] += p[2 * H + j] * ct[j];
-      if (tape) std::copy_n(zo, H, at(rw.zpre, GH, r) + 3 * H);
+      if (!rw.zpre.empty()) std::copy_n(zo, H, at(rw.zpre, GH, r) + 3 * H);
       clip_apply(o, zo, H);
       act_apply(o.gate, zo, a + 3 * H, H);
       const T* hc_in = ct;
@@ -462,7 +471,7 @@ struct VariantCell {
         for (index_t j = 0; j < width; ++j) srow[j] += b_hh[j];
       T* z = gates + r * ldp;
       for (index_t j = 0; j < 2 * H; ++j) z[j] += srow[j];
-      if (tape) std::copy_n(z, 2 * H, at(rw.zpre, GH, r));
+      if (!rw.zpre.empty()) std::copy_n(z, 2 * H, at(rw.zpre, GH, r));
       clip_apply(o, z, 2 * H);
       T* a = at(rw.act, GH, r);
       act_apply(o.gate, z, a, 2 * H);
@@ -491,7 +500,7 @@ struct VariantCell {
         for (index_t j = 0; j < H; ++j) zn[j] += a[j] * sn[j];
       else
         for (index_t j = 0; j < H; ++j) zn[j] += sn[j];
-      if (tape) std::copy_n(zn, H, at(rw.zpre, GH, r) + 2 * H);
+      if (!rw.zpre.empty()) std::copy_n(zn, H, at(rw.zpre, GH, r) + 2 * H);
       clip_apply(o, zn, H);
       act_apply(o.cell, zn, a + 2 * H, H);
       const T* hr = h + (r0 + r) * P;

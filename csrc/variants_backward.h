@@ -97,6 +97,8 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
         if (lstm) std::copy_n(d_cn + (k * B + pk.order[r]) * H, H, dc.data() + r * H);
       }
       const T zh_c = T(o.zoneout_h), zc_c = T(o.zoneout_c);
+      const bool keep_z = !rw.zpre.empty();
+      const bool clipped_z = keep_z && !grad_from_output(o);  // the activations read clip(zpre)
       const T* p = ex.peephole;
 
       auto step_rows = [&](index_t t, index_t r0, index_t n) {
@@ -118,17 +120,19 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
             tr[j] = (T(1) - m) * dr[j];
             dr[j] = m * dr[j];
           }
-          T* z = zt.data() + (r0 + r) * GH;  // the activations' inputs: clip(zpre)
-          std::copy_n(rw.zpre.data() + (q0 + r) * GH, GH, z);
-          clip_apply(o, z, GH);
+          if (clipped_z) {  // the activations' inputs: clip(zpre)
+            T* z = zt.data() + (r0 + r) * GH;
+            std::copy_n(rw.zpre.data() + (q0 + r) * GH, GH, z);
+            clip_apply(o, z, GH);
+          }
         }
         if (lstm) {
           if (w.w_hr) gemm_set(n, dht, P, w_hr_t, dm.data() + r0 * H, H);  // dm = dh̃ · W_hr
           for (index_t r = 0; r < n; ++r) {
             const index_t q = q0 + r;
             const T* a = rw.act.data() + q * GH;
-            const T* zp = rw.zpre.data() + q * GH;
-            const T* z = zt.data() + (r0 + r) * GH;
+            const T* zp = keep_z ? rw.zpre.data() + q * GH : a;  // without them, never read (needs_zpre)
+            const T* z = clipped_z ? zt.data() + (r0 + r) * GH : a;
             const T* ct = rw.ct.data() + q * H;
             const T* hc = rw.hc.data() + q * H;
             const T* hc_in = ln ? rw.hc_in.data() + q * H : ct;
@@ -177,8 +181,8 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
           for (index_t r = 0; r < n; ++r) {
             const index_t q = q0 + r;
             const T* a = rw.act.data() + q * GH;
-            const T* zp = rw.zpre.data() + q * GH;
-            const T* z = zt.data() + (r0 + r) * GH;
+            const T* zp = keep_z ? rw.zpre.data() + q * GH : a;  // without them, never read (needs_zpre)
+            const T* z = clipped_z ? zt.data() + (r0 + r) * GH : a;
             const T* hp = (rw.h_prev.empty() ? rw.hin.data() : rw.h_prev.data()) + q * P;
             const T* tr = dht + r * ld_dht;
             T* dr = dhb + r * P;
@@ -210,8 +214,8 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
             for (index_t r = 0; r < n; ++r) {
               const index_t q = q0 + r;
               const T* a = rw.act.data() + q * GH;
-              const T* zp = rw.zpre.data() + q * GH;
-              const T* z = zt.data() + (r0 + r) * GH;
+              const T* zp = keep_z ? rw.zpre.data() + q * GH : a;
+              const T* z = clipped_z ? zt.data() + (r0 + r) * GH : a;
               const T* hin = rw.hin.data() + q * P;
               const T* rd = mk.rd.empty() ? nullptr : mk.rd.data() + (r0 + r) * P;
               const T* dqr = dq + r * GH;
