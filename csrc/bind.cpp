@@ -151,14 +151,7 @@ void backward(const std::string& mode, index_t num_layers, bool bidirectional, i
       check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0, lengths);
   const lstmkit::RnnShape& s = a.s;
   const index_t LD = s.L * s.D;
-  expect_shape("d_out", d_out, {s.T, s.B, s.D * s.P});
-  expect_shape("d_hn", d_hn, {LD, s.B, s.P});
-  expect_shape("dx", dx, {s.T, s.B, s.I});
-  expect_shape("d_h0", d_h0, {LD, s.B, s.P});
-  if (s.lstm) {
-    expect_shape("d_cn", d_cn, {LD, s.B, s.H});
-    expect_shape("d_c0", d_c0, {LD, s.B, s.H});
-  }
+  check_gradient_buffers(s, d_out, d_hn, d_cn, dx, d_h0, d_c0);
   if (grads.size() != weights.size())
     throw std::invalid_argument("grads: expected " + std::to_string(weights.size()) + " arrays, got " +
                                 std::to_string(grads.size()));

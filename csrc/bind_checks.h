@@ -126,5 +126,20 @@ SequenceArgs<T> check_sequence(const std::string& mode, index_t num_layers, bool
   return a;
 }
 
+// The shapes of a sequence backward's incoming gradients and its input/state gradient buffers.
+template <typename T>
+void check_gradient_buffers(const RnnShape& s, const In<T>& d_out, const In<T>& d_hn, const In<T>& d_cn,
+                            const Out<T>& dx, const Out<T>& d_h0, const Out<T>& d_c0) {
+  const index_t LD = s.L * s.D;
+  expect_shape("d_out", d_out, {s.T, s.B, s.D * s.P});
+  expect_shape("d_hn", d_hn, {LD, s.B, s.P});
+  expect_shape("dx", dx, {s.T, s.B, s.I});
+  expect_shape("d_h0", d_h0, {LD, s.B, s.P});
+  if (s.lstm) {
+    expect_shape("d_cn", d_cn, {LD, s.B, s.H});
+    expect_shape("d_c0", d_c0, {LD, s.B, s.H});
+  }
+}
+
 }  // namespace bind_checks
 }  // namespace lstmkit

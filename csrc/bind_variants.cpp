@@ -167,14 +167,7 @@ void variant_backward(const std::string& mode, index_t num_layers, bool bidirect
   const lstmkit::RnnShape& s = a.s;
   const VariantArgs<T> v = check_variants(s, options, extra, m_rd, m_zc, m_zh);
   const index_t LD = s.L * s.D;
-  expect_shape("d_out", d_out, {s.T, s.B, s.D * s.P});
-  expect_shape("d_hn", d_hn, {LD, s.B, s.P});
-  expect_shape("dx", dx, {s.T, s.B, s.I});
-  expect_shape("d_h0", d_h0, {LD, s.B, s.P});
-  if (s.lstm) {
-    expect_shape("d_cn", d_cn, {LD, s.B, s.H});
-    expect_shape("d_c0", d_c0, {LD, s.B, s.H});
-  }
+  check_gradient_buffers(s, d_out, d_hn, d_cn, dx, d_h0, d_c0);
   auto same_shapes = [](const char* name, const std::vector<In<T>>& ws, const std::vector<Out<T>>& gs) {
     if (gs.size() != ws.size())
       throw std::invalid_argument(std::string(name) + ": expected " + std::to_string(ws.size()) + " arrays, got " +
