@@ -61,6 +61,11 @@ def available() -> bool:
     return _engine is not None
 
 
+def supports(config) -> bool:
+    """True when the engine computes ``config``: the plain cells; variant options run on the reference."""
+    return config.is_plain
+
+
 def isa() -> str:
     """The instruction-set path the kernels use: "scalar" (SSE2 baseline), "avx2" or "avx512"."""
     return _require_engine().isa()

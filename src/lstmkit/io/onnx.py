@@ -73,6 +73,7 @@ def to_onnx(model, *, streaming: bool = False, lengths: bool = False, initial_st
 
     layer = as_layer(model)
     config, params, cell = unpack(layer)
+    config.refuse_variants("to_onnx: this exporter")
     streaming = streaming or cell
     if streaming and config.bidirectional:
         raise ValueError("streaming: a bidirectional RNN needs the whole sequence; export it with streaming=False")
