@@ -166,23 +166,24 @@ def _one_step(config, x, state, seed=0):
     return w, variants.Cell(config).cell_forward(x, state, w)[0]
 
 
-def test_input_forget_couples_f_to_one_minus_i():
+def _lstm_step_by_hand(**option):
+    """One variant LSTM step from a random state, and its plain pre-activations z (B, 4H) computed by hand."""
     rng = np.random.default_rng(1)
-    config = RNNConfig("LSTM", 3, 4, input_forget=True)
     x, h, c = rng.standard_normal((2, 3)), rng.standard_normal((2, 4)), rng.standard_normal((2, 4))
-    w, (h_new, c_new) = _one_step(config, x, (h, c))
+    w, (h_new, c_new) = _one_step(RNNConfig("LSTM", 3, 4, **option), x, (h, c))
     z = x @ w["weight_ih"].T + h @ w["weight_hh"].T + w["bias_ih"] + w["bias_hh"]
+    return w, c, z, h_new, c_new
+
+
+def test_input_forget_couples_f_to_one_minus_i():
+    w, c, z, h_new, c_new = _lstm_step_by_hand(input_forget=True)
     i, g = sigmoid(z[:, :4]), np.tanh(z[:, 8:12])
     np.testing.assert_allclose(c_new, (1 - i) * c + i * g, rtol=1e-13)
     np.testing.assert_allclose(h_new, sigmoid(z[:, 12:]) * np.tanh(c_new), rtol=1e-13)
 
 
 def test_peephole_lets_the_gates_see_the_cell():
-    rng = np.random.default_rng(2)
-    config = RNNConfig("LSTM", 3, 4, peephole=True)
-    x, h, c = rng.standard_normal((2, 3)), rng.standard_normal((2, 4)), rng.standard_normal((2, 4))
-    w, (h_new, c_new) = _one_step(config, x, (h, c))
-    z = x @ w["weight_ih"].T + h @ w["weight_hh"].T + w["bias_ih"] + w["bias_hh"]
+    w, c, z, h_new, c_new = _lstm_step_by_hand(peephole=True)
     p_i, p_f, p_o = np.split(w["peephole"], 3)
     i, f, g = sigmoid(z[:, :4] + p_i * c), sigmoid(z[:, 4:8] + p_f * c), np.tanh(z[:, 8:12])
     np.testing.assert_allclose(c_new, f * c + i * g, rtol=1e-13)
