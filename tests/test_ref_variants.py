@@ -240,6 +240,9 @@ def test_activation_derivatives_match_finite_differences(name):
     y = activations.apply(spec, z)
     numeric = (activations.apply(spec, z + 1e-6) - activations.apply(spec, z - 1e-6)) / 2e-6
     np.testing.assert_allclose(activations.derivative(spec, z, y), numeric, rtol=1e-6, atol=1e-8)
+    z32 = z.astype(np.float32)  # float32 stays float32, forward and derivative
+    y32 = activations.apply(spec, z32)
+    assert y32.dtype == np.float32 and activations.derivative(spec, z32, y32).dtype == np.float32
 
 
 def test_activation_values_and_right_hand_kinks():
