@@ -78,7 +78,7 @@ def test_float32_stays_float32_with_every_option(mode):
     layer = getattr(lstmkit, mode)(3, 4, seed=0, **OPTIONS[mode])
     out, _ = layer(np.ones((2, 1, 3), np.float32))
     grads = layer.backward(np.ones_like(out))
-    assert out.dtype == grads.input.dtype == np.float32 and {g.dtype for g in grads.params.values()} == {np.float32}
+    assert out.dtype == grads.input.dtype == np.float32 and {g.dtype for g in grads.params.values()} == {np.dtype(np.float32)}
 
 
 def test_repr_and_summary_show_the_options():
