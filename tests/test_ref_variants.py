@@ -3,6 +3,7 @@ option alone and combined, the plain case unchanged, a few equations checked by 
 they compute the same function, and the config's checks and normalisation."""
 import json
 import os
+import zlib
 
 import numpy as np
 import pytest
@@ -38,10 +39,11 @@ SWEEP = [
     dict(mode="GRU", linear_before_reset=False, recurrent_dropout=0.3, zoneout=(0.0, 0.2), clip=0.7),
     dict(mode="GRU", layer_norm=True, zoneout=(0.0, 0.3), recurrent_dropout=0.2, activations=("HardSigmoid", "Elu")),
 ]
-# each activation as the LSTM's cell and hidden function and as the GRU's gate function (an unbounded
-# function in the LSTM's gates makes c grow without bound, beyond what finite differences can check)
+# each activation as the LSTM's cell and hidden function and as the GRU's cell function (an unbounded
+# function as a gate makes the state grow without bound, beyond what finite differences check to 1e-6;
+# the gate position runs the same table, and every derivative is checked on its own below)
 EACH_ACTIVATION = [dict(mode="LSTM", activations=("Sigmoid", name, name)) for name in ACTIVATION_NAMES]
-EACH_ACTIVATION += [dict(mode="GRU", activations=(name, "Tanh"), bias=False) for name in ACTIVATION_NAMES]
+EACH_ACTIVATION += [dict(mode="GRU", activations=("Sigmoid", name), bias=False) for name in ACTIVATION_NAMES]
 MASKED = [s for s in SWEEP if "zoneout" in s or "recurrent_dropout" in s]  # where training differs from eval
 BPTT_CASES = ([(s, True) for s in SWEEP] + [(s, False) for s in MASKED]
               + [pytest.param(s, True, marks=pytest.mark.slow) for s in EACH_ACTIVATION])
@@ -63,7 +65,7 @@ def random_params(config, rng):
 @pytest.mark.parametrize("spec,training", BPTT_CASES,
                          ids=lambda v: spec_id(v) if isinstance(v, dict) else ("train" if v else "eval"))
 def test_bptt_matches_finite_differences(spec, training):
-    rng = np.random.default_rng(abs(hash(spec_id(spec))) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(spec_id(spec).encode()))  # str hash() changes per process
     config = RNNConfig(input_size=3, hidden_size=5, num_layers=2, bidirectional=True, **spec)
     params = random_params(config, rng)
     T, B = 3, 3
