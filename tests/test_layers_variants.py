@@ -71,8 +71,14 @@ def test_variant_layers_run_the_reference_whatever_the_backend():
     assert not engine.supports(layer.config) and engine.supports(lstmkit.LSTM(3, 4, forget_bias=1.0).config)
     layer(np.ones((2, 1, 3), np.float32))
     assert layer._last[4] is not None  # the reference's cache: backward runs the reference too
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_float32_stays_float32_with_every_option(mode):
+    layer = getattr(lstmkit, mode)(3, 4, seed=0, **OPTIONS[mode])
     out, _ = layer(np.ones((2, 1, 3), np.float32))
-    assert out.dtype == np.float32 and layer.backward(np.ones_like(out)).params["peephole_l0"].dtype == np.float32
+    grads = layer.backward(np.ones_like(out))
+    assert out.dtype == grads.input.dtype == np.float32 and {g.dtype for g in grads.params.values()} == {np.dtype(np.float32)}
 
 
 def test_repr_and_summary_show_the_options():
