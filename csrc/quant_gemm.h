@@ -24,8 +24,12 @@ namespace LSTMKIT_ISA {
 
 // Columns per panel: one zmm of int32 / float32 accumulators, two ymm.
 constexpr index_t kQNR = 16;
-// Rows per register tile (accumulators: rows × 16 columns).
-constexpr int kQMR = LSTMKIT_QKIND == 3 ? 8 : 4;
+// Rows per register tile (accumulators: rows × 16 columns), int8 and bf16.
+#ifndef LSTMKIT_Q_XOR
+#define LSTMKIT_Q_XOR 1
+#endif
+constexpr int kQMR = LSTMKIT_QKIND == 3 ? 8 : (LSTMKIT_QKIND == 1 && LSTMKIT_Q_XOR) ? 2 : 4;
+constexpr int kBMR = LSTMKIT_QKIND == 3 ? 8 : 6;
 // Row block of A kept in L2 while the panels sweep it.
 constexpr index_t kQMC = 96;
 
@@ -114,6 +118,7 @@ inline void quantize_row_u7(const float* a, index_t K, index_t Kp, uint8_t* q, f
 //   colsum: [N] Σ_k w_q[n, k], which removes the activations' zero point from the integer sum.
 class Int8Weights {
  public:
+  static constexpr int MR = kQMR;
   Int8Weights() = default;
   // w: [n, k] row-major, row stride ldw.
   Int8Weights(const float* w, index_t n, index_t k, index_t ldw) : n_(n), k_(k), k4_((k + 3) / 4) {
@@ -185,12 +190,9 @@ void Int8Weights::tile(const QuantRows& r, index_t m, const int8_t* panel, index
     }
   }
   for (int i = 0; i < ROWS; ++i) _mm512_store_si512(acc[i], v[i]);
-#elif LSTMKIT_QKIND >= 1
+#elif LSTMKIT_QKIND == 2
   __m256i v[ROWS][2];
   for (int i = 0; i < ROWS; ++i) v[i][0] = v[i][1] = _mm256_setzero_si256();
-#if LSTMKIT_QKIND == 1
-  const __m256i ones = _mm256_set1_epi16(1);
-#endif
   for (index_t k4 = 0; k4 < k4_; ++k4) {
     const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64));
     const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64 + 32));
@@ -198,13 +200,72 @@ void Int8Weights::tile(const QuantRows& r, index_t m, const int8_t* panel, index
       int32_t a4;
       std::memcpy(&a4, q + i * Kp + 4 * k4, 4);
       const __m256i a = _mm256_set1_epi32(a4);
-#if LSTMKIT_QKIND == 2
       v[i][0] = _mm256_dpbusd_avx_epi32(v[i][0], a, w0);
       v[i][1] = _mm256_dpbusd_avx_epi32(v[i][1], a, w1);
-#else  // u7 · s8 pair sums fit int16 exactly (no saturation), then pairs → int32
+    }
+  }
+  for (int i = 0; i < ROWS; ++i) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i]), v[i][0]);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i] + 8), v[i][1]);
+  }
+#elif LSTMKIT_QKIND == 1 && LSTMKIT_Q_XOR
+  // vpmaddubsw gives two int16 sums per 32-bit lane, hi (bits 31..16) and lo (15..0), both signed (u7 ·
+  // s8 pairs never saturate). Widening them with vpmaddwd(t, 1) would be a second multiply, and on Zen 2
+  // both multiplies share one pipe; instead keep two int32 sums per lane, with adds and shifts that run
+  // on the other pipes: Σ (t >> 16) = Σ hi (arithmetic shift), and Σ (t ^ 2^15) = 2^16·Σ hi + Σ lo +
+  // 2^15·K4 modulo 2^32 (the xor turns lo into lo + 2^15 ≥ 0 without a carry), from which Σ lo is
+  // exact because |Σ lo| < 2^31 (K below 266 000). The lane's sum is Σ hi + Σ lo.
+  __m256i hs[ROWS][2], ts[ROWS][2];
+  const __m256i flip = _mm256_set1_epi32(1 << 15);
+  {
+    // Named accumulators (at most 2 rows): gcc keeps them in registers, arrays it spills.
+    __m256i h00 = _mm256_setzero_si256(), h01 = h00, h10 = h00, h11 = h00, t00 = h00, t01 = h00, t10 = h00, t11 = h00;
+    const uint8_t* q1 = q + (ROWS > 1 ? Kp : 0);
+    for (index_t k4 = 0; k4 < k4_; ++k4) {
+      const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64));
+      const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64 + 32));
+      int32_t a4;
+      std::memcpy(&a4, q + 4 * k4, 4);
+      __m256i a = _mm256_set1_epi32(a4);
+      __m256i x0 = _mm256_maddubs_epi16(a, w0), x1 = _mm256_maddubs_epi16(a, w1);
+      t00 = _mm256_add_epi32(t00, _mm256_xor_si256(x0, flip));
+      t01 = _mm256_add_epi32(t01, _mm256_xor_si256(x1, flip));
+      h00 = _mm256_add_epi32(h00, _mm256_srai_epi32(x0, 16));
+      h01 = _mm256_add_epi32(h01, _mm256_srai_epi32(x1, 16));
+      if (ROWS > 1) {
+        std::memcpy(&a4, q1 + 4 * k4, 4);
+        a = _mm256_set1_epi32(a4);
+        x0 = _mm256_maddubs_epi16(a, w0), x1 = _mm256_maddubs_epi16(a, w1);
+        t10 = _mm256_add_epi32(t10, _mm256_xor_si256(x0, flip));
+        t11 = _mm256_add_epi32(t11, _mm256_xor_si256(x1, flip));
+        h10 = _mm256_add_epi32(h10, _mm256_srai_epi32(x0, 16));
+        h11 = _mm256_add_epi32(h11, _mm256_srai_epi32(x1, 16));
+      }
+    }
+    hs[0][0] = h00, hs[0][1] = h01, ts[0][0] = t00, ts[0][1] = t01;
+    if (ROWS > 1) hs[ROWS - 1][0] = h10, hs[ROWS - 1][1] = h11, ts[ROWS - 1][0] = t10, ts[ROWS - 1][1] = t11;
+  }
+  // Unsigned arithmetic: the sums wrap modulo 2^32 by design.
+  const __m256i bias = _mm256_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(k4_) << 15));
+  for (int i = 0; i < ROWS; ++i)
+    for (int u = 0; u < 2; ++u) {
+      const __m256i lo = _mm256_sub_epi32(_mm256_sub_epi32(ts[i][u], _mm256_slli_epi32(hs[i][u], 16)), bias);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i] + 8 * u), _mm256_add_epi32(hs[i][u], lo));
+    }
+#elif LSTMKIT_QKIND == 1
+  // u7 · s8 pair sums fit int16 exactly (no saturation); vpmaddwd with ones widens pairs to int32.
+  __m256i v[ROWS][2];
+  for (int i = 0; i < ROWS; ++i) v[i][0] = v[i][1] = _mm256_setzero_si256();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (index_t k4 = 0; k4 < k4_; ++k4) {
+    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64));
+    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64 + 32));
+    for (int i = 0; i < ROWS; ++i) {
+      int32_t a4;
+      std::memcpy(&a4, q + i * Kp + 4 * k4, 4);
+      const __m256i a = _mm256_set1_epi32(a4);
       v[i][0] = _mm256_add_epi32(v[i][0], _mm256_madd_epi16(_mm256_maddubs_epi16(a, w0), ones));
       v[i][1] = _mm256_add_epi32(v[i][1], _mm256_madd_epi16(_mm256_maddubs_epi16(a, w1), ones));
-#endif
     }
   }
   for (int i = 0; i < ROWS; ++i) {
@@ -230,7 +291,16 @@ void Int8Weights::tile(const QuantRows& r, index_t m, const int8_t* panel, index
     const float sa = r.scale[m + i];
     const int32_t zp = r.zp[m + i];
     float* ci = c + i * ldc;
-    for (int j = 0; j < cols; ++j) ci[j] += (sa * sw[j]) * static_cast<float>(acc[i][j] - zp * cs[j]);
+    int j = 0;
+#if LSTMKIT_QKIND >= 1
+    for (; j + 8 <= cols; j += 8) {
+      const __m256i iv = _mm256_sub_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(acc[i] + j)),
+                                          _mm256_mullo_epi32(_mm256_set1_epi32(zp), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cs + j))));
+      const __m256 s = _mm256_mul_ps(_mm256_set1_ps(sa), _mm256_loadu_ps(sw + j));
+      _mm256_storeu_ps(ci + j, _mm256_add_ps(_mm256_loadu_ps(ci + j), _mm256_mul_ps(s, _mm256_cvtepi32_ps(iv))));
+    }
+#endif
+    for (; j < cols; ++j) ci[j] += (sa * sw[j]) * static_cast<float>(acc[i][j] - zp * cs[j]);
   }
 }
 
@@ -251,18 +321,22 @@ inline void Int8Weights::gemm_acc(index_t m0, index_t M, const QuantRows& r, flo
 
 // ---- bf16 -------------------------------------------------------------------------------------------
 
-// W [N, K] float32 → bfloat16 (nearest even), packed:
-//   data: [panels, K2, 16, 2] for each pair of inputs, the 2 values of each column contiguous (the
-//         vdpbf16ps operand; on AVX2 the even input is the low half of a 32-bit lane, the odd one
-//         the high half), zero past N and K.
+// W [N, K] float32 → bfloat16 (nearest even), packed in panels of 16 columns, zero past N and K:
+//   AVX-512 BF16: [panels, K2, 16, 2] for each pair of inputs the 2 values of each column contiguous
+//                 (the vdpbf16ps operand; K2 = K rounded up to 2, halved);
+//   otherwise:    [panels, K, 16] like the float panels (gemm.h), widened to float32 in the kernel by a
+//                 zero-extension and a 16-bit shift.
 class Bf16Weights {
  public:
+  static constexpr int MR = kBMR;
+  static constexpr index_t kPair = LSTMKIT_QKIND == 3 ? 2 : 1;  // inputs per column group
+
   Bf16Weights() = default;
-  Bf16Weights(const float* w, index_t n, index_t k, index_t ldw) : n_(n), k_(k), k2_((k + 1) / 2) {
-    data_.assign(static_cast<size_t>(panels() * k2_ * kQNR * 2), uint16_t(0));
+  Bf16Weights(const float* w, index_t n, index_t k, index_t ldw) : n_(n), k_(k), kg_((k + kPair - 1) / kPair) {
+    data_.assign(static_cast<size_t>(panels() * kg_ * kQNR * kPair), uint16_t(0));
     for (index_t i = 0; i < n; ++i) {
-      uint16_t* dst = data_.data() + (i / kQNR) * k2_ * kQNR * 2 + (i % kQNR) * 2;
-      for (index_t kk = 0; kk < k; ++kk) dst[(kk / 2) * kQNR * 2 + kk % 2] = to_bf16(w[i * ldw + kk]);
+      uint16_t* dst = data_.data() + (i / kQNR) * kg_ * kQNR * kPair + (i % kQNR) * kPair;
+      for (index_t kk = 0; kk < k; ++kk) dst[(kk / kPair) * kQNR * kPair + kk % kPair] = to_bf16(w[i * ldw + kk]);
     }
   }
   index_t n() const { return n_; }
@@ -275,7 +349,7 @@ class Bf16Weights {
     r.a = A;
     r.lda = lda;
 #if LSTMKIT_QKIND == 3  // vdpbf16ps multiplies bf16 by bf16: round the rows too
-    const index_t Kp = 2 * k2_;
+    const index_t Kp = 2 * kg_;
     if (r.bf.size() < static_cast<size_t>(M * Kp)) r.bf.resize(static_cast<size_t>(M * Kp));
     for (index_t m = 0; m < M; ++m) {
       uint16_t* dst = r.bf.data() + m * Kp;
@@ -286,7 +360,7 @@ class Bf16Weights {
   }
 
   void gemm_acc(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0, index_t p1) const {
-    const index_t panel_size = k2_ * kQNR * 2;
+    const index_t panel_size = kg_ * kQNR * kPair;
     for (index_t b0 = 0; b0 < M; b0 += kQMC) {
       const index_t mb = std::min(kQMC, M - b0);
       for (index_t p = p0; p < p1; ++p) {
@@ -294,21 +368,30 @@ class Bf16Weights {
         float* c = C + b0 * ldc + p * kQNR;
         const int cols = static_cast<int>(std::min<index_t>(kQNR, n_ - p * kQNR));
         index_t i = 0;
-        for (; i + kQMR <= mb; i += kQMR) tile<kQMR>(r, m0 + b0 + i, panel, c + i * ldc, ldc, cols);
-        for (; i < mb; ++i) tile<1>(r, m0 + b0 + i, panel, c + i * ldc, ldc, cols);
+        for (; i + kBMR <= mb; i += kBMR) tile<kBMR>(r, m0 + b0 + i, panel, c + i * ldc, ldc, cols);
+        if (i < mb) tail<kBMR - 1>(static_cast<int>(mb - i), r, m0 + b0 + i, panel, c + i * ldc, ldc, cols);
       }
     }
   }
 
  private:
+  // The last rows < MR of a block in one tile of their own (a 1-row tile would be latency bound).
+  template <int R>
+  void tail(int rows, const QuantRows& r, index_t m, const uint16_t* panel, float* c, index_t ldc, int cols) const {
+    if constexpr (R > 0) {
+      if (rows == R) return tile<R>(r, m, panel, c, ldc, cols);
+      tail<R - 1>(rows, r, m, panel, c, ldc, cols);
+    }
+  }
+
   template <int ROWS>
   void tile(const QuantRows& r, index_t m, const uint16_t* panel, float* c, index_t ldc, int cols) const {
     alignas(64) float acc[ROWS][kQNR];
 #if LSTMKIT_QKIND == 3
-    const index_t Kp = 2 * k2_;
+    const index_t Kp = 2 * kg_;
     __m512 v[ROWS];
     for (int i = 0; i < ROWS; ++i) v[i] = _mm512_setzero_ps();
-    for (index_t k2 = 0; k2 < k2_; ++k2) {
+    for (index_t k2 = 0; k2 < kg_; ++k2) {
       const __m512i w = _mm512_loadu_si512(panel + k2 * 32);
       for (int i = 0; i < ROWS; ++i) {
         int32_t a2;
@@ -318,28 +401,19 @@ class Bf16Weights {
     }
     for (int i = 0; i < ROWS; ++i) _mm512_store_ps(acc[i], v[i]);
 #elif LSTMKIT_QKIND >= 1
+    // The float micro-kernel (gemm.h) with each panel row widened from bf16 first.
     const float* a = r.a + m * r.lda;
     const index_t lda = r.lda;
-    const __m256i high = _mm256_set1_epi32(static_cast<int32_t>(0xffff0000u));
     __m256 v[ROWS][2];
     for (int i = 0; i < ROWS; ++i) v[i][0] = v[i][1] = _mm256_setzero_ps();
-    const index_t full = k_ / 2;  // pairs with both inputs present
-    for (index_t k2 = 0; k2 < k2_; ++k2) {
-      const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k2 * 32));
-      const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k2 * 32 + 16));
-      const __m256 e0 = _mm256_castsi256_ps(_mm256_slli_epi32(w0, 16));  // even input, columns 0..7
-      const __m256 o0 = _mm256_castsi256_ps(_mm256_and_si256(w0, high));  // odd input
-      const __m256 e1 = _mm256_castsi256_ps(_mm256_slli_epi32(w1, 16));
-      const __m256 o1 = _mm256_castsi256_ps(_mm256_and_si256(w1, high));
+    for (index_t k = 0; k < k_; ++k) {
+      const __m128i* src = reinterpret_cast<const __m128i*>(panel + k * kQNR);
+      const __m256 w0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(src)), 16));
+      const __m256 w1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(src + 1)), 16));
       for (int i = 0; i < ROWS; ++i) {
-        const __m256 ae = _mm256_set1_ps(a[i * lda + 2 * k2]);
-        v[i][0] = _mm256_fmadd_ps(ae, e0, v[i][0]);
-        v[i][1] = _mm256_fmadd_ps(ae, e1, v[i][1]);
-        if (k2 < full) {
-          const __m256 ao = _mm256_set1_ps(a[i * lda + 2 * k2 + 1]);
-          v[i][0] = _mm256_fmadd_ps(ao, o0, v[i][0]);
-          v[i][1] = _mm256_fmadd_ps(ao, o1, v[i][1]);
-        }
+        const __m256 av = _mm256_set1_ps(a[i * lda + k]);
+        v[i][0] = _mm256_fmadd_ps(av, w0, v[i][0]);
+        v[i][1] = _mm256_fmadd_ps(av, w1, v[i][1]);
       }
     }
     for (int i = 0; i < ROWS; ++i) _mm256_store_ps(acc[i], v[i][0]), _mm256_store_ps(acc[i] + 8, v[i][1]);
@@ -348,10 +422,10 @@ class Bf16Weights {
     for (int i = 0; i < ROWS; ++i)
       for (index_t j = 0; j < kQNR; ++j) acc[i][j] = 0.f;
     for (index_t kk = 0; kk < k_; ++kk) {
-      const uint16_t* w = panel + (kk / 2) * kQNR * 2 + kk % 2;
+      const uint16_t* w = panel + kk * kQNR;
       for (int i = 0; i < ROWS; ++i) {
         const float av = a[i * r.lda + kk];
-        for (index_t j = 0; j < kQNR; ++j) acc[i][j] += av * from_bf16(w[2 * j]);
+        for (index_t j = 0; j < kQNR; ++j) acc[i][j] += av * from_bf16(w[j]);
       }
     }
 #endif
@@ -359,7 +433,7 @@ class Bf16Weights {
       for (int j = 0; j < cols; ++j) c[i * ldc + j] += acc[i][j];
   }
 
-  index_t n_ = 0, k_ = 0, k2_ = 0;
+  index_t n_ = 0, k_ = 0, kg_ = 0;  // kg_: groups of kPair inputs
   std::vector<uint16_t> data_;
 };
 

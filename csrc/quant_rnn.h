@@ -144,7 +144,8 @@ class QuantRnn final : public QuantRnnBase {
           }
         };
         if (batch_split(B, H, G, P)) {
-          parallel_for((B + kQMR - 1) / kQMR, [&](index_t b, index_t e) { run_rows(b * kQMR, std::min(B, e * kQMR)); });
+          constexpr index_t MR = W::MR;
+          parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) { run_rows(b * MR, std::min(B, e * MR)); });
         } else {
           run_rows(0, B);
         }
