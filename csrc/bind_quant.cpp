@@ -7,6 +7,7 @@
 #include <nanobind/stl/vector.h>
 
 #include <cstdlib>
+#include <initializer_list>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -64,45 +65,54 @@ void expect(const char* name, const A& a, std::initializer_list<index_t> dims) {
   if (!ok) throw std::invalid_argument(std::string(name) + ": wrong shape");
 }
 
+// The shape of a model and pointers to its weights, checked: per layer and direction (layer-major)
+// w_ih, w_hh, then b_ih, b_hh when has_bias, then w_hr when proj_size > 0 (engine.native_weights'
+// order), float32. s.T and s.B are left for the caller.
+lstmkit::RnnShape checked_model(const std::string& mode, index_t num_layers, bool bidirectional, index_t input_size,
+                                index_t hidden_size, index_t proj_size, bool has_bias, const std::vector<In>& weights,
+                                std::vector<lstmkit::CellWeights<float>>& cells) {
+  lstmkit::RnnShape s;
+  if (mode != "LSTM" && mode != "GRU") throw std::invalid_argument("mode: expected 'LSTM' or 'GRU'");
+  s.lstm = mode == "LSTM";
+  if (num_layers < 1 || input_size < 1 || hidden_size < 1)
+    throw std::invalid_argument("num_layers, input_size, hidden_size: expected >= 1");
+  if (proj_size < 0 || proj_size >= hidden_size || (proj_size && !s.lstm))
+    throw std::invalid_argument("proj_size: expected 0, or in [1, hidden_size) for an LSTM");
+  s.I = input_size, s.H = hidden_size, s.P = proj_size ? proj_size : hidden_size;
+  s.L = num_layers, s.D = bidirectional ? 2 : 1;
+  const index_t G = s.gates(), LD = s.L * s.D;
+  const size_t per_cell = 2 + (has_bias ? 2 : 0) + (proj_size ? 1 : 0);
+  if (weights.size() != per_cell * static_cast<size_t>(LD)) throw std::invalid_argument("weights: wrong count");
+  cells.assign(static_cast<size_t>(LD), lstmkit::CellWeights<float>{});
+  for (index_t k = 0; k < LD; ++k) {
+    const In* w = weights.data() + k * per_cell;
+    expect("weights (w_ih)", w[0], {G * s.H, k < s.D ? s.I : s.D * s.P});
+    expect("weights (w_hh)", w[1], {G * s.H, s.P});
+    cells[k].w_ih = w[0].data();
+    cells[k].w_hh = w[1].data();
+    size_t next = 2;
+    if (has_bias) {
+      expect("weights (b_ih)", w[2], {G * s.H});
+      expect("weights (b_hh)", w[3], {G * s.H});
+      cells[k].b_ih = w[2].data();
+      cells[k].b_hh = w[3].data();
+      next = 4;
+    }
+    if (proj_size) {
+      expect("weights (w_hr)", w[next], {s.P, s.H});
+      cells[k].w_hr = w[next].data();
+    }
+  }
+  return s;
+}
+
 class PyQuantRnn {
  public:
-  // weights: per layer and direction (layer-major) w_ih, w_hh, then b_ih, b_hh when has_bias, then w_hr
-  // when proj_size > 0 (engine.native_weights' order), float32.
   PyQuantRnn(const std::string& mode, index_t num_layers, bool bidirectional, index_t input_size, index_t hidden_size,
              index_t proj_size, bool has_bias, const std::string& dtype, std::vector<In> weights) {
-    lstmkit::RnnShape& s = s_;
-    if (mode != "LSTM" && mode != "GRU") throw std::invalid_argument("mode: expected 'LSTM' or 'GRU'");
-    s.lstm = mode == "LSTM";
-    if (num_layers < 1 || input_size < 1 || hidden_size < 1)
-      throw std::invalid_argument("num_layers, input_size, hidden_size: expected >= 1");
-    if (proj_size < 0 || proj_size >= hidden_size || (proj_size && !s.lstm))
-      throw std::invalid_argument("proj_size: expected 0, or in [1, hidden_size) for an LSTM");
-    s.I = input_size, s.H = hidden_size, s.P = proj_size ? proj_size : hidden_size;
-    s.L = num_layers, s.D = bidirectional ? 2 : 1;
-    const index_t G = s.gates(), LD = s.L * s.D;
-    const size_t per_cell = 2 + (has_bias ? 2 : 0) + (proj_size ? 1 : 0);
-    if (weights.size() != per_cell * static_cast<size_t>(LD)) throw std::invalid_argument("weights: wrong count");
-    std::vector<lstmkit::CellWeights<float>> cells(static_cast<size_t>(LD));
-    for (index_t k = 0; k < LD; ++k) {
-      const In* w = weights.data() + k * per_cell;
-      expect("weights (w_ih)", w[0], {G * s.H, k < s.D ? s.I : s.D * s.P});
-      expect("weights (w_hh)", w[1], {G * s.H, s.P});
-      cells[k].w_ih = w[0].data();
-      cells[k].w_hh = w[1].data();
-      size_t next = 2;
-      if (has_bias) {
-        expect("weights (b_ih)", w[2], {G * s.H});
-        expect("weights (b_hh)", w[3], {G * s.H});
-        cells[k].b_ih = w[2].data();
-        cells[k].b_hh = w[3].data();
-        next = 4;
-      }
-      if (proj_size) {
-        expect("weights (w_hr)", w[next], {s.P, s.H});
-        cells[k].w_hr = w[next].data();
-      }
-    }
-    impl_.reset(g_quant->make_rnn(s, cells.data(), parse_type(dtype)));  // quantises and packs copies
+    std::vector<lstmkit::CellWeights<float>> cells;
+    s_ = checked_model(mode, num_layers, bidirectional, input_size, hidden_size, proj_size, has_bias, weights, cells);
+    impl_.reset(g_quant->make_rnn(s_, cells.data(), parse_type(dtype)));  // quantises and packs copies
   }
 
   // x (T, B, I), h0 (L·D, B, P), c0 (L·D, B, H) | None, lengths (B,) | None -> out, h_n, c_n | None
@@ -133,6 +143,43 @@ class PyQuantRnn {
   std::unique_ptr<lstmkit::QuantRnnBase> impl_;
 };
 
+// Streaming state of a quantised unidirectional model (lstmkit.stream.Stream drives it). Steps keep the
+// GIL: a stream is one caller's, and holding it makes concurrent use from two threads safe.
+class PyQuantStream {
+ public:
+  PyQuantStream(const std::string& mode, index_t num_layers, index_t input_size, index_t hidden_size, index_t proj_size,
+                bool has_bias, index_t batch, std::vector<In> weights, const std::string& dtype) {
+    std::vector<lstmkit::CellWeights<float>> cells;
+    s_ = checked_model(mode, num_layers, false, input_size, hidden_size, proj_size, has_bias, weights, cells);
+    if (batch < 1) throw std::invalid_argument("batch: expected >= 1");
+    s_.B = batch;
+    impl_.reset(g_quant->make_stream(s_, cells.data(), parse_type(dtype)));
+  }
+  void step(In x, Out out) {
+    expect("x", x, {s_.B, s_.I});
+    expect("out", out, {s_.B, s_.P});
+    impl_->step(x.data(), out.data());
+  }
+  void reset() { impl_->reset(); }
+  void get_state(Out h, Out c) {
+    check_state(h, c);
+    impl_->get_state(h.data(), s_.lstm ? c.data() : nullptr);
+  }
+  void set_state(In h, In c) {
+    check_state(h, c);
+    impl_->set_state(h.data(), s_.lstm ? c.data() : nullptr);
+  }
+
+ private:
+  template <typename A, typename C>
+  void check_state(const A& h, const C& c) const {
+    expect("h", h, {s_.L, s_.B, s_.P});
+    if (s_.lstm) expect("c", c, {s_.L, s_.B, s_.H});
+  }
+  lstmkit::RnnShape s_;
+  std::unique_ptr<lstmkit::StreamBase<float>> impl_;
+};
+
 // y (M, N) = x (M, K) · w (N, K)ᵀ through one quantised product.
 void quant_linear(const std::string& dtype, In x, In w, Out y) {
   if (x.ndim() != 2 || w.ndim() != 2 || x.shape(1) != w.shape(1)) throw std::invalid_argument("x, w: wrong shapes");
@@ -158,6 +205,16 @@ void bind_quantized(nb::module_& m, const std::string& float_isa) {
            nb::arg("c0").noconvert().none(), nb::arg("lengths").noconvert().none(), nb::arg("out").noconvert(),
            nb::arg("h_n").noconvert(), nb::arg("c_n").noconvert().none())
       .def_prop_ro("weight_bytes", &PyQuantRnn::weight_bytes);
+  nb::class_<PyQuantStream>(m, "QuantizedStream", "Streaming state of a quantised RNN. Use QuantizedRNN.stream.")
+      .def(nb::init<const std::string&, index_t, index_t, index_t, index_t, bool, index_t, std::vector<In>,
+                    const std::string&>(),
+           nb::arg("mode"), nb::arg("num_layers"), nb::arg("input_size"), nb::arg("hidden_size"),
+           nb::arg("proj_size"), nb::arg("has_bias"), nb::arg("batch"), nb::arg("weights").noconvert(),
+           nb::arg("dtype"))
+      .def("step", &PyQuantStream::step, nb::arg("x").noconvert(), nb::arg("out").noconvert())
+      .def("reset", &PyQuantStream::reset)
+      .def("get_state", &PyQuantStream::get_state, nb::arg("h").noconvert(), nb::arg("c").noconvert().none())
+      .def("set_state", &PyQuantStream::set_state, nb::arg("h").noconvert(), nb::arg("c").noconvert().none());
   m.def("quant_linear", &quant_linear, nb::arg("dtype"), nb::arg("x").noconvert(), nb::arg("w").noconvert(),
         nb::arg("y").noconvert(), "y = x · wᵀ through one quantised product (a test hook).");
   m.def("quant_isa", [] { return std::string(g_quant->name); }, "The quantised kernels' instruction-set path.");

@@ -39,6 +39,8 @@ struct QuantKernels {
   const char* name;  // "scalar", "avx2", "avxvnni", "avx512"
   // weights: [L·D] (T and B of s unused). The caller owns (deletes) the result.
   QuantRnnBase* (*make_rnn)(const RnnShape& s, const CellWeights<float>* weights, QuantType type);
+  // Streaming state (common.h's StreamBase) of a unidirectional model: s.D = 1, weights [L].
+  StreamBase<float>* (*make_stream)(const RnnShape& s, const CellWeights<float>* weights, QuantType type);
   // y [M, N] = x [M, K] · wᵀ (w [N, K]) through the quantised product alone (no bias): the test hook
   // that shows every path computes the same integers.
   void (*linear)(QuantType type, index_t M, index_t K, index_t N, const float* x, const float* w, float* y);

@@ -53,5 +53,6 @@ _Pragma(LSTMKIT_STR(GCC target(LSTMKIT_TARGET)))
 
 namespace lstmkit {
 extern const QuantKernels LSTMKIT_QTABLE;
-const QuantKernels LSTMKIT_QTABLE = {LSTMKIT_ISA_NAME, &LSTMKIT_ISA::make_quant_rnn, &LSTMKIT_ISA::quant_linear};
+const QuantKernels LSTMKIT_QTABLE = {LSTMKIT_ISA_NAME, &LSTMKIT_ISA::make_quant_rnn, &LSTMKIT_ISA::make_quant_stream,
+                                          &LSTMKIT_ISA::quant_linear};
 }  // namespace lstmkit

@@ -232,3 +232,32 @@ def test_trained_model_keeps_its_accuracy():
     for dtype in QUANT_DTYPES:
         acc = accuracy(lstmkit.quantize(lstm, dtype))
         assert acc >= float_acc - 0.01, (dtype, acc, float_acc)
+
+
+@pytest.mark.parametrize("dtype", QUANT_DTYPES)
+@pytest.mark.parametrize("mode,proj", [("LSTM", 0), ("LSTM", 5), ("GRU", 0)])
+def test_stream_steps_give_the_sequence(dtype, mode, proj):
+    cls = lstmkit.LSTM if mode == "LSTM" else lstmkit.GRU
+    model = cls(6, 20, num_layers=2, seed=4, **({"proj_size": proj} if proj else {})).eval()
+    q = lstmkit.quantize(model, dtype)
+    x = np.random.default_rng(3).standard_normal((15, 3, 6)).astype(np.float32)
+    s = q.stream(batch=3)
+    steps = np.stack([s.step(x[t]) for t in range(15)])
+    out, final = q(x)
+    np.testing.assert_array_equal(steps, out)  # the same kernels, step by step
+    state = s.state
+    for got, want in zip(state, final if isinstance(final, tuple) else (final,)):
+        np.testing.assert_array_equal(got, want)
+    s.reset()
+    assert not s.state[0].any()
+    s.state = state  # round trip: the next step continues the sequence
+    nxt = np.random.default_rng(4).standard_normal((1, 3, 6)).astype(np.float32)
+    np.testing.assert_array_equal(s.step(nxt[0]), q(nxt, final)[0][0])
+    with pytest.raises(ValueError, match=r"x: expected shape \(3, 6\)"):
+        s.step(np.zeros((2, 6), np.float32))
+
+
+def test_stream_refuses_bidirectional():
+    q = lstmkit.quantize(lstmkit.GRU(4, 8, bidirectional=True, seed=0), "int8")
+    with pytest.raises(ValueError, match="bidirectional model cannot be streamed"):
+        q.stream()

@@ -2,6 +2,7 @@
 
     q = lstmkit.quantize(model, dtype="int8")   # lstmkit.LSTM/GRU, lstmkit.torch.LSTM/GRU, torch.nn.LSTM/GRU
     output, (h_n, c_n) = q(x)                   # the float model's call: hx, lengths, batch_first, unbatched
+    s = q.stream(batch=1); y_t = s.step(x_t)    # streaming, as lstmkit.stream
 
 One API for both formats: the result is an inference-only copy of the model (later changes to the model
 do not reach it), with the float model's ``__call__`` shapes. Inputs and states are float32 (the model's
@@ -87,6 +88,14 @@ class QuantizedRNN:
             config.mode, config.num_layers, config.bidirectional, config.input_size, config.hidden_size,
             config.proj_size, config.bias, dtype, weights)  # quantises and packs copies
         self.weight_bytes = int(self._native.weight_bytes)
+        self._params = {k: np.array(v, np.float32) for k, v in params.items()}  # for stream(): a copy
+
+    def stream(self, batch: int = 1):
+        """Streaming inference, one step per call (``lstmkit.stream.Stream``), with this model's format;
+        stepping T times gives what a T-step call gives. Unidirectional models only."""
+        from .stream import Stream
+
+        return Stream(self.config, self._params, batch, quantized=self.dtype)
 
     def __call__(self, x, hx=None, lengths=None):
         """As ``lstmkit.LSTM/GRU.__call__`` in eval mode, float32 in and out.
