@@ -25,10 +25,7 @@ namespace LSTMKIT_ISA {
 // Columns per panel: one zmm of int32 / float32 accumulators, two ymm.
 constexpr index_t kQNR = 16;
 // Rows per register tile (accumulators: rows × 16 columns), int8 and bf16.
-#ifndef LSTMKIT_Q_XOR
-#define LSTMKIT_Q_XOR 1
-#endif
-constexpr int kQMR = LSTMKIT_QKIND == 3 ? 8 : (LSTMKIT_QKIND == 1 && LSTMKIT_Q_XOR) ? 2 : 4;
+constexpr int kQMR = LSTMKIT_QKIND == 3 ? 8 : LSTMKIT_QKIND == 1 ? 2 : 4;
 constexpr int kBMR = LSTMKIT_QKIND == 3 ? 8 : 6;
 // Row block of A kept in L2 while the panels sweep it.
 constexpr index_t kQMC = 96;
@@ -208,7 +205,7 @@ void Int8Weights::tile(const QuantRows& r, index_t m, const int8_t* panel, index
     _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i]), v[i][0]);
     _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i] + 8), v[i][1]);
   }
-#elif LSTMKIT_QKIND == 1 && LSTMKIT_Q_XOR
+#elif LSTMKIT_QKIND == 1
   // vpmaddubsw gives two int16 sums per 32-bit lane, hi (bits 31..16) and lo (15..0), both signed (u7 ·
   // s8 pairs never saturate). Widening them with vpmaddwd(t, 1) would be a second multiply, and on Zen 2
   // both multiplies share one pipe; instead keep two int32 sums per lane, with adds and shifts that run
@@ -252,26 +249,6 @@ void Int8Weights::tile(const QuantRows& r, index_t m, const int8_t* panel, index
       const __m256i lo = _mm256_sub_epi32(_mm256_sub_epi32(ts[i][u], _mm256_slli_epi32(hs[i][u], 16)), bias);
       _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i] + 8 * u), _mm256_add_epi32(hs[i][u], lo));
     }
-#elif LSTMKIT_QKIND == 1
-  // u7 · s8 pair sums fit int16 exactly (no saturation); vpmaddwd with ones widens pairs to int32.
-  __m256i v[ROWS][2];
-  for (int i = 0; i < ROWS; ++i) v[i][0] = v[i][1] = _mm256_setzero_si256();
-  const __m256i ones = _mm256_set1_epi16(1);
-  for (index_t k4 = 0; k4 < k4_; ++k4) {
-    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64));
-    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64 + 32));
-    for (int i = 0; i < ROWS; ++i) {
-      int32_t a4;
-      std::memcpy(&a4, q + i * Kp + 4 * k4, 4);
-      const __m256i a = _mm256_set1_epi32(a4);
-      v[i][0] = _mm256_add_epi32(v[i][0], _mm256_madd_epi16(_mm256_maddubs_epi16(a, w0), ones));
-      v[i][1] = _mm256_add_epi32(v[i][1], _mm256_madd_epi16(_mm256_maddubs_epi16(a, w1), ones));
-    }
-  }
-  for (int i = 0; i < ROWS; ++i) {
-    _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i]), v[i][0]);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i] + 8), v[i][1]);
-  }
 #else
   for (int i = 0; i < ROWS; ++i)
     for (index_t j = 0; j < kQNR; ++j) acc[i][j] = 0;

@@ -30,26 +30,11 @@ template class std::vector<uint8_t>;
 template class std::vector<uint16_t>;
 template class std::vector<int32_t>;
 
-#if defined(LSTMKIT_TARGET)
-#define LSTMKIT_STR_(x) #x
-#define LSTMKIT_STR(x) LSTMKIT_STR_(x)
-#if defined(__clang__)
-_Pragma(LSTMKIT_STR(clang attribute push(__attribute__((target(LSTMKIT_TARGET))), apply_to = function)))
-#elif defined(__GNUC__)
-#pragma GCC push_options
-_Pragma(LSTMKIT_STR(GCC target(LSTMKIT_TARGET)))
-#endif
-#endif
+#include "target_begin.h"
 
 #include "quant_rnn.h"
 
-#if defined(LSTMKIT_TARGET)
-#if defined(__clang__)
-#pragma clang attribute pop
-#elif defined(__GNUC__)
-#pragma GCC pop_options
-#endif
-#endif
+#include "target_end.h"
 
 namespace lstmkit {
 extern const QuantKernels LSTMKIT_QTABLE;
