@@ -80,7 +80,7 @@ inline void quantize_row_u7(const float* a, index_t K, index_t Kp, uint8_t* q, f
 #endif
   for (; k < K; ++k) mn = std::min(mn, a[k]), mx = std::max(mx, a[k]);
   scale = (mx - mn) / 127.f;
-  if (!(scale > 0.f)) {  // an all-zero row
+  if (!(scale > 1e-30f)) {  // an all-zero row (or one so tiny that 1/scale would overflow)
     scale = 1.f;
     zp = 0;
     std::fill(q, q + Kp, uint8_t(0));
