@@ -212,6 +212,7 @@ void Int8Weights::tile(const QuantRows& r, index_t m, const int8_t* panel, index
   // on the other pipes: Σ (t >> 16) = Σ hi (arithmetic shift), and Σ (t ^ 2^15) = 2^16·Σ hi + Σ lo +
   // 2^15·K4 modulo 2^32 (the xor turns lo into lo + 2^15 ≥ 0 without a carry), from which Σ lo is
   // exact because |Σ lo| < 2^31 (K below 266 000). The lane's sum is Σ hi + Σ lo.
+  static_assert(ROWS <= 2, "the AVX2 int8 tile has named accumulators for 2 rows");
   __m256i hs[ROWS][2], ts[ROWS][2];
   const __m256i flip = _mm256_set1_epi32(1 << 15);
   {
