@@ -19,4 +19,4 @@ LIBASAN=$("${CXX:-c++}" -print-file-name=libasan.so)
 # at start-up to intercept C++ exceptions (the glue throws them for bad arguments).
 LIBSTDCXX=$("${CXX:-c++}" -print-file-name=libstdc++.so.6)
 LD_PRELOAD="$LIBASAN $LIBSTDCXX" ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  PYTHONPATH=build/asan/pkg "$PY" -m pytest tests/test_engine_vs_ref.py -q -p no:cacheprovider "$@"
+  PYTHONPATH=build/asan/pkg "$PY" -m pytest tests/test_engine_vs_ref.py tests/test_quantize.py -q -p no:cacheprovider "$@"
