@@ -13,7 +13,9 @@ nn.LSTM called per step with its state, ORT per step with state in/out from lstm
 streaming export); (f) training forward+backward for (a), (b), (c) vs torch autograd (lstmkit: the
 NumPy layer's forward and backward, which run natively); (g) GRU for (a) and (e); (h) variable lengths
 uniform in 10..100 at B=64, H=256, X=64, T=100 (torch: PackedSequence, and padded ignoring the
-lengths; ORT with a lengths input).
+lengths; ORT with a lengths input); (i) lstmkit.quantize bf16 and int8 for (c) and (d), and GRU int8 for
+(c), against the float32 peers (lstmkit float32 among them), with the quantised output's error against
+lstmkit float32 in the row label.
 
 Writes the table (markdown) to stdout and to --out with the CPU name. Measures only; asserts nothing.
 """
@@ -41,7 +43,9 @@ TARGETS = {  # case -> (peer, factor): lstmkit must be `factor` times as fast as
     "d": ("best", 0.95),
     "e": [("ORT", 5.0), ("torch LSTMCell", 10.0), ("torch nn.LSTM/step", 10.0)],
     "f": ("torch autograd", 1.5),
+    "LSTM bf16, (d)": ("best", 1.6),  # by row label: only this row of case (i) has a target
 }
+ERROR_KEY = "error vs float32"  # case (i): reported in the row's label, not timed
 
 
 def cpu_name() -> str:
@@ -105,9 +109,8 @@ def models(mode, X, H, seed=0):
     return layer, tm
 
 
-def case_sequence(mode, B, H, X, T, repeats):
-    layer, tm = models(mode, X, H)
-    x = np.random.default_rng(0).standard_normal((T, B, X)).astype(np.float32)
+def sequence_peers(mode, layer, tm, x) -> dict:
+    """torch nn.LSTM/GRU and ORT running the same sequence x as ``layer``."""
     xt = torch.from_numpy(x)
     sess = ort_session(to_onnx(layer))
 
@@ -115,11 +118,26 @@ def case_sequence(mode, B, H, X, T, repeats):
         with torch.inference_mode():
             tm(xt)
 
-    return interleaved({
-        "lstmkit": lambda: layer(x),
-        f"torch nn.{mode}": run_torch,
-        "ORT": lambda: sess.run(None, {"input": x}),
-    }, repeats)
+    return {f"torch nn.{mode}": run_torch, "ORT": lambda: sess.run(None, {"input": x})}
+
+
+def case_sequence(mode, B, H, X, T, repeats):
+    layer, tm = models(mode, X, H)
+    x = np.random.default_rng(0).standard_normal((T, B, X)).astype(np.float32)
+    return interleaved({"lstmkit": lambda: layer(x), **sequence_peers(mode, layer, tm, x)}, repeats)
+
+
+def case_quantized(mode, dtype, B, H, X, T, repeats):
+    """(i): lstmkit.quantize(layer, dtype) against the float32 peers, lstmkit's own float32 included;
+    also the output's max |error| / max |output| against lstmkit float32."""
+    layer, tm = models(mode, X, H)
+    x = np.random.default_rng(0).standard_normal((T, B, X)).astype(np.float32)
+    q = lstmkit.quantize(layer, dtype)
+    want = layer(x)[0]
+    error = float(np.abs(q(x)[0] - want).max() / np.abs(want).max())
+    med = interleaved({"lstmkit": lambda: q(x), "lstmkit float32": lambda: layer(x),
+                       **sequence_peers(mode, layer, tm, x)}, repeats)
+    return {**med, ERROR_KEY: error}
 
 
 def case_stream(mode, B, H, X, steps, repeats):
@@ -247,6 +265,11 @@ def main() -> None:
         ("g", "GRU inference B=1 H=128 X=32 T=100", lambda: case_sequence("GRU", 1, 128, 32, 100, R)),
         ("g", "GRU streaming, per step, B=1 H=128 X=32", lambda: case_stream("GRU", 1, 128, 32, 200, R)),
         ("h", "LSTM lengths 10..100, B=64 H=256 X=64 T=100", lambda: case_lengths("LSTM", 64, 256, 64, 100, R)),
+        ("i", "LSTM bf16, (c)", lambda: case_quantized("LSTM", "bfloat16", 64, 256, 64, 100, R)),
+        ("i", "LSTM int8, (c)", lambda: case_quantized("LSTM", "int8", 64, 256, 64, 100, R)),
+        ("i", "LSTM bf16, (d)", lambda: case_quantized("LSTM", "bfloat16", 128, 512, 128, 50, max(5, R // 3))),
+        ("i", "LSTM int8, (d)", lambda: case_quantized("LSTM", "int8", 128, 512, 128, 50, max(5, R // 3))),
+        ("i", "GRU int8, (c)", lambda: case_quantized("GRU", "int8", 64, 256, 64, 100, R)),
     ]
     header = [
         f"CPU: {cpu_name()}",
@@ -263,11 +286,13 @@ def main() -> None:
         if only and cid not in only:
             continue
         med = thunk()
+        if ERROR_KEY in med:
+            label += f"; output error vs float32 {med.pop(ERROR_KEY):.1e}"
         ours = med.pop("lstmkit")
         peers = "; ".join(f"{k} {fmt_ms(v)}" for k, v in med.items())
         ratios = "; ".join(f"{k} {v / ours:.2f}×" for k, v in med.items())
         target = ""
-        tg = TARGETS.get(cid)
+        tg = TARGETS.get(label.split(";")[0], TARGETS.get(cid))
         if tg and not (cid == "f" and False):
             tlist = tg if isinstance(tg, list) else [tg]
             verdicts = []

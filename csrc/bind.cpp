@@ -23,6 +23,8 @@
 #include "common.h"
 
 namespace nb = nanobind;
+void bind_quantized(nb::module_& m, const std::string& float_isa);  // bind_quant.cpp
+
 using lstmkit::index_t;
 
 namespace {
@@ -422,6 +424,7 @@ NB_MODULE(_engine, m) {
   g_kernels = choose_kernels();
   bind_dtype<float>(m, "Stream32");
   bind_dtype<double>(m, "Stream64");
+  bind_quantized(m, g_kernels->name);
   m.def("isa", [] { return std::string(g_kernels->name); }, "The instruction-set path in use.");
   m.def("supported_isas", &supported_isas, "The paths this CPU can run, lowest first.");
   m.def("get_num_threads", &lstmkit::num_threads, "Threads the kernels use.");

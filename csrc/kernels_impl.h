@@ -27,18 +27,7 @@ template class std::vector<float>;
 template class std::vector<double>;
 template class std::vector<std::ptrdiff_t>;
 
-#if defined(LSTMKIT_TARGET)
-#if defined(__clang__)
-#define LSTMKIT_STR_(x) #x
-#define LSTMKIT_STR(x) LSTMKIT_STR_(x)
-_Pragma(LSTMKIT_STR(clang attribute push(__attribute__((target(LSTMKIT_TARGET))), apply_to = function)))
-#elif defined(__GNUC__)
-#pragma GCC push_options
-#define LSTMKIT_STR_(x) #x
-#define LSTMKIT_STR(x) LSTMKIT_STR_(x)
-_Pragma(LSTMKIT_STR(GCC target(LSTMKIT_TARGET)))
-#endif
-#endif
+#include "target_begin.h"
 
 #include "cells.h"
 #include "rnn.h"
@@ -54,13 +43,7 @@ KernelSet<T> kernel_set() {
 }  // namespace LSTMKIT_ISA
 }  // namespace lstmkit
 
-#if defined(LSTMKIT_TARGET)
-#if defined(__clang__)
-#pragma clang attribute pop
-#elif defined(__GNUC__)
-#pragma GCC pop_options
-#endif
-#endif
+#include "target_end.h"
 
 namespace lstmkit {
 extern const Kernels LSTMKIT_TABLE;
