@@ -47,6 +47,18 @@ struct TrainWorkspace {
   T* c_prev(index_t k) const { return h_prev(k) + rows * P; }
   T* m(index_t k) const { return c_prev(k) + (lstm ? rows * H : 0); }
   T* input(index_t layer) const { return base + L * D * rows * cell + (layer - 1) * rows * D * P; }  // layer ≥ 1
+
+  // Zeroes rows [n, rows) of every part: the packed layout uses only n of them, and the workspace is
+  // then fully defined (the same bits from the same call, as torch's op checks expect).
+  void clear_unused(index_t n) const {
+    auto clear = [&](T* part, index_t width) { std::fill(part + n * width, part + rows * width, T(0)); };
+    for (index_t k = 0; k < L * D; ++k) {
+      clear(act(k), GH), clear(aux(k), H), clear(h_prev(k), P);
+      if (lstm) clear(c_prev(k), H);
+      if (projected) clear(m(k), H);
+    }
+    for (index_t layer = 1; layer < L; ++layer) clear(input(layer), D * P);
+  }
 };
 
 // Training forward: rnn_forward's results plus the workspace.
@@ -61,6 +73,7 @@ void rnn_train_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* we
   const std::vector<index_t>&order = pk.order, &batch_sizes = pk.batch_sizes, &offsets = pk.offsets;
   const index_t N = pk.N, ldo = D * P;
   const TrainWorkspace<T> ws(s, ws_base);
+  ws.clear_unused(N);
 
   std::vector<T> x_packed(static_cast<size_t>(N * s.I));
   pk.pack(x, B, s.I, x_packed.data());
