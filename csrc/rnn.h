@@ -85,12 +85,14 @@ void for_rows(index_t n, double macs, F&& f) {
   parallel_for(pairs, [&](index_t b, index_t e) { f(2 * b, e == pairs ? n : 2 * e); });
 }
 
-// Whether the sequence forward splits the batch over the pool for the whole time loop: at least two
-// whole register tiles of rows per thread and enough work per step.
-inline bool batch_split(index_t B, index_t H, index_t G, index_t P) {
+// Whether a sequence pass splits the batch over the pool for the whole time loop: at least
+// `min_tiles` whole register tiles of rows per thread and enough work per step. Inference asks for 2;
+// training for 1, since its passes would otherwise meet once per step in the forward and again in
+// the backward.
+inline bool batch_split(index_t B, index_t H, index_t G, index_t P, index_t min_tiles = 2) {
   const index_t MR = LSTMKIT_VEC_BYTES == 16 ? 4 : 6;  // Tile<T>::MR
   const int n = num_threads();
-  return n >= 2 && !in_parallel() && B >= 2 * MR * n && double(B) * double(G * H) * double(P) >= kParallelMacs;
+  return n >= 2 && !in_parallel() && B >= min_tiles * MR * n && double(B) * double(G * H) * double(P) >= kParallelMacs;
 }
 
 // Sequence forward.

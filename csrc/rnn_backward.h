@@ -121,7 +121,7 @@ void rnn_train_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* we
         }
         for (index_t r = 0; r < n; ++r) std::copy_n(hr + r * P, P, y_base + (q + r) * ldo + d * P);
       };
-      if (batch_split(B, H, G, P)) {
+      if (batch_split(B, H, G, P, 1)) {
         constexpr int MR = Tile<T>::MR;
         parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) {
           const index_t r0 = b * MR, r1 = std::min(B, e * MR);
@@ -277,7 +277,7 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
           gemm_acc(nr, dgh, GH, w_hh_t, dhb, P);  // dh_prev += d_gh (nr, 3H) · W_hh (3H, P)
         }
       };
-      if (batch_split(B, H, G, P)) {  // each thread walks all steps for its own rows
+      if (batch_split(B, H, G, P, 1)) {  // each thread walks all steps for its own rows
         constexpr int MR = Tile<T>::MR;
         parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) {
           const index_t r0 = b * MR, r1 = std::min(B, e * MR);
