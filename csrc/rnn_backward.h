@@ -216,24 +216,12 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
         std::copy_n(d_hn + (k * B + order[r]) * P, P, dh.data() + r * P);
         if (s.lstm) std::copy_n(d_cn + (k * B + order[r]) * H, H, dc.data() + r * H);
       }
-      // Rows [r0, r0 + nr) of step t: dh' (+ the output's gradient) → gate gradients → dh_prev, dc_prev.
-      auto step_rows = [&](index_t t, index_t r0, index_t nr) {
+      // Gate gradients of rows [r0, r0 + nr) and units [j0, j1) of step t, from dL/dm (dmp, ld ldm; for
+      // the GRU dL/dh' is dh itself): dG (and dGh), dc ← dc_prev; the GRU's dh ← its direct path dh'·z.
+      auto gate_grads = [&](index_t t, index_t r0, index_t nr, index_t j0, index_t j1, const T* dmp, index_t ldm) {
         const index_t q = offsets[t] + r0;
-        T* dhb = dh.data() + r0 * P;
-        for (index_t r = 0; r < nr; ++r) {
-          const T* dy = d_layer_out.data() + (q + r) * ldo + d * P;
-          for (index_t j = 0; j < P; ++j) dhb[r * P + j] += dy[j];
-        }
         T* dg = dG.data() + q * GH;  // [nr, G·H]
         if (s.lstm) {
-          const T* dmp = dhb;  // dL/dm, [nr, H] ld P (P = H without projection)
-          index_t ldm = P;
-          if (w.w_hr) {
-            std::copy_n(dhb, nr * P, dH.data() + q * P);
-            gemm_set(nr, dhb, P, w_hr_t, dm.data() + r0 * H, H);  // (nr, H) = (nr, P) · (P, H)
-            dmp = dm.data() + r0 * H;
-            ldm = H;
-          }
           for (index_t r = 0; r < nr; ++r) {
             const T* a = act + (q + r) * GH;
             const T* tc = aux + (q + r) * H;
@@ -241,7 +229,7 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
             const T* dmr = dmp + r * ldm;
             T* dcr = dc.data() + (r0 + r) * H;
             T* dgr = dg + r * GH;
-            for (index_t j = 0; j < H; ++j) {
+            for (index_t j = j0; j < j1; ++j) {
               const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];
               const T d_o = dmr[j] * tc[j];
               const T dct = dcr[j] + dmr[j] * o * (T(1) - tc[j] * tc[j]);
@@ -252,17 +240,16 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
               dcr[j] = dct * f;  // dc_prev
             }
           }
-          gemm_set(nr, dg, GH, w_hh_t, dhb, P);  // dh_prev (nr, P) = dG (nr, 4H) · W_hh (4H, P)
         } else {
           T* dgh = dGh.data() + q * GH;
           for (index_t r = 0; r < nr; ++r) {
             const T* a = act + (q + r) * GH;
             const T* ghn = aux + (q + r) * H;
             const T* hpr = hp + (q + r) * P;
-            T* dhr = dhb + r * P;
+            T* dhr = dh.data() + (r0 + r) * P;
             T* dgr = dg + r * GH;
             T* dghr = dgh + r * GH;
-            for (index_t j = 0; j < H; ++j) {
+            for (index_t j = j0; j < j1; ++j) {
               const T rr = a[j], z = a[H + j], n = a[2 * H + j], dht = dhr[j];
               const T dn_pre = dht * (T(1) - z) * (T(1) - n * n);
               const T dr_pre = dn_pre * ghn[j] * rr * (T(1) - rr);
@@ -271,11 +258,51 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
               dgr[H + j] = dghr[H + j] = dz_pre;
               dgr[2 * H + j] = dn_pre;
               dghr[2 * H + j] = dn_pre * rr;
-              dhr[j] = dht * z;  // the direct path; the product through W_hh is added below
+              dhr[j] = dht * z;  // the direct path; the product through W_hh is added after
             }
           }
-          gemm_acc(nr, dgh, GH, w_hh_t, dhb, P);  // dh_prev += d_gh (nr, 3H) · W_hh (3H, P)
         }
+      };
+      // dh'[rows [r0, r0 + nr), columns [j0, j1)] += the gradient of step t's output.
+      auto add_d_out = [&](index_t t, index_t r0, index_t nr, index_t j0, index_t j1) {
+        const index_t q = offsets[t] + r0;
+        for (index_t r = 0; r < nr; ++r) {
+          const T* dy = d_layer_out.data() + (q + r) * ldo + d * P;
+          T* dhr = dh.data() + (r0 + r) * P;
+          for (index_t j = j0; j < j1; ++j) dhr[j] += dy[j];
+        }
+      };
+      // dh_prev over output panels [p0, p1) (columns p·NR ..) of rows [r0, r0 + nr): LSTM dG · W_hh,
+      // GRU + dGh · W_hh (onto the direct path).
+      auto recurrent_grads = [&](index_t t, index_t r0, index_t nr, index_t p0, index_t p1) {
+        const index_t q = offsets[t] + r0;
+        T* dhb = dh.data() + r0 * P;
+        if (s.lstm) {
+          constexpr int NR = Tile<T>::NR;
+          const index_t c0 = p0 * NR, c1 = std::min(P, p1 * NR);
+          for (index_t r = 0; r < nr; ++r) std::fill(dhb + r * P + c0, dhb + r * P + c1, T(0));
+          gemm_acc_serial(nr, dG.data() + q * GH, GH, w_hh_t, dhb, P, p0, p1);  // (nr, P) = (nr, 4H) · (4H, P)
+        } else {
+          gemm_acc_serial(nr, dGh.data() + q * GH, GH, w_hh_t, dhb, P, p0, p1);  // (nr, P) += (nr, 3H) · (3H, P)
+        }
+      };
+      // All of rows [r0, r0 + nr) of step t: dh' (+ the output's gradient) → gate gradients → dh_prev.
+      auto step_rows = [&](index_t t, index_t r0, index_t nr) {
+        const index_t q = offsets[t] + r0;
+        add_d_out(t, r0, nr, 0, P);
+        const T* dmp = dh.data() + r0 * P;  // dL/dm, [nr, H] ld P (P = H without projection)
+        index_t ldm = P;
+        if (w.w_hr) {
+          std::copy_n(dh.data() + r0 * P, nr * P, dH.data() + q * P);
+          gemm_set(nr, dh.data() + r0 * P, P, w_hr_t, dm.data() + r0 * H, H);  // (nr, H) = (nr, P) · (P, H)
+          dmp = dm.data() + r0 * H;
+          ldm = H;
+        }
+        gate_grads(t, r0, nr, 0, H, dmp, ldm);
+        if (in_parallel() || double(nr) * double(GH) * double(P) < kParallelMacs)
+          recurrent_grads(t, r0, nr, 0, w_hh_t.panels());
+        else  // a large step on its own: the product split over the pool by panels
+          parallel_for(w_hh_t.panels(), [&](index_t p0, index_t p1) { recurrent_grads(t, r0, nr, p0, p1); });
       };
       if (batch_split(B, H, G, P, 1)) {  // each thread walks all steps for its own rows
         constexpr int MR = Tile<T>::MR;
@@ -287,6 +314,24 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
             if (n > 0) step_rows(t, r0, n);
           }
         });
+      } else if (!w.w_hr && unit_split<T>(B, H, G, P)) {
+        // Split by hidden units, one meeting per step: a thread owns units [u0, u1), which are also
+        // the panels of dh_prev it computes, so it runs "dh_prev of the later step, then the gate
+        // gradients of this one" on its own units, and only the product reads all of dG.
+        constexpr int NR = Tile<T>::NR;
+        index_t later = -1;  // the step whose gate gradients are done and whose dh_prev is not
+        for (index_t step = T_steps - 1; step >= -1; --step) {
+          const index_t t = step < 0 ? -1 : d == 0 ? step : T_steps - 1 - step;
+          if (t >= 0 && batch_sizes[t] == 0) continue;
+          parallel_for(H / NR, [&](index_t p0, index_t p1) {
+            if (later >= 0) recurrent_grads(later, 0, batch_sizes[later], p0, p1);
+            if (t >= 0) {
+              add_d_out(t, 0, batch_sizes[t], p0 * NR, p1 * NR);
+              gate_grads(t, 0, batch_sizes[t], p0 * NR, p1 * NR, dh.data(), P);
+            }
+          });
+          later = t;
+        }
       } else {
         for (index_t step = T_steps - 1; step >= 0; --step) {
           const index_t t = d == 0 ? step : T_steps - 1 - step, nb = batch_sizes[t];
