@@ -13,7 +13,8 @@ nn.LSTM called per step with its state, ORT per step with state in/out from lstm
 streaming export); (f) training forward+backward for (a), (b), (c) vs torch autograd (lstmkit: the
 NumPy layer's forward and backward, which run natively); (g) GRU for (a) and (e); (h) variable lengths
 uniform in 10..100 at B=64, H=256, X=64, T=100 (torch: PackedSequence, and padded ignoring the
-lengths; ORT with a lengths input).
+lengths; ORT with a lengths input); (m) peak RSS of training (c): a fresh process per library (each imports
+both and builds both models), three training steps, the process's peak RSS (ru_maxrss) in MB.
 
 Writes the table (markdown) to stdout and to --out with the CPU name. Measures only; asserts nothing.
 """
@@ -22,7 +23,10 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import platform
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -41,6 +45,7 @@ TARGETS = {  # case -> (peer, factor): lstmkit must be `factor` times as fast as
     "d": ("best", 0.95),
     "e": [("ORT", 5.0), ("torch LSTMCell", 10.0), ("torch nn.LSTM/step", 10.0)],
     "f": ("torch autograd", 1.5),
+    "m": ("torch autograd", 1.0),  # peak RSS no more than torch's
 }
 
 
@@ -218,6 +223,37 @@ def case_lengths(mode, B, H, X, T, repeats):
     }, repeats)
 
 
+def training_peak_rss(which: str, B=64, H=256, X=64, T=100, steps=3) -> float:
+    """In this process: three training steps of (c) with `which` ("lstmkit" or "torch autograd"); returns
+    the process's peak RSS in MB. Both libraries are imported and both models built either way, so the
+    two processes differ only in whose training ran."""
+    layer, tm = models("LSTM", X, H)
+    layer.train()
+    tm.train()
+    x = np.random.default_rng(0).standard_normal((T, B, X)).astype(np.float32)
+    dy = np.random.default_rng(1).standard_normal((T, B, H)).astype(np.float32)
+    xt, dyt = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(dy)
+    for _ in range(steps):
+        if which == "lstmkit":
+            layer(x)
+            layer.backward(dy)
+        else:
+            tm.zero_grad(set_to_none=True)
+            out, _ = tm(xt)
+            out.backward(dyt)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def case_training_memory() -> dict:
+    """Peak RSS (MB) of training (c), each library in a fresh process (see training_peak_rss)."""
+    result = {}
+    for which in ("lstmkit", "torch autograd"):
+        proc = subprocess.run([sys.executable, __file__, "--rss-child", which], capture_output=True, text=True,
+                              check=True)
+        result[which] = float(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
 def fmt_ms(s: float) -> str:
     ms = s * 1e3
     return f"{ms:.4f}" if ms < 0.1 else f"{ms:.3f}" if ms < 10 else f"{ms:.1f}"
@@ -228,11 +264,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--out", default="docs/benchmarks.md")
     parser.add_argument("--only", default="", help="comma-separated case letters (default: all)")
+    parser.add_argument("--rss-child", default="", help=argparse.SUPPRESS)  # internal: one process of case (m)
     args = parser.parse_args()
     if not engine.available():
         raise SystemExit("lstmkit._engine is not built")
     torch.set_num_threads(THREADS)
     lstmkit.set_num_threads(THREADS)
+    if args.rss_child:
+        print(training_peak_rss(args.rss_child))
+        return
     only = set(filter(None, args.only.split(",")))
     R = args.repeats
     cases = [  # (id, label, thunk)
@@ -247,6 +287,7 @@ def main() -> None:
         ("g", "GRU inference B=1 H=128 X=32 T=100", lambda: case_sequence("GRU", 1, 128, 32, 100, R)),
         ("g", "GRU streaming, per step, B=1 H=128 X=32", lambda: case_stream("GRU", 1, 128, 32, 200, R)),
         ("h", "LSTM lengths 10..100, B=64 H=256 X=64 T=100", lambda: case_lengths("LSTM", 64, 256, 64, 100, R)),
+        ("m", "LSTM training (c), peak RSS in MB (not ms)", case_training_memory),
     ]
     header = [
         f"CPU: {cpu_name()}",
@@ -264,7 +305,9 @@ def main() -> None:
             continue
         med = thunk()
         ours = med.pop("lstmkit")
-        peers = "; ".join(f"{k} {fmt_ms(v)}" for k, v in med.items())
+        fmt = (lambda v: f"{v:.0f}") if cid == "m" else fmt_ms
+        ours_text = fmt(ours)
+        peers = "; ".join(f"{k} {fmt(v)}" for k, v in med.items())
         ratios = "; ".join(f"{k} {v / ours:.2f}×" for k, v in med.items())
         target = ""
         tg = TARGETS.get(cid)
@@ -282,7 +325,7 @@ def main() -> None:
                 ok = ref_t / ours >= factor
                 verdicts.append(f"≥{factor}× {peer_name}: {'met' if ok else 'MISSED'}")
             target = "; ".join(verdicts)
-        line = f"| {cid} | {label} | {fmt_ms(ours)} | {peers} | {ratios} | {target} |"
+        line = f"| {cid} | {label} | {ours_text} | {peers} | {ratios} | {target} |"
         lines.append(line)
         print(line, flush=True)
     if "e" in {c for c, *_ in cases if not only or c in only}:
