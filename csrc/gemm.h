@@ -177,38 +177,52 @@ inline void row_kernel(index_t kc, const T* a, const T* panel, T* c, int cols) {
 // C += A · Wᵀ over rows [0, M) and column panels [p_begin, p_end) of W, on the calling thread.
 // The one-row kernel (a different summation order) is used only when M is 1, so a row split over
 // threads gives the same bits as one thread.
-// AT: A is given transposed, element (m, k) at A[m + k·lda] (the weight gradients' dGᵀ, read in place).
+// AT: A is given transposed, element (m, k) at A[m + k·lda] (the weight gradients' dGᵀ), copied block by block.
 template <typename T, bool AT = false>
 void gemm_acc_serial(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc,
                      index_t p_begin, index_t p_end) {
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
   const index_t K = w.k(), N = w.n();
   if (M <= 0 || N <= 0 || K <= 0) return;
+  // AT: each (k, m) block of A is first copied into strips of MR rows, (r, k) at strip[k·MR + r], which
+  // the micro-kernel reads as a transposed A with lda = MR. Read in place instead, A's rows lie G·H
+  // values apart (a multiple of 4 KB), all on one L1 set, and every panel would fetch them again.
+  std::vector<T> strips(AT ? static_cast<size_t>(kMC * kKC) : 0);
   for (index_t k0 = 0; k0 < K; k0 += kKC) {
     const index_t kc = std::min(kKC, K - k0);
     for (index_t m0 = 0; m0 < M; m0 += kMC) {
       const index_t mc = std::min(kMC, M - m0);
+      if (AT) {
+        for (index_t i = 0; i < mc; i += MR) {
+          const index_t rows = std::min<index_t>(MR, mc - i);
+          T* strip = strips.data() + i * kc;
+          for (index_t k = 0; k < kc; ++k) {
+            const T* src = A + m0 + i + (k0 + k) * lda;
+            for (index_t r = 0; r < rows; ++r) strip[k * MR + r] = src[r];
+          }
+        }
+      }
       for (index_t p = p_begin; p < p_end; ++p) {
         const T* panel = w.panel(p, k0);
         const index_t n0 = p * NR;
         const int cols = static_cast<int>(std::min<index_t>(NR, N - n0));
-        const T* a = AT ? A + m0 + k0 * lda : A + m0 * lda + k0;
         T* c = C + m0 * ldc + n0;
         if (M == 1 && !AT) {
-          detail::row_kernel<T>(kc, a, panel, c, cols);
+          detail::row_kernel<T>(kc, A + k0, panel, c, cols);
           continue;
         }
+        // Rows i.. of the block: A's rows in place, or (AT) strip i / MR with lda MR.
+        const index_t ld = AT ? MR : lda;
+        auto a = [&](index_t i) { return AT ? strips.data() + i * kc : A + (m0 + i) * lda + k0; };
         index_t i = 0;
-        const index_t row_step = AT ? 1 : lda;  // from one row of A to the next
-        for (; i + MR <= mc; i += MR)
-          detail::micro_kernel<T, MR, AT>(kc, a + i * row_step, lda, panel, c + i * ldc, ldc, cols);
+        for (; i + MR <= mc; i += MR) detail::micro_kernel<T, MR, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
         static_assert(MR <= 6, "remainder cases below cover MR ≤ 6");
         switch (mc - i) {
-          case 5: detail::micro_kernel<T, 5, AT>(kc, a + i * row_step, lda, panel, c + i * ldc, ldc, cols); break;
-          case 4: detail::micro_kernel<T, 4, AT>(kc, a + i * row_step, lda, panel, c + i * ldc, ldc, cols); break;
-          case 3: detail::micro_kernel<T, 3, AT>(kc, a + i * row_step, lda, panel, c + i * ldc, ldc, cols); break;
-          case 2: detail::micro_kernel<T, 2, AT>(kc, a + i * row_step, lda, panel, c + i * ldc, ldc, cols); break;
-          case 1: detail::micro_kernel<T, 1, AT>(kc, a + i * row_step, lda, panel, c + i * ldc, ldc, cols); break;
+          case 5: detail::micro_kernel<T, 5, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
+          case 4: detail::micro_kernel<T, 4, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
+          case 3: detail::micro_kernel<T, 3, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
+          case 2: detail::micro_kernel<T, 2, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
+          case 1: detail::micro_kernel<T, 1, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
           default: break;
         }
       }
