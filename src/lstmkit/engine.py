@@ -27,6 +27,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from . import checks
 from .params import DTYPES, GATES, RNNConfig, param_shapes, to_numpy
 
 import os
@@ -58,6 +59,11 @@ CELL_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 def available() -> bool:
     """True when the compiled extension ``lstmkit._engine`` can be imported."""
     return _engine is not None
+
+
+def supports(config) -> bool:
+    """True when the engine computes ``config``: the plain cells; variant options run on the reference."""
+    return config.is_plain
 
 
 def isa() -> str:
@@ -125,20 +131,6 @@ def _native(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
     Returns ``arr`` itself when it already is one (the kernels only read it), else a copy.
     """
     return np.ascontiguousarray(arr, dtype=dtype)
-
-
-def _lengths(lengths, steps: int, batch: int) -> np.ndarray | None:
-    """Check per-sequence lengths: B integers in [0, T], any order. Returns a fresh int64 array or None."""
-    if lengths is None:
-        return None
-    arr = np.asarray(to_numpy(lengths))
-    if arr.ndim != 1 or arr.shape[0] != batch:
-        raise ValueError(f"lengths: expected shape ({batch},), one length per sequence, got {arr.shape}")
-    if arr.size and (arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError(f"lengths: expected integers, got dtype {arr.dtype.name}")
-    if arr.size and (arr.min() < 0 or arr.max() > steps):
-        raise ValueError(f"lengths: expected values in [0, {steps}] (T, the number of steps), got {arr.min()}..{arr.max()}")
-    return np.array(arr, dtype=np.int64, copy=True)
 
 
 def _check_state(name, state, shapes, dtype) -> list[np.ndarray]:
@@ -266,7 +258,7 @@ def _check_sequence(config, params, x, state0, lengths):
         state = [np.zeros(s, dtype) for s in shapes]
     else:
         state = _check_state("state0", state0, shapes, dtype)
-    lens = _lengths(lengths, T, B)
+    lens = checks.check_lengths(lengths, T, B)
     head = (config.mode, config.num_layers, config.bidirectional, H, config.proj_size, config.bias)
     args = (*head, _native(x, dtype), weights, state[0], state[1] if len(state) == 2 else None, lens)
     return dtype, (T, B, I), shapes, list(param_shapes(config)), args

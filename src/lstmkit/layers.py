@@ -3,7 +3,8 @@
 They need no torch. A layer owns its parameters (``layer.params``, torch's names) and remembers its
 last forward call, so ``layer.backward(d_output)`` returns the gradients of input, initial state and
 every parameter. The computation, forward and backward, runs on the native engine when it is built
-(``backend="auto"``), else on the reference; inter-layer dropout in training mode uses the reference.
+(``backend="auto"``), else on the reference; inter-layer dropout in training mode and what the engine does
+not support (``engine.supports``) use the reference.
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import engine, ref
+from .ref import variants
 from .checks import check_dtype_matches, check_input, check_lengths, check_state, state_shapes
-from .params import RNNConfig, check_dtype, check_state_dict, init_params, param_shapes
+from .params import VARIANT_DEFAULTS, RNNConfig, check_dtype, check_state_dict, init_params, param_shapes
 
 BACKENDS = ("auto", "reference", "native")
 
@@ -83,9 +85,15 @@ class RNNBase(_Recurrent):
     mode = ""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, proj_size=0, *, seed=None, dtype="float32", backend="auto"):
+                 bidirectional=False, proj_size=0, *, seed=None, dtype="float32", backend="auto", **variant_options):
+        """variant_options: the options of docs/variants.md (peephole=, input_forget=, clip=, activations=,
+        layer_norm=, zoneout=, recurrent_dropout=, forget_bias=, linear_before_reset=), all off by default."""
+        unknown = sorted(set(variant_options) - set(VARIANT_DEFAULTS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: unexpected keyword arguments {unknown}; the variant options are "
+                            f"{list(VARIANT_DEFAULTS)}")
         self.config = RNNConfig(self.mode, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                                bidirectional, proj_size)
+                                bidirectional, proj_size, **variant_options)
         self.dtype = check_dtype(dtype)
         self.backend = resolve_backend(backend)
         self.rng = np.random.default_rng(seed)
@@ -129,14 +137,14 @@ class RNNBase(_Recurrent):
         if state0 is not None:
             state0 = tuple(np.asarray(s).reshape(shape) for s, shape in zip(state0, state_shapes(cfg, B)))
         masks = self._dropout_masks(T, B)
-        if self.backend == "native" and masks is None and self.training:
+        if self._runs_natively(masks) and self.training:
             # keep the engine's workspace: backward then needs no second forward
             output, final, cache = engine.train_forward(cfg, self.params, xs, state0, lengths)
-        elif self.backend == "native" and masks is None:
+        elif self._runs_natively(masks):
             output, final = engine.forward(cfg, self.params, xs, state0, lengths)
             cache = None
         else:
-            output, final, cache = ref.forward(cfg, self.params, xs, state0, lengths, masks)
+            output, final, cache = ref.forward(cfg, self.params, xs, state0, lengths, masks, self._variant_masks(T, B))
         self._last = (xs, state0, lengths, masks, cache, unbatched)
         output = self._from_sequence_first(output, unbatched)
         final = tuple(s[:, 0] if unbatched else s for s in final)
@@ -173,6 +181,16 @@ class RNNBase(_Recurrent):
 
         return trace(self, x, lengths=lengths, hx=hx)
 
+    def _runs_natively(self, dropout_masks) -> bool:
+        """The one place that picks the backend of a forward call (its backward follows it)."""
+        return self.backend == "native" and dropout_masks is None and engine.supports(self.config)
+
+    def _variant_masks(self, T, B):
+        """Zoneout and recurrent-dropout masks drawn from the layer's rng in training; None (the expectation) in eval."""
+        if self.config.is_plain or not self.training:
+            return None
+        return variants.sample_masks(self.config, T, B, self.rng, self.dtype)
+
     def _dropout_masks(self, T, B):
         """Inter-layer dropout masks (L − 1 of (T, B, D·P)), scaled by 1/(1 − p); None when inactive."""
         cfg = self.config
@@ -199,7 +217,7 @@ class RNNBase(_Recurrent):
             f", {k}={getattr(c, k)}" for k, default in
             (("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
              ("bidirectional", False), ("proj_size", 0)) if getattr(c, k) != default
-        )
+        ) + "".join(f", {k}={v!r}" for k, v in c.variant_options().items())
         return f"{self.mode}({c.input_size}, {c.hidden_size}{extra}, dtype={self.dtype.name}, backend={self.backend})"
 
 

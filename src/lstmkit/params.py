@@ -8,12 +8,19 @@ LSTM rows are (i, f, g, o), GRU rows are (r, z, n).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 GATES = {"LSTM": ("i", "f", "g", "o"), "GRU": ("r", "z", "n")}
 DTYPES = ("float32", "float64")
+# the variant options of docs/variants.md, with their defaults; a plain config leaves them all as here
+VARIANT_DEFAULTS = {
+    "peephole": False, "input_forget": False, "clip": None, "activations": None, "layer_norm": False,
+    "zoneout": (0.0, 0.0), "recurrent_dropout": 0.0, "forget_bias": 0.0, "linear_before_reset": True,
+}
+LSTM_ONLY = ("peephole", "input_forget", "forget_bias")
+GRU_ONLY = ("linear_before_reset",)
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,16 @@ class RNNConfig:
     dropout: float = 0.0
     bidirectional: bool = False
     proj_size: int = 0
+    # variants (docs/variants.md); activations normalised to ((name, α, β), ...) or None, zoneout to (z_c, z_h)
+    peephole: bool = False
+    input_forget: bool = False
+    clip: float | None = None
+    activations: tuple | None = None
+    layer_norm: bool = False
+    zoneout: tuple = (0.0, 0.0)
+    recurrent_dropout: float = 0.0
+    forget_bias: float = 0.0
+    linear_before_reset: bool = True
 
     def __post_init__(self):
         if self.mode not in GATES:
@@ -47,6 +64,36 @@ class RNNConfig:
         d = self.dropout
         if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0.0 <= d <= 1.0:
             raise ValueError(f"dropout: expected a number in [0, 1], got {d!r}")
+        self._check_variants()
+
+    def _check_variants(self):
+        def number(name, value, ok, expected):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not ok(value):
+                raise ValueError(f"{name}: expected {expected}, got {value!r}")
+            return float(value)
+
+        for name in ("peephole", "input_forget", "layer_norm", "linear_before_reset"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, bool(getattr(self, name)))
+        if self.clip is not None:
+            object.__setattr__(self, "clip", number("clip", self.clip, lambda v: 0 < v < math.inf, "a number > 0 or None"))
+        object.__setattr__(self, "recurrent_dropout", number(
+            "recurrent_dropout", self.recurrent_dropout, lambda v: 0 <= v < 1, "a number in [0, 1)"))
+        object.__setattr__(self, "forget_bias", number("forget_bias", self.forget_bias, math.isfinite, "a finite number"))
+        z = self.zoneout
+        if not isinstance(z, (tuple, list)) or len(z) != 2:
+            raise ValueError(f"zoneout: expected a pair (z_c, z_h), got {z!r}")
+        object.__setattr__(self, "zoneout", tuple(number("zoneout", v, lambda v: 0 <= v < 1, "each in [0, 1)") for v in z))
+        object.__setattr__(self, "activations", _normalise_activations(self.mode, self.activations))
+        other = "GRU" if self.mode == "LSTM" else "LSTM"
+        for name in GRU_ONLY if self.mode == "LSTM" else LSTM_ONLY:
+            if getattr(self, name) != VARIANT_DEFAULTS[name]:
+                raise ValueError(f"{name}: only {other} has this option, got {name}={getattr(self, name)!r} for {self.mode}")
+        if self.mode == "GRU" and self.zoneout[0]:
+            raise ValueError(f"zoneout: a GRU has no cell state, so z_c must be 0, got zoneout={self.zoneout}")
+        if self.layer_norm and not self.linear_before_reset:
+            raise ValueError("layer_norm: not defined with linear_before_reset=False (docs/variants.md), got both")
 
     @property
     def num_gates(self) -> int:
@@ -61,8 +108,40 @@ class RNNConfig:
         """Size of h: proj_size when projecting, else hidden_size."""
         return self.proj_size or self.hidden_size
 
+    @property
+    def is_plain(self) -> bool:
+        """True when no option changes the forward (forget_bias only initialises): the textbook cells."""
+        return all(getattr(self, k) == v for k, v in VARIANT_DEFAULTS.items() if k != "forget_bias")
+
+    def variant_options(self) -> dict:
+        """The variant options that differ from their defaults (forget_bias included), by name."""
+        return {k: getattr(self, k) for k, v in VARIANT_DEFAULTS.items() if getattr(self, k) != v}
+
+    def refuse_variants(self, where: str) -> None:
+        """ValueError naming ``where`` when a variant option changes the forward (for formats that cannot hold it)."""
+        if not self.is_plain:
+            changed = {k: v for k, v in self.variant_options().items() if k != "forget_bias"}
+            raise ValueError(f"{where}: cannot express the variant options {changed}; save to safetensors instead")
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready fields; variant options only when set, so a plain config serialises as it always did."""
+        d = asdict(self)
+        return {f.name: d[f.name] for f in fields(self)
+                if f.name not in VARIANT_DEFAULTS or d[f.name] != VARIANT_DEFAULTS[f.name]}
+
+
+def _normalise_activations(mode: str, value):
+    """((name, α, β), ...) of the right count, or None for none or exactly the default functions."""
+    from .ref.activations import DEFAULTS, normalise  # lazy: lstmkit.ref imports this module
+
+    if value is None:
+        return None
+    expected = len(DEFAULTS[mode])
+    if isinstance(value, str) or not isinstance(value, (tuple, list)) or len(value) != expected:
+        names = "(gate, cell, hidden)" if mode == "LSTM" else "(gate, cell)"
+        raise ValueError(f"activations: expected {expected} activations {names} for {mode}, got {value!r}")
+    specs = tuple(normalise(v, f"activations[{j}]") for j, v in enumerate(value))
+    return None if specs == tuple(normalise(n) for n in DEFAULTS[mode]) else specs
 
 
 def suffix(layer: int, direction: int) -> str:
@@ -86,18 +165,35 @@ def param_shapes(config: RNNConfig) -> dict[str, tuple[int, ...]]:
                 shapes["bias_hh" + s] = (G * H,)
             if config.proj_size:
                 shapes["weight_hr" + s] = (P, H)
+            if config.peephole:
+                shapes["peephole" + s] = (3 * H,)
+            if config.layer_norm:
+                for name in ("ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias"):
+                    shapes[name + s] = (G * H,)
+                if config.mode == "LSTM":
+                    shapes["ln_cell_weight" + s] = (H,)
+                    shapes["ln_cell_bias" + s] = (H,)
     return shapes
 
 
 def init_params(config: RNNConfig, seed: int | None = None, dtype="float32") -> dict[str, np.ndarray]:
-    """torch's initialisation: every parameter uniform in ±1/√hidden_size."""
+    """torch's initialisation: every weight uniform in ±1/√hidden_size (peepholes too); layer-norm gains 1
+    and shifts 0; with forget_bias, the f rows of bias_ih set to it and those of bias_hh to 0."""
     dtype = check_dtype(dtype)
     rng = np.random.default_rng(seed)
     bound = 1.0 / math.sqrt(config.hidden_size)
-    return {
-        name: rng.uniform(-bound, bound, size=shape).astype(dtype)
-        for name, shape in param_shapes(config).items()
-    }
+    params = {}
+    for name, shape in param_shapes(config).items():
+        if name.startswith("ln_"):  # drawn from no random numbers, so plain weights stay as they were
+            params[name] = np.full(shape, 1.0 if "_weight" in name else 0.0, dtype)
+        else:
+            params[name] = rng.uniform(-bound, bound, size=shape).astype(dtype)
+    if config.forget_bias and config.bias:
+        H = config.hidden_size
+        for name in params:
+            if name.startswith(("bias_ih", "bias_hh")):
+                params[name][H:2 * H] = config.forget_bias if name.startswith("bias_ih") else 0.0
+    return params
 
 
 def check_dtype(dtype) -> np.dtype:

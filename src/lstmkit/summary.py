@@ -2,7 +2,8 @@
 
 torch keeps two bias vectors per gate (bias_ih and bias_hh), Keras one for its LSTM, so LSTM(5 → 10)
 has 680 parameters in torch and 640 in Keras. Keras' GRU (reset_after=True, torch's formulation) keeps
-both biases, so its count equals torch's. Keras has no projected LSTM.
+both biases, so its count equals torch's. Keras has no projected LSTM and none of the variant options
+(docs/variants.md) but forget_bias; peephole and layer-norm parameters get rows of their own.
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ class Summary:
         args = ", ".join(f"{k}={v}" for k, v in c.to_dict().items() if k != "mode")
         out = [f"{c.mode}({args})", f"gate order: {', '.join(GATES[c.mode])} (torch)", fmt.format(*header)]
         out += [fmt.format(*r) for r in lines]
-        keras = "n/a (Keras has no projected LSTM)" if self.keras_total is None else f"{self.keras_total:,}"
+        why = "Keras has no projected LSTM" if c.proj_size else "Keras has no such variant"
+        keras = f"n/a ({why})" if self.keras_total is None else f"{self.keras_total:,}"
         note = " (one bias vector per gate)" if c.mode == "LSTM" and c.bias and self.keras_total else ""
         out.append(f"total parameters: {self.total:,} in torch, {keras} in Keras{note}")
         return "\n".join(out)
@@ -57,8 +59,16 @@ def summary(model) -> Summary:
             if config.proj_size:
                 hr = shapes["weight_hr" + s]
                 rows.append((layer, direction, "proj", f"weight_hr {hr}", "-", "-", math.prod(hr)))
+            if config.peephole:
+                rows.append((layer, direction, "peephole", f"p_i, p_f, p_o {shapes['peephole' + s]}", "-", "-",
+                             math.prod(shapes["peephole" + s])))
+            if config.layer_norm:
+                parts = [p for p in ("ih", "hh", "cell") if f"ln_{p}_weight{s}" in shapes]
+                count = sum(2 * math.prod(shapes[f"ln_{p}_weight{s}"]) for p in parts)
+                described = ", ".join(f"{p} {shapes[f'ln_{p}_weight{s}']}" for p in parts)
+                rows.append((layer, direction, "layer_norm", f"gain+shift: {described}", "-", "-", count))
     total = sum(math.prod(s) for s in shapes.values())
-    if config.proj_size:
+    if config.proj_size or not config.is_plain:
         keras_total = None
     elif config.mode == "LSTM" and config.bias:
         keras_total = total - sum(G * H for name in shapes if name.startswith("bias_hh"))

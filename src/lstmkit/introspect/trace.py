@@ -126,6 +126,8 @@ def trace(model, x, lengths=None, hx=None) -> Trace:
     """
     layer = to_layer(model)
     cfg = layer.config
+    if not cfg.is_plain:  # the trace reads the textbook cells' caches
+        raise ValueError(f"model: trace follows the plain cells only, got the variant options {cfg.variant_options()}")
     x = np.asarray(to_numpy(x), dtype=np.float64)
     T, B, unbatched = check_input(cfg, x, np.float64)
     lengths = check_lengths(lengths, T, B)

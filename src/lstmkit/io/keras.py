@@ -143,6 +143,7 @@ def to_keras(model, *, return_sequences: bool = True):
         raise ValueError(f"{c.mode}Cell: Keras cells are not layers; convert a one-layer {c.mode} instead")
     if c.proj_size:
         raise ValueError(f"proj_size={c.proj_size}: Keras' LSTM has no projection; export to ONNX or safetensors")
+    c.refuse_variants("to_keras: Keras")
     dtype = "float64" if layer.dtype == np.float64 else "float32"
     stack = [keras.Input((None, c.input_size), dtype=dtype)]
     for k in range(c.num_layers):

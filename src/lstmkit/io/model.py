@@ -46,7 +46,7 @@ def build(config: RNNConfig, params: dict, cell: bool = False, dtype=None, **con
         return layer
     c = config
     layer = getattr(layers, c.mode)(c.input_size, c.hidden_size, c.num_layers, c.bias, c.batch_first, c.dropout,
-                                    c.bidirectional, c.proj_size, dtype=dtype)
+                                    c.bidirectional, c.proj_size, dtype=dtype, **c.variant_options())
     layer.params = checked
     return layer
 

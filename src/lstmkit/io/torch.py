@@ -57,6 +57,8 @@ def to_torch(layer, impl: str = "nn"):
         raise ValueError(f"impl: expected 'nn' or 'lstmkit', got {impl!r}")
     config, _, cell = unpack(layer)
     c = config
+    if impl == "nn":
+        c.refuse_variants("to_torch(impl='nn'): torch.nn")
     if cell:
         module = getattr(classes, c.mode + "Cell")(c.input_size, c.hidden_size, c.bias)
     else:

@@ -13,10 +13,17 @@ from __future__ import annotations
 import numpy as np
 
 from ..params import RNNConfig, suffix
-from . import gru, lstm
+from . import gru, lstm, variants
 
 CELLS = {"LSTM": lstm, "GRU": gru}
-WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "peephole", "ln_ih_weight",
+                "ln_ih_bias", "ln_hh_weight", "ln_hh_bias", "ln_cell_weight", "ln_cell_bias")
+NO_MASKS = lambda t: ()  # noqa: E731  the textbook cells take no per-step masks
+
+
+def cell_of(config: RNNConfig):
+    """The textbook cell (ref/lstm.py, ref/gru.py) for a plain config, else the variant cell."""
+    return CELLS[config.mode] if config.is_plain else variants.Cell(config)
 
 
 def layer_weights(params: dict, layer: int, direction: int) -> dict:
@@ -41,13 +48,16 @@ def step_mask(lengths, steps: int, batch: int, dtype) -> np.ndarray:
     return (np.arange(steps)[:, None] < np.asarray(lengths)[None, :]).astype(dtype)[:, :, None]
 
 
-def run_direction(cell, x, state, w, mask, reverse):
-    """One direction of one layer. x (T, B, I) -> (y (T, B, P), final state, per-step caches)."""
+def run_direction(cell, x, state, w, mask, reverse, masks_at=NO_MASKS):
+    """One direction of one layer. x (T, B, I) -> (y (T, B, P), final state, per-step caches).
+
+    masks_at(t): the variant cell's masks at step t (``VariantMasks.at``), nothing for the textbook cells.
+    """
     T, B = x.shape[:2]
     y = np.zeros((T, B, state[0].shape[-1]), x.dtype)
     caches = [None] * T
     for t in reversed(range(T)) if reverse else range(T):
-        new_state, caches[t] = cell.cell_forward(x[t], state, w)
+        new_state, caches[t] = cell.cell_forward(x[t], state, w, *masks_at(t))
         m = mask[t]  # (B, 1)
         state = tuple(m * new + (1 - m) * old for new, old in zip(new_state, state))
         y[t] = m * new_state[0]
@@ -70,15 +80,20 @@ def backprop_direction(cell, dy, d_state, caches, w, mask, reverse, input_size):
     return dx, d_state, grads
 
 
-def forward(config: RNNConfig, params: dict, x, state0=None, lengths=None, dropout_masks=None):
+def forward(config: RNNConfig, params: dict, x, state0=None, lengths=None, dropout_masks=None,
+            variant_masks=None):
     """Stacked, optionally bidirectional RNN over a whole sequence.
 
     x (T, B, I); state0 a tuple as in ``zero_state`` (None for zeros); lengths (B,) ints in [0, T] or
     None; dropout_masks: None, or L − 1 arrays (T, B, D·P) applied to each layer's output but the last
-    (already scaled by 1/(1 − p)). Returns (output (T, B, D·P), final state tuple, cache for ``backward``).
+    (already scaled by 1/(1 − p)); variant_masks: ``variants.VariantMasks`` (zoneout, recurrent dropout)
+    of a training step, None for evaluation (``variants.eval_masks``); unused by a plain config.
+    Returns (output (T, B, D·P), final state tuple, cache for ``backward``).
     """
-    cell = CELLS[config.mode]
+    cell = cell_of(config)
     T, B = x.shape[:2]
+    if not config.is_plain and variant_masks is None:
+        variant_masks = variants.eval_masks(config, T, B, x.dtype)
     D = config.num_directions
     if state0 is None:
         state0 = zero_state(config, B, x.dtype)
@@ -91,7 +106,8 @@ def forward(config: RNNConfig, params: dict, x, state0=None, lengths=None, dropo
         for d in range(D):
             k = layer * D + d
             w = layer_weights(params, layer, d)
-            y, final, caches = run_direction(cell, layer_input, tuple(s[k] for s in state0), w, mask, d == 1)
+            masks_at = NO_MASKS if config.is_plain else (lambda t, k=k: variant_masks.at(k, t))
+            y, final, caches = run_direction(cell, layer_input, tuple(s[k] for s in state0), w, mask, d == 1, masks_at)
             for j, s in enumerate(final):
                 finals[j][k] = s
             outputs.append(y)
@@ -101,7 +117,8 @@ def forward(config: RNNConfig, params: dict, x, state0=None, lengths=None, dropo
         if dropout_masks is not None and layer < config.num_layers - 1:
             layer_input = layer_input * dropout_masks[layer]
     final_state = tuple(np.stack(f) for f in finals)
-    cache = {"config": config, "mask": mask, "dropout_masks": dropout_masks, "layers": layers}
+    cache = {"config": config, "mask": mask, "dropout_masks": dropout_masks, "variant_masks": variant_masks,
+             "cell": cell, "layers": layers}
     return layer_input, final_state, cache
 
 
@@ -111,7 +128,7 @@ def backward(cache: dict, d_output, d_final_state=None):
     Returns (dx (T, B, I), d_state0 tuple, grads keyed by torch parameter names).
     """
     config: RNNConfig = cache["config"]
-    cell = CELLS[config.mode]
+    cell = cache["cell"]
     D = config.num_directions
     B = d_output.shape[1]
     if d_final_state is None:

@@ -125,11 +125,7 @@ class _RNNBase(nn.Module):
         if not torch.compiler.is_compiling():
             checks.check_lengths(lengths, steps, batch)
         if isinstance(lengths, torch.Tensor):
-            if lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
-                raise TypeError(f"lengths: expected an integer tensor, got dtype {checks.dtype_name(lengths.dtype)}")
-            if lengths.ndim != 1 or lengths.shape[0] != batch:
-                raise ValueError(f"lengths: expected {batch} values, one per sequence in the batch, "
-                                 f"got shape {tuple(lengths.shape)}")
+            checks.check_lengths_form(lengths, batch)
             return lengths.to(torch.int64)
         return torch.as_tensor(lengths, dtype=torch.int64)
 

@@ -109,11 +109,7 @@ def _check_args(config: RNNConfig, x, h0, c0, params, lengths, dropout_masks) ->
             raise ValueError(f"params ({name}): expected shape {shape}, got {tuple(p.shape)}")
         checks.check_dtype_matches(f"params ({name})", p.dtype, dtype)
     if lengths is not None:
-        if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
-            raise TypeError(f"lengths: expected an integer tensor, got dtype {checks.dtype_name(lengths.dtype)}")
-        if lengths.ndim != 1 or lengths.shape[0] != B:
-            raise ValueError(
-                f"lengths: expected {B} values, one per sequence in the batch, got shape {tuple(lengths.shape)}")
+        checks.check_lengths_form(lengths, B)
     expected = config.num_layers - 1
     if len(dropout_masks) not in (0, expected):
         raise ValueError(f"dropout_masks: expected 0 or {expected} masks (one per layer but the last), "
