@@ -221,6 +221,16 @@ SequenceArgs<T> check_sequence(const std::string& mode, index_t num_layers, bool
   return a;
 }
 
+// Throws ValueError unless a forward's results have their shapes: out (T, B, D·P), h_n (L·D, B, P),
+// c_n (L·D, B, H) (LSTM; ignored for a GRU).
+template <typename A>
+void expect_forward_results(const lstmkit::RnnShape& s, const A& out, const A& h_n, const A& c_n) {
+  const index_t LD = s.L * s.D;
+  expect_shape("out", out, {s.T, s.B, s.D * s.P});
+  expect_shape("h_n", h_n, {LD, s.B, s.P});
+  if (s.lstm) expect_shape("c_n", c_n, {LD, s.B, s.H});
+}
+
 // forward(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x (T, B, I), weights,
 //         h0 (L·D, B, P), c0 (L·D, B, H) | None, lengths (B,) int64 | None,
 //         out (T, B, D·P), h_n (L·D, B, P), c_n (L·D, B, H) | None)
@@ -231,10 +241,7 @@ void forward(const std::string& mode, index_t num_layers, bool bidirectional, in
   const SequenceArgs<T> a =
       check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0, lengths);
   const lstmkit::RnnShape& s = a.s;
-  const index_t LD = s.L * s.D;
-  expect_shape("out", out, {s.T, s.B, s.D * s.P});
-  expect_shape("h_n", h_n, {LD, s.B, s.P});
-  if (s.lstm) expect_shape("c_n", c_n, {LD, s.B, s.H});
+  expect_forward_results(s, out, h_n, c_n);
   const T* c0_ptr = s.lstm ? c0.data() : nullptr;
   T* c_n_ptr = s.lstm ? c_n.data() : nullptr;
   nb::gil_scoped_release release;
@@ -256,10 +263,7 @@ void train_forward(const std::string& mode, index_t num_layers, bool bidirection
   const SequenceArgs<T> a =
       check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0, lengths);
   const lstmkit::RnnShape& s = a.s;
-  const index_t LD = s.L * s.D;
-  expect_shape("out", out, {s.T, s.B, s.D * s.P});
-  expect_shape("h_n", h_n, {LD, s.B, s.P});
-  if (s.lstm) expect_shape("c_n", c_n, {LD, s.B, s.H});
+  expect_forward_results(s, out, h_n, c_n);
   expect_workspace(ws, s);
   const T* c0_ptr = s.lstm ? c0.data() : nullptr;
   T* c_n_ptr = s.lstm ? c_n.data() : nullptr;

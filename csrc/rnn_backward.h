@@ -122,15 +122,7 @@ void rnn_train_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* we
         for (index_t r = 0; r < n; ++r) std::copy_n(hr + r * P, P, y_base + (q + r) * ldo + d * P);
       };
       if (batch_split(B, H, G, P, 1)) {
-        constexpr int MR = Tile<T>::MR;
-        parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) {
-          const index_t r0 = b * MR, r1 = std::min(B, e * MR);
-          for (index_t step = 0; step < T_steps; ++step) {
-            const index_t t = d == 0 ? step : T_steps - 1 - step;
-            const index_t n = std::min(batch_sizes[t], r1) - r0;
-            if (n > 0) step_rows(t, r0, n);
-          }
-        });
+        rows_through_time<T>(B, batch_sizes, d == 1, step_rows);
       } else {
         for (index_t step = 0; step < T_steps; ++step) {
           const index_t t = d == 0 ? step : T_steps - 1 - step, nb = batch_sizes[t], q = offsets[t];
@@ -304,16 +296,8 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
         else  // a large step on its own: the product split over the pool by panels
           parallel_for(w_hh_t.panels(), [&](index_t p0, index_t p1) { recurrent_grads(t, r0, nr, p0, p1); });
       };
-      if (batch_split(B, H, G, P, 1)) {  // each thread walks all steps for its own rows
-        constexpr int MR = Tile<T>::MR;
-        parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) {
-          const index_t r0 = b * MR, r1 = std::min(B, e * MR);
-          for (index_t step = T_steps - 1; step >= 0; --step) {
-            const index_t t = d == 0 ? step : T_steps - 1 - step;
-            const index_t n = std::min(batch_sizes[t], r1) - r0;
-            if (n > 0) step_rows(t, r0, n);
-          }
-        });
+      if (batch_split(B, H, G, P, 1)) {  // each thread walks all steps for its own rows, backwards in time
+        rows_through_time<T>(B, batch_sizes, d == 0, step_rows);
       } else if (!w.w_hr && unit_split<T>(B, H, G, P)) {
         // Split by hidden units, one meeting per step: a thread owns units [u0, u1), which are also
         // the panels of dh_prev it computes, so it runs "dh_prev of the later step, then the gate
