@@ -14,7 +14,8 @@ streaming export); (f) training forward+backward for (a), (b), (c) vs torch auto
 NumPy layer's forward and backward, which run natively); (g) GRU for (a) and (e); (h) variable lengths
 uniform in 10..100 at B=64, H=256, X=64, T=100 (torch: PackedSequence, and padded ignoring the
 lengths; ORT with a lengths input); (m) peak RSS of training (c): a fresh process per library (each imports
-both and builds both models), three training steps, the process's peak RSS (ru_maxrss) in MB.
+both and builds both models), the peak reset just before three training steps (Linux clear_refs), then
+the peak during them (VmHWM) in MB, and in brackets how much it rose above the RSS before them.
 
 Writes the table (markdown) to stdout and to --out with the CPU name. Measures only; asserts nothing.
 """
@@ -23,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -223,16 +223,26 @@ def case_lengths(mode, B, H, X, T, repeats):
     }, repeats)
 
 
-def training_peak_rss(which: str, B=64, H=256, X=64, T=100, steps=3) -> float:
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def training_peak_rss(which: str, B=64, H=256, X=64, T=100, steps=3) -> tuple[float, float]:
     """In this process: three training steps of (c) with `which` ("lstmkit" or "torch autograd"); returns
-    the process's peak RSS in MB. Both libraries are imported and both models built either way, so the
-    two processes differ only in whose training ran."""
+    (peak RSS during them, RSS before them) in MB. Both libraries are imported and both models built
+    either way, so the two processes differ only in whose training ran; the peak is reset first (importing
+    the libraries peaks higher than training does)."""
     layer, tm = models("LSTM", X, H)
     layer.train()
     tm.train()
     x = np.random.default_rng(0).standard_normal((T, B, X)).astype(np.float32)
     dy = np.random.default_rng(1).standard_normal((T, B, H)).astype(np.float32)
     xt, dyt = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(dy)
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    before = _status_mb("VmRSS")
     for _ in range(steps):
         if which == "lstmkit":
             layer(x)
@@ -241,17 +251,19 @@ def training_peak_rss(which: str, B=64, H=256, X=64, T=100, steps=3) -> float:
             tm.zero_grad(set_to_none=True)
             out, _ = tm(xt)
             out.backward(dyt)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    return _status_mb("VmHWM"), before
 
 
-def case_training_memory() -> dict:
-    """Peak RSS (MB) of training (c), each library in a fresh process (see training_peak_rss)."""
-    result = {}
+def case_training_memory() -> tuple[dict, dict]:
+    """Peak RSS (MB) of training (c), each library in a fresh process (see training_peak_rss), and how
+    much each rose above the RSS before the steps."""
+    peak, rise = {}, {}
     for which in ("lstmkit", "torch autograd"):
         proc = subprocess.run([sys.executable, __file__, "--rss-child", which], capture_output=True, text=True,
                               check=True)
-        result[which] = float(proc.stdout.strip().splitlines()[-1])
-    return result
+        hwm, before = map(float, proc.stdout.strip().splitlines()[-1].split())
+        peak[which], rise[which] = hwm, hwm - before
+    return peak, rise
 
 
 def fmt_ms(s: float) -> str:
@@ -271,7 +283,7 @@ def main() -> None:
     torch.set_num_threads(THREADS)
     lstmkit.set_num_threads(THREADS)
     if args.rss_child:
-        print(training_peak_rss(args.rss_child))
+        print(*training_peak_rss(args.rss_child))
         return
     only = set(filter(None, args.only.split(",")))
     R = args.repeats
@@ -287,7 +299,7 @@ def main() -> None:
         ("g", "GRU inference B=1 H=128 X=32 T=100", lambda: case_sequence("GRU", 1, 128, 32, 100, R)),
         ("g", "GRU streaming, per step, B=1 H=128 X=32", lambda: case_stream("GRU", 1, 128, 32, 200, R)),
         ("h", "LSTM lengths 10..100, B=64 H=256 X=64 T=100", lambda: case_lengths("LSTM", 64, 256, 64, 100, R)),
-        ("m", "LSTM training (c), peak RSS in MB (not ms)", case_training_memory),
+        ("m", "LSTM training (c), peak RSS in MB (not ms; rise during training in brackets)", case_training_memory),
     ]
     header = [
         f"CPU: {cpu_name()}",
@@ -304,10 +316,14 @@ def main() -> None:
         if only and cid not in only:
             continue
         med = thunk()
+        rise = {}
+        if cid == "m":  # memory: (peak, rise above the RSS before)
+            med, rise = med
         ours = med.pop("lstmkit")
         fmt = (lambda v: f"{v:.0f}") if cid == "m" else fmt_ms
-        ours_text = fmt(ours)
-        peers = "; ".join(f"{k} {fmt(v)}" for k, v in med.items())
+        extra = (lambda k: f" (+{rise[k]:.0f})") if rise else (lambda k: "")
+        ours_text = fmt(ours) + extra("lstmkit")
+        peers = "; ".join(f"{k} {fmt(v)}{extra(k)}" for k, v in med.items())
         ratios = "; ".join(f"{k} {v / ours:.2f}×" for k, v in med.items())
         target = ""
         tg = TARGETS.get(cid)
