@@ -38,7 +38,7 @@ namespace lstmkit {
 namespace LSTMKIT_ISA {
 template <typename T>
 KernelSet<T> kernel_set() {
-  return KernelSet<T>{&cell_forward<T>, &rnn_forward<T>, &rnn_backward<T>, &make_stream<T>};
+  return KernelSet<T>{&cell_forward<T>, &rnn_forward<T>, &rnn_train_forward<T>, &rnn_backward<T>, &make_stream<T>};
 }
 }  // namespace LSTMKIT_ISA
 }  // namespace lstmkit

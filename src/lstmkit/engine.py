@@ -50,7 +50,7 @@ except ImportError:  # pragma: no cover - depends on the build
 
 __all__ = [
     "available", "isa", "supported_isas", "set_num_threads", "get_num_threads",
-    "cell_forward", "forward", "backward",
+    "cell_forward", "forward", "train_forward", "backward", "workspace_size",
 ]
 
 CELL_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
@@ -284,11 +284,39 @@ def forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None):
     return out, tuple(final)
 
 
-def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None, state0=None, lengths=None):
+def workspace_size(config: RNNConfig, steps, batch):
+    """Values in the training workspace of ``train_forward`` for ``steps`` (T) by ``batch`` (B).
+
+    Linear in T·B, so ``steps`` and ``batch`` may be symbolic sizes (torch's fake kernels pass them).
+    """
+    row = _require_engine().train_workspace_row(
+        config.mode, config.num_layers, config.bidirectional, config.hidden_size, config.proj_size)
+    return steps * batch * row
+
+
+def train_forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None):
+    """``forward`` for training: the same results plus the workspace ``backward`` reads.
+
+    Arguments as ``forward``. Returns (output (T, B, D·P), final state tuple, workspace), fresh arrays;
+    workspace is 1-D of ``workspace_size(config, T, B)`` values of x's dtype (gate activations, states
+    and layer inputs of every step, in the engine's own layout): keep it unchanged and pass it to
+    ``backward`` with the same params, x, state0 and lengths.
+    """
+    dtype, (T, B, _), shapes, _, args = _check_sequence(config, params, x, state0, lengths)
+    out = np.empty((T, B, config.num_directions * config.output_size), dtype)
+    final = [np.empty(s, dtype) for s in shapes]
+    workspace = np.empty(workspace_size(config, T, B), dtype)
+    _require_engine().train_forward(*args, out, final[0], final[1] if len(final) == 2 else None, workspace)
+    return out, tuple(final), workspace
+
+
+def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None, state0=None, lengths=None,
+             workspace=None):
     """Gradients of ``forward`` by backpropagation through time, as ``lstmkit.ref.rnn.backward``.
 
-    The forward is recomputed natively (no cache to keep between the calls); arguments config, params,
-    x, state0, lengths as in ``forward``.
+    Arguments config, params, x, state0, lengths as in ``forward``.
+    workspace: what ``train_forward`` returned for these same arguments (then the backward costs no
+    forward), or None to run ``train_forward`` here first.
     d_output (T, B, D·P): gradient of the output (entries past a sequence's end are ignored).
     d_final_state: None for zeros, or a tuple shaped like the final state (LSTM (dh_n, dc_n), GRU (dh_n,)).
     Returns (dx (T, B, I), d_state0 tuple shaped like state0, grads: dict by torch parameter name),
@@ -301,12 +329,18 @@ def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None
         d_final = [np.zeros(s, dtype) for s in shapes]
     else:
         d_final = _check_state("d_final_state", d_final_state, shapes, dtype)
+    if workspace is None:
+        _, _, workspace = train_forward(config, params, x, state0, lengths)
+    else:
+        workspace = _array("workspace", workspace, dtype)
+        _shape("workspace", workspace, (workspace_size(config, T, B),), " (from train_forward with this config, T and B)")
+        workspace = _native(workspace, dtype)
     dx = np.empty((T, B, I), dtype)
     d_state0 = [np.empty(s, dtype) for s in shapes]
     grads = [np.empty(w.shape, dtype) for w in args[7]]
     lstm = len(shapes) == 2
     _require_engine().backward(
-        *args, _native(d_out, dtype), d_final[0], d_final[1] if lstm else None,
+        *args, workspace, _native(d_out, dtype), d_final[0], d_final[1] if lstm else None,
         dx, d_state0[0], d_state0[1] if lstm else None, grads,
     )
     return dx, tuple(d_state0), dict(zip(names, grads))

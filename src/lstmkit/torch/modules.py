@@ -132,6 +132,15 @@ class _RNNBase(nn.Module):
     def _run(self, x, state0, lengths, masks):
         """Call the operator on sequence-first x (T, B, I); returns (output, state tuple)."""
         c = self.config
+        if ops.trains_natively(x, state0, self._flat_weights, masks):  # autograd saves the engine's workspace
+            if c.mode == "LSTM":
+                out, h, cn, _ = torch.ops.lstmkit.lstm_train(x, state0[0], state0[1], self._flat_weights, lengths,
+                                                             c.input_size, c.hidden_size, c.num_layers, c.bias,
+                                                             c.bidirectional, c.proj_size)
+                return out, (h, cn)
+            out, h, _ = torch.ops.lstmkit.gru_train(x, state0[0], self._flat_weights, lengths, c.input_size,
+                                                    c.hidden_size, c.num_layers, c.bias, c.bidirectional)
+            return out, (h,)
         if c.mode == "LSTM":
             out, h, cn = torch.ops.lstmkit.lstm(x, state0[0], state0[1], self._flat_weights, lengths, masks,
                                                 c.input_size, c.hidden_size, c.num_layers, c.bias,
