@@ -11,6 +11,11 @@ def register(sub) -> None:
     p.add_argument("--limit", type=int, help="use only the first N characters (quick runs)")
     p.add_argument("--seq-len", type=int, default=64)
     p.add_argument("--batches-per-epoch", type=int, default=50)
+    p.add_argument("--num-layers", type=int, default=1)
+    p.add_argument("--embed-dim", type=int, default=64)
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout on the LSTM outputs (and between layers)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine",
+                   help="cosine: decay the learning rate to 0 over --epochs")
     p.add_argument("--prompt", default="", help="text the samples continue")
     p.add_argument("--n-chars", type=int, default=300, help="characters per sample")
     p.add_argument("--temperature", type=float, default=0.8)
@@ -26,7 +31,8 @@ def run(args) -> int:
     out = out_dir(args, "generate")
     job(out=out, text_file=args.text, limit=args.limit, prompt=args.prompt, n_chars=args.n_chars,
         temperature=args.temperature, top_k=args.top_k, resume=args.resume, hidden_size=args.hidden_size,
-        cell=args.cell, seq_len=args.seq_len, epochs=args.epochs, batch_size=args.batch_size,
+        cell=args.cell, num_layers=args.num_layers, embed_dim=args.embed_dim, dropout=args.dropout,
+        lr_schedule=args.lr_schedule, seq_len=args.seq_len, epochs=args.epochs, batch_size=args.batch_size,
         batches_per_epoch=args.batches_per_epoch, lr=args.lr, patience=args.patience, seed=args.seed,
         progress=not args.no_progress)
     return 0

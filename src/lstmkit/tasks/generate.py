@@ -24,10 +24,11 @@ class CharLM:
 
     def __init__(self, hidden_size: int = 256, embed_dim: int = 64, num_layers: int = 1, cell: str = "lstm",
                  seq_len: int = 64, epochs: int = 10, batch_size: int = 64, batches_per_epoch: int | None = 50,
-                 lr: float = 4e-3, patience: int = 3, seed: int = 0, progress: bool = True):
+                 lr: float = 4e-3, lr_schedule: str = "constant", dropout: float = 0.0, patience: int = 3,
+                 seed: int = 0, progress: bool = True):
         self.config = dict(hidden_size=hidden_size, embed_dim=embed_dim, num_layers=num_layers, cell=cell,
                            seq_len=seq_len, epochs=epochs, batch_size=batch_size, batches_per_epoch=batches_per_epoch,
-                           lr=lr, patience=patience, seed=seed)
+                           lr=lr, lr_schedule=lr_schedule, dropout=dropout, patience=patience, seed=seed)
         self.progress = progress
         self.model = None
         self.history_ = None
@@ -42,7 +43,8 @@ class CharLM:
 
         c = self.config
         seed_everything(c["seed"])
-        return CharNet(len(c["vocab"]) + 1, c["embed_dim"], c["hidden_size"], c["num_layers"], c["cell"])
+        return CharNet(len(c["vocab"]) + 1, c["embed_dim"], c["hidden_size"], c["num_layers"], c["cell"],
+                       c.get("dropout", 0.0))
 
     def _chunks(self, ids: np.ndarray):
         import torch
@@ -67,7 +69,8 @@ class CharLM:
             return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), chunk[:, 1:].reshape(-1))
 
         cfg = TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], patience=c["patience"],
-                          seed=c["seed"], batches_per_epoch=c["batches_per_epoch"], progress=self.progress)
+                          seed=c["seed"], batches_per_epoch=c["batches_per_epoch"], progress=self.progress,
+                          lr_schedule=c["lr_schedule"])
         val = self._chunks(self.encode(val_text)) if val_text else None
         self.history_ = fit(self.model, loss_fn, self._chunks(self.encode(text)), val, cfg, task=TASK, config=c,
                             ckpt_dir=ckpt_dir, resume=resume, log=log)
