@@ -28,11 +28,12 @@ class SequenceClassifier:
     def __init__(self, hidden_size: int = 64, num_layers: int = 1, bidirectional: bool = False, cell: str = "lstm",
                  epochs: int = 30, batch_size: int = 64, lr: float = 5e-3, patience: int = 8, val_fraction: float = 0.15,
                  dropout: float = 0.0, seed: int = 0, text: bool = False, embed_dim: int = 32, max_len: int = 300,
-                 pool: str = "last+mean+max", head_dropout: float | None = 0.2, progress: bool = True):
+                 pool: str = "last+mean+max", head_dropout: float | None = 0.2, lr_schedule: str = "constant",
+                 progress: bool = True):
         self.params = dict(hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional, cell=cell,
                            epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, val_fraction=val_fraction,
                            dropout=dropout, seed=seed, text=text, embed_dim=embed_dim, max_len=max_len, pool=pool,
-                           head_dropout=head_dropout)
+                           head_dropout=head_dropout, lr_schedule=lr_schedule)
         self.progress = progress
         self.model = None
         self.history_ = None
@@ -116,7 +117,7 @@ class SequenceClassifier:
             return torch.nn.functional.cross_entropy(model(x[:, :T], lengths), target)
 
         cfg = TrainConfig(epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], patience=p["patience"],
-                          seed=p["seed"], progress=self.progress)
+                          seed=p["seed"], progress=self.progress, lr_schedule=p["lr_schedule"])
         result = fit(self.model, loss_fn, data(idx_tr), data(idx_val), cfg, task=TASK, config=self.config,
                      ckpt_dir=ckpt_dir, resume=resume, log=log)
         self.history_ = result

@@ -98,6 +98,46 @@ class CharLM:
                 count += tgt.numel()
         return total / count / math.log(2)
 
+    def next_char_probs(self, text: str, context: str = "", *, dynamic_lr: float = 0.0, segment: int = 64,
+                        warmup: int = 512) -> np.ndarray:
+        """(len(text), V) probability of every next character, column ``j`` for id ``j`` (0: unknown), reading
+        ``text`` as one stream after a warm-up on the last ``warmup`` characters of ``context``.
+
+        ``dynamic_lr`` > 0 turns on dynamic evaluation (Krause et al. 2018, arXiv:1709.07432): after each
+        ``segment`` characters are scored, one SGD step with that learning rate on their loss adapts a copy of
+        the model to the text read so far; a character is always scored before the model learns from it, and
+        ``self.model`` is left unchanged."""
+        import copy
+
+        import torch
+
+        if dynamic_lr < 0 or segment < 1:
+            raise ValueError(f"dynamic_lr must be >= 0 and segment >= 1, got {dynamic_lr}, {segment}")
+        model = copy.deepcopy(self.model) if dynamic_lr else self.model
+        model.eval()  # no dropout, also while adapting
+        opt = torch.optim.SGD(model.parameters(), lr=dynamic_lr) if dynamic_lr else None
+        ids = torch.from_numpy(self.encode(context[-warmup:] + text))[None]
+        start = min(len(context), warmup)  # position in ids of text[0]
+        state, out = None, []
+        with torch.no_grad():
+            if start > 1:
+                _, state = model(ids[:, :start - 1])
+        for i in range(max(start - 1, 0), ids.shape[1] - 1, segment):
+            inp, tgt = ids[:, i:min(i + segment, ids.shape[1] - 1)], ids[:, i + 1:i + segment + 1]
+            with torch.set_grad_enabled(bool(dynamic_lr)):
+                logits, new_state = model(inp, state)
+                logp = torch.log_softmax(logits[0], -1)
+                if dynamic_lr:
+                    opt.zero_grad(set_to_none=True)
+                    torch.nn.functional.nll_loss(logp, tgt[0]).backward()
+                    opt.step()
+            out.append(logp.detach().exp().numpy())
+            state = tuple(s.detach() for s in new_state) if isinstance(new_state, tuple) else new_state.detach()
+        probs = np.concatenate(out) if out else np.zeros((0, len(self.config["vocab"]) + 1), np.float32)
+        if start == 0:  # text[0] has no context at all: predict it uniformly over the vocabulary
+            probs = np.concatenate([np.full((1, probs.shape[1]), 1.0 / probs.shape[1], np.float32), probs])
+        return probs
+
     def sample(self, prompt: str = "", n: int = 300, temperature: float = 0.8, top_k: int | None = None,
                seed: int = 0) -> str:
         """Continue ``prompt`` by ``n`` characters, sampling at ``temperature`` from the ``top_k`` most likely."""
