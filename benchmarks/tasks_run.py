@@ -21,7 +21,8 @@ JOBS = {
     "monthly": ["forecast", "--dataset", "tourism-monthly", "--epochs", "15", "--ensemble", "2"],
     "digits": ["classify", "--dataset", "digits"],
     "vowels": ["classify", "--dataset", "japanese-vowels"],
-    "text": ["generate", "--epochs", "8", "--batches-per-epoch", "40", "--hidden-size", "256"],
+    "text": ["generate", "--hidden-size", "512", "--seq-len", "128", "--epochs", "11", "--batches-per-epoch", "50",
+             "--lr", "3e-3", "--dropout", "0.1"],
 }
 COLUMNS = {"forecast": ["method", "MASE", "sMAPE", "MAE", "RMSE", "seconds"], "classify": ["model", "test accuracy"],
            "generate": ["model", "bpc"]}

@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--dynamic-lr", type=float, default=0.1,
                    help="dynamic evaluation: SGD learning rate for adapting to the held-out text as it is scored "
                         "(0: off)")
-    p.add_argument("--min-match", type=int, default=12, help="match model: shortest repeat it follows")
+    p.add_argument("--min-match", type=int, default=5, help="match model: shortest repeat it follows")
     p.add_argument("--prompt", default="", help="text the samples continue")
     p.add_argument("--n-chars", type=int, default=300, help="characters per sample")
     p.add_argument("--temperature", type=float, default=0.8)

@@ -63,7 +63,7 @@ def lstm_bpc(lm: CharLM, train: str, val: str, test: str, dynamic_lr: float, min
 
 def run(*, out: str, text_file: str | None = None, test_fraction: float = 0.05, val_fraction: float = 0.02,
         limit: int | None = None, prompt: str = "", n_chars: int = 300, temperature: float = 0.8,
-        top_k: int | None = 20, dynamic_lr: float = 0.1, min_match: int = 12, resume: bool = False, log=print,
+        top_k: int | None = 20, dynamic_lr: float = 0.1, min_match: int = 5, resume: bool = False, log=print,
         **model_kw) -> dict:
     start = time.perf_counter()
     name, text = datasets.load_text(text_file)

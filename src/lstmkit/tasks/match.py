@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 # match lengths that share one mixing weight: bucket b holds lengths in [EDGES[b], EDGES[b+1])
-LENGTH_EDGES = np.array([1, 16, 20, 24, 32, 40, 48, 64, 96, 128, 192, 256, 512, 1024])
+LENGTH_EDGES = np.array([1, 6, 8, 12, 16, 24, 32, 64, 128, 256, 512])
 
 
-def match_predictions(history: str, text: str, min_len: int = 12) -> tuple[np.ndarray, np.ndarray]:
+def match_predictions(history: str, text: str, min_len: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """For each position i of ``text``, looking only at ``history`` and ``text[:i]``: the position in
     ``history + text`` of the character the match model predicts (-1: no match) and the match's length
     (0: none). Two (len(text),) int64 arrays."""
