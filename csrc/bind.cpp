@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <memory>
 
+#include "bind_checks.h"
 #include "common.h"
 
 namespace nb = nanobind;
@@ -27,7 +28,11 @@ void bind_quantized(nb::module_& m, const std::string& float_isa);  // bind_quan
 
 using lstmkit::index_t;
 
+void bind_variants(nb::module_& m, const std::string& isa);  // bind_variants.cpp
+
 namespace {
+
+using namespace lstmkit::bind_checks;
 
 // ---- Instruction-set dispatch: chosen once, at import ----------------------------------------------
 
@@ -80,44 +85,6 @@ std::vector<std::string> supported_isas() {
   return out;
 }
 
-template <typename T>
-using In = nb::ndarray<const T, nb::c_contig, nb::device::cpu>;
-template <typename T>
-using Out = nb::ndarray<T, nb::c_contig, nb::device::cpu>;
-using Lengths = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
-
-std::string shape_str(std::initializer_list<index_t> dims) {
-  std::string s = "(";
-  size_t i = 0;
-  for (index_t d : dims) s += (i++ ? ", " : "") + std::to_string(d);
-  return s + (dims.size() == 1 ? ",)" : ")");
-}
-
-template <typename A>
-std::string shape_str(const A& a) {
-  std::string s = "(";
-  for (size_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
-  return s + (a.ndim() == 1 ? ",)" : ")");
-}
-
-// Throws ValueError unless `a` is valid and has exactly the shape `dims`.
-template <typename A>
-void expect_shape(const char* name, const A& a, std::initializer_list<index_t> dims) {
-  if (!a.is_valid()) throw std::invalid_argument(std::string(name) + ": expected an array, got None");
-  bool ok = a.ndim() == dims.size();
-  size_t i = 0;
-  for (index_t d : dims) ok = ok && static_cast<index_t>(a.shape(i++)) == d;
-  if (!ok)
-    throw std::invalid_argument(std::string(name) + ": expected shape " + shape_str(dims) + ", got " +
-                                shape_str(a));
-}
-
-bool is_lstm(const std::string& mode) {
-  if (mode == "LSTM") return true;
-  if (mode == "GRU") return false;
-  throw std::invalid_argument("mode: expected 'LSTM' or 'GRU', got '" + mode + "'");
-}
-
 // cell_forward(mode, x (B, I), h (B, P), c (B, H) | None, w_ih (G·H, I), w_hh (G·H, P),
 //              b_ih (G·H,) | None, b_hh (G·H,) | None, w_hr (P, H) | None, h_out (B, P), c_out (B, H) | None)
 template <typename T>
@@ -152,75 +119,6 @@ void cell_forward(const std::string& mode, In<T> x, In<T> h, In<T> c, In<T> w_ih
   T* c_out_ptr = lstm ? c_out.data() : nullptr;
   nb::gil_scoped_release release;
   kernels<T>().cell_forward(lstm, B, I, H, P, x.data(), h.data(), c_ptr, w, h_out.data(), c_out_ptr);
-}
-
-// The checked sizes and weight pointers of a whole-sequence call.
-template <typename T>
-struct SequenceArgs {
-  lstmkit::RnnShape s;
-  std::vector<lstmkit::CellWeights<T>> cells;  // [L·D]
-  const int64_t* lengths = nullptr;
-};
-
-// Checks everything a sequence call reads: config, x (T, B, I), the flat weights list, h0, c0, lengths.
-// weights: per layer and direction (layer-major): w_ih, w_hh, then b_ih, b_hh when has_bias, then
-// w_hr when proj_size > 0.
-template <typename T>
-SequenceArgs<T> check_sequence(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size,
-                               index_t proj_size, bool has_bias, const In<T>& x, const std::vector<In<T>>& weights,
-                               const In<T>& h0, const In<T>& c0, const Lengths& lengths) {
-  SequenceArgs<T> a;
-  lstmkit::RnnShape& s = a.s;
-  s.lstm = is_lstm(mode);
-  if (num_layers < 1) throw std::invalid_argument("num_layers: expected >= 1");
-  if (hidden_size < 1) throw std::invalid_argument("hidden_size: expected >= 1");
-  if (proj_size < 0 || proj_size >= hidden_size || (proj_size && !s.lstm))
-    throw std::invalid_argument("proj_size: expected 0, or in [1, hidden_size) for an LSTM");
-  if (x.ndim() != 3) throw std::invalid_argument("x: expected 3 dimensions (T, B, I), got shape " + shape_str(x));
-  s.T = x.shape(0);
-  s.B = x.shape(1);
-  s.I = x.shape(2);
-  s.H = hidden_size;
-  s.P = proj_size ? proj_size : hidden_size;
-  s.L = num_layers;
-  s.D = bidirectional ? 2 : 1;
-  const index_t G = s.gates(), LD = s.L * s.D;
-  const size_t per_cell = 2 + (has_bias ? 2 : 0) + (proj_size ? 1 : 0);
-  if (weights.size() != per_cell * static_cast<size_t>(LD))
-    throw std::invalid_argument("weights: expected " + std::to_string(per_cell * LD) + " arrays, got " +
-                                std::to_string(weights.size()));
-  a.cells.resize(static_cast<size_t>(LD));
-  for (index_t k = 0; k < LD; ++k) {
-    const In<T>* w = weights.data() + k * per_cell;
-    const index_t in = k < s.D ? s.I : s.D * s.P;
-    expect_shape("weights (w_ih)", w[0], {G * s.H, in});
-    expect_shape("weights (w_hh)", w[1], {G * s.H, s.P});
-    a.cells[k].w_ih = w[0].data();
-    a.cells[k].w_hh = w[1].data();
-    size_t next = 2;
-    if (has_bias) {
-      expect_shape("weights (b_ih)", w[2], {G * s.H});
-      expect_shape("weights (b_hh)", w[3], {G * s.H});
-      a.cells[k].b_ih = w[2].data();
-      a.cells[k].b_hh = w[3].data();
-      next = 4;
-    }
-    if (proj_size) {
-      expect_shape("weights (w_hr)", w[next], {s.P, s.H});
-      a.cells[k].w_hr = w[next].data();
-    }
-  }
-  expect_shape("h0", h0, {LD, s.B, s.P});
-  if (s.lstm) expect_shape("c0", c0, {LD, s.B, s.H});
-  if (lengths.is_valid()) {
-    expect_shape("lengths", lengths, {s.B});
-    a.lengths = lengths.data();
-    for (index_t b = 0; b < s.B; ++b)
-      if (a.lengths[b] < 0 || a.lengths[b] > s.T)
-        throw std::invalid_argument("lengths: expected values in [0, " + std::to_string(s.T) + "], got " +
-                                    std::to_string(a.lengths[b]));
-  }
-  return a;
 }
 
 // Throws ValueError unless a forward's results have their shapes: out (T, B, D·P), h_n (L·D, B, P),
@@ -465,6 +363,7 @@ NB_MODULE(_engine, m) {
   bind_dtype<float>(m, "Stream32");
   bind_dtype<double>(m, "Stream64");
   bind_quantized(m, g_kernels->name);
+  bind_variants(m, g_kernels->name);
   m.def("isa", [] { return std::string(g_kernels->name); }, "The instruction-set path in use.");
   m.def("supported_isas", &supported_isas, "The paths this CPU can run, lowest first.");
   m.def(

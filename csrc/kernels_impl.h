@@ -33,12 +33,17 @@ template class std::vector<std::ptrdiff_t>;
 #include "rnn.h"
 #include "rnn_backward.h"
 #include "stream.h"
+#include "variants_backward.h"
 
 namespace lstmkit {
 namespace LSTMKIT_ISA {
 template <typename T>
 KernelSet<T> kernel_set() {
   return KernelSet<T>{&cell_forward<T>, &rnn_forward<T>, &rnn_train_forward<T>, &rnn_backward<T>, &make_stream<T>};
+}
+template <typename T>
+VariantKernelSet<T> variant_kernel_set() {
+  return VariantKernelSet<T>{&variant_forward<T>, &variant_backward<T>};
 }
 }  // namespace LSTMKIT_ISA
 }  // namespace lstmkit
@@ -48,4 +53,7 @@ KernelSet<T> kernel_set() {
 namespace lstmkit {
 extern const Kernels LSTMKIT_TABLE;
 const Kernels LSTMKIT_TABLE = {LSTMKIT_ISA_NAME, LSTMKIT_ISA::kernel_set<float>(), LSTMKIT_ISA::kernel_set<double>()};
+// The variants' table (variants_api.h), by namespace: lstmkit::isa_<name>::variant_kernels.
+const VariantKernels LSTMKIT_ISA::variant_kernels = {LSTMKIT_ISA::variant_kernel_set<float>(),
+                                                     LSTMKIT_ISA::variant_kernel_set<double>()};
 }  // namespace lstmkit

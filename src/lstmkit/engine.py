@@ -49,7 +49,7 @@ except ImportError:  # pragma: no cover - depends on the build
     _engine = None
 
 __all__ = [
-    "available", "isa", "supported_isas", "set_num_threads", "get_num_threads",
+    "available", "supports", "isa", "supported_isas", "set_num_threads", "get_num_threads",
     "cell_forward", "forward", "train_forward", "backward", "workspace_size",
 ]
 
@@ -61,9 +61,13 @@ def available() -> bool:
     return _engine is not None
 
 
-def supports(config) -> bool:
-    """True when the engine computes ``config``: the plain cells; variant options run on the reference."""
-    return config.is_plain
+def supports(config: RNNConfig) -> bool:
+    """True when the native engine computes ``config``'s forward and backward: every plain config and
+    every variant (docs/variants.md), once the extension is built. (Inter-layer dropout masks in
+    training stay with the reference.)"""
+    if not available():
+        return False
+    return config.is_plain or hasattr(_engine, "variant_forward")
 
 
 def isa() -> str:
@@ -264,7 +268,7 @@ def _check_sequence(config, params, x, state0, lengths):
     return dtype, (T, B, I), shapes, list(param_shapes(config)), args
 
 
-def forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None):
+def forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, variant_masks=None):
     """Inference forward of the whole stacked (bi)directional RNN, as ``lstmkit.ref.rnn.forward``.
 
     config: the RNNConfig. Inference: dropout is not applied (as the reference without masks).
@@ -274,9 +278,15 @@ def forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None):
     lengths: None (every sequence runs T steps) or B integers in [0, T], any order, with torch's
     packed-sequence semantics (state frozen after a sequence's end, the reverse direction starts at
     step lengths[b] − 1, outputs past the end are zero).
+    variant_masks: for a variant config (``not config.is_plain``), the training masks
+    (``lstmkit.ref.variants.VariantMasks``), None for evaluation; see ``lstmkit.engine_variants``.
     Returns (output (T, B, D·P), final state tuple shaped like state0), fresh arrays of x's dtype.
     P = proj_size or hidden_size, D = 2 if bidirectional else 1, L = num_layers.
     """
+    if isinstance(config, RNNConfig) and not config.is_plain:
+        from . import engine_variants
+
+        return engine_variants.forward(config, params, x, state0, lengths, variant_masks)
     dtype, (T, B, _), shapes, _, args = _check_sequence(config, params, x, state0, lengths)
     out = np.empty((T, B, config.num_directions * config.output_size), dtype)
     final = [np.empty(s, dtype) for s in shapes]
@@ -311,17 +321,21 @@ def train_forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=No
 
 
 def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None, state0=None, lengths=None,
-             workspace=None):
+             variant_masks=None, workspace=None):
     """Gradients of ``forward`` by backpropagation through time, as ``lstmkit.ref.rnn.backward``.
 
     Arguments config, params, x, state0, lengths as in ``forward``.
     workspace: what ``train_forward`` returned for these same arguments (then the backward costs no
-    forward), or None to run ``train_forward`` here first.
+    forward), or None to run ``train_forward`` here first (plain configurations; the variants recompute).
     d_output (T, B, D·P): gradient of the output (entries past a sequence's end are ignored).
     d_final_state: None for zeros, or a tuple shaped like the final state (LSTM (dh_n, dc_n), GRU (dh_n,)).
     Returns (dx (T, B, I), d_state0 tuple shaped like state0, grads: dict by torch parameter name),
-    fresh arrays of x's dtype; dx is zero past each sequence's end.
+    fresh arrays of x's dtype; dx is zero past each sequence's end. variant_masks as in ``forward``.
     """
+    if isinstance(config, RNNConfig) and not config.is_plain:
+        from . import engine_variants
+
+        return engine_variants.backward(config, params, x, d_output, d_final_state, state0, lengths, variant_masks)
     dtype, (T, B, I), shapes, names, args = _check_sequence(config, params, x, state0, lengths)
     d_out = _array("d_output", d_output, dtype)
     _shape("d_output", d_out, (T, B, config.num_directions * config.output_size))

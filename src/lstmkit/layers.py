@@ -137,15 +137,16 @@ class RNNBase(_Recurrent):
         if state0 is not None:
             state0 = tuple(np.asarray(s).reshape(shape) for s, shape in zip(state0, state_shapes(cfg, B)))
         masks = self._dropout_masks(T, B)
-        if self._runs_natively(masks) and self.training:
+        variant_masks = self._variant_masks(T, B)
+        if self._runs_natively(masks) and self.training and cfg.is_plain:
             # keep the engine's workspace: backward then needs no second forward
             output, final, cache = engine.train_forward(cfg, self.params, xs, state0, lengths)
         elif self._runs_natively(masks):
-            output, final = engine.forward(cfg, self.params, xs, state0, lengths)
+            output, final = engine.forward(cfg, self.params, xs, state0, lengths, variant_masks)
             cache = None
         else:
-            output, final, cache = ref.forward(cfg, self.params, xs, state0, lengths, masks, self._variant_masks(T, B))
-        self._last = (xs, state0, lengths, masks, cache, unbatched)
+            output, final, cache = ref.forward(cfg, self.params, xs, state0, lengths, masks, variant_masks)
+        self._last = (xs, state0, lengths, masks, cache, unbatched, variant_masks)
         output = self._from_sequence_first(output, unbatched)
         final = tuple(s[:, 0] if unbatched else s for s in final)
         return (output, final) if cfg.mode == "LSTM" else (output, final[0])
@@ -157,7 +158,7 @@ class RNNBase(_Recurrent):
         """
         if self._last is None:
             raise RuntimeError("backward: call the layer on an input first")
-        xs, state0, lengths, masks, cache, unbatched = self._last
+        xs, state0, lengths, masks, cache, unbatched, variant_masks = self._last
         B = xs.shape[1]
         d_out = self._to_sequence_first(np.asarray(d_output, dtype=self.dtype), unbatched)
         finals = (d_hn, d_cn) if self.config.mode == "LSTM" else (d_hn,)
@@ -165,9 +166,9 @@ class RNNBase(_Recurrent):
             np.zeros(shape, self.dtype) if d is None else np.asarray(d, self.dtype).reshape(shape)
             for d, shape in zip(finals, state_shapes(self.config, B))
         )
-        if cache is None or isinstance(cache, np.ndarray):  # the forward ran natively (workspace or None: recomputed)
+        if cache is None or isinstance(cache, np.ndarray):  # the forward ran natively (workspace, or None: recomputed)
             dx, d_state0, grads = engine.backward(self.config, self.params, xs, d_out, d_final, state0, lengths,
-                                                  workspace=cache)
+                                                  variant_masks, workspace=cache)
         else:
             dx, d_state0, grads = ref.backward(cache, d_out, d_final)
         dx = self._from_sequence_first(dx, unbatched)

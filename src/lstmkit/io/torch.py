@@ -63,6 +63,8 @@ def to_torch(layer, impl: str = "nn"):
         module = getattr(classes, c.mode + "Cell")(c.input_size, c.hidden_size, c.bias)
     else:
         kwargs = {"proj_size": c.proj_size} if c.mode == "LSTM" else {}
+        if impl == "lstmkit":  # lstmkit.torch's layers take the variant options (docs/variants.md)
+            kwargs.update(c.variant_options())
         module = getattr(classes, c.mode)(c.input_size, c.hidden_size, c.num_layers, c.bias, c.batch_first,
                                           c.dropout, c.bidirectional, **kwargs)
     dtype = torch.float64 if layer.dtype == np.float64 else torch.float32

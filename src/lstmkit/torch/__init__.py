@@ -1,13 +1,14 @@
 """PyTorch frontend: torch.nn-compatible LSTM, GRU, LSTMCell and GRUCell backed by lstmkit's custom operators.
 
 Importing this package registers ``torch.ops.lstmkit.lstm``, ``torch.ops.lstmkit.gru`` and
-``torch.ops.lstmkit.rnn_backward`` (see ``lstmkit.torch.ops``). ``import lstmkit`` alone never imports torch.
+``torch.ops.lstmkit.rnn_backward`` (see ``lstmkit.torch.ops``), and the variants' ``variant_rnn`` and
+``variant_rnn_backward`` (``lstmkit.torch.variant_ops``). ``import lstmkit`` alone never imports torch.
 """
 from .._optional import require
 
 require("torch", "torch")  # without torch: an ImportError that names the extra to install
 
-from . import ops  # noqa: E402
+from . import ops, variant_ops  # noqa: E402
 from .modules import GRU, LSTM, GRUCell, LSTMCell  # noqa: E402
 
-__all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell", "ops"]
+__all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell", "ops", "variant_ops"]

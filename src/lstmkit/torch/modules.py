@@ -24,6 +24,7 @@ from torch.nn.utils.rnn import PackedSequence
 from .. import checks
 from ..params import RNNConfig, check_dtype, param_shapes
 from . import ops  # noqa: F401  (registers torch.ops.lstmkit.*)
+from .variant_ops import config_key
 
 __all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell"]
 
@@ -38,11 +39,13 @@ class _RNNBase(nn.Module):
 
     def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
-                 device=None, dtype=None) -> None:
+                 device=None, dtype=None, **variants) -> None:
         super().__init__()
-        # RNNConfig validates sizes, dropout and proj_size with ValueErrors naming the argument
+        # RNNConfig validates sizes, dropout, proj_size and the variant options (docs/variants.md) with
+        # ValueErrors naming the argument
         self.config = RNNConfig(mode, input_size, hidden_size, num_layers, bool(bias), bool(batch_first), dropout,
-                                bool(bidirectional), proj_size)
+                                bool(bidirectional), proj_size, **variants)
+        self._config_key = config_key(self.config)
         self.mode = mode
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), float(dropout)
@@ -59,10 +62,21 @@ class _RNNBase(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """torch's initialisation: every parameter uniform in ±1/√hidden_size, in registration order."""
+        """torch's initialisation: every weight uniform in ±1/√hidden_size, in registration order (peepholes
+        too); layer-norm gains 1 and shifts 0; with forget_bias the f rows of bias_ih set to it, of bias_hh to 0
+        (as ``lstmkit.params.init_params``)."""
         stdv = 1.0 / math.sqrt(self.hidden_size)  # hidden_size >= 1: RNNConfig checked it
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -stdv, stdv)
+        for name, weight in self.named_parameters():
+            if name.startswith("ln_"):
+                nn.init.constant_(weight, 1.0 if "_weight" in name else 0.0)
+            else:
+                nn.init.uniform_(weight, -stdv, stdv)
+        if self.config.forget_bias and self.bias:
+            H = self.hidden_size
+            with torch.no_grad():
+                for name, weight in self.named_parameters():
+                    if name.startswith(("bias_ih", "bias_hh")):
+                        weight[H:2 * H] = self.config.forget_bias if name.startswith("bias_ih") else 0.0
 
     @property
     def _flat_weights(self) -> list[torch.Tensor]:
@@ -83,6 +97,9 @@ class _RNNBase(nn.Module):
         over a copy of the current weights; step takes and returns tensors)."""
         from ..stream import Stream
 
+        if not self.config.is_plain:
+            raise ValueError(f"stream: streaming runs the plain cells only, got variant options "
+                             f"{self.config.variant_options()}")
         weights = {name: getattr(self, name).detach() for name in self._flat_weights_names}
         return Stream(self.config, weights, batch, torch_io=True)
 
@@ -100,6 +117,8 @@ class _RNNBase(nn.Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += ", bidirectional=True"
+        for name, value in self.config.variant_options().items():
+            s += f", {name}={value!r}"
         return s
 
     # -- forward pieces ----------------------------------------------------------------------------------
@@ -119,6 +138,20 @@ class _RNNBase(nn.Module):
         keep = 1.0 - p
         return [like.new_empty(shape).bernoulli_(keep).div_(keep) for _ in range(self.num_layers - 1)]
 
+    def _variant_masks(self, steps: int, batch: int, like: torch.Tensor) -> tuple[list, list, list]:
+        """Training masks of the variants, drawn with torch's RNG (so torch.manual_seed reproduces them):
+        recurrent dropout (B, P) Bernoulli(1 − p)/(1 − p) once per sequence, zoneout (T, B, H) / (T, B, P)
+        Bernoulli(z), one per layer·direction; ([], [], []) in evaluation (zoneout by its expectation)."""
+        c = self.config
+        if not self.training:
+            return [], [], []
+        K, H, P = c.num_layers * c.num_directions, c.hidden_size, c.output_size
+        p, (z_c, z_h) = c.recurrent_dropout, c.zoneout
+        recurrent = [like.new_empty((batch, P)).bernoulli_(1.0 - p).div_(1.0 - p) for _ in range(K)] if p else []
+        zoneout_c = [like.new_empty((steps, batch, H)).bernoulli_(z_c) for _ in range(K)] if z_c else []
+        zoneout_h = [like.new_empty((steps, batch, P)).bernoulli_(z_h) for _ in range(K)] if z_h else []
+        return recurrent, zoneout_c, zoneout_h
+
     def _lengths_tensor(self, lengths, steps: int, batch: int) -> torch.Tensor:
         """lengths= as an int64 tensor (B,). Values are checked here in eager mode; while compiling or
         exporting they are not readable (fake tensors), so the operator checks them when it runs."""
@@ -132,6 +165,12 @@ class _RNNBase(nn.Module):
     def _run(self, x, state0, lengths, masks):
         """Call the operator on sequence-first x (T, B, I); returns (output, state tuple)."""
         c = self.config
+        if not c.is_plain:
+            T, B = x.shape[0], x.shape[1]
+            c0 = state0[1] if c.mode == "LSTM" else None
+            out, h, cn = torch.ops.lstmkit.variant_rnn(x, state0[0], c0, self._flat_weights, lengths, masks,
+                                                       *self._variant_masks(T, B, x), self._config_key)
+            return out, ((h, cn) if c.mode == "LSTM" else (h,))
         if ops.trains_natively(x, state0, self._flat_weights, masks):  # autograd saves the engine's workspace
             if c.mode == "LSTM":
                 out, h, cn, _ = torch.ops.lstmkit.lstm_train(x, state0[0], state0[1], self._flat_weights, lengths,
@@ -231,7 +270,9 @@ class LSTM(_RNNBase):
 
     Args as torch.nn.LSTM: input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
     dropout=0.0 (between layers, training mode only), bidirectional=False, proj_size=0, device, dtype
-    (float32 or float64).
+    (float32 or float64). Variants (docs/variants.md, keyword-only): peephole, input_forget, clip,
+    activations, layer_norm, zoneout=(z_c, z_h), recurrent_dropout, forget_bias; their extra parameters
+    are registered as peephole_l{k}, ln_ih_weight_l{k}, ... (state_dict names as lstmkit.params).
 
     ``forward(input, hx=None, *, lengths=None) -> (output, (h_n, c_n))``
         input (T, B, I) / (B, T, I) with batch_first / unbatched (T, I) / PackedSequence;
@@ -243,9 +284,13 @@ class LSTM(_RNNBase):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
-                 device=None, dtype=None) -> None:
+                 device=None, dtype=None, *, peephole: bool = False, input_forget: bool = False, clip=None,
+                 activations=None, layer_norm: bool = False, zoneout=(0.0, 0.0), recurrent_dropout: float = 0.0,
+                 forget_bias: float = 0.0) -> None:
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         proj_size, device=device, dtype=dtype)
+                         proj_size, device=device, dtype=dtype, peephole=peephole, input_forget=input_forget,
+                         clip=clip, activations=activations, layer_norm=layer_norm, zoneout=zoneout,
+                         recurrent_dropout=recurrent_dropout, forget_bias=forget_bias)
 
     def forward(self, input, hx=None, *, lengths=None):
         out, (h_n, c_n) = self._forward(input, hx, lengths)
@@ -256,7 +301,8 @@ class GRU(_RNNBase):
     """Multi-layer (bi)directional GRU; drop-in for torch.nn.GRU.
 
     Args as torch.nn.GRU: input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-    dropout=0.0, bidirectional=False, device, dtype (float32 or float64).
+    dropout=0.0, bidirectional=False, device, dtype (float32 or float64). Variants (keyword-only):
+    clip, activations, layer_norm, zoneout=(0.0, z_h), recurrent_dropout, linear_before_reset.
 
     ``forward(input, hx=None, *, lengths=None) -> (output, h_n)``
         input as for LSTM; hx h0 (L·D, B, H) or None; output (T, B, D·H) (layouts as the input);
@@ -265,9 +311,12 @@ class GRU(_RNNBase):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 device=None, dtype=None) -> None:
+                 device=None, dtype=None, *, clip=None, activations=None, layer_norm: bool = False,
+                 zoneout=(0.0, 0.0), recurrent_dropout: float = 0.0, linear_before_reset: bool = True) -> None:
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         0, device=device, dtype=dtype)
+                         0, device=device, dtype=dtype, clip=clip, activations=activations, layer_norm=layer_norm,
+                         zoneout=zoneout, recurrent_dropout=recurrent_dropout,
+                         linear_before_reset=linear_before_reset)
 
     def forward(self, input, hx=None, *, lengths=None):
         out, (h_n,) = self._forward(input, hx, lengths)

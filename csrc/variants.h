@@ -1,0 +1,601 @@
+// Sequence forward of the LSTM/GRU variants of docs/variants.md (peepholes, coupled gates, clipping,
+// ONNX activations, layer norm, zoneout, recurrent dropout, GRU linear_before_reset=False): the same
+// function as lstmkit/ref/rnn.py's forward with variant_masks. The plain cells never come here (the
+// Python side picks rnn.h for them), so nothing below slows them down.
+//
+// Same layout as rnn.h: the packed batch (PackedBatch), one GEMM for the input projection of all
+// steps per layer and direction (layer norm of W_ih x is done there too, for every step at once),
+// then per step the recurrent GEMM (gemm.h) and a pointwise pass per row. Every row of a step is
+// independent (layer norm is per row), so large batches run the whole time loop split by rows over
+// the thread pool, as rnn.h does. The pointwise pass works stage by stage on a row's gate vectors
+// (each ≤ 4H values, in L1), so the activations are applied to whole vectors: float32 σ and tanh use
+// the SIMD functions of simd.h.
+//
+// With a tape (VariantTape), the forward keeps per packed row what variants_backward.h needs.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "rnn.h"
+#include "variants_api.h"
+
+namespace lstmkit {
+namespace LSTMKIT_ISA {
+
+// ---- Activations --------------------------------------------------------------------------------
+
+template <typename T>
+inline T act_value(const Activation& a, T z) {
+  const T al = T(a.alpha), be = T(a.beta);
+  switch (a.kind) {
+    case ActKind::Sigmoid: return sigmoid(z);
+    case ActKind::Tanh: return std::tanh(z);
+    case ActKind::Relu: return z > T(0) ? z : T(0);
+    case ActKind::HardSigmoid: return std::min(T(1), std::max(T(0), al * z + be));
+    case ActKind::LeakyRelu: return z >= T(0) ? z : al * z;
+    case ActKind::ThresholdedRelu: return z > al ? z : T(0);
+    case ActKind::ScaledTanh: return al * std::tanh(be * z);
+    case ActKind::Affine: return al * z + be;
+    case ActKind::Elu: return z >= T(0) ? z : al * std::expm1(z);
+    case ActKind::Softsign: return z / (T(1) + std::abs(z));
+    case ActKind::Softplus: return std::max(z, T(0)) + std::log1p(std::exp(-std::abs(z)));
+  }
+  return z;
+}
+
+// y[j] = f(z[j]) for j < n (y may alias z).
+template <typename T>
+void act_apply(const Activation& a, const T* z, T* y, index_t n) {
+#if LSTMKIT_HAVE_VECTORS
+  if constexpr (std::is_same<T, float>::value) {
+    if (a.kind == ActKind::Sigmoid || a.kind == ActKind::Tanh) {
+      using S = detail::Simd<float>;
+      constexpr int W = S::W;
+      const bool sig = a.kind == ActKind::Sigmoid;
+      index_t j = 0;
+      for (; j + W <= n; j += W) {
+        const S::vec v = S::load(z + j);
+        S::store(y + j, sig ? detail::sigmoid_ps(v) : detail::tanh_ps(v));
+      }
+      if (j < n) {
+        const int r = static_cast<int>(n - j);
+        const S::vec v = S::load_part(z + j, r);
+        S::store_part(y + j, sig ? detail::sigmoid_ps(v) : detail::tanh_ps(v), r);
+      }
+      return;
+    }
+  }
+#endif
+  switch (a.kind) {  // one loop per kind, so the simple ones vectorise
+    case ActKind::Relu:
+      for (index_t j = 0; j < n; ++j) y[j] = z[j] > T(0) ? z[j] : T(0);
+      return;
+    case ActKind::Affine: {
+      const T al = T(a.alpha), be = T(a.beta);
+      for (index_t j = 0; j < n; ++j) y[j] = al * z[j] + be;
+      return;
+    }
+    case ActKind::HardSigmoid: {
+      const T al = T(a.alpha), be = T(a.beta);
+      for (index_t j = 0; j < n; ++j) y[j] = std::min(T(1), std::max(T(0), al * z[j] + be));
+      return;
+    }
+    case ActKind::LeakyRelu: {
+      const T al = T(a.alpha);
+      for (index_t j = 0; j < n; ++j) y[j] = z[j] >= T(0) ? z[j] : al * z[j];
+      return;
+    }
+    case ActKind::Softsign:
+      for (index_t j = 0; j < n; ++j) y[j] = z[j] / (T(1) + std::abs(z[j]));
+      return;
+    default:
+      for (index_t j = 0; j < n; ++j) y[j] = act_value(a, z[j]);
+  }
+}
+
+// g[j] *= f'(z[j]) given y[j] = f(z[j]); at a kink the right-hand value (as ref/activations.py).
+template <typename T>
+void act_grad_mul(const Activation& a, const T* z, const T* y, T* g, index_t n) {
+  const T al = T(a.alpha), be = T(a.beta);
+  switch (a.kind) {
+    case ActKind::Sigmoid:
+      for (index_t j = 0; j < n; ++j) g[j] *= y[j] * (T(1) - y[j]);
+      return;
+    case ActKind::Tanh:
+      for (index_t j = 0; j < n; ++j) g[j] *= T(1) - y[j] * y[j];
+      return;
+    case ActKind::Relu:
+      for (index_t j = 0; j < n; ++j) g[j] = z[j] >= T(0) ? g[j] : T(0);
+      return;
+    case ActKind::HardSigmoid:
+      for (index_t j = 0; j < n; ++j) {
+        const T v = al * z[j] + be;
+        g[j] = (v >= T(0) && v < T(1)) ? g[j] * al : T(0);
+      }
+      return;
+    case ActKind::LeakyRelu:
+      for (index_t j = 0; j < n; ++j) g[j] *= z[j] >= T(0) ? T(1) : al;
+      return;
+    case ActKind::ThresholdedRelu:
+      for (index_t j = 0; j < n; ++j) g[j] = z[j] >= al ? g[j] : T(0);
+      return;
+    case ActKind::ScaledTanh:
+      for (index_t j = 0; j < n; ++j) {
+        const T t = std::tanh(be * z[j]);
+        g[j] *= al * be * (T(1) - t * t);
+      }
+      return;
+    case ActKind::Affine:
+      for (index_t j = 0; j < n; ++j) g[j] *= al;
+      return;
+    case ActKind::Elu:
+      for (index_t j = 0; j < n; ++j) g[j] *= z[j] >= T(0) ? T(1) : y[j] + al;
+      return;
+    case ActKind::Softsign:
+      for (index_t j = 0; j < n; ++j) {
+        const T d = T(1) + std::abs(z[j]);
+        g[j] *= T(1) / (d * d);
+      }
+      return;
+    case ActKind::Softplus:
+      for (index_t j = 0; j < n; ++j) g[j] *= sigmoid(z[j]);
+      return;
+  }
+}
+
+// ---- Clipping and layer norm --------------------------------------------------------------------
+
+template <typename T>
+void clip_apply(const VariantOptions& o, T* z, index_t n) {
+  if (!o.has_clip) return;
+  const T c = T(o.clip);
+  for (index_t j = 0; j < n; ++j) z[j] = std::min(std::max(z[j], -c), c);
+}
+
+// g[j] = 0 where z[j] (before clipping) was clipped; right-hand derivative at the edges.
+template <typename T>
+void clip_grad_mul(const VariantOptions& o, const T* z, T* g, index_t n) {
+  if (!o.has_clip) return;
+  const T c = T(o.clip);
+  for (index_t j = 0; j < n; ++j) g[j] = (z[j] >= -c && z[j] < c) ? g[j] : T(0);
+}
+
+constexpr double kLayerNormEps = 1e-5;
+
+// Σ_j a[j] · (b ? b[j] : 1) · (c ? c[j] : 1) over n values, or with `shift` Σ_j (a[j] − shift)² (b, c
+// unused): the reductions of the layer norm, summed in SIMD lanes (without -ffast-math the compiler
+// keeps a scalar chain, which made layer norm the variants' bottleneck).
+template <typename T>
+T row_reduce(index_t n, const T* a, const T* b, const T* c, bool squares = false, T shift = 0) {
+  index_t j = 0;
+  T total = 0;
+#if LSTMKIT_HAVE_VECTORS
+  using S = detail::Simd<T>;
+  using V = typename S::vec;
+  constexpr int W = S::W;
+  V acc[4] = {V{}, V{}, V{}, V{}};
+  const V sh = S::set1(shift);
+  for (; j + 4 * W <= n; j += 4 * W)
+    for (int u = 0; u < 4; ++u) {
+      V v = S::load(a + j + u * W);
+      if (squares) {
+        v = v - sh;
+        v = v * v;
+      } else {
+        if (b) v = v * S::load(b + j + u * W);
+        if (c) v = v * S::load(c + j + u * W);
+      }
+      acc[u] += v;
+    }
+  T lanes[W];
+  S::store(lanes, (acc[0] + acc[1]) + (acc[2] + acc[3]));
+  for (int k = 0; k < W; ++k) total += lanes[k];
+#endif
+  for (; j < n; ++j) {
+    if (squares) total += (a[j] - shift) * (a[j] - shift);
+    else total += a[j] * (b ? b[j] : T(1)) * (c ? c[j] : T(1));
+  }
+  return total;
+}
+
+// y (+)= γ ⊙ x̂ + β with x̂ = (v − mean v) / sqrt(var v + ε) over the n values (population variance).
+// Keeps x̂ when xhat is given; returns 1 / sqrt(var v + ε). y may alias v only when !add.
+template <typename T>
+T layer_norm_row(index_t n, const T* v, const T* gamma, const T* beta, T* y, T* xhat, bool add) {
+  const T* none = nullptr;
+  const T mean = row_reduce(n, v, none, none) / T(n);
+  const T var = row_reduce(n, v, none, none, true, mean) / T(n);
+  const T rstd = T(1) / std::sqrt(var + T(kLayerNormEps));
+  if (xhat)
+    for (index_t j = 0; j < n; ++j) xhat[j] = (v[j] - mean) * rstd;
+  if (add)
+    for (index_t j = 0; j < n; ++j) y[j] += gamma[j] * ((v[j] - mean) * rstd) + beta[j];
+  else
+    for (index_t j = 0; j < n; ++j) y[j] = gamma[j] * ((v[j] - mean) * rstd) + beta[j];
+  return rstd;
+}
+
+// Whether the gate and cell activations' derivatives are functions of their outputs (σ: y(1 − y),
+// tanh: 1 − y²), and whether the backward needs the gate pre-activations at all: for the clip's
+// derivative, or for the other activations' (which read their clipped input).
+inline bool grad_from_output(const VariantOptions& o) {
+  auto by_output = [](const Activation& a) { return a.kind == ActKind::Sigmoid || a.kind == ActKind::Tanh; };
+  return by_output(o.gate) && by_output(o.cell);
+}
+inline bool needs_zpre(const VariantOptions& o) { return o.has_clip || !grad_from_output(o); }
+
+// Packed masks of one layer and direction (packed row order), empty when not sampled.
+//   rd [B, P] recurrent dropout; zc [N, H], zh [N, P] zoneout
+template <typename T>
+struct PackedMasks {
+  std::vector<T> rd, zc, zh;
+  PackedMasks() = default;
+  PackedMasks(const PackedBatch& pk, index_t B, index_t H, index_t P, const VariantMasks<T>& m) {
+    if (m.recurrent) {
+      rd.resize(static_cast<size_t>(B * P));
+      for (index_t r = 0; r < B; ++r) std::copy_n(m.recurrent + pk.order[r] * P, P, rd.data() + r * P);
+    }
+    if (m.zoneout_c) {
+      zc.resize(static_cast<size_t>(pk.N * H));
+      pk.pack(m.zoneout_c, B, H, zc.data());
+    }
+    if (m.zoneout_h) {
+      zh.resize(static_cast<size_t>(pk.N * P));
+      pk.pack(m.zoneout_h, B, P, zh.data());
+    }
+  }
+};
+
+// Per-row buffers of one direction: with a tape N rows (indexed by packed row q, kept for the
+// backward), else B rows of scratch (indexed by the step's row r). Vectors stay empty where the
+// options do not use them.
+template <typename T>
+struct VariantRows {
+  std::vector<T> zpre;     // [·, G·H] gate pre-activations before clipping (tape, when needs_zpre)
+  std::vector<T> act;      // [·, G·H] LSTM (i, f, g, o), GRU (r, z, n) after their activation
+  std::vector<T> hin;      // [·, P] m_rd ⊙ h, what multiplies W_hh (tape, or with recurrent dropout)
+  std::vector<T> h_prev;   // [·, P] GRU with recurrent dropout: h before the step (tape only)
+  std::vector<T> c_prev;   // [·, H] LSTM: c before the step (tape only)
+  std::vector<T> ct;       // [·, H] LSTM c̃
+  std::vector<T> hc_in;    // [·, H] LSTM: σ_h's input, LN(c̃) or c̃ (then empty: c̃ is used)
+  std::vector<T> hc;       // [·, H] LSTM σ_h(hc_in)
+  std::vector<T> xhat_c;   // [·, H] LSTM layer norm of c̃: x̂ (tape only)
+  std::vector<T> rstd_c;   // [·]
+  std::vector<T> m;        // [·, H] LSTM projection input o ⊙ σ_h(·)
+  std::vector<T> xhat_hh;  // [·, G·H] layer norm of W_hh h: x̂ (tape only)
+  std::vector<T> rstd_hh;  // [·]
+  std::vector<T> sn;       // [·, H] GRU: what r multiplies (linear_before_reset), s_n
+  std::vector<T> q;        // [·, H] GRU linear_before_reset=False: r ⊙ m_rd ⊙ h
+  // The projection's input side (tape only): layer norm of W_ih x for all N rows.
+  std::vector<T> xhat_ih, rstd_ih;
+  PackedMasks<T> masks;
+};
+
+// Packed weights of one layer and direction, and the step.
+template <typename T>
+struct VariantCell {
+  const RnnShape& s;
+  const VariantOptions& o;
+  const VariantWeights<T>& ex;
+  PackedCell<T> pc;                 // w_ih, w_hh, w_hr and the input bias (LSTM: b_ih + b_hh)
+  PackedWeights<T> w_hh_rz, w_hh_n;  // GRU linear_before_reset=False: W_hh's (r, z) and n rows
+  const T* b_hh = nullptr;          // GRU b_hh [3H] or null
+  index_t H, P, G, GH;
+
+  VariantCell(const RnnShape& s_, const VariantOptions& o_, index_t in, const CellWeights<T>& w,
+              const VariantWeights<T>& e)
+      : s(s_), o(o_), ex(e), pc(s_.lstm, in, s_.H, s_.P, w), H(s_.H), P(s_.P), G(s_.gates()), GH(s_.gates() * s_.H) {
+    if (!s.lstm) {
+      b_hh = w.b_hh;
+      if (!o.linear_before_reset) {
+        w_hh_rz = PackedWeights<T>(w.w_hh, 2 * H, P, P);
+        w_hh_n = PackedWeights<T>(w.w_hh + 2 * H * P, H, P, P);
+      }
+    }
+  }
+
+  // Input projection of all N packed rows: proj[n, 0:GH] (ld ldp) = LN(input · W_ihᵀ) + bias.
+  // Keeps x̂ and the 1/σ of the layer norm in rows.xhat_ih / rstd_ih when tape.
+  void project(index_t N, const T* input, index_t in, T* proj, index_t ldp, VariantRows<T>& rows, bool tape) const {
+    const T* bias = pc.input_bias();
+    if (!o.layer_norm) {
+      fill_rows(N, GH, bias, proj, ldp);
+      gemm_acc(N, input, in, pc.w_ih, proj, ldp);
+      return;
+    }
+    fill_rows(N, GH, static_cast<const T*>(nullptr), proj, ldp);
+    gemm_acc(N, input, in, pc.w_ih, proj, ldp);
+    if (tape) {
+      rows.xhat_ih.resize(static_cast<size_t>(N * GH));
+      rows.rstd_ih.resize(static_cast<size_t>(N));
+    }
+    auto norm = [&](index_t n0, index_t n1) {
+      for (index_t n = n0; n < n1; ++n) {
+        T* row = proj + n * ldp;
+        const T r = layer_norm_row(GH, row, ex.ln_ih_w, ex.ln_ih_b, row, tape ? rows.xhat_ih.data() + n * GH : nullptr,
+                                   false);
+        if (tape) rows.rstd_ih[n] = r;
+        if (bias)
+          for (index_t j = 0; j < GH; ++j) row[j] += bias[j];
+      }
+    };
+    if (double(N) * double(GH) >= kParallelMacs / 4) parallel_for(N, norm);
+    else norm(0, N);
+  }
+
+  // Sizes the per-row buffers: N rows with a tape, else B rows of scratch.
+  void size_rows(VariantRows<T>& rw, index_t rows, bool tape) const {
+    auto sz = [&](std::vector<T>& v, index_t width, bool on) {
+      if (on) v.resize(static_cast<size_t>(rows * width));
+    };
+    const bool lstm = s.lstm, ln = o.layer_norm, rd = !rw.masks.rd.empty();
+    sz(rw.zpre, GH, tape && needs_zpre(o));
+    sz(rw.act, GH, true);
+    sz(rw.hin, P, tape || rd);
+    sz(rw.h_prev, P, tape && rd && !lstm);
+    sz(rw.c_prev, H, tape && lstm);
+    sz(rw.ct, H, lstm);
+    sz(rw.hc_in, H, lstm && ln);
+    sz(rw.hc, H, lstm);
+    sz(rw.xhat_c, H, tape && lstm && ln);
+    sz(rw.rstd_c, 1, lstm && ln);
+    sz(rw.m, H, lstm && pc.projected);
+    sz(rw.xhat_hh, GH, tape && ln);
+    sz(rw.rstd_hh, 1, ln);
+    sz(rw.sn, H, !lstm && o.linear_before_reset);
+    sz(rw.q, H, !lstm && !o.linear_before_reset);
+  }
+
+  // One step for rows [r0, r0 + n) of the packed batch (state rows r0.., packed rows q0 = offsets[t] + r0..).
+  //   gates: [n, G·H] ld ldp, the input projection a (clobbered)
+  //   h: [·, P], c: [·, H] state in packed row order (rows r0..), updated in place
+  //   s_scr: [B, G·H] scratch; ht: [B, P] scratch (h̃ before zoneout)
+  void step(index_t r0, index_t n, index_t q0, T* gates, index_t ldp, T* h, T* c, VariantRows<T>& rw, bool tape,
+            T* s_scr, T* ht) const {
+    const PackedMasks<T>& mk = rw.masks;
+    auto at = [&](std::vector<T>& v, index_t width, index_t r) { return v.data() + (tape ? q0 + r : r0 + r) * width; };
+    // What multiplies W_hh: m_rd ⊙ h (kept with a tape).
+    const T* hin = h + r0 * P;
+    if (!rw.hin.empty()) {
+      for (index_t r = 0; r < n; ++r) {
+        const T* hr = h + (r0 + r) * P;
+        T* dst = at(rw.hin, P, r);
+        if (!mk.rd.empty()) {
+          const T* m = mk.rd.data() + (r0 + r) * P;
+          for (index_t j = 0; j < P; ++j) dst[j] = m[j] * hr[j];
+        } else {
+          std::copy_n(hr, P, dst);
+        }
+        if (!rw.h_prev.empty()) std::copy_n(hr, P, at(rw.h_prev, P, r));
+      }
+      hin = at(rw.hin, P, 0);
+    }
+    if (s.lstm) lstm_rows(r0, n, q0, gates, ldp, hin, h, c, rw, tape, s_scr, ht);
+    else gru_rows(r0, n, q0, gates, ldp, hin, h, rw, tape, s_scr, ht);
+  }
+
+ private:
+  // state ← m ⊙ state + (1 − m) ⊙ fresh over n values: m the sampled mask row, or (null) the constant z.
+  static void zoneout_row(index_t n, const T* mask, T z, T* state, const T* fresh) {
+    if (mask) {
+      for (index_t j = 0; j < n; ++j) state[j] = mask[j] * state[j] + (T(1) - mask[j]) * fresh[j];
+    } else if (z != T(0)) {
+      for (index_t j = 0; j < n; ++j) state[j] = z * state[j] + (T(1) - z) * fresh[j];
+    } else {
+      std::copy_n(fresh, n, state);
+    }
+  }
+
+  // h ← m_h ⊙ h + (1 − m_h) ⊙ h̃ for rows [r0, r0 + n).
+  void zoneout_h(index_t r0, index_t n, index_t q0, T* h, const T* ht, const VariantRows<T>& rw) const {
+    for (index_t r = 0; r < n; ++r)
+      zoneout_row(P, rw.masks.zh.empty() ? nullptr : rw.masks.zh.data() + (q0 + r) * P, T(o.zoneout_h),
+                  h + (r0 + r) * P, ht + (r0 + r) * P);
+  }
+
+  void lstm_rows(index_t r0, index_t n, index_t q0, T* gates, index_t ldp, const T* hin, T* h, T* c,
+                 VariantRows<T>& rw, bool tape, T* s_scr, T* ht) const {
+    auto at = [&](std::vector<T>& v, index_t width, index_t r) { return v.data() + (tape ? q0 + r : r0 + r) * width; };
+    const index_t ldhin = P;
+    if (o.layer_norm) {  // a + LN(W_hh h; γ, β) (b_hh is in a already)
+      T* sv = s_scr + r0 * GH;
+      gemm_set(n, hin, ldhin, pc.w_hh, sv, GH);
+      for (index_t r = 0; r < n; ++r)
+        *at(rw.rstd_hh, 1, r) = layer_norm_row(GH, sv + r * GH, ex.ln_hh_w, ex.ln_hh_b, gates + r * ldp,
+                                               tape ? at(rw.xhat_hh, GH, r) : nullptr, true);
+    } else {
+      gemm_acc(n, hin, ldhin, pc.w_hh, gates, ldp);
+    }
+    const T* p = ex.peephole;
+    const T zc_const = T(o.zoneout_c);
+    for (index_t r = 0; r < n; ++r) {
+      T* z = gates + r * ldp;
+      T* cr = c + (r0 + r) * H;
+      T* a = at(rw.act, GH, r);
+      T *zi = z, *zf = z + H, *zg = z + 2 * H, *zo = z + 3 * H;
+      if (tape) std::copy_n(cr, H, at(rw.c_prev, H, r));
+      if (p)
+        for (index_t j = 0; j < H; ++j) zi[j] += p[j] * cr[j], zf[j] += p[H + j] * cr[j];
+      if (!rw.zpre.empty()) std::copy_n(z, 3 * H, at(rw.zpre, GH, r));
+      clip_apply(o, z, 3 * H);
+      act_apply(o.gate, zi, a, H);
+      act_apply(o.cell, zg, a + 2 * H, H);
+      if (o.input_forget)
+        for (index_t j = 0; j < H; ++j) a[H + j] = T(1) - a[j];
+      else
+        act_apply(o.gate, zf, a + H, H);
+      T* ct = at(rw.ct, H, r);
+      for (index_t j = 0; j < H; ++j) ct[j] = a[H + j] * cr[j] + a[j] * a[2 * H + j];
+      if (p)
+        for (index_t j = 0; j < H; ++j) zo[j] += p[2 * H + j] * ct[j];
+      if (!rw.zpre.empty()) std::copy_n(zo, H, at(rw.zpre, GH, r) + 3 * H);
+      clip_apply(o, zo, H);
+      act_apply(o.gate, zo, a + 3 * H, H);
+      const T* hc_in = ct;
+      if (o.layer_norm) {
+        T* y = at(rw.hc_in, H, r);
+        *at(rw.rstd_c, 1, r) =
+            layer_norm_row(H, ct, ex.ln_cell_w, ex.ln_cell_b, y, tape ? at(rw.xhat_c, H, r) : nullptr, false);
+        hc_in = y;
+      }
+      T* hc = at(rw.hc, H, r);
+      act_apply(o.hidden, hc_in, hc, H);
+      T* m = pc.projected ? at(rw.m, H, r) : ht + (r0 + r) * P;
+      for (index_t j = 0; j < H; ++j) m[j] = a[3 * H + j] * hc[j];
+      zoneout_row(H, rw.masks.zc.empty() ? nullptr : rw.masks.zc.data() + (q0 + r) * H, zc_const, cr, ct);
+    }
+    if (pc.projected) gemm_set(n, at(rw.m, H, 0), H, pc.w_hr, ht + r0 * P, P);
+    zoneout_h(r0, n, q0, h, ht, rw);
+  }
+
+  void gru_rows(index_t r0, index_t n, index_t q0, T* gates, index_t ldp, const T* hin, T* h, VariantRows<T>& rw,
+                bool tape, T* s_scr, T* ht) const {
+    auto at = [&](std::vector<T>& v, index_t width, index_t r) { return v.data() + (tape ? q0 + r : r0 + r) * width; };
+    T* sv = s_scr + r0 * GH;  // [n, 3H]: s = LN(W_hh hin) + b_hh  (linear_before_reset=False: r, z rows only)
+    const bool lbr = o.linear_before_reset;
+    if (lbr) gemm_set(n, hin, P, pc.w_hh, sv, GH);
+    else {
+      for (index_t r = 0; r < n; ++r) std::fill(sv + r * GH, sv + r * GH + 2 * H, T(0));
+      gemm_acc(n, hin, P, w_hh_rz, sv, GH);
+    }
+    const index_t width = lbr ? GH : 2 * H;
+    for (index_t r = 0; r < n; ++r) {
+      T* srow = sv + r * GH;
+      if (o.layer_norm)
+        *at(rw.rstd_hh, 1, r) = layer_norm_row(GH, srow, ex.ln_hh_w, ex.ln_hh_b, srow,
+                                               tape ? at(rw.xhat_hh, GH, r) : nullptr, false);
+      if (b_hh)
+        for (index_t j = 0; j < width; ++j) srow[j] += b_hh[j];
+      T* z = gates + r * ldp;
+      for (index_t j = 0; j < 2 * H; ++j) z[j] += srow[j];
+      if (!rw.zpre.empty()) std::copy_n(z, 2 * H, at(rw.zpre, GH, r));
+      clip_apply(o, z, 2 * H);
+      T* a = at(rw.act, GH, r);
+      act_apply(o.gate, z, a, 2 * H);
+      if (lbr) {
+        std::copy_n(srow + 2 * H, H, at(rw.sn, H, r));
+      } else {  // q = r ⊙ m_rd ⊙ h
+        const T* hr = hin + r * P;
+        T* qr = at(rw.q, H, r);
+        for (index_t j = 0; j < H; ++j) qr[j] = a[j] * hr[j];
+      }
+    }
+    if (!lbr) {  // s_n = W_hn q + b_hn
+      for (index_t r = 0; r < n; ++r) {
+        T* sn = sv + r * GH + 2 * H;
+        if (b_hh) std::copy_n(b_hh + 2 * H, H, sn);
+        else std::fill(sn, sn + H, T(0));
+      }
+      gemm_acc(n, at(rw.q, H, 0), H, w_hh_n, sv + 2 * H, GH);
+    }
+    for (index_t r = 0; r < n; ++r) {
+      T* z = gates + r * ldp;
+      T* a = at(rw.act, GH, r);
+      const T* sn = sv + r * GH + 2 * H;
+      T* zn = z + 2 * H;
+      if (lbr)
+        for (index_t j = 0; j < H; ++j) zn[j] += a[j] * sn[j];
+      else
+        for (index_t j = 0; j < H; ++j) zn[j] += sn[j];
+      if (!rw.zpre.empty()) std::copy_n(zn, H, at(rw.zpre, GH, r) + 2 * H);
+      clip_apply(o, zn, H);
+      act_apply(o.cell, zn, a + 2 * H, H);
+      const T* hr = h + (r0 + r) * P;
+      T* tr = ht + (r0 + r) * P;
+      for (index_t j = 0; j < H; ++j) tr[j] = (T(1) - a[H + j]) * a[2 * H + j] + a[H + j] * hr[j];
+    }
+    zoneout_h(r0, n, q0, h, ht, rw);
+  }
+};
+
+// What the backward needs from a variant forward.
+template <typename T>
+struct VariantTape {
+  std::vector<std::vector<T>> inputs;  // [L] packed layer inputs [N, In]
+  std::vector<VariantRows<T>> rows;    // [L·D]
+};
+
+// Sequence forward of the variants; arguments as rnn_forward (rnn.h) plus
+//   o: the options; extra: [L·D] the variant parameters; masks: [L·D] sampled masks (fields null:
+//   evaluation); tape: null for inference, else filled for variants_backward.h (out, h_n, c_n may
+//   then be null).
+template <typename T>
+void variant_forward_impl(const RnnShape& s, const VariantOptions& o, const T* x, const CellWeights<T>* weights,
+                          const VariantWeights<T>* extra, const VariantMasks<T>* masks, const T* h0, const T* c0,
+                          const int64_t* lengths, T* out, T* h_n, T* c_n, VariantTape<T>* tape) {
+  const index_t T_steps = s.T, B = s.B, H = s.H, P = s.P, D = s.D, G = s.gates(), GH = G * H;
+  const PackedBatch pk(T_steps, B, lengths);
+  const index_t N = pk.N;
+  const bool training = tape != nullptr;
+
+  std::vector<T> layer_in(static_cast<size_t>(N * s.I));
+  pk.pack(x, B, s.I, layer_in.data());
+  index_t in_size = s.I;
+  std::vector<T> proj(static_cast<size_t>(N * D * GH));
+  std::vector<T> layer_out(static_cast<size_t>(N * D * P));
+  std::vector<T> h(static_cast<size_t>(B * P)), c(s.lstm ? static_cast<size_t>(B * H) : 0);
+  std::vector<T> s_scr(static_cast<size_t>(B * GH)), ht(static_cast<size_t>(B * P));
+  if (training) {
+    tape->inputs.assign(static_cast<size_t>(s.L), {});
+    tape->rows.assign(static_cast<size_t>(s.L * D), {});
+  }
+  VariantRows<T> scratch_rows;
+
+  for (index_t layer = 0; layer < s.L; ++layer) {
+    const index_t ldp = D * GH, ldo = D * P;
+    for (index_t d = 0; d < D; ++d) {
+      const index_t k = layer * D + d;
+      const VariantCell<T> cell(s, o, in_size, weights[k], extra[k]);
+      VariantRows<T>& rw = training ? tape->rows[k] : scratch_rows;
+      rw.masks = PackedMasks<T>(pk, B, H, P, masks[k]);
+      cell.size_rows(rw, training ? N : B, training);
+      cell.project(N, layer_in.data(), in_size, proj.data() + d * GH, ldp, rw, training);
+      for (index_t r = 0; r < B; ++r) {
+        std::copy_n(h0 + (k * B + pk.order[r]) * P, P, h.data() + r * P);
+        if (s.lstm) std::copy_n(c0 + (k * B + pk.order[r]) * H, H, c.data() + r * H);
+      }
+      // The time loop over rows [r0, r1) (all of them, or one thread's share of a large batch).
+      auto run = [&](index_t r0, index_t r1) {
+        for (index_t step = 0; step < T_steps; ++step) {
+          const index_t t = d == 0 ? step : T_steps - 1 - step;
+          const index_t n = std::min(pk.batch_sizes[t], r1) - r0;
+          if (n <= 0) continue;
+          const index_t q0 = pk.offsets[t] + r0;
+          cell.step(r0, n, q0, proj.data() + q0 * ldp + d * GH, ldp, h.data(), c.data(), rw, training, s_scr.data(),
+                    ht.data());
+          T* y = layer_out.data() + q0 * ldo + d * P;
+          for (index_t r = 0; r < n; ++r) std::copy_n(h.data() + (r0 + r) * P, P, y + r * ldo);
+        }
+      };
+      if (batch_split(B, H, G, P)) {
+        constexpr int MR = Tile<T>::MR;
+        parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) { run(b * MR, std::min(B, e * MR)); });
+      } else {
+        run(0, B);
+      }
+      if (h_n)
+        for (index_t r = 0; r < B; ++r) {
+          std::copy_n(h.data() + r * P, P, h_n + (k * B + pk.order[r]) * P);
+          if (s.lstm) std::copy_n(c.data() + r * H, H, c_n + (k * B + pk.order[r]) * H);
+        }
+    }
+    if (training) tape->inputs[layer].swap(layer_in);
+    layer_in.swap(layer_out);
+    in_size = D * P;
+    layer_out.assign(static_cast<size_t>(N * D * P), T(0));
+  }
+  if (out) pk.unpack(layer_in.data(), B, D * P, out);
+}
+
+template <typename T>
+void variant_forward(const RnnShape& s, const VariantOptions& o, const T* x, const CellWeights<T>* weights,
+                     const VariantWeights<T>* extra, const VariantMasks<T>* masks, const T* h0, const T* c0,
+                     const int64_t* lengths, T* out, T* h_n, T* c_n) {
+  variant_forward_impl<T>(s, o, x, weights, extra, masks, h0, c0, lengths, out, h_n, c_n, nullptr);
+}
+
+}  // namespace LSTMKIT_ISA
+}  // namespace lstmkit

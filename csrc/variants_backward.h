@@ -1,0 +1,324 @@
+// Backpropagation through time for the LSTM/GRU variants (variants.h): the same function as
+// lstmkit/ref/rnn.py's backward with variant_masks. As rnn_backward.h: the forward is recomputed
+// here with a tape (VariantTape), then per direction the steps are walked backwards, each step's
+// small GEMM (dh_prev = dS · W_hh) fused with the pointwise derivatives, and the weight, bias,
+// peephole and layer-norm gradients are one product or column sum each over all N packed rows.
+#pragma once
+
+#include <vector>
+
+#include "variants.h"
+
+namespace lstmkit {
+namespace LSTMKIT_ISA {
+
+// dv = 1/σ · (dŷ − mean dŷ − x̂ · mean(dŷ ⊙ x̂)) with dŷ = dy ⊙ γ: back through layer_norm_row's
+// normalisation (γ, β excluded). dv may alias dy.
+template <typename T>
+void layer_norm_row_backward(index_t n, const T* dy, const T* gamma, const T* xhat, T rstd, T* dv) {
+  const T s1 = row_reduce(n, dy, gamma, static_cast<const T*>(nullptr)) / T(n);
+  const T s2 = row_reduce(n, dy, gamma, xhat) / T(n);
+  for (index_t j = 0; j < n; ++j) dv[j] = rstd * (dy[j] * gamma[j] - s1 - xhat[j] * s2);
+}
+
+// out[j] = Σ_n A[n, j] · (Bm ? Bm[n, j] : 1) for j < width (overwritten); rows summed in order.
+// With out_plain (and Bm), also out_plain[j] = Σ_n A[n, j] in the same pass over A (a layer norm's
+// γ and β gradients).
+template <typename T>
+void column_sums(index_t N, index_t width, const T* A, index_t lda, const T* Bm, index_t ldb, T* out,
+                 T* out_plain = nullptr) {
+  auto sums = [&](index_t j0, index_t j1) {
+    std::fill(out + j0, out + j1, T(0));
+    if (out_plain) std::fill(out_plain + j0, out_plain + j1, T(0));
+    for (index_t n = 0; n < N; ++n) {
+      const T* a = A + n * lda;
+      if (Bm && out_plain) {
+        const T* b = Bm + n * ldb;
+        for (index_t j = j0; j < j1; ++j) out[j] += a[j] * b[j], out_plain[j] += a[j];
+      } else if (Bm) {
+        const T* b = Bm + n * ldb;
+        for (index_t j = j0; j < j1; ++j) out[j] += a[j] * b[j];
+      } else {
+        for (index_t j = j0; j < j1; ++j) out[j] += a[j];
+      }
+    }
+  };
+  if (double(N) * double(width) >= kParallelMacs) parallel_for(width, sums);
+  else sums(0, width);
+}
+
+// Sequence backward of the variants; arguments as rnn_backward (rnn_backward.h) and variant_forward,
+// plus extra_grads: [L·D] gradients of the variant parameters (overwritten).
+template <typename T>
+void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, const CellWeights<T>* weights,
+                      const VariantWeights<T>* extra, const VariantMasks<T>* masks, const T* h0, const T* c0,
+                      const int64_t* lengths, const T* d_out, const T* d_hn, const T* d_cn, T* dx, T* d_h0, T* d_c0,
+                      const CellGrads<T>* grads, const VariantGrads<T>* extra_grads) {
+  VariantTape<T> tape;
+  variant_forward_impl<T>(s, o, x, weights, extra, masks, h0, c0, lengths, nullptr, nullptr, nullptr, &tape);
+
+  const index_t T_steps = s.T, B = s.B, H = s.H, P = s.P, D = s.D, G = s.gates(), GH = G * H;
+  const PackedBatch pk(T_steps, B, lengths);
+  const index_t N = pk.N;
+  const bool lstm = s.lstm, ln = o.layer_norm, lbr = o.linear_before_reset;
+
+  std::vector<T> d_layer_out(static_cast<size_t>(N * D * P));
+  pk.pack(d_out, B, D * P, d_layer_out.data());
+  std::vector<T> dh(static_cast<size_t>(B * P)), dc(static_cast<size_t>(B * H));  // state grads, packed order
+  std::vector<T> dG(static_cast<size_t>(N * GH));  // d of the gate pre-activations a + s (before peephole/clip)
+  std::vector<T> dS(!lstm && lbr ? static_cast<size_t>(N * GH) : 0);  // GRU: d of s (after its layer norm)
+  std::vector<T> dSraw(ln ? static_cast<size_t>(N * GH) : 0);         // d of W_hh h (before the layer norm)
+  std::vector<T> dHt, dhc_in;  // LSTM: dh̃ [N, P] (projection), d LN(c̃) [N, H] (layer norm)
+  std::vector<T> zt(static_cast<size_t>(B * GH));  // per row: the clipped pre-activations
+  std::vector<T> tmp(static_cast<size_t>(B * std::max(GH, P)));
+  std::vector<T> dm(static_cast<size_t>(B * H));
+
+  for (index_t layer = s.L - 1; layer >= 0; --layer) {
+    const index_t In = layer == 0 ? s.I : D * P, ldo = D * P;
+    std::vector<T> d_in(static_cast<size_t>(N * In), T(0));
+    for (index_t d = 0; d < D; ++d) {
+      const index_t k = layer * D + d;
+      const CellWeights<T>& w = weights[k];
+      const VariantWeights<T>& ex = extra[k];
+      VariantRows<T>& rw = tape.rows[k];
+      const PackedMasks<T>& mk = rw.masks;
+      const PackedWeights<T> w_hh_t(w.w_hh, P, lbr ? GH : 2 * H, 1, P);  // W_hhᵀ (GRU lbr=False: r, z rows)
+      PackedWeights<T> w_hn_t, w_hr_t;
+      if (!lstm && !lbr) w_hn_t = PackedWeights<T>(w.w_hh + 2 * H * P, P, H, 1, P);
+      if (w.w_hr) {
+        w_hr_t = PackedWeights<T>(w.w_hr, H, P, 1, H);
+        dHt.resize(static_cast<size_t>(N * P));
+      }
+      if (lstm && ln) dhc_in.resize(static_cast<size_t>(N * H));
+      T* dS_post = lstm || !lbr ? dG.data() : dS.data();  // d of s (the W_hh side after its layer norm)
+      T* dS_in = ln ? dSraw.data() : dS_post;             // d of W_hh · hin
+      for (index_t r = 0; r < B; ++r) {
+        std::copy_n(d_hn + (k * B + pk.order[r]) * P, P, dh.data() + r * P);
+        if (lstm) std::copy_n(d_cn + (k * B + pk.order[r]) * H, H, dc.data() + r * H);
+      }
+      const T zh_c = T(o.zoneout_h), zc_c = T(o.zoneout_c);
+      const bool keep_z = !rw.zpre.empty();
+      const bool clipped_z = keep_z && !grad_from_output(o);  // the activations read clip(zpre)
+      const T* p = ex.peephole;
+
+      auto step_rows = [&](index_t t, index_t r0, index_t n) {
+        const index_t q0 = pk.offsets[t] + r0;
+        T* dhb = dh.data() + r0 * P;
+        for (index_t r = 0; r < n; ++r) {  // dh' += d of this step's output
+          const T* dy = d_layer_out.data() + (q0 + r) * ldo + d * P;
+          for (index_t j = 0; j < P; ++j) dhb[r * P + j] += dy[j];
+        }
+        // dh̃ = (1 − m_h) dh' into dht; the direct path m_h dh' stays in dh.
+        T* dht = lstm && w.w_hr ? dHt.data() + q0 * P : (lstm ? dm.data() + r0 * H : tmp.data() + r0 * GH);
+        const index_t ld_dht = lstm && w.w_hr ? P : (lstm ? H : GH);
+        for (index_t r = 0; r < n; ++r) {
+          T* dr = dhb + r * P;
+          T* tr = dht + r * ld_dht;
+          const T* mh = mk.zh.empty() ? nullptr : mk.zh.data() + (q0 + r) * P;
+          for (index_t j = 0; j < P; ++j) {
+            const T m = mh ? mh[j] : zh_c;
+            tr[j] = (T(1) - m) * dr[j];
+            dr[j] = m * dr[j];
+          }
+          if (clipped_z) {  // the activations' inputs: clip(zpre)
+            T* z = zt.data() + (r0 + r) * GH;
+            std::copy_n(rw.zpre.data() + (q0 + r) * GH, GH, z);
+            clip_apply(o, z, GH);
+          }
+        }
+        if (lstm) {
+          if (w.w_hr) gemm_set(n, dht, P, w_hr_t, dm.data() + r0 * H, H);  // dm = dh̃ · W_hr
+          for (index_t r = 0; r < n; ++r) {
+            const index_t q = q0 + r;
+            const T* a = rw.act.data() + q * GH;
+            const T* zp = keep_z ? rw.zpre.data() + q * GH : a;  // without them, never read (needs_zpre)
+            const T* z = clipped_z ? zt.data() + (r0 + r) * GH : a;
+            const T* ct = rw.ct.data() + q * H;
+            const T* hc = rw.hc.data() + q * H;
+            const T* hc_in = ln ? rw.hc_in.data() + q * H : ct;
+            const T* cp = rw.c_prev.data() + q * H;
+            const T* dmr = dm.data() + (r0 + r) * H;
+            T* dcr = dc.data() + (r0 + r) * H;
+            T* g = dG.data() + q * GH;
+            T *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
+            T* dct = tmp.data() + (r0 + r) * GH;  // dc̃
+            T* dhin = dct + H;                    // d of σ_h's input
+            const T* mc = mk.zc.empty() ? nullptr : mk.zc.data() + q * H;
+            for (index_t j = 0; j < H; ++j) {
+              const T m = mc ? mc[j] : zc_c;
+              go[j] = dmr[j] * hc[j];
+              dhin[j] = dmr[j] * a[3 * H + j];
+              dct[j] = (T(1) - m) * dcr[j];
+              dcr[j] = m * dcr[j];  // the direct path of zoneout
+            }
+            act_grad_mul(o.hidden, hc_in, hc, dhin, H);
+            if (ln) {
+              std::copy_n(dhin, H, dhc_in.data() + q * H);
+              layer_norm_row_backward(H, dhin, ex.ln_cell_w, rw.xhat_c.data() + q * H, rw.rstd_c[q], dhin);
+            }
+            act_grad_mul(o.gate, z + 3 * H, a + 3 * H, go, H);
+            clip_grad_mul(o, zp + 3 * H, go, H);
+            for (index_t j = 0; j < H; ++j) {
+              dct[j] += dhin[j];
+              if (p) dct[j] += go[j] * p[2 * H + j];
+              gi[j] = dct[j] * a[2 * H + j];
+              gg[j] = dct[j] * a[j];
+              gf[j] = dct[j] * cp[j];
+            }
+            if (o.input_forget)
+              for (index_t j = 0; j < H; ++j) gi[j] -= gf[j], gf[j] = T(0);
+            else
+              act_grad_mul(o.gate, z + H, a + H, gf, H);
+            act_grad_mul(o.gate, z, a, gi, H);
+            act_grad_mul(o.cell, z + 2 * H, a + 2 * H, gg, H);
+            clip_grad_mul(o, zp, g, 3 * H);
+            for (index_t j = 0; j < H; ++j) {
+              dcr[j] += dct[j] * a[H + j];
+              if (p) dcr[j] += gi[j] * p[j] + gf[j] * p[H + j];
+            }
+          }
+        } else {
+          for (index_t r = 0; r < n; ++r) {
+            const index_t q = q0 + r;
+            const T* a = rw.act.data() + q * GH;
+            const T* zp = keep_z ? rw.zpre.data() + q * GH : a;  // without them, never read (needs_zpre)
+            const T* z = clipped_z ? zt.data() + (r0 + r) * GH : a;
+            const T* hp = (rw.h_prev.empty() ? rw.hin.data() : rw.h_prev.data()) + q * P;
+            const T* tr = dht + r * ld_dht;
+            T* dr = dhb + r * P;
+            T* g = dG.data() + q * GH;
+            for (index_t j = 0; j < H; ++j) {
+              const T zz = a[H + j], nn = a[2 * H + j];
+              g[2 * H + j] = tr[j] * (T(1) - zz);
+              g[H + j] = tr[j] * (hp[j] - nn);
+              dr[j] += tr[j] * zz;
+            }
+            act_grad_mul(o.gate, z + H, a + H, g + H, H);
+            act_grad_mul(o.cell, z + 2 * H, a + 2 * H, g + 2 * H, H);
+            clip_grad_mul(o, zp + H, g + H, 2 * H);
+            if (lbr) {
+              const T* sn = rw.sn.data() + q * H;
+              T* ds = dS.data() + q * GH;
+              for (index_t j = 0; j < H; ++j) {
+                g[j] = g[2 * H + j] * sn[j];
+                ds[2 * H + j] = g[2 * H + j] * a[j];
+              }
+              act_grad_mul(o.gate, z, a, g, H);
+              clip_grad_mul(o, zp, g, H);
+              std::copy_n(g, 2 * H, ds);
+            }
+          }
+          if (!lbr) {  // dq = d s_n · W_hn, then r's gradient and q's path into h
+            T* dq = tmp.data() + r0 * GH;
+            gemm_set(n, dG.data() + q0 * GH + 2 * H, GH, w_hn_t, dq, GH);
+            for (index_t r = 0; r < n; ++r) {
+              const index_t q = q0 + r;
+              const T* a = rw.act.data() + q * GH;
+              const T* zp = keep_z ? rw.zpre.data() + q * GH : a;
+              const T* z = clipped_z ? zt.data() + (r0 + r) * GH : a;
+              const T* hin = rw.hin.data() + q * P;
+              const T* rd = mk.rd.empty() ? nullptr : mk.rd.data() + (r0 + r) * P;
+              const T* dqr = dq + r * GH;
+              T* g = dG.data() + q * GH;
+              T* dr = dhb + r * P;
+              for (index_t j = 0; j < H; ++j) {
+                g[j] = dqr[j] * hin[j];
+                dr[j] += dqr[j] * a[j] * (rd ? rd[j] : T(1));
+              }
+              act_grad_mul(o.gate, z, a, g, H);
+              clip_grad_mul(o, zp, g, H);
+            }
+          }
+        }
+        // Through the layer norm of W_hh h, then dh_prev += m_rd ⊙ (dS · W_hh).
+        if (ln)
+          for (index_t r = 0; r < n; ++r) {
+            const index_t q = q0 + r;
+            layer_norm_row_backward(GH, dS_post + q * GH, ex.ln_hh_w, rw.xhat_hh.data() + q * GH, rw.rstd_hh[q],
+                                    dSraw.data() + q * GH);
+          }
+        if (mk.rd.empty()) {
+          gemm_acc(n, dS_in + q0 * GH, GH, w_hh_t, dhb, P);
+        } else {
+          T* prod = tmp.data() + r0 * GH;  // [n, P] ld GH
+          for (index_t r = 0; r < n; ++r) std::fill(prod + r * GH, prod + r * GH + P, T(0));
+          gemm_acc(n, dS_in + q0 * GH, GH, w_hh_t, prod, GH);
+          for (index_t r = 0; r < n; ++r) {
+            const T* rd = mk.rd.data() + (r0 + r) * P;
+            for (index_t j = 0; j < P; ++j) dhb[r * P + j] += rd[j] * prod[r * GH + j];
+          }
+        }
+      };
+      auto run = [&](index_t r0, index_t r1) {
+        for (index_t step = T_steps - 1; step >= 0; --step) {
+          const index_t t = d == 0 ? step : T_steps - 1 - step;
+          const index_t n = std::min(pk.batch_sizes[t], r1) - r0;
+          if (n > 0) step_rows(t, r0, n);
+        }
+      };
+      if (batch_split(B, H, G, P)) {
+        constexpr int MR = Tile<T>::MR;
+        parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) { run(b * MR, std::min(B, e * MR)); });
+      } else {
+        run(0, B);
+      }
+      for (index_t r = 0; r < B; ++r) {
+        std::copy_n(dh.data() + r * P, P, d_h0 + (k * B + pk.order[r]) * P);
+        if (lstm) std::copy_n(dc.data() + r * H, H, d_c0 + (k * B + pk.order[r]) * H);
+      }
+
+      // ---- Parameter gradients, one product or column sum each over all N rows.
+      const CellGrads<T>& gr = grads[k];
+      const VariantGrads<T>& eg = extra_grads[k];
+      std::fill(gr.w_hh, gr.w_hh + GH * P, T(0));
+      if (!lstm && !lbr) {
+        gemm_tn_acc(2 * H, P, N, dG.data(), GH, rw.hin.data(), P, gr.w_hh, P);
+        gemm_tn_acc(H, P, N, dG.data() + 2 * H, GH, rw.q.data(), H, gr.w_hh + 2 * H * P, P);
+      } else {
+        gemm_tn_acc(GH, P, N, dS_in, GH, rw.hin.data(), P, gr.w_hh, P);
+      }
+      if (ln) {  // the layer norms' β gradients are the biases' (both add after the normalisation)
+        column_sums(N, GH, dS_post, GH, rw.xhat_hh.data(), GH, eg.ln_hh_w, eg.ln_hh_b);
+        column_sums(N, GH, dG.data(), GH, rw.xhat_ih.data(), GH, eg.ln_ih_w, eg.ln_ih_b);
+        if (lstm) column_sums(N, H, dhc_in.data(), H, rw.xhat_c.data(), H, eg.ln_cell_w, eg.ln_cell_b);
+        if (gr.b_ih) {
+          std::copy_n(eg.ln_ih_b, GH, gr.b_ih);
+          std::copy_n(eg.ln_hh_b, GH, gr.b_hh);
+        }
+      } else if (gr.b_ih) {
+        column_sums(N, GH, dG.data(), GH, static_cast<const T*>(nullptr), 0, gr.b_ih);
+        column_sums(N, GH, dS_post, GH, static_cast<const T*>(nullptr), 0, gr.b_hh);
+      }
+      if (p) {
+        column_sums(N, H, dG.data(), GH, rw.c_prev.data(), H, eg.peephole);
+        column_sums(N, H, dG.data() + H, GH, rw.c_prev.data(), H, eg.peephole + H);
+        column_sums(N, H, dG.data() + 3 * H, GH, rw.ct.data(), H, eg.peephole + 2 * H);
+      }
+      if (gr.w_hr) {
+        std::fill(gr.w_hr, gr.w_hr + P * H, T(0));
+        gemm_tn_acc(P, H, N, dHt.data(), P, rw.m.data(), H, gr.w_hr, H);
+      }
+      // The input side: back through the layer norm of W_ih x (into dSraw, free now), then dW_ih, d_in.
+      const T* dA = dG.data();
+      if (ln) {
+        auto back = [&](index_t n0, index_t n1) {
+          for (index_t n = n0; n < n1; ++n)
+            layer_norm_row_backward(GH, dG.data() + n * GH, ex.ln_ih_w, rw.xhat_ih.data() + n * GH, rw.rstd_ih[n],
+                                    dSraw.data() + n * GH);
+        };
+        if (double(N) * double(GH) >= kParallelMacs / 4) parallel_for(N, back);
+        else back(0, N);
+        dA = dSraw.data();
+      }
+      std::fill(gr.w_ih, gr.w_ih + GH * In, T(0));
+      gemm_tn_acc(GH, In, N, dA, GH, tape.inputs[layer].data(), In, gr.w_ih, In);
+      const PackedWeights<T> w_ih_t(w.w_ih, In, GH, 1, In);
+      gemm_acc(N, dA, GH, w_ih_t, d_in.data(), In);
+    }
+    d_layer_out.swap(d_in);
+  }
+  pk.unpack(d_layer_out.data(), B, s.I, dx);
+}
+
+}  // namespace LSTMKIT_ISA
+}  // namespace lstmkit

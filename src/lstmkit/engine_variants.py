@@ -1,0 +1,121 @@
+"""The native engine's LSTM/GRU variants (docs/variants.md), checked from Python.
+
+``lstmkit.engine.forward`` / ``backward`` come here for a config that is not plain
+(``not config.is_plain``); the plain cells keep their own kernels. Everything ``engine`` checks for a
+sequence call is checked the same way (it is the same code, ``engine._check_sequence``), plus the
+variant masks: ``lstmkit.ref.variants.VariantMasks`` of a training step, each field None or one array
+per layer·direction k = layer·D + direction, of x's dtype:
+
+    recurrent (B, P)   recurrent-dropout keep mask, already scaled by 1/(1 − p)
+    zoneout_c (T, B, H) LSTM only; 1 keeps the old c
+    zoneout_h (T, B, P) 1 keeps the old h
+
+``variant_masks=None`` is evaluation, as in the reference: no recurrent dropout, zoneout by its
+expectation (the constant z).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import numpy as np
+
+from . import engine
+from .params import RNNConfig
+
+PLAIN_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+_SUFFIX = re.compile(r"_l\d+(_reverse)?$")
+
+
+def options(config: RNNConfig) -> dict:
+    """The options the native variant kernels take, from the config."""
+    return {
+        "peephole": config.peephole, "input_forget": config.input_forget, "clip": config.clip,
+        "layer_norm": config.layer_norm, "linear_before_reset": config.linear_before_reset,
+        "activations": config.activations, "zoneout": tuple(config.zoneout),
+    }
+
+
+def _split_weights(names: list[str], weights: list[np.ndarray]) -> tuple[list, list]:
+    """Flat weights in param_shapes order -> (plain weights, variant parameters), each in that order."""
+    plain, extra = [], []
+    for name, w in zip(names, weights):
+        (plain if _SUFFIX.sub("", name) in PLAIN_WEIGHTS else extra).append(w)
+    return plain, extra
+
+
+def _check_masks(config: RNNConfig, variant_masks, steps: int, batch: int, dtype) -> tuple[list, list, list]:
+    """The masks as three lists of C-contiguous arrays (each empty, or one per layer·direction)."""
+    if variant_masks is None:
+        return [], [], []
+    for field in ("recurrent", "zoneout_c", "zoneout_h"):
+        if not hasattr(variant_masks, field):
+            raise TypeError(f"variant_masks: expected lstmkit.ref.variants.VariantMasks or None, "
+                            f"got {type(variant_masks).__name__}")
+    K = config.num_layers * config.num_directions
+    H, P = config.hidden_size, config.output_size
+    shapes = {"recurrent": (batch, P), "zoneout_c": (steps, batch, H), "zoneout_h": (steps, batch, P)}
+    out = []
+    for field, shape in shapes.items():
+        value = getattr(variant_masks, field)
+        if value is None:
+            out.append([])
+            continue
+        if field == "zoneout_c" and config.mode == "GRU":
+            raise ValueError("variant_masks.zoneout_c: expected None for a GRU (it has no cell state), got masks")
+        if not isinstance(value, (list, tuple)) or len(value) != K:
+            got = f"{len(value)} masks" if isinstance(value, (list, tuple)) else type(value).__name__
+            raise ValueError(f"variant_masks.{field}: expected a list of {K} masks (one per layer·direction), got {got}")
+        masks = []
+        for k, m in enumerate(value):
+            arr = engine._array(f"variant_masks.{field}[{k}]", m, dtype)
+            engine._shape(f"variant_masks.{field}[{k}]", arr, shape)
+            masks.append(engine._native(arr, dtype))
+        out.append(masks)
+    return out[0], out[1], out[2]
+
+
+def _check(config, params, x, state0, lengths, variant_masks):
+    dtype, (T, B, I), shapes, names, args = engine._check_sequence(config, params, x, state0, lengths)
+    plain, extra = _split_weights(names, args[7])
+    opts = options(config)
+    if variant_masks is not None:  # given masks replace the expectation; a field left None is no zoneout (as ref)
+        opts["zoneout"] = (0.0, 0.0)
+    args = (*args[:7], plain, *args[8:], opts, extra, *_check_masks(config, variant_masks, T, B, dtype))
+    return dtype, (T, B, I), shapes, names, args
+
+
+def forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, variant_masks=None):
+    """Forward of a variant RNN, as ``lstmkit.ref.rnn.forward(config, params, x, state0, lengths, None,
+    variant_masks)``; arguments and result as ``lstmkit.engine.forward``, variant_masks as above."""
+    dtype, (T, B, _), shapes, _, args = _check(config, params, x, state0, lengths, variant_masks)
+    out = np.empty((T, B, config.num_directions * config.output_size), dtype)
+    final = [np.empty(s, dtype) for s in shapes]
+    engine._require_engine().variant_forward(*args, out, final[0], final[1] if len(final) == 2 else None)
+    return out, tuple(final)
+
+
+def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None, state0=None, lengths=None,
+             variant_masks=None):
+    """Gradients of ``forward`` (BPTT, the forward recomputed natively); arguments and result as
+    ``lstmkit.engine.backward``, the grads dict including the variant parameters (peephole, ln_*)."""
+    dtype, (T, B, I), shapes, names, args = _check(config, params, x, state0, lengths, variant_masks)
+    d_out = engine._array("d_output", d_output, dtype)
+    engine._shape("d_output", d_out, (T, B, config.num_directions * config.output_size))
+    if d_final_state is None:
+        d_final = [np.zeros(s, dtype) for s in shapes]
+    else:
+        d_final = engine._check_state("d_final_state", d_final_state, shapes, dtype)
+    dx = np.empty((T, B, I), dtype)
+    d_state0 = [np.empty(s, dtype) for s in shapes]
+    plain, extra = args[7], args[12]
+    grads = [np.empty(w.shape, dtype) for w in plain]
+    extra_grads = [np.empty(w.shape, dtype) for w in extra]
+    lstm = len(shapes) == 2
+    engine._require_engine().variant_backward(
+        *args, engine._native(d_out, dtype), d_final[0], d_final[1] if lstm else None,
+        dx, d_state0[0], d_state0[1] if lstm else None, grads, extra_grads,
+    )
+    plain_names, extra_names = _split_weights(names, names)
+    by_name = {**dict(zip(plain_names, grads)), **dict(zip(extra_names, extra_grads))}
+    return dx, tuple(d_state0), {name: by_name[name] for name in names}
