@@ -13,7 +13,12 @@ nn.LSTM called per step with its state, ORT per step with state in/out from lstm
 streaming export); (f) training forward+backward for (a), (b), (c) vs torch autograd (lstmkit: the
 NumPy layer's forward and backward, which run natively); (g) GRU for (a) and (e); (h) variable lengths
 uniform in 10..100 at B=64, H=256, X=64, T=100 (torch: PackedSequence, and padded ignoring the
-lengths; ORT with a lengths input).
+lengths; ORT with a lengths input); (i) lstmkit.quantize bf16 and int8 for (c) and (d), and GRU int8 for
+(c), against the float32 peers (lstmkit float32 among them), with the quantised output's error against
+lstmkit float32 in the row label;
+(m) peak RSS of training (c): a fresh process per library (each imports
+both and builds both models), the peak reset just before three training steps (Linux clear_refs), then
+the peak during them (VmHWM) in MB, and in brackets how much it rose above the RSS before them.
 
 Writes the table (markdown) to stdout and to --out with the CPU name. Measures only; asserts nothing.
 """
@@ -23,6 +28,8 @@ import argparse
 import datetime as _dt
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -41,7 +48,10 @@ TARGETS = {  # case -> (peer, factor): lstmkit must be `factor` times as fast as
     "d": ("best", 0.95),
     "e": [("ORT", 5.0), ("torch LSTMCell", 10.0), ("torch nn.LSTM/step", 10.0)],
     "f": ("torch autograd", 1.5),
+    "LSTM bf16, (d)": ("best", 1.6),  # by row label: only this row of case (i) has a target
+    "m": ("torch autograd", 1.0),  # peak RSS no more than torch's
 }
+ERROR_KEY = "error vs float32"  # case (i): reported in the row's label, not timed
 
 
 def cpu_name() -> str:
@@ -105,9 +115,8 @@ def models(mode, X, H, seed=0):
     return layer, tm
 
 
-def case_sequence(mode, B, H, X, T, repeats):
-    layer, tm = models(mode, X, H)
-    x = np.random.default_rng(0).standard_normal((T, B, X)).astype(np.float32)
+def sequence_peers(mode, layer, tm, x) -> dict:
+    """torch nn.LSTM/GRU and ORT running the same sequence x as ``layer``."""
     xt = torch.from_numpy(x)
     sess = ort_session(to_onnx(layer))
 
@@ -115,11 +124,26 @@ def case_sequence(mode, B, H, X, T, repeats):
         with torch.inference_mode():
             tm(xt)
 
-    return interleaved({
-        "lstmkit": lambda: layer(x),
-        f"torch nn.{mode}": run_torch,
-        "ORT": lambda: sess.run(None, {"input": x}),
-    }, repeats)
+    return {f"torch nn.{mode}": run_torch, "ORT": lambda: sess.run(None, {"input": x})}
+
+
+def case_sequence(mode, B, H, X, T, repeats):
+    layer, tm = models(mode, X, H)
+    x = np.random.default_rng(0).standard_normal((T, B, X)).astype(np.float32)
+    return interleaved({"lstmkit": lambda: layer(x), **sequence_peers(mode, layer, tm, x)}, repeats)
+
+
+def case_quantized(mode, dtype, B, H, X, T, repeats):
+    """(i): lstmkit.quantize(layer, dtype) against the float32 peers, lstmkit's own float32 included;
+    also the output's max |error| / max |output| against lstmkit float32."""
+    layer, tm = models(mode, X, H)
+    x = np.random.default_rng(0).standard_normal((T, B, X)).astype(np.float32)
+    q = lstmkit.quantize(layer, dtype)
+    want = layer(x)[0]
+    error = float(np.abs(q(x)[0] - want).max() / np.abs(want).max())
+    med = interleaved({"lstmkit": lambda: q(x), "lstmkit float32": lambda: layer(x),
+                       **sequence_peers(mode, layer, tm, x)}, repeats)
+    return {**med, ERROR_KEY: error}
 
 
 def case_stream(mode, B, H, X, steps, repeats):
@@ -218,6 +242,49 @@ def case_lengths(mode, B, H, X, T, repeats):
     }, repeats)
 
 
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def training_peak_rss(which: str, B=64, H=256, X=64, T=100, steps=3) -> tuple[float, float]:
+    """In this process: three training steps of (c) with `which` ("lstmkit" or "torch autograd"); returns
+    (peak RSS during them, RSS before them) in MB. Both libraries are imported and both models built
+    either way, so the two processes differ only in whose training ran; the peak is reset first (importing
+    the libraries peaks higher than training does)."""
+    layer, tm = models("LSTM", X, H)
+    layer.train()
+    tm.train()
+    x = np.random.default_rng(0).standard_normal((T, B, X)).astype(np.float32)
+    dy = np.random.default_rng(1).standard_normal((T, B, H)).astype(np.float32)
+    xt, dyt = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(dy)
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    before = _status_mb("VmRSS")
+    for _ in range(steps):
+        if which == "lstmkit":
+            layer(x)
+            layer.backward(dy)
+        else:
+            tm.zero_grad(set_to_none=True)
+            out, _ = tm(xt)
+            out.backward(dyt)
+    return _status_mb("VmHWM"), before
+
+
+def case_training_memory() -> tuple[dict, dict]:
+    """Peak RSS (MB) of training (c), each library in a fresh process (see training_peak_rss), and how
+    much each rose above the RSS before the steps."""
+    peak, rise = {}, {}
+    for which in ("lstmkit", "torch autograd"):
+        proc = subprocess.run([sys.executable, __file__, "--rss-child", which], capture_output=True, text=True,
+                              check=True)
+        hwm, before = map(float, proc.stdout.strip().splitlines()[-1].split())
+        peak[which], rise[which] = hwm, hwm - before
+    return peak, rise
+
+
 def fmt_ms(s: float) -> str:
     ms = s * 1e3
     return f"{ms:.4f}" if ms < 0.1 else f"{ms:.3f}" if ms < 10 else f"{ms:.1f}"
@@ -228,11 +295,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--out", default="docs/benchmarks.md")
     parser.add_argument("--only", default="", help="comma-separated case letters (default: all)")
+    parser.add_argument("--rss-child", default="", help=argparse.SUPPRESS)  # internal: one process of case (m)
     args = parser.parse_args()
     if not engine.available():
         raise SystemExit("lstmkit._engine is not built")
     torch.set_num_threads(THREADS)
     lstmkit.set_num_threads(THREADS)
+    if args.rss_child:
+        print(*training_peak_rss(args.rss_child))
+        return
     only = set(filter(None, args.only.split(",")))
     R = args.repeats
     cases = [  # (id, label, thunk)
@@ -247,6 +318,12 @@ def main() -> None:
         ("g", "GRU inference B=1 H=128 X=32 T=100", lambda: case_sequence("GRU", 1, 128, 32, 100, R)),
         ("g", "GRU streaming, per step, B=1 H=128 X=32", lambda: case_stream("GRU", 1, 128, 32, 200, R)),
         ("h", "LSTM lengths 10..100, B=64 H=256 X=64 T=100", lambda: case_lengths("LSTM", 64, 256, 64, 100, R)),
+        ("i", "LSTM bf16, (c)", lambda: case_quantized("LSTM", "bfloat16", 64, 256, 64, 100, R)),
+        ("i", "LSTM int8, (c)", lambda: case_quantized("LSTM", "int8", 64, 256, 64, 100, R)),
+        ("i", "LSTM bf16, (d)", lambda: case_quantized("LSTM", "bfloat16", 128, 512, 128, 50, max(5, R // 3))),
+        ("i", "LSTM int8, (d)", lambda: case_quantized("LSTM", "int8", 128, 512, 128, 50, max(5, R // 3))),
+        ("i", "GRU int8, (c)", lambda: case_quantized("GRU", "int8", 64, 256, 64, 100, R)),
+        ("m", "LSTM training (c), peak RSS in MB (not ms; rise during training in brackets)", case_training_memory),
     ]
     header = [
         f"CPU: {cpu_name()}",
@@ -263,11 +340,19 @@ def main() -> None:
         if only and cid not in only:
             continue
         med = thunk()
+        if ERROR_KEY in med:
+            label += f"; output error vs float32 {med.pop(ERROR_KEY):.1e}"
+        rise = {}
+        if cid == "m":  # memory: (peak, rise above the RSS before)
+            med, rise = med
         ours = med.pop("lstmkit")
-        peers = "; ".join(f"{k} {fmt_ms(v)}" for k, v in med.items())
+        fmt = (lambda v: f"{v:.0f}") if cid == "m" else fmt_ms
+        extra = (lambda k: f" (+{rise[k]:.0f})") if rise else (lambda k: "")
+        ours_text = fmt(ours) + extra("lstmkit")
+        peers = "; ".join(f"{k} {fmt(v)}{extra(k)}" for k, v in med.items())
         ratios = "; ".join(f"{k} {v / ours:.2f}×" for k, v in med.items())
         target = ""
-        tg = TARGETS.get(cid)
+        tg = TARGETS.get(label.split(";")[0], TARGETS.get(cid))
         if tg and not (cid == "f" and False):
             tlist = tg if isinstance(tg, list) else [tg]
             verdicts = []
@@ -282,7 +367,7 @@ def main() -> None:
                 ok = ref_t / ours >= factor
                 verdicts.append(f"≥{factor}× {peer_name}: {'met' if ok else 'MISSED'}")
             target = "; ".join(verdicts)
-        line = f"| {cid} | {label} | {fmt_ms(ours)} | {peers} | {ratios} | {target} |"
+        line = f"| {cid} | {label} | {ours_text} | {peers} | {ratios} | {target} |"
         lines.append(line)
         print(line, flush=True)
     if "e" in {c for c, *_ in cases if not only or c in only}:

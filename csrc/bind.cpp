@@ -24,6 +24,8 @@
 #include "common.h"
 
 namespace nb = nanobind;
+void bind_quantized(nb::module_& m, const std::string& float_isa);  // bind_quant.cpp
+
 using lstmkit::index_t;
 
 void bind_variants(nb::module_& m, const std::string& isa);  // bind_variants.cpp
@@ -119,6 +121,16 @@ void cell_forward(const std::string& mode, In<T> x, In<T> h, In<T> c, In<T> w_ih
   kernels<T>().cell_forward(lstm, B, I, H, P, x.data(), h.data(), c_ptr, w, h_out.data(), c_out_ptr);
 }
 
+// Throws ValueError unless a forward's results have their shapes: out (T, B, D·P), h_n (L·D, B, P),
+// c_n (L·D, B, H) (LSTM; ignored for a GRU).
+template <typename A>
+void expect_forward_results(const lstmkit::RnnShape& s, const A& out, const A& h_n, const A& c_n) {
+  const index_t LD = s.L * s.D;
+  expect_shape("out", out, {s.T, s.B, s.D * s.P});
+  expect_shape("h_n", h_n, {LD, s.B, s.P});
+  if (s.lstm) expect_shape("c_n", c_n, {LD, s.B, s.H});
+}
+
 // forward(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x (T, B, I), weights,
 //         h0 (L·D, B, P), c0 (L·D, B, H) | None, lengths (B,) int64 | None,
 //         out (T, B, D·P), h_n (L·D, B, P), c_n (L·D, B, H) | None)
@@ -129,28 +141,51 @@ void forward(const std::string& mode, index_t num_layers, bool bidirectional, in
   const SequenceArgs<T> a =
       check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0, lengths);
   const lstmkit::RnnShape& s = a.s;
-  const index_t LD = s.L * s.D;
-  expect_shape("out", out, {s.T, s.B, s.D * s.P});
-  expect_shape("h_n", h_n, {LD, s.B, s.P});
-  if (s.lstm) expect_shape("c_n", c_n, {LD, s.B, s.H});
+  expect_forward_results(s, out, h_n, c_n);
   const T* c0_ptr = s.lstm ? c0.data() : nullptr;
   T* c_n_ptr = s.lstm ? c_n.data() : nullptr;
   nb::gil_scoped_release release;
   kernels<T>().rnn_forward(s, x.data(), a.cells.data(), h0.data(), c0_ptr, a.lengths, out.data(), h_n.data(), c_n_ptr);
 }
 
+// Throws ValueError unless ws is the 1-D training workspace of this call: T·B·train_workspace_row(s) values.
+template <typename A>
+void expect_workspace(const A& ws, const lstmkit::RnnShape& s) {
+  expect_shape("workspace", ws, {s.T * s.B * lstmkit::train_workspace_row(s)});
+}
+
+// train_forward(same arguments as forward, then ws (T·B·workspace_row,)): forward into out, h_n, c_n,
+// keeping in ws what backward needs.
+template <typename T>
+void train_forward(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size,
+                   index_t proj_size, bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0,
+                   Lengths lengths, Out<T> out, Out<T> h_n, Out<T> c_n, Out<T> ws) {
+  const SequenceArgs<T> a =
+      check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0, lengths);
+  const lstmkit::RnnShape& s = a.s;
+  expect_forward_results(s, out, h_n, c_n);
+  expect_workspace(ws, s);
+  const T* c0_ptr = s.lstm ? c0.data() : nullptr;
+  T* c_n_ptr = s.lstm ? c_n.data() : nullptr;
+  nb::gil_scoped_release release;
+  kernels<T>().rnn_train_forward(s, x.data(), a.cells.data(), h0.data(), c0_ptr, a.lengths, out.data(), h_n.data(),
+                                 c_n_ptr, ws.data());
+}
+
 // backward(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0 | None,
-//          lengths | None, d_out (T, B, D·P), d_hn (L·D, B, P), d_cn (L·D, B, H) | None,
+//          lengths | None, ws, d_out (T, B, D·P), d_hn (L·D, B, P), d_cn (L·D, B, H) | None,
 //          dx (T, B, I), d_h0 (L·D, B, P), d_c0 (L·D, B, H) | None, grads)
+// ws: the workspace train_forward filled for the same x, weights, h0, c0 and lengths (read only).
 // grads: flat list of output arrays shaped and ordered like weights.
 template <typename T>
 void backward(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size, index_t proj_size,
-              bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0, Lengths lengths, In<T> d_out,
-              In<T> d_hn, In<T> d_cn, Out<T> dx, Out<T> d_h0, Out<T> d_c0, std::vector<Out<T>> grads) {
+              bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0, Lengths lengths, In<T> ws,
+              In<T> d_out, In<T> d_hn, In<T> d_cn, Out<T> dx, Out<T> d_h0, Out<T> d_c0, std::vector<Out<T>> grads) {
   const SequenceArgs<T> a =
       check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0, lengths);
   const lstmkit::RnnShape& s = a.s;
   const index_t LD = s.L * s.D;
+  expect_workspace(ws, s);
   check_gradient_buffers(s, d_out, d_hn, d_cn, dx, d_h0, d_c0);
   if (grads.size() != weights.size())
     throw std::invalid_argument("grads: expected " + std::to_string(weights.size()) + " arrays, got " +
@@ -174,12 +209,11 @@ void backward(const std::string& mode, index_t num_layers, bool bidirectional, i
     else if (slot == 3 && has_bias) cg.b_hh = ptr;
     else cg.w_hr = ptr;
   }
-  const T* c0_ptr = s.lstm ? c0.data() : nullptr;
   const T* d_cn_ptr = s.lstm ? d_cn.data() : nullptr;
   T* d_c0_ptr = s.lstm ? d_c0.data() : nullptr;
   nb::gil_scoped_release release;
-  kernels<T>().rnn_backward(s, x.data(), a.cells.data(), h0.data(), c0_ptr, a.lengths, d_out.data(), d_hn.data(),
-                           d_cn_ptr, dx.data(), d_h0.data(), d_c0_ptr, cell_grads.data());
+  kernels<T>().rnn_backward(s, x.data(), a.cells.data(), a.lengths, ws.data(), d_out.data(), d_hn.data(), d_cn_ptr,
+                           dx.data(), d_h0.data(), d_c0_ptr, cell_grads.data());
 }
 
 // A streaming state (common.h's StreamBase) behind a Python object. Python's lstmkit.stream checks
@@ -297,13 +331,21 @@ void bind_dtype(nb::module_& m, const char* stream_name) {
         nb::arg("lengths").noconvert().none(), nb::arg("out").noconvert(), nb::arg("h_n").noconvert(),
         nb::arg("c_n").noconvert().none(),
         "Whole-sequence inference forward into out, h_n (and c_n). Use lstmkit.engine.forward.");
+  m.def("train_forward", &train_forward<T>, nb::arg("mode"), nb::arg("num_layers"), nb::arg("bidirectional"),
+        nb::arg("hidden_size"), nb::arg("proj_size"), nb::arg("has_bias"), nb::arg("x").noconvert(),
+        nb::arg("weights").noconvert(), nb::arg("h0").noconvert(), nb::arg("c0").noconvert().none(),
+        nb::arg("lengths").noconvert().none(), nb::arg("out").noconvert(), nb::arg("h_n").noconvert(),
+        nb::arg("c_n").noconvert().none(), nb::arg("workspace").noconvert(),
+        "Training forward into out, h_n (and c_n), keeping what backward needs in workspace. "
+        "Use lstmkit.engine.train_forward.");
   m.def("backward", &backward<T>, nb::arg("mode"), nb::arg("num_layers"), nb::arg("bidirectional"),
         nb::arg("hidden_size"), nb::arg("proj_size"), nb::arg("has_bias"), nb::arg("x").noconvert(),
         nb::arg("weights").noconvert(), nb::arg("h0").noconvert(), nb::arg("c0").noconvert().none(),
-        nb::arg("lengths").noconvert().none(), nb::arg("d_out").noconvert(), nb::arg("d_hn").noconvert(),
-        nb::arg("d_cn").noconvert().none(), nb::arg("dx").noconvert(), nb::arg("d_h0").noconvert(),
-        nb::arg("d_c0").noconvert().none(), nb::arg("grads").noconvert(),
-        "BPTT of the whole sequence (forward recomputed) into dx, d_h0 (and d_c0), grads. Use lstmkit.engine.backward.");
+        nb::arg("lengths").noconvert().none(), nb::arg("workspace").noconvert(), nb::arg("d_out").noconvert(),
+        nb::arg("d_hn").noconvert(), nb::arg("d_cn").noconvert().none(), nb::arg("dx").noconvert(),
+        nb::arg("d_h0").noconvert(), nb::arg("d_c0").noconvert().none(), nb::arg("grads").noconvert(),
+        "BPTT of the whole sequence from train_forward's workspace into dx, d_h0 (and d_c0), grads. "
+        "Use lstmkit.engine.backward.");
 }
 
 }  // namespace
@@ -313,9 +355,20 @@ NB_MODULE(_engine, m) {
   g_kernels = choose_kernels();
   bind_dtype<float>(m, "Stream32");
   bind_dtype<double>(m, "Stream64");
+  bind_quantized(m, g_kernels->name);
   bind_variants(m, g_kernels->name);
   m.def("isa", [] { return std::string(g_kernels->name); }, "The instruction-set path in use.");
   m.def("supported_isas", &supported_isas, "The paths this CPU can run, lowest first.");
+  m.def(
+      "train_workspace_row",
+      [](const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size, index_t proj_size) {
+        lstmkit::RnnShape s;
+        s.lstm = is_lstm(mode);
+        s.L = num_layers, s.D = bidirectional ? 2 : 1, s.H = hidden_size, s.P = proj_size ? proj_size : hidden_size;
+        return lstmkit::train_workspace_row(s);
+      },
+      nb::arg("mode"), nb::arg("num_layers"), nb::arg("bidirectional"), nb::arg("hidden_size"), nb::arg("proj_size"),
+      "Values per batch row and step in the training workspace (it holds T·B times as many).");
   m.def("get_num_threads", &lstmkit::num_threads, "Threads the kernels use.");
   m.def(
       "set_num_threads",

@@ -247,13 +247,20 @@ void gru_step(index_t B, index_t H, const PackedCell<T>& w, const T* h_in, index
 // Multiply-adds of a step above which the unit split pays for its synchronisation.
 constexpr double kUnitSplitMacs = 1 << 15;
 
-// Whether a step of this cell splits by units: H a multiple of the panel width, at least 2 panels per
-// gate, the pool free to use and the step large enough.
+// Whether a step of B rows splits by units: H a multiple of the panel width, at least 2 panels per
+// gate, the pool free to use and the step's G·H·k multiply-adds per row (k: the summed inner sizes of
+// its products) large enough.
 template <typename T>
-bool unit_split(index_t B, index_t H, index_t in, const PackedCell<T>& w, index_t G) {
+bool unit_split(index_t B, index_t H, index_t G, index_t k) {
   constexpr int NR = Tile<T>::NR;
   if (H % NR != 0 || H / NR < 2 || in_parallel() || num_threads() < 2) return false;
-  return double(B) * double(G * H) * double(w.w_hh.k() + in) >= kUnitSplitMacs;
+  return double(B) * double(G * H) * double(k) >= kUnitSplitMacs;
+}
+
+// The same for a step of this cell (recurrent product, plus the input projection when in > 0).
+template <typename T>
+bool unit_split(index_t B, index_t H, index_t in, const PackedCell<T>& w, index_t G) {
+  return unit_split<T>(B, H, G, w.w_hh.k() + in);
 }
 
 // gates[:, g·gs + u0 + j] (+)= for every gate g and j < u1 − u0: the input projection when x is given

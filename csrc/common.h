@@ -69,6 +69,15 @@ class StreamBase {
   virtual void set_state(const T* h, const T* c) = 0;
 };
 
+// Floats (of the call's dtype) per batch row and time step in the training workspace that
+// rnn_train_forward fills and rnn_backward reads (rnn_backward.h has the layout). The workspace holds
+// T·B times this many values: every (layer, direction) keeps act [G·H], aux [H], h_prev [P], c_prev [H]
+// (LSTM) and m [H] (projection) per row, and layers above the first keep their input [D·P].
+inline index_t train_workspace_row(const RnnShape& s) {
+  const index_t cell = s.gates() * s.H + s.H + s.P + (s.lstm ? s.H : 0) + (s.P != s.H ? s.H : 0);
+  return s.L * s.D * cell + (s.L - 1) * s.D * s.P;
+}
+
 // One instruction set's entry points for one dtype (signatures as in cells.h, rnn.h, rnn_backward.h, stream.h).
 template <typename T>
 struct KernelSet {
@@ -76,8 +85,11 @@ struct KernelSet {
                        const CellWeights<T>& weights, T* h_out, T* c_out);
   void (*rnn_forward)(const RnnShape& s, const T* x, const CellWeights<T>* weights, const T* h0, const T* c0,
                       const int64_t* lengths, T* out, T* h_n, T* c_n);
-  void (*rnn_backward)(const RnnShape& s, const T* x, const CellWeights<T>* weights, const T* h0, const T* c0,
-                       const int64_t* lengths, const T* d_out, const T* d_hn, const T* d_cn, T* dx, T* d_h0, T* d_c0,
+  // ws: [T·B·train_workspace_row(s)], written by rnn_train_forward, read (never written) by rnn_backward.
+  void (*rnn_train_forward)(const RnnShape& s, const T* x, const CellWeights<T>* weights, const T* h0, const T* c0,
+                            const int64_t* lengths, T* out, T* h_n, T* c_n, T* ws);
+  void (*rnn_backward)(const RnnShape& s, const T* x, const CellWeights<T>* weights, const int64_t* lengths,
+                       const T* ws, const T* d_out, const T* d_hn, const T* d_cn, T* dx, T* d_h0, T* d_c0,
                        const CellGrads<T>* grads);
   // s.T and s.D are ignored (D must be 1); weights: [L]. The caller owns (deletes) the result.
   StreamBase<T>* (*make_stream)(const RnnShape& s, const CellWeights<T>* weights);

@@ -98,9 +98,10 @@ namespace detail {
 // the micro-kernel along k (the reduction) and spends its time shuffling.
 
 // c[ROWS, cols] += a[ROWS, kc] · panel[kc, NR], ROWS ≤ MR, cols ≤ NR.
-//   a: row stride lda; panel: [kc, NR] contiguous; c: row stride ldc.
+//   a: row stride lda (AT: element (r, k) at a[r + k·lda], a transposed matrix read in place);
+//   panel: [kc, NR] contiguous; c: row stride ldc.
 // ROWS is a template argument so the accumulators are a fixed set of registers (MR × NR/W of them).
-template <typename T, int ROWS>
+template <typename T, int ROWS, bool AT = false>
 inline void micro_kernel(index_t kc, const T* a, index_t lda, const T* panel, T* c, index_t ldc, int cols) {
   using S = Simd<T>;
   using V = typename S::vec;
@@ -112,7 +113,7 @@ inline void micro_kernel(index_t kc, const T* a, index_t lda, const T* panel, T*
     V b[NV];
     for (int v = 0; v < NV; ++v) b[v] = S::load(panel + k * NR + v * S::W);
     for (int r = 0; r < ROWS; ++r) {
-      const T av = a[r * lda + k];
+      const T av = AT ? a[r + k * lda] : a[r * lda + k];
       for (int v = 0; v < NV; ++v) acc[r][v] += av * b[v];
     }
   }
@@ -153,13 +154,13 @@ inline void row_kernel(index_t kc, const T* a, const T* panel, T* c, int cols) {
 
 #else  // portable scalar fallback (e.g. MSVC): same blocking, the compiler vectorises what it can
 
-template <typename T, int ROWS>
+template <typename T, int ROWS, bool AT = false>
 inline void micro_kernel(index_t kc, const T* a, index_t lda, const T* panel, T* c, index_t ldc, int cols) {
   constexpr int NR = Tile<T>::NR;
   T acc[ROWS][NR] = {};
   for (index_t k = 0; k < kc; ++k)
     for (int r = 0; r < ROWS; ++r)
-      for (int j = 0; j < NR; ++j) acc[r][j] += a[r * lda + k] * panel[k * NR + j];
+      for (int j = 0; j < NR; ++j) acc[r][j] += (AT ? a[r + k * lda] : a[r * lda + k]) * panel[k * NR + j];
   for (int r = 0; r < ROWS; ++r)
     for (int j = 0; j < cols; ++j) c[r * ldc + j] += acc[r][j];
 }
@@ -176,35 +177,52 @@ inline void row_kernel(index_t kc, const T* a, const T* panel, T* c, int cols) {
 // C += A · Wᵀ over rows [0, M) and column panels [p_begin, p_end) of W, on the calling thread.
 // The one-row kernel (a different summation order) is used only when M is 1, so a row split over
 // threads gives the same bits as one thread.
-template <typename T>
+// AT: A is given transposed, element (m, k) at A[m + k·lda] (the weight gradients' dGᵀ), copied block by block.
+template <typename T, bool AT = false>
 void gemm_acc_serial(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc,
                      index_t p_begin, index_t p_end) {
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
   const index_t K = w.k(), N = w.n();
   if (M <= 0 || N <= 0 || K <= 0) return;
+  // AT: each (k, m) block of A is first copied into strips of MR rows, (r, k) at strip[k·MR + r], which
+  // the micro-kernel reads as a transposed A with lda = MR. Read in place instead, A's rows lie G·H
+  // values apart (a multiple of 4 KB), all on one L1 set, and every panel would fetch them again.
+  std::vector<T> strips(AT ? static_cast<size_t>(kMC * kKC) : 0);
   for (index_t k0 = 0; k0 < K; k0 += kKC) {
     const index_t kc = std::min(kKC, K - k0);
     for (index_t m0 = 0; m0 < M; m0 += kMC) {
       const index_t mc = std::min(kMC, M - m0);
+      if (AT) {
+        for (index_t i = 0; i < mc; i += MR) {
+          const index_t rows = std::min<index_t>(MR, mc - i);
+          T* strip = strips.data() + i * kc;
+          for (index_t k = 0; k < kc; ++k) {
+            const T* src = A + m0 + i + (k0 + k) * lda;
+            for (index_t r = 0; r < rows; ++r) strip[k * MR + r] = src[r];
+          }
+        }
+      }
       for (index_t p = p_begin; p < p_end; ++p) {
         const T* panel = w.panel(p, k0);
         const index_t n0 = p * NR;
         const int cols = static_cast<int>(std::min<index_t>(NR, N - n0));
-        const T* a = A + m0 * lda + k0;
         T* c = C + m0 * ldc + n0;
-        if (M == 1) {
-          detail::row_kernel<T>(kc, a, panel, c, cols);
+        if (M == 1 && !AT) {
+          detail::row_kernel<T>(kc, A + k0, panel, c, cols);
           continue;
         }
+        // Rows i.. of the block: A's rows in place, or (AT) strip i / MR with lda MR.
+        const index_t ld = AT ? MR : lda;
+        auto a = [&](index_t i) { return AT ? strips.data() + i * kc : A + (m0 + i) * lda + k0; };
         index_t i = 0;
-        for (; i + MR <= mc; i += MR) detail::micro_kernel<T, MR>(kc, a + i * lda, lda, panel, c + i * ldc, ldc, cols);
+        for (; i + MR <= mc; i += MR) detail::micro_kernel<T, MR, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
         static_assert(MR <= 6, "remainder cases below cover MR ≤ 6");
         switch (mc - i) {
-          case 5: detail::micro_kernel<T, 5>(kc, a + i * lda, lda, panel, c + i * ldc, ldc, cols); break;
-          case 4: detail::micro_kernel<T, 4>(kc, a + i * lda, lda, panel, c + i * ldc, ldc, cols); break;
-          case 3: detail::micro_kernel<T, 3>(kc, a + i * lda, lda, panel, c + i * ldc, ldc, cols); break;
-          case 2: detail::micro_kernel<T, 2>(kc, a + i * lda, lda, panel, c + i * ldc, ldc, cols); break;
-          case 1: detail::micro_kernel<T, 1>(kc, a + i * lda, lda, panel, c + i * ldc, ldc, cols); break;
+          case 5: detail::micro_kernel<T, 5, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
+          case 4: detail::micro_kernel<T, 4, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
+          case 3: detail::micro_kernel<T, 3, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
+          case 2: detail::micro_kernel<T, 2, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
+          case 1: detail::micro_kernel<T, 1, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
           default: break;
         }
       }
@@ -216,23 +234,25 @@ void gemm_acc_serial(index_t M, const T* A, index_t lda, const PackedWeights<T>&
 constexpr double kParallelMacs = 1 << 18;
 
 // C += A · Wᵀ.
-//   A: [M, K] row stride lda (K = w.k()); C: [M, N] row stride ldc (N = w.n()).
+//   A: [M, K] row stride lda (K = w.k()), or with AT its transpose [K, M] row stride lda;
+//   C: [M, N] row stride ldc (N = w.n()).
 // C must not overlap A. Nothing is allocated; nothing is kept. Split over the pool when large.
-template <typename T>
+template <typename T, bool AT = false>
 void gemm_acc(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc) {
   constexpr int MR = Tile<T>::MR;
   const index_t panels = w.panels();
   if (M <= 0 || w.n() <= 0 || w.k() <= 0) return;
   const double macs = double(M) * double(w.n()) * double(w.k());
-  if (macs < kParallelMacs || in_parallel() || num_threads() < 2) return gemm_acc_serial(M, A, lda, w, C, ldc, 0, panels);
+  if (macs < kParallelMacs || in_parallel() || num_threads() < 2)
+    return gemm_acc_serial<T, AT>(M, A, lda, w, C, ldc, 0, panels);
   if (M >= 4 * MR && (M + MR - 1) / MR >= 2 * num_threads()) {  // by rows, in whole register tiles (≥ 2 per chunk)
     const index_t tiles = (M + MR - 1) / MR;
     parallel_for(tiles, [&](index_t b, index_t e) {
       const index_t m0 = b * MR, m1 = std::min(M, e * MR);
-      gemm_acc_serial(m1 - m0, A + m0 * lda, lda, w, C + m0 * ldc, ldc, 0, panels);
+      gemm_acc_serial<T, AT>(m1 - m0, AT ? A + m0 : A + m0 * lda, lda, w, C + m0 * ldc, ldc, 0, panels);
     });
   } else {  // few rows: by column panels
-    parallel_for(panels, [&](index_t b, index_t e) { gemm_acc_serial(M, A, lda, w, C, ldc, b, e); });
+    parallel_for(panels, [&](index_t b, index_t e) { gemm_acc_serial<T, AT>(M, A, lda, w, C, ldc, b, e); });
   }
 }
 
@@ -243,36 +263,16 @@ void gemm_set(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* 
   gemm_acc(M, A, lda, w, C, ldc);
 }
 
-// dst [cols, rows] (row stride ld_dst) = src [rows, cols] (row stride ld_src) transposed, in blocks.
-template <typename T>
-void transpose(index_t rows, index_t cols, const T* src, index_t ld_src, T* dst, index_t ld_dst) {
-  constexpr index_t BLK = 32;
-  for (index_t r0 = 0; r0 < rows; r0 += BLK)
-    for (index_t c0 = 0; c0 < cols; c0 += BLK) {
-      const index_t r1 = std::min(rows, r0 + BLK), c1 = std::min(cols, c0 + BLK);
-      for (index_t r = r0; r < r1; ++r)
-        for (index_t c = c0; c < c1; ++c) dst[c * ld_dst + r] = src[r * ld_src + c];
-    }
-}
-
 // C += Aᵀ · Bm: a weight gradient summed over all K rows (steps × batch) in one product.
 //   A: [K, M] row stride lda; Bm: [K, Nc] row stride ldb; C: [M, Nc] row stride ldc.
-// Computed as Cᵀ [Nc, M] = Bmᵀ · A: A (the large gate gradients, M = G·H wide) is packed as the weight
-// matrix straight from its rows; only Bm (Nc ≤ a layer's input width) is transposed. Allocates Bmᵀ,
-// the packed A and Cᵀ for the call.
+// A (the large gate gradients, M = G·H wide) is read in place as the transposed left operand; only
+// Bm (Nc ≤ a layer's input width) is packed, as the weight matrix Bmᵀ [Nc, K]. Allocates that for the call.
 template <typename T>
 void gemm_tn_acc(index_t M, index_t Nc, index_t K, const T* A, index_t lda, const T* Bm, index_t ldb, T* C,
                  index_t ldc) {
   if (M <= 0 || Nc <= 0 || K <= 0) return;
-  std::vector<T> bt(static_cast<size_t>(Nc * K));  // Bmᵀ [Nc, K]
-  transpose(K, Nc, Bm, ldb, bt.data(), K);
-  const PackedWeights<T> ap(A, M, K, 1, lda);  // element (m, k) = A[k·lda + m]
-  std::vector<T> ct(static_cast<size_t>(Nc * M), T(0));  // Cᵀ [Nc, M]
-  gemm_acc(Nc, bt.data(), K, ap, ct.data(), M);
-  for (index_t m0 = 0; m0 < M; m0 += 32)  // C += (Cᵀ)ᵀ, in blocks
-    for (index_t n0 = 0; n0 < Nc; n0 += 32)
-      for (index_t m = m0; m < std::min(M, m0 + 32); ++m)
-        for (index_t n = n0; n < std::min(Nc, n0 + 32); ++n) C[m * ldc + n] += ct[n * M + m];
+  const PackedWeights<T> bt(Bm, Nc, K, 1, ldb);  // element (n, k) = Bm[k·ldb + n]
+  gemm_acc<T, true>(M, A, lda, bt, C, ldc);
 }
 
 // C[m, :] = bias (or 0 when bias is null) for m < M: the starting value of a gate pre-activation.

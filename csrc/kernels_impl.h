@@ -27,18 +27,7 @@ template class std::vector<float>;
 template class std::vector<double>;
 template class std::vector<std::ptrdiff_t>;
 
-#if defined(LSTMKIT_TARGET)
-#if defined(__clang__)
-#define LSTMKIT_STR_(x) #x
-#define LSTMKIT_STR(x) LSTMKIT_STR_(x)
-_Pragma(LSTMKIT_STR(clang attribute push(__attribute__((target(LSTMKIT_TARGET))), apply_to = function)))
-#elif defined(__GNUC__)
-#pragma GCC push_options
-#define LSTMKIT_STR_(x) #x
-#define LSTMKIT_STR(x) LSTMKIT_STR_(x)
-_Pragma(LSTMKIT_STR(GCC target(LSTMKIT_TARGET)))
-#endif
-#endif
+#include "target_begin.h"
 
 #include "cells.h"
 #include "rnn.h"
@@ -50,7 +39,7 @@ namespace lstmkit {
 namespace LSTMKIT_ISA {
 template <typename T>
 KernelSet<T> kernel_set() {
-  return KernelSet<T>{&cell_forward<T>, &rnn_forward<T>, &rnn_backward<T>, &make_stream<T>};
+  return KernelSet<T>{&cell_forward<T>, &rnn_forward<T>, &rnn_train_forward<T>, &rnn_backward<T>, &make_stream<T>};
 }
 template <typename T>
 VariantKernelSet<T> variant_kernel_set() {
@@ -59,13 +48,7 @@ VariantKernelSet<T> variant_kernel_set() {
 }  // namespace LSTMKIT_ISA
 }  // namespace lstmkit
 
-#if defined(LSTMKIT_TARGET)
-#if defined(__clang__)
-#pragma clang attribute pop
-#elif defined(__GNUC__)
-#pragma GCC pop_options
-#endif
-#endif
+#include "target_end.h"
 
 namespace lstmkit {
 extern const Kernels LSTMKIT_TABLE;

@@ -85,12 +85,31 @@ void for_rows(index_t n, double macs, F&& f) {
   parallel_for(pairs, [&](index_t b, index_t e) { f(2 * b, e == pairs ? n : 2 * e); });
 }
 
-// Whether the sequence forward splits the batch over the pool for the whole time loop: at least two
-// whole register tiles of rows per thread and enough work per step.
-inline bool batch_split(index_t B, index_t H, index_t G, index_t P) {
+// Whether a sequence pass splits the batch over the pool for the whole time loop: at least
+// `min_tiles` whole register tiles of rows per thread and enough work per step. Inference asks for 2;
+// training for 1, since its passes would otherwise meet once per step in the forward and again in
+// the backward.
+inline bool batch_split(index_t B, index_t H, index_t G, index_t P, index_t min_tiles = 2) {
   const index_t MR = LSTMKIT_VEC_BYTES == 16 ? 4 : 6;  // Tile<T>::MR
   const int n = num_threads();
-  return n >= 2 && !in_parallel() && B >= 2 * MR * n && double(B) * double(G * H) * double(P) >= kParallelMacs;
+  return n >= 2 && !in_parallel() && B >= min_tiles * MR * n && double(B) * double(G * H) * double(P) >= kParallelMacs;
+}
+
+// The time loop of a batch split (batch_split() true): the pool's threads each take whole register
+// tiles of rows and run step_rows(t, r0, n) for their rows r0 .. r0 + n still running at step t, over
+// every step, in time order or (reverse) from the last step back.
+template <typename T, typename F>
+void rows_through_time(index_t B, const std::vector<index_t>& batch_sizes, bool reverse, F&& step_rows) {
+  constexpr int MR = Tile<T>::MR;
+  const index_t steps = static_cast<index_t>(batch_sizes.size());
+  parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) {
+    const index_t r0 = b * MR, r1 = std::min(B, e * MR);
+    for (index_t step = 0; step < steps; ++step) {
+      const index_t t = reverse ? steps - 1 - step : step;
+      const index_t n = std::min(batch_sizes[t], r1) - r0;
+      if (n > 0) step_rows(t, r0, n);
+    }
+  });
 }
 
 // Sequence forward.
@@ -147,22 +166,15 @@ void rnn_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights,
       // Large batches: each thread runs the whole time loop for its own rows (rows never interact), so
       // the steps need no synchronisation at all.
       if (batch_split(B, H, G, P)) {
-        constexpr int MR = Tile<T>::MR;
-        parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) {
-          const index_t r0 = b * MR, r1 = std::min(B, e * MR);
-          for (index_t step = 0; step < T_steps; ++step) {
-            const index_t t = d == 0 ? step : T_steps - 1 - step;
-            const index_t n = std::min(batch_sizes[t], r1) - r0;
-            if (n <= 0) continue;
-            T* gates = proj.data() + (offsets[t] + r0) * ldp + d * GH;
-            if (s.lstm)
-              lstm_step(n, H, cells[d], h.data() + r0 * P, P, c.data() + r0 * H, H, gates, ldp, h.data() + r0 * P, P,
-                        c.data() + r0 * H, H, scratch.data() + r0 * H);
-            else
-              gru_step(n, H, cells[d], h.data() + r0 * P, P, gates, ldp, scratch.data() + r0 * GH, h.data() + r0 * P, P);
-            T* y = layer_out.data() + (offsets[t] + r0) * ldo + d * P;
-            for (index_t r = 0; r < n; ++r) std::copy_n(h.data() + (r0 + r) * P, P, y + r * ldo);
-          }
+        rows_through_time<T>(B, batch_sizes, d == 1, [&](index_t t, index_t r0, index_t n) {
+          T* gates = proj.data() + (offsets[t] + r0) * ldp + d * GH;
+          if (s.lstm)
+            lstm_step(n, H, cells[d], h.data() + r0 * P, P, c.data() + r0 * H, H, gates, ldp, h.data() + r0 * P, P,
+                      c.data() + r0 * H, H, scratch.data() + r0 * H);
+          else
+            gru_step(n, H, cells[d], h.data() + r0 * P, P, gates, ldp, scratch.data() + r0 * GH, h.data() + r0 * P, P);
+          T* y = layer_out.data() + (offsets[t] + r0) * ldo + d * P;
+          for (index_t r = 0; r < n; ++r) std::copy_n(h.data() + (r0 + r) * P, P, y + r * ldo);
         });
       } else {
         for (index_t step = 0; step < T_steps; ++step) {

@@ -1,12 +1,15 @@
-// Backpropagation through time for the whole stacked (bi)directional LSTM/GRU: the same function as
-// lstmkit/ref/rnn.py's backward, for a forward without dropout, with torch's packed-sequence
-// semantics for lengths.
+// Training of the whole stacked (bi)directional LSTM/GRU: a forward that keeps what the backward
+// needs in a caller-owned workspace (rnn_train_forward), and backpropagation through time that reads
+// it (rnn_backward) — the same functions as lstmkit/ref/rnn.py's forward and backward, for a forward
+// without dropout, with torch's packed-sequence semantics for lengths.
 //
-// The forward is recomputed here (in the packed layout of rnn.h), keeping per step what the
-// backward needs, so the caller saves only the forward's inputs (as torch's autograd would).
-// Per direction, the backward walks the steps in the opposite order of the forward: per step the
-// small GEMM dh_prev = dG · W_hh, fused with the gate derivatives; the weight gradients are then one
-// GEMM each over all N = Σ lengths rows (dW = dGᵀ · inputs), and the input gradient one GEMM too.
+// The workspace replaces recomputing the forward in the backward: a training step is one forward and
+// one backward, as in torch's autograd. Both run in the packed layout of rnn.h (N = Σ lengths rows).
+// Per direction, the backward walks the steps in the opposite order of the forward; only the product
+// through the recurrent weights (dh_prev = dG · W_hh, fused with the gate derivatives) is per step.
+// The weight gradients are then one GEMM each over all N rows (dW = dGᵀ · inputs), and the input
+// gradient one GEMM too (d_in = dG · W_ih). Large batches run the whole time loop split by rows over
+// the pool, forward and backward (rows never interact), so the steps need no synchronisation.
 // Rows past a sequence's end never enter the packed layout, which is exactly the reference's mask:
 // their state gradient passes through unchanged, and dx there is zero.
 #pragma once
@@ -18,18 +21,143 @@
 namespace lstmkit {
 namespace LSTMKIT_ISA {
 
-// What the backward pass needs from one direction of one layer's forward; packed rows [N, ·].
+// Where each part of the training workspace lies (sizes: common.h's train_workspace_row). Every part is
+// [rows, width] row-major with rows = T·B (the packed layout uses the first N of them):
+//   per (layer, direction) k = layer·D + d, one block after another:
+//     act    [rows, G·H]  LSTM (i, f, g, o), GRU (r, z, n), after σ / tanh
+//     aux    [rows, H]    LSTM tanh(c'), GRU W_hn h + b_hn
+//     h_prev [rows, P]    h before the step
+//     c_prev [rows, H]    LSTM only: c before the step
+//     m      [rows, H]    LSTM with projection only: o ⊙ tanh(c'), the projection's input
+//   then per layer l ≥ 1: input [rows, D·P], the packed output of layer l − 1.
 template <typename T>
-struct DirectionCache {
-  std::vector<T> act;     // [N, G·H]  LSTM (i, f, g, o), GRU (r, z, n), after σ / tanh
-  std::vector<T> aux;     // [N, H]    LSTM tanh(c'), GRU W_hn h + b_hn
-  std::vector<T> h_prev;  // [N, P]    h before the step
-  std::vector<T> c_prev;  // [N, H]    LSTM c before the step
-  std::vector<T> m;       // [N, H]    LSTM with projection: o ⊙ tanh(c'), the projection's input
+struct TrainWorkspace {
+  T* base;
+  index_t rows, GH, H, P, D, L, cell;
+  bool lstm, projected;
+
+  TrainWorkspace(const RnnShape& s, T* ws)
+      : base(ws), rows(s.T * s.B), GH(s.gates() * s.H), H(s.H), P(s.P), D(s.D), L(s.L),
+        cell(s.gates() * s.H + s.H + s.P + (s.lstm ? s.H : 0) + (s.P != s.H ? s.H : 0)), lstm(s.lstm),
+        projected(s.P != s.H) {}
+
+  T* act(index_t k) const { return base + k * rows * cell; }
+  T* aux(index_t k) const { return act(k) + rows * GH; }
+  T* h_prev(index_t k) const { return aux(k) + rows * H; }
+  T* c_prev(index_t k) const { return h_prev(k) + rows * P; }
+  T* m(index_t k) const { return c_prev(k) + (lstm ? rows * H : 0); }
+  T* input(index_t layer) const { return base + L * D * rows * cell + (layer - 1) * rows * D * P; }  // layer ≥ 1
+
+  // Zeroes rows [n, rows) of every part: the packed layout uses only n of them, and the workspace is
+  // then fully defined (the same bits from the same call, as torch's op checks expect).
+  void clear_unused(index_t n) const {
+    auto clear = [&](T* part, index_t width) { std::fill(part + n * width, part + rows * width, T(0)); };
+    for (index_t k = 0; k < L * D; ++k) {
+      clear(act(k), GH), clear(aux(k), H), clear(h_prev(k), P);
+      if (lstm) clear(c_prev(k), H);
+      if (projected) clear(m(k), H);
+    }
+    for (index_t layer = 1; layer < L; ++layer) clear(input(layer), D * P);
+  }
 };
 
-// Sequence backward.
-//   x, weights, h0, c0, lengths: as rnn_forward
+// Training forward: rnn_forward's results plus the workspace.
+//   x, weights, h0, c0, lengths, out, h_n, c_n: as rnn_forward
+//   ws: [T·B·train_workspace_row(s)] out, see TrainWorkspace
+template <typename T_>
+void rnn_train_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights, const T_* h0, const T_* c0,
+                       const int64_t* lengths, T_* out, T_* h_n, T_* c_n, T_* ws_base) {
+  using T = T_;
+  const index_t T_steps = s.T, B = s.B, H = s.H, P = s.P, D = s.D, G = s.gates(), GH = G * H;
+  const PackedBatch pk(T_steps, B, lengths);
+  const std::vector<index_t>&order = pk.order, &batch_sizes = pk.batch_sizes, &offsets = pk.offsets;
+  const index_t N = pk.N, ldo = D * P;
+  const TrainWorkspace<T> ws(s, ws_base);
+  ws.clear_unused(N);
+
+  std::vector<T> x_packed(static_cast<size_t>(N * s.I));
+  pk.pack(x, B, s.I, x_packed.data());
+  std::vector<T> top_out(static_cast<size_t>(N * ldo));  // [N, D·P] the last layer's packed output
+  std::vector<T> h(static_cast<size_t>(B * P)), c(static_cast<size_t>(B * H));  // state, packed order
+  std::vector<T> gh(s.lstm ? 0 : static_cast<size_t>(B * GH));                 // GRU h·W_hhᵀ [B, 3H]
+  std::vector<T> h_new(static_cast<size_t>(B * P));                             // h' of a step split by units
+
+  for (index_t layer = 0; layer < s.L; ++layer) {
+    const index_t In = layer == 0 ? s.I : D * P;
+    const T* in = layer == 0 ? x_packed.data() : ws.input(layer);
+    T* y_base = layer + 1 < s.L ? ws.input(layer + 1) : top_out.data();  // [N, D·P]
+    for (index_t d = 0; d < D; ++d) {
+      const index_t k = layer * D + d;
+      const PackedCell<T> w(s.lstm, In, H, P, weights[k]);
+      T* act = ws.act(k);  // the gate pre-activations first, turned into activations in place
+      T* aux = ws.aux(k);
+      T* hp = ws.h_prev(k);
+      T* cp = ws.c_prev(k);
+      T* mm = ws.m(k);
+      fill_rows(N, GH, w.input_bias(), act, GH);
+      gemm_acc(N, in, In, w.w_ih, act, GH);  // input projection of every step at once
+      for (index_t r = 0; r < B; ++r) {
+        std::copy_n(h0 + (k * B + order[r]) * P, P, h.data() + r * P);
+        if (s.lstm) std::copy_n(c0 + (k * B + order[r]) * H, H, c.data() + r * H);
+      }
+      // Rows [r0, r0 + n) of step t, everything kept for the backward; gemm calls split over the pool
+      // by themselves unless already inside a parallel region.
+      auto step_rows = [&](index_t t, index_t r0, index_t n) {
+        const index_t q = offsets[t] + r0;
+        T* hr = h.data() + r0 * P;
+        T* cr = c.data() + r0 * H;
+        std::copy_n(hr, n * P, hp + q * P);
+        if (s.lstm) std::copy_n(cr, n * H, cp + q * H);
+        T* g = act + q * GH;
+        if (s.lstm) {
+          gemm_acc(n, hr, P, w.w_hh, g, GH);
+          T* m = w.projected ? mm + q * H : hr;
+          lstm_pointwise(n, H, g, GH, cr, H, cr, H, m, w.projected ? H : P, g, aux + q * H);
+          if (w.projected) gemm_set(n, m, H, w.w_hr, hr, P);
+        } else {
+          T* ghr = gh.data() + r0 * GH;
+          gemm_set(n, hr, P, w.w_hh, ghr, GH);
+          gru_pointwise(n, H, g, GH, ghr, GH, w.b_hh, hr, P, hr, P, g, aux + q * H);
+        }
+        for (index_t r = 0; r < n; ++r) std::copy_n(hr + r * P, P, y_base + (q + r) * ldo + d * P);
+      };
+      if (batch_split(B, H, G, P, 1)) {
+        rows_through_time<T>(B, batch_sizes, d == 1, step_rows);
+      } else {
+        for (index_t step = 0; step < T_steps; ++step) {
+          const index_t t = d == 0 ? step : T_steps - 1 - step, nb = batch_sizes[t], q = offsets[t];
+          if (nb == 0) continue;
+          if (!unit_split(nb, H, 0, w, G)) {
+            for_rows(nb, double(nb) * double(GH) * double(P),
+                     [&](index_t r0, index_t r1) { step_rows(t, r0, r1 - r0); });
+            continue;
+          }
+          // Split by hidden units (as rnn_forward); h' goes through h_new.
+          std::copy_n(h.data(), nb * P, hp + q * P);
+          if (s.lstm) {
+            std::copy_n(c.data(), nb * H, cp + q * H);
+            lstm_step_units(nb, H, w, static_cast<const T*>(nullptr), 0, h.data(), P, c.data(), H, act + q * GH, GH,
+                            w.projected ? h.data() : h_new.data(), P, w.projected ? mm + q * H : nullptr,
+                            act + q * GH, aux + q * H);
+          } else {
+            gru_step_units(nb, H, w, static_cast<const T*>(nullptr), 0, h.data(), P, act + q * GH, GH, gh.data(),
+                           h_new.data(), P, act + q * GH, aux + q * H);
+          }
+          if (!w.projected) std::copy_n(h_new.data(), nb * P, h.data());
+          for (index_t r = 0; r < nb; ++r) std::copy_n(h.data() + r * P, P, y_base + (q + r) * ldo + d * P);
+        }
+      }
+      for (index_t r = 0; r < B; ++r) {
+        std::copy_n(h.data() + r * P, P, h_n + (k * B + order[r]) * P);
+        if (s.lstm) std::copy_n(c.data() + r * H, H, c_n + (k * B + order[r]) * H);
+      }
+    }
+  }
+  pk.unpack(top_out.data(), B, ldo, out);
+}
+
+// Sequence backward from the workspace of rnn_train_forward called with the same s, x, weights and
+// lengths (and initial state, which the workspace holds).
 //   d_out: [T, B, D·P] gradient of the output (entries past a sequence's end are ignored)
 //   d_hn:  [L·D, B, P] gradient of the final h; d_cn: [L·D, B, H] of the final c (LSTM), null for GRU
 //   dx:    [T, B, I] out, zero past each sequence's end
@@ -37,96 +165,21 @@ struct DirectionCache {
 //   grads: [L·D] CellGrads, index layer·D + direction, every buffer overwritten
 // All pointers are caller-owned and only used during the call; outputs must not alias inputs.
 template <typename T_>
-void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights, const T_* h0, const T_* c0,
-                  const int64_t* lengths, const T_* d_out, const T_* d_hn, const T_* d_cn, T_* dx, T_* d_h0,
-                  T_* d_c0, const CellGrads<T_>* grads) {
+void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights, const int64_t* lengths,
+                  const T_* ws_base, const T_* d_out, const T_* d_hn, const T_* d_cn, T_* dx, T_* d_h0, T_* d_c0,
+                  const CellGrads<T_>* grads) {
   using T = T_;
   const index_t T_steps = s.T, B = s.B, H = s.H, P = s.P, D = s.D, G = s.gates(), GH = G * H;
   const PackedBatch pk(T_steps, B, lengths);
   const std::vector<index_t>&order = pk.order, &batch_sizes = pk.batch_sizes, &offsets = pk.offsets;
-  const index_t N = pk.N;
-  auto in_size = [&](index_t layer) { return layer == 0 ? s.I : D * P; };
-  auto step_time = [&](index_t d, index_t step) { return d == 0 ? step : T_steps - 1 - step; };
+  const index_t N = pk.N, ldo = D * P;
+  const TrainWorkspace<T> ws(s, const_cast<T*>(ws_base));  // read only here
+  std::vector<T> x_packed(static_cast<size_t>(N * s.I));
+  pk.pack(x, B, s.I, x_packed.data());
 
-  // ---- Forward, keeping the caches. inputs[l]: layer l's packed input [N, In].
-  std::vector<std::vector<T>> inputs(static_cast<size_t>(s.L));
-  inputs[0].resize(static_cast<size_t>(N * s.I));
-  pk.pack(x, B, s.I, inputs[0].data());
-  std::vector<DirectionCache<T>> caches(static_cast<size_t>(s.L * D));
-  std::vector<T> proj(static_cast<size_t>(N * D * GH));  // [N, D·G·H]
-  std::vector<T> h(static_cast<size_t>(B * P)), c(static_cast<size_t>(B * H));  // state, packed order
-  std::vector<T> gh(static_cast<size_t>(B * GH));                               // GRU h·W_hhᵀ [B, 3H]
-  std::vector<T> h_new(static_cast<size_t>(B * P));                             // h' of a step split by units
-
-  for (index_t layer = 0; layer < s.L; ++layer) {
-    const index_t In = in_size(layer), ldp = D * GH, ldo = D * P;
-    std::vector<T> layer_out(layer + 1 < s.L ? static_cast<size_t>(N * ldo) : 0);  // [N, D·P], not kept for the top
-    for (index_t d = 0; d < D; ++d) {
-      const index_t k = layer * D + d;
-      const PackedCell<T> w(s.lstm, In, H, P, weights[k]);
-      fill_rows(N, GH, w.input_bias(), proj.data() + d * GH, ldp);
-      gemm_acc(N, inputs[layer].data(), In, w.w_ih, proj.data() + d * GH, ldp);
-
-      DirectionCache<T>& cache = caches[k];
-      cache.act.resize(static_cast<size_t>(N * GH));
-      cache.aux.resize(static_cast<size_t>(N * H));
-      cache.h_prev.resize(static_cast<size_t>(N * P));
-      if (s.lstm) cache.c_prev.resize(static_cast<size_t>(N * H));
-      if (w.projected) cache.m.resize(static_cast<size_t>(N * H));
-      for (index_t r = 0; r < B; ++r) {
-        std::copy_n(h0 + (k * B + order[r]) * P, P, h.data() + r * P);
-        if (s.lstm) std::copy_n(c0 + (k * B + order[r]) * H, H, c.data() + r * H);
-      }
-      for (index_t step = 0; step < T_steps; ++step) {
-        const index_t t = step_time(d, step), nb = batch_sizes[t], row0 = offsets[t];
-        if (nb == 0) continue;
-        T* gates = proj.data() + row0 * ldp + d * GH;  // [nb, G·H] ld ldp
-        std::copy_n(h.data(), nb * P, cache.h_prev.data() + row0 * P);
-        if (s.lstm) std::copy_n(c.data(), nb * H, cache.c_prev.data() + row0 * H);
-        if (unit_split(nb, H, 0, w, G)) {  // split by hidden units (as rnn_forward); h' via h_new
-          T* act = cache.act.data() + row0 * GH;
-          T* aux = cache.aux.data() + row0 * H;
-          if (s.lstm) {
-            T* m = w.projected ? cache.m.data() + row0 * H : nullptr;
-            lstm_step_units(nb, H, w, static_cast<const T*>(nullptr), 0, h.data(), P, c.data(), H, gates, ldp,
-                            w.projected ? h.data() : h_new.data(), P, m, act, aux);
-          } else {
-            gru_step_units(nb, H, w, static_cast<const T*>(nullptr), 0, h.data(), P, gates, ldp, gh.data(),
-                           h_new.data(), P, act, aux);
-          }
-          if (!w.projected) std::copy_n(h_new.data(), nb * P, h.data());
-        } else {
-        // Rows [r0, r1) of the step (independent rows: large steps split over the pool).
-        for_rows(nb, double(nb) * double(GH) * double(P), [&](index_t r0, index_t r1) {
-          const index_t n = r1 - r0, q = row0 + r0;
-          T* hr = h.data() + r0 * P;
-          T* gr = gates + r0 * ldp;
-          if (s.lstm) {
-            T* cr = c.data() + r0 * H;
-            gemm_acc(n, hr, P, w.w_hh, gr, ldp);
-            T* m = w.projected ? cache.m.data() + q * H : hr;
-            lstm_pointwise(n, H, gr, ldp, cr, H, cr, H, m, w.projected ? H : P, cache.act.data() + q * GH,
-                           cache.aux.data() + q * H);
-            if (w.projected) gemm_set(n, m, H, w.w_hr, hr, P);
-          } else {
-            T* ghr = gh.data() + r0 * GH;
-            gemm_set(n, hr, P, w.w_hh, ghr, GH);
-            gru_pointwise(n, H, gr, ldp, ghr, GH, w.b_hh, hr, P, hr, P, cache.act.data() + q * GH,
-                          cache.aux.data() + q * H);
-          }
-        });
-        }
-        if (!layer_out.empty())
-          for (index_t r = 0; r < nb; ++r) std::copy_n(h.data() + r * P, P, layer_out.data() + (row0 + r) * ldo + d * P);
-      }
-    }
-    if (layer + 1 < s.L) inputs[layer + 1].swap(layer_out);
-  }
-  proj = std::vector<T>();
-
-  // ---- Backward. d_layer_out: gradient of the current layer's packed output [N, D·P].
-  std::vector<T> d_layer_out(static_cast<size_t>(N * D * P));
-  pk.pack(d_out, B, D * P, d_layer_out.data());
+  // d_layer_out: gradient of the current layer's packed output [N, D·P].
+  std::vector<T> d_layer_out(static_cast<size_t>(N * ldo));
+  pk.pack(d_out, B, ldo, d_layer_out.data());
   std::vector<T> dh(static_cast<size_t>(B * P)), dc(static_cast<size_t>(B * H));  // state grads, packed order
   std::vector<T> dm(static_cast<size_t>(B * H));                                  // LSTM projection: dL/dm [B, H]
   std::vector<T> dG(static_cast<size_t>(N * GH));   // LSTM d(gates), GRU d(gi): pre-activation grads [N, G·H]
@@ -134,12 +187,16 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
   std::vector<T> dH;                                              // LSTM projection: total dh' per row [N, P]
 
   for (index_t layer = s.L - 1; layer >= 0; --layer) {
-    const index_t In = in_size(layer), ldo = D * P;
+    const index_t In = layer == 0 ? s.I : D * P;
+    const T* layer_in = layer == 0 ? x_packed.data() : ws.input(layer);
     std::vector<T> d_in(static_cast<size_t>(N * In), T(0));  // gradient of this layer's packed input
     for (index_t d = 0; d < D; ++d) {
       const index_t k = layer * D + d;
       const CellWeights<T>& w = weights[k];
-      const DirectionCache<T>& cache = caches[k];
+      const T* act = ws.act(k);
+      const T* aux = ws.aux(k);
+      const T* hp = ws.h_prev(k);
+      const T* cp = ws.c_prev(k);
       const PackedWeights<T> w_hh_t(w.w_hh, P, GH, 1, P);  // W_hhᵀ, for dh_prev = dG · W_hh
       const PackedWeights<T> w_ih_t(w.w_ih, In, GH, 1, In);  // W_ihᵀ, for d_in = dG · W_ih
       PackedWeights<T> w_hr_t;                               // W_hrᵀ, for dm = dh' · W_hr
@@ -151,71 +208,120 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
         std::copy_n(d_hn + (k * B + order[r]) * P, P, dh.data() + r * P);
         if (s.lstm) std::copy_n(d_cn + (k * B + order[r]) * H, H, dc.data() + r * H);
       }
-      for (index_t step = T_steps - 1; step >= 0; --step) {
-        const index_t t = step_time(d, step), nb = batch_sizes[t], row0 = offsets[t];
-        if (nb == 0) continue;
-        // Rows [r0, r1) of the step (independent rows: large steps split over the pool).
-        for_rows(nb, double(nb) * double(GH) * double(P), [&](index_t r0, index_t r1) {
-          const index_t nr = r1 - r0, q = row0 + r0;
-          T* dhb = dh.data() + r0 * P;
-          // dh' = gradient from the later step + gradient of this step's output.
+      // Gate gradients of rows [r0, r0 + nr) and units [j0, j1) of step t, from dL/dm (dmp, ld ldm; for
+      // the GRU dL/dh' is dh itself): dG (and dGh), dc ← dc_prev; the GRU's dh ← its direct path dh'·z.
+      auto gate_grads = [&](index_t t, index_t r0, index_t nr, index_t j0, index_t j1, const T* dmp, index_t ldm) {
+        const index_t q = offsets[t] + r0;
+        T* dg = dG.data() + q * GH;  // [nr, G·H]
+        if (s.lstm) {
           for (index_t r = 0; r < nr; ++r) {
-            const T* dy = d_layer_out.data() + (q + r) * ldo + d * P;
-            for (index_t j = 0; j < P; ++j) dhb[r * P + j] += dy[j];
+            const T* a = act + (q + r) * GH;
+            const T* tc = aux + (q + r) * H;
+            const T* cpr = cp + (q + r) * H;
+            const T* dmr = dmp + r * ldm;
+            T* dcr = dc.data() + (r0 + r) * H;
+            T* dgr = dg + r * GH;
+            for (index_t j = j0; j < j1; ++j) {
+              const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];
+              const T d_o = dmr[j] * tc[j];
+              const T dct = dcr[j] + dmr[j] * o * (T(1) - tc[j] * tc[j]);
+              dgr[j] = (dct * g) * i * (T(1) - i);
+              dgr[H + j] = (dct * cpr[j]) * f * (T(1) - f);
+              dgr[2 * H + j] = (dct * i) * (T(1) - g * g);
+              dgr[3 * H + j] = d_o * o * (T(1) - o);
+              dcr[j] = dct * f;  // dc_prev
+            }
           }
-          T* dg = dG.data() + q * GH;  // [nr, G·H]
-          if (s.lstm) {
-            const T* dmp = dhb;  // dL/dm, [nr, H] ld P (P = H without projection)
-            index_t ldm = P;
-            if (w.w_hr) {
-              std::copy_n(dhb, nr * P, dH.data() + q * P);
-              gemm_set(nr, dhb, P, w_hr_t, dm.data() + r0 * H, H);  // (nr, H) = (nr, P) · (P, H)
-              dmp = dm.data() + r0 * H;
-              ldm = H;
+        } else {
+          T* dgh = dGh.data() + q * GH;
+          for (index_t r = 0; r < nr; ++r) {
+            const T* a = act + (q + r) * GH;
+            const T* ghn = aux + (q + r) * H;
+            const T* hpr = hp + (q + r) * P;
+            T* dhr = dh.data() + (r0 + r) * P;
+            T* dgr = dg + r * GH;
+            T* dghr = dgh + r * GH;
+            for (index_t j = j0; j < j1; ++j) {
+              const T rr = a[j], z = a[H + j], n = a[2 * H + j], dht = dhr[j];
+              const T dn_pre = dht * (T(1) - z) * (T(1) - n * n);
+              const T dr_pre = dn_pre * ghn[j] * rr * (T(1) - rr);
+              const T dz_pre = dht * (hpr[j] - n) * z * (T(1) - z);
+              dgr[j] = dghr[j] = dr_pre;
+              dgr[H + j] = dghr[H + j] = dz_pre;
+              dgr[2 * H + j] = dn_pre;
+              dghr[2 * H + j] = dn_pre * rr;
+              dhr[j] = dht * z;  // the direct path; the product through W_hh is added after
             }
-            for (index_t r = 0; r < nr; ++r) {
-              const T* a = cache.act.data() + (q + r) * GH;
-              const T* tc = cache.aux.data() + (q + r) * H;
-              const T* cp = cache.c_prev.data() + (q + r) * H;
-              const T* dmr = dmp + r * ldm;
-              T* dcr = dc.data() + (r0 + r) * H;
-              T* dgr = dg + r * GH;
-              for (index_t j = 0; j < H; ++j) {
-                const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];
-                const T d_o = dmr[j] * tc[j];
-                const T dct = dcr[j] + dmr[j] * o * (T(1) - tc[j] * tc[j]);
-                dgr[j] = (dct * g) * i * (T(1) - i);
-                dgr[H + j] = (dct * cp[j]) * f * (T(1) - f);
-                dgr[2 * H + j] = (dct * i) * (T(1) - g * g);
-                dgr[3 * H + j] = d_o * o * (T(1) - o);
-                dcr[j] = dct * f;  // dc_prev
-              }
-            }
-            gemm_set(nr, dg, GH, w_hh_t, dhb, P);  // dh_prev (nr, P) = dG (nr, 4H) · W_hh (4H, P)
-          } else {
-            T* dgh = dGh.data() + q * GH;
-            for (index_t r = 0; r < nr; ++r) {
-              const T* a = cache.act.data() + (q + r) * GH;
-              const T* ghn = cache.aux.data() + (q + r) * H;
-              const T* hp = cache.h_prev.data() + (q + r) * P;
-              T* dhr = dhb + r * P;
-              T* dgr = dg + r * GH;
-              T* dghr = dgh + r * GH;
-              for (index_t j = 0; j < H; ++j) {
-                const T rr = a[j], z = a[H + j], n = a[2 * H + j], dht = dhr[j];
-                const T dn_pre = dht * (T(1) - z) * (T(1) - n * n);
-                const T dr_pre = dn_pre * ghn[j] * rr * (T(1) - rr);
-                const T dz_pre = dht * (hp[j] - n) * z * (T(1) - z);
-                dgr[j] = dghr[j] = dr_pre;
-                dgr[H + j] = dghr[H + j] = dz_pre;
-                dgr[2 * H + j] = dn_pre;
-                dghr[2 * H + j] = dn_pre * rr;
-                dhr[j] = dht * z;  // the direct path; the product through W_hh is added below
-              }
-            }
-            gemm_acc(nr, dgh, GH, w_hh_t, dhb, P);  // dh_prev += d_gh (nr, 3H) · W_hh (3H, P)
           }
-        });
+        }
+      };
+      // dh'[rows [r0, r0 + nr), columns [j0, j1)] += the gradient of step t's output.
+      auto add_d_out = [&](index_t t, index_t r0, index_t nr, index_t j0, index_t j1) {
+        const index_t q = offsets[t] + r0;
+        for (index_t r = 0; r < nr; ++r) {
+          const T* dy = d_layer_out.data() + (q + r) * ldo + d * P;
+          T* dhr = dh.data() + (r0 + r) * P;
+          for (index_t j = j0; j < j1; ++j) dhr[j] += dy[j];
+        }
+      };
+      // dh_prev over output panels [p0, p1) (columns p·NR ..) of rows [r0, r0 + nr): LSTM dG · W_hh,
+      // GRU + dGh · W_hh (onto the direct path).
+      auto recurrent_grads = [&](index_t t, index_t r0, index_t nr, index_t p0, index_t p1) {
+        const index_t q = offsets[t] + r0;
+        T* dhb = dh.data() + r0 * P;
+        if (s.lstm) {
+          constexpr int NR = Tile<T>::NR;
+          const index_t c0 = p0 * NR, c1 = std::min(P, p1 * NR);
+          for (index_t r = 0; r < nr; ++r) std::fill(dhb + r * P + c0, dhb + r * P + c1, T(0));
+          gemm_acc_serial(nr, dG.data() + q * GH, GH, w_hh_t, dhb, P, p0, p1);  // (nr, P) = (nr, 4H) · (4H, P)
+        } else {
+          gemm_acc_serial(nr, dGh.data() + q * GH, GH, w_hh_t, dhb, P, p0, p1);  // (nr, P) += (nr, 3H) · (3H, P)
+        }
+      };
+      // All of rows [r0, r0 + nr) of step t: dh' (+ the output's gradient) → gate gradients → dh_prev.
+      auto step_rows = [&](index_t t, index_t r0, index_t nr) {
+        const index_t q = offsets[t] + r0;
+        add_d_out(t, r0, nr, 0, P);
+        const T* dmp = dh.data() + r0 * P;  // dL/dm, [nr, H] ld P (P = H without projection)
+        index_t ldm = P;
+        if (w.w_hr) {
+          std::copy_n(dh.data() + r0 * P, nr * P, dH.data() + q * P);
+          gemm_set(nr, dh.data() + r0 * P, P, w_hr_t, dm.data() + r0 * H, H);  // (nr, H) = (nr, P) · (P, H)
+          dmp = dm.data() + r0 * H;
+          ldm = H;
+        }
+        gate_grads(t, r0, nr, 0, H, dmp, ldm);
+        if (in_parallel() || double(nr) * double(GH) * double(P) < kParallelMacs)
+          recurrent_grads(t, r0, nr, 0, w_hh_t.panels());
+        else  // a large step on its own: the product split over the pool by panels
+          parallel_for(w_hh_t.panels(), [&](index_t p0, index_t p1) { recurrent_grads(t, r0, nr, p0, p1); });
+      };
+      if (batch_split(B, H, G, P, 1)) {  // each thread walks all steps for its own rows, backwards in time
+        rows_through_time<T>(B, batch_sizes, d == 0, step_rows);
+      } else if (!w.w_hr && unit_split<T>(B, H, G, P)) {
+        // Split by hidden units, one meeting per step: a thread owns units [u0, u1), which are also
+        // the panels of dh_prev it computes, so it runs "dh_prev of the later step, then the gate
+        // gradients of this one" on its own units, and only the product reads all of dG.
+        constexpr int NR = Tile<T>::NR;
+        index_t later = -1;  // the step whose gate gradients are done and whose dh_prev is not
+        for (index_t step = T_steps - 1; step >= -1; --step) {
+          const index_t t = step < 0 ? -1 : d == 0 ? step : T_steps - 1 - step;
+          if (t >= 0 && batch_sizes[t] == 0) continue;
+          parallel_for(H / NR, [&](index_t p0, index_t p1) {
+            if (later >= 0) recurrent_grads(later, 0, batch_sizes[later], p0, p1);
+            if (t >= 0) {
+              add_d_out(t, 0, batch_sizes[t], p0 * NR, p1 * NR);
+              gate_grads(t, 0, batch_sizes[t], p0 * NR, p1 * NR, dh.data(), P);
+            }
+          });
+          later = t;
+        }
+      } else {
+        for (index_t step = T_steps - 1; step >= 0; --step) {
+          const index_t t = d == 0 ? step : T_steps - 1 - step, nb = batch_sizes[t];
+          if (nb == 0) continue;
+          for_rows(nb, double(nb) * double(GH) * double(P), [&](index_t r0, index_t r1) { step_rows(t, r0, r1 - r0); });
+        }
       }
       for (index_t r = 0; r < B; ++r) {
         std::copy_n(dh.data() + r * P, P, d_h0 + (k * B + order[r]) * P);
@@ -227,8 +333,8 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
       const T* dg_hh = s.lstm ? dG.data() : dGh.data();  // what multiplies h in the forward
       std::fill(gr.w_ih, gr.w_ih + GH * In, T(0));
       std::fill(gr.w_hh, gr.w_hh + GH * P, T(0));
-      gemm_tn_acc(GH, In, N, dG.data(), GH, inputs[layer].data(), In, gr.w_ih, In);  // dW_ih = dGᵀ · input
-      gemm_tn_acc(GH, P, N, dg_hh, GH, cache.h_prev.data(), P, gr.w_hh, P);         // dW_hh = dGᵀ · h_prev
+      gemm_tn_acc(GH, In, N, dG.data(), GH, layer_in, In, gr.w_ih, In);  // dW_ih = dGᵀ · input
+      gemm_tn_acc(GH, P, N, dg_hh, GH, hp, P, gr.w_hh, P);                // dW_hh = dGᵀ · h_prev
       if (gr.b_ih) {
         std::fill(gr.b_ih, gr.b_ih + GH, T(0));
         std::fill(gr.b_hh, gr.b_hh + GH, T(0));
@@ -244,7 +350,7 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
       }
       if (gr.w_hr) {
         std::fill(gr.w_hr, gr.w_hr + P * H, T(0));
-        gemm_tn_acc(P, H, N, dH.data(), P, cache.m.data(), H, gr.w_hr, H);  // dW_hr = dh'ᵀ · m
+        gemm_tn_acc(P, H, N, dH.data(), P, ws.m(k), H, gr.w_hr, H);  // dW_hr = dh'ᵀ · m
       }
       gemm_acc(N, dG.data(), GH, w_ih_t, d_in.data(), In);  // d_in += dG (N, G·H) · W_ih (G·H, In)
     }

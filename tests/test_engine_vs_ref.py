@@ -132,6 +132,41 @@ def test_backward_parity_large_blocks(mode, proj, dtype):
     assert_backward_matches(config, params, x, lengths=np.array([25, 3, 0, 25, 11, 24, 1]))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("mode,proj", [("LSTM", 0), ("LSTM", 16), ("GRU", 0)])
+@pytest.mark.parametrize("batch", [16, 3])
+def test_training_parallel_paths(mode, proj, dtype, batch):
+    """On 2 threads, B = 16 runs each thread's rows through the whole time loop (forward and backward);
+    B = 3 splits each step by hidden units (the backward's one meeting per step). With unsorted lengths
+    against the reference; train_forward gives forward's results bit for bit without lengths, and a
+    backward from its workspace equals one that recomputes it."""
+    rng = np.random.default_rng(12)
+    config = RNNConfig(mode, input_size=8, hidden_size=64, num_layers=2, bidirectional=True, proj_size=proj)
+    params = init_params(config, seed=13, dtype=dtype)
+    x = rng.standard_normal((12, batch, 8)).astype(dtype)
+    threads = engine.get_num_threads()
+    engine.set_num_threads(2)
+    try:
+        lengths = rng.integers(0, 13, size=batch)
+        assert_backward_matches(config, params, x, lengths=lengths)
+        out, final = engine.forward(config, params, x)
+        out_t, final_t, workspace = engine.train_forward(config, params, x)
+        np.testing.assert_array_equal(out_t, out)
+        for a, b in zip(final_t, final):
+            np.testing.assert_array_equal(a, b)
+        assert workspace.shape == (engine.workspace_size(config, 12, batch),)
+        d_out = rng.standard_normal(out.shape).astype(dtype)
+        saved = engine.backward(config, params, x, d_out, workspace=workspace)
+        again = engine.backward(config, params, x, d_out)
+        np.testing.assert_array_equal(saved[0], again[0])
+        for name in params:
+            np.testing.assert_array_equal(saved[2][name], again[2][name])
+        with pytest.raises(ValueError, match="workspace: expected shape"):
+            engine.backward(config, params, x, d_out, workspace=workspace[:-1])
+    finally:
+        engine.set_num_threads(threads)
+
+
 def test_backward_input_errors():
     config, params, x, state0 = _lstm_case()
     d_out = np.zeros((5, 3, 4))
@@ -284,7 +319,7 @@ def test_shape_and_value_errors():
         engine.forward(config, params, x, lengths=[1, 6, 2])
     with pytest.raises(ValueError, match=r"lengths: expected values in \[0, 5\]"):
         engine.forward(config, params, x, lengths=[1, -1, 2])
-    with pytest.raises(ValueError, match=r"lengths: expected shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"lengths: expected 3 values"):
         engine.forward(config, params, x, lengths=[1, 2])
 
 

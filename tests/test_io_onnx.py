@@ -181,12 +181,15 @@ def test_bad_onnx_files_are_refused_clearly(tmp_path):
         lstmkit.from_onnx(helper.make_model(relu))
 
     z = np.zeros
-    gru = _single_node_model("GRU", dict(hidden_size=2), z((1, 6, 3), np.float32), z((1, 6, 2), np.float32))
-    with pytest.raises(ValueError, match="linear_before_reset=0"):
-        lstmkit.from_onnx(gru)
-    peep = _single_node_model("LSTM", dict(hidden_size=2, clip=3.0), z((1, 8, 3), np.float32), z((1, 8, 2), np.float32))
-    with pytest.raises(ValueError, match="clip"):
-        lstmkit.from_onnx(peep)
+    two = _single_node_model("LSTM", dict(hidden_size=2, direction="bidirectional",
+                                          activations=["Sigmoid", "Tanh", "Tanh", "Sigmoid", "Relu", "Tanh"]),
+                             z((2, 8, 3), np.float32), z((2, 8, 2), np.float32))
+    with pytest.raises(ValueError, match="two directions use different activations"):
+        lstmkit.from_onnx(two)
+    unknown = _single_node_model("GRU", dict(hidden_size=2, activations=["Sigmoid", "Gelu"]),
+                                 z((1, 6, 3), np.float32), z((1, 6, 2), np.float32))
+    with pytest.raises(ValueError, match="activations: expected one of"):
+        lstmkit.from_onnx(unknown)
     wrong = _single_node_model("LSTM", dict(hidden_size=2), z((1, 8, 3), np.float32), z((1, 8, 5), np.float32))
     with pytest.raises(ValueError, match="do not fit hidden_size=2"):
         lstmkit.from_onnx(wrong)

@@ -4,6 +4,7 @@ Every configuration the reference supports: LSTM/GRU, stacked, bidirectional, pr
 state, unsorted lengths (including a zero length), bias=False and fixed inter-layer dropout masks.
 """
 import itertools
+import zlib
 
 import numpy as np
 import pytest
@@ -56,7 +57,7 @@ CONFIGS = [
 def test_bptt_matches_finite_differences(spec):
     spec = dict(spec)
     use_lengths, use_state, p = spec.pop("lengths", False), spec.pop("state", False), spec.pop("dropout", 0.0)
-    rng = np.random.default_rng(abs(hash(str(sorted(spec.items())))) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(str(sorted(spec.items())).encode()))  # stable across runs, unlike hash()
     config = RNNConfig(input_size=3, hidden_size=5, dropout=p, **spec)
     params = init_params(config, seed=1, dtype="float64")
     T, B = 4, 3

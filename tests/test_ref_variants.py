@@ -3,6 +3,7 @@ option alone and combined, the plain case unchanged, a few equations checked by 
 they compute the same function, and the config's checks and normalisation."""
 import json
 import os
+import zlib
 
 import numpy as np
 import pytest
@@ -38,10 +39,11 @@ SWEEP = [
     dict(mode="GRU", linear_before_reset=False, recurrent_dropout=0.3, zoneout=(0.0, 0.2), clip=0.7),
     dict(mode="GRU", layer_norm=True, zoneout=(0.0, 0.3), recurrent_dropout=0.2, activations=("HardSigmoid", "Elu")),
 ]
-# each activation as the LSTM's cell and hidden function and as the GRU's gate function (an unbounded
-# function in the LSTM's gates makes c grow without bound, beyond what finite differences can check)
+# each activation as the LSTM's cell and hidden function and as the GRU's cell function (an unbounded
+# function as a gate makes the state grow without bound, beyond what finite differences check to 1e-6;
+# the gate position runs the same table, and every derivative is checked on its own below)
 EACH_ACTIVATION = [dict(mode="LSTM", activations=("Sigmoid", name, name)) for name in ACTIVATION_NAMES]
-EACH_ACTIVATION += [dict(mode="GRU", activations=(name, "Tanh"), bias=False) for name in ACTIVATION_NAMES]
+EACH_ACTIVATION += [dict(mode="GRU", activations=("Sigmoid", name), bias=False) for name in ACTIVATION_NAMES]
 MASKED = [s for s in SWEEP if "zoneout" in s or "recurrent_dropout" in s]  # where training differs from eval
 BPTT_CASES = ([(s, True) for s in SWEEP] + [(s, False) for s in MASKED]
               + [pytest.param(s, True, marks=pytest.mark.slow) for s in EACH_ACTIVATION])
@@ -63,7 +65,7 @@ def random_params(config, rng):
 @pytest.mark.parametrize("spec,training", BPTT_CASES,
                          ids=lambda v: spec_id(v) if isinstance(v, dict) else ("train" if v else "eval"))
 def test_bptt_matches_finite_differences(spec, training):
-    rng = np.random.default_rng(abs(hash(spec_id(spec))) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(spec_id(spec).encode()))  # str hash() changes per process
     config = RNNConfig(input_size=3, hidden_size=5, num_layers=2, bidirectional=True, **spec)
     params = random_params(config, rng)
     T, B = 3, 3
@@ -166,23 +168,24 @@ def _one_step(config, x, state, seed=0):
     return w, variants.Cell(config).cell_forward(x, state, w)[0]
 
 
-def test_input_forget_couples_f_to_one_minus_i():
+def _lstm_step_by_hand(**option):
+    """One variant LSTM step from a random state, and its plain pre-activations z (B, 4H) computed by hand."""
     rng = np.random.default_rng(1)
-    config = RNNConfig("LSTM", 3, 4, input_forget=True)
     x, h, c = rng.standard_normal((2, 3)), rng.standard_normal((2, 4)), rng.standard_normal((2, 4))
-    w, (h_new, c_new) = _one_step(config, x, (h, c))
+    w, (h_new, c_new) = _one_step(RNNConfig("LSTM", 3, 4, **option), x, (h, c))
     z = x @ w["weight_ih"].T + h @ w["weight_hh"].T + w["bias_ih"] + w["bias_hh"]
+    return w, c, z, h_new, c_new
+
+
+def test_input_forget_couples_f_to_one_minus_i():
+    w, c, z, h_new, c_new = _lstm_step_by_hand(input_forget=True)
     i, g = sigmoid(z[:, :4]), np.tanh(z[:, 8:12])
     np.testing.assert_allclose(c_new, (1 - i) * c + i * g, rtol=1e-13)
     np.testing.assert_allclose(h_new, sigmoid(z[:, 12:]) * np.tanh(c_new), rtol=1e-13)
 
 
 def test_peephole_lets_the_gates_see_the_cell():
-    rng = np.random.default_rng(2)
-    config = RNNConfig("LSTM", 3, 4, peephole=True)
-    x, h, c = rng.standard_normal((2, 3)), rng.standard_normal((2, 4)), rng.standard_normal((2, 4))
-    w, (h_new, c_new) = _one_step(config, x, (h, c))
-    z = x @ w["weight_ih"].T + h @ w["weight_hh"].T + w["bias_ih"] + w["bias_hh"]
+    w, c, z, h_new, c_new = _lstm_step_by_hand(peephole=True)
     p_i, p_f, p_o = np.split(w["peephole"], 3)
     i, f, g = sigmoid(z[:, :4] + p_i * c), sigmoid(z[:, 4:8] + p_f * c), np.tanh(z[:, 8:12])
     np.testing.assert_allclose(c_new, f * c + i * g, rtol=1e-13)
@@ -239,6 +242,9 @@ def test_activation_derivatives_match_finite_differences(name):
     y = activations.apply(spec, z)
     numeric = (activations.apply(spec, z + 1e-6) - activations.apply(spec, z - 1e-6)) / 2e-6
     np.testing.assert_allclose(activations.derivative(spec, z, y), numeric, rtol=1e-6, atol=1e-8)
+    z32 = z.astype(np.float32)  # float32 stays float32, forward and derivative
+    y32 = activations.apply(spec, z32)
+    assert y32.dtype == np.float32 and activations.derivative(spec, z32, y32).dtype == np.float32
 
 
 def test_activation_values_and_right_hand_kinks():

@@ -72,3 +72,27 @@ def test_variable_length_sequences_use_lengths():
     assert p.shape == (5, 2) and np.allclose(p.sum(1), 1, atol=1e-5)
     # padding must not change a sequence's prediction: alone vs in a batch with longer ones
     assert np.allclose(clf.predict_proba([X[0]]), p[:1], atol=1e-5)
+
+
+def test_shift_augmentation_moves_one_pixel_and_zero_fills():
+    from lstmkit.tasks.classify import SHIFTS, SequenceClassifier, shifted
+
+    x = np.arange(1, 10, dtype=np.float32).reshape(3, 3)
+    assert shifted(x, 0, 1).tolist() == [[0, 0, 0], [1, 2, 3], [4, 5, 6]]
+    assert shifted(x, 1, -1).tolist() == [[2, 3, 0], [5, 6, 0], [8, 9, 0]]
+    assert len(SHIFTS) == 4 and x[0, 0] == 1  # the input is not modified
+    with pytest.raises(ValueError, match="augment"):
+        SequenceClassifier(augment="rotate")
+    with pytest.raises(ValueError, match="numeric"):
+        SequenceClassifier(text=True, augment="shift", progress=False).fit(["ab", "cd"] * 5, ["0", "1"] * 5)
+
+
+def test_dataset_preset_applies_and_flags_win(tmp_path):
+    from lstmkit.tasks.classify_presets import PRESETS
+
+    out = str(tmp_path / "run")
+    assert main(["classify", "--dataset", "digits", "--limit", "60", "--no-bidirectional", "--out", out] + TINY) == 0
+    cfg = json.load(open(os.path.join(out, "results.json")))["config"]
+    assert cfg["bidirectional"] is False and cfg["hidden_size"] == 8 and cfg["epochs"] == 1  # given flags
+    assert cfg["augment"] == PRESETS["digits"]["augment"] == "shift"  # from the preset
+    assert cfg["lr_schedule"] == PRESETS["digits"]["lr_schedule"]

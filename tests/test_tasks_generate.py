@@ -31,3 +31,56 @@ def test_compressors_gain_from_training_text():
     rows = {r["model"]: r["bpc"] for r in compressor_bpc(train, "the quick brown fox jumps over the lazy dog. " * 5)}
     assert rows["xz (given the training text)"] < rows["xz (test text alone)"]
     assert rows["bz2 (given the training text)"] < rows["bz2 (test text alone)"]
+
+
+def test_match_model_predicts_repeats_from_the_past_only():
+    import numpy as np
+
+    from lstmkit.tasks.match import match_predictions
+
+    history, text = "the cat sat on the mat. ", "the cat sat on the hat."
+    pointer, length = match_predictions(history, text, min_len=4)
+    full = history + text
+    starts = len(history) + np.arange(len(text))
+    assert np.all(pointer < starts)  # never looks at the character it predicts or later
+    assert np.all((pointer >= 0) == (length > 0))
+    hits = [full[p] == c for p, c in zip(pointer, text) if p >= 0]
+    assert sum(hits) >= len(text) - 10 and not all(hits)  # "hat" breaks the repeat of "mat"
+    assert length.max() > 15
+
+
+def test_match_mixer_learns_to_trust_a_reliable_match_and_is_causal():
+    import numpy as np
+
+    from lstmkit.tasks.match import MatchMixer
+
+    n, V = 400, 5
+    probs = np.full((n, V), 1.0 / V)
+    targets = np.arange(n) % V
+    mixed = MatchMixer().mix(probs, targets, targets.copy(), np.full(n, 30))
+    assert mixed[0] == 0.6 and mixed[-1] > 0.99  # prior weight 1/2, then learned
+    changed = targets.copy()
+    changed[200:] = (changed[200:] + 1) % V
+    again = MatchMixer().mix(probs, changed, targets.copy(), np.full(n, 30))
+    assert np.allclose(again[:200], mixed[:200]) and again[250] < mixed[250]
+
+
+def test_dynamic_evaluation_adapts_a_copy_and_scores_before_learning():
+    import numpy as np
+    import torch
+
+    from lstmkit.tasks.generate import CharLM
+
+    text = "abcdefg" * 300
+    lm = CharLM(hidden_size=16, embed_dim=8, epochs=1, batches_per_epoch=1, seq_len=16, progress=False)
+    lm.fit(text[:200], log=lambda *a: None)
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    static = lm.next_char_probs(text[200:], text[:200])
+    dynamic = lm.next_char_probs(text[200:], text[:200], dynamic_lr=1.0, segment=16)
+    assert static.shape == dynamic.shape == (len(text) - 200, len(lm.config["vocab"]) + 1)
+    assert np.allclose(dynamic.sum(1), 1, atol=1e-4)
+    assert all(torch.equal(before[k], v) for k, v in lm.model.state_dict().items())
+    ids = lm.encode(text[200:])
+    rows = np.arange(len(ids))
+    assert np.allclose(dynamic[:16], static[:16], atol=1e-6)  # the first segment is scored before any update
+    assert -np.log2(dynamic[rows, ids]).mean() < -np.log2(static[rows, ids]).mean() - 0.5

@@ -77,6 +77,35 @@ def test_gradcheck_gru_bidirectional_lengths_no_bias():
 
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_gradcheck_train_ops_saved_workspace(mode):
+    """lstm_train / gru_train: the backward reads the saved workspace (no forward recomputed); every input
+    against finite differences in float64, with unsorted lengths including 0 and T; and their outputs
+    equal lstm / gru's exactly."""
+    gen = torch.Generator().manual_seed(4)
+    lstm = mode == "LSTM"
+    config = RNNConfig(mode, 2, 3, num_layers=2, bidirectional=True, proj_size=2 if lstm else 0)
+    c, T, B, P = config, 3, 3, config.output_size
+    x = torch.randn(T, B, 2, generator=gen, dtype=F64, requires_grad=True)
+    states = [torch.randn(4, B, P, generator=gen, dtype=F64, requires_grad=True)]
+    if lstm:
+        states.append(torch.randn(4, B, 3, generator=gen, dtype=F64, requires_grad=True))
+    lengths = torch.tensor([2, 0, 3])
+    extra = [c.proj_size] if lstm else []
+    op = torch.ops.lstmkit.lstm_train if lstm else torch.ops.lstmkit.gru_train
+
+    def f(x, *rest):
+        st, params = rest[:len(states)], rest[len(states):]
+        return op(x, *st, list(params), lengths, c.input_size, c.hidden_size, c.num_layers, c.bias,
+                  c.bidirectional, *extra)[:-1]  # the workspace is not differentiable
+
+    params = _params(config, gen)
+    assert torch.autograd.gradcheck(f, (x, *states, *params), **GRADCHECK)
+    plain = (_lstm_op if lstm else _gru_op)(config, lengths)(x, *states, *params)
+    for a, b in zip(f(x, *states, *params), plain):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 def test_gradcheck_with_fixed_dropout_masks(mode):
     """Dropout masks are op inputs, so with masks fixed the op is a deterministic function: its gradient
     must match finite differences (masks with zeros and 1/(1 - p) = 2 entries, p = 0.5)."""
@@ -106,6 +135,12 @@ def test_opcheck_schema_fake_and_autograd_registration():
         params = [p.detach().to(dtype).requires_grad_() for p in _params(config, gen)]
         torch.library.opcheck(torch.ops.lstmkit.gru.default,
                               (x, torch.randn(1, 2, 3, dtype=dtype), params, None, [], 2, 3, 1, True, False))
+        torch.library.opcheck(torch.ops.lstmkit.gru_train.default,
+                              (x, torch.randn(1, 2, 3, dtype=dtype), params, None, 2, 3, 1, True, False))
+        config = RNNConfig("LSTM", 2, 3, num_layers=2, bidirectional=True, proj_size=1)
+        params = [p.detach().to(dtype).requires_grad_() for p in _params(config, gen)]
+        torch.library.opcheck(torch.ops.lstmkit.lstm_train.default,
+                              (x, h0, c0, params, torch.tensor([3, 1]), 2, 3, 2, True, True, 1))
 
 
 # ---------------------------------------------------------------------------------------------------------

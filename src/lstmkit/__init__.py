@@ -10,6 +10,7 @@ from .io import from_keras, from_onnx, from_torch, load, save, to_keras, to_onnx
 from .params import RNNConfig
 from .engine import get_num_threads, set_num_threads
 from .summary import summary
+from .quantize import quantize
 from . import tasks  # light: its classes import torch and pandas only when asked for
 
 __version__ = "0.1.0"
@@ -17,7 +18,7 @@ __version__ = "0.1.0"
 __all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell", "Linear", "Gradients", "RNNConfig", "summary", "optim", "ref",
            "Forecaster", "SequenceClassifier", "CharLM",
            "save", "load", "from_torch", "to_torch", "from_keras", "to_keras", "from_onnx", "to_onnx", "__version__",
-           "set_num_threads", "get_num_threads"]
+           "set_num_threads", "get_num_threads", "quantize"]
 
 
 def __getattr__(name):

@@ -12,7 +12,6 @@ def _run() -> int:
     from .tasks import distributed
 
     distributed.setup()
-    distributed.install_run_folder_guard()
     if not distributed.is_main() and os.environ.get("LSTMKIT_LOG_ALL_RANKS") != "1":
         sys.stdout = open(os.devnull, "w")
     try:

@@ -71,16 +71,25 @@ def check_state(config: RNNConfig, hx, batch: int, unbatched: bool, dtype) -> tu
     return hx
 
 
+def check_lengths_form(lengths, batch: int) -> None:
+    """Check the form of lengths, not their values: B integers (a numpy array or a torch tensor).
+
+    Reads only ``.shape`` and ``.dtype``, so it also works on tensors whose values cannot be read yet
+    (while torch.compile traces).
+    """
+    shape = tuple(lengths.shape)
+    if len(shape) != 1 or shape[0] != batch:
+        raise ValueError(f"lengths: expected {batch} values, one per sequence in the batch, got shape {shape}")
+    if shape[0] and not dtype_name(lengths.dtype).startswith(("int", "uint")):
+        raise TypeError(f"lengths: expected integers, got dtype {dtype_name(lengths.dtype)}")
+
+
 def check_lengths(lengths, steps: int, batch: int) -> np.ndarray | None:
-    """Check per-sequence lengths: B integers in [0, T], any order. Returns an int64 array or None."""
+    """Check per-sequence lengths: B integers in [0, T], any order. Returns a fresh int64 array or None."""
     if lengths is None:
         return None
     arr = np.asarray(to_numpy(lengths))
-    if arr.ndim != 1 or arr.shape[0] != batch:
-        raise ValueError(f"lengths: expected {batch} values, one per sequence in the batch, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise TypeError(f"lengths: expected integers, got dtype {arr.dtype} with non-integer values")
+    check_lengths_form(arr, batch)
     arr = arr.astype(np.int64)
     if arr.size and (arr.min() < 0 or arr.max() > steps):
         raise ValueError(f"lengths: expected values in [0, {steps}] (the number of steps), got {arr.min()}..{arr.max()}")

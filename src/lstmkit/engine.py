@@ -27,6 +27,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from . import checks
 from .params import DTYPES, GATES, RNNConfig, param_shapes, to_numpy
 
 import os
@@ -49,7 +50,7 @@ except ImportError:  # pragma: no cover - depends on the build
 
 __all__ = [
     "available", "supports", "isa", "supported_isas", "set_num_threads", "get_num_threads",
-    "cell_forward", "forward", "backward",
+    "cell_forward", "forward", "train_forward", "backward", "workspace_size",
 ]
 
 CELL_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
@@ -134,20 +135,6 @@ def _native(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
     Returns ``arr`` itself when it already is one (the kernels only read it), else a copy.
     """
     return np.ascontiguousarray(arr, dtype=dtype)
-
-
-def _lengths(lengths, steps: int, batch: int) -> np.ndarray | None:
-    """Check per-sequence lengths: B integers in [0, T], any order. Returns a fresh int64 array or None."""
-    if lengths is None:
-        return None
-    arr = np.asarray(to_numpy(lengths))
-    if arr.ndim != 1 or arr.shape[0] != batch:
-        raise ValueError(f"lengths: expected shape ({batch},), one length per sequence, got {arr.shape}")
-    if arr.size and (arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError(f"lengths: expected integers, got dtype {arr.dtype.name}")
-    if arr.size and (arr.min() < 0 or arr.max() > steps):
-        raise ValueError(f"lengths: expected values in [0, {steps}] (T, the number of steps), got {arr.min()}..{arr.max()}")
-    return np.array(arr, dtype=np.int64, copy=True)
 
 
 def _check_state(name, state, shapes, dtype) -> list[np.ndarray]:
@@ -275,7 +262,7 @@ def _check_sequence(config, params, x, state0, lengths):
         state = [np.zeros(s, dtype) for s in shapes]
     else:
         state = _check_state("state0", state0, shapes, dtype)
-    lens = _lengths(lengths, T, B)
+    lens = checks.check_lengths(lengths, T, B)
     head = (config.mode, config.num_layers, config.bidirectional, H, config.proj_size, config.bias)
     args = (*head, _native(x, dtype), weights, state[0], state[1] if len(state) == 2 else None, lens)
     return dtype, (T, B, I), shapes, list(param_shapes(config)), args
@@ -307,12 +294,39 @@ def forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, va
     return out, tuple(final)
 
 
+def workspace_size(config: RNNConfig, steps, batch):
+    """Values in the training workspace of ``train_forward`` for ``steps`` (T) by ``batch`` (B).
+
+    Linear in T·B, so ``steps`` and ``batch`` may be symbolic sizes (torch's fake kernels pass them).
+    """
+    row = _require_engine().train_workspace_row(
+        config.mode, config.num_layers, config.bidirectional, config.hidden_size, config.proj_size)
+    return steps * batch * row
+
+
+def train_forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None):
+    """``forward`` for training: the same results plus the workspace ``backward`` reads.
+
+    Arguments as ``forward``. Returns (output (T, B, D·P), final state tuple, workspace), fresh arrays;
+    workspace is 1-D of ``workspace_size(config, T, B)`` values of x's dtype (gate activations, states
+    and layer inputs of every step, in the engine's own layout): keep it unchanged and pass it to
+    ``backward`` with the same params, x, state0 and lengths.
+    """
+    dtype, (T, B, _), shapes, _, args = _check_sequence(config, params, x, state0, lengths)
+    out = np.empty((T, B, config.num_directions * config.output_size), dtype)
+    final = [np.empty(s, dtype) for s in shapes]
+    workspace = np.empty(workspace_size(config, T, B), dtype)
+    _require_engine().train_forward(*args, out, final[0], final[1] if len(final) == 2 else None, workspace)
+    return out, tuple(final), workspace
+
+
 def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None, state0=None, lengths=None,
-             variant_masks=None):
+             variant_masks=None, workspace=None):
     """Gradients of ``forward`` by backpropagation through time, as ``lstmkit.ref.rnn.backward``.
 
-    The forward is recomputed natively (no cache to keep between the calls); arguments config, params,
-    x, state0, lengths as in ``forward``.
+    Arguments config, params, x, state0, lengths as in ``forward``.
+    workspace: what ``train_forward`` returned for these same arguments (then the backward costs no
+    forward), or None to run ``train_forward`` here first (plain configurations; the variants recompute).
     d_output (T, B, D·P): gradient of the output (entries past a sequence's end are ignored).
     d_final_state: None for zeros, or a tuple shaped like the final state (LSTM (dh_n, dc_n), GRU (dh_n,)).
     Returns (dx (T, B, I), d_state0 tuple shaped like state0, grads: dict by torch parameter name),
@@ -329,12 +343,18 @@ def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None
         d_final = [np.zeros(s, dtype) for s in shapes]
     else:
         d_final = _check_state("d_final_state", d_final_state, shapes, dtype)
+    if workspace is None:
+        _, _, workspace = train_forward(config, params, x, state0, lengths)
+    else:
+        workspace = _array("workspace", workspace, dtype)
+        _shape("workspace", workspace, (workspace_size(config, T, B),), " (from train_forward with this config, T and B)")
+        workspace = _native(workspace, dtype)
     dx = np.empty((T, B, I), dtype)
     d_state0 = [np.empty(s, dtype) for s in shapes]
     grads = [np.empty(w.shape, dtype) for w in args[7]]
     lstm = len(shapes) == 2
     _require_engine().backward(
-        *args, _native(d_out, dtype), d_final[0], d_final[1] if lstm else None,
+        *args, workspace, _native(d_out, dtype), d_final[0], d_final[1] if lstm else None,
         dx, d_state0[0], d_state0[1] if lstm else None, grads,
     )
     return dx, tuple(d_state0), dict(zip(names, grads))

@@ -138,7 +138,10 @@ class RNNBase(_Recurrent):
             state0 = tuple(np.asarray(s).reshape(shape) for s, shape in zip(state0, state_shapes(cfg, B)))
         masks = self._dropout_masks(T, B)
         variant_masks = self._variant_masks(T, B)
-        if self._runs_natively(masks):
+        if self._runs_natively(masks) and self.training and cfg.is_plain:
+            # keep the engine's workspace: backward then needs no second forward
+            output, final, cache = engine.train_forward(cfg, self.params, xs, state0, lengths)
+        elif self._runs_natively(masks):
             output, final = engine.forward(cfg, self.params, xs, state0, lengths, variant_masks)
             cache = None
         else:
@@ -163,9 +166,9 @@ class RNNBase(_Recurrent):
             np.zeros(shape, self.dtype) if d is None else np.asarray(d, self.dtype).reshape(shape)
             for d, shape in zip(finals, state_shapes(self.config, B))
         )
-        if cache is None:  # the forward ran natively; the engine's backward recomputes it
+        if cache is None or isinstance(cache, np.ndarray):  # the forward ran natively (workspace, or None: recomputed)
             dx, d_state0, grads = engine.backward(self.config, self.params, xs, d_out, d_final, state0, lengths,
-                                                  variant_masks)
+                                                  variant_masks, workspace=cache)
         else:
             dx, d_state0, grads = ref.backward(cache, d_out, d_final)
         dx = self._from_sequence_first(dx, unbatched)

@@ -33,11 +33,14 @@ class Stream:
     config: the RNNConfig (bidirectional=False); params: its parameters under torch's names, all
     float32 or all float64; batch: B, the rows of every x_t. ``torch_io=True`` (the torch frontend):
     step also takes torch tensors and returns a torch tensor sharing the result's memory.
+    ``quantized="int8" | "bfloat16"``: the weights quantised as ``lstmkit.quantize`` does (float32 state,
+    x_t and output; made by ``QuantizedRNN.stream``).
     """
 
     __slots__ = ("config", "batch", "dtype", "_native", "_step", "_x_shape", "_out_shape", "_state_shapes", "_torch")
 
-    def __init__(self, config: RNNConfig, params: Mapping, batch: int = 1, *, torch_io: bool = False):
+    def __init__(self, config: RNNConfig, params: Mapping, batch: int = 1, *, torch_io: bool = False,
+                 quantized: str | None = None):
         if not isinstance(config, RNNConfig):
             raise TypeError(f"config: expected an lstmkit RNNConfig, got {type(config).__name__}")
         if config.bidirectional:
@@ -49,11 +52,16 @@ class Stream:
             raise TypeError(f"batch: expected an int, got {type(batch).__name__}")
         if batch < 1:
             raise ValueError(f"batch: expected >= 1, got {batch}")
-        weights, dtype = engine.native_weights(config, params)
         eng = engine._require_engine()
-        cls = eng.Stream32 if dtype == np.float32 else eng.Stream64
-        self._native = cls(config.mode, config.num_layers, config.input_size, config.hidden_size,
-                           config.proj_size, config.bias, int(batch), weights)  # packs copies of the weights
+        head = (config.mode, config.num_layers, config.input_size, config.hidden_size, config.proj_size, config.bias,
+                int(batch))
+        if quantized:  # lstmkit.quantize's formats: float32 in and out (QuantizedRNN.stream)
+            weights, dtype = engine.native_weights(config, params, np.float32)
+            self._native = eng.QuantizedStream(*head, weights, quantized)
+        else:
+            weights, dtype = engine.native_weights(config, params)
+            cls = eng.Stream32 if dtype == np.float32 else eng.Stream64
+            self._native = cls(*head, weights)  # packs copies of the weights
         self._step = self._native.step
         self.config = config
         self.batch = int(batch)

@@ -11,6 +11,15 @@ def register(sub) -> None:
     p.add_argument("--limit", type=int, help="use only the first N characters (quick runs)")
     p.add_argument("--seq-len", type=int, default=64)
     p.add_argument("--batches-per-epoch", type=int, default=50)
+    p.add_argument("--num-layers", type=int, default=1)
+    p.add_argument("--embed-dim", type=int, default=64)
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout on the LSTM outputs (and between layers)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine",
+                   help="cosine: decay the learning rate to 0 over --epochs")
+    p.add_argument("--dynamic-lr", type=float, default=0.1,
+                   help="dynamic evaluation: SGD learning rate for adapting to the held-out text as it is scored "
+                        "(0: off)")
+    p.add_argument("--min-match", type=int, default=5, help="match model: shortest repeat it follows")
     p.add_argument("--prompt", default="", help="text the samples continue")
     p.add_argument("--n-chars", type=int, default=300, help="characters per sample")
     p.add_argument("--temperature", type=float, default=0.8)
@@ -25,8 +34,10 @@ def run(args) -> int:
 
     out = out_dir(args, "generate")
     job(out=out, text_file=args.text, limit=args.limit, prompt=args.prompt, n_chars=args.n_chars,
-        temperature=args.temperature, top_k=args.top_k, resume=args.resume, hidden_size=args.hidden_size,
-        cell=args.cell, seq_len=args.seq_len, epochs=args.epochs, batch_size=args.batch_size,
+        temperature=args.temperature, top_k=args.top_k, dynamic_lr=args.dynamic_lr, min_match=args.min_match,
+        resume=args.resume, hidden_size=args.hidden_size,
+        cell=args.cell, num_layers=args.num_layers, embed_dim=args.embed_dim, dropout=args.dropout,
+        lr_schedule=args.lr_schedule, seq_len=args.seq_len, epochs=args.epochs, batch_size=args.batch_size,
         batches_per_epoch=args.batches_per_epoch, lr=args.lr, patience=args.patience, seed=args.seed,
         progress=not args.no_progress)
     return 0

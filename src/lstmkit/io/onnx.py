@@ -7,9 +7,12 @@ Export (``to_onnx`` / ``save``), built with ``onnx.helper``:
              h0, c0     (L·D, B, P), (L·D, B, H)                      only with initial_state=True
     outputs  output     (T, B, D·P) (or (B, T, D·P)), h_n (L·D, B, P), c_n (L·D, B, H) (LSTM)
 
-Each layer is one ONNX LSTM/GRU node (gates reordered i,f,g,o → i,o,f,g and r,z,n → z,r,n; GRU with
-linear_before_reset=1), except with proj_size, which the ONNX LSTM op lacks: each direction is then a Scan
-over time whose body is the cell written out in Gemm/Sigmoid/Tanh/Mul ops, with torch-named weights.
+Each layer is one ONNX LSTM/GRU node (gates reordered i,f,g,o → i,o,f,g and r,z,n → z,r,n), carrying the
+variant options ONNX has as attributes: peephole (input P, order i,o,f), input_forget, clip, activations with
+their α/β, and the GRU's linear_before_reset. What the ONNX ops lack — proj_size, layer_norm and zoneout — is
+exported as a Scan over time per direction whose body is the cell of docs/variants.md written out in
+Gemm/LayerNormalization/activation ops, with torch-named weights (zoneout by its evaluation expectation).
+Recurrent dropout is a training option: the exported graph is the evaluation forward, where it is off.
 
 Streaming export (``streaming=True``): one time step, state in and out, for stateful serving:
 
@@ -17,18 +20,21 @@ Streaming export (``streaming=True``): one time step, state in and out, for stat
     outputs  output (B, P), h_n, c_n                       (feed h_n, c_n back as the next h0, c0)
 
 Import (``from_onnx`` / ``load``) reads LSTM/GRU nodes as torch.onnx.export or tf2onnx write them: constant
-W/R/B (initializers or Constant nodes), direction, layout, linear_before_reset=1; nodes in graph order are
-the layers of one stack. Graphs without such nodes import through lstmkit's own metadata (proj_size exports).
+W/R/B/P (initializers or Constant nodes), direction, layout, linear_before_reset, clip, input_forget,
+activations with α/β (the same for both directions); nodes in graph order are the layers of one stack. Graphs without such nodes import through lstmkit's own metadata (proj_size exports).
 """
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from .._optional import require
 from ..params import RNNConfig, param_shapes, suffix
+from ..ref.activations import DEFAULTS, USES, normalise
+from ..ref.variants import LN_EPS
 from .files import atomic_write
 from .gates import reorder
 from .model import build, unpack
@@ -73,7 +79,6 @@ def to_onnx(model, *, streaming: bool = False, lengths: bool = False, initial_st
 
     layer = as_layer(model)
     config, params, cell = unpack(layer)
-    config.refuse_variants("to_onnx: this exporter")
     streaming = streaming or cell
     if streaming and config.bidirectional:
         raise ValueError("streaming: a bidirectional RNN needs the whole sequence; export it with streaming=False")
@@ -110,7 +115,7 @@ def to_onnx(model, *, streaming: bool = False, lengths: bool = False, initial_st
     finals_h, finals_c = [], []
     for layer_index in range(L):
         states = [_slice(g, s, layer_index * D, (layer_index + 1) * D) if s else None for s in (h0, c0)]
-        run = _layer_scan if c.proj_size else _layer_op
+        run = _layer_scan if _needs_scan(c) else _layer_op
         x, h_n, c_n = run(g, c, params, layer_index, x, seq_lens, *states, elem)
         finals_h.append(h_n)
         finals_c.append(c_n)
@@ -161,35 +166,65 @@ def _layer_op(g, c, params, layer, x, seq_lens, h0, c0, elem):
               g.const(np.stack(B).astype(dtype), f"B_l{layer}") if c.bias else ""]
     inputs += [g.op("Cast", [seq_lens], to=g.onnx.TensorProto.INT32) if seq_lens else "", h0 or ""]
     inputs += [c0 or ""] if lstm else []
-    attrs = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward"}
-    if not lstm:
-        attrs["linear_before_reset"] = 1  # torch's GRU: r applied after the hidden matmul
+    if c.peephole:
+        P = []
+        for d in range(D):
+            p_i, p_f, p_o = np.split(params["peephole" + suffix(layer, d)], 3)
+            P.append(np.concatenate([p_i, p_o, p_f]))  # ONNX's order
+        inputs.append(g.const(np.stack(P).astype(dtype), f"P_l{layer}"))
+    attrs = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward", **_variant_attrs(c)}
     y, h_n, *rest = g.op(c.mode, inputs, n_out=3 if lstm else 2, **attrs)
     y = g.op("Transpose", [y], perm=[0, 2, 1, 3])  # (T, D, B, H) -> (T, B, D, H)
     y = g.op("Reshape", [y, g.const(np.array([0, 0, -1]))])  # (T, B, D·H)
     return y, h_n, (rest[0] if lstm else None)
 
 
+def _needs_scan(c) -> bool:
+    """True when the ONNX LSTM/GRU op cannot express the layer: projection, layer norm, zoneout."""
+    return bool(c.proj_size or c.layer_norm or any(c.zoneout))
+
+
+def _variant_attrs(c) -> dict:
+    """The LSTM/GRU node attributes of the variant options ONNX has (none for a plain config but the GRU's
+    linear_before_reset, which torch's GRU needs as 1)."""
+    attrs = {} if c.mode == "LSTM" else {"linear_before_reset": int(c.linear_before_reset)}
+    if c.clip is not None:
+        attrs["clip"] = float(c.clip)
+    if c.input_forget:
+        attrs["input_forget"] = 1
+    if c.activations:
+        specs = list(c.activations) * c.num_directions  # one list per direction, in (f, g[, h]) order
+        attrs["activations"] = [name for name, _, _ in specs]
+        # ONNX consumes α (β) only for the functions that take one, in order
+        alpha = [a for name, a, _ in specs if USES.get(name, 0) >= 1]
+        beta = [b for name, _, b in specs if USES.get(name, 0) >= 2]
+        attrs.update({k: v for k, v in (("activation_alpha", alpha), ("activation_beta", beta)) if v})
+    return attrs
+
+
 def _layer_scan(g, c, params, layer, x, seq_lens, h0, c0, elem):
-    """One projected LSTM layer: per direction a Scan over time whose body is the cell (torch-named weights)."""
-    P, H = c.output_size, c.hidden_size
+    """One layer the ONNX ops cannot express: per direction a Scan over time whose body is the cell of
+    docs/variants.md (torch-named weights). x (T, B, in) -> (y (T, B, D·P), h_n (D, B, P), c_n (D, B, H))."""
+    P, H, lstm = c.output_size, c.hidden_size, c.mode == "LSTM"
     mask = _step_mask(g, x, seq_lens)  # (T, B, 1) bool
     ys, hs, cs = [], [], []
     for d in range(c.num_directions):
         s = suffix(layer, d)
-        names = {k: g.const(params[k + s], name=k + s) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh",
-                                                                 "weight_hr") if k + s in params}
+        names = {k: g.const(params[k + s], name=k + s) for k in LAYER_WEIGHTS if k + s in params}
         h_init = g.op("Squeeze", [_slice(g, h0, d, d + 1), g.const(np.array([0]))]) if h0 else _zeros(g, x, P, elem)
-        c_init = g.op("Squeeze", [_slice(g, c0, d, d + 1), g.const(np.array([0]))]) if c0 else _zeros(g, x, H, elem)
-        body = _lstm_cell_body(g.onnx, names, H, elem, prefix=f"l{layer}d{d}_")
+        states = [h_init]
+        if lstm:
+            states.append(g.op("Squeeze", [_slice(g, c0, d, d + 1), g.const(np.array([0]))]) if c0 else
+                          _zeros(g, x, H, elem))
+        body = _cell_body(g.onnx, c, names, elem, prefix=f"l{layer}d{d}_")
         reverse = [1, 1] if d == 1 else [0, 0]
-        h_n, c_n, y = g.op("Scan", [h_init, c_init, x, mask], n_out=3, body=body, num_scan_inputs=2,
-                           scan_input_directions=reverse, scan_output_directions=[reverse[0]])
+        *finals, y = g.op("Scan", states + [x, mask], n_out=len(states) + 1, body=body, num_scan_inputs=2,
+                          scan_input_directions=reverse, scan_output_directions=[reverse[0]])
         ys.append(y)
-        hs.append(g.op("Unsqueeze", [h_n, g.const(np.array([0]))]))
-        cs.append(g.op("Unsqueeze", [c_n, g.const(np.array([0]))]))
+        hs.append(g.op("Unsqueeze", [finals[0], g.const(np.array([0]))]))
+        cs.append(g.op("Unsqueeze", [finals[1], g.const(np.array([0]))]) if lstm else None)
     join = (lambda parts, axis: g.op("Concat", parts, axis=axis) if len(parts) > 1 else parts[0])
-    return join(ys, 2), join(hs, 0), join(cs, 0)
+    return join(ys, 2), join(hs, 0), (join(cs, 0) if lstm else None)
 
 
 def _step_mask(g, x, seq_lens):
@@ -214,27 +249,113 @@ def _zeros(g, x, size, elem):
     return g.op("ConstantOfShape", [dims], value=g.onnx.numpy_helper.from_array(zero))
 
 
-def _lstm_cell_body(onnx, w, H, elem, prefix):
-    """Scan body: (h (B, P), c (B, H), x_t (B, I), m_t (B, 1) bool) -> (h', c', y_t), the equations of
-    lstmkit/ref/lstm.py with the projection; steps past a sequence's end keep the state and output zero."""
-    b = _Graph(onnx, prefix)
+LAYER_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "peephole", "ln_ih_weight",
+                 "ln_ih_bias", "ln_hh_weight", "ln_hh_bias", "ln_cell_weight", "ln_cell_bias")
+
+
+class _CellOps(_Graph):
+    """A Scan body's graph with the pieces of docs/variants.md as ops."""
+
+    def __init__(self, onnx, c, w, elem, prefix):
+        super().__init__(onnx, prefix)
+        self.c, self.w, self.elem = c, w, elem
+        self.dtype = np.float64 if elem == onnx.TensorProto.DOUBLE else np.float32
+
+    def scalar(self, value):
+        return self.const(np.array(value, self.dtype))
+
+    def projection(self, v, weight, bias, ln):
+        """LN(v Wᵀ; γ, β) + b, with LN and b only where the config has them."""
+        out = self.op("Gemm", [v, self.w[weight]], transB=1)
+        if self.c.layer_norm:
+            out = self.op("LayerNormalization", [out, self.w[f"ln_{ln}_weight"], self.w[f"ln_{ln}_bias"]],
+                          axis=-1, epsilon=LN_EPS)
+        return self.op("Add", [out, self.w[bias]]) if bias in self.w else out
+
+    def split(self, v, parts, size):
+        sizes = self.const(np.array([size] * parts), "split")
+        return self.op("Split", [v, sizes], n_out=parts, axis=-1)
+
+    def activate(self, spec, z, clip=True):
+        """σ(clip(z)) for spec = (name, α, β), as ONNX's LSTM/GRU define the functions."""
+        if clip and self.c.clip is not None:
+            z = self.op("Clip", [z, self.scalar(-self.c.clip), self.scalar(self.c.clip)])
+        name, alpha, beta = spec
+        if name == "ScaledTanh":
+            return self.op("Mul", [self.scalar(alpha), self.op("Tanh", [self.op("Mul", [self.scalar(beta), z])])])
+        if name == "Affine":
+            return self.op("Add", [self.op("Mul", [self.scalar(alpha), z]), self.scalar(beta)])
+        attrs = {"alpha": alpha, "beta": beta} if USES.get(name, 0) == 2 else {"alpha": alpha} if name in USES else {}
+        return self.op(name, [z], **attrs)
+
+    def zoneout(self, rate, old, new):
+        """Evaluation zoneout: z ⊙ old + (1 − z) ⊙ new."""
+        if not rate:
+            return new
+        return self.op("Add", [self.op("Mul", [self.scalar(rate), old]), self.op("Mul", [self.scalar(1 - rate), new])])
+
+    def lstm(self, x, h, c):
+        """(h', c') of the variant LSTM step."""
+        cfg, H = self.c, self.c.hidden_size
+        gate, cell, hidden = cfg.activations or tuple(normalise(n) for n in DEFAULTS["LSTM"])
+        z = self.op("Add", [self.projection(x, "weight_ih", "bias_ih", "ih"), self.projection(h, "weight_hh", "bias_hh", "hh")])
+        z_i, z_f, z_g, z_o = self.split(z, 4, H)
+        if cfg.peephole:
+            p_i, p_f, p_o = self.split(self.w["peephole"], 3, H)
+            z_i, z_f = self.op("Add", [z_i, self.op("Mul", [p_i, c])]), self.op("Add", [z_f, self.op("Mul", [p_f, c])])
+        i, g = self.activate(gate, z_i), self.activate(cell, z_g)
+        f = self.op("Sub", [self.scalar(1.0), i]) if cfg.input_forget else self.activate(gate, z_f)
+        c_tilde = self.op("Add", [self.op("Mul", [f, c]), self.op("Mul", [i, g])])
+        if cfg.peephole:
+            z_o = self.op("Add", [z_o, self.op("Mul", [p_o, c_tilde])])
+        o = self.activate(gate, z_o)
+        normed = c_tilde
+        if cfg.layer_norm:
+            normed = self.op("LayerNormalization", [c_tilde, self.w["ln_cell_weight"], self.w["ln_cell_bias"]],
+                             axis=-1, epsilon=LN_EPS)
+        m = self.op("Mul", [o, self.activate(hidden, normed, clip=False)])
+        h_tilde = self.op("Gemm", [m, self.w["weight_hr"]], transB=1) if "weight_hr" in self.w else m
+        z_c, z_h = cfg.zoneout
+        return self.zoneout(z_h, h, h_tilde), self.zoneout(z_c, c, c_tilde)
+
+    def gru(self, x, h):
+        """h' of the variant GRU step."""
+        cfg, H = self.c, self.c.hidden_size
+        gate, cell = cfg.activations or tuple(normalise(n) for n in DEFAULTS["GRU"])
+        a_r, a_z, a_n = self.split(self.projection(x, "weight_ih", "bias_ih", "ih"), 3, H)
+        if cfg.linear_before_reset:
+            s_r, s_z, s_n = self.split(self.projection(h, "weight_hh", "bias_hh", "hh"), 3, H)
+        else:  # the n rows see r ⊙ h: split the weights (rows r, z, n), not the product
+            w_rows = self.op("Split", [self.w["weight_hh"], self.const(np.array([H] * 3), "split")], n_out=3, axis=0)
+            b_rows = self.split(self.w["bias_hh"], 3, H) if "bias_hh" in self.w else None
+            s_r, s_z = (self.op("Gemm", [h, w_rows[k]] + ([b_rows[k]] if b_rows else []), transB=1) for k in (0, 1))
+        r = self.activate(gate, self.op("Add", [a_r, s_r]))
+        z = self.activate(gate, self.op("Add", [a_z, s_z]))
+        if cfg.linear_before_reset:
+            n = self.activate(cell, self.op("Add", [a_n, self.op("Mul", [r, s_n])]))
+        else:
+            s_n = self.op("Gemm", [self.op("Mul", [r, h]), w_rows[2]] + ([b_rows[2]] if b_rows else []), transB=1)
+            n = self.activate(cell, self.op("Add", [a_n, s_n]))
+        h_tilde = self.op("Add", [self.op("Mul", [self.op("Sub", [self.scalar(1.0), z]), n]), self.op("Mul", [z, h])])
+        return (self.zoneout(cfg.zoneout[1], h, h_tilde),)
+
+
+def _cell_body(onnx, c, w, elem, prefix):
+    """Scan body: (h (B, P)[, c (B, H)], x_t (B, I), m_t (B, 1) bool) -> (h'[, c'], y_t), the cell of
+    docs/variants.md in evaluation mode; steps past a sequence's end keep the state and output zero."""
+    b = _CellOps(onnx, c, w, elem, prefix)
     info = onnx.helper.make_tensor_value_info
-    h, c, x, m = (prefix + n for n in ("h", "c", "x", "m"))
-    gi = b.op("Gemm", [x, w["weight_ih"]] + ([w["bias_ih"]] if "bias_ih" in w else []), transB=1)
-    gh = b.op("Gemm", [h, w["weight_hh"]] + ([w["bias_hh"]] if "bias_hh" in w else []), transB=1)
-    gates = b.op("Add", [gi, gh])  # (B, 4H), torch order
-    split = b.op("Constant", [], value=onnx.numpy_helper.from_array(np.array([H] * 4), b.name("split")))
-    i, f, gg, o = b.op("Split", [gates, split], n_out=4, axis=1)
-    i, f, gg, o = b.op("Sigmoid", [i]), b.op("Sigmoid", [f]), b.op("Tanh", [gg]), b.op("Sigmoid", [o])
-    c_next = b.op("Add", [b.op("Mul", [f, c]), b.op("Mul", [i, gg])])
-    h_next = b.op("Gemm", [b.op("Mul", [o, b.op("Tanh", [c_next])]), w["weight_hr"]], transB=1)  # (B, P)
-    outs = [prefix + n for n in ("h_out", "c_out", "y")]
-    b.op("Where", [m, h_next, h], outputs=[outs[0]])
-    b.op("Where", [m, c_next, c], outputs=[outs[1]])
-    b.op("Mul", [h_next, b.op("Cast", [m], to=elem)], outputs=[outs[2]])
+    lstm = c.mode == "LSTM"
+    states = [prefix + "h"] + ([prefix + "c"] if lstm else [])
+    x, m = prefix + "x", prefix + "m"
+    new = b.lstm(x, *states) if lstm else b.gru(x, *states)
+    outs = [prefix + n for n in ("h_out", "c_out")[: len(states)]] + [prefix + "y"]
+    for old, value, out in zip(states, new, outs):
+        b.op("Where", [m, value, old], outputs=[out])
+    b.op("Mul", [new[0], b.op("Cast", [m], to=elem)], outputs=[outs[-1]])
     return onnx.helper.make_graph(
         b.nodes, prefix + "cell",
-        [info(h, elem, None), info(c, elem, None), info(x, elem, None), info(m, onnx.TensorProto.BOOL, None)],
+        [info(n, elem, None) for n in states] + [info(x, elem, None), info(m, onnx.TensorProto.BOOL, None)],
         [info(n, elem, None) for n in outs], b.initializers)
 
 
@@ -293,9 +414,26 @@ def from_onnx(model, *, batch_first: bool | None = None):
         return build(saved, params, cell, **({} if batch_first is None else {"batch_first": batch_first}))
     layers = [_read_node(n, consts) for n in nodes]
     config, params = _stack(layers)
+    if saved is not None and _same_graph(saved, config):
+        config = replace(saved, batch_first=False)  # exact α/β/clip and the training-only options
     if batch_first is None:
         batch_first = layers[0]["layout"] == 1 or bool(saved and saved.batch_first)
     return build(config, params, cell and len(layers) == 1, batch_first=batch_first)
+
+
+def _float32(value):
+    """What an ONNX float attribute keeps of ``value`` (numbers inside tuples too)."""
+    if isinstance(value, float):
+        return float(np.float32(value))
+    return tuple(_float32(v) for v in value) if isinstance(value, tuple) else value
+
+
+def _same_graph(saved: RNNConfig, read: RNNConfig) -> bool:
+    """Whether lstmkit's metadata describes the nodes read: equal up to float32 attributes, batch_first and
+    the training-only options (dropout, recurrent_dropout, forget_bias) that an inference graph cannot show."""
+    seen = replace(saved, clip=_float32(saved.clip), activations=_float32(saved.activations), batch_first=False,
+                   dropout=0.0, recurrent_dropout=0.0, forget_bias=0.0)
+    return seen == read
 
 
 def _constants(onnx, graph) -> dict[str, np.ndarray]:
@@ -312,9 +450,6 @@ def _constants(onnx, graph) -> dict[str, np.ndarray]:
     return consts
 
 
-DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
-
-
 def _read_node(node, consts) -> dict:
     """One ONNX LSTM/GRU node -> {mode, directions, hidden, input_size, layout, params per direction}."""
     from onnx import helper
@@ -326,18 +461,14 @@ def _read_node(node, consts) -> dict:
     direction = direction.decode() if isinstance(direction, bytes) else direction
     if direction == "reverse":
         raise ValueError(f"{where}: direction='reverse' alone has no torch/lstmkit equivalent")
-    acts = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
     D = 2 if direction == "bidirectional" else 1
-    if acts and acts != DEFAULT_ACTIVATIONS[mode] * D:
-        raise ValueError(f"{where}: activations {acts} are not the standard {DEFAULT_ACTIVATIONS[mode]}")
-    for unsupported in ("clip", "activation_alpha", "activation_beta"):
-        if unsupported in attrs:
-            raise ValueError(f"{where}: attribute {unsupported} is not supported")
-    if attrs.get("input_forget", 0):
-        raise ValueError(f"{where}: input_forget=1 (coupled gates) is not supported")
-    if mode == "GRU" and attrs.get("linear_before_reset", 0) != 1:
-        raise ValueError(f"{where}: linear_before_reset=0 (reset before the hidden matmul, Keras' "
-                         "reset_after=False) is not supported; torch's GRU is linear_before_reset=1")
+    options = {"activations": _read_activations(attrs, mode, D, where)}
+    if "clip" in attrs:
+        options["clip"] = float(attrs["clip"])
+    if mode == "LSTM":
+        options["input_forget"] = bool(attrs.get("input_forget", 0))
+    else:
+        options["linear_before_reset"] = bool(attrs.get("linear_before_reset", 0))  # ONNX's default is 0
     inputs = list(node.input) + [""] * 8
 
     def const(i, name):
@@ -351,13 +482,15 @@ def _read_node(node, consts) -> dict:
     W, R, B, P = const(1, "W"), const(2, "R"), const(3, "B"), const(7, "P")
     if W is None or R is None:
         raise ValueError(f"{where}: W and R inputs are required")
-    if P is not None and np.any(P):
-        raise ValueError(f"{where}: peephole weights (P) are not supported")
     G = 4 if mode == "LSTM" else 3
     H = int(attrs.get("hidden_size", R.shape[-1]))
     if W.shape[:2] != (D, G * H) or R.shape != (D, G * H, H) or (B is not None and B.shape != (D, 2 * G * H)):
         raise ValueError(f"{where}: shapes W {W.shape}, R {R.shape}, B {None if B is None else B.shape} do not "
                          f"fit hidden_size={H}, {D} direction(s)")
+    if P is not None and P.shape != (D, 3 * H):
+        raise ValueError(f"{where}: peephole weights P of shape {P.shape}, expected {(D, 3 * H)}")
+    if mode == "LSTM":
+        options["peephole"] = P is not None and bool(np.any(P))
     dtype = np.float64 if W.dtype == np.float64 else np.float32
     per_direction = []
     for d in range(D):
@@ -365,9 +498,35 @@ def _read_node(node, consts) -> dict:
         if B is not None:
             p["bias_ih"] = reorder(B[d, :G * H], mode, "onnx", "torch")
             p["bias_hh"] = reorder(B[d, G * H:], mode, "onnx", "torch")
+        if options.get("peephole"):
+            p_i, p_o, p_f = np.split(P[d], 3)  # ONNX's order
+            p["peephole"] = np.concatenate([p_i, p_f, p_o])
         per_direction.append({k: v.astype(dtype) for k, v in p.items()})
     return {"mode": mode, "directions": D, "hidden": H, "input_size": int(W.shape[2]),
-            "layout": int(attrs.get("layout", 0)), "params": per_direction, "where": where}
+            "layout": int(attrs.get("layout", 0)), "params": per_direction, "where": where, "options": options}
+
+
+def _read_activations(attrs, mode, D, where):
+    """The node's activations as ((name, α, β), ...) of one direction, or None for the defaults.
+
+    ONNX lists them per direction and hands out activation_alpha/beta in order to the functions that take
+    them; lstmkit has one set for both directions, so they must agree."""
+    names = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
+    if not names:
+        return None
+    n = len(DEFAULTS[mode])
+    if len(names) != n * D:
+        raise ValueError(f"{where}: expected {n * D} activations ({n} per direction), got {names}")
+    alphas, betas = list(attrs.get("activation_alpha", [])), list(attrs.get("activation_beta", []))
+    specs = []
+    for name in names:
+        canonical = normalise(name, f"{where}: activations")[0]
+        uses = USES.get(canonical, 0)
+        given = ([alphas.pop(0)] if uses >= 1 and alphas else []) + ([betas.pop(0)] if uses >= 2 and betas else [])
+        specs.append(normalise((canonical, *given), f"{where}: activations"))
+    if D == 2 and specs[:n] != specs[n:]:
+        raise ValueError(f"{where}: the two directions use different activations {names}; lstmkit has one set")
+    return None if tuple(specs[:n]) == tuple(normalise(name) for name in DEFAULTS[mode]) else tuple(specs[:n])
 
 
 def _stack(layers: list[dict]) -> tuple[RNNConfig, dict]:
@@ -377,8 +536,8 @@ def _stack(layers: list[dict]) -> tuple[RNNConfig, dict]:
     params = {}
     for k, layer in enumerate(layers):
         expected_in = first["input_size"] if k == 0 else first["directions"] * first["hidden"]
-        same = (layer["mode"], layer["directions"], layer["hidden"]) == (first["mode"], first["directions"],
-                                                                          first["hidden"])
+        same = (layer["mode"], layer["directions"], layer["hidden"], layer["options"]) == (
+            first["mode"], first["directions"], first["hidden"], first["options"])
         if not same or layer["input_size"] != expected_in:
             raise ValueError(f"{layer['where']} does not stack on {first['where']}: lstmkit reads the LSTM/GRU "
                              "nodes of one graph as one stack with equal hidden sizes and directions")
@@ -388,5 +547,5 @@ def _stack(layers: list[dict]) -> tuple[RNNConfig, dict]:
                 p = {**p, "bias_ih": zeros, "bias_hh": zeros}
             params.update({name + suffix(k, d): value for name, value in p.items()})
     config = RNNConfig(first["mode"], first["input_size"], first["hidden"], len(layers), has_bias,
-                       bidirectional=first["directions"] == 2)
+                       bidirectional=first["directions"] == 2, **first["options"])
     return config, params

@@ -19,7 +19,7 @@ TABLE = {
     "Tanh": (0.0, 0.0, lambda z, a, b: np.tanh(z), lambda z, y, a, b: 1.0 - y * y),
     "Relu": (0.0, 0.0, lambda z, a, b: np.maximum(z, 0), lambda z, y, a, b: (z >= 0).astype(z.dtype)),
     "HardSigmoid": (0.2, 0.5, lambda z, a, b: np.clip(a * z + b, 0, 1),
-                    lambda z, y, a, b: a * ((a * z + b >= 0) & (a * z + b < 1))),
+                    lambda z, y, a, b: np.where((a * z + b >= 0) & (a * z + b < 1), a, 0.0).astype(z.dtype)),
     "LeakyRelu": (0.01, 0.0, lambda z, a, b: np.where(z >= 0, z, a * z),
                   lambda z, y, a, b: np.where(z >= 0, 1.0, a).astype(z.dtype)),
     "ThresholdedRelu": (1.0, 0.0, lambda z, a, b: np.where(z > a, z, 0).astype(z.dtype),

@@ -13,6 +13,18 @@ from . import checkpoint
 from .training import TrainConfig, fit, seed_everything
 
 TASK = "classify"
+SHIFTS = ((0, 1), (0, -1), (1, 1), (1, -1))  # (axis: 0 time, 1 feature; by): augment='shift'
+
+
+def shifted(x, axis: int, by: int) -> np.ndarray:
+    """(T, F) sequence moved ``by`` (+1 or -1) positions along ``axis``; the vacated row or column is zero."""
+    x = np.asarray(x, np.float32).reshape(len(x), -1)
+    out = np.zeros_like(x)
+    src = [slice(None), slice(None)]
+    dst = [slice(None), slice(None)]
+    src[axis], dst[axis] = (slice(0, -1), slice(1, None)) if by > 0 else (slice(1, None), slice(0, -1))
+    out[tuple(dst)] = x[tuple(src)]
+    return out
 
 
 class SequenceClassifier:
@@ -20,7 +32,10 @@ class SequenceClassifier:
     and max of its outputs (``pool='last+mean+max'``; ``'last'`` for the last state alone), through dropout
     ``head_dropout`` (None: ``dropout``) and a linear layer.
 
-    Numeric input: features standardised with the training set's per-feature mean/std.
+    Numeric input: features standardised with the training set's per-feature mean/std. ``augment='shift'``
+    adds four copies of every training sequence (not of the validation split), moved by one step earlier and
+    later in time and by one feature position either way, zero-filled: for images read row by row (digits)
+    these are the one-pixel shifts.
     Text input (``text=True``): characters seen in training get ids 2..V-1 (0 pad, 1 unknown),
     sequences truncated to ``max_len`` characters.
     """
@@ -28,11 +43,14 @@ class SequenceClassifier:
     def __init__(self, hidden_size: int = 64, num_layers: int = 1, bidirectional: bool = False, cell: str = "lstm",
                  epochs: int = 30, batch_size: int = 64, lr: float = 5e-3, patience: int = 8, val_fraction: float = 0.15,
                  dropout: float = 0.0, seed: int = 0, text: bool = False, embed_dim: int = 32, max_len: int = 300,
-                 pool: str = "last+mean+max", head_dropout: float | None = 0.2, progress: bool = True):
+                 pool: str = "last+mean+max", head_dropout: float | None = 0.2, lr_schedule: str = "constant",
+                 augment: str | None = None, progress: bool = True):
+        if augment not in (None, "shift"):
+            raise ValueError(f"augment: expected None or 'shift', got {augment!r}")
         self.params = dict(hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional, cell=cell,
                            epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, val_fraction=val_fraction,
                            dropout=dropout, seed=seed, text=text, embed_dim=embed_dim, max_len=max_len, pool=pool,
-                           head_dropout=head_dropout)
+                           head_dropout=head_dropout, lr_schedule=lr_schedule, augment=augment)
         self.progress = progress
         self.model = None
         self.history_ = None
@@ -100,6 +118,13 @@ class SequenceClassifier:
         stratify = min(counts) > 1 and np.ceil(p["val_fraction"] * len(y)) >= len(counts)
         idx_tr, idx_val = train_test_split(np.arange(len(y)), test_size=p["val_fraction"], random_state=p["seed"],
                                            stratify=y if stratify else None)
+        if p["augment"] == "shift":
+            if p["text"]:
+                raise ValueError("augment='shift' is for numeric sequences, not text")
+            copies = [shifted(X[i], axis, by) for axis, by in SHIFTS for i in idx_tr]
+            n = len(y)
+            X, y = list(X) + copies, np.concatenate([y] + [y[idx_tr]] * len(SHIFTS))
+            idx_tr = np.concatenate([idx_tr, n + np.arange(len(copies))])
         Xtr = [X[i] for i in idx_tr]
         self.config = {**p, **self._prepare(Xtr, y[idx_tr])}
         self.classes_ = np.asarray(self.config["classes"])
@@ -116,7 +141,7 @@ class SequenceClassifier:
             return torch.nn.functional.cross_entropy(model(x[:, :T], lengths), target)
 
         cfg = TrainConfig(epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], patience=p["patience"],
-                          seed=p["seed"], progress=self.progress)
+                          seed=p["seed"], progress=self.progress, lr_schedule=p["lr_schedule"])
         result = fit(self.model, loss_fn, data(idx_tr), data(idx_val), cfg, task=TASK, config=self.config,
                      ckpt_dir=ckpt_dir, resume=resume, log=log)
         self.history_ = result

@@ -20,8 +20,11 @@ def add_common(p, epochs: int, batch_size: int, lr: float, hidden: int) -> None:
 
 
 def out_dir(args, task: str) -> str:
+    from .distributed import call_on_main
     from .runio import prepare_out
 
     if args.resume and not args.out:
         raise ValueError("--resume needs --out (the run folder to continue)")
-    return prepare_out(args.out, task, overwrite=args.overwrite, resume=args.resume)
+    # Under torchrun rank 0 alone checks and creates the folder (or picks the timestamped default) and every
+    # rank gets its path, so the "folder not empty" check cannot race with files another rank already made.
+    return call_on_main(prepare_out, args.out, task, overwrite=args.overwrite, resume=args.resume)

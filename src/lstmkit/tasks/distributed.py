@@ -159,18 +159,3 @@ def wrap(model):
     if device.type == "cuda":
         return DDP(model, device_ids=[device.index])
     return DDP(model)
-
-
-def install_run_folder_guard() -> None:
-    """Make ``runio.prepare_out`` rank-aware: rank 0 checks and creates the run folder (or picks the
-    timestamped default) and every rank gets the same path, so the "folder not empty" check cannot race
-    with files another rank already made. Called by ``python -m lstmkit`` when distributed."""
-    from . import runio
-
-    original = getattr(runio.prepare_out, "__wrapped__", runio.prepare_out)
-
-    def prepare_out(out, task, overwrite=False, resume=False):
-        return call_on_main(original, out, task, overwrite=overwrite, resume=resume)
-
-    prepare_out.__wrapped__ = original
-    runio.prepare_out = prepare_out

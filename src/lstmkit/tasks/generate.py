@@ -24,10 +24,11 @@ class CharLM:
 
     def __init__(self, hidden_size: int = 256, embed_dim: int = 64, num_layers: int = 1, cell: str = "lstm",
                  seq_len: int = 64, epochs: int = 10, batch_size: int = 64, batches_per_epoch: int | None = 50,
-                 lr: float = 4e-3, patience: int = 3, seed: int = 0, progress: bool = True):
+                 lr: float = 4e-3, lr_schedule: str = "constant", dropout: float = 0.0, patience: int = 3,
+                 seed: int = 0, progress: bool = True):
         self.config = dict(hidden_size=hidden_size, embed_dim=embed_dim, num_layers=num_layers, cell=cell,
                            seq_len=seq_len, epochs=epochs, batch_size=batch_size, batches_per_epoch=batches_per_epoch,
-                           lr=lr, patience=patience, seed=seed)
+                           lr=lr, lr_schedule=lr_schedule, dropout=dropout, patience=patience, seed=seed)
         self.progress = progress
         self.model = None
         self.history_ = None
@@ -42,7 +43,8 @@ class CharLM:
 
         c = self.config
         seed_everything(c["seed"])
-        return CharNet(len(c["vocab"]) + 1, c["embed_dim"], c["hidden_size"], c["num_layers"], c["cell"])
+        return CharNet(len(c["vocab"]) + 1, c["embed_dim"], c["hidden_size"], c["num_layers"], c["cell"],
+                       c.get("dropout", 0.0))
 
     def _chunks(self, ids: np.ndarray):
         import torch
@@ -67,7 +69,8 @@ class CharLM:
             return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), chunk[:, 1:].reshape(-1))
 
         cfg = TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], patience=c["patience"],
-                          seed=c["seed"], batches_per_epoch=c["batches_per_epoch"], progress=self.progress)
+                          seed=c["seed"], batches_per_epoch=c["batches_per_epoch"], progress=self.progress,
+                          lr_schedule=c["lr_schedule"])
         val = self._chunks(self.encode(val_text)) if val_text else None
         self.history_ = fit(self.model, loss_fn, self._chunks(self.encode(text)), val, cfg, task=TASK, config=c,
                             ckpt_dir=ckpt_dir, resume=resume, log=log)
@@ -94,6 +97,46 @@ class CharLM:
                                                                  tgt.reshape(-1), reduction="sum"))
                 count += tgt.numel()
         return total / count / math.log(2)
+
+    def next_char_probs(self, text: str, context: str = "", *, dynamic_lr: float = 0.0, segment: int = 64,
+                        warmup: int = 512) -> np.ndarray:
+        """(len(text), V) probability of every next character, column ``j`` for id ``j`` (0: unknown), reading
+        ``text`` as one stream after a warm-up on the last ``warmup`` characters of ``context``.
+
+        ``dynamic_lr`` > 0 turns on dynamic evaluation (Krause et al. 2018, arXiv:1709.07432): after each
+        ``segment`` characters are scored, one SGD step with that learning rate on their loss adapts a copy of
+        the model to the text read so far; a character is always scored before the model learns from it, and
+        ``self.model`` is left unchanged."""
+        import copy
+
+        import torch
+
+        if dynamic_lr < 0 or segment < 1:
+            raise ValueError(f"dynamic_lr must be >= 0 and segment >= 1, got {dynamic_lr}, {segment}")
+        model = copy.deepcopy(self.model) if dynamic_lr else self.model
+        model.eval()  # no dropout, also while adapting
+        opt = torch.optim.SGD(model.parameters(), lr=dynamic_lr) if dynamic_lr else None
+        ids = torch.from_numpy(self.encode(context[-warmup:] + text))[None]
+        start = min(len(context), warmup)  # position in ids of text[0]
+        state, out = None, []
+        with torch.no_grad():
+            if start > 1:
+                _, state = model(ids[:, :start - 1])
+        for i in range(max(start - 1, 0), ids.shape[1] - 1, segment):
+            inp, tgt = ids[:, i:min(i + segment, ids.shape[1] - 1)], ids[:, i + 1:i + segment + 1]
+            with torch.set_grad_enabled(bool(dynamic_lr)):
+                logits, new_state = model(inp, state)
+                logp = torch.log_softmax(logits[0], -1)
+                if dynamic_lr:
+                    opt.zero_grad(set_to_none=True)
+                    torch.nn.functional.nll_loss(logp, tgt[0]).backward()
+                    opt.step()
+            out.append(logp.detach().exp().numpy())
+            state = tuple(s.detach() for s in new_state) if isinstance(new_state, tuple) else new_state.detach()
+        probs = np.concatenate(out) if out else np.zeros((0, len(self.config["vocab"]) + 1), np.float32)
+        if start == 0:  # text[0] has no context at all: predict it uniformly over the vocabulary
+            probs = np.concatenate([np.full((1, probs.shape[1]), 1.0 / probs.shape[1], np.float32), probs])
+        return probs
 
     def sample(self, prompt: str = "", n: int = 300, temperature: float = 0.8, top_k: int | None = None,
                seed: int = 0) -> str:

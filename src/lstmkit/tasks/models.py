@@ -93,8 +93,9 @@ class CharNet(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim)
         self.rnn = recurrent_layer(cell, embed_dim, hidden_size, num_layers, False, dropout)
+        self.drop = nn.Dropout(dropout)  # also with one layer, where the recurrent layer has no dropout
         self.head = nn.Linear(hidden_size, vocab_size)
 
     def forward(self, x, state=None):
         out, state = self.rnn(self.embed(x), state)
-        return self.head(out), state
+        return self.head(self.drop(out)), state

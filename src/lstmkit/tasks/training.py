@@ -29,6 +29,8 @@ class TrainConfig:
 
     batches_per_epoch: if set, each epoch draws this many random batches (for tasks with far more
     examples than an epoch can afford, e.g. forecasting windows); otherwise one pass over the data.
+    lr_schedule: 'constant', or 'cosine' (lr decays from ``lr`` to 0 over ``epochs`` epochs; the rate is a
+    function of the step count alone, so ``resume`` needs no scheduler state).
     """
 
     epochs: int = 30
@@ -41,6 +43,16 @@ class TrainConfig:
     batches_per_epoch: int | None = None
     progress: bool = True
     on_nonfinite: str | None = None  # 'stop' (raise) or 'skip' the batch; None: LSTMKIT_ON_NONFINITE or 'stop'
+    lr_schedule: str = "constant"
+
+
+def scheduled_lr(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate of optimisation step ``step`` (0-based) out of ``total_steps``."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
+    raise ValueError(f"lr_schedule: expected 'constant' or 'cosine', got {cfg.lr_schedule!r}")
 
 
 def seed_everything(seed: int) -> None:
@@ -123,6 +135,7 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
     main = R == 0
     say = log if main else (lambda *a, **k: None)
     on_nonfinite = cfg.on_nonfinite or _on_nonfinite_default()
+    scheduled_lr(cfg, 0, 1)  # a bad lr_schedule fails here, before any training
     if on_nonfinite not in ("stop", "skip"):
         raise ValueError(f"on_nonfinite: expected 'stop' or 'skip', got {on_nonfinite!r}")
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -187,6 +200,8 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
                         skipped += 1
                         bar.update(1)
                         continue
+                for group in opt.param_groups:
+                    group["lr"] = scheduled_lr(cfg, state["epoch"] * per_epoch + b, cfg.epochs * per_epoch)
                 opt.step()
                 losses.append(batch_loss)
                 bar.update(1)

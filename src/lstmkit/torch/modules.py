@@ -158,11 +158,7 @@ class _RNNBase(nn.Module):
         if not torch.compiler.is_compiling():
             checks.check_lengths(lengths, steps, batch)
         if isinstance(lengths, torch.Tensor):
-            if lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
-                raise TypeError(f"lengths: expected an integer tensor, got dtype {checks.dtype_name(lengths.dtype)}")
-            if lengths.ndim != 1 or lengths.shape[0] != batch:
-                raise ValueError(f"lengths: expected {batch} values, one per sequence in the batch, "
-                                 f"got shape {tuple(lengths.shape)}")
+            checks.check_lengths_form(lengths, batch)
             return lengths.to(torch.int64)
         return torch.as_tensor(lengths, dtype=torch.int64)
 
@@ -175,6 +171,15 @@ class _RNNBase(nn.Module):
             out, h, cn = torch.ops.lstmkit.variant_rnn(x, state0[0], c0, self._flat_weights, lengths, masks,
                                                        *self._variant_masks(T, B, x), self._config_key)
             return out, ((h, cn) if c.mode == "LSTM" else (h,))
+        if ops.trains_natively(x, state0, self._flat_weights, masks):  # autograd saves the engine's workspace
+            if c.mode == "LSTM":
+                out, h, cn, _ = torch.ops.lstmkit.lstm_train(x, state0[0], state0[1], self._flat_weights, lengths,
+                                                             c.input_size, c.hidden_size, c.num_layers, c.bias,
+                                                             c.bidirectional, c.proj_size)
+                return out, (h, cn)
+            out, h, _ = torch.ops.lstmkit.gru_train(x, state0[0], self._flat_weights, lengths, c.input_size,
+                                                    c.hidden_size, c.num_layers, c.bias, c.bidirectional)
+            return out, (h,)
         if c.mode == "LSTM":
             out, h, cn = torch.ops.lstmkit.lstm(x, state0[0], state0[1], self._flat_weights, lengths, masks,
                                                 c.input_size, c.hidden_size, c.num_layers, c.bias,

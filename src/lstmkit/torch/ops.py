@@ -16,12 +16,23 @@ bidirectional) -> (output, h_n)``
     Python inside the autograd formula) so that torch.compile and torch.export can trace the backward
     graph with fake tensors and call the real computation only at run time.
 
+For training on the native engine (what the modules use when a gradient is needed and there are no
+dropout masks), two more operators save the engine's workspace instead of recomputing the forward:
+
+``torch.ops.lstmkit.lstm_train(x, h0, c0, params, lengths, input_size, hidden_size, num_layers, bias,
+bidirectional, proj_size) -> (output, h_n, c_n, workspace)``, ``torch.ops.lstmkit.gru_train(...) ->
+(output, h_n, workspace)``
+    As ``lstm`` / ``gru`` without dropout masks, plus workspace (1-D, ``lstmkit.engine.workspace_size``
+    values: the gate activations and states of every step), which autograd saves and
+    ``torch.ops.lstmkit.rnn_backward_saved`` reads. The workspace is not differentiable.
+
 The computation is lstmkit's native engine (``lstmkit.engine``) when it is built, else the NumPy
 reference (``lstmkit.ref.rnn``); training with inter-layer dropout masks always uses the reference.
 Tensors go to NumPy with ``.detach().cpu().numpy()`` and come back with ``torch.from_numpy`` on the
-input's device, in the input's dtype (float32 or float64). The backward **recomputes the forward**
-(natively, or the reference's to rebuild its per-step cache) instead of saving activations: only the
-inputs are saved for backward, at the cost of one extra forward per backward.
+input's device, in the input's dtype (float32 or float64). The backward of ``lstm`` / ``gru``
+**recomputes the forward** (natively, or the reference's to rebuild its per-step cache): only the
+inputs are saved, at the cost of one extra forward per backward; ``lstm_train`` / ``gru_train`` save
+the workspace instead and their backward is the backward alone.
 Double backward (grad of grad) is not supported.
 
 Inputs are validated with ``lstmkit.checks`` in both the real and the fake kernel, so calling an operator
@@ -36,7 +47,8 @@ from .. import checks, engine
 from ..params import RNNConfig, check_dtype, param_shapes
 from ..ref import rnn as ref_rnn
 
-__all__ = ["lstm", "gru", "rnn_backward", "make_config", "select_forward"]
+__all__ = ["lstm", "gru", "lstm_train", "gru_train", "rnn_backward", "rnn_backward_saved", "make_config",
+           "select_forward", "trains_natively"]
 
 Tensor = torch.Tensor
 
@@ -97,11 +109,7 @@ def _check_args(config: RNNConfig, x, h0, c0, params, lengths, dropout_masks) ->
             raise ValueError(f"params ({name}): expected shape {shape}, got {tuple(p.shape)}")
         checks.check_dtype_matches(f"params ({name})", p.dtype, dtype)
     if lengths is not None:
-        if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
-            raise TypeError(f"lengths: expected an integer tensor, got dtype {checks.dtype_name(lengths.dtype)}")
-        if lengths.ndim != 1 or lengths.shape[0] != B:
-            raise ValueError(
-                f"lengths: expected {B} values, one per sequence in the batch, got shape {tuple(lengths.shape)}")
+        checks.check_lengths_form(lengths, B)
     expected = config.num_layers - 1
     if len(dropout_masks) not in (0, expected):
         raise ValueError(f"dropout_masks: expected 0 or {expected} masks (one per layer but the last), "
@@ -189,6 +197,86 @@ def _gru_fake(x, h0, params, lengths, dropout_masks, input_size, hidden_size, nu
 # Backward operator
 # ----------------------------------------------------------------------------------------------------------
 
+def trains_natively(x: Tensor, state0, params, dropout_masks) -> bool:
+    """Whether a call should go through ``lstm_train`` / ``gru_train``: the engine is built, there are no
+    dropout masks, and autograd will want a gradient of something."""
+    if dropout_masks or not engine.available() or not torch.is_grad_enabled():
+        return False
+    return any(t is not None and t.requires_grad for t in (x, *state0, *params))
+
+
+def _fake_workspace(config, x):
+    return x.new_empty((engine.workspace_size(config, x.shape[0], x.shape[1]),))
+
+
+def _run_train_forward(config, x, h0, c0, params, lengths):
+    params_np, x_np, state0, lengths_np, _ = _numpy_args(config, x, h0, c0, params, lengths, [])
+    output, final_state, workspace = engine.train_forward(config, params_np, x_np, state0, lengths_np)
+    return (_to_torch(output, x), *(_to_torch(s, x) for s in final_state), torch.from_numpy(workspace).to(x.device))
+
+
+@torch.library.custom_op("lstmkit::lstm_train", mutates_args=())
+def lstm_train(x: Tensor, h0: Tensor, c0: Tensor, params: list[Tensor], lengths: Optional[Tensor], input_size: int,
+               hidden_size: int, num_layers: int, bias: bool, bidirectional: bool,
+               proj_size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``lstm`` without dropout masks, for training natively -> (output, h_n, c_n, workspace)."""
+    config = make_config("LSTM", input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
+    return _run_train_forward(config, x, h0, c0, params, lengths)
+
+
+@lstm_train.register_fake
+def _lstm_train_fake(x, h0, c0, params, lengths, input_size, hidden_size, num_layers, bias, bidirectional,
+                     proj_size):
+    config = make_config("LSTM", input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
+    return (*_fake_forward(config, x, h0, c0, params, lengths, []), _fake_workspace(config, x))
+
+
+@torch.library.custom_op("lstmkit::gru_train", mutates_args=())
+def gru_train(x: Tensor, h0: Tensor, params: list[Tensor], lengths: Optional[Tensor], input_size: int,
+              hidden_size: int, num_layers: int, bias: bool, bidirectional: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """``gru`` without dropout masks, for training natively -> (output, h_n, workspace)."""
+    config = make_config("GRU", input_size, hidden_size, num_layers, bias, bidirectional)
+    return _run_train_forward(config, x, h0, None, params, lengths)
+
+
+@gru_train.register_fake
+def _gru_train_fake(x, h0, params, lengths, input_size, hidden_size, num_layers, bias, bidirectional):
+    config = make_config("GRU", input_size, hidden_size, num_layers, bias, bidirectional)
+    return (*_fake_forward(config, x, h0, None, params, lengths, []), _fake_workspace(config, x))
+
+
+def _gradients(mode, x, h0, c0, params, lengths, dropout_masks, grad_output, grad_h_n, grad_c_n, config_args,
+               workspace):
+    """The real backward of both backward operators: [dx, dh0, (dc0), *dparams] as tensors.
+
+    workspace: the engine's saved workspace (native, no dropout), or None to recompute the forward.
+    """
+    config = make_config(mode, *config_args)
+    params_np, x_np, state0, lengths_np, masks = _numpy_args(config, x, h0, c0, params, lengths, dropout_masks)
+    shapes = checks.state_shapes(config, x_np.shape[1])
+    d_output_shape = x_np.shape[:2] + (config.num_directions * config.output_size,)
+    d_output = np.zeros(d_output_shape, x_np.dtype) if grad_output is None else _np(grad_output)
+    grads_final = (grad_h_n, grad_c_n) if mode == "LSTM" else (grad_h_n,)
+    d_final = tuple(np.zeros(s, x_np.dtype) if g is None else _np(g) for s, g in zip(shapes, grads_final))
+    if masks is None and engine.available():  # without a workspace the engine recomputes its forward natively
+        dx, d_state0, grads = engine.backward(config, params_np, x_np, d_output, d_final, state0, lengths_np,
+                                              workspace=_np(workspace))
+    else:
+        _, _, cache = ref_rnn.forward(config, params_np, x_np, state0, lengths_np, masks)
+        dx, d_state0, grads = ref_rnn.backward(cache, d_output, d_final)
+    dtype = x_np.dtype
+    result = [dx, *d_state0, *(grads[name] for name in param_shapes(config))]
+    return [_to_torch(np.asarray(g, dtype=dtype), x) for g in result]
+
+
+def _fake_gradients(mode, x, h0, c0, params, lengths, dropout_masks, config_args):
+    config = make_config(mode, *config_args)
+    _check_args(config, x, h0, c0, params, lengths, dropout_masks)
+    states = (h0, c0) if mode == "LSTM" else (h0,)
+    # contiguous like the real kernel's results (empty_like would copy the strides of, e.g., a transposed x)
+    return [x.new_empty(x.shape), *(s.new_empty(s.shape) for s in states), *(p.new_empty(p.shape) for p in params)]
+
+
 @torch.library.custom_op("lstmkit::rnn_backward", mutates_args=())
 def rnn_backward(mode: str, x: Tensor, h0: Tensor, c0: Optional[Tensor], params: list[Tensor],
                  lengths: Optional[Tensor], dropout_masks: list[Tensor], grad_output: Optional[Tensor],
@@ -199,31 +287,33 @@ def rnn_backward(mode: str, x: Tensor, h0: Tensor, c0: Optional[Tensor], params:
     A None gradient stands for an output that was not used (zeros). Recomputes the reference forward to
     rebuild the cache the reference backward needs (see the module docstring).
     """
-    config = make_config(mode, input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
-    params_np, x_np, state0, lengths_np, masks = _numpy_args(config, x, h0, c0, params, lengths, dropout_masks)
-    shapes = checks.state_shapes(config, x_np.shape[1])
-    d_output_shape = x_np.shape[:2] + (config.num_directions * config.output_size,)
-    d_output = np.zeros(d_output_shape, x_np.dtype) if grad_output is None else _np(grad_output)
-    grads_final = (grad_h_n, grad_c_n) if mode == "LSTM" else (grad_h_n,)
-    d_final = tuple(np.zeros(s, x_np.dtype) if g is None else _np(g) for s, g in zip(shapes, grads_final))
-    if masks is None and engine.available():  # the engine recomputes its forward natively
-        dx, d_state0, grads = engine.backward(config, params_np, x_np, d_output, d_final, state0, lengths_np)
-    else:
-        _, _, cache = ref_rnn.forward(config, params_np, x_np, state0, lengths_np, masks)
-        dx, d_state0, grads = ref_rnn.backward(cache, d_output, d_final)
-    dtype = x_np.dtype
-    result = [dx, *d_state0, *(grads[name] for name in param_shapes(config))]
-    return [_to_torch(np.asarray(g, dtype=dtype), x) for g in result]
+    config_args = (input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
+    return _gradients(mode, x, h0, c0, params, lengths, dropout_masks, grad_output, grad_h_n, grad_c_n, config_args,
+                      None)
 
 
 @rnn_backward.register_fake
 def _rnn_backward_fake(mode, x, h0, c0, params, lengths, dropout_masks, grad_output, grad_h_n, grad_c_n,
                        input_size, hidden_size, num_layers, bias, bidirectional, proj_size):
-    config = make_config(mode, input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
-    _check_args(config, x, h0, c0, params, lengths, dropout_masks)
-    states = (h0, c0) if mode == "LSTM" else (h0,)
-    # contiguous like the real kernel's results (empty_like would copy the strides of, e.g., a transposed x)
-    return [x.new_empty(x.shape), *(s.new_empty(s.shape) for s in states), *(p.new_empty(p.shape) for p in params)]
+    config_args = (input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
+    return _fake_gradients(mode, x, h0, c0, params, lengths, dropout_masks, config_args)
+
+
+@torch.library.custom_op("lstmkit::rnn_backward_saved", mutates_args=())
+def rnn_backward_saved(mode: str, x: Tensor, h0: Tensor, c0: Optional[Tensor], params: list[Tensor],
+                       lengths: Optional[Tensor], workspace: Tensor, grad_output: Optional[Tensor],
+                       grad_h_n: Optional[Tensor], grad_c_n: Optional[Tensor], input_size: int, hidden_size: int,
+                       num_layers: int, bias: bool, bidirectional: bool, proj_size: int) -> list[Tensor]:
+    """Gradients of ``lstm_train``/``gru_train`` from their workspace, as ``rnn_backward`` without dropout."""
+    config_args = (input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
+    return _gradients(mode, x, h0, c0, params, lengths, [], grad_output, grad_h_n, grad_c_n, config_args, workspace)
+
+
+@rnn_backward_saved.register_fake
+def _rnn_backward_saved_fake(mode, x, h0, c0, params, lengths, workspace, grad_output, grad_h_n, grad_c_n,
+                             input_size, hidden_size, num_layers, bias, bidirectional, proj_size):
+    config_args = (input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
+    return _fake_gradients(mode, x, h0, c0, params, lengths, [], config_args)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -262,3 +352,35 @@ def _backward(mode: str):
 
 lstm.register_autograd(_backward("LSTM"), setup_context=_setup_context("LSTM"))
 gru.register_autograd(_backward("GRU"), setup_context=_setup_context("GRU"))
+
+
+def _setup_train_context(mode: str):
+    def setup_context(ctx, inputs, output):
+        if mode == "LSTM":
+            x, h0, c0, params, lengths, *config_args = inputs
+        else:
+            x, h0, params, lengths, *config_args = inputs
+            c0 = None
+            config_args = config_args + [0]  # GRU: no projection
+        workspace = output[-1]
+        ctx.mark_non_differentiable(workspace)
+        ctx.config_args = tuple(config_args)
+        ctx.save_for_backward(x, h0, c0, lengths, workspace, *params)
+    return setup_context
+
+
+def _train_backward(mode: str):
+    def backward(ctx, grad_output, grad_h_n, *rest):
+        grad_c_n = rest[0] if mode == "LSTM" else None  # the last incoming gradient is the workspace's (None)
+        x, h0, c0, lengths, workspace, *params = ctx.saved_tensors
+        grads = torch.ops.lstmkit.rnn_backward_saved(mode, x, h0, c0, list(params), lengths, workspace, grad_output,
+                                                     grad_h_n, grad_c_n, *ctx.config_args)
+        n_states = 2 if mode == "LSTM" else 1
+        dx, d_states, d_params = grads[0], grads[1:1 + n_states], grads[1 + n_states:]
+        n_config = 6 if mode == "LSTM" else 5  # lengths and the config ints/bools get no gradient
+        return (dx, *d_states, list(d_params), None) + (None,) * n_config
+    return backward
+
+
+lstm_train.register_autograd(_train_backward("LSTM"), setup_context=_setup_train_context("LSTM"))
+gru_train.register_autograd(_train_backward("GRU"), setup_context=_setup_train_context("GRU"))

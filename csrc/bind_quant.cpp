@@ -1,0 +1,221 @@
+// Python glue for the quantised models: lstmkit._engine.QuantizedRNN, quant_linear and quant_isa.
+// No math here. lstmkit/quantize.py is the checked API; the checks below only keep a wrong direct
+// call from reading out of bounds.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstdlib>
+#include <initializer_list>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "quant.h"
+
+namespace nb = nanobind;
+using lstmkit::index_t;
+
+namespace {
+
+using In = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
+using Out = nb::ndarray<float, nb::c_contig, nb::device::cpu>;
+using Lengths = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+bool cpu_has(const char* what) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  const std::string w(what);
+  if (w == "avxvnni") return __builtin_cpu_supports("avxvnni");
+  if (w == "avx512vnni") return __builtin_cpu_supports("avx512vnni");
+  if (w == "avx512bf16") return __builtin_cpu_supports("avx512bf16");
+#endif
+  (void)what;
+  return false;
+}
+
+// The quantised path follows the float path chosen at import (`float_isa`, which LSTMKIT_ISA may have
+// lowered) and adds the dot-product extensions the CPU has: avx512 with VNNI and BF16 → avx512,
+// AVX-VNNI → avxvnni (unless LSTMKIT_ISA=avx2 asked for plain AVX2), else the float path's level.
+const lstmkit::QuantKernels* choose(const std::string& float_isa) {
+  const char* env = std::getenv("LSTMKIT_ISA");
+  const bool forced_avx2 = env && std::string(env) == "avx2";
+  if (float_isa == "avx512" && cpu_has("avx512vnni") && cpu_has("avx512bf16")) return &lstmkit::quant_avx512;
+  if (float_isa != "scalar" && !forced_avx2 && cpu_has("avxvnni")) return &lstmkit::quant_avxvnni;
+  if (float_isa != "scalar") return &lstmkit::quant_avx2;
+  return &lstmkit::quant_scalar;
+}
+
+const lstmkit::QuantKernels* g_quant = nullptr;
+
+lstmkit::QuantType parse_type(const std::string& dtype) {
+  if (dtype == "int8") return lstmkit::QuantType::int8;
+  if (dtype == "bfloat16") return lstmkit::QuantType::bf16;
+  throw std::invalid_argument("dtype: expected 'int8' or 'bfloat16', got '" + dtype + "'");
+}
+
+template <typename A>
+void expect(const char* name, const A& a, std::initializer_list<index_t> dims) {
+  if (!a.is_valid()) throw std::invalid_argument(std::string(name) + ": expected an array, got None");
+  bool ok = a.ndim() == dims.size();
+  size_t i = 0;
+  for (index_t d : dims) ok = ok && static_cast<index_t>(a.shape(i++)) == d;
+  if (!ok) throw std::invalid_argument(std::string(name) + ": wrong shape");
+}
+
+// The shape of a model and pointers to its weights, checked: per layer and direction (layer-major)
+// w_ih, w_hh, then b_ih, b_hh when has_bias, then w_hr when proj_size > 0 (engine.native_weights'
+// order), float32. s.T and s.B are left for the caller.
+lstmkit::RnnShape checked_model(const std::string& mode, index_t num_layers, bool bidirectional, index_t input_size,
+                                index_t hidden_size, index_t proj_size, bool has_bias, const std::vector<In>& weights,
+                                std::vector<lstmkit::CellWeights<float>>& cells) {
+  lstmkit::RnnShape s;
+  if (mode != "LSTM" && mode != "GRU") throw std::invalid_argument("mode: expected 'LSTM' or 'GRU'");
+  s.lstm = mode == "LSTM";
+  if (num_layers < 1 || input_size < 1 || hidden_size < 1)
+    throw std::invalid_argument("num_layers, input_size, hidden_size: expected >= 1");
+  if (proj_size < 0 || proj_size >= hidden_size || (proj_size && !s.lstm))
+    throw std::invalid_argument("proj_size: expected 0, or in [1, hidden_size) for an LSTM");
+  s.I = input_size, s.H = hidden_size, s.P = proj_size ? proj_size : hidden_size;
+  s.L = num_layers, s.D = bidirectional ? 2 : 1;
+  const index_t G = s.gates(), LD = s.L * s.D;
+  const size_t per_cell = 2 + (has_bias ? 2 : 0) + (proj_size ? 1 : 0);
+  if (weights.size() != per_cell * static_cast<size_t>(LD)) throw std::invalid_argument("weights: wrong count");
+  cells.assign(static_cast<size_t>(LD), lstmkit::CellWeights<float>{});
+  for (index_t k = 0; k < LD; ++k) {
+    const In* w = weights.data() + k * per_cell;
+    expect("weights (w_ih)", w[0], {G * s.H, k < s.D ? s.I : s.D * s.P});
+    expect("weights (w_hh)", w[1], {G * s.H, s.P});
+    cells[k].w_ih = w[0].data();
+    cells[k].w_hh = w[1].data();
+    size_t next = 2;
+    if (has_bias) {
+      expect("weights (b_ih)", w[2], {G * s.H});
+      expect("weights (b_hh)", w[3], {G * s.H});
+      cells[k].b_ih = w[2].data();
+      cells[k].b_hh = w[3].data();
+      next = 4;
+    }
+    if (proj_size) {
+      expect("weights (w_hr)", w[next], {s.P, s.H});
+      cells[k].w_hr = w[next].data();
+    }
+  }
+  return s;
+}
+
+class PyQuantRnn {
+ public:
+  PyQuantRnn(const std::string& mode, index_t num_layers, bool bidirectional, index_t input_size, index_t hidden_size,
+             index_t proj_size, bool has_bias, const std::string& dtype, std::vector<In> weights) {
+    std::vector<lstmkit::CellWeights<float>> cells;
+    s_ = checked_model(mode, num_layers, bidirectional, input_size, hidden_size, proj_size, has_bias, weights, cells);
+    impl_.reset(g_quant->make_rnn(s_, cells.data(), parse_type(dtype)));  // quantises and packs copies
+  }
+
+  // x (T, B, I), h0 (L·D, B, P), c0 (L·D, B, H) | None, lengths (B,) | None -> out, h_n, c_n | None
+  void forward(In x, In h0, In c0, Lengths lengths, Out out, Out h_n, Out c_n) const {
+    const lstmkit::RnnShape& s = s_;
+    if (x.ndim() != 3 || static_cast<index_t>(x.shape(2)) != s.I) throw std::invalid_argument("x: wrong shape");
+    const index_t T = x.shape(0), B = x.shape(1), LD = s.L * s.D;
+    expect("h0", h0, {LD, B, s.P});
+    expect("out", out, {T, B, s.D * s.P});
+    expect("h_n", h_n, {LD, B, s.P});
+    if (s.lstm) expect("c0", c0, {LD, B, s.H}), expect("c_n", c_n, {LD, B, s.H});
+    const int64_t* lens = nullptr;
+    if (lengths.is_valid()) {
+      expect("lengths", lengths, {B});
+      lens = lengths.data();
+      for (index_t b = 0; b < B; ++b)
+        if (lens[b] < 0 || lens[b] > T) throw std::invalid_argument("lengths: expected values in [0, T]");
+    }
+    nb::gil_scoped_release release;
+    impl_->forward(T, B, x.data(), h0.data(), s.lstm ? c0.data() : nullptr, lens, out.data(), h_n.data(),
+                   s.lstm ? c_n.data() : nullptr);
+  }
+
+  std::size_t weight_bytes() const { return impl_->weight_bytes(); }
+
+ private:
+  lstmkit::RnnShape s_;
+  std::unique_ptr<lstmkit::QuantRnnBase> impl_;
+};
+
+// Streaming state of a quantised unidirectional model (lstmkit.stream.Stream drives it). Steps keep the
+// GIL: a stream is one caller's, and holding it makes concurrent use from two threads safe.
+class PyQuantStream {
+ public:
+  PyQuantStream(const std::string& mode, index_t num_layers, index_t input_size, index_t hidden_size, index_t proj_size,
+                bool has_bias, index_t batch, std::vector<In> weights, const std::string& dtype) {
+    std::vector<lstmkit::CellWeights<float>> cells;
+    s_ = checked_model(mode, num_layers, false, input_size, hidden_size, proj_size, has_bias, weights, cells);
+    if (batch < 1) throw std::invalid_argument("batch: expected >= 1");
+    s_.B = batch;
+    impl_.reset(g_quant->make_stream(s_, cells.data(), parse_type(dtype)));
+  }
+  void step(In x, Out out) {
+    expect("x", x, {s_.B, s_.I});
+    expect("out", out, {s_.B, s_.P});
+    impl_->step(x.data(), out.data());
+  }
+  void reset() { impl_->reset(); }
+  void get_state(Out h, Out c) {
+    check_state(h, c);
+    impl_->get_state(h.data(), s_.lstm ? c.data() : nullptr);
+  }
+  void set_state(In h, In c) {
+    check_state(h, c);
+    impl_->set_state(h.data(), s_.lstm ? c.data() : nullptr);
+  }
+
+ private:
+  template <typename A, typename C>
+  void check_state(const A& h, const C& c) const {
+    expect("h", h, {s_.L, s_.B, s_.P});
+    if (s_.lstm) expect("c", c, {s_.L, s_.B, s_.H});
+  }
+  lstmkit::RnnShape s_;
+  std::unique_ptr<lstmkit::StreamBase<float>> impl_;
+};
+
+// y (M, N) = x (M, K) · w (N, K)ᵀ through one quantised product.
+void quant_linear(const std::string& dtype, In x, In w, Out y) {
+  if (x.ndim() != 2 || w.ndim() != 2 || x.shape(1) != w.shape(1)) throw std::invalid_argument("x, w: wrong shapes");
+  const index_t M = x.shape(0), K = x.shape(1), N = w.shape(0);
+  expect("y", y, {M, N});
+  const lstmkit::QuantType t = parse_type(dtype);
+  nb::gil_scoped_release release;
+  g_quant->linear(t, M, K, N, x.data(), w.data(), y.data());
+}
+
+}  // namespace
+
+// Called from NB_MODULE in bind.cpp with the float path chosen at import.
+void bind_quantized(nb::module_& m, const std::string& float_isa) {
+  g_quant = choose(float_isa);
+  nb::class_<PyQuantRnn>(m, "QuantizedRNN", "A quantised (int8 or bfloat16) RNN. Use lstmkit.quantize.")
+      .def(nb::init<const std::string&, index_t, bool, index_t, index_t, index_t, bool, const std::string&,
+                    std::vector<In>>(),
+           nb::arg("mode"), nb::arg("num_layers"), nb::arg("bidirectional"), nb::arg("input_size"),
+           nb::arg("hidden_size"), nb::arg("proj_size"), nb::arg("has_bias"), nb::arg("dtype"),
+           nb::arg("weights").noconvert())
+      .def("forward", &PyQuantRnn::forward, nb::arg("x").noconvert(), nb::arg("h0").noconvert(),
+           nb::arg("c0").noconvert().none(), nb::arg("lengths").noconvert().none(), nb::arg("out").noconvert(),
+           nb::arg("h_n").noconvert(), nb::arg("c_n").noconvert().none())
+      .def_prop_ro("weight_bytes", &PyQuantRnn::weight_bytes);
+  nb::class_<PyQuantStream>(m, "QuantizedStream", "Streaming state of a quantised RNN. Use QuantizedRNN.stream.")
+      .def(nb::init<const std::string&, index_t, index_t, index_t, index_t, bool, index_t, std::vector<In>,
+                    const std::string&>(),
+           nb::arg("mode"), nb::arg("num_layers"), nb::arg("input_size"), nb::arg("hidden_size"),
+           nb::arg("proj_size"), nb::arg("has_bias"), nb::arg("batch"), nb::arg("weights").noconvert(),
+           nb::arg("dtype"))
+      .def("step", &PyQuantStream::step, nb::arg("x").noconvert(), nb::arg("out").noconvert())
+      .def("reset", &PyQuantStream::reset)
+      .def("get_state", &PyQuantStream::get_state, nb::arg("h").noconvert(), nb::arg("c").noconvert().none())
+      .def("set_state", &PyQuantStream::set_state, nb::arg("h").noconvert(), nb::arg("c").noconvert().none());
+  m.def("quant_linear", &quant_linear, nb::arg("dtype"), nb::arg("x").noconvert(), nb::arg("w").noconvert(),
+        nb::arg("y").noconvert(), "y = x · wᵀ through one quantised product (a test hook).");
+  m.def("quant_isa", [] { return std::string(g_quant->name); }, "The quantised kernels' instruction-set path.");
+}

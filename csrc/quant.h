@@ -1,0 +1,55 @@
+// Quantised inference (int8 and bf16 weights): what every instruction-set build of the quantised
+// kernels shares. The kernels themselves (quant_gemm.h, quant_rnn.h) are compiled once per
+// instruction set by quant_<isa>.cpp (through quant_impl.h), each into its own namespace, like the
+// float kernels (kernels_impl.h); only what is declared here crosses between builds.
+//
+// Formats (lstmkit/quantize.py is the Python side and documents the numbers):
+//  * int8: weights int8 per output channel (symmetric, scale max|w|/127), activations (the rows of
+//    x_t, h_t and the projection input) quantised per row at each product to 7-bit unsigned codes
+//    with a zero point, products accumulated exactly in int32, then float32 dequantisation, bias,
+//    nonlinearities and state. 7 bits (not 8) for activations keep vpmaddubsw's int16 pair sums from
+//    saturating (2·127·127 < 2^15), so the AVX2, VNNI and scalar paths give the same integers.
+//  * bf16: weights rounded to bfloat16 (nearest even), float32 accumulation, state and outputs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "common.h"
+
+namespace lstmkit {
+
+enum class QuantType { int8 = 0, bf16 = 1 };
+
+// A quantised stacked (bi)directional LSTM/GRU, its weights packed at construction (a copy).
+class QuantRnnBase {
+ public:
+  virtual ~QuantRnnBase() = default;
+  // Sequence forward with rnn_forward's contract (rnn.h), shapes from the construction's RnnShape
+  // with T and B given here:
+  //   x [T, B, I]; h0, h_n [L·D, B, P]; c0, c_n [L·D, B, H] (LSTM, else null); lengths [B] or null;
+  //   out [T, B, D·P]. All float32, caller-owned; outputs must not alias inputs.
+  virtual void forward(index_t T, index_t B, const float* x, const float* h0, const float* c0,
+                       const int64_t* lengths, float* out, float* h_n, float* c_n) const = 0;
+  // Bytes of the packed weights (what the recurrent steps stream from cache or memory).
+  virtual std::size_t weight_bytes() const = 0;
+};
+
+struct QuantKernels {
+  const char* name;  // "scalar", "avx2", "avxvnni", "avx512"
+  // weights: [L·D] (T and B of s unused). The caller owns (deletes) the result.
+  QuantRnnBase* (*make_rnn)(const RnnShape& s, const CellWeights<float>* weights, QuantType type);
+  // Streaming state (common.h's StreamBase) of a unidirectional model: s.D = 1, weights [L].
+  StreamBase<float>* (*make_stream)(const RnnShape& s, const CellWeights<float>* weights, QuantType type);
+  // y [M, N] = x [M, K] · wᵀ (w [N, K]) through the quantised product alone (no bias): the test hook
+  // that shows every path computes the same integers.
+  void (*linear)(QuantType type, index_t M, index_t K, index_t N, const float* x, const float* w, float* y);
+};
+
+// Defined in quant_<isa>.cpp; each runs only where the CPU has its instructions (bind_quant.cpp).
+extern const QuantKernels quant_scalar;   // portable C++
+extern const QuantKernels quant_avx2;     // AVX2+FMA: vpmaddubsw/vpmaddwd, bf16 → f32 by a shift
+extern const QuantKernels quant_avxvnni;  // AVX-VNNI (256-bit vpdpbusd); bf16 as AVX2
+extern const QuantKernels quant_avx512;   // AVX-512 with VNNI (vpdpbusd) and BF16 (vdpbf16ps)
+
+}  // namespace lstmkit

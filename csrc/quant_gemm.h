@@ -1,0 +1,419 @@
+// The quantised products C += A · Wᵀ of the int8 and bf16 formats (quant.h), with W packed once into
+// column panels and A (float32 rows: x_t, h_t, the projection input) prepared per call.
+//
+// Compiled once per instruction set (quant_impl.h) with LSTMKIT_QKIND: 0 portable C++, 1 AVX2+FMA,
+// 2 AVX-VNNI, 3 AVX-512 with VNNI and BF16. Every path accumulates the int8 products exactly in int32
+// and dequantises them with the same float operations, so the int8 results are the same bits on every
+// path (tests/test_quantize.py checks it through QuantKernels::linear).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "common.h"
+
+#ifndef LSTMKIT_QKIND
+#define LSTMKIT_QKIND 0
+#endif
+
+namespace lstmkit {
+namespace LSTMKIT_ISA {
+
+// Columns per panel: one zmm of int32 / float32 accumulators, two ymm.
+constexpr index_t kQNR = 16;
+// Rows per register tile (accumulators: rows × 16 columns), int8 and bf16.
+constexpr int kQMR = LSTMKIT_QKIND == 3 ? 8 : LSTMKIT_QKIND == 1 ? 2 : 4;
+constexpr int kBMR = LSTMKIT_QKIND == 3 ? 8 : 6;
+// Row block of A kept in L2 while the panels sweep it.
+constexpr index_t kQMC = 96;
+
+// Activations of M rows made ready for one product (reused across calls: no allocation per step once
+// it has grown).
+struct QuantRows {
+  index_t M = 0;
+  std::vector<uint8_t> q;      // int8: [M, Kp] 7-bit codes, Kp = K rounded up to 4 (zero padding)
+  std::vector<float> scale;    // int8: [M] a ≈ scale · (q − zp)
+  std::vector<int32_t> zp;     // int8: [M]
+  std::vector<uint16_t> bf;    // bf16 on AVX-512 BF16: [M, Kp] rows rounded to bf16, Kp = K rounded up to 2
+  const float* a = nullptr;    // bf16 elsewhere: the float rows themselves
+  index_t lda = 0;
+};
+
+// float32 → bfloat16 bits, round to nearest even (NaN stays a quiet NaN).
+inline uint16_t to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+inline float from_bf16(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// ---- int8 -------------------------------------------------------------------------------------------
+
+// One row a [K] → 7-bit codes q [Kp] (zero past K), scale and zero point: a ≈ scale · (q − zp), the
+// range [min(a, 0), max(a, 0)] over 127 steps. The caller guarantees finite values (Python checks).
+// Rounding is nearest-even of the float product a · (1/scale) on every path (no fused operations).
+inline void quantize_row_u7(const float* a, index_t K, index_t Kp, uint8_t* q, float& scale, int32_t& zp) {
+  float mn = 0.f, mx = 0.f;
+  index_t k = 0;
+#if LSTMKIT_QKIND >= 1
+  __m256 vmn = _mm256_setzero_ps(), vmx = _mm256_setzero_ps();
+  for (; k + 8 <= K; k += 8) {
+    const __m256 v = _mm256_loadu_ps(a + k);
+    vmn = _mm256_min_ps(vmn, v);
+    vmx = _mm256_max_ps(vmx, v);
+  }
+  float tmn[8], tmx[8];
+  _mm256_storeu_ps(tmn, vmn);
+  _mm256_storeu_ps(tmx, vmx);
+  for (int j = 0; j < 8; ++j) mn = std::min(mn, tmn[j]), mx = std::max(mx, tmx[j]);
+#endif
+  for (; k < K; ++k) mn = std::min(mn, a[k]), mx = std::max(mx, a[k]);
+  scale = (mx - mn) / 127.f;
+  if (!(scale > 1e-30f)) {  // an all-zero row (or one so tiny that 1/scale would overflow)
+    scale = 1.f;
+    zp = 0;
+    std::fill(q, q + Kp, uint8_t(0));
+    return;
+  }
+  const float inv = 1.f / scale;
+  const float zf = std::nearbyint(-mn * inv);
+  zp = static_cast<int32_t>(std::min(127.f, std::max(0.f, zf)));
+  k = 0;
+#if LSTMKIT_QKIND >= 1
+  const __m256 vinv = _mm256_set1_ps(inv);
+  const __m256i vzp = _mm256_set1_epi32(zp), lo = _mm256_setzero_si256(), hi = _mm256_set1_epi32(127);
+  for (; k + 8 <= K; k += 8) {
+    __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(a + k), vinv));  // nearest even
+    v = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(v, vzp), lo), hi);
+    alignas(32) int32_t t[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(t), v);
+    for (int j = 0; j < 8; ++j) q[k + j] = static_cast<uint8_t>(t[j]);
+  }
+#endif
+  for (; k < K; ++k) {
+    const float p = a[k] * inv;
+    const int32_t v = static_cast<int32_t>(std::nearbyint(p)) + zp;
+    q[k] = static_cast<uint8_t>(std::min(127, std::max(0, v)));
+  }
+  std::fill(q + K, q + Kp, uint8_t(0));
+}
+
+// W [N, K] float32 → int8 per output channel (symmetric: w ≈ scale[n] · w_q, |w_q| ≤ 127), packed.
+//   data: [panels, K4, 16, 4] panel p holds columns [16p, 16p + 16): for each group of 4 inputs, the 4
+//         codes of each column contiguous (the vpdpbusd / vpmaddubsw operand), zero past N and K.
+//   colsum: [N] Σ_k w_q[n, k], which removes the activations' zero point from the integer sum.
+class Int8Weights {
+ public:
+  static constexpr int MR = kQMR;
+  Int8Weights() = default;
+  // w: [n, k] row-major, row stride ldw.
+  Int8Weights(const float* w, index_t n, index_t k, index_t ldw) : n_(n), k_(k), k4_((k + 3) / 4) {
+    const index_t P = panels();
+    data_.assign(static_cast<size_t>(P * k4_ * kQNR * 4), int8_t(0));
+    scale_.assign(static_cast<size_t>(P * kQNR), 0.f);
+    colsum_.assign(static_cast<size_t>(P * kQNR), 0);
+    for (index_t i = 0; i < n; ++i) {
+      const float* row = w + i * ldw;
+      float amax = 0.f;
+      for (index_t kk = 0; kk < k; ++kk) amax = std::max(amax, std::fabs(row[kk]));
+      const float s = amax / 127.f;
+      scale_[i] = s;
+      int32_t sum = 0;
+      int8_t* dst = data_.data() + (i / kQNR) * k4_ * kQNR * 4 + (i % kQNR) * 4;
+      for (index_t kk = 0; kk < k; ++kk) {
+        const float v = s > 0.f ? std::nearbyint(row[kk] / s) : 0.f;
+        const int8_t qv = static_cast<int8_t>(std::min(127.f, std::max(-127.f, v)));
+        dst[(kk / 4) * kQNR * 4 + kk % 4] = qv;
+        sum += qv;
+      }
+      colsum_[i] = sum;
+    }
+  }
+  index_t n() const { return n_; }
+  index_t k() const { return k_; }
+  index_t padded_k() const { return 4 * k4_; }
+  index_t panels() const { return (n_ + kQNR - 1) / kQNR; }
+  std::size_t bytes() const { return data_.size() + 8 * scale_.size(); }
+
+  // Quantise rows [0, M) of A [M, K] (row stride lda) into r.
+  void prepare(index_t M, const float* A, index_t lda, QuantRows& r) const {
+    const index_t Kp = padded_k();
+    r.M = M;
+    if (r.q.size() < static_cast<size_t>(M * Kp)) r.q.resize(static_cast<size_t>(M * Kp));
+    if (r.scale.size() < static_cast<size_t>(M)) r.scale.resize(static_cast<size_t>(M)), r.zp.resize(static_cast<size_t>(M));
+    for (index_t m = 0; m < M; ++m) quantize_row_u7(A + m * lda, k_, Kp, r.q.data() + m * Kp, r.scale[m], r.zp[m]);
+  }
+
+  // C [M, N] (row stride ldc) += A · Wᵀ dequantised, over rows [m0, m0 + M) of r and panels [p0, p1).
+  void gemm_acc(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0, index_t p1) const;
+
+ private:
+  template <int ROWS>
+  void tile(const QuantRows& r, index_t m, const int8_t* panel, index_t p, float* c, index_t ldc) const;
+
+  index_t n_ = 0, k_ = 0, k4_ = 0;
+  std::vector<int8_t> data_;
+  std::vector<float> scale_;     // [panels·16], zero past N
+  std::vector<int32_t> colsum_;  // [panels·16]
+};
+
+// C[m, p·16 .. +cols] += dequantised integer dot products of rows [m, m + ROWS) with panel p.
+template <int ROWS>
+void Int8Weights::tile(const QuantRows& r, index_t m, const int8_t* panel, index_t p, float* c, index_t ldc) const {
+  const index_t Kp = padded_k();
+  const uint8_t* q = r.q.data() + m * Kp;
+  const int cols = static_cast<int>(std::min<index_t>(kQNR, n_ - p * kQNR));
+  alignas(64) int32_t acc[ROWS][kQNR];
+#if LSTMKIT_QKIND == 3
+  __m512i v[ROWS];
+  for (int i = 0; i < ROWS; ++i) v[i] = _mm512_setzero_si512();
+  for (index_t k4 = 0; k4 < k4_; ++k4) {
+    const __m512i w = _mm512_loadu_si512(panel + k4 * 64);
+    for (int i = 0; i < ROWS; ++i) {
+      int32_t a4;
+      std::memcpy(&a4, q + i * Kp + 4 * k4, 4);
+      v[i] = _mm512_dpbusd_epi32(v[i], _mm512_set1_epi32(a4), w);
+    }
+  }
+  for (int i = 0; i < ROWS; ++i) _mm512_store_si512(acc[i], v[i]);
+#elif LSTMKIT_QKIND == 2
+  __m256i v[ROWS][2];
+  for (int i = 0; i < ROWS; ++i) v[i][0] = v[i][1] = _mm256_setzero_si256();
+  for (index_t k4 = 0; k4 < k4_; ++k4) {
+    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64));
+    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64 + 32));
+    for (int i = 0; i < ROWS; ++i) {
+      int32_t a4;
+      std::memcpy(&a4, q + i * Kp + 4 * k4, 4);
+      const __m256i a = _mm256_set1_epi32(a4);
+      v[i][0] = _mm256_dpbusd_avx_epi32(v[i][0], a, w0);
+      v[i][1] = _mm256_dpbusd_avx_epi32(v[i][1], a, w1);
+    }
+  }
+  for (int i = 0; i < ROWS; ++i) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i]), v[i][0]);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i] + 8), v[i][1]);
+  }
+#elif LSTMKIT_QKIND == 1
+  // vpmaddubsw gives two int16 sums per 32-bit lane, hi (bits 31..16) and lo (15..0), both signed (u7 ·
+  // s8 pairs never saturate). Widening them with vpmaddwd(t, 1) would be a second multiply, and on Zen 2
+  // both multiplies share one pipe; instead keep two int32 sums per lane, with adds and shifts that run
+  // on the other pipes: Σ (t >> 16) = Σ hi (arithmetic shift), and Σ (t ^ 2^15) = 2^16·Σ hi + Σ lo +
+  // 2^15·K4 modulo 2^32 (the xor turns lo into lo + 2^15 ≥ 0 without a carry), from which Σ lo is
+  // exact because |Σ lo| < 2^31 (K below 266 000). The lane's sum is Σ hi + Σ lo.
+  static_assert(ROWS <= 2, "the AVX2 int8 tile has named accumulators for 2 rows");
+  __m256i hs[ROWS][2], ts[ROWS][2];
+  const __m256i flip = _mm256_set1_epi32(1 << 15);
+  {
+    // Named accumulators (at most 2 rows): gcc keeps them in registers, arrays it spills.
+    __m256i h00 = _mm256_setzero_si256(), h01 = h00, h10 = h00, h11 = h00, t00 = h00, t01 = h00, t10 = h00, t11 = h00;
+    const uint8_t* q1 = q + (ROWS > 1 ? Kp : 0);
+    for (index_t k4 = 0; k4 < k4_; ++k4) {
+      const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64));
+      const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64 + 32));
+      int32_t a4;
+      std::memcpy(&a4, q + 4 * k4, 4);
+      __m256i a = _mm256_set1_epi32(a4);
+      __m256i x0 = _mm256_maddubs_epi16(a, w0), x1 = _mm256_maddubs_epi16(a, w1);
+      t00 = _mm256_add_epi32(t00, _mm256_xor_si256(x0, flip));
+      t01 = _mm256_add_epi32(t01, _mm256_xor_si256(x1, flip));
+      h00 = _mm256_add_epi32(h00, _mm256_srai_epi32(x0, 16));
+      h01 = _mm256_add_epi32(h01, _mm256_srai_epi32(x1, 16));
+      if (ROWS > 1) {
+        std::memcpy(&a4, q1 + 4 * k4, 4);
+        a = _mm256_set1_epi32(a4);
+        x0 = _mm256_maddubs_epi16(a, w0), x1 = _mm256_maddubs_epi16(a, w1);
+        t10 = _mm256_add_epi32(t10, _mm256_xor_si256(x0, flip));
+        t11 = _mm256_add_epi32(t11, _mm256_xor_si256(x1, flip));
+        h10 = _mm256_add_epi32(h10, _mm256_srai_epi32(x0, 16));
+        h11 = _mm256_add_epi32(h11, _mm256_srai_epi32(x1, 16));
+      }
+    }
+    hs[0][0] = h00, hs[0][1] = h01, ts[0][0] = t00, ts[0][1] = t01;
+    if (ROWS > 1) hs[ROWS - 1][0] = h10, hs[ROWS - 1][1] = h11, ts[ROWS - 1][0] = t10, ts[ROWS - 1][1] = t11;
+  }
+  // Unsigned arithmetic: the sums wrap modulo 2^32 by design.
+  const __m256i bias = _mm256_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(k4_) << 15));
+  for (int i = 0; i < ROWS; ++i)
+    for (int u = 0; u < 2; ++u) {
+      const __m256i lo = _mm256_sub_epi32(_mm256_sub_epi32(ts[i][u], _mm256_slli_epi32(hs[i][u], 16)), bias);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i] + 8 * u), _mm256_add_epi32(hs[i][u], lo));
+    }
+#else
+  for (int i = 0; i < ROWS; ++i)
+    for (index_t j = 0; j < kQNR; ++j) acc[i][j] = 0;
+  for (index_t k4 = 0; k4 < k4_; ++k4) {
+    const int8_t* w = panel + k4 * 64;
+    for (int i = 0; i < ROWS; ++i) {
+      const uint8_t* a = q + i * Kp + 4 * k4;
+      for (index_t j = 0; j < kQNR; ++j)
+        acc[i][j] += a[0] * w[4 * j] + a[1] * w[4 * j + 1] + a[2] * w[4 * j + 2] + a[3] * w[4 * j + 3];
+    }
+  }
+#endif
+  // Dequantise: the same float operations on every path, (s_a · s_w) · float(Σ q·w − zp·colsum).
+  const float* sw = scale_.data() + p * kQNR;
+  const int32_t* cs = colsum_.data() + p * kQNR;
+  for (int i = 0; i < ROWS; ++i) {
+    const float sa = r.scale[m + i];
+    const int32_t zp = r.zp[m + i];
+    float* ci = c + i * ldc;
+    int j = 0;
+#if LSTMKIT_QKIND >= 1
+    for (; j + 8 <= cols; j += 8) {
+      const __m256i iv = _mm256_sub_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(acc[i] + j)),
+                                          _mm256_mullo_epi32(_mm256_set1_epi32(zp), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cs + j))));
+      const __m256 s = _mm256_mul_ps(_mm256_set1_ps(sa), _mm256_loadu_ps(sw + j));
+      _mm256_storeu_ps(ci + j, _mm256_add_ps(_mm256_loadu_ps(ci + j), _mm256_mul_ps(s, _mm256_cvtepi32_ps(iv))));
+    }
+#endif
+    for (; j < cols; ++j) ci[j] += (sa * sw[j]) * static_cast<float>(acc[i][j] - zp * cs[j]);
+  }
+}
+
+inline void Int8Weights::gemm_acc(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0,
+                                  index_t p1) const {
+  const index_t panel_size = k4_ * kQNR * 4;
+  for (index_t b0 = 0; b0 < M; b0 += kQMC) {
+    const index_t mb = std::min(kQMC, M - b0);
+    for (index_t p = p0; p < p1; ++p) {
+      const int8_t* panel = data_.data() + p * panel_size;
+      float* c = C + b0 * ldc + p * kQNR;
+      index_t i = 0;
+      for (; i + kQMR <= mb; i += kQMR) tile<kQMR>(r, m0 + b0 + i, panel, p, c + i * ldc, ldc);
+      for (; i < mb; ++i) tile<1>(r, m0 + b0 + i, panel, p, c + i * ldc, ldc);
+    }
+  }
+}
+
+// ---- bf16 -------------------------------------------------------------------------------------------
+
+// W [N, K] float32 → bfloat16 (nearest even), packed in panels of 16 columns, zero past N and K:
+//   AVX-512 BF16: [panels, K2, 16, 2] for each pair of inputs the 2 values of each column contiguous
+//                 (the vdpbf16ps operand; K2 = K rounded up to 2, halved);
+//   otherwise:    [panels, K, 16] like the float panels (gemm.h), widened to float32 in the kernel by a
+//                 zero-extension and a 16-bit shift.
+class Bf16Weights {
+ public:
+  static constexpr int MR = kBMR;
+  static constexpr index_t kPair = LSTMKIT_QKIND == 3 ? 2 : 1;  // inputs per column group
+
+  Bf16Weights() = default;
+  Bf16Weights(const float* w, index_t n, index_t k, index_t ldw) : n_(n), k_(k), kg_((k + kPair - 1) / kPair) {
+    data_.assign(static_cast<size_t>(panels() * kg_ * kQNR * kPair), uint16_t(0));
+    for (index_t i = 0; i < n; ++i) {
+      uint16_t* dst = data_.data() + (i / kQNR) * kg_ * kQNR * kPair + (i % kQNR) * kPair;
+      for (index_t kk = 0; kk < k; ++kk) dst[(kk / kPair) * kQNR * kPair + kk % kPair] = to_bf16(w[i * ldw + kk]);
+    }
+  }
+  index_t n() const { return n_; }
+  index_t k() const { return k_; }
+  index_t panels() const { return (n_ + kQNR - 1) / kQNR; }
+  std::size_t bytes() const { return 2 * data_.size(); }
+
+  void prepare(index_t M, const float* A, index_t lda, QuantRows& r) const {
+    r.M = M;
+    r.a = A;
+    r.lda = lda;
+#if LSTMKIT_QKIND == 3  // vdpbf16ps multiplies bf16 by bf16: round the rows too
+    const index_t Kp = 2 * kg_;
+    if (r.bf.size() < static_cast<size_t>(M * Kp)) r.bf.resize(static_cast<size_t>(M * Kp));
+    for (index_t m = 0; m < M; ++m) {
+      uint16_t* dst = r.bf.data() + m * Kp;
+      for (index_t kk = 0; kk < k_; ++kk) dst[kk] = to_bf16(A[m * lda + kk]);
+      if (Kp > k_) dst[k_] = 0;
+    }
+#endif
+  }
+
+  void gemm_acc(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0, index_t p1) const {
+    const index_t panel_size = kg_ * kQNR * kPair;
+    for (index_t b0 = 0; b0 < M; b0 += kQMC) {
+      const index_t mb = std::min(kQMC, M - b0);
+      for (index_t p = p0; p < p1; ++p) {
+        const uint16_t* panel = data_.data() + p * panel_size;
+        float* c = C + b0 * ldc + p * kQNR;
+        const int cols = static_cast<int>(std::min<index_t>(kQNR, n_ - p * kQNR));
+        index_t i = 0;
+        for (; i + kBMR <= mb; i += kBMR) tile<kBMR>(r, m0 + b0 + i, panel, c + i * ldc, ldc, cols);
+        if (i < mb) tail<kBMR - 1>(static_cast<int>(mb - i), r, m0 + b0 + i, panel, c + i * ldc, ldc, cols);
+      }
+    }
+  }
+
+ private:
+  // The last rows < MR of a block in one tile of their own (a 1-row tile would be latency bound).
+  template <int R>
+  void tail(int rows, const QuantRows& r, index_t m, const uint16_t* panel, float* c, index_t ldc, int cols) const {
+    if constexpr (R > 0) {
+      if (rows == R) return tile<R>(r, m, panel, c, ldc, cols);
+      tail<R - 1>(rows, r, m, panel, c, ldc, cols);
+    }
+  }
+
+  template <int ROWS>
+  void tile(const QuantRows& r, index_t m, const uint16_t* panel, float* c, index_t ldc, int cols) const {
+    alignas(64) float acc[ROWS][kQNR];
+#if LSTMKIT_QKIND == 3
+    const index_t Kp = 2 * kg_;
+    __m512 v[ROWS];
+    for (int i = 0; i < ROWS; ++i) v[i] = _mm512_setzero_ps();
+    for (index_t k2 = 0; k2 < kg_; ++k2) {
+      const __m512i w = _mm512_loadu_si512(panel + k2 * 32);
+      for (int i = 0; i < ROWS; ++i) {
+        int32_t a2;
+        std::memcpy(&a2, r.bf.data() + (m + i) * Kp + 2 * k2, 4);
+        v[i] = _mm512_dpbf16_ps(v[i], (__m512bh)_mm512_set1_epi32(a2), (__m512bh)w);
+      }
+    }
+    for (int i = 0; i < ROWS; ++i) _mm512_store_ps(acc[i], v[i]);
+#elif LSTMKIT_QKIND >= 1
+    // The float micro-kernel (gemm.h) with each panel row widened from bf16 first.
+    const float* a = r.a + m * r.lda;
+    const index_t lda = r.lda;
+    __m256 v[ROWS][2];
+    for (int i = 0; i < ROWS; ++i) v[i][0] = v[i][1] = _mm256_setzero_ps();
+    for (index_t k = 0; k < k_; ++k) {
+      const __m128i* src = reinterpret_cast<const __m128i*>(panel + k * kQNR);
+      const __m256 w0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(src)), 16));
+      const __m256 w1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(src + 1)), 16));
+      for (int i = 0; i < ROWS; ++i) {
+        const __m256 av = _mm256_set1_ps(a[i * lda + k]);
+        v[i][0] = _mm256_fmadd_ps(av, w0, v[i][0]);
+        v[i][1] = _mm256_fmadd_ps(av, w1, v[i][1]);
+      }
+    }
+    for (int i = 0; i < ROWS; ++i) _mm256_store_ps(acc[i], v[i][0]), _mm256_store_ps(acc[i] + 8, v[i][1]);
+#else
+    const float* a = r.a + m * r.lda;
+    for (int i = 0; i < ROWS; ++i)
+      for (index_t j = 0; j < kQNR; ++j) acc[i][j] = 0.f;
+    for (index_t kk = 0; kk < k_; ++kk) {
+      const uint16_t* w = panel + kk * kQNR;
+      for (int i = 0; i < ROWS; ++i) {
+        const float av = a[i * r.lda + kk];
+        for (index_t j = 0; j < kQNR; ++j) acc[i][j] += av * from_bf16(w[j]);
+      }
+    }
+#endif
+    for (int i = 0; i < ROWS; ++i)
+      for (int j = 0; j < cols; ++j) c[i * ldc + j] += acc[i][j];
+  }
+
+  index_t n_ = 0, k_ = 0, kg_ = 0;  // kg_: groups of kPair inputs
+  std::vector<uint16_t> data_;
+};
+
+}  // namespace LSTMKIT_ISA
+}  // namespace lstmkit

@@ -1,0 +1,43 @@
+// The body of quant_<isa>.cpp: the quantised kernels (quant_gemm.h, quant_rnn.h, with the float
+// engine's cells.h and rnn.h they reuse) compiled for one instruction set into namespace
+// lstmkit::LSTMKIT_ISA, and its QuantKernels table (LSTMKIT_QTABLE). The same scheme as
+// kernels_impl.h: standard headers first, outside the target region; our code inside it.
+//
+// The including file defines LSTMKIT_ISA (a namespace of its own: qisa_*), LSTMKIT_QTABLE,
+// LSTMKIT_ISA_NAME, LSTMKIT_VEC_BYTES, LSTMKIT_QKIND (quant_gemm.h) and LSTMKIT_TARGET (or none).
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <numeric>
+#include <stdexcept>
+#include <type_traits>
+#include <vector>
+#if LSTMKIT_QKIND >= 1
+#include <immintrin.h>
+#endif
+
+#include "common.h"
+#include "quant.h"
+
+// Baseline instantiations of what the kernels use out of line (see kernels_impl.h).
+template class std::vector<float>;
+template class std::vector<std::ptrdiff_t>;
+template class std::vector<int8_t>;
+template class std::vector<uint8_t>;
+template class std::vector<uint16_t>;
+template class std::vector<int32_t>;
+
+#include "target_begin.h"
+
+#include "quant_rnn.h"
+
+#include "target_end.h"
+
+namespace lstmkit {
+extern const QuantKernels LSTMKIT_QTABLE;
+const QuantKernels LSTMKIT_QTABLE = {LSTMKIT_ISA_NAME, &LSTMKIT_ISA::make_quant_rnn, &LSTMKIT_ISA::make_quant_stream,
+                                          &LSTMKIT_ISA::quant_linear};
+}  // namespace lstmkit

@@ -1,0 +1,264 @@
+"""lstmkit.quantize: int8 and bfloat16 inference against the float32 engine.
+
+* Error bounds over a sweep of configurations (the float32 engine is the reference; it is itself tested
+  against lstmkit.ref). Metric: max |q − f| / max |f| over the output and the final states.
+  - bfloat16: weights rounded to 8 significant bits, relative error ≤ 2^-9 each; a product over K
+    inputs sums K such errors with random signs, so a pre-activation is off by about 2^-9 relative,
+    and the gates (slope ≤ 1) pass it on: measured ≤ 3.6e-3 on this sweep, bound 1e-2.
+  - int8: 7-bit activations (range / 127 per step) and 8-bit weights (max / 127 per step) make each
+    product off by about 1 % of its scale; measured ≤ 2.4e-2 on this sweep (random weights, up to 3 layers,
+    20 steps, errors compound through the recurrence), bound 3e-2.
+* The int8 integer products are exact, so the portable path and the AVX2 path (and VNNI where the CPU
+  has it) give the same bits for one product (LSTMKIT_ISA=scalar in a subprocess).
+* Bad input gets the usual errors; a trained model keeps its accuracy.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lstmkit
+from lstmkit import engine
+from lstmkit.quantize import QUANT_DTYPES, QuantizedRNN
+
+pytestmark = pytest.mark.skipif(not engine.available(), reason="lstmkit._engine is not built")
+
+BOUND = {"int8": 3e-2, "bfloat16": 1e-2}
+
+SWEEP = [  # mode, layers, bidirectional, proj_size, lengths, batch_first
+    ("LSTM", 1, False, 0, False, False),
+    ("LSTM", 2, False, 0, True, False),
+    ("LSTM", 2, True, 0, True, True),
+    ("LSTM", 2, False, 12, False, False),
+    ("LSTM", 1, True, 7, True, False),
+    ("GRU", 1, False, 0, False, True),
+    ("GRU", 2, True, 0, True, False),
+    ("GRU", 3, False, 0, True, False),
+]
+
+
+def _rel(q, f) -> float:
+    return float(np.abs(np.asarray(q) - np.asarray(f)).max() / np.abs(np.asarray(f)).max())
+
+
+def _flat(result):
+    out, final = result
+    return [out, *final] if isinstance(final, tuple) else [out, final]
+
+
+@pytest.mark.parametrize("dtype", QUANT_DTYPES)
+@pytest.mark.parametrize("mode,layers,bi,proj,use_lengths,batch_first", SWEEP)
+def test_error_vs_float32_engine(dtype, mode, layers, bi, proj, use_lengths, batch_first):
+    cls = lstmkit.LSTM if mode == "LSTM" else lstmkit.GRU
+    kwargs = {"proj_size": proj} if proj else {}
+    model = cls(19, 40, num_layers=layers, bidirectional=bi, batch_first=batch_first, seed=3, **kwargs).eval()
+    rng = np.random.default_rng(5)
+    T, B = 20, 6
+    x = rng.standard_normal((B, T, 19) if batch_first else (T, B, 19)).astype(np.float32)
+    lengths = rng.integers(0, T + 1, size=B) if use_lengths else None
+    hx = tuple(0.5 * rng.standard_normal(s.shape).astype(np.float32) for s in _flat(model(x))[1:])
+    hx = hx if mode == "LSTM" else hx[0]
+    x_before = x.copy()
+    q = lstmkit.quantize(model, dtype)
+    got, want = _flat(q(x, hx, lengths)), _flat(model(x, hx, lengths))
+    np.testing.assert_array_equal(x, x_before)  # nothing the user gave is modified
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == np.float32
+        assert _rel(g, w) < BOUND[dtype], (dtype, _rel(g, w))
+    if use_lengths:  # outputs past a sequence's end are zero, as in the float model
+        out = got[0] if not batch_first else got[0].transpose(1, 0, 2)
+        for b, n in enumerate(lengths):
+            assert not out[n:, b].any()
+
+
+@pytest.mark.parametrize("dtype", QUANT_DTYPES)
+def test_weights_really_are_smaller_and_quantised(dtype):
+    model = lstmkit.LSTM(64, 128, seed=0).eval()
+    q = lstmkit.quantize(model, dtype)
+    float_bytes = 4 * (model.params["weight_ih_l0"].size + model.params["weight_hh_l0"].size)
+    assert q.weight_bytes <= float_bytes * (0.3 if dtype == "int8" else 0.55)
+    x = np.random.default_rng(0).standard_normal((10, 3, 64)).astype(np.float32)
+    assert not np.array_equal(q(x)[0], model(x)[0])  # not silently the float path
+
+
+def test_unbatched_input_and_copy_semantics():
+    model = lstmkit.GRU(8, 16, num_layers=2, seed=1).eval()
+    q = lstmkit.quantize(model, "int8")
+    x = np.random.default_rng(1).standard_normal((12, 8)).astype(np.float32)
+    out, h = q(x)
+    assert out.shape == (12, 16) and h.shape == (2, 16)
+    before = out.copy()
+    model.params["weight_hh_l0"][:] = 0  # later changes to the model do not reach the quantised copy
+    np.testing.assert_array_equal(q(x)[0], before)
+
+
+def test_from_torch_modules():
+    torch = pytest.importorskip("torch")
+    from lstmkit import torch as lt
+
+    x = np.random.default_rng(2).standard_normal((4, 9, 5)).astype(np.float32)
+    for module in (torch.nn.LSTM(5, 24, num_layers=2, batch_first=True, proj_size=6),
+                   torch.nn.GRU(5, 24, bidirectional=True, batch_first=True), lt.LSTM(5, 24, batch_first=True)):
+        module.eval()
+        with torch.no_grad():
+            want = module(torch.from_numpy(x))[0].numpy()
+        for dtype in QUANT_DTYPES:
+            got = lstmkit.quantize(module, dtype)(torch.from_numpy(x))[0]
+            assert got.shape == want.shape and _rel(got, want) < BOUND[dtype]
+
+
+def test_bad_input():
+    model = lstmkit.LSTM(4, 8, seed=0).eval()
+    with pytest.raises(ValueError, match="dtype: expected one of"):
+        lstmkit.quantize(model, "int4")
+    with pytest.raises(TypeError, match="model: expected"):
+        lstmkit.quantize(lstmkit.LSTMCell(4, 8), "int8")
+    with pytest.raises(TypeError, match="model: expected"):
+        lstmkit.quantize("lstm")
+    q = lstmkit.quantize(model)
+    x = np.zeros((5, 2, 4), np.float32)
+    with pytest.raises(TypeError, match="input: expected dtype float32"):
+        q(x.astype(np.float64))
+    with pytest.raises(ValueError, match="input: expected 4 features"):
+        q(np.zeros((5, 2, 3), np.float32))
+    with pytest.raises(ValueError, match="lengths: expected values in"):
+        q(x, lengths=[6, 1])
+    with pytest.raises(ValueError, match="hx: expected h0 of shape"):
+        q(x, (np.zeros((1, 3, 8), np.float32), np.zeros((1, 2, 8), np.float32)))
+    bad = x.copy()
+    bad[1, 1, 1] = np.nan
+    with pytest.raises(ValueError, match="input: expected finite values"):
+        q(bad)
+    model.params["bias_ih_l0"][0] = np.inf
+    with pytest.raises(ValueError, match="params: expected finite values.*bias_ih_l0"):
+        lstmkit.quantize(model)
+    with pytest.raises(TypeError, match="config: expected an lstmkit RNNConfig"):
+        QuantizedRNN({}, {}, "int8")
+
+
+def _env(isa: str) -> dict:
+    env = dict(os.environ, LSTMKIT_ISA=isa)
+    src = str(Path(engine.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+    return env
+
+
+_PROBE = """
+import sys, numpy as np
+from lstmkit import _engine, engine
+import lstmkit
+rng = np.random.default_rng(11)
+out = {"isa": np.array(_engine.quant_isa())}
+for M, K, N in ((1, 5, 3), (7, 70, 45), (13, 256, 1030), (64, 33, 17)):
+    x = (rng.standard_normal((M, K)) * rng.uniform(0.1, 5, (M, 1))).astype(np.float32)
+    x[0, : K // 2] = np.abs(x[0, : K // 2])  # a one-sided row: zero point 0
+    x[-1] *= np.float32(1e-37)  # a row of (sub)normal tiny values: treated as zeros, no overflow
+    w = rng.standard_normal((N, K)).astype(np.float32)
+    w[0] = 0.0  # an all-zero channel
+    for dtype in ("int8", "bfloat16"):
+        y = np.empty((M, N), np.float32)
+        _engine.quant_linear(dtype, x, w, y)
+        out[f"{dtype}_{M}_{K}_{N}"] = y
+model = lstmkit.LSTM(19, 48, num_layers=2, bidirectional=True, proj_size=20, seed=2).eval()
+xs = rng.standard_normal((15, 9, 19)).astype(np.float32)
+for dtype in ("int8", "bfloat16"):
+    out["model_" + dtype] = lstmkit.quantize(model, dtype)(xs, lengths=rng.integers(0, 16, 9))[0]
+np.savez(sys.argv[1], **out)
+"""
+
+
+def test_int8_products_same_bits_on_every_path(tmp_path):
+    paths = [isa for isa in engine.supported_isas() if isa in ("scalar", "avx2", "avx512")]
+    if len(paths) < 2:
+        pytest.skip("this CPU runs only the portable path: nothing to compare it with")
+    results = {}
+    for isa in paths:
+        f = tmp_path / f"{isa}.npz"
+        subprocess.run([sys.executable, "-c", _PROBE, str(f)], env=_env(isa), check=True, capture_output=True)
+        results[isa] = dict(np.load(f))
+    base = results.pop("scalar")
+    assert str(base["isa"]) == "scalar"
+    for isa, got in results.items():
+        assert str(got["isa"]) != "scalar"
+        for key, want in base.items():
+            if key.startswith("int8_"):  # exact integers, the same float dequantisation
+                np.testing.assert_array_equal(got[key], want, err_msg=f"{isa} {key}")
+            elif key.startswith("bfloat16_"):  # float sums in another order (and FMA)
+                np.testing.assert_allclose(got[key], want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+            elif key == "model_bfloat16":
+                np.testing.assert_allclose(got[key], want, atol=1e-4)
+            elif key == "model_int8":
+                # tanh/σ differ in the last ulp between paths, which can move an activation code
+                # by one step: far below the int8 error itself
+                np.testing.assert_allclose(got[key], want, atol=2e-3)
+
+
+def test_trained_model_keeps_its_accuracy():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: more threads only wait on each other
+
+    def data(n):  # is the sum of channel 0 over the sequence positive?
+        x = rng.standard_normal((n, 12, 3)).astype(np.float32)
+        return x, (x[:, :, 0].sum(1) > 0).astype(np.int64)
+
+    x_train, y_train = data(2048)
+    x_test, y_test = data(1024)
+    lstm, head = torch.nn.LSTM(3, 24, batch_first=True), torch.nn.Linear(24, 2)
+    opt = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=1e-2)
+    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    for step in range(120):
+        idx = torch.from_numpy(rng.integers(0, len(x_train), 128))
+        loss = torch.nn.functional.cross_entropy(head(lstm(xt[idx])[1][0][-1]), yt[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.set_num_threads(threads)
+    lstm.eval()
+    w, b = head.weight.detach().numpy(), head.bias.detach().numpy()
+
+    def accuracy(model):
+        _, (h_n, _) = model(x_test)
+        return float(((np.asarray(h_n[-1]) @ w.T + b).argmax(1) == y_test).mean())
+
+    float_acc = accuracy(lstmkit.io.from_torch(lstm).eval())
+    assert float_acc > 0.93, float_acc  # the task was learned, so the comparison means something
+    for dtype in QUANT_DTYPES:
+        acc = accuracy(lstmkit.quantize(lstm, dtype))
+        assert acc >= float_acc - 0.01, (dtype, acc, float_acc)
+
+
+@pytest.mark.parametrize("dtype", QUANT_DTYPES)
+@pytest.mark.parametrize("mode,proj", [("LSTM", 0), ("LSTM", 5), ("GRU", 0)])
+def test_stream_steps_give_the_sequence(dtype, mode, proj):
+    cls = lstmkit.LSTM if mode == "LSTM" else lstmkit.GRU
+    model = cls(6, 20, num_layers=2, seed=4, **({"proj_size": proj} if proj else {})).eval()
+    q = lstmkit.quantize(model, dtype)
+    x = np.random.default_rng(3).standard_normal((15, 3, 6)).astype(np.float32)
+    s = q.stream(batch=3)
+    steps = np.stack([s.step(x[t]) for t in range(15)])
+    out, final = q(x)
+    np.testing.assert_array_equal(steps, out)  # the same kernels, step by step
+    state = s.state
+    for got, want in zip(state, final if isinstance(final, tuple) else (final,)):
+        np.testing.assert_array_equal(got, want)
+    s.reset()
+    assert not s.state[0].any()
+    s.state = state  # round trip: the next step continues the sequence
+    nxt = np.random.default_rng(4).standard_normal((1, 3, 6)).astype(np.float32)
+    np.testing.assert_array_equal(s.step(nxt[0]), q(nxt, final)[0][0])
+    with pytest.raises(ValueError, match=r"x: expected shape \(3, 6\)"):
+        s.step(np.zeros((2, 6), np.float32))
+
+
+def test_stream_refuses_bidirectional():
+    q = lstmkit.quantize(lstmkit.GRU(4, 8, bidirectional=True, seed=0), "int8")
+    with pytest.raises(ValueError, match="bidirectional model cannot be streamed"):
+        q.stream()
