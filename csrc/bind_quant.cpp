@@ -13,12 +13,15 @@
 #include <string>
 #include <vector>
 
+#include "bind_checks.h"
 #include "quant.h"
 
 namespace nb = nanobind;
 using lstmkit::index_t;
 
 namespace {
+
+using lstmkit::bind_checks::expect_shape;
 
 using In = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
 using Out = nb::ndarray<float, nb::c_contig, nb::device::cpu>;
@@ -56,15 +59,6 @@ lstmkit::QuantType parse_type(const std::string& dtype) {
   throw std::invalid_argument("dtype: expected 'int8' or 'bfloat16', got '" + dtype + "'");
 }
 
-template <typename A>
-void expect(const char* name, const A& a, std::initializer_list<index_t> dims) {
-  if (!a.is_valid()) throw std::invalid_argument(std::string(name) + ": expected an array, got None");
-  bool ok = a.ndim() == dims.size();
-  size_t i = 0;
-  for (index_t d : dims) ok = ok && static_cast<index_t>(a.shape(i++)) == d;
-  if (!ok) throw std::invalid_argument(std::string(name) + ": wrong shape");
-}
-
 // The shape of a model and pointers to its weights, checked: per layer and direction (layer-major)
 // w_ih, w_hh, then b_ih, b_hh when has_bias, then w_hr when proj_size > 0 (engine.native_weights'
 // order), float32. s.T and s.B are left for the caller.
@@ -86,20 +80,20 @@ lstmkit::RnnShape checked_model(const std::string& mode, index_t num_layers, boo
   cells.assign(static_cast<size_t>(LD), lstmkit::CellWeights<float>{});
   for (index_t k = 0; k < LD; ++k) {
     const In* w = weights.data() + k * per_cell;
-    expect("weights (w_ih)", w[0], {G * s.H, k < s.D ? s.I : s.D * s.P});
-    expect("weights (w_hh)", w[1], {G * s.H, s.P});
+    expect_shape("weights (w_ih)", w[0], {G * s.H, k < s.D ? s.I : s.D * s.P});
+    expect_shape("weights (w_hh)", w[1], {G * s.H, s.P});
     cells[k].w_ih = w[0].data();
     cells[k].w_hh = w[1].data();
     size_t next = 2;
     if (has_bias) {
-      expect("weights (b_ih)", w[2], {G * s.H});
-      expect("weights (b_hh)", w[3], {G * s.H});
+      expect_shape("weights (b_ih)", w[2], {G * s.H});
+      expect_shape("weights (b_hh)", w[3], {G * s.H});
       cells[k].b_ih = w[2].data();
       cells[k].b_hh = w[3].data();
       next = 4;
     }
     if (proj_size) {
-      expect("weights (w_hr)", w[next], {s.P, s.H});
+      expect_shape("weights (w_hr)", w[next], {s.P, s.H});
       cells[k].w_hr = w[next].data();
     }
   }
@@ -120,13 +114,13 @@ class PyQuantRnn {
     const lstmkit::RnnShape& s = s_;
     if (x.ndim() != 3 || static_cast<index_t>(x.shape(2)) != s.I) throw std::invalid_argument("x: wrong shape");
     const index_t T = x.shape(0), B = x.shape(1), LD = s.L * s.D;
-    expect("h0", h0, {LD, B, s.P});
-    expect("out", out, {T, B, s.D * s.P});
-    expect("h_n", h_n, {LD, B, s.P});
-    if (s.lstm) expect("c0", c0, {LD, B, s.H}), expect("c_n", c_n, {LD, B, s.H});
+    expect_shape("h0", h0, {LD, B, s.P});
+    expect_shape("out", out, {T, B, s.D * s.P});
+    expect_shape("h_n", h_n, {LD, B, s.P});
+    if (s.lstm) expect_shape("c0", c0, {LD, B, s.H}), expect_shape("c_n", c_n, {LD, B, s.H});
     const int64_t* lens = nullptr;
     if (lengths.is_valid()) {
-      expect("lengths", lengths, {B});
+      expect_shape("lengths", lengths, {B});
       lens = lengths.data();
       for (index_t b = 0; b < B; ++b)
         if (lens[b] < 0 || lens[b] > T) throw std::invalid_argument("lengths: expected values in [0, T]");
@@ -156,8 +150,8 @@ class PyQuantStream {
     impl_.reset(g_quant->make_stream(s_, cells.data(), parse_type(dtype)));
   }
   void step(In x, Out out) {
-    expect("x", x, {s_.B, s_.I});
-    expect("out", out, {s_.B, s_.P});
+    expect_shape("x", x, {s_.B, s_.I});
+    expect_shape("out", out, {s_.B, s_.P});
     impl_->step(x.data(), out.data());
   }
   void reset() { impl_->reset(); }
@@ -173,8 +167,8 @@ class PyQuantStream {
  private:
   template <typename A, typename C>
   void check_state(const A& h, const C& c) const {
-    expect("h", h, {s_.L, s_.B, s_.P});
-    if (s_.lstm) expect("c", c, {s_.L, s_.B, s_.H});
+    expect_shape("h", h, {s_.L, s_.B, s_.P});
+    if (s_.lstm) expect_shape("c", c, {s_.L, s_.B, s_.H});
   }
   lstmkit::RnnShape s_;
   std::unique_ptr<lstmkit::StreamBase<float>> impl_;
@@ -184,7 +178,7 @@ class PyQuantStream {
 void quant_linear(const std::string& dtype, In x, In w, Out y) {
   if (x.ndim() != 2 || w.ndim() != 2 || x.shape(1) != w.shape(1)) throw std::invalid_argument("x, w: wrong shapes");
   const index_t M = x.shape(0), K = x.shape(1), N = w.shape(0);
-  expect("y", y, {M, N});
+  expect_shape("y", y, {M, N});
   const lstmkit::QuantType t = parse_type(dtype);
   nb::gil_scoped_release release;
   g_quant->linear(t, M, K, N, x.data(), w.data(), y.data());
