@@ -113,3 +113,21 @@ def test_foreign_nodes_with_variant_attributes_import_and_agree_with_onnxruntime
     out, state = layer(x)
     np.testing.assert_allclose(out, y[:, 0], rtol=1e-5, atol=2e-6)
     np.testing.assert_allclose(state[0] if isinstance(state, tuple) else state, y_h, rtol=1e-5, atol=2e-6)
+
+
+def test_lstmkit_torch_variant_modules_convert_with_their_options():
+    torch = pytest.importorskip("torch")
+    import lstmkit.torch as lt
+
+    gru = lt.GRU(6, 8, linear_before_reset=False, recurrent_dropout=0.25, clip=3.0,
+                 activations=("HardSigmoid", ("ScaledTanh", 1.7, 0.67))).eval()
+    lstm = lt.LSTM(6, 8, peephole=True, layer_norm=True, zoneout=(0.1, 0.2), bidirectional=True).eval()
+    x = torch.randn(5, 2, 6)
+    for module in (gru, lstm):
+        layer = lstmkit.from_torch(module)
+        assert layer.config == module.config
+        with torch.no_grad():
+            expected = module(x)[0].numpy()
+        np.testing.assert_allclose(layer.eval()(x.numpy())[0], expected, rtol=1e-5, atol=1e-6)
+        got = session(to_onnx(module)).run(None, {"input": x.numpy()})[0]
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=2e-6)

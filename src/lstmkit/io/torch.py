@@ -36,9 +36,11 @@ def from_torch(module):
     if "Cell" in name:
         config = RNNConfig(mode, module.input_size, module.hidden_size, bias=module.bias)
         return build(config, {k + "_l0": v for k, v in state.items()}, cell=True)
-    config = RNNConfig(mode, module.input_size, module.hidden_size, module.num_layers, bool(module.bias),
-                       bool(module.batch_first), float(module.dropout), bool(module.bidirectional),
-                       int(getattr(module, "proj_size", 0)))
+    config = getattr(module, "config", None)  # lstmkit.torch modules carry theirs, variant options included
+    if not isinstance(config, RNNConfig):
+        config = RNNConfig(mode, module.input_size, module.hidden_size, module.num_layers, bool(module.bias),
+                           bool(module.batch_first), float(module.dropout), bool(module.bidirectional),
+                           int(getattr(module, "proj_size", 0)))
     return build(config, state)
 
 
