@@ -81,12 +81,25 @@ def test_single_keras_layers_and_the_bias_convention():
     np.testing.assert_allclose(lstmkit.from_keras(bi)(x)[0], expected, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_gru_reset_after_false_is_linear_before_reset_false_both_ways(bidirectional):
+    x = x_batch_first()
+    gru = keras.layers.GRU(5, reset_after=False, return_sequences=True)
+    keras_layer = keras.layers.Bidirectional(gru) if bidirectional else gru
+    expected = keras_out(keras_layer, x)
+    layer = lstmkit.from_keras(keras_layer)
+    assert layer.config.linear_before_reset is False
+    np.testing.assert_allclose(layer(x)[0], expected, rtol=RTOL, atol=ATOL)
+    back = lstmkit.to_keras(layer)
+    rnn = back.layers[-1].forward_layer if bidirectional else back.layers[-1]
+    assert rnn.reset_after is False
+    np.testing.assert_allclose(keras_out(back, x), expected, rtol=RTOL, atol=ATOL)
+    with pytest.raises(ValueError, match="to_keras: Keras"):
+        lstmkit.to_keras(lstmkit.GRU(4, 5, linear_before_reset=False, clip=2.0))
+
+
 def test_unsupported_keras_variants_are_refused_with_the_reason():
     x = x_batch_first()
-    gru = keras.layers.GRU(5, reset_after=False)
-    gru(x)
-    with pytest.raises(ValueError, match="reset_after=False"):
-        lstmkit.from_keras(gru)
     relu = keras.layers.LSTM(5, activation="relu")
     relu(x)
     with pytest.raises(ValueError, match="activation=relu"):

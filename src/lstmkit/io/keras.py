@@ -5,12 +5,14 @@
     recurrent_kernel (H, G·H)               weight_hh (G·H, H)
     LSTM bias (4H,), one vector             bias_ih = bias, bias_hh = 0   (back: bias = bias_ih + bias_hh)
     GRU bias (2, 3H), reset_after=True      bias_ih = bias[0], bias_hh = bias[1]
+    GRU bias (3H,), reset_after=False       linear_before_reset=False, bias_ih = bias, bias_hh = 0
     GRU gate order z, r, h                  r, z, n
     Bidirectional(merge_mode="concat")      bidirectional=True
     stacked layers in a Sequential          num_layers (all but the last return_sequences=True)
 
 Keras is batch-major, so layers read from Keras have batch_first=True. Not representable, and refused with a
-ValueError naming the cause: GRU reset_after=False, activations other than tanh/sigmoid, merge modes other
+ValueError naming the cause: activations other than tanh/sigmoid, variant options other than the GRU's
+linear_before_reset, merge modes other
 than "concat", go_backwards outside Bidirectional, layers other than LSTM/GRU in a model, and (to Keras)
 proj_size and cells.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -48,14 +51,14 @@ def from_keras(model, *, batch_first: bool = True):
     params = {}
     for k, entry in enumerate(per_layer):
         expected_in = first["input_size"] if k == 0 else first["directions"] * first["units"]
-        if (entry["mode"], entry["units"], entry["directions"], entry["bias"]) != \
-                (first["mode"], first["units"], first["directions"], first["bias"]) or entry["input_size"] != expected_in:
+        kind = ("mode", "units", "directions", "bias", "options")
+        if [entry[k] for k in kind] != [first[k] for k in kind] or entry["input_size"] != expected_in:
             raise ValueError(f"Keras layer {entry['name']!r} does not stack on {first['name']!r}: lstmkit needs one "
-                             "kind of RNN with equal units, directions and use_bias in every layer")
+                             "kind of RNN with equal units, directions, use_bias and reset_after in every layer")
         for d, p in enumerate(entry["params"]):
             params.update({name + suffix(k, d): value for name, value in p.items()})
     config = RNNConfig(first["mode"], first["input_size"], first["units"], len(per_layer), first["bias"],
-                       batch_first, bidirectional=first["directions"] == 2)
+                       batch_first, bidirectional=first["directions"] == 2, **first["options"])
     return build(config, params)
 
 
@@ -101,9 +104,6 @@ def _read_rnn(rnn, backwards: bool) -> dict:
     where = f"Keras {mode} {rnn.name!r}"
     if mode not in ("LSTM", "GRU"):
         raise ValueError(f"{where}: expected LSTM or GRU")
-    if mode == "GRU" and not rnn.reset_after:
-        raise ValueError(f"{where}: reset_after=False (reset applied before the recurrent matmul) has no torch/"
-                         "lstmkit equivalent yet; use reset_after=True (Keras' default, torch's formulation)")
     activation, recurrent = rnn.activation.__name__, rnn.recurrent_activation.__name__
     if (activation, recurrent) != ("tanh", "sigmoid"):
         raise ValueError(f"{where}: activation={activation}, recurrent_activation={recurrent}; lstmkit computes "
@@ -120,12 +120,16 @@ def _read_rnn(rnn, backwards: bool) -> dict:
         if mode == "LSTM":  # one bias vector: all of it goes to bias_ih
             p["bias_ih"] = reorder(bias, mode, "keras", "torch")
             p["bias_hh"] = np.zeros_like(p["bias_ih"])
-        else:  # reset_after=True: (2, 3H) = input bias, recurrent bias
+        elif rnn.reset_after:  # (2, 3H) = input bias, recurrent bias
             p["bias_ih"] = reorder(bias[0], mode, "keras", "torch")
             p["bias_hh"] = reorder(bias[1], mode, "keras", "torch")
+        else:  # one (3H,) vector, added outside the reset as both of lstmkit's are with linear_before_reset=False
+            p["bias_ih"] = reorder(bias, mode, "keras", "torch")
+            p["bias_hh"] = np.zeros_like(p["bias_ih"])
     p = {k: np.ascontiguousarray(v) for k, v in p.items()}
+    options = {"linear_before_reset": False} if mode == "GRU" and not rnn.reset_after else {}
     return {"mode": mode, "units": int(rnn.units), "bias": bool(rnn.use_bias), "input_size": int(kernel.shape[0]),
-            "params": p}
+            "params": p, "options": options}
 
 
 # --------------------------------------------------------------------------------------------- lstmkit -> Keras
@@ -143,13 +147,13 @@ def to_keras(model, *, return_sequences: bool = True):
         raise ValueError(f"{c.mode}Cell: Keras cells are not layers; convert a one-layer {c.mode} instead")
     if c.proj_size:
         raise ValueError(f"proj_size={c.proj_size}: Keras' LSTM has no projection; export to ONNX or safetensors")
-    c.refuse_variants("to_keras: Keras")
+    replace(c, linear_before_reset=True).refuse_variants("to_keras: Keras")  # reset_after=False holds the one
     dtype = "float64" if layer.dtype == np.float64 else "float32"
     stack = [keras.Input((None, c.input_size), dtype=dtype)]
     for k in range(c.num_layers):
         seq = return_sequences or k < c.num_layers - 1
         kwargs = dict(units=c.hidden_size, return_sequences=seq, use_bias=c.bias, dtype=dtype)
-        kwargs.update({"reset_after": True} if c.mode == "GRU" else {})
+        kwargs.update({"reset_after": c.linear_before_reset} if c.mode == "GRU" else {})
         rnn = getattr(keras.layers, c.mode)(**kwargs)
         stack.append(keras.layers.Bidirectional(rnn, merge_mode="concat") if c.bidirectional else rnn)
     keras_model = keras.Sequential(stack)
@@ -167,7 +171,8 @@ def _keras_weights(c: RNNConfig, params: dict, layer: int, direction: int) -> li
     if c.bias:
         b_ih = reorder(params["bias_ih" + s], c.mode, "torch", "keras")
         b_hh = reorder(params["bias_hh" + s], c.mode, "torch", "keras")
-        weights.append(b_ih + b_hh if c.mode == "LSTM" else np.stack([b_ih, b_hh]))
+        one_vector = c.mode == "LSTM" or not c.linear_before_reset  # Keras' LSTM and GRU(reset_after=False)
+        weights.append(b_ih + b_hh if one_vector else np.stack([b_ih, b_hh]))
     return [np.ascontiguousarray(w) for w in weights]
 
 
