@@ -44,7 +44,7 @@ VARIANTS = {
     "cell/hidden Relu": ("LSTM", {"activations": ("Sigmoid", "Relu", "Relu")}),
     "cell/hidden Elu": ("LSTM", {"activations": ("Sigmoid", "Elu", "Elu")}),
     "hidden Affine (identity)": ("LSTM", {"activations": ("Sigmoid", "Tanh", "Affine")}),
-    "gate Softsign (wrong range)": ("LSTM", {"activations": ("Softsign", "Tanh", "Tanh")}),
+    "gate Softsign (range −1..1)": ("LSTM", {"activations": ("Softsign", "Tanh", "Tanh")}),
     "GRU": ("GRU", {}),
     "GRU linear_before_reset=False": ("GRU", {"linear_before_reset": False}),
     "GRU layer_norm": ("GRU", {"layer_norm": True}),
