@@ -224,45 +224,11 @@ class PyStream {
   // weights: per layer w_ih, w_hh, then b_ih, b_hh when has_bias, then w_hr when proj_size > 0.
   PyStream(const std::string& mode, index_t num_layers, index_t input_size, index_t hidden_size, index_t proj_size,
            bool has_bias, index_t batch, std::vector<In<T>> weights) {
-    lstmkit::RnnShape& s = s_;
-    s.lstm = is_lstm(mode);
-    if (num_layers < 1) throw std::invalid_argument("num_layers: expected >= 1");
-    if (input_size < 1) throw std::invalid_argument("input_size: expected >= 1");
-    if (hidden_size < 1) throw std::invalid_argument("hidden_size: expected >= 1");
     if (batch < 1) throw std::invalid_argument("batch: expected >= 1");
-    if (proj_size < 0 || proj_size >= hidden_size || (proj_size && !s.lstm))
-      throw std::invalid_argument("proj_size: expected 0, or in [1, hidden_size) for an LSTM");
-    s.B = batch;
-    s.I = input_size;
-    s.H = hidden_size;
-    s.P = proj_size ? proj_size : hidden_size;
-    s.L = num_layers;
-    s.D = 1;
-    const index_t G = s.gates();
-    const size_t per_cell = 2 + (has_bias ? 2 : 0) + (proj_size ? 1 : 0);
-    if (weights.size() != per_cell * static_cast<size_t>(s.L))
-      throw std::invalid_argument("weights: expected " + std::to_string(per_cell * s.L) + " arrays, got " +
-                                  std::to_string(weights.size()));
-    std::vector<lstmkit::CellWeights<T>> cells(static_cast<size_t>(s.L));
-    for (index_t k = 0; k < s.L; ++k) {
-      const In<T>* w = weights.data() + k * per_cell;
-      expect_shape("weights (w_ih)", w[0], {G * s.H, k == 0 ? s.I : s.P});
-      expect_shape("weights (w_hh)", w[1], {G * s.H, s.P});
-      cells[k].w_ih = w[0].data();
-      cells[k].w_hh = w[1].data();
-      size_t next = 2;
-      if (has_bias) {
-        expect_shape("weights (b_ih)", w[2], {G * s.H});
-        expect_shape("weights (b_hh)", w[3], {G * s.H});
-        cells[k].b_ih = w[2].data();
-        cells[k].b_hh = w[3].data();
-        next = 4;
-      }
-      if (proj_size) {
-        expect_shape("weights (w_hr)", w[next], {s.P, s.H});
-        cells[k].w_hr = w[next].data();
-      }
-    }
+    const std::vector<lstmkit::CellWeights<T>> cells =
+        check_model<T>(s_, mode, num_layers, false, input_size, hidden_size, proj_size, has_bias, weights);
+    s_.B = batch;
+    const lstmkit::RnnShape& s = s_;
     impl_.reset(kernels<T>().make_stream(s, cells.data()));  // copies (packs) the weights
   }
 

@@ -57,32 +57,20 @@ inline bool is_lstm(const std::string& mode) {
   throw std::invalid_argument("mode: expected 'LSTM' or 'GRU', got '" + mode + "'");
 }
 
-// The checked sizes and weight pointers of a whole-sequence call.
+// Checks a stacked RNN's sizes and its flat weights list, fills s (all but T and B) and returns the
+// weight pointers [L·D]. weights: per layer and direction (layer-major): w_ih, w_hh, then b_ih, b_hh
+// when has_bias, then w_hr when proj_size > 0 (engine.native_weights' order).
 template <typename T>
-struct SequenceArgs {
-  lstmkit::RnnShape s;
-  std::vector<lstmkit::CellWeights<T>> cells;  // [L·D]
-  const int64_t* lengths = nullptr;
-};
-
-// Checks everything a sequence call reads: config, x (T, B, I), the flat weights list, h0, c0, lengths.
-// weights: per layer and direction (layer-major): w_ih, w_hh, then b_ih, b_hh when has_bias, then
-// w_hr when proj_size > 0.
-template <typename T>
-SequenceArgs<T> check_sequence(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size,
-                               index_t proj_size, bool has_bias, const In<T>& x, const std::vector<In<T>>& weights,
-                               const In<T>& h0, const In<T>& c0, const Lengths& lengths) {
-  SequenceArgs<T> a;
-  lstmkit::RnnShape& s = a.s;
+std::vector<lstmkit::CellWeights<T>> check_model(lstmkit::RnnShape& s, const std::string& mode, index_t num_layers,
+                                                 bool bidirectional, index_t input_size, index_t hidden_size,
+                                                 index_t proj_size, bool has_bias, const std::vector<In<T>>& weights) {
   s.lstm = is_lstm(mode);
   if (num_layers < 1) throw std::invalid_argument("num_layers: expected >= 1");
+  if (input_size < 1) throw std::invalid_argument("input_size: expected >= 1");
   if (hidden_size < 1) throw std::invalid_argument("hidden_size: expected >= 1");
   if (proj_size < 0 || proj_size >= hidden_size || (proj_size && !s.lstm))
     throw std::invalid_argument("proj_size: expected 0, or in [1, hidden_size) for an LSTM");
-  if (x.ndim() != 3) throw std::invalid_argument("x: expected 3 dimensions (T, B, I), got shape " + shape_str(x));
-  s.T = x.shape(0);
-  s.B = x.shape(1);
-  s.I = x.shape(2);
+  s.I = input_size;
   s.H = hidden_size;
   s.P = proj_size ? proj_size : hidden_size;
   s.L = num_layers;
@@ -92,27 +80,52 @@ SequenceArgs<T> check_sequence(const std::string& mode, index_t num_layers, bool
   if (weights.size() != per_cell * static_cast<size_t>(LD))
     throw std::invalid_argument("weights: expected " + std::to_string(per_cell * LD) + " arrays, got " +
                                 std::to_string(weights.size()));
-  a.cells.resize(static_cast<size_t>(LD));
+  std::vector<lstmkit::CellWeights<T>> cells(static_cast<size_t>(LD));
   for (index_t k = 0; k < LD; ++k) {
     const In<T>* w = weights.data() + k * per_cell;
     const index_t in = k < s.D ? s.I : s.D * s.P;
     expect_shape("weights (w_ih)", w[0], {G * s.H, in});
     expect_shape("weights (w_hh)", w[1], {G * s.H, s.P});
-    a.cells[k].w_ih = w[0].data();
-    a.cells[k].w_hh = w[1].data();
+    cells[k].w_ih = w[0].data();
+    cells[k].w_hh = w[1].data();
     size_t next = 2;
     if (has_bias) {
       expect_shape("weights (b_ih)", w[2], {G * s.H});
       expect_shape("weights (b_hh)", w[3], {G * s.H});
-      a.cells[k].b_ih = w[2].data();
-      a.cells[k].b_hh = w[3].data();
+      cells[k].b_ih = w[2].data();
+      cells[k].b_hh = w[3].data();
       next = 4;
     }
     if (proj_size) {
       expect_shape("weights (w_hr)", w[next], {s.P, s.H});
-      a.cells[k].w_hr = w[next].data();
+      cells[k].w_hr = w[next].data();
     }
   }
+  return cells;
+}
+
+// The checked sizes and weight pointers of a whole-sequence call.
+template <typename T>
+struct SequenceArgs {
+  lstmkit::RnnShape s;
+  std::vector<lstmkit::CellWeights<T>> cells;  // [L·D]
+  const int64_t* lengths = nullptr;
+};
+
+// Checks everything a sequence call reads: config, x (T, B, I), the flat weights list (as check_model),
+// h0, c0, lengths.
+template <typename T>
+SequenceArgs<T> check_sequence(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size,
+                               index_t proj_size, bool has_bias, const In<T>& x, const std::vector<In<T>>& weights,
+                               const In<T>& h0, const In<T>& c0, const Lengths& lengths) {
+  SequenceArgs<T> a;
+  lstmkit::RnnShape& s = a.s;
+  if (x.ndim() != 3) throw std::invalid_argument("x: expected 3 dimensions (T, B, I), got shape " + shape_str(x));
+  a.cells = check_model<T>(s, mode, num_layers, bidirectional, static_cast<index_t>(x.shape(2)), hidden_size,
+                           proj_size, has_bias, weights);
+  s.T = x.shape(0);
+  s.B = x.shape(1);
+  const index_t LD = s.L * s.D;
   expect_shape("h0", h0, {LD, s.B, s.P});
   if (s.lstm) expect_shape("c0", c0, {LD, s.B, s.H});
   if (lengths.is_valid()) {

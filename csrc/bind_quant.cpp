@@ -59,53 +59,12 @@ lstmkit::QuantType parse_type(const std::string& dtype) {
   throw std::invalid_argument("dtype: expected 'int8' or 'bfloat16', got '" + dtype + "'");
 }
 
-// The shape of a model and pointers to its weights, checked: per layer and direction (layer-major)
-// w_ih, w_hh, then b_ih, b_hh when has_bias, then w_hr when proj_size > 0 (engine.native_weights'
-// order), float32. s.T and s.B are left for the caller.
-lstmkit::RnnShape checked_model(const std::string& mode, index_t num_layers, bool bidirectional, index_t input_size,
-                                index_t hidden_size, index_t proj_size, bool has_bias, const std::vector<In>& weights,
-                                std::vector<lstmkit::CellWeights<float>>& cells) {
-  lstmkit::RnnShape s;
-  if (mode != "LSTM" && mode != "GRU") throw std::invalid_argument("mode: expected 'LSTM' or 'GRU'");
-  s.lstm = mode == "LSTM";
-  if (num_layers < 1 || input_size < 1 || hidden_size < 1)
-    throw std::invalid_argument("num_layers, input_size, hidden_size: expected >= 1");
-  if (proj_size < 0 || proj_size >= hidden_size || (proj_size && !s.lstm))
-    throw std::invalid_argument("proj_size: expected 0, or in [1, hidden_size) for an LSTM");
-  s.I = input_size, s.H = hidden_size, s.P = proj_size ? proj_size : hidden_size;
-  s.L = num_layers, s.D = bidirectional ? 2 : 1;
-  const index_t G = s.gates(), LD = s.L * s.D;
-  const size_t per_cell = 2 + (has_bias ? 2 : 0) + (proj_size ? 1 : 0);
-  if (weights.size() != per_cell * static_cast<size_t>(LD)) throw std::invalid_argument("weights: wrong count");
-  cells.assign(static_cast<size_t>(LD), lstmkit::CellWeights<float>{});
-  for (index_t k = 0; k < LD; ++k) {
-    const In* w = weights.data() + k * per_cell;
-    expect_shape("weights (w_ih)", w[0], {G * s.H, k < s.D ? s.I : s.D * s.P});
-    expect_shape("weights (w_hh)", w[1], {G * s.H, s.P});
-    cells[k].w_ih = w[0].data();
-    cells[k].w_hh = w[1].data();
-    size_t next = 2;
-    if (has_bias) {
-      expect_shape("weights (b_ih)", w[2], {G * s.H});
-      expect_shape("weights (b_hh)", w[3], {G * s.H});
-      cells[k].b_ih = w[2].data();
-      cells[k].b_hh = w[3].data();
-      next = 4;
-    }
-    if (proj_size) {
-      expect_shape("weights (w_hr)", w[next], {s.P, s.H});
-      cells[k].w_hr = w[next].data();
-    }
-  }
-  return s;
-}
-
 class PyQuantRnn {
  public:
   PyQuantRnn(const std::string& mode, index_t num_layers, bool bidirectional, index_t input_size, index_t hidden_size,
              index_t proj_size, bool has_bias, const std::string& dtype, std::vector<In> weights) {
-    std::vector<lstmkit::CellWeights<float>> cells;
-    s_ = checked_model(mode, num_layers, bidirectional, input_size, hidden_size, proj_size, has_bias, weights, cells);
+    const std::vector<lstmkit::CellWeights<float>> cells = lstmkit::bind_checks::check_model<float>(
+        s_, mode, num_layers, bidirectional, input_size, hidden_size, proj_size, has_bias, weights);
     impl_.reset(g_quant->make_rnn(s_, cells.data(), parse_type(dtype)));  // quantises and packs copies
   }
 
@@ -143,9 +102,9 @@ class PyQuantStream {
  public:
   PyQuantStream(const std::string& mode, index_t num_layers, index_t input_size, index_t hidden_size, index_t proj_size,
                 bool has_bias, index_t batch, std::vector<In> weights, const std::string& dtype) {
-    std::vector<lstmkit::CellWeights<float>> cells;
-    s_ = checked_model(mode, num_layers, false, input_size, hidden_size, proj_size, has_bias, weights, cells);
     if (batch < 1) throw std::invalid_argument("batch: expected >= 1");
+    const std::vector<lstmkit::CellWeights<float>> cells = lstmkit::bind_checks::check_model<float>(
+        s_, mode, num_layers, false, input_size, hidden_size, proj_size, has_bias, weights);
     s_.B = batch;
     impl_.reset(g_quant->make_stream(s_, cells.data(), parse_type(dtype)));
   }
