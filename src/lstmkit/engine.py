@@ -320,6 +320,18 @@ def train_forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=No
     return out, tuple(final), workspace
 
 
+def _check_gradients(config: RNNConfig, d_output, d_final_state, steps_batch, shapes, dtype):
+    """The incoming gradients of a backward call, ready for the kernels: d_output (T, B, D·P) and
+    d_final_state (zeros when None, else a tuple shaped like the final state)."""
+    d_out = _array("d_output", d_output, dtype)
+    _shape("d_output", d_out, (*steps_batch, config.num_directions * config.output_size))
+    if d_final_state is None:
+        d_final = [np.zeros(s, dtype) for s in shapes]
+    else:
+        d_final = _check_state("d_final_state", d_final_state, shapes, dtype)
+    return _native(d_out, dtype), d_final
+
+
 def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None, state0=None, lengths=None,
              variant_masks=None, workspace=None):
     """Gradients of ``forward`` by backpropagation through time, as ``lstmkit.ref.rnn.backward``.
@@ -337,12 +349,7 @@ def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None
 
         return engine_variants.backward(config, params, x, d_output, d_final_state, state0, lengths, variant_masks)
     dtype, (T, B, I), shapes, names, args = _check_sequence(config, params, x, state0, lengths)
-    d_out = _array("d_output", d_output, dtype)
-    _shape("d_output", d_out, (T, B, config.num_directions * config.output_size))
-    if d_final_state is None:
-        d_final = [np.zeros(s, dtype) for s in shapes]
-    else:
-        d_final = _check_state("d_final_state", d_final_state, shapes, dtype)
+    d_out, d_final = _check_gradients(config, d_output, d_final_state, (T, B), shapes, dtype)
     if workspace is None:
         _, _, workspace = train_forward(config, params, x, state0, lengths)
     else:
@@ -354,7 +361,7 @@ def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None
     grads = [np.empty(w.shape, dtype) for w in args[7]]
     lstm = len(shapes) == 2
     _require_engine().backward(
-        *args, workspace, _native(d_out, dtype), d_final[0], d_final[1] if lstm else None,
+        *args, workspace, d_out, d_final[0], d_final[1] if lstm else None,
         dx, d_state0[0], d_state0[1] if lstm else None, grads,
     )
     return dx, tuple(d_state0), dict(zip(names, grads))

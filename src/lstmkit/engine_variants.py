@@ -100,12 +100,7 @@ def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None
     """Gradients of ``forward`` (BPTT, the forward recomputed natively); arguments and result as
     ``lstmkit.engine.backward``, the grads dict including the variant parameters (peephole, ln_*)."""
     dtype, (T, B, I), shapes, names, args = _check(config, params, x, state0, lengths, variant_masks)
-    d_out = engine._array("d_output", d_output, dtype)
-    engine._shape("d_output", d_out, (T, B, config.num_directions * config.output_size))
-    if d_final_state is None:
-        d_final = [np.zeros(s, dtype) for s in shapes]
-    else:
-        d_final = engine._check_state("d_final_state", d_final_state, shapes, dtype)
+    d_out, d_final = engine._check_gradients(config, d_output, d_final_state, (T, B), shapes, dtype)
     dx = np.empty((T, B, I), dtype)
     d_state0 = [np.empty(s, dtype) for s in shapes]
     plain, extra = args[7], args[12]
@@ -113,7 +108,7 @@ def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None
     extra_grads = [np.empty(w.shape, dtype) for w in extra]
     lstm = len(shapes) == 2
     engine._require_engine().variant_backward(
-        *args, engine._native(d_out, dtype), d_final[0], d_final[1] if lstm else None,
+        *args, d_out, d_final[0], d_final[1] if lstm else None,
         dx, d_state0[0], d_state0[1] if lstm else None, grads, extra_grads,
     )
     plain_names, extra_names = _split_weights(names, names)
