@@ -246,12 +246,12 @@ class PyStream {
   }
   // h (L, B, P), c (L, B, H) | None
   void get_state(Out<T> h, Out<T> c) {
-    check_state(h, c);
+    expect_stream_state(s_, h, c);
     Busy busy(busy_);
     impl_->get_state(h.data(), s_.lstm ? c.data() : nullptr);
   }
   void set_state(In<T> h, In<T> c) {
-    check_state(h, c);
+    expect_stream_state(s_, h, c);
     Busy busy(busy_);
     impl_->set_state(h.data(), s_.lstm ? c.data() : nullptr);
   }
@@ -265,11 +265,6 @@ class PyStream {
     }
     ~Busy() { flag.store(false); }
   };
-  template <typename A, typename C>
-  void check_state(const A& h, const C& c) const {
-    expect_shape("h", h, {s_.L, s_.B, s_.P});
-    if (s_.lstm) expect_shape("c", c, {s_.L, s_.B, s_.H});
-  }
 
   lstmkit::RnnShape s_;
   std::unique_ptr<lstmkit::StreamBase<T>> impl_;

@@ -57,6 +57,13 @@ inline bool is_lstm(const std::string& mode) {
   throw std::invalid_argument("mode: expected 'LSTM' or 'GRU', got '" + mode + "'");
 }
 
+// Throws ValueError unless a stream's state has its shapes: h (L, B, P), c (L, B, H) (LSTM; ignored for a GRU).
+template <typename A, typename C>
+void expect_stream_state(const lstmkit::RnnShape& s, const A& h, const C& c) {
+  expect_shape("h", h, {s.L, s.B, s.P});
+  if (s.lstm) expect_shape("c", c, {s.L, s.B, s.H});
+}
+
 // Checks a stacked RNN's sizes and its flat weights list, fills s (all but T and B) and returns the
 // weight pointers [L·D]. weights: per layer and direction (layer-major): w_ih, w_hh, then b_ih, b_hh
 // when has_bias, then w_hr when proj_size > 0 (engine.native_weights' order).

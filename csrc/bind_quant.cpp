@@ -22,6 +22,7 @@ using lstmkit::index_t;
 namespace {
 
 using lstmkit::bind_checks::expect_shape;
+using lstmkit::bind_checks::expect_stream_state;
 
 using In = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
 using Out = nb::ndarray<float, nb::c_contig, nb::device::cpu>;
@@ -115,20 +116,15 @@ class PyQuantStream {
   }
   void reset() { impl_->reset(); }
   void get_state(Out h, Out c) {
-    check_state(h, c);
+    expect_stream_state(s_, h, c);
     impl_->get_state(h.data(), s_.lstm ? c.data() : nullptr);
   }
   void set_state(In h, In c) {
-    check_state(h, c);
+    expect_stream_state(s_, h, c);
     impl_->set_state(h.data(), s_.lstm ? c.data() : nullptr);
   }
 
  private:
-  template <typename A, typename C>
-  void check_state(const A& h, const C& c) const {
-    expect_shape("h", h, {s_.L, s_.B, s_.P});
-    if (s_.lstm) expect_shape("c", c, {s_.L, s_.B, s_.H});
-  }
   lstmkit::RnnShape s_;
   std::unique_ptr<lstmkit::StreamBase<float>> impl_;
 };
