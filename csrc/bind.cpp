@@ -323,10 +323,7 @@ NB_MODULE(_engine, m) {
   m.def(
       "train_workspace_row",
       [](const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size, index_t proj_size) {
-        lstmkit::RnnShape s;
-        s.lstm = is_lstm(mode);
-        s.L = num_layers, s.D = bidirectional ? 2 : 1, s.H = hidden_size, s.P = proj_size ? proj_size : hidden_size;
-        return lstmkit::train_workspace_row(s);
+        return lstmkit::train_workspace_row(layer_sizes(mode, num_layers, bidirectional, hidden_size, proj_size));
       },
       nb::arg("mode"), nb::arg("num_layers"), nb::arg("bidirectional"), nb::arg("hidden_size"), nb::arg("proj_size"),
       "Values per batch row and step in the training workspace (it holds T·B times as many).");

@@ -57,6 +57,15 @@ inline bool is_lstm(const std::string& mode) {
   throw std::invalid_argument("mode: expected 'LSTM' or 'GRU', got '" + mode + "'");
 }
 
+// A stacked RNN's layer sizes (T, B and I left 0): what a training workspace's row depends on.
+inline lstmkit::RnnShape layer_sizes(const std::string& mode, index_t num_layers, bool bidirectional,
+                                     index_t hidden_size, index_t proj_size) {
+  lstmkit::RnnShape s;
+  s.lstm = is_lstm(mode);
+  s.L = num_layers, s.D = bidirectional ? 2 : 1, s.H = hidden_size, s.P = proj_size ? proj_size : hidden_size;
+  return s;
+}
+
 // Throws ValueError unless a stream's state has its shapes: h (L, B, P), c (L, B, H) (LSTM; ignored for a GRU).
 template <typename A, typename C>
 void expect_stream_state(const lstmkit::RnnShape& s, const A& h, const C& c) {

@@ -1,5 +1,5 @@
-// Python glue of the LSTM/GRU variants (variants.h, variants_backward.h): lstmkit._engine.variant_forward
-// and variant_backward. The checked API is lstmkit/engine_variants.py, which validates everything and
+// Python glue of the LSTM/GRU variants (variants.h, variants_backward.h): lstmkit._engine.variant_forward,
+// variant_train_forward, variant_backward and variant_workspace_row. The checked API is lstmkit/engine_variants.py, which validates everything and
 // allocates the outputs first; the checks here repeat the shapes so that a wrong direct call raises
 // ValueError instead of reading out of bounds.
 #include <nanobind/nanobind.h>
@@ -134,11 +134,20 @@ VariantArgs<T> check_variants(const lstmkit::RnnShape& s, const nb::dict& option
   return a;
 }
 
+// Throws ValueError unless ws is the 1-D training workspace of this call.
+template <typename A>
+void expect_variant_workspace(const A& ws, const lstmkit::RnnShape& s, const lstmkit::VariantOptions& o,
+                              bool recurrent_masks) {
+  expect_shape("workspace", ws, {s.T * s.B * lstmkit::variant_workspace_row(s, o, recurrent_masks)});
+}
+
+// variant_forward, and with ws (variant_train_forward) the tape kept there for variant_backward.
 template <typename T>
-void variant_forward(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size,
-                     index_t proj_size, bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0,
-                     Lengths lengths, nb::dict options, std::vector<In<T>> extra, std::vector<In<T>> m_rd,
-                     std::vector<In<T>> m_zc, std::vector<In<T>> m_zh, Out<T> out, Out<T> h_n, Out<T> c_n) {
+void run_variant_forward(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size,
+                         index_t proj_size, bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0,
+                         Lengths lengths, nb::dict options, std::vector<In<T>> extra, std::vector<In<T>> m_rd,
+                         std::vector<In<T>> m_zc, std::vector<In<T>> m_zh, Out<T> out, Out<T> h_n, Out<T> c_n,
+                         Out<T>* ws) {
   const SequenceArgs<T> a =
       check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0, lengths);
   const lstmkit::RnnShape& s = a.s;
@@ -147,19 +156,44 @@ void variant_forward(const std::string& mode, index_t num_layers, bool bidirecti
   expect_shape("out", out, {s.T, s.B, s.D * s.P});
   expect_shape("h_n", h_n, {LD, s.B, s.P});
   if (s.lstm) expect_shape("c_n", c_n, {LD, s.B, s.H});
+  if (ws) expect_variant_workspace(*ws, s, v.o, !m_rd.empty());
   const T* c0_ptr = s.lstm ? c0.data() : nullptr;
   T* c_n_ptr = s.lstm ? c_n.data() : nullptr;
   nb::gil_scoped_release release;
-  variant_kernels<T>().forward(s, v.o, x.data(), a.cells.data(), v.extra.data(), v.masks.data(), h0.data(), c0_ptr,
-                               a.lengths, out.data(), h_n.data(), c_n_ptr);
+  if (ws)
+    variant_kernels<T>().train_forward(s, v.o, x.data(), a.cells.data(), v.extra.data(), v.masks.data(), h0.data(),
+                                       c0_ptr, a.lengths, out.data(), h_n.data(), c_n_ptr, ws->data());
+  else
+    variant_kernels<T>().forward(s, v.o, x.data(), a.cells.data(), v.extra.data(), v.masks.data(), h0.data(), c0_ptr,
+                                 a.lengths, out.data(), h_n.data(), c_n_ptr);
 }
 
-// Like backward (bind.cpp) plus options, extra, masks; grads: shaped like weights; extra_grads like extra.
+template <typename T>
+void variant_forward(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size,
+                     index_t proj_size, bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0,
+                     Lengths lengths, nb::dict options, std::vector<In<T>> extra, std::vector<In<T>> m_rd,
+                     std::vector<In<T>> m_zc, std::vector<In<T>> m_zh, Out<T> out, Out<T> h_n, Out<T> c_n) {
+  run_variant_forward<T>(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0,
+                         lengths, options, extra, m_rd, m_zc, m_zh, out, h_n, c_n, nullptr);
+}
+
+template <typename T>
+void variant_train_forward(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size,
+                           index_t proj_size, bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0,
+                           Lengths lengths, nb::dict options, std::vector<In<T>> extra, std::vector<In<T>> m_rd,
+                           std::vector<In<T>> m_zc, std::vector<In<T>> m_zh, Out<T> out, Out<T> h_n, Out<T> c_n,
+                           Out<T> ws) {
+  run_variant_forward<T>(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0,
+                         lengths, options, extra, m_rd, m_zc, m_zh, out, h_n, c_n, &ws);
+}
+
+// Like backward (bind.cpp) plus options, extra, masks; ws: what variant_train_forward filled for the same
+// arguments (read only); grads: shaped like weights; extra_grads like extra.
 template <typename T>
 void variant_backward(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size,
                       index_t proj_size, bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0,
                       Lengths lengths, nb::dict options, std::vector<In<T>> extra, std::vector<In<T>> m_rd,
-                      std::vector<In<T>> m_zc, std::vector<In<T>> m_zh, In<T> d_out, In<T> d_hn, In<T> d_cn,
+                      std::vector<In<T>> m_zc, std::vector<In<T>> m_zh, In<T> ws, In<T> d_out, In<T> d_hn, In<T> d_cn,
                       Out<T> dx, Out<T> d_h0, Out<T> d_c0, std::vector<Out<T>> grads,
                       std::vector<Out<T>> extra_grads) {
   const SequenceArgs<T> a =
@@ -167,6 +201,7 @@ void variant_backward(const std::string& mode, index_t num_layers, bool bidirect
   const lstmkit::RnnShape& s = a.s;
   const VariantArgs<T> v = check_variants(s, options, extra, m_rd, m_zc, m_zh);
   const index_t LD = s.L * s.D;
+  expect_variant_workspace(ws, s, v.o, !m_rd.empty());
   check_gradient_buffers(s, d_out, d_hn, d_cn, dx, d_h0, d_c0);
   auto same_shapes = [](const char* name, const std::vector<In<T>>& ws, const std::vector<Out<T>>& gs) {
     if (gs.size() != ws.size())
@@ -200,12 +235,11 @@ void variant_backward(const std::string& mode, index_t num_layers, bool bidirect
       if (s.lstm) x_.ln_cell_w = e[4].data(), x_.ln_cell_b = e[5].data();
     }
   }
-  const T* c0_ptr = s.lstm ? c0.data() : nullptr;
   const T* d_cn_ptr = s.lstm ? d_cn.data() : nullptr;
   T* d_c0_ptr = s.lstm ? d_c0.data() : nullptr;
   nb::gil_scoped_release release;
-  variant_kernels<T>().backward(s, v.o, x.data(), a.cells.data(), v.extra.data(), v.masks.data(), h0.data(), c0_ptr,
-                                a.lengths, d_out.data(), d_hn.data(), d_cn_ptr, dx.data(), d_h0.data(), d_c0_ptr,
+  variant_kernels<T>().backward(s, v.o, x.data(), a.cells.data(), v.extra.data(), v.masks.data(), a.lengths,
+                                ws.data(), d_out.data(), d_hn.data(), d_cn_ptr, dx.data(), d_h0.data(), d_c0_ptr,
                                 cg.data(), eg.data());
 }
 
@@ -219,15 +253,31 @@ void bind_dtype(nb::module_& m) {
         nb::arg("mask_zoneout_h").noconvert(), nb::arg("out").noconvert(), nb::arg("h_n").noconvert(),
         nb::arg("c_n").noconvert().none(),
         "Whole-sequence forward of an RNN variant into out, h_n (and c_n). Use lstmkit.engine_variants.forward.");
+  m.def("variant_train_forward", &variant_train_forward<T>, nb::arg("mode"), nb::arg("num_layers"),
+        nb::arg("bidirectional"), nb::arg("hidden_size"), nb::arg("proj_size"), nb::arg("has_bias"),
+        nb::arg("x").noconvert(), nb::arg("weights").noconvert(), nb::arg("h0").noconvert(),
+        nb::arg("c0").noconvert().none(), nb::arg("lengths").noconvert().none(), nb::arg("options"),
+        nb::arg("extra").noconvert(), nb::arg("mask_recurrent").noconvert(), nb::arg("mask_zoneout_c").noconvert(),
+        nb::arg("mask_zoneout_h").noconvert(), nb::arg("out").noconvert(), nb::arg("h_n").noconvert(),
+        nb::arg("c_n").noconvert().none(), nb::arg("workspace").noconvert(),
+        "variant_forward keeping what variant_backward needs in workspace. Use lstmkit.engine_variants.train_forward.");
   m.def("variant_backward", &variant_backward<T>, nb::arg("mode"), nb::arg("num_layers"), nb::arg("bidirectional"),
         nb::arg("hidden_size"), nb::arg("proj_size"), nb::arg("has_bias"), nb::arg("x").noconvert(),
         nb::arg("weights").noconvert(), nb::arg("h0").noconvert(), nb::arg("c0").noconvert().none(),
         nb::arg("lengths").noconvert().none(), nb::arg("options"), nb::arg("extra").noconvert(),
         nb::arg("mask_recurrent").noconvert(), nb::arg("mask_zoneout_c").noconvert(),
-        nb::arg("mask_zoneout_h").noconvert(), nb::arg("d_out").noconvert(), nb::arg("d_hn").noconvert(),
-        nb::arg("d_cn").noconvert().none(), nb::arg("dx").noconvert(), nb::arg("d_h0").noconvert(),
-        nb::arg("d_c0").noconvert().none(), nb::arg("grads").noconvert(), nb::arg("extra_grads").noconvert(),
-        "BPTT of an RNN variant (forward recomputed). Use lstmkit.engine_variants.backward.");
+        nb::arg("mask_zoneout_h").noconvert(), nb::arg("workspace").noconvert(), nb::arg("d_out").noconvert(),
+        nb::arg("d_hn").noconvert(), nb::arg("d_cn").noconvert().none(), nb::arg("dx").noconvert(),
+        nb::arg("d_h0").noconvert(), nb::arg("d_c0").noconvert().none(), nb::arg("grads").noconvert(),
+        nb::arg("extra_grads").noconvert(),
+        "BPTT of an RNN variant from variant_train_forward's workspace. Use lstmkit.engine_variants.backward.");
+}
+
+// Values per batch row and time step of a variant training workspace.
+index_t workspace_row(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size,
+                      index_t proj_size, nb::dict options, bool recurrent_masks) {
+  const lstmkit::RnnShape s = layer_sizes(mode, num_layers, bidirectional, hidden_size, proj_size);
+  return lstmkit::variant_workspace_row(s, parse_options(s.lstm, options), recurrent_masks);
 }
 
 }  // namespace
@@ -239,4 +289,7 @@ void bind_variants(nb::module_& m, const std::string& isa) {
                                : &lstmkit::isa_scalar::variant_kernels;
   bind_dtype<float>(m);
   bind_dtype<double>(m);
+  m.def("variant_workspace_row", &workspace_row, nb::arg("mode"), nb::arg("num_layers"), nb::arg("bidirectional"),
+        nb::arg("hidden_size"), nb::arg("proj_size"), nb::arg("options"), nb::arg("recurrent_masks"),
+        "Values per batch row and step in a variant training workspace (it holds T·B times as many).");
 }

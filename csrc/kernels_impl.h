@@ -43,7 +43,7 @@ KernelSet<T> kernel_set() {
 }
 template <typename T>
 VariantKernelSet<T> variant_kernel_set() {
-  return VariantKernelSet<T>{&variant_forward<T>, &variant_backward<T>};
+  return VariantKernelSet<T>{&variant_forward<T>, &variant_train_forward<T>, &variant_backward<T>};
 }
 }  // namespace LSTMKIT_ISA
 }  // namespace lstmkit

@@ -11,7 +11,8 @@
 // (each ≤ 4H values, in L1), so the activations are applied to whole vectors: float32 σ and tanh use
 // the SIMD functions of simd.h.
 //
-// With a tape (VariantTape), the forward keeps per packed row what variants_backward.h needs.
+// With a tape (VariantTape, in the caller's training workspace), the forward keeps per packed row what
+// variants_backward.h needs.
 #pragma once
 
 #include <algorithm>
@@ -218,15 +219,6 @@ T layer_norm_row(index_t n, const T* v, const T* gamma, const T* beta, T* y, T* 
   return rstd;
 }
 
-// Whether the gate and cell activations' derivatives are functions of their outputs (σ: y(1 − y),
-// tanh: 1 − y²), and whether the backward needs the gate pre-activations at all: for the clip's
-// derivative, or for the other activations' (which read their clipped input).
-inline bool grad_from_output(const VariantOptions& o) {
-  auto by_output = [](const Activation& a) { return a.kind == ActKind::Sigmoid || a.kind == ActKind::Tanh; };
-  return by_output(o.gate) && by_output(o.cell);
-}
-inline bool needs_zpre(const VariantOptions& o) { return o.has_clip || !grad_from_output(o); }
-
 // Packed masks of one layer and direction (packed row order), empty when not sampled.
 //   rd [B, P] recurrent dropout; zc [N, H], zh [N, P] zoneout
 template <typename T>
@@ -249,29 +241,63 @@ struct PackedMasks {
   }
 };
 
+// Rows of one per-row buffer: field values of row r at data() + r · width; null when the options do
+// not use it. A view: the memory belongs to the training workspace or to VariantRows::scratch.
+template <typename T>
+struct RowBuffer {
+  T* ptr = nullptr;
+  T* data() const { return ptr; }
+  bool empty() const { return ptr == nullptr; }
+  T& operator[](index_t i) const { return ptr[i]; }
+};
+
 // Per-row buffers of one direction: with a tape N rows (indexed by packed row q, kept for the
-// backward), else B rows of scratch (indexed by the step's row r). Vectors stay empty where the
-// options do not use them.
+// backward), else B rows of scratch (indexed by the step's row r). Fields the options do not use stay
+// null; widths and order: variant_row_widths (variants_api.h).
 template <typename T>
 struct VariantRows {
-  std::vector<T> zpre;     // [·, G·H] gate pre-activations before clipping (tape, when needs_zpre)
-  std::vector<T> act;      // [·, G·H] LSTM (i, f, g, o), GRU (r, z, n) after their activation
-  std::vector<T> hin;      // [·, P] m_rd ⊙ h, what multiplies W_hh (tape, or with recurrent dropout)
-  std::vector<T> h_prev;   // [·, P] GRU with recurrent dropout: h before the step (tape only)
-  std::vector<T> c_prev;   // [·, H] LSTM: c before the step (tape only)
-  std::vector<T> ct;       // [·, H] LSTM c̃
-  std::vector<T> hc_in;    // [·, H] LSTM: σ_h's input, LN(c̃) or c̃ (then empty: c̃ is used)
-  std::vector<T> hc;       // [·, H] LSTM σ_h(hc_in)
-  std::vector<T> xhat_c;   // [·, H] LSTM layer norm of c̃: x̂ (tape only)
-  std::vector<T> rstd_c;   // [·]
-  std::vector<T> m;        // [·, H] LSTM projection input o ⊙ σ_h(·)
-  std::vector<T> xhat_hh;  // [·, G·H] layer norm of W_hh h: x̂ (tape only)
-  std::vector<T> rstd_hh;  // [·]
-  std::vector<T> sn;       // [·, H] GRU: what r multiplies (linear_before_reset), s_n
-  std::vector<T> q;        // [·, H] GRU linear_before_reset=False: r ⊙ m_rd ⊙ h
-  // The projection's input side (tape only): layer norm of W_ih x for all N rows.
-  std::vector<T> xhat_ih, rstd_ih;
+  RowBuffer<T> zpre;     // [·, G·H] gate pre-activations before clipping (tape, when needs_zpre)
+  RowBuffer<T> act;      // [·, G·H] LSTM (i, f, g, o), GRU (r, z, n) after their activation
+  RowBuffer<T> hin;      // [·, P] m_rd ⊙ h, what multiplies W_hh (tape, or with recurrent dropout)
+  RowBuffer<T> h_prev;   // [·, P] GRU with recurrent dropout: h before the step (tape only)
+  RowBuffer<T> c_prev;   // [·, H] LSTM: c before the step (tape only)
+  RowBuffer<T> ct;       // [·, H] LSTM c̃
+  RowBuffer<T> hc_in;    // [·, H] LSTM: σ_h's input, LN(c̃) or c̃ (then empty: c̃ is used)
+  RowBuffer<T> hc;       // [·, H] LSTM σ_h(hc_in)
+  RowBuffer<T> xhat_c;   // [·, H] LSTM layer norm of c̃: x̂ (tape only)
+  RowBuffer<T> rstd_c;   // [·]
+  RowBuffer<T> m;        // [·, H] LSTM projection input o ⊙ σ_h(·)
+  RowBuffer<T> xhat_hh;  // [·, G·H] layer norm of W_hh h: x̂ (tape only)
+  RowBuffer<T> rstd_hh;  // [·]
+  RowBuffer<T> sn;       // [·, H] GRU: what r multiplies (linear_before_reset), s_n
+  RowBuffer<T> q;        // [·, H] GRU linear_before_reset=False: r ⊙ m_rd ⊙ h
+  RowBuffer<T> xhat_ih;  // [·, G·H] layer norm of W_ih x for all N rows: x̂ (tape only)
+  RowBuffer<T> rstd_ih;  // [·]
   PackedMasks<T> masks;
+  std::vector<T> scratch;  // the memory of the fields without a tape
+
+  // Points the fields at consecutive blocks of `rows` rows from base (VariantField order); returns the
+  // values used. With base null, only counts.
+  index_t place(const std::array<index_t, kVariantFields>& widths, index_t rows, T* base) {
+    RowBuffer<T>* fields[kVariantFields] = {&zpre, &act, &hin,  &h_prev,  &c_prev,  &ct, &hc_in, &hc,     &xhat_c,
+                                            &rstd_c, &m,  &xhat_hh, &rstd_hh, &sn, &q,     &xhat_ih, &rstd_ih};
+    index_t used = 0;
+    for (int f = 0; f < kVariantFields; ++f) {
+      fields[f]->ptr = base && widths[f] ? base + used : nullptr;
+      used += rows * widths[f];
+    }
+    return used;
+  }
+
+  // Zeroes rows [n, rows) of every field (a packed layout with n rows in a workspace sized for `rows`),
+  // so that the workspace is fully defined.
+  void zero_tail(const std::array<index_t, kVariantFields>& widths, index_t rows, index_t n, T* base) const {
+    index_t at = 0;
+    for (int f = 0; f < kVariantFields; ++f) {
+      std::fill(base + at + n * widths[f], base + at + rows * widths[f], T(0));
+      at += rows * widths[f];
+    }
+  }
 };
 
 // Packed weights of one layer and direction, and the step.
@@ -308,10 +334,6 @@ struct VariantCell {
     }
     fill_rows(N, GH, static_cast<const T*>(nullptr), proj, ldp);
     gemm_acc(N, input, in, pc.w_ih, proj, ldp);
-    if (tape) {
-      rows.xhat_ih.resize(static_cast<size_t>(N * GH));
-      rows.rstd_ih.resize(static_cast<size_t>(N));
-    }
     auto norm = [&](index_t n0, index_t n1) {
       for (index_t n = n0; n < n1; ++n) {
         T* row = proj + n * ldp;
@@ -326,27 +348,11 @@ struct VariantCell {
     else norm(0, N);
   }
 
-  // Sizes the per-row buffers: N rows with a tape, else B rows of scratch.
-  void size_rows(VariantRows<T>& rw, index_t rows, bool tape) const {
-    auto sz = [&](std::vector<T>& v, index_t width, bool on) {
-      if (on) v.resize(static_cast<size_t>(rows * width));
-    };
-    const bool lstm = s.lstm, ln = o.layer_norm, rd = !rw.masks.rd.empty();
-    sz(rw.zpre, GH, tape && needs_zpre(o));
-    sz(rw.act, GH, true);
-    sz(rw.hin, P, tape || rd);
-    sz(rw.h_prev, P, tape && rd && !lstm);
-    sz(rw.c_prev, H, tape && lstm);
-    sz(rw.ct, H, lstm);
-    sz(rw.hc_in, H, lstm && ln);
-    sz(rw.hc, H, lstm);
-    sz(rw.xhat_c, H, tape && lstm && ln);
-    sz(rw.rstd_c, 1, lstm && ln);
-    sz(rw.m, H, lstm && pc.projected);
-    sz(rw.xhat_hh, GH, tape && ln);
-    sz(rw.rstd_hh, 1, ln);
-    sz(rw.sn, H, !lstm && o.linear_before_reset);
-    sz(rw.q, H, !lstm && !o.linear_before_reset);
+  // Gives the per-row buffers B rows of scratch (the forward without a tape).
+  void scratch_rows(VariantRows<T>& rw, index_t B) const {
+    const auto widths = variant_row_widths(s, o, false, !rw.masks.rd.empty());
+    rw.scratch.assign(static_cast<size_t>(rw.place(widths, B, nullptr)), T(0));
+    rw.place(widths, B, rw.scratch.data());
   }
 
   // One step for rows [r0, r0 + n) of the packed batch (state rows r0.., packed rows q0 = offsets[t] + r0..).
@@ -356,7 +362,7 @@ struct VariantCell {
   void step(index_t r0, index_t n, index_t q0, T* gates, index_t ldp, T* h, T* c, VariantRows<T>& rw, bool tape,
             T* s_scr, T* ht) const {
     const PackedMasks<T>& mk = rw.masks;
-    auto at = [&](std::vector<T>& v, index_t width, index_t r) { return v.data() + (tape ? q0 + r : r0 + r) * width; };
+    auto at = [&](const RowBuffer<T>& v, index_t width, index_t r) { return v.data() + (tape ? q0 + r : r0 + r) * width; };
     // What multiplies W_hh: m_rd ⊙ h (kept with a tape).
     const T* hin = h + r0 * P;
     if (!rw.hin.empty()) {
@@ -398,7 +404,7 @@ struct VariantCell {
 
   void lstm_rows(index_t r0, index_t n, index_t q0, T* gates, index_t ldp, const T* hin, T* h, T* c,
                  VariantRows<T>& rw, bool tape, T* s_scr, T* ht) const {
-    auto at = [&](std::vector<T>& v, index_t width, index_t r) { return v.data() + (tape ? q0 + r : r0 + r) * width; };
+    auto at = [&](const RowBuffer<T>& v, index_t width, index_t r) { return v.data() + (tape ? q0 + r : r0 + r) * width; };
     const index_t ldhin = P;
     if (o.layer_norm) {  // a + LN(W_hh h; γ, β) (b_hh is in a already)
       T* sv = s_scr + r0 * GH;
@@ -453,7 +459,7 @@ struct VariantCell {
 
   void gru_rows(index_t r0, index_t n, index_t q0, T* gates, index_t ldp, const T* hin, T* h, VariantRows<T>& rw,
                 bool tape, T* s_scr, T* ht) const {
-    auto at = [&](std::vector<T>& v, index_t width, index_t r) { return v.data() + (tape ? q0 + r : r0 + r) * width; };
+    auto at = [&](const RowBuffer<T>& v, index_t width, index_t r) { return v.data() + (tape ? q0 + r : r0 + r) * width; };
     T* sv = s_scr + r0 * GH;  // [n, 3H]: s = LN(W_hh hin) + b_hh  (linear_before_reset=False: r, z rows only)
     const bool lbr = o.linear_before_reset;
     if (lbr) gemm_set(n, hin, P, pc.w_hh, sv, GH);
@@ -511,11 +517,35 @@ struct VariantCell {
   }
 };
 
-// What the backward needs from a variant forward.
+// What the backward needs from a variant forward, as views into a training workspace ws of
+// T·B·variant_workspace_row values: per layer·direction k its tape fields (T·B rows each, in
+// VariantField order), then per layer above the first its packed input [T·B, D·P]. Rows past the
+// packed N are zeros (zeroed by the training forward, so the workspace is fully defined).
 template <typename T>
 struct VariantTape {
-  std::vector<std::vector<T>> inputs;  // [L] packed layer inputs [N, In]
-  std::vector<VariantRows<T>> rows;    // [L·D]
+  std::vector<VariantRows<T>> rows;  // [L·D]; masks packed from the call's masks
+  std::vector<T*> inputs;            // [L]: layer 0 the packed x (x_packed), then views into ws
+  std::vector<T> x_packed;           // [N, I], filled by the backward (the forward has its own copy)
+
+  // ws is written only when `fill` (the training forward); the backward reads it through these views.
+  VariantTape(const RnnShape& s, const VariantOptions& o, const PackedBatch& pk, const VariantMasks<T>* masks,
+              T* ws, bool fill)
+      : rows(static_cast<size_t>(s.L * s.D)), inputs(static_cast<size_t>(s.L), nullptr) {
+    const index_t rows_max = s.T * s.B, LD = s.L * s.D;
+    const auto widths = variant_row_widths(s, o, true, masks[0].recurrent != nullptr);
+    T* at = ws;
+    for (index_t k = 0; k < LD; ++k) {
+      rows[k].masks = PackedMasks<T>(pk, s.B, s.H, s.P, masks[k]);
+      const index_t used = rows[k].place(widths, rows_max, at);
+      if (fill) rows[k].zero_tail(widths, rows_max, pk.N, at);
+      at += used;
+    }
+    for (index_t layer = 1; layer < s.L; ++layer) {
+      inputs[layer] = at;
+      if (fill) std::fill(at + pk.N * s.D * s.P, at + rows_max * s.D * s.P, T(0));
+      at += rows_max * s.D * s.P;
+    }
+  }
 };
 
 // Sequence forward of the variants; arguments as rnn_forward (rnn.h) plus
@@ -538,10 +568,6 @@ void variant_forward_impl(const RnnShape& s, const VariantOptions& o, const T* x
   std::vector<T> layer_out(static_cast<size_t>(N * D * P));
   std::vector<T> h(static_cast<size_t>(B * P)), c(s.lstm ? static_cast<size_t>(B * H) : 0);
   std::vector<T> s_scr(static_cast<size_t>(B * GH)), ht(static_cast<size_t>(B * P));
-  if (training) {
-    tape->inputs.assign(static_cast<size_t>(s.L), {});
-    tape->rows.assign(static_cast<size_t>(s.L * D), {});
-  }
   VariantRows<T> scratch_rows;
 
   for (index_t layer = 0; layer < s.L; ++layer) {
@@ -550,8 +576,10 @@ void variant_forward_impl(const RnnShape& s, const VariantOptions& o, const T* x
       const index_t k = layer * D + d;
       const VariantCell<T> cell(s, o, in_size, weights[k], extra[k]);
       VariantRows<T>& rw = training ? tape->rows[k] : scratch_rows;
-      rw.masks = PackedMasks<T>(pk, B, H, P, masks[k]);
-      cell.size_rows(rw, training ? N : B, training);
+      if (!training) {
+        rw.masks = PackedMasks<T>(pk, B, H, P, masks[k]);
+        cell.scratch_rows(rw, B);
+      }
       cell.project(N, layer_in.data(), in_size, proj.data() + d * GH, ldp, rw, training);
       for (index_t r = 0; r < B; ++r) {
         std::copy_n(h0 + (k * B + pk.order[r]) * P, P, h.data() + r * P);
@@ -582,7 +610,7 @@ void variant_forward_impl(const RnnShape& s, const VariantOptions& o, const T* x
           if (s.lstm) std::copy_n(c.data() + r * H, H, c_n + (k * B + pk.order[r]) * H);
         }
     }
-    if (training) tape->inputs[layer].swap(layer_in);
+    if (training && layer + 1 < s.L) std::copy_n(layer_out.data(), N * D * P, tape->inputs[layer + 1]);
     layer_in.swap(layer_out);
     in_size = D * P;
     layer_out.assign(static_cast<size_t>(N * D * P), T(0));
@@ -595,6 +623,16 @@ void variant_forward(const RnnShape& s, const VariantOptions& o, const T* x, con
                      const VariantWeights<T>* extra, const VariantMasks<T>* masks, const T* h0, const T* c0,
                      const int64_t* lengths, T* out, T* h_n, T* c_n) {
   variant_forward_impl<T>(s, o, x, weights, extra, masks, h0, c0, lengths, out, h_n, c_n, nullptr);
+}
+
+// variant_forward plus the tape in ws: [T·B·variant_workspace_row(s, o, masks[0].recurrent given)].
+template <typename T>
+void variant_train_forward(const RnnShape& s, const VariantOptions& o, const T* x, const CellWeights<T>* weights,
+                           const VariantWeights<T>* extra, const VariantMasks<T>* masks, const T* h0, const T* c0,
+                           const int64_t* lengths, T* out, T* h_n, T* c_n, T* ws) {
+  const PackedBatch pk(s.T, s.B, lengths);
+  VariantTape<T> tape(s, o, pk, masks, ws, true);
+  variant_forward_impl<T>(s, o, x, weights, extra, masks, h0, c0, lengths, out, h_n, c_n, &tape);
 }
 
 }  // namespace LSTMKIT_ISA

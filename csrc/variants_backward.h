@@ -1,7 +1,7 @@
 // Backpropagation through time for the LSTM/GRU variants (variants.h): the same function as
-// lstmkit/ref/rnn.py's backward with variant_masks. As rnn_backward.h: the forward is recomputed
-// here with a tape (VariantTape), then per direction the steps are walked backwards, each step's
-// small GEMM (dh_prev = dS · W_hh) fused with the pointwise derivatives, and the weight, bias,
+// lstmkit/ref/rnn.py's backward with variant_masks. As rnn_backward.h, it reads what the training
+// forward kept in the workspace (VariantTape) instead of recomputing the forward; then per direction
+// the steps are walked backwards, each step's small GEMM (dh_prev = dS · W_hh) fused with the pointwise derivatives, and the weight, bias,
 // peephole and layer-norm gradients are one product or column sum each over all N packed rows.
 #pragma once
 
@@ -47,19 +47,21 @@ void column_sums(index_t N, index_t width, const T* A, index_t lda, const T* Bm,
   else sums(0, width);
 }
 
-// Sequence backward of the variants; arguments as rnn_backward (rnn_backward.h) and variant_forward,
-// plus extra_grads: [L·D] gradients of the variant parameters (overwritten).
+// Sequence backward of the variants; arguments as rnn_backward (rnn_backward.h) and variant_forward;
+// ws: what variant_train_forward wrote for the same arguments (read only); extra_grads: [L·D] gradients of the variant parameters (overwritten).
 template <typename T>
 void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, const CellWeights<T>* weights,
-                      const VariantWeights<T>* extra, const VariantMasks<T>* masks, const T* h0, const T* c0,
-                      const int64_t* lengths, const T* d_out, const T* d_hn, const T* d_cn, T* dx, T* d_h0, T* d_c0,
+                      const VariantWeights<T>* extra, const VariantMasks<T>* masks, const int64_t* lengths,
+                      const T* ws, const T* d_out, const T* d_hn, const T* d_cn, T* dx, T* d_h0, T* d_c0,
                       const CellGrads<T>* grads, const VariantGrads<T>* extra_grads) {
-  VariantTape<T> tape;
-  variant_forward_impl<T>(s, o, x, weights, extra, masks, h0, c0, lengths, nullptr, nullptr, nullptr, &tape);
-
   const index_t T_steps = s.T, B = s.B, H = s.H, P = s.P, D = s.D, G = s.gates(), GH = G * H;
   const PackedBatch pk(T_steps, B, lengths);
   const index_t N = pk.N;
+  // The tape's views are writable in type only: nothing below writes through them.
+  VariantTape<T> tape(s, o, pk, masks, const_cast<T*>(ws), false);
+  tape.x_packed.resize(static_cast<size_t>(N * s.I));
+  pk.pack(x, B, s.I, tape.x_packed.data());
+  tape.inputs[0] = tape.x_packed.data();
   const bool lstm = s.lstm, ln = o.layer_norm, lbr = o.linear_before_reset;
 
   std::vector<T> d_layer_out(static_cast<size_t>(N * D * P));
@@ -311,7 +313,7 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
         dA = dSraw.data();
       }
       std::fill(gr.w_ih, gr.w_ih + GH * In, T(0));
-      gemm_tn_acc(GH, In, N, dA, GH, tape.inputs[layer].data(), In, gr.w_ih, In);
+      gemm_tn_acc(GH, In, N, dA, GH, tape.inputs[layer], In, gr.w_ih, In);
       const PackedWeights<T> w_ih_t(w.w_ih, In, GH, 1, In);
       gemm_acc(N, dA, GH, w_ih_t, d_in.data(), In);
     }

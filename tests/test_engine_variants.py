@@ -63,10 +63,18 @@ def check_parity(config, dtype, seed, train, **case):
     out, final, cache = ref.forward(config, params, x, state0, lengths, None, masks)
     dx, d_state0, grads = ref.backward(cache, d_out, d_final)
     e_out, e_final = engine.forward(config, params, x, state0, lengths, masks)
-    e_dx, e_d_state0, e_grads = engine.backward(config, params, x, d_out, d_final, state0, lengths, masks)
+    t_out, t_final, workspace = engine.train_forward(config, params, x, state0, lengths, masks)
+    e_dx, e_d_state0, e_grads = engine.backward(config, params, x, d_out, d_final, state0, lengths, masks,
+                                                workspace=workspace)
     tol = TOL[dtype]
     what = f"{config.mode} {config.variant_options()} {dtype} train={train}"
     assert e_out.dtype == np.dtype(dtype)
+    # the training forward computes what the forward does, bit for bit, and keeps its tape
+    np.testing.assert_array_equal(t_out, e_out, err_msg=f"train_forward output, {what}")
+    for a, b in zip(t_final, e_final):
+        np.testing.assert_array_equal(a, b, err_msg=f"train_forward final state, {what}")
+    recurrent = masks is not None and masks.recurrent is not None
+    assert workspace.shape == (engine.workspace_size(config, T, B, recurrent),)
     np.testing.assert_allclose(e_out, out, **tol, err_msg=f"output, {what}")
     for a, b in zip(e_final, final):
         np.testing.assert_allclose(a, b, **tol, err_msg=f"final state, {what}")
@@ -181,6 +189,37 @@ def test_masks_given_field_by_field_as_the_reference():
         expected = ref.forward(config, params, x, state0, None, None, masks)[0]
         np.testing.assert_allclose(engine.forward(config, params, x, state0, None, masks)[0], expected,
                                    **TOL["float64"])
+
+
+@pytest.mark.parametrize("mode, options", [
+    ("LSTM", dict(layer_norm=True, peephole=True, zoneout=(0.2, 0.1), recurrent_dropout=0.3, clip=0.9, proj_size=2)),
+    ("GRU", dict(linear_before_reset=False, recurrent_dropout=0.25, clip=0.8, activations=("HardSigmoid", "Softsign"))),
+    ("GRU", dict(layer_norm=True, zoneout=(0.0, 0.3))),
+], ids=["lstm", "gru-lbr-false", "gru-ln"])
+def test_workspace_backward_equals_recomputed(mode, options):
+    """A backward from train_forward's workspace gives the bits of one that runs the training forward
+    itself; the workspace is fully defined (two runs agree, rows past the lengths are zeros) and is
+    not written by the backward; a workspace of another size is refused, naming it."""
+    config = RNNConfig(mode, 3, 4, num_layers=2, bidirectional=True, **options)
+    params, x, state0, _, d_out, d_final, rng = make_case(config, "float32", 3, steps=6, batch=5)
+    lengths = np.array([6, 2, 0, 5, 3])
+    masks = variants.sample_masks(config, 6, 5, rng, "float32")
+    _, _, workspace = engine.train_forward(config, params, x, state0, lengths, masks)
+    np.testing.assert_array_equal(engine.train_forward(config, params, x, state0, lengths, masks)[2], workspace)
+    kept = workspace.copy()
+    saved = engine.backward(config, params, x, d_out, d_final, state0, lengths, masks, workspace=workspace)
+    again = engine.backward(config, params, x, d_out, d_final, state0, lengths, masks)
+    np.testing.assert_array_equal(workspace, kept)
+    np.testing.assert_array_equal(saved[0], again[0])
+    for name in params:
+        np.testing.assert_array_equal(saved[2][name], again[2][name], err_msg=name)
+    # lengths sum to 16 of the 30 rows: the tape's fields end in zeros, not left-over memory
+    assert np.count_nonzero(workspace) < workspace.size
+    with pytest.raises(ValueError, match="workspace: expected shape"):
+        engine.backward(config, params, x, d_out, d_final, state0, lengths, masks, workspace=workspace[:-1])
+    if mode == "GRU" and config.recurrent_dropout:  # a GRU keeps h beside m_rd ⊙ h only with recurrent masks
+        with pytest.raises(ValueError, match="workspace: expected shape"):
+            engine.backward(config, params, x, d_out, d_final, state0, lengths, None, workspace=workspace)
 
 
 def test_inputs_not_modified():

@@ -70,7 +70,10 @@ def test_variant_layers_run_the_engine_when_it_supports_them():
     layer = lstmkit.LSTM(3, 4, peephole=True, seed=0)
     assert engine.supports(layer.config) and engine.supports(lstmkit.LSTM(3, 4, forget_bias=1.0).config)
     layer(np.ones((2, 1, 3), np.float32))
-    assert layer._last[4] is None  # no reference cache: the engine ran, and its backward recomputes it
+    workspace = layer._last[4]  # the engine ran, keeping its tape for the backward (no reference cache)
+    assert isinstance(workspace, np.ndarray) and workspace.shape == (engine.workspace_size(layer.config, 2, 1),)
+    layer.eval()(np.ones((2, 1, 3), np.float32))
+    assert layer._last[4] is None  # evaluation keeps nothing
     assert lstmkit.LSTM(3, 4, peephole=True, seed=0, backend="reference")(np.ones((2, 1, 3), np.float32)) is not None
 
 

@@ -294,24 +294,34 @@ def forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, va
     return out, tuple(final)
 
 
-def workspace_size(config: RNNConfig, steps, batch):
+def workspace_size(config: RNNConfig, steps, batch, recurrent_masks: bool = False):
     """Values in the training workspace of ``train_forward`` for ``steps`` (T) by ``batch`` (B).
 
     Linear in T·B, so ``steps`` and ``batch`` may be symbolic sizes (torch's fake kernels pass them).
+    recurrent_masks: for a variant config, whether the call has recurrent-dropout masks.
     """
+    if not config.is_plain:
+        from . import engine_variants
+
+        return engine_variants.workspace_size(config, steps, batch, recurrent_masks)
     row = _require_engine().train_workspace_row(
         config.mode, config.num_layers, config.bidirectional, config.hidden_size, config.proj_size)
     return steps * batch * row
 
 
-def train_forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None):
+def train_forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, variant_masks=None):
     """``forward`` for training: the same results plus the workspace ``backward`` reads.
 
-    Arguments as ``forward``. Returns (output (T, B, D·P), final state tuple, workspace), fresh arrays;
-    workspace is 1-D of ``workspace_size(config, T, B)`` values of x's dtype (gate activations, states
+    Arguments as ``forward`` (variant_masks: the training masks of a variant config). Returns (output
+    (T, B, D·P), final state tuple, workspace), fresh arrays; workspace is 1-D of
+    ``workspace_size(config, T, B, recurrent masks given)`` values of x's dtype (gate activations, states
     and layer inputs of every step, in the engine's own layout): keep it unchanged and pass it to
     ``backward`` with the same params, x, state0 and lengths.
     """
+    if not config.is_plain:
+        from . import engine_variants
+
+        return engine_variants.train_forward(config, params, x, state0, lengths, variant_masks)
     dtype, (T, B, _), shapes, _, args = _check_sequence(config, params, x, state0, lengths)
     out = np.empty((T, B, config.num_directions * config.output_size), dtype)
     final = [np.empty(s, dtype) for s in shapes]
@@ -332,13 +342,20 @@ def _check_gradients(config: RNNConfig, d_output, d_final_state, steps_batch, sh
     return _native(d_out, dtype), d_final
 
 
+def _check_workspace(workspace, size: int, dtype):
+    """A backward's workspace, checked to be what ``train_forward`` returned for this call (1-D, its size)."""
+    workspace = _array("workspace", workspace, dtype)
+    _shape("workspace", workspace, (size,), " (from train_forward with this config, T and B)")
+    return _native(workspace, dtype)
+
+
 def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None, state0=None, lengths=None,
              variant_masks=None, workspace=None):
     """Gradients of ``forward`` by backpropagation through time, as ``lstmkit.ref.rnn.backward``.
 
     Arguments config, params, x, state0, lengths as in ``forward``.
     workspace: what ``train_forward`` returned for these same arguments (then the backward costs no
-    forward), or None to run ``train_forward`` here first (plain configurations; the variants recompute).
+    forward), or None to run ``train_forward`` here first.
     d_output (T, B, D·P): gradient of the output (entries past a sequence's end are ignored).
     d_final_state: None for zeros, or a tuple shaped like the final state (LSTM (dh_n, dc_n), GRU (dh_n,)).
     Returns (dx (T, B, I), d_state0 tuple shaped like state0, grads: dict by torch parameter name),
@@ -347,15 +364,13 @@ def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None
     if isinstance(config, RNNConfig) and not config.is_plain:
         from . import engine_variants
 
-        return engine_variants.backward(config, params, x, d_output, d_final_state, state0, lengths, variant_masks)
+        return engine_variants.backward(config, params, x, d_output, d_final_state, state0, lengths, variant_masks,
+                                        workspace)
     dtype, (T, B, I), shapes, names, args = _check_sequence(config, params, x, state0, lengths)
     d_out, d_final = _check_gradients(config, d_output, d_final_state, (T, B), shapes, dtype)
     if workspace is None:
         _, _, workspace = train_forward(config, params, x, state0, lengths)
-    else:
-        workspace = _array("workspace", workspace, dtype)
-        _shape("workspace", workspace, (workspace_size(config, T, B),), " (from train_forward with this config, T and B)")
-        workspace = _native(workspace, dtype)
+    workspace = _check_workspace(workspace, workspace_size(config, T, B), dtype)
     dx = np.empty((T, B, I), dtype)
     d_state0 = [np.empty(s, dtype) for s in shapes]
     grads = [np.empty(w.shape, dtype) for w in args[7]]

@@ -85,6 +85,19 @@ def _check(config, params, x, state0, lengths, variant_masks):
     return dtype, (T, B, I), shapes, names, args
 
 
+def workspace_size(config: RNNConfig, steps, batch, recurrent_masks: bool) -> int:
+    """Values in the training workspace of ``train_forward`` (``steps`` and ``batch`` may be symbolic);
+    recurrent_masks: whether the call has recurrent-dropout masks (a GRU then keeps h as well)."""
+    row = engine._require_engine().variant_workspace_row(
+        config.mode, config.num_layers, config.bidirectional, config.hidden_size, config.proj_size,
+        options(config), bool(recurrent_masks))
+    return steps * batch * row
+
+
+def _has_recurrent_masks(variant_masks) -> bool:
+    return variant_masks is not None and getattr(variant_masks, "recurrent", None) is not None
+
+
 def forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, variant_masks=None):
     """Forward of a variant RNN, as ``lstmkit.ref.rnn.forward(config, params, x, state0, lengths, None,
     variant_masks)``; arguments and result as ``lstmkit.engine.forward``, variant_masks as above."""
@@ -95,12 +108,29 @@ def forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, va
     return out, tuple(final)
 
 
+def train_forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, variant_masks=None):
+    """``forward`` plus the workspace ``backward`` reads: (output, final state tuple, workspace), as
+    ``lstmkit.engine.train_forward``; the workspace is 1-D of ``workspace_size`` values of x's dtype."""
+    dtype, (T, B, _), shapes, _, args = _check(config, params, x, state0, lengths, variant_masks)
+    out = np.empty((T, B, config.num_directions * config.output_size), dtype)
+    final = [np.empty(s, dtype) for s in shapes]
+    workspace = np.empty(workspace_size(config, T, B, _has_recurrent_masks(variant_masks)), dtype)
+    engine._require_engine().variant_train_forward(*args, out, final[0], final[1] if len(final) == 2 else None,
+                                                   workspace)
+    return out, tuple(final), workspace
+
+
 def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None, state0=None, lengths=None,
-             variant_masks=None):
-    """Gradients of ``forward`` (BPTT, the forward recomputed natively); arguments and result as
-    ``lstmkit.engine.backward``, the grads dict including the variant parameters (peephole, ln_*)."""
+             variant_masks=None, workspace=None):
+    """Gradients of ``forward``; arguments and result as ``lstmkit.engine.backward`` (workspace: from
+    ``train_forward`` with the same arguments, or None to run it here first), the grads dict including
+    the variant parameters (peephole, ln_*)."""
     dtype, (T, B, I), shapes, names, args = _check(config, params, x, state0, lengths, variant_masks)
     d_out, d_final = engine._check_gradients(config, d_output, d_final_state, (T, B), shapes, dtype)
+    size = workspace_size(config, T, B, _has_recurrent_masks(variant_masks))
+    if workspace is None:
+        _, _, workspace = train_forward(config, params, x, state0, lengths, variant_masks)
+    workspace = engine._check_workspace(workspace, size, dtype)
     dx = np.empty((T, B, I), dtype)
     d_state0 = [np.empty(s, dtype) for s in shapes]
     plain, extra = args[7], args[12]
@@ -108,7 +138,7 @@ def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None
     extra_grads = [np.empty(w.shape, dtype) for w in extra]
     lstm = len(shapes) == 2
     engine._require_engine().variant_backward(
-        *args, d_out, d_final[0], d_final[1] if lstm else None,
+        *args, workspace, d_out, d_final[0], d_final[1] if lstm else None,
         dx, d_state0[0], d_state0[1] if lstm else None, grads, extra_grads,
     )
     plain_names, extra_names = _split_weights(names, names)

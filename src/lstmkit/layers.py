@@ -138,9 +138,9 @@ class RNNBase(_Recurrent):
             state0 = tuple(np.asarray(s).reshape(shape) for s, shape in zip(state0, state_shapes(cfg, B)))
         masks = self._dropout_masks(T, B)
         variant_masks = self._variant_masks(T, B)
-        if self._runs_natively(masks) and self.training and cfg.is_plain:
+        if self._runs_natively(masks) and self.training:
             # keep the engine's workspace: backward then needs no second forward
-            output, final, cache = engine.train_forward(cfg, self.params, xs, state0, lengths)
+            output, final, cache = engine.train_forward(cfg, self.params, xs, state0, lengths, variant_masks)
         elif self._runs_natively(masks):
             output, final = engine.forward(cfg, self.params, xs, state0, lengths, variant_masks)
             cache = None
