@@ -125,7 +125,10 @@ def _op_inputs(mode, options, T=4, B=3, seed=0):
                  activations=("Sigmoid", "Softsign"))),
     ("GRU", dict(layer_norm=True, bidirectional=True)),
 ], ids=lambda v: str(v))
-def test_gradcheck_variant_op(mode, options):
+@pytest.mark.parametrize("op", ["variant_rnn", "variant_rnn_train"])
+def test_gradcheck_variant_op(mode, options, op):
+    """Both operators: variant_rnn (its backward recomputes the forward) and variant_rnn_train (its
+    backward reads the saved workspace)."""
     model, cfg, x, h0, c0, params, (m_rd, m_zc, m_zh) = _op_inputs(mode, options)
     key = config_key(cfg)
     lengths = torch.tensor([4, 1, 3])
@@ -133,18 +136,45 @@ def test_gradcheck_variant_op(mode, options):
     def f(x, h0, *rest):
         c0_ = rest[0] if mode == "LSTM" else None
         ps = list(rest[1:] if mode == "LSTM" else rest)
-        out, h, c = torch.ops.lstmkit.variant_rnn(x, h0, c0_, ps, lengths, [], m_rd, m_zc, m_zh, key)
+        if op == "variant_rnn":
+            out, h, c = torch.ops.lstmkit.variant_rnn(x, h0, c0_, ps, lengths, [], m_rd, m_zc, m_zh, key)
+        else:
+            out, h, c, _ = torch.ops.lstmkit.variant_rnn_train(x, h0, c0_, ps, lengths, m_rd, m_zc, m_zh, key)
         return (out, h, c) if mode == "LSTM" else (out, h)
 
     inputs = (x, h0, *([c0] if mode == "LSTM" else []), *params)
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-6)
 
 
-def test_opcheck_variant_op():
-    model, cfg, x, h0, c0, params, (m_rd, m_zc, m_zh) = _op_inputs(
-        "LSTM", dict(peephole=True, layer_norm=True, zoneout=(0.3, 0.2), recurrent_dropout=0.2))
-    args = (x, h0, c0, params, torch.tensor([4, 2, 3]), [], m_rd, m_zc, m_zh, config_key(cfg))
-    torch.library.opcheck(torch.ops.lstmkit.variant_rnn.default, args)
+@pytest.mark.parametrize("mode, options", [
+    ("LSTM", dict(peephole=True, layer_norm=True, zoneout=(0.3, 0.2), recurrent_dropout=0.2)),
+    ("GRU", dict(linear_before_reset=False, recurrent_dropout=0.2, clip=0.9)),
+], ids=["lstm", "gru"])
+def test_opcheck_variant_ops(mode, options):
+    model, cfg, x, h0, c0, params, (m_rd, m_zc, m_zh) = _op_inputs(mode, options)
+    lengths, key = torch.tensor([4, 2, 3]), config_key(cfg)
+    torch.library.opcheck(torch.ops.lstmkit.variant_rnn.default,
+                          (x, h0, c0, params, lengths, [], m_rd, m_zc, m_zh, key))
+    torch.library.opcheck(torch.ops.lstmkit.variant_rnn_train.default,
+                          (x, h0, c0, params, lengths, m_rd, m_zc, m_zh, key))
+
+
+def test_training_runs_the_forward_once(monkeypatch):
+    """With a gradient wanted, the module trains through variant_rnn_train: one native forward per
+    step, its workspace saved for the backward (no second forward)."""
+    from lstmkit import engine_variants
+
+    calls = []
+    original = engine_variants.train_forward
+    monkeypatch.setattr(engine_variants, "train_forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    model = make("LSTM", dict(peephole=True, layer_norm=True, zoneout=(0.2, 0.1), recurrent_dropout=0.2))
+    x = torch.randn(6, 2, 3, dtype=torch.float64, requires_grad=True)
+    out, _ = model(x)
+    out.square().sum().backward()
+    assert len(calls) == 1 and x.grad is not None and all(p.grad is not None for p in model.parameters())
+    with torch.no_grad():
+        model(x)
+    assert len(calls) == 1  # no gradient wanted: the plain forward, no workspace
 
 
 def test_training_smoke():

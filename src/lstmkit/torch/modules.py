@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from .. import checks
+from .. import checks, engine
 from ..params import RNNConfig, check_dtype, param_shapes
 from . import ops  # noqa: F401  (registers torch.ops.lstmkit.*)
 from .variant_ops import config_key
@@ -168,8 +168,13 @@ class _RNNBase(nn.Module):
         if not c.is_plain:
             T, B = x.shape[0], x.shape[1]
             c0 = state0[1] if c.mode == "LSTM" else None
-            out, h, cn = torch.ops.lstmkit.variant_rnn(x, state0[0], c0, self._flat_weights, lengths, masks,
-                                                       *self._variant_masks(T, B, x), self._config_key)
+            variant_masks = self._variant_masks(T, B, x)
+            if ops.trains_natively(x, state0, self._flat_weights, masks) and engine.supports(c):
+                out, h, cn, _ = torch.ops.lstmkit.variant_rnn_train(x, state0[0], c0, self._flat_weights, lengths,
+                                                                    *variant_masks, self._config_key)
+            else:
+                out, h, cn = torch.ops.lstmkit.variant_rnn(x, state0[0], c0, self._flat_weights, lengths, masks,
+                                                           *variant_masks, self._config_key)
             return out, ((h, cn) if c.mode == "LSTM" else (h,))
         if ops.trains_natively(x, state0, self._flat_weights, masks):  # autograd saves the engine's workspace
             if c.mode == "LSTM":

@@ -9,12 +9,18 @@ mask_zoneout_h, config) -> (output, h_n, c_n)``
     mask_zoneout_h [] or L·D masks (T, B, P) — all three empty means evaluation (zoneout by its
     expectation, no recurrent dropout); config: ``config_key(config)``, the RNNConfig as JSON.
     Returns output (T, B, D·P), h_n (L·D, B, P), c_n (L·D, B, H) (a GRU: an empty tensor).
-``torch.ops.lstmkit.variant_rnn_backward(...) -> [dx, dh0, (dc0), *dparams]``
-    Its backward, an operator of its own for the same reason as ``lstmkit::rnn_backward`` (ops.py).
+``torch.ops.lstmkit.variant_rnn_train(x, h0, c0, params, lengths, mask_recurrent, mask_zoneout_c,
+mask_zoneout_h, config) -> (output, h_n, c_n, workspace)``
+    ``variant_rnn`` on the native engine without inter-layer dropout, for training: plus the engine's
+    workspace (1-D, ``lstmkit.engine.workspace_size(config, T, B, bool(mask_recurrent))`` values, not
+    differentiable), which autograd saves so that the backward does not recompute the forward.
+``torch.ops.lstmkit.variant_rnn_backward(..., workspace, grad_output, grad_h_n, grad_c_n, config)
+-> [dx, dh0, (dc0), *dparams]``
+    The backward of both, an operator of its own for the same reason as ``lstmkit::rnn_backward``
+    (ops.py); workspace is ``variant_rnn_train``'s, or None to recompute the forward.
 
 The computation is the native engine's variant kernels when it supports the config
-(``engine.supports``) and no inter-layer dropout masks are given, else the NumPy reference; the
-backward recomputes the forward, as ops.py's operators do.
+(``engine.supports``) and no inter-layer dropout masks are given, else the NumPy reference.
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ from ..ref import rnn as ref_rnn
 from ..ref.variants import VariantMasks
 from .ops import _check_args, _np, _numpy_args, _to_torch
 
-__all__ = ["variant_rnn", "variant_rnn_backward", "config_key"]
+__all__ = ["variant_rnn", "variant_rnn_train", "variant_rnn_backward", "config_key"]
 
 Tensor = torch.Tensor
 
@@ -107,12 +113,39 @@ def _variant_rnn_fake(x, h0, c0, params, lengths, dropout_masks, mask_recurrent,
     return x.new_empty((T, B, cfg.num_directions * cfg.output_size)), x.new_empty((K, B, cfg.output_size)), c_n
 
 
+def _fake_workspace(cfg, x, mask_recurrent):
+    return x.new_empty((engine.workspace_size(cfg, x.shape[0], x.shape[1], bool(mask_recurrent)),))
+
+
+@torch.library.custom_op("lstmkit::variant_rnn_train", mutates_args=())
+def variant_rnn_train(x: Tensor, h0: Tensor, c0: Optional[Tensor], params: list[Tensor], lengths: Optional[Tensor],
+                      mask_recurrent: list[Tensor], mask_zoneout_c: list[Tensor], mask_zoneout_h: list[Tensor],
+                      config: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``variant_rnn`` natively for training -> (output, h_n, c_n or empty, workspace)."""
+    cfg = _config(config)
+    _checked(cfg, x, h0, c0, params, lengths, [], mask_recurrent, mask_zoneout_c, mask_zoneout_h)
+    params_np, x_np, state0, lengths_np, _ = _numpy_args(cfg, x, h0, c0, params, lengths, [])
+    masks = _masks_np(mask_recurrent, mask_zoneout_c, mask_zoneout_h)
+    output, final, workspace = engine.train_forward(cfg, params_np, x_np, state0, lengths_np, masks)
+    c_n = _to_torch(final[1], x) if cfg.mode == "LSTM" else x.new_empty(0)
+    return _to_torch(output, x), _to_torch(final[0], x), c_n, torch.from_numpy(workspace).to(x.device)
+
+
+@variant_rnn_train.register_fake
+def _variant_rnn_train_fake(x, h0, c0, params, lengths, mask_recurrent, mask_zoneout_c, mask_zoneout_h, config):
+    outputs = _variant_rnn_fake(x, h0, c0, params, lengths, [], mask_recurrent, mask_zoneout_c, mask_zoneout_h,
+                                config)
+    return (*outputs, _fake_workspace(_config(config), x, mask_recurrent))
+
+
 @torch.library.custom_op("lstmkit::variant_rnn_backward", mutates_args=())
 def variant_rnn_backward(x: Tensor, h0: Tensor, c0: Optional[Tensor], params: list[Tensor],
                          lengths: Optional[Tensor], dropout_masks: list[Tensor], mask_recurrent: list[Tensor],
-                         mask_zoneout_c: list[Tensor], mask_zoneout_h: list[Tensor], grad_output: Optional[Tensor],
-                         grad_h_n: Optional[Tensor], grad_c_n: Optional[Tensor], config: str) -> list[Tensor]:
-    """Gradients of ``variant_rnn`` -> [dx, dh0, (dc0), *dparams in param_shapes order]; a None gradient is zeros."""
+                         mask_zoneout_c: list[Tensor], mask_zoneout_h: list[Tensor], workspace: Optional[Tensor],
+                         grad_output: Optional[Tensor], grad_h_n: Optional[Tensor], grad_c_n: Optional[Tensor],
+                         config: str) -> list[Tensor]:
+    """Gradients of ``variant_rnn`` / ``variant_rnn_train`` -> [dx, dh0, (dc0), *dparams in param_shapes
+    order]; a None gradient is zeros; workspace: ``variant_rnn_train``'s, or None (recompute the forward)."""
     cfg = _config(config)
     _checked(cfg, x, h0, c0, params, lengths, dropout_masks, mask_recurrent, mask_zoneout_c, mask_zoneout_h)
     params_np, x_np, state0, lengths_np, drop = _numpy_args(cfg, x, h0, c0, params, lengths, dropout_masks)
@@ -124,7 +157,8 @@ def variant_rnn_backward(x: Tensor, h0: Tensor, c0: Optional[Tensor], params: li
     finals = (grad_h_n, grad_c_n) if cfg.mode == "LSTM" else (grad_h_n,)
     d_final = tuple(np.zeros(s, x_np.dtype) if g is None or g.numel() == 0 else _np(g) for s, g in zip(shapes, finals))
     if _native(cfg, dropout_masks):
-        dx, d_state0, grads = engine.backward(cfg, params_np, x_np, d_out, d_final, state0, lengths_np, masks)
+        dx, d_state0, grads = engine.backward(cfg, params_np, x_np, d_out, d_final, state0, lengths_np, masks,
+                                              workspace=None if workspace is None else _np(workspace))
     else:
         _, _, cache = ref_rnn.forward(cfg, params_np, x_np, state0, lengths_np, drop, masks)
         dx, d_state0, grads = ref_rnn.backward(cache, d_out, d_final)
@@ -134,7 +168,7 @@ def variant_rnn_backward(x: Tensor, h0: Tensor, c0: Optional[Tensor], params: li
 
 @variant_rnn_backward.register_fake
 def _variant_rnn_backward_fake(x, h0, c0, params, lengths, dropout_masks, mask_recurrent, mask_zoneout_c,
-                               mask_zoneout_h, grad_output, grad_h_n, grad_c_n, config):
+                               mask_zoneout_h, workspace, grad_output, grad_h_n, grad_c_n, config):
     cfg = _config(config)
     _checked(cfg, x, h0, c0, params, lengths, dropout_masks, mask_recurrent, mask_zoneout_c, mask_zoneout_h)
     states = (h0, c0) if cfg.mode == "LSTM" else (h0,)
@@ -145,11 +179,21 @@ def _setup_context(ctx, inputs, output):
     x, h0, c0, params, lengths, dropout_masks, m_rd, m_zc, m_zh, config = inputs
     ctx.config = config
     ctx.counts = (len(params), len(dropout_masks), len(m_rd), len(m_zc), len(m_zh))
-    ctx.save_for_backward(x, h0, c0, lengths, *params, *dropout_masks, *m_rd, *m_zc, *m_zh)
+    ctx.save_for_backward(x, h0, c0, lengths, None, *params, *dropout_masks, *m_rd, *m_zc, *m_zh)
 
 
-def _backward(ctx, grad_output, grad_h_n, grad_c_n):
-    x, h0, c0, lengths, *rest = ctx.saved_tensors
+def _setup_train_context(ctx, inputs, output):
+    x, h0, c0, params, lengths, m_rd, m_zc, m_zh, config = inputs
+    workspace = output[-1]
+    ctx.mark_non_differentiable(workspace)
+    ctx.config = config
+    ctx.counts = (len(params), 0, len(m_rd), len(m_zc), len(m_zh))
+    ctx.save_for_backward(x, h0, c0, lengths, workspace, *params, *m_rd, *m_zc, *m_zh)
+
+
+def _gradients(ctx, grad_output, grad_h_n, grad_c_n):
+    """[dx, dh0, dc0 (None for a GRU), dparams list, the mask lists' (all None)] from the saved tensors."""
+    x, h0, c0, lengths, workspace, *rest = ctx.saved_tensors
     lists, start = [], 0
     for n in ctx.counts:
         lists.append(list(rest[start:start + n]))
@@ -157,13 +201,24 @@ def _backward(ctx, grad_output, grad_h_n, grad_c_n):
     params, dropout_masks, m_rd, m_zc, m_zh = lists
     lstm = c0 is not None
     grads = torch.ops.lstmkit.variant_rnn_backward(x, h0, c0, params, lengths, dropout_masks, m_rd, m_zc, m_zh,
-                                                   grad_output, grad_h_n, grad_c_n if lstm else None, ctx.config)
+                                                   workspace, grad_output, grad_h_n, grad_c_n if lstm else None,
+                                                   ctx.config)
     n_states = 2 if lstm else 1
     dx, d_states, d_params = grads[0], grads[1:1 + n_states], grads[1 + n_states:]
     dc0 = d_states[1] if lstm else None
+    return dx, d_states[0], dc0, list(d_params), [[None] * n for n in ctx.counts[1:]]
+
+
+def _backward(ctx, grad_output, grad_h_n, grad_c_n):
+    dx, dh0, dc0, d_params, (d_drop, d_rd, d_zc, d_zh) = _gradients(ctx, grad_output, grad_h_n, grad_c_n)
     # lengths, every mask list (structure must match the inputs') and the config get no gradient
-    return (dx, d_states[0], dc0, list(d_params), None, [None] * len(dropout_masks), [None] * len(m_rd),
-            [None] * len(m_zc), [None] * len(m_zh), None)
+    return dx, dh0, dc0, d_params, None, d_drop, d_rd, d_zc, d_zh, None
+
+
+def _train_backward(ctx, grad_output, grad_h_n, grad_c_n, _grad_workspace):
+    dx, dh0, dc0, d_params, (_, d_rd, d_zc, d_zh) = _gradients(ctx, grad_output, grad_h_n, grad_c_n)
+    return dx, dh0, dc0, d_params, None, d_rd, d_zc, d_zh, None
 
 
 variant_rnn.register_autograd(_backward, setup_context=_setup_context)
+variant_rnn_train.register_autograd(_train_backward, setup_context=_setup_train_context)
