@@ -219,26 +219,34 @@ T layer_norm_row(index_t n, const T* v, const T* gamma, const T* beta, T* y, T* 
   return rstd;
 }
 
-// Packed masks of one layer and direction (packed row order), empty when not sampled.
-//   rd [B, P] recurrent dropout; zc [N, H], zh [N, P] zoneout
+// The sampled masks of one layer and direction, read in place from the caller's arrays (copying them
+// into packed order would cost more than using them): row pointers by packed row, null when the mask
+// was not sampled. The PackedBatch must outlive this.
+//   caller's recurrent [B, P]; zoneout_c [T, B, H]; zoneout_h [T, B, P]
 template <typename T>
 struct PackedMasks {
-  std::vector<T> rd, zc, zh;
+  const T* recurrent = nullptr;
+  const T* zoneout_c = nullptr;
+  const T* zoneout_h = nullptr;
   PackedMasks() = default;
-  PackedMasks(const PackedBatch& pk, index_t B, index_t H, index_t P, const VariantMasks<T>& m) {
-    if (m.recurrent) {
-      rd.resize(static_cast<size_t>(B * P));
-      for (index_t r = 0; r < B; ++r) std::copy_n(m.recurrent + pk.order[r] * P, P, rd.data() + r * P);
-    }
-    if (m.zoneout_c) {
-      zc.resize(static_cast<size_t>(pk.N * H));
-      pk.pack(m.zoneout_c, B, H, zc.data());
-    }
-    if (m.zoneout_h) {
-      zh.resize(static_cast<size_t>(pk.N * P));
-      pk.pack(m.zoneout_h, B, P, zh.data());
-    }
+  PackedMasks(const PackedBatch& pk, index_t B, index_t H, index_t P, const VariantMasks<T>& m)
+      : recurrent(m.recurrent), zoneout_c(m.zoneout_c), zoneout_h(m.zoneout_h), order_(pk.order.data()), H_(H), P_(P) {
+    if (!zoneout_c && !zoneout_h) return;
+    source_.resize(static_cast<size_t>(pk.N));
+    for (size_t t = 0; t < pk.batch_sizes.size(); ++t)
+      for (index_t r = 0; r < pk.batch_sizes[t]; ++r)
+        source_[pk.offsets[t] + r] = static_cast<index_t>(t) * B + pk.order[r];
   }
+  // Batch row r (packed order) of the recurrent-dropout mask [P].
+  const T* rd(index_t r) const { return recurrent ? recurrent + order_[r] * P_ : nullptr; }
+  // Packed row q of the zoneout masks: c [H], h [P].
+  const T* zc(index_t q) const { return zoneout_c ? zoneout_c + source_[q] * H_ : nullptr; }
+  const T* zh(index_t q) const { return zoneout_h ? zoneout_h + source_[q] * P_ : nullptr; }
+
+ private:
+  const index_t* order_ = nullptr;
+  index_t H_ = 0, P_ = 0;
+  std::vector<index_t> source_;  // packed row q → its row t·B + b in the caller's [T, B] layout
 };
 
 // Rows of one per-row buffer: field values of row r at data() + r · width; null when the options do
@@ -350,7 +358,7 @@ struct VariantCell {
 
   // Gives the per-row buffers B rows of scratch (the forward without a tape).
   void scratch_rows(VariantRows<T>& rw, index_t B) const {
-    const auto widths = variant_row_widths(s, o, false, !rw.masks.rd.empty());
+    const auto widths = variant_row_widths(s, o, false, rw.masks.recurrent != nullptr);
     rw.scratch.assign(static_cast<size_t>(rw.place(widths, B, nullptr)), T(0));
     rw.place(widths, B, rw.scratch.data());
   }
@@ -369,15 +377,15 @@ struct VariantCell {
       for (index_t r = 0; r < n; ++r) {
         const T* hr = h + (r0 + r) * P;
         T* dst = at(rw.hin, P, r);
-        if (!mk.rd.empty()) {
-          const T* m = mk.rd.data() + (r0 + r) * P;
+        if (mk.recurrent) {
+          const T* m = mk.rd(r0 + r);
           for (index_t j = 0; j < P; ++j) dst[j] = m[j] * hr[j];
         } else {
           std::copy_n(hr, P, dst);
         }
         if (!rw.h_prev.empty()) std::copy_n(hr, P, at(rw.h_prev, P, r));
       }
-      hin = at(rw.hin, P, 0);
+      if (mk.recurrent) hin = at(rw.hin, P, 0);  // else the tape's copy equals h, which is hotter in cache
     }
     if (s.lstm) lstm_rows(r0, n, q0, gates, ldp, hin, h, c, rw, tape, s_scr, ht);
     else gru_rows(r0, n, q0, gates, ldp, hin, h, rw, tape, s_scr, ht);
@@ -398,7 +406,7 @@ struct VariantCell {
   // h ← m_h ⊙ h + (1 − m_h) ⊙ h̃ for rows [r0, r0 + n).
   void zoneout_h(index_t r0, index_t n, index_t q0, T* h, const T* ht, const VariantRows<T>& rw) const {
     for (index_t r = 0; r < n; ++r)
-      zoneout_row(P, rw.masks.zh.empty() ? nullptr : rw.masks.zh.data() + (q0 + r) * P, T(o.zoneout_h),
+      zoneout_row(P, rw.masks.zh(q0 + r), T(o.zoneout_h),
                   h + (r0 + r) * P, ht + (r0 + r) * P);
   }
 
@@ -451,7 +459,7 @@ struct VariantCell {
       act_apply(o.hidden, hc_in, hc, H);
       T* m = pc.projected ? at(rw.m, H, r) : ht + (r0 + r) * P;
       for (index_t j = 0; j < H; ++j) m[j] = a[3 * H + j] * hc[j];
-      zoneout_row(H, rw.masks.zc.empty() ? nullptr : rw.masks.zc.data() + (q0 + r) * H, zc_const, cr, ct);
+      zoneout_row(H, rw.masks.zc(q0 + r), zc_const, cr, ct);
     }
     if (pc.projected) gemm_set(n, at(rw.m, H, 0), H, pc.w_hr, ht + r0 * P, P);
     zoneout_h(r0, n, q0, h, ht, rw);

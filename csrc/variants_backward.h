@@ -116,7 +116,7 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
         for (index_t r = 0; r < n; ++r) {
           T* dr = dhb + r * P;
           T* tr = dht + r * ld_dht;
-          const T* mh = mk.zh.empty() ? nullptr : mk.zh.data() + (q0 + r) * P;
+          const T* mh = mk.zh(q0 + r);
           for (index_t j = 0; j < P; ++j) {
             const T m = mh ? mh[j] : zh_c;
             tr[j] = (T(1) - m) * dr[j];
@@ -145,7 +145,7 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
             T *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
             T* dct = tmp.data() + (r0 + r) * GH;  // dc̃
             T* dhin = dct + H;                    // d of σ_h's input
-            const T* mc = mk.zc.empty() ? nullptr : mk.zc.data() + q * H;
+            const T* mc = mk.zc(q);
             for (index_t j = 0; j < H; ++j) {
               const T m = mc ? mc[j] : zc_c;
               go[j] = dmr[j] * hc[j];
@@ -219,7 +219,7 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
               const T* zp = keep_z ? rw.zpre.data() + q * GH : a;
               const T* z = clipped_z ? zt.data() + (r0 + r) * GH : a;
               const T* hin = rw.hin.data() + q * P;
-              const T* rd = mk.rd.empty() ? nullptr : mk.rd.data() + (r0 + r) * P;
+              const T* rd = mk.rd(r0 + r);
               const T* dqr = dq + r * GH;
               T* g = dG.data() + q * GH;
               T* dr = dhb + r * P;
@@ -239,14 +239,14 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
             layer_norm_row_backward(GH, dS_post + q * GH, ex.ln_hh_w, rw.xhat_hh.data() + q * GH, rw.rstd_hh[q],
                                     dSraw.data() + q * GH);
           }
-        if (mk.rd.empty()) {
+        if (!mk.recurrent) {
           gemm_acc(n, dS_in + q0 * GH, GH, w_hh_t, dhb, P);
         } else {
           T* prod = tmp.data() + r0 * GH;  // [n, P] ld GH
           for (index_t r = 0; r < n; ++r) std::fill(prod + r * GH, prod + r * GH + P, T(0));
           gemm_acc(n, dS_in + q0 * GH, GH, w_hh_t, prod, GH);
           for (index_t r = 0; r < n; ++r) {
-            const T* rd = mk.rd.data() + (r0 + r) * P;
+            const T* rd = mk.rd(r0 + r);
             for (index_t j = 0; j < P; ++j) dhb[r * P + j] += rd[j] * prod[r * GH + j];
           }
         }

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import checks
+from . import checks, workspaces
 from .params import DTYPES, GATES, RNNConfig, param_shapes, to_numpy
 
 import os
@@ -325,7 +325,7 @@ def train_forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=No
     dtype, (T, B, _), shapes, _, args = _check_sequence(config, params, x, state0, lengths)
     out = np.empty((T, B, config.num_directions * config.output_size), dtype)
     final = [np.empty(s, dtype) for s in shapes]
-    workspace = np.empty(workspace_size(config, T, B), dtype)
+    workspace = workspaces.empty(workspace_size(config, T, B), dtype)
     _require_engine().train_forward(*args, out, final[0], final[1] if len(final) == 2 else None, workspace)
     return out, tuple(final), workspace
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import engine
+from . import engine, workspaces
 from .params import RNNConfig
 
 PLAIN_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
@@ -114,7 +114,7 @@ def train_forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=No
     dtype, (T, B, _), shapes, _, args = _check(config, params, x, state0, lengths, variant_masks)
     out = np.empty((T, B, config.num_directions * config.output_size), dtype)
     final = [np.empty(s, dtype) for s in shapes]
-    workspace = np.empty(workspace_size(config, T, B, _has_recurrent_masks(variant_masks)), dtype)
+    workspace = workspaces.empty(workspace_size(config, T, B, _has_recurrent_masks(variant_masks)), dtype)
     engine._require_engine().variant_train_forward(*args, out, final[0], final[1] if len(final) == 2 else None,
                                                    workspace)
     return out, tuple(final), workspace

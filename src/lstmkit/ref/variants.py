@@ -40,10 +40,17 @@ def sample_masks(config, steps: int, batch: int, rng, dtype) -> VariantMasks:
     K = config.num_layers * config.num_directions
     H, P = config.hidden_size, config.output_size
     p, (z_c, z_h) = config.recurrent_dropout, config.zoneout
-    recurrent = [((rng.random((batch, P)) >= p) / (1.0 - p)).astype(dtype) for _ in range(K)] if p else None
-    zoneout_c = [(rng.random((steps, batch, H)) < z_c).astype(dtype) for _ in range(K)] if z_c else None
-    zoneout_h = [(rng.random((steps, batch, P)) < z_h).astype(dtype) for _ in range(K)] if z_h else None
+    recurrent = [_bernoulli(rng, (batch, P), 1.0 - p, dtype) / np.asarray(1.0 - p, dtype) for _ in range(K)] if p else None
+    zoneout_c = [_bernoulli(rng, (steps, batch, H), z_c, dtype) for _ in range(K)] if z_c else None
+    zoneout_h = [_bernoulli(rng, (steps, batch, P), z_h, dtype) for _ in range(K)] if z_h else None
     return VariantMasks(recurrent, zoneout_c, zoneout_h)
+
+
+def _bernoulli(rng, shape, p: float, dtype) -> np.ndarray:
+    """1 with probability p, else 0, in dtype: uniforms drawn in dtype and compared in place (zoneout's
+    per-step masks are T·B·H values drawn every training step)."""
+    u = rng.random(shape, dtype=np.dtype(dtype))
+    return np.less(u, p, out=u, casting="unsafe")
 
 
 def eval_masks(config, steps: int, batch: int, dtype) -> VariantMasks:
