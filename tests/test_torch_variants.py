@@ -204,3 +204,16 @@ def test_numpy_layer_to_lstmkit_torch_keeps_the_variant():
     assert module.config == layer.config
     x = np.random.default_rng(0).standard_normal((4, 2, 3))
     np.testing.assert_allclose(module(torch.from_numpy(x))[0].detach().numpy(), layer(x)[0], **TOL)
+
+
+def test_operator_mask_errors_are_named():
+    """The operators check their masks as the engine does (one shared check), naming the argument."""
+    model, cfg, x, h0, c0, params, (m_rd, m_zc, m_zh) = _op_inputs(
+        "LSTM", dict(zoneout=(0.3, 0.2), recurrent_dropout=0.2))
+    key, lengths = config_key(cfg), torch.tensor([4, 2, 3])
+    with pytest.raises(ValueError, match=r"mask_zoneout_c\[0\]: expected shape \(4, 3, 5\), got \(4, 3, 2\)"):
+        torch.ops.lstmkit.variant_rnn_train(x, h0, c0, params, lengths, m_rd, [m_zc[0][..., :2]], m_zh, key)
+    with pytest.raises(ValueError, match=r"mask_recurrent: expected a list of 1 masks .*got 2"):
+        torch.ops.lstmkit.variant_rnn(x, h0, c0, params, lengths, [], m_rd * 2, m_zc, m_zh, key)
+    with pytest.raises(TypeError, match=r"mask_zoneout_h\[0\]: expected dtype float64"):
+        torch.ops.lstmkit.variant_rnn(x, h0, c0, params, lengths, [], m_rd, m_zc, [m_zh[0].float()], key)

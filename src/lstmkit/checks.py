@@ -94,3 +94,33 @@ def check_lengths(lengths, steps: int, batch: int) -> np.ndarray | None:
     if arr.size and (arr.min() < 0 or arr.max() > steps):
         raise ValueError(f"lengths: expected values in [0, {steps}] (the number of steps), got {arr.min()}..{arr.max()}")
     return arr
+
+
+VARIANT_MASKS = ("recurrent", "zoneout_c", "zoneout_h")
+
+
+def check_variant_masks(config: RNNConfig, steps: int, batch: int, dtype, masks: dict, prefix: str) -> None:
+    """Check the form of a variant call's sampled masks (lstmkit.ref.variants.VariantMasks), not their values.
+
+    masks: each field of VARIANT_MASKS -> a list (empty: not sampled) of one mask per layer·direction,
+    recurrent (B, P), zoneout_c (T, B, H) (an LSTM's only), zoneout_h (T, B, P), all of ``dtype``;
+    errors name them ``prefix + field``. Reads only ``.shape`` and ``.dtype``, so it works on numpy
+    arrays and on torch tensors whose values cannot be read yet (while torch.compile traces).
+    """
+    K = config.num_layers * config.num_directions
+    H, P = config.hidden_size, config.output_size
+    shapes = {"recurrent": (batch, P), "zoneout_c": (steps, batch, H), "zoneout_h": (steps, batch, P)}
+    for field in VARIANT_MASKS:
+        name, given = prefix + field, masks[field]
+        if not len(given):
+            continue
+        if field == "zoneout_c" and config.mode == "GRU":
+            raise ValueError(f"{name}: expected None for a GRU (it has no cell state), got masks")
+        if len(given) != K:
+            raise ValueError(f"{name}: expected a list of {K} masks (one per layer·direction), got {len(given)} masks")
+        for k, m in enumerate(given):
+            if tuple(m.shape) != shapes[field]:
+                raise ValueError(f"{name}[{k}]: expected shape {shapes[field]}, got {tuple(m.shape)}")
+            if dtype_name(m.dtype) != dtype_name(dtype):
+                raise TypeError(f"{name}[{k}]: expected dtype {dtype_name(dtype)} (the dtype of x), "
+                                f"got {dtype_name(m.dtype)}; cast it first")

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import engine, workspaces
+from . import checks, engine, workspaces
 from .params import RNNConfig
 
 PLAIN_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
@@ -48,31 +48,18 @@ def _check_masks(config: RNNConfig, variant_masks, steps: int, batch: int, dtype
     """The masks as three lists of C-contiguous arrays (each empty, or one per layer·direction)."""
     if variant_masks is None:
         return [], [], []
-    for field in ("recurrent", "zoneout_c", "zoneout_h"):
+    lists = {}
+    for field in checks.VARIANT_MASKS:
         if not hasattr(variant_masks, field):
             raise TypeError(f"variant_masks: expected lstmkit.ref.variants.VariantMasks or None, "
                             f"got {type(variant_masks).__name__}")
-    K = config.num_layers * config.num_directions
-    H, P = config.hidden_size, config.output_size
-    shapes = {"recurrent": (batch, P), "zoneout_c": (steps, batch, H), "zoneout_h": (steps, batch, P)}
-    out = []
-    for field, shape in shapes.items():
         value = getattr(variant_masks, field)
-        if value is None:
-            out.append([])
-            continue
-        if field == "zoneout_c" and config.mode == "GRU":
-            raise ValueError("variant_masks.zoneout_c: expected None for a GRU (it has no cell state), got masks")
-        if not isinstance(value, (list, tuple)) or len(value) != K:
-            got = f"{len(value)} masks" if isinstance(value, (list, tuple)) else type(value).__name__
-            raise ValueError(f"variant_masks.{field}: expected a list of {K} masks (one per layer·direction), got {got}")
-        masks = []
-        for k, m in enumerate(value):
-            arr = engine._array(f"variant_masks.{field}[{k}]", m, dtype)
-            engine._shape(f"variant_masks.{field}[{k}]", arr, shape)
-            masks.append(engine._native(arr, dtype))
-        out.append(masks)
-    return out[0], out[1], out[2]
+        if value is not None and not isinstance(value, (list, tuple)):
+            raise ValueError(f"variant_masks.{field}: expected None or a list of masks (one per layer·direction), "
+                             f"got {type(value).__name__}")
+        lists[field] = [engine._array(f"variant_masks.{field}[{k}]", m) for k, m in enumerate(value or ())]
+    checks.check_variant_masks(config, steps, batch, dtype, lists, "variant_masks.")
+    return tuple([engine._native(m, dtype) for m in lists[field]] for field in checks.VARIANT_MASKS)
 
 
 def _check(config, params, x, state0, lengths, variant_masks):

@@ -54,24 +54,9 @@ def _config(key: str) -> RNNConfig:
     return RNNConfig(**json.loads(key))
 
 
-def _check_variant_masks(config, T, B, dtype, m_rd, m_zc, m_zh) -> None:
-    K = config.num_layers * config.num_directions
-    H, P = config.hidden_size, config.output_size
-    for name, masks, shape in (("mask_recurrent", m_rd, (B, P)), ("mask_zoneout_c", m_zc, (T, B, H)),
-                               ("mask_zoneout_h", m_zh, (T, B, P))):
-        if len(masks) not in (0, K):
-            raise ValueError(f"{name}: expected 0 or {K} masks (one per layer·direction), got {len(masks)}")
-        for k, m in enumerate(masks):
-            if tuple(m.shape) != shape:
-                raise ValueError(f"{name}[{k}]: expected shape {shape}, got {tuple(m.shape)}")
-            checks.check_dtype_matches(f"{name}[{k}]", m.dtype, dtype)
-    if m_zc and config.mode == "GRU":
-        raise ValueError("mask_zoneout_c: expected no masks for a GRU (it has no cell state)")
-
-
 def _checked(config, x, h0, c0, params, lengths, dropout_masks, m_rd, m_zc, m_zh):
     T, B = _check_args(config, x, h0, c0, params, lengths, dropout_masks)
-    _check_variant_masks(config, T, B, x.dtype, m_rd, m_zc, m_zh)
+    checks.check_variant_masks(config, T, B, x.dtype, dict(recurrent=m_rd, zoneout_c=m_zc, zoneout_h=m_zh), "mask_")
     return T, B
 
 
