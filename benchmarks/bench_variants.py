@@ -27,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine import THREADS, cpu_name, interleaved  # noqa: E402
+from report import write_keeping_notes  # noqa: E402
 
 import lstmkit  # noqa: E402
 from lstmkit import engine  # noqa: E402
@@ -164,7 +165,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        Path(args.out).write_text(text)
+        write_keeping_notes(args.out, text)
 
 
 if __name__ == "__main__":

@@ -210,9 +210,20 @@ T layer_norm_row(index_t n, const T* v, const T* gamma, const T* beta, T* y, T* 
   const T mean = row_reduce(n, v, none, none) / T(n);
   const T var = row_reduce(n, v, none, none, true, mean) / T(n);
   const T rstd = T(1) / std::sqrt(var + T(kLayerNormEps));
-  if (xhat)
-    for (index_t j = 0; j < n; ++j) xhat[j] = (v[j] - mean) * rstd;
-  if (add)
+  // One pass per case (no branch inside the loops, so each vectorises).
+  if (xhat && add)
+    for (index_t j = 0; j < n; ++j) {
+      const T xh = (v[j] - mean) * rstd;
+      xhat[j] = xh;
+      y[j] += gamma[j] * xh + beta[j];
+    }
+  else if (xhat)
+    for (index_t j = 0; j < n; ++j) {
+      const T xh = (v[j] - mean) * rstd;
+      xhat[j] = xh;
+      y[j] = gamma[j] * xh + beta[j];
+    }
+  else if (add)
     for (index_t j = 0; j < n; ++j) y[j] += gamma[j] * ((v[j] - mean) * rstd) + beta[j];
   else
     for (index_t j = 0; j < n; ++j) y[j] = gamma[j] * ((v[j] - mean) * rstd) + beta[j];
