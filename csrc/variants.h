@@ -346,14 +346,12 @@ struct VariantCell {
   // Keeps x̂ and the 1/σ of the layer norm in rows.xhat_ih / rstd_ih when tape.
   void project(index_t N, const T* input, index_t in, T* proj, index_t ldp, VariantRows<T>& rows, bool tape) const {
     const T* bias = pc.input_bias();
-    if (!o.layer_norm) {
-      fill_rows(N, GH, bias, proj, ldp);
-      gemm_acc(N, input, in, pc.w_ih, proj, ldp);
-      return;
-    }
-    fill_rows(N, GH, static_cast<const T*>(nullptr), proj, ldp);
-    gemm_acc(N, input, in, pc.w_ih, proj, ldp);
-    auto norm = [&](index_t n0, index_t n1) {
+    // Rows [n0, n1): the bias (after the layer norm, which would remove it), the product, the norm.
+    auto block = [&](index_t n0, index_t n1) {
+      T* out = proj + n0 * ldp;
+      fill_rows(n1 - n0, GH, o.layer_norm ? static_cast<const T*>(nullptr) : bias, out, ldp);
+      gemm_acc(n1 - n0, input + n0 * in, in, pc.w_ih, out, ldp);  // one thread's share: runs serially
+      if (!o.layer_norm) return;
       for (index_t n = n0; n < n1; ++n) {
         T* row = proj + n * ldp;
         const T r = layer_norm_row(GH, row, ex.ln_ih_w, ex.ln_ih_b, row, tape ? rows.xhat_ih.data() + n * GH : nullptr,
@@ -363,8 +361,14 @@ struct VariantCell {
           for (index_t j = 0; j < GH; ++j) row[j] += bias[j];
       }
     };
-    if (double(N) * double(GH) >= kParallelMacs / 4) parallel_for(N, norm);
-    else norm(0, N);
+    // Split by whole register tiles, at least two per thread, as gemm_acc splits rows: every row then
+    // goes through the same micro-kernel as on one thread (a one-row share would take the row kernel).
+    constexpr int MR = Tile<T>::MR;
+    const index_t tiles = (N + MR - 1) / MR;
+    if (double(N) * double(GH) * double(in) >= kParallelMacs && tiles >= 2 * num_threads() && !in_parallel())
+      parallel_for(tiles, [&](index_t b, index_t e) { block(b * MR, std::min(N, e * MR)); });
+    else
+      block(0, N);
   }
 
   // Gives the per-row buffers B rows of scratch (the forward without a tape).

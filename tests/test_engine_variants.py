@@ -148,6 +148,34 @@ def test_parity_threaded_batch_split(mode):
         engine.set_num_threads(n)
 
 
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_same_bits_on_one_and_two_threads(mode):
+    """Without lengths, the variant kernels give the same bits whatever the thread count (the batch
+    split of the time loop, the split input projection and the split backward products)."""
+    options = dict(layer_norm=True, zoneout=(0.0, 0.2), recurrent_dropout=0.2, clip=2.0)
+    if mode == "LSTM":
+        options.update(peephole=True, zoneout=(0.1, 0.2), proj_size=24)
+    config = RNNConfig(mode, 8, 32, num_layers=2, bidirectional=True, **options)
+    params, x, state0, _, d_out, d_final, rng = make_case(config, "float32", 5, steps=7, batch=41)
+    masks = variants.sample_masks(config, 7, 41, rng, "float32")
+    n = engine.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            engine.set_num_threads(threads)
+            out, final, ws = engine.train_forward(config, params, x, state0, None, masks)
+            results.append((out, *final, ws, *engine.backward(config, params, x, d_out, d_final, state0, None, masks,
+                                                              workspace=ws)))
+    finally:
+        engine.set_num_threads(n)
+    one, two = results
+    for a, b in zip(one[:-1], two[:-1]):
+        for u, v in (zip(a, b) if isinstance(a, tuple) else [(a, b)]):
+            np.testing.assert_array_equal(u, v)
+    for name in params:
+        np.testing.assert_array_equal(one[-1][name], two[-1][name], err_msg=name)
+
+
 def test_every_activation_is_covered():
     used = {a if isinstance(a, str) else a[0] for o in LSTM_OPTIONS + GRU_OPTIONS for a in o.get("activations", ())}
     assert used == set(TABLE)
