@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common.h"
+#include "variants_api.h"
 
 // gcc gives implicit instantiations the target of the region they are instantiated from, so the
 // std::vector members the kernels need out of line would be AVX code under a shared (weak) symbol.
@@ -26,6 +27,8 @@
 template class std::vector<float>;
 template class std::vector<double>;
 template class std::vector<std::ptrdiff_t>;
+template class lstmkit::RawBuffer<float>;
+template class lstmkit::RawBuffer<double>;
 
 #include "target_begin.h"
 

@@ -67,10 +67,11 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
   std::vector<T> d_layer_out(static_cast<size_t>(N * D * P));
   pk.pack(d_out, B, D * P, d_layer_out.data());
   std::vector<T> dh(static_cast<size_t>(B * P)), dc(static_cast<size_t>(B * H));  // state grads, packed order
-  std::vector<T> dG(static_cast<size_t>(N * GH));  // d of the gate pre-activations a + s (before peephole/clip)
-  std::vector<T> dS(!lstm && lbr ? static_cast<size_t>(N * GH) : 0);  // GRU: d of s (after its layer norm)
-  std::vector<T> dSraw(ln ? static_cast<size_t>(N * GH) : 0);         // d of W_hh h (before the layer norm)
-  std::vector<T> dHt, dhc_in;  // LSTM: dh̃ [N, P] (projection), d LN(c̃) [N, H] (layer norm)
+  // The large per-row gradients are written in full before they are read: RawBuffer, not zeroed.
+  RawBuffer<T> dG(N * GH);                       // d of the gate pre-activations a + s (before peephole/clip)
+  RawBuffer<T> dS(!lstm && lbr ? N * GH : 0);    // GRU: d of s (after its layer norm)
+  RawBuffer<T> dSraw(ln ? N * GH : 0);           // d of W_hh h (before the layer norm)
+  RawBuffer<T> dHt, dhc_in;  // LSTM: dh̃ [N, P] (projection), d LN(c̃) [N, H] (layer norm)
   std::vector<T> zt(static_cast<size_t>(B * GH));  // per row: the clipped pre-activations
   std::vector<T> tmp(static_cast<size_t>(B * std::max(GH, P)));
   std::vector<T> dm(static_cast<size_t>(B * H));
@@ -89,9 +90,9 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
       if (!lstm && !lbr) w_hn_t = PackedWeights<T>(w.w_hh + 2 * H * P, P, H, 1, P);
       if (w.w_hr) {
         w_hr_t = PackedWeights<T>(w.w_hr, H, P, 1, H);
-        dHt.resize(static_cast<size_t>(N * P));
+        if (!dHt.data()) dHt = RawBuffer<T>(N * P);
       }
-      if (lstm && ln) dhc_in.resize(static_cast<size_t>(N * H));
+      if (lstm && ln && !dhc_in.data()) dhc_in = RawBuffer<T>(N * H);
       T* dS_post = lstm || !lbr ? dG.data() : dS.data();  // d of s (the W_hh side after its layer norm)
       T* dS_in = ln ? dSraw.data() : dS_post;             // d of W_hh · hin
       for (index_t r = 0; r < B; ++r) {
