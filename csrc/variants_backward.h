@@ -290,7 +290,10 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
         }
       } else if (gr.b_ih) {
         column_sums(N, GH, dG.data(), GH, static_cast<const T*>(nullptr), 0, gr.b_ih);
-        column_sums(N, GH, dS_post, GH, static_cast<const T*>(nullptr), 0, gr.b_hh);
+        if (dS_post == dG.data())  // both biases add to the same pre-activation: one sum
+          std::copy_n(gr.b_ih, GH, gr.b_hh);
+        else
+          column_sums(N, GH, dS_post, GH, static_cast<const T*>(nullptr), 0, gr.b_hh);
       }
       if (p) {
         column_sums(N, H, dG.data(), GH, rw.c_prev.data(), H, eg.peephole);
