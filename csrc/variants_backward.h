@@ -22,20 +22,13 @@ void layer_norm_row_backward(index_t n, const T* dy, const T* gamma, const T* xh
 }
 
 // out[j] = Σ_n A[n, j] · (Bm ? Bm[n, j] : 1) for j < width (overwritten); rows summed in order.
-// With out_plain (and Bm), also out_plain[j] = Σ_n A[n, j] in the same pass over A (a layer norm's
-// γ and β gradients).
 template <typename T>
-void column_sums(index_t N, index_t width, const T* A, index_t lda, const T* Bm, index_t ldb, T* out,
-                 T* out_plain = nullptr) {
+void column_sums(index_t N, index_t width, const T* A, index_t lda, const T* Bm, index_t ldb, T* out) {
   auto sums = [&](index_t j0, index_t j1) {
     std::fill(out + j0, out + j1, T(0));
-    if (out_plain) std::fill(out_plain + j0, out_plain + j1, T(0));
     for (index_t n = 0; n < N; ++n) {
       const T* a = A + n * lda;
-      if (Bm && out_plain) {
-        const T* b = Bm + n * ldb;
-        for (index_t j = j0; j < j1; ++j) out[j] += a[j] * b[j], out_plain[j] += a[j];
-      } else if (Bm) {
+      if (Bm) {
         const T* b = Bm + n * ldb;
         for (index_t j = j0; j < j1; ++j) out[j] += a[j] * b[j];
       } else {
@@ -45,6 +38,59 @@ void column_sums(index_t N, index_t width, const T* A, index_t lda, const T* Bm,
   };
   if (double(N) * double(width) >= kParallelMacs) parallel_for(width, sums);
   else sums(0, width);
+}
+
+// One product-and-plain column sum for column_sums_with_rows: over rows of `width` values (row stride
+// width), out[j] = Σ_n a[n, j] · x[n, j] and out_plain[j] = Σ_n a[n, j] (both overwritten).
+template <typename T>
+struct ColumnSum {
+  const T* a;
+  const T* x;
+  index_t width;
+  T* out;
+  T* out_plain;
+};
+
+// Several ColumnSums over the same N rows in one pass over memory, calling row_fn(n) for each row
+// after its terms are added (while the row is in cache). Rows go in fixed blocks of 64 whose partial
+// sums are added in block order, so the sums do not depend on how the blocks are split over threads.
+template <typename T, typename F>
+void column_sums_with_rows(index_t N, const std::vector<ColumnSum<T>>& sums, F&& row_fn) {
+  constexpr index_t kBlock = 64;
+  const index_t blocks = (N + kBlock - 1) / kBlock;
+  index_t per_block = 0;
+  for (const ColumnSum<T>& c : sums) per_block += 2 * c.width;
+  std::vector<T> partial(static_cast<size_t>(blocks * per_block), T(0));
+  auto run = [&](index_t b0, index_t b1) {
+    for (index_t b = b0; b < b1; ++b) {
+      for (index_t n = b * kBlock; n < std::min(N, (b + 1) * kBlock); ++n) {
+        T* part = partial.data() + b * per_block;
+        for (const ColumnSum<T>& c : sums) {
+          const T* a = c.a + n * c.width;
+          const T* x = c.x + n * c.width;
+          T* prod = part;
+          T* plain = part + c.width;
+          for (index_t j = 0; j < c.width; ++j) prod[j] += a[j] * x[j], plain[j] += a[j];
+          part += 2 * c.width;
+        }
+        row_fn(n);
+      }
+    }
+  };
+  double work = 0;
+  for (const ColumnSum<T>& c : sums) work += double(N) * double(c.width);
+  if (work >= kParallelMacs / 4) parallel_for(blocks, run);
+  else run(0, blocks);
+  index_t at = 0;
+  for (const ColumnSum<T>& c : sums) {
+    std::fill(c.out, c.out + c.width, T(0));
+    std::fill(c.out_plain, c.out_plain + c.width, T(0));
+    for (index_t b = 0; b < blocks; ++b) {
+      const T* part = partial.data() + b * per_block + at;
+      for (index_t j = 0; j < c.width; ++j) c.out[j] += part[j], c.out_plain[j] += part[c.width + j];
+    }
+    at += 2 * c.width;
+  }
 }
 
 // Sequence backward of the variants; arguments as rnn_backward (rnn_backward.h) and variant_forward;
@@ -280,11 +326,17 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
       } else {
         gemm_tn_acc(GH, P, N, dS_in, GH, rw.hin.data(), P, gr.w_hh, P);
       }
-      if (ln) {  // the layer norms' β gradients are the biases' (both add after the normalisation)
-        column_sums(N, GH, dS_post, GH, rw.xhat_hh.data(), GH, eg.ln_hh_w, eg.ln_hh_b);
-        column_sums(N, GH, dG.data(), GH, rw.xhat_ih.data(), GH, eg.ln_ih_w, eg.ln_ih_b);
-        if (lstm) column_sums(N, H, dhc_in.data(), H, rw.xhat_c.data(), H, eg.ln_cell_w, eg.ln_cell_b);
-        if (gr.b_ih) {
+      if (ln) {
+        // The layer norms' γ and β gradients, and the input side's norm backward (into dSraw, free now
+        // that dW_hh is done), in one pass over the rows.
+        std::vector<ColumnSum<T>> sums = {{dS_post, rw.xhat_hh.data(), GH, eg.ln_hh_w, eg.ln_hh_b},
+                                          {dG.data(), rw.xhat_ih.data(), GH, eg.ln_ih_w, eg.ln_ih_b}};
+        if (lstm) sums.push_back({dhc_in.data(), rw.xhat_c.data(), H, eg.ln_cell_w, eg.ln_cell_b});
+        column_sums_with_rows(N, sums, [&](index_t n) {
+          layer_norm_row_backward(GH, dG.data() + n * GH, ex.ln_ih_w, rw.xhat_ih.data() + n * GH, rw.rstd_ih[n],
+                                  dSraw.data() + n * GH);
+        });
+        if (gr.b_ih) {  // the layer norms' β gradients are the biases' (both add after the normalisation)
           std::copy_n(eg.ln_ih_b, GH, gr.b_ih);
           std::copy_n(eg.ln_hh_b, GH, gr.b_hh);
         }
@@ -304,18 +356,8 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
         std::fill(gr.w_hr, gr.w_hr + P * H, T(0));
         gemm_tn_acc(P, H, N, dHt.data(), P, rw.m.data(), H, gr.w_hr, H);
       }
-      // The input side: back through the layer norm of W_ih x (into dSraw, free now), then dW_ih, d_in.
-      const T* dA = dG.data();
-      if (ln) {
-        auto back = [&](index_t n0, index_t n1) {
-          for (index_t n = n0; n < n1; ++n)
-            layer_norm_row_backward(GH, dG.data() + n * GH, ex.ln_ih_w, rw.xhat_ih.data() + n * GH, rw.rstd_ih[n],
-                                    dSraw.data() + n * GH);
-        };
-        if (double(N) * double(GH) >= kParallelMacs / 4) parallel_for(N, back);
-        else back(0, N);
-        dA = dSraw.data();
-      }
+      // The input side (with layer norm: its backward, done above, in dSraw): dW_ih, d_in.
+      const T* dA = ln ? dSraw.data() : dG.data();
       std::fill(gr.w_ih, gr.w_ih + GH * In, T(0));
       gemm_tn_acc(GH, In, N, dA, GH, tape.inputs[layer], In, gr.w_ih, In);
       const PackedWeights<T> w_ih_t(w.w_ih, In, GH, 1, In);
