@@ -196,6 +196,35 @@ void rnn_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights,
           T* y = layer_out + (offsets[t] + r0) * ldo + d * P;
           for (index_t r = 0; r < n; ++r) std::copy_n(h.data() + (r0 + r) * P, P, y + r * ldo);
         });
+      } else if (!cells[d].projected && N == T_steps * B && unit_split(B, H, 0, cells[d], G)) {
+        // Small batches, every row running every step: two threads each own half of the hidden units
+        // (their columns of W_hh stay in that core's cache) for the whole time loop, meeting once per
+        // step; h alternates between h (even steps read it) and h_new. Same operations as lstm_step.
+        const PackedCell<T>& cell = cells[d];
+        constexpr int NR = Tile<T>::NR;
+        const index_t half = H / NR / 2 * NR;
+        T* const hb[2] = {h.data(), h_new.data()};
+        lockstep_pair(T_steps, [&](index_t step, int part0, int part1) {
+          const index_t t = d == 0 ? step : T_steps - 1 - step;
+          const index_t u0 = part0 == 0 ? 0 : half, u1 = part1 == 2 ? H : half, n = u1 - u0;
+          const T* h_in = hb[step % 2];
+          T* h_out = hb[(step + 1) % 2];
+          T* g = proj.data() + offsets[t] * ldp + d * GH;
+          if (s.lstm) {
+            unit_products(B, G, H, cell, static_cast<const T*>(nullptr), 0, h_in, P, g, ldp, static_cast<T*>(nullptr),
+                          0, u0, u1);
+            lstm_pointwise(B, n, g + u0, ldp, c.data() + u0, H, c.data() + u0, H, h_out + u0, P,
+                           static_cast<T*>(nullptr), static_cast<T*>(nullptr), H);
+          } else {
+            unit_products(B, G, H, cell, static_cast<const T*>(nullptr), 0, h_in, P, g, ldp, scratch.data(), GH, u0,
+                          u1);
+            gru_pointwise(B, n, g + u0, ldp, scratch.data() + u0, GH, cell.b_hh ? cell.b_hh + u0 : nullptr, h_in + u0,
+                          P, h_out + u0, P, static_cast<T*>(nullptr), static_cast<T*>(nullptr), H);
+          }
+          T* y = layer_out + offsets[t] * ldo + d * P + u0;
+          for (index_t r = 0; r < B; ++r) std::copy_n(h_out + r * P + u0, n, y + r * ldo);
+        });
+        if (T_steps % 2) std::copy_n(h_new.data(), B * P, h.data());
       } else {
         for (index_t step = 0; step < T_steps; ++step) {
           const index_t t = d == 0 ? step : T_steps - 1 - step;

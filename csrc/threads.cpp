@@ -38,6 +38,25 @@ int default_threads() {
 
 thread_local bool tl_in_parallel = false;
 
+// Linux wakes a sleeping thread on its waker's CPU and may leave it there for milliseconds, so the
+// caller and this worker would share one core while another sits idle. When this thread runs on
+// `cpu` (the caller's), hop once to the other CPUs of the affinity mask (then restore the mask:
+// nothing stays pinned).
+void leave_cpu(int cpu) {
+#ifdef __linux__
+  const int here = sched_getcpu();
+  if (here < 0 || here != cpu) return;
+  cpu_set_t mask, others;
+  if (sched_getaffinity(0, sizeof mask, &mask) != 0) return;
+  others = mask;
+  CPU_CLR(cpu, &others);
+  if (CPU_COUNT(&others) == 0) return;
+  if (sched_setaffinity(0, sizeof others, &others) == 0) sched_setaffinity(0, sizeof mask, &mask);
+#else
+  (void)cpu;
+#endif
+}
+
 class Pool {
  public:
   ~Pool() { stop_workers(); }
@@ -110,22 +129,7 @@ class Pool {
     if (e > b) fn_(ctx_, b, e);
   }
 
-  // Linux wakes a sleeping thread on its waker's CPU and may leave it there for milliseconds, so the
-  // caller and this worker would share one core while another sits idle. After a wake-up on the
-  // caller's CPU, hop once to the other CPUs of the affinity mask (then restore the mask: nothing
-  // stays pinned).
-  void leave_caller_cpu() {
-#ifdef __linux__
-    const int here = sched_getcpu(), caller = caller_cpu_.load(std::memory_order_relaxed);
-    if (here < 0 || here != caller) return;
-    cpu_set_t mask, others;
-    if (sched_getaffinity(0, sizeof mask, &mask) != 0) return;
-    others = mask;
-    CPU_CLR(caller, &others);
-    if (CPU_COUNT(&others) == 0) return;
-    if (sched_setaffinity(0, sizeof others, &others) == 0) sched_setaffinity(0, sizeof mask, &mask);
-#endif
-  }
+  void leave_caller_cpu() { leave_cpu(caller_cpu_.load(std::memory_order_relaxed)); }
 
   static void serial(index_t n, void (*fn)(void*, index_t, index_t), void* ctx) {
     if (n <= 0) return;
@@ -209,7 +213,69 @@ Pool& pool() {
   return *p;
 }
 
+// The state of one lockstep_pair_raw call (on the caller's stack; both threads are done with it
+// when the pool's parallel_for returns).
+struct Lockstep {
+  index_t steps;
+  void (*fn)(void*, index_t, int, int);
+  void* ctx;
+  int caller_cpu = -1;
+  std::atomic<int> mode{0};  // 0 undecided, 1 the caller alone, 2 both threads
+  struct alignas(64) Done {
+    std::atomic<index_t> steps{0};  // steps this part has finished
+  } done[2];
+
+  void alone() {
+    for (index_t s = 0; s < steps; ++s) fn(ctx, s, 0, 2);
+  }
+
+  void part(int p) {
+    const Done& other = done[1 - p];
+    for (index_t s = 0; s < steps; ++s) {
+      for (unsigned spins = 1; other.steps.load(std::memory_order_acquire) < s; ++spins) {
+        if ((spins & 1023) == 0) std::this_thread::yield();  // the other part's thread may share this core
+        else LSTMKIT_PAUSE();
+      }
+      fn(ctx, s, p, p + 1);
+      done[p].steps.store(s + 1, std::memory_order_release);
+    }
+  }
+
+  static void chunk(void* self, index_t b, index_t e) {
+    Lockstep& job = *static_cast<Lockstep*>(self);
+    if (e - b == 2) return job.alone();  // the pool ran both parts here (one thread, or busy)
+    int undecided = 0;
+    if (b == 1) {  // a pool thread: join, unless the caller has already run it all
+      if (!job.mode.compare_exchange_strong(undecided, 2, std::memory_order_acq_rel)) return;
+      leave_cpu(job.caller_cpu);  // two threads spinning on one CPU would take turns at every step
+      return job.part(1);
+    }
+    // The caller: wait a little for a pool thread to join (it may be asleep), else run alone.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+    for (unsigned spins = 1; job.mode.load(std::memory_order_acquire) == 0; ++spins) {
+      LSTMKIT_PAUSE();
+      if ((spins & 63) == 0 && std::chrono::steady_clock::now() > until) {
+        if (job.mode.compare_exchange_strong(undecided, 1, std::memory_order_acq_rel)) return job.alone();
+        break;
+      }
+    }
+    job.part(0);
+  }
+};
+
 }  // namespace
+
+void lockstep_pair_raw(index_t steps, void (*fn)(void*, index_t, int, int), void* ctx) {
+  if (steps <= 0) return;
+  Lockstep job;
+  job.steps = steps;
+  job.fn = fn;
+  job.ctx = ctx;
+#ifdef __linux__
+  job.caller_cpu = sched_getcpu();
+#endif
+  pool().run(2, &Lockstep::chunk, &job);
+}
 
 int num_threads() { return pool().threads(); }
 void set_num_threads(int n) { pool().set_threads(n); }
