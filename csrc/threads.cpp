@@ -215,51 +215,53 @@ Pool& pool() {
 
 // The state of one lockstep_pair_raw call (on the caller's stack; both threads are done with it
 // when the pool's parallel_for returns).
+// Part p of every step is its thread's by preference (its weights stay in that core's cache), but it is
+// claimed through an atomic first: a thread that has finished its part of a step takes the other part
+// too when the other thread has not started it (descheduled on a busy machine), so a late thread
+// costs at most its share of one step and never stalls the loop.
 struct Lockstep {
   index_t steps;
   void (*fn)(void*, index_t, int, int);
   void* ctx;
   int caller_cpu = -1;
-  std::atomic<int> mode{0};  // 0 undecided, 1 the caller alone, 2 both threads
-  struct alignas(64) Done {
-    std::atomic<index_t> steps{0};  // steps this part has finished
-  } done[2];
+  struct alignas(64) Part {
+    std::atomic<index_t> claimed{0};  // steps of this part claimed (in order) by either thread
+    std::atomic<index_t> done{0};     // steps of this part finished
+  } parts[2];
 
   void alone() {
     for (index_t s = 0; s < steps; ++s) fn(ctx, s, 0, 2);
   }
 
+  // Runs part p of step s unless the other thread has claimed it.
+  void run_if_unclaimed(int p, index_t s) {
+    index_t expected = s;
+    if (!parts[p].claimed.compare_exchange_strong(expected, s + 1, std::memory_order_acq_rel)) return;
+    fn(ctx, s, p, p + 1);
+    parts[p].done.store(s + 1, std::memory_order_release);
+  }
+
   void part(int p) {
-    const Done& other = done[1 - p];
     for (index_t s = 0; s < steps; ++s) {
-      for (unsigned spins = 1; other.steps.load(std::memory_order_acquire) < s; ++spins) {
-        if ((spins & 1023) == 0) std::this_thread::yield();  // the other part's thread may share this core
+      // Step s reads what both parts of step s − 1 wrote.
+      for (unsigned spins = 1; parts[0].done.load(std::memory_order_acquire) < s ||
+                               parts[1].done.load(std::memory_order_acquire) < s;
+           ++spins) {
+        if ((spins & 1023) == 0) std::this_thread::yield();  // the other thread may share this core
         else LSTMKIT_PAUSE();
       }
-      fn(ctx, s, p, p + 1);
-      done[p].steps.store(s + 1, std::memory_order_release);
+      run_if_unclaimed(p, s);
+      run_if_unclaimed(1 - p, s);
     }
   }
 
   static void chunk(void* self, index_t b, index_t e) {
     Lockstep& job = *static_cast<Lockstep*>(self);
     if (e - b == 2) return job.alone();  // the pool ran both parts here (one thread, or busy)
-    int undecided = 0;
-    if (b == 1) {  // a pool thread: join, unless the caller has already run it all
-      if (!job.mode.compare_exchange_strong(undecided, 2, std::memory_order_acq_rel)) return;
-      leave_cpu(job.caller_cpu);  // two threads spinning on one CPU would take turns at every step
-      return job.part(1);
-    }
-    // The caller: wait a little for a pool thread to join (it may be asleep), else run alone.
-    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
-    for (unsigned spins = 1; job.mode.load(std::memory_order_acquire) == 0; ++spins) {
-      LSTMKIT_PAUSE();
-      if ((spins & 63) == 0 && std::chrono::steady_clock::now() > until) {
-        if (job.mode.compare_exchange_strong(undecided, 1, std::memory_order_acq_rel)) return job.alone();
-        break;
-      }
-    }
-    job.part(0);
+    // A pool thread may arrive late (asleep, or on the caller's CPU): until it does, the caller takes
+    // its part of every step as well.
+    if (b == 1) leave_cpu(job.caller_cpu);  // two threads spinning on one CPU would take turns at every step
+    job.part(static_cast<int>(b));
   }
 };
 
