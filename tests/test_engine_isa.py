@@ -110,12 +110,13 @@ def test_thread_count_does_not_change_results(mode, proj):
             np.testing.assert_allclose(grads[k], grads1[k], rtol=1e-5, atol=1e-6)
 
 
-# B = 1 and 7: the time loop split by hidden units over two threads (rnn.h, lockstep_pair); 32, 50: by rows.
-@pytest.mark.parametrize("mode,B,bidirectional", [("LSTM", 1, False), ("LSTM", 7, False), ("LSTM", 32, False),
-                                                  ("LSTM", 50, False), ("GRU", 1, True), ("GRU", 7, False),
-                                                  ("LSTM", 3, True)])
+# B = 1: each step split by hidden units over the pool; 8, 12: the time loop split by hidden units over
+# two threads (rnn.h, lockstep_pair); 32, 50: by rows.
+@pytest.mark.parametrize("mode,B,bidirectional", [("LSTM", 1, False), ("LSTM", 8, False), ("LSTM", 32, False),
+                                                  ("LSTM", 50, False), ("GRU", 1, True), ("GRU", 12, False),
+                                                  ("LSTM", 8, True)])
 def test_thread_count_bitwise_without_lengths(mode, B, bidirectional):
-    config, params, x = _model(mode, 7, B=B, H=128 if B == 1 else 64, bidirectional=bidirectional)
+    config, params, x = _model(mode, 7, B=B, H=128 if B == 1 else 96, bidirectional=bidirectional)
     saved = engine.get_num_threads()
     try:
         outs = []
