@@ -202,8 +202,8 @@ void rnn_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights,
         // (their columns of W_hh stay in that core's cache) for the whole time loop, meeting once per
         // step; h alternates between h (even steps read it) and h_new. Same operations as lstm_step.
         // Only from kParallelMacs per step: below, a step takes ~3 µs and a pool thread that was asleep
-        // (a call after idle) costs more than it saves. B=1 H=128 T=100, called back to back: 0.42 ms
-        // here, 0.46 split per step, 0.57 on one thread; 100 ms apart (the benchmark): 0.85, 0.78, 0.68.
+        // (a call after idle) costs more than it saves. B=1 H=128 T=100, called back to back: 0.44 ms
+        // here, 0.45 split per step, 0.53 on one thread; 0.1 s apart (the benchmark): 0.80, 0.72, 0.68.
         const PackedCell<T>& cell = cells[d];
         constexpr int NR = Tile<T>::NR;
         const index_t half = H / NR / 2 * NR;
