@@ -42,7 +42,7 @@ from lstmkit import engine
 from lstmkit.io.onnx import to_onnx
 
 THREADS = 2
-GAP_S = 0.05  # idle time before each peer's calls in a round
+GAP_S = 0.1  # idle time before each peer's calls in a round (ORT's pool threads spin ~55 ms after a run)
 TARGETS = {  # case -> (peer, factor): lstmkit must be `factor` times as fast as `peer` ("best" = fastest peer)
     "a": ("ORT", 1.5),
     "d": ("best", 0.95),
@@ -81,7 +81,9 @@ def interleaved(peers: dict, repeats: int, warmup: int = 2) -> dict:
     In each round a peer waits GAP_S, runs once untimed, then once timed: the pause and the untimed
     call absorb what the previous peer leaves behind on a 2-core machine (torch's OpenMP and ORT's pool
     threads spin for a while after a call, and so do lstmkit's), so each peer is timed on its own, yet
-    every round sees the same background load for all peers.
+    every round sees the same background load for all peers. The pause must outlast the longest spin:
+    ORT's intra-op thread keeps a core busy for about 55 ms after a run (process CPU time during a
+    sleep), so with the former 0.05 s the peer timed after ORT shared its second core with it.
     """
     for fn in peers.values():
         for _ in range(warmup):

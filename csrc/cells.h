@@ -89,7 +89,29 @@ void lstm_pointwise(index_t B, index_t H, const T* gates, index_t ldg, const T* 
       float* mb = m + b * ldm;
       float* a = act ? act + b * 4 * GS : nullptr;
       float* tcb = act ? tanh_c + b * GS : nullptr;
-      for (index_t j = 0; j < H; j += W) {
+      // Two vectors at a time, stage by stage: one vector's σ → c' → tanh chain is long and the
+      // pass is bound by its latency; two independent chains side by side fill the pipelines.
+      index_t j = 0;
+      for (; j + 2 * W <= H; j += 2 * W) {
+        constexpr int U = 2;
+        V i[U], f[U], g[U], o[U], c_next[U], tc[U];
+        for (int u = 0; u < U; ++u) i[u] = detail::sigmoid_ps(S::load(gi + j + u * W));
+        for (int u = 0; u < U; ++u) f[u] = detail::sigmoid_ps(S::load(gi + GS + j + u * W));
+        for (int u = 0; u < U; ++u) g[u] = detail::tanh_ps(S::load(gi + 2 * GS + j + u * W));
+        for (int u = 0; u < U; ++u) o[u] = detail::sigmoid_ps(S::load(gi + 3 * GS + j + u * W));
+        for (int u = 0; u < U; ++u) c_next[u] = f[u] * S::load(c + j + u * W) + i[u] * g[u];
+        for (int u = 0; u < U; ++u) tc[u] = detail::tanh_ps(c_next[u]);
+        for (int u = 0; u < U; ++u) {
+          const index_t q = j + u * W;
+          S::store(cn + q, c_next[u]);
+          S::store(mb + q, o[u] * tc[u]);
+          if (a) {
+            S::store(a + q, i[u]), S::store(a + GS + q, f[u]), S::store(a + 2 * GS + q, g[u]);
+            S::store(a + 3 * GS + q, o[u]), S::store(tcb + q, tc[u]);
+          }
+        }
+      }
+      for (; j < H; j += W) {
         const int n = static_cast<int>(std::min<index_t>(W, H - j));
         auto ld = [&](const float* p) { return n == W ? S::load(p + j) : S::load_part(p + j, n); };
         auto st = [&](float* p, V v) {

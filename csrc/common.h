@@ -128,4 +128,21 @@ void parallel_for(index_t n, F&& f) {
       const_cast<void*>(static_cast<const void*>(&f)));
 }
 
+// Runs fn(ctx, step, part_begin, part_end) for step = 0 .. steps − 1 in order, over the parts [0, 2) of
+// each step: with two threads, part 0 on the calling thread and part 1 on a pool thread, the two
+// meeting once per step (step s + 1 starts when both parts of step s are done) through a spin on
+// atomics; otherwise fn(ctx, step, 0, 2) on the caller. A thread that finds the other part of its
+// step not yet started runs it itself, so a pool thread that is late (asleep, descheduled) never
+// holds the loop up. For a time loop split by hidden units (rnn.h); fn must give the same results
+// whichever thread runs a part.
+void lockstep_pair_raw(index_t steps, void (*fn)(void*, index_t, int, int), void* ctx);
+
+template <typename F>
+void lockstep_pair(index_t steps, F&& f) {
+  using Fn = typename std::remove_reference<F>::type;
+  lockstep_pair_raw(
+      steps, [](void* ctx, index_t s, int b, int e) { (*static_cast<Fn*>(ctx))(s, b, e); },
+      const_cast<void*>(static_cast<const void*>(&f)));
+}
+
 }  // namespace lstmkit

@@ -175,12 +175,13 @@ inline void row_kernel(index_t kc, const T* a, const T* panel, T* c, int cols) {
 }  // namespace detail
 
 // C += A · Wᵀ over rows [0, M) and column panels [p_begin, p_end) of W, on the calling thread.
-// The one-row kernel (a different summation order) is used only when M is 1, so a row split over
-// threads gives the same bits as one thread.
+// The one-row kernel (a different summation order) is used only when M is 1 and one_row_kernel is
+// set, so a row split over threads gives the same bits as one thread; a caller that computes a
+// product row block by row block (whose blocks may have one row) clears it to get the bits of one call.
 // AT: A is given transposed, element (m, k) at A[m + k·lda] (the weight gradients' dGᵀ), copied block by block.
 template <typename T, bool AT = false>
 void gemm_acc_serial(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc,
-                     index_t p_begin, index_t p_end) {
+                     index_t p_begin, index_t p_end, bool one_row_kernel = true) {
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
   const index_t K = w.k(), N = w.n();
   if (M <= 0 || N <= 0 || K <= 0) return;
@@ -207,7 +208,7 @@ void gemm_acc_serial(index_t M, const T* A, index_t lda, const PackedWeights<T>&
         const index_t n0 = p * NR;
         const int cols = static_cast<int>(std::min<index_t>(NR, N - n0));
         T* c = C + m0 * ldc + n0;
-        if (M == 1 && !AT) {
+        if (M == 1 && !AT && one_row_kernel) {
           detail::row_kernel<T>(kc, A + k0, panel, c, cols);
           continue;
         }

@@ -75,17 +75,19 @@ void rnn_train_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* we
   const TrainWorkspace<T> ws(s, ws_base);
   ws.clear_unused(N);
 
-  std::vector<T> x_packed(static_cast<size_t>(N * s.I));
-  pk.pack(x, B, s.I, x_packed.data());
-  std::vector<T> top_out(static_cast<size_t>(N * ldo));  // [N, D·P] the last layer's packed output
+  // Without lengths the packed layout is x's and out's own (rnn_forward): read x and write out in place.
+  const bool plain = lengths == nullptr;
+  std::vector<T> x_packed(plain ? 0 : static_cast<size_t>(N * s.I));
+  if (!plain) pk.pack(x, B, s.I, x_packed.data());
+  std::vector<T> top_out(plain ? 0 : static_cast<size_t>(N * ldo));  // [N, D·P] the last layer's packed output
   std::vector<T> h(static_cast<size_t>(B * P)), c(static_cast<size_t>(B * H));  // state, packed order
   std::vector<T> gh(s.lstm ? 0 : static_cast<size_t>(B * GH));                 // GRU h·W_hhᵀ [B, 3H]
   std::vector<T> h_new(static_cast<size_t>(B * P));                             // h' of a step split by units
 
   for (index_t layer = 0; layer < s.L; ++layer) {
     const index_t In = layer == 0 ? s.I : D * P;
-    const T* in = layer == 0 ? x_packed.data() : ws.input(layer);
-    T* y_base = layer + 1 < s.L ? ws.input(layer + 1) : top_out.data();  // [N, D·P]
+    const T* in = layer > 0 ? ws.input(layer) : plain ? x : x_packed.data();
+    T* y_base = layer + 1 < s.L ? ws.input(layer + 1) : plain ? out : top_out.data();  // [N, D·P]
     for (index_t d = 0; d < D; ++d) {
       const index_t k = layer * D + d;
       const PackedCell<T> w(s.lstm, In, H, P, weights[k]);
@@ -153,7 +155,7 @@ void rnn_train_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* we
       }
     }
   }
-  pk.unpack(top_out.data(), B, ldo, out);
+  if (!plain) pk.unpack(top_out.data(), B, ldo, out);
 }
 
 // Sequence backward from the workspace of rnn_train_forward called with the same s, x, weights and
@@ -174,8 +176,9 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
   const std::vector<index_t>&order = pk.order, &batch_sizes = pk.batch_sizes, &offsets = pk.offsets;
   const index_t N = pk.N, ldo = D * P;
   const TrainWorkspace<T> ws(s, const_cast<T*>(ws_base));  // read only here
-  std::vector<T> x_packed(static_cast<size_t>(N * s.I));
-  pk.pack(x, B, s.I, x_packed.data());
+  const bool plain = lengths == nullptr;  // x is its own packed layout
+  std::vector<T> x_packed(plain ? 0 : static_cast<size_t>(N * s.I));
+  if (!plain) pk.pack(x, B, s.I, x_packed.data());
 
   // d_layer_out: gradient of the current layer's packed output [N, D·P].
   std::vector<T> d_layer_out(static_cast<size_t>(N * ldo));
@@ -188,7 +191,7 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
 
   for (index_t layer = s.L - 1; layer >= 0; --layer) {
     const index_t In = layer == 0 ? s.I : D * P;
-    const T* layer_in = layer == 0 ? x_packed.data() : ws.input(layer);
+    const T* layer_in = layer > 0 ? ws.input(layer) : plain ? x : x_packed.data();
     std::vector<T> d_in(static_cast<size_t>(N * In), T(0));  // gradient of this layer's packed input
     for (index_t d = 0; d < D; ++d) {
       const index_t k = layer * D + d;

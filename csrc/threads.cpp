@@ -38,6 +38,25 @@ int default_threads() {
 
 thread_local bool tl_in_parallel = false;
 
+// Linux wakes a sleeping thread on its waker's CPU and may leave it there for milliseconds, so the
+// caller and this worker would share one core while another sits idle. When this thread runs on
+// `cpu` (the caller's), hop once to the other CPUs of the affinity mask (then restore the mask:
+// nothing stays pinned).
+void leave_cpu(int cpu) {
+#ifdef __linux__
+  const int here = sched_getcpu();
+  if (here < 0 || here != cpu) return;
+  cpu_set_t mask, others;
+  if (sched_getaffinity(0, sizeof mask, &mask) != 0) return;
+  others = mask;
+  CPU_CLR(cpu, &others);
+  if (CPU_COUNT(&others) == 0) return;
+  if (sched_setaffinity(0, sizeof others, &others) == 0) sched_setaffinity(0, sizeof mask, &mask);
+#else
+  (void)cpu;
+#endif
+}
+
 class Pool {
  public:
   ~Pool() { stop_workers(); }
@@ -110,22 +129,7 @@ class Pool {
     if (e > b) fn_(ctx_, b, e);
   }
 
-  // Linux wakes a sleeping thread on its waker's CPU and may leave it there for milliseconds, so the
-  // caller and this worker would share one core while another sits idle. After a wake-up on the
-  // caller's CPU, hop once to the other CPUs of the affinity mask (then restore the mask: nothing
-  // stays pinned).
-  void leave_caller_cpu() {
-#ifdef __linux__
-    const int here = sched_getcpu(), caller = caller_cpu_.load(std::memory_order_relaxed);
-    if (here < 0 || here != caller) return;
-    cpu_set_t mask, others;
-    if (sched_getaffinity(0, sizeof mask, &mask) != 0) return;
-    others = mask;
-    CPU_CLR(caller, &others);
-    if (CPU_COUNT(&others) == 0) return;
-    if (sched_setaffinity(0, sizeof others, &others) == 0) sched_setaffinity(0, sizeof mask, &mask);
-#endif
-  }
+  void leave_caller_cpu() { leave_cpu(caller_cpu_.load(std::memory_order_relaxed)); }
 
   static void serial(index_t n, void (*fn)(void*, index_t, index_t), void* ctx) {
     if (n <= 0) return;
@@ -159,12 +163,14 @@ class Pool {
     tl_in_parallel = true;
     for (;;) {
       // Spin about 100 µs for the next job (yielding now and then, in case the caller shares this
-      // core), then sleep.
+      // core), then sleep. Rarely: a yield costs microseconds here, and a worker that reacts later
+      // than the caller finishes its own chunk finds every chunk taken (B=1 H=128: per-step splits
+      // of ~2 µs ran on the caller alone with a yield every 256 spins, 0.55 ms; 0.45 ms now).
       const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
       unsigned spins = 0;
       while (generation_.load(std::memory_order_acquire) == seen) {
         LSTMKIT_PAUSE();
-        if ((++spins & 255) == 0) std::this_thread::yield();
+        if ((++spins & 4095) == 0) std::this_thread::yield();
         if ((spins & 63) == 0 && std::chrono::steady_clock::now() > until) {
           {
             std::unique_lock<std::mutex> lk(m_);
@@ -209,7 +215,71 @@ Pool& pool() {
   return *p;
 }
 
+// The state of one lockstep_pair_raw call (on the caller's stack; both threads are done with it
+// when the pool's parallel_for returns).
+// Part p of every step is its thread's by preference (its weights stay in that core's cache), but it is
+// claimed through an atomic first: a thread that has finished its part of a step takes the other part
+// too when the other thread has not started it (descheduled on a busy machine), so a late thread
+// costs at most its share of one step and never stalls the loop.
+struct Lockstep {
+  index_t steps;
+  void (*fn)(void*, index_t, int, int);
+  void* ctx;
+  int caller_cpu = -1;
+  struct alignas(64) Part {
+    std::atomic<index_t> claimed{0};  // steps of this part claimed (in order) by either thread
+    std::atomic<index_t> done{0};     // steps of this part finished
+  } parts[2];
+
+  void alone() {
+    for (index_t s = 0; s < steps; ++s) fn(ctx, s, 0, 2);
+  }
+
+  // Runs part p of step s unless the other thread has claimed it.
+  void run_if_unclaimed(int p, index_t s) {
+    index_t expected = s;
+    if (!parts[p].claimed.compare_exchange_strong(expected, s + 1, std::memory_order_acq_rel)) return;
+    fn(ctx, s, p, p + 1);
+    parts[p].done.store(s + 1, std::memory_order_release);
+  }
+
+  void part(int p) {
+    for (index_t s = 0; s < steps; ++s) {
+      // Step s reads what both parts of step s − 1 wrote.
+      for (unsigned spins = 1; parts[0].done.load(std::memory_order_acquire) < s ||
+                               parts[1].done.load(std::memory_order_acquire) < s;
+           ++spins) {
+        if ((spins & 1023) == 0) std::this_thread::yield();  // the other thread may share this core
+        else LSTMKIT_PAUSE();
+      }
+      run_if_unclaimed(p, s);
+      run_if_unclaimed(1 - p, s);
+    }
+  }
+
+  static void chunk(void* self, index_t b, index_t e) {
+    Lockstep& job = *static_cast<Lockstep*>(self);
+    if (e - b == 2) return job.alone();  // the pool ran both parts here (one thread, or busy)
+    // A pool thread may arrive late (asleep, or on the caller's CPU): until it does, the caller takes
+    // its part of every step as well.
+    if (b == 1) leave_cpu(job.caller_cpu);  // two threads spinning on one CPU would take turns at every step
+    job.part(static_cast<int>(b));
+  }
+};
+
 }  // namespace
+
+void lockstep_pair_raw(index_t steps, void (*fn)(void*, index_t, int, int), void* ctx) {
+  if (steps <= 0) return;
+  Lockstep job;
+  job.steps = steps;
+  job.fn = fn;
+  job.ctx = ctx;
+#ifdef __linux__
+  job.caller_cpu = sched_getcpu();
+#endif
+  pool().run(2, &Lockstep::chunk, &job);
+}
 
 int num_threads() { return pool().threads(); }
 void set_num_threads(int n) { pool().set_threads(n); }

@@ -74,8 +74,9 @@ def test_set_num_threads_checks():
     assert engine.get_num_threads() == n
 
 
-def _model(mode, seed, dtype="float32", H=48, I=24, B=32, T=16, proj=0, layers=2):
-    config = RNNConfig(mode, input_size=I, hidden_size=H, num_layers=layers, proj_size=proj)
+def _model(mode, seed, dtype="float32", H=48, I=24, B=32, T=16, proj=0, layers=2, bidirectional=False):
+    config = RNNConfig(mode, input_size=I, hidden_size=H, num_layers=layers, proj_size=proj,
+                       bidirectional=bidirectional)
     params = init_params(config, seed=seed, dtype=dtype)
     x = np.random.default_rng(seed).standard_normal((T, B, I)).astype(dtype)
     return config, params, x
@@ -109,9 +110,13 @@ def test_thread_count_does_not_change_results(mode, proj):
             np.testing.assert_allclose(grads[k], grads1[k], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("B", [7, 32, 50])
-def test_thread_count_bitwise_without_lengths(B):
-    config, params, x = _model("LSTM", 7, B=B, H=64)
+# B = 1: each step split by hidden units over the pool; 8, 12: the time loop split by hidden units over
+# two threads (rnn.h, lockstep_pair); 32, 50: by rows.
+@pytest.mark.parametrize("mode,B,bidirectional", [("LSTM", 1, False), ("LSTM", 8, False), ("LSTM", 32, False),
+                                                  ("LSTM", 50, False), ("GRU", 1, True), ("GRU", 12, False),
+                                                  ("LSTM", 8, True)])
+def test_thread_count_bitwise_without_lengths(mode, B, bidirectional):
+    config, params, x = _model(mode, 7, B=B, H=128 if B == 1 else 96, bidirectional=bidirectional)
     saved = engine.get_num_threads()
     try:
         outs = []
