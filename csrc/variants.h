@@ -342,30 +342,31 @@ struct VariantCell {
     }
   }
 
-  // Input projection of all N packed rows: proj[n, 0:GH] (ld ldp) = LN(input · W_ihᵀ) + bias.
-  // Keeps x̂ and the 1/σ of the layer norm in rows.xhat_ih / rstd_ih when tape.
-  void project(index_t N, const T* input, index_t in, T* proj, index_t ldp, VariantRows<T>& rows, bool tape) const {
+  // Input projection of packed rows [n0, n1) on the calling thread: out[n − n0, 0:GH] (ld ldo) =
+  // LN(input[n] · W_ihᵀ) + bias; keeps the layer norm's x̂ and 1/σ of row n in rows.xhat_ih / rstd_ih
+  // when tape. Never the one-row kernel, so any row blocking gives the bits of one whole product.
+  void project_rows(index_t n0, index_t n1, const T* input, index_t in, T* out, index_t ldo, VariantRows<T>& rows,
+                    bool tape) const {
     const T* bias = pc.input_bias();
-    // Rows [n0, n1): the bias (after the layer norm, which would remove it), the product, the norm.
-    auto block = [&](index_t n0, index_t n1) {
-      T* out = proj + n0 * ldp;
-      fill_rows(n1 - n0, GH, o.layer_norm ? static_cast<const T*>(nullptr) : bias, out, ldp);
-      gemm_acc(n1 - n0, input + n0 * in, in, pc.w_ih, out, ldp);  // one thread's share: runs serially
-      if (!o.layer_norm) return;
-      for (index_t n = n0; n < n1; ++n) {
-        T* row = proj + n * ldp;
-        const T r = layer_norm_row(GH, row, ex.ln_ih_w, ex.ln_ih_b, row, tape ? rows.xhat_ih.data() + n * GH : nullptr,
-                                   false);
-        if (tape) rows.rstd_ih[n] = r;
-        if (bias)
-          for (index_t j = 0; j < GH; ++j) row[j] += bias[j];
-      }
-    };
-    // Split by whole register tiles, at least two per thread, as gemm_acc splits rows: every row then
-    // goes through the same micro-kernel as on one thread (a one-row share would take the row kernel).
+    fill_rows(n1 - n0, GH, o.layer_norm ? static_cast<const T*>(nullptr) : bias, out, ldo);  // LN would remove it
+    gemm_acc_serial(n1 - n0, input + n0 * in, in, pc.w_ih, out, ldo, 0, pc.w_ih.panels(), false);
+    if (!o.layer_norm) return;
+    for (index_t n = n0; n < n1; ++n) {
+      T* row = out + (n - n0) * ldo;
+      const T r = layer_norm_row(GH, row, ex.ln_ih_w, ex.ln_ih_b, row, tape ? rows.xhat_ih.data() + n * GH : nullptr,
+                                 false);
+      if (tape) rows.rstd_ih[n] = r;
+      if (bias)
+        for (index_t j = 0; j < GH; ++j) row[j] += bias[j];
+    }
+  }
+
+  // project_rows for all N packed rows into proj (ld ldp), in row blocks over the thread pool.
+  void project(index_t N, const T* input, index_t in, T* proj, index_t ldp, VariantRows<T>& rows, bool tape) const {
     constexpr int MR = Tile<T>::MR;
     const index_t tiles = (N + MR - 1) / MR;
-    if (double(N) * double(GH) * double(in) >= kParallelMacs && tiles >= 2 * num_threads() && !in_parallel())
+    auto block = [&](index_t n0, index_t n1) { project_rows(n0, n1, input, in, proj + n0 * ldp, ldp, rows, tape); };
+    if (double(N) * double(GH) * double(in) >= kParallelMacs && num_threads() >= 2 && !in_parallel())
       parallel_for(tiles, [&](index_t b, index_t e) { block(b * MR, std::min(N, e * MR)); });
     else
       block(0, N);
@@ -547,8 +548,7 @@ struct VariantCell {
 template <typename T>
 struct VariantTape {
   std::vector<VariantRows<T>> rows;  // [L·D]; masks packed from the call's masks
-  std::vector<T*> inputs;            // [L]: layer 0 the packed x (x_packed), then views into ws
-  std::vector<T> x_packed;           // [N, I], filled by the backward (the forward has its own copy)
+  std::vector<T*> inputs;            // [L]: views into ws for the layers above the first (layer 0 reads x)
 
   // ws is written only when `fill` (the training forward); the backward reads it through these views.
   VariantTape(const RnnShape& s, const VariantOptions& o, const PackedBatch& pk, const VariantMasks<T>* masks,
@@ -583,18 +583,34 @@ void variant_forward_impl(const RnnShape& s, const VariantOptions& o, const T* x
   const PackedBatch pk(T_steps, B, lengths);
   const index_t N = pk.N;
   const bool training = tape != nullptr;
+  // As rnn_forward: without lengths the packed layout is x's and out's own (no copies), and a large
+  // batch runs each thread's rows through the time loop computing each step's input projection there.
+  const bool plain = lengths == nullptr;
+  const bool split = batch_split(B, H, G, P);
 
-  std::vector<T> layer_in(static_cast<size_t>(N * s.I));
-  pk.pack(x, B, s.I, layer_in.data());
+  std::vector<T> x_packed(plain ? 0 : static_cast<size_t>(N * s.I));
+  if (!plain) pk.pack(x, B, s.I, x_packed.data());
+  const T* layer_in = plain ? x : x_packed.data();
   index_t in_size = s.I;
-  std::vector<T> proj(static_cast<size_t>(N * D * GH));
-  std::vector<T> layer_out(static_cast<size_t>(N * D * P));
+  std::vector<T> proj(split ? 0 : static_cast<size_t>(N * D * GH));  // [N, D·G·H] a layer's input projections
+  std::vector<T> step_gates(split ? static_cast<size_t>(B * GH) : 0);  // [B, G·H] one step's, split by rows
+  std::vector<T> outs[2];  // [N, D·P] layer outputs, alternating (the last may be out, a tape's input its own)
   std::vector<T> h(static_cast<size_t>(B * P)), c(s.lstm ? static_cast<size_t>(B * H) : 0);
   std::vector<T> s_scr(static_cast<size_t>(B * GH)), ht(static_cast<size_t>(B * P));
   VariantRows<T> scratch_rows;
 
   for (index_t layer = 0; layer < s.L; ++layer) {
     const index_t ldp = D * GH, ldo = D * P;
+    const bool last = layer + 1 == s.L;
+    T* layer_out;  // every row is written below, so nothing needs zeroing
+    if (last && plain && out) {
+      layer_out = out;
+    } else if (!last && training) {
+      layer_out = tape->inputs[layer + 1];  // the next layer's input, kept for the backward
+    } else {
+      outs[layer % 2].resize(static_cast<size_t>(N * D * P));
+      layer_out = outs[layer % 2].data();
+    }
     for (index_t d = 0; d < D; ++d) {
       const index_t k = layer * D + d;
       const VariantCell<T> cell(s, o, in_size, weights[k], extra[k]);
@@ -603,7 +619,7 @@ void variant_forward_impl(const RnnShape& s, const VariantOptions& o, const T* x
         rw.masks = PackedMasks<T>(pk, B, H, P, masks[k]);
         cell.scratch_rows(rw, B);
       }
-      cell.project(N, layer_in.data(), in_size, proj.data() + d * GH, ldp, rw, training);
+      if (!split) cell.project(N, layer_in, in_size, proj.data() + d * GH, ldp, rw, training);
       for (index_t r = 0; r < B; ++r) {
         std::copy_n(h0 + (k * B + pk.order[r]) * P, P, h.data() + r * P);
         if (s.lstm) std::copy_n(c0 + (k * B + pk.order[r]) * H, H, c.data() + r * H);
@@ -615,13 +631,15 @@ void variant_forward_impl(const RnnShape& s, const VariantOptions& o, const T* x
           const index_t n = std::min(pk.batch_sizes[t], r1) - r0;
           if (n <= 0) continue;
           const index_t q0 = pk.offsets[t] + r0;
-          cell.step(r0, n, q0, proj.data() + q0 * ldp + d * GH, ldp, h.data(), c.data(), rw, training, s_scr.data(),
-                    ht.data());
-          T* y = layer_out.data() + q0 * ldo + d * P;
+          T* gates = split ? step_gates.data() + r0 * GH : proj.data() + q0 * ldp + d * GH;
+          const index_t ldg = split ? GH : ldp;
+          if (split) cell.project_rows(q0, q0 + n, layer_in, in_size, gates, ldg, rw, training);
+          cell.step(r0, n, q0, gates, ldg, h.data(), c.data(), rw, training, s_scr.data(), ht.data());
+          T* y = layer_out + q0 * ldo + d * P;
           for (index_t r = 0; r < n; ++r) std::copy_n(h.data() + (r0 + r) * P, P, y + r * ldo);
         }
       };
-      if (batch_split(B, H, G, P)) {
+      if (split) {
         constexpr int MR = Tile<T>::MR;
         parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) { run(b * MR, std::min(B, e * MR)); });
       } else {
@@ -633,12 +651,10 @@ void variant_forward_impl(const RnnShape& s, const VariantOptions& o, const T* x
           if (s.lstm) std::copy_n(c.data() + r * H, H, c_n + (k * B + pk.order[r]) * H);
         }
     }
-    if (training && layer + 1 < s.L) std::copy_n(layer_out.data(), N * D * P, tape->inputs[layer + 1]);
-    layer_in.swap(layer_out);
+    layer_in = layer_out;
     in_size = D * P;
-    layer_out.assign(static_cast<size_t>(N * D * P), T(0));
   }
-  if (out) pk.unpack(layer_in.data(), B, D * P, out);
+  if (out && !plain) pk.unpack(layer_in, B, D * P, out);
 }
 
 template <typename T>

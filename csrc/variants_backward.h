@@ -105,13 +105,17 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
   const index_t N = pk.N;
   // The tape's views are writable in type only: nothing below writes through them.
   VariantTape<T> tape(s, o, pk, masks, const_cast<T*>(ws), false);
-  tape.x_packed.resize(static_cast<size_t>(N * s.I));
-  pk.pack(x, B, s.I, tape.x_packed.data());
-  tape.inputs[0] = tape.x_packed.data();
   const bool lstm = s.lstm, ln = o.layer_norm, lbr = o.linear_before_reset;
+  // Without lengths the packed layout is x's, d_out's and dx's own: read and written in place.
+  const bool plain = lengths == nullptr;
+  std::vector<T> x_packed(plain ? 0 : static_cast<size_t>(N * s.I));
+  if (!plain) pk.pack(x, B, s.I, x_packed.data());
+  const T* x_rows = plain ? x : x_packed.data();
 
-  std::vector<T> d_layer_out(static_cast<size_t>(N * D * P));
-  pk.pack(d_out, B, D * P, d_layer_out.data());
+  std::vector<T> d_out_packed(plain ? 0 : static_cast<size_t>(N * D * P));
+  if (!plain) pk.pack(d_out, B, D * P, d_out_packed.data());
+  const T* d_layer_out = plain ? d_out : d_out_packed.data();  // d of this layer's output [N, D·P]
+  std::vector<T> d_ins[2];  // d of a layer's input [N, In], alternating (layer 0's may be dx itself)
   std::vector<T> dh(static_cast<size_t>(B * P)), dc(static_cast<size_t>(B * H));  // state grads, packed order
   // The large per-row gradients are written in full before they are read: RawBuffer, not zeroed.
   RawBuffer<T> dG(N * GH);                       // d of the gate pre-activations a + s (before peephole/clip)
@@ -124,7 +128,15 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
 
   for (index_t layer = s.L - 1; layer >= 0; --layer) {
     const index_t In = layer == 0 ? s.I : D * P, ldo = D * P;
-    std::vector<T> d_in(static_cast<size_t>(N * In), T(0));
+    T* d_in;  // accumulated over the directions: zeroed first
+    if (layer == 0 && plain) {
+      d_in = dx;
+    } else {
+      d_ins[layer % 2].resize(static_cast<size_t>(N * In));
+      d_in = d_ins[layer % 2].data();
+    }
+    std::fill(d_in, d_in + N * In, T(0));
+    const T* layer_in = layer == 0 ? x_rows : tape.inputs[layer];
     for (index_t d = 0; d < D; ++d) {
       const index_t k = layer * D + d;
       const CellWeights<T>& w = weights[k];
@@ -154,7 +166,7 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
         const index_t q0 = pk.offsets[t] + r0;
         T* dhb = dh.data() + r0 * P;
         for (index_t r = 0; r < n; ++r) {  // dh' += d of this step's output
-          const T* dy = d_layer_out.data() + (q0 + r) * ldo + d * P;
+          const T* dy = d_layer_out + (q0 + r) * ldo + d * P;
           for (index_t j = 0; j < P; ++j) dhb[r * P + j] += dy[j];
         }
         // dh̃ = (1 − m_h) dh' into dht; the direct path m_h dh' stays in dh.
@@ -359,13 +371,13 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
       // The input side (with layer norm: its backward, done above, in dSraw): dW_ih, d_in.
       const T* dA = ln ? dSraw.data() : dG.data();
       std::fill(gr.w_ih, gr.w_ih + GH * In, T(0));
-      gemm_tn_acc(GH, In, N, dA, GH, tape.inputs[layer], In, gr.w_ih, In);
+      gemm_tn_acc(GH, In, N, dA, GH, layer_in, In, gr.w_ih, In);
       const PackedWeights<T> w_ih_t(w.w_ih, In, GH, 1, In);
-      gemm_acc(N, dA, GH, w_ih_t, d_in.data(), In);
+      gemm_acc(N, dA, GH, w_ih_t, d_in, In);
     }
-    d_layer_out.swap(d_in);
+    d_layer_out = d_in;
   }
-  pk.unpack(d_layer_out.data(), B, s.I, dx);
+  if (!plain) pk.unpack(d_layer_out, B, s.I, dx);
 }
 
 }  // namespace LSTMKIT_ISA
