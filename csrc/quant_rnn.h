@@ -114,12 +114,19 @@ class QuantRnn final : public QuantRnnBase {
     const index_t H = s_.H, P = s_.P, D = s_.D, G = s_.gates(), GH = G * H;
     const PackedBatch pk(T, B, lengths);
     const index_t N = pk.N;
+    // As rnn_forward: without lengths the packed layout is x's and out's own (no copies), and a large
+    // batch computes each step's input projection in the thread's rows (no [N, G·H] buffer).
+    const bool plain = lengths == nullptr;
+    const bool split = batch_split(B, H, G, P);
     // Large buffers left uninitialised (every element is written before it is read): zeroing the
     // input projection alone took about 4 % of a forward.
     auto buffer = [](index_t n) { return std::unique_ptr<float[]>(new float[static_cast<size_t>(n)]); };
-    std::unique_ptr<float[]> layer_in = buffer(N * std::max(s_.I, D * P)), layer_out = buffer(N * D * P);
-    std::unique_ptr<float[]> proj = buffer(N * D * GH);
-    pk.pack(x, B, s_.I, layer_in.get());
+    std::unique_ptr<float[]> x_packed = plain ? nullptr : buffer(N * s_.I);
+    std::unique_ptr<float[]> outs[2];  // [N, D·P] layer outputs, alternating (the last may be out itself)
+    std::unique_ptr<float[]> proj = split ? nullptr : buffer(N * D * GH);
+    std::unique_ptr<float[]> step_gates = split ? buffer(B * GH) : nullptr;  // [B, G·H] one step's
+    if (!plain) pk.pack(x, B, s_.I, x_packed.get());
+    const float* layer_in = plain ? x : x_packed.get();
     index_t in_size = s_.I;
     std::vector<float> h(static_cast<size_t>(B * P)), c(lstm ? static_cast<size_t>(B * H) : 0);
     // LSTM with projection: m = o ⊙ tanh(c') [B, H]; GRU: h·W_hhᵀ [B, 3H].
@@ -127,10 +134,13 @@ class QuantRnn final : public QuantRnnBase {
 
     for (index_t layer = 0; layer < s_.L; ++layer) {
       const index_t ldp = D * GH, ldo = D * P;
-      for (index_t d = 0; d < D; ++d) {
+      const bool direct = plain && layer + 1 == s_.L;
+      if (!direct && !outs[layer % 2]) outs[layer % 2] = buffer(N * D * P);
+      float* layer_out = direct ? out : outs[layer % 2].get();
+      for (index_t d = 0; d < D && !split; ++d) {
         const QuantCell<W>& cell = *cells_[static_cast<size_t>(layer * D + d)];
         fill_rows(N, GH, cell.input_bias(), proj.get() + d * GH, ldp);
-        quant_gemm_rows(cell.w_ih, N, layer_in.get(), in_size, proj.get() + d * GH, ldp);
+        quant_gemm_rows(cell.w_ih, N, layer_in, in_size, proj.get() + d * GH, ldp);
       }
       for (index_t d = 0; d < D; ++d) {
         const QuantCell<W>& cell = *cells_[static_cast<size_t>(layer * D + d)];
@@ -146,14 +156,22 @@ class QuantRnn final : public QuantRnnBase {
             const index_t t = d == 0 ? step : T - 1 - step;
             const index_t n = std::min(pk.batch_sizes[t], r1) - r0;
             if (n <= 0) continue;
+            const index_t q0 = pk.offsets[t] + r0;
+            float* gates = split ? step_gates.get() + r0 * GH : proj.get() + q0 * ldp + d * GH;
+            const index_t ldg = split ? GH : ldp;
+            if (split) {  // this step's input projection of the thread's rows (rows are quantised one by one)
+              fill_rows(n, GH, cell.input_bias(), gates, ldg);
+              cell.w_ih.prepare(n, layer_in + q0 * in_size, in_size, qr);
+              cell.w_ih.gemm_acc(0, n, qr, gates, ldg, 0, cell.w_ih.panels());
+            }
             float* hr = h.data() + r0 * P;
-            quant_step(lstm, n, H, P, cell, proj.get() + (pk.offsets[t] + r0) * ldp + d * GH, ldp, hr,
-                       lstm ? c.data() + r0 * H : nullptr, scratch.data() + r0 * (lstm ? H : GH), qr);
-            float* y = layer_out.get() + (pk.offsets[t] + r0) * ldo + d * P;
+            quant_step(lstm, n, H, P, cell, gates, ldg, hr, lstm ? c.data() + r0 * H : nullptr,
+                       scratch.data() + r0 * (lstm ? H : GH), qr);
+            float* y = layer_out + q0 * ldo + d * P;
             for (index_t r = 0; r < n; ++r) std::copy_n(hr + r * P, P, y + r * ldo);
           }
         };
-        if (batch_split(B, H, G, P)) {
+        if (split) {
           constexpr index_t MR = W::MR;
           parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) { run_rows(b * MR, std::min(B, e * MR)); });
         } else {
@@ -164,10 +182,10 @@ class QuantRnn final : public QuantRnnBase {
           if (lstm) std::copy_n(c.data() + r * H, H, c_n + (k * B + pk.order[r]) * H);
         }
       }
-      layer_in.swap(layer_out);
+      layer_in = layer_out;
       in_size = D * P;
     }
-    pk.unpack(layer_in.get(), B, D * P, out);
+    if (!plain) pk.unpack(layer_in, B, D * P, out);
   }
 
  private:

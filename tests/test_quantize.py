@@ -86,6 +86,29 @@ def test_weights_really_are_smaller_and_quantised(dtype):
     assert not np.array_equal(q(x)[0], model(x)[0])  # not silently the float path
 
 
+@pytest.mark.parametrize("dtype", QUANT_DTYPES)
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_same_bits_whatever_the_threads_and_the_layout(dtype, mode):
+    """A batch large enough for the row split (each thread projecting its rows step by step), 3 layers,
+    bidirectional: the same bits on one and two threads, and with lengths that are all T (the packed
+    copies) as without lengths (x and out read and written in place)."""
+    cls = lstmkit.LSTM if mode == "LSTM" else lstmkit.GRU
+    q = lstmkit.quantize(cls(24, 64, num_layers=3, bidirectional=True, seed=2).eval(), dtype)
+    T, B = 6, 40
+    x = np.random.default_rng(2).standard_normal((T, B, 24)).astype(np.float32)
+    threads = engine.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            engine.set_num_threads(n)
+            results += [_flat(q(x)), _flat(q(x, lengths=np.full(B, T)))]
+    finally:
+        engine.set_num_threads(threads)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_unbatched_input_and_copy_semantics():
     model = lstmkit.GRU(8, 16, num_layers=2, seed=1).eval()
     q = lstmkit.quantize(model, "int8")
