@@ -40,6 +40,7 @@ import torch
 import lstmkit
 from lstmkit import engine
 from lstmkit.io.onnx import to_onnx
+from report import write_keeping_notes
 
 THREADS = 2
 GAP_S = 0.1  # idle time before each peer's calls in a round (ORT's pool threads spin ~55 ms after a run)
@@ -379,13 +380,7 @@ def main() -> None:
     text = "# Engine benchmarks\n\nWritten by `benchmarks/bench_engine.py`.\n\n" + "\n\n".join(header) + "\n\n" + \
         "\n".join(lines) + "\n\n" + note + "\n"
     if args.out and not only:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        marker = "<!-- notes: kept when the script rewrites this file -->"
-        old = out.read_text() if out.exists() else ""
-        if marker in old:  # hand-written notes below the marker survive a re-run
-            text += "\n" + marker + old.split(marker, 1)[1]
-        out.write_text(text)
+        write_keeping_notes(args.out, text)
         print(f"\nwrote {args.out}")
 
 
