@@ -82,7 +82,8 @@ def workspace_size(config: RNNConfig, steps, batch, recurrent_masks: bool) -> in
 
 
 def _has_recurrent_masks(variant_masks) -> bool:
-    return variant_masks is not None and getattr(variant_masks, "recurrent", None) is not None
+    """Whether the call has recurrent-dropout masks (None or an empty list: it has not)."""
+    return variant_masks is not None and len(getattr(variant_masks, "recurrent", None) or ()) > 0
 
 
 def forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, variant_masks=None):
