@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <type_traits>
 
 namespace lstmkit {
@@ -77,6 +78,28 @@ inline index_t train_workspace_row(const RnnShape& s) {
   const index_t cell = s.gates() * s.H + s.H + s.P + (s.lstm ? s.H : 0) + (s.P != s.H ? s.H : 0);
   return s.L * s.D * cell + (s.L - 1) * s.D * s.P;
 }
+
+// An uninitialised array of n values for scratch the kernels write in full before reading (a
+// std::vector would first zero it: tens of MB per training step). kernels_impl.h instantiates it
+// before its target region, as it does std::vector.
+template <typename T>
+class RawBuffer {
+ public:
+  RawBuffer() = default;
+  explicit RawBuffer(index_t n) : data_(n > 0 ? new T[static_cast<size_t>(n)] : nullptr) {}
+  ~RawBuffer() { delete[] data_; }
+  RawBuffer(const RawBuffer&) = delete;
+  RawBuffer& operator=(const RawBuffer&) = delete;
+  RawBuffer(RawBuffer&& other) noexcept : data_(other.data_) { other.data_ = nullptr; }
+  RawBuffer& operator=(RawBuffer&& other) noexcept {
+    std::swap(data_, other.data_);
+    return *this;
+  }
+  T* data() const { return data_; }
+
+ private:
+  T* data_ = nullptr;
+};
 
 // One instruction set's entry points for one dtype (signatures as in cells.h, rnn.h, rnn_backward.h, stream.h).
 template <typename T>

@@ -18,7 +18,6 @@
 #include <vector>
 
 #include "common.h"
-#include "variants_api.h"
 
 // gcc gives implicit instantiations the target of the region they are instantiated from, so the
 // std::vector members the kernels need out of line would be AVX code under a shared (weak) symbol.

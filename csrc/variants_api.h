@@ -4,7 +4,6 @@
 #pragma once
 
 #include <array>
-#include <utility>
 
 #include "common.h"
 
@@ -85,28 +84,6 @@ inline index_t variant_workspace_row(const RnnShape& s, const VariantOptions& o,
   for (index_t w : variant_row_widths(s, o, true, recurrent_masks)) cell += w;
   return s.L * s.D * cell + (s.L - 1) * s.D * s.P;
 }
-
-// An uninitialised array of n values for scratch the kernels write in full before reading (a
-// std::vector would first zero it: tens of MB per training step). kernels_impl.h instantiates it
-// before its target region, as it does std::vector.
-template <typename T>
-class RawBuffer {
- public:
-  RawBuffer() = default;
-  explicit RawBuffer(index_t n) : data_(n > 0 ? new T[static_cast<size_t>(n)] : nullptr) {}
-  ~RawBuffer() { delete[] data_; }
-  RawBuffer(const RawBuffer&) = delete;
-  RawBuffer& operator=(const RawBuffer&) = delete;
-  RawBuffer(RawBuffer&& other) noexcept : data_(other.data_) { other.data_ = nullptr; }
-  RawBuffer& operator=(RawBuffer&& other) noexcept {
-    std::swap(data_, other.data_);
-    return *this;
-  }
-  T* data() const { return data_; }
-
- private:
-  T* data_ = nullptr;
-};
 
 // The extra parameters of one layer and direction (caller-owned), null when the option is off:
 //   peephole [3H] (p_i, p_f, p_o); ln_ih_w/b, ln_hh_w/b [G·H]; ln_cell_w/b [H] (LSTM)
