@@ -158,6 +158,20 @@ void rnn_train_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* we
   if (!plain) pk.unpack(top_out.data(), B, ldo, out);
 }
 
+// The gradient of layer `layer`'s packed input [N, In] (size = N·In values), zeroed for the directions
+// to add into: dx itself for layer 0 when the packed layout is x's own (plain: no lengths), else one of
+// two buffers that alternate between layers (the layer above's is still being read).
+template <typename T>
+T* layer_input_grad(index_t layer, bool plain, T* dx, std::vector<T> (&buffers)[2], index_t size) {
+  T* grad = dx;
+  if (layer != 0 || !plain) {
+    buffers[layer % 2].resize(static_cast<size_t>(size));
+    grad = buffers[layer % 2].data();
+  }
+  std::fill(grad, grad + size, T(0));
+  return grad;
+}
+
 // Sequence backward from the workspace of rnn_train_forward called with the same s, x, weights and
 // lengths (and initial state, which the workspace holds).
 //   d_out: [T, B, D·P] gradient of the output (entries past a sequence's end are ignored)
@@ -195,14 +209,7 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
   for (index_t layer = s.L - 1; layer >= 0; --layer) {
     const index_t In = layer == 0 ? s.I : D * P;
     const T* layer_in = layer > 0 ? ws.input(layer) : plain ? x : x_packed.data();
-    T* d_in;  // gradient of this layer's packed input, accumulated over the directions: zeroed first
-    if (layer == 0 && plain) {
-      d_in = dx;
-    } else {
-      d_ins[layer % 2].resize(static_cast<size_t>(N * In));
-      d_in = d_ins[layer % 2].data();
-    }
-    std::fill(d_in, d_in + N * In, T(0));
+    T* d_in = layer_input_grad(layer, plain, dx, d_ins, N * In);  // summed over the directions
     for (index_t d = 0; d < D; ++d) {
       const index_t k = layer * D + d;
       const CellWeights<T>& w = weights[k];

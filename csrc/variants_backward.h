@@ -7,6 +7,7 @@
 
 #include <vector>
 
+#include "rnn_backward.h"
 #include "variants.h"
 
 namespace lstmkit {
@@ -128,14 +129,7 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
 
   for (index_t layer = s.L - 1; layer >= 0; --layer) {
     const index_t In = layer == 0 ? s.I : D * P, ldo = D * P;
-    T* d_in;  // accumulated over the directions: zeroed first
-    if (layer == 0 && plain) {
-      d_in = dx;
-    } else {
-      d_ins[layer % 2].resize(static_cast<size_t>(N * In));
-      d_in = d_ins[layer % 2].data();
-    }
-    std::fill(d_in, d_in + N * In, T(0));
+    T* d_in = layer_input_grad(layer, plain, dx, d_ins, N * In);  // summed over the directions
     const T* layer_in = layer == 0 ? x_rows : tape.inputs[layer];
     for (index_t d = 0; d < D; ++d) {
       const index_t k = layer * D + d;
