@@ -17,7 +17,7 @@ cp build/asan/_engine*.so build/asan/pkg/lstmkit/
 # every test file that calls the native engine (sequence and cell kernels, streams, ISA paths, variants,
 # quantised models, the torch operators, the fuzz targets at the native boundary, threads)
 NATIVE_TESTS=()
-for f in test_engine_vs_ref test_engine_isa test_stream test_layers test_layers_variants test_engine_variants test_quantize test_workspaces \
+for f in test_engine_vs_ref test_engine_isa test_simd_functions test_stream test_layers test_layers_variants test_engine_variants test_quantize test_workspaces \
          test_torch_ops test_torch_parity test_torch_variants test_fuzz_targets test_concurrency; do
   [[ -f tests/$f.py ]] && NATIVE_TESTS+=("tests/$f.py")
 done
