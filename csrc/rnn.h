@@ -95,21 +95,25 @@ inline bool batch_split(index_t B, index_t H, index_t G, index_t P, index_t min_
   return n >= 2 && !in_parallel() && B >= min_tiles * MR * n && double(B) * double(G * H) * double(P) >= kParallelMacs;
 }
 
-// The time loop of a batch split (batch_split() true): the pool's threads each take whole register
-// tiles of rows and run step_rows(t, r0, n) for their rows r0 .. r0 + n still running at step t, over
-// every step, in time order or (reverse) from the last step back.
+// The time loop over every row, step_rows(t, r0, n) for the rows r0 .. r0 + n still running at step t,
+// over every step in time order or (reverse) from the last step back. With `split` (batch_split() true)
+// the pool's threads each take whole register tiles of rows; without, the calling thread takes them all.
 template <typename T, typename F>
-void rows_through_time(index_t B, const std::vector<index_t>& batch_sizes, bool reverse, F&& step_rows) {
+void rows_through_time(index_t B, const std::vector<index_t>& batch_sizes, bool reverse, F&& step_rows,
+                       bool split = true) {
   constexpr int MR = Tile<T>::MR;
   const index_t steps = static_cast<index_t>(batch_sizes.size());
-  parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) {
-    const index_t r0 = b * MR, r1 = std::min(B, e * MR);
+  auto rows = [&](index_t r0, index_t r1) {
     for (index_t step = 0; step < steps; ++step) {
       const index_t t = reverse ? steps - 1 - step : step;
       const index_t n = std::min(batch_sizes[t], r1) - r0;
       if (n > 0) step_rows(t, r0, n);
     }
-  });
+  };
+  if (split)
+    parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) { rows(b * MR, std::min(B, e * MR)); });
+  else
+    rows(0, B);
 }
 
 // Sequence forward.

@@ -624,27 +624,17 @@ void variant_forward_impl(const RnnShape& s, const VariantOptions& o, const T* x
         std::copy_n(h0 + (k * B + pk.order[r]) * P, P, h.data() + r * P);
         if (s.lstm) std::copy_n(c0 + (k * B + pk.order[r]) * H, H, c.data() + r * H);
       }
-      // The time loop over rows [r0, r1) (all of them, or one thread's share of a large batch).
-      auto run = [&](index_t r0, index_t r1) {
-        for (index_t step = 0; step < T_steps; ++step) {
-          const index_t t = d == 0 ? step : T_steps - 1 - step;
-          const index_t n = std::min(pk.batch_sizes[t], r1) - r0;
-          if (n <= 0) continue;
-          const index_t q0 = pk.offsets[t] + r0;
-          T* gates = split ? step_gates.data() + r0 * GH : proj.data() + q0 * ldp + d * GH;
-          const index_t ldg = split ? GH : ldp;
-          if (split) cell.project_rows(q0, q0 + n, layer_in, in_size, gates, ldg, rw, training);
-          cell.step(r0, n, q0, gates, ldg, h.data(), c.data(), rw, training, s_scr.data(), ht.data());
-          T* y = layer_out + q0 * ldo + d * P;
-          for (index_t r = 0; r < n; ++r) std::copy_n(h.data() + (r0 + r) * P, P, y + r * ldo);
-        }
+      // Step t for rows [r0, r0 + n) (all running rows, or one thread's share of a large batch).
+      auto step_rows = [&](index_t t, index_t r0, index_t n) {
+        const index_t q0 = pk.offsets[t] + r0;
+        T* gates = split ? step_gates.data() + r0 * GH : proj.data() + q0 * ldp + d * GH;
+        const index_t ldg = split ? GH : ldp;
+        if (split) cell.project_rows(q0, q0 + n, layer_in, in_size, gates, ldg, rw, training);
+        cell.step(r0, n, q0, gates, ldg, h.data(), c.data(), rw, training, s_scr.data(), ht.data());
+        T* y = layer_out + q0 * ldo + d * P;
+        for (index_t r = 0; r < n; ++r) std::copy_n(h.data() + (r0 + r) * P, P, y + r * ldo);
       };
-      if (split) {
-        constexpr int MR = Tile<T>::MR;
-        parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) { run(b * MR, std::min(B, e * MR)); });
-      } else {
-        run(0, B);
-      }
+      rows_through_time<T>(B, pk.batch_sizes, d == 1, step_rows, split);
       if (h_n)
         for (index_t r = 0; r < B; ++r) {
           std::copy_n(h.data() + r * P, P, h_n + (k * B + pk.order[r]) * P);

@@ -304,19 +304,8 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
           }
         }
       };
-      auto run = [&](index_t r0, index_t r1) {
-        for (index_t step = T_steps - 1; step >= 0; --step) {
-          const index_t t = d == 0 ? step : T_steps - 1 - step;
-          const index_t n = std::min(pk.batch_sizes[t], r1) - r0;
-          if (n > 0) step_rows(t, r0, n);
-        }
-      };
-      if (batch_split(B, H, G, P)) {
-        constexpr int MR = Tile<T>::MR;
-        parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) { run(b * MR, std::min(B, e * MR)); });
-      } else {
-        run(0, B);
-      }
+      // Backwards through time: the forward direction's last step first.
+      rows_through_time<T>(B, pk.batch_sizes, d == 0, step_rows, batch_split(B, H, G, P));
       for (index_t r = 0; r < B; ++r) {
         std::copy_n(dh.data() + r * P, P, d_h0 + (k * B + pk.order[r]) * P);
         if (lstm) std::copy_n(dc.data() + r * H, H, d_c0 + (k * B + pk.order[r]) * H);
