@@ -35,25 +35,20 @@ struct RnnShape {
 //   w_hh: [G·H, P]   recurrent weights
 //   b_ih, b_hh: [G·H] biases, both null when the model has no bias
 //   w_hr: [P, H]     projection (LSTM with proj_size only), else null
-template <typename T>
-struct CellWeights {
-  const T* w_ih = nullptr;
-  const T* w_hh = nullptr;
-  const T* b_ih = nullptr;
-  const T* b_hh = nullptr;
-  const T* w_hr = nullptr;
+// Ptr is const T* for the weights (CellWeights) and T* for their gradient buffers (CellGrads, shaped
+// like the weights, caller-owned, overwritten): one list of fields for both.
+template <typename Ptr>
+struct CellPointers {
+  Ptr w_ih = nullptr;
+  Ptr w_hh = nullptr;
+  Ptr b_ih = nullptr;
+  Ptr b_hh = nullptr;
+  Ptr w_hr = nullptr;
 };
-
-// Gradient buffers of one layer and direction, shaped like CellWeights (caller-owned, overwritten):
-//   w_ih [G·H, In], w_hh [G·H, P], b_ih and b_hh [G·H] (null without bias), w_hr [P, H] (null without projection)
 template <typename T>
-struct CellGrads {
-  T* w_ih = nullptr;
-  T* w_hh = nullptr;
-  T* b_ih = nullptr;
-  T* b_hh = nullptr;
-  T* w_hr = nullptr;
-};
+using CellWeights = CellPointers<const T*>;
+template <typename T>
+using CellGrads = CellPointers<T*>;
 
 // Streaming inference state of a unidirectional stacked RNN (stream.h): owns packed copies of the
 // weights, the state of every layer and its scratch; step() runs one time step of all layers.

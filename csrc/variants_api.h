@@ -87,28 +87,22 @@ inline index_t variant_workspace_row(const RnnShape& s, const VariantOptions& o,
 
 // The extra parameters of one layer and direction (caller-owned), null when the option is off:
 //   peephole [3H] (p_i, p_f, p_o); ln_ih_w/b, ln_hh_w/b [G·H]; ln_cell_w/b [H] (LSTM)
-template <typename T>
-struct VariantWeights {
-  const T* peephole = nullptr;
-  const T* ln_ih_w = nullptr;
-  const T* ln_ih_b = nullptr;
-  const T* ln_hh_w = nullptr;
-  const T* ln_hh_b = nullptr;
-  const T* ln_cell_w = nullptr;
-  const T* ln_cell_b = nullptr;
+// Ptr is const T* for the parameters (VariantWeights) and T* for their gradient buffers (VariantGrads,
+// shaped like them, overwritten), as CellPointers in common.h.
+template <typename Ptr>
+struct VariantPointers {
+  Ptr peephole = nullptr;
+  Ptr ln_ih_w = nullptr;
+  Ptr ln_ih_b = nullptr;
+  Ptr ln_hh_w = nullptr;
+  Ptr ln_hh_b = nullptr;
+  Ptr ln_cell_w = nullptr;
+  Ptr ln_cell_b = nullptr;
 };
-
-// Gradient buffers shaped like VariantWeights (overwritten), null where the parameter does not exist.
 template <typename T>
-struct VariantGrads {
-  T* peephole = nullptr;
-  T* ln_ih_w = nullptr;
-  T* ln_ih_b = nullptr;
-  T* ln_hh_w = nullptr;
-  T* ln_hh_b = nullptr;
-  T* ln_cell_w = nullptr;
-  T* ln_cell_b = nullptr;
-};
+using VariantWeights = VariantPointers<const T*>;
+template <typename T>
+using VariantGrads = VariantPointers<T*>;
 
 // Sampled masks of one layer and direction, in the caller's batch order; null: evaluation (no
 // recurrent dropout, zoneout by its expectation VariantOptions::zoneout_c/_h).
