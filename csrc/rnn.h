@@ -200,14 +200,12 @@ void rnn_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights,
           T* y = layer_out + (offsets[t] + r0) * ldo + d * P;
           for (index_t r = 0; r < n; ++r) std::copy_n(h.data() + (r0 + r) * P, P, y + r * ldo);
         });
-      } else if (!cells[d].projected && N == T_steps * B && unit_split(B, H, 0, cells[d], G) &&
-                 double(B) * double(GH) * double(P) >= kParallelMacs) {
+      } else if (!cells[d].projected && N == T_steps * B && unit_split(B, H, 0, cells[d], G)) {
         // Small batches, every row running every step: two threads each own half of the hidden units
         // (their columns of W_hh stay in that core's cache) for the whole time loop, meeting once per
         // step; h alternates between h (even steps read it) and h_new. Same operations as lstm_step.
-        // Only from kParallelMacs per step: below, a step takes ~3 µs and a pool thread that was asleep
-        // (a call after idle) costs more than it saves. B=1 H=128 T=100, called back to back: 0.44 ms
-        // here, 0.45 split per step, 0.53 on one thread; 0.1 s apart (the benchmark): 0.80, 0.72, 0.68.
+        // From kUnitSplitMacs per step (unit_split; B=1 from H=128): B=1 H=128 T=100 back to back, 0.30 ms here
+        // against 0.43 on one thread (each core streams half of W_hh from its own L2 per step).
         const PackedCell<T>& cell = cells[d];
         constexpr int NR = Tile<T>::NR;
         const index_t half = H / NR / 2 * NR;

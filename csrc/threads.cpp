@@ -1,5 +1,6 @@
-// The kernels' thread pool: std::thread workers that spin briefly between jobs (a sequence's steps
-// come microseconds apart) and then sleep on a condition variable. One job at a time: a second caller
+// The kernels' thread pool: std::thread workers that spin for a while between jobs (a sequence's steps
+// come microseconds apart, calls from Python a fraction of a millisecond) and then sleep on a
+// condition variable. One job at a time: a second caller
 // (another Python thread, the GIL being released) runs its work serially instead of waiting.
 #include <sched.h>
 
@@ -38,20 +39,45 @@ int default_threads() {
 
 thread_local bool tl_in_parallel = false;
 
-// Linux wakes a sleeping thread on its waker's CPU and may leave it there for milliseconds, so the
-// caller and this worker would share one core while another sits idle. When this thread runs on
-// `cpu` (the caller's), hop once to the other CPUs of the affinity mask (then restore the mask:
-// nothing stays pinned).
+// Linux wakes a sleeping thread on its waker's CPU and may leave it there for a millisecond or more
+// (measured here: 0.9–1.4 ms of scheduling delay, after which the load balancer migrates one of the
+// two), so the caller and this worker would share one core while another sits idle.
+//
+// Before a worker sleeps it therefore leaves the CPU its caller last posted from out of its own
+// affinity mask (AwayFromCpu), so that the wake-up places it elsewhere, and puts the mask back once
+// it is awake: nothing stays pinned. leave_cpu() is the fallback for a thread that finds itself on the
+// caller's CPU anyway (the caller moved): it hops once to the other CPUs of its mask.
+class AwayFromCpu {
+ public:
+  explicit AwayFromCpu(int cpu) {
+#ifdef __linux__
+    if (cpu < 0 || sched_getaffinity(0, sizeof mask_, &mask_) != 0 || !CPU_ISSET(cpu, &mask_)) return;
+    cpu_set_t others = mask_;
+    CPU_CLR(cpu, &others);
+    restore_ = CPU_COUNT(&others) > 0 && sched_setaffinity(0, sizeof others, &others) == 0;
+#else
+    (void)cpu;
+#endif
+  }
+  ~AwayFromCpu() {
+#ifdef __linux__
+    if (restore_) sched_setaffinity(0, sizeof mask_, &mask_);
+#endif
+  }
+  AwayFromCpu(const AwayFromCpu&) = delete;
+  AwayFromCpu& operator=(const AwayFromCpu&) = delete;
+
+ private:
+#ifdef __linux__
+  cpu_set_t mask_;
+#endif
+  bool restore_ = false;
+};
+
 void leave_cpu(int cpu) {
 #ifdef __linux__
   const int here = sched_getcpu();
-  if (here < 0 || here != cpu) return;
-  cpu_set_t mask, others;
-  if (sched_getaffinity(0, sizeof mask, &mask) != 0) return;
-  others = mask;
-  CPU_CLR(cpu, &others);
-  if (CPU_COUNT(&others) == 0) return;
-  if (sched_setaffinity(0, sizeof others, &others) == 0) sched_setaffinity(0, sizeof mask, &mask);
+  if (here >= 0 && here == cpu) AwayFromCpu hop(cpu);
 #else
   (void)cpu;
 #endif
@@ -162,17 +188,20 @@ class Pool {
   void loop(int /*w*/, uint64_t seen) {
     tl_in_parallel = true;
     for (;;) {
-      // Spin about 100 µs for the next job (yielding now and then, in case the caller shares this
-      // core), then sleep. Rarely: a yield costs microseconds here, and a worker that reacts later
-      // than the caller finishes its own chunk finds every chunk taken (B=1 H=128: per-step splits
-      // of ~2 µs ran on the caller alone with a yield every 256 spins, 0.55 ms; 0.45 ms now).
-      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+      // Spin 2 ms for the next job (yielding now and then, in case the caller shares this core), then
+      // sleep. Waking a sleeping thread costs 0.3–1 ms on the machines here, more than a whole small
+      // sequence, and back-to-back calls from Python come 50–300 µs apart, so the spin must outlast
+      // that gap (OpenMP and ONNX Runtime spin for milliseconds too). Yield rarely: a yield costs
+      // microseconds here, and a worker that reacts later than the caller finishes its own chunk
+      // finds every chunk taken.
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(2000);
       unsigned spins = 0;
       while (generation_.load(std::memory_order_acquire) == seen) {
         LSTMKIT_PAUSE();
         if ((++spins & 4095) == 0) std::this_thread::yield();
         if ((spins & 63) == 0 && std::chrono::steady_clock::now() > until) {
           {
+            AwayFromCpu away(caller_cpu_.load(std::memory_order_relaxed));
             std::unique_lock<std::mutex> lk(m_);
             cv_.wait(lk, [&] { return generation_.load(std::memory_order_acquire) != seen; });
           }
@@ -217,53 +246,75 @@ Pool& pool() {
 
 // The state of one lockstep_pair_raw call (on the caller's stack; both threads are done with it
 // when the pool's parallel_for returns).
-// Part p of every step is its thread's by preference (its weights stay in that core's cache), but it is
-// claimed through an atomic first: a thread that has finished its part of a step takes the other part
-// too when the other thread has not started it (descheduled on a busy machine), so a late thread
-// costs at most its share of one step and never stalls the loop.
+// Part p of every step is its thread's (its weights stay in that core's cache), claimed through an
+// atomic first, so that a thread whose partner is not running (asleep, or descheduled on a busy
+// machine) takes the partner's part as well and the loop never stalls on it.
+// The common case costs one cache-line transfer per step each way: each thread claims its own part on
+// a line only it writes and announces it on its own `done` line, which the partner reads. A thread
+// touches its partner's claim only to steal: eagerly while the partner has not shown up yet (a pool
+// thread waking from sleep takes tens of µs) or has just been stolen from, otherwise only after
+// waiting kPatience spins for it. Stealing on every step regardless would make both threads write
+// both claim lines and bounce them between the cores at every step.
 struct Lockstep {
+  static constexpr unsigned kPatience = 1u << 14;  // spins (~50 µs) before taking a running partner's part
+
   index_t steps;
   void (*fn)(void*, index_t, int, int);
   void* ctx;
   int caller_cpu = -1;
-  struct alignas(64) Part {
-    std::atomic<index_t> claimed{0};  // steps of this part claimed (in order) by either thread
-    std::atomic<index_t> done{0};     // steps of this part finished
-  } parts[2];
+  struct alignas(64) Counter {
+    std::atomic<index_t> value{0};
+  };
+  Counter claimed[2];  // steps of part p claimed (in order) by either thread
+  Counter done[2];     // steps of part p finished
 
   void alone() {
     for (index_t s = 0; s < steps; ++s) fn(ctx, s, 0, 2);
   }
 
-  // Runs part p of step s unless the other thread has claimed it.
-  void run_if_unclaimed(int p, index_t s) {
-    index_t expected = s;
-    if (!parts[p].claimed.compare_exchange_strong(expected, s + 1, std::memory_order_acq_rel)) return;
-    fn(ctx, s, p, p + 1);
-    parts[p].done.store(s + 1, std::memory_order_release);
+  // Spins until both parts of step s − 1 are done, taking part q = 1 − p of step s − 1 when the
+  // partner has not claimed it (at once when `eager`, else after kPatience spins).
+  void wait_for_step(int p, index_t s, bool& eager) {
+    const int q = 1 - p;
+    for (unsigned spins = 1;; ++spins) {
+      if (done[q].value.load(std::memory_order_acquire) >= s && done[p].value.load(std::memory_order_acquire) >= s)
+        return;
+      if (eager || spins >= kPatience) {
+        index_t c = claimed[q].value.load(std::memory_order_relaxed);
+        if (c == s - 1 && claimed[q].value.compare_exchange_strong(c, s, std::memory_order_acq_rel)) {
+          fn(ctx, s - 1, q, q + 1);
+          done[q].value.store(s, std::memory_order_release);
+          eager = true;  // the partner is probably still away
+          continue;
+        }
+        if (c >= s) eager = false;  // the partner is running its part: wait for it
+        if (spins >= kPatience) spins = 0;
+      }
+      if ((spins & 1023) == 0) std::this_thread::yield();  // the partner may share this core
+      else LSTMKIT_PAUSE();
+    }
   }
 
-  void part(int p) {
-    for (index_t s = 0; s < steps; ++s) {
-      // Step s reads what both parts of step s − 1 wrote.
-      for (unsigned spins = 1; parts[0].done.load(std::memory_order_acquire) < s ||
-                               parts[1].done.load(std::memory_order_acquire) < s;
-           ++spins) {
-        if ((spins & 1023) == 0) std::this_thread::yield();  // the other thread may share this core
-        else LSTMKIT_PAUSE();
+  void part(int p, bool eager) {
+    for (index_t s = 0; s < steps;) {
+      if (s > 0) wait_for_step(p, s, eager);
+      index_t expected = s;
+      if (claimed[p].value.compare_exchange_strong(expected, s + 1, std::memory_order_acq_rel)) {
+        fn(ctx, s, p, p + 1);
+        done[p].value.store(s + 1, std::memory_order_release);
+        ++s;
+      } else {
+        s = expected;  // the partner has claimed this part up to step `expected`: go on from there
       }
-      run_if_unclaimed(p, s);
-      run_if_unclaimed(1 - p, s);
     }
   }
 
   static void chunk(void* self, index_t b, index_t e) {
     Lockstep& job = *static_cast<Lockstep*>(self);
     if (e - b == 2) return job.alone();  // the pool ran both parts here (one thread, or busy)
-    // A pool thread may arrive late (asleep, or on the caller's CPU): until it does, the caller takes
-    // its part of every step as well.
+    // The pool thread may arrive late (asleep, or on the caller's CPU): the caller starts eager.
     if (b == 1) leave_cpu(job.caller_cpu);  // two threads spinning on one CPU would take turns at every step
-    job.part(static_cast<int>(b));
+    job.part(static_cast<int>(b), b == 0);
   }
 };
 
