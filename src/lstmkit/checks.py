@@ -5,6 +5,8 @@ same checks (and the same messages) before any computation or native code runs.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .params import RNNConfig, to_numpy
@@ -12,6 +14,14 @@ from .params import RNNConfig, to_numpy
 
 def dtype_name(dtype) -> str:
     """'float32' for np.float32, np.dtype('float32') and torch.float32 alike."""
+    try:
+        return _dtype_name(dtype)
+    except TypeError:  # unhashable
+        return _dtype_name.__wrapped__(dtype)
+
+
+@functools.lru_cache(maxsize=64)  # str(np.dtype) runs Python code in numpy, and every call checks a dtype or two
+def _dtype_name(dtype) -> str:
     return str(dtype).replace("torch.", "") if not isinstance(dtype, type) else np.dtype(dtype).name
 
 

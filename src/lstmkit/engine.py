@@ -28,7 +28,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import checks, workspaces
-from .params import DTYPES, GATES, RNNConfig, param_shapes, to_numpy
+from .params import DTYPES, GATES, RNNConfig, _param_shapes, param_shapes, to_numpy
 
 import os
 import warnings
@@ -103,11 +103,16 @@ def _require_engine():
     return _engine
 
 
+_NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # native byte order
+
+
 def _array(name: str, value, dtype=None) -> np.ndarray:
     """``value`` as an ndarray (no copy yet); TypeError if it cannot be one or has the wrong dtype.
 
     With ``dtype`` None, the dtype must be float32 or float64; otherwise it must equal ``dtype``.
     """
+    if type(value) is np.ndarray and value.dtype in _NATIVE_FLOATS and (dtype is None or value.dtype == dtype):
+        return value  # the common case, without the string compares below (dtype.name is slow)
     try:
         arr = np.asarray(to_numpy(value))
     except Exception as e:  # noqa: BLE001 - anything numpy refuses is a type error for the caller
@@ -134,6 +139,8 @@ def _native(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
     Returns ``arr`` itself when it already is one (the kernels only read it), else a copy.
     """
+    if arr.dtype == dtype and arr.flags.c_contiguous:
+        return arr
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
@@ -224,16 +231,17 @@ def native_weights(config: RNNConfig, params: Mapping, dtype=None) -> tuple[list
     """
     if not isinstance(params, Mapping):
         raise TypeError(f"params: expected a dict of parameters under torch's names, got {type(params).__name__}")
-    expected = param_shapes(config)
-    missing = [k for k in expected if k not in params]
-    unexpected = [k for k in params if k not in expected]
-    if missing or unexpected:
+    expected = _param_shapes(config)
+    if len(params) != len(expected) or any(k not in params for k, _ in expected):
+        expected = dict(expected)
+        missing = [k for k in expected if k not in params]
+        unexpected = [k for k in params if k not in expected]
         raise ValueError(f"params: keys do not match the config: missing {missing}, unexpected {unexpected}")
     if dtype is None:
-        first = next(iter(expected))
+        first = expected[0][0]
         dtype = _array(f"params[{first!r}]", params[first]).dtype.newbyteorder("=")
     weights = []
-    for name, shape in expected.items():
+    for name, shape in expected:
         arr = _array(f"params[{name!r}]", params[name], dtype)
         _shape(f"params[{name!r}]", arr, shape)
         weights.append(_native(arr, dtype))

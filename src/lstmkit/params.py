@@ -7,6 +7,7 @@ LSTM rows are (i, f, g, o), GRU rows are (r, z, n).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, fields
 
@@ -108,7 +109,7 @@ class RNNConfig:
         """Size of h: proj_size when projecting, else hidden_size."""
         return self.proj_size or self.hidden_size
 
-    @property
+    @functools.cached_property  # read on every forward call; a frozen config never changes it
     def is_plain(self) -> bool:
         """True when no option changes the forward (forget_bias only initialises): the textbook cells."""
         return all(getattr(self, k) == v for k, v in VARIANT_DEFAULTS.items() if k != "forget_bias")
@@ -151,6 +152,11 @@ def suffix(layer: int, direction: int) -> str:
 
 def param_shapes(config: RNNConfig) -> dict[str, tuple[int, ...]]:
     """Every parameter's name and shape, in torch's order (per layer, per direction)."""
+    return dict(_param_shapes(config))  # a fresh dict: the caller may change it
+
+
+@functools.lru_cache(maxsize=256)  # every forward call checks its weights against these
+def _param_shapes(config: RNNConfig) -> tuple[tuple[str, tuple[int, ...]], ...]:
     G, H, P = config.num_gates, config.hidden_size, config.output_size
     D = config.num_directions
     shapes: dict[str, tuple[int, ...]] = {}
@@ -173,7 +179,7 @@ def param_shapes(config: RNNConfig) -> dict[str, tuple[int, ...]]:
                 if config.mode == "LSTM":
                     shapes["ln_cell_weight" + s] = (H,)
                     shapes["ln_cell_bias" + s] = (H,)
-    return shapes
+    return tuple(shapes.items())
 
 
 def init_params(config: RNNConfig, seed: int | None = None, dtype="float32") -> dict[str, np.ndarray]:
