@@ -85,14 +85,15 @@ void for_rows(index_t n, double macs, F&& f) {
   parallel_for(pairs, [&](index_t b, index_t e) { f(2 * b, e == pairs ? n : 2 * e); });
 }
 
-// Whether a sequence pass splits the batch over the pool for the whole time loop: at least
-// `min_tiles` whole register tiles of rows per thread and enough work per step. Inference asks for 2;
-// training for 1, since its passes would otherwise meet once per step in the forward and again in
-// the backward.
-inline bool batch_split(index_t B, index_t H, index_t G, index_t P, index_t min_tiles = 2) {
+// Whether a sequence pass splits the batch over the pool for the whole time loop: at least two whole
+// register tiles of rows per thread and enough work per step. Below that, small batches split each
+// step by hidden units instead (units_through_time; the backward's lockstep loop), which keeps the
+// threads' shares equal: B=16 training by rows ran 6 rows on one thread and 10 on the other
+// (7.46 ms a step at H=128 T=100, 7.04 by units).
+inline bool batch_split(index_t B, index_t H, index_t G, index_t P) {
   const index_t MR = LSTMKIT_VEC_BYTES == 16 ? 4 : 6;  // Tile<T>::MR
   const int n = num_threads();
-  return n >= 2 && !in_parallel() && B >= min_tiles * MR * n && double(B) * double(G * H) * double(P) >= kParallelMacs;
+  return n >= 2 && !in_parallel() && B >= 2 * MR * n && double(B) * double(G * H) * double(P) >= kParallelMacs;
 }
 
 // The time loop over every row, step_rows(t, r0, n) for the rows r0 .. r0 + n still running at step t,
@@ -114,6 +115,23 @@ void rows_through_time(index_t B, const std::vector<index_t>& batch_sizes, bool 
     parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) { rows(b * MR, std::min(B, e * MR)); });
   else
     rows(0, B);
+}
+
+// The time loop of a small batch split by hidden units over two threads (lockstep_pair): part(step,
+// u0, u1, h_in, h_out) computes units [u0, u1) of every row at `step` (0 .. steps − 1, the caller maps
+// it to t), reading all of h_in and writing its units of h_out. The two threads each own half of the
+// units (whole register panels), so the weights each reads stay in its core's cache; they meet once
+// per step, and h alternates between h and h_spare ([rows, ld] each, ld ≥ H) because a step reads
+// what both halves wrote the step before. On return h holds the last step's h.
+template <typename T, typename F>
+void units_through_time(index_t steps, index_t H, T* h, T* h_spare, index_t size, F&& part) {
+  constexpr int NR = Tile<T>::NR;
+  const index_t half = H / NR / 2 * NR;
+  T* const hb[2] = {h, h_spare};
+  lockstep_pair(steps, [&](index_t step, int part0, int part1) {
+    part(step, part0 == 0 ? index_t(0) : half, part1 == 2 ? H : half, hb[step % 2], hb[(step + 1) % 2]);
+  });
+  if (steps % 2) std::copy_n(h_spare, size, h);
 }
 
 // Sequence forward.
@@ -201,20 +219,14 @@ void rnn_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights,
           for (index_t r = 0; r < n; ++r) std::copy_n(h.data() + (r0 + r) * P, P, y + r * ldo);
         });
       } else if (!cells[d].projected && N == T_steps * B && unit_split(B, H, 0, cells[d], G)) {
-        // Small batches, every row running every step: two threads each own half of the hidden units
-        // (their columns of W_hh stay in that core's cache) for the whole time loop, meeting once per
-        // step; h alternates between h (even steps read it) and h_new. Same operations as lstm_step.
-        // From kUnitSplitMacs per step (unit_split; B=1 from H=128): B=1 H=128 T=100 back to back, 0.30 ms here
-        // against 0.43 on one thread (each core streams half of W_hh from its own L2 per step).
+        // Small batches, every row running every step: the time loop split by hidden units over two
+        // threads (units_through_time), the same operations as lstm_step / gru_step. From
+        // kUnitSplitMacs per step (unit_split; B=1 from H=128): B=1 H=128 T=100 back to back, 0.27 ms
+        // here against 0.42 on one thread (each core streams half of W_hh from its own L2 per step).
         const PackedCell<T>& cell = cells[d];
-        constexpr int NR = Tile<T>::NR;
-        const index_t half = H / NR / 2 * NR;
-        T* const hb[2] = {h.data(), h_new.data()};
-        lockstep_pair(T_steps, [&](index_t step, int part0, int part1) {
-          const index_t t = d == 0 ? step : T_steps - 1 - step;
-          const index_t u0 = part0 == 0 ? 0 : half, u1 = part1 == 2 ? H : half, n = u1 - u0;
-          const T* h_in = hb[step % 2];
-          T* h_out = hb[(step + 1) % 2];
+        units_through_time(T_steps, H, h.data(), h_new.data(), B * P,
+                           [&](index_t step, index_t u0, index_t u1, const T* h_in, T* h_out) {
+          const index_t t = d == 0 ? step : T_steps - 1 - step, n = u1 - u0;
           T* g = proj.data() + offsets[t] * ldp + d * GH;
           if (s.lstm) {
             unit_products(B, G, H, cell, static_cast<const T*>(nullptr), 0, h_in, P, g, ldp, static_cast<T*>(nullptr),
@@ -230,7 +242,6 @@ void rnn_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights,
           T* y = layer_out + offsets[t] * ldo + d * P + u0;
           for (index_t r = 0; r < B; ++r) std::copy_n(h_out + r * P + u0, n, y + r * ldo);
         });
-        if (T_steps % 2) std::copy_n(h_new.data(), B * P, h.data());
       } else {
         for (index_t step = 0; step < T_steps; ++step) {
           const index_t t = d == 0 ? step : T_steps - 1 - step;

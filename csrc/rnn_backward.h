@@ -123,8 +123,30 @@ void rnn_train_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* we
         }
         for (index_t r = 0; r < n; ++r) std::copy_n(hr + r * P, P, y_base + (q + r) * ldo + d * P);
       };
-      if (batch_split(B, H, G, P, 1)) {
+      if (batch_split(B, H, G, P)) {
         rows_through_time<T>(B, batch_sizes, d == 1, step_rows);
+      } else if (!w.projected && N == T_steps * B && unit_split(B, H, 0, w, G)) {
+        // Small batches, every row running every step: rnn_forward's two-thread loop, keeping the tape.
+        units_through_time(T_steps, H, h.data(), h_new.data(), B * P,
+                           [&](index_t step, index_t u0, index_t u1, const T* h_in, T* h_out) {
+          const index_t t = d == 0 ? step : T_steps - 1 - step, q = offsets[t], n = u1 - u0;
+          T* g = act + q * GH;
+          for (index_t r = 0; r < B; ++r) {
+            std::copy_n(h_in + r * P + u0, n, hp + (q + r) * P + u0);
+            if (s.lstm) std::copy_n(c.data() + r * H + u0, n, cp + (q + r) * H + u0);
+          }
+          if (s.lstm) {
+            unit_products(B, G, H, w, static_cast<const T*>(nullptr), 0, h_in, P, g, GH, static_cast<T*>(nullptr), 0,
+                          u0, u1);
+            lstm_pointwise(B, n, g + u0, GH, c.data() + u0, H, c.data() + u0, H, h_out + u0, P, g + u0,
+                           aux + q * H + u0, H);
+          } else {
+            unit_products(B, G, H, w, static_cast<const T*>(nullptr), 0, h_in, P, g, GH, gh.data(), GH, u0, u1);
+            gru_pointwise(B, n, g + u0, GH, gh.data() + u0, GH, w.b_hh ? w.b_hh + u0 : nullptr, h_in + u0, P,
+                          h_out + u0, P, g + u0, aux + q * H + u0, H);
+          }
+          for (index_t r = 0; r < B; ++r) std::copy_n(h_out + r * P + u0, n, y_base + (q + r) * ldo + d * P + u0);
+        });
       } else {
         for (index_t step = 0; step < T_steps; ++step) {
           const index_t t = d == 0 ? step : T_steps - 1 - step, nb = batch_sizes[t], q = offsets[t];
@@ -316,26 +338,30 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
         else  // a large step on its own: the product split over the pool by panels
           parallel_for(w_hh_t.panels(), [&](index_t p0, index_t p1) { recurrent_grads(t, r0, nr, p0, p1); });
       };
-      if (batch_split(B, H, G, P, 1)) {  // each thread walks all steps for its own rows, backwards in time
+      if (batch_split(B, H, G, P)) {  // each thread walks all steps for its own rows, backwards in time
         rows_through_time<T>(B, batch_sizes, d == 0, step_rows);
       } else if (!w.w_hr && unit_split<T>(B, H, G, P)) {
-        // Split by hidden units, one meeting per step: a thread owns units [u0, u1), which are also
-        // the panels of dh_prev it computes, so it runs "dh_prev of the later step, then the gate
-        // gradients of this one" on its own units, and only the product reads all of dG.
+        // Split by hidden units over two threads, one meeting per step (lockstep_pair): a thread owns
+        // units [u0, u1), which are also the panels of dh_prev it computes, so it runs "dh_prev of the
+        // later step, then the gate gradients of this one" on its own units, and only the product
+        // reads all of dG (the later step's, finished by both threads before this step began).
         constexpr int NR = Tile<T>::NR;
-        index_t later = -1;  // the step whose gate gradients are done and whose dh_prev is not
-        for (index_t step = T_steps - 1; step >= -1; --step) {
-          const index_t t = step < 0 ? -1 : d == 0 ? step : T_steps - 1 - step;
-          if (t >= 0 && batch_sizes[t] == 0) continue;
-          parallel_for(H / NR, [&](index_t p0, index_t p1) {
-            if (later >= 0) recurrent_grads(later, 0, batch_sizes[later], p0, p1);
-            if (t >= 0) {
-              add_d_out(t, 0, batch_sizes[t], p0 * NR, p1 * NR);
-              gate_grads(t, 0, batch_sizes[t], p0 * NR, p1 * NR, dh.data(), P);
-            }
-          });
-          later = t;
+        const index_t half = H / NR / 2;
+        std::vector<index_t> order_t;  // the steps that run, from the last (in the backward's order)
+        for (index_t step = T_steps - 1; step >= 0; --step) {
+          const index_t t = d == 0 ? step : T_steps - 1 - step;
+          if (batch_sizes[t] > 0) order_t.push_back(t);
         }
+        const index_t n_steps = static_cast<index_t>(order_t.size());
+        lockstep_pair(n_steps + 1, [&](index_t i, int part0, int part1) {
+          const index_t p0 = part0 == 0 ? 0 : half, p1 = part1 == 2 ? H / NR : half;
+          const index_t later = i > 0 ? order_t[i - 1] : -1, t = i < n_steps ? order_t[i] : -1;
+          if (later >= 0) recurrent_grads(later, 0, batch_sizes[later], p0, p1);
+          if (t >= 0) {
+            add_d_out(t, 0, batch_sizes[t], p0 * NR, p1 * NR);
+            gate_grads(t, 0, batch_sizes[t], p0 * NR, p1 * NR, dh.data(), P);
+          }
+        });
       } else {
         for (index_t step = T_steps - 1; step >= 0; --step) {
           const index_t t = d == 0 ? step : T_steps - 1 - step, nb = batch_sizes[t];
