@@ -134,9 +134,9 @@ def test_backward_parity_large_blocks(mode, proj, dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("mode,proj", [("LSTM", 0), ("LSTM", 16), ("GRU", 0)])
-@pytest.mark.parametrize("batch", [16, 3])
+@pytest.mark.parametrize("batch", [32, 3])
 def test_training_parallel_paths(mode, proj, dtype, batch):
-    """On 2 threads, B = 16 runs each thread's rows through the whole time loop (forward and backward);
+    """On 2 threads, B = 32 runs each thread's rows through the whole time loop (forward and backward);
     B = 3 splits each step by hidden units (the backward's one meeting per step). With unsorted lengths
     against the reference; train_forward gives forward's results bit for bit without lengths, and a
     backward from its workspace equals one that recomputes it."""
