@@ -180,6 +180,49 @@ void rnn_train_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* we
   if (!plain) pk.unpack(top_out.data(), B, ldo, out);
 }
 
+// One row's LSTM gate gradients over units [j0, j1) (ref/lstm.py's cell_backward):
+//   a: [4H] (i, f, g, o) after σ / tanh; tc: [H] tanh(c'); c_prev: [H]; dm: [H] dL/dm (m = o ⊙ tanh(c'))
+//   dc: [H] in: dL/dc' from the later step, out: dL/dc_prev; dg: [4H] out: the pre-activation gradients
+// On SIMD vectors for both dtypes (the same operations on every lane, the last vector masked): a
+// scalar loop here took a tenth of a B=16 training step.
+template <typename T>
+void lstm_gate_grads(index_t H, index_t j0, index_t j1, const T* a, const T* tc, const T* c_prev, const T* dm, T* dc,
+                     T* dg) {
+#if LSTMKIT_HAVE_VECTORS
+  using S = detail::Simd<T>;
+  using V = typename S::vec;
+  constexpr int W = S::W;
+  const V one = S::set1(T(1));
+  for (index_t j = j0; j < j1; j += W) {
+    const int n = static_cast<int>(std::min<index_t>(W, j1 - j));
+    auto ld = [&](const T* p) { return n == W ? S::load(p + j) : S::load_part(p + j, n); };
+    auto st = [&](T* p, V v) {
+      if (n == W) S::store(p + j, v);
+      else S::store_part(p + j, v, n);
+    };
+    const V i = ld(a), f = ld(a + H), g = ld(a + 2 * H), o = ld(a + 3 * H), t = ld(tc), dmj = ld(dm);
+    const V d_o = dmj * t;
+    const V dct = ld(dc) + dmj * o * (one - t * t);
+    st(dg, (dct * g) * i * (one - i));
+    st(dg + H, (dct * ld(c_prev)) * f * (one - f));
+    st(dg + 2 * H, (dct * i) * (one - g * g));
+    st(dg + 3 * H, d_o * o * (one - o));
+    st(dc, dct * f);  // dc_prev
+  }
+#else
+  for (index_t j = j0; j < j1; ++j) {
+    const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];
+    const T d_o = dm[j] * tc[j];
+    const T dct = dc[j] + dm[j] * o * (T(1) - tc[j] * tc[j]);
+    dg[j] = (dct * g) * i * (T(1) - i);
+    dg[H + j] = (dct * c_prev[j]) * f * (T(1) - f);
+    dg[2 * H + j] = (dct * i) * (T(1) - g * g);
+    dg[3 * H + j] = d_o * o * (T(1) - o);
+    dc[j] = dct * f;  // dc_prev
+  }
+#endif
+}
+
 // The gradient of layer `layer`'s packed input [N, In] (size = N·In values), zeroed for the directions
 // to add into: dx itself for layer 0 when the packed layout is x's own (plain: no lengths), else one of
 // two buffers that alternate between layers (the layer above's is still being read).
@@ -256,24 +299,9 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
         const index_t q = offsets[t] + r0;
         T* dg = dG.data() + q * GH;  // [nr, G·H]
         if (s.lstm) {
-          for (index_t r = 0; r < nr; ++r) {
-            const T* a = act + (q + r) * GH;
-            const T* tc = aux + (q + r) * H;
-            const T* cpr = cp + (q + r) * H;
-            const T* dmr = dmp + r * ldm;
-            T* dcr = dc.data() + (r0 + r) * H;
-            T* dgr = dg + r * GH;
-            for (index_t j = j0; j < j1; ++j) {
-              const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];
-              const T d_o = dmr[j] * tc[j];
-              const T dct = dcr[j] + dmr[j] * o * (T(1) - tc[j] * tc[j]);
-              dgr[j] = (dct * g) * i * (T(1) - i);
-              dgr[H + j] = (dct * cpr[j]) * f * (T(1) - f);
-              dgr[2 * H + j] = (dct * i) * (T(1) - g * g);
-              dgr[3 * H + j] = d_o * o * (T(1) - o);
-              dcr[j] = dct * f;  // dc_prev
-            }
-          }
+          for (index_t r = 0; r < nr; ++r)
+            lstm_gate_grads(H, j0, j1, act + (q + r) * GH, aux + (q + r) * H, cp + (q + r) * H, dmp + r * ldm,
+                            dc.data() + (r0 + r) * H, dg + r * GH);
         } else {
           T* dgh = dGh.data() + q * GH;
           for (index_t r = 0; r < nr; ++r) {
