@@ -167,7 +167,7 @@ void rnn_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights,
   const T* layer_in = plain ? x : x_packed.data();
   index_t in_size = s.I;
 
-  std::vector<T> proj(split ? 0 : static_cast<size_t>(N * D * GH));  // [N, D·G·H] input projections of one layer
+  RawBuffer<T> proj(split ? 0 : N * D * GH);  // [N, D·G·H] input projections of one layer, written in full per layer
   std::vector<T> step_gates(split ? static_cast<size_t>(B * GH) : 0);  // [B, G·H] one step's, split by rows
   std::vector<T> outs[2];  // [N, D·P] layer outputs, alternating between layers (the last may be out itself)
   std::vector<T> h(static_cast<size_t>(B * P)), c(s.lstm ? static_cast<size_t>(B * H) : 0);  // state, packed order

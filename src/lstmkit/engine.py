@@ -242,7 +242,11 @@ def native_weights(config: RNNConfig, params: Mapping, dtype=None) -> tuple[list
         dtype = _array(f"params[{first!r}]", params[first]).dtype.newbyteorder("=")
     weights = []
     for name, shape in expected:
-        arr = _array(f"params[{name!r}]", params[name], dtype)
+        value = params[name]
+        if type(value) is np.ndarray and value.dtype == dtype and value.shape == shape and value.flags.c_contiguous:
+            weights.append(value)  # ready as it is (the common case: no error messages to format)
+            continue
+        arr = _array(f"params[{name!r}]", value, dtype)
         _shape(f"params[{name!r}]", arr, shape)
         weights.append(_native(arr, dtype))
     return weights, dtype
