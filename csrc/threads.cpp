@@ -273,13 +273,16 @@ struct Lockstep {
   }
 
   // Spins until both parts of step s − 1 are done, taking part q = 1 − p of step s − 1 when the
-  // partner has not claimed it (at once when `eager`, else after kPatience spins).
+  // partner has not claimed it (at once when `eager`, else after kPatience spins) and step s − 2 is
+  // complete (it reads what both parts of s − 2 wrote; a thread that has just jumped ahead in part()
+  // has not waited for s − 2 itself).
   void wait_for_step(int p, index_t s, bool& eager) {
     const int q = 1 - p;
     for (unsigned spins = 1;; ++spins) {
-      if (done[q].value.load(std::memory_order_acquire) >= s && done[p].value.load(std::memory_order_acquire) >= s)
-        return;
-      if (eager || spins >= kPatience) {
+      const index_t done_q = done[q].value.load(std::memory_order_acquire);
+      const index_t done_p = done[p].value.load(std::memory_order_acquire);
+      if (done_q >= s && done_p >= s) return;
+      if ((eager || spins >= kPatience) && done_q >= s - 1 && done_p >= s - 1) {
         index_t c = claimed[q].value.load(std::memory_order_relaxed);
         if (c == s - 1 && claimed[q].value.compare_exchange_strong(c, s, std::memory_order_acq_rel)) {
           fn(ctx, s - 1, q, q + 1);

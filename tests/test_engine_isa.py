@@ -154,6 +154,40 @@ def test_thread_count_bitwise_training(mode, B, bidirectional):
         np.testing.assert_allclose(g1[name], g2[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+def test_two_thread_time_loops_under_contention():
+    """The lockstep loops (B = 1: forward, training forward and backward) while a busy Python thread
+    competes for the two cores, so that a loop thread is often descheduled mid-sequence and its partner
+    takes its parts: every call still gives the one-thread bits."""
+    config, params, x = _model("LSTM", 13, B=1, H=128, T=40)
+    d_out = np.random.default_rng(4).standard_normal((40, 1, 128)).astype(x.dtype)
+    saved = engine.get_num_threads()
+    engine.set_num_threads(1)
+    want_out, _, want_ws = engine.train_forward(config, params, x)
+    want_dx = engine.backward(config, params, x, d_out, workspace=want_ws)[0]
+    stop = threading.Event()
+
+    def burn():  # numpy releases the GIL on large arrays: this thread takes a core, not the interpreter
+        a = np.ones(1 << 18)
+        while not stop.is_set():
+            np.sqrt(a, out=a)
+
+    burner = threading.Thread(target=burn)
+    try:
+        engine.set_num_threads(2)
+        burner.start()
+        for i in range(100):
+            np.testing.assert_array_equal(engine.forward(config, params, x)[0], want_out, err_msg=f"call {i}")
+            out, _, ws = engine.train_forward(config, params, x)
+            np.testing.assert_array_equal(out, want_out, err_msg=f"call {i}")
+            dx = engine.backward(config, params, x, d_out, workspace=ws)[0]
+            np.testing.assert_array_equal(dx, want_dx, err_msg=f"call {i}")
+    finally:
+        stop.set()
+        if burner.is_alive():
+            burner.join()
+        engine.set_num_threads(saved)
+
+
 def test_two_python_threads_run_two_models_at_once():
     models = [_model("LSTM", 5, proj=12), _model("GRU", 6, H=64, B=40)]
     alone = [engine.forward(c, p, x) for c, p, x in models]
