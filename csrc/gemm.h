@@ -258,7 +258,9 @@ void gemm_acc_serial(index_t M, const T* A, index_t lda, const PackedWeights<T>&
   // AT: each (k, m) block of A is first copied into strips of MR rows, (r, k) at strip[k·MR + r], which
   // the micro-kernel reads as a transposed A with lda = MR. Read in place instead, A's rows lie G·H
   // values apart (a multiple of 4 KB), all on one L1 set, and every panel would fetch them again.
-  std::vector<T> strips(AT ? static_cast<size_t>(kMC * kKC) : 0);
+  // Sized to the product (a small one must not pay for zeroing a whole 96 × 256 block), uninitialised:
+  // the micro-kernel reads only the rows a block copies in.
+  const RawBuffer<T> strips(AT ? (std::min(kMC, M) + MR - 1) / MR * MR * std::min(kKC, K) : 0);
   for (index_t k0 = 0; k0 < K; k0 += kKC) {
     const index_t kc = std::min(kKC, K - k0);
     for (index_t m0 = 0; m0 < M; m0 += kMC) {
