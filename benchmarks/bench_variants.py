@@ -5,7 +5,7 @@ Python-level torch cell computing the same variant (issue 9's speed target).
 
 Case: engine benchmark (c), B=64, H=256, X=64, T=100, float32, 2 threads for everyone
 (lstmkit.set_num_threads(2), torch.set_num_threads(2)). For each variant, interleaved in the same rounds
-(bench_engine.interleaved: rotating order, one untimed call before each timed one, median of the rounds;
+(bench_engine.interleaved: rotating order, untimed calls for at least 20 ms before each timed one, median of the rounds;
 9 rounds for inference, 3 for training by default):
   * lstmkit plain: the NumPy layer without options (native fused kernels);
   * lstmkit variant: the NumPy layer with the option (native variant kernels);
