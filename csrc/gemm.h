@@ -116,6 +116,10 @@ class PackedWeights {
             const index_t cols = std::min<index_t>(NR, n - p * NR);
             T* dst = data_.data() + (p * k + kk) * NR;
             const T* src = w + p * NR + kk * col_stride;
+            if (cols == NR) {  // a fixed-size copy: a few vector moves
+              std::memcpy(dst, src, sizeof(T) * NR);
+              continue;
+            }
             for (index_t j = 0; j < cols; ++j) dst[j] = src[j];
             std::fill(dst + cols, dst + NR, T(0));
           }
