@@ -253,10 +253,12 @@ Pool& pool() {
 // a line only it writes and announces it on its own `done` line, which the partner reads. A thread
 // touches its partner's claim only to steal: eagerly while the partner has not shown up yet (a pool
 // thread waking from sleep takes tens of µs) or has just been stolen from, otherwise only after
-// waiting kPatience spins for it. Stealing on every step regardless would make both threads write
+// waiting kPatience for it. Stealing on every step regardless would make both threads write
 // both claim lines and bounce them between the cores at every step.
 struct Lockstep {
-  static constexpr unsigned kPatience = 1u << 14;  // spins (~50 µs) before taking a running partner's part
+  // How long a thread waits for a partner that has not claimed its part before taking it: a running
+  // partner claims its part as soon as the step before is complete, so a longer wait means it is away.
+  static constexpr std::chrono::microseconds kPatience{30};
 
   index_t steps;
   void (*fn)(void*, index_t, int, int);
@@ -273,16 +275,24 @@ struct Lockstep {
   }
 
   // Spins until both parts of step s − 1 are done, taking part q = 1 − p of step s − 1 when the
-  // partner has not claimed it (at once when `eager`, else after kPatience spins) and step s − 2 is
+  // partner has not claimed it (at once when `eager`, else after kPatience) and step s − 2 is
   // complete (it reads what both parts of s − 2 wrote; a thread that has just jumped ahead in part()
   // has not waited for s − 2 itself).
   void wait_for_step(int p, index_t s, bool& eager) {
+    using Clock = std::chrono::steady_clock;
     const int q = 1 - p;
+    Clock::time_point since{};  // read from the 64th spin on: most waits end before it
     for (unsigned spins = 1;; ++spins) {
       const index_t done_q = done[q].value.load(std::memory_order_acquire);
       const index_t done_p = done[p].value.load(std::memory_order_acquire);
       if (done_q >= s && done_p >= s) return;
-      if ((eager || spins >= kPatience) && done_q >= s - 1 && done_p >= s - 1) {
+      bool steal = eager;
+      if (!steal && (spins & 63) == 0) {
+        const Clock::time_point now = Clock::now();
+        if (spins == 64) since = now;
+        else if (now - since >= kPatience) steal = true, since = now;
+      }
+      if (steal && done_q >= s - 1 && done_p >= s - 1) {
         index_t c = claimed[q].value.load(std::memory_order_relaxed);
         if (c == s - 1 && claimed[q].value.compare_exchange_strong(c, s, std::memory_order_acq_rel)) {
           fn(ctx, s - 1, q, q + 1);
@@ -291,7 +301,6 @@ struct Lockstep {
           continue;
         }
         if (c >= s) eager = false;  // the partner is running its part: wait for it
-        if (spins >= kPatience) spins = 0;
       }
       if ((spins & 1023) == 0) std::this_thread::yield();  // the partner may share this core
       else LSTMKIT_PAUSE();
