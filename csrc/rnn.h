@@ -121,8 +121,8 @@ void rows_through_time(index_t B, const std::vector<index_t>& batch_sizes, bool 
 // u0, u1, h_in, h_out) computes units [u0, u1) of every row at `step` (0 .. steps − 1, the caller maps
 // it to t), reading all of h_in and writing its units of h_out. The two threads each own half of the
 // units (whole register panels), so the weights each reads stay in its core's cache; they meet once
-// per step, and h alternates between h and h_spare ([rows, ld] each, ld ≥ H) because a step reads
-// what both halves wrote the step before. On return h holds the last step's h.
+// per step, and h alternates between h and h_spare (`size` values each, rows of P = H) because a
+// step reads what both halves wrote the step before. On return h holds the last step's h.
 template <typename T, typename F>
 void units_through_time(index_t steps, index_t H, T* h, T* h_spare, index_t size, F&& part) {
   constexpr int NR = Tile<T>::NR;
