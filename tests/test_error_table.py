@@ -37,6 +37,8 @@ CASES = [
      "proj_size"),
     ("lstmkit.LSTM(...)", "dropout=1.5", lambda t: lstmkit.LSTM(3, 4, dropout=1.5), ValueError, "dropout"),
     ("lstmkit.LSTM(...)", "dtype='int8'", lambda t: lstmkit.LSTM(3, 4, dtype="int8"), TypeError, "dtype"),
+    ("lstmkit.LSTM(...)", "dtype='bfloat16'", lambda t: lstmkit.LSTM(3, 4, dtype="bfloat16"), TypeError,
+     "lstmkit.quantize"),
     ("lstmkit.GRU(...)", "proj_size on a GRU", lambda t: lstmkit.GRU(3, 4, proj_size=2), ValueError, "proj_size"),
     ("layer(x)", "x of rank 4", lambda t: lstmkit.LSTM(3, 4)(np.zeros((1, 2, 3, 3), f32)), ValueError, "input"),
     ("layer(x)", "5 features for input_size=3", lambda t: lstmkit.LSTM(3, 4)(np.zeros((2, 1, 5), f32)), ValueError,

@@ -207,9 +207,15 @@ def check_dtype(dtype) -> np.dtype:
     try:
         dt = np.dtype(dtype)
     except TypeError as e:
-        raise TypeError(f"dtype: expected one of {DTYPES}, got {dtype!r}") from e
-    if dt.name not in DTYPES:
-        raise TypeError(f"dtype: expected one of {DTYPES}, got {dt.name}")
+        if not (isinstance(dtype, str) and dtype == "bfloat16"):
+            raise TypeError(f"dtype: expected one of {DTYPES}, got {dtype!r}") from e
+        dt = None  # numpy knows bfloat16 only once ml_dtypes is imported; same message either way
+    name = "bfloat16" if dt is None else dt.name
+    if name not in DTYPES:
+        hint = ""
+        if name in ("int8", "bfloat16"):
+            hint = f"; for {name} inference, quantise a float32 model: lstmkit.quantize(model, {name!r})"
+        raise TypeError(f"dtype: expected one of {DTYPES}, got {name}{hint}")
     return dt
 
 
