@@ -149,10 +149,11 @@ void parallel_for(index_t n, F&& f) {
 // Runs fn(ctx, step, part_begin, part_end) for step = 0 .. steps − 1 in order, over the parts [0, 2) of
 // each step: with two threads, part 0 on the calling thread and part 1 on a pool thread, the two
 // meeting once per step (step s + 1 starts when both parts of step s are done) through a spin on
-// atomics; otherwise fn(ctx, step, 0, 2) on the caller. A thread that finds the other part of its
-// step not yet started runs it itself, so a pool thread that is late (asleep, descheduled) never
-// holds the loop up. For a time loop split by hidden units (rnn.h); fn must give the same results
-// whichever thread runs a part.
+// atomics; otherwise fn(ctx, step, 0, 2) on the caller. A thread whose partner has not started its
+// part of a step runs that part itself (at once while the partner has not shown up yet, else after a
+// short wait; threads.cpp), so a pool thread that is late (asleep, descheduled) never holds the loop
+// up. For a time loop split by hidden units (rnn.h units_through_time, the backward in
+// rnn_backward.h); fn must give the same results whichever thread runs a part.
 void lockstep_pair_raw(index_t steps, void (*fn)(void*, index_t, int, int), void* ctx);
 
 template <typename F>

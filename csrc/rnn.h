@@ -198,8 +198,6 @@ void rnn_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights,
         if (s.lstm) std::copy_n(c0 + (k * B + order[r]) * H, H, c.data() + r * H);
       }
       // Large batches: each thread runs the whole time loop for its own rows (rows never interact), so
-      // the steps need no synchronisation at all.
-      // Large batches: each thread runs the whole time loop for its own rows (rows never interact), so
       // the steps need no synchronisation at all. Each step's input projection is computed there too,
       // into the thread's rows of `step_gates`: the same operations as the whole-sequence product (never
       // the one-row kernel), with no [N, G·H] buffer to fill and read back from memory.

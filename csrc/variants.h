@@ -547,7 +547,7 @@ struct VariantCell {
 // packed N are zeros (zeroed by the training forward, so the workspace is fully defined).
 template <typename T>
 struct VariantTape {
-  std::vector<VariantRows<T>> rows;  // [L·D]; masks packed from the call's masks
+  std::vector<VariantRows<T>> rows;  // [L·D]; masks read in place from the call's (PackedMasks)
   std::vector<T*> inputs;            // [L]: views into ws for the layers above the first (layer 0 reads x)
 
   // ws is written only when `fill` (the training forward); the backward reads it through these views.
@@ -592,7 +592,7 @@ void variant_forward_impl(const RnnShape& s, const VariantOptions& o, const T* x
   if (!plain) pk.pack(x, B, s.I, x_packed.data());
   const T* layer_in = plain ? x : x_packed.data();
   index_t in_size = s.I;
-  std::vector<T> proj(split ? 0 : static_cast<size_t>(N * D * GH));  // [N, D·G·H] a layer's input projections
+  RawBuffer<T> proj(split ? 0 : N * D * GH);  // [N, D·G·H] a layer's input projections, written in full (project)
   std::vector<T> step_gates(split ? static_cast<size_t>(B * GH) : 0);  // [B, G·H] one step's, split by rows
   std::vector<T> outs[2];  // [N, D·P] layer outputs, alternating (the last may be out, a tape's input its own)
   std::vector<T> h(static_cast<size_t>(B * P)), c(s.lstm ? static_cast<size_t>(B * H) : 0);
