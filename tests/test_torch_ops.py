@@ -214,6 +214,37 @@ def test_compile_fullgraph_cell_float32():
         torch.testing.assert_close(a, b, **SAME_F32)
 
 
+_FRESH_COMPILE = """
+import warnings, torch
+import lstmkit.torch as lt
+torch.manual_seed(0)
+x = torch.randn(5, 3, 8)
+for make, inp in ((lambda: lt.LSTM(8, 16, 2), x), (lambda: lt.GRU(8, 16, bidirectional=True), x),
+                  (lambda: lt.LSTM(8, 16, peephole=True), x), (lambda: lt.LSTMCell(8, 16), x[0]),
+                  (lambda: lt.GRUCell(8, 16), x[0])):
+    model = make()  # built and compiled before any eager call: nothing warmed up
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        got = torch.compile(model, fullgraph=True)(inp)
+    ours = [str(w.message) for w in seen if "lstmkit" in str(w.filename) or "lru_cache" in str(w.message)]
+    assert not ours, ours
+    want = model(inp)
+    flat = lambda r: [t for t in (r if isinstance(r, tuple) else (r,)) for t in (t if isinstance(t, tuple) else (t,))]
+    for a, b in zip(flat(got), flat(want)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+print("ok")
+"""
+
+
+def test_compile_fullgraph_on_a_fresh_module_in_a_fresh_process():
+    """torch.compile(fullgraph=True) on modules never called eagerly, in a new process (so no cached
+    property, lru_cache or registration was warmed by an earlier test); no Dynamo warning from lstmkit."""
+    src = str(Path(lt.__file__).resolve().parents[2])
+    env = {**__import__("os").environ, "PYTHONPATH": src}
+    run = subprocess.run([sys.executable, "-c", _FRESH_COMPILE], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stdout[-2000:] + run.stderr[-4000:]
+
+
 def test_export_lstm_gru_and_cell():
     """torch.export.export of each module; the exported program holds the lstmkit ops and reproduces
     eager outputs."""

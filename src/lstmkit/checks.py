@@ -5,7 +5,6 @@ same checks (and the same messages) before any computation or native code runs.
 """
 from __future__ import annotations
 
-import functools
 
 import numpy as np
 
@@ -14,15 +13,21 @@ from .params import RNNConfig, to_numpy
 
 def dtype_name(dtype) -> str:
     """'float32' for np.float32, np.dtype('float32') and torch.float32 alike."""
+    # a plain dict, not functools.lru_cache: torch.compile warns on every compile that traces an lru_cache;
+    # str(np.dtype) runs Python code in numpy, and every call checks a dtype or two
     try:
-        return _dtype_name(dtype)
-    except TypeError:  # unhashable
-        return _dtype_name.__wrapped__(dtype)
+        return _DTYPE_NAMES[dtype]
+    except (KeyError, TypeError):  # not seen yet, or unhashable
+        name = np.dtype(dtype).name if isinstance(dtype, type) else str(dtype).replace("torch.", "")
+    if len(_DTYPE_NAMES) < 64:
+        try:
+            _DTYPE_NAMES[dtype] = name
+        except TypeError:
+            pass
+    return name
 
 
-@functools.lru_cache(maxsize=64)  # str(np.dtype) runs Python code in numpy, and every call checks a dtype or two
-def _dtype_name(dtype) -> str:
-    return str(dtype).replace("torch.", "") if not isinstance(dtype, type) else np.dtype(dtype).name
+_DTYPE_NAMES: dict = {}
 
 
 def check_input(config: RNNConfig, x, dtype) -> tuple[int, int, bool]:

@@ -66,6 +66,10 @@ class RNNConfig:
         if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0.0 <= d <= 1.0:
             raise ValueError(f"dropout: expected a number in [0, 1], got {d!r}")
         self._check_variants()
+        # computed once here, not by functools.cached_property: that one takes an RLock on first read, which
+        # torch.compile(fullgraph=True) cannot trace, and every forward call reads it
+        plain = all(getattr(self, k) == v for k, v in VARIANT_DEFAULTS.items() if k != "forget_bias")
+        object.__setattr__(self, "_is_plain", plain)
 
     def _check_variants(self):
         def number(name, value, ok, expected):
@@ -109,10 +113,10 @@ class RNNConfig:
         """Size of h: proj_size when projecting, else hidden_size."""
         return self.proj_size or self.hidden_size
 
-    @functools.cached_property  # read on every forward call; a frozen config never changes it
+    @property
     def is_plain(self) -> bool:
         """True when no option changes the forward (forget_bias only initialises): the textbook cells."""
-        return all(getattr(self, k) == v for k, v in VARIANT_DEFAULTS.items() if k != "forget_bias")
+        return self._is_plain
 
     def variant_options(self) -> dict:
         """The variant options that differ from their defaults (forget_bias included), by name."""
