@@ -67,8 +67,10 @@ def test_lower_isa_is_forced_and_unknown_value_warns():
 def test_set_num_threads_checks():
     n = engine.get_num_threads()
     assert n >= 1
-    with pytest.raises(ValueError, match="n: expected >= 1"):
-        engine.set_num_threads(0)
+    for bad in (0, engine.max_threads() + 1, 10**6, 2**31, 2**63):  # 10**6 once left hundreds of threads behind;
+        with pytest.raises(ValueError, match=f"n: expected 1 to {engine.max_threads()} threads.*got {bad}$"):
+            engine.set_num_threads(bad)  # 2**31 and 2**63 gave nanobind's "incompatible function arguments"
+    assert engine.max_threads() >= 4 * (os.cpu_count() or 1)
     with pytest.raises(TypeError):
         engine.set_num_threads(2.0)
     assert engine.get_num_threads() == n

@@ -10,6 +10,7 @@ import torch
 
 import lstmkit
 from lstmkit import io
+from lstmkit.io.safetensors import metadata_hash
 
 CONFIGS = [
     dict(mode="LSTM", num_layers=1, bidirectional=False, proj_size=0, bias=True),
@@ -179,6 +180,12 @@ def test_bad_safetensors_files_are_refused_clearly(tmp_path):
         config = json.loads(h["__metadata__"]["config"])
         h["__metadata__"]["config"] = json.dumps({**config, "hidden_size": 5})
     _rewrite_header(wrong_shape, lie)
+    with pytest.raises(ValueError, match="metadata hash mismatch: the metadata was changed"):
+        lstmkit.load(wrong_shape)
+
+    def rehash(h):  # the same lie with its hash recomputed (a hash is no signature): the shapes still say no
+        h["__metadata__"]["metadata_sha256"] = metadata_hash(h["__metadata__"])
+    _rewrite_header(wrong_shape, rehash)
     with pytest.raises(ValueError, match="disagree with the metadata"):
         lstmkit.load(wrong_shape)
 

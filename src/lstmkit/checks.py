@@ -18,7 +18,8 @@ def dtype_name(dtype) -> str:
     try:
         return _DTYPE_NAMES[dtype]
     except (KeyError, TypeError):  # not seen yet, or unhashable
-        name = np.dtype(dtype).name if isinstance(dtype, type) else str(dtype).replace("torch.", "")
+        # np.dtype's name ignores byte order: a big-endian float32 input is float32 (copied to native order later)
+        name = np.dtype(dtype).name if isinstance(dtype, (type, np.dtype)) else str(dtype).replace("torch.", "")
     if len(_DTYPE_NAMES) < 64:
         try:
             _DTYPE_NAMES[dtype] = name

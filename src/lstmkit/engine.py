@@ -80,12 +80,20 @@ def supported_isas() -> tuple[str, ...]:
     return tuple(_require_engine().supported_isas())
 
 
+def max_threads() -> int:
+    """The most threads ``set_num_threads`` accepts: 4 x the CPUs (at least 16). More only wait on each
+    other, and each costs a stack; 10**6 of them exhaust the process's thread limit."""
+    return max(16, 4 * (os.cpu_count() or 1))
+
+
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads (>= 1, the calling thread included) in the native kernels, for all models."""
+    """Use ``n`` threads (1 to ``max_threads()``, the calling thread included) in the native kernels, for all
+    models."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n: expected an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"n: expected >= 1, got {n}")
+    if not 1 <= n <= max_threads():
+        raise ValueError(f"n: expected 1 to {max_threads()} threads (4 x the {os.cpu_count()} CPUs, at least 16), "
+                         f"got {n}")
     _require_engine().set_num_threads(int(n))
 
 

@@ -27,6 +27,9 @@ from .params import RNNConfig
 __all__ = ["Stream"]
 
 
+MAX_BATCH = 1 << 24  # rows per step: far above any streaming use, far below what overflows a native int
+
+
 class Stream:
     """Step-by-step inference of a unidirectional stacked LSTM/GRU (see the module docstring).
 
@@ -50,8 +53,8 @@ class Stream:
             )
         if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)):
             raise TypeError(f"batch: expected an int, got {type(batch).__name__}")
-        if batch < 1:
-            raise ValueError(f"batch: expected >= 1, got {batch}")
+        if not 1 <= batch <= MAX_BATCH:
+            raise ValueError(f"batch: expected 1 to {MAX_BATCH:,} rows, got {batch}")
         eng = engine._require_engine()
         head = (config.mode, config.num_layers, config.input_size, config.hidden_size, config.proj_size, config.bias,
                 int(batch))

@@ -18,8 +18,11 @@ proj_size and cells.
 """
 from __future__ import annotations
 
+import json
+import math
 import os
 import sys
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,7 +30,7 @@ import numpy as np
 
 from .._optional import require
 from ..params import RNNConfig, suffix
-from .files import atomic_write
+from .files import INFLATE_RATIO, INFLATE_SLACK, atomic_write, check_zip, short
 from .gates import reorder
 from .model import build, unpack
 
@@ -181,16 +184,94 @@ def _keras_weights(c: RNNConfig, params: dict, layer: int, direction: int) -> li
 def load(path, *, batch_first: bool | None = None):
     """Read a ``.keras`` file (safe_mode: no lambdas run) into an lstmkit layer."""
     keras = _keras()
+    check_keras_file(path)
     try:
         model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
     except FileNotFoundError:
         raise
     except Exception as e:  # Keras raises ValueError/OSError/BadZipFile for foreign or truncated files
-        raise ValueError(f"{path}: not a readable .keras model ({type(e).__name__}: {e})") from e
+        raise ValueError(f"{path}: not a readable .keras model ({type(e).__name__}: {short(e)})") from e
     try:
         return from_keras(model, batch_first=True if batch_first is None else batch_first)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from e
+
+
+def check_keras_file(path) -> None:
+    """Bound what Keras will allocate, before it builds or reads anything: the zip's members (check_zip),
+    the HDF5 datasets' declared sizes (unwritten gzip chunks read as fill values, so a few KB can declare
+    gigabytes), and the layer sizes in config.json (Keras builds every weight before loading one), all
+    against the bytes the file holds. HDF5 external storage and virtual datasets are refused: they read
+    other files."""
+    check_zip(path, ".keras file")
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        return  # not a zip: Keras says so
+    with archive:
+        names = set(archive.namelist())
+        if "model.weights.h5" not in names or "config.json" not in names:
+            return  # Keras refuses it with its own message
+        stored, size = _h5_declared(path, archive.read("model.weights.h5"))
+        try:
+            config = json.loads(archive.read("config.json"))
+        except RecursionError:
+            raise ValueError(f"{path}: config.json is nested too deeply") from None
+        except ValueError:
+            return  # Keras reports the broken JSON
+    units, inputs = [], []
+    _sizes(config, units, inputs, depth=0)
+    widest = max(units, default=0)
+    need = widest * max([widest, *inputs])  # a recurrent kernel is units x G·units, a kernel inputs x G·units
+    if need > stored:
+        raise ValueError(f"{path}: config.json declares units={widest} (and inputs up to {max(inputs, default=0)}), "
+                         f"{need:,}+ weights, but model.weights.h5 ({size:,} bytes) stores {stored:,} values")
+
+
+def _h5_declared(path, data: bytes) -> tuple[int, int]:
+    """(values declared by every dataset, bytes) of the weights file; ValueError above the file's bound."""
+    import io
+
+    h5py = require("h5py", "keras")
+    declared, bad = [0, 0], []  # bytes, values
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            values = math.prod(obj.shape or ())
+            declared[0] += values * max(obj.dtype.itemsize, 1)
+            declared[1] += values
+            if obj.external or obj.is_virtual:
+                bad.append(name)
+
+    try:
+        with h5py.File(io.BytesIO(data), "r") as f:
+            f.visititems(visit)
+    except (OSError, ValueError, RuntimeError):
+        return 0, len(data)  # not HDF5: Keras says so
+    if bad:
+        raise ValueError(f"{path}: model.weights.h5 dataset {short(bad[0], 80)!r} reads external or virtual storage")
+    bound = INFLATE_RATIO * len(data) + INFLATE_SLACK
+    if declared[0] > bound:
+        raise ValueError(f"{path}: model.weights.h5 ({len(data):,} bytes) declares {declared[0]:,} bytes of "
+                         f"datasets; refused above {bound:,}")
+    return declared[1], len(data)
+
+
+def _sizes(node, units: list, inputs: list, depth: int) -> None:
+    """Collect every "units" and input-shape integer of a Keras config (any nesting, bounded depth)."""
+    if depth > 64:
+        raise ValueError("config.json: layers nested more than 64 deep")
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "units" and isinstance(value, int):
+                units.append(value)
+            elif key in ("batch_shape", "batch_input_shape", "input_shape") and isinstance(value, list):
+                inputs.extend(v for v in value if isinstance(v, int))
+            else:
+                _sizes(value, units, inputs, depth + 1)
+    elif isinstance(node, list):
+        for value in node:
+            _sizes(value, units, inputs, depth + 1)
 
 
 def save(model, path, *, overwrite: bool = False, return_sequences: bool = True) -> Path:

@@ -10,6 +10,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..params import RNNConfig, check_state_dict
+from .files import short
 
 
 def unpack(model) -> tuple[RNNConfig, dict[str, np.ndarray], bool]:
@@ -36,7 +37,11 @@ def build(config: RNNConfig, params: dict, cell: bool = False, dtype=None, **con
     if dtype is None:
         dtype = np.result_type(*[np.asarray(v).dtype for v in params.values()]) if params else np.float32
         dtype = "float64" if np.dtype(dtype) == np.float64 else "float32"
-    checked = check_state_dict(config, params, dtype)  # clear ValueError on a missing key or wrong shape
+    check_declared(config, params)
+    try:
+        checked = check_state_dict(config, params, dtype)  # clear ValueError on a missing key or wrong shape
+    except ValueError as e:
+        raise ValueError(short(e)) from None  # a file's key lists can be as long as the file
     if cell:
         if config.num_layers != 1 or config.bidirectional or config.proj_size:
             raise ValueError(f"cell: a {config.mode}Cell has one layer, one direction and no projection")
@@ -49,6 +54,18 @@ def build(config: RNNConfig, params: dict, cell: bool = False, dtype=None, **con
                                     c.bidirectional, c.proj_size, dtype=dtype, **c.variant_options())
     layer.params = checked
     return layer
+
+
+def check_declared(config: RNNConfig, params: dict) -> None:
+    """Refuse a config that declares more layers than ``params`` could hold, before anything is built.
+
+    Each layer and direction needs at least weight_ih and weight_hh, so a file's ``num_layers=10**7`` with a
+    few tensors is refused here in O(1), instead of listing 10**7 layers' names and shapes first.
+    """
+    needed = 2 * config.num_layers * (2 if config.bidirectional else 1)
+    if needed > len(params):
+        raise ValueError(f"num_layers={config.num_layers}{' (bidirectional)' if config.bidirectional else ''} needs "
+                         f"at least {needed} weight tensors, but {len(params)} are present")
 
 
 def describe(model) -> str:

@@ -26,6 +26,7 @@ activations with α/β (the same for both directions); nodes in graph order are 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,9 +36,9 @@ from .._optional import require
 from ..params import RNNConfig, param_shapes, suffix
 from ..ref.activations import DEFAULTS, USES, normalise
 from ..ref.variants import LN_EPS
-from .files import atomic_write
+from .files import atomic_write, check_regular, short
 from .gates import reorder
-from .model import build, unpack
+from .model import build, check_declared, unpack
 
 OPSET = 17
 META_CONFIG, META_KIND = "lstmkit.config", "lstmkit.kind"
@@ -377,10 +378,11 @@ def session(model):
 def load(path, *, batch_first: bool | None = None):
     """Read an ONNX file into an lstmkit layer (see ``from_onnx``)."""
     onnx = require("onnx", "onnx")
+    check_regular(path, "ONNX file")  # a FIFO or /dev/zero would block or never end
     try:
-        proto = onnx.load(str(path))
+        proto = onnx.load(str(path))  # external data, if any, is read here, from path's folder only
     except Exception as e:  # DecodeError and friends for truncated or foreign files
-        raise ValueError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from e
+        raise ValueError(f"{path}: not a readable ONNX model ({type(e).__name__}: {short(e)})") from e
     try:
         return from_onnx(proto, batch_first=batch_first)
     except ValueError as e:
@@ -396,17 +398,25 @@ def from_onnx(model, *, batch_first: bool | None = None):
     onnx = require("onnx", "onnx")
     if isinstance(model, (str, Path)):
         return load(model, batch_first=batch_first)
-    proto = onnx.load_from_string(model) if isinstance(model, bytes) else model
+    if isinstance(model, bytes):
+        try:
+            proto = onnx.load_from_string(model)
+        except Exception as e:  # noqa: BLE001 - DecodeError and friends
+            raise ValueError(f"model: not a readable ONNX model ({type(e).__name__}: {short(e)})") from e
+    else:
+        proto = model
     graph = proto.graph
+    _check_declared_sizes(onnx, graph, len(model) if isinstance(model, bytes) else proto.ByteSize())
     meta = {p.key: p.value for p in proto.metadata_props}
     consts = _constants(onnx, graph)
     nodes = [n for n in graph.node if n.op_type in ("LSTM", "GRU")]
-    saved = RNNConfig(**json.loads(meta[META_CONFIG])) if META_CONFIG in meta else None
+    saved = _saved_config(meta)
     cell = meta.get(META_KIND, "").endswith("Cell")
     if not nodes:
         if saved is None:
             ops = sorted({n.op_type for n in graph.node})
-            raise ValueError(f"no LSTM or GRU node in the graph (ops: {ops}) and no lstmkit metadata")
+            raise ValueError(f"no LSTM or GRU node in the graph (ops: {short(ops, 200)}) and no lstmkit metadata")
+        check_declared(saved, consts)  # before listing the names of every declared layer
         missing = [k for k in param_shapes(saved) if k not in consts]
         if missing:
             raise ValueError(f"lstmkit metadata names weights {missing} that the graph does not hold")
@@ -419,6 +429,40 @@ def from_onnx(model, *, batch_first: bool | None = None):
     if batch_first is None:
         batch_first = layers[0]["layout"] == 1 or bool(saved and saved.batch_first)
     return build(config, params, cell and len(layers) == 1, batch_first=batch_first)
+
+
+def _check_declared_sizes(onnx, graph, size: int) -> None:
+    """Refuse external data and tensors that declare more elements than the model's ``size`` bytes hold.
+
+    Checked on the protobuf fields before any tensor is decoded: a model given as bytes or a ModelProto has
+    no folder, so external data would be read relative to the current directory; and the elements
+    declared by ``dims`` bound what numpy allocates (packed 2-bit types hold 4 per byte).
+    """
+    tensors = list(graph.initializer) + [a.t for n in graph.node if n.op_type == "Constant" for a in n.attribute
+                                         if a.name == "value"]
+    total = 0
+    for tensor in tensors:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
+            raise ValueError(f"tensor {short(tensor.name, 80)!r}: external data; lstmkit reads it only when the "
+                             "model is loaded from a path (lstmkit.load / from_onnx(path)), from that file's folder")
+        if any(d < 0 for d in tensor.dims):
+            raise ValueError(f"tensor {short(tensor.name, 80)!r}: negative dimension in {list(tensor.dims)[:8]}")
+        total += math.prod(tensor.dims)
+    if total > 4 * size + 4096:
+        raise ValueError(f"the model's tensors declare {total:,} elements, more than its {size:,} bytes can hold")
+
+
+def _saved_config(meta: dict) -> RNNConfig | None:
+    """lstmkit's config from the model's metadata, or None; ValueError when it is there but malformed."""
+    if META_CONFIG not in meta:
+        return None
+    try:
+        fields = json.loads(meta[META_CONFIG])
+        return RNNConfig(**fields)
+    except RecursionError:
+        raise ValueError(f"metadata {META_CONFIG!r}: JSON nested too deeply") from None
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"metadata {META_CONFIG!r}: not a valid RNNConfig ({short(e, 200)})") from None
 
 
 def _float32(value):

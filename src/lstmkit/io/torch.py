@@ -19,7 +19,7 @@ import numpy as np
 
 from .._optional import require
 from ..params import RNNConfig, to_numpy
-from .files import atomic_write
+from .files import atomic_write, check_zip, short
 from .model import build, unpack
 
 _KEY = re.compile(r"^(?P<prefix>.*?)(?P<name>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)"
@@ -115,7 +115,12 @@ def infer_config(params: dict, *, mode: str | None = None, batch_first: bool = F
     if mode is None:
         raise ValueError(f"state_dict: cannot tell LSTM from GRU (weight_hh_l0 {w_hh.shape}); pass mode= (--mode)")
     hidden = rows // (4 if mode == "LSTM" else 3)
-    layers = 1 + max(int(re.search(r"_l(\d+)", k)[1]) for k in params if re.search(r"_l(\d+)", k))
+    indices = {int(m[1]) for k in params if (m := re.search(r"_l(\d{1,9})(?:_reverse)?$", k))}
+    layers = 1 + max(indices)
+    if len(indices) != layers:  # all of 0..layers-1, checked before a config of ``layers`` layers is built
+        missing = sorted(set(range(min(layers, len(indices) + 3))) - indices)[:3]
+        raise ValueError(f"state_dict: layer suffixes _l0.._l{layers - 1} are not all present (e.g. _l{missing[0]} "
+                         f"is missing; {len(indices)} layers found)")
     return RNNConfig(mode, int(w_ih.shape[1]), int(hidden), layers, "bias_ih_l0" in params, batch_first,
                      bidirectional="weight_ih_l0_reverse" in params,
                      proj_size=int(proj) if "weight_hr_l0" in params else 0)
@@ -124,12 +129,13 @@ def infer_config(params: dict, *, mode: str | None = None, batch_first: bool = F
 def load(path, *, mode: str | None = None, batch_first: bool = False, prefix: str | None = None):
     """Read a ``.pt/.pth`` state_dict with ``torch.load(weights_only=True)`` (no pickled code runs)."""
     torch = require("torch", "torch")
+    check_zip(path, "torch weights file")  # a regular file whose members cannot inflate past a bound
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as e:  # torch raises RuntimeError/UnpicklingError/EOFError for bad or truncated files
-        raise ValueError(f"{path}: not a readable torch weights file ({type(e).__name__}: {e})") from e
+        raise ValueError(f"{path}: not a readable torch weights file ({type(e).__name__}: {short(e)})") from e
     if hasattr(state, "state_dict") and not isinstance(state, dict):
         state = state.state_dict()
     if not isinstance(state, dict):

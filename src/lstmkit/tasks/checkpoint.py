@@ -7,27 +7,34 @@ Tensor keys: ``model.<name>`` (the state_dict), ``optim.<param index>.<name>`` (
 state such as Adam's ``exp_avg``), ``rng.torch`` (torch's CPU generator state, uint8) and
 ``rng.loader`` (the batch-order generator). Metadata keys: ``lstmkit`` (format version), ``task``,
 ``config`` (JSON), ``optim`` (JSON: param_groups and per-parameter non-tensor state), ``trainer``
-(JSON: epoch, best, history ...), ``rng.python`` and ``rng.numpy`` (JSON).
+(JSON: epoch, best, history ...), ``rng.python`` and ``rng.numpy`` (JSON), and the two hashes of
+``lstmkit.io.safetensors`` (``content_sha256`` over every tensor, ``metadata_sha256`` over the rest of the
+metadata), checked by :func:`load`: one flipped bit, or an edited trainer/optimizer entry, is refused
+instead of resuming or predicting with it. Format 1 (before the hashes) loads only with ``verify=False``.
 """
 from __future__ import annotations
 
 import json
-import os
 import random
 
 import numpy as np
 
 from .._optional import require
+from ..io.files import short
 
-FORMAT = "1"
+FORMAT = "2"  # 2: content_sha256 and metadata_sha256 added
 
 
 def _atomic_save(tensors: dict, metadata: dict, path: str) -> None:
     """safetensors file written through ``lstmkit.io.files.atomic_write`` (temp file, fsync, os.replace)."""
     from ..io.files import atomic_write
 
+    from ..io.safetensors import content_hash, metadata_hash
+
     st = require("safetensors.torch", "tasks")
     cpu = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    metadata["content_sha256"] = content_hash({k: v.numpy() for k, v in cpu.items()})
+    metadata["metadata_sha256"] = metadata_hash(metadata)
     atomic_write(path, lambda tmp: st.save_file(cpu, tmp, metadata=metadata), overwrite=True)
 
 
@@ -77,25 +84,76 @@ def save(path: str, *, task: str, config: dict, model, optimizer=None, trainer: 
     _atomic_save(tensors, meta, path)
 
 
-def load(path: str, task: str | None = None) -> dict:
+def load(path: str, task: str | None = None, *, verify: bool = True) -> dict:
     """Read a checkpoint: {'task', 'config', 'model' (state_dict), 'optim' (state_dict or None),
     'trainer' (dict or None), 'tensors' (all raw tensors), 'meta'}. With ``task``, a checkpoint of
-    another task is refused (ValueError naming both)."""
-    st = require("safetensors.torch", "tasks")
-    safe = require("safetensors", "tasks")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    tensors = st.load_file(path)
-    with safe.safe_open(path, framework="pt") as f:
-        meta = f.metadata() or {}
-    if meta.get("lstmkit") != FORMAT:
-        raise ValueError(f"{path} is not an lstmkit checkpoint (format {meta.get('lstmkit')!r})")
+    another task is refused (ValueError naming both). ValueError naming the file for anything truncated,
+    malformed, damaged (hash mismatch) or without hashes (unless ``verify=False``)."""
+    import torch
+
+    from ..io.safetensors import read, verify_hashes
+
+    meta, arrays = read(path, verify=False)  # checks the structure; the hashes below, once the format is known
+    version = meta.get("lstmkit")
+    if version not in (FORMAT, "1"):
+        raise ValueError(f"{path} is not an lstmkit checkpoint (format {short(version, 20)!r})")
+    if verify and version == "1":
+        raise ValueError(f"{path}: a format-1 checkpoint (older lstmkit) has no content hash; load it with "
+                         "verify=False if you trust it")
+    if verify:
+        verify_hashes(path, meta, arrays)
     if task is not None and meta.get("task") != task:
-        raise ValueError(f"{path} holds a {meta.get('task')} model, not a {task} model")
+        raise ValueError(f"{path} holds a {short(meta.get('task'), 40)} model, not a {task} model")
+    tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
     model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    optim = _join_optimizer(tensors, json.loads(meta["optim"])) if "optim" in meta else None
-    return {"task": meta["task"], "config": json.loads(meta["config"]), "model": model, "optim": optim,
-            "trainer": json.loads(meta["trainer"]) if "trainer" in meta else None, "tensors": tensors, "meta": meta}
+    config = _json(path, meta, "config", dict)
+    trainer = _json(path, meta, "trainer", dict) if "trainer" in meta else None
+    optim = None
+    if "optim" in meta:
+        rest = _json(path, meta, "optim", dict)
+        try:
+            optim = _join_optimizer(tensors, rest)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            raise ValueError(f"{path}: metadata 'optim' is malformed ({type(e).__name__}: {short(e, 120)})") from None
+    return {"task": meta.get("task"), "config": config, "model": model, "optim": optim, "trainer": trainer,
+            "tensors": tensors, "meta": meta}
+
+
+def _json(path, meta: dict, key: str, kind: type):
+    """meta[key] parsed as JSON of type ``kind``; ValueError naming the file and key otherwise."""
+    try:
+        value = json.loads(meta[key])
+    except KeyError:
+        raise ValueError(f"{path}: no {key!r} in the checkpoint's metadata") from None
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"{path}: metadata {key!r} is not JSON ({short(e, 120)})") from None
+    if not isinstance(value, kind):
+        raise ValueError(f"{path}: metadata {key!r}: expected a JSON {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def resume_into(ck: dict, path: str, model, optimizer, loader_generator=None, config: dict | None = None) -> None:
+    """Load a ``last`` checkpoint into ``model``, ``optimizer`` and the RNGs; ValueError naming what differs
+    when it was written by a run of another shape (another --hidden-size, --cell, input length ...)."""
+    mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in ck["model"].items()}
+    if mine != theirs:
+        current = config or {}
+        saved = ck.get("config") or {}
+        differ = {k: (saved.get(k), current.get(k)) for k in sorted(set(saved) | set(current))
+                  if saved.get(k) != current.get(k) and not isinstance(saved.get(k), (list, dict))}
+        hint = f" (saved vs now: {short(differ, 200)})" if differ else ""
+        changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        raise ValueError(f"--resume: {path} holds a model of another shape{hint}: {short(changed, 160)} differ; "
+                         "resume with the flags of the run that wrote it, or start a new --out")
+    try:
+        model.load_state_dict(ck["model"])
+        if ck["optim"] is None or ck["trainer"] is None:
+            raise ValueError("it holds no optimizer or trainer state (a best/model checkpoint, not last)")
+        optimizer.load_state_dict(ck["optim"])
+        restore_rng(ck, loader_generator)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, RecursionError) as e:
+        raise ValueError(f"--resume: {path} cannot be resumed: {short(e, 300)}") from None
 
 
 def restore_rng(ckpt: dict, loader_generator=None) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,8 +31,36 @@ def prepare_out(out: str | None, task: str, overwrite: bool = False, resume: boo
                               "(or --resume to continue its run)")
     if resume and not os.path.isdir(out):
         raise FileNotFoundError(f"--resume: no run folder at {out}")
-    os.makedirs(out, exist_ok=True)
+    if resume:
+        _check_resumable(out, task)
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):  # checked now, not after an epoch of training
+            pass
+    except OSError as e:
+        raise _out_error(out, e) from None
     return out
+
+
+def _out_error(out: str, e: OSError) -> OSError:
+    """The OSError of making or writing --out, as one line naming the folder (and the file in the way)."""
+    if isinstance(e, (NotADirectoryError, FileExistsError)):
+        parent = next((p for p in Path(out).parents if p.exists() and not p.is_dir()), None)
+        where = f"{parent} is a file, not a folder" if parent else e.strerror
+        return NotADirectoryError(f"--out {out}: cannot make this folder: {where}")
+    return type(e)(e.errno, f"--out {out}: cannot write there ({e.strerror})")
+
+
+def _check_resumable(out: str, task: str) -> None:
+    """Refuse --resume on a folder holding another task's run (read from its checkpoints' metadata)."""
+    from ..io.safetensors import read_metadata
+
+    found = [os.path.join(root, "last.safetensors") for root in [out, *sorted(
+        os.path.join(out, d) for d in os.listdir(out) if d.startswith("member-"))]]
+    found = [p for p in found if os.path.isfile(p)]
+    other = read_metadata(found[0]).get("task") if found else task  # none yet: the task's fit decides
+    if other != task:
+        raise ValueError(f"--resume: {out} holds a {other} run ({found[0]}), not a {task} run")
 
 
 def write_json(path: str, obj) -> None:

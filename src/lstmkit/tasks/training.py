@@ -145,10 +145,8 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
     best_weights = copy.deepcopy(model.state_dict())
     if resume:
         last = None if ckpt_dir is None else os.path.join(ckpt_dir, LAST)
-        ck = distributed.call_on_main(_load_resume, last, ckpt_dir)  # rank 0 reads, every rank gets it
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optim"])
-        checkpoint.restore_rng(ck, gen)
+        ck = distributed.call_on_main(_load_resume, last, ckpt_dir, task)  # rank 0 reads, every rank gets it
+        checkpoint.resume_into(ck, last, model, opt, gen, config)  # ValueError naming a shape or state mismatch
         state.update({k: v for k, v in ck["trainer"].items() if k != "train"})
         if state["best_epoch"]:
             best_weights = distributed.call_on_main(lambda: checkpoint.load(os.path.join(ckpt_dir, BEST))["model"])
@@ -246,10 +244,10 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
             "best_val_loss": state["best"]}
 
 
-def _load_resume(last, ckpt_dir):
+def _load_resume(last, ckpt_dir, task):
     if last is None or not os.path.isfile(last):
         raise FileNotFoundError(f"--resume: no {LAST} in {ckpt_dir}")
-    return checkpoint.load(last)
+    return checkpoint.load(last, task=task)
 
 
 def _nonfinite(mode: str, what: str, idx, say, bar) -> bool:
