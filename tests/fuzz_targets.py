@@ -171,4 +171,189 @@ def keras_target(data: bytes) -> None:
     _load_bytes(".keras", buf.getvalue(), read)
 
 
-TARGETS = {"engine": engine_target, "safetensors": safetensors_target, "onnx": onnx_target, "keras": keras_target}
+# ------------------------------------------------------------------------------- structure-aware mutation
+# Byte flips rarely produce a header that parses; these targets parse a valid file, change its structure (a
+# JSON value, a declared size) the way a hostile writer would, and write it back consistently.
+
+ODD_VALUES = (-1, 0, 1, 2**31, 2**63, 2**64, 10**7, -(2**63), 1.5, float("nan"), "", "x", None, True, [], {},
+              [0], [-1, -1], [2**64], [0, 2**62], {"a": 1}, "[" * 64, 1e300)
+
+
+def _odd(r: Reader):
+    return r.choice(ODD_VALUES)
+
+
+def _mutate_json(r: Reader, value, depth: int = 0):
+    """A copy of a JSON value with one node replaced, deleted or wrapped, chosen by the fuzz bytes."""
+    if depth > 6 or not isinstance(value, (dict, list)) or not value or r.int(0, 3) == 0:
+        how = r.int(0, 3)
+        if how == 0:
+            return _odd(r)
+        if how == 1:
+            return [value]
+        if how == 2 and isinstance(value, (dict, list)):
+            return type(value)()
+        return _odd(r)
+    if isinstance(value, dict):
+        keys = sorted(value)
+        key = r.choice(keys)
+        out = dict(value)
+        if r.int(0, 5) == 0:
+            del out[key]
+        else:
+            out[key] = _mutate_json(r, value[key], depth + 1)
+        return out
+    k = r.int(0, len(value) - 1)
+    return value[:k] + [_mutate_json(r, value[k], depth + 1)] + value[k + 1:]
+
+
+def _header_and_body(blob: bytes) -> tuple[dict, bytes]:
+    import json
+    import struct
+
+    (n,) = struct.unpack("<Q", blob[:8])
+    return json.loads(blob[8:8 + n]), blob[8 + n:]
+
+
+def safetensors_json_target(data: bytes, _seed=[]) -> None:
+    """JSON-aware: mutate the header (entries, shapes, offsets, __metadata__) or a metadata config field of a
+    valid file, rehash so the hashes agree, and load it: every declared size must be checked, not trusted."""
+    import json
+
+    from hostile import safetensors_bytes
+    from lstmkit.io.safetensors import content_hash, metadata_hash
+
+    if not _seed:
+        _seed.append(_valid_file("safetensors"))
+    r = Reader(data)
+    if r.int(0, 7) == 0:  # raw bytes: the regression inputs (tests/hostile.py) come this way
+        return _load_bytes(".safetensors", r.rest(), lstmkit.load)
+    header, body = _header_and_body(_seed[0])
+    meta = header["__metadata__"]
+    if r.byte() % 2:  # a field of the config (num_layers, hidden_size ...), JSON inside the JSON
+        config = json.loads(meta["config"])
+        config = _mutate_json(r, config)
+        meta = {**meta, "config": json.dumps(config)}
+        header = {**header, "__metadata__": meta}
+    else:
+        header = _mutate_json(r, header)
+    if isinstance(header, dict) and isinstance(header.get("__metadata__"), dict) and r.byte() % 4:
+        meta = dict(header["__metadata__"])  # rehashed as a hostile writer would: a hash is not a signature
+        meta["content_sha256"] = content_hash(_seed_tensors(_seed[0]))
+        if all(isinstance(v, str) for v in meta.values()):
+            meta["metadata_sha256"] = metadata_hash(meta)
+        header = {**header, "__metadata__": meta}
+    _load_bytes(".safetensors", safetensors_bytes(json.dumps(header), body), lstmkit.load)
+
+
+def _seed_tensors(blob: bytes, _cache={}) -> dict:
+    """The tensors of the seed file (read once)."""
+    if blob not in _cache:
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "seed.safetensors")
+            with open(path, "wb") as f:
+                f.write(blob)
+            _cache[blob] = lstmkit.io.safetensors.read(path)[1]
+    return _cache[blob]
+
+
+def onnx_sizes_target(data: bytes, _seed=[]) -> None:
+    """Declared-size mutation of ONNX: an initializer's dims, a node's hidden_size, the lstmkit metadata's
+    num_layers/hidden_size, or the graph's nodes removed (the metadata-only path)."""
+    import json
+
+    import onnx
+
+    if not _seed:
+        _seed.append(_valid_file("onnx"))
+    r = Reader(data)
+    if r.int(0, 7) == 0:
+        return _load_bytes(".onnx", r.rest(), lstmkit.from_onnx)
+    proto = onnx.load_from_string(_seed[0])
+    for _ in range(r.int(1, 3)):
+        what = r.int(0, 3)
+        if what == 0 and proto.graph.initializer:
+            tensor = proto.graph.initializer[r.int(0, len(proto.graph.initializer) - 1)]
+            dims = list(tensor.dims)
+            if dims:
+                dims[r.int(0, len(dims) - 1)] = r.choice((0, 1, 2**20, 2**31, 2**40))
+            del tensor.dims[:]
+            tensor.dims.extend(dims)
+        elif what == 1:
+            for node in proto.graph.node:
+                for a in node.attribute:
+                    if a.name == "hidden_size":
+                        a.i = r.choice((1, 3, 2**20, 2**31))
+        elif what == 2:
+            props = {p.key: p.value for p in proto.metadata_props}
+            if "lstmkit.config" in props:
+                config = json.loads(props["lstmkit.config"])
+                config[r.choice(("num_layers", "hidden_size", "input_size"))] = r.choice((10**7, 2**31, 0, -1))
+                props["lstmkit.config"] = json.dumps(config)
+                del proto.metadata_props[:]
+                onnx.helper.set_model_props(proto, props)
+        else:
+            del proto.graph.node[:]
+    _load_bytes(".onnx", proto.SerializeToString(), lstmkit.from_onnx)
+
+
+def keras_file_target(data: bytes, _seed=[]) -> None:
+    """A whole .keras file: raw bytes (regression inputs), or a valid file whose HDF5 datasets are re-declared
+    with fuzzed shapes and chunking, or whose config's units are fuzzed."""
+    import json
+
+    import h5py
+
+    from lstmkit.io.convert import read
+
+    if not _seed:
+        with tempfile.TemporaryDirectory() as folder:
+            path = lstmkit.io.write(lstmkit.LSTM(3, 4, seed=0), os.path.join(folder, "seed.keras"))
+            _seed.append(path.read_bytes())
+    r = Reader(data)
+    if r.int(0, 3) == 0:
+        return _load_bytes(".keras", r.rest(), read)
+    src = zipfile.ZipFile(io.BytesIO(_seed[0]))
+    h5 = io.BytesIO(src.read("model.weights.h5"))
+    config = json.loads(src.read("config.json"))
+    if r.byte() % 2:
+        with h5py.File(h5, "r+") as f:
+            name = "layers/lstm/cell/vars/" + str(r.int(0, 2))
+            del f[name]
+            n = r.choice((0, 1, 48, 2**20, 2**28, 2**34))
+            f.create_dataset(name, shape=(n,), dtype="<f4", chunks=(max(1, min(n, 1 << r.int(0, 12))),),
+                             compression="gzip") if n else f.create_dataset(name, shape=(0,), dtype="<f4")
+    else:
+        for layer in config["config"]["layers"]:
+            if layer["class_name"] == "LSTM":
+                layer["config"]["units"] = r.choice((1, 4, 5, 10**6, 2**31))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as out:
+        for info in src.infolist():
+            blob = {"model.weights.h5": h5.getvalue(), "config.json": json.dumps(config).encode()}.get(info.filename)
+            out.writestr(info, blob if blob is not None else src.read(info.filename))
+    _load_bytes(".keras", buf.getvalue(), read)
+
+
+def torch_file_target(data: bytes) -> None:
+    """A .pt state_dict: raw bytes (regression inputs), or a valid LSTM's with fuzzed layer suffixes and shapes."""
+    import torch
+
+    r = Reader(data)
+    if r.int(0, 3) == 0:
+        return _load_bytes(".pt", r.rest(), lstmkit.io.read)
+    state = {k: torch.from_numpy(v) for k, v in lstmkit.LSTM(3, 4, seed=0).state_dict().items()}
+    for _ in range(r.int(1, 3)):
+        key = r.choice(sorted(state))
+        if r.byte() % 2:
+            state[key.replace("_l0", f"_l{r.choice((1, 2, 99, 99999999, 10**12))}")] = state.pop(key)
+        else:
+            state[key] = torch.zeros(tuple(r.choice((0, 1, 3, 16, 17)) for _ in range(r.int(0, 3))))
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    _load_bytes(".pt", buf.getvalue(), lstmkit.io.read)
+
+
+TARGETS = {"engine": engine_target, "safetensors": safetensors_target, "onnx": onnx_target, "keras": keras_target,
+           "safetensors_json": safetensors_json_target, "onnx_sizes": onnx_sizes_target,
+           "keras_file": keras_file_target, "torch_file": torch_file_target}

@@ -1,12 +1,33 @@
-"""The ``lstmkit`` command: subcommands (one module each in ``lstmkit.commands``) that call the library."""
+"""The ``lstmkit`` command: subcommands (one module each in ``lstmkit.commands``) that call the library.
+
+Errors end the command with one line on stderr, ``lstmkit <command>: error: <what>``, and an exit status
+(docs/errors.md, "Exit status"); ``--debug`` (anywhere on the line) prints the traceback as well:
+
+    0    success
+    1    an internal error: a bug in lstmkit (please report it with the --debug output)
+    2    bad input: arguments, files, data (argparse's usage errors are 2 as well)
+    3    the system refused: disk full, permission, read-only or cross-device folder, out of memory,
+         a missing optional dependency
+    130  interrupted (Ctrl-C); a training run says which checkpoint holds it and how to resume
+"""
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
+import shlex
 import sys
+import traceback
 
 # each name is a module in lstmkit/commands with register(subparsers)
 COMMANDS = ("summary", "demo", "classify", "forecast", "generate", "predict", "convert", "report", "explain")
+OK, INTERNAL, BAD_INPUT, SYSTEM, INTERRUPTED = 0, 1, 2, 3, 130
+# OSErrors that say the user's input is wrong (a path), not that the system is out of something
+_INPUT_OS_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
+_HINTS = {errno.ENOSPC: "free some space, then rerun (a training run continues with --resume)",
+          errno.EXDEV: "keep --out and its files on one filesystem",
+          errno.EROFS: "choose a writable --out", errno.EACCES: "choose a folder you can write to"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="lstmkit", description="LSTM and GRU networks: reference, engine, tools.")
     parser.add_argument("--version", action="version", version=f"lstmkit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="print the Python traceback of an error too "
+                                                             "(accepted anywhere on the command line)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(f"lstmkit.commands.{name}").register(sub)
@@ -21,12 +44,84 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
-        print(f"lstmkit {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print(f"lstmkit {args.command}: interrupted (Ctrl-C){_where_run_stands(args, argv)}", file=sys.stderr)
+        return INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - every error becomes one line; --debug shows the traceback
+        if debug:
+            traceback.print_exc()
+        status, text = describe_error(e)
+        print(f"lstmkit {args.command}: error: {text}", file=sys.stderr)
+        return status
+
+
+def describe_error(e: BaseException) -> tuple[int, str]:
+    """(exit status, one line) for an exception that ended a command."""
+    from .io.files import short
+
+    if isinstance(e, (ValueError, TypeError) + _INPUT_OS_ERRORS):
+        return BAD_INPUT, _one_line(short(e))
+    if isinstance(e, OSError):
+        what = e.strerror or str(e)
+        name = errno.errorcode.get(e.errno, "")
+        where = f": {e.filename}" if e.filename else ""
+        hint = f"; {_HINTS[e.errno]}" if e.errno in _HINTS else ""
+        text = f"{what}{f' ({name})' if name else ''}{where}{hint}" if e.strerror else what
+        return SYSTEM, _one_line(short(text))
+    if isinstance(e, (MemoryError, ImportError)):
+        return SYSTEM, _one_line(short(f"{type(e).__name__}: {e}" if isinstance(e, MemoryError) else e))
+    return INTERNAL, _one_line(short(f"internal error ({type(e).__name__}: {e}); rerun with --debug for the "
+                                     "traceback and please report it"))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _where_run_stands(args, argv: list[str]) -> str:
+    """For an interrupted training run: which checkpoint holds it and the command that continues it."""
+    out = getattr(args, "run_dir", None)
+    if not out:
+        return ""
+    last = _latest_checkpoint(out)
+    command = [a for a in argv if a != "--overwrite"]
+    command += [] if "--resume" in command else ["--resume"]
+    command += [] if any(a == "--out" or a.startswith("--out=") for a in command) else ["--out", out]
+    resume = "lstmkit " + shlex.join(command)
+    if last is None:
+        return f"; no checkpoint in {out} yet (the first epoch had not ended): start again, with --overwrite to " \
+               "reuse that folder"
+    return f"; {last}; continue with: {resume}"
+
+
+def _latest_checkpoint(out: str) -> str | None:
+    """'<path> holds epoch N' for the newest last.safetensors in the run folder (or a member-k folder)."""
+    import json
+
+    from .io.safetensors import read_metadata
+
+    paths = [os.path.join(out, "last.safetensors")]
+    try:
+        paths += [os.path.join(out, d, "last.safetensors") for d in sorted(os.listdir(out)) if d.startswith("member-")]
+    except OSError:
+        return None
+    paths = [p for p in paths if os.path.isfile(p)]
+    if not paths:
+        return None
+    newest = max(paths, key=os.path.getmtime)
+    try:
+        epoch = json.loads(read_metadata(newest)["trainer"])["epoch"]
+    except (ValueError, KeyError, TypeError):
+        return f"the last checkpoint is {newest}"
+    return f"{newest} holds epoch {epoch}"
 
 
 if __name__ == "__main__":

@@ -35,9 +35,10 @@ def run(args) -> int:
 
     df = pd.read_csv(args.csv)
     if task == "forecast":
+        from ..tasks.data import check_long_frame
         from ..tasks.forecast import Forecaster
 
-        result = Forecaster.load(args.model).predict(df)
+        result = Forecaster.load(args.model).predict(check_long_frame(df, args.csv))
     elif task == "classify":
         import numpy as np
 
@@ -45,6 +46,9 @@ def run(args) -> int:
 
         clf = SequenceClassifier.load(args.model)
         if clf.config["text"]:
+            if args.text_col not in df.columns:
+                raise ValueError(f"{args.csv}: no column {args.text_col!r} (--text-col; columns: "
+                                 f"{', '.join(map(str, df.columns))[:200]})")
             X = df[args.text_col].astype(str).tolist()
         else:  # one row per sequence: T·F numbers, read as T steps of F features
             F = len(clf.config["mean"])

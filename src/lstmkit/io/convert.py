@@ -41,8 +41,9 @@ def _module(fmt: str):
 def read(path, fmt: str | None = None, **options):
     """Load any supported file into an lstmkit layer or cell. options go to the format's ``load``
     (torch: mode, batch_first, prefix; safetensors/onnx/keras: batch_first)."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    from .files import check_regular
+
+    check_regular(path)  # FileNotFoundError, or ValueError for a FIFO/device (which would block or never end)
     return _module(format_of(path, fmt)).load(path, **options)
 
 

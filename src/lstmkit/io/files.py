@@ -101,8 +101,8 @@ def atomic_write(path, write, overwrite: bool = False) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=folder)
     os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # what open(path, "w") would give, not mkstemp's 0600
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # what open(path, "w") gives, not mkstemp's (or a writer's) 0600
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         check_writable(path, overwrite)  # a file that appeared meanwhile is still not clobbered

@@ -36,7 +36,7 @@ from .model import build, unpack
 DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "F16": np.dtype("<f2"), "U8": np.dtype("u1"),
           "I8": np.dtype("i1"), "I16": np.dtype("<i2"), "I32": np.dtype("<i4"), "I64": np.dtype("<i8"),
           "BOOL": np.dtype("?")}
-NAMES = {np.dtype("float32"): "F32", np.dtype("float64"): "F64"}
+NAMES = {np.dtype(dtype.name): name for name, dtype in DTYPES.items()}  # native dtype -> the format's name
 MAX_HEADER = 100_000_000  # the format's own limit
 MAX_RANK = 8  # dimensions of a tensor; lstmkit writes at most 2
 
@@ -67,7 +67,7 @@ def to_bytes(model) -> bytes:
 
 
 def encode(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
-    """safetensors bytes of float32/float64 ``tensors`` with ``metadata`` plus its content_sha256."""
+    """safetensors bytes of ``tensors`` (dtypes of DTYPES) with ``metadata`` plus its two hashes."""
     header: dict = {"__metadata__": metadata}
     offset, blobs = 0, []
     for name, value in tensors.items():

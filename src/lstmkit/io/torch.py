@@ -102,8 +102,12 @@ def infer_config(params: dict, *, mode: str | None = None, batch_first: bool = F
     w_ih, w_hh = params["weight_ih_l0"], params["weight_hh_l0"]
     if w_ih.ndim != 2 or w_hh.ndim != 2:
         raise ValueError(f"state_dict: weight_ih_l0 {w_ih.shape} and weight_hh_l0 {w_hh.shape} must be matrices")
+    w_hr = params.get("weight_hr_l0")
+    if 0 in w_ih.shape + w_hh.shape or (w_hr is not None and (w_hr.ndim != 2 or 0 in w_hr.shape)):
+        raise ValueError(f"state_dict: weight_ih_l0 {w_ih.shape}, weight_hh_l0 {w_hh.shape}"
+                         f"{'' if w_hr is None else f', weight_hr_l0 {w_hr.shape}'} must be non-empty matrices")
     rows, proj = w_hh.shape
-    hidden = params["weight_hr_l0"].shape[1] if "weight_hr_l0" in params else proj
+    hidden = w_hr.shape[1] if w_hr is not None else proj
     gates = rows // hidden if rows % hidden == 0 else 0
     inferred = {4: "LSTM", 3: "GRU"}.get(gates)
     if mode is not None:

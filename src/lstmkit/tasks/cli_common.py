@@ -27,4 +27,6 @@ def out_dir(args, task: str) -> str:
         raise ValueError("--resume needs --out (the run folder to continue)")
     # Under torchrun rank 0 alone checks and creates the folder (or picks the timestamped default) and every
     # rank gets its path, so the "folder not empty" check cannot race with files another rank already made.
-    return call_on_main(prepare_out, args.out, task, overwrite=args.overwrite, resume=args.resume)
+    out = call_on_main(prepare_out, args.out, task, overwrite=args.overwrite, resume=args.resume)
+    args.run_dir = out  # for the CLI's Ctrl-C message: where the run's checkpoints are
+    return out

@@ -141,18 +141,7 @@ def load_long_csv(path: str, horizon: int, season_length: int | None = None) -> 
     """A user's long-format CSV with columns unique_id, ds, y. ``season_length`` None infers it from the
     dates' frequency (M 12, Q 4, W 52, D 7, H 24, else 1)."""
     pd = require("pandas", "tasks")
-    df = pd.read_csv(path)
-    missing = {"unique_id", "ds", "y"} - set(df.columns)
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}; expected unique_id, ds, y")
-    df["unique_id"] = df["unique_id"].astype(str)
-    try:
-        df["ds"] = pd.to_datetime(df["ds"])
-    except (ValueError, TypeError):
-        pass
-    df = df.sort_values(["unique_id", "ds"]).reset_index(drop=True)
-    if df["y"].isna().any():
-        raise ValueError(f"{path}: column y has missing values; fill them first")
+    df = check_long_frame(pd.read_csv(path), path)
     if season_length is None:
         season_length = 1
         if np.issubdtype(df["ds"].dtype, np.datetime64):
@@ -161,6 +150,64 @@ def load_long_csv(path: str, horizon: int, season_length: int | None = None) -> 
             table = {"M": 12, "Q": 4, "W": 52, "D": 7, "H": 24, "h": 24}
             season_length = next((v for k, v in table.items() if freq and freq.upper().startswith(k.upper())), 1)
     return SeriesSet(path, df, int(season_length), int(horizon))
+
+
+Y_LIMIT = 1e30  # |y| above this overflows the squared errors of the metrics and the float32 model's range
+
+
+def check_long_frame(df, where: str):
+    """The long-format frame (unique_id, ds, y) checked and sorted by id then ds: at least one row, ds all
+    dates or all numbers, y finite numbers within ±Y_LIMIT, each (unique_id, ds) once. ValueError naming
+    ``where``, the column and the first offending row otherwise."""
+    pd = require("pandas", "tasks")
+    missing = {"unique_id", "ds", "y"} - set(df.columns)
+    if missing:
+        raise ValueError(f"{where}: missing column(s) {', '.join(sorted(missing))}; expected unique_id, ds, y")
+    if len(df) == 0:
+        raise ValueError(f"{where}: no rows (only a header); expected one row per (unique_id, ds)")
+    df = df.copy()
+    df["unique_id"] = df["unique_id"].astype(str)
+    df["ds"] = _parse_ds(pd, df["ds"], where)
+    y = pd.to_numeric(df["y"], errors="coerce")
+    bad = df["y"].notna() & y.isna()
+    if bad.any():
+        raise ValueError(f"{where}: column y, row {_row(bad)}: {str(df['y'][bad].iloc[0])[:40]!r} is not a number")
+    if y.isna().any():
+        raise ValueError(f"{where}: column y has missing values (first at row {_row(y.isna())}); fill them first")
+    huge = ~np.isfinite(y.to_numpy(float)) | (y.abs().to_numpy(float) > Y_LIMIT)
+    if huge.any():
+        raise ValueError(f"{where}: column y, row {int(np.argmax(huge)) + 2}: {float(y.iloc[int(np.argmax(huge))])} is "
+                         f"outside ±{Y_LIMIT:g} (infinite metrics); rescale the column")
+    df["y"] = y.astype(float)
+    dup = df.duplicated(["unique_id", "ds"])
+    if dup.any():
+        first = df[dup].iloc[0]
+        raise ValueError(f"{where}: (unique_id, ds) = ({first['unique_id']}, {first['ds']}) appears more than once "
+                         f"(row {_row(dup)}); keep one row per series and date")
+    return df.sort_values(["unique_id", "ds"]).reset_index(drop=True)
+
+
+def _parse_ds(pd, ds, where: str):
+    """ds as datetimes when every value parses as a date, else as numbers; ValueError naming a value that is
+    neither."""
+    if pd.api.types.is_numeric_dtype(ds):
+        return ds
+    try:
+        return pd.to_datetime(ds)
+    except (ValueError, TypeError):
+        numbers = pd.to_numeric(ds, errors="coerce")
+        if numbers.notna().all():
+            return numbers
+    dates = pd.to_datetime(ds, errors="coerce", format="mixed")
+    neither = dates.isna() & numbers.isna()
+    bad = neither if neither.any() else numbers.isna()  # else: all parse, some only as dates, some as numbers
+    what = "neither a date nor a number" if neither.any() else "a date among numbers"
+    raise ValueError(f"{where}: column ds, row {_row(bad)}: {str(ds[bad].iloc[0])[:40]!r} is {what}")
+
+
+def _row(mask) -> int:
+    """The CSV line number (header = 1) of the first True in a boolean Series."""
+    return int(np.argmax(mask.to_numpy())) + 2
 
 
 # ---------------------------------------------------------------------------------------------------------
