@@ -220,7 +220,10 @@ def check_keras_file(path) -> None:
         except ValueError:
             return  # Keras reports the broken JSON
     units, inputs = [], []
-    _sizes(config, units, inputs, depth=0)
+    try:
+        _sizes(config, units, inputs, depth=0)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     widest = max(units, default=0)
     need = widest * max([widest, *inputs])  # a recurrent kernel is units x G·units, a kernel inputs x G·units
     if need > stored:

@@ -1,0 +1,239 @@
+"""The CLI ends every user error with one line and a documented exit status, never a traceback (issue 22):
+damaged checkpoints for predict and --resume, runs that cannot continue, folders it cannot write, a full
+disk, a cross-device rename, Ctrl-C, and CSVs it cannot use. ``--debug`` shows the traceback."""
+import errno
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("pandas")
+pytest.importorskip("safetensors")
+
+from lstmkit.cli import main  # noqa: E402
+
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+FAST = ["--horizon", "4", "--hidden-size", "8", "--baselines", "naive", "--no-progress"]
+
+
+def _csv(path: Path, rows=None) -> Path:
+    """Three short daily series (unique_id, ds, y), or the given text rows after the header."""
+    if rows is None:
+        t = np.arange(40)
+        rows = [f"s{k},{np.datetime64('2020-01-01') + int(i)},{10 + k + np.sin(i / 3):.4f}" for k in range(3)
+                for i in t]
+    path.write_text("unique_id,ds,y\n" + "".join(r + "\n" for r in rows))
+    return path
+
+
+def _cli(argv, capsys) -> tuple[int, str]:
+    """(status, stderr) of the CLI run in-process; asserts stderr's error is one line with no traceback."""
+    status = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("lstmkit ")]
+    if status:
+        assert len(lines) == 1 and lines[0] == err.strip().splitlines()[-1], err
+    return status, (lines[-1] if lines else "")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A finished two-epoch forecast run (checkpoints, model.safetensors), shared read-only by the tests."""
+    tmp = tmp_path_factory.mktemp("run")
+    out = tmp / "run"
+    assert main(["forecast", "--csv", str(_csv(tmp / "tiny.csv")), "--epochs", "2", "--out", str(out), *FAST]) == 0
+    return out
+
+
+def _copy(run_dir, tmp_path) -> Path:
+    return Path(shutil.copytree(run_dir, tmp_path / "run"))
+
+
+# ------------------------------------------------------------------------------------- damaged checkpoints
+
+@pytest.mark.parametrize("damage,phrase", [
+    ("flip", "content hash mismatch: the tensors are damaged"),
+    ("truncate", "truncated safetensors file"),
+    ("garbage", "not a safetensors file"),
+    ("metadata", "metadata hash mismatch: the metadata was changed"),
+])
+def test_predict_refuses_a_damaged_model_in_one_line(damage, phrase, run_dir, tmp_path, capsys):
+    model = tmp_path / "model.safetensors"
+    data = bytearray((run_dir / "model.safetensors").read_bytes())
+    if damage == "flip":  # once: a weight became -1.7e37 and predict exited 0 with other answers
+        data[-100] ^= 0x40
+    elif damage == "truncate":
+        data = data[: len(data) // 3]
+    elif damage == "garbage":
+        data = bytearray(b"\xff" * 8 + b"garbage" * 10)
+    else:
+        data = data.replace(b"forecast", b"forecasT", 1)  # the task name in the metadata
+    model.write_bytes(bytes(data))
+    status, line = _cli(["predict", "--model", model, "--csv", _csv(tmp_path / "new.csv")], capsys)
+    assert status == 2 and phrase in line
+
+
+def test_resume_refuses_a_damaged_last_checkpoint(run_dir, tmp_path, capsys):
+    run = _copy(run_dir, tmp_path)
+    last = run / "member-0" / "last.safetensors"
+    good = last.read_bytes()
+    last.write_bytes(good.replace(b'\\"epoch\\": 2', b'\\"epoch\\": 9'))  # tampered trainer state
+    assert last.read_bytes() != good
+    status, line = _cli(["forecast", "--csv", _csv(tmp_path / "tiny.csv"), "--epochs", "3", "--out", run,
+                         "--resume", *FAST], capsys)
+    assert status == 2 and "metadata hash mismatch" in line
+
+
+def test_resume_with_another_hidden_size_names_the_difference(run_dir, tmp_path, capsys):
+    run = _copy(run_dir, tmp_path)
+    argv = ["forecast", "--csv", _csv(tmp_path / "tiny.csv"), "--epochs", "3", "--out", run, "--resume", *FAST]
+    argv[argv.index("--hidden-size") + 1] = "16"
+    status, line = _cli(argv, capsys)
+    assert status == 2 and "holds a model of another shape" in line and "hidden_size" in line, line
+
+
+def test_resume_refuses_another_tasks_folder(tmp_path, capsys):
+    import torch
+
+    from lstmkit.tasks import checkpoint
+
+    other = tmp_path / "classify-run"
+    other.mkdir()
+    checkpoint.save(str(other / "last.safetensors"), task="classify", config={}, model=torch.nn.Linear(2, 2))
+    status, line = _cli(["forecast", "--csv", _csv(tmp_path / "tiny.csv"), "--epochs", "1", "--out", other,
+                         "--resume", *FAST], capsys)
+    assert status == 2 and "holds a classify run" in line and "not a forecast run" in line
+
+
+# ------------------------------------------------------------------------------------------------- folders
+
+def test_out_under_a_file_is_refused_before_training(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    status, line = _cli(["forecast", "--csv", _csv(tmp_path / "tiny.csv"), "--out", tmp_path / "afile" / "sub",
+                         *FAST], capsys)
+    assert status == 2 and "afile is a file, not a folder" in line
+
+
+def test_unwritable_out_is_refused_before_training(tmp_path, capsys):
+    """Once a PermissionError after an epoch of training. As root, chattr +i makes the folder unwritable."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    if os.geteuid() == 0:
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)]).returncode:
+            pytest.skip("root without chattr +i: no way to make a folder unwritable")
+        unlock = ["chattr", "-i", str(folder)]
+    else:
+        folder.chmod(0o555)
+        unlock = ["chmod", "755", str(folder)]
+    try:
+        status, line = _cli(["forecast", "--csv", _csv(tmp_path / "tiny.csv"), "--out", folder, "--overwrite",
+                             *FAST], capsys)
+    finally:
+        subprocess.run(unlock, check=True)
+    assert status == 3 and f"--out {folder}: cannot write there" in line
+    assert "epoch" not in capsys.readouterr().out  # no training ran
+
+
+def test_disk_full_is_one_line_with_status_3(tmp_path, capsys, monkeypatch):
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(os, "fsync", full)  # the first checkpoint's fsync finds the disk full
+    status, line = _cli(["forecast", "--csv", _csv(tmp_path / "tiny.csv"), "--epochs", "1", "--out",
+                         tmp_path / "run", *FAST], capsys)
+    assert status == 3 and "No space left on device (ENOSPC)" in line and "--resume" in line
+    assert not [p for p in (tmp_path / "run").rglob("*.tmp*")], "the temp file of the failed write is removed"
+
+
+def test_cross_device_rename_is_one_line_with_status_3(tmp_path, capsys, monkeypatch):
+    def exdev(src, dst):
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), src, None, dst)
+    monkeypatch.setattr(os, "replace", exdev)
+    status, line = _cli(["forecast", "--csv", _csv(tmp_path / "tiny.csv"), "--epochs", "1", "--out",
+                         tmp_path / "run", *FAST], capsys)
+    assert status == 3 and "(EXDEV)" in line and "one filesystem" in line
+
+
+def test_out_symlinked_to_another_filesystem_works(tmp_path, capsys):
+    """--out a symlink into /dev/shm (tmpfs): every file lands there, no cross-device rename."""
+    if not os.access("/dev/shm", os.W_OK):
+        pytest.skip("no writable /dev/shm")
+    target = Path("/dev/shm") / f"lstmkit-run-{os.getpid()}"
+    target.mkdir()
+    link = tmp_path / "run"
+    link.symlink_to(target)
+    try:
+        status, _ = _cli(["forecast", "--csv", _csv(tmp_path / "tiny.csv"), "--epochs", "1", "--out", link,
+                          "--overwrite", *FAST], capsys)
+        assert status == 0 and (target / "member-0" / "last.safetensors").is_file()
+        assert (target / "model.safetensors").is_file()
+    finally:
+        shutil.rmtree(target)
+
+
+# ------------------------------------------------------------------------------------------------- Ctrl-C
+
+def test_ctrl_c_says_where_the_run_stands_and_the_printed_command_resumes_it(tmp_path):
+    csv = _csv(tmp_path / "tiny.csv")
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": SRC}
+    proc = subprocess.Popen([sys.executable, "-m", "lstmkit", "forecast", "--csv", str(csv), "--epochs", "400",
+                             "--out", str(out), "--patience", "1000", *FAST], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:  # wait until two epochs are checkpointed
+        if line.lstrip().startswith("epoch") and line.split()[1] == "2":
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("lstmkit forecast: interrupted (Ctrl-C); ") and "member-0/last.safetensors holds epoch" \
+        in last, last
+    command = shlex.split(last.split("continue with: ", 1)[1])
+    assert command[0] == "lstmkit" and "--resume" in command and str(out) in command
+    epoch = int(last.split("holds epoch ")[1].split(";")[0])
+    command[command.index("--epochs") + 1] = str(epoch + 1)  # the printed command, one more epoch
+    done = subprocess.run([sys.executable, "-m", "lstmkit", *command[1:]], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"resumed from {out}/member-0/last.safetensors after epoch {epoch}" in done.stdout
+
+
+# --------------------------------------------------------------------------------------------------- CSVs
+
+@pytest.mark.parametrize("rows,phrase", [
+    ([], "no rows (only a header)"),
+    (["a,2020-01-01,1", "a,notadate,2"], "column ds, row 3: 'notadate' is neither a date nor a number"),
+    ([f"a,{i},{1e300 if i == 5 else i}" for i in range(30)], "column y, row 7: 1e+300 is outside"),
+    ([f"a,{i},{i}" for i in range(30)] + ["a,3,7"], "(unique_id, ds) = (a, 3) appears more than once (row 32)"),
+    ([f"a,{i},{'x' if i == 2 else i}" for i in range(30)], "column y, row 4: 'x' is not a number"),
+])
+def test_unusable_csv_is_one_line_before_training(rows, phrase, tmp_path, capsys):
+    status, line = _cli(["forecast", "--csv", _csv(tmp_path / "bad.csv", rows), "--epochs", "1", "--out",
+                         tmp_path / "run", *FAST], capsys)
+    assert status == 2 and phrase in line, line
+
+
+# ------------------------------------------------------------------------------------ internal and --debug
+
+def test_an_internal_error_is_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
+    from lstmkit.commands import summary
+
+    def broken(args):
+        raise AttributeError("'NoneType' object has no attribute 'x'")
+    monkeypatch.setattr(summary, "run", broken)
+    assert main(["summary", "--input-size", "3", "--hidden-size", "4"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == ("lstmkit summary: error: internal error (AttributeError: 'NoneType' object has no "
+                           "attribute 'x'); rerun with --debug for the traceback and please report it")
+    assert main(["summary", "--input-size", "3", "--hidden-size", "4", "--debug"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "in broken" in err
