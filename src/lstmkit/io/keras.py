@@ -199,8 +199,8 @@ def load(path, *, batch_first: bool | None = None):
 
 def check_keras_file(path) -> None:
     """Bound what Keras will allocate, before it builds or reads anything: the zip's members (check_zip),
-    the HDF5 datasets' declared sizes (unwritten gzip chunks read as fill values, so a few KB can declare
-    gigabytes), and the layer sizes in config.json (Keras builds every weight before loading one), all
+    the HDF5 datasets' declared sizes and chunk counts (unwritten gzip chunks read as fill values, so a few
+    KB can declare gigabytes, or 2**20 chunks that cost 3 GB to read), and the layer sizes in config.json (Keras builds every weight before loading one), all
     against the bytes the file holds. HDF5 external storage and virtual datasets are refused: they read
     other files."""
     check_zip(path, ".keras file")
@@ -236,13 +236,15 @@ def _h5_declared(path, data: bytes) -> tuple[int, int]:
     import io
 
     h5py = require("h5py", "keras")
-    declared, bad = [0, 0], []  # bytes, values
+    declared, bad = [0, 0, 0], []  # bytes, values, chunks
 
     def visit(name, obj):
         if isinstance(obj, h5py.Dataset):
             values = math.prod(obj.shape or ())
             declared[0] += values * max(obj.dtype.itemsize, 1)
             declared[1] += values
+            if obj.chunks:  # HDF5 spends ~3 KB on each chunk it reads, written or not
+                declared[2] += math.prod(-(-n // c) for n, c in zip(obj.shape, obj.chunks))
             if obj.external or obj.is_virtual:
                 bad.append(name)
 
@@ -253,6 +255,10 @@ def _h5_declared(path, data: bytes) -> tuple[int, int]:
         return 0, len(data)  # not HDF5: Keras says so
     if bad:
         raise ValueError(f"{path}: model.weights.h5 dataset {short(bad[0], 80)!r} reads external or virtual storage")
+    chunk_bound = len(data) // 8 + 1024  # Keras writes contiguous datasets; a stored chunk costs file bytes
+    if declared[2] > chunk_bound:
+        raise ValueError(f"{path}: model.weights.h5 ({len(data):,} bytes) declares {declared[2]:,} HDF5 chunks; "
+                         f"refused above {chunk_bound:,}")
     bound = INFLATE_RATIO * len(data) + INFLATE_SLACK
     if declared[0] > bound:
         raise ValueError(f"{path}: model.weights.h5 ({len(data):,} bytes) declares {declared[0]:,} bytes of "
