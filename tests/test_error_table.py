@@ -211,6 +211,8 @@ CASES = [
         hostile.pt_deflate_bomb(t, 1 << 26)), ValueError, "inflate to", _sizes),
     ("lstmkit.io.read", ".keras with a 1 GB dataset of unwritten gzip chunks", lambda t: lstmkit.io.read(
         hostile.keras_chunk_bomb(t)), ValueError, "bytes of datasets", _sizes),
+    ("lstmkit.io.read", ".keras with 2**20 unwritten one-value gzip chunks", lambda t: lstmkit.io.read(
+        hostile.keras_chunk_bomb(t, 1 << 20, 1)), ValueError, "HDF5 chunks", _sizes),
     ("lstmkit.io.read", ".keras config units=10**6", lambda t: lstmkit.io.read(hostile.keras_declared_units(t)),
      ValueError, "declares units=1000000", _sizes),
     ("lstmkit.load", "a FIFO", lambda t: (os.mkfifo(t / "f.safetensors"), lstmkit.load(t / "f.safetensors")),

@@ -255,14 +255,14 @@ def _h5_declared(path, data: bytes) -> tuple[int, int]:
         return 0, len(data)  # not HDF5: Keras says so
     if bad:
         raise ValueError(f"{path}: model.weights.h5 dataset {short(bad[0], 80)!r} reads external or virtual storage")
-    chunk_bound = len(data) // 8 + 1024  # Keras writes contiguous datasets; a stored chunk costs file bytes
-    if declared[2] > chunk_bound:
-        raise ValueError(f"{path}: model.weights.h5 ({len(data):,} bytes) declares {declared[2]:,} HDF5 chunks; "
-                         f"refused above {chunk_bound:,}")
     bound = INFLATE_RATIO * len(data) + INFLATE_SLACK
     if declared[0] > bound:
         raise ValueError(f"{path}: model.weights.h5 ({len(data):,} bytes) declares {declared[0]:,} bytes of "
                          f"datasets; refused above {bound:,}")
+    chunk_bound = len(data) // 8 + 1024  # Keras writes contiguous datasets; a stored chunk costs file bytes
+    if declared[2] > chunk_bound:
+        raise ValueError(f"{path}: model.weights.h5 ({len(data):,} bytes) declares {declared[2]:,} HDF5 chunks; "
+                         f"refused above {chunk_bound:,}")
     return declared[1], len(data)
 
 
