@@ -48,7 +48,7 @@ def _out_error(out: str, e: OSError) -> OSError:
         parent = next((p for p in Path(out).parents if p.exists() and not p.is_dir()), None)
         where = f"{parent} is a file, not a folder" if parent else e.strerror
         return NotADirectoryError(f"--out {out}: cannot make this folder: {where}")
-    return type(e)(e.errno, f"--out {out}: cannot write there ({e.strerror})")
+    return type(e)(e.errno, f"--out {out}: cannot write there: {e.strerror}")
 
 
 def _check_resumable(out: str, task: str) -> None:
