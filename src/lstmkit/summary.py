@@ -38,7 +38,8 @@ class Summary:
         return "\n".join(out)
 
     def to_dict(self) -> dict:
-        return {"config": self.config.to_dict(), "rows": self.rows, "total": self.total, "keras_total": self.keras_total}
+        return {"config": self.config.to_dict(), "rows": self.rows, "total": self.total,
+                "keras_total": self.keras_total}
 
 
 def summary(model) -> Summary:
