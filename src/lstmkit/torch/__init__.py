@@ -8,7 +8,15 @@ from .._optional import require
 
 require("torch", "torch")  # without torch: an ImportError that names the extra to install
 
+import torch  # noqa: E402
+
+from ..params import RNNConfig  # noqa: E402
 from . import ops, variant_ops  # noqa: E402
 from .modules import GRU, LSTM, GRUCell, LSTMCell  # noqa: E402
+
+# torch.load's default (weights_only=True) unpickles only allowlisted classes. A user allowlists their own model
+# (and torch.nn containers such as nn.Sequential, as for any torch.nn model); the lstmkit modules inside it and
+# the RNNConfig they carry (pickled as a validating constructor call) are allowlisted here, on import.
+torch.serialization.add_safe_globals([LSTM, GRU, LSTMCell, GRUCell, RNNConfig])
 
 __all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell", "ops", "variant_ops"]
