@@ -44,10 +44,10 @@ def run(args) -> int:
         from ..tasks.classify import SequenceClassifier
 
         clf = SequenceClassifier.load(args.model)
-        if clf.config["text"]:
+        if clf.config_["text"]:
             X = df[args.text_col].astype(str).tolist()
         else:  # one row per sequence: T·F numbers, read as T steps of F features
-            F = len(clf.config["mean"])
+            F = len(clf.config_["mean"])
             X = [np.asarray(r, np.float32).reshape(-1, F) for r in df.to_numpy(np.float32)]
         proba = clf.predict_proba(X)
         result = pd.DataFrame({"prediction": clf.classes_[proba.argmax(1)], "probability": proba.max(1)})

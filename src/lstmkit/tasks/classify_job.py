@@ -134,13 +134,14 @@ def run(*, out: str, dataset: str | None = None, csv: str | None = None, text_co
         text = False
     Xtr, ytr, Xte, yte = split(d, test_size, seed, limit)
     log(f"{d.name}: {len(Xtr)} train / {len(Xte)} test sequences, {len(set(ytr))} classes")
-    clf = SequenceClassifier(text=text, **model_kw)
+    progress = model_kw.pop("progress", True)
+    clf = SequenceClassifier(text=text, verbose=2 if progress else 1, **model_kw)
     clf.fit(Xtr, ytr, ckpt_dir=out, resume=resume, log=log)
     if not is_main():  # under torchrun only rank 0 evaluates and writes the report
         return {"task": "classify", "rank": rank()}
     classes = list(clf.classes_)
     rows, results = [], {}
-    c = clf.config
+    c = clf.config_
     preds = {f"LSTM ({c['cell']}{', bidirectional' if c['bidirectional'] else ''}, {c['hidden_size']} hidden"
              f"{', shift-augmented' if c.get('augment') else ''})": clf.predict(Xte)}
     preds.update(baselines(Xtr, ytr, Xte, text, seed))
@@ -159,7 +160,7 @@ def run(*, out: str, dataset: str | None = None, csv: str | None = None, text_co
     plot_confusion(results[lstm_name]["confusion"], classes, os.path.join(out, "confusion.png"),
                    f"{d.name}: {lstm_name}")
     summary = {"task": "classify", "dataset": d.name, "n_train": len(Xtr), "n_test": len(Xte), "classes": classes,
-               "config": clf.config, "training": clf.history_, "results": results, "table": rows,
+               "config": clf.config_, "training": clf.history_, "results": results, "table": rows,
                "checkpoint": os.path.join(out, "best.safetensors"), "seconds": round(time.perf_counter() - start, 1)}
     write_json(os.path.join(out, "results.json"), summary)
     log(f"wrote {out}/results.json, confusion.png, best.safetensors (predict with: lstmkit predict --model "
