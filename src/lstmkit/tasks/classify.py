@@ -184,8 +184,10 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
 
     # -- API ----------------------------------------------------------------------------------------------
 
-    def fit(self, X, y, *, ckpt_dir: str | None = None, resume: bool = False, log=None) -> "SequenceClassifier":
+    def fit(self, X, y, *, ckpt_dir: str | None = None, resume: bool = False, log=None,
+            feature_names: list | None = None) -> "SequenceClassifier":
         """X: sequences (see the class docstring; list of str when text=True), y: (N,) labels.
+        ``feature_names``: the C channels' names, kept in the checkpoint (``lstmkit predict`` asks for them).
         ``ckpt_dir``: write last/best.safetensors there every epoch (``resume=True`` continues from them).
         ``log``: where epoch lines go (default: stdout when ``verbose``, else nowhere)."""
         import torch
@@ -204,6 +206,10 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         self.config_ = {**self.get_params(), **self._prepare([X[i] for i in idx_tr]), "layout": self.layout_,
                         "classes": self.classes_.tolist(), "classes_dtype": self.classes_.dtype.str}
         self.n_channels_ = None if self.text else len(self.config_["mean"])
+        if feature_names is not None:
+            if len(feature_names) != self.n_channels_:
+                raise ValueError(f"feature_names: expected {self.n_channels_} names, got {len(feature_names)}")
+            self.config_["features"] = [str(f) for f in feature_names]
         seed_everything(self.seed)
         self.model_ = self._build()
 

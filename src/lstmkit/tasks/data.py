@@ -58,18 +58,179 @@ def load_japanese_vowels() -> SequenceData:
     return SequenceData("japanese-vowels", Xtr, ytr, test=test, info={"source": "aeon.datasets (UEA archive)"})
 
 
+def _aeon_data_dir() -> str:
+    """aeon's bundled data folder, found without importing aeon (which takes seconds: the CLI lists the sets in
+    its help)."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("aeon")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("aeon is needed here: pip install 'lstmkit[tasks]'")
+    return os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data")
+
+
+def _is_classification_ts(path: str) -> bool:
+    """True when a .ts file's header (the lines before @data) declares class labels."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            low = line.strip().lower()
+            if low.startswith("@data"):
+                return False
+            if low.startswith("@classlabel"):
+                return low.split()[1:2] == ["true"]
+    return False
+
+
+def aeon_bundled_sets() -> dict:
+    """{lower-case name: name} of the UCR/UEA classification sets aeon ships inside its package (a train and a
+    test .ts file each, class labels declared): read from disk, never downloaded."""
+    import os
+
+    root = _aeon_data_dir()
+    out = {}
+    for name in sorted(os.listdir(root)):
+        train, test = (os.path.join(root, name, f"{name}_{s}.ts") for s in ("TRAIN", "TEST"))
+        if os.path.isfile(train) and os.path.isfile(test) and _is_classification_ts(train):
+            out[name.lower()] = name
+    return out
+
+
+def aeon_cases(X) -> list:
+    """aeon's cases, a 3-D (N, C, T) array or a list of (C, T_i) arrays, as a list of (T_i, C) float32;
+    steps that are NaN in every channel (aeon's padding of unequal lengths) are dropped."""
+    seqs = [np.asarray(x, np.float32).T for x in X]  # aeon's (C, T) -> lstmkit's (T, C)
+    return [s[~np.isnan(s).all(axis=1)] for s in seqs]
+
+
+def load_ts(path: str, name: str | None = None) -> SequenceData:
+    """A classification .ts file (aeon's/the UCR-UEA archive's format). A file named ``*_TRAIN.ts`` with a
+    ``*_TEST.ts`` beside it brings that file as the test split."""
+    import os
+
+    aeon = require("aeon.datasets", "tasks")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--ts: no file at {path}")
+    if not _is_classification_ts(path):
+        raise ValueError(f"--ts {path}: the header does not declare class labels (@classLabel true)")
+
+    def part(p):
+        X, y = aeon.load_from_ts_file(p)
+        return aeon_cases(X), np.asarray(y)
+
+    X, y = part(path)
+    name = name or os.path.basename(path).removesuffix(".ts").removesuffix("_TRAIN")
+    test_path = path[:-len("_TRAIN.ts")] + "_TEST.ts" if path.endswith("_TRAIN.ts") else None
+    test = None
+    if test_path and os.path.isfile(test_path):
+        test = SequenceData(name, *part(test_path))
+    return SequenceData(name, X, y, test=test, info={"source": path})
+
+
 def load_classify(name: str) -> SequenceData:
+    """digits, japanese-vowels, or any UCR/UEA set bundled with aeon (``aeon_bundled_sets``), by name in any
+    case."""
     if name == "digits":
         return load_digits()
-    if name in ("japanese-vowels", "japanesevowels", "JapaneseVowels"):
+    if name.lower() in ("japanese-vowels", "japanesevowels"):
         return load_japanese_vowels()
-    raise ValueError(f"--dataset: unknown classification set {name!r}; choose from {', '.join(CLASSIFY_SETS)}")
+    bundled = aeon_bundled_sets()
+    if name.lower() in bundled:
+        import os
+
+        proper = bundled[name.lower()]
+        d = load_ts(os.path.join(_aeon_data_dir(), proper, f"{proper}_TRAIN.ts"), name=proper)
+        d.info["source"] = "aeon.datasets (bundled UCR/UEA archive files)"
+        return d
+    raise ValueError(f"--dataset: unknown classification set {name!r}; choose from "
+                     f"{', '.join(CLASSIFY_SETS + tuple(bundled.values()))}")
+
+
+def read_table(path: str, flag: str = "--csv"):
+    """A CSV or Parquet file as a DataFrame. Parquet is recognised by its first bytes (PAR1) whatever the file
+    is called; it needs pyarrow (the ``tasks`` extra)."""
+    import os
+
+    pd = require("pandas", "tasks")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{flag}: no file at {path}")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == b"PAR1":
+        require("pyarrow", "tasks")
+        return pd.read_parquet(path)
+    try:
+        return pd.read_csv(path)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{flag} {path}: not a UTF-8 CSV file (nor a Parquet file): {e.reason} at byte "
+                         f"{e.start}") from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{flag} {path}: the file is empty") from None
+    except pd.errors.ParserError as e:
+        raise ValueError(f"{flag} {path}: not a well-formed CSV file: {e}") from None
+
+
+def need_columns(df, cols: list, path: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: no column(s) {', '.join(map(repr, missing))} (columns: "
+                         f"{', '.join(map(str, df.columns))}); name them with --id-col/--step-col/--label-col/"
+                         "--feature-cols")
+
+
+def long_sequences(df, path: str, id_col: str, step_col: str, feature_cols: list | None,
+                   label_col: str | None) -> tuple[list, list, np.ndarray | None, list]:
+    """Long format (one row per case and step) -> (ids, X list of (T_i, F) float32 in step order,
+    labels (N,) or None, feature names). ``feature_cols`` None: every column but id, step and label. Refused,
+    naming the column or case: a missing or non-numeric column, NaN, a repeated step, a label that changes
+    within a case."""
+    pd = require("pandas", "tasks")
+    keys = [id_col, step_col] + ([label_col] if label_col else [])
+    need_columns(df, keys + list(feature_cols or []), path)
+    features = list(feature_cols) if feature_cols else [c for c in df.columns if c not in keys]
+    if not features:
+        raise ValueError(f"{path}: no feature columns beside {', '.join(keys)}")
+    for c in features + [step_col]:
+        if not pd.api.types.is_numeric_dtype(df[c]):
+            raise ValueError(f"{path}: column {c!r} is not numeric ({df[c].dtype}); a feature or step column "
+                             "must hold numbers")
+    bad = df[features].isna().any(axis=1)
+    if bad.any():
+        row = df[bad].iloc[0]
+        raise ValueError(f"{path}: missing values in case {row[id_col]!r} at step {row[step_col]} (and "
+                         f"{int(bad.sum()) - 1} more rows); fill or drop them first")
+    dup = df.duplicated([id_col, step_col])
+    if dup.any():
+        row = df[dup].iloc[0]
+        raise ValueError(f"{path}: case {row[id_col]!r} has step {row[step_col]} more than once")
+    ids, X, labels = [], [], []
+    for key, g in df.groupby(id_col, sort=False):
+        g = g.sort_values(step_col)
+        ids.append(key)
+        X.append(g[features].to_numpy(np.float32))  # (T_i, F)
+        if label_col:
+            values = g[label_col].unique()
+            if len(values) != 1:
+                raise ValueError(f"{path}: case {key!r} has {len(values)} labels in {label_col!r} "
+                                 f"({', '.join(map(str, values[:3]))}); one label per case")
+            labels.append(values[0])
+    return ids, X, (np.asarray(labels) if label_col else None), features
+
+
+def load_long_sequences(path: str, id_col: str = "id", step_col: str = "step", label_col: str = "label",
+                        feature_cols: list | None = None) -> SequenceData:
+    """A user's long-format CSV/Parquet of numeric sequences (see ``long_sequences``) as SequenceData;
+    ``info['features']`` holds the feature column names in order."""
+    import os
+
+    df = read_table(path, "--sequences")
+    _, X, y, features = long_sequences(df, path, id_col, step_col, feature_cols, label_col)
+    return SequenceData(os.path.basename(path), X, y, info={"source": path, "features": features})
 
 
 def load_text_csv(path: str, text_col: str = "text", label_col: str = "label"):
-    """A user's CSV of text,label -> (texts list[str], labels ndarray[str])."""
-    pd = require("pandas", "tasks")
-    df = pd.read_csv(path)
+    """A user's CSV (or Parquet) of text,label -> (texts list[str], labels ndarray[str])."""
+    df = read_table(path, "--csv")
     for col in (text_col, label_col):
         if col not in df.columns:
             raise ValueError(f"{path}: no column {col!r} (columns: {', '.join(map(str, df.columns))})")
