@@ -252,6 +252,7 @@ class SeriesSet:
     df: object
     season_length: int
     horizon: int
+    note: str = "the data set's own"  # how season_length was found
 
 
 FORECAST_SETS = ("tourism-monthly", "tourism-quarterly", "tourism-yearly", "m1-monthly", "m1-quarterly",
@@ -298,30 +299,59 @@ def load_forecast(name: str) -> SeriesSet:
     raise ValueError(f"--dataset: unknown forecasting set {name!r}; choose from {', '.join(FORECAST_SETS)}")
 
 
-def load_long_csv(path: str, horizon: int, season_length: int | None = None) -> SeriesSet:
-    """A user's long-format CSV with columns unique_id, ds, y. ``season_length`` None infers it from the
-    dates' frequency (M 12, Q 4, W 52, D 7, H 24, else 1)."""
+SEASONS = (("Q", 4), ("BQ", 4), ("M", 12), ("BM", 12), ("SM", 24), ("W", 52), ("B", 5), ("D", 7), ("H", 24),
+           ("Y", 1), ("A", 1), ("BY", 1), ("BA", 1))
+
+
+def season_from_freq(freq: str | None) -> int | None:
+    """Seasonal period of a pandas frequency alias (quarterly 4, monthly 12, weekly 52, daily 7, hourly 24, ...;
+    'QE-DEC', 'MS', 'W-SUN' included), or None when the alias says nothing."""
+    if not freq or freq[0].isdigit():  # '2D', '15min': multiples have no season in this table
+        return None
+    base = freq.split("-")[0].upper()
+    for alias in (base, base[:-1] if base.endswith(("S", "E")) else None):
+        for key, m in SEASONS:
+            if alias == key:
+                return m
+    return None
+
+
+def infer_season(df, time_col: str = "ds", id_col: str = "unique_id") -> tuple[int, str]:
+    """(season length, how it was found) from the first series' datetime frequency; (1, why not) otherwise."""
     pd = require("pandas", "tasks")
-    df = pd.read_csv(path)
-    missing = {"unique_id", "ds", "y"} - set(df.columns)
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}; expected unique_id, ds, y")
+    if not pd.api.types.is_datetime64_any_dtype(df[time_col]):
+        return 1, f"{time_col} holds no dates"
+    first = df[df[id_col] == df[id_col].iloc[0]].sort_values(time_col)[time_col]
+    freq = pd.infer_freq(pd.DatetimeIndex(first)) if len(first) >= 3 else None
+    m = season_from_freq(freq)
+    if m is None:
+        return 1, f"the frequency of {time_col} ({freq or 'unknown'}) has no known season"
+    return m, f"inferred from the {freq} frequency of {time_col}"
+
+
+def load_long_csv(path: str, horizon: int, season_length: int | None = None) -> SeriesSet:
+    """A user's long-format CSV or Parquet with columns unique_id, ds, y (nothing else: the job reads no
+    covariates). ``season_length`` None infers it from the dates' frequency (``infer_season``); how it was
+    found is in ``SeriesSet.note`` (the job warns when it fell back to 1)."""
+    pd = require("pandas", "tasks")
+    df = read_table(path, "--csv")
+    missing = [c for c in ("unique_id", "ds", "y") if c not in df.columns]
+    extra = [str(c) for c in df.columns if c not in ("unique_id", "ds", "y")]
+    if missing or extra:
+        raise ValueError(f"{path}: expected exactly the columns unique_id, ds, y; missing {missing}, not used "
+                         f"{extra} (lstmkit forecast reads no covariates; the Forecaster API does)")
     df["unique_id"] = df["unique_id"].astype(str)
-    try:
-        df["ds"] = pd.to_datetime(df["ds"])
-    except (ValueError, TypeError):
-        pass
+    if not pd.api.types.is_numeric_dtype(df["ds"]) and not pd.api.types.is_datetime64_any_dtype(df["ds"]):
+        try:  # dates as text; integer time indices stay integers
+            df["ds"] = pd.to_datetime(df["ds"])
+        except (ValueError, TypeError):
+            raise ValueError(f"{path}: column ds holds neither dates nor integers (e.g. {df['ds'].iloc[0]!r})") \
+                from None
     df = df.sort_values(["unique_id", "ds"]).reset_index(drop=True)
-    if df["y"].isna().any():
-        raise ValueError(f"{path}: column y has missing values; fill them first")
+    note = "given"
     if season_length is None:
-        season_length = 1
-        if np.issubdtype(df["ds"].dtype, np.datetime64):
-            first = df[df["unique_id"] == df["unique_id"].iloc[0]]["ds"]
-            freq = pd.infer_freq(first) if len(first) >= 3 else None
-            table = {"M": 12, "Q": 4, "W": 52, "D": 7, "H": 24, "h": 24}
-            season_length = next((v for k, v in table.items() if freq and freq.upper().startswith(k.upper())), 1)
-    return SeriesSet(path, df, int(season_length), int(horizon))
+        season_length, note = infer_season(df)
+    return SeriesSet(path, df, int(season_length), int(horizon), note)
 
 
 # ---------------------------------------------------------------------------------------------------------

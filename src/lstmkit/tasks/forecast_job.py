@@ -33,6 +33,8 @@ def run(*, out: str, dataset: str | None = None, csv: str | None = None, horizon
         s = datasets.load_forecast(dataset)
     H = horizon or s.horizon
     m = season_length or s.season_length
+    if season_length is None and s.note != "the data set's own" and m == 1:
+        log(f"warning: season length fell back to 1 ({s.note}); pass --season-length to set it")
     ys = series_dict(s.df)
     if limit is not None:
         ys = dict(list(ys.items())[:limit])
@@ -46,8 +48,13 @@ def run(*, out: str, dataset: str | None = None, csv: str | None = None, horizon
     import pandas as pd
 
     cut = folds * H
+    need = cut + H + max(m, 2)  # one window after the held-back folds: H targets after max(m, 2) inputs
+    fit_on = {k: y for k, y in ys.items() if len(y) >= need}
+    if len(fit_on) < len(ys):
+        log(f"{len(ys) - len(fit_on)} series with < {need} values are forecast in the backtest but too short to "
+            "give a training window")
     train_df = pd.concat([pd.DataFrame({"unique_id": k, "ds": np.arange(len(y) - cut), "y": y[:len(y) - cut]})
-                          for k, y in ys.items()], ignore_index=True)
+                          for k, y in fit_on.items()], ignore_index=True)
     fc = Forecaster(H, m, **model_kw)
     t0 = time.perf_counter()
     fc.fit(train_df, ckpt_dir=out, resume=resume, log=log)
