@@ -158,11 +158,11 @@ def statics(static_df, cols: Columns, uids: list, where: str = "static_df") -> d
 
 
 def split_series(df, cols: Columns, static_df=None, where: str = "df") -> dict:
-    """Checked long-format frame -> {uid: Series} in order of first appearance (ids keep their values)."""
+    """Checked long-format frame -> {uid: Series} in sorted id order (ids keep their values and dtype)."""
     check_columns(df, cols, where)
     _check_values(df, cols, [cols.target_col] + cols.exog, where)
     out = {}
-    for uid, g in df.groupby(cols.id_col, sort=False):
+    for uid, g in df.groupby(cols.id_col, sort=True):  # ids in sorted order, as neuralforecast
         g = g.sort_values(cols.time_col)
         times = _times(g, cols)
         step = time_step(times, uid, cols, where)
