@@ -3,6 +3,8 @@ aeon ships), an aeon .ts file, a long-format table of numeric sequences, or a CS
 majority-class and logistic-regression baselines in the same run."""
 import argparse
 
+from ._flags import DefaultsHelp, add_output, emit, log_for, positive_int, show_progress
+
 DEFAULTS = dict(hidden_size=64, num_layers=1, bidirectional=False, cell="lstm", epochs=40, batch_size=64, lr=5e-3,
                 patience=8, dropout=0.0, lr_schedule="constant", augment=None)
 
@@ -13,7 +15,8 @@ def register(sub) -> None:
 
     from ..tasks.data import CLASSIFY_SETS, aeon_bundled_sets
 
-    p = sub.add_parser("classify", help="train an LSTM classifier (a bundled UCR/UEA set, a .ts file, numeric "
+    p = sub.add_parser("classify", formatter_class=DefaultsHelp,
+                       help="train an LSTM classifier (a bundled UCR/UEA set, a .ts file, numeric "
                                         "sequences or a text CSV) and compare it with baselines")
     src = p.add_mutually_exclusive_group()
     try:
@@ -34,15 +37,21 @@ def register(sub) -> None:
                                                       "(default: %(default)s)")
     p.add_argument("--feature-cols", help="--sequences: comma-separated feature columns (default: every column "
                                           "but id, step and label)")
-    p.add_argument("--limit", type=int, help="use only this many training cases (quick runs)")
-    p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--num-layers", type=int, default=None)
-    p.add_argument("--dropout", type=float, default=None)
-    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None)
+    p.add_argument("--limit", type=positive_int, help="use only this many training cases (quick runs; default: all)")
+    p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
+                   help="read each sequence both ways (default: the set's preset, else off)")
+    p.add_argument("--num-layers", type=positive_int, default=None, help="stacked recurrent layers (default: 1)")
+    p.add_argument("--dropout", type=float, default=None, help="dropout between layers and before the head "
+                                                               "(default: 0)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
+                   help="cosine: decay the learning rate to 0 over --epochs (default: the set's preset, else "
+                        "constant)")
     p.add_argument("--augment", choices=("none", "shift"), default=None,
-                   help="shift: train also on copies moved one step in time and one feature position (images)")
+                   help="shift: train also on copies moved one step in time and one feature position (images; "
+                        "default: the set's preset, else none)")
     add_common(p, epochs=DEFAULTS["epochs"], batch_size=DEFAULTS["batch_size"], lr=DEFAULTS["lr"],
                hidden=DEFAULTS["hidden_size"])
+    add_output(p)
     # None = not given: the data set's preset (tasks.classify_presets.PRESETS) or DEFAULTS decides
     p.set_defaults(func=run, **{k: None for k in DEFAULTS})
     p.epilog = ("Per-data-set presets (flags given win): " +
@@ -62,7 +71,9 @@ def run(args) -> int:
     if model_kw["augment"] == "none":
         model_kw["augment"] = None
     features = [c.strip() for c in args.feature_cols.split(",") if c.strip()] if args.feature_cols else None
-    job(out=out, dataset=dataset, csv=args.csv, ts=args.ts, sequences=args.sequences, text_col=args.text_col,
-        label_col=args.label_col, id_col=args.id_col, step_col=args.step_col, feature_cols=features,
-        limit=args.limit, resume=args.resume, seed=args.seed, progress=not args.no_progress, **model_kw)
+    summary = job(out=out, dataset=dataset, csv=args.csv, ts=args.ts, sequences=args.sequences,
+                  text_col=args.text_col, label_col=args.label_col, id_col=args.id_col, step_col=args.step_col,
+                  feature_cols=features, limit=args.limit, resume=args.resume, seed=args.seed,
+                  progress=show_progress(args), log=log_for(args), **model_kw)
+    emit(args, summary)
     return 0

@@ -1,13 +1,17 @@
 """``lstmkit predict --model CKPT``: use a model saved by classify, forecast or generate on new data."""
 import sys
 
+from ._flags import DefaultsHelp, positive_int
+
 
 def register(sub) -> None:
-    p = sub.add_parser("predict", help="apply a saved model (from classify, forecast or generate) to new data")
+    p = sub.add_parser("predict", formatter_class=DefaultsHelp,
+                       help="apply a saved model (from classify, forecast or generate) to new data")
     p.add_argument("--model", required=True, help="checkpoint: best.safetensors (classify) or model.safetensors")
     p.add_argument("--csv", help="CSV or Parquet. classify, text model: a --text-col column; classify, numeric model: "
                                  "long format, one row per case and step (--id-col, --step-col, the model's "
-                                 "feature columns); forecast: long format unique_id, ds, y")
+                                 "feature columns); forecast: long format with the model's id, time and target "
+                                 "columns (unique_id, ds, y unless it was fit with others)")
     p.add_argument("--ts", help="classify, numeric model: an aeon/UCR-UEA .ts file")
     p.add_argument("--text-col", default="text", help="text models: the text column (default: %(default)s)")
     p.add_argument("--id-col", default="id", help="numeric classify: the case id column (default: %(default)s)")
@@ -17,11 +21,10 @@ def register(sub) -> None:
     p.add_argument("--label-col", help="classify: a column of true labels; predictions are scored against it "
                                        "(default: none, and any column the model does not read is an error)")
     p.add_argument("--prompt", default="", help="generate: text to continue (default: empty)")
-    p.add_argument("--n-chars", type=int, default=300, help="generate: characters to sample (default: %(default)s)")
-    p.add_argument("--temperature", type=float, default=0.8, help="generate: sampling temperature "
-                                                                  "(default: %(default)s)")
-    p.add_argument("--top-k", type=int, default=20, help="generate: sample among the k likeliest characters "
-                                                         "(default: %(default)s)")
+    p.add_argument("--n-chars", type=positive_int, default=300, help="generate: characters to sample")
+    p.add_argument("--temperature", type=float, default=0.8, help="generate: sampling temperature")
+    p.add_argument("--top-k", type=positive_int, default=20,
+                   help="generate: sample among the k likeliest characters")
     p.add_argument("--output", help="write predictions to this CSV (refused if it exists); default: print")
     p.set_defaults(func=run)
 

@@ -222,7 +222,8 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
             return torch.nn.functional.cross_entropy(model(x[:, :T], lengths), target)
 
         cfg = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, patience=self.patience,
-                          seed=self.seed, progress=int(self.verbose) >= 2, lr_schedule=self.lr_schedule)
+                          seed=self.seed, progress=int(self.verbose) >= 2, lr_schedule=self.lr_schedule,
+                          loss_unit="nats per sequence (cross-entropy)")
         if log is None:
             log = print if self.verbose else _quiet
         self.history_ = fit(self.model_, loss_fn, data(idx_tr), None if idx_val is None else data(idx_val), cfg,

@@ -226,7 +226,8 @@ class Forecaster:
                 f"{len(train[0])} training windows, {0 if val is None else len(val[0])} validation windows")
             model = self._build(member)
             cfg = TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], patience=c["patience"],
-                              seed=member["seed"], batches_per_epoch=c["batches_per_epoch"], progress=self.progress)
+                              seed=member["seed"], batches_per_epoch=c["batches_per_epoch"], progress=self.progress,
+                              loss_unit="(pinball loss on values divided by the window's level)")
             mdir = None
             if ckpt_dir is not None:
                 mdir = os.path.join(ckpt_dir, f"member-{k}")

@@ -44,6 +44,7 @@ class TrainConfig:
     progress: bool = True
     on_nonfinite: str | None = None  # 'stop' (raise) or 'skip' the batch; None: LSTMKIT_ON_NONFINITE or 'stop'
     lr_schedule: str = "constant"
+    loss_unit: str = ""  # printed after the losses, e.g. "nats per sequence (cross-entropy)"
 
 
 def scheduled_lr(cfg: TrainConfig, step: int, total_steps: int) -> float:
@@ -230,7 +231,8 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
                     checkpoint.save(os.path.join(ckpt_dir, LAST), task=task, config=config, model=model,
                                     optimizer=opt, trainer=state, loader_generator=gen)
                 distributed.barrier()
-            msg = (f"epoch {state['epoch']:3d}  train {train_loss:.4f}  val {val_loss:.4f}"
+            unit = f" {cfg.loss_unit}" if cfg.loss_unit else ""
+            msg = (f"epoch {state['epoch']:3d}  train {train_loss:.4f}  val {val_loss:.4f}{unit}"
                    f"{'  *' if improved else ''}  ({time.perf_counter() - start:.1f}s)"
                    f"{f'  [{skipped} non-finite batches skipped]' if skipped else ''}")
             if not bar.disable:
