@@ -93,3 +93,24 @@ def test_forecast_csv_with_an_extra_column_is_refused(tmp_path, capsys):
     csv.write_text("unique_id,ds,y,price\n" + "\n".join(f"a,{t},{t},{t}" for t in range(30)))
     assert main(["forecast", "--csv", str(csv), "--horizon", "2", "--out", str(tmp_path / "r")]) == 2
     assert "not used ['price']" in capsys.readouterr().err
+
+
+def test_report_and_explain_on_a_classify_run_folder_with_a_raw_sequence(tmp_path, capsys):
+    from lstmkit.commands._task_model import scaled
+    from lstmkit.tasks.data import load_digits
+
+    run = tmp_path / "run"
+    assert main(["classify", "--dataset", "digits", "--limit", "60", "--epochs", "1", "--hidden-size", "4",
+                 "--out", str(run), "--quiet"]) == 0
+    assert (run / "model.safetensors").is_file()  # the same model file name as forecast and generate
+    raw = load_digits().X[0]  # (8 rows, 8 pixels), as the user has it: unscaled
+    data = tmp_path / "digit.npy"
+    np.save(data, raw)
+    x = scaled(str(run / "model.safetensors"), raw.astype(np.float64), str(data))
+    config = json.loads((run / "results.json").read_text())["config"]
+    np.testing.assert_allclose(x, (raw - np.asarray(config["mean"])) / np.asarray(config["std"]), rtol=1e-12)
+    out = tmp_path / "report.html"
+    assert main(["report", str(run), "--data", str(data), "--out", str(out)]) == 0
+    assert out.stat().st_size > 10_000
+    assert main(["explain", str(run), "--data", str(data)]) == 0
+    assert "top units" in capsys.readouterr().out

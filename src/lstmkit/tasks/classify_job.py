@@ -177,8 +177,9 @@ def run(*, out: str, dataset: str | None = None, csv: str | None = None, ts: str
     summary = {"task": "classify", "dataset": d.name, "source": d.info.get("source"),
                "n_train": len(Xtr), "n_test": len(Xte), "classes": classes,
                "config": clf.config_, "training": clf.history_, "results": results, "table": rows,
-               "checkpoint": os.path.join(out, "best.safetensors"), "seconds": round(time.perf_counter() - start, 1)}
+               "checkpoint": os.path.join(out, "model.safetensors"), "seconds": round(time.perf_counter() - start, 1)}
     write_json(os.path.join(out, "results.json"), summary)
-    log(f"wrote {out}/results.json, confusion.png, best.safetensors (predict with: lstmkit predict --model "
-        f"{out}/best.safetensors ...)")
+    clf.save(os.path.join(out, "model.safetensors"))  # the name every task's model has (best.safetensors: the same)
+    log(f"wrote {out}/results.json, confusion.png, model.safetensors (predict with: lstmkit predict --model "
+        f"{out}/model.safetensors ...)")
     return summary

@@ -193,6 +193,8 @@ def _plot(path, series, folds, H, point, lo, hi, title, n_panels: int = 4) -> No
         for name, f in point.items():
             ax.plot(t, f[last + i], lw=1.2, label=name)
         ax.set_title(f"{title}: series {i}", fontsize=9)
+        ax.set_ylabel("value", fontsize=8)
+    axes[-1, 0].set_xlabel("time step (index within the series)", fontsize=8)
     axes[0, 0].legend(fontsize=7, ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
