@@ -21,9 +21,11 @@ EXPECTED_FAILED_CHECKS = {
     "check_n_features_in_after_fitting": "same reason: predict on sequences of another length is correct use, "
                                          "so a different number of columns is not an error",
     "check_classifiers_train": "its last step calls predict(X.T), i.e. 2 sequences of 300 steps, which is valid "
-                               "input for a sequence model; its accuracy (> 0.83) part passes and is asserted in "
-                               "test_blobs_read_as_two_step_sequences_are_learned",
+                               "input for a sequence model; its accuracy bar (> 0.83 on blobs) is asserted with "
+                               "more epochs in test_blobs_read_as_two_step_sequences_are_learned",
 }
+# the contract, not the accuracy, is checked here: as few epochs as keep every fit meaningful (~100 fits)
+CHECK_SETTINGS = dict(hidden_size=8, epochs=2, batch_size=64, patience=2, val_fraction=0.1)
 
 
 def quiet(**kw):
@@ -40,7 +42,8 @@ def blobs(n=150, seed=0):
 def test_check_estimator_passes_all_but_the_listed_checks():
     from sklearn.utils.estimator_checks import check_estimator
 
-    results = check_estimator(quiet(), expected_failed_checks=EXPECTED_FAILED_CHECKS, on_fail=None)
+    results = check_estimator(SequenceClassifier(**CHECK_SETTINGS), expected_failed_checks=EXPECTED_FAILED_CHECKS,
+                              on_fail=None)
     failed = {r["check_name"] for r in results if r["status"] == "failed"}
     xfailed = {r["check_name"] for r in results if r["status"] == "xfail"}
     assert failed == set(), failed
