@@ -88,7 +88,7 @@ def test_shift_augmentation_moves_one_pixel_and_zero_fills():
 
 
 def test_dataset_preset_applies_and_flags_win(tmp_path):
-    from lstmkit.tasks.classify_presets import PRESETS
+    from lstmkit.tasks.classify.presets import PRESETS
 
     out = str(tmp_path / "run")
     assert main(["classify", "--dataset", "digits", "--limit", "60", "--no-bidirectional", "--out", out] + TINY) == 0

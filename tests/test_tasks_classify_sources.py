@@ -11,7 +11,7 @@ pytest.importorskip("sklearn")
 pytest.importorskip("aeon")
 
 from lstmkit.cli import main  # noqa: E402
-from lstmkit.tasks import data  # noqa: E402
+from lstmkit.tasks.classify import data  # noqa: E402
 
 TINY = ["--epochs", "1", "--hidden-size", "4", "--no-progress"]
 

@@ -97,7 +97,7 @@ def test_forecast_csv_with_an_extra_column_is_refused(tmp_path, capsys):
 
 def test_report_and_explain_on_a_classify_run_folder_with_a_raw_sequence(tmp_path, capsys):
     from lstmkit.commands._task_model import scaled
-    from lstmkit.tasks.data import load_digits
+    from lstmkit.tasks.classify.data import load_digits
 
     run = tmp_path / "run"
     assert main(["classify", "--dataset", "digits", "--limit", "60", "--epochs", "1", "--hidden-size", "4",

@@ -10,10 +10,10 @@ DEFAULTS = dict(hidden_size=64, num_layers=1, bidirectional=False, cell="lstm", 
 
 
 def register(sub) -> None:
-    from ..tasks.classify_presets import PRESETS
+    from ..tasks.classify.presets import PRESETS
     from ..tasks.cli_common import add_common
 
-    from ..tasks.data import CLASSIFY_SETS, aeon_bundled_sets
+    from ..tasks.classify.data import CLASSIFY_SETS, aeon_bundled_sets
 
     p = sub.add_parser("classify", formatter_class=DefaultsHelp,
                        help="train an LSTM classifier (a bundled UCR/UEA set, a .ts file, numeric "
@@ -52,15 +52,15 @@ def register(sub) -> None:
     add_common(p, epochs=DEFAULTS["epochs"], batch_size=DEFAULTS["batch_size"], lr=DEFAULTS["lr"],
                hidden=DEFAULTS["hidden_size"])
     add_output(p)
-    # None = not given: the data set's preset (tasks.classify_presets.PRESETS) or DEFAULTS decides
+    # None = not given: the data set's preset (tasks.classify.presets.PRESETS) or DEFAULTS decides
     p.set_defaults(func=run, **{k: None for k in DEFAULTS})
     p.epilog = ("Per-data-set presets (flags given win): " +
                 "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in kw.items()) for name, kw in PRESETS.items()))
 
 
 def run(args) -> int:
-    from ..tasks.classify_job import run as job
-    from ..tasks.classify_presets import PRESETS
+    from ..tasks.classify.job import run as job
+    from ..tasks.classify.presets import PRESETS
     from ..tasks.cli_common import out_dir
 
     out = out_dir(args, "classify")

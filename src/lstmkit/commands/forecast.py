@@ -5,7 +5,7 @@ from ._flags import DefaultsHelp, add_output, emit, log_for, positive_int, show_
 
 
 def register(sub) -> None:
-    from ..tasks.baselines import METHODS
+    from ..tasks.forecast.baselines import METHODS
     from ..tasks.cli_common import add_common
 
     p = sub.add_parser("forecast", formatter_class=DefaultsHelp,
@@ -38,7 +38,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..tasks import forecast_job
+    from ..tasks.forecast import job as forecast_job
     from ..tasks.cli_common import out_dir
 
     methods = tuple(m.strip() for m in args.baselines.split(",") if m.strip())

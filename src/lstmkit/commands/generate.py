@@ -39,7 +39,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..tasks.cli_common import out_dir
-    from ..tasks.generate_job import run as job
+    from ..tasks.generate.job import run as job
 
     out = out_dir(args, "generate")
     summary = job(out=out, text_file=args.text, limit=args.limit, test_fraction=args.test_fraction,

@@ -31,7 +31,8 @@ def register(sub) -> None:
 
 def _numeric_cases(args, clf, df, path: str):
     """(ids, X, labels or None) from a long-format table, reading exactly the columns the model needs."""
-    from ..tasks.data import need_columns, long_sequences
+    from ..tasks.classify.data import long_sequences
+    from ..tasks.tables import need_columns
 
     features = [c.strip() for c in args.feature_cols.split(",")] if args.feature_cols else clf.config_.get("features")
     if features is None:
@@ -56,7 +57,8 @@ def _classify(args, model_path: str):
     import pandas as pd
 
     from ..tasks.classify import SequenceClassifier
-    from ..tasks.data import aeon_cases, read_table
+    from ..tasks.classify.data import aeon_cases
+    from ..tasks.tables import read_table
 
     clf = SequenceClassifier.load(model_path)
     if args.ts is not None:
@@ -104,7 +106,7 @@ def run(args) -> int:
         print(CharLM.load(args.model).sample(args.prompt, args.n_chars, args.temperature, args.top_k))
         return 0
     if task == "forecast":
-        from ..tasks.data import read_table
+        from ..tasks.tables import read_table
         from ..tasks.forecast import Forecaster
 
         if args.csv is None:

@@ -9,9 +9,9 @@ import time
 import numpy as np
 
 from . import data as datasets
-from .classify import SequenceClassifier
-from .distributed import is_main, rank
-from .runio import format_table, pyplot, write_json
+from .estimator import SequenceClassifier
+from ..distributed import is_main, rank
+from ..runio import format_table, pyplot, write_json
 
 # The archive's benchmark classifier, run in the same job on the same split instead of a figure quoted from a
 # paper: 1-NN with dependent DTW (aeon's multivariate DTW), the baseline of Bagnall et al., "The UEA multivariate
@@ -55,7 +55,7 @@ def baselines(Xtr, ytr, Xte, text: bool, seed: int = 0) -> dict:
 
 def nearest_neighbour_dtw(Xtr, ytr, Xte) -> np.ndarray:
     """1-NN with dependent DTW over all channels (aeon), variable lengths allowed: predictions (N_test,)."""
-    from .._optional import require
+    from ..._optional import require
 
     knn = require("aeon.classification.distance_based", "tasks")
 

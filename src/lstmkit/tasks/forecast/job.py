@@ -15,10 +15,10 @@ import numpy as np
 
 from . import baselines as base
 from . import data as datasets
-from .distributed import is_main, rank
-from .forecast import Forecaster, series_dict
+from ..distributed import is_main, rank
+from .estimator import Forecaster, series_dict
 from .metrics import coverage, mase_scale, scores
-from .runio import format_table, pyplot, write_json
+from ..runio import format_table, pyplot, write_json
 
 
 def load(dataset: str | None, csv: str | None, horizon: int | None, season_length: int | None, log):

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._optional import require
-from . import checkpoint
+from ..._optional import require
+from .. import checkpoint
 from .sequences import check_channels, check_layout, to_sequences
-from .training import TrainConfig, fit, seed_everything
+from ..training import TrainConfig, fit, seed_everything
 
 _base = require("sklearn.base", "tasks")
 _validation = require("sklearn.utils.validation", "tasks")
@@ -158,7 +158,7 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         return torch.from_numpy(x), torch.tensor([len(s) for s in X])
 
     def _build(self):
-        from .models import SequenceNet
+        from .net import SequenceNet
 
         c = self.config_
         return SequenceNet(0 if c["text"] else len(c["mean"]), len(c["classes"]), c["hidden_size"], c["num_layers"],

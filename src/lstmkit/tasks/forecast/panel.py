@@ -53,7 +53,7 @@ def name(uid) -> str:
 
 
 def _pd():
-    from .._optional import require
+    from ..._optional import require
 
     return require("pandas", "tasks")
 

@@ -21,8 +21,9 @@ import os
 
 import numpy as np
 
-from . import checkpoint, panel, windows
-from .training import TrainConfig, fit, seed_everything
+from .. import checkpoint
+from . import panel, windows
+from ..training import TrainConfig, fit, seed_everything
 
 TASK = "forecast"
 
@@ -107,7 +108,7 @@ class Forecaster:
         return c["patch"] * (1 + len(cols.exog)) + (m if m > 1 else 0) + len(cols.stat_exog)
 
     def _build(self, member: dict):
-        from .models import ForecastNet
+        from .net import ForecastNet
 
         c = self.config
         seed_everything(member["seed"])

@@ -60,7 +60,7 @@ def forecast_all(method: str, histories: list, H: int, m: int, progress: bool = 
     out, fallbacks = [], 0
     bar = None
     if progress and sys.stderr.isatty():
-        from .._optional import require
+        from ..._optional import require
 
         bar = require("tqdm", "tasks").tqdm(total=len(histories), desc=method, unit="series", leave=False,
                                             file=sys.stderr)

@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from . import checkpoint
-from .training import TrainConfig, fit, seed_everything
+from .. import checkpoint
+from ..training import TrainConfig, fit, seed_everything
 
 TASK = "generate"
 
@@ -39,7 +39,7 @@ class CharLM:
         return np.fromiter((lookup.get(c, 0) for c in text), np.int64, len(text))
 
     def _build(self):
-        from .models import CharNet
+        from .net import CharNet
 
         c = self.config
         seed_everything(c["seed"])
