@@ -115,3 +115,23 @@ def test_integer_time_gaps_are_refused():
     df = panel(dates=False)
     with pytest.raises(ValueError, match=r"series 101 has a gap after ds=9"):
         quiet().fit(df.drop(index=10), log=log)
+
+
+def test_lstmkit_predict_reads_dates_and_future_covariates(tmp_path, capsys):
+    from lstmkit.cli import main
+
+    df = panel(promo=lambda t, k: (t % 4 == 1) * 1.0)
+    fc = quiet(futr_exog_list=["promo"]).fit(df, log=log)
+    model = str(tmp_path / "fc.safetensors")
+    fc.save(model)
+    history, future = tmp_path / "history.csv", tmp_path / "future.csv"
+    df.to_csv(history, index=False)  # dates become text in a CSV
+    pd.DataFrame({"unique_id": np.repeat([101, 202, 303], 4),
+                  "ds": np.tile(pd.date_range("2010-03-31", periods=4, freq="QE-DEC"), 3),
+                  "promo": 0.0}).to_csv(future, index=False)
+    assert main(["predict", "--model", model, "--csv", str(history)]) == 2
+    assert "futr_df: needed" in capsys.readouterr().err
+    assert main(["predict", "--model", model, "--csv", str(history), "--futr-csv", str(future)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("unique_id,ds,step,yhat") and len(lines) == 13
+    assert lines[1].startswith("101,2010-03-31,1,")

@@ -13,6 +13,8 @@ def register(sub) -> None:
                                  "feature columns); forecast: long format with the model's id, time and target "
                                  "columns (unique_id, ds, y unless it was fit with others)")
     p.add_argument("--ts", help="classify, numeric model: an aeon/UCR-UEA .ts file")
+    p.add_argument("--futr-csv", help="forecast, a model with futr_exog_list: CSV or Parquet of those covariates "
+                                      "at each series' next H times (id, time and those columns)")
     p.add_argument("--text-col", default="text", help="text models: the text column (default: %(default)s)")
     p.add_argument("--id-col", default="id", help="numeric classify: the case id column (default: %(default)s)")
     p.add_argument("--step-col", default="step", help="numeric classify: the time step column (default: %(default)s)")
@@ -92,6 +94,34 @@ def _classify(args, model_path: str):
     return result
 
 
+def _forecast(args):
+    """The next H steps of every series in --csv (with --futr-csv's future covariates when the model reads
+    some); a text time column is read as dates."""
+    import pandas as pd
+
+    from ..tasks.forecast import Forecaster
+    from ..tasks.tables import read_table
+
+    if args.csv is None:
+        raise ValueError("--csv is needed to predict with a forecast model")
+    fc = Forecaster.load(args.model)
+    time_col = fc.columns.time_col
+
+    def table(path, flag):
+        df = read_table(path, flag)
+        t = df.get(time_col)
+        if t is not None and not pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_datetime64_any_dtype(t):
+            try:
+                df[time_col] = pd.to_datetime(t)
+            except (ValueError, TypeError):
+                raise ValueError(f"{flag} {path}: column {time_col} holds neither dates nor integers (e.g. "
+                                 f"{t.iloc[0]!r})") from None
+        return df
+
+    futr = table(args.futr_csv, "--futr-csv") if args.futr_csv else None
+    return fc.predict(table(args.csv, "--csv"), futr_df=futr)
+
+
 def run(args) -> int:
     import os
 
@@ -106,12 +136,7 @@ def run(args) -> int:
         print(CharLM.load(args.model).sample(args.prompt, args.n_chars, args.temperature, args.top_k))
         return 0
     if task == "forecast":
-        from ..tasks.tables import read_table
-        from ..tasks.forecast import Forecaster
-
-        if args.csv is None:
-            raise ValueError("--csv is needed to predict with a forecast model")
-        result = Forecaster.load(args.model).predict(read_table(args.csv, "--csv"))
+        result = _forecast(args)
     elif task == "classify":
         result = _classify(args, args.model)
     else:
