@@ -26,7 +26,7 @@ def worker(epochs: int, out: str, n: int, T: int, hidden: int, batch: int) -> No
     import torch
 
     from lstmkit.tasks import distributed
-    from lstmkit.tasks.models import SequenceNet
+    from lstmkit.tasks.classify.net import SequenceNet
     from lstmkit.tasks.training import TrainConfig, fit, seed_everything
 
     try:  # the native kernels have their own pool (default: every CPU); match torch's thread count

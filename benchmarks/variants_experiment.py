@@ -27,7 +27,7 @@ from torch import nn
 
 import lstmkit
 import lstmkit.torch as lt
-from lstmkit.tasks.data import load_text
+from lstmkit.tasks.generate.data import load_text
 
 THREADS = 2
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from lstmkit import Forecaster
-from lstmkit.tasks.baselines import seasonal_naive
-from lstmkit.tasks.data import load_forecast
-from lstmkit.tasks.metrics import mase_scale, scores
+from lstmkit.tasks.forecast.baselines import seasonal_naive
+from lstmkit.tasks.forecast.data import load_forecast
+from lstmkit.tasks.forecast.metrics import mase_scale, scores
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--series", type=int, default=0, help="use the first N series only (default 0: all)")

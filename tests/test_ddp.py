@@ -40,7 +40,7 @@ def _loss(model, x, lengths, y):
 
 
 def train(out: str, epochs: int, resume: bool = False, cell: str = "lstm"):
-    from lstmkit.tasks.models import SequenceNet
+    from lstmkit.tasks.classify.net import SequenceNet
     from lstmkit.tasks.training import TrainConfig, fit, seed_everything
 
     torch.set_num_threads(1)
