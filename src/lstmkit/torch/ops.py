@@ -28,8 +28,10 @@ bidirectional, proj_size) -> (output, h_n, c_n, workspace)``, ``torch.ops.lstmki
 
 The computation is lstmkit's native engine (``lstmkit.engine``) when it is built, else the NumPy
 reference (``lstmkit.ref.rnn``); training with inter-layer dropout masks always uses the reference.
-Tensors go to NumPy with ``.detach().cpu().numpy()`` and come back with ``torch.from_numpy`` on the
-input's device, in the input's dtype (float32 or float64). The backward of ``lstm`` / ``gru``
+The operators take CPU tensors only (another device is refused by name, never copied to the CPU and
+back; the modules dispatch other devices to torch's kernels, ``lstmkit.torch.devices``); tensors go to
+NumPy with ``.detach().numpy()`` and come back with ``torch.from_numpy``, in the input's dtype (float32 or
+float64). The backward of ``lstm`` / ``gru``
 **recomputes the forward** (natively, or the reference's to rebuild its per-step cache): only the
 inputs are saved, at the cost of one extra forward per backward; ``lstm_train`` / ``gru_train`` save
 the workspace instead and their backward is the backward alone.
@@ -134,8 +136,17 @@ def _to_torch(a: np.ndarray, like: Tensor) -> Tensor:
     return torch.from_numpy(np.array(a, dtype=a.dtype, order="C", copy=True)).to(like.device)
 
 
+def _check_cpu(x) -> None:
+    """lstmkit's kernels run on the CPU; a tensor elsewhere is refused, never silently copied there and back
+    (the modules compute non-CPU tensors with torch's own kernels: lstmkit.torch.devices)."""
+    if x.device.type != "cpu":
+        raise ValueError(f"input: lstmkit's operators run on CPU tensors, got one on {x.device}; the modules "
+                         "(lstmkit.torch.LSTM/GRU/...) compute it with torch's kernels there")
+
+
 def _numpy_args(config, x, h0, c0, params, lengths, dropout_masks):
     """Real-kernel arguments as the reference takes them (lengths' values checked here, where they are real)."""
+    _check_cpu(x)
     T, B = _check_args(config, x, h0, c0, params, lengths, dropout_masks)
     lengths_np = None if lengths is None else checks.check_lengths(_np(lengths), T, B)
     params_np = dict(zip(param_shapes(config), (_np(p) for p in params)))
