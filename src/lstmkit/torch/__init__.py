@@ -8,7 +8,9 @@ from .._optional import require
 
 require("torch", "torch")  # without torch: an ImportError that names the extra to install
 
-from . import ops, variant_ops  # noqa: E402
+from . import onnx_export, ops, variant_ops  # noqa: E402
 from .modules import GRU, LSTM, GRUCell, LSTMCell  # noqa: E402
+
+onnx_export.register_symbolics()  # torch.onnx.export(dynamo=False) translates the operators to LSTM/GRU nodes
 
 __all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell", "ops", "variant_ops"]

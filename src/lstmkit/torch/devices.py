@@ -7,8 +7,8 @@ NVIDIA GPUs), and with ``lstmkit.torch.equations`` (the same equations in torch 
 the variants, lengths (padded input with packed-sequence semantics) and lstmkit's own inter-layer dropout
 masks (drawn by the module so every path computes the same function from the same masks).
 
-The same split serves ``torch.onnx.export``: torch's exporters translate ``aten::lstm``/``aten::gru`` into
-ONNX LSTM/GRU nodes, and the equations into standard ONNX ops.
+The dynamo ONNX exporter also comes here: configurations an ONNX LSTM/GRU node expresses are written as
+such nodes (``onnx_export.forward``), the others (proj_size, layer_norm, zoneout) as the equations.
 """
 from __future__ import annotations
 
@@ -16,17 +16,23 @@ import torch
 
 from ..params import RNNConfig, param_shapes
 from ..ref.variants import VariantMasks
-from . import equations
+from . import equations, onnx_export
 
-__all__ = ["elsewhere", "sequence_forward", "cell_forward"]
+__all__ = ["cell_forward", "dynamo_onnx_export", "elsewhere", "sequence_forward"]
 
 Tensor = torch.Tensor
 
 
+def dynamo_onnx_export() -> bool:
+    """Whether torch.onnx.export(dynamo=True) is tracing (the TorchScript exporter traces with torch.jit and
+    translates lstmkit's operators itself: ``onnx_export.register_symbolics``)."""
+    return torch.onnx.is_in_onnx_export() and not torch.jit.is_tracing()
+
+
 def elsewhere(x: Tensor) -> bool:
-    """Whether a forward on x must not call lstmkit's CPU operators: x is not on the CPU, or an ONNX exporter
-    is tracing (it knows torch's RNN ops, not lstmkit's)."""
-    return x.device.type != "cpu" or torch.onnx.is_in_onnx_export()
+    """Whether a forward on x must not call lstmkit's CPU operators: x is not on the CPU, or the dynamo ONNX
+    exporter is tracing (it has no translation of lstmkit's operators)."""
+    return x.device.type != "cpu" or dynamo_onnx_export()
 
 
 def _torch_has(config: RNNConfig, lengths, dropout_masks) -> bool:
@@ -45,6 +51,15 @@ def sequence_forward(config: RNNConfig, x: Tensor, state0: tuple, weights: list,
     dropout_masks [] or L − 1 masks (T, B, D·P); variant_masks (recurrent, zoneout_c, zoneout_h) lists,
     all empty in evaluation.
     """
+    if torch.onnx.is_in_onnx_export():
+        if dropout_masks or any(variant_masks):
+            raise ValueError("torch.onnx.export of an lstmkit.torch module in training mode with dropout or "
+                             "zoneout: the masks would be frozen into the graph; export the model in eval mode")
+        if dynamo_onnx_export() and onnx_export.expressible(config):  # ONNX LSTM/GRU nodes
+            return onnx_export.forward(config, x, state0, weights, lengths)
+        if torch.jit.is_tracing() and not _torch_has(config, lengths, dropout_masks):  # TorchScript, not on CPU
+            raise ValueError(f"torch.onnx.export(dynamo=False) of an lstmkit.torch module on {x.device} exports "
+                             "plain full-length configurations only; move the model to the CPU first")
     train = torch.is_grad_enabled()  # cuDNN keeps what its backward needs only in training mode
     if _torch_has(config, lengths, dropout_masks):
         args = (weights, config.bias, config.num_layers, 0.0, train, config.bidirectional, False)
