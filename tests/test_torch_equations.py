@@ -76,6 +76,19 @@ def test_equations_match_reference(mode, options, train, lengths):
         np.testing.assert_allclose(g.numpy(), w, rtol=0, atol=TOL * max(1.0, np.abs(w).max()))
 
 
+@pytest.mark.parametrize("lengths", [None, [6, 1, 0, 4]], ids=["full", "lengths"])
+@pytest.mark.parametrize("mode, options", OPTIONS[::2], ids=lambda v: str(v))
+def test_scan_loop_equals_python_loop(mode, options, lengths):
+    """loop="scan" (what ONNX export traces) computes the same function as the Python loop (evaluation)."""
+    config, params, x, state0, _, _, _ = _case(mode, options)
+    args = ({k: _t(v) for k, v in params.items()}, _t(x), tuple(_t(s) for s in state0), _t(lengths))
+    want, want_final = equations.forward(config, *args)
+    got, got_final = equations.forward(config, *args, loop="scan")
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-15)
+    for g, w in zip(got_final, want_final):
+        torch.testing.assert_close(g, w, rtol=0, atol=1e-15)
+
+
 def test_equations_zero_steps_and_default_state():
     config = RNNConfig("LSTM", 3, 4, num_layers=2, bidirectional=True, proj_size=2)
     params = {k: torch.from_numpy(v) for k, v in init_params(config, 0, "float64").items()}

@@ -44,9 +44,10 @@ NODES = {  # configurations an ONNX LSTM/GRU node expresses
     "lstm_input_forget": lambda: lt.LSTM(3, 5, input_forget=True, activations=(("LeakyRelu", 0.1), "Tanh", "Tanh")),
     "gru_before_reset_clip": lambda: lt.GRU(3, 5, 2, linear_before_reset=False, clip=2.0),
 }
-UNROLLED = {  # the ONNX ops lack these: dynamo traces the equations
+SCANS = {  # the ONNX ops lack these: dynamo writes the equations' time loop as an ONNX Scan
     "lstm_proj": lambda: lt.LSTM(3, 5, proj_size=2, bidirectional=True),
-    "gru_layer_norm_zoneout": lambda: lt.GRU(3, 5, layer_norm=True, zoneout=(0.0, 0.2)),
+    "lstm_layer_norm_zoneout_2layer": lambda: lt.LSTM(3, 5, 2, layer_norm=True, zoneout=(0.2, 0.1), peephole=True),
+    "gru_layer_norm_zoneout": lambda: lt.GRU(3, 5, layer_norm=True, zoneout=(0.0, 0.2), bidirectional=True),
 }
 
 
@@ -108,24 +109,23 @@ def test_dynamo_export_with_dynamic_time_runs_other_lengths(case):
         _check(proto, model, _args(model, T=steps))
 
 
-@pytest.mark.parametrize("case", list(UNROLLED))
-def test_dynamo_export_of_options_without_a_node(case):
-    """proj_size / layer_norm / zoneout: traced through the equations at the example's length, which the graph's
-    input then fixes even when a dynamic time dimension was asked for: onnxruntime refuses another length
-    (never a graph that silently runs a fixed number of steps)."""
-    model = _model(UNROLLED[case])
-    args = _args(model, lengths=[6, 2, 4])
-    _check(_export(model, args, True), model, args)
-    proto = _export(model, _args(model), True, dynamic_shapes=({0: torch.export.Dim("T", min=2, max=64)},))
-    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 6
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    with pytest.raises(Exception, match="invalid dimensions"):
-        session.run(None, {session.get_inputs()[0].name: _args(model, T=9)[0].numpy()})
+@pytest.mark.parametrize("case", list(SCANS))
+def test_dynamo_export_of_options_without_a_node_is_a_scan(case):
+    """proj_size / layer_norm / zoneout: one ONNX Scan per layer and direction, with a dynamic time dimension
+    (checked at other lengths, with lengths)."""
+    model = _model(SCANS[case])
+    T = torch.export.Dim("T", min=2, max=64)
+    proto = _export(model, _args(model, lengths=[6, 2, 4]), True, dynamic_shapes=({0: T}, None))
+    c = model.rnn.config
+    assert [n.op_type for n in proto.graph.node].count("Scan") == c.num_layers * c.num_directions
+    assert not [n for n in proto.graph.node if n.op_type in ("LSTM", "GRU")]
+    for steps, lengths in ((6, [6, 2, 4]), (11, [3, 11, 7]), (2, [2, 1, 2])):
+        _check(proto, model, _args(model, T=steps, lengths=lengths))
 
 
-@pytest.mark.parametrize("case", list(UNROLLED))
+@pytest.mark.parametrize("case", list(SCANS))
 def test_torchscript_export_refuses_options_without_a_node(case):
-    model = _model(UNROLLED[case])
+    model = _model(SCANS[case])
     with pytest.raises(ValueError, match="proj_size, layer_norm and zoneout have no ONNX LSTM/GRU node"):
         _export(model, _args(model), False)
 

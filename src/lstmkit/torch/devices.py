@@ -8,7 +8,8 @@ the variants, lengths (padded input with packed-sequence semantics) and lstmkit'
 masks (drawn by the module so every path computes the same function from the same masks).
 
 The dynamo ONNX exporter also comes here: configurations an ONNX LSTM/GRU node expresses are written as
-such nodes (``onnx_export.forward``), the others (proj_size, layer_norm, zoneout) as the equations.
+such nodes (``onnx_export.forward``), the others (proj_size, layer_norm, zoneout) as the equations with a
+``torch.scan`` time loop, which becomes an ONNX Scan.
 """
 from __future__ import annotations
 
@@ -57,6 +58,9 @@ def sequence_forward(config: RNNConfig, x: Tensor, state0: tuple, weights: list,
                              "zoneout: the masks would be frozen into the graph; export the model in eval mode")
         if dynamo_onnx_export() and onnx_export.expressible(config):  # ONNX LSTM/GRU nodes
             return onnx_export.forward(config, x, state0, weights, lengths)
+        if dynamo_onnx_export():  # an ONNX Scan over time per direction, the cell written out
+            return equations.forward(config, dict(zip(param_shapes(config), weights)), x, state0, lengths,
+                                     loop="scan")
         if torch.jit.is_tracing() and not _torch_has(config, lengths, dropout_masks):  # TorchScript, not on CPU
             raise ValueError(f"torch.onnx.export(dynamo=False) of an lstmkit.torch module on {x.device} exports "
                              "plain full-length configurations only; move the model to the CPU first")

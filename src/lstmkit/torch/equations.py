@@ -162,6 +162,26 @@ def _run_direction(cell, step, a, state, w, mask, reverse, masks_at):
     return ys, state
 
 
+def _scan_direction(cell, step, a, state, w, mask, reverse, masks_at):
+    """``_run_direction`` as one ``torch.scan`` over time (a loop an exported graph keeps: ONNX Scan), for
+    evaluation (masks_at gives the same masks at every step). mask (T, B, 1) or None."""
+    from torch._higher_order_ops.scan import scan
+
+    masks = masks_at(0)
+    steps = (a,) if mask is None else (a, mask)
+
+    def combine(state, xs):
+        new = step(cell, xs[0], state, w, *masks)
+        y = new[0].clone() if mask is None else xs[1] * new[0]  # a scan output may not alias the carry
+        if mask is not None:
+            m = xs[1]  # (B, 1)
+            new = tuple(m * n + (1 - m) * s for n, s in zip(new, state))
+        return tuple(new), y
+
+    final, ys = scan(combine, tuple(state), steps, reverse=reverse)
+    return ys, final
+
+
 def _step_mask(lengths, steps, like):
     """(T, B, 1) in like's dtype and device: 1 where t < lengths[b]; None without lengths."""
     if lengths is None:
@@ -171,13 +191,18 @@ def _step_mask(lengths, steps, like):
 
 
 def forward(config: RNNConfig, params: dict, x: Tensor, state0=None, lengths=None, dropout_masks=None,
-            variant_masks=None) -> tuple[Tensor, tuple]:
+            variant_masks=None, *, loop: str = "python") -> tuple[Tensor, tuple]:
     """Stacked, optionally bidirectional RNN over x (T, B, I), as ``lstmkit.ref.rnn.forward`` without its cache.
 
     state0: tuple as described in the module docstring, or None for zeros; lengths (B,) int tensor or None;
     dropout_masks None/[] or L − 1 tensors (T, B, D·P); variant_masks a ``VariantMasks`` of tensors (training)
-    or None (evaluation). Returns (output (T, B, D·P), final state tuple (h_n (L·D, B, P)[, c_n (L·D, B, H)])).
+    or None (evaluation); loop: "python" (a Python loop over time), or "scan" (one ``torch.scan``, which
+    torch.export keeps as a loop: evaluation only). Returns (output (T, B, D·P), final state tuple
+    (h_n (L·D, B, P)[, c_n (L·D, B, H)])).
     """
+    if loop not in ("python", "scan") or (loop == "scan" and variant_masks is not None):
+        raise ValueError(f"loop: expected 'python', or 'scan' without training masks, got {loop!r}")
+    run = _scan_direction if loop == "scan" else _run_direction
     cell = _Cell(config)
     step = lstm_step if config.mode == "LSTM" else gru_step
     T, B = x.shape[0], x.shape[1]
@@ -195,8 +220,8 @@ def forward(config: RNNConfig, params: dict, x: Tensor, state0=None, lengths=Non
             w = {n: params[n + suffix(layer, d)] for n in WEIGHT_NAMES if n + suffix(layer, d) in params}
             masks_at = _eval_masks(config) if variant_masks is None else (lambda t, k=k: variant_masks.at(k, t))
             a = _input_projection(config, layer_input, w)  # (T, B, G·H)
-            ys, final = _run_direction(cell, step, a, tuple(s[k] for s in state0), w, mask, d == 1, masks_at)
-            outputs.append(torch.stack(ys) if T else x.new_zeros((0, B, P)))
+            ys, final = run(cell, step, a, tuple(s[k] for s in state0), w, mask, d == 1, masks_at)
+            outputs.append(ys if loop == "scan" else torch.stack(ys) if T else x.new_zeros((0, B, P)))
             for j, s in enumerate(final):
                 finals[j].append(s)
         layer_input = torch.cat(outputs, dim=2)  # (T, B, D·P)

@@ -12,10 +12,9 @@ The node carries what ONNX's LSTM/GRU express: gates reordered (torch i,f,g,o ->
 z,r,h), biases, lengths as sequence_lens (ONNX's semantics are torch's packed-sequence ones), initial
 states, peephole P (i,o,f), clip, input_forget, activations with α/β, linear_before_reset. What the ONNX
 ops lack (proj_size, layer_norm, zoneout) cannot be a node: the dynamo exporter traces
-``lstmkit.torch.equations`` instead (standard ops unrolled over the example's sequence length, which
-torch.export then fixes, so a dynamic time dimension is refused at export, never computed wrongly), and
-the TorchScript exporter refuses them by name. ``lstmkit.io.onnx.to_onnx`` exports those as a Scan over
-time with any sequence length.
+``lstmkit.torch.equations`` with its time loop as one ``torch.scan`` per direction, which it writes as an
+ONNX Scan whose body is the cell (any sequence length); the TorchScript exporter has no such loop and
+refuses them by name (``lstmkit.io.onnx.to_onnx`` also exports them as a Scan).
 """
 from __future__ import annotations
 
@@ -179,7 +178,7 @@ def _translate(g, config: RNNConfig, x, h0, c0, params, lengths, masks_empty: bo
     if not expressible(config):
         given = {"proj_size": config.proj_size, "layer_norm": config.layer_norm, "zoneout": config.zoneout}
         raise ValueError(f"{where}: proj_size, layer_norm and zoneout have no ONNX LSTM/GRU node, got {given}; "
-                         "export with dynamo=True, or as a Scan graph with lstmkit.io.onnx.to_onnx")
+                         "export with dynamo=True (a Scan), or with lstmkit.io.onnx.to_onnx")
     if not masks_empty:
         raise ValueError(f"{where} in training mode with dropout or zoneout: the masks would be frozen into the "
                          "graph; export the model in eval mode")
