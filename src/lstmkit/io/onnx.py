@@ -227,7 +227,9 @@ def _layer_scan(g, c, params, layer, x, seq_lens, h0, c0, elem):
         ys.append(y)
         hs.append(g.op("Unsqueeze", [finals[0], g.const(np.array([0]))]))
         cs.append(g.op("Unsqueeze", [finals[1], g.const(np.array([0]))]) if lstm else None)
-    join = (lambda parts, axis: g.op("Concat", parts, axis=axis) if len(parts) > 1 else parts[0])
+    def join(parts, axis):
+        return g.op("Concat", parts, axis=axis) if len(parts) > 1 else parts[0]
+
     return join(ys, 2), join(hs, 0), (join(cs, 0) if lstm else None)
 
 
@@ -302,7 +304,8 @@ class _CellOps(_Graph):
         """(h', c') of the variant LSTM step."""
         cfg, H = self.c, self.c.hidden_size
         gate, cell, hidden = cfg.activations or tuple(normalise(n) for n in DEFAULTS["LSTM"])
-        z = self.op("Add", [self.projection(x, "weight_ih", "bias_ih", "ih"), self.projection(h, "weight_hh", "bias_hh", "hh")])
+        z = self.op("Add", [self.projection(x, "weight_ih", "bias_ih", "ih"),
+                            self.projection(h, "weight_hh", "bias_hh", "hh")])
         z_i, z_f, z_g, z_o = self.split(z, 4, H)
         if cfg.peephole:
             p_i, p_f, p_o = self.split(self.w["peephole"], 3, H)
@@ -543,7 +546,8 @@ def _read_node(node, consts, graph_inputs=frozenset()) -> dict:
             p["peephole"] = np.concatenate([p_i, p_f, p_o])
         per_direction.append({k: v.astype(dtype) for k, v in p.items()})
     return {"mode": mode, "directions": D, "reverse": direction == "reverse", "hidden": H,
-            "input_size": int(W.shape[2]), "layout": int(attrs.get("layout", 0)), "params": per_direction, "where": where, "options": options}
+            "input_size": int(W.shape[2]), "layout": int(attrs.get("layout", 0)), "params": per_direction,
+            "where": where, "options": options}
 
 
 def _read_activations(attrs, mode, D, where):
