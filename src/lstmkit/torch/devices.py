@@ -56,7 +56,8 @@ def sequence_forward(config: RNNConfig, x: Tensor, state0: tuple, weights: list,
         if dropout_masks or any(variant_masks):
             raise ValueError("torch.onnx.export of an lstmkit.torch module in training mode with dropout or "
                              "zoneout: the masks would be frozen into the graph; export the model in eval mode")
-        if dynamo_onnx_export() and onnx_export.expressible(config):  # ONNX LSTM/GRU nodes
+        # ONNX LSTM/GRU nodes (torch.onnx.ops, torch >= 2.8, writes them; older torch gets the Scan)
+        if dynamo_onnx_export() and onnx_export.expressible(config) and hasattr(torch.onnx, "ops"):
             return onnx_export.forward(config, x, state0, weights, lengths)
         if dynamo_onnx_export():  # an ONNX Scan over time per direction, the cell written out
             return equations.forward(config, dict(zip(param_shapes(config), weights)), x, state0, lengths,

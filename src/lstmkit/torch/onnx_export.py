@@ -171,9 +171,17 @@ class _GraphEmit(_Emit):
         return self.g.op("Reshape", y, self.const([0, 0, -1]))
 
 
-def _translate(g, config: RNNConfig, x, h0, c0, params, lengths, masks_empty: bool):
-    from torch.onnx._internal.torchscript_exporter import symbolic_helper as sh
+def _symbolic_helper():
+    """The TorchScript exporter's helpers (moved under torch.onnx._internal in torch 2.9)."""
+    try:
+        from torch.onnx._internal.torchscript_exporter import symbolic_helper
+    except ImportError:
+        from torch.onnx import symbolic_helper
+    return symbolic_helper
 
+
+def _translate(g, config: RNNConfig, x, h0, c0, params, lengths, masks_empty: bool):
+    sh = _symbolic_helper()
     where = "torch.onnx.export(dynamo=False) of an lstmkit.torch module"
     if not expressible(config):
         given = {"proj_size": config.proj_size, "layer_norm": config.layer_norm, "zoneout": config.zoneout}
@@ -195,13 +203,12 @@ def _empty_list(sh, value) -> bool:
 
 def register_symbolics() -> None:
     """Register the TorchScript exporter's translations of ``lstmkit::lstm``, ``gru`` and ``variant_rnn``."""
-    from torch.onnx._internal.torchscript_exporter import symbolic_helper as sh
-
     from .ops import make_config
     from .variant_ops import _config
 
     def lstm(g, x, h0, c0, params, lengths, masks, input_size, hidden_size, num_layers, bias, bidirectional,
              proj_size):
+        sh = _symbolic_helper()
         ints = [sh._get_const(v, "i", n) for v, n in ((input_size, "input_size"), (hidden_size, "hidden_size"),
                                                        (num_layers, "num_layers"))]
         flags = [bool(sh._get_const(v, "b", n)) for v, n in ((bias, "bias"), (bidirectional, "bidirectional"))]
@@ -209,12 +216,14 @@ def register_symbolics() -> None:
         return _translate(g, config, x, h0, c0, params, lengths, _empty_list(sh, masks))
 
     def gru(g, x, h0, params, lengths, masks, input_size, hidden_size, num_layers, bias, bidirectional):
+        sh = _symbolic_helper()
         ints = [sh._get_const(v, "i", n) for v, n in ((input_size, "input_size"), (hidden_size, "hidden_size"),
                                                        (num_layers, "num_layers"))]
         flags = [bool(sh._get_const(v, "b", n)) for v, n in ((bias, "bias"), (bidirectional, "bidirectional"))]
         return _translate(g, make_config("GRU", *ints, *flags), x, h0, None, params, lengths, _empty_list(sh, masks))
 
     def variant_rnn(g, x, h0, c0, params, lengths, dropout_masks, m_rd, m_zc, m_zh, config):
+        sh = _symbolic_helper()
         cfg = _config(sh._get_const(config, "s", "config"))
         # eval mode: no recurrent-dropout or zoneout masks (zoneout's expectation is not a node attribute)
         masks_empty = all(_empty_list(sh, m) for m in (dropout_masks, m_rd, m_zc, m_zh))
