@@ -2,15 +2,17 @@
 
 Importing this package registers ``torch.ops.lstmkit.lstm``, ``torch.ops.lstmkit.gru`` and
 ``torch.ops.lstmkit.rnn_backward`` (see ``lstmkit.torch.ops``), and the variants' ``variant_rnn`` and
-``variant_rnn_backward`` (``lstmkit.torch.variant_ops``). ``import lstmkit`` alone never imports torch.
+``variant_rnn_backward`` (``lstmkit.torch.variant_ops``), and the TorchScript ONNX exporter's translations of
+them (``lstmkit.torch.onnx_export``). ``lstmkit.torch.equations`` is the same RNN in torch ops (double
+backward, non-CPU devices: ``lstmkit.torch.devices``). ``import lstmkit`` alone never imports torch.
 """
 from .._optional import require
 
 require("torch", "torch")  # without torch: an ImportError that names the extra to install
 
-from . import onnx_export, ops, variant_ops  # noqa: E402
+from . import equations, onnx_export, ops, variant_ops  # noqa: E402
 from .modules import GRU, LSTM, GRUCell, LSTMCell  # noqa: E402
 
 onnx_export.register_symbolics()  # torch.onnx.export(dynamo=False) translates the operators to LSTM/GRU nodes
 
-__all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell", "ops", "variant_ops"]
+__all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell", "ops", "variant_ops", "equations"]
