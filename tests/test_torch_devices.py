@@ -144,3 +144,58 @@ def test_cuda_cells_match_cpu(mode):
     a, b = cpu(x), gpu(x.to("cuda"))
     a, b = (a[0], b[0]) if mode == "LSTM" else (a, b)
     torch.testing.assert_close(b.cpu(), a, rtol=0, atol=1e-12)
+
+
+# ------------------------------------------------- the non-CPU path's arithmetic, run on the CPU
+
+ELSEWHERE_CASES = {
+    "lstm_proj_bidir_2layer": lambda: lt.LSTM(3, 6, 2, proj_size=3, bidirectional=True, dtype=torch.float64),
+    "gru_batch_first_dropout": lambda: lt.GRU(3, 6, 2, batch_first=True, dropout=0.4, dtype=torch.float64),
+    "lstm_variant": lambda: lt.LSTM(3, 6, peephole=True, layer_norm=True, zoneout=(0.3, 0.2), recurrent_dropout=0.25,
+                                    clip=2.0, dtype=torch.float64),
+    "gru_variant": lambda: lt.GRU(3, 6, bidirectional=True, linear_before_reset=False, zoneout=(0.0, 0.2),
+                                  activations=("HardSigmoid", "Softsign"), dtype=torch.float64),
+}
+
+
+@pytest.mark.parametrize("lengths", [None, [5, 2, 4]], ids=["full", "lengths"])
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("case", list(ELSEWHERE_CASES))
+def test_non_cpu_path_computes_what_the_operators_do(case, train, lengths, monkeypatch):
+    """What a CUDA module computes (torch._VF or equations.py, devices.py), forced on the CPU in float64, against
+    lstmkit's operators: outputs, states and every gradient to 1e-12 of their scale, with the same masks
+    (both paths draw them from torch's RNG in the same order)."""
+    from lstmkit.torch import devices
+
+    results = []
+    for forced in (False, True):
+        torch.manual_seed(0)
+        m = ELSEWHERE_CASES[case]().train(train)
+        x = torch.randn(3, 5, 3, dtype=torch.float64) if m.batch_first else torch.randn(5, 3, 3, dtype=torch.float64)
+        x.requires_grad_()
+        with monkeypatch.context() as patch:
+            if forced:
+                patch.setattr(devices, "elsewhere", lambda t: True)
+            out, state = m(x, lengths=lengths)
+            state = state if isinstance(state, tuple) else (state,)
+            w = torch.linspace(-1, 1, out.numel(), dtype=torch.float64).reshape(out.shape)
+            ((out * w).sum() + sum(s.pow(2).sum() for s in state)).backward()
+        results.append([out.detach(), *(s.detach() for s in state), x.grad] + [p.grad for p in m.parameters()])
+    for a, b in zip(*results):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-12 * max(1.0, a.abs().max().item()))
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_non_cpu_cell_path_computes_what_the_operators_do(mode, monkeypatch):
+    from lstmkit.torch import devices
+
+    torch.manual_seed(0)
+    cell = (lt.LSTMCell if mode == "LSTM" else lt.GRUCell)(3, 5, dtype=torch.float64)
+    x = torch.randn(4, 3, dtype=torch.float64)
+    hx = (torch.randn(4, 5, dtype=torch.float64),) * (2 if mode == "LSTM" else 1)
+    hx = hx if mode == "LSTM" else hx[0]
+    want = cell(x, hx)
+    monkeypatch.setattr(devices, "elsewhere", lambda t: True)
+    got = cell(x, hx)
+    for g, w in zip(got if mode == "LSTM" else (got,), want if mode == "LSTM" else (want,)):
+        torch.testing.assert_close(g, w, rtol=0, atol=1e-12)
