@@ -24,10 +24,24 @@ __all__ = ["cell_forward", "dynamo_onnx_export", "elsewhere", "sequence_forward"
 Tensor = torch.Tensor
 
 
+def _onnx_flags():
+    try:
+        from torch.onnx._internal.exporter import _flags
+    except ImportError:  # older torch: torch.onnx.is_in_onnx_export() alone
+        return None
+    return _flags
+
+
 def dynamo_onnx_export() -> bool:
     """Whether torch.onnx.export(dynamo=True) is tracing (the TorchScript exporter traces with torch.jit and
-    translates lstmkit's operators itself: ``onnx_export.register_symbolics``)."""
-    return torch.onnx.is_in_onnx_export() and not torch.jit.is_tracing()
+    translates lstmkit's operators itself: ``onnx_export.register_symbolics``).
+
+    The exporter's own flag is read as well as ``torch.onnx.is_in_onnx_export()``: when its first capture
+    (non-strict torch.export) fails it retries in strict mode, where Dynamo folds is_in_onnx_export() to
+    False, and the module would then hand it lstmkit's operators instead of raising the same error again."""
+    flags = _onnx_flags()
+    exporting = torch.onnx.is_in_onnx_export() or bool(flags and flags._is_onnx_exporting)
+    return exporting and not torch.jit.is_tracing()
 
 
 def elsewhere(x: Tensor) -> bool:
@@ -52,7 +66,7 @@ def sequence_forward(config: RNNConfig, x: Tensor, state0: tuple, weights: list,
     dropout_masks [] or L − 1 masks (T, B, D·P); variant_masks (recurrent, zoneout_c, zoneout_h) lists,
     all empty in evaluation.
     """
-    if torch.onnx.is_in_onnx_export():
+    if torch.onnx.is_in_onnx_export() or dynamo_onnx_export():
         if dropout_masks or any(variant_masks):
             raise ValueError("torch.onnx.export of an lstmkit.torch module in training mode with dropout or "
                              "zoneout: the masks would be frozen into the graph; export the model in eval mode")

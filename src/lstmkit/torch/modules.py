@@ -172,7 +172,7 @@ class _RNNBase(nn.Module):
         # the training ops (which save the engine's workspace) only in training mode, so an eval-mode graph
         # (torch.export, tracing) holds the inference op; an eval-mode backward recomputes the forward
         trains = self.training and ops.trains_natively(x, state0, self._flat_weights, masks) and \
-            not torch.onnx.is_in_onnx_export()  # the exporters translate the inference ops (onnx_export.py)
+            not torch.onnx.is_in_onnx_export()  # TorchScript's ONNX exporter translates the inference ops
         if not c.is_plain:
             c0 = state0[1] if c.mode == "LSTM" else None
             variant_masks = self._variant_masks(T, B, x)
