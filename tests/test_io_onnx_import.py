@@ -139,6 +139,7 @@ def test_reverse_rnn_layouts_backward_and_refusals():
     shifted[1][t, b, i] -= eps
     f = [(seq(s, feeds["initial_h"], lengths=LENGTHS)[0] * w).sum() for s in shifted]
     assert abs((f[0] - f[1]) / (2 * eps) - dx[t, b, i]) < 1e-8
+    assert {row[1] for row in lstmkit.summary(seq).rows} == {"reverse"}
     with pytest.raises(ValueError, match="reverse-direction RNN .* needs the whole sequence"):
         seq.stream()
     with pytest.raises(TypeError, match="ReverseRNN"):

@@ -611,6 +611,8 @@ class ReverseRNN:
     by ``as_layer`` (no format lstmkit writes has a reverse-only RNN), never done without the reversal.
     """
 
+    reverse_only = True  # what lstmkit.summary shows as the direction
+
     def __init__(self, layer):
         self.layer = layer
         self.config, self.mode = layer.config, layer.config.mode
