@@ -158,11 +158,12 @@ ELSEWHERE_CASES = {
 }
 
 
-@pytest.mark.parametrize("lengths", [None, [5, 2, 4]], ids=["full", "lengths"])
+@pytest.mark.parametrize("lengths", [None, [5, 2, 4], [5, 0, 4]], ids=["full", "lengths", "zero_length"])
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("case", list(ELSEWHERE_CASES))
 def test_non_cpu_path_computes_what_the_operators_do(case, train, lengths, monkeypatch):
-    """What a CUDA module computes (torch._VF or equations.py, devices.py), forced on the CPU in float64, against
+    """What a CUDA module computes (torch._VF, packed for lengths, or equations.py: devices.py), forced on the CPU
+    in float64, against
     lstmkit's operators: outputs, states and every gradient to 1e-12 of their scale, with the same masks
     (both paths draw them from torch's RNG in the same order)."""
     from lstmkit.torch import devices
@@ -199,3 +200,19 @@ def test_non_cpu_cell_path_computes_what_the_operators_do(mode, monkeypatch):
     got = cell(x, hx)
     for g, w in zip(got if mode == "LSTM" else (got,), want if mode == "LSTM" else (want,)):
         torch.testing.assert_close(g, w, rtol=0, atol=1e-12)
+
+
+def test_plain_lengths_go_through_torch_packed_kernels(monkeypatch):
+    """Off the CPU a plain config with lengths runs torch's packed-sequence kernels (cuDNN's on a GPU), not the
+    equations' Python loop; a zero length (which torch cannot pack) falls back to the equations."""
+    from lstmkit.torch import devices
+
+    calls = []
+    real_eq = devices.equations.forward
+    monkeypatch.setattr(devices, "elsewhere", lambda t: True)
+    monkeypatch.setattr(devices.equations, "forward", lambda *a, **k: calls.append("eq") or real_eq(*a, **k))
+    m, x = lt.GRU(3, 4, 2, bidirectional=True), torch.randn(5, 3, 3)
+    m(x, lengths=[5, 2, 4])
+    assert calls == []
+    m(x, lengths=[5, 0, 4])
+    assert calls == ["eq"]

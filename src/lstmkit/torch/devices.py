@@ -3,9 +3,10 @@
 lstmkit's kernels are CPU-only (native engine or NumPy), and their operators would have to copy a CUDA
 tensor to the CPU and back, so the modules never call them on another device. There they compute with
 torch's own kernels where torch has the configuration (``torch._VF.lstm/gru/lstm_cell/gru_cell``: cuDNN on
-NVIDIA GPUs), and with ``lstmkit.torch.equations`` (the same equations in torch ops) for what torch lacks:
-the variants, lengths (padded input with packed-sequence semantics) and lstmkit's own inter-layer dropout
-masks (drawn by the module so every path computes the same function from the same masks).
+NVIDIA GPUs; padded input with lengths through its packed-sequence kernels), and with
+``lstmkit.torch.equations`` (the same equations in torch ops) for what torch lacks: the variants, zero
+lengths and lstmkit's own inter-layer dropout masks (drawn by the module so every path computes the same
+function from the same masks).
 
 The dynamo ONNX exporter also comes here: configurations an ONNX LSTM/GRU node expresses are written as
 such nodes (``onnx_export.forward``), the others (proj_size, layer_norm, zoneout) as the equations with a
@@ -14,6 +15,7 @@ such nodes (``onnx_export.forward``), the others (proj_size, layer_norm, zoneout
 from __future__ import annotations
 
 import torch
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..params import RNNConfig, param_shapes
 from ..ref.variants import VariantMasks
@@ -67,20 +69,15 @@ def sequence_forward(config: RNNConfig, x: Tensor, state0: tuple, weights: list,
     all empty in evaluation.
     """
     if torch.onnx.is_in_onnx_export() or dynamo_onnx_export():
-        if dropout_masks or any(variant_masks):
-            raise ValueError("torch.onnx.export of an lstmkit.torch module in training mode with dropout or "
-                             "zoneout: the masks would be frozen into the graph; export the model in eval mode")
-        # ONNX LSTM/GRU nodes (torch.onnx.ops, torch >= 2.8, writes them; older torch gets the Scan)
-        if dynamo_onnx_export() and onnx_export.expressible(config) and hasattr(torch.onnx, "ops"):
-            return onnx_export.forward(config, x, state0, weights, lengths)
-        if dynamo_onnx_export():  # an ONNX Scan over time per direction, the cell written out
-            return equations.forward(config, dict(zip(param_shapes(config), weights)), x, state0, lengths,
-                                     loop="scan")
-        if torch.jit.is_tracing() and not _torch_has(config, lengths, dropout_masks):  # TorchScript, not on CPU
-            raise ValueError(f"torch.onnx.export(dynamo=False) of an lstmkit.torch module on {x.device} exports "
-                             "plain full-length configurations only; move the model to the CPU first")
-    train = torch.is_grad_enabled()  # cuDNN keeps what its backward needs only in training mode
+        exported = _export_forward(config, x, state0, weights, lengths, dropout_masks, variant_masks)
+        if exported is not None:
+            return exported
+    if _torch_has(config, None, dropout_masks) and lengths is not None:
+        packed = _packed_forward(config, x, state0, weights, lengths)
+        if packed is not None:
+            return packed
     if _torch_has(config, lengths, dropout_masks):
+        train = torch.is_grad_enabled()  # cuDNN keeps what its backward needs only in training mode
         args = (weights, config.bias, config.num_layers, 0.0, train, config.bidirectional, False)
         if config.mode == "LSTM":
             out, h, c = torch._VF.lstm(x, state0, *args)
@@ -91,6 +88,42 @@ def sequence_forward(config: RNNConfig, x: Tensor, state0: tuple, weights: list,
     masks = VariantMasks(recurrent or None, zoneout_c or None, zoneout_h or None) if any(variant_masks) else None
     params = dict(zip(param_shapes(config), weights))
     return equations.forward(config, params, x, state0, lengths, dropout_masks or None, masks)
+
+
+def _packed_forward(config: RNNConfig, x: Tensor, state0: tuple, weights: list, lengths):
+    """A plain config over padded x with lengths through torch's packed-sequence kernels (cuDNN's on GPUs), as
+    torch.nn does for a PackedSequence; None where they cannot: a zero length (torch refuses to pack it), or
+    the meta device (packing reads the lengths' values)."""
+    n = lengths.cpu()  # the (B,) lengths only, as pack_padded_sequence needs them; the data stays where it is
+    if x.device.type == "meta" or bool((n == 0).any()):
+        return None
+    packed = pack_padded_sequence(x, n, enforce_sorted=False)
+    hx = tuple(s.index_select(1, packed.sorted_indices) for s in state0)
+    args = (weights, config.bias, config.num_layers, 0.0, torch.is_grad_enabled(), config.bidirectional)
+    if config.mode == "LSTM":
+        data, *finals = torch._VF.lstm(packed.data, packed.batch_sizes, hx, *args)
+    else:
+        data, *finals = torch._VF.gru(packed.data, packed.batch_sizes, hx[0], *args)
+    result = PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+    out, _ = pad_packed_sequence(result, total_length=x.shape[0])  # zeros past each sequence's end
+    return out, tuple(s.index_select(1, packed.unsorted_indices) for s in finals)
+
+
+def _export_forward(config, x, state0, weights, lengths, dropout_masks, variant_masks):
+    """The forward while an ONNX exporter traces the module, or None to compute it as usual."""
+    if dropout_masks or any(variant_masks):
+        raise ValueError("torch.onnx.export of an lstmkit.torch module in training mode with dropout or "
+                         "zoneout: the masks would be frozen into the graph; export the model in eval mode")
+    # ONNX LSTM/GRU nodes (torch.onnx.ops, torch >= 2.8, writes them; older torch gets the Scan)
+    if dynamo_onnx_export() and onnx_export.expressible(config) and hasattr(torch.onnx, "ops"):
+        return onnx_export.forward(config, x, state0, weights, lengths)
+    if dynamo_onnx_export():  # an ONNX Scan over time per direction, the cell written out
+        return equations.forward(config, dict(zip(param_shapes(config), weights)), x, state0, lengths,
+                                 loop="scan")
+    if torch.jit.is_tracing() and not _torch_has(config, lengths, dropout_masks):  # TorchScript, not on CPU
+        raise ValueError(f"torch.onnx.export(dynamo=False) of an lstmkit.torch module on {x.device} exports "
+                         "plain full-length configurations only; move the model to the CPU first")
+    return None
 
 
 def cell_forward(config: RNNConfig, x: Tensor, state: tuple, weights: list) -> tuple:
