@@ -25,7 +25,7 @@ from torch.nn.utils.rnn import PackedSequence
 from .. import checks, engine
 from ..errors import ShapeError
 from ..params import GATES, RNNConfig, check_dtype, check_size, param_shapes
-from . import ops  # noqa: F401  (registers torch.ops.lstmkit.*)
+from . import devices, ops  # ops registers torch.ops.lstmkit.*
 from .variant_ops import config_key
 
 __all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell"]
@@ -167,18 +167,25 @@ class _RNNBase(nn.Module):
     def _run(self, x, state0, lengths, masks):
         """Call the operator on sequence-first x (T, B, I); returns (output, state tuple)."""
         c = self.config
+        T, B = x.shape[0], x.shape[1]
+        if devices.elsewhere(x):  # not on the CPU, or ONNX export: torch's own kernels or equations.py
+            return devices.sequence_forward(c, x, state0, self._flat_weights, lengths, masks,
+                                            self._variant_masks(T, B, x))
+        # the training ops (which save the engine's workspace) only in training mode, so an eval-mode graph
+        # (torch.export, tracing) holds the inference op; an eval-mode backward recomputes the forward
+        trains = self.training and ops.trains_natively(x, state0, self._flat_weights, masks) and \
+            not torch.onnx.is_in_onnx_export()  # TorchScript's ONNX exporter translates the inference ops
         if not c.is_plain:
-            T, B = x.shape[0], x.shape[1]
             c0 = state0[1] if c.mode == "LSTM" else None
             variant_masks = self._variant_masks(T, B, x)
-            if ops.trains_natively(x, state0, self._flat_weights, masks) and engine.supports(c):
+            if trains and engine.supports(c):
                 out, h, cn, _ = torch.ops.lstmkit.variant_rnn_train(x, state0[0], c0, self._flat_weights, lengths,
                                                                     *variant_masks, self._config_key)
             else:
                 out, h, cn = torch.ops.lstmkit.variant_rnn(x, state0[0], c0, self._flat_weights, lengths, masks,
                                                            *variant_masks, self._config_key)
             return out, ((h, cn) if c.mode == "LSTM" else (h,))
-        if ops.trains_natively(x, state0, self._flat_weights, masks):  # autograd saves the engine's workspace
+        if trains:  # autograd saves the engine's workspace
             if c.mode == "LSTM":
                 out, h, cn, _ = torch.ops.lstmkit.lstm_train(x, state0[0], state0[1], self._flat_weights, lengths,
                                                              c.input_size, c.hidden_size, c.num_layers, c.bias,
@@ -417,6 +424,10 @@ class _CellBase(nn.Module):
         else:
             state = tuple(s.reshape(1, B, H) for s in state)
         weights = [self.weight_ih, self.weight_hh] + ([self.bias_ih, self.bias_hh] if self.bias else [])
+        shape = (H,) if unbatched else (B, H)
+        if devices.elsewhere(x):  # not on the CPU, or ONNX export: torch's own cell kernels (any size; reads .mode)
+            new = devices.cell_forward(self, x[0], tuple(s[0] for s in state), weights)
+            return tuple(s.reshape(shape) for s in new)
         if H == 0:  # no units: every output is empty (1, B, 0), built from every input and weight so that each
             # gets an (empty) gradient, as from torch.nn's cells
             gates = x @ self.weight_ih.t() + state[0] @ self.weight_hh.t()
@@ -427,7 +438,6 @@ class _CellBase(nn.Module):
             new = _cell_op(self.mode, x, state, weights, self.bias, 1, H)
         else:
             new = _cell_op(self.mode, x, state, weights, self.bias, self.input_size, H)
-        shape = (H,) if unbatched else (B, H)
         return tuple(s.reshape(shape) for s in new)
 
 
