@@ -5,7 +5,8 @@
 Everyone gets 2 threads: torch.set_num_threads(2), ORT intra_op_num_threads=2 (inter_op 1),
 lstmkit.set_num_threads(2). float32 throughout. Peers of a case are run interleaved (per round, each
 peer in rotating order: untimed calls for at least 20 ms, then one timed call; see ``interleaved``) and each gets the
-median over the rounds, so a noisy neighbour on the machine hits them alike. Ratios are peer time / lstmkit time: above 1, lstmkit is faster.
+median over the rounds, so a noisy neighbour on the machine hits them alike. Ratios are peer time / lstmkit time:
+above 1, lstmkit is faster.
 
 Cases (issue 5): (a) inference B=1, H=128, X=32, T=100; (b) B=16 same; (c) B=64, H=256, X=64, T=100;
 (d) B=128, H=512, X=128, T=50; (e) streaming one step per call, B=1, H=128, X=32 (torch LSTMCell,
@@ -324,7 +325,8 @@ def main() -> None:
         ("a", "LSTM inference B=1 H=128 X=32 T=100", lambda: case_sequence("LSTM", 1, 128, 32, 100, R)),
         ("b", "LSTM inference B=16 H=128 X=32 T=100", lambda: case_sequence("LSTM", 16, 128, 32, 100, R)),
         ("c", "LSTM inference B=64 H=256 X=64 T=100", lambda: case_sequence("LSTM", 64, 256, 64, 100, R)),
-        ("d", "LSTM inference B=128 H=512 X=128 T=50", lambda: case_sequence("LSTM", 128, 512, 128, 50, max(5, R // 3))),
+        ("d", "LSTM inference B=128 H=512 X=128 T=50",
+         lambda: case_sequence("LSTM", 128, 512, 128, 50, max(5, R // 3))),
         ("e", "LSTM streaming, per step, B=1 H=128 X=32", lambda: case_stream("LSTM", 1, 128, 32, 200, R)),
         ("f", "LSTM training fwd+bwd, (a)", lambda: case_training("LSTM", 1, 128, 32, 100, R)),
         ("f", "LSTM training fwd+bwd, (b)", lambda: case_training("LSTM", 16, 128, 32, 100, R)),
@@ -387,7 +389,8 @@ def main() -> None:
     if "e" in {c for c, *_ in cases if not only or c in only}:
         lines.append("")
     note = ("Streaming rows ((e), (g) streaming) are per step: the median over rounds of 200 steps, divided by 200. "
-            "Each timed call follows untimed calls of the same peer for at least 20 ms (see `interleaved` in the script).")
+            "Each timed call follows untimed calls of the same peer for at least 20 ms "
+            "(see `interleaved` in the script).")
     text = "# Engine benchmarks\n\nWritten by `benchmarks/bench_engine.py`.\n\n" + "\n\n".join(header) + "\n\n" + \
         "\n".join(lines) + "\n\n" + note + "\n"
     if args.out and not only:

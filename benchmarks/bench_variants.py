@@ -154,7 +154,8 @@ def main() -> None:
         f"rounds ({args.repeats} for inference, {max(3, args.repeats // 3)} for training). Target (issue 9): "
         f"variant / plain ≤ {TARGET}.",
         "",
-        "| variant | pass | plain (ms) | variant (ms) | variant / plain | torch Python cell (ms) | torch cell / variant |",
+        "| variant | pass | plain (ms) | variant (ms) | variant / plain | torch Python cell (ms) "
+        "| torch cell / variant |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, what, t in rows:

@@ -26,7 +26,7 @@ def worker(epochs: int, out: str, n: int, T: int, hidden: int, batch: int) -> No
     import torch
 
     from lstmkit.tasks import distributed
-    from lstmkit.tasks.models import SequenceNet
+    from lstmkit.tasks.classify.net import SequenceNet
     from lstmkit.tasks.training import TrainConfig, fit, seed_everything
 
     try:  # the native kernels have their own pool (default: every CPU); match torch's thread count
@@ -68,7 +68,8 @@ def _free_port() -> int:
 def run(procs: int, threads: int, args) -> dict:
     out = tempfile.mktemp(suffix=".json")
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": str(threads)}
-    wargs = [HERE, "--worker", out, "--epochs", str(args.epochs), "--sequences", str(args.sequences), "--steps", str(args.steps),
+    wargs = [HERE, "--worker", out, "--epochs", str(args.epochs), "--sequences", str(args.sequences),
+             "--steps", str(args.steps),
              "--hidden", str(args.hidden), "--batch", str(args.batch)]
     if procs == 1:
         cmd = [sys.executable, *wargs]

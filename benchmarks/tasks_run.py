@@ -1,6 +1,7 @@
 """Full runs of the task commands; writes one markdown table per job to benchmarks/tasks_results.md.
 
-    PYTHONPATH=src python benchmarks/tasks_run.py [job ...]   # jobs: quarterly quarterly-default monthly digits vowels text
+    PYTHONPATH=src python benchmarks/tasks_run.py [job ...]
+    # jobs: quarterly quarterly-default monthly digits vowels text
 
 Each job is the CLI itself (lstmkit forecast / classify / generate) into a fresh folder under
 benchmarks/runs/; the tables are read back from its results.json.

@@ -1,6 +1,7 @@
 """What each LSTM/GRU variant buys: the same two tasks, the same budget, one row per variant (issue 9).
 
-    PYTHONPATH=src python benchmarks/variants_experiment.py [--seeds 3] [--text-seeds 1] [--only plain,peephole] [--out docs/variants_experiment.md]
+    PYTHONPATH=src python benchmarks/variants_experiment.py [--seeds 3] [--text-seeds 1] [--only plain,peephole] \
+        [--out docs/variants_experiment.md]
 
 Tasks (both with lstmkit.torch modules on the native engine, 2 threads):
   digits  scikit-learn's 8x8 digits read row by row (8 steps x 8 features), hidden 64, last state -> linear,
@@ -8,7 +9,8 @@ Tasks (both with lstmkit.torch modules on the native engine, 2 threads):
   text    character LM on the first 200,000 characters of CPython's pydoc_data topics, embedding 32,
           hidden 128, truncated BPTT over 64 characters, batch 32, Adam 3e-3, 800 updates; bits per
           character on the next 20,000 characters (carried state, evaluation mode).
-Each row: mean over seeds (digits 3, text 1 by default) of the final metric, the final training loss, and seconds per epoch (digits)
+Each row: mean over seeds (digits 3, text 1 by default) of the final metric, the final training loss, and seconds
+per epoch (digits)
 or per 100 updates (text). Measures only; asserts nothing.
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ from torch import nn
 
 import lstmkit
 import lstmkit.torch as lt
-from lstmkit.tasks.data import load_text
+from lstmkit.tasks.generate.data import load_text
 
 THREADS = 2
 

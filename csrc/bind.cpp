@@ -74,9 +74,13 @@ const lstmkit::Kernels* g_kernels = nullptr;
 template <typename T>
 const lstmkit::KernelSet<T>& kernels();
 template <>
-const lstmkit::KernelSet<float>& kernels<float>() { return g_kernels->f32; }
+const lstmkit::KernelSet<float>& kernels<float>() {
+  return g_kernels->f32;
+}
 template <>
-const lstmkit::KernelSet<double>& kernels<double>() { return g_kernels->f64; }
+const lstmkit::KernelSet<double>& kernels<double>() {
+  return g_kernels->f64;
+}
 
 std::vector<std::string> supported_isas() {
   std::vector<std::string> out{"scalar"};
@@ -88,8 +92,8 @@ std::vector<std::string> supported_isas() {
 // cell_forward(mode, x (B, I), h (B, P), c (B, H) | None, w_ih (G·H, I), w_hh (G·H, P),
 //              b_ih (G·H,) | None, b_hh (G·H,) | None, w_hr (P, H) | None, h_out (B, P), c_out (B, H) | None)
 template <typename T>
-void cell_forward(const std::string& mode, In<T> x, In<T> h, In<T> c, In<T> w_ih, In<T> w_hh, In<T> b_ih,
-                  In<T> b_hh, In<T> w_hr, Out<T> h_out, Out<T> c_out) {
+void cell_forward(const std::string& mode, In<T> x, In<T> h, In<T> c, In<T> w_ih, In<T> w_hh, In<T> b_ih, In<T> b_hh,
+                  In<T> w_hr, Out<T> h_out, Out<T> c_out) {
   const bool lstm = is_lstm(mode);
   const index_t G = lstm ? 4 : 3;
   if (x.ndim() != 2) throw std::invalid_argument("x: expected 2 dimensions (B, I), got shape " + shape_str(x));
@@ -213,7 +217,7 @@ void backward(const std::string& mode, index_t num_layers, bool bidirectional, i
   T* d_c0_ptr = s.lstm ? d_c0.data() : nullptr;
   nb::gil_scoped_release release;
   kernels<T>().rnn_backward(s, x.data(), a.cells.data(), a.lengths, ws.data(), d_out.data(), d_hn.data(), d_cn_ptr,
-                           dx.data(), d_h0.data(), d_c0_ptr, cell_grads.data());
+                            dx.data(), d_h0.data(), d_c0_ptr, cell_grads.data());
 }
 
 // A streaming state (common.h's StreamBase) behind a Python object. Python's lstmkit.stream checks
@@ -275,8 +279,8 @@ template <typename T>
 void bind_dtype(nb::module_& m, const char* stream_name) {
   nb::class_<PyStream<T>>(m, stream_name, "Streaming state of a unidirectional stacked RNN. Use lstmkit.stream.")
       .def(nb::init<const std::string&, index_t, index_t, index_t, index_t, bool, index_t, std::vector<In<T>>>(),
-           nb::arg("mode"), nb::arg("num_layers"), nb::arg("input_size"), nb::arg("hidden_size"),
-           nb::arg("proj_size"), nb::arg("has_bias"), nb::arg("batch"), nb::arg("weights").noconvert())
+           nb::arg("mode"), nb::arg("num_layers"), nb::arg("input_size"), nb::arg("hidden_size"), nb::arg("proj_size"),
+           nb::arg("has_bias"), nb::arg("batch"), nb::arg("weights").noconvert())
       .def("step", &PyStream<T>::step, nb::arg("x").noconvert(), nb::arg("out").noconvert())
       .def("reset", &PyStream<T>::reset)
       .def("get_state", &PyStream<T>::get_state, nb::arg("h").noconvert(), nb::arg("c").noconvert().none())

@@ -47,8 +47,7 @@ void expect_shape(const char* name, const A& a, std::initializer_list<index_t> d
   size_t i = 0;
   for (index_t d : dims) ok = ok && static_cast<index_t>(a.shape(i++)) == d;
   if (!ok)
-    throw std::invalid_argument(std::string(name) + ": expected shape " + shape_str(dims) + ", got " +
-                                shape_str(a));
+    throw std::invalid_argument(std::string(name) + ": expected shape " + shape_str(dims) + ", got " + shape_str(a));
 }
 
 inline bool is_lstm(const std::string& mode) {
@@ -137,8 +136,8 @@ SequenceArgs<T> check_sequence(const std::string& mode, index_t num_layers, bool
   SequenceArgs<T> a;
   lstmkit::RnnShape& s = a.s;
   if (x.ndim() != 3) throw std::invalid_argument("x: expected 3 dimensions (T, B, I), got shape " + shape_str(x));
-  a.cells = check_model<T>(s, mode, num_layers, bidirectional, static_cast<index_t>(x.shape(2)), hidden_size,
-                           proj_size, has_bias, weights);
+  a.cells = check_model<T>(s, mode, num_layers, bidirectional, static_cast<index_t>(x.shape(2)), hidden_size, proj_size,
+                           has_bias, weights);
   s.T = x.shape(0);
   s.B = x.shape(1);
   const index_t LD = s.L * s.D;

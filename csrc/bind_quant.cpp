@@ -157,9 +157,8 @@ void bind_quantized(nb::module_& m, const std::string& float_isa) {
   nb::class_<PyQuantStream>(m, "QuantizedStream", "Streaming state of a quantised RNN. Use QuantizedRNN.stream.")
       .def(nb::init<const std::string&, index_t, index_t, index_t, index_t, bool, index_t, std::vector<In>,
                     const std::string&>(),
-           nb::arg("mode"), nb::arg("num_layers"), nb::arg("input_size"), nb::arg("hidden_size"),
-           nb::arg("proj_size"), nb::arg("has_bias"), nb::arg("batch"), nb::arg("weights").noconvert(),
-           nb::arg("dtype"))
+           nb::arg("mode"), nb::arg("num_layers"), nb::arg("input_size"), nb::arg("hidden_size"), nb::arg("proj_size"),
+           nb::arg("has_bias"), nb::arg("batch"), nb::arg("weights").noconvert(), nb::arg("dtype"))
       .def("step", &PyQuantStream::step, nb::arg("x").noconvert(), nb::arg("out").noconvert())
       .def("reset", &PyQuantStream::reset)
       .def("get_state", &PyQuantStream::get_state, nb::arg("h").noconvert(), nb::arg("c").noconvert().none())

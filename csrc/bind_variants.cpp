@@ -1,7 +1,7 @@
 // Python glue of the LSTM/GRU variants (variants.h, variants_backward.h): lstmkit._engine.variant_forward,
-// variant_train_forward, variant_backward and variant_workspace_row. The checked API is lstmkit/engine_variants.py, which validates everything and
-// allocates the outputs first; the checks here repeat the shapes so that a wrong direct call raises
-// ValueError instead of reading out of bounds.
+// variant_train_forward, variant_backward and variant_workspace_row. The checked API is lstmkit/engine_variants.py,
+// which validates everything and allocates the outputs first; the checks here repeat the shapes so that a wrong direct
+// call raises ValueError instead of reading out of bounds.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
@@ -31,8 +31,8 @@ const lstmkit::VariantKernelSet<T>& variant_kernels() {
 }
 
 lstmkit::Activation parse_activation(const nb::handle& spec, const char* where) {
-  static const char* names[] = {"Sigmoid", "Tanh", "Relu", "HardSigmoid", "LeakyRelu", "ThresholdedRelu",
-                                "ScaledTanh", "Affine", "Elu", "Softsign", "Softplus"};
+  static const char* names[] = {"Sigmoid",    "Tanh",   "Relu", "HardSigmoid", "LeakyRelu", "ThresholdedRelu",
+                                "ScaledTanh", "Affine", "Elu",  "Softsign",    "Softplus"};
   const nb::tuple t = nb::cast<nb::tuple>(spec);
   if (t.size() != 3) throw std::invalid_argument(std::string(where) + ": expected (name, alpha, beta)");
   const std::string name = nb::cast<std::string>(t[0]);
@@ -117,7 +117,7 @@ VariantArgs<T> check_variants(const lstmkit::RnnShape& s, const nb::dict& option
     }
   }
   auto masks = [&](const char* name, const std::vector<In<T>>& list, std::initializer_list<index_t> shape,
-                   const T* lstmkit::VariantMasks<T>::*field) {
+                   const T* lstmkit::VariantMasks<T>::* field) {
     if (list.empty()) return;
     if (list.size() != static_cast<size_t>(LD))
       throw std::invalid_argument(std::string(name) + ": expected 0 or " + std::to_string(LD) + " arrays, got " +
@@ -173,8 +173,8 @@ void variant_forward(const std::string& mode, index_t num_layers, bool bidirecti
                      index_t proj_size, bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0,
                      Lengths lengths, nb::dict options, std::vector<In<T>> extra, std::vector<In<T>> m_rd,
                      std::vector<In<T>> m_zc, std::vector<In<T>> m_zh, Out<T> out, Out<T> h_n, Out<T> c_n) {
-  run_variant_forward<T>(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0,
-                         lengths, options, extra, m_rd, m_zc, m_zh, out, h_n, c_n, nullptr);
+  run_variant_forward<T>(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0, lengths,
+                         options, extra, m_rd, m_zc, m_zh, out, h_n, c_n, nullptr);
 }
 
 template <typename T>
@@ -183,8 +183,8 @@ void variant_train_forward(const std::string& mode, index_t num_layers, bool bid
                            Lengths lengths, nb::dict options, std::vector<In<T>> extra, std::vector<In<T>> m_rd,
                            std::vector<In<T>> m_zc, std::vector<In<T>> m_zh, Out<T> out, Out<T> h_n, Out<T> c_n,
                            Out<T> ws) {
-  run_variant_forward<T>(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0,
-                         lengths, options, extra, m_rd, m_zc, m_zh, out, h_n, c_n, &ws);
+  run_variant_forward<T>(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0, lengths,
+                         options, extra, m_rd, m_zc, m_zh, out, h_n, c_n, &ws);
 }
 
 // Like backward (bind.cpp) plus options, extra, masks; ws: what variant_train_forward filled for the same
@@ -194,8 +194,7 @@ void variant_backward(const std::string& mode, index_t num_layers, bool bidirect
                       index_t proj_size, bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0,
                       Lengths lengths, nb::dict options, std::vector<In<T>> extra, std::vector<In<T>> m_rd,
                       std::vector<In<T>> m_zc, std::vector<In<T>> m_zh, In<T> ws, In<T> d_out, In<T> d_hn, In<T> d_cn,
-                      Out<T> dx, Out<T> d_h0, Out<T> d_c0, std::vector<Out<T>> grads,
-                      std::vector<Out<T>> extra_grads) {
+                      Out<T> dx, Out<T> d_h0, Out<T> d_c0, std::vector<Out<T>> grads, std::vector<Out<T>> extra_grads) {
   const SequenceArgs<T> a =
       check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0, lengths);
   const lstmkit::RnnShape& s = a.s;
@@ -238,9 +237,9 @@ void variant_backward(const std::string& mode, index_t num_layers, bool bidirect
   const T* d_cn_ptr = s.lstm ? d_cn.data() : nullptr;
   T* d_c0_ptr = s.lstm ? d_c0.data() : nullptr;
   nb::gil_scoped_release release;
-  variant_kernels<T>().backward(s, v.o, x.data(), a.cells.data(), v.extra.data(), v.masks.data(), a.lengths,
-                                ws.data(), d_out.data(), d_hn.data(), d_cn_ptr, dx.data(), d_h0.data(), d_c0_ptr,
-                                cg.data(), eg.data());
+  variant_kernels<T>().backward(s, v.o, x.data(), a.cells.data(), v.extra.data(), v.masks.data(), a.lengths, ws.data(),
+                                d_out.data(), d_hn.data(), d_cn_ptr, dx.data(), d_h0.data(), d_c0_ptr, cg.data(),
+                                eg.data());
 }
 
 template <typename T>

@@ -253,8 +253,8 @@ void gru_pointwise(index_t B, index_t H, const T* gi, index_t ldgi, const T* gh,
 //   gh:    [B, 3H] contiguous scratch for h·W_hhᵀ
 //   h_out: [B, H] ld ldh_out (may alias h_in)
 template <typename T>
-void gru_step(index_t B, index_t H, const PackedCell<T>& w, const T* h_in, index_t ldh_in, const T* gi,
-              index_t ldgi, T* gh, T* h_out, index_t ldh_out) {
+void gru_step(index_t B, index_t H, const PackedCell<T>& w, const T* h_in, index_t ldh_in, const T* gi, index_t ldgi,
+              T* gh, T* h_out, index_t ldh_out) {
   if (B <= 0) return;
   gemm_set(B, h_in, ldh_in, w.w_hh, gh, 3 * H);  // (B, 3H) = (B, H) · (H, 3H)
   gru_pointwise(B, H, gi, ldgi, gh, 3 * H, w.b_hh, h_in, ldh_in, h_out, ldh_out);

@@ -254,8 +254,8 @@ inline void row_kernel(index_t kc, const T* a, const T* const* panels, T* const*
 // product row block by row block (whose blocks may have one row) clears it to get the bits of one call.
 // AT: A is given transposed, element (m, k) at A[m + k·lda] (the weight gradients' dGᵀ), copied block by block.
 template <typename T, bool AT = false>
-void gemm_acc_serial(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc,
-                     index_t p_begin, index_t p_end, bool one_row_kernel = true) {
+void gemm_acc_serial(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc, index_t p_begin,
+                     index_t p_end, bool one_row_kernel = true) {
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
   const index_t K = w.k(), N = w.n();
   if (M <= 0 || N <= 0 || K <= 0) return;
@@ -308,12 +308,23 @@ void gemm_acc_serial(index_t M, const T* A, index_t lda, const PackedWeights<T>&
         for (; i + MR <= mc; i += MR) detail::micro_kernel<T, MR, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
         static_assert(MR <= 6, "remainder cases below cover MR ≤ 6");
         switch (mc - i) {
-          case 5: detail::micro_kernel<T, 5, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
-          case 4: detail::micro_kernel<T, 4, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
-          case 3: detail::micro_kernel<T, 3, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
-          case 2: detail::micro_kernel<T, 2, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
-          case 1: detail::micro_kernel<T, 1, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
-          default: break;
+          case 5:
+            detail::micro_kernel<T, 5, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
+            break;
+          case 4:
+            detail::micro_kernel<T, 4, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
+            break;
+          case 3:
+            detail::micro_kernel<T, 3, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
+            break;
+          case 2:
+            detail::micro_kernel<T, 2, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
+            break;
+          case 1:
+            detail::micro_kernel<T, 1, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
+            break;
+          default:
+            break;
         }
       }
     }
@@ -371,10 +382,8 @@ template <typename T>
 void fill_rows(index_t M, index_t N, const T* bias, T* C, index_t ldc) {
   for (index_t m = 0; m < M; ++m) {
     T* row = C + m * ldc;
-    if (bias)
-      std::memcpy(row, bias, static_cast<size_t>(N) * sizeof(T));
-    else
-      std::fill(row, row + N, T(0));
+    if (bias) std::memcpy(row, bias, static_cast<size_t>(N) * sizeof(T));
+    else std::fill(row, row + N, T(0));
   }
 }
 

@@ -29,8 +29,8 @@ class QuantRnnBase {
   // with T and B given here:
   //   x [T, B, I]; h0, h_n [L·D, B, P]; c0, c_n [L·D, B, H] (LSTM, else null); lengths [B] or null;
   //   out [T, B, D·P]. All float32, caller-owned; outputs must not alias inputs.
-  virtual void forward(index_t T, index_t B, const float* x, const float* h0, const float* c0,
-                       const int64_t* lengths, float* out, float* h_n, float* c_n) const = 0;
+  virtual void forward(index_t T, index_t B, const float* x, const float* h0, const float* c0, const int64_t* lengths,
+                       float* out, float* h_n, float* c_n) const = 0;
   // Bytes of the packed weights (what the recurrent steps stream from cache or memory).
   virtual std::size_t weight_bytes() const = 0;
 };

@@ -34,11 +34,11 @@ constexpr index_t kQMC = 96;
 // it has grown).
 struct QuantRows {
   index_t M = 0;
-  std::vector<uint8_t> q;      // int8: [M, Kp] 7-bit codes, Kp = K rounded up to 4 (zero padding)
-  std::vector<float> scale;    // int8: [M] a ≈ scale · (q − zp)
-  std::vector<int32_t> zp;     // int8: [M]
-  std::vector<uint16_t> bf;    // bf16 on AVX-512 BF16: [M, Kp] rows rounded to bf16, Kp = K rounded up to 2
-  const float* a = nullptr;    // bf16 elsewhere: the float rows themselves
+  std::vector<uint8_t> q;    // int8: [M, Kp] 7-bit codes, Kp = K rounded up to 4 (zero padding)
+  std::vector<float> scale;  // int8: [M] a ≈ scale · (q − zp)
+  std::vector<int32_t> zp;   // int8: [M]
+  std::vector<uint16_t> bf;  // bf16 on AVX-512 BF16: [M, Kp] rows rounded to bf16, Kp = K rounded up to 2
+  const float* a = nullptr;  // bf16 elsewhere: the float rows themselves
   index_t lda = 0;
 };
 
@@ -151,7 +151,8 @@ class Int8Weights {
     const index_t Kp = padded_k();
     r.M = M;
     if (r.q.size() < static_cast<size_t>(M * Kp)) r.q.resize(static_cast<size_t>(M * Kp));
-    if (r.scale.size() < static_cast<size_t>(M)) r.scale.resize(static_cast<size_t>(M)), r.zp.resize(static_cast<size_t>(M));
+    if (r.scale.size() < static_cast<size_t>(M))
+      r.scale.resize(static_cast<size_t>(M)), r.zp.resize(static_cast<size_t>(M));
     for (index_t m = 0; m < M; ++m) quantize_row_u7(A + m * lda, k_, Kp, r.q.data() + m * Kp, r.scale[m], r.zp[m]);
   }
 
@@ -272,8 +273,9 @@ void Int8Weights::tile(const QuantRows& r, index_t m, const int8_t* panel, index
     int j = 0;
 #if LSTMKIT_QKIND >= 1
     for (; j + 8 <= cols; j += 8) {
-      const __m256i iv = _mm256_sub_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(acc[i] + j)),
-                                          _mm256_mullo_epi32(_mm256_set1_epi32(zp), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cs + j))));
+      const __m256i iv = _mm256_sub_epi32(
+          _mm256_load_si256(reinterpret_cast<const __m256i*>(acc[i] + j)),
+          _mm256_mullo_epi32(_mm256_set1_epi32(zp), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cs + j))));
       const __m256 s = _mm256_mul_ps(_mm256_set1_ps(sa), _mm256_loadu_ps(sw + j));
       _mm256_storeu_ps(ci + j, _mm256_add_ps(_mm256_loadu_ps(ci + j), _mm256_mul_ps(s, _mm256_cvtepi32_ps(iv))));
     }

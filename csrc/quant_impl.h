@@ -39,5 +39,5 @@ template class std::vector<int32_t>;
 namespace lstmkit {
 extern const QuantKernels LSTMKIT_QTABLE;
 const QuantKernels LSTMKIT_QTABLE = {LSTMKIT_ISA_NAME, &LSTMKIT_ISA::make_quant_rnn, &LSTMKIT_ISA::make_quant_stream,
-                                          &LSTMKIT_ISA::quant_linear};
+                                     &LSTMKIT_ISA::quant_linear};
 }  // namespace lstmkit

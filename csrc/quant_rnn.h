@@ -19,7 +19,7 @@ namespace LSTMKIT_ISA {
 // One layer and direction: weights packed in format W, biases as PackedCell keeps them.
 template <typename W>
 struct QuantCell {
-  W w_ih, w_hh, w_hr;        // w_hr: n = 0 without projection
+  W w_ih, w_hh, w_hr;          // w_hr: n = 0 without projection
   std::vector<float> bias_in;  // LSTM b_ih + b_hh, GRU b_ih; empty without bias
   std::vector<float> b_hh;     // GRU only
   bool projected = false;
@@ -35,8 +35,7 @@ struct QuantCell {
       bias_in.assign(w.b_ih, w.b_ih + GH);
       if (lstm)
         for (index_t j = 0; j < GH; ++j) bias_in[j] += w.b_hh[j];
-      else
-        b_hh.assign(w.b_hh, w.b_hh + GH);
+      else b_hh.assign(w.b_hh, w.b_hh + GH);
     }
   }
   const float* input_bias() const { return bias_in.empty() ? nullptr : bias_in.data(); }
@@ -200,8 +199,7 @@ class QuantStream final : public StreamBase<float> {
  public:
   QuantStream(const RnnShape& s, const CellWeights<float>* weights) : s_(s) {
     const index_t B = s.B, H = s.H, P = s.P, GH = s.gates() * H;
-    for (index_t l = 0; l < s.L; ++l)
-      cells_.emplace_back(new QuantCell<W>(s.lstm, l == 0 ? s.I : P, H, P, weights[l]));
+    for (index_t l = 0; l < s.L; ++l) cells_.emplace_back(new QuantCell<W>(s.lstm, l == 0 ? s.I : P, H, P, weights[l]));
     h_.assign(static_cast<size_t>(s.L * B * P), 0.f);
     c_.assign(s.lstm ? static_cast<size_t>(s.L * B * H) : 0, 0.f);
     gates_.assign(static_cast<size_t>(B * GH), 0.f);

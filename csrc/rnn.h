@@ -111,10 +111,8 @@ void rows_through_time(index_t B, const std::vector<index_t>& batch_sizes, bool 
       if (n > 0) step_rows(t, r0, n);
     }
   };
-  if (split)
-    parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) { rows(b * MR, std::min(B, e * MR)); });
-  else
-    rows(0, B);
+  if (split) parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) { rows(b * MR, std::min(B, e * MR)); });
+  else rows(0, B);
 }
 
 // The time loop of a small batch split by hidden units over two threads (lockstep_pair): part(step,
@@ -172,7 +170,7 @@ void rnn_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights,
   std::vector<T> outs[2];  // [N, D·P] layer outputs, alternating between layers (the last may be out itself)
   std::vector<T> h(static_cast<size_t>(B * P)), c(s.lstm ? static_cast<size_t>(B * H) : 0);  // state, packed order
   std::vector<T> scratch(static_cast<size_t>(B * (s.lstm ? H : GH)));  // LSTM m [B, H] / GRU gh [B, 3H]
-  std::vector<T> h_new(static_cast<size_t>(B * P));  // h' of a step split by units (unit_split)
+  std::vector<T> h_new(static_cast<size_t>(B * P));                    // h' of a step split by units (unit_split)
 
   for (index_t layer = 0; layer < s.L; ++layer) {
     std::vector<PackedCell<T>> cells;
@@ -211,8 +209,7 @@ void rnn_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights,
           if (s.lstm)
             lstm_step(n, H, cell, h.data() + r0 * P, P, c.data() + r0 * H, H, g, GH, h.data() + r0 * P, P,
                       c.data() + r0 * H, H, scratch.data() + r0 * H);
-          else
-            gru_step(n, H, cell, h.data() + r0 * P, P, g, GH, scratch.data() + r0 * GH, h.data() + r0 * P, P);
+          else gru_step(n, H, cell, h.data() + r0 * P, P, g, GH, scratch.data() + r0 * GH, h.data() + r0 * P, P);
           T* y = layer_out + (offsets[t] + r0) * ldo + d * P;
           for (index_t r = 0; r < n; ++r) std::copy_n(h.data() + (r0 + r) * P, P, y + r * ldo);
         });
@@ -224,22 +221,23 @@ void rnn_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights,
         const PackedCell<T>& cell = cells[d];
         units_through_time(T_steps, H, h.data(), h_new.data(), B * P,
                            [&](index_t step, index_t u0, index_t u1, const T* h_in, T* h_out) {
-          const index_t t = d == 0 ? step : T_steps - 1 - step, n = u1 - u0;
-          T* g = proj.data() + offsets[t] * ldp + d * GH;
-          if (s.lstm) {
-            unit_products(B, G, H, cell, static_cast<const T*>(nullptr), 0, h_in, P, g, ldp, static_cast<T*>(nullptr),
-                          0, u0, u1);
-            lstm_pointwise(B, n, g + u0, ldp, c.data() + u0, H, c.data() + u0, H, h_out + u0, P,
-                           static_cast<T*>(nullptr), static_cast<T*>(nullptr), H);
-          } else {
-            unit_products(B, G, H, cell, static_cast<const T*>(nullptr), 0, h_in, P, g, ldp, scratch.data(), GH, u0,
-                          u1);
-            gru_pointwise(B, n, g + u0, ldp, scratch.data() + u0, GH, cell.b_hh ? cell.b_hh + u0 : nullptr, h_in + u0,
-                          P, h_out + u0, P, static_cast<T*>(nullptr), static_cast<T*>(nullptr), H);
-          }
-          T* y = layer_out + offsets[t] * ldo + d * P + u0;
-          for (index_t r = 0; r < B; ++r) std::copy_n(h_out + r * P + u0, n, y + r * ldo);
-        });
+                             const index_t t = d == 0 ? step : T_steps - 1 - step, n = u1 - u0;
+                             T* g = proj.data() + offsets[t] * ldp + d * GH;
+                             if (s.lstm) {
+                               unit_products(B, G, H, cell, static_cast<const T*>(nullptr), 0, h_in, P, g, ldp,
+                                             static_cast<T*>(nullptr), 0, u0, u1);
+                               lstm_pointwise(B, n, g + u0, ldp, c.data() + u0, H, c.data() + u0, H, h_out + u0, P,
+                                              static_cast<T*>(nullptr), static_cast<T*>(nullptr), H);
+                             } else {
+                               unit_products(B, G, H, cell, static_cast<const T*>(nullptr), 0, h_in, P, g, ldp,
+                                             scratch.data(), GH, u0, u1);
+                               gru_pointwise(B, n, g + u0, ldp, scratch.data() + u0, GH,
+                                             cell.b_hh ? cell.b_hh + u0 : nullptr, h_in + u0, P, h_out + u0, P,
+                                             static_cast<T*>(nullptr), static_cast<T*>(nullptr), H);
+                             }
+                             T* y = layer_out + offsets[t] * ldo + d * P + u0;
+                             for (index_t r = 0; r < B; ++r) std::copy_n(h_out + r * P + u0, n, y + r * ldo);
+                           });
       } else {
         for (index_t step = 0; step < T_steps; ++step) {
           const index_t t = d == 0 ? step : T_steps - 1 - step;

@@ -37,8 +37,15 @@ struct TrainWorkspace {
   bool lstm, projected;
 
   TrainWorkspace(const RnnShape& s, T* ws)
-      : base(ws), rows(s.T * s.B), GH(s.gates() * s.H), H(s.H), P(s.P), D(s.D), L(s.L),
-        cell(s.gates() * s.H + s.H + s.P + (s.lstm ? s.H : 0) + (s.P != s.H ? s.H : 0)), lstm(s.lstm),
+      : base(ws),
+        rows(s.T * s.B),
+        GH(s.gates() * s.H),
+        H(s.H),
+        P(s.P),
+        D(s.D),
+        L(s.L),
+        cell(s.gates() * s.H + s.H + s.P + (s.lstm ? s.H : 0) + (s.P != s.H ? s.H : 0)),
+        lstm(s.lstm),
         projected(s.P != s.H) {}
 
   T* act(index_t k) const { return base + k * rows * cell; }
@@ -81,7 +88,7 @@ void rnn_train_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* we
   if (!plain) pk.pack(x, B, s.I, x_packed.data());
   std::vector<T> top_out(plain ? 0 : static_cast<size_t>(N * ldo));  // [N, D·P] the last layer's packed output
   std::vector<T> h(static_cast<size_t>(B * P)), c(static_cast<size_t>(B * H));  // state, packed order
-  std::vector<T> gh(s.lstm ? 0 : static_cast<size_t>(B * GH));                 // GRU h·W_hhᵀ [B, 3H]
+  std::vector<T> gh(s.lstm ? 0 : static_cast<size_t>(B * GH));                  // GRU h·W_hhᵀ [B, 3H]
   std::vector<T> h_new(static_cast<size_t>(B * P));                             // h' of a step split by units
 
   for (index_t layer = 0; layer < s.L; ++layer) {
@@ -129,24 +136,26 @@ void rnn_train_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* we
         // Small batches, every row running every step: rnn_forward's two-thread loop, keeping the tape.
         units_through_time(T_steps, H, h.data(), h_new.data(), B * P,
                            [&](index_t step, index_t u0, index_t u1, const T* h_in, T* h_out) {
-          const index_t t = d == 0 ? step : T_steps - 1 - step, q = offsets[t], n = u1 - u0;
-          T* g = act + q * GH;
-          for (index_t r = 0; r < B; ++r) {
-            std::copy_n(h_in + r * P + u0, n, hp + (q + r) * P + u0);
-            if (s.lstm) std::copy_n(c.data() + r * H + u0, n, cp + (q + r) * H + u0);
-          }
-          if (s.lstm) {
-            unit_products(B, G, H, w, static_cast<const T*>(nullptr), 0, h_in, P, g, GH, static_cast<T*>(nullptr), 0,
-                          u0, u1);
-            lstm_pointwise(B, n, g + u0, GH, c.data() + u0, H, c.data() + u0, H, h_out + u0, P, g + u0,
-                           aux + q * H + u0, H);
-          } else {
-            unit_products(B, G, H, w, static_cast<const T*>(nullptr), 0, h_in, P, g, GH, gh.data(), GH, u0, u1);
-            gru_pointwise(B, n, g + u0, GH, gh.data() + u0, GH, w.b_hh ? w.b_hh + u0 : nullptr, h_in + u0, P,
-                          h_out + u0, P, g + u0, aux + q * H + u0, H);
-          }
-          for (index_t r = 0; r < B; ++r) std::copy_n(h_out + r * P + u0, n, y_base + (q + r) * ldo + d * P + u0);
-        });
+                             const index_t t = d == 0 ? step : T_steps - 1 - step, q = offsets[t], n = u1 - u0;
+                             T* g = act + q * GH;
+                             for (index_t r = 0; r < B; ++r) {
+                               std::copy_n(h_in + r * P + u0, n, hp + (q + r) * P + u0);
+                               if (s.lstm) std::copy_n(c.data() + r * H + u0, n, cp + (q + r) * H + u0);
+                             }
+                             if (s.lstm) {
+                               unit_products(B, G, H, w, static_cast<const T*>(nullptr), 0, h_in, P, g, GH,
+                                             static_cast<T*>(nullptr), 0, u0, u1);
+                               lstm_pointwise(B, n, g + u0, GH, c.data() + u0, H, c.data() + u0, H, h_out + u0, P,
+                                              g + u0, aux + q * H + u0, H);
+                             } else {
+                               unit_products(B, G, H, w, static_cast<const T*>(nullptr), 0, h_in, P, g, GH, gh.data(),
+                                             GH, u0, u1);
+                               gru_pointwise(B, n, g + u0, GH, gh.data() + u0, GH, w.b_hh ? w.b_hh + u0 : nullptr,
+                                             h_in + u0, P, h_out + u0, P, g + u0, aux + q * H + u0, H);
+                             }
+                             for (index_t r = 0; r < B; ++r)
+                               std::copy_n(h_out + r * P + u0, n, y_base + (q + r) * ldo + d * P + u0);
+                           });
       } else {
         for (index_t step = 0; step < T_steps; ++step) {
           const index_t t = d == 0 ? step : T_steps - 1 - step, nb = batch_sizes[t], q = offsets[t];
@@ -161,8 +170,8 @@ void rnn_train_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* we
           if (s.lstm) {
             std::copy_n(c.data(), nb * H, cp + q * H);
             lstm_step_units(nb, H, w, static_cast<const T*>(nullptr), 0, h.data(), P, c.data(), H, act + q * GH, GH,
-                            w.projected ? h.data() : h_new.data(), P, w.projected ? mm + q * H : nullptr,
-                            act + q * GH, aux + q * H);
+                            w.projected ? h.data() : h_new.data(), P, w.projected ? mm + q * H : nullptr, act + q * GH,
+                            aux + q * H);
           } else {
             gru_step_units(nb, H, w, static_cast<const T*>(nullptr), 0, h.data(), P, act + q * GH, GH, gh.data(),
                            h_new.data(), P, act + q * GH, aux + q * H);
@@ -255,7 +264,7 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
   const std::vector<index_t>&order = pk.order, &batch_sizes = pk.batch_sizes, &offsets = pk.offsets;
   const index_t N = pk.N, ldo = D * P;
   const TrainWorkspace<T> ws(s, const_cast<T*>(ws_base));  // read only here
-  const bool plain = lengths == nullptr;  // x is its own packed layout
+  const bool plain = lengths == nullptr;                   // x is its own packed layout
   std::vector<T> x_packed(plain ? 0 : static_cast<size_t>(N * s.I));
   if (!plain) pk.pack(x, B, s.I, x_packed.data());
 
@@ -282,7 +291,7 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
       const T* aux = ws.aux(k);
       const T* hp = ws.h_prev(k);
       const T* cp = ws.c_prev(k);
-      const PackedWeights<T> w_hh_t(w.w_hh, P, GH, 1, P);  // W_hhᵀ, for dh_prev = dG · W_hh
+      const PackedWeights<T> w_hh_t(w.w_hh, P, GH, 1, P);    // W_hhᵀ, for dh_prev = dG · W_hh
       const PackedWeights<T> w_ih_t(w.w_ih, In, GH, 1, In);  // W_ihᵀ, for d_in = dG · W_ih
       PackedWeights<T> w_hr_t;                               // W_hrᵀ, for dm = dh' · W_hr
       if (w.w_hr) {
@@ -408,7 +417,7 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
       std::fill(gr.w_ih, gr.w_ih + GH * In, T(0));
       std::fill(gr.w_hh, gr.w_hh + GH * P, T(0));
       gemm_tn_acc(GH, In, N, dG.data(), GH, layer_in, In, gr.w_ih, In);  // dW_ih = dGᵀ · input
-      gemm_tn_acc(GH, P, N, dg_hh, GH, hp, P, gr.w_hh, P);                // dW_hh = dGᵀ · h_prev
+      gemm_tn_acc(GH, P, N, dg_hh, GH, hp, P, gr.w_hh, P);               // dW_hh = dGᵀ · h_prev
       if (gr.b_ih) {
         std::fill(gr.b_ih, gr.b_ih + GH, T(0));
         std::fill(gr.b_hh, gr.b_hh + GH, T(0));

@@ -38,8 +38,7 @@ class Stream final : public StreamBase<T> {
         if (s_.lstm)
           lstm_step_units(B, H, w, in, in_ld, h, P, c_.data() + l * B * H, H, gates_.data(), GH,
                           w.projected ? h : h_new_.data(), P, scratch_.data());
-        else
-          gru_step_units(B, H, w, in, in_ld, h, P, gates_.data(), GH, scratch_.data(), h_new_.data(), P);
+        else gru_step_units(B, H, w, in, in_ld, h, P, gates_.data(), GH, scratch_.data(), h_new_.data(), P);
         if (!w.projected) std::copy_n(h_new_.data(), B * P, h);
         in = h;
         in_ld = P;
@@ -77,7 +76,7 @@ class Stream final : public StreamBase<T> {
  private:
   RnnShape s_;
   std::vector<PackedCell<T>> cells_;
-  std::vector<T> h_, c_;          // [L, B, P], [L, B, H] (LSTM)
+  std::vector<T> h_, c_;            // [L, B, P], [L, B, H] (LSTM)
   std::vector<T> gates_, scratch_;  // [B, G·H]; LSTM m [B, H] / GRU gh [B, 3H]
   std::vector<T> h_new_;            // [B, P] h' of a step split by units
 };

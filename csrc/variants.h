@@ -32,17 +32,28 @@ template <typename T>
 inline T act_value(const Activation& a, T z) {
   const T al = T(a.alpha), be = T(a.beta);
   switch (a.kind) {
-    case ActKind::Sigmoid: return sigmoid(z);
-    case ActKind::Tanh: return std::tanh(z);
-    case ActKind::Relu: return z > T(0) ? z : T(0);
-    case ActKind::HardSigmoid: return std::min(T(1), std::max(T(0), al * z + be));
-    case ActKind::LeakyRelu: return z >= T(0) ? z : al * z;
-    case ActKind::ThresholdedRelu: return z > al ? z : T(0);
-    case ActKind::ScaledTanh: return al * std::tanh(be * z);
-    case ActKind::Affine: return al * z + be;
-    case ActKind::Elu: return z >= T(0) ? z : al * std::expm1(z);
-    case ActKind::Softsign: return z / (T(1) + std::abs(z));
-    case ActKind::Softplus: return std::max(z, T(0)) + std::log1p(std::exp(-std::abs(z)));
+    case ActKind::Sigmoid:
+      return sigmoid(z);
+    case ActKind::Tanh:
+      return std::tanh(z);
+    case ActKind::Relu:
+      return z > T(0) ? z : T(0);
+    case ActKind::HardSigmoid:
+      return std::min(T(1), std::max(T(0), al * z + be));
+    case ActKind::LeakyRelu:
+      return z >= T(0) ? z : al * z;
+    case ActKind::ThresholdedRelu:
+      return z > al ? z : T(0);
+    case ActKind::ScaledTanh:
+      return al * std::tanh(be * z);
+    case ActKind::Affine:
+      return al * z + be;
+    case ActKind::Elu:
+      return z >= T(0) ? z : al * std::expm1(z);
+    case ActKind::Softsign:
+      return z / (T(1) + std::abs(z));
+    case ActKind::Softplus:
+      return std::max(z, T(0)) + std::log1p(std::exp(-std::abs(z)));
   }
   return z;
 }
@@ -298,8 +309,8 @@ struct VariantRows {
   // Points the fields at consecutive blocks of `rows` rows from base (VariantField order); returns the
   // values used. With base null, only counts.
   index_t place(const std::array<index_t, kVariantFields>& widths, index_t rows, T* base) {
-    RowBuffer<T>* fields[kVariantFields] = {&zpre, &act, &hin,  &h_prev,  &c_prev,  &ct, &hc_in, &hc,     &xhat_c,
-                                            &rstd_c, &m,  &xhat_hh, &rstd_hh, &sn, &q,     &xhat_ih, &rstd_ih};
+    RowBuffer<T>* fields[kVariantFields] = {&zpre,   &act, &hin,     &h_prev,  &c_prev, &ct, &hc_in,   &hc,     &xhat_c,
+                                            &rstd_c, &m,   &xhat_hh, &rstd_hh, &sn,     &q,  &xhat_ih, &rstd_ih};
     index_t used = 0;
     for (int f = 0; f < kVariantFields; ++f) {
       fields[f]->ptr = base && widths[f] ? base + used : nullptr;
@@ -325,9 +336,9 @@ struct VariantCell {
   const RnnShape& s;
   const VariantOptions& o;
   const VariantWeights<T>& ex;
-  PackedCell<T> pc;                 // w_ih, w_hh, w_hr and the input bias (LSTM: b_ih + b_hh)
+  PackedCell<T> pc;                  // w_ih, w_hh, w_hr and the input bias (LSTM: b_ih + b_hh)
   PackedWeights<T> w_hh_rz, w_hh_n;  // GRU linear_before_reset=False: W_hh's (r, z) and n rows
-  const T* b_hh = nullptr;          // GRU b_hh [3H] or null
+  const T* b_hh = nullptr;           // GRU b_hh [3H] or null
   index_t H, P, G, GH;
 
   VariantCell(const RnnShape& s_, const VariantOptions& o_, index_t in, const CellWeights<T>& w,
@@ -353,8 +364,8 @@ struct VariantCell {
     if (!o.layer_norm) return;
     for (index_t n = n0; n < n1; ++n) {
       T* row = out + (n - n0) * ldo;
-      const T r = layer_norm_row(GH, row, ex.ln_ih_w, ex.ln_ih_b, row, tape ? rows.xhat_ih.data() + n * GH : nullptr,
-                                 false);
+      const T r =
+          layer_norm_row(GH, row, ex.ln_ih_w, ex.ln_ih_b, row, tape ? rows.xhat_ih.data() + n * GH : nullptr, false);
       if (tape) rows.rstd_ih[n] = r;
       if (bias)
         for (index_t j = 0; j < GH; ++j) row[j] += bias[j];
@@ -368,8 +379,7 @@ struct VariantCell {
     auto block = [&](index_t n0, index_t n1) { project_rows(n0, n1, input, in, proj + n0 * ldp, ldp, rows, tape); };
     if (double(N) * double(GH) * double(in) >= kParallelMacs && num_threads() >= 2 && !in_parallel())
       parallel_for(tiles, [&](index_t b, index_t e) { block(b * MR, std::min(N, e * MR)); });
-    else
-      block(0, N);
+    else block(0, N);
   }
 
   // Gives the per-row buffers B rows of scratch (the forward without a tape).
@@ -386,7 +396,9 @@ struct VariantCell {
   void step(index_t r0, index_t n, index_t q0, T* gates, index_t ldp, T* h, T* c, VariantRows<T>& rw, bool tape,
             T* s_scr, T* ht) const {
     const PackedMasks<T>& mk = rw.masks;
-    auto at = [&](const RowBuffer<T>& v, index_t width, index_t r) { return v.data() + (tape ? q0 + r : r0 + r) * width; };
+    auto at = [&](const RowBuffer<T>& v, index_t width, index_t r) {
+      return v.data() + (tape ? q0 + r : r0 + r) * width;
+    };
     // What multiplies W_hh: m_rd ⊙ h (kept with a tape).
     const T* hin = h + r0 * P;
     if (!rw.hin.empty()) {
@@ -422,13 +434,14 @@ struct VariantCell {
   // h ← m_h ⊙ h + (1 − m_h) ⊙ h̃ for rows [r0, r0 + n).
   void zoneout_h(index_t r0, index_t n, index_t q0, T* h, const T* ht, const VariantRows<T>& rw) const {
     for (index_t r = 0; r < n; ++r)
-      zoneout_row(P, rw.masks.zh(q0 + r), T(o.zoneout_h),
-                  h + (r0 + r) * P, ht + (r0 + r) * P);
+      zoneout_row(P, rw.masks.zh(q0 + r), T(o.zoneout_h), h + (r0 + r) * P, ht + (r0 + r) * P);
   }
 
-  void lstm_rows(index_t r0, index_t n, index_t q0, T* gates, index_t ldp, const T* hin, T* h, T* c,
-                 VariantRows<T>& rw, bool tape, T* s_scr, T* ht) const {
-    auto at = [&](const RowBuffer<T>& v, index_t width, index_t r) { return v.data() + (tape ? q0 + r : r0 + r) * width; };
+  void lstm_rows(index_t r0, index_t n, index_t q0, T* gates, index_t ldp, const T* hin, T* h, T* c, VariantRows<T>& rw,
+                 bool tape, T* s_scr, T* ht) const {
+    auto at = [&](const RowBuffer<T>& v, index_t width, index_t r) {
+      return v.data() + (tape ? q0 + r : r0 + r) * width;
+    };
     const index_t ldhin = P;
     if (o.layer_norm) {  // a + LN(W_hh h; γ, β) (b_hh is in a already)
       T* sv = s_scr + r0 * GH;
@@ -455,8 +468,7 @@ struct VariantCell {
       act_apply(o.cell, zg, a + 2 * H, H);
       if (o.input_forget)
         for (index_t j = 0; j < H; ++j) a[H + j] = T(1) - a[j];
-      else
-        act_apply(o.gate, zf, a + H, H);
+      else act_apply(o.gate, zf, a + H, H);
       T* ct = at(rw.ct, H, r);
       for (index_t j = 0; j < H; ++j) ct[j] = a[H + j] * cr[j] + a[j] * a[2 * H + j];
       if (p)
@@ -483,7 +495,9 @@ struct VariantCell {
 
   void gru_rows(index_t r0, index_t n, index_t q0, T* gates, index_t ldp, const T* hin, T* h, VariantRows<T>& rw,
                 bool tape, T* s_scr, T* ht) const {
-    auto at = [&](const RowBuffer<T>& v, index_t width, index_t r) { return v.data() + (tape ? q0 + r : r0 + r) * width; };
+    auto at = [&](const RowBuffer<T>& v, index_t width, index_t r) {
+      return v.data() + (tape ? q0 + r : r0 + r) * width;
+    };
     T* sv = s_scr + r0 * GH;  // [n, 3H]: s = LN(W_hh hin) + b_hh  (linear_before_reset=False: r, z rows only)
     const bool lbr = o.linear_before_reset;
     if (lbr) gemm_set(n, hin, P, pc.w_hh, sv, GH);
@@ -495,8 +509,8 @@ struct VariantCell {
     for (index_t r = 0; r < n; ++r) {
       T* srow = sv + r * GH;
       if (o.layer_norm)
-        *at(rw.rstd_hh, 1, r) = layer_norm_row(GH, srow, ex.ln_hh_w, ex.ln_hh_b, srow,
-                                               tape ? at(rw.xhat_hh, GH, r) : nullptr, false);
+        *at(rw.rstd_hh, 1, r) =
+            layer_norm_row(GH, srow, ex.ln_hh_w, ex.ln_hh_b, srow, tape ? at(rw.xhat_hh, GH, r) : nullptr, false);
       if (b_hh)
         for (index_t j = 0; j < width; ++j) srow[j] += b_hh[j];
       T* z = gates + r * ldp;
@@ -551,8 +565,8 @@ struct VariantTape {
   std::vector<T*> inputs;            // [L]: views into ws for the layers above the first (layer 0 reads x)
 
   // ws is written only when `fill` (the training forward); the backward reads it through these views.
-  VariantTape(const RnnShape& s, const VariantOptions& o, const PackedBatch& pk, const VariantMasks<T>* masks,
-              T* ws, bool fill)
+  VariantTape(const RnnShape& s, const VariantOptions& o, const PackedBatch& pk, const VariantMasks<T>* masks, T* ws,
+              bool fill)
       : rows(static_cast<size_t>(s.L * s.D)), inputs(static_cast<size_t>(s.L), nullptr) {
     const index_t rows_max = s.T * s.B, LD = s.L * s.D;
     const auto widths = variant_row_widths(s, o, true, masks[0].recurrent != nullptr);

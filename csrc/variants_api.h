@@ -11,7 +11,17 @@ namespace lstmkit {
 
 // ONNX's activation functions; α/β are always given (the Python side fills ONNX's defaults).
 enum class ActKind : int {
-  Sigmoid, Tanh, Relu, HardSigmoid, LeakyRelu, ThresholdedRelu, ScaledTanh, Affine, Elu, Softsign, Softplus
+  Sigmoid,
+  Tanh,
+  Relu,
+  HardSigmoid,
+  LeakyRelu,
+  ThresholdedRelu,
+  ScaledTanh,
+  Affine,
+  Elu,
+  Softsign,
+  Softplus
 };
 
 struct Activation {
@@ -21,12 +31,12 @@ struct Activation {
 
 // Every option of a variant forward; defaults are the plain cells.
 struct VariantOptions {
-  bool peephole = false;             // LSTM: p_i, p_f see c, p_o sees c̃
-  bool input_forget = false;         // LSTM: f = 1 − i
-  bool has_clip = false;             // every gate pre-activation clipped to [−clip, clip]
+  bool peephole = false;      // LSTM: p_i, p_f see c, p_o sees c̃
+  bool input_forget = false;  // LSTM: f = 1 − i
+  bool has_clip = false;      // every gate pre-activation clipped to [−clip, clip]
   double clip = 0;
-  bool layer_norm = false;           // LN on W_ih x, W_hh h (and c̃ for the LSTM)
-  bool linear_before_reset = true;   // GRU
+  bool layer_norm = false;          // LN on W_ih x, W_hh h (and c̃ for the LSTM)
+  bool linear_before_reset = true;  // GRU
   Activation gate{ActKind::Sigmoid, 0, 0}, cell{ActKind::Tanh, 0, 0}, hidden{ActKind::Tanh, 0, 0};
   // Zoneout probabilities: the constant masks used when no sampled zoneout mask is given (evaluation).
   double zoneout_c = 0, zoneout_h = 0;
@@ -45,8 +55,24 @@ inline bool needs_zpre(const VariantOptions& o) { return o.has_clip || !grad_fro
 // memory. With a tape they hold every packed row and live in the training workspace; without one they
 // are B rows of scratch.
 enum VariantField : int {
-  kZpre, kAct, kHin, kHPrev, kCPrev, kCt, kHcIn, kHc, kXhatC, kRstdC, kM, kXhatHh, kRstdHh, kSn, kQ, kXhatIh,
-  kRstdIh, kVariantFields
+  kZpre,
+  kAct,
+  kHin,
+  kHPrev,
+  kCPrev,
+  kCt,
+  kHcIn,
+  kHc,
+  kXhatC,
+  kRstdC,
+  kM,
+  kXhatHh,
+  kRstdHh,
+  kSn,
+  kQ,
+  kXhatIh,
+  kRstdIh,
+  kVariantFields
 };
 
 // Values per row of each field (0: not used by these options).
@@ -139,8 +165,14 @@ struct VariantKernels {
 };
 
 // Defined in kernels_<isa>.cpp (through kernels_impl.h), one per instruction-set namespace.
-namespace isa_scalar { extern const VariantKernels variant_kernels; }
-namespace isa_avx2 { extern const VariantKernels variant_kernels; }
-namespace isa_avx512 { extern const VariantKernels variant_kernels; }
+namespace isa_scalar {
+extern const VariantKernels variant_kernels;
+}
+namespace isa_avx2 {
+extern const VariantKernels variant_kernels;
+}
+namespace isa_avx512 {
+extern const VariantKernels variant_kernels;
+}
 
 }  // namespace lstmkit

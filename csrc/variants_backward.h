@@ -1,8 +1,8 @@
 // Backpropagation through time for the LSTM/GRU variants (variants.h): the same function as
 // lstmkit/ref/rnn.py's backward with variant_masks. As rnn_backward.h, it reads what the training
 // forward kept in the workspace (VariantTape) instead of recomputing the forward; then per direction
-// the steps are walked backwards, each step's small GEMM (dh_prev = dS · W_hh) fused with the pointwise derivatives, and the weight, bias,
-// peephole and layer-norm gradients are one product or column sum each over all N packed rows.
+// the steps are walked backwards, each step's small GEMM (dh_prev = dS · W_hh) fused with the pointwise derivatives,
+// and the weight, bias, peephole and layer-norm gradients are one product or column sum each over all N packed rows.
 #pragma once
 
 #include <vector>
@@ -95,12 +95,13 @@ void column_sums_with_rows(index_t N, const std::vector<ColumnSum<T>>& sums, F&&
 }
 
 // Sequence backward of the variants; arguments as rnn_backward (rnn_backward.h) and variant_forward;
-// ws: what variant_train_forward wrote for the same arguments (read only); extra_grads: [L·D] gradients of the variant parameters (overwritten).
+// ws: what variant_train_forward wrote for the same arguments (read only); extra_grads: [L·D] gradients of the variant
+// parameters (overwritten).
 template <typename T>
 void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, const CellWeights<T>* weights,
-                      const VariantWeights<T>* extra, const VariantMasks<T>* masks, const int64_t* lengths,
-                      const T* ws, const T* d_out, const T* d_hn, const T* d_cn, T* dx, T* d_h0, T* d_c0,
-                      const CellGrads<T>* grads, const VariantGrads<T>* extra_grads) {
+                      const VariantWeights<T>* extra, const VariantMasks<T>* masks, const int64_t* lengths, const T* ws,
+                      const T* d_out, const T* d_hn, const T* d_cn, T* dx, T* d_h0, T* d_c0, const CellGrads<T>* grads,
+                      const VariantGrads<T>* extra_grads) {
   const index_t T_steps = s.T, B = s.B, H = s.H, P = s.P, D = s.D, G = s.gates(), GH = G * H;
   const PackedBatch pk(T_steps, B, lengths);
   const index_t N = pk.N;
@@ -119,10 +120,10 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
   std::vector<T> d_ins[2];  // d of a layer's input [N, In], alternating (layer 0's may be dx itself)
   std::vector<T> dh(static_cast<size_t>(B * P)), dc(static_cast<size_t>(B * H));  // state grads, packed order
   // The large per-row gradients are written in full before they are read: RawBuffer, not zeroed.
-  RawBuffer<T> dG(N * GH);                       // d of the gate pre-activations a + s (before peephole/clip)
-  RawBuffer<T> dS(!lstm && lbr ? N * GH : 0);    // GRU: d of s (after its layer norm)
-  RawBuffer<T> dSraw(ln ? N * GH : 0);           // d of W_hh h (before the layer norm)
-  RawBuffer<T> dHt, dhc_in;  // LSTM: dh̃ [N, P] (projection), d LN(c̃) [N, H] (layer norm)
+  RawBuffer<T> dG(N * GH);                         // d of the gate pre-activations a + s (before peephole/clip)
+  RawBuffer<T> dS(!lstm && lbr ? N * GH : 0);      // GRU: d of s (after its layer norm)
+  RawBuffer<T> dSraw(ln ? N * GH : 0);             // d of W_hh h (before the layer norm)
+  RawBuffer<T> dHt, dhc_in;                        // LSTM: dh̃ [N, P] (projection), d LN(c̃) [N, H] (layer norm)
   std::vector<T> zt(static_cast<size_t>(B * GH));  // per row: the clipped pre-activations
   std::vector<T> tmp(static_cast<size_t>(B * std::max(GH, P)));
   std::vector<T> dm(static_cast<size_t>(B * H));
@@ -222,8 +223,7 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
             }
             if (o.input_forget)
               for (index_t j = 0; j < H; ++j) gi[j] -= gf[j], gf[j] = T(0);
-            else
-              act_grad_mul(o.gate, z + H, a + H, gf, H);
+            else act_grad_mul(o.gate, z + H, a + H, gf, H);
             act_grad_mul(o.gate, z, a, gi, H);
             act_grad_mul(o.cell, z + 2 * H, a + 2 * H, gg, H);
             clip_grad_mul(o, zp, g, 3 * H);
@@ -339,8 +339,7 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
         column_sums(N, GH, dG.data(), GH, static_cast<const T*>(nullptr), 0, gr.b_ih);
         if (dS_post == dG.data())  // both biases add to the same pre-activation: one sum
           std::copy_n(gr.b_ih, GH, gr.b_hh);
-        else
-          column_sums(N, GH, dS_post, GH, static_cast<const T*>(nullptr), 0, gr.b_hh);
+        else column_sums(N, GH, dS_post, GH, static_cast<const T*>(nullptr), 0, gr.b_hh);
       }
       if (p) {
         column_sums(N, H, dG.data(), GH, rw.c_prev.data(), H, eg.peephole);

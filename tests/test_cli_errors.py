@@ -211,7 +211,7 @@ def test_ctrl_c_says_where_the_run_stands_and_the_printed_command_resumes_it(tmp
 
 @pytest.mark.parametrize("rows,phrase", [
     ([], "no rows (only a header)"),
-    (["a,2020-01-01,1", "a,notadate,2"], "column ds, row 3: 'notadate' is neither a date nor a number"),
+    (["a,2020-01-01,1", "a,notadate,2"], "column ds holds neither dates nor integers"),
     ([f"a,{i},{1e300 if i == 5 else i}" for i in range(30)], "column y, row 7: 1e+300 is outside"),
     ([f"a,{i},{i}" for i in range(30)] + ["a,3,7"], "(unique_id, ds) = (a, 3) appears more than once (row 32)"),
     ([f"a,{i},{'x' if i == 2 else i}" for i in range(30)], "column y, row 4: 'x' is not a number"),

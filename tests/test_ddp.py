@@ -40,7 +40,7 @@ def _loss(model, x, lengths, y):
 
 
 def train(out: str, epochs: int, resume: bool = False, cell: str = "lstm"):
-    from lstmkit.tasks.models import SequenceNet
+    from lstmkit.tasks.classify.net import SequenceNet
     from lstmkit.tasks.training import TrainConfig, fit, seed_everything
 
     torch.set_num_threads(1)
@@ -92,7 +92,8 @@ def test_two_processes_match_one_with_same_global_batch(tmp_path, cell, request)
     else:
         _torchrun(str(tmp_path / "two"), 2, cell)
     train(str(tmp_path / "one"), 2, cell=cell)
-    two, one = _weights(str(tmp_path / "two" / "last.safetensors")), _weights(str(tmp_path / "one" / "last.safetensors"))
+    two = _weights(str(tmp_path / "two" / "last.safetensors"))
+    one = _weights(str(tmp_path / "one" / "last.safetensors"))
     assert two["trainer"]["epoch"] == one["trainer"]["epoch"] == 2
     _close(two, one)
     for h2, h1 in zip(two["trainer"]["history"], one["trainer"]["history"]):  # all-reduced metrics
@@ -110,7 +111,8 @@ def test_checkpoint_from_two_processes_resumes_in_one(tmp_path, two_lstm):
     shutil.copytree(two_lstm, tmp_path / "run")
     result = train(str(tmp_path / "run"), 4, resume=True)  # epochs 3-4 in one process
     train(str(tmp_path / "ref"), 4)
-    resumed, ref = _weights(str(tmp_path / "run" / "last.safetensors")), _weights(str(tmp_path / "ref" / "last.safetensors"))
+    resumed = _weights(str(tmp_path / "run" / "last.safetensors"))
+    ref = _weights(str(tmp_path / "ref" / "last.safetensors"))
     assert [h["epoch"] for h in result["history"]] == [1, 2, 3, 4]
     _close(resumed, ref)
 

@@ -197,7 +197,8 @@ def test_lengths_semantics_explicit():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("mode,proj,bias", [("LSTM", 0, True), ("LSTM", 3, True), ("LSTM", 0, False), ("GRU", 0, True), ("GRU", 0, False)])
+@pytest.mark.parametrize("mode,proj,bias", [("LSTM", 0, True), ("LSTM", 3, True), ("LSTM", 0, False), ("GRU", 0, True),
+                                           ("GRU", 0, False)])
 @pytest.mark.parametrize("B", [1, 5])
 def test_cell_forward_parity(mode, proj, bias, dtype, B):
     rng = np.random.default_rng(B)
@@ -281,7 +282,8 @@ def test_empty_time_or_batch(mode, T, B):
 def test_cell_forward_empty_batch():
     config = RNNConfig("LSTM", input_size=3, hidden_size=5, proj_size=2)
     w = layer_weights(init_params(config, seed=0), 0, 0)
-    h, c = engine.cell_forward("LSTM", np.zeros((0, 3), np.float32), (np.zeros((0, 2), np.float32), np.zeros((0, 5), np.float32)), w)
+    state = (np.zeros((0, 2), np.float32), np.zeros((0, 5), np.float32))
+    h, c = engine.cell_forward("LSTM", np.zeros((0, 3), np.float32), state, w)
     assert h.shape == (0, 2) and c.shape == (0, 5)
 
 

@@ -45,3 +45,10 @@ def test_text_activation_handles_nan_and_long_text(tmp_path):
     values[-5:] = np.nan
     w, h = png_size(plots.save_png(plots.text_activation(text, values, "t"), tmp_path / "t.png"))
     assert h > 120  # wrapped onto several rows (one row is about 80 px)
+
+
+def test_text_strip_has_a_colour_legend():
+    fig = plots.text_activation("abc", np.array([-1.0, 0.0, 1.0]), "t", label="h of unit 3")
+    bars = [ax for ax in fig.axes if ax.get_xlabel().startswith("h of unit 3")]
+    assert len(fig.axes) == 2 and len(bars) == 1  # the strip and its colour bar, named
+    assert bars[0].get_xlim() == (-1.0, 1.0)  # symmetric around 0: white is h = 0

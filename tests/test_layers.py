@@ -29,7 +29,8 @@ SWEEP = [
     ("LSTM", dict(num_layers=2, proj_size=3, batch_first=True), "float32"),
     ("LSTM", dict(bidirectional=True, proj_size=2, lengths=True, state=True), "float64"),
     ("LSTM", dict(num_layers=3, bias=False, lengths=True), "float32"),
-    ("GRU", dict(), "float64"), ("GRU", dict(num_layers=2, bidirectional=True, batch_first=True, state=True), "float32"),
+    ("GRU", dict(), "float64"),
+    ("GRU", dict(num_layers=2, bidirectional=True, batch_first=True, state=True), "float32"),
     ("GRU", dict(num_layers=3, lengths=True, bidirectional=True), "float64"),
 ]
 

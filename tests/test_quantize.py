@@ -8,8 +8,10 @@
   - int8: 7-bit activations (range / 127 per step) and 8-bit weights (max / 127 per step) make each
     product off by about 1 % of its scale; measured ≤ 2.4e-2 on this sweep (random weights, up to 3 layers,
     20 steps, errors compound through the recurrence), bound 3e-2.
-* The int8 integer products are exact, so the portable path and the AVX2 path (and VNNI where the CPU
-  has it) give the same bits for one product (LSTMKIT_ISA=scalar in a subprocess).
+* Every instruction-set path the CPU runs (LSTMKIT_ISA in a subprocess; a failure names the path and the
+  key): the int8 integer products are exact, so every path (VNNI where the CPU has it) gives the portable
+  path's bits; the bf16 products stay within a bound derived from their rounding, which differs by path
+  (AVX-512 BF16's vdpbf16ps rounds the activations to bf16 too: 2u + u² per term instead of u, u = 2⁻⁹).
 * Bad input gets the usual errors; a trained model keeps its accuracy.
 """
 from __future__ import annotations
@@ -164,63 +166,6 @@ def test_bad_input():
         QuantizedRNN({}, {}, "int8")
 
 
-def _env(isa: str) -> dict:
-    env = dict(os.environ, LSTMKIT_ISA=isa)
-    src = str(Path(engine.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
-    return env
-
-
-_PROBE = """
-import sys, numpy as np
-from lstmkit import _engine, engine
-import lstmkit
-rng = np.random.default_rng(11)
-out = {"isa": np.array(_engine.quant_isa())}
-for M, K, N in ((1, 5, 3), (7, 70, 45), (13, 256, 1030), (64, 33, 17)):
-    x = (rng.standard_normal((M, K)) * rng.uniform(0.1, 5, (M, 1))).astype(np.float32)
-    x[0, : K // 2] = np.abs(x[0, : K // 2])  # a one-sided row: zero point 0
-    x[-1] *= np.float32(1e-37)  # a row of (sub)normal tiny values: treated as zeros, no overflow
-    w = rng.standard_normal((N, K)).astype(np.float32)
-    w[0] = 0.0  # an all-zero channel
-    for dtype in ("int8", "bfloat16"):
-        y = np.empty((M, N), np.float32)
-        _engine.quant_linear(dtype, x, w, y)
-        out[f"{dtype}_{M}_{K}_{N}"] = y
-model = lstmkit.LSTM(19, 48, num_layers=2, bidirectional=True, proj_size=20, seed=2).eval()
-xs = rng.standard_normal((15, 9, 19)).astype(np.float32)
-for dtype in ("int8", "bfloat16"):
-    out["model_" + dtype] = lstmkit.quantize(model, dtype)(xs, lengths=rng.integers(0, 16, 9))[0]
-np.savez(sys.argv[1], **out)
-"""
-
-
-def test_int8_products_same_bits_on_every_path(tmp_path):
-    paths = [isa for isa in engine.supported_isas() if isa in ("scalar", "avx2", "avx512")]
-    if len(paths) < 2:
-        pytest.skip("this CPU runs only the portable path: nothing to compare it with")
-    results = {}
-    for isa in paths:
-        f = tmp_path / f"{isa}.npz"
-        subprocess.run([sys.executable, "-c", _PROBE, str(f)], env=_env(isa), check=True, capture_output=True)
-        results[isa] = dict(np.load(f))
-    base = results.pop("scalar")
-    assert str(base["isa"]) == "scalar"
-    for isa, got in results.items():
-        assert str(got["isa"]) != "scalar"
-        for key, want in base.items():
-            if key.startswith("int8_"):  # exact integers, the same float dequantisation
-                np.testing.assert_array_equal(got[key], want, err_msg=f"{isa} {key}")
-            elif key.startswith("bfloat16_"):  # float sums in another order (and FMA)
-                np.testing.assert_allclose(got[key], want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
-            elif key == "model_bfloat16":
-                np.testing.assert_allclose(got[key], want, atol=1e-4)
-            elif key == "model_int8":
-                # tanh/σ differ in the last ulp between paths, which can move an activation code
-                # by one step: far below the int8 error itself
-                np.testing.assert_allclose(got[key], want, atol=2e-3)
-
-
 def test_trained_model_keeps_its_accuracy():
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
@@ -285,3 +230,100 @@ def test_stream_refuses_bidirectional():
     q = lstmkit.quantize(lstmkit.GRU(4, 8, bidirectional=True, seed=0), "int8")
     with pytest.raises(ValueError, match="bidirectional model cannot be streamed"):
         q.stream()
+
+
+def _env(isa: str) -> dict:
+    env = dict(os.environ, LSTMKIT_ISA=isa)
+    src = str(Path(engine.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+    return env
+
+
+# One run per instruction-set path (LSTMKIT_ISA in a subprocess): the quantised products of a few shapes,
+# with their operands, and a quantised model beside its float32 self on that path.
+_PROBE = """
+import sys, numpy as np
+from lstmkit import _engine, engine
+import lstmkit
+rng = np.random.default_rng(11)
+out = {"isa": np.array(engine.isa()), "quant_isa": np.array(_engine.quant_isa())}
+for M, K, N in PRODUCTS:
+    x = (rng.standard_normal((M, K)) * rng.uniform(0.1, 5, (M, 1))).astype(np.float32)
+    x[0, : K // 2] = np.abs(x[0, : K // 2])  # a one-sided row: zero point 0
+    x[-1] *= np.float32(1e-37)  # a row of (sub)normal tiny values: treated as zeros, no overflow
+    w = rng.standard_normal((N, K)).astype(np.float32)
+    w[0] = 0.0  # an all-zero channel
+    out[f"x_{M}_{K}_{N}"], out[f"w_{M}_{K}_{N}"] = x, w
+    for dtype in ("int8", "bfloat16"):
+        y = np.empty((M, N), np.float32)
+        _engine.quant_linear(dtype, x, w, y)
+        out[f"{dtype}_{M}_{K}_{N}"] = y
+model = lstmkit.LSTM(19, 48, num_layers=2, bidirectional=True, proj_size=20, seed=2).eval()
+xs = rng.standard_normal((15, 9, 19)).astype(np.float32)
+lengths = rng.integers(0, 16, 9)
+out["model_float32"] = model(xs, lengths=lengths)[0]
+for dtype in ("int8", "bfloat16"):
+    out["model_" + dtype] = lstmkit.quantize(model, dtype)(xs, lengths=lengths)[0]
+np.savez(sys.argv[1], **out)
+""".replace("PRODUCTS", "((1, 5, 3), (7, 70, 45), (13, 256, 1030), (64, 33, 17))")
+
+
+@pytest.fixture(scope="module")
+def isa_runs(tmp_path_factory):
+    """{isa: the probe's arrays} for every float path this CPU runs, computed once per path on demand."""
+    runs = {}
+
+    def run(isa):
+        if isa not in runs:
+            f = tmp_path_factory.mktemp("isa") / f"{isa}.npz"
+            proc = subprocess.run([sys.executable, "-c", _PROBE, str(f)], env=_env(isa), capture_output=True, text=True)
+            assert proc.returncode == 0, f"probe on the {isa} path failed:\n{proc.stderr[-3000:]}"
+            runs[isa] = dict(np.load(f))
+            assert str(runs[isa]["isa"]) == isa, f"LSTMKIT_ISA={isa} ran the {runs[isa]['isa']} path"
+        return runs[isa]
+    return run
+
+
+def bf16_product_bound(x: np.ndarray, w: np.ndarray, rounds_rows: bool) -> np.ndarray:
+    """Elementwise bound on |bf16 product − exact x·wᵀ| (M, N), from the arithmetic, for any summation order.
+
+    Rounding a float32 to bf16 (8 significant bits, nearest even) changes it by at most u = 2⁻⁹ relative. The
+    weights are always rounded; the AVX-512 BF16 path (vdpbf16ps, bf16 × bf16) rounds the rows of x too, so a
+    term x_k·w_k is off by (1+u)² − 1 = 2u + u² relative there, u elsewhere. The products of two bf16 numbers
+    are exact in float32, and summing K terms in float32, in any order, with or without FMA, adds at most
+    γ = (K+2)·2⁻²⁴ of Σ|x_k·w_k|. vdpbf16ps treats subnormal inputs and results as zero: at most 2⁻¹²⁶·(1+|w_k|)
+    per term, absolute.
+    """
+    u = 2.0**-9
+    rel = (2 * u + u * u if rounds_rows else u) + (x.shape[1] + 2) * 2.0**-24
+    magnitude = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
+    return rel * magnitude + x.shape[1] * 2.0**-126 * (1 + np.abs(w).max())
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+def test_quantised_products_on_every_isa(isa, isa_runs):
+    """Each instruction-set path this CPU runs, against float64 and against the portable path:
+    bf16 products within the bound derived from their rounding (which depends on the path: the AVX-512 BF16
+    instruction rounds the activations too), int8 products bit-identical to the portable path's (exact integer
+    sums, the same float dequantisation), and the quantised model within the documented error bounds of its
+    float32 self. A failure names the path and the key."""
+    if isa not in engine.supported_isas():
+        pytest.skip(f"this CPU does not run the {isa} path (it runs {engine.supported_isas()})")
+    got = isa_runs(isa)
+    portable = isa_runs("scalar")
+    quant_isa = str(got["quant_isa"])
+    for key in (k for k in got if k.startswith("bfloat16_")):
+        shape = key.split("_", 1)[1]
+        x, w = got["x_" + shape], got["w_" + shape]
+        exact = x.astype(np.float64) @ w.astype(np.float64).T
+        excess = np.abs(got[key] - exact) - bf16_product_bound(x, w, rounds_rows=quant_isa == "avx512")
+        assert excess.max() <= 0, f"{isa} path (quant {quant_isa}) {key}: over the bound by {excess.max():.3g}"
+    for key in (k for k in got if k.startswith("int8_")):
+        np.testing.assert_array_equal(got[key], portable[key], err_msg=f"{isa} path (quant {quant_isa}) {key}")
+    for dtype in QUANT_DTYPES:
+        err = _rel(got["model_" + dtype], got["model_float32"])
+        assert err < BOUND[dtype], f"{isa} path (quant {quant_isa}) model_{dtype}: {err:.3g} >= {BOUND[dtype]}"
+    # tanh/σ differ in the last ulp between paths, which can move an int8 activation code by one step: far
+    # below the int8 error itself
+    np.testing.assert_allclose(got["model_int8"], portable["model_int8"], atol=2e-3,
+                               err_msg=f"{isa} path (quant {quant_isa}) model_int8 vs the portable path")

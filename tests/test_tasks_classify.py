@@ -67,7 +67,7 @@ def test_variable_length_sequences_use_lengths():
     rng = np.random.default_rng(0)
     X = [rng.standard_normal((int(rng.integers(3, 9)), 2)).astype(np.float32) + (i % 2) for i in range(60)]
     y = np.array([str(i % 2) for i in range(60)])
-    clf = SequenceClassifier(hidden_size=8, epochs=3, progress=False).fit(X, y, log=lambda *_: None)
+    clf = SequenceClassifier(hidden_size=8, epochs=3).fit(X, y)
     p = clf.predict_proba(X[:5])
     assert p.shape == (5, 2) and np.allclose(p.sum(1), 1, atol=1e-5)
     # padding must not change a sequence's prediction: alone vs in a batch with longer ones
@@ -81,14 +81,14 @@ def test_shift_augmentation_moves_one_pixel_and_zero_fills():
     assert shifted(x, 0, 1).tolist() == [[0, 0, 0], [1, 2, 3], [4, 5, 6]]
     assert shifted(x, 1, -1).tolist() == [[2, 3, 0], [5, 6, 0], [8, 9, 0]]
     assert len(SHIFTS) == 4 and x[0, 0] == 1  # the input is not modified
-    with pytest.raises(ValueError, match="augment"):
-        SequenceClassifier(augment="rotate")
+    with pytest.raises(ValueError, match="augment"):  # checked in fit: scikit-learn's __init__ only stores
+        SequenceClassifier(augment="rotate").fit(np.zeros((4, 3)), [0, 1, 0, 1])
     with pytest.raises(ValueError, match="numeric"):
-        SequenceClassifier(text=True, augment="shift", progress=False).fit(["ab", "cd"] * 5, ["0", "1"] * 5)
+        SequenceClassifier(text=True, augment="shift").fit(["ab", "cd"] * 5, ["0", "1"] * 5)
 
 
 def test_dataset_preset_applies_and_flags_win(tmp_path):
-    from lstmkit.tasks.classify_presets import PRESETS
+    from lstmkit.tasks.classify.presets import PRESETS
 
     out = str(tmp_path / "run")
     assert main(["classify", "--dataset", "digits", "--limit", "60", "--no-bidirectional", "--out", out] + TINY) == 0

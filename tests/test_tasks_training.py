@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
 from lstmkit.tasks import checkpoint  # noqa: E402
-from lstmkit.tasks.models import SequenceNet  # noqa: E402
+from lstmkit.tasks.classify.net import SequenceNet  # noqa: E402
 from lstmkit.tasks.training import TrainConfig, fit, seed_everything  # noqa: E402
 
 

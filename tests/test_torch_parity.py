@@ -95,7 +95,8 @@ def compare(ours, theirs, quantity: str, case) -> None:
     name = str(theirs.dtype).replace("torch.", "")
     if error > WORST.get(name, (-1.0,))[0]:
         WORST[name] = (error, quantity, str(case))
-    torch.testing.assert_close(ours, theirs, rtol=rtol, atol=atol_unit * scale, msg=lambda m: f"{quantity} ({case}): {m}")
+    torch.testing.assert_close(ours, theirs, rtol=rtol, atol=atol_unit * scale,
+                               msg=lambda m: f"{quantity} ({case}): {m}")
 
 
 def _grad(p: torch.Tensor) -> torch.Tensor:
@@ -181,7 +182,8 @@ def test_sweep_covers_every_feature():
     for mode in ("LSTM", "GRU"):
         for dtype in TOL:
             for kind in ("plain", "unbatched", "packed", "lengths"):
-                assert any(c.mode == mode and c.dtype == dtype and c.input_kind == kind for c in CASES), (mode, dtype, kind)
+                assert any(c.mode == mode and c.dtype == dtype and c.input_kind == kind for c in CASES), \
+                    (mode, dtype, kind)
     assert any(c.proj_size and c.bidirectional and c.num_layers > 1 for c in CASES)
     assert any(c.proj_size and c.input_kind in ("packed", "lengths") for c in CASES)
     for flag in ("bidirectional", "batch_first", "with_state", "torch_to_ours"):
@@ -238,7 +240,8 @@ def test_cell_parity(cell_case):
 def test_same_seed_same_initialisation():
     """Parameters are registered and drawn in torch's order, so one seed gives identical weights."""
     for make_ref, make_ours in (
-        (lambda: torch.nn.LSTM(3, 5, 2, bidirectional=True, proj_size=2), lambda: lt.LSTM(3, 5, 2, bidirectional=True, proj_size=2)),
+        (lambda: torch.nn.LSTM(3, 5, 2, bidirectional=True, proj_size=2),
+         lambda: lt.LSTM(3, 5, 2, bidirectional=True, proj_size=2)),
         (lambda: torch.nn.GRU(3, 4, 3), lambda: lt.GRU(3, 4, 3)),
         (lambda: torch.nn.LSTMCell(3, 4), lambda: lt.LSTMCell(3, 4)),
         (lambda: torch.nn.GRUCell(3, 4, bias=False), lambda: lt.GRUCell(3, 4, bias=False)),

@@ -37,7 +37,7 @@ def _loss(model, x, lengths, y):
 
 
 def train(out, epochs, resume=False, nan_at=None, on_nonfinite=None, log=lambda *_: None):
-    from lstmkit.tasks.models import SequenceNet
+    from lstmkit.tasks.classify.net import SequenceNet
     from lstmkit.tasks.training import TrainConfig, fit, seed_everything
 
     torch.set_num_threads(1)

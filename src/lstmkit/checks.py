@@ -1,5 +1,8 @@
 """Input checks shared by every frontend: each error names the argument, what was expected and what came.
 
+A wrong shape raises ``errors.ShapeError`` and a wrong dtype ``errors.DtypeMismatchError``: the ValueError
+and TypeError lstmkit has always raised, which are also the RuntimeError (or ValueError) torch.nn raises.
+
 They read only ``.shape``, ``.ndim`` and ``.dtype``, so numpy arrays and torch tensors go through the
 same checks (and the same messages) before any computation or native code runs.
 """
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import DtypeMismatchError, ShapeError
 from .params import RNNConfig, to_numpy
 
 
@@ -39,7 +43,7 @@ def check_input(config: RNNConfig, x, dtype) -> tuple[int, int, bool]:
     if x.ndim not in (2, 3):
         raise ValueError(f"input: expected 3 dimensions {layout} or 2 (T, I), got shape {tuple(x.shape)}")
     if x.shape[-1] != config.input_size:
-        raise ValueError(
+        raise ShapeError(
             f"input: expected {config.input_size} features in the last dimension, got shape {tuple(x.shape)}"
         )
     check_dtype_matches("input", x.dtype, dtype)
@@ -51,7 +55,7 @@ def check_input(config: RNNConfig, x, dtype) -> tuple[int, int, bool]:
 
 def check_dtype_matches(name: str, got, expected) -> None:
     if dtype_name(got) != dtype_name(expected):
-        raise TypeError(
+        raise DtypeMismatchError(
             f"{name}: expected dtype {dtype_name(expected)} (the layer's dtype), got {dtype_name(got)}; "
             "cast it first, or build the layer with the dtype you need"
         )
@@ -82,7 +86,7 @@ def check_state(config: RNNConfig, hx, batch: int, unbatched: bool, dtype) -> tu
         if not hasattr(value, "shape"):
             raise TypeError(f"hx: expected {name} as an array of shape {shape}, got {type(value).__name__}")
         if tuple(value.shape) != shape:
-            raise ValueError(f"hx: expected {name} of shape {shape}, got {tuple(value.shape)}")
+            raise ShapeError(f"hx: expected {name} of shape {shape}, got {tuple(value.shape)}")
         check_dtype_matches(f"hx ({name})", value.dtype, dtype)
     return hx
 

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from .errors import ArgumentTypeError
+
 GATES = {"LSTM": ("i", "f", "g", "o"), "GRU": ("r", "z", "n")}
 DTYPES = ("float32", "float64")
 # the variant options of docs/variants.md, with their defaults; a plain config leaves them all as here
@@ -52,12 +54,15 @@ class RNNConfig:
         if self.mode not in GATES:
             raise ValueError(f"mode: expected one of {tuple(GATES)}, got {self.mode!r}")
         for name in ("input_size", "hidden_size", "num_layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-        p = self.proj_size
-        if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 0:
-            raise ValueError(f"proj_size: expected an integer >= 0, got {p!r}")
+            object.__setattr__(self, name, check_size(name, getattr(self, name), minimum=1))
+        p = check_size("proj_size", self.proj_size, minimum=0)
+        object.__setattr__(self, "proj_size", p)
+        # torch.nn.LSTM/GRU refuse a non-bool bias or batch_first (TypeError); so do both frontends, since
+        # bias="False" would otherwise build a layer with biases, silently. bidirectional: torch takes any
+        # truthy value, lstmkit takes 0 and 1 too and refuses the rest by name.
+        object.__setattr__(self, "bias", check_flag("bias", self.bias))
+        object.__setattr__(self, "batch_first", check_flag("batch_first", self.batch_first))
+        object.__setattr__(self, "bidirectional", check_flag("bidirectional", self.bidirectional, ints=True))
         if p and self.mode != "LSTM":
             raise ValueError(f"proj_size: only LSTM supports a projection, got proj_size={p} for {self.mode}")
         if p >= self.hidden_size and p:
@@ -100,6 +105,12 @@ class RNNConfig:
         if self.layer_norm and not self.linear_before_reset:
             raise ValueError("layer_norm: not defined with linear_before_reset=False (docs/variants.md), got both")
 
+    def __reduce__(self):
+        # pickled as a constructor call, so unpickling validates like construction; torch.load(weights_only=True)
+        # may call RNNConfig since lstmkit.torch registers it as a safe global (it would otherwise restore the
+        # fields unchecked)
+        return (type(self), tuple(getattr(self, f.name) for f in fields(self)))
+
     @property
     def num_gates(self) -> int:
         return len(GATES[self.mode])
@@ -133,6 +144,32 @@ class RNNConfig:
         d = asdict(self)
         return {f.name: d[f.name] for f in fields(self)
                 if f.name not in VARIANT_DEFAULTS or d[f.name] != VARIANT_DEFAULTS[f.name]}
+
+
+def check_size(name: str, value, minimum: int, below=ValueError) -> int:
+    """A size argument: an int (numpy ints too, not bool) >= minimum. Returns it as an int.
+
+    The wrong type raises ArgumentTypeError (a ValueError, and the TypeError torch.nn raises for
+    ``input_size=3.0``); a value below ``minimum`` raises ``below``: ValueError, as torch.nn.LSTM/GRU raise.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ArgumentTypeError(f"{name}: expected an integer >= {minimum}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise below(f"{name}: expected {expected}, got {value!r}")
+    return int(value)
+
+
+def check_flag(name: str, value, ints: bool = False) -> bool:
+    """A flag argument: True or False (numpy bools too; with ``ints``, also 0 and 1). Returns a bool.
+
+    Anything else raises ArgumentTypeError (a ValueError, and the TypeError torch.nn raises for
+    ``bias="True"``), since its truthiness is a guess: "False" is truthy.
+    """
+    if isinstance(value, (bool, np.bool_)) or (ints and isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    expected = "True or False (or 0 or 1)" if ints else "True or False"
+    raise ArgumentTypeError(f"{name}: expected {expected}, got {value!r} ({type(value).__name__})")
 
 
 def _normalise_activations(mode: str, value):

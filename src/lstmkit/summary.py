@@ -38,7 +38,8 @@ class Summary:
         return "\n".join(out)
 
     def to_dict(self) -> dict:
-        return {"config": self.config.to_dict(), "rows": self.rows, "total": self.total, "keras_total": self.keras_total}
+        return {"config": self.config.to_dict(), "rows": self.rows, "total": self.total,
+                "keras_total": self.keras_total}
 
 
 def summary(model) -> Summary:
@@ -50,7 +51,7 @@ def summary(model) -> Summary:
     for layer in range(config.num_layers):
         for d in range(config.num_directions):
             s = suffix(layer, d)
-            direction = "reverse" if d else "forward"
+            direction = "reverse" if d or getattr(model, "reverse_only", False) else "forward"  # io.onnx.ReverseRNN
             ih, hh = shapes["weight_ih" + s], shapes["weight_hh" + s]
             for gate in GATES[config.mode]:
                 n = H * ih[1] + H * hh[1] + (2 * H if config.bias else 0)

@@ -1,48 +1,79 @@
-"""``lstmkit classify``: an LSTM sequence classifier on a bundled set or a CSV of text,label, compared with
+"""``lstmkit classify``: an LSTM sequence classifier on a bundled set (digits, japanese-vowels, every UCR/UEA set
+aeon ships), an aeon .ts file, a long-format table of numeric sequences, or a CSV of text,label; compared with
 majority-class and logistic-regression baselines in the same run."""
 import argparse
+
+from ._flags import DefaultsHelp, add_output, emit, log_for, positive_int, show_progress
 
 DEFAULTS = dict(hidden_size=64, num_layers=1, bidirectional=False, cell="lstm", epochs=40, batch_size=64, lr=5e-3,
                 patience=8, dropout=0.0, lr_schedule="constant", augment=None)
 
 
 def register(sub) -> None:
-    from ..tasks.classify_presets import PRESETS
+    from ..tasks.classify.presets import PRESETS
     from ..tasks.cli_common import add_common
 
-    p = sub.add_parser("classify", help="train an LSTM classifier (digits, japanese-vowels or a text CSV) "
-                                        "and compare it with baselines")
+    from ..tasks.classify.data import CLASSIFY_SETS, aeon_bundled_sets
+
+    p = sub.add_parser("classify", formatter_class=DefaultsHelp,
+                       help="train an LSTM classifier (a bundled UCR/UEA set, a .ts file, numeric "
+                                        "sequences or a text CSV) and compare it with baselines")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--dataset", default=None, help="bundled set: digits (default), japanese-vowels")
-    src.add_argument("--csv", help="your CSV with a text and a label column (char-level model)")
-    p.add_argument("--text-col", default="text")
-    p.add_argument("--label-col", default="label")
-    p.add_argument("--limit", type=int, help="use only this many training cases (quick runs)")
-    p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--num-layers", type=int, default=None)
-    p.add_argument("--dropout", type=float, default=None)
-    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None)
+    try:
+        bundled = ", ".join(aeon_bundled_sets().values())
+    except ImportError:
+        bundled = "(aeon not installed)"
+    src.add_argument("--dataset", default=None, help=f"bundled set: {', '.join(CLASSIFY_SETS)} (default: digits); "
+                                                     f"aeon's UCR/UEA sets, any case: {bundled}")
+    src.add_argument("--ts", help="an aeon/UCR-UEA classification .ts file (a *_TEST.ts beside a *_TRAIN.ts is "
+                                  "the test split)")
+    src.add_argument("--sequences", help="your long-format CSV or Parquet of numeric sequences: one row per case and "
+                                         "step (--id-col, --step-col, --feature-cols, --label-col)")
+    src.add_argument("--csv", help="your CSV (or Parquet) with a text and a label column (char-level model)")
+    p.add_argument("--text-col", default="text", help="--csv: the text column (default: %(default)s)")
+    p.add_argument("--label-col", default="label", help="--csv/--sequences: the label column (default: %(default)s)")
+    p.add_argument("--id-col", default="id", help="--sequences: the case id column (default: %(default)s)")
+    p.add_argument("--step-col", default="step", help="--sequences: the time step column, sorted within a case "
+                                                      "(default: %(default)s)")
+    p.add_argument("--feature-cols", help="--sequences: comma-separated feature columns (default: every column "
+                                          "but id, step and label)")
+    p.add_argument("--limit", type=positive_int, help="use only this many training cases (quick runs; default: all)")
+    p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
+                   help="read each sequence both ways (default: the set's preset, else off)")
+    p.add_argument("--num-layers", type=positive_int, default=None, help="stacked recurrent layers (default: 1)")
+    p.add_argument("--dropout", type=float, default=None, help="dropout between layers and before the head "
+                                                               "(default: 0)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
+                   help="cosine: decay the learning rate to 0 over --epochs (default: the set's preset, else "
+                        "constant)")
     p.add_argument("--augment", choices=("none", "shift"), default=None,
-                   help="shift: train also on copies moved one step in time and one feature position (images)")
+                   help="shift: train also on copies moved one step in time and one feature position (images; "
+                        "default: the set's preset, else none)")
     add_common(p, epochs=DEFAULTS["epochs"], batch_size=DEFAULTS["batch_size"], lr=DEFAULTS["lr"],
                hidden=DEFAULTS["hidden_size"])
-    # None = not given: the data set's preset (tasks.classify_presets.PRESETS) or DEFAULTS decides
+    add_output(p)
+    # None = not given: the data set's preset (tasks.classify.presets.PRESETS) or DEFAULTS decides
     p.set_defaults(func=run, **{k: None for k in DEFAULTS})
     p.epilog = ("Per-data-set presets (flags given win): " +
                 "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in kw.items()) for name, kw in PRESETS.items()))
 
 
 def run(args) -> int:
-    from ..tasks.classify_job import run as job
-    from ..tasks.classify_presets import PRESETS
+    from ..tasks.classify.job import run as job
+    from ..tasks.classify.presets import PRESETS
     from ..tasks.cli_common import out_dir
 
     out = out_dir(args, "classify")
-    dataset = args.dataset or ("digits" if args.csv is None else None)
+    sources = (args.csv, args.ts, args.sequences)
+    dataset = args.dataset or ("digits" if all(v is None for v in sources) else None)
     given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
     model_kw = {**DEFAULTS, **PRESETS.get(dataset, {}), **given}
     if model_kw["augment"] == "none":
         model_kw["augment"] = None
-    job(out=out, dataset=dataset, csv=args.csv, text_col=args.text_col, label_col=args.label_col, limit=args.limit,
-        resume=args.resume, seed=args.seed, progress=not args.no_progress, **model_kw)
+    features = [c.strip() for c in args.feature_cols.split(",") if c.strip()] if args.feature_cols else None
+    summary = job(out=out, dataset=dataset, csv=args.csv, ts=args.ts, sequences=args.sequences,
+                  text_col=args.text_col, label_col=args.label_col, id_col=args.id_col, step_col=args.step_col,
+                  feature_cols=features, limit=args.limit, resume=args.resume, seed=args.seed,
+                  progress=show_progress(args), log=log_for(args), **model_kw)
+    emit(args, summary)
     return 0

@@ -3,9 +3,11 @@
 
 def register(sub) -> None:
     e = sub.add_parser("explain", help="print what a model does on one input: top units, resets, saturation")
-    e.add_argument("model", help="a model file lstmkit can read (e.g. a .safetensors written by lstmkit.save)")
+    e.add_argument("model", help="a model file lstmkit can read (e.g. a .safetensors written by lstmkit.save), or "
+                                 "the run folder of lstmkit classify/forecast/generate")
     e.add_argument("--data", required=True,
-                   help=".npy array (T, B, I) or (T, I), or a text file (char-level one-hot over the vocabulary)")
+                   help=".npy array (T, B, I) or (T, I) (a classify model's raw sequence: standardised as in "
+                        "training), or a text file (char-level one-hot over the vocabulary)")
     e.add_argument("--vocab", help="characters of the vocabulary, or a file holding them, when the model stores none")
     e.add_argument("--batch", type=int, default=0, help="which sequence of the batch to explain (default 0)")
     e.add_argument("--top", type=int, default=5, help="how many units to list (default 5)")
@@ -19,8 +21,12 @@ def run(args) -> int:
     from ..introspect.trace import to_layer, trace
     from ..introspect.views import findings
 
-    layer = to_layer(args.model)
-    x, text = read_data(args.data, layer, args.vocab, args.model)
+    from ._task_model import resolve, scaled
+
+    model = resolve(args.model)
+    layer = to_layer(model)
+    x, text = read_data(args.data, layer, args.vocab, model)
+    x = scaled(model, x, args.data)
     tr = trace(layer, x)
     if not 0 <= args.batch < tr.batch:
         raise ValueError(f"--batch: expected a sequence index in [0, {tr.batch}), got {args.batch}")

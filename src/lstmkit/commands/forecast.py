@@ -1,39 +1,60 @@
-"""``lstmkit forecast``: a global LSTM on a bundled set or a long-format CSV (unique_id, ds, y), backtested
-against naive, seasonal naive, Theta and ETS on the same origins."""
+"""``lstmkit forecast``: a global LSTM on a bundled set or a long-format CSV/Parquet (unique_id, ds, y), backtested
+against naive, seasonal naive, Theta and ETS on the same origins, or (--future) fit on all history to forecast
+the next steps."""
+from ._flags import DefaultsHelp, add_output, emit, log_for, positive_int, show_progress
 
 
 def register(sub) -> None:
+    from ..tasks.forecast.baselines import METHODS
     from ..tasks.cli_common import add_common
 
-    p = sub.add_parser("forecast", help="backtest a global LSTM forecaster against naive, seasonal naive, "
-                                        "Theta and ETS")
+    p = sub.add_parser("forecast", formatter_class=DefaultsHelp,
+                       help="backtest a global LSTM forecaster against naive, seasonal naive, Theta and ETS, or "
+                            "forecast the future (--future)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--dataset", default=None, help="bundled: tourism-quarterly (default), tourism-monthly, "
                                                      "tourism-yearly, m1-*, airpassengers, sunspots, co2, nile")
-    src.add_argument("--csv", help="your long-format CSV with columns unique_id, ds, y")
-    p.add_argument("--horizon", type=int, help="steps ahead (default: the set's own; needed with --csv)")
-    p.add_argument("--season-length", type=int, help="seasonal period (default: the set's, or inferred from ds)")
-    p.add_argument("--folds", type=int, default=1, help="rolling origins, H steps apart (the last = test split)")
-    p.add_argument("--limit", type=int, help="use only the first N series (quick runs)")
-    p.add_argument("--input-length", type=int, help="values per input window (default max(2H, 3m))")
-    p.add_argument("--ensemble", type=int, default=1, help="models with different seeds and input lengths; "
-                                                           "the median forecast is used")
-    p.add_argument("--batches-per-epoch", type=int, default=16)
-    p.add_argument("--baselines", default="naive,seasonal naive,theta,ets (damped)",
-                   help="comma-separated subset of: naive, seasonal naive, theta, ets (damped)")
+    src.add_argument("--csv", help="your long-format CSV or Parquet with exactly the columns unique_id, ds, y "
+                                   "(ds: dates or integers)")
+    p.add_argument("--future", action="store_true", help="fit on all history and write the next --horizon steps "
+                                                         "of every series to forecasts.csv (no backtest)")
+    p.add_argument("--horizon", type=positive_int, help="steps ahead (default: the set's own; needed with --csv)")
+    p.add_argument("--season-length", type=positive_int, help="seasonal period (default: the set's, or inferred "
+                                                              "from datetime ds, with a warning when it falls back "
+                                                              "to 1)")
+    p.add_argument("--folds", type=positive_int, default=1, help="rolling origins, H steps apart (the last = the "
+                                                                 "test split)")
+    p.add_argument("--limit", type=positive_int, help="use only the first N series (quick runs; default: all)")
+    p.add_argument("--input-length", type=positive_int, help="values per input window (default: max(2H, 3m))")
+    p.add_argument("--ensemble", type=positive_int, default=1, help="models with different seeds and input "
+                                                                    "lengths; the median forecast is used")
+    p.add_argument("--batches-per-epoch", type=positive_int, default=16, help="random batches of windows per epoch")
+    p.add_argument("--baselines", default=",".join(METHODS),
+                   help=f"comma-separated subset of: {', '.join(METHODS)} (statsmodels' Theta and damped ETS; "
+                        "each one's seconds are in the table)")
     add_common(p, epochs=30, batch_size=512, lr=3e-3, hidden=64)
+    add_output(p)
     p.set_defaults(func=run, patience=5)
 
 
 def run(args) -> int:
+    from ..tasks.forecast import job as forecast_job
     from ..tasks.cli_common import out_dir
-    from ..tasks.forecast_job import run as job
 
     methods = tuple(m.strip() for m in args.baselines.split(",") if m.strip())
+    dataset = args.dataset or ("tourism-quarterly" if args.csv is None else None)
+    if args.csv is not None and args.horizon is None:
+        raise ValueError("--horizon is needed with --csv")
     out = out_dir(args, "forecast")
-    job(out=out, dataset=args.dataset or ("tourism-quarterly" if args.csv is None else None), csv=args.csv,
-        horizon=args.horizon, season_length=args.season_length, folds=args.folds, limit=args.limit,
-        methods=methods, resume=args.resume, input_length=args.input_length, hidden_size=args.hidden_size,
-        cell=args.cell, epochs=args.epochs, batch_size=args.batch_size, batches_per_epoch=args.batches_per_epoch,
-        lr=args.lr, patience=args.patience, ensemble=args.ensemble, seed=args.seed, progress=not args.no_progress)
+    model_kw = dict(input_length=args.input_length, hidden_size=args.hidden_size, cell=args.cell,
+                    epochs=args.epochs, batch_size=args.batch_size, batches_per_epoch=args.batches_per_epoch,
+                    lr=args.lr, patience=args.patience, ensemble=args.ensemble, seed=args.seed,
+                    progress=show_progress(args))
+    common = dict(out=out, dataset=dataset, csv=args.csv, horizon=args.horizon, season_length=args.season_length,
+                  limit=args.limit, resume=args.resume, log=log_for(args))
+    if args.future:
+        summary = forecast_job.run_future(**common, **model_kw)
+    else:
+        summary = forecast_job.run(**common, folds=args.folds, methods=methods, **model_kw)
+    emit(args, summary)
     return 0

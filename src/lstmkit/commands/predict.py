@@ -1,19 +1,125 @@
 """``lstmkit predict --model CKPT``: use a model saved by classify, forecast or generate on new data."""
 import sys
 
+from ._flags import DefaultsHelp, positive_int
+
 
 def register(sub) -> None:
-    p = sub.add_parser("predict", help="apply a saved model (from classify, forecast or generate) to new data")
+    p = sub.add_parser("predict", formatter_class=DefaultsHelp,
+                       help="apply a saved model (from classify, forecast or generate) to new data")
     p.add_argument("--model", required=True, help="checkpoint: best.safetensors (classify) or model.safetensors")
-    p.add_argument("--csv", help="classify: CSV with a text column (text models) or one row per sequence; "
-                                 "forecast: long-format CSV unique_id, ds, y")
-    p.add_argument("--text-col", default="text")
-    p.add_argument("--prompt", default="", help="generate: text to continue")
-    p.add_argument("--n-chars", type=int, default=300)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=20)
+    p.add_argument("--csv", help="CSV or Parquet. classify, text model: a --text-col column; classify, numeric model: "
+                                 "long format, one row per case and step (--id-col, --step-col, the model's "
+                                 "feature columns); forecast: long format with the model's id, time and target "
+                                 "columns (unique_id, ds, y unless it was fit with others)")
+    p.add_argument("--ts", help="classify, numeric model: an aeon/UCR-UEA .ts file")
+    p.add_argument("--futr-csv", help="forecast, a model with futr_exog_list: CSV or Parquet of those covariates "
+                                      "at each series' next H times (id, time and those columns)")
+    p.add_argument("--text-col", default="text", help="text models: the text column (default: %(default)s)")
+    p.add_argument("--id-col", default="id", help="numeric classify: the case id column (default: %(default)s)")
+    p.add_argument("--step-col", default="step", help="numeric classify: the time step column (default: %(default)s)")
+    p.add_argument("--feature-cols", help="numeric classify: comma-separated feature columns in the model's order "
+                                          "(default: the names the model was trained with)")
+    p.add_argument("--label-col", help="classify: a column of true labels; predictions are scored against it "
+                                       "(default: none, and any column the model does not read is an error)")
+    p.add_argument("--prompt", default="", help="generate: text to continue (default: empty)")
+    p.add_argument("--n-chars", type=positive_int, default=300, help="generate: characters to sample")
+    p.add_argument("--temperature", type=float, default=0.8, help="generate: sampling temperature")
+    p.add_argument("--top-k", type=positive_int, default=20,
+                   help="generate: sample among the k likeliest characters")
     p.add_argument("--output", help="write predictions to this CSV (refused if it exists); default: print")
     p.set_defaults(func=run)
+
+
+def _numeric_cases(args, clf, df, path: str):
+    """(ids, X, labels or None) from a long-format table, reading exactly the columns the model needs."""
+    from ..tasks.classify.data import long_sequences
+    from ..tasks.tables import need_columns
+
+    features = [c.strip() for c in args.feature_cols.split(",")] if args.feature_cols else clf.config_.get("features")
+    if features is None:
+        raise ValueError(f"--feature-cols: this model was trained without column names (a bundled set or a .ts "
+                         f"file); name its {clf.n_channels_} feature column(s) in order")
+    if len(features) != clf.n_channels_:
+        raise ValueError(f"--feature-cols: the model reads {clf.n_channels_} feature(s) per step, got "
+                         f"{len(features)} ({', '.join(features)})")
+    need_columns(df, [args.id_col, args.step_col, *features] + ([args.label_col] if args.label_col else []), path)
+    known = {args.id_col, args.step_col, *features} | ({args.label_col} if args.label_col else set())
+    extra = [str(c) for c in df.columns if c not in known]
+    if extra:
+        raise ValueError(f"{path}: column(s) {', '.join(extra)} are not read by this model (id {args.id_col!r}, "
+                         f"step {args.step_col!r}, features {', '.join(features)}); pass --label-col NAME to score "
+                         "against a label column, or drop the others")
+    ids, X, y, _ = long_sequences(df, path, args.id_col, args.step_col, features, args.label_col)
+    return ids, X, y
+
+
+def _classify(args, model_path: str):
+    import numpy as np
+    import pandas as pd
+
+    from ..tasks.classify import SequenceClassifier
+    from ..tasks.classify.data import aeon_cases
+    from ..tasks.tables import read_table
+
+    clf = SequenceClassifier.load(model_path)
+    if args.ts is not None:
+        from .._optional import require
+
+        if clf.config_["text"]:
+            raise ValueError("--ts: this is a text model; give --csv with a text column")
+        X, y = require("aeon.datasets", "tasks").load_from_ts_file(args.ts)
+        ids, X = list(range(len(X))), aeon_cases(X)
+    elif args.csv is None:
+        raise ValueError("--csv or --ts is needed to predict with a classify model")
+    else:
+        df = read_table(args.csv, "--csv")
+        if clf.config_["text"]:
+            if args.text_col not in df.columns:
+                raise ValueError(f"{args.csv}: no column {args.text_col!r} (columns: "
+                                 f"{', '.join(map(str, df.columns))})")
+            ids, X = None, df[args.text_col].astype(str).tolist()  # rows in file order: no id column
+            y = df[args.label_col].to_numpy() if args.label_col else None
+        else:
+            ids, X, y = _numeric_cases(args, clf, df, args.csv)
+    proba = clf.predict_proba(X)
+    pred = clf.classes_[proba.argmax(1)]
+    result = pd.DataFrame({"prediction": pred, "probability": proba.max(1)})
+    if ids is not None:
+        result.insert(0, args.id_col, ids)
+    if y is not None:
+        result["label"] = y
+        print(f"accuracy {np.mean(pred.astype(str) == np.asarray(y).astype(str)):.4f} on {len(y)} cases",
+              file=sys.stderr)
+    return result
+
+
+def _forecast(args):
+    """The next H steps of every series in --csv (with --futr-csv's future covariates when the model reads
+    some); a text time column is read as dates."""
+    import pandas as pd
+
+    from ..tasks.forecast import Forecaster
+    from ..tasks.tables import read_table
+
+    if args.csv is None:
+        raise ValueError("--csv is needed to predict with a forecast model")
+    fc = Forecaster.load(args.model)
+    time_col = fc.columns.time_col
+
+    def table(path, flag):
+        df = read_table(path, flag)
+        t = df.get(time_col)
+        if t is not None and not pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_datetime64_any_dtype(t):
+            try:
+                df[time_col] = pd.to_datetime(t)
+            except (ValueError, TypeError):
+                raise ValueError(f"{flag} {path}: column {time_col} holds neither dates nor integers (e.g. "
+                                 f"{t.iloc[0]!r})") from None
+        return df
+
+    futr = table(args.futr_csv, "--futr-csv") if args.futr_csv else None
+    return fc.predict(table(args.csv, "--csv"), futr_df=futr)
 
 
 def run(args) -> int:
@@ -29,32 +135,10 @@ def run(args) -> int:
 
         print(CharLM.load(args.model).sample(args.prompt, args.n_chars, args.temperature, args.top_k))
         return 0
-    if args.csv is None:
-        raise ValueError(f"--csv is needed to predict with a {task} model")
-    import pandas as pd
-
-    df = pd.read_csv(args.csv)
     if task == "forecast":
-        from ..tasks.data import check_long_frame
-        from ..tasks.forecast import Forecaster
-
-        result = Forecaster.load(args.model).predict(check_long_frame(df, args.csv))
+        result = _forecast(args)
     elif task == "classify":
-        import numpy as np
-
-        from ..tasks.classify import SequenceClassifier
-
-        clf = SequenceClassifier.load(args.model)
-        if clf.config["text"]:
-            if args.text_col not in df.columns:
-                raise ValueError(f"{args.csv}: no column {args.text_col!r} (--text-col; columns: "
-                                 f"{', '.join(map(str, df.columns))[:200]})")
-            X = df[args.text_col].astype(str).tolist()
-        else:  # one row per sequence: T·F numbers, read as T steps of F features
-            F = len(clf.config["mean"])
-            X = [np.asarray(r, np.float32).reshape(-1, F) for r in df.to_numpy(np.float32)]
-        proba = clf.predict_proba(X)
-        result = pd.DataFrame({"prediction": clf.classes_[proba.argmax(1)], "probability": proba.max(1)})
+        result = _classify(args, args.model)
     else:
         raise ValueError(f"{args.model}: unknown task {task!r}")
     if args.output:

@@ -141,13 +141,16 @@ def pca_trajectory(tr: Trace, layer: int = -1, direction: int = 0, batch: int = 
     return fig
 
 
-def text_activation(text: str, values, title: str = "", width: int = 64):
-    """``text`` with each character on a background coloured by ``values`` (one per character; blue < 0 < red).
+def text_activation(text: str, values, title: str = "", width: int = 64, label: str = "value"):
+    """``text`` with each character on a background coloured by ``values`` (one per character; blue < 0 < red),
+    and a colour bar named ``label`` as the legend.
 
     values: (len(text),), e.g. one unit's h over the sequence; NaN (past the end) is grey.
     """
     require("matplotlib", "viz")
     from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
 
     values = np.asarray(values, np.float64)
     rows = max(1, -(-len(text) // width))
@@ -168,6 +171,10 @@ def text_activation(text: str, values, title: str = "", width: int = 64):
                 bbox=dict(boxstyle="square,pad=0.15", fc=face, ec="none"))
     if title:
         ax.set_title(title, fontsize=9, loc="left")
+    legend = fig.colorbar(ScalarMappable(Normalize(-(m or 1.0), m or 1.0), cmap), ax=ax, orientation="horizontal",
+                          fraction=0.6 / (rows + 2), aspect=40, pad=0.02)
+    legend.set_label(f"{label} (grey: past the sequence's end)", fontsize=8)
+    legend.ax.tick_params(labelsize=7)
     return fig
 
 
@@ -187,7 +194,8 @@ def all_figures(tr: Trace, batch: int = 0, text: str | None = None, unit: int | 
         h = tr.layers[-1][0].h[:, batch]
         if unit is None:
             unit = int(np.nanargmax(np.nanvar(h, axis=0))) if np.isfinite(h).any() else 0
-        figs["text"] = text_activation(text[: tr.steps], h[:, unit], f"top layer, unit {unit}: h per character")
+        figs["text"] = text_activation(text[: tr.steps], h[:, unit], f"top layer, unit {unit}: h per character",
+                                       label=f"h of unit {unit}")
     return figs
 
 

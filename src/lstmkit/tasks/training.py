@@ -44,6 +44,7 @@ class TrainConfig:
     progress: bool = True
     on_nonfinite: str | None = None  # 'stop' (raise) or 'skip' the batch; None: LSTMKIT_ON_NONFINITE or 'stop'
     lr_schedule: str = "constant"
+    loss_unit: str = ""  # printed after the losses, e.g. "nats per sequence (cross-entropy)"
 
 
 def scheduled_lr(cfg: TrainConfig, step: int, total_steps: int) -> float:
@@ -157,8 +158,9 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
     n = len(train[0])
     per_epoch = len(_batches(n, cfg, torch.Generator().manual_seed(0)))
     remaining = 0 if state["stopped_early"] else max(cfg.epochs - state["epoch"], 0)
-    bar = tqdm(total=remaining * per_epoch, disable=not (cfg.progress and main), file=sys.stderr, unit="batch",
-               dynamic_ncols=True, leave=False)
+    # a bar only on a terminal: redirected to a log it would be carriage-return noise, so plain lines go there
+    bar = tqdm(total=remaining * per_epoch, disable=not (cfg.progress and main and _on_terminal()), file=sys.stderr,
+               unit="batch", dynamic_ncols=True, leave=False)
     try:
         while not state["stopped_early"] and state["epoch"] < cfg.epochs:
             start = time.perf_counter()
@@ -227,10 +229,11 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
                     checkpoint.save(os.path.join(ckpt_dir, LAST), task=task, config=config, model=model,
                                     optimizer=opt, trainer=state, loader_generator=gen)
                 distributed.barrier()
-            msg = (f"epoch {state['epoch']:3d}  train {train_loss:.4f}  val {val_loss:.4f}"
+            unit = f" {cfg.loss_unit}" if cfg.loss_unit else ""
+            msg = (f"epoch {state['epoch']:3d}  train {train_loss:.4f}  val {val_loss:.4f}{unit}"
                    f"{'  *' if improved else ''}  ({time.perf_counter() - start:.1f}s)"
                    f"{f'  [{skipped} non-finite batches skipped]' if skipped else ''}")
-            if cfg.progress and main:
+            if not bar.disable:
                 bar.write(msg, file=sys.stderr)
             else:
                 say(msg)
@@ -263,6 +266,10 @@ def _nonfinite(mode: str, what: str, idx, say, bar) -> bool:
     raise NonFiniteLossError(f"{detail}. Training stopped before the update, so the weights stay finite; the "
                              f"last checkpoint is the previous epoch's. Check the data (NaN/inf inputs or "
                              f"targets), lower --lr, or skip such batches with LSTMKIT_ON_NONFINITE=skip")
+
+
+def _on_terminal() -> bool:
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
 def _tqdm():

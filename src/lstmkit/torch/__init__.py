@@ -2,13 +2,24 @@
 
 Importing this package registers ``torch.ops.lstmkit.lstm``, ``torch.ops.lstmkit.gru`` and
 ``torch.ops.lstmkit.rnn_backward`` (see ``lstmkit.torch.ops``), and the variants' ``variant_rnn`` and
-``variant_rnn_backward`` (``lstmkit.torch.variant_ops``). ``import lstmkit`` alone never imports torch.
+``variant_rnn_backward`` (``lstmkit.torch.variant_ops``), and the TorchScript ONNX exporter's translations of
+them (``lstmkit.torch.onnx_export``). ``lstmkit.torch.equations`` is the same RNN in torch ops (double
+backward, non-CPU devices: ``lstmkit.torch.devices``). ``import lstmkit`` alone never imports torch.
 """
 from .._optional import require
 
 require("torch", "torch")  # without torch: an ImportError that names the extra to install
 
-from . import ops, variant_ops  # noqa: E402
+import torch  # noqa: E402
+
+from ..params import RNNConfig  # noqa: E402
+from . import equations, onnx_export, ops, variant_ops  # noqa: E402
 from .modules import GRU, LSTM, GRUCell, LSTMCell  # noqa: E402
 
-__all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell", "ops", "variant_ops"]
+onnx_export.register_symbolics()  # torch.onnx.export(dynamo=False) translates the operators to LSTM/GRU nodes
+# torch.load's default (weights_only=True) unpickles only allowlisted classes. A user allowlists their own model
+# (and torch.nn containers such as nn.Sequential, as for any torch.nn model); the lstmkit modules inside it and
+# the RNNConfig they carry (pickled as a validating constructor call) are allowlisted here, on import.
+torch.serialization.add_safe_globals([LSTM, GRU, LSTMCell, GRUCell, RNNConfig])
+
+__all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell", "ops", "variant_ops", "equations"]

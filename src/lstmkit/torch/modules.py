@@ -18,12 +18,14 @@ import math
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from .. import checks, engine
-from ..params import RNNConfig, check_dtype, param_shapes
-from . import ops  # noqa: F401  (registers torch.ops.lstmkit.*)
+from ..errors import ShapeError
+from ..params import GATES, RNNConfig, check_dtype, check_size, param_shapes
+from . import devices, ops  # ops registers torch.ops.lstmkit.*
 from .variant_ops import config_key
 
 __all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell"]
@@ -41,15 +43,15 @@ class _RNNBase(nn.Module):
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
                  device=None, dtype=None, **variants) -> None:
         super().__init__()
-        # RNNConfig validates sizes, dropout, proj_size and the variant options (docs/variants.md) with
-        # ValueErrors naming the argument
-        self.config = RNNConfig(mode, input_size, hidden_size, num_layers, bool(bias), bool(batch_first), dropout,
-                                bool(bidirectional), proj_size, **variants)
+        # RNNConfig validates sizes, flags, dropout, proj_size and the variant options (docs/variants.md),
+        # naming the argument, with the exception types torch.nn raises (lstmkit.errors)
+        self.config = c = RNNConfig(mode, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                                    bidirectional, proj_size, **variants)
         self._config_key = config_key(self.config)
         self.mode = mode
-        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
-        self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), float(dropout)
-        self.bidirectional, self.proj_size = bool(bidirectional), proj_size
+        self.input_size, self.hidden_size, self.num_layers = c.input_size, c.hidden_size, c.num_layers
+        self.bias, self.batch_first, self.dropout = c.bias, c.batch_first, float(dropout)
+        self.bidirectional, self.proj_size = c.bidirectional, c.proj_size
         if dropout > 0 and num_layers == 1:
             # the same warning torch.nn gives: dropout acts between layers only
             warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
@@ -165,18 +167,25 @@ class _RNNBase(nn.Module):
     def _run(self, x, state0, lengths, masks):
         """Call the operator on sequence-first x (T, B, I); returns (output, state tuple)."""
         c = self.config
+        T, B = x.shape[0], x.shape[1]
+        if devices.elsewhere(x):  # not on the CPU, or ONNX export: torch's own kernels or equations.py
+            return devices.sequence_forward(c, x, state0, self._flat_weights, lengths, masks,
+                                            self._variant_masks(T, B, x))
+        # the training ops (which save the engine's workspace) only in training mode, so an eval-mode graph
+        # (torch.export, tracing) holds the inference op; an eval-mode backward recomputes the forward
+        trains = self.training and ops.trains_natively(x, state0, self._flat_weights, masks) and \
+            not torch.onnx.is_in_onnx_export()  # TorchScript's ONNX exporter translates the inference ops
         if not c.is_plain:
-            T, B = x.shape[0], x.shape[1]
             c0 = state0[1] if c.mode == "LSTM" else None
             variant_masks = self._variant_masks(T, B, x)
-            if ops.trains_natively(x, state0, self._flat_weights, masks) and engine.supports(c):
+            if trains and engine.supports(c):
                 out, h, cn, _ = torch.ops.lstmkit.variant_rnn_train(x, state0[0], c0, self._flat_weights, lengths,
                                                                     *variant_masks, self._config_key)
             else:
                 out, h, cn = torch.ops.lstmkit.variant_rnn(x, state0[0], c0, self._flat_weights, lengths, masks,
                                                            *variant_masks, self._config_key)
             return out, ((h, cn) if c.mode == "LSTM" else (h,))
-        if ops.trains_natively(x, state0, self._flat_weights, masks):  # autograd saves the engine's workspace
+        if trains:  # autograd saves the engine's workspace
             if c.mode == "LSTM":
                 out, h, cn, _ = torch.ops.lstmkit.lstm_train(x, state0[0], state0[1], self._flat_weights, lengths,
                                                              c.input_size, c.hidden_size, c.num_layers, c.bias,
@@ -203,7 +212,7 @@ class _RNNBase(nn.Module):
             if lengths is not None:
                 raise ValueError("lengths: not accepted with a PackedSequence input, which carries its own lengths")
             if input.data.ndim != 2 or input.data.shape[-1] != cfg.input_size:
-                raise ValueError(f"input: expected PackedSequence data of shape (N, {cfg.input_size}), "
+                raise ShapeError(f"input: expected PackedSequence data of shape (N, {cfg.input_size}), "
                                  f"got {tuple(input.data.shape)}")
             # padded (T, B, I) in the caller's batch order, lengths (B,), and where each packed row sits
             x, lengths_t, rows = _unpack(input)
@@ -317,7 +326,10 @@ class GRU(_RNNBase):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  device=None, dtype=None, *, clip=None, activations=None, layer_norm: bool = False,
-                 zoneout=(0.0, 0.0), recurrent_dropout: float = 0.0, linear_before_reset: bool = True) -> None:
+                 zoneout=(0.0, 0.0), recurrent_dropout: float = 0.0, linear_before_reset: bool = True,
+                 proj_size=None) -> None:
+        if proj_size is not None:  # torch.nn.GRU refuses the keyword with a ValueError, even proj_size=0
+            raise ValueError(f"proj_size: only LSTM supports a projection, got proj_size={proj_size!r} for GRU")
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          0, device=device, dtype=dtype, clip=clip, activations=activations, layer_norm=layer_norm,
                          zoneout=zoneout, recurrent_dropout=recurrent_dropout,
@@ -332,24 +344,24 @@ class GRU(_RNNBase):
 # Cells: one step, through the sequence operators with T = 1 and one layer.
 # ----------------------------------------------------------------------------------------------------------
 
-def _check_cell_input(config: RNNConfig, x, dtype) -> tuple[int, bool]:
+def _check_cell_input(cell, x, dtype) -> tuple[int, bool]:
     """Cell input (B, I) or unbatched (I,); returns (B, unbatched). (checks.check_input expects sequences.)"""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise TypeError(f"input: expected a tensor of shape (B, {config.input_size}), got {type(x).__name__}")
+        raise TypeError(f"input: expected a tensor of shape (B, {cell.input_size}), got {type(x).__name__}")
     if x.ndim not in (1, 2):
         raise ValueError(f"input: expected 2 dimensions (B, I) or 1 (I,) for a cell, got shape {tuple(x.shape)}")
-    if x.shape[-1] != config.input_size:
-        raise ValueError(
-            f"input: expected {config.input_size} features in the last dimension, got shape {tuple(x.shape)}")
+    if x.shape[-1] != cell.input_size:
+        raise ShapeError(
+            f"input: expected {cell.input_size} features in the last dimension, got shape {tuple(x.shape)}")
     checks.check_dtype_matches("input", x.dtype, dtype)
     return (1, True) if x.ndim == 1 else (x.shape[0], False)
 
 
-def _check_cell_state(config: RNNConfig, hx, batch: int, unbatched: bool, dtype) -> tuple | None:
+def _check_cell_state(cell, hx, batch: int, unbatched: bool, dtype) -> tuple | None:
     """Cell state: LSTM (h, c), GRU h; each (B, H), or (H,) unbatched. Returns a tuple or None."""
     if hx is None:
         return None
-    if config.mode == "LSTM":
+    if cell.mode == "LSTM":
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:
             raise TypeError(f"hx: expected a tuple (h, c) for an LSTMCell, got {type(hx).__name__}")
         names, hx = ("h", "c"), tuple(hx)
@@ -357,12 +369,12 @@ def _check_cell_state(config: RNNConfig, hx, batch: int, unbatched: bool, dtype)
         if isinstance(hx, (tuple, list)):
             raise TypeError("hx: expected one tensor h for a GRUCell, got a tuple")
         names, hx = ("h",), (hx,)
-    shape = (config.hidden_size,) if unbatched else (batch, config.hidden_size)
+    shape = (cell.hidden_size,) if unbatched else (batch, cell.hidden_size)
     for name, value in zip(names, hx):
         if not hasattr(value, "shape"):
             raise TypeError(f"hx: expected {name} as a tensor of shape {shape}, got {type(value).__name__}")
         if tuple(value.shape) != shape:
-            raise ValueError(f"hx: expected {name} of shape {shape}, got {tuple(value.shape)}")
+            raise ShapeError(f"hx: expected {name} of shape {shape}, got {tuple(value.shape)}")
         checks.check_dtype_matches(f"hx ({name})", value.dtype, dtype)
     return hx
 
@@ -371,10 +383,15 @@ class _CellBase(nn.Module):
     def __init__(self, mode: str, input_size: int, hidden_size: int, bias: bool = True, device=None,
                  dtype=None) -> None:
         super().__init__()
-        self.config = RNNConfig(mode, input_size, hidden_size, 1, bool(bias))
-        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bool(bias)
+        # as torch.nn's cells: sizes >= 0 (a negative one is torch's RuntimeError) and any truthy bias
+        self.mode = mode
+        self.input_size = check_size("input_size", input_size, 0, below=ShapeError)
+        self.hidden_size = check_size("hidden_size", hidden_size, 0, below=ShapeError)
+        self.bias = bool(bias)
+        # the operators compute sizes >= 1; a zero size is computed by _step's exact shortcuts and has no config
+        self.config = RNNConfig(mode, input_size, hidden_size, 1, self.bias) if input_size and hidden_size else None
         factory = {"device": device, "dtype": dtype}
-        G = self.config.num_gates
+        G = len(GATES[mode])
         self.weight_ih = nn.Parameter(torch.empty((G * hidden_size, input_size), **factory))
         self.weight_hh = nn.Parameter(torch.empty((G * hidden_size, hidden_size), **factory))
         if bias:
@@ -387,8 +404,8 @@ class _CellBase(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """torch's initialisation: every parameter uniform in ±1/√hidden_size."""
-        stdv = 1.0 / math.sqrt(self.hidden_size)  # hidden_size >= 1: RNNConfig checked it
+        """torch's initialisation: every parameter uniform in ±1/√hidden_size (all empty when hidden_size = 0)."""
+        stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size else 0.0
         for weight in self.parameters():
             nn.init.uniform_(weight, -stdv, stdv)
 
@@ -396,27 +413,41 @@ class _CellBase(nn.Module):
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
 
     def _step(self, input, hx):
-        c = self.config
         dtype = self.weight_ih.dtype
         _check_layer_dtype(dtype)
-        B, unbatched = _check_cell_input(c, input, dtype)
-        state = _check_cell_state(c, hx, B, unbatched, dtype)
-        x = input.reshape(1, B, c.input_size)  # one step of one sequence batch
+        B, unbatched = _check_cell_input(self, input, dtype)
+        state = _check_cell_state(self, hx, B, unbatched, dtype)
+        H = self.hidden_size
+        x = input.reshape(1, B, self.input_size)  # one step of one sequence batch
         if state is None:
-            state = tuple(x.new_zeros((1, B, c.hidden_size)) for _ in range(2 if c.mode == "LSTM" else 1))
+            state = tuple(x.new_zeros((1, B, H)) for _ in range(2 if self.mode == "LSTM" else 1))
         else:
-            state = tuple(s.reshape(1, B, c.hidden_size) for s in state)
+            state = tuple(s.reshape(1, B, H) for s in state)
         weights = [self.weight_ih, self.weight_hh] + ([self.bias_ih, self.bias_hh] if self.bias else [])
-        if c.mode == "LSTM":
-            _, h, cn = torch.ops.lstmkit.lstm(x, state[0], state[1], weights, None, [], c.input_size,
-                                              c.hidden_size, 1, c.bias, False, 0)
-            new = (h, cn)
+        shape = (H,) if unbatched else (B, H)
+        if devices.elsewhere(x):  # not on the CPU, or ONNX export: torch's own cell kernels (any size; reads .mode)
+            new = devices.cell_forward(self, x[0], tuple(s[0] for s in state), weights)
+            return tuple(s.reshape(shape) for s in new)
+        if H == 0:  # no units: every output is empty (1, B, 0), built from every input and weight so that each
+            # gets an (empty) gradient, as from torch.nn's cells
+            gates = x @ self.weight_ih.t() + state[0] @ self.weight_hh.t()
+            gates = gates + self.bias_ih + self.bias_hh if self.bias else gates
+            new = tuple(s + gates for s in state)
+        elif self.input_size == 0:  # no inputs: one zero feature with a zero weight column adds exactly 0
+            x, weights = F.pad(x, (0, 1)), [F.pad(self.weight_ih, (0, 1))] + weights[1:]
+            new = _cell_op(self.mode, x, state, weights, self.bias, 1, H)
         else:
-            _, h = torch.ops.lstmkit.gru(x, state[0], weights, None, [], c.input_size, c.hidden_size, 1, c.bias,
-                                         False)
-            new = (h,)
-        shape = (c.hidden_size,) if unbatched else (B, c.hidden_size)
+            new = _cell_op(self.mode, x, state, weights, self.bias, self.input_size, H)
         return tuple(s.reshape(shape) for s in new)
+
+
+def _cell_op(mode: str, x, state: tuple, weights: list, bias: bool, n_in: int, n_hidden: int) -> tuple:
+    """One step through the sequence operator: x (1, B, n_in), state of (1, B, n_hidden); returns the new state."""
+    if mode == "LSTM":
+        _, h, cn = torch.ops.lstmkit.lstm(x, state[0], state[1], weights, None, [], n_in, n_hidden, 1, bias, False, 0)
+        return h, cn
+    _, h = torch.ops.lstmkit.gru(x, state[0], weights, None, [], n_in, n_hidden, 1, bias, False)
+    return (h,)
 
 
 class LSTMCell(_CellBase):

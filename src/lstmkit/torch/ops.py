@@ -28,12 +28,16 @@ bidirectional, proj_size) -> (output, h_n, c_n, workspace)``, ``torch.ops.lstmki
 
 The computation is lstmkit's native engine (``lstmkit.engine``) when it is built, else the NumPy
 reference (``lstmkit.ref.rnn``); training with inter-layer dropout masks always uses the reference.
-Tensors go to NumPy with ``.detach().cpu().numpy()`` and come back with ``torch.from_numpy`` on the
-input's device, in the input's dtype (float32 or float64). The backward of ``lstm`` / ``gru``
+The operators take CPU tensors only (another device is refused by name, never copied to the CPU and
+back; the modules dispatch other devices to torch's kernels, ``lstmkit.torch.devices``); tensors go to
+NumPy with ``.detach().numpy()`` and come back with ``torch.from_numpy``, in the input's dtype (float32 or
+float64). The backward of ``lstm`` / ``gru``
 **recomputes the forward** (natively, or the reference's to rebuild its per-step cache): only the
 inputs are saved, at the cost of one extra forward per backward; ``lstm_train`` / ``gru_train`` save
 the workspace instead and their backward is the backward alone.
-Double backward (grad of grad) is not supported.
+Double backward (grad of grad): a backward run with ``create_graph=True`` differentiates
+``lstmkit.torch.equations`` (the same function in torch ops) instead of calling the backward operators
+(``graph_gradients``), so its result is differentiable again.
 
 Inputs are validated with ``lstmkit.checks`` in both the real and the fake kernel, so calling an operator
 directly with a bad argument raises the same ValueError/TypeError, naming the argument, as the modules do.
@@ -48,7 +52,7 @@ from ..params import RNNConfig, check_dtype, param_shapes
 from ..ref import rnn as ref_rnn
 
 __all__ = ["lstm", "gru", "lstm_train", "gru_train", "rnn_backward", "rnn_backward_saved", "make_config",
-           "select_forward", "trains_natively"]
+           "select_forward", "trains_natively", "graph_gradients"]
 
 Tensor = torch.Tensor
 
@@ -132,8 +136,17 @@ def _to_torch(a: np.ndarray, like: Tensor) -> Tensor:
     return torch.from_numpy(np.array(a, dtype=a.dtype, order="C", copy=True)).to(like.device)
 
 
+def _check_cpu(x) -> None:
+    """lstmkit's kernels run on the CPU; a tensor elsewhere is refused, never silently copied there and back
+    (the modules compute non-CPU tensors with torch's own kernels: lstmkit.torch.devices)."""
+    if x.device.type != "cpu":
+        raise ValueError(f"input: lstmkit's operators run on CPU tensors, got one on {x.device}; the modules "
+                         "(lstmkit.torch.LSTM/GRU/...) compute it with torch's kernels there")
+
+
 def _numpy_args(config, x, h0, c0, params, lengths, dropout_masks):
     """Real-kernel arguments as the reference takes them (lengths' values checked here, where they are real)."""
+    _check_cpu(x)
     T, B = _check_args(config, x, h0, c0, params, lengths, dropout_masks)
     lengths_np = None if lengths is None else checks.check_lengths(_np(lengths), T, B)
     params_np = dict(zip(param_shapes(config), (_np(p) for p in params)))
@@ -317,6 +330,34 @@ def _rnn_backward_saved_fake(mode, x, h0, c0, params, lengths, workspace, grad_o
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Double backward: a backward that autograd can differentiate again.
+# ----------------------------------------------------------------------------------------------------------
+
+def graph_gradients(config: RNNConfig, x, state0, params, lengths, dropout_masks, variant_masks, grads) -> list:
+    """[dx, dh0, (dc0), *dparams] as a differentiable function of the inputs and of ``grads``.
+
+    Autograd calls a backward with grad mode on only when it was asked for a graph of the gradients
+    (``create_graph=True``: gradient penalties, meta-learning); the native backward ops are opaque to
+    autograd, so then the gradients come from differentiating ``equations.forward`` (the same function, in
+    torch ops) with ``create_graph=True``. state0 (h0[, c0]); grads (grad_output, grad_h_n[, grad_c_n]),
+    None (or an empty GRU c_n gradient) for an output that was not used.
+    """
+    from . import equations
+
+    with torch.enable_grad():
+        inputs = [t if t.requires_grad else t.detach().requires_grad_() for t in (x, *state0, *params)]
+        n_state = len(state0)
+        named = dict(zip(param_shapes(config), inputs[1 + n_state:]))
+        output, final = equations.forward(config, named, inputs[0], tuple(inputs[1:1 + n_state]), lengths,
+                                          list(dropout_masks) or None, variant_masks)
+        outputs = (output, *final)
+        used = [(o, g) for o, g in zip(outputs, grads) if g is not None and g.numel()]
+        result = torch.autograd.grad([o for o, _ in used], inputs, [g for _, g in used], create_graph=True,
+                                     allow_unused=True)
+    return [torch.zeros_like(t) if g is None else g for t, g in zip(inputs, result)]
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Autograd: save the inputs, call rnn_backward.
 # ----------------------------------------------------------------------------------------------------------
 
@@ -339,8 +380,12 @@ def _backward(mode: str):
     def backward(ctx, grad_output, grad_h_n, grad_c_n=None):
         x, h0, c0, lengths, *rest = ctx.saved_tensors
         params, masks = rest[:ctx.num_params], rest[ctx.num_params:]
-        grads = torch.ops.lstmkit.rnn_backward(mode, x, h0, c0, list(params), lengths, list(masks), grad_output,
-                                               grad_h_n, grad_c_n, *ctx.config_args)
+        if torch.is_grad_enabled():  # create_graph=True: gradients autograd can differentiate again
+            grads = graph_gradients(make_config(mode, *ctx.config_args), x, (h0, c0)[:2 if mode == "LSTM" else 1],
+                                    params, lengths, masks, None, (grad_output, grad_h_n, grad_c_n))
+        else:
+            grads = torch.ops.lstmkit.rnn_backward(mode, x, h0, c0, list(params), lengths, list(masks), grad_output,
+                                                   grad_h_n, grad_c_n, *ctx.config_args)
         n_states = 2 if mode == "LSTM" else 1
         dx, d_states, d_params = grads[0], grads[1:1 + n_states], grads[1 + n_states:]
         # lengths, the dropout masks (a list: the structure must match the inputs') and the config
@@ -373,8 +418,12 @@ def _train_backward(mode: str):
     def backward(ctx, grad_output, grad_h_n, *rest):
         grad_c_n = rest[0] if mode == "LSTM" else None  # the last incoming gradient is the workspace's (None)
         x, h0, c0, lengths, workspace, *params = ctx.saved_tensors
-        grads = torch.ops.lstmkit.rnn_backward_saved(mode, x, h0, c0, list(params), lengths, workspace, grad_output,
-                                                     grad_h_n, grad_c_n, *ctx.config_args)
+        if torch.is_grad_enabled():  # create_graph=True: gradients autograd can differentiate again
+            grads = graph_gradients(make_config(mode, *ctx.config_args), x, (h0, c0)[:2 if mode == "LSTM" else 1],
+                                    params, lengths, [], None, (grad_output, grad_h_n, grad_c_n))
+        else:
+            grads = torch.ops.lstmkit.rnn_backward_saved(mode, x, h0, c0, list(params), lengths, workspace,
+                                                         grad_output, grad_h_n, grad_c_n, *ctx.config_args)
         n_states = 2 if mode == "LSTM" else 1
         dx, d_states, d_params = grads[0], grads[1:1 + n_states], grads[1 + n_states:]
         n_config = 6 if mode == "LSTM" else 5  # lengths and the config ints/bools get no gradient

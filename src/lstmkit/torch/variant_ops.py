@@ -35,7 +35,7 @@ from .. import checks, engine
 from ..params import RNNConfig, param_shapes
 from ..ref import rnn as ref_rnn
 from ..ref.variants import VariantMasks
-from .ops import _check_args, _np, _numpy_args, _to_torch
+from .ops import _check_args, _np, _numpy_args, _to_torch, graph_gradients
 
 __all__ = ["variant_rnn", "variant_rnn_train", "variant_rnn_backward", "config_key"]
 
@@ -185,9 +185,14 @@ def _gradients(ctx, grad_output, grad_h_n, grad_c_n):
         start += n
     params, dropout_masks, m_rd, m_zc, m_zh = lists
     lstm = c0 is not None
-    grads = torch.ops.lstmkit.variant_rnn_backward(x, h0, c0, params, lengths, dropout_masks, m_rd, m_zc, m_zh,
-                                                   workspace, grad_output, grad_h_n, grad_c_n if lstm else None,
-                                                   ctx.config)
+    if torch.is_grad_enabled():  # create_graph=True: gradients autograd can differentiate again (ops.py)
+        masks = None if not (m_rd or m_zc or m_zh) else VariantMasks(m_rd or None, m_zc or None, m_zh or None)
+        grads = graph_gradients(_config(ctx.config), x, (h0, c0) if lstm else (h0,), params, lengths, dropout_masks,
+                                masks, (grad_output, grad_h_n, grad_c_n if lstm else None))
+    else:
+        grads = torch.ops.lstmkit.variant_rnn_backward(x, h0, c0, params, lengths, dropout_masks, m_rd, m_zc, m_zh,
+                                                       workspace, grad_output, grad_h_n, grad_c_n if lstm else None,
+                                                       ctx.config)
     n_states = 2 if lstm else 1
     dx, d_states, d_params = grads[0], grads[1:1 + n_states], grads[1 + n_states:]
     dc0 = d_states[1] if lstm else None

@@ -9,9 +9,9 @@ import time
 import numpy as np
 
 from . import data as datasets
-from .classify import SequenceClassifier
-from .distributed import is_main, rank
-from .runio import format_table, pyplot, write_json
+from .estimator import SequenceClassifier
+from ..distributed import is_main, rank
+from ..runio import format_table, pyplot, write_json
 
 # The archive's benchmark classifier, run in the same job on the same split instead of a figure quoted from a
 # paper: 1-NN with dependent DTW (aeon's multivariate DTW), the baseline of Bagnall et al., "The UEA multivariate
@@ -55,7 +55,7 @@ def baselines(Xtr, ytr, Xte, text: bool, seed: int = 0) -> dict:
 
 def nearest_neighbour_dtw(Xtr, ytr, Xte) -> np.ndarray:
     """1-NN with dependent DTW over all channels (aeon), variable lengths allowed: predictions (N_test,)."""
-    from .._optional import require
+    from ..._optional import require
 
     knn = require("aeon.classification.distance_based", "tasks")
 
@@ -119,28 +119,44 @@ def split(d: datasets.SequenceData, test_size: float, seed: int, limit: int | No
     return Xtr, ytr, Xte, yte
 
 
-def run(*, out: str, dataset: str | None = None, csv: str | None = None, text_col: str = "text",
-        label_col: str = "label", limit: int | None = None, test_size: float = 0.25, resume: bool = False,
-        log=print, **model_kw) -> dict:
+def load_source(dataset: str | None = None, csv: str | None = None, ts: str | None = None,
+                sequences: str | None = None, text_col: str = "text", label_col: str = "label", id_col: str = "id",
+                step_col: str = "step", feature_cols: list | None = None) -> tuple[datasets.SequenceData, bool]:
+    """(data, is_text) from exactly one source: a bundled set, a text CSV, a .ts file or a long-format table
+    of numeric sequences."""
+    given = [name for name, v in (("--dataset", dataset), ("--csv", csv), ("--ts", ts), ("--sequences", sequences))
+             if v is not None]
+    if len(given) != 1:
+        raise ValueError(f"give exactly one data source (--dataset, --csv, --ts or --sequences), got "
+                         f"{', '.join(given) or 'none'}")
+    if csv is not None:
+        texts, labels = datasets.load_text_csv(csv, text_col, label_col)
+        return datasets.SequenceData(os.path.basename(csv), texts, labels), True
+    if ts is not None:
+        return datasets.load_ts(ts), False
+    if sequences is not None:
+        return datasets.load_long_sequences(sequences, id_col, step_col, label_col, feature_cols), False
+    return datasets.load_classify(dataset), False
+
+
+def run(*, out: str, dataset: str | None = None, csv: str | None = None, ts: str | None = None,
+        sequences: str | None = None, text_col: str = "text", label_col: str = "label", id_col: str = "id",
+        step_col: str = "step", feature_cols: list | None = None, limit: int | None = None,
+        test_size: float = 0.25, resume: bool = False, log=print, **model_kw) -> dict:
     """Train, compare with the baselines, write results.json + confusion.png + checkpoints into ``out``."""
     start = time.perf_counter()
     seed = model_kw.get("seed", 0)
-    if csv is not None:
-        texts, labels = datasets.load_text_csv(csv, text_col, label_col)
-        d = datasets.SequenceData(os.path.basename(csv), texts, labels)
-        text = True
-    else:
-        d = datasets.load_classify(dataset)
-        text = False
+    d, text = load_source(dataset, csv, ts, sequences, text_col, label_col, id_col, step_col, feature_cols)
     Xtr, ytr, Xte, yte = split(d, test_size, seed, limit)
     log(f"{d.name}: {len(Xtr)} train / {len(Xte)} test sequences, {len(set(ytr))} classes")
-    clf = SequenceClassifier(text=text, **model_kw)
-    clf.fit(Xtr, ytr, ckpt_dir=out, resume=resume, log=log)
+    progress = model_kw.pop("progress", True)
+    clf = SequenceClassifier(text=text, verbose=2 if progress else 1, **model_kw)
+    clf.fit(Xtr, ytr, ckpt_dir=out, resume=resume, log=log, feature_names=d.info.get("features"))
     if not is_main():  # under torchrun only rank 0 evaluates and writes the report
         return {"task": "classify", "rank": rank()}
-    classes = list(clf.classes_)
+    classes = clf.classes_.tolist()
     rows, results = [], {}
-    c = clf.config
+    c = clf.config_
     preds = {f"LSTM ({c['cell']}{', bidirectional' if c['bidirectional'] else ''}, {c['hidden_size']} hidden"
              f"{', shift-augmented' if c.get('augment') else ''})": clf.predict(Xte)}
     preds.update(baselines(Xtr, ytr, Xte, text, seed))
@@ -158,10 +174,12 @@ def run(*, out: str, dataset: str | None = None, csv: str | None = None, text_co
     log(format_table(results[lstm_name]["per_class"], ["class", "precision", "recall", "support"]))
     plot_confusion(results[lstm_name]["confusion"], classes, os.path.join(out, "confusion.png"),
                    f"{d.name}: {lstm_name}")
-    summary = {"task": "classify", "dataset": d.name, "n_train": len(Xtr), "n_test": len(Xte), "classes": classes,
-               "config": clf.config, "training": clf.history_, "results": results, "table": rows,
-               "checkpoint": os.path.join(out, "best.safetensors"), "seconds": round(time.perf_counter() - start, 1)}
+    summary = {"task": "classify", "dataset": d.name, "source": d.info.get("source"),
+               "n_train": len(Xtr), "n_test": len(Xte), "classes": classes,
+               "config": clf.config_, "training": clf.history_, "results": results, "table": rows,
+               "checkpoint": os.path.join(out, "model.safetensors"), "seconds": round(time.perf_counter() - start, 1)}
     write_json(os.path.join(out, "results.json"), summary)
-    log(f"wrote {out}/results.json, confusion.png, best.safetensors (predict with: lstmkit predict --model "
-        f"{out}/best.safetensors ...)")
+    clf.save(os.path.join(out, "model.safetensors"))  # the name every task's model has (best.safetensors: the same)
+    log(f"wrote {out}/results.json, confusion.png, model.safetensors (predict with: lstmkit predict --model "
+        f"{out}/model.safetensors ...)")
     return summary

@@ -15,16 +15,18 @@ import numpy as np
 
 from . import baselines as base
 from . import data as datasets
-from .distributed import is_main, rank
-from .forecast import Forecaster, series_dict
+from ..distributed import is_main, rank
+from .estimator import Forecaster, series_dict
 from .metrics import coverage, mase_scale, scores
-from .runio import format_table, pyplot, write_json
+from ..runio import format_table, pyplot, write_json
 
 
-def run(*, out: str, dataset: str | None = None, csv: str | None = None, horizon: int | None = None,
-        season_length: int | None = None, folds: int = 1, limit: int | None = None,
-        methods=tuple(base.METHODS), resume: bool = False, log=print, **model_kw) -> dict:
-    start = time.perf_counter()
+def load(dataset: str | None, csv: str | None, horizon: int | None, season_length: int | None, log):
+    """(SeriesSet, H, m), checked up front: a positive horizon and season length; the season inferred from
+    datetime ds for a CSV, with a warning when it falls back to 1."""
+    for flag, v in (("--horizon", horizon), ("--season-length", season_length)):
+        if v is not None and v < 1:
+            raise ValueError(f"{flag}: expected a positive integer, got {v}")
     if csv is not None:
         if horizon is None:
             raise ValueError("--horizon is needed with --csv")
@@ -33,6 +35,55 @@ def run(*, out: str, dataset: str | None = None, csv: str | None = None, horizon
         s = datasets.load_forecast(dataset)
     H = horizon or s.horizon
     m = season_length or s.season_length
+    if season_length is None and csv is not None:
+        if m == 1:
+            log(f"warning: season length fell back to 1 ({s.note}); pass --season-length to set it")
+        else:
+            log(f"season length {m} ({s.note})")
+    return s, H, m
+
+
+def run_future(*, out: str, dataset: str | None = None, csv: str | None = None, horizon: int | None = None,
+               season_length: int | None = None, limit: int | None = None, resume: bool = False, log=print,
+               **model_kw) -> dict:
+    """Forecast the future: fit on every series' whole history, write the next H steps (forecasts.csv: id, ds,
+    step, yhat and the quantiles) and model.safetensors (``lstmkit predict`` and ``Forecaster.load`` read it)."""
+    start = time.perf_counter()
+    s, H, m = load(dataset, csv, horizon, season_length, log)
+    df = s.df
+    if limit is not None:
+        df = df[df["unique_id"].isin(sorted(df["unique_id"].unique())[:limit])]
+    log(f"{s.name}: {df['unique_id'].nunique()} series, horizon {H}, season {m}: fit on all history, forecast the "
+        "next steps")
+    fc = Forecaster(H, m, **model_kw).fit(df, ckpt_dir=out, resume=resume, log=log)
+    if not is_main():
+        return {"task": "forecast", "rank": rank()}
+    fc.save(os.path.join(out, "model.safetensors"))
+    pred = fc.predict()
+    pred.to_csv(os.path.join(out, "forecasts.csv"), index=False)
+    summary = {"task": "forecast", "mode": "future", "dataset": s.name, "n_series": int(df["unique_id"].nunique()),
+               "horizon": H, "season_length": m, "config": fc.config, "training": fc.history_,
+               "forecasts": os.path.join(out, "forecasts.csv"), "checkpoint": os.path.join(out, "model.safetensors"),
+               "seconds": round(time.perf_counter() - start, 1)}
+    write_json(os.path.join(out, "results.json"), summary)
+    log(f"wrote {out}/forecasts.csv ({len(pred)} rows: the next {H} steps of each series), results.json, "
+        "model.safetensors")
+    return summary
+
+
+def run(*, out: str, dataset: str | None = None, csv: str | None = None, horizon: int | None = None,
+        season_length: int | None = None, folds: int = 1, limit: int | None = None,
+        methods=tuple(base.METHODS), resume: bool = False, log=print, **model_kw) -> dict:
+    """The rolling-origin backtest (module docstring): results.json, forecasts.csv/png, model.safetensors."""
+    start = time.perf_counter()
+    if not isinstance(folds, int) or folds < 1:
+        raise ValueError(f"--folds: expected an integer >= 1 (rolling origins to score), got {folds}; to forecast "
+                         "the future from all history use --future")
+    unknown = [mth for mth in methods if mth not in base.METHODS]
+    if unknown:
+        raise ValueError(f"--baselines: unknown {', '.join(map(repr, unknown))}; choose from "
+                         f"{', '.join(base.METHODS)}")
+    s, H, m = load(dataset, csv, horizon, season_length, log)
     ys = series_dict(s.df)
     if limit is not None:
         ys = dict(list(ys.items())[:limit])
@@ -46,8 +97,13 @@ def run(*, out: str, dataset: str | None = None, csv: str | None = None, horizon
     import pandas as pd
 
     cut = folds * H
+    need = cut + H + max(m, 2)  # one window after the held-back folds: H targets after max(m, 2) inputs
+    fit_on = {k: y for k, y in ys.items() if len(y) >= need}
+    if len(fit_on) < len(ys):
+        log(f"{len(ys) - len(fit_on)} series with < {need} values are forecast in the backtest but too short to "
+            "give a training window")
     train_df = pd.concat([pd.DataFrame({"unique_id": k, "ds": np.arange(len(y) - cut), "y": y[:len(y) - cut]})
-                          for k, y in ys.items()], ignore_index=True)
+                          for k, y in fit_on.items()], ignore_index=True)
     fc = Forecaster(H, m, **model_kw)
     t0 = time.perf_counter()
     fc.fit(train_df, ckpt_dir=out, resume=resume, log=log)
@@ -72,7 +128,7 @@ def run(*, out: str, dataset: str | None = None, csv: str | None = None, horizon
     fallbacks = {}
     for name in methods:
         t0 = time.perf_counter()
-        point[name], fallbacks[name] = base.forecast_all(name, histories, H, m)
+        point[name], fallbacks[name] = base.forecast_all(name, histories, H, m, progress=model_kw.get("progress"))
         seconds[name] = time.perf_counter() - t0
     rows = [{"method": name, **scores(actual, f, scales), "seconds": seconds[name]} for name, f in point.items()]
     lo, hi = lstm_q[:, :, 0], lstm_q[:, :, -1]
@@ -137,6 +193,8 @@ def _plot(path, series, folds, H, point, lo, hi, title, n_panels: int = 4) -> No
         for name, f in point.items():
             ax.plot(t, f[last + i], lw=1.2, label=name)
         ax.set_title(f"{title}: series {i}", fontsize=9)
+        ax.set_ylabel("value", fontsize=8)
+    axes[-1, 0].set_xlabel("time step (index within the series)", fontsize=8)
     axes[0, 0].legend(fontsize=7, ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

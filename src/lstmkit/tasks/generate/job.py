@@ -14,12 +14,12 @@ import os
 import time
 
 from . import data as datasets
-from .distributed import is_main, rank
+from ..distributed import is_main, rank
 import numpy as np
 
-from .generate import CharLM
+from .model import CharLM
 from .match import MatchMixer, match_predictions
-from .runio import format_table, write_json
+from ..runio import format_table, write_json
 
 
 def compressor_bpc(train: str, test: str) -> list[dict]:

@@ -51,13 +51,24 @@ def ets(y: np.ndarray, H: int, m: int) -> np.ndarray:
 METHODS = {"naive": naive, "seasonal naive": seasonal_naive, "theta": theta, "ets (damped)": ets}
 
 
-def forecast_all(method: str, histories: list, H: int, m: int) -> tuple[np.ndarray, int]:
-    """(S, H) forecasts for every history with ``method``, and how many fell back to seasonal naive."""
+def forecast_all(method: str, histories: list, H: int, m: int, progress: bool = False) -> tuple[np.ndarray, int]:
+    """(S, H) forecasts for every history with ``method``, and how many fell back to seasonal naive.
+    ``progress``: a bar per method on stderr when it is a terminal (statsmodels' fits can take minutes)."""
+    import sys
+
     fn = METHODS[method]
     out, fallbacks = [], 0
+    bar = None
+    if progress and sys.stderr.isatty():
+        from ..._optional import require
+
+        bar = require("tqdm", "tasks").tqdm(total=len(histories), desc=method, unit="series", leave=False,
+                                            file=sys.stderr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for y in histories:
+            if bar is not None:
+                bar.update(1)
             try:
                 f = fn(np.asarray(y, float), H, m)
                 if not np.all(np.isfinite(f)):
@@ -65,4 +76,6 @@ def forecast_all(method: str, histories: list, H: int, m: int) -> tuple[np.ndarr
             except Exception:  # noqa: BLE001 - any statsmodels failure: use the simple method instead
                 f, fallbacks = seasonal_naive(np.asarray(y, float), H, m), fallbacks + 1
             out.append(f)
+    if bar is not None:
+        bar.close()
     return np.asarray(out), fallbacks

@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from . import checkpoint
-from .training import TrainConfig, fit, seed_everything
+from .. import checkpoint
+from ..training import TrainConfig, fit, seed_everything
 
 TASK = "generate"
 
@@ -39,7 +39,7 @@ class CharLM:
         return np.fromiter((lookup.get(c, 0) for c in text), np.int64, len(text))
 
     def _build(self):
-        from .models import CharNet
+        from .net import CharNet
 
         c = self.config
         seed_everything(c["seed"])
@@ -70,7 +70,7 @@ class CharLM:
 
         cfg = TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], patience=c["patience"],
                           seed=c["seed"], batches_per_epoch=c["batches_per_epoch"], progress=self.progress,
-                          lr_schedule=c["lr_schedule"])
+                          lr_schedule=c["lr_schedule"], loss_unit="nats per character (cross-entropy)")
         val = self._chunks(self.encode(val_text)) if val_text else None
         self.history_ = fit(self.model, loss_fn, self._chunks(self.encode(text)), val, cfg, task=TASK, config=c,
                             ckpt_dir=ckpt_dir, resume=resume, log=log)

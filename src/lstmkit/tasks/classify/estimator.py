@@ -1,0 +1,274 @@
+"""Sequence classification: ``SequenceClassifier``, a scikit-learn estimator on lstmkit.torch.LSTM/GRU, for
+numeric sequences (variable lengths; the layout named by ``layout=``) or text (list of str, char-level tokens).
+
+    clf = SequenceClassifier(hidden_size=64, epochs=30).fit(X_train, y_train)
+    clf.predict(X_test)          # (N,) labels, in y's dtype
+    clf.predict_proba(X_test)    # (N, C), columns in clf.classes_ order
+    clf.score(X_test, y_test)    # accuracy
+    cross_val_score(SequenceClassifier(epochs=5), X, y, cv=3)   # clone, get_params/set_params work
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..._optional import require
+from .. import checkpoint
+from .sequences import check_channels, check_layout, to_sequences
+from ..training import TrainConfig, fit, seed_everything
+
+_base = require("sklearn.base", "tasks")
+_validation = require("sklearn.utils.validation", "tasks")
+_multiclass = require("sklearn.utils.multiclass", "tasks")
+
+TASK = "classify"
+SHIFTS = ((0, 1), (0, -1), (1, 1), (1, -1))  # (axis: 0 time, 1 feature; by): augment='shift'
+AUGMENTS = (None, "shift")
+# the architecture a checkpoint must carry to be rebuilt (the rest of the parameters only steer fit)
+_ARCH = ("hidden_size", "num_layers", "bidirectional", "cell", "text", "embed_dim", "max_len", "dropout", "pool",
+         "head_dropout", "layout")
+
+
+def shifted(x, axis: int, by: int) -> np.ndarray:
+    """(T, F) sequence moved ``by`` (+1 or -1) positions along ``axis``; the vacated row or column is zero."""
+    x = np.asarray(x, np.float32).reshape(len(x), -1)
+    out = np.zeros_like(x)
+    src = [slice(None), slice(None)]
+    dst = [slice(None), slice(None)]
+    src[axis], dst[axis] = (slice(0, -1), slice(1, None)) if by > 0 else (slice(1, None), slice(0, -1))
+    out[tuple(dst)] = x[tuple(src)]
+    return out
+
+
+class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
+    """LSTM (or GRU) reading a sequence, classifying from its last hidden state concatenated with the mean
+    and max of its outputs (``pool='last+mean+max'``; ``'last'`` for the last state alone), through dropout
+    ``head_dropout`` (None: ``dropout``) and a linear layer.
+
+    A scikit-learn classifier: parameters are the constructor's arguments (``get_params``/``set_params``,
+    ``clone``, ``GridSearchCV``); fitted state ends in ``_`` (``classes_``, ``model_``, ``config_``,
+    ``history_``, ``n_channels_``, ``layout_``).
+
+    Numeric input X: an array (N, T) (univariate), (N, T, C) with ``layout='NTC'`` (default) or (N, C, T)
+    with ``layout='NCT'`` (aeon's order), or a list of per-case arrays of any lengths in that layout;
+    ``layout='auto'`` reads time as the axis whose size varies across a variable-length list and refuses
+    equal-length data. Features are standardised with the training set's per-channel mean/std.
+    ``augment='shift'`` adds four copies of every training sequence (not of the validation split), moved by
+    one step earlier and later in time and by one channel either way, zero-filled: for images read row by
+    row (digits) these are the one-pixel shifts.
+    Text input (``text=True``): characters seen in training get ids 2..V-1 (0 pad, 1 unknown), sequences
+    truncated to ``max_len`` characters.
+
+    y: (N,) labels of any dtype; ``predict`` returns them in that dtype (``classes_`` = ``np.unique(y)``).
+    A stratified ``val_fraction`` of the data is held out for early stopping (0: none, train all epochs).
+    ``verbose``: 0 silent (default), 1 one line per epoch on stdout, 2 also a progress bar (on a terminal).
+    """
+
+    def __init__(self, hidden_size: int = 64, num_layers: int = 1, bidirectional: bool = False, cell: str = "lstm",
+                 epochs: int = 30, batch_size: int = 64, lr: float = 5e-3, patience: int = 8,
+                 val_fraction: float = 0.15, dropout: float = 0.0, seed: int = 0, text: bool = False,
+                 embed_dim: int = 32, max_len: int = 300, pool: str = "last+mean+max",
+                 head_dropout: float | None = 0.2, lr_schedule: str = "constant", augment: str | None = None,
+                 layout: str = "NTC", verbose: int = 0):
+        # scikit-learn's contract: store the arguments as given; they are checked in fit
+        self.hidden_size, self.num_layers, self.bidirectional, self.cell = hidden_size, num_layers, bidirectional, cell
+        self.epochs, self.batch_size, self.lr, self.patience = epochs, batch_size, lr, patience
+        self.val_fraction, self.dropout, self.seed, self.text = val_fraction, dropout, seed, text
+        self.embed_dim, self.max_len, self.pool, self.head_dropout = embed_dim, max_len, pool, head_dropout
+        self.lr_schedule, self.augment, self.layout, self.verbose = lr_schedule, augment, layout, verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False  # a seed fixes every draw: fit twice, same model
+        tags.input_tags.string = bool(self.text)
+        tags.input_tags.two_d_array = not self.text
+        return tags
+
+    # -- input ------------------------------------------------------------------------------------------
+
+    def _check_params(self) -> None:
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"augment: expected None or 'shift', got {self.augment!r}")
+        if self.augment == "shift" and self.text:
+            raise ValueError("augment='shift' is for numeric sequences, not text")
+        check_layout(self.layout)
+        if not 0.0 <= float(self.val_fraction) < 1.0:
+            raise ValueError(f"val_fraction: expected a fraction in [0, 1), got {self.val_fraction!r}")
+        for name in ("hidden_size", "num_layers", "epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+
+    def _texts(self, X) -> list:
+        if isinstance(X, str) or not all(isinstance(s, str) for s in X):
+            raise ValueError("X: text=True expects a list of str (one text per case)")
+        if len(X) == 0:
+            raise ValueError("X: no sequences (0 cases)")
+        return list(X)
+
+    def _inputs(self, X, fitted: bool) -> list:
+        """X -> list of str (text) or of (T_i, C) float32 arrays in this estimator's layout."""
+        if self.text:
+            if not fitted:
+                self.layout_ = None
+            return self._texts(X)
+        seqs, used = to_sequences(X, self.layout_ if fitted else self.layout)
+        if fitted:
+            check_channels(seqs, self.n_channels_, self.layout_)
+        else:
+            self.layout_ = used
+        return seqs
+
+    @staticmethod
+    def _labels(y, n: int) -> np.ndarray:
+        if y is None:
+            raise ValueError("SequenceClassifier requires y to be passed, but the target y is None")
+        y = _validation.column_or_1d(y, warn=True)
+        _multiclass.check_classification_targets(y)
+        if len(y) != n:
+            raise ValueError(f"y: expected {n} labels (one per sequence in X), got {len(y)}")
+        return y
+
+    # -- encoding -----------------------------------------------------------------------------------------
+
+    def _prepare(self, X) -> dict:
+        """Fit the encoding on training data: feature scaling or the character vocabulary."""
+        if self.text:
+            return {"vocab": "".join(sorted(set("".join(X))))}
+        allsteps = np.concatenate(X)  # (sum T_i, C)
+        return {"mean": allsteps.mean(0).tolist(), "std": (allsteps.std(0) + 1e-6).tolist()}
+
+    def _encode(self, X):
+        """-> (x (N, T, C) float32 or (N, T) int64, lengths (N,) int64) as torch tensors."""
+        import torch
+
+        cfg = self.config_
+        if cfg["text"]:
+            lookup = {c: i + 2 for i, c in enumerate(cfg["vocab"])}
+            seqs = [[lookup.get(c, 1) for c in s[:cfg["max_len"]]] or [1] for s in X]
+            T = max(len(s) for s in seqs)
+            x = np.zeros((len(seqs), T), np.int64)
+            for i, s in enumerate(seqs):
+                x[i, :len(s)] = s
+            return torch.from_numpy(x), torch.tensor([len(s) for s in seqs])
+        mean, std = np.asarray(cfg["mean"], np.float32), np.asarray(cfg["std"], np.float32)
+        T, C = max(len(s) for s in X), len(mean)
+        x = np.zeros((len(X), T, C), np.float32)  # (N, T, C), zero-padded after each sequence's end
+        for i, s in enumerate(X):
+            x[i, :len(s)] = (s - mean) / std
+        return torch.from_numpy(x), torch.tensor([len(s) for s in X])
+
+    def _build(self):
+        from .net import SequenceNet
+
+        c = self.config_
+        return SequenceNet(0 if c["text"] else len(c["mean"]), len(c["classes"]), c["hidden_size"], c["num_layers"],
+                           c["bidirectional"], c["cell"], vocab_size=len(c["vocab"]) + 2 if c["text"] else None,
+                           embed_dim=c["embed_dim"], dropout=c["dropout"], pool=c.get("pool", "last"),
+                           head_dropout=c.get("head_dropout"))
+
+    def _split(self, y_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(training indices, validation indices or None): a stratified ``val_fraction`` when possible."""
+        from sklearn.model_selection import train_test_split
+
+        n = len(y_idx)
+        n_val = int(np.ceil(self.val_fraction * n))
+        if n_val == 0:
+            return np.arange(n), None
+        if n - n_val < 1:
+            raise ValueError(f"X: {n} sequence(s) leave no training data after holding out val_fraction="
+                             f"{self.val_fraction} (one sample cannot be split); pass val_fraction=0")
+        counts = np.bincount(y_idx)
+        stratify = counts[counts > 0].min() > 1 and n_val >= np.count_nonzero(counts)
+        return train_test_split(np.arange(n), test_size=n_val, random_state=self.seed,
+                                stratify=y_idx if stratify else None)
+
+    # -- API ----------------------------------------------------------------------------------------------
+
+    def fit(self, X, y, *, ckpt_dir: str | None = None, resume: bool = False, log=None,
+            feature_names: list | None = None) -> "SequenceClassifier":
+        """X: sequences (see the class docstring; list of str when text=True), y: (N,) labels.
+        ``feature_names``: the C channels' names, kept in the checkpoint (``lstmkit predict`` asks for them).
+        ``ckpt_dir``: write last/best.safetensors there every epoch (``resume=True`` continues from them).
+        ``log``: where epoch lines go (default: stdout when ``verbose``, else nowhere)."""
+        import torch
+
+        self._check_params()
+        X = self._inputs(X, fitted=False)
+        y = self._labels(y, len(X))
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        seed_everything(self.seed)
+        idx_tr, idx_val = self._split(y_idx)
+        if self.augment == "shift":
+            copies = [shifted(X[i], axis, by) for axis, by in SHIFTS for i in idx_tr]
+            n = len(y_idx)
+            X, y_idx = list(X) + copies, np.concatenate([y_idx] + [y_idx[idx_tr]] * len(SHIFTS))
+            idx_tr = np.concatenate([idx_tr, n + np.arange(len(copies))])
+        self.config_ = {**self.get_params(), **self._prepare([X[i] for i in idx_tr]), "layout": self.layout_,
+                        "classes": self.classes_.tolist(), "classes_dtype": self.classes_.dtype.str}
+        self.n_channels_ = None if self.text else len(self.config_["mean"])
+        if feature_names is not None:
+            if len(feature_names) != self.n_channels_:
+                raise ValueError(f"feature_names: expected {self.n_channels_} names, got {len(feature_names)}")
+            self.config_["features"] = [str(f) for f in feature_names]
+        seed_everything(self.seed)
+        self.model_ = self._build()
+
+        def data(ids):
+            x, lengths = self._encode([X[i] for i in ids])
+            return x, lengths, torch.from_numpy(y_idx[ids].astype(np.int64))
+
+        def loss_fn(model, x, lengths, target):
+            T = int(lengths.max())  # trim padding the batch does not need
+            return torch.nn.functional.cross_entropy(model(x[:, :T], lengths), target)
+
+        cfg = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, patience=self.patience,
+                          seed=self.seed, progress=int(self.verbose) >= 2, lr_schedule=self.lr_schedule,
+                          loss_unit="nats per sequence (cross-entropy)")
+        if log is None:
+            log = print if self.verbose else _quiet
+        self.history_ = fit(self.model_, loss_fn, data(idx_tr), None if idx_val is None else data(idx_val), cfg,
+                            task=TASK, config=self.config_, ckpt_dir=ckpt_dir, resume=resume, log=log)
+        return self
+
+    def predict_proba(self, X, batch_size: int = 512) -> np.ndarray:
+        """(N, C) class probabilities (float64, rows sum to 1), columns in ``classes_`` order."""
+        import torch
+
+        _validation.check_is_fitted(self, "model_")
+        x, lengths = self._encode(self._inputs(X, fitted=True))
+        self.model_.eval()
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                ln = lengths[i:i + batch_size]
+                out.append(torch.softmax(self.model_(x[i:i + batch_size, :int(ln.max())], ln).double(), -1))
+        return torch.cat(out).numpy()
+
+    def predict(self, X) -> np.ndarray:
+        """(N,) predicted labels, in the dtype of the y given to fit."""
+        proba = self.predict_proba(X)  # first: it checks that fit ran
+        return self.classes_[proba.argmax(1)]
+
+    def save(self, path: str) -> None:
+        """Weights and config in one safetensors file (the format ``lstmkit predict`` reads)."""
+        _validation.check_is_fitted(self, "model_")
+        checkpoint.save(path, task=TASK, config=self.config_, model=self.model_)
+
+    @classmethod
+    def load(cls, path: str) -> "SequenceClassifier":
+        """A fitted classifier from ``save``'s file (or a ``lstmkit classify`` run's best.safetensors)."""
+        ck = checkpoint.load(path, task=TASK)
+        c = ck["config"]
+        clf = cls(**{k: c[k] for k in _ARCH if k in c})
+        clf.config_ = c
+        clf.classes_ = np.asarray(c["classes"], dtype=np.dtype(c["classes_dtype"]) if "classes_dtype" in c else None)
+        clf.layout_ = None if c["text"] else c.get("layout", "NTC")
+        clf.n_channels_ = None if c["text"] else len(c["mean"])
+        clf.model_ = clf._build()
+        clf.model_.load_state_dict(ck["model"])
+        clf.model_.eval()
+        return clf
+
+
+def _quiet(*args, **kwargs) -> None:
+    """The default log of a silent estimator (verbose=0)."""

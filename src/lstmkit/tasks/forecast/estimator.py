@@ -1,0 +1,437 @@
+"""Global LSTM forecasting: ``Forecaster`` over long-format data, with neuralforecast's names.
+
+    fc = Forecaster(horizon=8, season_length=4).fit(df)          # df: unique_id, ds, y
+    fc.predict()            # DataFrame: unique_id, ds, step, yhat, q0.1, q0.5, q0.9 (the next 8 steps)
+    fc.predict(history_df)  # forecasts from the end of other (or truncated) histories
+    fc.cross_validation(df, n_windows=3)   # forecasts beside y from 3 cutoffs
+    Forecaster(horizon=8, id_col="store", time_col="date", target_col="sales", futr_exog_list=["promo"],
+               hist_exog_list=["visits"], stat_exog_list=["size"]).fit(df, static_df=stores)
+    fc.predict(futr_df=next_promos)   # futr_df: the future-known covariates at the next 8 times
+
+One model (or a median ensemble of ``ensemble`` models with different seeds and input lengths) is trained
+on windows from all series at once, with the pinball (quantile) loss on level-normalised values
+(see ``lstmkit.tasks.windows``); covariates are standardised with their training mean and std. The last
+``horizon`` values of every series are the validation targets for early stopping; training windows end
+before them. Data is checked up front (``lstmkit.tasks.panel``): a column the model would not read, NaN, a
+gap in time or a series too short for one window is refused with the series named.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .. import checkpoint
+from . import panel, windows
+from ..training import TrainConfig, fit, seed_everything
+
+TASK = "forecast"
+
+
+def series_dict(df) -> dict:
+    """Long-format frame (unique_id, ds, y) -> {unique_id: y (n,) float64}, in ds order, checked."""
+    return {uid: s.y for uid, s in panel.split_series(df, panel.Columns()).items()}
+
+
+def pinball(pred, target, quantiles):
+    """Mean quantile (pinball) loss: pred (B, H, Q), target (B, H), quantiles (Q,) tensor -> scalar."""
+    import torch
+
+    err = target.unsqueeze(-1) - pred
+    return torch.maximum(quantiles * err, (quantiles - 1) * err).mean()
+
+
+def _standardiser(values: np.ndarray) -> list:
+    """[[mean, std], ...] per column of values (n, K); std 1 where a column is constant."""
+    if values.size == 0:
+        return [[0.0, 1.0]] * values.shape[1]
+    mean, std = values.mean(0), values.std(0)
+    return [[float(m), float(s) if s > 1e-12 else 1.0] for m, s in zip(mean, std)]
+
+
+class Forecaster:
+    """Global LSTM forecaster with quantile outputs.
+
+    horizon H, season_length m (1 = none), input_length L (default max(2H, 3m), a multiple of patch),
+    patch P values per LSTM step, quantiles (must include 0.5: the point forecast).
+    Columns (neuralforecast's names): id_col, time_col, target_col; futr_exog_list (covariates known in the
+    future: their next H values come in predict's futr_df), hist_exog_list (known up to the origin),
+    stat_exog_list (one value per series, in fit's static_df). Any other column in df is an error.
+    """
+
+    def __init__(self, horizon: int, season_length: int = 1, input_length: int | None = None,
+                 patch: int | None = None, quantiles=(0.1, 0.5, 0.9), hidden_size: int = 64, num_layers: int = 1,
+                 cell: str = "lstm", epochs: int = 30, batch_size: int = 512, batches_per_epoch: int = 16,
+                 lr: float = 3e-3, patience: int = 5, ensemble: int = 1, seed: int = 0, progress: bool = True,
+                 id_col: str = "unique_id", time_col: str = "ds", target_col: str = "y", futr_exog_list=(),
+                 hist_exog_list=(), stat_exog_list=()):
+        if 0.5 not in quantiles:
+            raise ValueError("quantiles: must include 0.5 (the point forecast)")
+        if horizon < 1 or season_length < 1:
+            raise ValueError(f"horizon and season_length must be >= 1, got {horizon} and {season_length}")
+        patch = patch or windows.default_patch(season_length)
+        L = input_length or windows.default_input_length(horizon, season_length, patch)
+        if L % patch:
+            raise ValueError(f"input_length {L} must be a multiple of patch {patch}")
+        for name, lst in (("futr_exog_list", futr_exog_list), ("hist_exog_list", hist_exog_list),
+                          ("stat_exog_list", stat_exog_list)):
+            if isinstance(lst, str):
+                raise ValueError(f"{name}: expected a list of column names, got the string {lst!r}")
+        self.config = {"horizon": horizon, "season_length": season_length, "input_length": L, "patch": patch,
+                       "quantiles": list(quantiles), "hidden_size": hidden_size, "num_layers": num_layers,
+                       "cell": cell, "epochs": epochs, "batch_size": batch_size, "batches_per_epoch": batches_per_epoch,
+                       "lr": lr, "patience": patience, "ensemble": ensemble, "seed": seed, "id_col": id_col,
+                       "time_col": time_col, "target_col": target_col, "futr_exog_list": list(futr_exog_list),
+                       "hist_exog_list": list(hist_exog_list), "stat_exog_list": list(stat_exog_list)}
+        self.config["members"] = [self._member(k) for k in range(ensemble)]
+        self.progress = progress
+        self.models = None
+        self.history_ = []
+        self._series = None
+
+    @property
+    def columns(self) -> panel.Columns:
+        c = self.config
+        return panel.Columns(c.get("id_col", "unique_id"), c.get("time_col", "ds"), c.get("target_col", "y"),
+                             c.get("futr_exog_list", []), c.get("hist_exog_list", []), c.get("stat_exog_list", []))
+
+    def _member(self, k: int) -> dict:
+        """Ensemble member k: seed + k and input length L, L + 2P, L − P, L + 4P, ... (at least 2P)."""
+        c = self.config
+        shift = [0, 2, -1, 4, 1, -2][k % 6] * c["patch"]
+        return {"seed": c["seed"] + k, "input_length": max(c["input_length"] + shift, 2 * c["patch"])}
+
+    def _input_size(self) -> int:
+        """Per LSTM step: P values, the one-hot phase (m > 1), P values of each covariate, the statics."""
+        c, cols = self.config, self.columns
+        m = c["season_length"]
+        return c["patch"] * (1 + len(cols.exog)) + (m if m > 1 else 0) + len(cols.stat_exog)
+
+    def _build(self, member: dict):
+        from .net import ForecastNet
+
+        c = self.config
+        seed_everything(member["seed"])
+        return ForecastNet(self._input_size(), c["horizon"], len(c["quantiles"]), c["hidden_size"], c["num_layers"],
+                           c["cell"], future_size=c["horizon"] * len(self.columns.futr_exog))
+
+    # -- windows ------------------------------------------------------------------------------------------
+
+    def _first_origin(self) -> int:
+        return max(self.config["season_length"], 2) - 1
+
+    def _design(self, parts: list, L: int):
+        """Model inputs from raw windows. parts: (y (N, L), phase (N,), exog (N, L, K), static (N, S),
+        future (N, H, F)) per series -> (inputs (N, L/P, In) float32, future (N, H·F) float32, levels (N,))."""
+        c, cols = self.config, self.columns
+        m, P, H = c["season_length"], c["patch"], c["horizon"]
+        x, phase, ex, st, fu = (np.concatenate([p[i] for p in parts]) for i in range(5))
+        inp, lv = windows.features(x, phase, m, P)  # (N, L/P, P + S)
+        N, K, F = len(x), len(cols.exog), len(cols.futr_exog)
+        blocks = [inp]
+        if K:
+            scale = np.asarray(c["exog_scale"])  # (K, 2): mean, std
+            z = (ex - scale[:, 0]) / scale[:, 1]  # (N, L, K)
+            blocks.append(z.reshape(N, L // P, P, K).transpose(0, 1, 3, 2).reshape(N, L // P, P * K))
+        if cols.stat_exog:
+            scale = np.asarray(c["static_scale"])
+            z = (st - scale[:, 0]) / scale[:, 1]  # (N, S)
+            blocks.append(np.repeat(z[:, None, :], L // P, axis=1))
+        future = np.zeros((N, 0))
+        if F:
+            scale = np.asarray(c["exog_scale"])[:F]
+            future = ((fu - scale[:, 0]) / scale[:, 1]).reshape(N, H * F)
+        return np.concatenate(blocks, axis=2).astype(np.float32), future.astype(np.float32), lv
+
+    def _cut(self, s: panel.Series, origins: np.ndarray, L: int, future=None):
+        """One series' raw windows ending at ``origins``: (y (N, L), phase (N,), exog (N, L, K), static (N, S),
+        future-known covariates (N, H, F)) and the targets (N, H). ``future`` (H, F) overrides the covariates
+        after the origin (predict: they come from futr_df, the series has no values there)."""
+        c, cols = self.config, self.columns
+        H, m, F = c["horizon"], c["season_length"], len(cols.futr_exog)
+        x, t = windows.cut(s.y, origins, L, H)
+        ex_past, ex_next = [], []
+        for k in range(len(cols.exog)):
+            past, nxt = windows.cut(s.exog[:, k], origins, L, H)
+            ex_past.append(past)
+            ex_next.append(nxt)
+        N = len(origins)
+        ex = np.stack(ex_past, axis=2) if ex_past else np.zeros((N, L, 0))
+        if future is not None:
+            fu = np.repeat(np.asarray(future, np.float64)[None], N, axis=0)
+        else:
+            fu = np.stack(ex_next[:F], axis=2) if F else np.zeros((N, H, 0))
+        phase = (origins + 1) % max(m, 1)
+        return (x, phase, ex, np.repeat(s.static[None], N, axis=0), fu), t
+
+    def _windows(self, series: dict, L: int):
+        """Training and validation tensors: (inputs (N, L/P, In), future (N, H·F), targets (N, H) normalised)."""
+        import torch
+
+        H, first = self.config["horizon"], self._first_origin()
+        out = {}
+        for name in ("train", "val"):
+            parts, targets = [], []
+            for s in series.values():
+                n = len(s.y)
+                origins = np.arange(first, n - 2 * H) if name == "train" else np.array([n - H - 1])
+                origins = origins[origins >= first]
+                if len(origins):
+                    part, t = self._cut(s, origins, L)
+                    parts.append(part)
+                    targets.append(t)
+            if not parts:
+                out[name] = None
+                continue
+            inp, fut, lv = self._design(parts, L)
+            target = (np.concatenate(targets) / lv[:, None] - 1.0).astype(np.float32)
+            out[name] = (torch.from_numpy(inp), torch.from_numpy(fut), torch.from_numpy(target))
+        if out["train"] is None:
+            raise ValueError(f"no training windows: a series needs more than {2 * H + first} values")
+        return out["train"], out["val"]
+
+    def _check_lengths(self, series: dict) -> None:
+        """A series too short for a single window (training or validation) is refused by name."""
+        need = self.config["horizon"] + self._first_origin() + 1
+        short = [(u, len(s.y)) for u, s in series.items() if len(s.y) < need]
+        if short:
+            listed = ", ".join(f"{panel.name(u)} ({n})" for u, n in short[:5])
+            raise ValueError(f"df: {len(short)} series too short to train on (need at least {need} values for "
+                             f"horizon {self.config['horizon']}, season {self.config['season_length']}): {listed}"
+                             f"{' ...' if len(short) > 5 else ''}; drop them or lower the horizon")
+
+    # -- fit ------------------------------------------------------------------------------------------
+
+    def fit(self, df, static_df=None, *, ckpt_dir: str | None = None, resume: bool = False,
+            log=print) -> Forecaster:
+        """Train on every series in ``df`` (id_col, time_col, target_col and the listed covariates; static ones
+        in ``static_df``). Member k checkpoints into ckpt_dir/member-k."""
+        import torch
+
+        c, cols = self.config, self.columns
+        series = panel.split_series(df, cols, static_df)
+        self._check_lengths(series)
+        self._remember(df, series)
+        allx = np.concatenate([s.exog for s in series.values()])  # (sum n, K)
+        c["exog_scale"] = _standardiser(allx)
+        c["static_scale"] = _standardiser(np.stack([s.static for s in series.values()]))
+        q = torch.tensor(c["quantiles"], dtype=torch.float32)
+
+        def loss_fn(model, x, future, target):
+            return pinball(model(x, future), target, q)
+
+        self.models, self.history_ = [], []
+        for k, member in enumerate(c["members"]):
+            train, val = self._windows(series, member["input_length"])
+            log(f"member {k + 1}/{len(c['members'])}: input {member['input_length']} values, "
+                f"{len(train[0])} training windows, {0 if val is None else len(val[0])} validation windows")
+            model = self._build(member)
+            cfg = TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], patience=c["patience"],
+                              seed=member["seed"], batches_per_epoch=c["batches_per_epoch"], progress=self.progress,
+                              loss_unit="(pinball loss on values divided by the window's level)")
+            mdir = None
+            if ckpt_dir is not None:
+                mdir = os.path.join(ckpt_dir, f"member-{k}")
+                os.makedirs(mdir, exist_ok=True)
+            again = resume and mdir is not None and os.path.isfile(os.path.join(mdir, "last.safetensors"))
+            self.history_.append(fit(model, loss_fn, train, val, cfg, task=TASK, config=c, ckpt_dir=mdir,
+                                     resume=again, log=log))
+            self.models.append(model)
+        return self
+
+    def _remember(self, df, series: dict) -> None:
+        """Keep the training histories (for predict() without data) and the input dtypes of id and time."""
+        cols = self.columns
+        self._series = series
+        self.config["id_dtype"] = str(df[cols.id_col].dtype)
+        self.config["time_dtype"] = str(df[cols.time_col].dtype)
+
+    # -- predict --------------------------------------------------------------------------------------
+
+    def _forecast(self, series: list, futures: list) -> np.ndarray:
+        """Quantile forecasts from the end of each series: (S, H, Q), ensemble median, quantiles sorted."""
+        import torch
+
+        if self.models is None:
+            raise ValueError("Forecaster: call fit() or load() first")
+        outs = []
+        for model, member in zip(self.models, self.config["members"]):
+            L = member["input_length"]
+            parts = []
+            for s, fu in zip(series, futures):  # the origin is the last value: phase len(y) % m, as in training
+                parts.append(self._cut(s, np.array([len(s.y) - 1]), L, future=fu)[0])
+            inp, fut, lv = self._design(parts, L)
+            model.eval()
+            with torch.no_grad():
+                z = model(torch.from_numpy(inp), torch.from_numpy(fut)).numpy()  # (S, H, Q)
+            outs.append((z + 1.0) * lv[:, None, None])
+        pred = np.median(np.stack(outs), axis=0)
+        return np.sort(pred, axis=-1)  # quantiles never cross
+
+    def predict_arrays(self, ys: dict) -> np.ndarray:
+        """(S, H, Q) from plain target histories {id: y (n,)} in ``ys`` order (a model without covariates)."""
+        cols = self.columns
+        if cols.exog or cols.stat_exog:
+            raise ValueError("predict_arrays: this model reads covariates; use predict(df, futr_df=...)")
+        series = [panel.Series(u, np.asarray(y, np.float64), np.zeros((len(y), 0)), np.zeros(0), len(y) - 1, 1)
+                  for u, y in ys.items()]
+        H = self.config["horizon"]
+        return self._forecast(series, [np.zeros((H, 0))] * len(series))
+
+    def predict(self, df=None, futr_df=None, static_df=None):
+        """Forecast the next ``horizon`` steps of every series in ``df`` (default: the data fit saw, or the
+        histories a loaded model carries). ``futr_df``: id_col, time_col and futr_exog_list at each series' next
+        H times; ``static_df`` for a df of other series (default: fit's statics).
+        Returns a DataFrame: id_col (its input dtype), time_col (datetimes when the input had them), step, yhat
+        (the median) and one column per quantile ('q0.1', ...)."""
+        cols = self.columns
+        if df is not None:
+            if static_df is None and cols.stat_exog and self._series is not None:
+                static_df = self._static_frame()
+            series = panel.split_series(df, cols, static_df)
+            id_dtype, time_dtype = df[cols.id_col].dtype, df[cols.time_col].dtype
+        elif self._series is not None:
+            series = self._series
+            id_dtype, time_dtype = self.config.get("id_dtype", "object"), self.config.get("time_dtype")
+        else:
+            raise ValueError("predict: this model carries no histories; pass df")
+        H = self.config["horizon"]
+        futures = panel.future_exog(futr_df, cols, series, H)
+        pred = self._forecast(list(series.values()), [futures[u] for u in series])
+        return self._frame(list(series.values()), pred, id_dtype, time_dtype)
+
+    def _frame(self, series: list, pred: np.ndarray, id_dtype, time_dtype, extra: dict | None = None):
+        H = self.config["horizon"]
+        uids = np.repeat(np.asarray([s.uid for s in series], dtype=object), H)
+        times = [t for s in series for t in panel.future_times(s, H)]
+        columns = dict(extra or {})  # cross_validation's cutoff first, as neuralforecast; its y last
+        target = columns.pop(self.columns.target_col, None)
+        columns.update({"step": np.tile(np.arange(1, H + 1), len(series)), "yhat": pred[:, :, self._median()].ravel()})
+        for j, qv in enumerate(self.config["quantiles"]):
+            columns[f"q{qv:g}"] = pred[:, :, j].ravel()
+        if target is not None:
+            columns[self.columns.target_col] = target
+        return panel.output_frame(list(uids), times, self.columns, id_dtype, time_dtype, columns)
+
+    def _static_frame(self):
+        import pandas as pd
+
+        cols = self.columns
+        return pd.DataFrame({cols.id_col: list(self._series),
+                             **{c: [s.static[i] for s in self._series.values()]
+                                for i, c in enumerate(cols.stat_exog)}})
+
+    def _median(self) -> int:
+        return self.config["quantiles"].index(0.5)
+
+    # -- cross-validation -----------------------------------------------------------------------------
+
+    def cross_validation(self, df, n_windows: int = 1, step_size: int | None = None, static_df=None,
+                         log=print):
+        """neuralforecast's cross_validation: fit on each series up to its first cutoff, then forecast H steps
+        from each of ``n_windows`` cutoffs ``step_size`` (default H) apart, the last ending at the series' end.
+        Returns a DataFrame: id_col, time_col, cutoff, step, yhat, the quantile columns and target_col (the
+        actual values) — the forecasts beside y per cutoff. Leaves the model fitted on the first cutoff's data."""
+        c, cols = self.config, self.columns
+        H = c["horizon"]
+        step_size = H if step_size is None else step_size
+        if not isinstance(n_windows, (int, np.integer)) or n_windows < 1:
+            raise ValueError(f"n_windows: expected an integer >= 1, got {n_windows!r}")
+        if not isinstance(step_size, (int, np.integer)) or step_size < 1:
+            raise ValueError(f"step_size: expected an integer >= 1, got {step_size!r}")
+        series = panel.split_series(df, cols, static_df)
+        back = H + (n_windows - 1) * step_size  # values after the first cutoff
+        heads = {u: s.head(len(s.y) - back) if len(s.y) > back else None for u, s in series.items()}
+        empty = [u for u, h in heads.items() if h is None]
+        if empty:
+            raise ValueError(f"df: series {', '.join(map(panel.name, empty[:5]))} have no more than {back} values: "
+                             f"nothing is left to train on before {n_windows} window(s) of {H} steps, {step_size} "
+                             "apart")
+        train = self._truncate(df, series, back)
+        self.fit(train, static_df, log=log)
+        frames = []
+        for k in range(n_windows):
+            cut = back - k * step_size  # values after this cutoff
+            hist = [s.head(len(s.y) - cut) for s in series.values()]
+            future = [s.exog[len(s.y) - cut:len(s.y) - cut + H, :len(cols.futr_exog)] for s in series.values()]
+            pred = self._forecast(hist, future)
+            actual = np.concatenate([s.y[len(s.y) - cut:len(s.y) - cut + H] for s in series.values()])
+            cutoff = np.repeat(np.asarray([h.last for h in hist], dtype=object), H)
+            frames.append(self._frame(hist, pred, df[cols.id_col].dtype, df[cols.time_col].dtype,
+                                      {"cutoff": cutoff, cols.target_col: actual}))
+        import pandas as pd
+
+        out = pd.concat(frames, ignore_index=True)
+        if pd.api.types.is_datetime64_any_dtype(df[cols.time_col]):
+            out["cutoff"] = pd.to_datetime(out["cutoff"])
+        else:
+            out["cutoff"] = out["cutoff"].astype(df[cols.time_col].dtype)
+        return out
+
+    def _truncate(self, df, series: dict, back: int):
+        """df without each series' last ``back`` rows (in time order)."""
+        cols = self.columns
+        d = df.sort_values([cols.id_col, cols.time_col], kind="stable")
+        pos = d.groupby(cols.id_col, sort=False).cumcount().to_numpy()
+        n = d[cols.id_col].map({u: len(s.y) for u, s in series.items()}).to_numpy()
+        return d[pos < n - back]
+
+    # -- save / load -------------------------------------------------------------------------------
+
+    def save(self, path: str) -> None:
+        """All members' weights, the config and each series' recent history in one safetensors file (read by
+        ``Forecaster.load`` and ``lstmkit predict``): a loaded model's predict() forecasts the same series."""
+        import torch
+
+        if self.models is None:
+            raise ValueError("Forecaster.save: call fit() first")
+        config = {**self.config, "history": self._history_json() if self._series is not None else None}
+        checkpoint.save(path, task=TASK, config=config, model=torch.nn.ModuleList(self.models))
+
+    def _history_json(self) -> dict:
+        """The last values each member needs (a multiple of the season dropped, so the phase is kept)."""
+        import pandas as pd
+
+        c = self.config
+        keep = max(mb["input_length"] for mb in c["members"])
+        m = max(c["season_length"], 1)
+        rows = []
+        for s in self._series.values():
+            drop = max(len(s.y) - keep, 0) // m * m
+            last = s.last.isoformat() if isinstance(s.last, pd.Timestamp) else _plain(s.last)
+            rows.append({"id": _plain(s.uid), "y": s.y[drop:].tolist(), "exog": s.exog[drop:].tolist(),
+                         "static": s.static.tolist(), "last": last, "step": _plain(s.step)})
+        return {"datetime": isinstance(next(iter(self._series.values())).last, pd.Timestamp), "series": rows}
+
+    @classmethod
+    def load(cls, path: str) -> Forecaster:
+        import torch
+
+        ck = checkpoint.load(path, task=TASK)
+        c = ck["config"]
+        fc = cls(c["horizon"], c["season_length"], c["input_length"], c["patch"], c["quantiles"], c["hidden_size"],
+                 c["num_layers"], c["cell"], ensemble=c["ensemble"], seed=c["seed"], progress=False)
+        history = c.pop("history", None)
+        fc.config = c
+        fc.models = [fc._build(m) for m in c["members"]]
+        torch.nn.ModuleList(fc.models).load_state_dict(ck["model"])
+        fc._series = _series_from_json(history, fc.columns) if history else None
+        return fc
+
+
+def _plain(v):
+    """A JSON-able Python scalar from a numpy one."""
+    return v.item() if hasattr(v, "item") else v
+
+
+def _series_from_json(history: dict, cols: panel.Columns) -> dict:
+    import pandas as pd
+
+    out = {}
+    K = len(cols.exog)
+    for r in history["series"]:
+        last = pd.Timestamp(r["last"]) if history["datetime"] else r["last"]
+        out[r["id"]] = panel.Series(r["id"], np.asarray(r["y"], np.float64),
+                                    np.asarray(r["exog"], np.float64).reshape(len(r["y"]), K),
+                                    np.asarray(r["static"], np.float64), last, r["step"])
+    return out

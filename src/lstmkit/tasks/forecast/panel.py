@@ -1,0 +1,228 @@
+"""Long-format forecasting data (one row per series and time) checked and split into per-series arrays.
+
+Column names follow neuralforecast: ``id_col`` (default unique_id), ``time_col`` (ds), ``target_col`` (y);
+covariates ``futr_exog_list`` (known in the future too), ``hist_exog_list`` (known up to the forecast origin)
+and ``stat_exog_list`` (one value per series, in a separate ``static_df``). Everything is checked up front and
+refused by name: a column the model would not read, NaN, a repeated or missing time step, too short a series.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Columns:
+    """The names the data is read by."""
+
+    id_col: str = "unique_id"
+    time_col: str = "ds"
+    target_col: str = "y"
+    futr_exog: list = field(default_factory=list)
+    hist_exog: list = field(default_factory=list)
+    stat_exog: list = field(default_factory=list)
+
+    @property
+    def exog(self) -> list:
+        """The per-time covariates in the order the model reads them: future-known first, then history-only."""
+        return list(self.futr_exog) + list(self.hist_exog)
+
+
+@dataclass
+class Series:
+    """One series: y (n,), exog (n, K) in ``Columns.exog`` order, static (S,), and its time axis: the last
+    time ``last`` and the step (a pandas offset alias for datetimes, an integer otherwise)."""
+
+    uid: object
+    y: np.ndarray
+    exog: np.ndarray
+    static: np.ndarray
+    last: object
+    step: object
+    times: object = None  # (n,) the series' times (None for a history restored from a checkpoint)
+
+    def head(self, n: int) -> Series:
+        """The first n values (a history up to a cutoff), its last time the n-th."""
+        return Series(self.uid, self.y[:n], self.exog[:n], self.static, self.times[n - 1], self.step, self.times[:n])
+
+
+def name(uid) -> str:
+    """A series id as the user wrote it (202, not np.int64(202); 'a' quoted)."""
+    return repr(uid.item() if isinstance(uid, np.generic) else uid)
+
+
+def _pd():
+    from ..._optional import require
+
+    return require("pandas", "tasks")
+
+
+def check_columns(df, cols: Columns, where: str, future: bool = False) -> None:
+    """Required columns present; any other column refused by name (never silently ignored).
+    ``future``: a futr_df (id, time and the future-known covariates only)."""
+    need = [cols.id_col, cols.time_col] + (list(cols.futr_exog) if future else [cols.target_col] + cols.exog)
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise ValueError(f"{where}: missing column(s) {', '.join(map(repr, missing))} (columns: "
+                         f"{', '.join(map(str, df.columns))})")
+    extra = [str(c) for c in df.columns if c not in need]
+    if extra:
+        hint = ("only futr_exog_list columns belong in futr_df" if future else
+                "list each in futr_exog_list (known in the future) or hist_exog_list (known up to the forecast "
+                "origin), give static ones in static_df with stat_exog_list, or drop them")
+        raise ValueError(f"{where}: column(s) {', '.join(map(repr, extra))} would be ignored; {hint}")
+    stat_here = [c for c in cols.stat_exog if c in df.columns]
+    if stat_here:
+        raise ValueError(f"{where}: static column(s) {', '.join(stat_here)} belong in static_df")
+
+
+def _check_values(df, cols: Columns, names: list, where: str) -> None:
+    """Numeric, finite values in ``names``; the first bad row named by series and time."""
+    pd = _pd()
+    for c in names:
+        if not pd.api.types.is_numeric_dtype(df[c]):
+            raise ValueError(f"{where}: column {c!r} is not numeric ({df[c].dtype})")
+        bad = ~np.isfinite(df[c].to_numpy(np.float64))
+        if bad.any():
+            row = df[bad].iloc[0]
+            raise ValueError(f"{where}: series {name(row[cols.id_col])} has a missing or non-finite {c} at "
+                             f"{cols.time_col}={row[cols.time_col]} ({int(bad.sum())} such rows in all); fill or "
+                             "drop them first")
+
+
+def time_step(times, uid, cols: Columns, where: str):
+    """The series' regular step: a pandas frequency alias for datetimes, an integer for integer times.
+    A gap, an irregular or a repeated time is refused naming the series."""
+    pd = _pd()
+    t = times
+    if len(t) < 2:
+        return None
+    if isinstance(t, pd.DatetimeIndex):
+        if t.has_duplicates:
+            raise ValueError(f"{where}: series {name(uid)} has {cols.time_col} {t[t.duplicated()][0]} more than once")
+        freq = pd.infer_freq(t) if len(t) >= 3 else None
+        if freq is None:
+            diffs = np.diff(t.asi8)
+            k = int(np.argmax(diffs != diffs[0])) if len(diffs) > 1 and np.any(diffs != diffs[0]) else None
+            at = f" after {t[k]}" if k is not None else ""
+            raise ValueError(f"{where}: series {name(uid)} is not on a regular calendar ({len(t)} times; a gap or "
+                             f"irregular step{at}); fill the missing times first")
+        return freq
+    v = np.asarray(t)
+    if not np.issubdtype(v.dtype, np.integer):
+        raise ValueError(f"{where}: {cols.time_col} must be datetimes or integers, got {v.dtype}")
+    d = np.diff(v)
+    if np.any(d <= 0):
+        k = int(np.argmax(d <= 0))
+        raise ValueError(f"{where}: series {name(uid)} has {cols.time_col} {v[k + 1]} repeated or out of order")
+    if np.any(d != d[0]):
+        k = int(np.argmax(d != d[0]))
+        raise ValueError(f"{where}: series {name(uid)} has a gap after {cols.time_col}={v[k]} (step {d[k]}, the "
+                         f"series' first step is {d[0]}); fill the missing times first")
+    return int(d[0])
+
+
+def _times(g, cols: Columns):
+    pd = _pd()
+    t = g[cols.time_col]
+    return pd.DatetimeIndex(t) if pd.api.types.is_datetime64_any_dtype(t) else t.to_numpy()
+
+
+def statics(static_df, cols: Columns, uids: list, where: str = "static_df") -> dict:
+    """{uid: (S,) float64} from static_df (id_col + stat_exog_list), one row per series, every series present."""
+    if not cols.stat_exog:
+        if static_df is not None:
+            raise ValueError(f"{where}: given, but stat_exog_list is empty; name its columns there")
+        return {u: np.zeros(0) for u in uids}
+    if static_df is None:
+        raise ValueError(f"static_df: needed for stat_exog_list {cols.stat_exog}")
+    need = [cols.id_col] + list(cols.stat_exog)
+    missing = [c for c in need if c not in static_df.columns]
+    extra = [str(c) for c in static_df.columns if c not in need]
+    if missing or extra:
+        raise ValueError(f"{where}: expected columns {need}; missing {missing}, not used {extra}")
+    values = static_df[list(cols.stat_exog)]
+    for c in cols.stat_exog:
+        if not _pd().api.types.is_numeric_dtype(values[c]) or not np.all(np.isfinite(values[c].to_numpy(float))):
+            raise ValueError(f"{where}: column {c!r} must hold finite numbers")
+    if static_df[cols.id_col].duplicated().any():
+        raise ValueError(f"{where}: series {name(static_df[cols.id_col][static_df[cols.id_col].duplicated()].iloc[0])} "
+                         "has more than one row")
+    table = {u: r for u, r in zip(static_df[cols.id_col], static_df[list(cols.stat_exog)].to_numpy(np.float64))}
+    absent = [u for u in uids if u not in table]
+    if absent:
+        raise ValueError(f"{where}: no row for series {', '.join(map(name, absent[:5]))}"
+                         f"{' ...' if len(absent) > 5 else ''}")
+    return {u: table[u] for u in uids}
+
+
+def split_series(df, cols: Columns, static_df=None, where: str = "df") -> dict:
+    """Checked long-format frame -> {uid: Series} in sorted id order (ids keep their values and dtype)."""
+    check_columns(df, cols, where)
+    _check_values(df, cols, [cols.target_col] + cols.exog, where)
+    out = {}
+    for uid, g in df.groupby(cols.id_col, sort=True):  # ids in sorted order, as neuralforecast
+        g = g.sort_values(cols.time_col)
+        times = _times(g, cols)
+        step = time_step(times, uid, cols, where)
+        out[uid] = Series(uid, g[cols.target_col].to_numpy(np.float64),
+                          g[cols.exog].to_numpy(np.float64).reshape(len(g), len(cols.exog)), np.zeros(0),
+                          times[-1], step, times)
+    if not out:
+        raise ValueError(f"{where}: no rows")
+    for uid, s in zip(out, statics(static_df, cols, list(out)).values()):
+        out[uid].static = s
+    return out
+
+
+def future_times(s: Series, H: int) -> list:
+    """The H times after the series' last: calendar steps for datetimes, integer steps otherwise."""
+    pd = _pd()
+    if isinstance(s.last, (pd.Timestamp, np.datetime64)):
+        if s.step is None:
+            raise ValueError(f"series {name(s.uid)}: one datetime is not enough to tell the step of the next ones")
+        return list(pd.date_range(pd.Timestamp(s.last), periods=H + 1, freq=s.step)[1:])
+    step = 1 if s.step is None else s.step
+    return [s.last + step * (k + 1) for k in range(H)]
+
+
+def future_exog(futr_df, cols: Columns, series: dict, H: int) -> dict:
+    """{uid: (H, F) float64}: the futr_exog_list values at each series' next H times, from futr_df."""
+    if not cols.futr_exog:
+        if futr_df is not None:
+            raise ValueError("futr_df: given, but futr_exog_list is empty")
+        return {u: np.zeros((H, 0)) for u in series}
+    if futr_df is None:
+        raise ValueError(f"futr_df: needed for futr_exog_list {cols.futr_exog} (their values at the next {H} "
+                         "times of every series)")
+    check_columns(futr_df, cols, "futr_df", future=True)
+    _check_values(futr_df, cols, list(cols.futr_exog), "futr_df")
+    pd = _pd()
+    out = {}
+    groups = dict(tuple(futr_df.groupby(cols.id_col, sort=False)))
+    for uid, s in series.items():
+        want = future_times(s, H)
+        g = groups.get(uid)
+        if g is None:
+            raise ValueError(f"futr_df: no rows for series {name(uid)} (needs {cols.time_col} {want[0]} .. {want[-1]})")
+        g = g.set_index(cols.time_col)
+        key = pd.DatetimeIndex(want) if isinstance(want[0], pd.Timestamp) else want
+        missing = [t for t in key if t not in g.index]
+        if missing:
+            raise ValueError(f"futr_df: series {name(uid)} lacks {cols.time_col} {missing[0]} ({len(missing)} of the "
+                             f"{H} future times missing)")
+        out[uid] = g.loc[key, list(cols.futr_exog)].to_numpy(np.float64).reshape(H, len(cols.futr_exog))
+    return out
+
+
+def output_frame(uids: list, times: list, cols: Columns, id_dtype, time_dtype, columns: dict):
+    """Forecast rows: id_col (its input dtype), time_col (datetimes stay datetimes), then ``columns``."""
+    pd = _pd()
+    frame = {cols.id_col: pd.Series(uids).astype(id_dtype), cols.time_col: pd.Series(times)}
+    if time_dtype is not None and not pd.api.types.is_datetime64_any_dtype(time_dtype):
+        frame[cols.time_col] = frame[cols.time_col].astype(time_dtype)
+    elif time_dtype is not None:
+        frame[cols.time_col] = pd.to_datetime(frame[cols.time_col]).astype(time_dtype)
+    frame.update({k: np.asarray(v) for k, v in columns.items()})
+    return pd.DataFrame(frame)

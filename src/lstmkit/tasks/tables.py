@@ -1,0 +1,36 @@
+"""The user's tables: CSV or Parquet read by content, and columns checked by name."""
+from __future__ import annotations
+
+from .._optional import require
+
+
+def read_table(path: str, flag: str = "--csv"):
+    """A CSV or Parquet file as a DataFrame. Parquet is recognised by its first bytes (PAR1) whatever the file
+    is called; it needs pyarrow (the ``tasks`` extra)."""
+    import os
+
+    pd = require("pandas", "tasks")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{flag}: no file at {path}")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == b"PAR1":
+        require("pyarrow", "tasks")
+        return pd.read_parquet(path)
+    try:
+        return pd.read_csv(path)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{flag} {path}: not a UTF-8 CSV file (nor a Parquet file): {e.reason} at byte "
+                         f"{e.start}") from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{flag} {path}: the file is empty") from None
+    except pd.errors.ParserError as e:
+        raise ValueError(f"{flag} {path}: not a well-formed CSV file: {e}") from None
+
+
+def need_columns(df, cols: list, path: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: no column(s) {', '.join(map(repr, missing))} (columns: "
+                         f"{', '.join(map(str, df.columns))}); name them with --id-col/--step-col/--label-col/"
+                         "--feature-cols")

@@ -1,0 +1,137 @@
+"""Forecaster with neuralforecast's conventions: custom column names, ids and datetimes kept, covariates
+(futr/hist/stat exog), save/load then predict, cross_validation, and bad data refused by series name."""
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pd = pytest.importorskip("pandas")
+pytest.importorskip("safetensors")
+
+from lstmkit.tasks.forecast import Forecaster  # noqa: E402
+
+TINY = dict(hidden_size=8, epochs=2, batches_per_epoch=2, batch_size=32, progress=False)
+
+
+def quiet(**kw):
+    return Forecaster(**{"horizon": 4, "season_length": 4, **TINY, **kw})
+
+
+def panel(n_series=3, n=40, ids=(101, 202, 303), dates=True, **cols):
+    """Quarterly series with ids ``ids`` (ints by default) and, when asked, covariate columns."""
+    frames = []
+    for k, uid in zip(range(n_series), ids):
+        t = np.arange(n)
+        ds = pd.date_range("2000-03-31", periods=n, freq="QE-DEC") if dates else t
+        frames.append(pd.DataFrame({"unique_id": uid, "ds": ds, "y": 50 + k + 5 * np.sin(2 * np.pi * t / 4),
+                                    **{c: f(t, k) for c, f in cols.items()}}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def log(*_):
+    pass
+
+
+def test_ids_keep_their_dtype_and_datetimes_stay_datetimes():
+    df = panel()
+    pred = quiet().fit(df, log=log).predict()
+    assert pred["unique_id"].dtype == df["unique_id"].dtype and set(pred["unique_id"]) == {101, 202, 303}
+    assert pd.api.types.is_datetime64_any_dtype(pred["ds"])
+    first = pred[pred["unique_id"] == 101]["ds"].tolist()
+    assert first == list(pd.date_range("2010-03-31", periods=4, freq="QE-DEC"))  # the 4 quarters after 2009Q4
+    merged = pred.merge(df, on=["unique_id", "ds"], how="left")  # merges: the keys share dtypes
+    assert len(merged) == len(pred)
+
+
+def test_custom_column_names():
+    df = panel().rename(columns={"unique_id": "store", "ds": "date", "y": "sales"})
+    fc = quiet(id_col="store", time_col="date", target_col="sales").fit(df, log=log)
+    pred = fc.predict(df)
+    assert list(pred.columns[:4]) == ["store", "date", "step", "yhat"] and len(pred) == 12
+    with pytest.raises(ValueError, match="missing column"):
+        quiet().fit(df, log=log)
+
+
+def test_an_extra_column_is_an_error_naming_it():
+    df = panel(price=lambda t, k: t * 1.0)
+    with pytest.raises(ValueError, match="'price' would be ignored"):
+        quiet().fit(df, log=log)
+
+
+def test_covariates_future_history_and_static():
+    df = panel(promo=lambda t, k: (t % 4 == 1) * 1.0, visits=lambda t, k: 10.0 + t)
+    static = pd.DataFrame({"unique_id": [101, 202, 303], "size": [1.0, 2.0, 3.0]})
+    fc = quiet(futr_exog_list=["promo"], hist_exog_list=["visits"], stat_exog_list=["size"])
+    fc.fit(df, static_df=static, log=log)
+    assert fc._input_size() == 4 * 3 + 4 + 1  # P values of y, promo, visits; 4 phases; 1 static
+    with pytest.raises(ValueError, match="futr_df: needed"):
+        fc.predict()
+    future = pd.DataFrame({"unique_id": np.repeat([101, 202, 303], 4),
+                           "ds": np.tile(pd.date_range("2010-03-31", periods=4, freq="QE-DEC"), 3),
+                           "promo": np.tile([0.0, 1.0, 0.0, 0.0], 3)})
+    pred = fc.predict(futr_df=future)
+    assert len(pred) == 12 and np.isfinite(pred["yhat"]).all()
+    # the future covariate is read: changing it changes the forecast
+    other = fc.predict(futr_df=future.assign(promo=5.0))
+    assert np.abs(other["yhat"].to_numpy() - pred["yhat"].to_numpy()).max() > 1e-6
+    with pytest.raises(ValueError, match="lacks ds"):
+        fc.predict(futr_df=future.iloc[1:])
+    with pytest.raises(ValueError, match="static_df: needed"):
+        quiet(stat_exog_list=["size"]).fit(panel(), log=log)
+
+
+def test_save_load_then_predict_the_same_series(tmp_path):
+    df = panel()
+    fc = quiet(ensemble=2).fit(df, log=log)
+    path = str(tmp_path / "fc.safetensors")
+    fc.save(path)
+    back = Forecaster.load(path)
+    a, b = fc.predict(), back.predict()
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-6)  # same weights, same inputs (float32)
+
+
+def test_cross_validation_puts_forecasts_beside_y_per_cutoff():
+    df = panel(dates=False)
+    cv = quiet().cross_validation(df, n_windows=3, step_size=2, log=log)
+    assert list(cv.columns[:3]) == ["unique_id", "ds", "cutoff"] and "y" in cv.columns and "yhat" in cv.columns
+    assert len(cv) == 3 * 3 * 4
+    assert sorted(cv["cutoff"].unique().tolist()) == [31, 33, 35]  # n − H − (windows − 1 − k)·step_size − 1
+    assert cv["cutoff"].dtype == df["ds"].dtype
+    truth = df.set_index(["unique_id", "ds"])["y"]
+    np.testing.assert_array_equal(cv["y"].to_numpy(), truth.loc[list(zip(cv["unique_id"], cv["ds"]))].to_numpy())
+    assert ((cv["ds"] > cv["cutoff"]) & (cv["ds"] <= cv["cutoff"] + 4)).all()
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda d: d.assign(y=d["y"].where(d.index != 45)), r"series 202 has a missing or non-finite y"),
+    (lambda d: d.drop(index=50), r"series 202 is not on a regular calendar"),
+    (lambda d: d[(d["unique_id"] != 303) | (d.index < 86)], r"too short to train on .*303 \(6\)"),
+])
+def test_bad_series_are_refused_up_front_by_name(mutate, match):
+    with pytest.raises(ValueError, match=match):
+        quiet().fit(mutate(panel()), log=log)
+
+
+def test_integer_time_gaps_are_refused():
+    df = panel(dates=False)
+    with pytest.raises(ValueError, match=r"series 101 has a gap after ds=9"):
+        quiet().fit(df.drop(index=10), log=log)
+
+
+def test_lstmkit_predict_reads_dates_and_future_covariates(tmp_path, capsys):
+    from lstmkit.cli import main
+
+    df = panel(promo=lambda t, k: (t % 4 == 1) * 1.0)
+    fc = quiet(futr_exog_list=["promo"]).fit(df, log=log)
+    model = str(tmp_path / "fc.safetensors")
+    fc.save(model)
+    history, future = tmp_path / "history.csv", tmp_path / "future.csv"
+    df.to_csv(history, index=False)  # dates become text in a CSV
+    pd.DataFrame({"unique_id": np.repeat([101, 202, 303], 4),
+                  "ds": np.tile(pd.date_range("2010-03-31", periods=4, freq="QE-DEC"), 3),
+                  "promo": 0.0}).to_csv(future, index=False)
+    assert main(["predict", "--model", model, "--csv", str(history)]) == 2
+    assert "futr_df: needed" in capsys.readouterr().err
+    assert main(["predict", "--model", model, "--csv", str(history), "--futr-csv", str(future)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("unique_id,ds,step,yhat") and len(lines) == 13
+    assert lines[1].startswith("101,2010-03-31,1,")
