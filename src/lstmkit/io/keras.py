@@ -200,9 +200,9 @@ def load(path, *, batch_first: bool | None = None):
 def check_keras_file(path) -> None:
     """Bound what Keras will allocate, before it builds or reads anything: the zip's members (check_zip),
     the HDF5 datasets' declared sizes and chunk counts (unwritten gzip chunks read as fill values, so a few
-    KB can declare gigabytes, or 2**20 chunks that cost 3 GB to read), and the layer sizes in config.json (Keras builds every weight before loading one), all
-    against the bytes the file holds. HDF5 external storage and virtual datasets are refused: they read
-    other files."""
+    KB can declare gigabytes, or 2**20 chunks that cost 3 GB to read), and the layer sizes in config.json
+    (Keras builds every weight before loading one), all against the bytes the file holds. HDF5 external
+    storage and virtual datasets are refused: they read other files."""
     check_zip(path, ".keras file")
     try:
         archive = zipfile.ZipFile(path)
