@@ -156,6 +156,23 @@ def keras_declared_units(folder: Path, units: int = 10**6) -> Path:
     return path
 
 
+def keras_embedding(folder: Path, input_dim: int = 10**9) -> Path:
+    """A .keras file whose LSTM layer became an Embedding of ``input_dim`` rows (Keras would build it first)."""
+    good = folder / "good.keras"
+    lstmkit.io.write(_small_layer(), good, overwrite=True)
+    src = zipfile.ZipFile(good)
+    config = json.loads(src.read("config.json"))
+    for layer in config["config"]["layers"]:
+        if layer["class_name"] == "LSTM":
+            layer["class_name"] = "Embedding"
+            layer["config"] = {"name": "embedding", "input_dim": input_dim, "output_dim": 64}
+    path = folder / "embedding.keras"
+    with zipfile.ZipFile(path, "w") as out:
+        for info in src.infolist():
+            out.writestr(info, json.dumps(config) if info.filename == "config.json" else src.read(info.filename))
+    return path
+
+
 # malformed safetensors headers: (name, header JSON text) — each must give one clear ValueError
 MALFORMED_HEADERS = {
     "metadata a list": json.dumps({"__metadata__": [1, 2], **ST_HEADER}),

@@ -53,6 +53,7 @@ BOMBS = {
     ".pt deflated 256 MB record": (lambda t: hostile.pt_deflate_bomb(t, 1 << 28), "zip members inflate to"),
     ".keras gzip-chunk dataset of 1 GB": (hostile.keras_chunk_bomb, "declares 1,073,742,144 bytes of datasets"),
     ".keras config units=10**6": (hostile.keras_declared_units, "config.json declares units=1000000"),
+    ".keras Embedding(input_dim=10**9)": (hostile.keras_embedding, "config.json: layer 'Embedding'"),
     ".keras 2**20 one-value chunks (4 MB)": (lambda t: hostile.keras_chunk_bomb(t, 1 << 20, 1),
                                              "declares 1,048,576 HDF5 chunks"),
 }

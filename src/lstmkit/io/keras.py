@@ -266,11 +266,21 @@ def _h5_declared(path, data: bytes) -> tuple[int, int]:
     return declared[1], len(data)
 
 
+_LAYERS = ("InputLayer", "LSTM", "GRU", "Bidirectional")
+
+
 def _sizes(node, units: list, inputs: list, depth: int) -> None:
-    """Collect every "units" and input-shape integer of a Keras config (any nesting, bounded depth)."""
+    """Collect every "units" and input-shape integer of a Keras config (any nesting, bounded depth);
+    ValueError for a layer lstmkit cannot read."""
     if depth > 64:
         raise ValueError("config.json: layers nested more than 64 deep")
     if isinstance(node, dict):
+        layer = node.get("class_name")
+        if str(node.get("module", "")).startswith("keras.layers") and layer not in _LAYERS:
+            # from_keras refuses other layers anyway, but Keras would first build them (an Embedding of
+            # input_dim=10**9 allocates before anything can say no)
+            raise ValueError(f"config.json: layer {str(layer)[:40]!r}; lstmkit reads models made only of "
+                             f"{', '.join(sorted(_LAYERS))} layers")
         for key, value in node.items():
             if key == "units" and isinstance(value, int):
                 units.append(value)
