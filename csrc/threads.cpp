@@ -83,6 +83,67 @@ void leave_cpu(int cpu) {
 #endif
 }
 
+using Clock = std::chrono::steady_clock;
+
+// A late partner: a thread that had claimed its share of a job (a parallel_for chunk, a lockstep
+// part) and had not finished it long after its partner finished its own. A running thread never is:
+// the shares are equal. It was descheduled — another process wants its core — and a claimed share
+// cannot be taken over (the kernels update state in place), so its partner waits until the scheduler
+// runs it again, a time slice of the other process (milliseconds). On two cores with one of them
+// busy, two threads then took twice the time of one (issue 19).
+//
+// So after a late partner the pool runs jobs on the calling thread alone for a while (`solo`), with
+// the workers asleep instead of spinning (a spinning worker on the caller's core slows the caller),
+// then tries two threads again. The solo spell doubles while partners keep being late (from 2 ms up
+// to 256 ms), so under lasting contention a probe costs one late wait per quarter second. Results do
+// not change: every job gives the same bits on any number of threads.
+class Contention {
+ public:
+  // How long a share may stay unfinished after its partner finished its own before the thread that
+  // claimed it counts as late: kLateAfter plus kLateFactor times the partner's own share.
+  static constexpr Clock::duration kLateAfter = std::chrono::microseconds(100);
+  static constexpr int kLateFactor = 3;
+
+  static bool is_late(Clock::duration waited, Clock::duration own) { return waited > kLateAfter + kLateFactor * own; }
+
+  bool solo(Clock::time_point now) const {
+    return now.time_since_epoch().count() < solo_until_.load(std::memory_order_relaxed);
+  }
+
+  void late(Clock::time_point now) {
+    const int64_t t = now.time_since_epoch().count();
+    std::lock_guard<std::mutex> lk(m_);
+    // Late again soon after the last spell ended: the contention lasts, so the spell doubles.
+    const bool again = t - last_late_ < 4 * backoff_ + kMin;
+    backoff_ = again ? std::min<int64_t>(2 * backoff_, kMax) : kMin;
+    last_late_ = t;
+    solo_until_.store(t + backoff_, std::memory_order_relaxed);
+    ++lates_;
+  }
+
+  void count_solo() { solo_jobs_.fetch_add(1, std::memory_order_relaxed); }
+
+  PoolStats stats() {
+    std::lock_guard<std::mutex> lk(m_);
+    return {lates_, solo_jobs_.load(std::memory_order_relaxed)};
+  }
+
+ private:
+  static constexpr int64_t kMin = std::chrono::duration_cast<Clock::duration>(std::chrono::milliseconds(2)).count();
+  static constexpr int64_t kMax = std::chrono::duration_cast<Clock::duration>(std::chrono::milliseconds(256)).count();
+  std::mutex m_;
+  std::atomic<int64_t> solo_until_{0};  // Clock ticks
+  int64_t backoff_ = kMin;
+  int64_t last_late_ = 0;
+  uint64_t lates_ = 0;
+  std::atomic<uint64_t> solo_jobs_{0};
+};
+
+Contention& contention() {
+  static Contention* c = new Contention();  // never destroyed, like the pool
+  return *c;
+}
+
 class Pool {
  public:
   ~Pool() { stop_workers(); }
@@ -110,6 +171,11 @@ class Pool {
   void run(index_t n, void (*fn)(void*, index_t, index_t), void* ctx) {
     const int threads_now = threads();
     if (n < 2 || threads_now < 2 || tl_in_parallel) return serial(n, fn, ctx);
+    const Clock::time_point start = Clock::now();
+    if (contention().solo(start)) {  // a partner was late lately: this thread alone
+      contention().count_solo();
+      return serial(n, fn, ctx);
+    }
     std::unique_lock<std::mutex> job(busy_, std::try_to_lock);
     if (!job.owns_lock()) return serial(n, fn, ctx);
     if (static_cast<int>(workers_.size()) != threads_now - 1) start_workers(threads_now - 1);
@@ -142,10 +208,21 @@ class Pool {
     }
     tl_in_parallel = false;
     // Wait for the chunks workers are running. Yield often: if the scheduler has put a worker on this
-    // core (it does after a wake-up), spinning here would keep it from finishing.
+    // core (it does after a wake-up), spinning here would keep it from finishing. A worker that takes
+    // far longer than this thread took for its own chunks has been descheduled (Contention).
+    const Clock::time_point mine_done = Clock::now();
+    bool late = false;
     for (unsigned spins = 0; done_.load(std::memory_order_acquire) + mine != chunks; ++spins) {
-      if ((spins & 255) == 255) std::this_thread::yield();
-      else LSTMKIT_PAUSE();
+      if ((spins & 255) != 255) {
+        LSTMKIT_PAUSE();
+        continue;
+      }
+      std::this_thread::yield();
+      const Clock::time_point now = Clock::now();
+      if (!late && Contention::is_late(now - mine_done, (mine_done - start) / static_cast<int>(mine))) {
+        late = true;
+        contention().late(now);
+      }
     }
   }
 
@@ -194,12 +271,16 @@ class Pool {
       // that gap (OpenMP and ONNX Runtime spin for milliseconds too). Yield rarely: a yield costs
       // microseconds here, and a worker that reacts later than the caller finishes its own chunk
       // finds every chunk taken.
-      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(2000);
+      const auto until = Clock::now() + std::chrono::microseconds(2000);
       unsigned spins = 0;
       while (generation_.load(std::memory_order_acquire) == seen) {
         LSTMKIT_PAUSE();
         if ((++spins & 4095) == 0) std::this_thread::yield();
-        if ((spins & 63) == 0 && std::chrono::steady_clock::now() > until) {
+        if ((spins & 63) != 0) continue;
+        // Sleep at once while the pool runs jobs alone (Contention): a spinning worker would only take
+        // time from the caller, or from whatever else wants this core.
+        const Clock::time_point now = Clock::now();
+        if (now > until || contention().solo(now)) {
           {
             AwayFromCpu away(caller_cpu_.load(std::memory_order_relaxed));
             std::unique_lock<std::mutex> lk(m_);
@@ -255,6 +336,12 @@ Pool& pool() {
 // thread waking from sleep takes tens of µs) or has just been stolen from, otherwise only after
 // waiting kPatience for it. Stealing on every step regardless would make both threads write
 // both claim lines and bounce them between the cores at every step.
+//
+// A part the partner has claimed cannot be taken over (it updates state in place). When a thread has
+// waited for one far longer than its own part takes (Contention::is_late: the partner was
+// descheduled), it sets `solo`: the pool thread leaves at its next step, the caller runs every part
+// from there on (the same fn calls a steal makes, so the same bits), and the pool runs the next jobs
+// on the caller alone for a while (Contention).
 struct Lockstep {
   // How long a thread waits for a partner that has not claimed its part before taking it: a running
   // partner claims its part as soon as the step before is complete, so a longer wait means it is away.
@@ -267,30 +354,43 @@ struct Lockstep {
   struct alignas(64) Counter {
     std::atomic<index_t> value{0};
   };
-  Counter claimed[2];  // steps of part p claimed (in order) by either thread
-  Counter done[2];     // steps of part p finished
+  Counter claimed[2];                         // steps of part p claimed (in order) by either thread
+  Counter done[2];                            // steps of part p finished
+  alignas(64) std::atomic<bool> solo{false};  // a partner was late: the caller finishes alone
 
   void alone() {
     for (index_t s = 0; s < steps; ++s) fn(ctx, s, 0, 2);
   }
 
   // Spins until both parts of step s − 1 are done, taking part q = 1 − p of step s − 1 when the
-  // partner has not claimed it (at once when `eager`, else after kPatience) and step s − 2 is
-  // complete (it reads what both parts of s − 2 wrote; a thread that has just jumped ahead in part()
-  // has not waited for s − 2 itself).
-  void wait_for_step(int p, index_t s, bool& eager) {
-    using Clock = std::chrono::steady_clock;
+  // partner has not claimed it (at once when `eager` or `solo`, else after kPatience) and step s − 2
+  // is complete (it reads what both parts of s − 2 wrote; a thread that has just jumped ahead in
+  // part() has not waited for s − 2 itself). Returns false when the pool thread (p = 1) is to leave
+  // (`solo`). `own`: how long this thread's own part took lately, for the lateness test.
+  bool wait_for_step(int p, index_t s, bool& eager, Clock::duration own) {
     const int q = 1 - p;
-    Clock::time_point since{};  // read from the 64th spin on: most waits end before it
+    Clock::time_point since{}, waiting{};  // read from the 64th spin on: most waits end before it
     for (unsigned spins = 1;; ++spins) {
       const index_t done_q = done[q].value.load(std::memory_order_acquire);
       const index_t done_p = done[p].value.load(std::memory_order_acquire);
-      if (done_q >= s && done_p >= s) return;
-      bool steal = eager;
-      if (!steal && (spins & 63) == 0) {
+      if (done_q >= s && done_p >= s) return true;
+      const bool solo_now = solo.load(std::memory_order_relaxed);
+      if (solo_now && p == 1) return false;
+      bool steal = eager || solo_now;
+      if ((spins & 63) == 0) {
         const Clock::time_point now = Clock::now();
-        if (spins == 64) since = now;
-        else if (now - since >= kPatience) steal = true, since = now;
+        if (spins == 64) {
+          since = waiting = now;
+        } else {
+          if (!steal && now - since >= kPatience) steal = true, since = now;
+          // Waiting long for a part the other thread holds (this one runs nothing meanwhile).
+          const bool held = claimed[q].value.load(std::memory_order_relaxed) > done_q ||
+                            claimed[p].value.load(std::memory_order_relaxed) > done_p;
+          if (!solo_now && held && Contention::is_late(now - waiting, own)) {
+            solo.store(true, std::memory_order_relaxed);
+            contention().late(now);
+          }
+        }
       }
       if (steal && done_q >= s - 1 && done_p >= s - 1) {
         index_t c = claimed[q].value.load(std::memory_order_relaxed);
@@ -308,22 +408,30 @@ struct Lockstep {
   }
 
   void part(int p, bool eager) {
+    Clock::duration own{};  // this thread's part, timed every 8th step (a clock read is ~20 ns)
     for (index_t s = 0; s < steps;) {
-      if (s > 0) wait_for_step(p, s, eager);
+      if (s > 0 && !wait_for_step(p, s, eager, own)) return;
+      if (p == 1 && solo.load(std::memory_order_relaxed)) return;  // the caller finishes alone
       index_t expected = s;
       if (claimed[p].value.compare_exchange_strong(expected, s + 1, std::memory_order_acq_rel)) {
+        const bool timed = (s & 7) == 0;
+        const Clock::time_point t0 = timed ? Clock::now() : Clock::time_point{};
         fn(ctx, s, p, p + 1);
+        if (timed) own = Clock::now() - t0;
         done[p].value.store(s + 1, std::memory_order_release);
         ++s;
       } else {
         s = expected;  // the partner has claimed this part up to step `expected`: go on from there
       }
     }
+    // The caller returns once both parts of the last step are done: the pool thread may have left
+    // (`solo`) with its part of it unclaimed.
+    if (p == 0) wait_for_step(p, steps, eager, own);
   }
 
   static void chunk(void* self, index_t b, index_t e) {
     Lockstep& job = *static_cast<Lockstep*>(self);
-    if (e - b == 2) return job.alone();  // the pool ran both parts here (one thread, or busy)
+    if (e - b == 2) return job.alone();  // the pool ran both parts here (one thread, busy, or solo)
     // The pool thread may arrive late (asleep, or on the caller's CPU): the caller starts eager.
     if (b == 1) leave_cpu(job.caller_cpu);  // two threads spinning on one CPU would take turns at every step
     job.part(static_cast<int>(b), b == 0);
@@ -347,6 +455,7 @@ void lockstep_pair_raw(index_t steps, void (*fn)(void*, index_t, int, int), void
 int num_threads() { return pool().threads(); }
 void set_num_threads(int n) { pool().set_threads(n); }
 bool in_parallel() { return tl_in_parallel; }
+PoolStats pool_stats() { return contention().stats(); }
 void parallel_for_raw(index_t n, void (*fn)(void*, index_t, index_t), void* ctx) { pool().run(n, fn, ctx); }
 
 }  // namespace lstmkit
