@@ -85,26 +85,36 @@ void leave_cpu(int cpu) {
 
 using Clock = std::chrono::steady_clock;
 
-// A late partner: a thread that had claimed its share of a job (a parallel_for chunk, a lockstep
-// part) and had not finished it long after its partner finished its own. A running thread never is:
-// the shares are equal. It was descheduled — another process wants its core — and a claimed share
-// cannot be taken over (the kernels update state in place), so its partner waits until the scheduler
-// runs it again, a time slice of the other process (milliseconds). On two cores with one of them
-// busy, two threads then took twice the time of one (issue 19).
+// A late partner: one that a thread waits for longer than doing the partner's shares itself would
+// have taken. A running partner never is: the shares are equal. It was descheduled — another process
+// wants its core — and a share it has claimed cannot be taken over (the kernels update state in
+// place), so the thread waits until the scheduler runs it again, a time slice of the other process
+// (milliseconds); or the two threads share one core and take turns, a context switch per meeting. On
+// two cores with one of them busy, two threads took twice the time of one (issue 19).
 //
-// So after a late partner the pool runs jobs on the calling thread alone for a while (`solo`), with
+// Each thread keeps a debt (is_late, settle): at every meeting, the time it waited minus the time its
+// own share took (what the partner's share would have cost it), summed and floored at zero. Past
+// kLateAfter the partner is late. One descheduled partner, or a few dozen meetings slowed by context
+// switches, get there; a partner that is a little slower at every meeting never does.
+//
+// After a late partner the pool runs jobs on the calling thread alone for a while (`solo`), with
 // the workers asleep instead of spinning (a spinning worker on the caller's core slows the caller),
 // then tries two threads again. The solo spell doubles while partners keep being late (from 2 ms up
 // to 256 ms), so under lasting contention a probe costs one late wait per quarter second. Results do
 // not change: every job gives the same bits on any number of threads.
 class Contention {
  public:
-  // How long a share may stay unfinished after its partner finished its own before the thread that
-  // claimed it counts as late: kLateAfter plus kLateFactor times the partner's own share.
   static constexpr Clock::duration kLateAfter = std::chrono::microseconds(100);
-  static constexpr int kLateFactor = 3;
 
-  static bool is_late(Clock::duration waited, Clock::duration own) { return waited > kLateAfter + kLateFactor * own; }
+  // Whether a thread that owes `debt` and has now waited `waited` at a meeting, its own share having
+  // taken `own`, has a late partner.
+  static bool is_late(Clock::duration debt, Clock::duration waited, Clock::duration own) {
+    return debt + waited - own > kLateAfter;
+  }
+  // The debt after a meeting that did not find the partner late.
+  static Clock::duration settle(Clock::duration debt, Clock::duration waited, Clock::duration own) {
+    return std::max(Clock::duration::zero(), debt + waited - own);
+  }
 
   bool solo(Clock::time_point now) const {
     return now.time_since_epoch().count() < solo_until_.load(std::memory_order_relaxed);
@@ -208,9 +218,11 @@ class Pool {
     }
     tl_in_parallel = false;
     // Wait for the chunks workers are running. Yield often: if the scheduler has put a worker on this
-    // core (it does after a wake-up), spinning here would keep it from finishing. A worker that takes
-    // far longer than this thread took for its own chunks has been descheduled (Contention).
+    // core (it does after a wake-up), spinning here would keep it from finishing. The wait is timed
+    // from the first yield on, for the debt (Contention).
     const Clock::time_point mine_done = Clock::now();
+    const Clock::duration own = (mine_done - start) / static_cast<int>(mine);
+    Clock::duration waited{};
     bool late = false;
     for (unsigned spins = 0; done_.load(std::memory_order_acquire) + mine != chunks; ++spins) {
       if ((spins & 255) != 255) {
@@ -219,11 +231,13 @@ class Pool {
       }
       std::this_thread::yield();
       const Clock::time_point now = Clock::now();
-      if (!late && Contention::is_late(now - mine_done, (mine_done - start) / static_cast<int>(mine))) {
+      waited = now - mine_done;
+      if (!late && Contention::is_late(debt_, waited, own)) {
         late = true;
         contention().late(now);
       }
     }
+    debt_ = late ? Clock::duration::zero() : Contention::settle(debt_, waited, own);
   }
 
  private:
@@ -314,6 +328,7 @@ class Pool {
   std::atomic<uint64_t> done_{0};   // chunks finished by workers in the current job
   uint64_t job_id_ = 0;
   std::atomic<int> caller_cpu_{-1};  // CPU the caller posted the last job from
+  Clock::duration debt_{};           // the callers' debt (Contention), kept by the job's owner
   bool stop_ = false;
   void (*fn_)(void*, index_t, index_t) = nullptr;
   void* ctx_ = nullptr;
@@ -337,11 +352,11 @@ Pool& pool() {
 // waiting kPatience for it. Stealing on every step regardless would make both threads write
 // both claim lines and bounce them between the cores at every step.
 //
-// A part the partner has claimed cannot be taken over (it updates state in place). When a thread has
-// waited for one far longer than its own part takes (Contention::is_late: the partner was
-// descheduled), it sets `solo`: the pool thread leaves at its next step, the caller runs every part
-// from there on (the same fn calls a steal makes, so the same bits), and the pool runs the next jobs
-// on the caller alone for a while (Contention).
+// A part the partner has claimed cannot be taken over (it updates state in place). When a thread's
+// waits at the meetings have cost more than doing the partner's parts would have (Contention: its
+// debt), it sets `solo`: the pool thread leaves at its next step, the caller runs every part from there
+// on (the same fn calls a steal makes, so the same bits), and the pool runs the next jobs on the
+// caller alone for a while.
 struct Lockstep {
   // How long a thread waits for a partner that has not claimed its part before taking it: a running
   // partner claims its part as soon as the step before is complete, so a longer wait means it is away.
@@ -366,14 +381,18 @@ struct Lockstep {
   // partner has not claimed it (at once when `eager` or `solo`, else after kPatience) and step s − 2
   // is complete (it reads what both parts of s − 2 wrote; a thread that has just jumped ahead in
   // part() has not waited for s − 2 itself). Returns false when the pool thread (p = 1) is to leave
-  // (`solo`). `own`: how long this thread's own part took lately, for the lateness test.
-  bool wait_for_step(int p, index_t s, bool& eager, Clock::duration own) {
+  // (`solo`). `own`: how long this thread's own part took lately; `debt`: this thread's (Contention).
+  bool wait_for_step(int p, index_t s, bool& eager, Clock::duration own, Clock::duration& debt) {
     const int q = 1 - p;
     Clock::time_point since{}, waiting{};  // read from the 64th spin on: most waits end before it
     for (unsigned spins = 1;; ++spins) {
       const index_t done_q = done[q].value.load(std::memory_order_acquire);
       const index_t done_p = done[p].value.load(std::memory_order_acquire);
-      if (done_q >= s && done_p >= s) return true;
+      if (done_q >= s && done_p >= s) {
+        const Clock::duration waited = spins > 64 ? Clock::now() - waiting : Clock::duration::zero();
+        debt = Contention::settle(debt, waited, own);
+        return true;
+      }
       const bool solo_now = solo.load(std::memory_order_relaxed);
       if (solo_now && p == 1) return false;
       bool steal = eager || solo_now;
@@ -383,21 +402,30 @@ struct Lockstep {
           since = waiting = now;
         } else {
           if (!steal && now - since >= kPatience) steal = true, since = now;
-          // Waiting long for a part the other thread holds (this one runs nothing meanwhile).
-          const bool held = claimed[q].value.load(std::memory_order_relaxed) > done_q ||
-                            claimed[p].value.load(std::memory_order_relaxed) > done_p;
-          if (!solo_now && held && Contention::is_late(now - waiting, own)) {
+          if (!solo_now && Contention::is_late(debt, now - waiting, own)) {
             solo.store(true, std::memory_order_relaxed);
             contention().late(now);
+            debt = Clock::duration::zero();
+            waiting = now;
           }
         }
       }
       if (steal && done_q >= s - 1 && done_p >= s - 1) {
         index_t c = claimed[q].value.load(std::memory_order_relaxed);
         if (c == s - 1 && claimed[q].value.compare_exchange_strong(c, s, std::memory_order_acq_rel)) {
+          // Taken after kPatience from a partner that had been keeping up: it was descheduled between
+          // its parts. If it is the caller, only it can return the result: the loop waits for it
+          // however the parts are shared, and two threads of ours on two cores shared with another
+          // process make the scheduler move them about (measured: the caller landing on the busy core
+          // at every other call). So that is a late partner too.
+          if (!eager && !solo_now) {
+            solo.store(true, std::memory_order_relaxed);
+            contention().late(Clock::now());
+          }
           fn(ctx, s - 1, q, q + 1);
           done[q].value.store(s, std::memory_order_release);
           eager = true;  // the partner is probably still away
+          spins = 0;     // running the part was no wait: time the rest afresh
           continue;
         }
         if (c >= s) eager = false;  // the partner is running its part: wait for it
@@ -409,8 +437,9 @@ struct Lockstep {
 
   void part(int p, bool eager) {
     Clock::duration own{};  // this thread's part, timed every 8th step (a clock read is ~20 ns)
+    Clock::duration debt{};
     for (index_t s = 0; s < steps;) {
-      if (s > 0 && !wait_for_step(p, s, eager, own)) return;
+      if (s > 0 && !wait_for_step(p, s, eager, own, debt)) return;
       if (p == 1 && solo.load(std::memory_order_relaxed)) return;  // the caller finishes alone
       index_t expected = s;
       if (claimed[p].value.compare_exchange_strong(expected, s + 1, std::memory_order_acq_rel)) {
@@ -426,7 +455,7 @@ struct Lockstep {
     }
     // The caller returns once both parts of the last step are done: the pool thread may have left
     // (`solo`) with its part of it unclaimed.
-    if (p == 0) wait_for_step(p, steps, eager, own);
+    if (p == 0) wait_for_step(p, steps, eager, own, debt);
   }
 
   static void chunk(void* self, index_t b, index_t e) {
