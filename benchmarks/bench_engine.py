@@ -702,7 +702,7 @@ def verdicts(label: str, cid: str, med: dict, ours: float, share: float | None) 
     return "; ".join(out)
 
 
-def header_lines(R: int, peaks: Peaks | None) -> list[str]:
+def header_lines(R: int, peaks: Peaks | None, note: str = "") -> list[str]:
     lines = [
         f"CPU: {cpu_name()}",
         f"lstmkit engine ISA path: {engine.isa()} (CPU supports {', '.join(engine.supported_isas())}); "
@@ -713,6 +713,8 @@ def header_lines(R: int, peaks: Peaks | None) -> list[str]:
         + f"numpy {np.__version__}; float32; median of {R} interleaved rounds ((d): {max(5, R // 3)}, "
         f"(f)(c): {max(5, R // 2)}); {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
     ]
+    if note:
+        lines.append(f"Conditions: {note}")
     if peaks:
         lines.append(f"Machine rates on {THREADS} threads (roofline column): fp32 GEMM {peaks.fp32_gmacs:.0f} GMAC/s"
                      + (f", bf16 GEMM {peaks.bf16_gmacs:.0f} GMAC/s" if peaks.bf16_gmacs else ", no bf16 peak")
@@ -725,6 +727,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--out", default="docs/benchmarks.md")
     parser.add_argument("--only", default="", help="comma-separated case letters (default: all)")
+    parser.add_argument("--note", default="", help="the run's conditions, for the section's header (e.g. 'quiet')")
     parser.add_argument("--rss-child", default="", help=argparse.SUPPRESS)  # internal: one process of case (m)
     args = parser.parse_args()
     if not engine.available():
@@ -737,7 +740,7 @@ def main() -> None:
     only = set(filter(None, args.only.split(",")))
     R = args.repeats
     peaks = machine_peaks()
-    header = header_lines(R, peaks)
+    header = header_lines(R, peaks, args.note)
     lines = ["| case | what | lstmkit ms | peers ms | peer / lstmkit (>1: lstmkit faster) | lstmkit roofline "
              "| target |",
              "|---|---|---|---|---|---|---|"]
