@@ -95,7 +95,8 @@ using Clock = std::chrono::steady_clock;
 // Each thread keeps a debt (is_late, settle): at every meeting, the time it waited minus the time its
 // own share took (what the partner's share would have cost it), summed and floored at zero. Past
 // kLateAfter the partner is late. One descheduled partner, or a few dozen meetings slowed by context
-// switches, get there; a partner that is a little slower at every meeting never does.
+// switches, get there; a partner that is a little slower at every meeting never does. In a lockstep
+// loop a part taken after kPatience from a partner that had been keeping up counts too (Lockstep).
 //
 // After a late partner the pool runs jobs on the calling thread alone for a while (`solo`), with
 // the workers asleep instead of spinning (a spinning worker on the caller's core slows the caller),
