@@ -354,15 +354,15 @@ def entry_trace(name):
     # the reference, one step at a time (lengths cut the sequence): the states after every step
     D = cfg.num_directions
     z_c, z_h = cfg.zoneout
-    for l in range(cfg.num_layers):
+    for layer_index in range(cfg.num_layers):
         for d in range(D):
-            dt = tr.layers[l][d]
+            dt = tr.layers[layer_index][d]
             for t in range(T):
                 if d == 0:  # the forward direction after step t = a (t + 1)-step run's final state
                     _, final = eval_reference(layer, x[: t + 1])
-                    close(dt.h[t], final[0][l * D], TOL64, f"trace h layer {l} step {t}")
+                    close(dt.h[t], final[0][layer_index * D], TOL64, f"trace h layer {layer_index} step {t}")
                     if cfg.mode == "LSTM":
-                        close(dt.c[t], final[1][l * D], TOL64, f"trace c layer {l} step {t}")
+                        close(dt.c[t], final[1][layer_index * D], TOL64, f"trace c layer {layer_index} step {t}")
                 prev_h = dt.h0 if (t == 0 if d == 0 else t == T - 1) else dt.h[t - 1 if d == 0 else t + 1]
                 if cfg.mode == "LSTM":
                     prev_c = dt.c0 if (t == 0 if d == 0 else t == T - 1) else dt.c[t - 1 if d == 0 else t + 1]
@@ -411,12 +411,12 @@ ENTRIES = {
     "torch_export": entry_torch_export, "onnx": entry_onnx, "save_load": entry_save_load, "trace": entry_trace,
     "to_torch_nn": entry_to_torch_nn, "from_torch": entry_from_torch,
 }
-NEEDS = {"torch_stream": "torch", "torch_train": "torch", "torch_eval": "torch", "torch_compile": "torch", "torch_export": "torch",
-         "to_torch_nn": "torch", "from_torch": "torch", "onnx": "onnxruntime"}
+NEEDS = {"torch_stream": "torch", "torch_train": "torch", "torch_eval": "torch", "torch_compile": "torch",
+         "torch_export": "torch", "to_torch_nn": "torch", "from_torch": "torch", "onnx": "onnxruntime"}
 NATIVE = ("stream", "torch_stream", "quantize_bf16", "quantize_int8")
 SLOW = ("torch_compile", "torch_export")
-PATH_WORDS = {"stream": ("stream",), "torch_stream": ("stream",), "quantize_bf16": ("quantiz",), "quantize_int8": ("quantiz",),
-              "trace": ("trace",), "to_torch_nn": ("torch.nn",), "onnx": ("onnx",)}
+PATH_WORDS = {"stream": ("stream",), "torch_stream": ("stream",), "quantize_bf16": ("quantiz",),
+              "quantize_int8": ("quantiz",), "trace": ("trace",), "to_torch_nn": ("torch.nn",), "onnx": ("onnx",)}
 
 
 def cells():

@@ -16,6 +16,7 @@ expectation (the constant z).
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping
 
 import numpy as np
@@ -132,3 +133,70 @@ def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None
     plain_names, extra_names = _split_weights(names, names)
     by_name = {**dict(zip(plain_names, grads)), **dict(zip(extra_names, extra_grads))}
     return dx, tuple(d_state0), {name: by_name[name] for name in names}
+
+
+class Stepper:
+    """Streaming of a variant config on the native variant kernels: one T = 1 forward per step, the state
+    kept here between calls. The interface of the engine's native streams (``lstmkit.stream.Stream`` drives
+    it): ``step(x (B, I), out (B, P))``, ``reset()``, ``get_state(h, c)``, ``set_state(h, c)`` with h (L, B, P),
+    c (L, B, H) or None. Evaluation semantics, as the layer in eval mode: no recurrent dropout, zoneout by
+    its expectation. The weights are copied now; one call at a time (another thread gets RuntimeError)."""
+
+    def __init__(self, config: RNNConfig, params: Mapping, batch: int):
+        if config.bidirectional:
+            raise ValueError("stream: a bidirectional model cannot be streamed")
+        copies = {name: np.array(engine.to_numpy(value), copy=True) for name, value in params.items()}
+        _, dtype = engine.native_weights(config, copies)
+        x = np.zeros((1, batch, config.input_size), dtype)
+        _, _, shapes, _, args = _check(config, copies, x, None, None, None)
+        # args: the head (mode, L, bidirectional, H, proj_size, bias), x, weights, h0, c0, lengths, then options,
+        # variant parameters and the (empty) masks; step swaps in x and the state
+        self._head, self._weights, self._tail = args[:6], args[7], args[11:]
+        self._lstm = config.mode == "LSTM"
+        self._state = [np.zeros(s, dtype) for s in shapes]
+        self._next = [np.empty(s, dtype) for s in shapes]
+        self._out_shape = (1, batch, config.output_size)
+        self._busy = threading.Lock()
+        self.dtype = np.dtype(dtype)
+
+    def _acquire(self) -> None:
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError("stream: already in use by another thread")
+
+    def step(self, x: np.ndarray, out: np.ndarray) -> None:
+        """x (B, I) C-contiguous -> out (B, P), the last layer's new h; TypeError for a non-contiguous x."""
+        self._acquire()
+        try:
+            h, c = self._state[0], self._state[1] if self._lstm else None
+            nh, nc = self._next[0], self._next[1] if self._lstm else None
+            engine._require_engine().variant_forward(*self._head, x[None], self._weights, h, c, None, *self._tail,
+                                                     out.reshape(self._out_shape), nh, nc)
+            self._state, self._next = self._next, self._state
+        finally:
+            self._busy.release()
+
+    def reset(self) -> None:
+        self._acquire()
+        try:
+            for s in self._state:
+                s.fill(0)
+        finally:
+            self._busy.release()
+
+    def get_state(self, h: np.ndarray, c) -> None:
+        self._acquire()
+        try:
+            h[...] = self._state[0]
+            if self._lstm:
+                c[...] = self._state[1]
+        finally:
+            self._busy.release()
+
+    def set_state(self, h: np.ndarray, c) -> None:
+        self._acquire()
+        try:
+            self._state[0][...] = h
+            if self._lstm:
+                self._state[1][...] = c
+        finally:
+            self._busy.release()

@@ -133,11 +133,21 @@ class RNNConfig:
         """The variant options that differ from their defaults (forget_bias included), by name."""
         return {k: getattr(self, k) for k, v in VARIANT_DEFAULTS.items() if getattr(self, k) != v}
 
+    def require_plain(self, where: str, *, inference: bool = False, hint: str = "") -> None:
+        """The one refusal of the variant options: ValueError naming ``where`` and every option that changes
+        the forward, for a path that computes or stores the plain cells only.
+
+        inference: the path only evaluates, so the training-only recurrent_dropout (off in eval) is allowed.
+        hint: what to do instead, appended to the message.
+        """
+        ignored = ("forget_bias", "recurrent_dropout") if inference else ("forget_bias",)
+        changed = {k: v for k, v in self.variant_options().items() if k not in ignored}
+        if changed:
+            raise ValueError(f"{where}: cannot express the variant options {changed}" + (f"; {hint}" if hint else ""))
+
     def refuse_variants(self, where: str) -> None:
-        """ValueError naming ``where`` when a variant option changes the forward (for formats that cannot hold it)."""
-        if not self.is_plain:
-            changed = {k: v for k, v in self.variant_options().items() if k != "forget_bias"}
-            raise ValueError(f"{where}: cannot express the variant options {changed}; save to safetensors instead")
+        """``require_plain`` for formats that cannot hold a variant (the message says where it can be saved)."""
+        self.require_plain(where, hint="save to safetensors instead")
 
     def to_dict(self) -> dict:
         """JSON-ready fields; variant options only when set, so a plain config serialises as it always did."""

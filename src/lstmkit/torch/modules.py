@@ -99,9 +99,6 @@ class _RNNBase(nn.Module):
         over a copy of the current weights; step takes and returns tensors)."""
         from ..stream import Stream
 
-        if not self.config.is_plain:
-            raise ValueError(f"stream: streaming runs the plain cells only, got variant options "
-                             f"{self.config.variant_options()}")
         weights = {name: getattr(self, name).detach() for name in self._flat_weights_names}
         return Stream(self.config, weights, batch, torch_io=True)
 
