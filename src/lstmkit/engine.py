@@ -24,11 +24,12 @@ thread).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import checks, workspaces
-from .params import DTYPES, GATES, RNNConfig, _param_shapes, param_shapes, to_numpy
+from .params import DTYPES, GATES, RNNConfig, _param_shapes, layer_config, layer_param_names, param_shapes, to_numpy
 
 import os
 import warnings
@@ -50,7 +51,8 @@ except ImportError:  # pragma: no cover - depends on the build
 
 __all__ = [
     "available", "supports", "isa", "supported_isas", "set_num_threads", "get_num_threads",
-    "cell_forward", "forward", "train_forward", "backward", "workspace_size",
+    "cell_forward", "forward", "train_forward", "backward", "workspace_size", "layered_train_forward",
+    "layered_backward", "LayeredTape",
 ]
 
 CELL_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
@@ -392,3 +394,112 @@ def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None
         dx, d_state0[0], d_state0[1] if lstm else None, grads,
     )
     return dx, tuple(d_state0), dict(zip(names, grads))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Training with inter-layer dropout: one layer at a time on the single-layer kernels, the masks between.
+# ----------------------------------------------------------------------------------------------------------
+
+@dataclass
+class LayeredTape:
+    """What ``layered_train_forward`` keeps for ``layered_backward``, per layer l (lists of L entries).
+
+    configs[l]: the one-layer RNNConfig; params[l]: its parameters under the one-layer names; inputs[l]
+    (T, B, I_l): what layer l read (x, or the layer below's output times its dropout mask); states0[l]: its
+    initial state tuple (D, B, ·); variant_masks[l]: its VariantMasks or None; workspaces[l]: its engine
+    workspace. dropout_masks: the L − 1 masks (T, B, D·P); lengths (B,) or None.
+    """
+
+    config: RNNConfig
+    configs: list
+    params: list
+    names: list
+    inputs: list
+    states0: list
+    variant_masks: list
+    workspaces: list
+    dropout_masks: list
+    lengths: object
+
+
+def _layer_variant_masks(variant_masks, layer: int, directions: int):
+    """The VariantMasks of one layer (its D entries of each per layer·direction list), or None."""
+    if variant_masks is None:
+        return None
+    k = slice(layer * directions, (layer + 1) * directions)
+    return type(variant_masks)(*(None if getattr(variant_masks, f) is None else list(getattr(variant_masks, f))[k]
+                                 for f in checks.VARIANT_MASKS))
+
+
+def _check_dropout_masks(config: RNNConfig, dropout_masks, steps: int, batch: int, dtype) -> list:
+    expected = (steps, batch, config.num_directions * config.output_size)
+    if not isinstance(dropout_masks, (list, tuple)) or len(dropout_masks) != config.num_layers - 1:
+        got = len(dropout_masks) if isinstance(dropout_masks, (list, tuple)) else type(dropout_masks).__name__
+        raise ValueError(f"dropout_masks: expected {config.num_layers - 1} masks (one per layer but the last), "
+                         f"got {got}")
+    masks = []
+    for k, m in enumerate(dropout_masks):
+        arr = _array(f"dropout_masks[{k}]", m, dtype)
+        _shape(f"dropout_masks[{k}]", arr, expected)
+        masks.append(arr)
+    return masks
+
+
+def layered_train_forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, dropout_masks=(),
+                          variant_masks=None):
+    """Training forward with inter-layer dropout, natively: as ``lstmkit.ref.rnn.forward(config, params, x,
+    state0, lengths, dropout_masks, variant_masks)`` (the reference applies each mask to a layer's output
+    before the next layer reads it), computed one layer at a time by ``train_forward`` on the one-layer
+    config, the masks applied between layers here.
+
+    dropout_masks: L − 1 arrays (T, B, D·P) of x's dtype, already scaled by 1/(1 − p). Other arguments as
+    ``train_forward``. Returns (output (T, B, D·P), final state tuple, LayeredTape for ``layered_backward``).
+    """
+    if not isinstance(config, RNNConfig):
+        raise TypeError(f"config: expected an lstmkit RNNConfig, got {type(config).__name__}")
+    x = _array("x", x)
+    if x.ndim != 3:
+        raise ValueError(f"x: expected 3 dimensions (T, B, {config.input_size}), got shape {x.shape}")
+    T, B = x.shape[:2]
+    masks = _check_dropout_masks(config, dropout_masks, T, B, x.dtype)
+    D = config.num_directions
+    tape = LayeredTape(config, [], [], [], [], [], [], [], masks, lengths)
+    finals = []
+    layer_input = x
+    for layer in range(config.num_layers):
+        cfg = layer_config(config, layer)
+        names = layer_param_names(config, layer)
+        p = {one: params[full] for full, one in names}
+        s0 = None if state0 is None else tuple(s[layer * D:(layer + 1) * D] for s in state0)
+        vm = _layer_variant_masks(variant_masks, layer, D)
+        out, final, workspace = train_forward(cfg, p, layer_input, s0, lengths, vm)
+        for field, value in zip(("configs", "params", "names", "inputs", "states0", "variant_masks", "workspaces"),
+                                (cfg, p, names, layer_input, s0, vm, workspace)):
+            getattr(tape, field).append(value)
+        finals.append(final)
+        layer_input = out * masks[layer] if layer < config.num_layers - 1 else out
+    final_state = tuple(np.concatenate(parts) for parts in zip(*finals))
+    return layer_input, final_state, tape
+
+
+def layered_backward(tape: LayeredTape, d_output, d_final_state=None):
+    """Gradients of ``layered_train_forward`` (as ``lstmkit.ref.rnn.backward`` of the same forward):
+    d_output (T, B, D·P), d_final_state a tuple like the final state (None for zeros). Returns (dx (T, B, I),
+    d_state0 tuple, grads by torch parameter name)."""
+    if not isinstance(tape, LayeredTape):
+        raise TypeError(f"tape: expected the LayeredTape of layered_train_forward, got {type(tape).__name__}")
+    config = tape.config
+    D = config.num_directions
+    d_state0, grads = [], {}
+    d_layer = d_output
+    for layer in reversed(range(config.num_layers)):
+        k = slice(layer * D, (layer + 1) * D)
+        d_final = None if d_final_state is None else tuple(np.asarray(s)[k] for s in d_final_state)
+        dx, d_s0, g = backward(tape.configs[layer], tape.params[layer], tape.inputs[layer], d_layer, d_final,
+                               tape.states0[layer], tape.lengths, tape.variant_masks[layer],
+                               workspace=tape.workspaces[layer])
+        grads.update({full: g[one] for full, one in tape.names[layer]})
+        d_state0.insert(0, d_s0)
+        d_layer = dx * tape.dropout_masks[layer - 1] if layer > 0 else dx
+    order = param_shapes(config)
+    return d_layer, tuple(np.concatenate(parts) for parts in zip(*d_state0)), {n: grads[n] for n in order}

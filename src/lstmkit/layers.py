@@ -4,8 +4,8 @@ They need no torch. A layer owns its parameters (``layer.params``, torch's names
 last forward call of each thread, so ``layer.backward(d_output)`` returns the gradients of that thread's
 input, initial state and every parameter (two threads training one layer, or copies of it, never mix).
 The computation, forward and backward, runs on the native engine when it is built (``backend="auto"``),
-else on the reference; inter-layer dropout in training mode and what the engine does not support
-(``engine.supports``) use the reference.
+else on the reference; training with inter-layer dropout runs natively one layer at a time
+(``engine.layered_train_forward``), the masks applied between layers.
 """
 from __future__ import annotations
 
@@ -188,10 +188,14 @@ class RNNBase(_Recurrent):
             state0 = tuple(np.asarray(s).reshape(shape) for s, shape in zip(state0, state_shapes(cfg, B)))
         masks = self._dropout_masks(T, B)
         variant_masks = self._variant_masks(T, B)
-        if self._runs_natively(masks) and self.training:
+        native = self._runs_natively()
+        if native and masks is not None:  # one layer at a time natively, the masks between
+            output, final, cache = engine.layered_train_forward(cfg, self.params, xs, state0, lengths, masks,
+                                                                variant_masks)
+        elif native and self.training:
             # keep the engine's workspace: backward then needs no second forward
             output, final, cache = engine.train_forward(cfg, self.params, xs, state0, lengths, variant_masks)
-        elif self._runs_natively(masks):
+        elif native:
             output, final = engine.forward(cfg, self.params, xs, state0, lengths, variant_masks)
             cache = None
         else:
@@ -216,7 +220,9 @@ class RNNBase(_Recurrent):
             np.zeros(shape, self.dtype) if d is None else np.asarray(d, self.dtype).reshape(shape)
             for d, shape in zip(finals, state_shapes(self.config, B))
         )
-        if cache is None or isinstance(cache, np.ndarray):  # the forward ran natively (workspace, or None: recomputed)
+        if isinstance(cache, engine.LayeredTape):  # natively, layer by layer (inter-layer dropout)
+            dx, d_state0, grads = engine.layered_backward(cache, d_out, d_final)
+        elif cache is None or isinstance(cache, np.ndarray):  # natively (workspace, or None: recomputed)
             dx, d_state0, grads = engine.backward(self.config, self.params, xs, d_out, d_final, state0, lengths,
                                                   variant_masks, workspace=cache)
         else:
@@ -232,9 +238,9 @@ class RNNBase(_Recurrent):
 
         return trace(self, x, lengths=lengths, hx=hx)
 
-    def _runs_natively(self, dropout_masks) -> bool:
+    def _runs_natively(self) -> bool:
         """The one place that picks the backend of a forward call (its backward follows it)."""
-        return self.backend == "native" and dropout_masks is None and engine.supports(self.config)
+        return self.backend == "native" and engine.supports(self.config)
 
     def _variant_masks(self, T, B):
         """Zoneout and recurrent-dropout masks drawn from the layer's rng in training; None (the expectation) in eval."""
