@@ -9,7 +9,7 @@
 Stepping T times gives what the whole-sequence forward gives on the T steps (the same kernels), in
 evaluation mode: with the variant options (docs/variants.md) no recurrent dropout, zoneout by its
 expectation. A variant config steps through the native variant kernels, one T = 1 call per step
-(``engine_variants.Stepper``); the quantised formats compute the plain cells only and refuse the options.
+(``engine.VariantStepper``); the quantised formats compute the plain cells only and refuse the options.
 Unidirectional models only: a bidirectional layer needs the whole sequence for its reverse direction.
 
 The weights are copied (packed) when the stream is made, so later changes to the layer's parameters
@@ -63,9 +63,7 @@ class Stream:
             weights, dtype = engine.native_weights(config, params, np.float32)
             self._native = eng.QuantizedStream(*head, weights, quantized)
         elif not config.is_plain:  # the variant kernels, one T = 1 call per step (eval semantics)
-            from .engine_variants import Stepper
-
-            self._native = Stepper(config, params, int(batch))
+            self._native = engine.VariantStepper(config, params, int(batch))
             dtype = self._native.dtype
         else:
             weights, dtype = engine.native_weights(config, params)
