@@ -138,8 +138,9 @@ def eval_reference(layer, x, lengths=None):
 
 # ------------------------------------------------------------------------------------------ entry points
 
-def entry_forward(name):
-    """Training-mode and eval-mode forward of the NumPy layer against ref.forward with the same masks."""
+def train_step(name):
+    """A training-mode forward of the option set's NumPy layer and the reference's forward with the same
+    masks (replayed from the layer's rng) -> (layer, x, (out, state), (ref out, ref final, ref cache))."""
     layer = make_layer(name)
     x = inputs()
     rng_before = copy.deepcopy(layer.rng)
@@ -147,7 +148,12 @@ def entry_forward(name):
     replay = copy.copy(layer)
     replay.rng = rng_before
     drop, vm = replay._dropout_masks(T, B), replay._variant_masks(T, B)
-    r_out, r_final, _ = ref.forward(layer.config, layer.params, x, None, LENGTHS, drop, vm)
+    return layer, x, (out, state), ref.forward(layer.config, layer.params, x, None, LENGTHS, drop, vm)
+
+
+def entry_forward(name):
+    """Training-mode and eval-mode forward of the NumPy layer against ref.forward with the same masks."""
+    layer, x, (out, state), (r_out, r_final, _) = train_step(name)
     close(out, r_out, TOL64, "train output")
     for a, b in zip(state_tuple(layer.mode, state), r_final):
         close(a, b, TOL64, "train final state")
@@ -159,14 +165,7 @@ def entry_forward(name):
 
 def entry_backward(name):
     """The NumPy layer's backward (training mode) against ref.backward (BPTT) with the same masks."""
-    layer = make_layer(name)
-    x = inputs()
-    rng_before = copy.deepcopy(layer.rng)
-    out, state = layer(x, lengths=LENGTHS)
-    replay = copy.copy(layer)
-    replay.rng = rng_before
-    drop, vm = replay._dropout_masks(T, B), replay._variant_masks(T, B)
-    _, _, cache = ref.forward(layer.config, layer.params, x, None, LENGTHS, drop, vm)
+    layer, x, (out, state), (_, _, cache) = train_step(name)
     g = np.random.default_rng(7)
     d_out = g.standard_normal(out.shape)
     d_final = tuple(g.standard_normal(s.shape) for s in state_tuple(layer.mode, state))

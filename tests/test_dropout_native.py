@@ -92,3 +92,26 @@ def test_dropout_masks_are_checked_by_name():
     with pytest.raises(TypeError, match=r"dropout_masks\[0\]: expected dtype float32"):
         engine.layered_train_forward(layer.config, layer.params, x,
                                      dropout_masks=[np.ones((5, 2, 4)), np.ones((5, 2, 4), np.float32)])
+
+
+@pytest.mark.parametrize("options", [{}, {"peephole": True, "recurrent_dropout": 0.2}])
+def test_dropout_training_compiles_and_exports(options):
+    """The per-layer training path traces: torch.compile(fullgraph=True) (aot_eager, so the masks come from
+    the same RNG stream as eager) gives eager's output and gradients bit for bit; torch.export holds one
+    training operator per layer."""
+    torch = pytest.importorskip("torch")
+    import lstmkit.torch as lt
+
+    torch.manual_seed(0)
+    model = lt.LSTM(3, 4, num_layers=2, dropout=0.3, dtype=torch.float64, **options).train()
+    x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
+    results = []
+    for run in (torch.compile(model, fullgraph=True, backend="aot_eager"), model):
+        torch.manual_seed(1)
+        out, _ = run(x)
+        (dx,) = torch.autograd.grad(out.square().sum(), [x])
+        results.append((out.detach(), dx))
+    torch.testing.assert_close(results[0], results[1], rtol=0, atol=0)
+    graph = torch.export.export(model, (x,)).graph
+    ops = [str(n.target) for n in graph.nodes if "lstmkit" in str(n.target)]
+    assert len(ops) == 2 and all("_train" in op for op in ops), ops
