@@ -23,9 +23,9 @@ CPU has); ``isa()`` reports the path in use and ``supported_isas()`` what the CP
 Threads: the kernels split large products (and large batches of a step) over their own thread pool;
 ``set_num_threads(n)`` / ``get_num_threads()`` (default: the CPUs of the process's affinity mask).
 Results do not depend on the number of threads (bit for bit without lengths; with lengths a
-step's row split can change the summation order of one row, within float rounding). The GIL is released during every native call, so
-Python threads can run models at the same time (a call that finds the pool busy runs on its own
-thread).
+step's row split can change the summation order of one row, within float rounding). The GIL is released
+during every native call, so Python threads can run models at the same time (a call that finds the pool
+busy runs on its own thread).
 """
 from __future__ import annotations
 

@@ -243,7 +243,8 @@ class RNNBase(_Recurrent):
         return self.backend == "native" and engine.supports(self.config)
 
     def _variant_masks(self, T, B):
-        """Zoneout and recurrent-dropout masks drawn from the layer's rng in training; None (the expectation) in eval."""
+        """Zoneout and recurrent-dropout masks drawn from the layer's rng in training; None (the expectation)
+        in eval."""
         if self.config.is_plain or not self.training:
             return None
         return variants.sample_masks(self.config, T, B, self.rng, self.dtype)

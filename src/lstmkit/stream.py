@@ -76,7 +76,8 @@ class Stream:
         L, H, P = config.num_layers, config.hidden_size, config.output_size
         self._x_shape = (self.batch, config.input_size)
         self._out_shape = (self.batch, P)
-        self._state_shapes = ((L, self.batch, P), (L, self.batch, H)) if config.mode == "LSTM" else ((L, self.batch, H),)
+        lstm = config.mode == "LSTM"
+        self._state_shapes = ((L, self.batch, P), (L, self.batch, H)) if lstm else ((L, self.batch, H),)
         self._torch = bool(torch_io)
 
     def step(self, x):

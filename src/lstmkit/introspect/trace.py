@@ -130,7 +130,8 @@ def trace(model, x, lengths=None, hx=None) -> Trace:
     lengths = check_lengths(lengths, T, B)
     xs = x[:, None] if unbatched else (x.transpose(1, 0, 2) if cfg.batch_first else x)
     if hx is not None:
-        hx = tuple(np.asarray(h, np.float64) for h in hx) if isinstance(hx, (tuple, list)) else np.asarray(hx, np.float64)
+        hx = (tuple(np.asarray(h, np.float64) for h in hx) if isinstance(hx, (tuple, list))
+              else np.asarray(hx, np.float64))
     state0 = check_state(cfg, hx, B, unbatched, np.float64)
     if state0 is not None:
         state0 = tuple(np.asarray(s).reshape(shape) for s, shape in zip(state0, state_shapes(cfg, B)))
