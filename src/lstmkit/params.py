@@ -87,19 +87,23 @@ class RNNConfig:
                 raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
             object.__setattr__(self, name, bool(getattr(self, name)))
         if self.clip is not None:
-            object.__setattr__(self, "clip", number("clip", self.clip, lambda v: 0 < v < math.inf, "a number > 0 or None"))
+            clip = number("clip", self.clip, lambda v: 0 < v < math.inf, "a number > 0 or None")
+            object.__setattr__(self, "clip", clip)
         object.__setattr__(self, "recurrent_dropout", number(
             "recurrent_dropout", self.recurrent_dropout, lambda v: 0 <= v < 1, "a number in [0, 1)"))
-        object.__setattr__(self, "forget_bias", number("forget_bias", self.forget_bias, math.isfinite, "a finite number"))
+        forget_bias = number("forget_bias", self.forget_bias, math.isfinite, "a finite number")
+        object.__setattr__(self, "forget_bias", forget_bias)
         z = self.zoneout
         if not isinstance(z, (tuple, list)) or len(z) != 2:
             raise ValueError(f"zoneout: expected a pair (z_c, z_h), got {z!r}")
-        object.__setattr__(self, "zoneout", tuple(number("zoneout", v, lambda v: 0 <= v < 1, "each in [0, 1)") for v in z))
+        zoneout = tuple(number("zoneout", v, lambda v: 0 <= v < 1, "each in [0, 1)") for v in z)
+        object.__setattr__(self, "zoneout", zoneout)
         object.__setattr__(self, "activations", _normalise_activations(self.mode, self.activations))
         other = "GRU" if self.mode == "LSTM" else "LSTM"
         for name in GRU_ONLY if self.mode == "LSTM" else LSTM_ONLY:
             if getattr(self, name) != VARIANT_DEFAULTS[name]:
-                raise ValueError(f"{name}: only {other} has this option, got {name}={getattr(self, name)!r} for {self.mode}")
+                raise ValueError(f"{name}: only {other} has this option, "
+                                 f"got {name}={getattr(self, name)!r} for {self.mode}")
         if self.mode == "GRU" and self.zoneout[0]:
             raise ValueError(f"zoneout: a GRU has no cell state, so z_c must be 0, got zoneout={self.zoneout}")
         if self.layer_norm and not self.linear_before_reset:
