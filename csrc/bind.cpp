@@ -339,4 +339,15 @@ NB_MODULE(_engine, m) {
         lstmkit::set_num_threads(n);
       },
       nb::arg("n"), "Set the threads the kernels use (>= 1).");
+  m.def(
+      "pool_stats",
+      [] {
+        const lstmkit::PoolStats st = lstmkit::pool_stats();
+        nb::dict d;
+        d["late_partners"] = st.late_partners;
+        d["solo_jobs"] = st.solo_jobs;
+        return d;
+      },
+      "Counts since import: pool threads found descheduled while holding a share of a job, and jobs then "
+      "run on the calling thread alone (threads.cpp, Contention).");
 }

@@ -133,9 +133,18 @@ void set_num_threads(int n);
 // True inside a parallel_for body (nested calls then run serially on the calling thread).
 bool in_parallel();
 
+// Since the process started: how often a pool thread was found late (descheduled while it held a share
+// of a job, threads.cpp Contention), and how many jobs then ran on the calling thread alone.
+struct PoolStats {
+  uint64_t late_partners = 0;
+  uint64_t solo_jobs = 0;
+};
+PoolStats pool_stats();
+
 // Runs fn(ctx, begin, end) over a split of [0, n) into at most num_threads() contiguous chunks, the
 // calling thread taking the first; returns when all are done. Runs fn(ctx, 0, n) on the caller alone
-// when n < 2, one thread is set, it is nested, or another thread is using the pool at that moment.
+// when n < 2, one thread is set, it is nested, another thread is using the pool at that moment, or a pool
+// thread was lately found descheduled mid-job (threads.cpp, Contention: a busy machine).
 void parallel_for_raw(index_t n, void (*fn)(void*, index_t, index_t), void* ctx);
 
 template <typename F>
@@ -152,8 +161,10 @@ void parallel_for(index_t n, F&& f) {
 // atomics; otherwise fn(ctx, step, 0, 2) on the caller. A thread whose partner has not started its
 // part of a step runs that part itself (at once while the partner has not shown up yet, else after a
 // short wait; threads.cpp), so a pool thread that is late (asleep, descheduled) never holds the loop
-// up. For a time loop split by hidden units (rnn.h units_through_time, the backward in
-// rnn_backward.h); fn must give the same results whichever thread runs a part.
+// up. A part the partner has claimed cannot be taken over: when the partner holds one far longer than
+// a part takes (descheduled), the caller runs all parts from the next step on, and the pool runs
+// the next jobs on one thread for a while (threads.cpp, Contention). For a time loop split by hidden units (rnn.h
+// units_through_time, the backward in rnn_backward.h); fn must give the same results whichever thread runs a part.
 void lockstep_pair_raw(index_t steps, void (*fn)(void*, index_t, int, int), void* ctx);
 
 template <typename F>

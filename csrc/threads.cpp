@@ -83,6 +83,78 @@ void leave_cpu(int cpu) {
 #endif
 }
 
+using Clock = std::chrono::steady_clock;
+
+// A late partner: one that a thread waits for longer than doing the partner's shares itself would
+// have taken. A running partner never is: the shares are equal. It was descheduled — another process
+// wants its core — and a share it has claimed cannot be taken over (the kernels update state in
+// place), so the thread waits until the scheduler runs it again, a time slice of the other process
+// (milliseconds); or the two threads share one core and take turns, a context switch per meeting. On
+// two cores with one of them busy, two threads took twice the time of one (issue 19).
+//
+// Each thread keeps a debt (is_late, settle): at every meeting, the time it waited minus the time its
+// own share took (what the partner's share would have cost it), summed and floored at zero. Past
+// kLateAfter the partner is late. One descheduled partner, or a few dozen meetings slowed by context
+// switches, get there; a partner that is a little slower at every meeting never does. In a lockstep
+// loop a part taken after kPatience from a partner that had been keeping up counts too (Lockstep).
+//
+// After a late partner the pool runs jobs on the calling thread alone for a while (`solo`), with
+// the workers asleep instead of spinning (a spinning worker on the caller's core slows the caller),
+// then tries two threads again. The solo spell doubles while partners keep being late (from 2 ms up
+// to 256 ms), so under lasting contention a probe costs one late wait per quarter second. Results do
+// not change: every job gives the same bits on any number of threads.
+class Contention {
+ public:
+  static constexpr Clock::duration kLateAfter = std::chrono::microseconds(100);
+
+  // Whether a thread that owes `debt` and has now waited `waited` at a meeting, its own share having
+  // taken `own`, has a late partner.
+  static bool is_late(Clock::duration debt, Clock::duration waited, Clock::duration own) {
+    return debt + waited - own > kLateAfter;
+  }
+  // The debt after a meeting that did not find the partner late.
+  static Clock::duration settle(Clock::duration debt, Clock::duration waited, Clock::duration own) {
+    return std::max(Clock::duration::zero(), debt + waited - own);
+  }
+
+  bool solo(Clock::time_point now) const {
+    return now.time_since_epoch().count() < solo_until_.load(std::memory_order_relaxed);
+  }
+
+  void late(Clock::time_point now) {
+    const int64_t t = now.time_since_epoch().count();
+    std::lock_guard<std::mutex> lk(m_);
+    // Late again soon after the last spell ended: the contention lasts, so the spell doubles.
+    const bool again = t - last_late_ < 4 * backoff_ + kMin;
+    backoff_ = again ? std::min<int64_t>(2 * backoff_, kMax) : kMin;
+    last_late_ = t;
+    solo_until_.store(t + backoff_, std::memory_order_relaxed);
+    ++lates_;
+  }
+
+  void count_solo() { solo_jobs_.fetch_add(1, std::memory_order_relaxed); }
+
+  PoolStats stats() {
+    std::lock_guard<std::mutex> lk(m_);
+    return {lates_, solo_jobs_.load(std::memory_order_relaxed)};
+  }
+
+ private:
+  static constexpr int64_t kMin = std::chrono::duration_cast<Clock::duration>(std::chrono::milliseconds(2)).count();
+  static constexpr int64_t kMax = std::chrono::duration_cast<Clock::duration>(std::chrono::milliseconds(256)).count();
+  std::mutex m_;
+  std::atomic<int64_t> solo_until_{0};  // Clock ticks
+  int64_t backoff_ = kMin;
+  int64_t last_late_ = 0;
+  uint64_t lates_ = 0;
+  std::atomic<uint64_t> solo_jobs_{0};
+};
+
+Contention& contention() {
+  static Contention* c = new Contention();  // never destroyed, like the pool
+  return *c;
+}
+
 class Pool {
  public:
   ~Pool() { stop_workers(); }
@@ -110,6 +182,11 @@ class Pool {
   void run(index_t n, void (*fn)(void*, index_t, index_t), void* ctx) {
     const int threads_now = threads();
     if (n < 2 || threads_now < 2 || tl_in_parallel) return serial(n, fn, ctx);
+    const Clock::time_point start = Clock::now();
+    if (contention().solo(start)) {  // a partner was late lately: this thread alone
+      contention().count_solo();
+      return serial(n, fn, ctx);
+    }
     std::unique_lock<std::mutex> job(busy_, std::try_to_lock);
     if (!job.owns_lock()) return serial(n, fn, ctx);
     if (static_cast<int>(workers_.size()) != threads_now - 1) start_workers(threads_now - 1);
@@ -142,11 +219,26 @@ class Pool {
     }
     tl_in_parallel = false;
     // Wait for the chunks workers are running. Yield often: if the scheduler has put a worker on this
-    // core (it does after a wake-up), spinning here would keep it from finishing.
+    // core (it does after a wake-up), spinning here would keep it from finishing. The wait is timed
+    // from the first yield on, for the debt (Contention).
+    const Clock::time_point mine_done = Clock::now();
+    const Clock::duration own = (mine_done - start) / static_cast<int>(mine);
+    Clock::duration waited{};
+    bool late = false;
     for (unsigned spins = 0; done_.load(std::memory_order_acquire) + mine != chunks; ++spins) {
-      if ((spins & 255) == 255) std::this_thread::yield();
-      else LSTMKIT_PAUSE();
+      if ((spins & 255) != 255) {
+        LSTMKIT_PAUSE();
+        continue;
+      }
+      std::this_thread::yield();
+      const Clock::time_point now = Clock::now();
+      waited = now - mine_done;
+      if (!late && Contention::is_late(debt_, waited, own)) {
+        late = true;
+        contention().late(now);
+      }
     }
+    debt_ = late ? Clock::duration::zero() : Contention::settle(debt_, waited, own);
   }
 
  private:
@@ -194,12 +286,16 @@ class Pool {
       // that gap (OpenMP and ONNX Runtime spin for milliseconds too). Yield rarely: a yield costs
       // microseconds here, and a worker that reacts later than the caller finishes its own chunk
       // finds every chunk taken.
-      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(2000);
+      const auto until = Clock::now() + std::chrono::microseconds(2000);
       unsigned spins = 0;
       while (generation_.load(std::memory_order_acquire) == seen) {
         LSTMKIT_PAUSE();
         if ((++spins & 4095) == 0) std::this_thread::yield();
-        if ((spins & 63) == 0 && std::chrono::steady_clock::now() > until) {
+        if ((spins & 63) != 0) continue;
+        // Sleep at once while the pool runs jobs alone (Contention): a spinning worker would only take
+        // time from the caller, or from whatever else wants this core.
+        const Clock::time_point now = Clock::now();
+        if (now > until || contention().solo(now)) {
           {
             AwayFromCpu away(caller_cpu_.load(std::memory_order_relaxed));
             std::unique_lock<std::mutex> lk(m_);
@@ -233,6 +329,7 @@ class Pool {
   std::atomic<uint64_t> done_{0};   // chunks finished by workers in the current job
   uint64_t job_id_ = 0;
   std::atomic<int> caller_cpu_{-1};  // CPU the caller posted the last job from
+  Clock::duration debt_{};           // the callers' debt (Contention), kept by the job's owner
   bool stop_ = false;
   void (*fn_)(void*, index_t, index_t) = nullptr;
   void* ctx_ = nullptr;
@@ -255,6 +352,12 @@ Pool& pool() {
 // thread waking from sleep takes tens of µs) or has just been stolen from, otherwise only after
 // waiting kPatience for it. Stealing on every step regardless would make both threads write
 // both claim lines and bounce them between the cores at every step.
+//
+// A part the partner has claimed cannot be taken over (it updates state in place). When a thread's
+// waits at the meetings have cost more than doing the partner's parts would have (Contention: its
+// debt), it sets `solo`: the pool thread leaves at its next step, the caller runs every part from there
+// on (the same fn calls a steal makes, so the same bits), and the pool runs the next jobs on the
+// caller alone for a while.
 struct Lockstep {
   // How long a thread waits for a partner that has not claimed its part before taking it: a running
   // partner claims its part as soon as the step before is complete, so a longer wait means it is away.
@@ -267,37 +370,63 @@ struct Lockstep {
   struct alignas(64) Counter {
     std::atomic<index_t> value{0};
   };
-  Counter claimed[2];  // steps of part p claimed (in order) by either thread
-  Counter done[2];     // steps of part p finished
+  Counter claimed[2];                         // steps of part p claimed (in order) by either thread
+  Counter done[2];                            // steps of part p finished
+  alignas(64) std::atomic<bool> solo{false};  // a partner was late: the caller finishes alone
 
   void alone() {
     for (index_t s = 0; s < steps; ++s) fn(ctx, s, 0, 2);
   }
 
   // Spins until both parts of step s − 1 are done, taking part q = 1 − p of step s − 1 when the
-  // partner has not claimed it (at once when `eager`, else after kPatience) and step s − 2 is
-  // complete (it reads what both parts of s − 2 wrote; a thread that has just jumped ahead in part()
-  // has not waited for s − 2 itself).
-  void wait_for_step(int p, index_t s, bool& eager) {
-    using Clock = std::chrono::steady_clock;
+  // partner has not claimed it (at once when `eager` or `solo`, else after kPatience) and step s − 2
+  // is complete (it reads what both parts of s − 2 wrote; a thread that has just jumped ahead in
+  // part() has not waited for s − 2 itself). Returns false when the pool thread (p = 1) is to leave
+  // (`solo`). `own`: how long this thread's own part took lately; `debt`: this thread's (Contention).
+  bool wait_for_step(int p, index_t s, bool& eager, Clock::duration own, Clock::duration& debt) {
     const int q = 1 - p;
-    Clock::time_point since{};  // read from the 64th spin on: most waits end before it
+    Clock::time_point since{}, waiting{};  // read from the 64th spin on: most waits end before it
     for (unsigned spins = 1;; ++spins) {
       const index_t done_q = done[q].value.load(std::memory_order_acquire);
       const index_t done_p = done[p].value.load(std::memory_order_acquire);
-      if (done_q >= s && done_p >= s) return;
-      bool steal = eager;
-      if (!steal && (spins & 63) == 0) {
+      if (done_q >= s && done_p >= s) {
+        const Clock::duration waited = spins > 64 ? Clock::now() - waiting : Clock::duration::zero();
+        debt = Contention::settle(debt, waited, own);
+        return true;
+      }
+      const bool solo_now = solo.load(std::memory_order_relaxed);
+      if (solo_now && p == 1) return false;
+      bool steal = eager || solo_now;
+      if ((spins & 63) == 0) {
         const Clock::time_point now = Clock::now();
-        if (spins == 64) since = now;
-        else if (now - since >= kPatience) steal = true, since = now;
+        if (spins == 64) {
+          since = waiting = now;
+        } else {
+          if (!steal && now - since >= kPatience) steal = true, since = now;
+          if (!solo_now && Contention::is_late(debt, now - waiting, own)) {
+            solo.store(true, std::memory_order_relaxed);
+            contention().late(now);
+            debt = Clock::duration::zero();
+            waiting = now;
+          }
+        }
       }
       if (steal && done_q >= s - 1 && done_p >= s - 1) {
         index_t c = claimed[q].value.load(std::memory_order_relaxed);
         if (c == s - 1 && claimed[q].value.compare_exchange_strong(c, s, std::memory_order_acq_rel)) {
+          // Taken after kPatience from a partner that had been keeping up: it was descheduled between
+          // its parts. If it is the caller, only it can return the result: the loop waits for it
+          // however the parts are shared, and two threads of ours on two cores shared with another
+          // process make the scheduler move them about (measured: the caller landing on the busy core
+          // at every other call). So that is a late partner too.
+          if (!eager && !solo_now) {
+            solo.store(true, std::memory_order_relaxed);
+            contention().late(Clock::now());
+          }
           fn(ctx, s - 1, q, q + 1);
           done[q].value.store(s, std::memory_order_release);
           eager = true;  // the partner is probably still away
+          spins = 0;     // running the part was no wait: time the rest afresh
           continue;
         }
         if (c >= s) eager = false;  // the partner is running its part: wait for it
@@ -308,22 +437,31 @@ struct Lockstep {
   }
 
   void part(int p, bool eager) {
+    Clock::duration own{};  // this thread's part, timed every 8th step (a clock read is ~20 ns)
+    Clock::duration debt{};
     for (index_t s = 0; s < steps;) {
-      if (s > 0) wait_for_step(p, s, eager);
+      if (s > 0 && !wait_for_step(p, s, eager, own, debt)) return;
+      if (p == 1 && solo.load(std::memory_order_relaxed)) return;  // the caller finishes alone
       index_t expected = s;
       if (claimed[p].value.compare_exchange_strong(expected, s + 1, std::memory_order_acq_rel)) {
+        const bool timed = (s & 7) == 0;
+        const Clock::time_point t0 = timed ? Clock::now() : Clock::time_point{};
         fn(ctx, s, p, p + 1);
+        if (timed) own = Clock::now() - t0;
         done[p].value.store(s + 1, std::memory_order_release);
         ++s;
       } else {
         s = expected;  // the partner has claimed this part up to step `expected`: go on from there
       }
     }
+    // The caller returns once both parts of the last step are done: the pool thread may have left
+    // (`solo`) with its part of it unclaimed.
+    if (p == 0) wait_for_step(p, steps, eager, own, debt);
   }
 
   static void chunk(void* self, index_t b, index_t e) {
     Lockstep& job = *static_cast<Lockstep*>(self);
-    if (e - b == 2) return job.alone();  // the pool ran both parts here (one thread, or busy)
+    if (e - b == 2) return job.alone();  // the pool ran both parts here (one thread, busy, or solo)
     // The pool thread may arrive late (asleep, or on the caller's CPU): the caller starts eager.
     if (b == 1) leave_cpu(job.caller_cpu);  // two threads spinning on one CPU would take turns at every step
     job.part(static_cast<int>(b), b == 0);
@@ -347,6 +485,7 @@ void lockstep_pair_raw(index_t steps, void (*fn)(void*, index_t, int, int), void
 int num_threads() { return pool().threads(); }
 void set_num_threads(int n) { pool().set_threads(n); }
 bool in_parallel() { return tl_in_parallel; }
+PoolStats pool_stats() { return contention().stats(); }
 void parallel_for_raw(index_t n, void (*fn)(void*, index_t, index_t), void* ctx) { pool().run(n, fn, ctx); }
 
 }  // namespace lstmkit

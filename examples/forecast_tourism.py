@@ -32,4 +32,5 @@ pred = fc.predict()  # unique_id, ds, step, yhat, q0.1, q0.5, q0.9
 lstm = pred.pivot(index="unique_id", columns="step", values="yhat").loc[sorted(pd.unique(df["unique_id"]))]
 scales = np.array([mase_scale(h, m) for h in history])
 print("LSTM           MASE", round(scores(actual, lstm.to_numpy(), scales)["MASE"], 3))
-print("seasonal naive MASE", round(scores(actual, np.stack([seasonal_naive(h, H, m) for h in history]), scales)["MASE"], 3))
+naive = np.stack([seasonal_naive(h, H, m) for h in history])
+print("seasonal naive MASE", round(scores(actual, naive, scales)["MASE"], 3))

@@ -190,6 +190,62 @@ def test_two_thread_time_loops_under_contention():
         engine.set_num_threads(saved)
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity (Linux)")
+def test_late_partner_falls_back_to_one_thread():
+    """Caller, pool thread and a busy thread all on one CPU: the pool thread is descheduled while it holds
+    its part of a step, the caller finds it late, finishes the loop alone and runs the next calls alone
+    for a while (threads.cpp, Contention). The lockstep loops (B = 1 and 8, forward, training forward
+    and backward) and a streaming step split by units still give the one-thread bits, and the fallback
+    did run."""
+    import lstmkit
+    from lstmkit import _engine
+
+    runs = [(_model("LSTM", 17, B=B, H=128, T=30), B) for B in (1, 8)]
+    layer = lstmkit.LSTM(24, 128, num_layers=2, seed=17, dtype="float32")
+    xs = runs[0][0][2]  # (30, 1, 24)
+    saved, mask = engine.get_num_threads(), os.sched_getaffinity(0)
+    engine.set_num_threads(1)
+    wants = []
+    for (config, params, x), B in runs:
+        d_out = np.random.default_rng(5).standard_normal((30, B, 128)).astype(x.dtype)
+        out, _, ws = engine.train_forward(config, params, x)
+        wants.append((out, d_out, engine.backward(config, params, x, d_out, workspace=ws)[0]))
+    stream = layer.stream(batch=1)
+    want_steps = np.stack([stream.step(xs[t]) for t in range(30)])
+    stop = threading.Event()
+
+    def burn():
+        a = np.ones(1 << 16)
+        while not stop.is_set():
+            np.sqrt(a, out=a)
+
+    before = _engine.pool_stats()
+    try:
+        os.sched_setaffinity(0, {min(mask)})  # this thread; the pool's and the burner's inherit it
+        engine.set_num_threads(2)  # restarts the pool threads, now on that CPU
+        burner = threading.Thread(target=burn)
+        burner.start()
+        for i in range(60):
+            for ((config, params, x), _), (want, d_out, want_dx) in zip(runs, wants):
+                np.testing.assert_array_equal(engine.forward(config, params, x)[0], want, err_msg=f"call {i}")
+                out, _, ws = engine.train_forward(config, params, x)
+                np.testing.assert_array_equal(out, want, err_msg=f"call {i}")
+                dx = engine.backward(config, params, x, d_out, workspace=ws)[0]
+                np.testing.assert_array_equal(dx, want_dx, err_msg=f"call {i}")
+            stream.reset()
+            steps = np.stack([stream.step(xs[t]) for t in range(30)])
+            np.testing.assert_array_equal(steps, want_steps, err_msg=f"stream, call {i}")
+    finally:
+        stop.set()
+        if "burner" in locals() and burner.is_alive():
+            burner.join()
+        os.sched_setaffinity(0, mask)
+        engine.set_num_threads(saved)  # pool threads restarted with the whole mask
+    after = _engine.pool_stats()
+    assert after["late_partners"] > before["late_partners"], (before, after)
+    assert after["solo_jobs"] > before["solo_jobs"], (before, after)
+
+
 def test_two_python_threads_run_two_models_at_once():
     models = [_model("LSTM", 5, proj=12), _model("GRU", 6, H=64, B=40)]
     alone = [engine.forward(c, p, x) for c, p, x in models]

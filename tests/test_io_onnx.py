@@ -4,7 +4,6 @@ import io as pyio
 import warnings
 
 import numpy as np
-import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper

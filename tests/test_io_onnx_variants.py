@@ -71,7 +71,8 @@ def test_streaming_export_of_a_variant_steps_like_the_sequence(mode, options):
     out, _ = layer(x)
     sess = session(to_onnx(layer, streaming=True))
     P = layer.config.output_size
-    state = {"h0": np.zeros((2, 2, P), np.float32), **({"c0": np.zeros((2, 2, 6), np.float32)} if mode == "LSTM" else {})}
+    state = {"h0": np.zeros((2, 2, P), np.float32),
+             **({"c0": np.zeros((2, 2, 6), np.float32)} if mode == "LSTM" else {})}
     for t in range(5):
         y, *new = sess.run(None, {"input": x[t], **state})
         np.testing.assert_allclose(y, out[t], rtol=1e-5, atol=2e-6)
@@ -104,7 +105,8 @@ def test_foreign_nodes_with_variant_attributes_import_and_agree_with_onnxruntime
     R = rng.uniform(-0.6, 0.6, (1, G * H, H)).astype(np.float32)
     B = rng.uniform(-0.6, 0.6, (1, 2 * G * H)).astype(np.float32)
     P = rng.uniform(-0.6, 0.6, (1, 3 * H)).astype(np.float32) if peephole else None
-    inputs = [("W", W), ("R", R), ("B", B)] + ([("seq", None), ("h0", None), ("c0", None), ("P", P)] if P is not None else [])
+    optional = [("seq", None), ("h0", None), ("c0", None), ("P", P)] if P is not None else []
+    inputs = [("W", W), ("R", R), ("B", B)] + optional
     model = _node_model(op, dict(hidden_size=H, **attrs), inputs)
     x = rng.standard_normal((6, 2, I)).astype(np.float32)
     y, y_h = session(model).run(None, {"X": x})

@@ -37,7 +37,8 @@ def test_eval_is_the_reference_with_expected_masks_and_backward_checks(mode):
     def loss():
         return float(np.sum(layer(x, lengths=lengths)[0] * d_out))
 
-    for name, array, analytic in [("x", x, grads.input), *[(k, layer.params[k], grads.params[k]) for k in layer.params]]:
+    checked = [("x", x, grads.input), *[(k, layer.params[k], grads.params[k]) for k in layer.params]]
+    for name, array, analytic in checked:
         idx = sample_indices(array.shape, rng, k=4)
         np.testing.assert_allclose([analytic[i] for i in idx], numeric_grad(loss, array, idx), rtol=RTOL, atol=ATOL,
                                    err_msg=name)
@@ -82,7 +83,8 @@ def test_float32_stays_float32_with_every_option(mode):
     layer = getattr(lstmkit, mode)(3, 4, seed=0, **OPTIONS[mode])
     out, _ = layer(np.ones((2, 1, 3), np.float32))
     grads = layer.backward(np.ones_like(out))
-    assert out.dtype == grads.input.dtype == np.float32 and {g.dtype for g in grads.params.values()} == {np.dtype(np.float32)}
+    assert out.dtype == grads.input.dtype == np.float32
+    assert {g.dtype for g in grads.params.values()} == {np.dtype(np.float32)}
 
 
 def test_repr_and_summary_show_the_options():

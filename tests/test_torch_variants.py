@@ -91,8 +91,8 @@ def test_options_are_validated_by_name():
         lt.LSTM(3, 4, recurrent_dropout=1.5)
     with pytest.raises(ValueError, match="activations"):
         lt.LSTM(3, 4, activations=("Sigmoid", "Nope", "Tanh"))
-    with pytest.raises(ValueError, match="stream"):
-        lt.LSTM(3, 4, peephole=True).stream()
+    with pytest.raises(ValueError, match="bidirectional"):  # a variant streams (test_composition); this one cannot
+        lt.LSTM(3, 4, peephole=True, bidirectional=True).stream()
 
 
 def test_training_masks_follow_torch_seed():
@@ -162,11 +162,11 @@ def test_opcheck_variant_ops(mode, options):
 def test_training_runs_the_forward_once(monkeypatch):
     """With a gradient wanted, the module trains through variant_rnn_train: one native forward per
     step, its workspace saved for the backward (no second forward)."""
-    from lstmkit import engine_variants
+    from lstmkit import engine
 
     calls = []
-    original = engine_variants.train_forward
-    monkeypatch.setattr(engine_variants, "train_forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = engine.train_forward
+    monkeypatch.setattr(engine, "train_forward", lambda *a, **k: calls.append(1) or original(*a, **k))
     model = make("LSTM", dict(peephole=True, layer_norm=True, zoneout=(0.2, 0.1), recurrent_dropout=0.2))
     x = torch.randn(6, 2, 3, dtype=torch.float64, requires_grad=True)
     out, _ = model(x)

@@ -112,7 +112,8 @@ def check_lengths(lengths, steps: int, batch: int) -> np.ndarray | None:
     check_lengths_form(arr, batch)
     arr = arr.astype(np.int64)
     if arr.size and (arr.min() < 0 or arr.max() > steps):
-        raise ValueError(f"lengths: expected values in [0, {steps}] (the number of steps), got {arr.min()}..{arr.max()}")
+        raise ValueError(f"lengths: expected values in [0, {steps}] (the number of steps), "
+                         f"got {arr.min()}..{arr.max()}")
     return arr
 
 

@@ -6,6 +6,12 @@ the same), lengths. Inputs that are not C-contiguous, not in native byte order, 
 first; the caller's arrays are never modified or kept. Errors name the argument, what was expected
 and what came.
 
+One call path for every cell: ``forward`` / ``train_forward`` / ``backward`` check their arguments into a
+``SequenceCall`` (named fields: the config, x, the plain weights and the variant parameters, the state,
+lengths, the variant options and masks) and hand it to the plain kernels or, for a config with the
+options of docs/variants.md, to the variant kernels. Training with inter-layer dropout runs one layer at
+a time (``layered_train_forward`` / ``layered_backward``); ``VariantStepper`` streams a variant config.
+
 The package imports and works without the compiled extension; ``available()`` says whether it is
 there, and the functions below raise RuntimeError when it is not.
 
@@ -17,18 +23,22 @@ CPU has); ``isa()`` reports the path in use and ``supported_isas()`` what the CP
 Threads: the kernels split large products (and large batches of a step) over their own thread pool;
 ``set_num_threads(n)`` / ``get_num_threads()`` (default: the CPUs of the process's affinity mask).
 Results do not depend on the number of threads (bit for bit without lengths; with lengths a
-step's row split can change the summation order of one row, within float rounding). The GIL is released during every native call, so
-Python threads can run models at the same time (a call that finds the pool busy runs on its own
-thread).
+step's row split can change the summation order of one row, within float rounding). The GIL is released
+during every native call, so Python threads can run models at the same time (a call that finds the pool
+busy runs on its own thread).
 """
 from __future__ import annotations
 
+import functools
+import re
+import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import checks, workspaces
-from .params import DTYPES, GATES, RNNConfig, _param_shapes, param_shapes, to_numpy
+from .params import DTYPES, GATES, RNNConfig, _param_shapes, layer_config, layer_param_names, param_shapes, to_numpy
 
 import os
 import warnings
@@ -50,7 +60,8 @@ except ImportError:  # pragma: no cover - depends on the build
 
 __all__ = [
     "available", "supports", "isa", "supported_isas", "set_num_threads", "get_num_threads",
-    "cell_forward", "forward", "train_forward", "backward", "workspace_size",
+    "cell_forward", "forward", "train_forward", "backward", "workspace_size", "layered_train_forward",
+    "layered_backward", "LayeredTape", "SequenceCall", "VariantStepper", "variant_options",
 ]
 
 CELL_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
@@ -260,8 +271,115 @@ def native_weights(config: RNNConfig, params: Mapping, dtype=None) -> tuple[list
     return weights, dtype
 
 
-def _check_sequence(config, params, x, state0, lengths):
-    """The checks shared by forward and backward. Returns what the native calls take."""
+# ----------------------------------------------------------------------------------------------------------
+# Sequence calls: one checked description (SequenceCall) serves the plain and the variant kernels.
+# ----------------------------------------------------------------------------------------------------------
+
+PLAIN_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+_SUFFIX = re.compile(r"_l\d+(_reverse)?$")
+
+
+def variant_options(config: RNNConfig) -> dict:
+    """The options the native variant kernels take, from the config (docs/variants.md)."""
+    return {
+        "peephole": config.peephole, "input_forget": config.input_forget, "clip": config.clip,
+        "layer_norm": config.layer_norm, "linear_before_reset": config.linear_before_reset,
+        "activations": config.activations, "zoneout": tuple(config.zoneout),
+    }
+
+
+@functools.lru_cache(maxsize=256)
+def _weight_layout(config: RNNConfig) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Positions in param_shapes(config) order of the plain weights (ih, hh, biases, hr) and of the variant
+    parameters (peephole, ln_*): the native kernels take them as two lists."""
+    plain, extra = [], []
+    for i, name in enumerate(param_shapes(config)):
+        (plain if _SUFFIX.sub("", name) in PLAIN_WEIGHTS else extra).append(i)
+    return tuple(plain), tuple(extra)
+
+
+@dataclass(frozen=True)
+class SequenceCall:
+    """One checked call of the native sequence kernels (forward, train_forward, backward), plain or variant.
+
+    Every array is C-contiguous, native byte order, of ``dtype`` (the caller's arrays are never modified).
+    x (T, B, I); weights: the plain weights in param_shapes order (per layer·direction: ih, hh, [bias_ih,
+    bias_hh], [hr]); extra: the variant parameters (peephole, ln_*) in that order; h0 (L·D, B, P), c0
+    (L·D, B, H) or None (GRU); lengths (B,) int64 or None; options: the variant kernels' options, None for
+    the plain kernels; masks: (recurrent, zoneout_c, zoneout_h), each a list of one mask per layer·direction
+    or empty (``lstmkit.ref.variants.VariantMasks``' fields).
+    """
+
+    config: RNNConfig
+    dtype: np.dtype
+    x: np.ndarray
+    weights: list
+    extra: list
+    h0: np.ndarray
+    c0: np.ndarray | None
+    lengths: np.ndarray | None
+    options: dict | None
+    masks: tuple = ([], [], [])
+
+    @property
+    def variant(self) -> bool:
+        return self.options is not None
+
+    @property
+    def state_shapes(self) -> tuple:
+        c = self.config
+        LD, B = c.num_layers * c.num_directions, self.x.shape[1]
+        return ((LD, B, c.output_size), (LD, B, c.hidden_size)) if c.mode == "LSTM" else ((LD, B, c.hidden_size),)
+
+    @property
+    def output_shape(self) -> tuple:
+        return (*self.x.shape[:2], self.config.num_directions * self.config.output_size)
+
+    @property
+    def recurrent_masks(self) -> bool:
+        return len(self.masks[0]) > 0
+
+    def kernel_args(self, x=None, h0=None, c0=None) -> tuple:
+        """The arguments every native sequence function starts with (the kernels' own order); x, h0, c0
+        given replace this call's (a stream steps one call description over new inputs and states)."""
+        c = self.config
+        head = (c.mode, c.num_layers, c.bidirectional, c.hidden_size, c.proj_size, c.bias,
+                self.x if x is None else x, self.weights, self.h0 if h0 is None else h0,
+                self.c0 if c0 is None else c0, self.lengths)
+        return (*head, self.options, self.extra, *self.masks) if self.variant else head
+
+    def kernel(self, name: str):
+        """The native function ``name`` ("forward", "train_forward", "backward") for this call's cells."""
+        return getattr(_require_engine(), "variant_" + name if self.variant else name)
+
+    def new_outputs(self) -> tuple[np.ndarray, list]:
+        """Fresh (output (T, B, D·P), final state arrays) for the kernels to fill."""
+        return np.empty(self.output_shape, self.dtype), [np.empty(s, self.dtype) for s in self.state_shapes]
+
+    def workspace_size(self) -> int:
+        return workspace_size(self.config, self.x.shape[0], self.x.shape[1], self.recurrent_masks)
+
+
+def _check_masks(config: RNNConfig, variant_masks, steps: int, batch: int, dtype) -> tuple:
+    """A variant call's masks as three lists of C-contiguous arrays (each empty, or one per layer·direction)."""
+    if variant_masks is None:
+        return [], [], []
+    lists = {}
+    for field in checks.VARIANT_MASKS:
+        if not hasattr(variant_masks, field):
+            raise TypeError(f"variant_masks: expected lstmkit.ref.variants.VariantMasks or None, "
+                            f"got {type(variant_masks).__name__}")
+        value = getattr(variant_masks, field)
+        if value is not None and not isinstance(value, (list, tuple)):
+            raise ValueError(f"variant_masks.{field}: expected None or a list of masks (one per layer·direction), "
+                             f"got {type(value).__name__}")
+        lists[field] = [_array(f"variant_masks.{field}[{k}]", m) for k, m in enumerate(value or ())]
+    checks.check_variant_masks(config, steps, batch, dtype, lists, "variant_masks.")
+    return tuple([_native(m, dtype) for m in lists[field]] for field in checks.VARIANT_MASKS)
+
+
+def _check_call(config, params, x, state0, lengths, variant_masks=None) -> SequenceCall:
+    """Check a sequence call's arguments (errors name the argument) and describe it for the kernels."""
     if not isinstance(config, RNNConfig):
         raise TypeError(f"config: expected an lstmkit RNNConfig, got {type(config).__name__}")
     if not isinstance(params, Mapping):
@@ -272,10 +390,9 @@ def _check_sequence(config, params, x, state0, lengths):
         raise ValueError(f"x: expected 3 dimensions (T, B, {config.input_size}), got shape {x.shape}")
     T, B, I = x.shape
     if I != config.input_size:
-        raise ValueError(f"x: expected {config.input_size} features (input_size) in the last dimension, got shape {x.shape}")
-
+        raise ValueError(f"x: expected {config.input_size} features (input_size) in the last dimension, "
+                         f"got shape {x.shape}")
     weights, _ = native_weights(config, params, dtype)
-
     LD, H, P = config.num_layers * config.num_directions, config.hidden_size, config.output_size
     shapes = ((LD, B, P), (LD, B, H)) if config.mode == "LSTM" else ((LD, B, H),)
     if state0 is None:
@@ -283,9 +400,15 @@ def _check_sequence(config, params, x, state0, lengths):
     else:
         state = _check_state("state0", state0, shapes, dtype)
     lens = checks.check_lengths(lengths, T, B)
-    head = (config.mode, config.num_layers, config.bidirectional, H, config.proj_size, config.bias)
-    args = (*head, _native(x, dtype), weights, state[0], state[1] if len(state) == 2 else None, lens)
-    return dtype, (T, B, I), shapes, list(param_shapes(config)), args
+    c0 = state[1] if len(state) == 2 else None
+    if config.is_plain:
+        return SequenceCall(config, dtype, _native(x, dtype), weights, [], state[0], c0, lens, None)
+    plain, extra = _weight_layout(config)
+    options = variant_options(config)
+    if variant_masks is not None:  # given masks replace the expectation; a field left None is no zoneout (as ref)
+        options["zoneout"] = (0.0, 0.0)
+    return SequenceCall(config, dtype, _native(x, dtype), [weights[i] for i in plain], [weights[i] for i in extra],
+                        state[0], c0, lens, options, _check_masks(config, variant_masks, T, B, dtype))
 
 
 def forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, variant_masks=None):
@@ -299,18 +422,16 @@ def forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, va
     packed-sequence semantics (state frozen after a sequence's end, the reverse direction starts at
     step lengths[b] − 1, outputs past the end are zero).
     variant_masks: for a variant config (``not config.is_plain``), the training masks
-    (``lstmkit.ref.variants.VariantMasks``), None for evaluation; see ``lstmkit.engine_variants``.
+    (``lstmkit.ref.variants.VariantMasks``, each field None or one array per layer·direction k = layer·D +
+    direction, of x's dtype: recurrent (B, P) scaled by 1/(1 − p), zoneout_c (T, B, H) (LSTM), zoneout_h
+    (T, B, P), 1 keeping the old value); None for evaluation (no recurrent dropout, zoneout by its
+    expectation), as in the reference.
     Returns (output (T, B, D·P), final state tuple shaped like state0), fresh arrays of x's dtype.
     P = proj_size or hidden_size, D = 2 if bidirectional else 1, L = num_layers.
     """
-    if isinstance(config, RNNConfig) and not config.is_plain:
-        from . import engine_variants
-
-        return engine_variants.forward(config, params, x, state0, lengths, variant_masks)
-    dtype, (T, B, _), shapes, _, args = _check_sequence(config, params, x, state0, lengths)
-    out = np.empty((T, B, config.num_directions * config.output_size), dtype)
-    final = [np.empty(s, dtype) for s in shapes]
-    _require_engine().forward(*args, out, final[0], final[1] if len(final) == 2 else None)
+    call = _check_call(config, params, x, state0, lengths, variant_masks)
+    out, final = call.new_outputs()
+    call.kernel("forward")(*call.kernel_args(), out, final[0], final[1] if len(final) == 2 else None)
     return out, tuple(final)
 
 
@@ -318,15 +439,14 @@ def workspace_size(config: RNNConfig, steps, batch, recurrent_masks: bool = Fals
     """Values in the training workspace of ``train_forward`` for ``steps`` (T) by ``batch`` (B).
 
     Linear in T·B, so ``steps`` and ``batch`` may be symbolic sizes (torch's fake kernels pass them).
-    recurrent_masks: for a variant config, whether the call has recurrent-dropout masks.
+    recurrent_masks: for a variant config, whether the call has recurrent-dropout masks (a GRU then
+    keeps h as well).
     """
-    if not config.is_plain:
-        from . import engine_variants
-
-        return engine_variants.workspace_size(config, steps, batch, recurrent_masks)
-    row = _require_engine().train_workspace_row(
-        config.mode, config.num_layers, config.bidirectional, config.hidden_size, config.proj_size)
-    return steps * batch * row
+    head = (config.mode, config.num_layers, config.bidirectional, config.hidden_size, config.proj_size)
+    if config.is_plain:
+        return steps * batch * _require_engine().train_workspace_row(*head)
+    return steps * batch * _require_engine().variant_workspace_row(*head, variant_options(config),
+                                                                    bool(recurrent_masks))
 
 
 def train_forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, variant_masks=None):
@@ -336,30 +456,26 @@ def train_forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=No
     (T, B, D·P), final state tuple, workspace), fresh arrays; workspace is 1-D of
     ``workspace_size(config, T, B, recurrent masks given)`` values of x's dtype (gate activations, states
     and layer inputs of every step, in the engine's own layout): keep it unchanged and pass it to
-    ``backward`` with the same params, x, state0 and lengths.
+    ``backward`` with the same params, x, state0, lengths and variant_masks.
     """
-    if not config.is_plain:
-        from . import engine_variants
-
-        return engine_variants.train_forward(config, params, x, state0, lengths, variant_masks)
-    dtype, (T, B, _), shapes, _, args = _check_sequence(config, params, x, state0, lengths)
-    out = np.empty((T, B, config.num_directions * config.output_size), dtype)
-    final = [np.empty(s, dtype) for s in shapes]
-    workspace = workspaces.empty(workspace_size(config, T, B), dtype)
-    _require_engine().train_forward(*args, out, final[0], final[1] if len(final) == 2 else None, workspace)
+    call = _check_call(config, params, x, state0, lengths, variant_masks)
+    out, final = call.new_outputs()
+    workspace = workspaces.empty(call.workspace_size(), call.dtype)
+    call.kernel("train_forward")(*call.kernel_args(), out, final[0], final[1] if len(final) == 2 else None,
+                                 workspace)
     return out, tuple(final), workspace
 
 
-def _check_gradients(config: RNNConfig, d_output, d_final_state, steps_batch, shapes, dtype):
+def _check_gradients(call: SequenceCall, d_output, d_final_state):
     """The incoming gradients of a backward call, ready for the kernels: d_output (T, B, D·P) and
     d_final_state (zeros when None, else a tuple shaped like the final state)."""
-    d_out = _array("d_output", d_output, dtype)
-    _shape("d_output", d_out, (*steps_batch, config.num_directions * config.output_size))
+    d_out = _array("d_output", d_output, call.dtype)
+    _shape("d_output", d_out, call.output_shape)
     if d_final_state is None:
-        d_final = [np.zeros(s, dtype) for s in shapes]
+        d_final = [np.zeros(s, call.dtype) for s in call.state_shapes]
     else:
-        d_final = _check_state("d_final_state", d_final_state, shapes, dtype)
-    return _native(d_out, dtype), d_final
+        d_final = _check_state("d_final_state", d_final_state, call.state_shapes, call.dtype)
+    return _native(d_out, call.dtype), d_final
 
 
 def _check_workspace(workspace, size: int, dtype):
@@ -373,30 +489,201 @@ def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None
              variant_masks=None, workspace=None):
     """Gradients of ``forward`` by backpropagation through time, as ``lstmkit.ref.rnn.backward``.
 
-    Arguments config, params, x, state0, lengths as in ``forward``.
+    Arguments config, params, x, state0, lengths, variant_masks as in ``forward``.
     workspace: what ``train_forward`` returned for these same arguments (then the backward costs no
     forward), or None to run ``train_forward`` here first.
     d_output (T, B, D·P): gradient of the output (entries past a sequence's end are ignored).
     d_final_state: None for zeros, or a tuple shaped like the final state (LSTM (dh_n, dc_n), GRU (dh_n,)).
-    Returns (dx (T, B, I), d_state0 tuple shaped like state0, grads: dict by torch parameter name),
-    fresh arrays of x's dtype; dx is zero past each sequence's end. variant_masks as in ``forward``.
+    Returns (dx (T, B, I), d_state0 tuple shaped like state0, grads: dict by torch parameter name, the
+    variant parameters (peephole, ln_*) included), fresh arrays of x's dtype; dx is zero past each
+    sequence's end.
     """
-    if isinstance(config, RNNConfig) and not config.is_plain:
-        from . import engine_variants
-
-        return engine_variants.backward(config, params, x, d_output, d_final_state, state0, lengths, variant_masks,
-                                        workspace)
-    dtype, (T, B, I), shapes, names, args = _check_sequence(config, params, x, state0, lengths)
-    d_out, d_final = _check_gradients(config, d_output, d_final_state, (T, B), shapes, dtype)
+    call = _check_call(config, params, x, state0, lengths, variant_masks)
+    d_out, d_final = _check_gradients(call, d_output, d_final_state)
     if workspace is None:
-        _, _, workspace = train_forward(config, params, x, state0, lengths)
-    workspace = _check_workspace(workspace, workspace_size(config, T, B), dtype)
-    dx = np.empty((T, B, I), dtype)
-    d_state0 = [np.empty(s, dtype) for s in shapes]
-    grads = [np.empty(w.shape, dtype) for w in args[7]]
-    lstm = len(shapes) == 2
-    _require_engine().backward(
-        *args, workspace, d_out, d_final[0], d_final[1] if lstm else None,
-        dx, d_state0[0], d_state0[1] if lstm else None, grads,
-    )
+        _, _, workspace = train_forward(config, params, x, state0, lengths, variant_masks)
+    workspace = _check_workspace(workspace, call.workspace_size(), call.dtype)
+    dx = np.empty(call.x.shape, call.dtype)
+    d_state0 = [np.empty(s, call.dtype) for s in call.state_shapes]
+    grads = [np.empty(w.shape, call.dtype) for w in call.weights]
+    extra_grads = [np.empty(w.shape, call.dtype) for w in call.extra]
+    lstm = len(d_state0) == 2
+    call.kernel("backward")(*call.kernel_args(), workspace, d_out, d_final[0], d_final[1] if lstm else None,
+                            dx, d_state0[0], d_state0[1] if lstm else None, grads,
+                            *((extra_grads,) if call.variant else ()))
+    names = list(param_shapes(config))
+    if call.variant:  # back into param_shapes order
+        plain, extra = _weight_layout(config)
+        by_position = dict(zip(plain + extra, grads + extra_grads))
+        grads = [by_position[i] for i in range(len(names))]
     return dx, tuple(d_state0), dict(zip(names, grads))
+
+
+class VariantStepper:
+    """Streaming of a variant config on the native variant kernels: one T = 1 forward per step, the state
+    kept here between calls. The interface of the engine's native streams (``lstmkit.stream.Stream`` drives
+    it): ``step(x (B, I), out (B, P))``, ``reset()``, ``get_state(h, c)``, ``set_state(h, c)`` with h (L, B, P),
+    c (L, B, H) or None. Evaluation semantics, as the layer in eval mode: no recurrent dropout, zoneout by
+    its expectation. The weights are copied now; one call at a time (another thread gets RuntimeError)."""
+
+    def __init__(self, config: RNNConfig, params: Mapping, batch: int):
+        if config.bidirectional:
+            raise ValueError("stream: a bidirectional model cannot be streamed")
+        copies = {name: np.array(to_numpy(value), copy=True) for name, value in params.items()}
+        _, dtype = native_weights(config, copies)
+        call = _check_call(config, copies, np.zeros((1, batch, config.input_size), dtype), None, None)
+        self._call, self._kernel = call, call.kernel("forward")
+        self._state = [call.h0, call.c0]
+        self._next = [np.empty_like(s) if s is not None else None for s in self._state]
+        self._out_shape = (1, batch, config.output_size)
+        self._busy = threading.Lock()
+        self.dtype = np.dtype(dtype)
+
+    def _acquire(self) -> None:
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError("stream: already in use by another thread")
+
+    def step(self, x: np.ndarray, out: np.ndarray) -> None:
+        """x (B, I) C-contiguous -> out (B, P), the last layer's new h; TypeError for a non-contiguous x."""
+        self._acquire()
+        try:
+            self._kernel(*self._call.kernel_args(x[None], *self._state), out.reshape(self._out_shape), *self._next)
+            self._state, self._next = self._next, self._state
+        finally:
+            self._busy.release()
+
+    def reset(self) -> None:
+        self._acquire()
+        try:
+            for s in self._state:
+                if s is not None:
+                    s.fill(0)
+        finally:
+            self._busy.release()
+
+    def get_state(self, h: np.ndarray, c) -> None:
+        self._acquire()
+        try:
+            h[...] = self._state[0]
+            if c is not None:
+                c[...] = self._state[1]
+        finally:
+            self._busy.release()
+
+    def set_state(self, h: np.ndarray, c) -> None:
+        self._acquire()
+        try:
+            self._state[0][...] = h
+            if c is not None:
+                self._state[1][...] = c
+        finally:
+            self._busy.release()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Training with inter-layer dropout: one layer at a time on the single-layer kernels, the masks between.
+# ----------------------------------------------------------------------------------------------------------
+
+@dataclass
+class LayeredTape:
+    """What ``layered_train_forward`` keeps for ``layered_backward``, per layer l (lists of L entries).
+
+    configs[l]: the one-layer RNNConfig; params[l]: its parameters under the one-layer names; inputs[l]
+    (T, B, I_l): what layer l read (x, or the layer below's output times its dropout mask); states0[l]: its
+    initial state tuple (D, B, ·); variant_masks[l]: its VariantMasks or None; workspaces[l]: its engine
+    workspace. dropout_masks: the L − 1 masks (T, B, D·P); lengths (B,) or None.
+    """
+
+    config: RNNConfig
+    configs: list
+    params: list
+    names: list
+    inputs: list
+    states0: list
+    variant_masks: list
+    workspaces: list
+    dropout_masks: list
+    lengths: object
+
+
+def _layer_variant_masks(variant_masks, layer: int, directions: int):
+    """The VariantMasks of one layer (its D entries of each per layer·direction list), or None."""
+    if variant_masks is None:
+        return None
+    k = slice(layer * directions, (layer + 1) * directions)
+    return type(variant_masks)(*(None if getattr(variant_masks, f) is None else list(getattr(variant_masks, f))[k]
+                                 for f in checks.VARIANT_MASKS))
+
+
+def _check_dropout_masks(config: RNNConfig, dropout_masks, steps: int, batch: int, dtype) -> list:
+    expected = (steps, batch, config.num_directions * config.output_size)
+    if not isinstance(dropout_masks, (list, tuple)) or len(dropout_masks) != config.num_layers - 1:
+        got = len(dropout_masks) if isinstance(dropout_masks, (list, tuple)) else type(dropout_masks).__name__
+        raise ValueError(f"dropout_masks: expected {config.num_layers - 1} masks (one per layer but the last), "
+                         f"got {got}")
+    masks = []
+    for k, m in enumerate(dropout_masks):
+        arr = _array(f"dropout_masks[{k}]", m, dtype)
+        _shape(f"dropout_masks[{k}]", arr, expected)
+        masks.append(arr)
+    return masks
+
+
+def layered_train_forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, dropout_masks=(),
+                          variant_masks=None):
+    """Training forward with inter-layer dropout, natively: as ``lstmkit.ref.rnn.forward(config, params, x,
+    state0, lengths, dropout_masks, variant_masks)`` (the reference applies each mask to a layer's output
+    before the next layer reads it), computed one layer at a time by ``train_forward`` on the one-layer
+    config, the masks applied between layers here.
+
+    dropout_masks: L − 1 arrays (T, B, D·P) of x's dtype, already scaled by 1/(1 − p). Other arguments as
+    ``train_forward``. Returns (output (T, B, D·P), final state tuple, LayeredTape for ``layered_backward``).
+    """
+    if not isinstance(config, RNNConfig):
+        raise TypeError(f"config: expected an lstmkit RNNConfig, got {type(config).__name__}")
+    x = _array("x", x)
+    if x.ndim != 3:
+        raise ValueError(f"x: expected 3 dimensions (T, B, {config.input_size}), got shape {x.shape}")
+    T, B = x.shape[:2]
+    masks = _check_dropout_masks(config, dropout_masks, T, B, x.dtype)
+    D = config.num_directions
+    tape = LayeredTape(config, [], [], [], [], [], [], [], masks, lengths)
+    finals = []
+    layer_input = x
+    for layer in range(config.num_layers):
+        cfg = layer_config(config, layer)
+        names = layer_param_names(config, layer)
+        p = {one: params[full] for full, one in names}
+        s0 = None if state0 is None else tuple(s[layer * D:(layer + 1) * D] for s in state0)
+        vm = _layer_variant_masks(variant_masks, layer, D)
+        out, final, workspace = train_forward(cfg, p, layer_input, s0, lengths, vm)
+        for field, value in zip(("configs", "params", "names", "inputs", "states0", "variant_masks", "workspaces"),
+                                (cfg, p, names, layer_input, s0, vm, workspace)):
+            getattr(tape, field).append(value)
+        finals.append(final)
+        layer_input = out * masks[layer] if layer < config.num_layers - 1 else out
+    final_state = tuple(np.concatenate(parts) for parts in zip(*finals))
+    return layer_input, final_state, tape
+
+
+def layered_backward(tape: LayeredTape, d_output, d_final_state=None):
+    """Gradients of ``layered_train_forward`` (as ``lstmkit.ref.rnn.backward`` of the same forward):
+    d_output (T, B, D·P), d_final_state a tuple like the final state (None for zeros). Returns (dx (T, B, I),
+    d_state0 tuple, grads by torch parameter name)."""
+    if not isinstance(tape, LayeredTape):
+        raise TypeError(f"tape: expected the LayeredTape of layered_train_forward, got {type(tape).__name__}")
+    config = tape.config
+    D = config.num_directions
+    d_state0, grads = [], {}
+    d_layer = d_output
+    for layer in reversed(range(config.num_layers)):
+        k = slice(layer * D, (layer + 1) * D)
+        d_final = None if d_final_state is None else tuple(np.asarray(s)[k] for s in d_final_state)
+        dx, d_s0, g = backward(tape.configs[layer], tape.params[layer], tape.inputs[layer], d_layer, d_final,
+                               tape.states0[layer], tape.lengths, tape.variant_masks[layer],
+                               workspace=tape.workspaces[layer])
+        grads.update({full: g[one] for full, one in tape.names[layer]})
+        d_state0.insert(0, d_s0)
+        d_layer = dx * tape.dropout_masks[layer - 1] if layer > 0 else dx
+    order = param_shapes(config)
+    return d_layer, tuple(np.concatenate(parts) for parts in zip(*d_state0)), {n: grads[n] for n in order}

@@ -1,15 +1,18 @@
 """NumPy layers with torch.nn's interface: lstmkit.LSTM, GRU, LSTMCell, GRUCell (and a Linear readout).
 
-They need no torch. A layer owns its parameters (``layer.params``, torch's names) and remembers its
-last forward call, so ``layer.backward(d_output)`` returns the gradients of input, initial state and
-every parameter. The computation, forward and backward, runs on the native engine when it is built
-(``backend="auto"``), else on the reference; inter-layer dropout in training mode and what the engine does
-not support (``engine.supports``) use the reference.
+They need no torch. A layer owns its parameters (``layer.params``, torch's names) and remembers the
+last forward call of each thread, so ``layer.backward(d_output)`` returns the gradients of that thread's
+input, initial state and every parameter (two threads training one layer, or copies of it, never mix).
+The computation, forward and backward, runs on the native engine when it is built (``backend="auto"``),
+else on the reference; training with inter-layer dropout runs natively one layer at a time
+(``engine.layered_train_forward``), the masks applied between layers.
 """
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,6 +36,44 @@ class Gradients:
     params: dict = field(default_factory=dict)
 
 
+class ForwardContext(NamedTuple):
+    """What a sequence layer's forward call keeps for its backward (sequence-first arrays)."""
+
+    xs: np.ndarray  # (T, B, I)
+    state0: tuple | None  # as check_state returned it, reshaped to (L·D, B, ·); None for zeros
+    lengths: np.ndarray | None  # (B,)
+    masks: list | None  # inter-layer dropout masks, L − 1 of (T, B, D·P)
+    cache: object  # the engine's workspace (1-D), None (recompute natively) or the reference's cache dict
+    unbatched: bool
+    variant_masks: object  # ref.variants.VariantMasks of a training call, else None
+
+
+class _PerThread:
+    """Each forward call's context, kept per calling thread until its backward.
+
+    A layer used from two threads (forward/backward in turn in each) must give each thread the gradient of
+    its own forward: one slot on the layer let the other thread's forward replace it in between. Contexts of
+    threads that have ended are dropped once a few have gathered.
+    """
+
+    _KEEP = 8
+
+    def __init__(self):
+        self._by_thread = {}
+
+    def save(self, context) -> None:
+        by_thread = self._by_thread
+        by_thread[threading.get_ident()] = context
+        if len(by_thread) > self._KEEP:
+            alive = {t.ident for t in threading.enumerate()}
+            for ident in [i for i in by_thread if i not in alive]:
+                by_thread.pop(ident, None)
+
+    def get(self):
+        """This thread's last context, None before its first forward call."""
+        return self._by_thread.get(threading.get_ident())
+
+
 def resolve_backend(backend: str) -> str:
     """'auto' -> 'native' when the engine is built, else 'reference'."""
     if backend not in BACKENDS:
@@ -49,6 +90,15 @@ class _Module:
 
     params: dict
     training: bool = True
+
+    @property
+    def _last(self):
+        """The calling thread's last forward context (None before one); see ``_PerThread``."""
+        contexts = self.__dict__.get("_contexts")
+        return None if contexts is None else contexts.get()
+
+    def _keep(self, context) -> None:
+        self.__dict__.setdefault("_contexts", _PerThread()).save(context)
 
     def train(self, mode: bool = True):
         self.training = bool(mode)
@@ -99,7 +149,7 @@ class RNNBase(_Recurrent):
         self.rng = np.random.default_rng(seed)
         self.params = init_params(self.config, seed, self.dtype)
         self.training = True
-        self._last = None  # what the last forward call needs for backward
+        self._contexts = _PerThread()  # what each thread's last forward call needs for its backward
 
     def __getattr__(self, name):
         # torch-style attribute access: layer.hidden_size, layer.weight_ih_l0, ...
@@ -138,15 +188,19 @@ class RNNBase(_Recurrent):
             state0 = tuple(np.asarray(s).reshape(shape) for s, shape in zip(state0, state_shapes(cfg, B)))
         masks = self._dropout_masks(T, B)
         variant_masks = self._variant_masks(T, B)
-        if self._runs_natively(masks) and self.training:
+        native = self._runs_natively()
+        if native and masks is not None:  # one layer at a time natively, the masks between
+            output, final, cache = engine.layered_train_forward(cfg, self.params, xs, state0, lengths, masks,
+                                                                variant_masks)
+        elif native and self.training:
             # keep the engine's workspace: backward then needs no second forward
             output, final, cache = engine.train_forward(cfg, self.params, xs, state0, lengths, variant_masks)
-        elif self._runs_natively(masks):
+        elif native:
             output, final = engine.forward(cfg, self.params, xs, state0, lengths, variant_masks)
             cache = None
         else:
             output, final, cache = ref.forward(cfg, self.params, xs, state0, lengths, masks, variant_masks)
-        self._last = (xs, state0, lengths, masks, cache, unbatched, variant_masks)
+        self._keep(ForwardContext(xs, state0, lengths, masks, cache, unbatched, variant_masks))
         output = self._from_sequence_first(output, unbatched)
         final = tuple(s[:, 0] if unbatched else s for s in final)
         return (output, final) if cfg.mode == "LSTM" else (output, final[0])
@@ -166,7 +220,9 @@ class RNNBase(_Recurrent):
             np.zeros(shape, self.dtype) if d is None else np.asarray(d, self.dtype).reshape(shape)
             for d, shape in zip(finals, state_shapes(self.config, B))
         )
-        if cache is None or isinstance(cache, np.ndarray):  # the forward ran natively (workspace, or None: recomputed)
+        if isinstance(cache, engine.LayeredTape):  # natively, layer by layer (inter-layer dropout)
+            dx, d_state0, grads = engine.layered_backward(cache, d_out, d_final)
+        elif cache is None or isinstance(cache, np.ndarray):  # natively (workspace, or None: recomputed)
             dx, d_state0, grads = engine.backward(self.config, self.params, xs, d_out, d_final, state0, lengths,
                                                   variant_masks, workspace=cache)
         else:
@@ -182,12 +238,13 @@ class RNNBase(_Recurrent):
 
         return trace(self, x, lengths=lengths, hx=hx)
 
-    def _runs_natively(self, dropout_masks) -> bool:
+    def _runs_natively(self) -> bool:
         """The one place that picks the backend of a forward call (its backward follows it)."""
-        return self.backend == "native" and dropout_masks is None and engine.supports(self.config)
+        return self.backend == "native" and engine.supports(self.config)
 
     def _variant_masks(self, T, B):
-        """Zoneout and recurrent-dropout masks drawn from the layer's rng in training; None (the expectation) in eval."""
+        """Zoneout and recurrent-dropout masks drawn from the layer's rng in training; None (the expectation)
+        in eval."""
         if self.config.is_plain or not self.training:
             return None
         return variants.sample_masks(self.config, T, B, self.rng, self.dtype)
@@ -246,7 +303,7 @@ class _CellBase(_Recurrent):
         # a cell's parameters are a one-layer RNN's without the "_l0" suffix
         self.params = {name[:-3]: value for name, value in init_params(self.config, seed, self.dtype).items()}
         self.training = True
-        self._last = None
+        self._contexts = _PerThread()
 
     @property
     def input_size(self):
@@ -290,7 +347,7 @@ class _CellBase(_Recurrent):
             new_state, cache = engine.cell_forward(cfg.mode, x2, state, self.params), None
         else:
             new_state, cache = cell.cell_forward(x2, state, self.params)
-        self._last = (x2, state, cache, unbatched)
+        self._keep((x2, state, cache, unbatched))
         new_state = tuple(s[0] if unbatched else s for s in new_state)
         return new_state if cfg.mode == "LSTM" else new_state[0]
 
@@ -340,16 +397,21 @@ class Linear(_Module):
         if bias:
             self.params["bias"] = rng.uniform(-bound, bound, (out_features,)).astype(self.dtype)
         self.training = True
-        self._x = None
+        self._contexts = _PerThread()
 
     def __call__(self, x):
         """x (..., in) -> (..., out)."""
-        self._x = np.asarray(x)
-        y = self._x @ self.params["weight"].T
+        x = np.asarray(x)
+        self._keep(x)
+        y = x @ self.params["weight"].T
         return y + self.params["bias"] if "bias" in self.params else y
 
     def backward(self, d_y) -> Gradients:
-        x2 = self._x.reshape(-1, self._x.shape[-1])
+        """Gradients through this thread's last call: d_y (..., out) -> input (..., in), weight, bias."""
+        x = self._last
+        if x is None:
+            raise RuntimeError("backward: call the layer on an input first")
+        x2 = x.reshape(-1, x.shape[-1])
         d2 = np.asarray(d_y).reshape(-1, d_y.shape[-1])
         grads = {"weight": d2.T @ x2}
         if "bias" in self.params:

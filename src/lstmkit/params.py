@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
@@ -87,19 +87,23 @@ class RNNConfig:
                 raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
             object.__setattr__(self, name, bool(getattr(self, name)))
         if self.clip is not None:
-            object.__setattr__(self, "clip", number("clip", self.clip, lambda v: 0 < v < math.inf, "a number > 0 or None"))
+            clip = number("clip", self.clip, lambda v: 0 < v < math.inf, "a number > 0 or None")
+            object.__setattr__(self, "clip", clip)
         object.__setattr__(self, "recurrent_dropout", number(
             "recurrent_dropout", self.recurrent_dropout, lambda v: 0 <= v < 1, "a number in [0, 1)"))
-        object.__setattr__(self, "forget_bias", number("forget_bias", self.forget_bias, math.isfinite, "a finite number"))
+        forget_bias = number("forget_bias", self.forget_bias, math.isfinite, "a finite number")
+        object.__setattr__(self, "forget_bias", forget_bias)
         z = self.zoneout
         if not isinstance(z, (tuple, list)) or len(z) != 2:
             raise ValueError(f"zoneout: expected a pair (z_c, z_h), got {z!r}")
-        object.__setattr__(self, "zoneout", tuple(number("zoneout", v, lambda v: 0 <= v < 1, "each in [0, 1)") for v in z))
+        zoneout = tuple(number("zoneout", v, lambda v: 0 <= v < 1, "each in [0, 1)") for v in z)
+        object.__setattr__(self, "zoneout", zoneout)
         object.__setattr__(self, "activations", _normalise_activations(self.mode, self.activations))
         other = "GRU" if self.mode == "LSTM" else "LSTM"
         for name in GRU_ONLY if self.mode == "LSTM" else LSTM_ONLY:
             if getattr(self, name) != VARIANT_DEFAULTS[name]:
-                raise ValueError(f"{name}: only {other} has this option, got {name}={getattr(self, name)!r} for {self.mode}")
+                raise ValueError(f"{name}: only {other} has this option, "
+                                 f"got {name}={getattr(self, name)!r} for {self.mode}")
         if self.mode == "GRU" and self.zoneout[0]:
             raise ValueError(f"zoneout: a GRU has no cell state, so z_c must be 0, got zoneout={self.zoneout}")
         if self.layer_norm and not self.linear_before_reset:
@@ -133,11 +137,21 @@ class RNNConfig:
         """The variant options that differ from their defaults (forget_bias included), by name."""
         return {k: getattr(self, k) for k, v in VARIANT_DEFAULTS.items() if getattr(self, k) != v}
 
+    def require_plain(self, where: str, *, inference: bool = False, hint: str = "") -> None:
+        """The one refusal of the variant options: ValueError naming ``where`` and every option that changes
+        the forward, for a path that computes or stores the plain cells only.
+
+        inference: the path only evaluates, so the training-only recurrent_dropout (off in eval) is allowed.
+        hint: what to do instead, appended to the message.
+        """
+        ignored = ("forget_bias", "recurrent_dropout") if inference else ("forget_bias",)
+        changed = {k: v for k, v in self.variant_options().items() if k not in ignored}
+        if changed:
+            raise ValueError(f"{where}: cannot express the variant options {changed}" + (f"; {hint}" if hint else ""))
+
     def refuse_variants(self, where: str) -> None:
-        """ValueError naming ``where`` when a variant option changes the forward (for formats that cannot hold it)."""
-        if not self.is_plain:
-            changed = {k: v for k, v in self.variant_options().items() if k != "forget_bias"}
-            raise ValueError(f"{where}: cannot express the variant options {changed}; save to safetensors instead")
+        """``require_plain`` for formats that cannot hold a variant (the message says where it can be saved)."""
+        self.require_plain(where, hint="save to safetensors instead")
 
     def to_dict(self) -> dict:
         """JSON-ready fields; variant options only when set, so a plain config serialises as it always did."""
@@ -221,6 +235,25 @@ def _param_shapes(config: RNNConfig) -> tuple[tuple[str, tuple[int, ...]], ...]:
                     shapes["ln_cell_weight" + s] = (H,)
                     shapes["ln_cell_bias" + s] = (H,)
     return tuple(shapes.items())
+
+
+def layer_config(config: RNNConfig, layer: int) -> RNNConfig:
+    """The one-layer config of ``config``'s layer ``layer`` (its input is x, or the layer below's D·P
+    outputs), sequence-first and without inter-layer dropout: what runs one layer at a time."""
+    input_size = config.input_size if layer == 0 else config.num_directions * config.output_size
+    return replace(config, input_size=input_size, num_layers=1, dropout=0.0, batch_first=False)
+
+
+def layer_param_names(config: RNNConfig, layer: int) -> list[tuple[str, str]]:
+    """(name in ``config``, name in ``layer_config(config, layer)``) of layer ``layer``'s parameters, in
+    param_shapes order: ``weight_ih_l2_reverse`` is ``weight_ih_l0_reverse`` of the one-layer config."""
+    tag = f"_l{layer}"
+    names = []
+    for name in param_shapes(config):
+        stem, _, rest = name.rpartition(tag)
+        if stem and rest in ("", "_reverse"):
+            names.append((name, f"{stem}_l0{rest}"))
+    return names
 
 
 def init_params(config: RNNConfig, seed: int | None = None, dtype="float32") -> dict[str, np.ndarray]:

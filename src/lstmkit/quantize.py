@@ -8,7 +8,8 @@ One API for both formats: the result is an inference-only copy of the model (lat
 do not reach it), with the float model's ``__call__`` shapes. Inputs and states are float32 (the model's
 parameters, float32 or float64, are quantised from their values); outputs and states are float32 numpy
 arrays. Every configuration of the float engine: layers, bidirectional, proj_size, batch_first, initial
-state, per-sequence lengths (any order).
+state, per-sequence lengths (any order); the variant options that change the evaluation forward
+(docs/variants.md) are refused by name (``RNNConfig.require_plain``).
 
 Formats (docs/quantization.md has the measured error and speed):
 
@@ -75,6 +76,8 @@ class QuantizedRNN:
             raise TypeError(f"config: expected an lstmkit RNNConfig, got {type(config).__name__}")
         if dtype not in QUANT_DTYPES:
             raise ValueError(f"dtype: expected one of {QUANT_DTYPES}, got {dtype!r}")
+        config.require_plain(f"quantize(dtype={dtype!r})", inference=True,
+                             hint="the quantised kernels compute the plain cells; run the float model instead")
         widest = max(config.input_size, config.num_directions * config.output_size, config.hidden_size)
         if dtype == "int8" and widest > MAX_INPUT_WIDTH:
             raise ValueError(f"config: int8 supports inputs up to {MAX_INPUT_WIDTH} wide (int32 sums), got {widest}")

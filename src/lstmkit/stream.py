@@ -6,7 +6,10 @@
     s.reset()                        # back to zeros
     s.state = (h, c)                 # LSTM (h (L, B, P), c (L, B, H)); GRU (h (L, B, H),)
 
-Stepping T times gives what the whole-sequence forward gives on the T steps (the same kernels).
+Stepping T times gives what the whole-sequence forward gives on the T steps (the same kernels), in
+evaluation mode: with the variant options (docs/variants.md) no recurrent dropout, zoneout by its
+expectation. A variant config steps through the native variant kernels, one T = 1 call per step
+(``engine.VariantStepper``); the quantised formats compute the plain cells only and refuse the options.
 Unidirectional models only: a bidirectional layer needs the whole sequence for its reverse direction.
 
 The weights are copied (packed) when the stream is made, so later changes to the layer's parameters
@@ -59,8 +62,12 @@ class Stream:
         head = (config.mode, config.num_layers, config.input_size, config.hidden_size, config.proj_size, config.bias,
                 int(batch))
         if quantized:  # lstmkit.quantize's formats: float32 in and out (QuantizedRNN.stream)
+            config.require_plain(f"stream(quantized={quantized!r})", inference=True)
             weights, dtype = engine.native_weights(config, params, np.float32)
             self._native = eng.QuantizedStream(*head, weights, quantized)
+        elif not config.is_plain:  # the variant kernels, one T = 1 call per step (eval semantics)
+            self._native = engine.VariantStepper(config, params, int(batch))
+            dtype = self._native.dtype
         else:
             weights, dtype = engine.native_weights(config, params)
             cls = eng.Stream32 if dtype == np.float32 else eng.Stream64
@@ -72,7 +79,8 @@ class Stream:
         L, H, P = config.num_layers, config.hidden_size, config.output_size
         self._x_shape = (self.batch, config.input_size)
         self._out_shape = (self.batch, P)
-        self._state_shapes = ((L, self.batch, P), (L, self.batch, H)) if config.mode == "LSTM" else ((L, self.batch, H),)
+        lstm = config.mode == "LSTM"
+        self._state_shapes = ((L, self.batch, P), (L, self.batch, H)) if lstm else ((L, self.batch, H),)
         self._torch = bool(torch_io)
 
     def step(self, x):

@@ -1,11 +1,11 @@
 """``trace(model, x)``: every gate, cell and hidden state of every layer, direction and step, as named arrays.
 
 The values come from the NumPy reference, the one source of truth: ``ref.forward`` runs the sequence
-and keeps each step's cache; the gates are read from those caches (LSTM cache = (x, h, c, i, f, g, o,
-tanh_c, m), GRU cache = (x, h, r, z, n, gh_n)) and the new state of each step is obtained by handing
-the cached inputs of that step back to the reference cell (``cell_forward``), so no cell equation is
+and keeps each step's cache; the gates are read from those caches (``_CACHE_SLOTS``: the textbook cells'
+and the variant cells' of docs/variants.md) and the new state of each step is obtained by handing the
+cached inputs of that step back to the reference cell (``cell_forward``), so no cell equation is
 written twice. Computation is in float64 and dropout is off (a trace describes the model, not a
-training step).
+training step): the variant options in evaluation mode, zoneout by its expectation, no recurrent dropout.
 
 Every array is sequence-first and indexed by the position t in the sequence, for the reverse direction
 too (it runs t = T−1 … 0, so its "previous" state at t is the one at t+1). Steps past a sequence's end
@@ -21,7 +21,6 @@ import numpy as np
 from .. import ref
 from ..checks import check_input, check_lengths, check_state, state_shapes
 from ..params import GATES, RNNConfig, to_numpy
-from ..ref.rnn import CELLS
 
 __all__ = ["DirectionTrace", "Trace", "trace", "to_layer"]
 
@@ -126,14 +125,13 @@ def trace(model, x, lengths=None, hx=None) -> Trace:
     """
     layer = to_layer(model)
     cfg = layer.config
-    if not cfg.is_plain:  # the trace reads the textbook cells' caches
-        raise ValueError(f"model: trace follows the plain cells only, got the variant options {cfg.variant_options()}")
     x = np.asarray(to_numpy(x), dtype=np.float64)
     T, B, unbatched = check_input(cfg, x, np.float64)
     lengths = check_lengths(lengths, T, B)
     xs = x[:, None] if unbatched else (x.transpose(1, 0, 2) if cfg.batch_first else x)
     if hx is not None:
-        hx = tuple(np.asarray(h, np.float64) for h in hx) if isinstance(hx, (tuple, list)) else np.asarray(hx, np.float64)
+        hx = (tuple(np.asarray(h, np.float64) for h in hx) if isinstance(hx, (tuple, list))
+              else np.asarray(hx, np.float64))
     state0 = check_state(cfg, hx, B, unbatched, np.float64)
     if state0 is not None:
         state0 = tuple(np.asarray(s).reshape(shape) for s, shape in zip(state0, state_shapes(cfg, B)))
@@ -142,7 +140,7 @@ def trace(model, x, lengths=None, hx=None) -> Trace:
 
     output, _, cache = ref.forward(cfg, layer.params, xs, state0, lengths)
     valid = cache["mask"][:, :, 0] > 0  # (T, B)
-    cell = CELLS[cfg.mode]
+    cell = cache["cell"]
     D = cfg.num_directions
     layers = []
     for l, (_, directions) in enumerate(cache["layers"]):
@@ -157,18 +155,31 @@ def trace(model, x, lengths=None, hx=None) -> Trace:
     return Trace(cfg, xs, lengths, valid, layers, output, dict(layer.params), cache)
 
 
+# where a step's cache holds the gates (torch's order) and the variant masks (m_rd, m_c, m_h), by (mode, plain):
+# ref/lstm.py (x, h, c, i, f, g, o, tanh_c, m), ref/gru.py (x, h, r, z, n, gh_n), and the variant cells of
+# ref/variants.py: LSTM (x, h, c, hr, m_rd, m_c, m_h, ln_ih, ln_hh, i, f, g, o, ...), GRU (x, h, hr, m_rd, m_h,
+# ln_ih, ln_hh, r, z, n, ...); input_forget's f is cached as 1 − i
+_CACHE_SLOTS = {
+    ("LSTM", True): ((3, 4, 5, 6), ()),
+    ("GRU", True): ((2, 3, 4), ()),
+    ("LSTM", False): ((9, 10, 11, 12), (4, 5, 6)),
+    ("GRU", False): ((7, 8, 9), (3, None, 4)),
+}
+
+
 def _direction_trace(cfg, cell, w, caches, valid, init, reverse) -> DirectionTrace:
     """Gates from the cached steps; the state after each step by replaying its cached inputs through the cell."""
     names = GATES[cfg.mode]
     lstm = cfg.mode == "LSTM"
     T, B = valid.shape
-    gate_slots = (3, 4, 5, 6) if lstm else (2, 3, 4)  # where i, f, g, o / r, z, n sit in a step's cache
+    gate_slots, mask_slots = _CACHE_SLOTS[cfg.mode, cfg.is_plain]
     gates = {n: np.stack([c[s] for c in caches]) for n, s in zip(names, gate_slots)}  # each (T, B, H)
     h, c = np.empty((T, B, cfg.output_size)), (np.empty((T, B, cfg.hidden_size)) if lstm else None)
     for t, step in enumerate(caches):
-        # the step's own inputs: x and the previous state, exactly as the reference fed them to the cell
+        # the step's own inputs: x, the previous state and the variant masks, as the reference fed them to the cell
         state_in = (step[1], step[2]) if lstm else (step[1],)
-        new_state, _ = cell.cell_forward(step[0], state_in, w)
+        masks = tuple(None if k is None else step[k] for k in mask_slots)
+        new_state, _ = cell.cell_forward(step[0], state_in, w, *masks)
         h[t] = new_state[0]
         if lstm:
             c[t] = new_state[1]

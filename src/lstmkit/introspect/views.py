@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ref.rnn import CELLS, backprop_direction
+from ..ref.rnn import backprop_direction
 from .trace import Trace
 
 
@@ -156,7 +156,7 @@ def gradient_norms(tr: Trace, d_last=None) -> GradientFlow:
     d_last = np.ones((B, tr.output.shape[2])) if d_last is None else np.asarray(d_last, np.float64)
     has = tr.lengths > 0
     d_out[last[has], np.nonzero(has)[0]] = d_last[has]
-    cell = CELLS[cfg.mode]
+    cell = cache["cell"]  # the textbook or the variant cell, the one the forward ran
     norms_h, grads_h = [None] * cfg.num_layers, [None] * cfg.num_layers
     d_layer = d_out
     for layer in reversed(range(cfg.num_layers)):

@@ -40,7 +40,8 @@ def sample_masks(config, steps: int, batch: int, rng, dtype) -> VariantMasks:
     K = config.num_layers * config.num_directions
     H, P = config.hidden_size, config.output_size
     p, (z_c, z_h) = config.recurrent_dropout, config.zoneout
-    recurrent = [_bernoulli(rng, (batch, P), 1.0 - p, dtype) / np.asarray(1.0 - p, dtype) for _ in range(K)] if p else None
+    keep = np.asarray(1.0 - p, dtype)
+    recurrent = [_bernoulli(rng, (batch, P), 1.0 - p, dtype) / keep for _ in range(K)] if p else None
     zoneout_c = [_bernoulli(rng, (steps, batch, H), z_c, dtype) for _ in range(K)] if z_c else None
     zoneout_h = [_bernoulli(rng, (steps, batch, P), z_h, dtype) for _ in range(K)] if z_h else None
     return VariantMasks(recurrent, zoneout_c, zoneout_h)

@@ -24,7 +24,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from .. import checks, engine
 from ..errors import ShapeError
-from ..params import GATES, RNNConfig, check_dtype, check_size, param_shapes
+from ..params import GATES, RNNConfig, check_dtype, check_size, layer_config, layer_param_names, param_shapes
 from . import devices, ops  # ops registers torch.ops.lstmkit.*
 from .variant_ops import config_key
 
@@ -48,6 +48,10 @@ class _RNNBase(nn.Module):
         self.config = c = RNNConfig(mode, input_size, hidden_size, num_layers, bias, batch_first, dropout,
                                     bidirectional, proj_size, **variants)
         self._config_key = config_key(self.config)
+        # per layer: its one-layer config, that config's operator key and its parameters' names here (training
+        # with inter-layer dropout runs one layer at a time)
+        self._layers = [(cfg, config_key(cfg), [full for full, _ in layer_param_names(self.config, layer)])
+                        for layer, cfg in ((l, layer_config(c, l)) for l in range(c.num_layers))]
         self.mode = mode
         self.input_size, self.hidden_size, self.num_layers = c.input_size, c.hidden_size, c.num_layers
         self.bias, self.batch_first, self.dropout = c.bias, c.batch_first, float(dropout)
@@ -99,9 +103,6 @@ class _RNNBase(nn.Module):
         over a copy of the current weights; step takes and returns tensors)."""
         from ..stream import Stream
 
-        if not self.config.is_plain:
-            raise ValueError(f"stream: streaming runs the plain cells only, got variant options "
-                             f"{self.config.variant_options()}")
         weights = {name: getattr(self, name).detach() for name in self._flat_weights_names}
         return Stream(self.config, weights, batch, torch_io=True)
 
@@ -172,28 +173,23 @@ class _RNNBase(nn.Module):
             return devices.sequence_forward(c, x, state0, self._flat_weights, lengths, masks,
                                             self._variant_masks(T, B, x))
         # the training ops (which save the engine's workspace) only in training mode, so an eval-mode graph
-        # (torch.export, tracing) holds the inference op; an eval-mode backward recomputes the forward
-        trains = self.training and ops.trains_natively(x, state0, self._flat_weights, masks) and \
-            not torch.onnx.is_in_onnx_export()  # TorchScript's ONNX exporter translates the inference ops
+        # (torch.export, tracing) holds the inference op; an eval-mode backward recomputes the forward.
+        # TorchScript's ONNX exporter translates the inference ops only.
+        native_training = self.training and not torch.onnx.is_in_onnx_export()
+        trains = native_training and ops.trains_natively(x, state0, self._flat_weights, masks)
+        if masks and native_training and ops.trains_natively(x, state0, self._flat_weights, []) and \
+                engine.supports(c):  # inter-layer dropout: one native training call per layer
+            return self._run_layers(x, state0, lengths, masks)
         if not c.is_plain:
             c0 = state0[1] if c.mode == "LSTM" else None
             variant_masks = self._variant_masks(T, B, x)
             if trains and engine.supports(c):
-                out, h, cn, _ = torch.ops.lstmkit.variant_rnn_train(x, state0[0], c0, self._flat_weights, lengths,
-                                                                    *variant_masks, self._config_key)
-            else:
-                out, h, cn = torch.ops.lstmkit.variant_rnn(x, state0[0], c0, self._flat_weights, lengths, masks,
-                                                           *variant_masks, self._config_key)
+                return _train_call(c, self._config_key, self._flat_weights, x, state0, lengths, variant_masks)
+            out, h, cn = torch.ops.lstmkit.variant_rnn(x, state0[0], c0, self._flat_weights, lengths, masks,
+                                                       *variant_masks, self._config_key)
             return out, ((h, cn) if c.mode == "LSTM" else (h,))
         if trains:  # autograd saves the engine's workspace
-            if c.mode == "LSTM":
-                out, h, cn, _ = torch.ops.lstmkit.lstm_train(x, state0[0], state0[1], self._flat_weights, lengths,
-                                                             c.input_size, c.hidden_size, c.num_layers, c.bias,
-                                                             c.bidirectional, c.proj_size)
-                return out, (h, cn)
-            out, h, _ = torch.ops.lstmkit.gru_train(x, state0[0], self._flat_weights, lengths, c.input_size,
-                                                    c.hidden_size, c.num_layers, c.bias, c.bidirectional)
-            return out, (h,)
+            return _train_call(c, self._config_key, self._flat_weights, x, state0, lengths, ([], [], []))
         if c.mode == "LSTM":
             out, h, cn = torch.ops.lstmkit.lstm(x, state0[0], state0[1], self._flat_weights, lengths, masks,
                                                 c.input_size, c.hidden_size, c.num_layers, c.bias,
@@ -202,6 +198,22 @@ class _RNNBase(nn.Module):
         out, h = torch.ops.lstmkit.gru(x, state0[0], self._flat_weights, lengths, masks, c.input_size,
                                        c.hidden_size, c.num_layers, c.bias, c.bidirectional)
         return out, (h,)
+
+    def _run_layers(self, x, state0, lengths, masks):
+        """Training with inter-layer dropout on the engine: one single-layer training call per layer, each
+        layer's output times its mask (a torch product, so autograd carries the mask back) feeding the next;
+        the same function as the reference's forward with these masks."""
+        c = self.config
+        D = c.num_directions
+        variant_masks = self._variant_masks(x.shape[0], x.shape[1], x) if not c.is_plain else ([], [], [])
+        finals = []
+        for layer, (cfg, key, names) in enumerate(self._layers):
+            k = slice(layer * D, (layer + 1) * D)
+            out, state = _train_call(cfg, key, [getattr(self, n) for n in names], x, tuple(s[k] for s in state0),
+                                     lengths, tuple(m[k] for m in variant_masks))
+            finals.append(state)
+            x = out * masks[layer] if layer < c.num_layers - 1 else out
+        return x, tuple(torch.cat(parts) for parts in zip(*finals))
 
     def _forward(self, input, hx, lengths):
         cfg = self.config
@@ -242,6 +254,23 @@ class _RNNBase(nn.Module):
         if unbatched:
             state = tuple(s.squeeze(1) for s in state)
         return out, state
+
+
+def _train_call(c: RNNConfig, key: str, weights, x, state0, lengths, variant_masks):
+    """One native training call of config ``c`` (autograd saves the engine's workspace) -> (output, states).
+    key: ``config_key(c)``; variant_masks: the three lists of ``_variant_masks`` (empty for a plain config)."""
+    if not c.is_plain:
+        c0 = state0[1] if c.mode == "LSTM" else None
+        out, h, cn, _ = torch.ops.lstmkit.variant_rnn_train(x, state0[0], c0, weights, lengths, *variant_masks, key)
+        return out, ((h, cn) if c.mode == "LSTM" else (h,))
+    if c.mode == "LSTM":
+        out, h, cn, _ = torch.ops.lstmkit.lstm_train(x, state0[0], state0[1], weights, lengths, c.input_size,
+                                                     c.hidden_size, c.num_layers, c.bias, c.bidirectional,
+                                                     c.proj_size)
+        return out, (h, cn)
+    out, h, _ = torch.ops.lstmkit.gru_train(x, state0[0], weights, lengths, c.input_size, c.hidden_size,
+                                            c.num_layers, c.bias, c.bidirectional)
+    return out, (h,)
 
 
 def _unpack(packed: PackedSequence):

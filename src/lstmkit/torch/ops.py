@@ -27,7 +27,8 @@ bidirectional, proj_size) -> (output, h_n, c_n, workspace)``, ``torch.ops.lstmki
     ``torch.ops.lstmkit.rnn_backward_saved`` reads. The workspace is not differentiable.
 
 The computation is lstmkit's native engine (``lstmkit.engine``) when it is built, else the NumPy
-reference (``lstmkit.ref.rnn``); training with inter-layer dropout masks always uses the reference.
+reference (``lstmkit.ref.rnn``); with inter-layer dropout masks the engine runs one layer at a time
+(``lstmkit.engine.layered_train_forward``; the modules call ``lstm_train`` / ``gru_train`` per layer instead).
 The operators take CPU tensors only (another device is refused by name, never copied to the CPU and
 back; the modules dispatch other devices to torch's kernels, ``lstmkit.torch.devices``); tensors go to
 NumPy with ``.detach().numpy()`` and come back with ``torch.from_numpy``, in the input's dtype (float32 or
@@ -75,6 +76,9 @@ def _reference_forward(config, params, x, state0, lengths, dropout_masks):
 
 
 def _engine_forward(config, params, x, state0, lengths, dropout_masks):
+    if dropout_masks:  # one layer at a time, the masks between (the tape is dropped: the backward recomputes)
+        output, final_state, _tape = engine.layered_train_forward(config, params, x, state0, lengths, dropout_masks)
+        return output, final_state
     return engine.forward(config, params, x, state0, lengths)
 
 
@@ -82,11 +86,10 @@ def select_forward(training: bool) -> Callable:
     """The forward implementation for one call: ``f(config, params, x, state0, lengths, dropout_masks)
     -> (output, final_state)`` with the reference's semantics.
 
-    This is the single place that chooses it: the native engine when it is built, except when dropout
-    masks are given (``training``), which the engine does not take yet. The backward always uses the
-    reference, whose cache it needs.
+    This is the single place that chooses it: the native engine when it is built (with dropout masks,
+    ``training``, one layer at a time: ``engine.layered_train_forward``), else the reference.
     """
-    if not training and engine.available():
+    if engine.available():
         return _engine_forward
     return _reference_forward
 
@@ -274,6 +277,9 @@ def _gradients(mode, x, h0, c0, params, lengths, dropout_masks, grad_output, gra
     if masks is None and engine.available():  # without a workspace the engine recomputes its forward natively
         dx, d_state0, grads = engine.backward(config, params_np, x_np, d_output, d_final, state0, lengths_np,
                                               workspace=_np(workspace))
+    elif engine.available():  # inter-layer dropout: the forward recomputed natively, layer by layer
+        _, _, tape = engine.layered_train_forward(config, params_np, x_np, state0, lengths_np, masks)
+        dx, d_state0, grads = engine.layered_backward(tape, d_output, d_final)
     else:
         _, _, cache = ref_rnn.forward(config, params_np, x_np, state0, lengths_np, masks)
         dx, d_state0, grads = ref_rnn.backward(cache, d_output, d_final)
@@ -297,8 +303,8 @@ def rnn_backward(mode: str, x: Tensor, h0: Tensor, c0: Optional[Tensor], params:
                  num_layers: int, bias: bool, bidirectional: bool, proj_size: int) -> list[Tensor]:
     """Gradients of ``lstm``/``gru`` -> [dx (T, B, I), dh0, (dc0), *dparams in param_shapes order].
 
-    A None gradient stands for an output that was not used (zeros). Recomputes the reference forward to
-    rebuild the cache the reference backward needs (see the module docstring).
+    A None gradient stands for an output that was not used (zeros). Recomputes the forward (natively, or the
+    reference's to rebuild its cache; see the module docstring).
     """
     config_args = (input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
     return _gradients(mode, x, h0, c0, params, lengths, dropout_masks, grad_output, grad_h_n, grad_c_n, config_args,

@@ -20,7 +20,8 @@ mask_zoneout_h, config) -> (output, h_n, c_n, workspace)``
     (ops.py); workspace is ``variant_rnn_train``'s, or None to recompute the forward.
 
 The computation is the native engine's variant kernels when it supports the config
-(``engine.supports``) and no inter-layer dropout masks are given, else the NumPy reference.
+(``engine.supports``), with inter-layer dropout masks one layer at a time
+(``engine.layered_train_forward``), else the NumPy reference.
 """
 from __future__ import annotations
 
@@ -82,6 +83,8 @@ def variant_rnn(x: Tensor, h0: Tensor, c0: Optional[Tensor], params: list[Tensor
     masks = _masks_np(mask_recurrent, mask_zoneout_c, mask_zoneout_h)
     if _native(cfg, dropout_masks):
         output, final = engine.forward(cfg, params_np, x_np, state0, lengths_np, masks)
+    elif engine.supports(cfg):  # inter-layer dropout: one layer at a time, the masks between
+        output, final, _ = engine.layered_train_forward(cfg, params_np, x_np, state0, lengths_np, drop, masks)
     else:
         output, final, _ = ref_rnn.forward(cfg, params_np, x_np, state0, lengths_np, drop, masks)
     c_n = _to_torch(final[1], x) if cfg.mode == "LSTM" else x.new_empty(0)
@@ -144,6 +147,9 @@ def variant_rnn_backward(x: Tensor, h0: Tensor, c0: Optional[Tensor], params: li
     if _native(cfg, dropout_masks):
         dx, d_state0, grads = engine.backward(cfg, params_np, x_np, d_out, d_final, state0, lengths_np, masks,
                                               workspace=None if workspace is None else _np(workspace))
+    elif engine.supports(cfg):  # inter-layer dropout: the forward recomputed natively, layer by layer
+        _, _, tape = engine.layered_train_forward(cfg, params_np, x_np, state0, lengths_np, drop, masks)
+        dx, d_state0, grads = engine.layered_backward(tape, d_out, d_final)
     else:
         _, _, cache = ref_rnn.forward(cfg, params_np, x_np, state0, lengths_np, drop, masks)
         dx, d_state0, grads = ref_rnn.backward(cache, d_out, d_final)

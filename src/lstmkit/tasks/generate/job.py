@@ -30,7 +30,8 @@ def compressor_bpc(train: str, test: str) -> list[dict]:
     rows = []
     for name, c in codecs.items():
         rows.append({"model": f"{name} (test text alone)", "bpc": 8 * len(c(te)) / len(test)})
-        rows.append({"model": f"{name} (given the training text)", "bpc": 8 * (len(c(tr + te)) - len(c(tr))) / len(test)})
+        given = 8 * (len(c(tr + te)) - len(c(tr))) / len(test)
+        rows.append({"model": f"{name} (given the training text)", "bpc": given})
     return rows
 
 

@@ -1,0 +1,156 @@
+"""Training with inter-layer dropout: lstmkit.torch.LSTM against torch.nn.LSTM in pytorch/examples'
+word_language_model shape (issue 18).
+
+    PYTHONPATH=src python benchmarks/bench_dropout_training.py [--rounds 7] [--batches 5]
+
+Model (the example's RNNModel with LSTM): embedding 10,000 × 200 → dropout 0.2 → 2-layer LSTM 200 with
+inter-layer dropout 0.2 → dropout 0.2 → Linear 200 → 10,000; bptt 35, batch 20, cross-entropy, gradient
+norm clipped to 0.25, plain SGD (lr 20), the hidden state carried between batches and detached. The only
+difference between the two peers is the recurrent layer: torch.nn.LSTM, or lstmkit.torch.LSTM with the same
+weights (lstmkit's training with dropout runs natively, one layer at a time, the masks between layers).
+2 threads each (torch.set_num_threads(2), lstmkit.engine.set_num_threads(2)), float32.
+
+Also timed: the recurrent layer alone (forward + backward of a (35, 20, 200) input in training mode), where
+the peers differ, without the shared embedding, decoder and optimiser.
+
+Each round runs the peers in rotating order: a 0.2 s pause (pool threads park), one untimed batch, then
+``--batches`` timed batches; per-batch time = their mean. Reports the median over rounds per peer and the
+ratio torch.nn / lstmkit per round (median, min, max: the machine is shared, so the spread matters; above 1
+lstmkit is faster). Measures only; asserts nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+import lstmkit.torch as lt
+from lstmkit import engine
+
+VOCAB, EMB, HIDDEN, LAYERS, DROPOUT, BPTT, BATCH = 10_000, 200, 200, 2, 0.2, 35, 20
+THREADS = 2
+GAP_S = 0.2
+
+
+class WordLM(nn.Module):
+    """pytorch/examples word_language_model's RNNModel (LSTM), its recurrent layer given."""
+
+    def __init__(self, rnn: nn.Module):
+        super().__init__()
+        self.drop = nn.Dropout(DROPOUT)
+        self.encoder = nn.Embedding(VOCAB, EMB)
+        self.rnn = rnn
+        self.decoder = nn.Linear(HIDDEN, VOCAB)
+
+    def forward(self, tokens, hidden):
+        emb = self.drop(self.encoder(tokens))  # (T, B, EMB)
+        output, hidden = self.rnn(emb, hidden)
+        return self.decoder(self.drop(output)).view(-1, VOCAB), hidden
+
+
+def make_peers(seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    reference = nn.LSTM(EMB, HIDDEN, LAYERS, dropout=DROPOUT)
+    ours = lt.LSTM(EMB, HIDDEN, LAYERS, dropout=DROPOUT)
+    ours.load_state_dict(reference.state_dict())
+    models = {"torch.nn.LSTM": WordLM(reference), "lstmkit.torch.LSTM": WordLM(ours)}
+    shared = models["torch.nn.LSTM"].state_dict()
+    models["lstmkit.torch.LSTM"].load_state_dict(shared)  # same embedding and decoder too
+    return {name: Trainer(model) for name, model in models.items()}
+
+
+class Trainer:
+    """One training batch per call, as the example's train(): hidden carried over and detached."""
+
+    def __init__(self, model: WordLM):
+        self.model = model.train()
+        self.criterion = nn.CrossEntropyLoss()
+        g = torch.Generator().manual_seed(1)
+        self.data = torch.randint(0, VOCAB, (BPTT + 1, BATCH), generator=g)
+        self.hidden = tuple(torch.zeros(LAYERS, BATCH, HIDDEN) for _ in range(2))
+
+    def __call__(self) -> float:
+        tokens, targets = self.data[:-1], self.data[1:].reshape(-1)
+        self.hidden = tuple(h.detach() for h in self.hidden)
+        self.model.zero_grad()
+        output, self.hidden = self.model(tokens, self.hidden)
+        loss = self.criterion(output, targets)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 0.25)
+        with torch.no_grad():
+            for p in self.model.parameters():
+                p.add_(p.grad, alpha=-20.0)
+        return loss.item()
+
+
+class LayerOnly:
+    """The recurrent layer alone in training mode: forward and backward of (T, B, EMB) with dropout between
+    its layers (what differs between the peers, without the shared embedding, decoder and optimiser)."""
+
+    def __init__(self, rnn: nn.Module):
+        self.rnn = rnn.train()
+        g = torch.Generator().manual_seed(2)
+        self.x = torch.randn(BPTT, BATCH, EMB, generator=g, requires_grad=True)
+        self.grad = torch.randn(BPTT, BATCH, HIDDEN, generator=g)
+
+    def __call__(self) -> None:
+        out, _ = self.rnn(self.x)
+        out.backward(self.grad)
+
+
+def make_layer_peers(seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    reference = nn.LSTM(EMB, HIDDEN, LAYERS, dropout=DROPOUT)
+    ours = lt.LSTM(EMB, HIDDEN, LAYERS, dropout=DROPOUT)
+    ours.load_state_dict(reference.state_dict())
+    return {"torch.nn.LSTM": LayerOnly(reference), "lstmkit.torch.LSTM": LayerOnly(ours)}
+
+
+def run(peers: dict, rounds: int, batches: int) -> dict:
+    for fn in peers.values():  # first calls: allocation, workspace pools, oneDNN primitives
+        fn()
+        fn()
+    names = list(peers)
+    per_round = {n: [] for n in names}
+    for r in range(rounds):
+        k = r % len(names)
+        for n in names[k:] + names[:k]:
+            time.sleep(GAP_S)
+            peers[n]()
+            t0 = time.perf_counter()
+            for _ in range(batches):
+                peers[n]()
+            per_round[n].append((time.perf_counter() - t0) / batches)
+    return per_round
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--batches", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+    engine.set_num_threads(THREADS)
+    print(f"word_language_model shape: vocab {VOCAB}, emb {EMB}, {LAYERS}-layer LSTM {HIDDEN}, dropout {DROPOUT}, "
+          f"bptt {BPTT}, batch {BATCH}; {THREADS} threads each; engine ISA {engine.isa()}")
+    for title, peers in (("whole training batch", make_peers()), ("recurrent layer alone", make_layer_peers())):
+        per_round = run(peers, args.rounds, args.batches)
+        report(title, per_round)
+
+
+def report(title: str, per_round: dict) -> None:
+    ratios = [a / b for a, b in zip(per_round["torch.nn.LSTM"], per_round["lstmkit.torch.LSTM"])]
+    print(f"\n{title}\n| peer | ms per batch (median of rounds) | min | max |")
+    print("|---|---|---|---|")
+    for name, times in per_round.items():
+        ms = [1e3 * t for t in times]
+        print(f"| {name} | {statistics.median(ms):.1f} | {min(ms):.1f} | {max(ms):.1f} |")
+    print(f"ratio torch.nn / lstmkit per round: median {statistics.median(ratios):.2f}, "
+          f"min {min(ratios):.2f}, max {max(ratios):.2f} (target >= 1.0)")
+
+
+if __name__ == "__main__":
+    main()
