@@ -21,8 +21,8 @@ Sources
     the sample's reference_fn (unbatched input vs a batch of one) is checked on lstmkit's module, and
     torch.autograd.gradcheck runs as test_modules.py's test_grad does. Every ``module_error_inputs_func``
     error input must raise an instance of the sample's error_type. test_modules.py's test_gradgrad is
-    ``test_module_db_gradgrad`` (torch.autograd.gradgradcheck): double backward lands on the branch
-    ``dropin-graph``; until it is merged these cases fail ("no autograd formula for lstmkit.rnn_backward_saved").
+    ``test_module_db_gradgrad`` (torch.autograd.gradgradcheck), through the double backward of
+    lstmkit/torch/equations.py.
 
 Left out, with the reason
 -------------------------
