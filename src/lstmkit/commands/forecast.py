@@ -49,7 +49,7 @@ def run(args) -> int:
     model_kw = dict(input_length=args.input_length, hidden_size=args.hidden_size, cell=args.cell,
                     epochs=args.epochs, batch_size=args.batch_size, batches_per_epoch=args.batches_per_epoch,
                     lr=args.lr, patience=args.patience, ensemble=args.ensemble, seed=args.seed,
-                    progress=show_progress(args))
+                    progress=show_progress(args), device=args.device)
     common = dict(out=out, dataset=dataset, csv=args.csv, horizon=args.horizon, season_length=args.season_length,
                   limit=args.limit, resume=args.resume, log=log_for(args))
     if args.future:
