@@ -278,6 +278,33 @@ class Forecaster:
         pred = np.median(np.stack(outs), axis=0)
         return np.sort(pred, axis=-1)  # quantiles never cross
 
+    def window_input(self, series_id=None, member: int = 0) -> tuple:
+        """What ensemble member ``member``'s recurrent layer reads to forecast series ``series_id`` (default:
+        the first) from its last value, built as predict builds it: (id, inputs (L/P, In) float32) — the
+        level-scaled patches, the one-hot phase, the standardised covariates, the statics. The series come from
+        fit's data or the histories a loaded model carries; an id is matched as given or by its text."""
+        if self._series is None:
+            raise ValueError("Forecaster: no series to read; call fit() or load a saved model")
+        members = self.config["members"]
+        if not 0 <= member < len(members):
+            raise ValueError(f"member: expected an ensemble member in [0, {len(members)}), got {member}")
+        uid = self._series_id(series_id)
+        s, H, F = self._series[uid], self.config["horizon"], len(self.columns.futr_exog)
+        L = members[member]["input_length"]
+        # future-known covariates feed the head, not the recurrent layer: zeros stand in for them here
+        part = self._cut(s, np.array([len(s.y) - 1]), L, future=np.zeros((H, F)))[0]
+        return uid, self._design([part], L)[0][0]
+
+    def _series_id(self, series_id):
+        ids = list(self._series)
+        if series_id is None:
+            return ids[0]
+        for uid in ids:
+            if uid == series_id or str(uid) == str(series_id):
+                return uid
+        shown = ", ".join(map(str, ids[:8])) + (" ..." if len(ids) > 8 else "")
+        raise ValueError(f"series: no series {series_id!r} in this model's data ({len(ids)} series: {shown})")
+
     def predict_arrays(self, ys: dict) -> np.ndarray:
         """(S, H, Q) from plain target histories {id: y (n,)} in ``ys`` order (a model without covariates)."""
         cols = self.columns
