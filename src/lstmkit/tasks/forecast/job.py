@@ -80,16 +80,13 @@ def _forecaster(H: int, m: int, model_kw: dict) -> Forecaster:
 
 def run(*, out: str, dataset: str | None = None, csv: str | None = None, horizon: int | None = None,
         season_length: int | None = None, folds: int = 1, limit: int | None = None,
-        methods=tuple(base.METHODS), resume: bool = False, log=print, **model_kw) -> dict:
+        methods=base.DEFAULT, resume: bool = False, log=print, **model_kw) -> dict:
     """The rolling-origin backtest (module docstring): results.json, forecasts.csv/png, model.safetensors."""
     start = time.perf_counter()
     if not isinstance(folds, int) or folds < 1:
         raise ValueError(f"--folds: expected an integer >= 1 (rolling origins to score), got {folds}; to forecast "
                          "the future from all history use --future")
-    unknown = [mth for mth in methods if mth not in base.METHODS]
-    if unknown:
-        raise ValueError(f"--baselines: unknown {', '.join(map(repr, unknown))}; choose from "
-                         f"{', '.join(base.METHODS)}")
+    base.require_methods(methods)
     s, H, m = load(dataset, csv, horizon, season_length, log)
     ys = series_dict(s.df)
     if limit is not None:
