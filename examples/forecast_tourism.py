@@ -27,7 +27,7 @@ train = df[df.groupby("unique_id").cumcount(ascending=False) >= H]  # all but ea
 actual = np.stack([g["y"].to_numpy()[-H:] for _, g in df.groupby("unique_id")])
 history = [g["y"].to_numpy()[:-H] for _, g in df.groupby("unique_id")]
 
-fc = Forecaster(horizon=H, season_length=m, epochs=args.epochs).fit(train)
+fc = Forecaster(horizon=H, season_length=m, epochs=args.epochs, verbose=1).fit(train)
 pred = fc.predict()  # unique_id, ds, step, yhat, q0.1, q0.5, q0.9
 lstm = pred.pivot(index="unique_id", columns="step", values="yhat").loc[sorted(pd.unique(df["unique_id"]))]
 scales = np.array([mase_scale(h, m) for h in history])

@@ -35,3 +35,46 @@ def test_generate_checkpoint_loads_and_reports(tmp_path, capsys):
     assert out.stat().st_size > 10_000 and "lazy fox" in out.read_text()
     assert main(["explain", str(model_file), "--data", str(sample)]) == 0
     assert "top units" in capsys.readouterr().out
+
+
+def test_report_and_explain_on_a_forecast_run_folder_read_its_own_series(tmp_path, capsys):
+    pd = __import__("pytest").importorskip("pandas")
+    import torch
+
+    from lstmkit.tasks.forecast import Forecaster, windows
+
+    t = np.arange(36)
+    df = pd.concat([pd.DataFrame({"unique_id": f"s{k}", "ds": pd.date_range("2015-01-31", periods=36, freq="ME"),
+                                  "y": 100 + 10 * k + 10 * np.sin(2 * np.pi * t / 12)}) for k in range(3)])
+    csv = tmp_path / "monthly.csv"
+    df.to_csv(csv, index=False)
+    run = tmp_path / "run"
+    assert main(["forecast", "--csv", str(csv), "--horizon", "3", "--future", "--epochs", "1", "--batches-per-epoch",
+                 "1", "--hidden-size", "4", "--out", str(run), "--quiet"]) == 0
+    # the window the report reads is the one predict reads: the network on it gives predict's forecast
+    fc = Forecaster.load(str(run / "model.safetensors"))
+    uid, x = fc.window_input("s1")
+    assert uid == "s1" and fc.window_input()[0] == "s0"  # the default: the first series
+    L, m = fc.config["members"][0]["input_length"], fc.config["season_length"]
+    with torch.no_grad():
+        z = fc.models[0](torch.from_numpy(x)[None], torch.zeros(1, 0)).numpy()[0]  # (H, Q)
+    y = df[df["unique_id"] == "s1"]["y"].to_numpy()
+    level = windows.level(y[None, -L:], m)[0]
+    yhat = fc.predict().query("unique_id == 's1'")["yhat"].to_numpy()
+    median = np.sort(z, axis=-1)[:, fc._median()]  # predict sorts the quantiles (an untrained net crosses them)
+    # the same float32 ops on the same input, but predict runs a batch of 3 (its matmuls may round differently):
+    # eps 6e-8 over a few dozen terms through the LSTM and the head leaves well under 1e-5 relative
+    np.testing.assert_allclose((median + 1.0) * level, yhat, rtol=1e-5)
+
+    out = tmp_path / "report.html"
+    assert main(["report", str(run), "--series", "s1", "--out", str(out)]) == 0
+    html = out.read_text()
+    assert out.stat().st_size > 10_000 and "series s1" in html
+    assert main(["explain", str(run)]) == 0
+    assert f"({x.shape[0]} steps)" in capsys.readouterr().out
+    assert main(["report", str(run), "--series", "s9", "--out", str(tmp_path / "r9.html")]) == 2
+    assert "no series 's9'" in capsys.readouterr().err
+    data = tmp_path / "x.npy"
+    np.save(data, x)
+    assert main(["report", str(run), "--data", str(data), "--out", str(tmp_path / "rd.html")]) == 2
+    assert "--series" in capsys.readouterr().err

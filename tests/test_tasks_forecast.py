@@ -61,7 +61,7 @@ def test_forecaster_api_and_intervals():
     df = pd.concat([pd.DataFrame({"unique_id": k, "ds": t, "y": 50 + k + 5 * np.sin(2 * np.pi * t / 4)})
                     for k in range(3)])
     fc = Forecaster(horizon=4, season_length=4, hidden_size=8, epochs=2, batches_per_epoch=2, batch_size=32,
-                    ensemble=2, progress=False).fit(df, log=lambda *_: None)
+                    ensemble=2).fit(df, log=lambda *_: None)
     pred = fc.predict()
     assert len(pred) == 12 and list(pred["ds"][:4]) == [60, 61, 62, 63]
     assert (pred["q0.1"] <= pred["q0.5"]).all() and (pred["q0.5"] <= pred["q0.9"]).all()

@@ -9,7 +9,7 @@ pytest.importorskip("safetensors")
 
 from lstmkit.tasks.forecast import Forecaster  # noqa: E402
 
-TINY = dict(hidden_size=8, epochs=2, batches_per_epoch=2, batch_size=32, progress=False)
+TINY = dict(hidden_size=8, epochs=2, batches_per_epoch=2, batch_size=32)
 
 
 def quiet(**kw):
@@ -135,3 +135,15 @@ def test_lstmkit_predict_reads_dates_and_future_covariates(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("unique_id,ds,step,yhat") and len(lines) == 13
     assert lines[1].startswith("101,2010-03-31,1,")
+
+
+def test_the_api_is_silent_by_default_and_verbose_prints_epochs(capsys):
+    df = panel()
+    fc = Forecaster(horizon=4, season_length=4, **TINY).fit(df)  # no log given: verbose=0
+    fc.predict()
+    fc.cross_validation(df, n_windows=2)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    Forecaster(horizon=4, season_length=4, verbose=1, **TINY).fit(df)
+    out = capsys.readouterr().out
+    assert "member 1/1" in out and out.count("epoch ") == TINY["epochs"] and "pinball" in out

@@ -72,7 +72,7 @@ def test_dynamic_evaluation_adapts_a_copy_and_scores_before_learning():
     from lstmkit.tasks.generate import CharLM
 
     text = "abcdefg" * 300
-    lm = CharLM(hidden_size=16, embed_dim=8, epochs=1, batches_per_epoch=1, seq_len=16, progress=False)
+    lm = CharLM(hidden_size=16, embed_dim=8, epochs=1, batches_per_epoch=1, seq_len=16)
     lm.fit(text[:200], log=lambda *a: None)
     before = {k: v.clone() for k, v in lm.model.state_dict().items()}
     static = lm.next_char_probs(text[200:], text[:200])
@@ -84,3 +84,14 @@ def test_dynamic_evaluation_adapts_a_copy_and_scores_before_learning():
     rows = np.arange(len(ids))
     assert np.allclose(dynamic[:16], static[:16], atol=1e-6)  # the first segment is scored before any update
     assert -np.log2(dynamic[rows, ids]).mean() < -np.log2(static[rows, ids]).mean() - 0.5
+
+
+def test_char_lm_is_silent_by_default(capsys):
+    from lstmkit.tasks.generate import CharLM
+
+    text = "abcdefg" * 100
+    CharLM(hidden_size=8, embed_dim=4, epochs=1, batches_per_epoch=1, seq_len=16).fit(text, text[:100])
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    CharLM(hidden_size=8, embed_dim=4, epochs=1, batches_per_epoch=1, seq_len=16, verbose=1).fit(text, text[:100])
+    assert "nats per character" in capsys.readouterr().out

@@ -1,5 +1,6 @@
-"""report and explain on what the task commands leave behind: a run folder, and raw numeric sequences for a
-classify model (standardised as the model saw them in training)."""
+"""report and explain on what the task commands leave behind: a run folder, raw numeric sequences for a
+classify model (standardised as the model saw them in training), and a forecast model's own series (the
+window predict reads, built from the histories the model carries)."""
 import json
 import os
 
@@ -43,3 +44,38 @@ def scaled(path: str, x: np.ndarray, data: str) -> np.ndarray:
         raise ValueError(f"data: {data} has {x.shape[-1]} values per step; the classify model reads {len(mean)} "
                          "channels")
     return (x - mean) / std
+
+
+def layer_and_input(args) -> tuple:
+    """(NumPy layer, x in its layout, text or None, a title) for report/explain: ``args.model`` (a file or a
+    run folder) with ``args.data`` (and ``--vocab``), or a forecast model's series ``args.series``."""
+    from ..introspect.report import read_data
+    from ..introspect.trace import to_layer
+
+    model = resolve(args.model)
+    if task_config(model).get("horizon") is not None:  # only a forecast checkpoint has a horizon
+        return forecast_input(model, args)
+    if args.series is not None:
+        raise ValueError(f"--series: {model} is not a forecast model; give its input with --data")
+    if args.data is None:
+        raise ValueError(f"--data is needed for {model} (only a forecast model builds its input from its series)")
+    layer = to_layer(model)
+    x, text = read_data(args.data, layer, args.vocab, model)
+    return layer, scaled(model, x, args.data), text, f"lstmkit report: {args.model}"
+
+
+def forecast_input(model: str, args) -> tuple:
+    """A forecast model's member-0 recurrent layer and the window it reads for series ``args.series``."""
+    from ..introspect.trace import to_layer
+    from ..tasks.forecast import Forecaster
+
+    if args.data is not None:
+        raise ValueError(f"--data: {model} is a forecast model, whose input is built from its own series; pick one "
+                         "with --series ID (default: the first)")
+    fc = Forecaster.load(model)
+    uid, x = fc.window_input(args.series)  # (L/P, In)
+    layer = to_layer(fc.models[0].rnn)
+    x = np.asarray(x, np.float64)[:, None, :]  # (T, 1, In), sequence-first
+    if layer.config.batch_first:
+        x = x.transpose(1, 0, 2)
+    return layer, x, None, f"lstmkit report: {args.model}, series {uid} (its last window, member 0)"

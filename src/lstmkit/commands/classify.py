@@ -74,6 +74,6 @@ def run(args) -> int:
     summary = job(out=out, dataset=dataset, csv=args.csv, ts=args.ts, sequences=args.sequences,
                   text_col=args.text_col, label_col=args.label_col, id_col=args.id_col, step_col=args.step_col,
                   feature_cols=features, limit=args.limit, resume=args.resume, seed=args.seed,
-                  progress=show_progress(args), log=log_for(args), **model_kw)
+                  progress=show_progress(args), log=log_for(args), device=args.device, **model_kw)
     emit(args, summary)
     return 0

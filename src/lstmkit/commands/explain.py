@@ -5,9 +5,12 @@ def register(sub) -> None:
     e = sub.add_parser("explain", help="print what a model does on one input: top units, resets, saturation")
     e.add_argument("model", help="a model file lstmkit can read (e.g. a .safetensors written by lstmkit.save), or "
                                  "the run folder of lstmkit classify/forecast/generate")
-    e.add_argument("--data", required=True,
+    e.add_argument("--data",
                    help=".npy array (T, B, I) or (T, I) (a classify model's raw sequence: standardised as in "
-                        "training), or a text file (char-level one-hot over the vocabulary)")
+                        "training), or a text file (char-level one-hot over the vocabulary); not for a forecast "
+                        "model (see --series)")
+    e.add_argument("--series", help="a forecast model: the series whose last window to read, by id (default: the "
+                                   "first of the series the model carries)")
     e.add_argument("--vocab", help="characters of the vocabulary, or a file holding them, when the model stores none")
     e.add_argument("--batch", type=int, default=0, help="which sequence of the batch to explain (default 0)")
     e.add_argument("--top", type=int, default=5, help="how many units to list (default 5)")
@@ -17,16 +20,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..introspect.report import read_data
-    from ..introspect.trace import to_layer, trace
+    from ..introspect.trace import trace
     from ..introspect.views import findings
 
-    from ._task_model import resolve, scaled
+    from ._task_model import layer_and_input
 
-    model = resolve(args.model)
-    layer = to_layer(model)
-    x, text = read_data(args.data, layer, args.vocab, model)
-    x = scaled(model, x, args.data)
+    layer, x, text, _ = layer_and_input(args)
     tr = trace(layer, x)
     if not 0 <= args.batch < tr.batch:
         raise ValueError(f"--batch: expected a sequence index in [0, {tr.batch}), got {args.batch}")

@@ -5,7 +5,7 @@ from ._flags import DefaultsHelp, add_output, emit, log_for, positive_int, show_
 
 
 def register(sub) -> None:
-    from ..tasks.forecast.baselines import METHODS
+    from ..tasks.forecast.baselines import DEFAULT, METHODS
     from ..tasks.cli_common import add_common
 
     p = sub.add_parser("forecast", formatter_class=DefaultsHelp,
@@ -29,19 +29,34 @@ def register(sub) -> None:
     p.add_argument("--ensemble", type=positive_int, default=1, help="models with different seeds and input "
                                                                     "lengths; the median forecast is used")
     p.add_argument("--batches-per-epoch", type=positive_int, default=16, help="random batches of windows per epoch")
-    p.add_argument("--baselines", default=",".join(METHODS),
+    p.add_argument("--baselines", type=baselines, default=",".join(DEFAULT),
                    help=f"comma-separated subset of: {', '.join(METHODS)} (statsmodels' Theta and damped ETS; "
-                        "each one's seconds are in the table)")
+                        "prophet needs pip install 'lstmkit[prophet]' and takes ~0.3 s a series; each one's "
+                        "seconds are in the table)")
     add_common(p, epochs=30, batch_size=512, lr=3e-3, hidden=64)
     add_output(p)
     p.set_defaults(func=run, patience=5)
+
+
+def baselines(text: str) -> tuple:
+    """--baselines' type: the names, each known and its package installed (a usage error before any work)."""
+    import argparse
+
+    from ..tasks.forecast.baselines import require_methods
+
+    methods = tuple(m.strip() for m in text.split(",") if m.strip())
+    try:
+        require_methods(methods)
+    except (ValueError, ImportError) as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--baselines: ")) from None
+    return methods
 
 
 def run(args) -> int:
     from ..tasks.forecast import job as forecast_job
     from ..tasks.cli_common import out_dir
 
-    methods = tuple(m.strip() for m in args.baselines.split(",") if m.strip())
+    methods = args.baselines  # a string default goes through baselines() too
     dataset = args.dataset or ("tourism-quarterly" if args.csv is None else None)
     if args.csv is not None and args.horizon is None:
         raise ValueError("--horizon is needed with --csv")
@@ -49,7 +64,7 @@ def run(args) -> int:
     model_kw = dict(input_length=args.input_length, hidden_size=args.hidden_size, cell=args.cell,
                     epochs=args.epochs, batch_size=args.batch_size, batches_per_epoch=args.batches_per_epoch,
                     lr=args.lr, patience=args.patience, ensemble=args.ensemble, seed=args.seed,
-                    progress=show_progress(args))
+                    progress=show_progress(args), device=args.device)
     common = dict(out=out, dataset=dataset, csv=args.csv, horizon=args.horizon, season_length=args.season_length,
                   limit=args.limit, resume=args.resume, log=log_for(args))
     if args.future:

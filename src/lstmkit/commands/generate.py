@@ -49,6 +49,6 @@ def run(args) -> int:
         cell=args.cell, num_layers=args.num_layers, embed_dim=args.embed_dim, dropout=args.dropout,
         lr_schedule=args.lr_schedule, seq_len=args.seq_len, epochs=args.epochs, batch_size=args.batch_size,
         batches_per_epoch=args.batches_per_epoch, lr=args.lr, patience=args.patience, seed=args.seed,
-        progress=show_progress(args))
+        progress=show_progress(args), device=args.device)
     emit(args, summary)
     return 0

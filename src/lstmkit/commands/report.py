@@ -1,4 +1,5 @@
-"""``lstmkit report MODEL --data FILE --out FILE.html``: one self-contained HTML report (lstmkit.introspect.report)."""
+"""``lstmkit report MODEL --data FILE --out FILE.html`` (a forecast model: ``--series ID``): one self-contained
+HTML report (lstmkit.introspect.report)."""
 
 
 def register(sub) -> None:
@@ -6,9 +7,12 @@ def register(sub) -> None:
                                       "(gates, states, saturation, gradient through time, interactive view)")
     r.add_argument("model", help="a model file lstmkit can read (e.g. a .safetensors written by lstmkit.save), or "
                                  "the run folder of lstmkit classify/forecast/generate")
-    r.add_argument("--data", required=True,
+    r.add_argument("--data",
                    help=".npy array (T, B, I) or (T, I) (a classify model's raw sequence: standardised as in "
-                        "training), or a text file (char-level one-hot over the vocabulary)")
+                        "training), or a text file (char-level one-hot over the vocabulary); not for a forecast "
+                        "model (see --series)")
+    r.add_argument("--series", help="a forecast model: the series whose last window to read, by id (default: the "
+                                   "first of the series the model carries)")
     r.add_argument("--vocab", help="characters of the vocabulary, or a file holding them, when the model stores none")
     r.add_argument("--out", required=True, help="the HTML file to write")
     r.add_argument("--batch", type=int, default=0, help="which sequence of the batch to show (default 0)")
@@ -17,16 +21,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..introspect.report import read_data, write_report
-    from ..introspect.trace import to_layer
+    from ..introspect.report import write_report
 
-    from ._task_model import resolve, scaled
+    from ._task_model import layer_and_input
 
-    model = resolve(args.model)
-    layer = to_layer(model)
-    x, text = read_data(args.data, layer, args.vocab, model)
-    x = scaled(model, x, args.data)
-    path = write_report(layer, x, args.out, text=text, batch=args.batch, overwrite=args.overwrite,
-                        title=f"lstmkit report: {args.model}")
+    layer, x, text, title = layer_and_input(args)
+    path = write_report(layer, x, args.out, text=text, batch=args.batch, overwrite=args.overwrite, title=title)
     print(f"wrote {path}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def add_common(p, epochs: int, batch_size: int, lr: float, hidden: int) -> None:
     """--out/--overwrite/--resume, --epochs/--batch-size/--lr/--patience/--hidden-size/--cell/--seed,
-    --no-progress."""
+    --device, --no-progress."""
     p.add_argument("--out", help="run folder (default: a new runs/<task>-<timestamp>); an existing non-empty "
                                  "folder is refused unless --overwrite or --resume")
     p.add_argument("--overwrite", action="store_true", help="allow writing into an existing non-empty --out")
@@ -16,7 +16,22 @@ def add_common(p, epochs: int, batch_size: int, lr: float, hidden: int) -> None:
     p.add_argument("--hidden-size", type=int, default=hidden, help="hidden units of the recurrent layer")
     p.add_argument("--cell", choices=("lstm", "gru"), default="lstm", help="recurrent cell")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (weights, batches, splits)")
+    p.add_argument("--device", type=device, default="cpu", help="where the model trains: cpu, cuda, cuda:N or mps "
+                                                              "(checked before any work)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def device(text: str) -> str:
+    """--device's type: the name, checked (argparse reports a missing GPU as a usage error, before any work)."""
+    import argparse
+
+    from .devices import resolve
+
+    try:
+        resolve(text)
+    except ValueError as e:  # DeviceUnavailableError too
+        raise argparse.ArgumentTypeError(str(e).removeprefix("device: ")) from None
+    return text
 
 
 def out_dir(args, task: str) -> str:

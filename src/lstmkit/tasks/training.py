@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import checkpoint, distributed
+from . import checkpoint, devices, distributed
 
 LAST, BEST = "last.safetensors", "best.safetensors"
 
@@ -93,6 +93,7 @@ def evaluate_loss(model, loss_fn, data: tuple, batch_size: int) -> float:
     import torch
 
     was_training = model.training
+    device = devices.of(model)
     model.eval()
     total, count = 0.0, 0
     n = len(data[0])
@@ -102,7 +103,7 @@ def evaluate_loss(model, loss_fn, data: tuple, batch_size: int) -> float:
         lo, hi = r * n // w, (r + 1) * n // w
     with torch.no_grad():
         for i in range(lo, hi, batch_size):
-            batch = tuple(t[i:min(i + batch_size, hi)] for t in data)
+            batch = devices.to(tuple(t[i:min(i + batch_size, hi)] for t in data), device)
             total += float(loss_fn(model, *batch)) * len(batch[0])
             count += len(batch[0])
     model.train(was_training)
@@ -119,8 +120,10 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
     train, val: tuples of tensors (N, ...) passed batch-wise to ``loss_fn(model, *batch)``; val None
     means no early stopping (the last epoch is kept). With ``ckpt_dir``, ``last.safetensors`` (full state)
     and ``best.safetensors`` (best weights) are written there every epoch; ``resume=True`` continues from
-    ``last.safetensors`` bit-identically. ``config`` (JSON-able) is stored in every checkpoint so
-    ``lstmkit predict`` can rebuild the model. Returns {'history': [...], 'best_epoch', 'stopped_early'}.
+    ``last.safetensors`` bit-identically (on the CPU; torch's CUDA generator is not checkpointed). The data
+    stays where it is; each batch moves to the device of ``model``'s parameters (``lstmkit.tasks.devices``).
+    ``config`` (JSON-able) is stored in every checkpoint so ``lstmkit predict`` can rebuild the model.
+    Returns {'history': [...], 'best_epoch', 'stopped_early'}.
 
     A NaN/inf loss or gradient raises :class:`NonFiniteLossError` naming the epoch, step and batch
     (``cfg.on_nonfinite='skip'``, or LSTMKIT_ON_NONFINITE=skip, skips that batch instead and counts it in
@@ -154,6 +157,7 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
         say(f"resumed from {last} after epoch {state['epoch']}")
     if ckpt_dir is not None and main:
         os.makedirs(ckpt_dir, exist_ok=True)
+    device = devices.of(model)
     net = distributed.wrap(model)  # DDP when distributed: averages gradients over the ranks
     n = len(train[0])
     per_epoch = len(_batches(n, cfg, torch.Generator().manual_seed(0)))
@@ -174,7 +178,7 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
                     weight = len(local) * W / len(idx)  # averaged over ranks = the global-batch mean
                     if len(local) == 0:  # fewer examples than ranks: join the gradient all-reduce with zeros
                         local, weight = idx[:1], 0.0
-                    loss = loss_fn(net, *(t[local] for t in train))
+                    loss = loss_fn(net, *devices.to(tuple(t[local] for t in train), device))
                     value = float(loss.detach())
                     finite = math.isfinite(value)
                     sums = distributed.all_reduce_sum([value * len(distributed.shard(idx, R, W)) if finite else 0.0,
@@ -182,7 +186,7 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
                     batch_loss, bad = float(sums[0]) / len(idx), bool(sums[1] > 0)
                     value = batch_loss if not bad else math.nan
                 else:
-                    loss = loss_fn(net, *(t[idx] for t in train))
+                    loss = loss_fn(net, *devices.to(tuple(t[idx] for t in train), device))
                     value = batch_loss = loss.item()
                     bad = not math.isfinite(value)
                 if bad:
@@ -245,6 +249,10 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
     model.eval()
     return {"history": state["history"], "best_epoch": state["best_epoch"], "stopped_early": state["stopped_early"],
             "best_val_loss": state["best"]}
+
+
+def quiet(*args, **kwargs) -> None:
+    """The log of a silent estimator (verbose=0): prints nothing."""
 
 
 def _load_resume(last, ckpt_dir, task):

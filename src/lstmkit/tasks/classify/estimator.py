@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..._optional import require
-from .. import checkpoint
+from .. import checkpoint, devices
 from .sequences import check_channels, check_layout, to_sequences
-from ..training import TrainConfig, fit, seed_everything
+from ..training import TrainConfig, fit, quiet, seed_everything
 
 _base = require("sklearn.base", "tasks")
 _validation = require("sklearn.utils.validation", "tasks")
@@ -61,6 +61,8 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
     y: (N,) labels of any dtype; ``predict`` returns them in that dtype (``classes_`` = ``np.unique(y)``).
     A stratified ``val_fraction`` of the data is held out for early stopping (0: none, train all epochs).
     ``verbose``: 0 silent (default), 1 one line per epoch on stdout, 2 also a progress bar (on a terminal).
+    ``device``: where the model trains and predicts ('cpu', 'cuda', 'cuda:N', 'mps' or a torch.device; checked
+    in fit, before any work); the data stays on the CPU and moves there batch by batch.
     """
 
     def __init__(self, hidden_size: int = 64, num_layers: int = 1, bidirectional: bool = False, cell: str = "lstm",
@@ -68,13 +70,14 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
                  val_fraction: float = 0.15, dropout: float = 0.0, seed: int = 0, text: bool = False,
                  embed_dim: int = 32, max_len: int = 300, pool: str = "last+mean+max",
                  head_dropout: float | None = 0.2, lr_schedule: str = "constant", augment: str | None = None,
-                 layout: str = "NTC", verbose: int = 0):
+                 layout: str = "NTC", verbose: int = 0, device="cpu"):
         # scikit-learn's contract: store the arguments as given; they are checked in fit
         self.hidden_size, self.num_layers, self.bidirectional, self.cell = hidden_size, num_layers, bidirectional, cell
         self.epochs, self.batch_size, self.lr, self.patience = epochs, batch_size, lr, patience
         self.val_fraction, self.dropout, self.seed, self.text = val_fraction, dropout, seed, text
         self.embed_dim, self.max_len, self.pool, self.head_dropout = embed_dim, max_len, pool, head_dropout
         self.lr_schedule, self.augment, self.layout, self.verbose = lr_schedule, augment, layout, verbose
+        self.device = device
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -91,6 +94,7 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         if self.augment == "shift" and self.text:
             raise ValueError("augment='shift' is for numeric sequences, not text")
         check_layout(self.layout)
+        self.device_ = devices.resolve(self.device)
         if not 0.0 <= float(self.val_fraction) < 1.0:
             raise ValueError(f"val_fraction: expected a fraction in [0, 1), got {self.val_fraction!r}")
         for name in ("hidden_size", "num_layers", "epochs", "batch_size"):
@@ -164,7 +168,7 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         return SequenceNet(0 if c["text"] else len(c["mean"]), len(c["classes"]), c["hidden_size"], c["num_layers"],
                            c["bidirectional"], c["cell"], vocab_size=len(c["vocab"]) + 2 if c["text"] else None,
                            embed_dim=c["embed_dim"], dropout=c["dropout"], pool=c.get("pool", "last"),
-                           head_dropout=c.get("head_dropout"))
+                           head_dropout=c.get("head_dropout")).to(self.device_)
 
     def _split(self, y_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(training indices, validation indices or None): a stratified ``val_fraction`` when possible."""
@@ -203,7 +207,8 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
             n = len(y_idx)
             X, y_idx = list(X) + copies, np.concatenate([y_idx] + [y_idx[idx_tr]] * len(SHIFTS))
             idx_tr = np.concatenate([idx_tr, n + np.arange(len(copies))])
-        self.config_ = {**self.get_params(), **self._prepare([X[i] for i in idx_tr]), "layout": self.layout_,
+        params = {k: v for k, v in self.get_params().items() if k != "device"}  # where it ran is not the model
+        self.config_ = {**params, **self._prepare([X[i] for i in idx_tr]), "layout": self.layout_,
                         "classes": self.classes_.tolist(), "classes_dtype": self.classes_.dtype.str}
         self.n_channels_ = None if self.text else len(self.config_["mean"])
         if feature_names is not None:
@@ -225,7 +230,7 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
                           seed=self.seed, progress=int(self.verbose) >= 2, lr_schedule=self.lr_schedule,
                           loss_unit="nats per sequence (cross-entropy)")
         if log is None:
-            log = print if self.verbose else _quiet
+            log = print if self.verbose else quiet
         self.history_ = fit(self.model_, loss_fn, data(idx_tr), None if idx_val is None else data(idx_val), cfg,
                             task=TASK, config=self.config_, ckpt_dir=ckpt_dir, resume=resume, log=log)
         return self
@@ -236,12 +241,14 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
 
         _validation.check_is_fitted(self, "model_")
         x, lengths = self._encode(self._inputs(X, fitted=True))
+        device = devices.of(self.model_)
         self.model_.eval()
         out = []
         with torch.no_grad():
             for i in range(0, len(x), batch_size):
                 ln = lengths[i:i + batch_size]
-                out.append(torch.softmax(self.model_(x[i:i + batch_size, :int(ln.max())], ln).double(), -1))
+                batch = devices.to((x[i:i + batch_size, :int(ln.max())], ln), device)
+                out.append(torch.softmax(self.model_(*batch).double(), -1).cpu())
         return torch.cat(out).numpy()
 
     def predict(self, X) -> np.ndarray:
@@ -255,11 +262,13 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         checkpoint.save(path, task=TASK, config=self.config_, model=self.model_)
 
     @classmethod
-    def load(cls, path: str) -> "SequenceClassifier":
-        """A fitted classifier from ``save``'s file (or a ``lstmkit classify`` run's best.safetensors)."""
+    def load(cls, path: str, device="cpu") -> "SequenceClassifier":
+        """A fitted classifier from ``save``'s file (or a ``lstmkit classify`` run's best.safetensors), its
+        model on ``device``."""
         ck = checkpoint.load(path, task=TASK)
         c = ck["config"]
-        clf = cls(**{k: c[k] for k in _ARCH if k in c})
+        clf = cls(**{k: c[k] for k in _ARCH if k in c}, device=device)
+        clf.device_ = devices.resolve(device)
         clf.config_ = c
         clf.classes_ = np.asarray(c["classes"], dtype=np.dtype(c["classes_dtype"]) if "classes_dtype" in c else None)
         clf.layout_ = None if c["text"] else c.get("layout", "NTC")
@@ -268,7 +277,3 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         clf.model_.load_state_dict(ck["model"])
         clf.model_.eval()
         return clf
-
-
-def _quiet(*args, **kwargs) -> None:
-    """The default log of a silent estimator (verbose=0)."""

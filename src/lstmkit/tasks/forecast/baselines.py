@@ -2,11 +2,14 @@
 
 naive (last value), seasonal naive (the last season repeated), Theta (statsmodels ThetaModel, multiplicative
 deseasonalising when the series is positive and has two full seasons) and ETS (statsmodels Holt-Winters with
-additive damped trend and, when possible, multiplicative season). A statsmodels fit that fails falls back to
-seasonal naive, and the number of fallbacks is reported.
+additive damped trend and, when possible, multiplicative season), and, when the ``prophet`` extra is installed,
+Prophet (not run by default: ~0.3 s a series). A fit that fails falls back to seasonal naive, and the number of
+fallbacks is reported.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
 
 import numpy as np
@@ -48,7 +51,58 @@ def ets(y: np.ndarray, H: int, m: int) -> np.ndarray:
     return np.asarray(model.fit().forecast(H), dtype=float)
 
 
-METHODS = {"naive": naive, "seasonal naive": seasonal_naive, "theta": theta, "ets (damped)": ets}
+def prophet(y: np.ndarray, H: int, m: int) -> np.ndarray:
+    """Prophet (MAP fit, no uncertainty sampling) on y read as one value a day, so the season of ``m`` steps is
+    a custom seasonality of period m days (Fourier order m // 2, at most 10) whatever the data's calendar;
+    multiplicative when y is positive, as Theta and ETS here; no season unless two full seasons are seen."""
+    import pandas as pd
+
+    with _quiet_prophet():
+        from prophet import Prophet
+
+        seasonal = _seasonal_ok(y, m)
+        model = Prophet(yearly_seasonality=False, weekly_seasonality=False, daily_seasonality=False,
+                        seasonality_mode="multiplicative" if seasonal and np.all(y > 0) else "additive",
+                        uncertainty_samples=0)
+        if seasonal:
+            model.add_seasonality(name=f"period {m}", period=m, fourier_order=min(m // 2, 10))
+        days = pd.date_range("2000-01-01", periods=len(y) + H, freq="D")
+        model.fit(pd.DataFrame({"ds": days[:len(y)], "y": y}))
+        return np.asarray(model.predict(pd.DataFrame({"ds": days[len(y):]}))["yhat"], dtype=float)
+
+
+@contextlib.contextmanager
+def _quiet_prophet():
+    """cmdstanpy logs two INFO lines a fit and prophet one ERROR line at import (no plotly): the loggers are
+    disabled for the call and restored after. Not by level: cmdstanpy sets its own level at its first fit."""
+    loggers = [logging.getLogger(name) for name in ("cmdstanpy", "prophet", "prophet.plot")]
+    before = [lg.disabled for lg in loggers]
+    for lg in loggers:
+        lg.disabled = True
+    try:
+        yield
+    finally:
+        for lg, was in zip(loggers, before):
+            lg.disabled = was
+
+
+METHODS = {"naive": naive, "seasonal naive": seasonal_naive, "theta": theta, "ets (damped)": ets, "prophet": prophet}
+DEFAULT = ("naive", "seasonal naive", "theta", "ets (damped)")  # prophet: an extra of its own, and slower
+EXTRAS = {"prophet": "prophet"}  # method -> the module it imports, also the lstmkit extra that installs it
+
+
+def require_methods(methods) -> None:
+    """Unknown names and missing optional packages, refused before any training (a missing package inside
+    forecast_all would silently become a seasonal-naive fallback on every series)."""
+    unknown = [mth for mth in methods if mth not in METHODS]
+    if unknown:
+        raise ValueError(f"--baselines: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(METHODS)}")
+    from ..._optional import require
+
+    for mth in methods:
+        if mth in EXTRAS:
+            with _quiet_prophet():
+                require(EXTRAS[mth], EXTRAS[mth])
 
 
 def forecast_all(method: str, histories: list, H: int, m: int, progress: bool = False) -> tuple[np.ndarray, int]:
@@ -56,6 +110,7 @@ def forecast_all(method: str, histories: list, H: int, m: int, progress: bool = 
     ``progress``: a bar per method on stderr when it is a terminal (statsmodels' fits can take minutes)."""
     import sys
 
+    require_methods([method])
     fn = METHODS[method]
     out, fallbacks = [], 0
     bar = None
@@ -73,7 +128,7 @@ def forecast_all(method: str, histories: list, H: int, m: int, progress: bool = 
                 f = fn(np.asarray(y, float), H, m)
                 if not np.all(np.isfinite(f)):
                     raise ValueError("non-finite forecast")
-            except Exception:  # noqa: BLE001 - any statsmodels failure: use the simple method instead
+            except Exception:  # noqa: BLE001 - any statsmodels/Prophet failure: use the simple method instead
                 f, fallbacks = seasonal_naive(np.asarray(y, float), H, m), fallbacks + 1
             out.append(f)
     if bar is not None:

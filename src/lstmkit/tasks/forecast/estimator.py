@@ -21,9 +21,9 @@ import os
 
 import numpy as np
 
-from .. import checkpoint
+from .. import checkpoint, devices
 from . import panel, windows
-from ..training import TrainConfig, fit, seed_everything
+from ..training import TrainConfig, fit, quiet, seed_everything
 
 TASK = "forecast"
 
@@ -57,14 +57,17 @@ class Forecaster:
     Columns (neuralforecast's names): id_col, time_col, target_col; futr_exog_list (covariates known in the
     future: their next H values come in predict's futr_df), hist_exog_list (known up to the origin),
     stat_exog_list (one value per series, in fit's static_df). Any other column in df is an error.
+    verbose: 0 silent (default), 1 one line per epoch on stdout, 2 also a progress bar (on a terminal).
+    device: where the model trains and predicts ('cpu', 'cuda', 'cuda:N', 'mps' or a torch.device; checked
+    here, so a missing GPU fails before any work).
     """
 
     def __init__(self, horizon: int, season_length: int = 1, input_length: int | None = None,
                  patch: int | None = None, quantiles=(0.1, 0.5, 0.9), hidden_size: int = 64, num_layers: int = 1,
                  cell: str = "lstm", epochs: int = 30, batch_size: int = 512, batches_per_epoch: int = 16,
-                 lr: float = 3e-3, patience: int = 5, ensemble: int = 1, seed: int = 0, progress: bool = True,
-                 id_col: str = "unique_id", time_col: str = "ds", target_col: str = "y", futr_exog_list=(),
-                 hist_exog_list=(), stat_exog_list=()):
+                 lr: float = 3e-3, patience: int = 5, ensemble: int = 1, seed: int = 0, verbose: int = 0,
+                 device="cpu", id_col: str = "unique_id", time_col: str = "ds", target_col: str = "y",
+                 futr_exog_list=(), hist_exog_list=(), stat_exog_list=()):
         if 0.5 not in quantiles:
             raise ValueError("quantiles: must include 0.5 (the point forecast)")
         if horizon < 1 or season_length < 1:
@@ -84,7 +87,8 @@ class Forecaster:
                        "time_col": time_col, "target_col": target_col, "futr_exog_list": list(futr_exog_list),
                        "hist_exog_list": list(hist_exog_list), "stat_exog_list": list(stat_exog_list)}
         self.config["members"] = [self._member(k) for k in range(ensemble)]
-        self.progress = progress
+        self.verbose = verbose
+        self.device = devices.resolve(device)
         self.models = None
         self.history_ = []
         self._series = None
@@ -112,8 +116,9 @@ class Forecaster:
 
         c = self.config
         seed_everything(member["seed"])
-        return ForecastNet(self._input_size(), c["horizon"], len(c["quantiles"]), c["hidden_size"], c["num_layers"],
-                           c["cell"], future_size=c["horizon"] * len(self.columns.futr_exog))
+        net = ForecastNet(self._input_size(), c["horizon"], len(c["quantiles"]), c["hidden_size"], c["num_layers"],
+                          c["cell"], future_size=c["horizon"] * len(self.columns.futr_exog))
+        return net.to(self.device)
 
     # -- windows ------------------------------------------------------------------------------------------
 
@@ -203,9 +208,10 @@ class Forecaster:
     # -- fit ------------------------------------------------------------------------------------------
 
     def fit(self, df, static_df=None, *, ckpt_dir: str | None = None, resume: bool = False,
-            log=print) -> Forecaster:
+            log=None) -> Forecaster:
         """Train on every series in ``df`` (id_col, time_col, target_col and the listed covariates; static ones
-        in ``static_df``). Member k checkpoints into ckpt_dir/member-k."""
+        in ``static_df``). Member k checkpoints into ckpt_dir/member-k. ``log``: where the member and epoch lines
+        go (default: stdout when ``verbose``, else nowhere)."""
         import torch
 
         c, cols = self.config, self.columns
@@ -215,7 +221,9 @@ class Forecaster:
         allx = np.concatenate([s.exog for s in series.values()])  # (sum n, K)
         c["exog_scale"] = _standardiser(allx)
         c["static_scale"] = _standardiser(np.stack([s.static for s in series.values()]))
-        q = torch.tensor(c["quantiles"], dtype=torch.float32)
+        q = torch.tensor(c["quantiles"], dtype=torch.float32, device=self.device)
+        if log is None:
+            log = print if self.verbose else quiet
 
         def loss_fn(model, x, future, target):
             return pinball(model(x, future), target, q)
@@ -227,7 +235,8 @@ class Forecaster:
                 f"{len(train[0])} training windows, {0 if val is None else len(val[0])} validation windows")
             model = self._build(member)
             cfg = TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], patience=c["patience"],
-                              seed=member["seed"], batches_per_epoch=c["batches_per_epoch"], progress=self.progress,
+                              seed=member["seed"], batches_per_epoch=c["batches_per_epoch"],
+                              progress=int(self.verbose) >= 2,
                               loss_unit="(pinball loss on values divided by the window's level)")
             mdir = None
             if ckpt_dir is not None:
@@ -263,10 +272,38 @@ class Forecaster:
             inp, fut, lv = self._design(parts, L)
             model.eval()
             with torch.no_grad():
-                z = model(torch.from_numpy(inp), torch.from_numpy(fut)).numpy()  # (S, H, Q)
+                z = model(*devices.to((torch.from_numpy(inp), torch.from_numpy(fut)), self.device))
+            z = z.cpu().numpy()  # (S, H, Q)
             outs.append((z + 1.0) * lv[:, None, None])
         pred = np.median(np.stack(outs), axis=0)
         return np.sort(pred, axis=-1)  # quantiles never cross
+
+    def window_input(self, series_id=None, member: int = 0) -> tuple:
+        """What ensemble member ``member``'s recurrent layer reads to forecast series ``series_id`` (default:
+        the first) from its last value, built as predict builds it: (id, inputs (L/P, In) float32) — the
+        level-scaled patches, the one-hot phase, the standardised covariates, the statics. The series come from
+        fit's data or the histories a loaded model carries; an id is matched as given or by its text."""
+        if self._series is None:
+            raise ValueError("Forecaster: no series to read; call fit() or load a saved model")
+        members = self.config["members"]
+        if not 0 <= member < len(members):
+            raise ValueError(f"member: expected an ensemble member in [0, {len(members)}), got {member}")
+        uid = self._series_id(series_id)
+        s, H, F = self._series[uid], self.config["horizon"], len(self.columns.futr_exog)
+        L = members[member]["input_length"]
+        # future-known covariates feed the head, not the recurrent layer: zeros stand in for them here
+        part = self._cut(s, np.array([len(s.y) - 1]), L, future=np.zeros((H, F)))[0]
+        return uid, self._design([part], L)[0][0]
+
+    def _series_id(self, series_id):
+        ids = list(self._series)
+        if series_id is None:
+            return ids[0]
+        for uid in ids:
+            if uid == series_id or str(uid) == str(series_id):
+                return uid
+        shown = ", ".join(map(str, ids[:8])) + (" ..." if len(ids) > 8 else "")
+        raise ValueError(f"series: no series {series_id!r} in this model's data ({len(ids)} series: {shown})")
 
     def predict_arrays(self, ys: dict) -> np.ndarray:
         """(S, H, Q) from plain target histories {id: y (n,)} in ``ys`` order (a model without covariates)."""
@@ -327,7 +364,7 @@ class Forecaster:
     # -- cross-validation -----------------------------------------------------------------------------
 
     def cross_validation(self, df, n_windows: int = 1, step_size: int | None = None, static_df=None,
-                         log=print):
+                         log=None):
         """neuralforecast's cross_validation: fit on each series up to its first cutoff, then forecast H steps
         from each of ``n_windows`` cutoffs ``step_size`` (default H) apart, the last ending at the series' end.
         Returns a DataFrame: id_col, time_col, cutoff, step, yhat, the quantile columns and target_col (the
@@ -404,13 +441,15 @@ class Forecaster:
         return {"datetime": isinstance(next(iter(self._series.values())).last, pd.Timestamp), "series": rows}
 
     @classmethod
-    def load(cls, path: str) -> Forecaster:
+    def load(cls, path: str, device="cpu") -> Forecaster:
+        """A fitted Forecaster from ``save``'s file (or a ``lstmkit forecast`` run's model.safetensors), its
+        model on ``device``."""
         import torch
 
         ck = checkpoint.load(path, task=TASK)
         c = ck["config"]
         fc = cls(c["horizon"], c["season_length"], c["input_length"], c["patch"], c["quantiles"], c["hidden_size"],
-                 c["num_layers"], c["cell"], ensemble=c["ensemble"], seed=c["seed"], progress=False)
+                 c["num_layers"], c["cell"], ensemble=c["ensemble"], seed=c["seed"], device=device)
         history = c.pop("history", None)
         fc.config = c
         fc.models = [fc._build(m) for m in c["members"]]

@@ -55,7 +55,7 @@ def run_future(*, out: str, dataset: str | None = None, csv: str | None = None, 
         df = df[df["unique_id"].isin(sorted(df["unique_id"].unique())[:limit])]
     log(f"{s.name}: {df['unique_id'].nunique()} series, horizon {H}, season {m}: fit on all history, forecast the "
         "next steps")
-    fc = Forecaster(H, m, **model_kw).fit(df, ckpt_dir=out, resume=resume, log=log)
+    fc = _forecaster(H, m, model_kw).fit(df, ckpt_dir=out, resume=resume, log=log)
     if not is_main():
         return {"task": "forecast", "rank": rank()}
     fc.save(os.path.join(out, "model.safetensors"))
@@ -71,18 +71,22 @@ def run_future(*, out: str, dataset: str | None = None, csv: str | None = None, 
     return summary
 
 
+def _forecaster(H: int, m: int, model_kw: dict) -> Forecaster:
+    """The job's Forecaster: it logs its epochs (the job passes its log), with a bar where ``progress``."""
+    kw = dict(model_kw)
+    progress = kw.pop("progress", True)
+    return Forecaster(H, m, verbose=2 if progress else 1, **kw)
+
+
 def run(*, out: str, dataset: str | None = None, csv: str | None = None, horizon: int | None = None,
         season_length: int | None = None, folds: int = 1, limit: int | None = None,
-        methods=tuple(base.METHODS), resume: bool = False, log=print, **model_kw) -> dict:
+        methods=base.DEFAULT, resume: bool = False, log=print, **model_kw) -> dict:
     """The rolling-origin backtest (module docstring): results.json, forecasts.csv/png, model.safetensors."""
     start = time.perf_counter()
     if not isinstance(folds, int) or folds < 1:
         raise ValueError(f"--folds: expected an integer >= 1 (rolling origins to score), got {folds}; to forecast "
                          "the future from all history use --future")
-    unknown = [mth for mth in methods if mth not in base.METHODS]
-    if unknown:
-        raise ValueError(f"--baselines: unknown {', '.join(map(repr, unknown))}; choose from "
-                         f"{', '.join(base.METHODS)}")
+    base.require_methods(methods)
     s, H, m = load(dataset, csv, horizon, season_length, log)
     ys = series_dict(s.df)
     if limit is not None:
@@ -104,7 +108,7 @@ def run(*, out: str, dataset: str | None = None, csv: str | None = None, horizon
             "give a training window")
     train_df = pd.concat([pd.DataFrame({"unique_id": k, "ds": np.arange(len(y) - cut), "y": y[:len(y) - cut]})
                           for k, y in fit_on.items()], ignore_index=True)
-    fc = Forecaster(H, m, **model_kw)
+    fc = _forecaster(H, m, model_kw)
     t0 = time.perf_counter()
     fc.fit(train_df, ckpt_dir=out, resume=resume, log=log)
     fit_seconds = time.perf_counter() - t0

@@ -76,7 +76,8 @@ def run(*, out: str, text_file: str | None = None, test_fraction: float = 0.05, 
         raise ValueError(f"{name}: {n} characters is too short (need ~1000 for training plus the held-out tail)")
     train, val, test = text[:n - n_test - n_val], text[n - n_test - n_val:n - n_test], text[n - n_test:]
     log(f"{name}: {len(train)} training, {len(val)} validation, {len(test)} held-out test characters")
-    lm = CharLM(**model_kw).fit(train, val, ckpt_dir=out, resume=resume, log=log)
+    progress = model_kw.pop("progress", True)  # the job logs its epochs (to its log), with a bar where asked
+    lm = CharLM(verbose=2 if progress else 1, **model_kw).fit(train, val, ckpt_dir=out, resume=resume, log=log)
     if not is_main():  # under torchrun only rank 0 evaluates and writes the report
         return {"task": "generate", "rank": rank()}
     lm.save(os.path.join(out, "model.safetensors"))

@@ -13,23 +13,29 @@ import math
 
 import numpy as np
 
-from .. import checkpoint
-from ..training import TrainConfig, fit, seed_everything
+from .. import checkpoint, devices
+from ..training import TrainConfig, fit, quiet, seed_everything
 
 TASK = "generate"
 
 
 class CharLM:
-    """Next-character LSTM. Characters seen in training get ids 1..V-1; id 0 stands for any other."""
+    """Next-character LSTM. Characters seen in training get ids 1..V-1; id 0 stands for any other.
+
+    verbose: 0 silent (default), 1 one line per epoch on stdout, 2 also a progress bar (on a terminal).
+    device: where the model trains, scores and samples ('cpu', 'cuda', 'cuda:N', 'mps' or a torch.device;
+    checked here, so a missing GPU fails before any work).
+    """
 
     def __init__(self, hidden_size: int = 256, embed_dim: int = 64, num_layers: int = 1, cell: str = "lstm",
                  seq_len: int = 64, epochs: int = 10, batch_size: int = 64, batches_per_epoch: int | None = 50,
                  lr: float = 4e-3, lr_schedule: str = "constant", dropout: float = 0.0, patience: int = 3,
-                 seed: int = 0, progress: bool = True):
+                 seed: int = 0, verbose: int = 0, device="cpu"):
         self.config = dict(hidden_size=hidden_size, embed_dim=embed_dim, num_layers=num_layers, cell=cell,
                            seq_len=seq_len, epochs=epochs, batch_size=batch_size, batches_per_epoch=batches_per_epoch,
                            lr=lr, lr_schedule=lr_schedule, dropout=dropout, patience=patience, seed=seed)
-        self.progress = progress
+        self.verbose = verbose
+        self.device = devices.resolve(device)
         self.model = None
         self.history_ = None
 
@@ -43,8 +49,9 @@ class CharLM:
 
         c = self.config
         seed_everything(c["seed"])
-        return CharNet(len(c["vocab"]) + 1, c["embed_dim"], c["hidden_size"], c["num_layers"], c["cell"],
-                       c.get("dropout", 0.0))
+        net = CharNet(len(c["vocab"]) + 1, c["embed_dim"], c["hidden_size"], c["num_layers"], c["cell"],
+                      c.get("dropout", 0.0))
+        return net.to(self.device)
 
     def _chunks(self, ids: np.ndarray):
         import torch
@@ -56,8 +63,9 @@ class CharLM:
         return (torch.from_numpy(ids[:k * n].reshape(k, n)),)
 
     def fit(self, text: str, val_text: str | None = None, *, ckpt_dir: str | None = None, resume: bool = False,
-            log=print) -> "CharLM":
-        """Train on ``text``; ``val_text`` (optional) drives early stopping."""
+            log=None) -> "CharLM":
+        """Train on ``text``; ``val_text`` (optional) drives early stopping. ``log``: where the epoch lines go
+        (default: stdout when ``verbose``, else nowhere)."""
         import torch
 
         c = self.config
@@ -69,9 +77,11 @@ class CharLM:
             return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), chunk[:, 1:].reshape(-1))
 
         cfg = TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], patience=c["patience"],
-                          seed=c["seed"], batches_per_epoch=c["batches_per_epoch"], progress=self.progress,
+                          seed=c["seed"], batches_per_epoch=c["batches_per_epoch"], progress=int(self.verbose) >= 2,
                           lr_schedule=c["lr_schedule"], loss_unit="nats per character (cross-entropy)")
         val = self._chunks(self.encode(val_text)) if val_text else None
+        if log is None:
+            log = print if self.verbose else quiet
         self.history_ = fit(self.model, loss_fn, self._chunks(self.encode(text)), val, cfg, task=TASK, config=c,
                             ckpt_dir=ckpt_dir, resume=resume, log=log)
         return self
@@ -85,7 +95,7 @@ class CharLM:
         ids = self.encode(text)
         streams = max(1, min(streams, len(ids) // 2))
         per = len(ids) // streams
-        x = torch.from_numpy(ids[:per * streams].reshape(streams, per))
+        x = torch.from_numpy(ids[:per * streams].reshape(streams, per)).to(self.device)
         total, count, state = 0.0, 0, None
         self.model.eval()
         with torch.no_grad():
@@ -116,7 +126,7 @@ class CharLM:
         model = copy.deepcopy(self.model) if dynamic_lr else self.model
         model.eval()  # no dropout, also while adapting
         opt = torch.optim.SGD(model.parameters(), lr=dynamic_lr) if dynamic_lr else None
-        ids = torch.from_numpy(self.encode(context[-warmup:] + text))[None]
+        ids = torch.from_numpy(self.encode(context[-warmup:] + text))[None].to(self.device)
         start = min(len(context), warmup)  # position in ids of text[0]
         state, out = None, []
         with torch.no_grad():
@@ -131,7 +141,7 @@ class CharLM:
                     opt.zero_grad(set_to_none=True)
                     torch.nn.functional.nll_loss(logp, tgt[0]).backward()
                     opt.step()
-            out.append(logp.detach().exp().numpy())
+            out.append(logp.detach().exp().cpu().numpy())
             state = tuple(s.detach() for s in new_state) if isinstance(new_state, tuple) else new_state.detach()
         probs = np.concatenate(out) if out else np.zeros((0, len(self.config["vocab"]) + 1), np.float32)
         if start == 0:  # text[0] has no context at all: predict it uniformly over the vocabulary
@@ -151,25 +161,27 @@ class CharLM:
         self.model.eval()
         out = []
         with torch.no_grad():
-            logits, state = self.model(torch.from_numpy(ids)[None], None)
+            logits, state = self.model(torch.from_numpy(ids)[None].to(self.device), None)
             for _ in range(n):
                 z = logits[0, -1] / temperature
                 z[0] = -math.inf  # never emit the unknown-character id
                 if top_k:
                     kth = torch.topk(z, min(top_k, z.numel())).values[-1]
                     z = torch.where(z < kth, torch.full_like(z, -math.inf), z)
-                nxt = int(torch.multinomial(torch.softmax(z, -1), 1, generator=gen))
+                nxt = int(torch.multinomial(torch.softmax(z, -1).cpu(), 1, generator=gen))  # gen: a CPU one
                 out.append(vocab[nxt - 1])
-                logits, state = self.model(torch.tensor([[nxt]]), state)
+                logits, state = self.model(torch.tensor([[nxt]], device=self.device), state)
         return prompt + "".join(out)
 
     def save(self, path: str) -> None:
         checkpoint.save(path, task=TASK, config=self.config, model=self.model)
 
     @classmethod
-    def load(cls, path: str) -> "CharLM":
+    def load(cls, path: str, device="cpu") -> "CharLM":
+        """A trained CharLM from ``save``'s file (or a ``lstmkit generate`` run's model.safetensors), its model on
+        ``device``."""
         ck = checkpoint.load(path, task=TASK)
-        lm = cls(progress=False)
+        lm = cls(device=device)
         lm.config = ck["config"]
         lm.model = lm._build()
         lm.model.load_state_dict(ck["model"])

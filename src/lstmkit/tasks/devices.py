@@ -1,0 +1,64 @@
+"""Where a task estimator trains and predicts: ``device=`` ('cpu', 'cuda', 'cuda:N', 'mps' or a torch.device).
+
+The model's parameters are moved there once; the training loop (``lstmkit.tasks.training.fit``) and predict
+move each batch to the device of the model's parameters, so the data stays on the CPU (a GPU holds only the
+batch in flight) and one code path serves every device. lstmkit.torch's LSTM/GRU compute on a non-CPU device
+with torch's own kernels (``lstmkit.torch.devices``).
+"""
+from __future__ import annotations
+
+KINDS = ("cpu", "cuda", "mps")
+
+
+class DeviceUnavailableError(ValueError, RuntimeError):
+    """``device=`` names an accelerator this machine (or this torch build) does not have."""
+
+
+def resolve(device) -> "torch.device":  # noqa: F821 (torch is imported lazily)
+    """'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device -> torch.device, checked before any work.
+
+    Raises ValueError for anything else and DeviceUnavailableError when the accelerator is missing."""
+    import torch
+
+    if device is None:
+        return torch.device("cpu")
+    if not isinstance(device, (str, torch.device)):
+        raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device, got "
+                         f"{type(device).__name__} {device!r}")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device, got {device!r}") \
+            from None
+    if dev.type not in KINDS:
+        raise ValueError(f"device: expected one of {', '.join(KINDS)} (a task trains there), got {str(dev)!r}")
+    if dev.type == "cuda":
+        _check_cuda(dev, torch)
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceUnavailableError(f"device: {str(dev)!r} asked for, but torch.backends.mps.is_available() is "
+                                     "False on this machine; use device='cpu'")
+    return dev
+
+
+def _check_cuda(dev, torch) -> None:
+    if not torch.cuda.is_available():
+        build = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise DeviceUnavailableError(f"device: {str(dev)!r} asked for, but torch.cuda.is_available() is False "
+                                     f"({build}); use device='cpu'")
+    count = torch.cuda.device_count()
+    if dev.index is not None and dev.index >= count:
+        raise DeviceUnavailableError(f"device: {str(dev)!r} asked for, but this machine has {count} CUDA "
+                                     f"device(s) (cuda:0..cuda:{count - 1})")
+
+
+def of(model) -> "torch.device":  # noqa: F821
+    """The device of ``model``'s parameters (the CPU for a model without any)."""
+    import torch
+
+    first = next(iter(model.parameters()), None)
+    return torch.device("cpu") if first is None else first.device
+
+
+def to(batch: tuple, device) -> tuple:
+    """Each tensor of ``batch`` on ``device`` (a no-op for tensors already there)."""
+    return tuple(t.to(device) for t in batch)
