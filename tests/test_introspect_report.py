@@ -38,6 +38,9 @@ def test_report_is_self_contained_and_holds_the_trace(tmp_path, mode, kw):
     want = tr.layers[-1][-1].gates[gate][:, 0]
     np.testing.assert_allclose(got, want, atol=5e-5)  # stored to 4 decimals
     assert str(lstmkit.summary(layer)).splitlines()[0] in page
+    # the selector picks a layer and a direction, and says so; its options name both
+    assert '<label>layer / direction <select id="direction">' in page
+    assert [d["label"].split()[:2] for d in data["directions"]][0] == ["layer", "0"]
 
 
 def test_report_never_overwrites_without_asking(tmp_path):

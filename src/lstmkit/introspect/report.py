@@ -187,7 +187,7 @@ _TEMPLATE = """<!DOCTYPE html>
 <h2>Model</h2><pre id="summary">{summary}</pre>
 <h2>Interactive view</h2>
 <div id="view">
-<label>direction <select id="direction"></select></label>
+<label>layer / direction <select id="direction"></select></label>
 <label>quantity <select id="quantity"></select></label>
 <label>unit <select id="unit"></select></label><br>
 <label>time step <input type="range" id="step" min="0" max="0" value="0"></label>
