@@ -308,23 +308,12 @@ void gemm_acc_serial(index_t M, const T* A, index_t lda, const PackedWeights<T>&
         for (; i + MR <= mc; i += MR) detail::micro_kernel<T, MR, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
         static_assert(MR <= 6, "remainder cases below cover MR ≤ 6");
         switch (mc - i) {
-          case 5:
-            detail::micro_kernel<T, 5, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
-            break;
-          case 4:
-            detail::micro_kernel<T, 4, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
-            break;
-          case 3:
-            detail::micro_kernel<T, 3, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
-            break;
-          case 2:
-            detail::micro_kernel<T, 2, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
-            break;
-          case 1:
-            detail::micro_kernel<T, 1, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
-            break;
-          default:
-            break;
+          case 5: detail::micro_kernel<T, 5, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
+          case 4: detail::micro_kernel<T, 4, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
+          case 3: detail::micro_kernel<T, 3, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
+          case 2: detail::micro_kernel<T, 2, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
+          case 1: detail::micro_kernel<T, 1, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
+          default: break;
         }
       }
     }

@@ -32,28 +32,17 @@ template <typename T>
 inline T act_value(const Activation& a, T z) {
   const T al = T(a.alpha), be = T(a.beta);
   switch (a.kind) {
-    case ActKind::Sigmoid:
-      return sigmoid(z);
-    case ActKind::Tanh:
-      return std::tanh(z);
-    case ActKind::Relu:
-      return z > T(0) ? z : T(0);
-    case ActKind::HardSigmoid:
-      return std::min(T(1), std::max(T(0), al * z + be));
-    case ActKind::LeakyRelu:
-      return z >= T(0) ? z : al * z;
-    case ActKind::ThresholdedRelu:
-      return z > al ? z : T(0);
-    case ActKind::ScaledTanh:
-      return al * std::tanh(be * z);
-    case ActKind::Affine:
-      return al * z + be;
-    case ActKind::Elu:
-      return z >= T(0) ? z : al * std::expm1(z);
-    case ActKind::Softsign:
-      return z / (T(1) + std::abs(z));
-    case ActKind::Softplus:
-      return std::max(z, T(0)) + std::log1p(std::exp(-std::abs(z)));
+    case ActKind::Sigmoid: return sigmoid(z);
+    case ActKind::Tanh: return std::tanh(z);
+    case ActKind::Relu: return z > T(0) ? z : T(0);
+    case ActKind::HardSigmoid: return std::min(T(1), std::max(T(0), al * z + be));
+    case ActKind::LeakyRelu: return z >= T(0) ? z : al * z;
+    case ActKind::ThresholdedRelu: return z > al ? z : T(0);
+    case ActKind::ScaledTanh: return al * std::tanh(be * z);
+    case ActKind::Affine: return al * z + be;
+    case ActKind::Elu: return z >= T(0) ? z : al * std::expm1(z);
+    case ActKind::Softsign: return z / (T(1) + std::abs(z));
+    case ActKind::Softplus: return std::max(z, T(0)) + std::log1p(std::exp(-std::abs(z)));
   }
   return z;
 }

@@ -140,37 +140,33 @@ def keras_chunk_bomb(folder: Path, elements: int = 1 << 28, chunk: int = 1 << 10
     return path
 
 
-def keras_declared_units(folder: Path, units: int = 10**6) -> Path:
-    """A .keras file whose config says LSTM units=``units`` (Keras would build 4·units² weights first)."""
+def _keras_with_lstm_layer(folder: Path, name: str, edit) -> Path:
+    """A copy of a small good .keras file (as ``name``) with ``edit(layer)`` applied to its LSTM layer's config."""
     good = folder / "good.keras"
     lstmkit.io.write(_small_layer(), good, overwrite=True)
     src = zipfile.ZipFile(good)
     config = json.loads(src.read("config.json"))
     for layer in config["config"]["layers"]:
         if layer["class_name"] == "LSTM":
-            layer["config"]["units"] = units
-    path = folder / "units.keras"
+            edit(layer)
+    path = folder / name
     with zipfile.ZipFile(path, "w") as out:
         for info in src.infolist():
             out.writestr(info, json.dumps(config) if info.filename == "config.json" else src.read(info.filename))
     return path
+
+
+def keras_declared_units(folder: Path, units: int = 10**6) -> Path:
+    """A .keras file whose config says LSTM units=``units`` (Keras would build 4·units² weights first)."""
+    return _keras_with_lstm_layer(folder, "units.keras", lambda layer: layer["config"].update(units=units))
 
 
 def keras_embedding(folder: Path, input_dim: int = 10**9) -> Path:
     """A .keras file whose LSTM layer became an Embedding of ``input_dim`` rows (Keras would build it first)."""
-    good = folder / "good.keras"
-    lstmkit.io.write(_small_layer(), good, overwrite=True)
-    src = zipfile.ZipFile(good)
-    config = json.loads(src.read("config.json"))
-    for layer in config["config"]["layers"]:
-        if layer["class_name"] == "LSTM":
-            layer["class_name"] = "Embedding"
-            layer["config"] = {"name": "embedding", "input_dim": input_dim, "output_dim": 64}
-    path = folder / "embedding.keras"
-    with zipfile.ZipFile(path, "w") as out:
-        for info in src.infolist():
-            out.writestr(info, json.dumps(config) if info.filename == "config.json" else src.read(info.filename))
-    return path
+    def to_embedding(layer):
+        layer["class_name"] = "Embedding"
+        layer["config"] = {"name": "embedding", "input_dim": input_dim, "output_dim": 64}
+    return _keras_with_lstm_layer(folder, "embedding.keras", to_embedding)
 
 
 # malformed safetensors headers: (name, header JSON text) — each must give one clear ValueError
