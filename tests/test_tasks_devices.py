@@ -74,6 +74,27 @@ def test_device_flag_without_a_gpu_is_a_usage_error(task, tmp_path, capsys):
     assert not (tmp_path / "run").exists()  # refused before the run folder was made
 
 
+@needs_no_cuda
+def test_predict_device_flag_without_a_gpu_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "--model", str(tmp_path / "model.safetensors"), "--device", "cuda"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--device" in err and "torch.cuda.is_available() is False" in err and "Traceback" not in err
+
+
+def test_predict_on_an_explicit_cpu_device(tmp_path, capsys):
+    """lstmkit predict --device cpu loads the saved forecaster there and prints its forecasts."""
+    fc = forecaster("cpu").fit(panel())
+    fc.save(tmp_path / "model.safetensors")
+    panel().to_csv(tmp_path / "history.csv", index=False)
+    assert main(["predict", "--model", str(tmp_path / "model.safetensors"), "--csv", str(tmp_path / "history.csv"),
+                 "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    want = fc.predict()
+    assert printed.count("\n") == len(want) + 1  # a header and one line per forecast
+
+
 def test_explicit_cpu_device_trains_the_default_model():
     """device='cpu' (a string or a torch.device) takes the very steps of the default run: same seed, same
     batches, same arithmetic, so the forecasts are equal to the last bit."""

@@ -1,6 +1,7 @@
 """``lstmkit predict --model CKPT``: use a model saved by classify, forecast or generate on new data."""
 import sys
 
+from ..tasks.cli_common import device
 from ._flags import DefaultsHelp, positive_int
 
 
@@ -27,6 +28,8 @@ def register(sub) -> None:
     p.add_argument("--temperature", type=float, default=0.8, help="generate: sampling temperature")
     p.add_argument("--top-k", type=positive_int, default=20,
                    help="generate: sample among the k likeliest characters")
+    p.add_argument("--device", type=device, default="cpu",
+                   help="where the model runs: cpu, cuda, cuda:N or mps (checked before any work)")
     p.add_argument("--output", help="write predictions to this CSV (refused if it exists); default: print")
     p.set_defaults(func=run)
 
@@ -62,7 +65,7 @@ def _classify(args, model_path: str):
     from ..tasks.classify.data import aeon_cases
     from ..tasks.tables import read_table
 
-    clf = SequenceClassifier.load(model_path)
+    clf = SequenceClassifier.load(model_path, device=args.device)
     if args.ts is not None:
         from .._optional import require
 
@@ -104,7 +107,7 @@ def _forecast(args):
 
     if args.csv is None:
         raise ValueError("--csv is needed to predict with a forecast model")
-    fc = Forecaster.load(args.model)
+    fc = Forecaster.load(args.model, device=args.device)
     time_col = fc.columns.time_col
 
     def table(path, flag):
@@ -133,7 +136,8 @@ def run(args) -> int:
     if task == "generate":
         from ..tasks.generate import CharLM
 
-        print(CharLM.load(args.model).sample(args.prompt, args.n_chars, args.temperature, args.top_k))
+        lm = CharLM.load(args.model, device=args.device)
+        print(lm.sample(args.prompt, args.n_chars, args.temperature, args.top_k))
         return 0
     if task == "forecast":
         result = _forecast(args)
