@@ -59,6 +59,10 @@ def test_text_csv_and_predict(tmp_path, capsys):
     # never overwrite an existing output file
     assert main(["predict", "--model", os.path.join(out, "best.safetensors"), "--csv", str(new),
                  "--output", str(pred)]) == 2
+    # a --label-col the file lacks is bad input (exit 2, the column named), not an internal error
+    assert main(["predict", "--model", os.path.join(out, "best.safetensors"), "--csv", str(new),
+                 "--label-col", "label"]) == 2
+    assert "no column(s) 'label'" in capsys.readouterr().err
 
 
 def test_variable_length_sequences_use_lengths():

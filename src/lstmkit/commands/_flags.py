@@ -30,8 +30,6 @@ def _number(kind, low, low_ok: bool, what: str):
 
 
 positive_int = _number(int, 1, True, "a positive integer")
-nonnegative_int = _number(int, 0, True, "an integer >= 0")
-positive_float = _number(float, 0.0, False, "a number > 0")
 
 
 def fraction(text: str) -> float:

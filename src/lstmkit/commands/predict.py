@@ -63,7 +63,7 @@ def _classify(args, model_path: str):
 
     from ..tasks.classify import SequenceClassifier
     from ..tasks.classify.data import aeon_cases
-    from ..tasks.tables import read_table
+    from ..tasks.tables import need_columns, read_table
 
     clf = SequenceClassifier.load(model_path, device=args.device)
     if args.ts is not None:
@@ -78,9 +78,8 @@ def _classify(args, model_path: str):
     else:
         df = read_table(args.csv, "--csv")
         if clf.config_["text"]:
-            if args.text_col not in df.columns:
-                raise ValueError(f"{args.csv}: no column {args.text_col!r} (columns: "
-                                 f"{', '.join(map(str, df.columns))})")
+            need_columns(df, [args.text_col] + ([args.label_col] if args.label_col else []), args.csv,
+                         "--text-col/--label-col")
             ids, X = None, df[args.text_col].astype(str).tolist()  # rows in file order: no id column
             y = df[args.label_col].to_numpy() if args.label_col else None
         else:

@@ -28,9 +28,9 @@ def read_table(path: str, flag: str = "--csv"):
         raise ValueError(f"{flag} {path}: not a well-formed CSV file: {e}") from None
 
 
-def need_columns(df, cols: list, path: str) -> None:
+def need_columns(df, cols: list, path: str, flags: str = "--id-col/--step-col/--label-col/--feature-cols") -> None:
+    """A ValueError naming the file, the missing columns, the ones present and the flags that name them."""
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: no column(s) {', '.join(map(repr, missing))} (columns: "
-                         f"{', '.join(map(str, df.columns))}); name them with --id-col/--step-col/--label-col/"
-                         "--feature-cols")
+                         f"{', '.join(map(str, df.columns))}); name them with {flags}")

@@ -195,8 +195,6 @@ def load_long_sequences(path: str, id_col: str = "id", step_col: str = "step", l
 def load_text_csv(path: str, text_col: str = "text", label_col: str = "label"):
     """A user's CSV (or Parquet) of text,label -> (texts list[str], labels ndarray[str])."""
     df = read_table(path, "--csv")
-    for col in (text_col, label_col):
-        if col not in df.columns:
-            raise ValueError(f"{path}: no column {col!r} (columns: {', '.join(map(str, df.columns))})")
+    need_columns(df, [text_col, label_col], path, "--text-col/--label-col")
     df = df.dropna(subset=[text_col, label_col])
     return df[text_col].astype(str).tolist(), df[label_col].astype(str).to_numpy()
