@@ -78,8 +78,7 @@ def encode(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
         offset += len(blob)
         blobs.append(blob)
     body = b"".join(blobs)
-    metadata["content_sha256"] = content_hash(tensors)
-    metadata["metadata_sha256"] = metadata_hash(metadata)
+    stamp_hashes(metadata, tensors)
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # pad so the data starts 8-byte aligned
     return struct.pack("<Q", len(text)) + text + body
@@ -110,12 +109,12 @@ def load(path, *, batch_first: bool | None = None, verify: bool = True):
         raise ValueError(f"{path}: no lstmkit metadata (format/kind/config) in the safetensors header; it holds "
                          f"tensors {short(sorted(tensors)[:6], 200)}... — convert a plain state_dict with "
                          "lstmkit.io.torch.from_state_dict (or `lstmkit convert --format`) instead")
-    config = _json_field(path, metadata, "config", dict)
+    config = json_field(path, metadata, "config", dict)
     try:
         config = RNNConfig(**config)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: metadata 'config' is not a valid RNNConfig: {short(e)}") from e
-    convention = _json_field(path, metadata, "convention", dict, '{"names": "torch"}')
+    convention = json_field(path, metadata, "convention", dict, '{"names": "torch"}')
     if convention.get("names") != "torch" or tuple(convention.get("gate_order", ORDERS["torch"][config.mode])) \
             != ORDERS["torch"][config.mode]:
         raise ValueError(f"{path}: unsupported convention {short(convention, 200)}; expected torch names and gate "
@@ -132,10 +131,14 @@ def load(path, *, batch_first: bool | None = None, verify: bool = True):
         raise ValueError(f"{path}: tensors disagree with the metadata's config: {e}") from e
 
 
-def _json_field(path, metadata: dict, key: str, kind: type, default: str | None = None):
-    """metadata[key] parsed as JSON of type ``kind``; ValueError naming the file and key otherwise."""
+def json_field(path, metadata: dict, key: str, kind: type, default: str | None = None, where: str = "metadata"):
+    """metadata[key] (or ``default`` when absent) parsed as JSON of type ``kind``; ValueError naming the file
+    and key otherwise, and ``where`` the metadata is when the key is absent without a default."""
+    text = metadata.get(key, default)
+    if text is None:
+        raise ValueError(f"{path}: no {key!r} in the {where}")
     try:
-        value = json.loads(metadata.get(key, default))
+        value = json.loads(text)
     except (ValueError, RecursionError) as e:
         raise ValueError(f"{path}: metadata {key!r} is not JSON ({short(e, 120)})") from None
     if not isinstance(value, kind):
@@ -276,6 +279,12 @@ def content_hash(tensors: dict[str, np.ndarray]) -> str:
         digest.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
         digest.update(value.tobytes())
     return digest.hexdigest()
+
+
+def stamp_hashes(metadata: dict[str, str], tensors: dict[str, np.ndarray]) -> None:
+    """Set metadata's content_sha256 (of ``tensors``) and then metadata_sha256 (of the rest), as ``read`` checks."""
+    metadata["content_sha256"] = content_hash(tensors)
+    metadata["metadata_sha256"] = metadata_hash(metadata)
 
 
 def metadata_hash(metadata: dict[str, str]) -> str:

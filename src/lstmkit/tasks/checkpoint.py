@@ -29,12 +29,11 @@ def _atomic_save(tensors: dict, metadata: dict, path: str) -> None:
     """safetensors file written through ``lstmkit.io.files.atomic_write`` (temp file, fsync, os.replace)."""
     from ..io.files import atomic_write
 
-    from ..io.safetensors import content_hash, metadata_hash
+    from ..io.safetensors import stamp_hashes
 
     st = require("safetensors.torch", "tasks")
     cpu = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    metadata["content_sha256"] = content_hash({k: v.numpy() for k, v in cpu.items()})
-    metadata["metadata_sha256"] = metadata_hash(metadata)
+    stamp_hashes(metadata, {k: v.numpy() for k, v in cpu.items()})
     atomic_write(path, lambda tmp: st.save_file(cpu, tmp, metadata=metadata), overwrite=True)
 
 
@@ -106,11 +105,11 @@ def load(path: str, task: str | None = None, *, verify: bool = True) -> dict:
         raise ValueError(f"{path} holds a {short(meta.get('task'), 40)} model, not a {task} model")
     tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
     model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    config = _json(path, meta, "config", dict)
-    trainer = _json(path, meta, "trainer", dict) if "trainer" in meta else None
+    config = _field(path, meta, "config", dict)
+    trainer = _field(path, meta, "trainer", dict) if "trainer" in meta else None
     optim = None
     if "optim" in meta:
-        rest = _json(path, meta, "optim", dict)
+        rest = _field(path, meta, "optim", dict)
         try:
             optim = _join_optimizer(tensors, rest)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
@@ -119,17 +118,11 @@ def load(path: str, task: str | None = None, *, verify: bool = True) -> dict:
             "tensors": tensors, "meta": meta}
 
 
-def _json(path, meta: dict, key: str, kind: type):
+def _field(path, meta: dict, key: str, kind: type):
     """meta[key] parsed as JSON of type ``kind``; ValueError naming the file and key otherwise."""
-    try:
-        value = json.loads(meta[key])
-    except KeyError:
-        raise ValueError(f"{path}: no {key!r} in the checkpoint's metadata") from None
-    except (ValueError, RecursionError) as e:
-        raise ValueError(f"{path}: metadata {key!r} is not JSON ({short(e, 120)})") from None
-    if not isinstance(value, kind):
-        raise ValueError(f"{path}: metadata {key!r}: expected a JSON {kind.__name__}, got {type(value).__name__}")
-    return value
+    from ..io.safetensors import json_field
+
+    return json_field(path, meta, key, kind, where="checkpoint's metadata")
 
 
 def resume_into(ck: dict, path: str, model, optimizer, loader_generator=None, config: dict | None = None) -> None:
