@@ -275,7 +275,6 @@ def native_weights(config: RNNConfig, params: Mapping, dtype=None) -> tuple[list
 # Sequence calls: one checked description (SequenceCall) serves the plain and the variant kernels.
 # ----------------------------------------------------------------------------------------------------------
 
-PLAIN_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 _SUFFIX = re.compile(r"_l\d+(_reverse)?$")
 
 
@@ -294,7 +293,7 @@ def _weight_layout(config: RNNConfig) -> tuple[tuple[int, ...], tuple[int, ...]]
     parameters (peephole, ln_*): the native kernels take them as two lists."""
     plain, extra = [], []
     for i, name in enumerate(param_shapes(config)):
-        (plain if _SUFFIX.sub("", name) in PLAIN_WEIGHTS else extra).append(i)
+        (plain if _SUFFIX.sub("", name) in CELL_WEIGHTS else extra).append(i)
     return tuple(plain), tuple(extra)
 
 
@@ -327,9 +326,7 @@ class SequenceCall:
 
     @property
     def state_shapes(self) -> tuple:
-        c = self.config
-        LD, B = c.num_layers * c.num_directions, self.x.shape[1]
-        return ((LD, B, c.output_size), (LD, B, c.hidden_size)) if c.mode == "LSTM" else ((LD, B, c.hidden_size),)
+        return checks.state_shapes(self.config, self.x.shape[1])
 
     @property
     def output_shape(self) -> tuple:
@@ -393,8 +390,7 @@ def _check_call(config, params, x, state0, lengths, variant_masks=None) -> Seque
         raise ValueError(f"x: expected {config.input_size} features (input_size) in the last dimension, "
                          f"got shape {x.shape}")
     weights, _ = native_weights(config, params, dtype)
-    LD, H, P = config.num_layers * config.num_directions, config.hidden_size, config.output_size
-    shapes = ((LD, B, P), (LD, B, H)) if config.mode == "LSTM" else ((LD, B, H),)
+    shapes = checks.state_shapes(config, B)
     if state0 is None:
         state = [np.zeros(s, dtype) for s in shapes]
     else:

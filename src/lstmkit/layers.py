@@ -60,14 +60,17 @@ class _PerThread:
 
     def __init__(self):
         self._by_thread = {}
+        self._prune_at = self._KEEP  # more contexts than this: drop the ended threads' (then wait for twice as many)
 
     def save(self, context) -> None:
         by_thread = self._by_thread
         by_thread[threading.get_ident()] = context
-        if len(by_thread) > self._KEEP:
+        if len(by_thread) > self._prune_at:
             alive = {t.ident for t in threading.enumerate()}
-            for ident in [i for i in by_thread if i not in alive]:
-                by_thread.pop(ident, None)
+            for ident in list(by_thread):  # a copy: another thread's save may add a key meanwhile
+                if ident not in alive:
+                    by_thread.pop(ident, None)
+            self._prune_at = max(self._KEEP, 2 * len(by_thread))
 
     def get(self):
         """This thread's last context, None before its first forward call."""
