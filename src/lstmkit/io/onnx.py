@@ -120,7 +120,7 @@ def to_onnx(model, *, streaming: bool = False, lengths: bool = False, initial_st
     finals_h, finals_c = [], []
     for layer_index in range(L):
         states = [_slice(g, s, layer_index * D, (layer_index + 1) * D) if s else None for s in (h0, c0)]
-        run = _layer_scan if _needs_scan(c) else _layer_op
+        run = _layer_scan if needs_scan(c) else _layer_op
         x, h_n, c_n = run(g, c, params, layer_index, x, seq_lens, *states, elem)
         finals_h.append(h_n)
         finals_c.append(c_n)
@@ -157,7 +157,7 @@ def _slice(g, state, start, stop):
 
 def _layer_op(g, c, params, layer, x, seq_lens, h0, c0, elem):
     """One layer as an ONNX LSTM/GRU node. x (T, B, in) -> (y (T, B, D·H), h_n (D, B, H), c_n (D, B, H))."""
-    D, H, lstm = c.num_directions, c.hidden_size, c.mode == "LSTM"
+    D, lstm = c.num_directions, c.mode == "LSTM"
     dtype = np.float64 if elem == g.onnx.TensorProto.DOUBLE else np.float32
     W, R, B = [], [], []
     for d in range(D):
@@ -177,22 +177,24 @@ def _layer_op(g, c, params, layer, x, seq_lens, h0, c0, elem):
             p_i, p_f, p_o = np.split(params["peephole" + suffix(layer, d)], 3)
             P.append(np.concatenate([p_i, p_o, p_f]))  # ONNX's order
         inputs.append(g.const(np.stack(P).astype(dtype), f"P_l{layer}"))
-    attrs = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward", **_variant_attrs(c)}
-    y, h_n, *rest = g.op(c.mode, inputs, n_out=3 if lstm else 2, **attrs)
+    y, h_n, *rest = g.op(c.mode, inputs, n_out=3 if lstm else 2, **node_attributes(c))
     y = g.op("Transpose", [y], perm=[0, 2, 1, 3])  # (T, D, B, H) -> (T, B, D, H)
     y = g.op("Reshape", [y, g.const(np.array([0, 0, -1]))])  # (T, B, D·H)
     return y, h_n, (rest[0] if lstm else None)
 
 
-def _needs_scan(c) -> bool:
+def needs_scan(c) -> bool:
     """True when the ONNX LSTM/GRU op cannot express the layer: projection, layer norm, zoneout."""
     return bool(c.proj_size or c.layer_norm or any(c.zoneout))
 
 
-def _variant_attrs(c) -> dict:
-    """The LSTM/GRU node attributes of the variant options ONNX has (none for a plain config but the GRU's
-    linear_before_reset, which torch's GRU needs as 1)."""
-    attrs = {} if c.mode == "LSTM" else {"linear_before_reset": int(c.linear_before_reset)}
+def node_attributes(c) -> dict:
+    """The LSTM/GRU node's attributes for one layer of config ``c``: hidden size, direction and the variant
+    options ONNX has (the GRU's linear_before_reset always: torch's GRU is 1, ONNX's default 0). Shared by
+    every exporter (this module's and lstmkit.torch.onnx_export's)."""
+    attrs = {"hidden_size": c.hidden_size, "direction": "bidirectional" if c.bidirectional else "forward"}
+    if c.mode == "GRU":
+        attrs["linear_before_reset"] = int(c.linear_before_reset)
     if c.clip is not None:
         attrs["clip"] = float(c.clip)
     if c.input_forget:

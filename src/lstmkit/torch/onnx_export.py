@@ -20,41 +20,21 @@ from __future__ import annotations
 
 import torch
 
+from ..io.gates import ORDERS
+from ..io.onnx import OPSET, needs_scan, node_attributes
 from ..params import RNNConfig, param_shapes, suffix
-from ..ref.activations import USES
 
 __all__ = ["OPSET", "expressible", "forward", "register_symbolics"]
 
-OPSET = 17
-# torch's gate rows -> ONNX's: LSTM (i, f, g, o) -> (i, o, f, c), GRU (r, z, n) -> (z, r, h), peephole
-# (p_i, p_f, p_o) -> (P_i, P_o, P_f)
-GATE_ORDER = {"LSTM": (0, 3, 1, 2), "GRU": (1, 0, 2)}
+# torch's gate rows -> ONNX's, as positions: LSTM (i, f, g, o) -> (i, o, f, c), GRU (r, z, n) -> (z, r, h);
+# peephole (p_i, p_f, p_o) -> (P_i, P_o, P_f)
+GATE_ORDER = {mode: tuple(ORDERS["torch"][mode].index(g) for g in ORDERS["onnx"][mode]) for mode in ("LSTM", "GRU")}
 PEEPHOLE_ORDER = (0, 2, 1)
 
 
 def expressible(config: RNNConfig) -> bool:
     """Whether ONNX's LSTM/GRU node computes every layer of ``config`` (eval mode)."""
-    return not (config.proj_size or config.layer_norm or any(config.zoneout))
-
-
-def node_attributes(config: RNNConfig) -> dict:
-    """The LSTM/GRU node's attributes for config (one layer): direction, hidden size and the variants."""
-    c = config
-    attrs = {"hidden_size": c.hidden_size, "direction": "bidirectional" if c.bidirectional else "forward"}
-    if c.mode == "GRU":
-        attrs["linear_before_reset"] = int(c.linear_before_reset)  # torch's GRU is 1; ONNX's default is 0
-    if c.clip is not None:
-        attrs["clip"] = float(c.clip)
-    if c.input_forget:
-        attrs["input_forget"] = 1
-    if c.activations:
-        specs = list(c.activations) * c.num_directions  # one list per direction
-        attrs["activations"] = [name for name, _, _ in specs]
-        # ONNX hands α (β) out in order to the functions that take one
-        alpha = [a for name, a, _ in specs if USES.get(name, 0) >= 1]
-        beta = [b for name, _, b in specs if USES.get(name, 0) >= 2]
-        attrs.update({k: v for k, v in (("activation_alpha", alpha), ("activation_beta", beta)) if v})
-    return attrs
+    return not needs_scan(config)
 
 
 class _Emit:
