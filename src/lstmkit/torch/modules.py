@@ -175,11 +175,11 @@ class _RNNBase(nn.Module):
         # the training ops (which save the engine's workspace) only in training mode, so an eval-mode graph
         # (torch.export, tracing) holds the inference op; an eval-mode backward recomputes the forward.
         # TorchScript's ONNX exporter translates the inference ops only.
-        native_training = self.training and not torch.onnx.is_in_onnx_export()
-        trains = native_training and ops.trains_natively(x, state0, self._flat_weights, masks)
-        if masks and native_training and ops.trains_natively(x, state0, self._flat_weights, []) and \
-                engine.supports(c):  # inter-layer dropout: one native training call per layer
+        grad = self.training and not torch.onnx.is_in_onnx_export() and \
+            ops.trains_natively(x, state0, self._flat_weights, [])
+        if masks and grad and engine.supports(c):  # inter-layer dropout: one native training call per layer
             return self._run_layers(x, state0, lengths, masks)
+        trains = grad and not masks
         if not c.is_plain:
             c0 = state0[1] if c.mode == "LSTM" else None
             variant_masks = self._variant_masks(T, B, x)
