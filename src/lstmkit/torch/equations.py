@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..params import RNNConfig, suffix
+from ..params import RNNConfig
 from ..ref.activations import DEFAULTS, normalise
-from ..ref.rnn import WEIGHT_NAMES
+from ..ref.rnn import layer_weights
 from ..ref.variants import LN_EPS
 
 __all__ = ["activation", "forward", "gru_step", "lstm_step"]
@@ -217,7 +217,7 @@ def forward(config: RNNConfig, params: dict, x: Tensor, state0=None, lengths=Non
         outputs = []
         for d in range(D):
             k = layer * D + d
-            w = {n: params[n + suffix(layer, d)] for n in WEIGHT_NAMES if n + suffix(layer, d) in params}
+            w = layer_weights(params, layer, d)
             masks_at = _eval_masks(config) if variant_masks is None else (lambda t, k=k: variant_masks.at(k, t))
             a = _input_projection(config, layer_input, w)  # (T, B, G·H)
             ys, final = run(cell, step, a, tuple(s[k] for s in state0), w, mask, d == 1, masks_at)
