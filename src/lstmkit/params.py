@@ -237,6 +237,7 @@ def _param_shapes(config: RNNConfig) -> tuple[tuple[str, tuple[int, ...]], ...]:
     return tuple(shapes.items())
 
 
+@functools.lru_cache(maxsize=256)  # each training call with inter-layer dropout asks for every layer's
 def layer_config(config: RNNConfig, layer: int) -> RNNConfig:
     """The one-layer config of ``config``'s layer ``layer`` (its input is x, or the layer below's D·P
     outputs), sequence-first and without inter-layer dropout: what runs one layer at a time."""
@@ -244,7 +245,8 @@ def layer_config(config: RNNConfig, layer: int) -> RNNConfig:
     return replace(config, input_size=input_size, num_layers=1, dropout=0.0, batch_first=False)
 
 
-def layer_param_names(config: RNNConfig, layer: int) -> list[tuple[str, str]]:
+@functools.lru_cache(maxsize=256)  # as layer_config: asked for on every such call
+def layer_param_names(config: RNNConfig, layer: int) -> tuple[tuple[str, str], ...]:
     """(name in ``config``, name in ``layer_config(config, layer)``) of layer ``layer``'s parameters, in
     param_shapes order: ``weight_ih_l2_reverse`` is ``weight_ih_l0_reverse`` of the one-layer config."""
     tag = f"_l{layer}"
@@ -253,7 +255,7 @@ def layer_param_names(config: RNNConfig, layer: int) -> list[tuple[str, str]]:
         stem, _, rest = name.rpartition(tag)
         if stem and rest in ("", "_reverse"):
             names.append((name, f"{stem}_l0{rest}"))
-    return names
+    return tuple(names)
 
 
 def init_params(config: RNNConfig, seed: int | None = None, dtype="float32") -> dict[str, np.ndarray]:
