@@ -108,12 +108,12 @@ def _latest_checkpoint(out: str) -> str | None:
 
     from .io.safetensors import read_metadata
 
-    paths = [os.path.join(out, "last.safetensors")]
+    from .tasks.runio import run_checkpoints
+
     try:
-        paths += [os.path.join(out, d, "last.safetensors") for d in sorted(os.listdir(out)) if d.startswith("member-")]
+        paths = run_checkpoints(out)
     except OSError:
         return None
-    paths = [p for p in paths if os.path.isfile(p)]
     if not paths:
         return None
     newest = max(paths, key=os.path.getmtime)

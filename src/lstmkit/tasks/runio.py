@@ -51,13 +51,19 @@ def _out_error(out: str, e: OSError) -> OSError:
     return type(e)(e.errno, f"--out {out}: cannot write there: {e.strerror}")
 
 
+def run_checkpoints(out: str) -> list[str]:
+    """The last.safetensors files of a run folder: its own, then each member-k folder's, those that exist.
+    OSError when ``out`` cannot be listed."""
+    found = [os.path.join(root, "last.safetensors") for root in [out, *sorted(
+        os.path.join(out, d) for d in os.listdir(out) if d.startswith("member-"))]]
+    return [p for p in found if os.path.isfile(p)]
+
+
 def _check_resumable(out: str, task: str) -> None:
     """Refuse --resume on a folder holding another task's run (read from its checkpoints' metadata)."""
     from ..io.safetensors import read_metadata
 
-    found = [os.path.join(root, "last.safetensors") for root in [out, *sorted(
-        os.path.join(out, d) for d in os.listdir(out) if d.startswith("member-"))]]
-    found = [p for p in found if os.path.isfile(p)]
+    found = run_checkpoints(out)
     other = read_metadata(found[0]).get("task") if found else task  # none yet: the task's fit decides
     if other != task:
         raise ValueError(f"--resume: {out} holds a {other} run ({found[0]}), not a {task} run")
