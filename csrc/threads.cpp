@@ -220,7 +220,7 @@ class Pool {
     tl_in_parallel = false;
     // Wait for the chunks workers are running. Yield often: if the scheduler has put a worker on this
     // core (it does after a wake-up), spinning here would keep it from finishing. The wait is timed
-    // from the first yield on, for the debt (Contention).
+    // from the end of this thread's own chunks (checked at each yield), for the debt (Contention).
     const Clock::time_point mine_done = Clock::now();
     const Clock::duration own = (mine_done - start) / static_cast<int>(mine);
     Clock::duration waited{};
@@ -374,6 +374,13 @@ struct Lockstep {
   Counter done[2];                            // steps of part p finished
   alignas(64) std::atomic<bool> solo{false};  // a partner was late: the caller finishes alone
 
+  // A partner was late: the pool thread leaves at its next step, the caller finishes alone, and the pool
+  // runs its next jobs on one thread for a while (Contention).
+  void go_solo(Clock::time_point now) {
+    solo.store(true, std::memory_order_relaxed);
+    contention().late(now);
+  }
+
   void alone() {
     for (index_t s = 0; s < steps; ++s) fn(ctx, s, 0, 2);
   }
@@ -404,8 +411,7 @@ struct Lockstep {
         } else {
           if (!steal && now - since >= kPatience) steal = true, since = now;
           if (!solo_now && Contention::is_late(debt, now - waiting, own)) {
-            solo.store(true, std::memory_order_relaxed);
-            contention().late(now);
+            go_solo(now);
             debt = Clock::duration::zero();
             waiting = now;
           }
@@ -419,10 +425,7 @@ struct Lockstep {
           // however the parts are shared, and two threads of ours on two cores shared with another
           // process make the scheduler move them about (measured: the caller landing on the busy core
           // at every other call). So that is a late partner too.
-          if (!eager && !solo_now) {
-            solo.store(true, std::memory_order_relaxed);
-            contention().late(Clock::now());
-          }
+          if (!eager && !solo_now) go_solo(Clock::now());
           fn(ctx, s - 1, q, q + 1);
           done[q].value.store(s, std::memory_order_release);
           eager = true;  // the partner is probably still away
