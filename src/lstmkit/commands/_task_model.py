@@ -21,12 +21,13 @@ def resolve(path: str) -> str:
 
 
 def task_config(path: str) -> dict:
-    """The task checkpoint's config ({} for a plain layer file)."""
+    """The task checkpoint's config ({} for a plain layer file), from the file's header alone: the model's
+    own read (to_layer, Forecaster.load) reads the tensors and checks the hashes."""
     if not path.endswith(".safetensors"):
         return {}
-    from ..io.safetensors import read
+    from ..io.safetensors import read_metadata
 
-    metadata, _ = read(path)
+    metadata = read_metadata(path)
     try:
         return json.loads(metadata.get("config", "{}")) if metadata.get("task") else {}
     except ValueError:
