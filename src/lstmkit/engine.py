@@ -626,14 +626,15 @@ def _check_dropout_masks(config: RNNConfig, dropout_masks, steps: int, batch: in
 
 
 def layered_train_forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, dropout_masks=(),
-                          variant_masks=None):
+                          variant_masks=None, keep_tape: bool = True):
     """Training forward with inter-layer dropout, natively: as ``lstmkit.ref.rnn.forward(config, params, x,
     state0, lengths, dropout_masks, variant_masks)`` (the reference applies each mask to a layer's output
     before the next layer reads it), computed one layer at a time by ``train_forward`` on the one-layer
     config, the masks applied between layers here.
 
     dropout_masks: L − 1 arrays (T, B, D·P) of x's dtype, already scaled by 1/(1 − p). Other arguments as
-    ``train_forward``. Returns (output (T, B, D·P), final state tuple, LayeredTape for ``layered_backward``).
+    ``train_forward``. Returns (output (T, B, D·P), final state tuple, LayeredTape for ``layered_backward``);
+    keep_tape=False: a forward no backward will follow (each layer by ``forward``, no workspace), tape None.
     """
     if not isinstance(config, RNNConfig):
         raise TypeError(f"config: expected an lstmkit RNNConfig, got {type(config).__name__}")
@@ -652,14 +653,17 @@ def layered_train_forward(config: RNNConfig, params: Mapping, x, state0=None, le
         p = {one: params[full] for full, one in names}
         s0 = None if state0 is None else tuple(s[layer * D:(layer + 1) * D] for s in state0)
         vm = _layer_variant_masks(variant_masks, layer, D)
-        out, final, workspace = train_forward(cfg, p, layer_input, s0, lengths, vm)
-        for field, value in zip(("configs", "params", "names", "inputs", "states0", "variant_masks", "workspaces"),
-                                (cfg, p, names, layer_input, s0, vm, workspace)):
-            getattr(tape, field).append(value)
+        if keep_tape:
+            out, final, workspace = train_forward(cfg, p, layer_input, s0, lengths, vm)
+            for field, value in zip(("configs", "params", "names", "inputs", "states0", "variant_masks",
+                                     "workspaces"), (cfg, p, names, layer_input, s0, vm, workspace)):
+                getattr(tape, field).append(value)
+        else:
+            out, final = forward(cfg, p, layer_input, s0, lengths, vm)
         finals.append(final)
         layer_input = out * masks[layer] if layer < config.num_layers - 1 else out
     final_state = tuple(np.concatenate(parts) for parts in zip(*finals))
-    return layer_input, final_state, tape
+    return layer_input, final_state, (tape if keep_tape else None)
 
 
 def layered_backward(tape: LayeredTape, d_output, d_final_state=None):

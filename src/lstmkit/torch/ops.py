@@ -76,8 +76,9 @@ def _reference_forward(config, params, x, state0, lengths, dropout_masks):
 
 
 def _engine_forward(config, params, x, state0, lengths, dropout_masks):
-    if dropout_masks:  # one layer at a time, the masks between (the tape is dropped: the backward recomputes)
-        output, final_state, _tape = engine.layered_train_forward(config, params, x, state0, lengths, dropout_masks)
+    if dropout_masks:  # one layer at a time, the masks between (no tape: the backward recomputes)
+        output, final_state, _ = engine.layered_train_forward(config, params, x, state0, lengths, dropout_masks,
+                                                              keep_tape=False)
         return output, final_state
     return engine.forward(config, params, x, state0, lengths)
 

@@ -84,7 +84,8 @@ def variant_rnn(x: Tensor, h0: Tensor, c0: Optional[Tensor], params: list[Tensor
     if _native(cfg, dropout_masks):
         output, final = engine.forward(cfg, params_np, x_np, state0, lengths_np, masks)
     elif engine.supports(cfg):  # inter-layer dropout: one layer at a time, the masks between
-        output, final, _ = engine.layered_train_forward(cfg, params_np, x_np, state0, lengths_np, drop, masks)
+        output, final, _ = engine.layered_train_forward(cfg, params_np, x_np, state0, lengths_np, drop, masks,
+                                                        keep_tape=False)
     else:
         output, final, _ = ref_rnn.forward(cfg, params_np, x_np, state0, lengths_np, drop, masks)
     c_n = _to_torch(final[1], x) if cfg.mode == "LSTM" else x.new_empty(0)
