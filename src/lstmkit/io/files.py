@@ -53,19 +53,26 @@ def check_zip(path, what: str) -> None:
     memory before torch or Keras inflate anything. A file that is not a zip is left to the format's reader.
     """
     path = check_regular(path, what)
-    size = os.stat(path).st_size
     try:
-        with zipfile.ZipFile(path) as z:
-            infos = z.infolist()
+        archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         return
+    with archive:
+        check_zip_members(path, archive, what)
+
+
+def check_zip_members(path, archive: zipfile.ZipFile, what: str) -> None:
+    """check_zip on an archive already open (its central directory read once)."""
+    size = os.stat(path).st_size
+    infos = archive.infolist()
     declared = sum(info.file_size for info in infos)
     bound = INFLATE_RATIO * size + INFLATE_SLACK
     if declared > bound:
         big = max(infos, key=lambda info: info.file_size)
-        raise ValueError(f"{path}: the {what}'s zip members inflate to {declared:,} bytes from a {size:,}-byte file "
-                         f"(member {big.filename[:80]!r}: {big.file_size:,} bytes); refused above {bound:,} bytes "
-                         f"({INFLATE_RATIO}x the file + {INFLATE_SLACK >> 20} MB)")
+        raise ValueError(
+            f"{path}: the {what}'s zip members inflate to {declared:,} bytes from a {size:,}-byte file "
+            f"(member {big.filename[:80]!r}: {big.file_size:,} bytes); refused above {bound:,} bytes "
+            f"({INFLATE_RATIO}x the file + {INFLATE_SLACK >> 20} MB)")
 
 
 def short(message, limit: int = MESSAGE_LIMIT) -> str:

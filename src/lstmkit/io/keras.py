@@ -30,7 +30,7 @@ import numpy as np
 
 from .._optional import require
 from ..params import RNNConfig, suffix
-from .files import INFLATE_RATIO, INFLATE_SLACK, atomic_write, check_zip, short
+from .files import INFLATE_RATIO, INFLATE_SLACK, atomic_write, check_regular, check_zip_members, short
 from .gates import reorder
 from .model import build, unpack
 
@@ -198,17 +198,18 @@ def load(path, *, batch_first: bool | None = None):
 
 
 def check_keras_file(path) -> None:
-    """Bound what Keras will allocate, before it builds or reads anything: the zip's members (check_zip),
+    """Bound what Keras will allocate, before it builds or reads anything: the zip's members (check_zip_members),
     the HDF5 datasets' declared sizes and chunk counts (unwritten gzip chunks read as fill values, so a few
     KB can declare gigabytes, or 2**20 chunks that cost 3 GB to read), and the layer sizes in config.json
     (Keras builds every weight before loading one), all against the bytes the file holds. HDF5 external
     storage and virtual datasets are refused: they read other files."""
-    check_zip(path, ".keras file")
+    path = check_regular(path, ".keras file")
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         return  # not a zip: Keras says so
     with archive:
+        check_zip_members(path, archive, ".keras file")
         names = set(archive.namelist())
         if "model.weights.h5" not in names or "config.json" not in names:
             return  # Keras refuses it with its own message
