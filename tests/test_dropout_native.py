@@ -118,8 +118,8 @@ def test_dropout_training_compiles_and_exports(options):
 
 
 def test_variant_operator_with_dropout_masks_runs_natively(no_reference):
-    """variant_rnn called with inter-layer dropout masks (training without autograd, or a direct call) and its
-    backward run on the engine, and agree with the layer-by-layer training path of the module."""
+    """rnn called with a variant config and inter-layer dropout masks (training without autograd, or a direct
+    call) and its backward run on the engine, and agree with the layer-by-layer training path of the module."""
     torch = pytest.importorskip("torch")
     import lstmkit.torch as lt
 
@@ -128,10 +128,10 @@ def test_variant_operator_with_dropout_masks_runs_natively(no_reference):
     x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
     masks = model._dropout_masks(5, 2, x)
     h0 = torch.zeros(2, 2, 4, dtype=torch.float64)
-    out, _, _ = torch.ops.lstmkit.variant_rnn(x, h0, None, list(model.parameters()), None, masks, [], [], [],
-                                              model._config_key)
+    out, _, _ = torch.ops.lstmkit.rnn(x, h0, None, list(model.parameters()), None, masks, [], [], [],
+                                      model._config_key)
     (dx,) = torch.autograd.grad(out.square().sum(), [x])
-    want, _ = model._run_layers(x, (h0,), None, masks)
+    want, _ = model._run_layers(x, (h0,), None, masks, ([], [], []))
     (want_dx,) = torch.autograd.grad(want.square().sum(), [x])
     torch.testing.assert_close(out, want, rtol=0, atol=0)
     torch.testing.assert_close(dx, want_dx, rtol=1e-12, atol=1e-12)
