@@ -383,10 +383,7 @@ class _CellBase(nn.Module):
         self.bias = bool(bias)
         # the operators compute sizes >= 1; a zero size is computed by _step's exact shortcuts and has no config
         self.config = RNNConfig(mode, input_size, hidden_size, 1, self.bias) if input_size and hidden_size else None
-        # what rnn_step computes: with no inputs, one zero feature (see _step); kept here because torch.compile
-        # cannot trace the JSON encoding of a config
-        self._step_config = RNNConfig(mode, max(input_size, 1), hidden_size, 1, self.bias) if hidden_size else None
-        self._config_key = config_key(self._step_config) if hidden_size else None
+        self._set_step_config()
         factory = {"device": device, "dtype": dtype}
         G = len(GATES[mode])
         self.weight_ih = nn.Parameter(torch.empty((G * hidden_size, input_size), **factory))
@@ -399,6 +396,18 @@ class _CellBase(nn.Module):
             self.register_parameter("bias_hh", None)
         _check_layer_dtype(self.weight_ih.dtype)
         self.reset_parameters()
+
+    def _set_step_config(self) -> None:
+        # what rnn_step computes: with no inputs, one zero feature (see _step); kept here because torch.compile
+        # cannot trace the JSON encoding of a config
+        H = self.hidden_size
+        self._step_config = RNNConfig(self.mode, max(self.input_size, 1), H, 1, self.bias) if H else None
+        self._config_key = config_key(self._step_config) if H else None
+
+    def __setstate__(self, state) -> None:
+        super().__setstate__(state)
+        if "_step_config" not in state:  # a cell pickled by an lstmkit without rnn_step
+            self._set_step_config()
 
     def reset_parameters(self) -> None:
         """torch's initialisation: every parameter uniform in ±1/√hidden_size (all empty when hidden_size = 0)."""
