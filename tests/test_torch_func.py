@@ -97,6 +97,31 @@ def test_grad_of_grad_matches_torch_nn_double_backward():
     torch.testing.assert_close(got, want, **TOL)
 
 
+def test_func_grad_stays_differentiable_for_ordinary_autograd():
+    """torch.func.grad of a module whose parameters require grad, inside an ordinary training loss (a gradient
+    penalty): the input gradient must carry its dependence on the parameters, as torch.nn's does (the native
+    backward would silently drop it); the penalty's parameter gradient equals torch.nn's."""
+    torch.manual_seed(4)
+    model = lt.LSTM(3, 4, dtype=F64)
+    reference = torch.nn.LSTM(3, 4, dtype=F64)
+    reference.load_state_dict(model.state_dict())
+    x = torch.randn(5, 3, dtype=F64)
+    got, want = [], []
+    for module, result in ((model, got), (reference, want)):
+        dx = grad(lambda x: (module(x)[0] ** 2).sum())(x)
+        assert dx.requires_grad
+        result.extend(torch.autograd.grad((dx ** 2).sum(), list(module.parameters())))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+def test_forward_mode_is_refused_by_name():
+    """No forward-mode derivative: jacfwd is refused naming lstmkit's operators and reverse mode."""
+    model = lt.GRU(3, 4, dtype=F64)
+    with pytest.raises(NotImplementedError, match=r"lstmkit::rnn.*use reverse mode"):
+        torch.func.jacfwd(lambda x: model(x)[0])(torch.randn(5, 3, dtype=F64))
+
+
 def test_vmap_forward_equals_a_loop():
     """vmap of the eval-mode forward (the inference operator's vmap rule) equals the module on each sample."""
     torch.manual_seed(2)

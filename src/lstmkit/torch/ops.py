@@ -392,13 +392,24 @@ def _legacy_batched(grads) -> bool:
     return any(g is not None and _LEGACY_BATCHED.search(str(torch._C._dispatch_keys(g))) for g in grads)
 
 
-def _graph_wanted(levels: int, grads) -> bool:
-    """Whether the gradients must come from equations.py: they must be differentiable again (create_graph=True,
-    or, with ``levels`` torch.func differentiation levels active, a transform nested around the one
-    differentiating now: torch.func runs every backward with grad mode on, so there only nesting counts), or
-    autograd's legacy batching vmaps the backward (rnn_backward has no rule there; torch ops do)."""
+def _base(t: Tensor) -> Tensor:
+    """The plain tensor under torch.func's wrappers (grad tracking, batching)."""
+    while torch._C._functorch.is_functorch_wrapped_tensor(t):
+        t = torch._C._functorch.get_unwrapped(t)
+    return t
+
+
+def _graph_wanted(levels: int, saved, grads) -> bool:
+    """Whether the gradients must come from equations.py: they must be differentiable again, or autograd's
+    legacy batching vmaps the backward (rnn_backward has no rule there; torch ops do).
+
+    Differentiable again: create_graph=True; or, with ``levels`` torch.func differentiation levels active
+    (torch.func runs every backward with grad mode on, so grad mode says nothing there), a transform nested
+    around the one differentiating now (grad of grad), or ordinary autograd recording under torch.func (a
+    tensor beneath the wrappers requires grad: ``torch.func.grad`` of a module whose parameters require grad,
+    whose result a training loss then differentiates)."""
     if levels:
-        return levels > 1
+        return levels > 1 or any(t is not None and _base(t).requires_grad for t in (*saved, *grads))
     return torch.is_grad_enabled() or _legacy_batched(grads)
 
 
@@ -409,7 +420,7 @@ def _input_gradients(ctx, grad_output, grad_h_n, grad_c_n) -> tuple:
     step = getattr(ctx, "step", False)  # rnn_step: the sequence backward of T = 1, the new state as h_n / c_n
     lstm = c0 is not None
     levels = 0 if torch.compiler.is_compiling() else _functorch_levels()
-    if _graph_wanted(levels, (grad_output, grad_h_n, grad_c_n)):
+    if _graph_wanted(levels, ctx.saved_tensors, (grad_output, grad_h_n, grad_c_n)):
         masks = VariantMasks(m_rd or None, m_zc or None, m_zh or None) if (m_rd or m_zc or m_zh) else None
         grads = graph_gradients(parse_config(ctx.config), x, (h0, c0) if lstm else (h0,), params, lengths, drop,
                                 masks, (grad_output, grad_h_n, grad_c_n if lstm else None), step=step)
@@ -509,6 +520,11 @@ class _FunctorchCall(torch.autograd.Function):
             ctx.mark_non_differentiable(workspace)
         ctx.step = op == "rnn_step"
         _save(ctx, config, x, h0, c0, lengths, workspace, params, mask_lists)
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        raise NotImplementedError("lstmkit::rnn, rnn_train, rnn_step: no forward-mode derivative (torch.func.jvp, "
+                                  "jacfwd, hessian); use reverse mode (torch.func.vjp, grad, jacrev)")
 
     @staticmethod
     def backward(ctx, *grads):
