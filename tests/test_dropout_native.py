@@ -81,6 +81,23 @@ def test_torch_module_trains_with_dropout_natively(mode, options, no_reference):
     assert all(p.grad is not None for p in model.parameters())
 
 
+def test_layered_tape_keeps_one_record_per_layer():
+    """Each layer's record holds what that layer read: x for the first, the layer below's output times its
+    mask for the others (exact products, compared exactly), and a workspace its backward accepts."""
+    layer = lstmkit.GRU(3, 4, num_layers=3, bidirectional=True, seed=0, dtype="float64")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 2, 3))
+    masks = [(rng.random((5, 2, 8)) < 0.5) * 2.0 for _ in range(2)]
+    out, _, tape = engine.layered_train_forward(layer.config, layer.params, x, dropout_masks=masks)
+    assert [type(rec) for rec in tape.layers] == [engine.LayerTape] * 3
+    np.testing.assert_array_equal(tape.layers[0].input, x)
+    for below, above, mask in zip(tape.layers, tape.layers[1:], masks):
+        layer_out, _ = engine.forward(below.config, below.params, below.input, below.state0)
+        np.testing.assert_array_equal(above.input, layer_out * mask)
+        assert below.workspace.shape == (engine.workspace_size(below.config, 5, 2),)
+    assert [n for rec in tape.layers for n, _ in rec.names] == list(layer.params)
+
+
 def test_dropout_masks_are_checked_by_name():
     layer = lstmkit.LSTM(3, 4, num_layers=3, seed=0)
     x = np.zeros((5, 2, 3), np.float32)
@@ -118,8 +135,8 @@ def test_dropout_training_compiles_and_exports(options):
 
 
 def test_variant_operator_with_dropout_masks_runs_natively(no_reference):
-    """variant_rnn called with inter-layer dropout masks (training without autograd, or a direct call) and its
-    backward run on the engine, and agree with the layer-by-layer training path of the module."""
+    """rnn called with a variant config and inter-layer dropout masks (training without autograd, or a direct
+    call) and its backward run on the engine, and agree with the layer-by-layer training path of the module."""
     torch = pytest.importorskip("torch")
     import lstmkit.torch as lt
 
@@ -128,10 +145,10 @@ def test_variant_operator_with_dropout_masks_runs_natively(no_reference):
     x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
     masks = model._dropout_masks(5, 2, x)
     h0 = torch.zeros(2, 2, 4, dtype=torch.float64)
-    out, _, _ = torch.ops.lstmkit.variant_rnn(x, h0, None, list(model.parameters()), None, masks, [], [], [],
-                                              model._config_key)
+    out, _, _ = torch.ops.lstmkit.rnn(x, h0, None, list(model.parameters()), None, masks, [], [], [],
+                                      model._config_key)
     (dx,) = torch.autograd.grad(out.square().sum(), [x])
-    want, _ = model._run_layers(x, (h0,), None, masks)
+    want, _ = model._run_layers(x, (h0,), None, masks, ([], [], []))
     (want_dx,) = torch.autograd.grad(want.square().sum(), [x])
     torch.testing.assert_close(out, want, rtol=0, atol=0)
     torch.testing.assert_close(dx, want_dx, rtol=1e-12, atol=1e-12)

@@ -181,6 +181,26 @@ def test_backward_input_errors():
     assert all(not g.any() for g in grads.values())
 
 
+def test_backward_without_workspace_checks_once(monkeypatch):
+    """engine.backward with no workspace runs the training forward on the call it checked (one round of checks,
+    not a second through train_forward), and equals the backward from train_forward's workspace exactly."""
+    config, params, x, state0, lengths = random_case(5)
+    d_out = np.random.default_rng(5).standard_normal((*x.shape[:2], config.num_directions * config.output_size))
+    d_out = d_out.astype(x.dtype)
+    _, _, workspace = engine.train_forward(config, params, x, state0, lengths)
+    want = engine.backward(config, params, x, d_out, None, state0, lengths, workspace=workspace)
+    checked = []
+    original = engine._check_call
+    monkeypatch.setattr(engine, "_check_call", lambda *a: checked.append(1) or original(*a))
+    got = engine.backward(config, params, x, d_out, None, state0, lengths)
+    assert len(checked) == 1
+    np.testing.assert_array_equal(got[0], want[0])
+    for a, b in zip(got[1], want[1]):
+        np.testing.assert_array_equal(a, b)
+    for name in want[2]:
+        np.testing.assert_array_equal(got[2][name], want[2][name])
+
+
 def test_lengths_semantics_explicit():
     """Packed-sequence semantics, stated directly rather than through the reference."""
     config = RNNConfig("GRU", input_size=3, hidden_size=4, bidirectional=True)

@@ -262,6 +262,22 @@ def test_torch_save_load_weights_only_in_fresh_processes(tmp_path):
     assert "loaded LSTM 4 True" in loaded.stdout
 
 
+@pytest.mark.parametrize("cls", [lt.LSTMCell, lt.GRUCell])
+def test_cell_pickled_before_rnn_step_loads(cls, tmp_path):
+    """A cell saved without the step config the cells now keep (older lstmkit) loads with weights_only=True and
+    computes what a new cell with the same weights does, exactly."""
+    cell = cls(3, 4)
+    old = cls(3, 4)
+    old.load_state_dict(cell.state_dict())
+    del old._step_config, old._config_key  # the attributes an older cell lacked
+    torch.save(old, tmp_path / "cell.pt")
+    loaded = torch.load(tmp_path / "cell.pt")
+    x = torch.randn(2, 3)
+    got, want = loaded(x), cell(x)
+    for a, b in zip(*((g,) if cls is lt.GRUCell else g for g in (got, want))):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_unpickled_config_is_validated(tmp_path):
     """RNNConfig is a safe global, so a file could carry any field values: unpickling re-runs its checks."""
     import pickle

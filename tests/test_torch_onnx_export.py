@@ -138,11 +138,13 @@ def test_training_mode_export_with_masks_is_refused(dynamo):
         _export(model, _args(model), dynamo, **({} if dynamo else {"training": torch.onnx.TrainingMode.TRAINING}))
 
 
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
-def test_cells_export(mode):
+def test_cells_export(mode, dynamo):
+    """dynamo: torch's cell kernels traced; TorchScript: lstmkit::rnn_step translated to a one-step node."""
     cell = (lt.LSTMCell if mode == "LSTM" else lt.GRUCell)(3, 4)
     x = torch.randn(2, 3)
-    proto = _export(cell, (x,), True)
+    proto = _export(cell, (x,), dynamo)
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     want = cell(x)
@@ -159,5 +161,5 @@ def test_eval_mode_export_holds_no_training_op(variant):
     assert not [t for t in targets if t.startswith("lstmkit.") and "train" in t], targets
     assert [t for t in targets if t.startswith("lstmkit.")]  # the inference operator is there
     trained = {str(n.target) for n in torch.export.export(model.train(), (x,)).graph.nodes if n.op == "call_function"}
-    if not variant:  # training mode keeps the workspace-saving op (the assertion above can fail)
-        assert "lstmkit.lstm_train.default" in trained
+    assert "lstmkit.rnn_train.default" in trained  # training mode keeps the workspace-saving op (the
+    # assertion above can fail)

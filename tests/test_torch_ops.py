@@ -17,6 +17,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 import lstmkit.torch as lt
 from lstmkit.params import RNNConfig, param_shapes
+from lstmkit.torch.ops import config_key
 
 F64 = torch.float64
 SAME_F64 = dict(rtol=1e-12, atol=1e-12)  # the same computation on the same data, modulo op fusion around it
@@ -31,20 +32,16 @@ def _params(config: RNNConfig, gen: torch.Generator) -> list[torch.Tensor]:
 
 def _lstm_op(config, lengths, masks=()):
     """op(x, h0, c0, *params) -> (output, h_n, c_n) with everything else fixed, for gradcheck."""
-    c = config
-
     def f(x, h0, c0, *params):
-        return torch.ops.lstmkit.lstm(x, h0, c0, list(params), lengths, list(masks), c.input_size, c.hidden_size,
-                                      c.num_layers, c.bias, c.bidirectional, c.proj_size)
+        return torch.ops.lstmkit.rnn(x, h0, c0, list(params), lengths, list(masks), [], [], [], config_key(config))
     return f
 
 
 def _gru_op(config, lengths, masks=()):
-    c = config
-
+    """op(x, h0, *params) -> (output, h_n) (rnn's third output, a GRU's empty c_n, left out)."""
     def f(x, h0, *params):
-        return torch.ops.lstmkit.gru(x, h0, list(params), lengths, list(masks), c.input_size, c.hidden_size,
-                                     c.num_layers, c.bias, c.bidirectional)
+        return torch.ops.lstmkit.rnn(x, h0, None, list(params), lengths, list(masks), [], [], [],
+                                     config_key(config))[:2]
     return f
 
 
@@ -78,9 +75,8 @@ def test_gradcheck_gru_bidirectional_lengths_no_bias():
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 def test_gradcheck_train_ops_saved_workspace(mode):
-    """lstm_train / gru_train: the backward reads the saved workspace (no forward recomputed); every input
-    against finite differences in float64, with unsorted lengths including 0 and T; and their outputs
-    equal lstm / gru's exactly."""
+    """rnn_train: the backward reads the saved workspace (no forward recomputed); every input against finite
+    differences in float64, with unsorted lengths including 0 and T; and its outputs equal rnn's exactly."""
     gen = torch.Generator().manual_seed(4)
     lstm = mode == "LSTM"
     config = RNNConfig(mode, 2, 3, num_layers=2, bidirectional=True, proj_size=2 if lstm else 0)
@@ -90,13 +86,12 @@ def test_gradcheck_train_ops_saved_workspace(mode):
     if lstm:
         states.append(torch.randn(4, B, 3, generator=gen, dtype=F64, requires_grad=True))
     lengths = torch.tensor([2, 0, 3])
-    extra = [c.proj_size] if lstm else []
-    op = torch.ops.lstmkit.lstm_train if lstm else torch.ops.lstmkit.gru_train
 
     def f(x, *rest):
         st, params = rest[:len(states)], rest[len(states):]
-        return op(x, *st, list(params), lengths, c.input_size, c.hidden_size, c.num_layers, c.bias,
-                  c.bidirectional, *extra)[:-1]  # the workspace is not differentiable
+        c0 = st[1] if lstm else None
+        out = torch.ops.lstmkit.rnn_train(x, st[0], c0, list(params), lengths, [], [], [], config_key(c))
+        return out[:3 if lstm else 2]  # the workspace is not differentiable (nor a GRU's empty c_n)
 
     params = _params(config, gen)
     assert torch.autograd.gradcheck(f, (x, *states, *params), **GRADCHECK)
@@ -122,25 +117,30 @@ def test_gradcheck_with_fixed_dropout_masks(mode):
 
 def test_opcheck_schema_fake_and_autograd_registration():
     """torch.library.opcheck: schema, fake kernel vs real kernel (shapes, strides, dtypes), autograd
-    registration and AOT dispatch, for both operators in float32 and float64."""
+    registration and AOT dispatch, for every operator in float32 and float64."""
     gen = torch.Generator().manual_seed(3)
     for dtype in (torch.float32, F64):
         config = RNNConfig("LSTM", 2, 3, num_layers=2, bidirectional=True, proj_size=1)
         params = [p.detach().to(dtype).requires_grad_() for p in _params(config, gen)]
         x = torch.randn(3, 2, 2, dtype=dtype, requires_grad=True)
         h0, c0 = torch.zeros(4, 2, 1, dtype=dtype), torch.zeros(4, 2, 3, dtype=dtype, requires_grad=True)
-        torch.library.opcheck(torch.ops.lstmkit.lstm.default,
-                              (x, h0, c0, params, torch.tensor([3, 1]), [], 2, 3, 2, True, True, 1))
+        key = config_key(config)
+        torch.library.opcheck(torch.ops.lstmkit.rnn.default, (x, h0, c0, params, torch.tensor([3, 1]), [], [], [], [],
+                                                              key))
+        torch.library.opcheck(torch.ops.lstmkit.rnn_train.default, (x, h0, c0, params, torch.tensor([3, 1]), [], [],
+                                                                    [], key))
         config = RNNConfig("GRU", 2, 3)
         params = [p.detach().to(dtype).requires_grad_() for p in _params(config, gen)]
-        torch.library.opcheck(torch.ops.lstmkit.gru.default,
-                              (x, torch.randn(1, 2, 3, dtype=dtype), params, None, [], 2, 3, 1, True, False))
-        torch.library.opcheck(torch.ops.lstmkit.gru_train.default,
-                              (x, torch.randn(1, 2, 3, dtype=dtype), params, None, 2, 3, 1, True, False))
-        config = RNNConfig("LSTM", 2, 3, num_layers=2, bidirectional=True, proj_size=1)
-        params = [p.detach().to(dtype).requires_grad_() for p in _params(config, gen)]
-        torch.library.opcheck(torch.ops.lstmkit.lstm_train.default,
-                              (x, h0, c0, params, torch.tensor([3, 1]), 2, 3, 2, True, True, 1))
+        h0 = torch.randn(1, 2, 3, dtype=dtype)
+        torch.library.opcheck(torch.ops.lstmkit.rnn.default, (x, h0, None, params, None, [], [], [], [],
+                                                              config_key(config)))
+        torch.library.opcheck(torch.ops.lstmkit.rnn_train.default, (x, h0, None, params, None, [], [], [],
+                                                                    config_key(config)))
+        torch.library.opcheck(torch.ops.lstmkit.rnn_step.default, (x[0], h0, None, params, config_key(config)))
+        grads = (None, torch.randn(1, 2, 3, dtype=dtype), None)
+        torch.library.opcheck(torch.ops.lstmkit.rnn_backward.default,
+                              (x.detach(), h0, None, [p.detach() for p in params], None, [], [], [], [], None, *grads,
+                               config_key(config)))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ def test_export_lstm_gru_and_cell():
     x = torch.randn(2, 5, 3, dtype=F64)
     lengths = torch.tensor([5, 3])
     ep = torch.export.export(lstm, (x,), {"lengths": lengths})
-    assert "lstmkit.lstm" in str(ep.graph)
+    assert "lstmkit.rnn.default" in str(ep.graph)
     got, want = ep.module()(x, lengths=lengths), lstm(x, lengths=lengths)
     torch.testing.assert_close(got, want, **SAME_F64)
 
@@ -267,7 +267,7 @@ def test_export_lstm_gru_and_cell():
     cell = lt.GRUCell(3, 4)
     xc, hc = torch.randn(2, 3), torch.randn(2, 4)
     ep = torch.export.export(cell, (xc, hc))
-    assert "lstmkit.gru" in str(ep.graph)
+    assert "lstmkit.rnn_step.default" in str(ep.graph)
     torch.testing.assert_close(ep.module()(xc, hc), cell(xc, hc), **SAME_F32)
 
 
@@ -309,6 +309,7 @@ def _bad_calls():
     cell = lt.LSTMCell(3, 4)
     cfg = RNNConfig("GRU", 3, 4)
     params = [torch.zeros(s) for s in param_shapes(cfg).values()]
+    key = config_key(cfg)
     return [
         ("rank 4", lambda: lstm(torch.randn(5, 2, 3, 1)), ValueError, "^input"),
         ("rank 1", lambda: lstm(torch.randn(3)), ValueError, "^input"),
@@ -332,12 +333,18 @@ def _bad_calls():
         ("cell hx shape", lambda: cell(x[0], (torch.zeros(3, 4), torch.zeros(2, 4))), ValueError, "^hx: expected h"),
         ("cell hx dtype", lambda: cell(x[0], (torch.zeros(2, 4), torch.zeros(2, 4, dtype=F64))), TypeError,
          r"^hx \(c\)"),
-        ("op params count", lambda: torch.ops.lstmkit.gru(x, h[:1], params[:2], None, [], 3, 4, 1, True, False),
+        ("op params count", lambda: torch.ops.lstmkit.rnn(x, h[:1], None, params[:2], None, [], [], [], [], key),
          ValueError, "^params: expected 4 tensors"),
-        ("op lengths value", lambda: torch.ops.lstmkit.gru(x, h[:1], params, torch.tensor([9, 1]), [], 3, 4, 1, True,
-                                                           False), ValueError, "^lengths"),
-        ("op float16", lambda: torch.ops.lstmkit.gru(x.half(), h[:1].half(), [p.half() for p in params], None, [],
-                                                     3, 4, 1, True, False), TypeError, "^dtype"),
+        ("op lengths value", lambda: torch.ops.lstmkit.rnn(x, h[:1], None, params, torch.tensor([9, 1]), [], [], [],
+                                                           [], key), ValueError, "^lengths"),
+        ("op float16", lambda: torch.ops.lstmkit.rnn(x.half(), h[:1].half(), None, [p.half() for p in params], None,
+                                                     [], [], [], [], key), TypeError, "^dtype"),
+        ("op config", lambda: torch.ops.lstmkit.rnn(x, h[:1], None, params, None, [], [], [], [], "{}"), ValueError,
+         "^config: expected config_key"),
+        ("op mask without the option", lambda: torch.ops.lstmkit.rnn(x, h[:1], None, params, None, [], [h[0]], [],
+                                                                     [], key), ValueError, "^mask_recurrent"),
+        ("step bidirectional", lambda: torch.ops.lstmkit.rnn_step(x[0], h, None, params, config_key(
+            RNNConfig("GRU", 3, 4, bidirectional=True))), ValueError, "^config"),
         ("proj_size >= hidden", lambda: lt.LSTM(3, 4, proj_size=4), ValueError, "^proj_size"),
         ("layer dtype", lambda: lt.GRU(3, 4, dtype=torch.float16), TypeError, "^dtype"),
         ("dropout range", lambda: lt.GRU(3, 4, num_layers=2, dropout=1.5), ValueError, "^dropout"),
@@ -448,9 +455,9 @@ def test_dropout_backward_uses_the_forward_masks(mode):
     assert len(masks) == 2 and all(set(m.unique().tolist()) <= {0.0, 1 / 0.6} for m in masks)
     c = model.config
     state0 = [torch.zeros(6, 2, 4, dtype=F64)] * (2 if mode == "LSTM" else 1)  # L·D = 3·2
-    extra = [c.proj_size] if mode == "LSTM" else []
-    op = torch.ops.lstmkit.lstm if mode == "LSTM" else torch.ops.lstmkit.gru
-    out_op = op(x, *state0, list(model.parameters()), None, masks, 3, 4, 3, True, True, *extra)[0]
+    c0 = state0[1] if mode == "LSTM" else None
+    out_op = torch.ops.lstmkit.rnn(x, state0[0], c0, list(model.parameters()), None, masks, [], [], [],
+                                   config_key(c))[0]
     torch.testing.assert_close(out, out_op, rtol=0, atol=0)
     grads_op = torch.autograd.grad((out_op * out_op).sum(), [x, *model.parameters()])
     for a, b in zip(grads, grads_op):

@@ -41,11 +41,9 @@ Left out, with the reason
 - The error *messages* of torch (error_regex in module_db, assertRaisesRegex in test_cudnn_forward_exception):
   lstmkit keeps its own messages that name the argument, what was expected and what came; the exception
   *types* are checked (docs/torch_dropin.md).
-- test_modules.py's batched-gradient check (gradcheck's check_batched_grad=True, vmap over the backward):
-  lstmkit's backward operators have no vmap rule ("Batching rule not implemented for
-  lstmkit::rnn_backward_saved"); gradcheck runs with check_batched_grad=False. Its per-parameter partial
-  gradchecks are replaced by comparing every parameter's gradient with torch.nn's, and by a forward/backward
-  with all parameters frozen.
+- test_modules.py's per-parameter partial gradchecks are replaced by comparing every parameter's gradient
+  with torch.nn's, and by a forward/backward with all parameters frozen. Its batched-gradient check
+  (check_batched_grad=True, autograd's legacy vmap over the backward) runs as in torch.
 - test_rnn_retain_variables, test_lstmcell_backward_only_one_output_grad, test_LSTM/GRU_grad_and_gradgrad and
   test_rnn_weight_norm of earlier test_nn.py versions were not found in the parts of this commit's file read
   for the port; the behaviours they check are covered here by ``test_backward_twice_with_retain_graph``,
@@ -509,16 +507,16 @@ def _gradcheck_args(info, training, k):
 
 @pytest.mark.parametrize("info, training, k", SAMPLES)
 def test_module_db_grad(info, training, k):
-    """test_modules.py's test_grad (total derivative), torch's gradcheck defaults but check_batched_grad."""
+    """test_modules.py's test_grad (total derivative), with torch's gradcheck defaults."""
     fn, inputs = _gradcheck_args(info, training, k)
-    assert torch.autograd.gradcheck(fn, inputs, fast_mode=True, check_batched_grad=False)
+    assert torch.autograd.gradcheck(fn, inputs, fast_mode=True, check_batched_grad=True)
 
 
 @pytest.mark.parametrize("info, training, k", SAMPLES)
 def test_module_db_gradgrad(info, training, k):
     """test_modules.py's test_gradgrad. Needs double backward (branch dropin-graph): fails until it is merged."""
     fn, inputs = _gradcheck_args(info, training, k)
-    assert torch.autograd.gradgradcheck(fn, inputs, fast_mode=True, check_batched_grad=False)
+    assert torch.autograd.gradgradcheck(fn, inputs, fast_mode=True, check_batched_grad=True)
 
 
 @pytest.mark.parametrize("info, training, k", ERRORS)

@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 import lstmkit.torch as lt  # noqa: E402
 from lstmkit import ref  # noqa: E402
 from lstmkit.ref.variants import VariantMasks  # noqa: E402
-from lstmkit.torch.variant_ops import config_key  # noqa: E402
+from lstmkit.torch.ops import config_key  # noqa: E402
 
 TOL = dict(rtol=1e-10, atol=1e-10)
 CASES = [
@@ -125,9 +125,9 @@ def _op_inputs(mode, options, T=4, B=3, seed=0):
                  activations=("Sigmoid", "Softsign"))),
     ("GRU", dict(layer_norm=True, bidirectional=True)),
 ], ids=lambda v: str(v))
-@pytest.mark.parametrize("op", ["variant_rnn", "variant_rnn_train"])
+@pytest.mark.parametrize("op", ["rnn", "rnn_train"])
 def test_gradcheck_variant_op(mode, options, op):
-    """Both operators: variant_rnn (its backward recomputes the forward) and variant_rnn_train (its
+    """Both operators with a variant config: rnn (its backward recomputes the forward) and rnn_train (its
     backward reads the saved workspace)."""
     model, cfg, x, h0, c0, params, (m_rd, m_zc, m_zh) = _op_inputs(mode, options)
     key = config_key(cfg)
@@ -136,10 +136,10 @@ def test_gradcheck_variant_op(mode, options, op):
     def f(x, h0, *rest):
         c0_ = rest[0] if mode == "LSTM" else None
         ps = list(rest[1:] if mode == "LSTM" else rest)
-        if op == "variant_rnn":
-            out, h, c = torch.ops.lstmkit.variant_rnn(x, h0, c0_, ps, lengths, [], m_rd, m_zc, m_zh, key)
+        if op == "rnn":
+            out, h, c = torch.ops.lstmkit.rnn(x, h0, c0_, ps, lengths, [], m_rd, m_zc, m_zh, key)
         else:
-            out, h, c, _ = torch.ops.lstmkit.variant_rnn_train(x, h0, c0_, ps, lengths, m_rd, m_zc, m_zh, key)
+            out, h, c, _ = torch.ops.lstmkit.rnn_train(x, h0, c0_, ps, lengths, m_rd, m_zc, m_zh, key)
         return (out, h, c) if mode == "LSTM" else (out, h)
 
     inputs = (x, h0, *([c0] if mode == "LSTM" else []), *params)
@@ -153,14 +153,14 @@ def test_gradcheck_variant_op(mode, options, op):
 def test_opcheck_variant_ops(mode, options):
     model, cfg, x, h0, c0, params, (m_rd, m_zc, m_zh) = _op_inputs(mode, options)
     lengths, key = torch.tensor([4, 2, 3]), config_key(cfg)
-    torch.library.opcheck(torch.ops.lstmkit.variant_rnn.default,
+    torch.library.opcheck(torch.ops.lstmkit.rnn.default,
                           (x, h0, c0, params, lengths, [], m_rd, m_zc, m_zh, key))
-    torch.library.opcheck(torch.ops.lstmkit.variant_rnn_train.default,
+    torch.library.opcheck(torch.ops.lstmkit.rnn_train.default,
                           (x, h0, c0, params, lengths, m_rd, m_zc, m_zh, key))
 
 
 def test_training_runs_the_forward_once(monkeypatch):
-    """With a gradient wanted, the module trains through variant_rnn_train: one native forward per
+    """With a gradient wanted, the module trains through rnn_train: one native forward per
     step, its workspace saved for the backward (no second forward)."""
     from lstmkit import engine
 
@@ -212,8 +212,8 @@ def test_operator_mask_errors_are_named():
         "LSTM", dict(zoneout=(0.3, 0.2), recurrent_dropout=0.2))
     key, lengths = config_key(cfg), torch.tensor([4, 2, 3])
     with pytest.raises(ValueError, match=r"mask_zoneout_c\[0\]: expected shape \(4, 3, 5\), got \(4, 3, 2\)"):
-        torch.ops.lstmkit.variant_rnn_train(x, h0, c0, params, lengths, m_rd, [m_zc[0][..., :2]], m_zh, key)
+        torch.ops.lstmkit.rnn_train(x, h0, c0, params, lengths, m_rd, [m_zc[0][..., :2]], m_zh, key)
     with pytest.raises(ValueError, match=r"mask_recurrent: expected a list of 1 masks .*got 2"):
-        torch.ops.lstmkit.variant_rnn(x, h0, c0, params, lengths, [], m_rd * 2, m_zc, m_zh, key)
+        torch.ops.lstmkit.rnn(x, h0, c0, params, lengths, [], m_rd * 2, m_zc, m_zh, key)
     with pytest.raises(TypeError, match=r"mask_zoneout_h\[0\]: expected dtype float64"):
-        torch.ops.lstmkit.variant_rnn(x, h0, c0, params, lengths, [], m_rd, m_zc, [m_zh[0].float()], key)
+        torch.ops.lstmkit.rnn(x, h0, c0, params, lengths, [], m_rd, m_zc, [m_zh[0].float()], key)

@@ -61,7 +61,7 @@ except ImportError:  # pragma: no cover - depends on the build
 __all__ = [
     "available", "supports", "isa", "supported_isas", "set_num_threads", "get_num_threads",
     "cell_forward", "forward", "train_forward", "backward", "workspace_size", "layered_train_forward",
-    "layered_backward", "LayeredTape", "SequenceCall", "VariantStepper", "variant_options",
+    "layered_backward", "LayeredTape", "LayerTape", "SequenceCall", "VariantStepper", "variant_options",
 ]
 
 CELL_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
@@ -454,7 +454,11 @@ def train_forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=No
     and layer inputs of every step, in the engine's own layout): keep it unchanged and pass it to
     ``backward`` with the same params, x, state0, lengths and variant_masks.
     """
-    call = _check_call(config, params, x, state0, lengths, variant_masks)
+    return _train_forward(_check_call(config, params, x, state0, lengths, variant_masks))
+
+
+def _train_forward(call: SequenceCall):
+    """``train_forward`` of a checked call -> (output, final state tuple, workspace)."""
     out, final = call.new_outputs()
     workspace = workspaces.empty(call.workspace_size(), call.dtype)
     call.kernel("train_forward")(*call.kernel_args(), out, final[0], final[1] if len(final) == 2 else None,
@@ -496,9 +500,10 @@ def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None
     """
     call = _check_call(config, params, x, state0, lengths, variant_masks)
     d_out, d_final = _check_gradients(call, d_output, d_final_state)
-    if workspace is None:
-        _, _, workspace = train_forward(config, params, x, state0, lengths, variant_masks)
-    workspace = _check_workspace(workspace, call.workspace_size(), call.dtype)
+    if workspace is None:  # the call is checked already: its forward runs without a second round of checks
+        _, _, workspace = _train_forward(call)
+    else:
+        workspace = _check_workspace(workspace, call.workspace_size(), call.dtype)
     dx = np.empty(call.x.shape, call.dtype)
     d_state0 = [np.empty(s, call.dtype) for s in call.state_shapes]
     grads = [np.empty(w.shape, call.dtype) for w in call.weights]
@@ -580,24 +585,29 @@ class VariantStepper:
 # Training with inter-layer dropout: one layer at a time on the single-layer kernels, the masks between.
 # ----------------------------------------------------------------------------------------------------------
 
-@dataclass
-class LayeredTape:
-    """What ``layered_train_forward`` keeps for ``layered_backward``, per layer l (lists of L entries).
-
-    configs[l]: the one-layer RNNConfig; params[l]: its parameters under the one-layer names; inputs[l]
-    (T, B, I_l): what layer l read (x, or the layer below's output times its dropout mask); states0[l]: its
-    initial state tuple (D, B, ·); variant_masks[l]: its VariantMasks or None; workspaces[l]: its engine
-    workspace. dropout_masks: the L − 1 masks (T, B, D·P); lengths (B,) or None.
-    """
+@dataclass(frozen=True)
+class LayerTape:
+    """What ``layered_backward`` needs of one layer l: its one-layer ``config``; ``params`` under the one-layer
+    names and ``names`` the (full name, one-layer name) pairs; ``input`` (T, B, I_l), what the layer read (x,
+    or the layer below's output times its dropout mask); ``state0`` its initial state tuple (D, B, ·) or None;
+    ``variant_masks`` its VariantMasks or None; ``workspace`` its engine workspace."""
 
     config: RNNConfig
-    configs: list
-    params: list
-    names: list
-    inputs: list
-    states0: list
-    variant_masks: list
-    workspaces: list
+    params: dict
+    names: tuple
+    input: np.ndarray
+    state0: tuple | None
+    variant_masks: object
+    workspace: np.ndarray
+
+
+@dataclass
+class LayeredTape:
+    """What ``layered_train_forward`` keeps for ``layered_backward``: the whole ``config``, one ``LayerTape``
+    per layer (``layers``), the L − 1 ``dropout_masks`` (T, B, D·P) and ``lengths`` (B,) or None."""
+
+    config: RNNConfig
+    layers: list
     dropout_masks: list
     lengths: object
 
@@ -644,7 +654,7 @@ def layered_train_forward(config: RNNConfig, params: Mapping, x, state0=None, le
     T, B = x.shape[:2]
     masks = _check_dropout_masks(config, dropout_masks, T, B, x.dtype)
     D = config.num_directions
-    tape = LayeredTape(config, [], [], [], [], [], [], [], masks, lengths)
+    tape = LayeredTape(config, [], masks, lengths)
     finals = []
     layer_input = x
     for layer in range(config.num_layers):
@@ -655,9 +665,7 @@ def layered_train_forward(config: RNNConfig, params: Mapping, x, state0=None, le
         vm = _layer_variant_masks(variant_masks, layer, D)
         if keep_tape:
             out, final, workspace = train_forward(cfg, p, layer_input, s0, lengths, vm)
-            for field, value in zip(("configs", "params", "names", "inputs", "states0", "variant_masks",
-                                     "workspaces"), (cfg, p, names, layer_input, s0, vm, workspace)):
-                getattr(tape, field).append(value)
+            tape.layers.append(LayerTape(cfg, p, tuple(names), layer_input, s0, vm, workspace))
         else:
             out, final = forward(cfg, p, layer_input, s0, lengths, vm)
         finals.append(final)
@@ -679,10 +687,10 @@ def layered_backward(tape: LayeredTape, d_output, d_final_state=None):
     for layer in reversed(range(config.num_layers)):
         k = slice(layer * D, (layer + 1) * D)
         d_final = None if d_final_state is None else tuple(np.asarray(s)[k] for s in d_final_state)
-        dx, d_s0, g = backward(tape.configs[layer], tape.params[layer], tape.inputs[layer], d_layer, d_final,
-                               tape.states0[layer], tape.lengths, tape.variant_masks[layer],
-                               workspace=tape.workspaces[layer])
-        grads.update({full: g[one] for full, one in tape.names[layer]})
+        rec = tape.layers[layer]
+        dx, d_s0, g = backward(rec.config, rec.params, rec.input, d_layer, d_final, rec.state0, tape.lengths,
+                               rec.variant_masks, workspace=rec.workspace)
+        grads.update({full: g[one] for full, one in rec.names})
         d_state0.insert(0, d_s0)
         d_layer = dx * tape.dropout_masks[layer - 1] if layer > 0 else dx
     order = param_shapes(config)

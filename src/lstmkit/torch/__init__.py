@@ -1,10 +1,10 @@
 """PyTorch frontend: torch.nn-compatible LSTM, GRU, LSTMCell and GRUCell backed by lstmkit's custom operators.
 
-Importing this package registers ``torch.ops.lstmkit.lstm``, ``torch.ops.lstmkit.gru`` and
-``torch.ops.lstmkit.rnn_backward`` (see ``lstmkit.torch.ops``), and the variants' ``variant_rnn`` and
-``variant_rnn_backward`` (``lstmkit.torch.variant_ops``), and the TorchScript ONNX exporter's translations of
-them (``lstmkit.torch.onnx_export``). ``lstmkit.torch.equations`` is the same RNN in torch ops (double
-backward, non-CPU devices: ``lstmkit.torch.devices``). ``import lstmkit`` alone never imports torch.
+Importing this package registers ``torch.ops.lstmkit.rnn``, ``rnn_train``, ``rnn_backward`` and ``rnn_step``
+(``lstmkit.torch.ops``: plain and variant cells alike, the configuration an argument), and the TorchScript
+ONNX exporter's translations of them (``lstmkit.torch.onnx_export``). ``lstmkit.torch.equations`` is the same
+RNN in torch ops (double backward, non-CPU devices: ``lstmkit.torch.devices``). ``import lstmkit`` alone never
+imports torch.
 """
 from .._optional import require
 
@@ -13,7 +13,7 @@ require("torch", "torch")  # without torch: an ImportError that names the extra 
 import torch  # noqa: E402
 
 from ..params import RNNConfig  # noqa: E402
-from . import equations, onnx_export, ops, variant_ops  # noqa: E402
+from . import equations, onnx_export, ops  # noqa: E402
 from .modules import GRU, LSTM, GRUCell, LSTMCell  # noqa: E402
 
 onnx_export.register_symbolics()  # torch.onnx.export(dynamo=False) translates the operators to LSTM/GRU nodes
@@ -22,4 +22,4 @@ onnx_export.register_symbolics()  # torch.onnx.export(dynamo=False) translates t
 # the RNNConfig they carry (pickled as a validating constructor call) are allowlisted here, on import.
 torch.serialization.add_safe_globals([LSTM, GRU, LSTMCell, GRUCell, RNNConfig])
 
-__all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell", "ops", "variant_ops", "equations"]
+__all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell", "ops", "equations"]

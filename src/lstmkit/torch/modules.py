@@ -26,7 +26,7 @@ from .. import checks, engine
 from ..errors import ShapeError
 from ..params import GATES, RNNConfig, check_dtype, check_size, layer_config, layer_param_names, param_shapes
 from . import devices, ops  # ops registers torch.ops.lstmkit.*
-from .variant_ops import config_key
+from .ops import config_key
 
 __all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell"]
 
@@ -169,48 +169,29 @@ class _RNNBase(nn.Module):
         """Call the operator on sequence-first x (T, B, I); returns (output, state tuple)."""
         c = self.config
         T, B = x.shape[0], x.shape[1]
+        variant_masks = self._variant_masks(T, B, x)
         if devices.elsewhere(x):  # not on the CPU, or ONNX export: torch's own kernels or equations.py
-            return devices.sequence_forward(c, x, state0, self._flat_weights, lengths, masks,
-                                            self._variant_masks(T, B, x))
-        # the training ops (which save the engine's workspace) only in training mode, so an eval-mode graph
+            return devices.sequence_forward(c, x, state0, self._flat_weights, lengths, masks, variant_masks)
+        # the training op (which saves the engine's workspace) only in training mode, so an eval-mode graph
         # (torch.export, tracing) holds the inference op; an eval-mode backward recomputes the forward.
-        # TorchScript's ONNX exporter translates the inference ops only.
+        # TorchScript's ONNX exporter translates the inference op only.
         grad = self.training and not torch.onnx.is_in_onnx_export() and \
-            ops.trains_natively(x, state0, self._flat_weights, [])
-        if masks and grad and engine.supports(c):  # inter-layer dropout: one native training call per layer
-            return self._run_layers(x, state0, lengths, masks)
-        trains = grad and not masks
-        if not c.is_plain:
-            c0 = state0[1] if c.mode == "LSTM" else None
-            variant_masks = self._variant_masks(T, B, x)
-            if trains and engine.supports(c):
-                return _train_call(c, self._config_key, self._flat_weights, x, state0, lengths, variant_masks)
-            out, h, cn = torch.ops.lstmkit.variant_rnn(x, state0[0], c0, self._flat_weights, lengths, masks,
-                                                       *variant_masks, self._config_key)
-            return out, ((h, cn) if c.mode == "LSTM" else (h,))
-        if trains:  # autograd saves the engine's workspace
-            return _train_call(c, self._config_key, self._flat_weights, x, state0, lengths, ([], [], []))
-        if c.mode == "LSTM":
-            out, h, cn = torch.ops.lstmkit.lstm(x, state0[0], state0[1], self._flat_weights, lengths, masks,
-                                                c.input_size, c.hidden_size, c.num_layers, c.bias,
-                                                c.bidirectional, c.proj_size)
-            return out, (h, cn)
-        out, h = torch.ops.lstmkit.gru(x, state0[0], self._flat_weights, lengths, masks, c.input_size,
-                                       c.hidden_size, c.num_layers, c.bias, c.bidirectional)
-        return out, (h,)
+            ops.trains_natively(x, state0, self._flat_weights, []) and engine.supports(c)
+        if masks and grad:  # inter-layer dropout: one native training call per layer
+            return self._run_layers(x, state0, lengths, masks, variant_masks)
+        return ops.call(c, self._config_key, x, state0, self._flat_weights, lengths, masks, variant_masks, train=grad)
 
-    def _run_layers(self, x, state0, lengths, masks):
+    def _run_layers(self, x, state0, lengths, masks, variant_masks):
         """Training with inter-layer dropout on the engine: one single-layer training call per layer, each
         layer's output times its mask (a torch product, so autograd carries the mask back) feeding the next;
         the same function as the reference's forward with these masks."""
         c = self.config
         D = c.num_directions
-        variant_masks = self._variant_masks(x.shape[0], x.shape[1], x) if not c.is_plain else ([], [], [])
         finals = []
         for layer, (cfg, key, names) in enumerate(self._layers):
             k = slice(layer * D, (layer + 1) * D)
-            out, state = _train_call(cfg, key, [getattr(self, n) for n in names], x, tuple(s[k] for s in state0),
-                                     lengths, tuple(m[k] for m in variant_masks))
+            out, state = ops.call(cfg, key, x, tuple(s[k] for s in state0), [getattr(self, n) for n in names],
+                                  lengths, [], tuple(m[k] for m in variant_masks), train=True)
             finals.append(state)
             x = out * masks[layer] if layer < c.num_layers - 1 else out
         return x, tuple(torch.cat(parts) for parts in zip(*finals))
@@ -254,23 +235,6 @@ class _RNNBase(nn.Module):
         if unbatched:
             state = tuple(s.squeeze(1) for s in state)
         return out, state
-
-
-def _train_call(c: RNNConfig, key: str, weights, x, state0, lengths, variant_masks):
-    """One native training call of config ``c`` (autograd saves the engine's workspace) -> (output, states).
-    key: ``config_key(c)``; variant_masks: the three lists of ``_variant_masks`` (empty for a plain config)."""
-    if not c.is_plain:
-        c0 = state0[1] if c.mode == "LSTM" else None
-        out, h, cn, _ = torch.ops.lstmkit.variant_rnn_train(x, state0[0], c0, weights, lengths, *variant_masks, key)
-        return out, ((h, cn) if c.mode == "LSTM" else (h,))
-    if c.mode == "LSTM":
-        out, h, cn, _ = torch.ops.lstmkit.lstm_train(x, state0[0], state0[1], weights, lengths, c.input_size,
-                                                     c.hidden_size, c.num_layers, c.bias, c.bidirectional,
-                                                     c.proj_size)
-        return out, (h, cn)
-    out, h, _ = torch.ops.lstmkit.gru_train(x, state0[0], weights, lengths, c.input_size, c.hidden_size,
-                                            c.num_layers, c.bias, c.bidirectional)
-    return out, (h,)
 
 
 def _unpack(packed: PackedSequence):
@@ -419,6 +383,7 @@ class _CellBase(nn.Module):
         self.bias = bool(bias)
         # the operators compute sizes >= 1; a zero size is computed by _step's exact shortcuts and has no config
         self.config = RNNConfig(mode, input_size, hidden_size, 1, self.bias) if input_size and hidden_size else None
+        self._set_step_config()
         factory = {"device": device, "dtype": dtype}
         G = len(GATES[mode])
         self.weight_ih = nn.Parameter(torch.empty((G * hidden_size, input_size), **factory))
@@ -431,6 +396,18 @@ class _CellBase(nn.Module):
             self.register_parameter("bias_hh", None)
         _check_layer_dtype(self.weight_ih.dtype)
         self.reset_parameters()
+
+    def _set_step_config(self) -> None:
+        # what rnn_step computes: with no inputs, one zero feature (see _step); kept here because torch.compile
+        # cannot trace the JSON encoding of a config
+        H = self.hidden_size
+        self._step_config = RNNConfig(self.mode, max(self.input_size, 1), H, 1, self.bias) if H else None
+        self._config_key = config_key(self._step_config) if H else None
+
+    def __setstate__(self, state) -> None:
+        super().__setstate__(state)
+        if "_step_config" not in state:  # a cell pickled by an lstmkit without rnn_step
+            self._set_step_config()
 
     def reset_parameters(self) -> None:
         """torch's initialisation: every parameter uniform in ±1/√hidden_size (all empty when hidden_size = 0)."""
@@ -461,22 +438,10 @@ class _CellBase(nn.Module):
             # gets an (empty) gradient, as from torch.nn's cells
             gates = x @ self.weight_ih.t() + state[0] @ self.weight_hh.t()
             gates = gates + self.bias_ih + self.bias_hh if self.bias else gates
-            new = tuple(s + gates for s in state)
-        elif self.input_size == 0:  # no inputs: one zero feature with a zero weight column adds exactly 0
+            return tuple((s + gates).reshape(shape) for s in state)
+        if self.input_size == 0:  # no inputs: one zero feature with a zero weight column adds exactly 0
             x, weights = F.pad(x, (0, 1)), [F.pad(self.weight_ih, (0, 1))] + weights[1:]
-            new = _cell_op(self.mode, x, state, weights, self.bias, 1, H)
-        else:
-            new = _cell_op(self.mode, x, state, weights, self.bias, self.input_size, H)
-        return tuple(s.reshape(shape) for s in new)
-
-
-def _cell_op(mode: str, x, state: tuple, weights: list, bias: bool, n_in: int, n_hidden: int) -> tuple:
-    """One step through the sequence operator: x (1, B, n_in), state of (1, B, n_hidden); returns the new state."""
-    if mode == "LSTM":
-        _, h, cn = torch.ops.lstmkit.lstm(x, state[0], state[1], weights, None, [], n_in, n_hidden, 1, bias, False, 0)
-        return h, cn
-    _, h = torch.ops.lstmkit.gru(x, state[0], weights, None, [], n_in, n_hidden, 1, bias, False)
-    return (h,)
+        return tuple(s.reshape(shape) for s in ops.step(self._step_config, self._config_key, x[0], state, weights))
 
 
 class LSTMCell(_CellBase):

@@ -5,8 +5,8 @@ operations (``_Emit``):
 
 * the dynamo exporter (``dynamo=True``, torch's default): the module's forward calls ``forward`` here,
   which reorders the weights with torch ops and writes the node with ``torch.onnx.ops.symbolic_multi_out``;
-* the TorchScript exporter (``dynamo=False``): the module calls its operator (``lstmkit::lstm``, ``gru``,
-  ``variant_rnn``) as usual and the symbolic functions registered here translate it.
+* the TorchScript exporter (``dynamo=False``): the module calls its operator (``lstmkit::rnn``, or
+  ``lstmkit::rnn_step`` for a cell) as usual and the symbolic functions registered here translate it.
 
 The node carries what ONNX's LSTM/GRU express: gates reordered (torch i,f,g,o -> ONNX i,o,f,c; r,z,n ->
 z,r,h), biases, lengths as sequence_lens (ONNX's semantics are torch's packed-sequence ones), initial
@@ -182,33 +182,23 @@ def _empty_list(sh, value) -> bool:
 
 
 def register_symbolics() -> None:
-    """Register the TorchScript exporter's translations of ``lstmkit::lstm``, ``gru`` and ``variant_rnn``."""
-    from .ops import make_config
-    from .variant_ops import _config
+    """Register the TorchScript exporter's translations of ``lstmkit::rnn`` and ``lstmkit::rnn_step``."""
+    from .ops import parse_config
 
-    def lstm(g, x, h0, c0, params, lengths, masks, input_size, hidden_size, num_layers, bias, bidirectional,
-             proj_size):
+    def rnn(g, x, h0, c0, params, lengths, dropout_masks, m_rd, m_zc, m_zh, config):
         sh = _symbolic_helper()
-        ints = [sh._get_const(v, "i", n) for v, n in ((input_size, "input_size"), (hidden_size, "hidden_size"),
-                                                       (num_layers, "num_layers"))]
-        flags = [bool(sh._get_const(v, "b", n)) for v, n in ((bias, "bias"), (bidirectional, "bidirectional"))]
-        config = make_config("LSTM", *ints, *flags, sh._get_const(proj_size, "i", "proj_size"))
-        return _translate(g, config, x, h0, c0, params, lengths, _empty_list(sh, masks))
-
-    def gru(g, x, h0, params, lengths, masks, input_size, hidden_size, num_layers, bias, bidirectional):
-        sh = _symbolic_helper()
-        ints = [sh._get_const(v, "i", n) for v, n in ((input_size, "input_size"), (hidden_size, "hidden_size"),
-                                                       (num_layers, "num_layers"))]
-        flags = [bool(sh._get_const(v, "b", n)) for v, n in ((bias, "bias"), (bidirectional, "bidirectional"))]
-        return _translate(g, make_config("GRU", *ints, *flags), x, h0, None, params, lengths, _empty_list(sh, masks))
-
-    def variant_rnn(g, x, h0, c0, params, lengths, dropout_masks, m_rd, m_zc, m_zh, config):
-        sh = _symbolic_helper()
-        cfg = _config(sh._get_const(config, "s", "config"))
+        cfg = parse_config(sh._get_const(config, "s", "config"))
         # eval mode: no recurrent-dropout or zoneout masks (zoneout's expectation is not a node attribute)
         masks_empty = all(_empty_list(sh, m) for m in (dropout_masks, m_rd, m_zc, m_zh))
         outputs = _translate(g, cfg, x, h0, c0, params, lengths, masks_empty)
         return outputs if cfg.mode == "LSTM" else (*outputs, g.op("Constant", value_t=torch.zeros(0)))
 
-    for name, fn in (("lstmkit::lstm", lstm), ("lstmkit::gru", gru), ("lstmkit::variant_rnn", variant_rnn)):
+    def rnn_step(g, x, h0, c0, params, config):
+        sh = _symbolic_helper()
+        cfg = parse_config(sh._get_const(config, "s", "config"))
+        x = g.op("Unsqueeze", x, g.op("Constant", value_t=torch.tensor([0], dtype=torch.int64)))  # (1, B, I)
+        _, *states = _translate(g, cfg, x, h0, c0, params, None, True)
+        return tuple(states) if cfg.mode == "LSTM" else (states[0], g.op("Constant", value_t=torch.zeros(0)))
+
+    for name, fn in (("lstmkit::rnn", rnn), ("lstmkit::rnn_step", rnn_step)):
         torch.onnx.register_custom_op_symbolic(name, fn, 14)

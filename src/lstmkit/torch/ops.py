@@ -1,49 +1,50 @@
-"""lstmkit's RNNs as registered torch custom operators, with autograd, fake (meta) kernels and validation.
+"""lstmkit's RNNs as four registered torch custom operators, with autograd, fake kernels and vmap rules.
 
-Three operators are registered under the ``lstmkit`` namespace:
+Every operator takes the configuration as ``config``: ``config_key(RNNConfig)``, the config as a JSON string
+(parsed once and cached), so plain and variant cells (docs/variants.md) share one call path. Shapes: x (T, B, I)
+sequence-first; h0 (L·D, B, P); c0 (L·D, B, H) for an LSTM, None for a GRU; params in
+``param_shapes(config)`` order (torch's weights, then the variants' peephole / ln_*); lengths None or (B,)
+int64 in [0, T], any order; dropout_masks [] or L − 1 inter-layer masks (T, B, D·P) already scaled by
+1/(1 − p); mask_recurrent [] or L·D masks (B, P); mask_zoneout_c [] or L·D masks (T, B, H) (LSTM);
+mask_zoneout_h [] or L·D masks (T, B, P); all three variant masks empty means evaluation (zoneout by its
+expectation, no recurrent dropout).
 
-``torch.ops.lstmkit.lstm(x, h0, c0, params, lengths, dropout_masks, input_size, hidden_size, num_layers,
-bias, bidirectional, proj_size) -> (output, h_n, c_n)``
-    x (T, B, I), sequence-first; h0 (L·D, B, P); c0 (L·D, B, H); params the weights in
-    ``lstmkit.params.param_shapes`` order (torch's order); lengths None or (B,) int64 in [0, T], any order;
-    dropout_masks [] or L − 1 tensors (T, B, D·P) already scaled by 1/(1 − p).
-    Returns output (T, B, D·P), h_n (L·D, B, P), c_n (L·D, B, H).
-``torch.ops.lstmkit.gru(x, h0, params, lengths, dropout_masks, input_size, hidden_size, num_layers, bias,
-bidirectional) -> (output, h_n)``
-    The same for the GRU (no c, no projection): output (T, B, D·H), h_n (L·D, B, H).
-``torch.ops.lstmkit.rnn_backward(...) -> list[Tensor]``
-    The backward of both: [dx, dh0, (dc0 for LSTM), *dparams]. It is an operator of its own (not plain
-    Python inside the autograd formula) so that torch.compile and torch.export can trace the backward
-    graph with fake tensors and call the real computation only at run time.
+``torch.ops.lstmkit.rnn(x, h0, c0, params, lengths, dropout_masks, mask_recurrent, mask_zoneout_c,
+mask_zoneout_h, config) -> (output (T, B, D·P), h_n (L·D, B, P), c_n (L·D, B, H), empty for a GRU)``
+    Inference (and training where no workspace is kept: its backward recomputes the forward).
+``torch.ops.lstmkit.rnn_train(x, h0, c0, params, lengths, mask_recurrent, mask_zoneout_c, mask_zoneout_h,
+config) -> (output, h_n, c_n, workspace)``
+    Training on the native engine without inter-layer dropout (the modules call it once per layer with
+    dropout): plus the engine's workspace (1-D, ``engine.workspace_size(config, T, B, bool(mask_recurrent))``
+    values, not differentiable), which autograd saves so that the backward does not recompute the forward.
+``torch.ops.lstmkit.rnn_backward(x, h0, c0, params, lengths, dropout_masks, mask_recurrent, mask_zoneout_c,
+mask_zoneout_h, workspace, grad_output, grad_h_n, grad_c_n, config) -> [dx, dh0, (dc0), *dparams]``
+    The backward of both, an operator of its own so that torch.compile / torch.export trace the backward
+    graph with fake tensors; workspace is ``rnn_train``'s, or None to recompute the forward; a None gradient
+    stands for an unused output (zeros).
+``torch.ops.lstmkit.rnn_step(x, h0, c0, params, config) -> (h_1 (L, B, P), c_1 (L, B, H) or empty)``
+    One time step of a unidirectional stack: x (B, I), the state in and out (the cells, and streaming
+    with the state held by the caller); differentiable through ``rnn_backward`` with T = 1.
 
-For training on the native engine (what the modules use when a gradient is needed and there are no
-dropout masks), two more operators save the engine's workspace instead of recomputing the forward:
+The computation is the native engine (``lstmkit.engine``) where it supports the config, with inter-layer
+dropout one layer at a time (``engine.layered_train_forward``), else the NumPy reference: ``_numpy_forward``
+and ``_numpy_backward`` are the one place that decides. The operators take CPU tensors only (another device
+is refused by name, never copied to the CPU and back; the modules dispatch other devices to torch's kernels,
+``lstmkit.torch.devices``). Inputs are validated with ``lstmkit.checks`` in both the real and the fake kernel,
+so a direct call with a bad argument raises the same ValueError/TypeError, naming the argument, as the modules.
 
-``torch.ops.lstmkit.lstm_train(x, h0, c0, params, lengths, input_size, hidden_size, num_layers, bias,
-bidirectional, proj_size) -> (output, h_n, c_n, workspace)``, ``torch.ops.lstmkit.gru_train(...) ->
-(output, h_n, workspace)``
-    As ``lstm`` / ``gru`` without dropout masks, plus workspace (1-D, ``lstmkit.engine.workspace_size``
-    values: the gate activations and states of every step), which autograd saves and
-    ``torch.ops.lstmkit.rnn_backward_saved`` reads. The workspace is not differentiable.
-
-The computation is lstmkit's native engine (``lstmkit.engine``) when it is built, else the NumPy
-reference (``lstmkit.ref.rnn``); with inter-layer dropout masks the engine runs one layer at a time
-(``lstmkit.engine.layered_train_forward``; the modules call ``lstm_train`` / ``gru_train`` per layer instead).
-The operators take CPU tensors only (another device is refused by name, never copied to the CPU and
-back; the modules dispatch other devices to torch's kernels, ``lstmkit.torch.devices``); tensors go to
-NumPy with ``.detach().numpy()`` and come back with ``torch.from_numpy``, in the input's dtype (float32 or
-float64). The backward of ``lstm`` / ``gru``
-**recomputes the forward** (natively, or the reference's to rebuild its per-step cache): only the
-inputs are saved, at the cost of one extra forward per backward; ``lstm_train`` / ``gru_train`` save
-the workspace instead and their backward is the backward alone.
-Double backward (grad of grad): a backward run with ``create_graph=True`` differentiates
-``lstmkit.torch.equations`` (the same function in torch ops) instead of calling the backward operators
-(``graph_gradients``), so its result is differentiable again.
-
-Inputs are validated with ``lstmkit.checks`` in both the real and the fake kernel, so calling an operator
-directly with a bad argument raises the same ValueError/TypeError, naming the argument, as the modules do.
+Double backward: a backward run with ``create_graph=True`` differentiates ``lstmkit.torch.equations`` (the
+same function in torch ops) instead of calling ``rnn_backward`` (``graph_gradients``). torch.func: custom ops'
+registered autograd does not support functorch transforms (pytorch/pytorch#168393), so under ``torch.func.grad``
+/ ``vmap`` the modules call the same operators through ``_FunctorchCall``, an autograd.Function with the same
+formulas; every operator has a vmap rule (``_loop_rule``: the operator once per sample, results stacked).
 """
-from typing import Callable, Optional
+from __future__ import annotations
+
+import functools
+import json
+import re
+from typing import Optional
 
 import numpy as np
 import torch
@@ -51,64 +52,41 @@ import torch
 from .. import checks, engine
 from ..params import RNNConfig, check_dtype, param_shapes
 from ..ref import rnn as ref_rnn
+from ..ref.variants import VariantMasks
 
-__all__ = ["lstm", "gru", "lstm_train", "gru_train", "rnn_backward", "rnn_backward_saved", "make_config",
-           "select_forward", "trains_natively", "graph_gradients"]
+__all__ = ["rnn", "rnn_train", "rnn_backward", "rnn_step", "OPERATORS", "call", "step", "config_key", "parse_config",
+           "trains_natively", "graph_gradients"]
 
 Tensor = torch.Tensor
+OPERATORS = ("rnn", "rnn_train", "rnn_backward", "rnn_step")  # every operator registered under lstmkit::
+NO_MASKS = ([], [], [])
 
 
-def make_config(mode: str, input_size: int, hidden_size: int, num_layers: int, bias: bool,
-                bidirectional: bool, proj_size: int = 0) -> RNNConfig:
-    """The RNNConfig an operator call describes (the layout is always sequence-first, no dropout rate:
-    the masks carry dropout)."""
-    return RNNConfig(mode, int(input_size), int(hidden_size), int(num_layers), bool(bias),
-                     batch_first=False, dropout=0.0, bidirectional=bool(bidirectional), proj_size=int(proj_size))
+@functools.lru_cache(maxsize=256)
+def config_key(config: RNNConfig) -> str:
+    """The config as the JSON string the operators take (sequence-first, no dropout rate: masks carry it)."""
+    d = config.to_dict()
+    d.update(batch_first=False, dropout=0.0)
+    return json.dumps(d, sort_keys=True)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# The one switch point for the forward computation.
-# ----------------------------------------------------------------------------------------------------------
-
-def _reference_forward(config, params, x, state0, lengths, dropout_masks):
-    output, final_state, _cache = ref_rnn.forward(config, params, x, state0, lengths, dropout_masks)
-    return output, final_state
-
-
-def _engine_forward(config, params, x, state0, lengths, dropout_masks):
-    if dropout_masks:  # one layer at a time, the masks between (no tape: the backward recomputes)
-        output, final_state, _ = engine.layered_train_forward(config, params, x, state0, lengths, dropout_masks,
-                                                              keep_tape=False)
-        return output, final_state
-    return engine.forward(config, params, x, state0, lengths)
-
-
-def select_forward(training: bool) -> Callable:
-    """The forward implementation for one call: ``f(config, params, x, state0, lengths, dropout_masks)
-    -> (output, final_state)`` with the reference's semantics.
-
-    This is the single place that chooses it: the native engine when it is built (with dropout masks,
-    ``training``, one layer at a time: ``engine.layered_train_forward``), else the reference.
-    """
-    if engine.available():
-        return _engine_forward
-    return _reference_forward
+@functools.lru_cache(maxsize=256)
+def parse_config(key: str) -> RNNConfig:
+    """The RNNConfig of an operator's ``config`` argument (validated by RNNConfig, cached per string)."""
+    try:
+        fields = json.loads(key)
+        return RNNConfig(**fields)
+    except (json.JSONDecodeError, TypeError) as e:  # RNNConfig's own ValueErrors name the field already
+        raise ValueError(f"config: expected config_key(RNNConfig), a JSON object of RNNConfig's fields, "
+                         f"got {key[:80]!r} ({e})") from e
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Validation, shared by the real and the fake kernels (shapes and dtypes only, plus lengths' values
-# when they are real).
+# Validation, shared by the real and the fake kernels (shapes and dtypes only, plus lengths' values when
+# they are real).
 # ----------------------------------------------------------------------------------------------------------
 
-def _check_args(config: RNNConfig, x, h0, c0, params, lengths, dropout_masks) -> tuple[int, int]:
-    """Validate an operator call; returns (T, B). x must be 3-D (T, B, I): the modules handle layouts."""
-    dtype = x.dtype if hasattr(x, "dtype") else None
-    if hasattr(x, "ndim") and x.ndim != 3:
-        raise ValueError(f"input: expected 3 dimensions (T, B, I) for the operator, got shape {tuple(x.shape)}")
-    T, B, _ = checks.check_input(config, x, dtype)
-    check_dtype(checks.dtype_name(dtype))  # float32 or float64 only, else TypeError naming dtype
-    hx = (h0, c0) if config.mode == "LSTM" else h0
-    checks.check_state(config, hx, B, False, dtype)
+def _check_params(config: RNNConfig, params, dtype) -> None:
     shapes = param_shapes(config)
     if len(params) != len(shapes):
         raise ValueError(f"params: expected {len(shapes)} tensors ({', '.join(shapes)}), got {len(params)}")
@@ -116,8 +94,9 @@ def _check_args(config: RNNConfig, x, h0, c0, params, lengths, dropout_masks) ->
         if tuple(p.shape) != shape:
             raise ValueError(f"params ({name}): expected shape {shape}, got {tuple(p.shape)}")
         checks.check_dtype_matches(f"params ({name})", p.dtype, dtype)
-    if lengths is not None:
-        checks.check_lengths_form(lengths, B)
+
+
+def _check_dropout_masks(config: RNNConfig, dropout_masks, T: int, B: int, dtype) -> None:
     expected = config.num_layers - 1
     if len(dropout_masks) not in (0, expected):
         raise ValueError(f"dropout_masks: expected 0 or {expected} masks (one per layer but the last), "
@@ -127,17 +106,34 @@ def _check_args(config: RNNConfig, x, h0, c0, params, lengths, dropout_masks) ->
         if tuple(m.shape) != mask_shape:
             raise ValueError(f"dropout_masks[{k}]: expected shape {mask_shape}, got {tuple(m.shape)}")
         checks.check_dtype_matches(f"dropout_masks[{k}]", m.dtype, dtype)
+
+
+def _check_variant_masks(config: RNNConfig, T: int, B: int, dtype, m_rd, m_zc, m_zh) -> None:
+    # a mask for an option the config does not have would be ignored by the plain kernels: refused instead
+    rates = {"recurrent": config.recurrent_dropout, "zoneout_c": config.zoneout[0], "zoneout_h": config.zoneout[1]}
+    given = dict(recurrent=m_rd, zoneout_c=m_zc, zoneout_h=m_zh)
+    for field, masks in given.items():
+        if masks and not rates[field]:
+            raise ValueError(f"mask_{field}: expected [] for a config without that option "
+                             f"({'recurrent_dropout' if field == 'recurrent' else 'zoneout'} = 0), "
+                             f"got {len(masks)} masks")
+    checks.check_variant_masks(config, T, B, dtype, given, "mask_")
+
+
+def _check_args(config: RNNConfig, x, h0, c0, params, lengths, dropout_masks=(), masks=NO_MASKS) -> tuple[int, int]:
+    """Validate an operator call; returns (T, B). x must be 3-D (T, B, I): the modules handle layouts."""
+    dtype = x.dtype
+    if x.ndim != 3:
+        raise ValueError(f"input: expected 3 dimensions (T, B, I) for the operator, got shape {tuple(x.shape)}")
+    T, B, _ = checks.check_input(config, x, dtype)
+    check_dtype(checks.dtype_name(dtype))  # float32 or float64 only, else TypeError naming dtype
+    checks.check_state(config, (h0, c0) if config.mode == "LSTM" else h0, B, False, dtype)
+    _check_params(config, params, dtype)
+    if lengths is not None:
+        checks.check_lengths_form(lengths, B)
+    _check_dropout_masks(config, dropout_masks, T, B, dtype)
+    _check_variant_masks(config, T, B, dtype, *masks)
     return T, B
-
-
-def _np(t: Optional[Tensor]):
-    return None if t is None else t.detach().cpu().numpy()
-
-
-def _to_torch(a: np.ndarray, like: Tensor) -> Tensor:
-    # A fresh C-contiguous copy: a custom op's outputs may not alias its inputs, and the fake kernels
-    # promise contiguous outputs, so strides agree between tracing and running.
-    return torch.from_numpy(np.array(a, dtype=a.dtype, order="C", copy=True)).to(like.device)
 
 
 def _check_cpu(x) -> None:
@@ -148,295 +144,442 @@ def _check_cpu(x) -> None:
                          "(lstmkit.torch.LSTM/GRU/...) compute it with torch's kernels there")
 
 
-def _numpy_args(config, x, h0, c0, params, lengths, dropout_masks):
-    """Real-kernel arguments as the reference takes them (lengths' values checked here, where they are real)."""
+# ----------------------------------------------------------------------------------------------------------
+# Tensors <-> the NumPy calls, and the one place that picks the engine or the reference.
+# ----------------------------------------------------------------------------------------------------------
+
+def _np(t: Optional[Tensor]):
+    return None if t is None else t.detach().numpy()
+
+
+def _to_torch(a: np.ndarray) -> Tensor:
+    # A fresh C-contiguous copy: a custom op's outputs may not alias its inputs, and the fake kernels
+    # promise contiguous outputs, so strides agree between tracing and running.
+    return torch.from_numpy(np.array(a, order="C", copy=True))
+
+
+def _numpy_args(config, x, h0, c0, params, lengths, dropout_masks, masks):
+    """A real call's arguments as the engine and the reference take them (checked; lengths' values too)."""
     _check_cpu(x)
-    T, B = _check_args(config, x, h0, c0, params, lengths, dropout_masks)
+    T, B = _check_args(config, x, h0, c0, params, lengths, dropout_masks, masks)
     lengths_np = None if lengths is None else checks.check_lengths(_np(lengths), T, B)
     params_np = dict(zip(param_shapes(config), (_np(p) for p in params)))
     state0 = (_np(h0), _np(c0)) if config.mode == "LSTM" else (_np(h0),)
-    masks = [_np(m) for m in dropout_masks] if dropout_masks else None
-    return params_np, _np(x), state0, lengths_np, masks
+    drop = [_np(m) for m in dropout_masks] or None
+    m_rd, m_zc, m_zh = masks
+    variant = VariantMasks([_np(m) for m in m_rd] or None, [_np(m) for m in m_zc] or None,
+                           [_np(m) for m in m_zh] or None) if (m_rd or m_zc or m_zh) else None
+    return params_np, _np(x), state0, lengths_np, drop, variant
 
 
-def _run_forward(config, x, h0, c0, params, lengths, dropout_masks):
-    params_np, x_np, state0, lengths_np, masks = _numpy_args(config, x, h0, c0, params, lengths, dropout_masks)
-    forward = select_forward(training=masks is not None)
-    output, final_state = forward(config, params_np, x_np, state0, lengths_np, masks)
-    return (_to_torch(output, x),) + tuple(_to_torch(s, x) for s in final_state)
-
-
-def _fake_forward(config, x, h0, c0, params, lengths, dropout_masks):
-    T, B = _check_args(config, x, h0, c0, params, lengths, dropout_masks)
-    k, D = config.num_layers * config.num_directions, config.num_directions
-    output = x.new_empty((T, B, D * config.output_size))
-    h_n = x.new_empty((k, B, config.output_size))
-    if config.mode == "LSTM":
-        return output, h_n, x.new_empty((k, B, config.hidden_size))
-    return output, h_n
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Forward operators
-# ----------------------------------------------------------------------------------------------------------
-
-@torch.library.custom_op("lstmkit::lstm", mutates_args=())
-def lstm(x: Tensor, h0: Tensor, c0: Tensor, params: list[Tensor], lengths: Optional[Tensor],
-         dropout_masks: list[Tensor], input_size: int, hidden_size: int, num_layers: int, bias: bool,
-         bidirectional: bool, proj_size: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Stacked (bi)directional LSTM over x (T, B, I) -> (output (T, B, D·P), h_n (L·D, B, P), c_n (L·D, B, H))."""
-    config = make_config("LSTM", input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
-    return _run_forward(config, x, h0, c0, params, lengths, dropout_masks)
-
-
-@lstm.register_fake
-def _lstm_fake(x, h0, c0, params, lengths, dropout_masks, input_size, hidden_size, num_layers, bias,
-               bidirectional, proj_size):
-    config = make_config("LSTM", input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
-    return _fake_forward(config, x, h0, c0, params, lengths, dropout_masks)
-
-
-@torch.library.custom_op("lstmkit::gru", mutates_args=())
-def gru(x: Tensor, h0: Tensor, params: list[Tensor], lengths: Optional[Tensor], dropout_masks: list[Tensor],
-        input_size: int, hidden_size: int, num_layers: int, bias: bool, bidirectional: bool) -> tuple[Tensor, Tensor]:
-    """Stacked (bi)directional GRU over x (T, B, I) -> (output (T, B, D·H), h_n (L·D, B, H))."""
-    config = make_config("GRU", input_size, hidden_size, num_layers, bias, bidirectional)
-    return _run_forward(config, x, h0, None, params, lengths, dropout_masks)
-
-
-@gru.register_fake
-def _gru_fake(x, h0, params, lengths, dropout_masks, input_size, hidden_size, num_layers, bias, bidirectional):
-    config = make_config("GRU", input_size, hidden_size, num_layers, bias, bidirectional)
-    return _fake_forward(config, x, h0, None, params, lengths, dropout_masks)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Backward operator
-# ----------------------------------------------------------------------------------------------------------
-
-def trains_natively(x: Tensor, state0, params, dropout_masks) -> bool:
-    """Whether a call should go through ``lstm_train`` / ``gru_train``: the engine is built, there are no
-    dropout masks, and autograd will want a gradient of something."""
-    if dropout_masks or not engine.available() or not torch.is_grad_enabled():
-        return False
-    return any(t is not None and t.requires_grad for t in (x, *state0, *params))
-
-
-def _fake_workspace(config, x):
-    return x.new_empty((engine.workspace_size(config, x.shape[0], x.shape[1]),))
-
-
-def _run_train_forward(config, x, h0, c0, params, lengths):
-    params_np, x_np, state0, lengths_np, _ = _numpy_args(config, x, h0, c0, params, lengths, [])
-    output, final_state, workspace = engine.train_forward(config, params_np, x_np, state0, lengths_np)
-    return (_to_torch(output, x), *(_to_torch(s, x) for s in final_state), torch.from_numpy(workspace).to(x.device))
-
-
-@torch.library.custom_op("lstmkit::lstm_train", mutates_args=())
-def lstm_train(x: Tensor, h0: Tensor, c0: Tensor, params: list[Tensor], lengths: Optional[Tensor], input_size: int,
-               hidden_size: int, num_layers: int, bias: bool, bidirectional: bool,
-               proj_size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``lstm`` without dropout masks, for training natively -> (output, h_n, c_n, workspace)."""
-    config = make_config("LSTM", input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
-    return _run_train_forward(config, x, h0, c0, params, lengths)
-
-
-@lstm_train.register_fake
-def _lstm_train_fake(x, h0, c0, params, lengths, input_size, hidden_size, num_layers, bias, bidirectional,
-                     proj_size):
-    config = make_config("LSTM", input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
-    return (*_fake_forward(config, x, h0, c0, params, lengths, []), _fake_workspace(config, x))
-
-
-@torch.library.custom_op("lstmkit::gru_train", mutates_args=())
-def gru_train(x: Tensor, h0: Tensor, params: list[Tensor], lengths: Optional[Tensor], input_size: int,
-              hidden_size: int, num_layers: int, bias: bool, bidirectional: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """``gru`` without dropout masks, for training natively -> (output, h_n, workspace)."""
-    config = make_config("GRU", input_size, hidden_size, num_layers, bias, bidirectional)
-    return _run_train_forward(config, x, h0, None, params, lengths)
-
-
-@gru_train.register_fake
-def _gru_train_fake(x, h0, params, lengths, input_size, hidden_size, num_layers, bias, bidirectional):
-    config = make_config("GRU", input_size, hidden_size, num_layers, bias, bidirectional)
-    return (*_fake_forward(config, x, h0, None, params, lengths, []), _fake_workspace(config, x))
-
-
-def _gradients(mode, x, h0, c0, params, lengths, dropout_masks, grad_output, grad_h_n, grad_c_n, config_args,
-               workspace):
-    """The real backward of both backward operators: [dx, dh0, (dc0), *dparams] as tensors.
-
-    workspace: the engine's saved workspace (native, no dropout), or None to recompute the forward.
-    """
-    config = make_config(mode, *config_args)
-    params_np, x_np, state0, lengths_np, masks = _numpy_args(config, x, h0, c0, params, lengths, dropout_masks)
-    shapes = checks.state_shapes(config, x_np.shape[1])
-    d_output_shape = x_np.shape[:2] + (config.num_directions * config.output_size,)
-    d_output = np.zeros(d_output_shape, x_np.dtype) if grad_output is None else _np(grad_output)
-    grads_final = (grad_h_n, grad_c_n) if mode == "LSTM" else (grad_h_n,)
-    d_final = tuple(np.zeros(s, x_np.dtype) if g is None else _np(g) for s, g in zip(shapes, grads_final))
-    if masks is None and engine.available():  # without a workspace the engine recomputes its forward natively
-        dx, d_state0, grads = engine.backward(config, params_np, x_np, d_output, d_final, state0, lengths_np,
-                                              workspace=_np(workspace))
-    elif engine.available():  # inter-layer dropout: the forward recomputed natively, layer by layer
-        _, _, tape = engine.layered_train_forward(config, params_np, x_np, state0, lengths_np, masks)
-        dx, d_state0, grads = engine.layered_backward(tape, d_output, d_final)
+def _numpy_forward(config, params, x, state0, lengths, drop, variant):
+    """(output, final state) on the engine where it supports config, else on the reference."""
+    if not engine.supports(config):
+        output, final, _ = ref_rnn.forward(config, params, x, state0, lengths, drop, variant)
+    elif drop:  # one layer at a time, the masks between (no tape: a backward recomputes)
+        output, final, _ = engine.layered_train_forward(config, params, x, state0, lengths, drop, variant,
+                                                        keep_tape=False)
     else:
-        _, _, cache = ref_rnn.forward(config, params_np, x_np, state0, lengths_np, masks)
-        dx, d_state0, grads = ref_rnn.backward(cache, d_output, d_final)
-    dtype = x_np.dtype
-    result = [dx, *d_state0, *(grads[name] for name in param_shapes(config))]
-    return [_to_torch(np.asarray(g, dtype=dtype), x) for g in result]
+        output, final = engine.forward(config, params, x, state0, lengths, variant)
+    return output, final
 
 
-def _fake_gradients(mode, x, h0, c0, params, lengths, dropout_masks, config_args):
-    config = make_config(mode, *config_args)
-    _check_args(config, x, h0, c0, params, lengths, dropout_masks)
-    states = (h0, c0) if mode == "LSTM" else (h0,)
+def _numpy_backward(config, params, x, state0, lengths, drop, variant, workspace, d_out, d_final):
+    """(dx, d_state0, grads by name): from the workspace, or with the forward recomputed (engine or reference)."""
+    if not engine.supports(config):
+        _, _, cache = ref_rnn.forward(config, params, x, state0, lengths, drop, variant)
+        return ref_rnn.backward(cache, d_out, d_final)
+    if drop:  # inter-layer dropout: the forward recomputed natively, layer by layer
+        _, _, tape = engine.layered_train_forward(config, params, x, state0, lengths, drop, variant)
+        return engine.layered_backward(tape, d_out, d_final)
+    return engine.backward(config, params, x, d_out, d_final, state0, lengths, variant, workspace=workspace)
+
+
+def _states_out(config, final, x) -> tuple[Tensor, Tensor]:
+    """(h_n, c_n) as tensors; a GRU's c_n is an empty tensor (an operator returns a fixed number of tensors)."""
+    return _to_torch(final[0]), (_to_torch(final[1]) if config.mode == "LSTM" else x.new_empty(0))
+
+
+def _fake_forward(config, x, h0, c0, params, lengths, dropout_masks, masks):
+    T, B = _check_args(config, x, h0, c0, params, lengths, dropout_masks, masks)
+    K = config.num_layers * config.num_directions
+    c_n = x.new_empty((K, B, config.hidden_size)) if config.mode == "LSTM" else x.new_empty(0)
+    return x.new_empty((T, B, config.num_directions * config.output_size)), x.new_empty((K, B, config.output_size)), c_n
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The operators
+# ----------------------------------------------------------------------------------------------------------
+
+@torch.library.custom_op("lstmkit::rnn", mutates_args=())
+def rnn(x: Tensor, h0: Tensor, c0: Optional[Tensor], params: list[Tensor], lengths: Optional[Tensor],
+        dropout_masks: list[Tensor], mask_recurrent: list[Tensor], mask_zoneout_c: list[Tensor],
+        mask_zoneout_h: list[Tensor], config: str) -> tuple[Tensor, Tensor, Tensor]:
+    """An LSTM/GRU over x (T, B, I) -> (output (T, B, D·P), h_n (L·D, B, P), c_n (L·D, B, H) or empty)."""
+    cfg = parse_config(config)
+    args = _numpy_args(cfg, x, h0, c0, params, lengths, dropout_masks, (mask_recurrent, mask_zoneout_c, mask_zoneout_h))
+    output, final = _numpy_forward(cfg, *args)
+    return (_to_torch(output), *_states_out(cfg, final, x))
+
+
+@rnn.register_fake
+def _rnn_fake(x, h0, c0, params, lengths, dropout_masks, mask_recurrent, mask_zoneout_c, mask_zoneout_h, config):
+    masks = (mask_recurrent, mask_zoneout_c, mask_zoneout_h)
+    return _fake_forward(parse_config(config), x, h0, c0, params, lengths, dropout_masks, masks)
+
+
+@torch.library.custom_op("lstmkit::rnn_train", mutates_args=())
+def rnn_train(x: Tensor, h0: Tensor, c0: Optional[Tensor], params: list[Tensor], lengths: Optional[Tensor],
+              mask_recurrent: list[Tensor], mask_zoneout_c: list[Tensor], mask_zoneout_h: list[Tensor],
+              config: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``rnn`` natively for training -> (output, h_n, c_n or empty, workspace)."""
+    cfg = parse_config(config)
+    params_np, x_np, state0, lengths_np, _, variant = _numpy_args(
+        cfg, x, h0, c0, params, lengths, [], (mask_recurrent, mask_zoneout_c, mask_zoneout_h))
+    output, final, workspace = engine.train_forward(cfg, params_np, x_np, state0, lengths_np, variant)
+    return _to_torch(output), *_states_out(cfg, final, x), torch.from_numpy(workspace)
+
+
+@rnn_train.register_fake
+def _rnn_train_fake(x, h0, c0, params, lengths, mask_recurrent, mask_zoneout_c, mask_zoneout_h, config):
+    cfg = parse_config(config)
+    outputs = _fake_forward(cfg, x, h0, c0, params, lengths, [], (mask_recurrent, mask_zoneout_c, mask_zoneout_h))
+    size = engine.workspace_size(cfg, x.shape[0], x.shape[1], bool(mask_recurrent))
+    return (*outputs, x.new_empty((size,)))
+
+
+@torch.library.custom_op("lstmkit::rnn_backward", mutates_args=())
+def rnn_backward(x: Tensor, h0: Tensor, c0: Optional[Tensor], params: list[Tensor], lengths: Optional[Tensor],
+                 dropout_masks: list[Tensor], mask_recurrent: list[Tensor], mask_zoneout_c: list[Tensor],
+                 mask_zoneout_h: list[Tensor], workspace: Optional[Tensor], grad_output: Optional[Tensor],
+                 grad_h_n: Optional[Tensor], grad_c_n: Optional[Tensor], config: str) -> list[Tensor]:
+    """Gradients of ``rnn`` / ``rnn_train`` -> [dx (T, B, I), dh0, (dc0), *dparams in param_shapes order]."""
+    cfg = parse_config(config)
+    masks = (mask_recurrent, mask_zoneout_c, mask_zoneout_h)
+    params_np, x_np, state0, lengths_np, drop, variant = _numpy_args(cfg, x, h0, c0, params, lengths, dropout_masks,
+                                                                     masks)
+    d_out = np.zeros(x_np.shape[:2] + (cfg.num_directions * cfg.output_size,), x_np.dtype)
+    if grad_output is not None:
+        d_out = _np(grad_output)
+    finals = (grad_h_n, grad_c_n) if cfg.mode == "LSTM" else (grad_h_n,)
+    shapes = checks.state_shapes(cfg, x_np.shape[1])
+    d_final = tuple(np.zeros(s, x_np.dtype) if g is None or g.numel() == 0 else _np(g) for s, g in zip(shapes, finals))
+    dx, d_state0, grads = _numpy_backward(cfg, params_np, x_np, state0, lengths_np, drop, variant, _np(workspace),
+                                          d_out, d_final)
+    result = [dx, *d_state0, *(grads[name] for name in param_shapes(cfg))]
+    return [_to_torch(np.asarray(g, dtype=x_np.dtype)) for g in result]
+
+
+@rnn_backward.register_fake
+def _rnn_backward_fake(x, h0, c0, params, lengths, dropout_masks, mask_recurrent, mask_zoneout_c, mask_zoneout_h,
+                       workspace, grad_output, grad_h_n, grad_c_n, config):
+    cfg = parse_config(config)
+    _check_args(cfg, x, h0, c0, params, lengths, dropout_masks, (mask_recurrent, mask_zoneout_c, mask_zoneout_h))
+    states = (h0, c0) if cfg.mode == "LSTM" else (h0,)
     # contiguous like the real kernel's results (empty_like would copy the strides of, e.g., a transposed x)
     return [x.new_empty(x.shape), *(s.new_empty(s.shape) for s in states), *(p.new_empty(p.shape) for p in params)]
 
 
-@torch.library.custom_op("lstmkit::rnn_backward", mutates_args=())
-def rnn_backward(mode: str, x: Tensor, h0: Tensor, c0: Optional[Tensor], params: list[Tensor],
-                 lengths: Optional[Tensor], dropout_masks: list[Tensor], grad_output: Optional[Tensor],
-                 grad_h_n: Optional[Tensor], grad_c_n: Optional[Tensor], input_size: int, hidden_size: int,
-                 num_layers: int, bias: bool, bidirectional: bool, proj_size: int) -> list[Tensor]:
-    """Gradients of ``lstm``/``gru`` -> [dx (T, B, I), dh0, (dc0), *dparams in param_shapes order].
-
-    A None gradient stands for an output that was not used (zeros). Recomputes the forward (natively, or the
-    reference's to rebuild its cache; see the module docstring).
-    """
-    config_args = (input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
-    return _gradients(mode, x, h0, c0, params, lengths, dropout_masks, grad_output, grad_h_n, grad_c_n, config_args,
-                      None)
+def _check_step(cfg: RNNConfig, x) -> None:
+    if cfg.bidirectional:
+        raise ValueError("config: rnn_step computes one step of a unidirectional stack, got bidirectional=True")
+    if x.ndim != 2:
+        raise ValueError(f"input: expected 2 dimensions (B, I) for rnn_step, got shape {tuple(x.shape)}")
 
 
-@rnn_backward.register_fake
-def _rnn_backward_fake(mode, x, h0, c0, params, lengths, dropout_masks, grad_output, grad_h_n, grad_c_n,
-                       input_size, hidden_size, num_layers, bias, bidirectional, proj_size):
-    config_args = (input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
-    return _fake_gradients(mode, x, h0, c0, params, lengths, dropout_masks, config_args)
+@torch.library.custom_op("lstmkit::rnn_step", mutates_args=())
+def rnn_step(x: Tensor, h0: Tensor, c0: Optional[Tensor], params: list[Tensor], config: str) -> tuple[Tensor, Tensor]:
+    """One step x (B, I) of a unidirectional stack in evaluation -> (h_1 (L, B, P), c_1 (L, B, H) or empty)."""
+    cfg = parse_config(config)
+    _check_step(cfg, x)
+    _, final = _numpy_forward(cfg, *_numpy_args(cfg, x[None], h0, c0, params, None, [], NO_MASKS))
+    return _states_out(cfg, final, x)
 
 
-@torch.library.custom_op("lstmkit::rnn_backward_saved", mutates_args=())
-def rnn_backward_saved(mode: str, x: Tensor, h0: Tensor, c0: Optional[Tensor], params: list[Tensor],
-                       lengths: Optional[Tensor], workspace: Tensor, grad_output: Optional[Tensor],
-                       grad_h_n: Optional[Tensor], grad_c_n: Optional[Tensor], input_size: int, hidden_size: int,
-                       num_layers: int, bias: bool, bidirectional: bool, proj_size: int) -> list[Tensor]:
-    """Gradients of ``lstm_train``/``gru_train`` from their workspace, as ``rnn_backward`` without dropout."""
-    config_args = (input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
-    return _gradients(mode, x, h0, c0, params, lengths, [], grad_output, grad_h_n, grad_c_n, config_args, workspace)
-
-
-@rnn_backward_saved.register_fake
-def _rnn_backward_saved_fake(mode, x, h0, c0, params, lengths, workspace, grad_output, grad_h_n, grad_c_n,
-                             input_size, hidden_size, num_layers, bias, bidirectional, proj_size):
-    config_args = (input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
-    return _fake_gradients(mode, x, h0, c0, params, lengths, [], config_args)
+@rnn_step.register_fake
+def _rnn_step_fake(x, h0, c0, params, config):
+    cfg = parse_config(config)
+    _check_step(cfg, x)
+    return _fake_forward(cfg, x[None], h0, c0, params, None, [], NO_MASKS)[1:]
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Double backward: a backward that autograd can differentiate again.
+# Autograd: one formula, registered on the operators and used by _FunctorchCall.
 # ----------------------------------------------------------------------------------------------------------
 
-def graph_gradients(config: RNNConfig, x, state0, params, lengths, dropout_masks, variant_masks, grads) -> list:
+def graph_gradients(config: RNNConfig, x, state0, params, lengths, dropout_masks, variant_masks, grads, *,
+                    step: bool = False) -> list:
     """[dx, dh0, (dc0), *dparams] as a differentiable function of the inputs and of ``grads``.
 
     Autograd calls a backward with grad mode on only when it was asked for a graph of the gradients
-    (``create_graph=True``: gradient penalties, meta-learning); the native backward ops are opaque to
+    (``create_graph=True``: gradient penalties, meta-learning); the native backward op is opaque to
     autograd, so then the gradients come from differentiating ``equations.forward`` (the same function, in
     torch ops) with ``create_graph=True``. state0 (h0[, c0]); grads (grad_output, grad_h_n[, grad_c_n]),
-    None (or an empty GRU c_n gradient) for an output that was not used.
+    None (or an empty GRU c_n gradient) for an output that was not used. step: x is one step (B, I) of
+    ``rnn_step`` (made (1, B, I) inside the differentiated function: a view made out here is not
+    differentiated correctly under autograd's legacy batching).
     """
     from . import equations
 
+    n_state = len(state0)
+    names = list(param_shapes(config))
+
+    def forward(x, *rest):
+        x = x[None] if step else x
+        output, final = equations.forward(config, dict(zip(names, rest[n_state:])), x, tuple(rest[:n_state]),
+                                          lengths, list(dropout_masks) or None, variant_masks)
+        return (output, *final)
+
+    inputs = (x, *state0, *params)
+    if torch._C._functorch.maybe_current_level() is not None:  # torch.func (grad of grad): its own vjp
+        outputs, vjp = torch.func.vjp(forward, *inputs)
+        return list(vjp(tuple(torch.zeros_like(o) if g is None or not g.numel() else g
+                              for o, g in zip(outputs, grads))))
     with torch.enable_grad():
-        inputs = [t if t.requires_grad else t.detach().requires_grad_() for t in (x, *state0, *params)]
-        n_state = len(state0)
-        named = dict(zip(param_shapes(config), inputs[1 + n_state:]))
-        output, final = equations.forward(config, named, inputs[0], tuple(inputs[1:1 + n_state]), lengths,
-                                          list(dropout_masks) or None, variant_masks)
-        outputs = (output, *final)
+        inputs = [t if t.requires_grad else t.detach().requires_grad_() for t in inputs]
+        outputs = forward(*inputs)
         used = [(o, g) for o, g in zip(outputs, grads) if g is not None and g.numel()]
         result = torch.autograd.grad([o for o, _ in used], inputs, [g for _, g in used], create_graph=True,
                                      allow_unused=True)
     return [torch.zeros_like(t) if g is None else g for t, g in zip(inputs, result)]
 
 
+def _save(ctx, config: str, x, h0, c0, lengths, workspace, params, mask_lists) -> None:
+    """What a backward needs: the inputs, the workspace (or None) and the masks (dropout, recurrent, zoneout)."""
+    ctx.config = config
+    ctx.counts = (len(params), *(len(m) for m in mask_lists))
+    ctx.save_for_backward(x, h0, c0, lengths, workspace, *params, *(m for masks in mask_lists for m in masks))
+
+
+def _setup_context(ctx, inputs, output):
+    x, h0, c0, params, lengths, drop, m_rd, m_zc, m_zh, config = inputs
+    _save(ctx, config, x, h0, c0, lengths, None, params, (drop, m_rd, m_zc, m_zh))
+
+
+def _setup_train_context(ctx, inputs, output):
+    x, h0, c0, params, lengths, m_rd, m_zc, m_zh, config = inputs
+    ctx.mark_non_differentiable(output[-1])
+    _save(ctx, config, x, h0, c0, lengths, output[-1], params, ([], m_rd, m_zc, m_zh))
+
+
+def _setup_step_context(ctx, inputs, output):
+    x, h0, c0, params, config = inputs
+    ctx.step = True
+    _save(ctx, config, x, h0, c0, None, None, params, NO_MASKS + ([],))
+
+
+def _split(flat, counts) -> list[list]:
+    lists, start = [], 0
+    for n in counts:
+        lists.append(list(flat[start:start + n]))
+        start += n
+    return lists
+
+
+def _functorch_levels() -> int:
+    """How many torch.func differentiation levels (grad, jvp) are active; 0 outside torch.func."""
+    stack = torch._C._functorch.get_interpreter_stack()
+    return sum(str(level.key()) != "TransformType.Vmap" for level in stack or ())
+
+
+_LEGACY_BATCHED = re.compile(r"\bBatched\b")
+
+
+def _legacy_batched(grads) -> bool:
+    """Whether autograd vmaps this backward with its legacy batching (``torch.autograd.grad(is_grads_batched=True)``,
+    gradcheck's check_batched_grad), which custom operators' vmap rules do not reach."""
+    # the legacy key "Batched" is not in Python's DispatchKey enum; \b keeps functorch's "FuncTorchBatched" out
+    return any(g is not None and _LEGACY_BATCHED.search(str(torch._C._dispatch_keys(g))) for g in grads)
+
+
+def _base(t: Tensor) -> Tensor:
+    """The plain tensor under torch.func's wrappers (grad tracking, batching)."""
+    while torch._C._functorch.is_functorch_wrapped_tensor(t):
+        t = torch._C._functorch.get_unwrapped(t)
+    return t
+
+
+def _graph_wanted(levels: int, saved, grads) -> bool:
+    """Whether the gradients must come from equations.py: they must be differentiable again, or autograd's
+    legacy batching vmaps the backward (rnn_backward has no rule there; torch ops do).
+
+    Differentiable again: create_graph=True; or, with ``levels`` torch.func differentiation levels active
+    (torch.func runs every backward with grad mode on, so grad mode says nothing there), a transform nested
+    around the one differentiating now (grad of grad), or ordinary autograd recording under torch.func (a
+    tensor beneath the wrappers requires grad: ``torch.func.grad`` of a module whose parameters require grad,
+    whose result a training loss then differentiates)."""
+    if levels:
+        return levels > 1 or any(t is not None and _base(t).requires_grad for t in (*saved, *grads))
+    return torch.is_grad_enabled() or _legacy_batched(grads)
+
+
+def _input_gradients(ctx, grad_output, grad_h_n, grad_c_n) -> tuple:
+    """(dx, dh0, dc0 or None, dparams list) of the saved call for the incoming gradients."""
+    x, h0, c0, lengths, workspace, *rest = ctx.saved_tensors
+    params, drop, m_rd, m_zc, m_zh = _split(rest, ctx.counts)
+    step = getattr(ctx, "step", False)  # rnn_step: the sequence backward of T = 1, the new state as h_n / c_n
+    lstm = c0 is not None
+    levels = 0 if torch.compiler.is_compiling() else _functorch_levels()
+    if _graph_wanted(levels, ctx.saved_tensors, (grad_output, grad_h_n, grad_c_n)):
+        masks = VariantMasks(m_rd or None, m_zc or None, m_zh or None) if (m_rd or m_zc or m_zh) else None
+        grads = graph_gradients(parse_config(ctx.config), x, (h0, c0) if lstm else (h0,), params, lengths, drop,
+                                masks, (grad_output, grad_h_n, grad_c_n if lstm else None), step=step)
+    else:
+        if levels:  # torch.func tracks the tensors at the level differentiating now; the native backward is
+            # not differentiable, so they are detached for the operator to run (nesting went to graph_gradients)
+            x, h0, c0, workspace, grad_output, grad_h_n, grad_c_n = (
+                None if t is None else t.detach() for t in (x, h0, c0, workspace, grad_output, grad_h_n, grad_c_n))
+            params, drop, m_rd, m_zc, m_zh = ([t.detach() for t in ts] for ts in (params, drop, m_rd, m_zc, m_zh))
+        grads = torch.ops.lstmkit.rnn_backward(x[None] if step else x, h0, c0, params, lengths, drop, m_rd, m_zc,
+                                               m_zh, workspace, grad_output, grad_h_n, grad_c_n if lstm else None,
+                                               ctx.config)
+        grads[0] = grads[0][0] if step else grads[0]
+    n_states = 2 if lstm else 1
+    return grads[0], grads[1], (grads[2] if lstm else None), list(grads[1 + n_states:])
+
+
+def _backward(ctx, grad_output, grad_h_n, grad_c_n):
+    dx, dh0, dc0, d_params = _input_gradients(ctx, grad_output, grad_h_n, grad_c_n)
+    # lengths, every mask list (structure must match the inputs') and the config get no gradient
+    mask_grads = [[None] * n for n in ctx.counts[1:]]
+    return dx, dh0, dc0, d_params, None, *mask_grads, None
+
+
+def _train_backward(ctx, grad_output, grad_h_n, grad_c_n, _grad_workspace):
+    dx, dh0, dc0, d_params = _input_gradients(ctx, grad_output, grad_h_n, grad_c_n)
+    return dx, dh0, dc0, d_params, None, *([None] * n for n in ctx.counts[2:]), None
+
+
+def _step_backward(ctx, grad_h, grad_c):
+    dx, dh0, dc0, d_params = _input_gradients(ctx, None, grad_h, grad_c)
+    return dx, dh0, dc0, d_params, None
+
+
+rnn.register_autograd(_backward, setup_context=_setup_context)
+rnn_train.register_autograd(_train_backward, setup_context=_setup_train_context)
+rnn_step.register_autograd(_step_backward, setup_context=_setup_step_context)
+
+
 # ----------------------------------------------------------------------------------------------------------
-# Autograd: save the inputs, call rnn_backward.
+# torch.func: vmap rules, and the autograd.Function functorch can differentiate.
 # ----------------------------------------------------------------------------------------------------------
 
-def _setup_context(mode: str):
+def _sample(args, in_dims, n: int) -> list:
+    """The n-th sample of each argument: a tensor (or each tensor of a list) batched along its in_dim."""
+    def take(a, d):
+        if isinstance(a, (list, tuple)):
+            return [take(t, e) for t, e in zip(a, d)] if isinstance(d, (list, tuple)) else list(a)
+        return a if d is None else a.select(d, n)
+    return [take(a, d) for a, d in zip(args, in_dims)]
+
+
+def _loop_rule(op):
+    """A vmap rule that applies ``op`` to each sample and stacks the results along dim 0.
+
+    Sound for every lstmkit operator: each is a function of its arguments only (masks are inputs, no
+    randomness inside), so per-sample application is exactly vmap's meaning. The engine sums parameter
+    gradients over the batch, so samples cannot be folded into the RNN's batch for ``rnn_backward``.
+    """
+    def rule(info, in_dims, *args):
+        results = [op(*_sample(args, in_dims, n)) for n in range(info.batch_size)]
+        stacked = [torch.stack(parts) for parts in zip(*results)]
+        if isinstance(results[0], list):
+            return stacked, [0] * len(stacked)
+        return tuple(stacked), (0,) * len(stacked)
+    return rule
+
+
+for _op in (rnn, rnn_train, rnn_backward, rnn_step):
+    torch.library.register_vmap(_op, _loop_rule(_op))
+
+
+class _FunctorchCall(torch.autograd.Function):
+    """``rnn``, ``rnn_train`` or ``rnn_step`` with the operators' autograd formula, for torch.func transforms
+    (functorch needs an autograd.Function with setup_context; tensors are passed flat, lists are not tracked).
+
+    apply(op, config, counts, x, h0, c0, lengths, *params, *dropout_masks, *m_rd, *m_zc, *m_zh), op the
+    operator's name, counts the five lists' lengths."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(op, config, counts, x, h0, c0, lengths, *flat):
+        params, drop, m_rd, m_zc, m_zh = _split(flat, counts)
+        if op == "rnn_step":
+            return torch.ops.lstmkit.rnn_step(x, h0, c0, params, config)
+        if op == "rnn_train":
+            return torch.ops.lstmkit.rnn_train(x, h0, c0, params, lengths, m_rd, m_zc, m_zh, config)
+        return torch.ops.lstmkit.rnn(x, h0, c0, params, lengths, drop, m_rd, m_zc, m_zh, config)
+
+    @staticmethod
     def setup_context(ctx, inputs, output):
-        if mode == "LSTM":
-            x, h0, c0, params, lengths, masks, *config_args = inputs
-        else:
-            x, h0, params, lengths, masks, *config_args = inputs
-            c0 = None
-            config_args = config_args + [0]  # GRU: no projection
-        ctx.config_args = tuple(config_args)
-        ctx.num_params = len(params)
-        ctx.num_masks = len(masks)
-        ctx.save_for_backward(x, h0, c0, lengths, *params, *masks)
-    return setup_context
+        op, config, counts, x, h0, c0, lengths, *flat = inputs
+        params, *mask_lists = _split(flat, counts)
+        workspace = output[-1] if op == "rnn_train" else None
+        if workspace is not None:
+            ctx.mark_non_differentiable(workspace)
+        ctx.step = op == "rnn_step"
+        _save(ctx, config, x, h0, c0, lengths, workspace, params, mask_lists)
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        raise NotImplementedError("lstmkit::rnn, rnn_train, rnn_step: no forward-mode derivative (torch.func.jvp, "
+                                  "jacfwd, hessian); use reverse mode (torch.func.vjp, grad, jacrev)")
+
+    @staticmethod
+    def backward(ctx, *grads):
+        grad_output, grad_h_n, grad_c_n = (None, *grads) if ctx.step else grads[:3]
+        dx, dh0, dc0, d_params = _input_gradients(ctx, grad_output, grad_h_n, grad_c_n)
+        return None, None, None, dx, dh0, dc0, None, *d_params, *([None] * sum(ctx.counts[1:]))
 
 
-def _backward(mode: str):
-    def backward(ctx, grad_output, grad_h_n, grad_c_n=None):
-        x, h0, c0, lengths, *rest = ctx.saved_tensors
-        params, masks = rest[:ctx.num_params], rest[ctx.num_params:]
-        if torch.is_grad_enabled():  # create_graph=True: gradients autograd can differentiate again
-            grads = graph_gradients(make_config(mode, *ctx.config_args), x, (h0, c0)[:2 if mode == "LSTM" else 1],
-                                    params, lengths, masks, None, (grad_output, grad_h_n, grad_c_n))
-        else:
-            grads = torch.ops.lstmkit.rnn_backward(mode, x, h0, c0, list(params), lengths, list(masks), grad_output,
-                                                   grad_h_n, grad_c_n, *ctx.config_args)
-        n_states = 2 if mode == "LSTM" else 1
-        dx, d_states, d_params = grads[0], grads[1:1 + n_states], grads[1 + n_states:]
-        # lengths, the dropout masks (a list: the structure must match the inputs') and the config
-        # ints/bools get no gradient
-        n_config = 6 if mode == "LSTM" else 5
-        return (dx, *d_states, list(d_params), None, [None] * ctx.num_masks) + (None,) * n_config
-    return backward
+def _functorch_call(op: str, config: str, x, h0, c0, lengths, params, dropout_masks=(), variant_masks=NO_MASKS):
+    counts = (len(params), len(dropout_masks), *(len(m) for m in variant_masks))
+    flat = [*params, *dropout_masks, *(m for masks in variant_masks for m in masks)]
+    return _FunctorchCall.apply(op, config, counts, x, h0, c0, lengths, *flat)
 
 
-lstm.register_autograd(_backward("LSTM"), setup_context=_setup_context("LSTM"))
-gru.register_autograd(_backward("GRU"), setup_context=_setup_context("GRU"))
+def _under_torch_func() -> bool:
+    """Whether a torch.func transform is active and autograd may record (then the operators go through
+    _FunctorchCall; torch.compile traces the plain operator calls)."""
+    return not torch.compiler.is_compiling() and torch._C._functorch.maybe_current_level() is not None \
+        and torch.is_grad_enabled()
 
 
-def _setup_train_context(mode: str):
-    def setup_context(ctx, inputs, output):
-        if mode == "LSTM":
-            x, h0, c0, params, lengths, *config_args = inputs
-        else:
-            x, h0, params, lengths, *config_args = inputs
-            c0 = None
-            config_args = config_args + [0]  # GRU: no projection
-        workspace = output[-1]
-        ctx.mark_non_differentiable(workspace)
-        ctx.config_args = tuple(config_args)
-        ctx.save_for_backward(x, h0, c0, lengths, workspace, *params)
-    return setup_context
+# ----------------------------------------------------------------------------------------------------------
+# The modules' one call
+# ----------------------------------------------------------------------------------------------------------
+
+def trains_natively(x: Tensor, state0, params, dropout_masks) -> bool:
+    """Whether a call should go through ``rnn_train``: the engine is built, there are no dropout masks, and
+    autograd will want a gradient of something."""
+    if dropout_masks or not engine.available() or not torch.is_grad_enabled():
+        return False
+    return any(t is not None and t.requires_grad for t in (x, *state0, *params))
 
 
-def _train_backward(mode: str):
-    def backward(ctx, grad_output, grad_h_n, *rest):
-        grad_c_n = rest[0] if mode == "LSTM" else None  # the last incoming gradient is the workspace's (None)
-        x, h0, c0, lengths, workspace, *params = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: gradients autograd can differentiate again
-            grads = graph_gradients(make_config(mode, *ctx.config_args), x, (h0, c0)[:2 if mode == "LSTM" else 1],
-                                    params, lengths, [], None, (grad_output, grad_h_n, grad_c_n))
-        else:
-            grads = torch.ops.lstmkit.rnn_backward_saved(mode, x, h0, c0, list(params), lengths, workspace,
-                                                         grad_output, grad_h_n, grad_c_n, *ctx.config_args)
-        n_states = 2 if mode == "LSTM" else 1
-        dx, d_states, d_params = grads[0], grads[1:1 + n_states], grads[1 + n_states:]
-        n_config = 6 if mode == "LSTM" else 5  # lengths and the config ints/bools get no gradient
-        return (dx, *d_states, list(d_params), None) + (None,) * n_config
-    return backward
+def call(config: RNNConfig, key: str, x: Tensor, state0: tuple, params: list, lengths=None, dropout_masks=(),
+         variant_masks=NO_MASKS, train: bool = False) -> tuple[Tensor, tuple]:
+    """One sequence call: ``rnn_train`` when ``train`` (the caller checked ``trains_natively`` and
+    ``engine.supports``), else ``rnn`` -> (output (T, B, D·P), (h_n[, c_n])). key: ``config_key(config)``;
+    state0 (h0[, c0]); variant_masks the three lists (recurrent, zoneout_c, zoneout_h)."""
+    h0, c0 = state0[0], (state0[1] if config.mode == "LSTM" else None)
+    if _under_torch_func():
+        outputs = _functorch_call("rnn_train" if train else "rnn", key, x, h0, c0, lengths, params, dropout_masks,
+                                  variant_masks)
+    elif train:
+        outputs = torch.ops.lstmkit.rnn_train(x, h0, c0, params, lengths, *variant_masks, key)
+    else:
+        outputs = torch.ops.lstmkit.rnn(x, h0, c0, params, lengths, list(dropout_masks), *variant_masks, key)
+    out, h_n, c_n = outputs[:3]
+    return out, ((h_n, c_n) if config.mode == "LSTM" else (h_n,))
 
 
-lstm_train.register_autograd(_train_backward("LSTM"), setup_context=_setup_train_context("LSTM"))
-gru_train.register_autograd(_train_backward("GRU"), setup_context=_setup_train_context("GRU"))
+def step(config: RNNConfig, key: str, x: Tensor, state: tuple, params: list) -> tuple:
+    """One step through ``rnn_step``: x (B, I), state (h (L, B, P)[, c (L, B, H)]) -> the new state tuple."""
+    h0, c0 = state[0], (state[1] if config.mode == "LSTM" else None)
+    if _under_torch_func():
+        h, c = _functorch_call("rnn_step", key, x, h0, c0, None, params)
+    else:
+        h, c = torch.ops.lstmkit.rnn_step(x, h0, c0, params, key)
+    return (h, c) if config.mode == "LSTM" else (h,)
