@@ -82,10 +82,11 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
 
     y: (N,) labels of any dtype; ``predict`` returns them in that dtype (``classes_`` = ``np.unique(y)``).
     ``validation``: 'holdout' holds out a stratified ``val_fraction`` for early stopping (``patience``);
-    'fixed' trains all ``epochs`` on all data (no early stopping); 'kfold' picks the epoch count with the lowest
-    mean validation loss over ``n_folds`` stratified folds (each trained for ``epochs``), then trains on all data
-    for that many (a 'cosine' schedule then spans those epochs); 'auto' (default) is 'holdout' when the held-out
-    split has at least MIN_HOLDOUT (50) cases, else 'fixed'. The policy used is ``history_['validation']``.
+    'fixed' trains all ``epochs`` on all data, no early stopping (the epoch of lowest training loss is kept);
+    'kfold' picks the epoch count with the lowest mean validation loss over ``n_folds`` stratified folds (each
+    trained for ``epochs``), then trains on all data for that many (a 'cosine' schedule then spans those
+    epochs); 'auto' (default) is 'holdout' when the held-out split has at least MIN_HOLDOUT (50) cases, else
+    'fixed'. The policy used is ``history_['validation']``.
     ``verbose``: 0 silent (default), 1 one line per epoch on stdout, 2 also a progress bar (on a terminal).
     ``device``: where the model trains and predicts ('cpu', 'cuda', 'cuda:N', 'mps' or a torch.device; checked
     in fit, before any work); the data stays on the CPU and moves there batch by batch.
