@@ -97,7 +97,7 @@ def verdict(per_set: dict) -> list:
         lines.append(f"- {name}: LSTM-FCN {f:.3f} vs 1-NN DTW {d:.3f}: {'met' if f >= d else 'MISSED'}")
     gap = np.mean(mr_means) - np.mean(fcn_means)
     lines.append(f"- mean over the sets: LSTM-FCN {np.mean(fcn_means):.3f} vs MiniRocket {np.mean(mr_means):.3f} "
-                 f"({100 * gap:+.1f} points behind): {'met' if gap <= 0.02 else 'MISSED'}")
+                 f"({100 * gap:.1f} points {'behind' if gap > 0 else 'ahead'}): {'met' if gap <= 0.02 else 'MISSED'}")
     return lines
 
 
@@ -132,7 +132,7 @@ def main_(argv=None) -> int:
             + "\n\nCommands (`PYTHONPATH=src python benchmarks/tasks_classify.py` runs them all):\n\n"
             + "\n".join(f"    {c}" for c in commands) + "\n")
     with open(RESULTS, "a") as f:
-        f.write(text + "\n")
+        f.write("\n" + text + "\n")  # a blank line first: the file may end right after a paragraph
     print(text)
     return 0
 
