@@ -35,8 +35,9 @@ def task_config(path: str) -> dict:
 
 
 def scaled(path: str, x: np.ndarray, data: str) -> np.ndarray:
-    """A classify model's raw numeric input (..., C) standardised with its training mean/std: the layer sees
-    exactly what it saw in training. Other models' input is returned as given."""
+    """A classify model's raw numeric input (..., T, C) standardised as in training (each case z-normalised over
+    its T steps first when the model was fitted with normalize='case', then the training mean/std): the layer
+    sees exactly what it saw in training. Other models' input is returned as given."""
     config = task_config(path)
     if "mean" not in config or not str(data).endswith(".npy"):
         return x
@@ -44,6 +45,9 @@ def scaled(path: str, x: np.ndarray, data: str) -> np.ndarray:
     if x.shape[-1] != len(mean):
         raise ValueError(f"data: {data} has {x.shape[-1]} values per step; the classify model reads {len(mean)} "
                          "channels")
+    if config.get("normalize") == "case":
+        sd = x.std(axis=-2, keepdims=True)
+        x = (x - x.mean(axis=-2, keepdims=True)) / np.where(sd > 0, sd, 1.0)  # estimator.normalize_case's arithmetic
     return (x - mean) / std
 
 
@@ -56,6 +60,10 @@ def layer_and_input(args) -> tuple:
     model = resolve(args.model)
     if task_config(model).get("horizon") is not None:  # only a forecast checkpoint has a horizon
         return forecast_input(model, args)
+    if task_config(model).get("arch") == "lstm-fcn":
+        raise ValueError(f"{model} is an LSTM-FCN classifier (arch='lstm-fcn'): report and explain show a recurrent "
+                         "layer reading a sequence over time, and its LSTM reads the dimension-shuffled series beside "
+                         "a convolutional branch they cannot show; use lstmkit predict, or an arch='lstm' model")
     if args.series is not None:
         raise ValueError(f"--series: {model} is not a forecast model; give its input with --data")
     if args.data is None:

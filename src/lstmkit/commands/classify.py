@@ -1,16 +1,17 @@
 """``lstmkit classify``: an LSTM sequence classifier on a bundled set (digits, japanese-vowels, every UCR/UEA set
 aeon ships), an aeon .ts file, a long-format table of numeric sequences, or a CSV of text,label; compared with
-majority-class and logistic-regression baselines in the same run."""
+majority-class, logistic-regression, 1-NN DTW and MiniRocket baselines in the same run."""
 import argparse
 
 from ._flags import DefaultsHelp, add_output, emit, log_for, positive_int, show_progress
 
 DEFAULTS = dict(hidden_size=64, num_layers=1, bidirectional=False, cell="lstm", epochs=40, batch_size=64, lr=5e-3,
-                patience=8, dropout=0.0, lr_schedule="constant", augment=None)
+                patience=8, dropout=0.0, lr_schedule="constant", augment=None, arch="lstm", normalize="auto",
+                validation="auto", n_folds=5)
 
 
 def register(sub) -> None:
-    from ..tasks.classify.presets import PRESETS
+    from ..tasks.classify.presets import ARCH_PRESETS, PRESETS
     from ..tasks.cli_common import add_common
 
     from ..tasks.classify.data import CLASSIFY_SETS, aeon_bundled_sets
@@ -38,6 +39,23 @@ def register(sub) -> None:
     p.add_argument("--feature-cols", help="--sequences: comma-separated feature columns (default: every column "
                                           "but id, step and label)")
     p.add_argument("--limit", type=positive_int, help="use only this many training cases (quick runs; default: all)")
+    p.add_argument("--arch", choices=("lstm", "lstm-fcn"), default=None,
+                   help="lstm: an LSTM read out by last state + mean + max; lstm-fcn: LSTM-FCN (Karim et al. 2018), "
+                        "a fully convolutional branch beside an LSTM on the dimension-shuffled series (default: lstm; "
+                        "its settings: see below)")
+    p.add_argument("--normalize", choices=("global", "case", "auto"), default=None,
+                   help="global: scale each channel by the training set's mean/std; case: z-normalise every case "
+                        "per channel first; auto: case for univariate, global for multivariate data (default: auto)")
+    p.add_argument("--validation", choices=("auto", "holdout", "fixed", "kfold"), default=None,
+                   help="holdout: early stopping on a 15%% split; fixed: all --epochs, no early stopping; kfold: the "
+                        "epoch count chosen by --folds-fold cross-validation, then all data; auto: holdout when the "
+                        "split holds >= 50 cases, else fixed (default: auto)")
+    p.add_argument("--folds", dest="n_folds", type=positive_int, default=None,
+                   help="--validation kfold: the number of folds (default: 5)")
+    p.add_argument("--baselines", default="auto",
+                   help="comma-separated: logistic, dtw (1-NN DTW, aeon), minirocket (aeon); none; auto: all three "
+                        "on numeric data (DTW skipped past 5e10 DTW cells, with a message), logistic on text "
+                        "(default: %(default)s)")
     p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
                    help="read each sequence both ways (default: the set's preset, else off)")
     p.add_argument("--num-layers", type=positive_int, default=None, help="stacked recurrent layers (default: 1)")
@@ -54,26 +72,29 @@ def register(sub) -> None:
     add_output(p)
     # None = not given: the data set's preset (tasks.classify.presets.PRESETS) or DEFAULTS decides
     p.set_defaults(func=run, **{k: None for k in DEFAULTS})
-    p.epilog = ("Per-data-set presets (flags given win): " +
-                "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in kw.items()) for name, kw in PRESETS.items()))
+    p.epilog = ("Per-data-set presets, --arch lstm only (flags given win): " +
+                "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in kw.items()) for name, kw in PRESETS.items())
+                + ". --arch lstm-fcn: " + ", ".join(f"{k}={v}" for k, v in ARCH_PRESETS["lstm-fcn"].items()))
 
 
 def run(args) -> int:
     from ..tasks.classify.job import run as job
-    from ..tasks.classify.presets import PRESETS
+    from ..tasks.classify.presets import ARCH_PRESETS, PRESETS
     from ..tasks.cli_common import out_dir
 
     out = out_dir(args, "classify")
     sources = (args.csv, args.ts, args.sequences)
     dataset = args.dataset or ("digits" if all(v is None for v in sources) else None)
     given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
-    model_kw = {**DEFAULTS, **PRESETS.get(dataset, {}), **given}
+    arch = given.get("arch", DEFAULTS["arch"])
+    model_kw = {**DEFAULTS, **ARCH_PRESETS[arch], **(PRESETS.get(dataset, {}) if arch == "lstm" else {}), **given}
     if model_kw["augment"] == "none":
         model_kw["augment"] = None
     features = [c.strip() for c in args.feature_cols.split(",") if c.strip()] if args.feature_cols else None
     summary = job(out=out, dataset=dataset, csv=args.csv, ts=args.ts, sequences=args.sequences,
                   text_col=args.text_col, label_col=args.label_col, id_col=args.id_col, step_col=args.step_col,
                   feature_cols=features, limit=args.limit, resume=args.resume, seed=args.seed,
-                  progress=show_progress(args), log=log_for(args), device=args.device, **model_kw)
+                  progress=show_progress(args), log=log_for(args), device=args.device, baselines=args.baselines,
+                  **model_kw)
     emit(args, summary)
     return 0

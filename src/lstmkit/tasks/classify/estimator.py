@@ -23,9 +23,22 @@ _multiclass = require("sklearn.utils.multiclass", "tasks")
 TASK = "classify"
 SHIFTS = ((0, 1), (0, -1), (1, 1), (1, -1))  # (axis: 0 time, 1 feature; by): augment='shift'
 AUGMENTS = (None, "shift")
+ARCHS = ("lstm", "lstm-fcn")
+NORMALIZE = ("global", "case", "auto")
+VALIDATIONS = ("auto", "holdout", "fixed", "kfold")
+# validation='auto' holds out a split only when it has at least this many cases: the loss of a smaller split
+# moves by more, case to case, than the epochs it is meant to rank (a 15% split of 50 cases is 8 cases)
+MIN_HOLDOUT = 50
 # the architecture a checkpoint must carry to be rebuilt (the rest of the parameters only steer fit)
 _ARCH = ("hidden_size", "num_layers", "bidirectional", "cell", "text", "embed_dim", "max_len", "dropout", "pool",
-         "head_dropout", "layout")
+         "head_dropout", "layout", "arch", "normalize")
+
+
+def normalize_case(s: np.ndarray) -> np.ndarray:
+    """(T, C) sequence z-normalised per channel over its own steps (normalize='case'); a constant channel
+    becomes 0."""
+    std = s.std(0)
+    return (s - s.mean(0)) / np.where(std > 0, std, 1.0).astype(s.dtype)
 
 
 def shifted(x, axis: int, by: int) -> np.ndarray:
@@ -58,8 +71,22 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
     Text input (``text=True``): characters seen in training get ids 2..V-1 (0 pad, 1 unknown), sequences
     truncated to ``max_len`` characters.
 
+    ``arch='lstm-fcn'``: LSTM-FCN (``net.LSTMFCN``, Karim et al. 2018): a fully convolutional branch (Conv1d
+    128/256/128 filters, kernels 8/5/3, batch norm, ReLU, global average pooling over the valid steps) beside an
+    LSTM branch reading the dimension-shuffled case (resampled to the longest training length), whose last state
+    goes through dropout ``dropout``; ``pool`` and ``head_dropout`` are the plain LSTM's only. The paper's
+    settings are ``presets.ARCH_PRESETS['lstm-fcn']`` (hidden_size=8, dropout=0.8, ...).
+    ``normalize``: 'global' (default) standardises each channel with the training set's mean/std; 'case'
+    first z-normalises every case per channel over its own steps (at fit and predict); 'auto' is 'case' for
+    univariate and 'global' for multivariate input.
+
     y: (N,) labels of any dtype; ``predict`` returns them in that dtype (``classes_`` = ``np.unique(y)``).
-    A stratified ``val_fraction`` of the data is held out for early stopping (0: none, train all epochs).
+    ``validation``: 'holdout' holds out a stratified ``val_fraction`` for early stopping (``patience``);
+    'fixed' trains all ``epochs`` on all data, no early stopping (the epoch of lowest training loss is kept);
+    'kfold' picks the epoch count with the lowest mean validation loss over ``n_folds`` stratified folds (each
+    trained for ``epochs``), then trains on all data for that many (a 'cosine' schedule then spans those
+    epochs); 'auto' (default) is 'holdout' when the held-out split has at least MIN_HOLDOUT (50) cases, else
+    'fixed'. The policy used is ``history_['validation']``.
     ``verbose``: 0 silent (default), 1 one line per epoch on stdout, 2 also a progress bar (on a terminal).
     ``device``: where the model trains and predicts ('cpu', 'cuda', 'cuda:N', 'mps' or a torch.device; checked
     in fit, before any work); the data stays on the CPU and moves there batch by batch.
@@ -70,7 +97,8 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
                  val_fraction: float = 0.15, dropout: float = 0.0, seed: int = 0, text: bool = False,
                  embed_dim: int = 32, max_len: int = 300, pool: str = "last+mean+max",
                  head_dropout: float | None = 0.2, lr_schedule: str = "constant", augment: str | None = None,
-                 layout: str = "NTC", verbose: int = 0, device="cpu"):
+                 layout: str = "NTC", verbose: int = 0, device="cpu", arch: str = "lstm", normalize: str = "global",
+                 validation: str = "auto", n_folds: int = 5):
         # scikit-learn's contract: store the arguments as given; they are checked in fit
         self.hidden_size, self.num_layers, self.bidirectional, self.cell = hidden_size, num_layers, bidirectional, cell
         self.epochs, self.batch_size, self.lr, self.patience = epochs, batch_size, lr, patience
@@ -78,6 +106,7 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         self.embed_dim, self.max_len, self.pool, self.head_dropout = embed_dim, max_len, pool, head_dropout
         self.lr_schedule, self.augment, self.layout, self.verbose = lr_schedule, augment, layout, verbose
         self.device = device
+        self.arch, self.normalize, self.validation, self.n_folds = arch, normalize, validation, n_folds
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -89,6 +118,16 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
     # -- input ------------------------------------------------------------------------------------------
 
     def _check_params(self) -> None:
+        for name, allowed in (("arch", ARCHS), ("normalize", NORMALIZE), ("validation", VALIDATIONS)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
+        if self.text and self.arch != "lstm":
+            raise ValueError(f"arch={self.arch!r} is for numeric sequences; text=True needs arch='lstm'")
+        if self.text and self.normalize == "case":
+            raise ValueError("normalize='case' is for numeric sequences, not text")
+        if not isinstance(self.n_folds, (int, np.integer)) or isinstance(self.n_folds, bool) or self.n_folds < 2:
+            raise ValueError(f"n_folds: expected an integer >= 2 (validation='kfold'), got {self.n_folds!r}")
         if self.augment not in AUGMENTS:
             raise ValueError(f"augment: expected None or 'shift', got {self.augment!r}")
         if self.augment == "shift" and self.text:
@@ -134,12 +173,28 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
 
     # -- encoding -----------------------------------------------------------------------------------------
 
+    def _normalize_used(self, X) -> str | None:
+        """normalize resolved for these inputs: None for text; 'auto' is 'case' for univariate series (the
+        UCR convention: the class is in the shape, not the level) and 'global' for several channels (whose
+        levels relative to each other carry information)."""
+        if self.text:
+            return None
+        if self.normalize != "auto":
+            return self.normalize
+        return "case" if X[0].shape[1] == 1 else "global"
+
     def _prepare(self, X) -> dict:
         """Fit the encoding on training data: feature scaling or the character vocabulary."""
         if self.text:
             return {"vocab": "".join(sorted(set("".join(X))))}
+        norm = self._normalize_used(X)
+        if norm == "case":
+            X = [normalize_case(s) for s in X]
         allsteps = np.concatenate(X)  # (sum T_i, C)
-        return {"mean": allsteps.mean(0).tolist(), "std": (allsteps.std(0) + 1e-6).tolist()}
+        out = {"mean": allsteps.mean(0).tolist(), "std": (allsteps.std(0) + 1e-6).tolist(), "normalize": norm}
+        if self.arch == "lstm-fcn":
+            out["fcn_steps"] = int(max(len(s) for s in X))  # the LSTM branch's input width (net.LSTMFCN)
+        return out
 
     def _encode(self, X):
         """-> (x (N, T, C) float32 or (N, T) int64, lengths (N,) int64) as torch tensors."""
@@ -155,29 +210,46 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
                 x[i, :len(s)] = s
             return torch.from_numpy(x), torch.tensor([len(s) for s in seqs])
         mean, std = np.asarray(cfg["mean"], np.float32), np.asarray(cfg["std"], np.float32)
+        per_case = cfg.get("normalize") == "case"
         T, C = max(len(s) for s in X), len(mean)
         x = np.zeros((len(X), T, C), np.float32)  # (N, T, C), zero-padded after each sequence's end
         for i, s in enumerate(X):
-            x[i, :len(s)] = (s - mean) / std
+            x[i, :len(s)] = ((normalize_case(s) if per_case else s) - mean) / std
         return torch.from_numpy(x), torch.tensor([len(s) for s in X])
 
     def _build(self):
-        from .net import SequenceNet
+        from .net import LSTMFCN, SequenceNet
 
         c = self.config_
+        if c.get("arch", "lstm") == "lstm-fcn":
+            net = LSTMFCN(len(c["mean"]), len(c["classes"]), c["fcn_steps"], c["hidden_size"], c["num_layers"],
+                          c["bidirectional"], c["cell"], dropout=c["dropout"])
+            return net.to(self.device_)
         return SequenceNet(0 if c["text"] else len(c["mean"]), len(c["classes"]), c["hidden_size"], c["num_layers"],
                            c["bidirectional"], c["cell"], vocab_size=len(c["vocab"]) + 2 if c["text"] else None,
                            embed_dim=c["embed_dim"], dropout=c["dropout"], pool=c.get("pool", "last"),
                            head_dropout=c.get("head_dropout")).to(self.device_)
 
+    # -- validation ---------------------------------------------------------------------------------------
+
+    def _validation_used(self, n: int) -> str:
+        """The policy fit follows for n training cases: 'holdout' (early stopping on a stratified
+        ``val_fraction``), 'fixed' (all ``epochs``, no held-out data) or 'kfold' (the epoch count chosen by
+        ``n_folds``-fold cross-validation, then all data for that many epochs). 'auto': 'holdout' when the
+        split holds at least MIN_HOLDOUT cases, else 'fixed'; val_fraction=0 is 'fixed' under 'auto' and 'holdout'."""
+        if self.validation in ("fixed", "kfold"):
+            return self.validation
+        n_val = int(np.ceil(self.val_fraction * n))
+        if n_val == 0 or (self.validation == "auto" and n_val < MIN_HOLDOUT):
+            return "fixed"
+        return "holdout"
+
     def _split(self, y_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(training indices, validation indices or None): a stratified ``val_fraction`` when possible."""
+        """(training indices, validation indices): a stratified ``val_fraction`` when possible."""
         from sklearn.model_selection import train_test_split
 
         n = len(y_idx)
         n_val = int(np.ceil(self.val_fraction * n))
-        if n_val == 0:
-            return np.arange(n), None
         if n - n_val < 1:
             raise ValueError(f"X: {n} sequence(s) leave no training data after holding out val_fraction="
                              f"{self.val_fraction} (one sample cannot be split); pass val_fraction=0")
@@ -186,22 +258,38 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         return train_test_split(np.arange(n), test_size=n_val, random_state=self.seed,
                                 stratify=y_idx if stratify else None)
 
-    # -- API ----------------------------------------------------------------------------------------------
+    def _folds(self, y_idx: np.ndarray) -> list:
+        """[(training indices, validation indices)] * n_folds, stratified when every class has n_folds cases."""
+        from sklearn.model_selection import KFold, StratifiedKFold
 
-    def fit(self, X, y, *, ckpt_dir: str | None = None, resume: bool = False, log=None,
-            feature_names: list | None = None) -> "SequenceClassifier":
-        """X: sequences (see the class docstring; list of str when text=True), y: (N,) labels.
-        ``feature_names``: the C channels' names, kept in the checkpoint (``lstmkit predict`` asks for them).
-        ``ckpt_dir``: write last/best.safetensors there every epoch (``resume=True`` continues from them).
-        ``log``: where epoch lines go (default: stdout when ``verbose``, else nowhere)."""
+        n = len(y_idx)
+        if n < self.n_folds:
+            raise ValueError(f"n_folds: {self.n_folds} folds need at least {self.n_folds} sequences, got {n}")
+        counts = np.bincount(y_idx)
+        kind = StratifiedKFold if counts[counts > 0].min() >= self.n_folds else KFold
+        return list(kind(self.n_folds, shuffle=True, random_state=self.seed).split(np.zeros(n), y_idx))
+
+    def _kfold_epochs(self, X, y_idx, log) -> tuple[int, list]:
+        """(the epoch count with the lowest validation loss averaged over the folds, that mean curve)."""
+        curves = []
+        for k, (tr, va) in enumerate(self._folds(y_idx)):
+            _, history = self._train(X, y_idx, tr, va, self.epochs, patience=self.epochs + 1, log=quiet)
+            curves.append([h["val_loss"] for h in history["history"]])
+            log(f"fold {k + 1}/{self.n_folds}: best val loss {min(curves[-1]):.4f} at epoch "
+                f"{int(np.argmin(curves[-1])) + 1}")
+        mean = np.mean(curves, axis=0)  # (epochs,)
+        best = int(np.argmin(mean)) + 1
+        log(f"{self.n_folds}-fold cross-validation: {best} epochs (mean val loss {mean[best - 1]:.4f})")
+        return best, mean.tolist()
+
+    # -- training -----------------------------------------------------------------------------------------
+
+    def _train(self, X, y_idx, idx_tr, idx_val, epochs: int, patience: int, ckpt_dir=None, resume=False,
+               log=quiet, extra: dict | None = None):
+        """Fit a fresh network on X[idx_tr] (early stopping on X[idx_val] unless None) -> (model, history);
+        sets ``config_`` (the encoding is fitted on the training cases)."""
         import torch
 
-        self._check_params()
-        X = self._inputs(X, fitted=False)
-        y = self._labels(y, len(X))
-        self.classes_, y_idx = np.unique(y, return_inverse=True)
-        seed_everything(self.seed)
-        idx_tr, idx_val = self._split(y_idx)
         if self.augment == "shift":
             copies = [shifted(X[i], axis, by) for axis, by in SHIFTS for i in idx_tr]
             n = len(y_idx)
@@ -209,14 +297,9 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
             idx_tr = np.concatenate([idx_tr, n + np.arange(len(copies))])
         params = {k: v for k, v in self.get_params().items() if k != "device"}  # where it ran is not the model
         self.config_ = {**params, **self._prepare([X[i] for i in idx_tr]), "layout": self.layout_,
-                        "classes": self.classes_.tolist(), "classes_dtype": self.classes_.dtype.str}
-        self.n_channels_ = None if self.text else len(self.config_["mean"])
-        if feature_names is not None:
-            if len(feature_names) != self.n_channels_:
-                raise ValueError(f"feature_names: expected {self.n_channels_} names, got {len(feature_names)}")
-            self.config_["features"] = [str(f) for f in feature_names]
+                        "classes": self.classes_.tolist(), "classes_dtype": self.classes_.dtype.str, **(extra or {})}
         seed_everything(self.seed)
-        self.model_ = self._build()
+        model = self._build()
 
         def data(ids):
             x, lengths = self._encode([X[i] for i in ids])
@@ -226,13 +309,44 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
             T = int(lengths.max())  # trim padding the batch does not need
             return torch.nn.functional.cross_entropy(model(x[:, :T], lengths), target)
 
-        cfg = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, patience=self.patience,
+        cfg = TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=self.lr, patience=patience,
                           seed=self.seed, progress=int(self.verbose) >= 2, lr_schedule=self.lr_schedule,
                           loss_unit="nats per sequence (cross-entropy)")
+        history = fit(model, loss_fn, data(idx_tr), None if idx_val is None else data(idx_val), cfg,
+                      task=TASK, config=self.config_, ckpt_dir=ckpt_dir, resume=resume, log=log)
+        return model, history
+
+    # -- API ----------------------------------------------------------------------------------------------
+
+    def fit(self, X, y, *, ckpt_dir: str | None = None, resume: bool = False, log=None,
+            feature_names: list | None = None) -> "SequenceClassifier":
+        """X: sequences (see the class docstring; list of str when text=True), y: (N,) labels.
+        ``feature_names``: the C channels' names, kept in the checkpoint (``lstmkit predict`` asks for them).
+        ``ckpt_dir``: write last/best.safetensors there every epoch (``resume=True`` continues from them).
+        ``log``: where epoch lines go (default: stdout when ``verbose``, else nowhere)."""
+        self._check_params()
+        X = self._inputs(X, fitted=False)
+        y = self._labels(y, len(X))
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
         if log is None:
             log = print if self.verbose else quiet
-        self.history_ = fit(self.model_, loss_fn, data(idx_tr), None if idx_val is None else data(idx_val), cfg,
-                            task=TASK, config=self.config_, ckpt_dir=ckpt_dir, resume=resume, log=log)
+        self.n_channels_ = None if self.text else X[0].shape[1]
+        if feature_names is not None and len(feature_names) != self.n_channels_:
+            raise ValueError(f"feature_names: expected {self.n_channels_} names, got {len(feature_names)}")
+        policy = self._validation_used(len(X))
+        epochs, extra = self.epochs, {"validation_used": policy}
+        if policy == "kfold":
+            epochs, curve = self._kfold_epochs(X, y_idx, log)
+            extra.update(epochs_used=epochs, kfold_val_loss=curve)
+        seed_everything(self.seed)
+        idx_tr, idx_val = self._split(y_idx) if policy == "holdout" else (np.arange(len(X)), None)
+        if feature_names is not None:
+            extra["features"] = [str(f) for f in feature_names]
+        log(f"validation: {policy} ({len(idx_tr)} training cases"
+            f"{f', {len(idx_val)} held out' if idx_val is not None else f', {epochs} epochs, no early stopping'})")
+        self.model_, self.history_ = self._train(X, y_idx, idx_tr, idx_val, epochs, self.patience, ckpt_dir,
+                                                 resume, log, extra)
+        self.history_["validation"] = policy
         return self
 
     def predict_proba(self, X, batch_size: int = 512) -> np.ndarray:
