@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import time
 
@@ -70,7 +71,7 @@ def run(dataset: str) -> str:
         res["table"][1:]
     load = os.getloadavg()
     head = (f"### {dataset} ({res['n_series']} series, horizon {res['horizon']}, season {res['season_length']}): "
-            f"`lstmkit {' '.join(es_argv)}` and `lstmkit {' '.join(lstm_argv)}` "
+            f"`lstmkit {shlex.join(es_argv)}` and `lstmkit {shlex.join(lstm_argv)}` "
             f"({es_seconds:.0f}s for the first; load average {load[0]:.1f} on 2 cores)\n\n")
     verdicts = "; ".join(f"{k}: {v}" for k, v in res["verdicts"].items())
     return head + markdown_table(rows, COLUMNS, "{:.3f}") + f"\n\nES-RNN MASE verdicts: {verdicts}\n"

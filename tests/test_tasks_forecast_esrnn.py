@@ -161,6 +161,18 @@ def test_save_load_gives_the_same_forecasts_and_other_histories(tmp_path):
     assert len(pred) == 4 and np.all(np.isfinite(pred["yhat"])) and np.all(pred["q0.1"] <= pred["q0.9"])
 
 
+@pytest.mark.parametrize("model", ["esrnn", "lstm"])
+def test_refit_trains_a_fresh_model_for_the_best_epoch_count_on_every_window(model, tmp_path):
+    df = seasonal_panel(n_series=4, n=30)
+    fc = small(model=model, epochs=3, refit=True).fit(df, ckpt_dir=str(tmp_path))
+    h = fc.history_[0]
+    assert len(h["refit"]["history"]) == h["best_epoch"] >= 1
+    assert os.path.isfile(tmp_path / "member-0" / "refit" / "last.safetensors")
+    plain = small(model=model, epochs=3, refit=False).fit(df)
+    assert "refit" not in plain.history_[0]
+    assert not np.allclose(fc.predict()["yhat"], plain.predict()["yhat"])  # trained on the last window too
+
+
 def test_series_with_zeros_are_shifted_not_refused():
     df = seasonal_panel(n_series=3, n=30)
     df.loc[df.index[:3], "y"] = 0.0  # the first series starts with zeros
@@ -186,6 +198,7 @@ def test_cross_validation_and_window_input():
     (dict(stat_exog_list=["size"]), "stat_exog_list"),
     (dict(patch=2), "patch"),
     (dict(level_penalty=-1.0), "level_penalty"),
+    (dict(refit="yes"), "refit"),
 ])
 def test_bad_arguments_are_refused_by_name(kw, name):
     with pytest.raises(ValueError, match=name):

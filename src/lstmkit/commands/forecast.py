@@ -1,6 +1,8 @@
 """``lstmkit forecast``: a global LSTM (``--model esrnn``: Smyl's ES-RNN) on a bundled set or a long-format
 CSV/Parquet (unique_id, ds, y), backtested against naive, seasonal naive, Theta, ETS and their combination with the
 model on the same origins, or (--future) fit on all history to forecast the next steps."""
+import argparse
+
 from ._flags import DefaultsHelp, add_output, emit, log_for, positive_int, show_progress
 
 
@@ -31,6 +33,9 @@ def register(sub) -> None:
                         "level and seasonality learned with a global LSTM (no covariates)")
     p.add_argument("--level-penalty", type=float, default=0.0,
                    help="esrnn: weight of the penalty on the wiggliness of the learned log level")
+    p.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
+                   help="after early stopping, train a fresh model on every window (the validation window, each "
+                        "series' latest values, included) for the best epoch count (default: the model's own)")
     p.add_argument("--ensemble", type=positive_int, default=1, help="models with different seeds and input "
                                                                     "lengths; the median forecast is used")
     p.add_argument("--batches-per-epoch", type=positive_int, default=16, help="random batches of windows per epoch")
@@ -50,8 +55,6 @@ def register(sub) -> None:
 
 def baselines(text: str) -> tuple:
     """--baselines' type: the names, each known and its package installed (a usage error before any work)."""
-    import argparse
-
     from ..tasks.forecast.baselines import require_methods
 
     methods = tuple(m.strip() for m in text.split(",") if m.strip())
@@ -75,7 +78,8 @@ def run(args) -> int:
         raise ValueError(f"--level-penalty: expected a number >= 0, got {args.level_penalty}")
     if args.level_penalty and args.model != "esrnn":
         raise ValueError("--level-penalty: only --model esrnn has a learned level")
-    extra = {"model": args.model, **({"level_penalty": args.level_penalty} if args.model == "esrnn" else {})}
+    extra = {"model": args.model, "refit": args.refit,
+             **({"level_penalty": args.level_penalty} if args.model == "esrnn" else {})}
     model_kw = dict(**extra, input_length=args.input_length, hidden_size=args.hidden_size, cell=args.cell,
                     epochs=args.epochs, batch_size=args.batch_size, batches_per_epoch=args.batches_per_epoch,
                     lr=args.lr, patience=args.patience, ensemble=args.ensemble, seed=args.seed,
