@@ -216,6 +216,9 @@ def test_cli_esrnn_backtest_future_and_json(tmp_path, capsys):
     methods = [r["method"] for r in res["table"]]
     assert methods[0].startswith("ES-RNN") and methods[-1].startswith("combination: median of ES-RNN")
     assert res["config"]["model"] == "esrnn" and res["config"]["batch_size"] == 32
+    f = pd.read_csv(os.path.join(out, "forecasts.csv"))  # the combination: the point-by-point median of three
+    np.testing.assert_allclose(f[methods[-1]], np.median(f[[methods[0], "theta", "ets (damped)"]], axis=1),
+                               rtol=1e-12)
     capsys.readouterr()
     fut = str(tmp_path / "future")
     assert main(["forecast", *tiny, "--future", "--json", "--quiet", "--out", fut]) == 0
