@@ -20,10 +20,12 @@ def test_forecast_end_to_end_prints_baselines(tmp_path, capsys):
     assert main(argv) == 0
     res = json.load(open(os.path.join(out, "results.json")))
     methods = [r["method"] for r in res["table"]]
-    assert methods == ["LSTM (global, quantile)", "naive", "seasonal naive", "theta", "ets (damped)"]
+    assert methods == ["LSTM (global, quantile)", "naive", "seasonal naive", "theta", "ets (damped)",
+                       "combination: median of LSTM, Theta, ETS"]
     for r in res["table"]:
         assert np.isfinite(r["MASE"]) and r["MASE"] > 0
-    assert set(res["verdicts"]) == set(methods[1:])
+    assert {k for k in res["verdicts"] if " vs " not in k} == set(methods[1:-1])
+    assert f"{methods[-1]} vs ets (damped)" in res["verdicts"]
     for f in ("forecasts.csv", "forecasts.png", "model.safetensors"):
         assert os.path.getsize(os.path.join(out, f)) > 0
     assert "vs seasonal naive" in capsys.readouterr().out

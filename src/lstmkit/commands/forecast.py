@@ -1,6 +1,8 @@
-"""``lstmkit forecast``: a global LSTM on a bundled set or a long-format CSV/Parquet (unique_id, ds, y), backtested
-against naive, seasonal naive, Theta and ETS on the same origins, or (--future) fit on all history to forecast
-the next steps."""
+"""``lstmkit forecast``: a global LSTM (``--model esrnn``: Smyl's ES-RNN) on a bundled set or a long-format
+CSV/Parquet (unique_id, ds, y), backtested against naive, seasonal naive, Theta, ETS and their combination with the
+model on the same origins, or (--future) fit on all history to forecast the next steps."""
+import argparse
+
 from ._flags import DefaultsHelp, add_output, emit, log_for, positive_int, show_progress
 
 
@@ -26,6 +28,14 @@ def register(sub) -> None:
                                                                  "test split)")
     p.add_argument("--limit", type=positive_int, help="use only the first N series (quick runs; default: all)")
     p.add_argument("--input-length", type=positive_int, help="values per input window (default: max(2H, 3m))")
+    p.add_argument("--model", choices=("lstm", "esrnn"), default="lstm",
+                   help="lstm: a global LSTM on level-scaled windows; esrnn: Smyl's ES-RNN, per-series Holt-Winters "
+                        "level and seasonality learned with a global LSTM (no covariates)")
+    p.add_argument("--level-penalty", type=float, default=0.0,
+                   help="esrnn: weight of the penalty on the wiggliness of the learned log level")
+    p.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
+                   help="after early stopping, train a fresh model on every window (the validation window, each "
+                        "series' latest values, included) for the best epoch count (default: the model's own)")
     p.add_argument("--ensemble", type=positive_int, default=1, help="models with different seeds and input "
                                                                     "lengths; the median forecast is used")
     p.add_argument("--batches-per-epoch", type=positive_int, default=16, help="random batches of windows per epoch")
@@ -35,13 +45,16 @@ def register(sub) -> None:
                         "seconds are in the table)")
     add_common(p, epochs=30, batch_size=512, lr=3e-3, hidden=64)
     add_output(p)
-    p.set_defaults(func=run, patience=5)
+    p.set_defaults(func=run, patience=5, batch_size=None, lr=None)  # None: the model's own (below)
+    for action in p._actions:  # argparse has no public way to reword an added flag's help
+        if action.dest == "batch_size":
+            action.help = "windows (lstm) or series (esrnn) per training step (default: 512 lstm, 32 esrnn)"
+        elif action.dest == "lr":
+            action.help = "Adam's learning rate (default: 3e-3 lstm, 1e-3 esrnn)"
 
 
 def baselines(text: str) -> tuple:
     """--baselines' type: the names, each known and its package installed (a usage error before any work)."""
-    import argparse
-
     from ..tasks.forecast.baselines import require_methods
 
     methods = tuple(m.strip() for m in text.split(",") if m.strip())
@@ -61,7 +74,13 @@ def run(args) -> int:
     if args.csv is not None and args.horizon is None:
         raise ValueError("--horizon is needed with --csv")
     out = out_dir(args, "forecast")
-    model_kw = dict(input_length=args.input_length, hidden_size=args.hidden_size, cell=args.cell,
+    if args.level_penalty < 0 or args.level_penalty != args.level_penalty:
+        raise ValueError(f"--level-penalty: expected a number >= 0, got {args.level_penalty}")
+    if args.level_penalty and args.model != "esrnn":
+        raise ValueError("--level-penalty: only --model esrnn has a learned level")
+    extra = {"model": args.model, "refit": args.refit,
+             **({"level_penalty": args.level_penalty} if args.model == "esrnn" else {})}
+    model_kw = dict(**extra, input_length=args.input_length, hidden_size=args.hidden_size, cell=args.cell,
                     epochs=args.epochs, batch_size=args.batch_size, batches_per_epoch=args.batches_per_epoch,
                     lr=args.lr, patience=args.patience, ensemble=args.ensemble, seed=args.seed,
                     progress=show_progress(args), device=args.device)

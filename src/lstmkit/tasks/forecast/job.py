@@ -1,5 +1,6 @@
-"""The forecasting job behind ``lstmkit forecast``: a rolling-origin backtest of the global LSTM against
-naive, seasonal naive, Theta and ETS on the same origins, reported side by side (terminal table,
+"""The forecasting job behind ``lstmkit forecast``: a rolling-origin backtest of the global LSTM (or ES-RNN, with
+``model='esrnn'``) against naive, seasonal naive, Theta and ETS on the same origins, and the combination (the
+median of the model's, Theta's and ETS's forecasts) as a row of its own, reported side by side (terminal table,
 results.json, forecasts.csv, forecasts.png) with the trained model saved as model.safetensors.
 
 Backtest: with ``folds`` K, the origins are n − K·H, n − (K−1)·H, ..., n − H for every series (the last
@@ -71,6 +72,9 @@ def run_future(*, out: str, dataset: str | None = None, csv: str | None = None, 
     return summary
 
 
+MODEL_LABELS = {"lstm": "LSTM (global, quantile)", "esrnn": "ES-RNN (Holt-Winters + LSTM, quantile)"}
+
+
 def _forecaster(H: int, m: int, model_kw: dict) -> Forecaster:
     """The job's Forecaster: it logs its epochs (the job passes its log), with a bar where ``progress``."""
     kw = dict(model_kw)
@@ -116,31 +120,34 @@ def run(*, out: str, dataset: str | None = None, csv: str | None = None, horizon
         return {"task": "forecast", "rank": rank()}
     fc.save(os.path.join(out, "model.safetensors"))
 
-    actual, scales, histories, preds = [], [], [], {"lstm": []}
+    actual, scales, histories, preds = [], [], [], {"model": []}
     for k in range(folds):
         o = cut - k * H  # values held back at this origin
         hist = {u: y[:len(y) - o] for u, y in ys.items()}
         histories += list(hist.values())
         actual.append(np.stack([y[len(y) - o:len(y) - o + H] for y in ys.values()]))
         scales += [mase_scale(h, m) for h in hist.values()]
-        preds["lstm"].append(fc.predict_arrays(hist))
+        preds["model"].append(fc.predict_arrays(hist))
     actual, scales = np.concatenate(actual), np.asarray(scales)
     q = fc.config["quantiles"]
-    lstm_q = np.concatenate(preds["lstm"])  # (S·K, H, Q)
-    point = {"LSTM (global, quantile)": lstm_q[:, :, q.index(0.5)]}
-    seconds = {"LSTM (global, quantile)": fit_seconds}
+    lstm_q = np.concatenate(preds["model"])  # (S·K, H, Q)
+    label = MODEL_LABELS[fc.config["model"]]
+    point = {label: lstm_q[:, :, q.index(0.5)]}
+    seconds = {label: fit_seconds}
     fallbacks = {}
     for name in methods:
         t0 = time.perf_counter()
         point[name], fallbacks[name] = base.forecast_all(name, histories, H, m, progress=model_kw.get("progress"))
         seconds[name] = time.perf_counter() - t0
+    baseline_names = list(methods)
+    _combine(point, seconds, label, log)
     rows = [{"method": name, **scores(actual, f, scales), "seconds": seconds[name]} for name, f in point.items()]
     lo, hi = lstm_q[:, :, 0], lstm_q[:, :, -1]
     cov = coverage(actual, lo, hi)
     log(format_table(rows, ["method", "MASE", "sMAPE", "MAE", "RMSE", "seconds"]))
-    log(f"LSTM {q[0]:g}-{q[-1]:g} quantile interval covers {cov:.1%} of actual values "
+    log(f"{label} {q[0]:g}-{q[-1]:g} quantile interval covers {cov:.1%} of actual values "
         f"(nominal {q[-1] - q[0]:.0%})")
-    verdicts = _verdicts(rows, log)
+    verdicts = _verdicts(rows, baseline_names, log)
     for name, n in fallbacks.items():
         if n:
             log(f"note: {name} failed on {n} series-origins and used seasonal naive there")
@@ -157,15 +164,34 @@ def run(*, out: str, dataset: str | None = None, csv: str | None = None, horizon
     return summary
 
 
-def _verdicts(rows: list, log) -> dict:
-    """One line per baseline: does the LSTM's MASE beat it?"""
-    lstm = rows[0]["MASE"]
+def _verdicts(rows: list, baseline_names: list, log) -> dict:
+    """One line per baseline: does the model's MASE (the first row) beat it? And the combination's, if any."""
+    by_name = {r["method"]: r["MASE"] for r in rows}
     out = {}
-    for r in rows[1:]:
-        better = lstm < r["MASE"]
-        out[r["method"]] = "better" if better else "worse"
-        log(f"LSTM MASE {lstm:.3f} vs {r['method']} {r['MASE']:.3f}: LSTM is {'better' if better else 'WORSE'}")
+    for r in rows[:1] + [r for r in rows if r["method"].startswith("combination")]:
+        for name in baseline_names:
+            better = r["MASE"] < by_name[name]
+            key = name if r is rows[0] else f"{r['method']} vs {name}"
+            out[key] = "better" if better else "worse"
+            log(f"{r['method']} MASE {r['MASE']:.3f} vs {name} {by_name[name]:.3f}: "
+                f"{'better' if better else 'WORSE'}")
     return out
+
+
+COMBINED = ("theta", "ets (damped)")  # the statistical forecasts the model is combined with
+
+
+def _combine(point: dict, seconds: dict, label: str, log) -> None:
+    """Add the combination row: the median, point by point, of the model's forecast, Theta and ETS (Smyl's
+    and the M4 lesson: a combination of different methods beats each of them); skipped when a baseline is
+    not run. Its seconds are the three methods' together."""
+    if not all(name in point for name in COMBINED):
+        log(f"no combination row: it needs the baselines {', '.join(COMBINED)}")
+        return
+    names = [label, *COMBINED]
+    key = f"combination: median of {label.split(' (')[0]}, Theta, ETS"
+    point[key] = np.median(np.stack([point[n] for n in names]), axis=0)
+    seconds[key] = sum(seconds[n] for n in names)
 
 
 def _write_forecasts(out, ids, folds, actual, point, lo, hi) -> None:

@@ -1,0 +1,176 @@
+"""ES-RNN (Smyl 2020, the M4 winner), our own version: per-series Holt-Winters normalisation learned jointly with a
+global LSTM.
+
+Each training series i owns three learned things: a level smoothing coefficient alpha_i, a seasonal smoothing
+coefficient gamma_i (both sigmoid of a free parameter) and m initial seasonal indices s_i[0..m-1] (exp of a free
+parameter). Multiplicative Holt-Winters without trend runs over the series:
+
+    l_0 = y_0 / s_0                          s_{m}   = gamma·y_0/l_0 + (1 − gamma)·s_0
+    l_t = alpha·y_t/s_t + (1 − alpha)·l_{t−1}    s_{t+m} = gamma·y_t/l_t + (1 − gamma)·s_t
+
+At every origin t the LSTM reads the last L values deseasonalised and divided by the level, in logs,
+log(y_{t−L+1..t} / s_{t−L+1..t}) − log l_t, one window per time step (the recurrence runs over origins, as in
+Smyl's model, so its state carries the series' history), and predicts the quantiles of log(y_{t+k} / (l_t ·
+ŝ_{t+k})), k = 1..H, where ŝ_{t+k} = s_{t+1+((k−1) mod m)} are the last m seasonal indices known at t (none of
+them uses a value after t). The forecast is exp(output) · l_t · ŝ_{t+k}. The pinball loss trains the smoothing
+parameters and the LSTM together; a penalty on the wiggliness of log l_t (Smyl's level variability penalty)
+keeps the level smooth. Series of any length share one padded batch: positions past a series' end change
+nothing (masked), so each series' states are those of its own values.
+
+A series the model was not trained on (or a known id whose history no longer starts where it did in training:
+its seasonal indices would be out of phase) gets the mean learned alpha and gamma and seasonal indices estimated
+from its own first seasons (``initial_log_seasons``). The model works in logs: a series with a value <= 0 is
+shifted up by ``shift_of`` (stored per training series) and the shift taken off its forecasts.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..models import nn, recurrent_layer, torch
+
+
+def shift_of(y: np.ndarray) -> float:
+    """What to add to a series so every value is positive: 0 when it already is, else −min + 10% of its mean
+    absolute value (1 for an all-zero series), so a zero becomes a small positive level, not a huge ratio."""
+    low = float(np.min(y))
+    if low > 0:
+        return 0.0
+    scale = float(np.mean(np.abs(y)))
+    return -low + (0.1 * scale if scale > 0 else 1.0)
+
+
+def initial_log_seasons(y: np.ndarray, m: int, n_seasons: int = 3) -> np.ndarray:
+    """Data estimate of log seasonal indices (m,): the mean over the first ``n_seasons`` whole seasons of log y
+    minus that season's mean log; zeros when m == 1 or the series is shorter than one season."""
+    k = min(n_seasons, len(y) // m) if m > 1 else 0
+    if k == 0:
+        return np.zeros(m)
+    logs = np.log(np.asarray(y[:k * m], np.float64)).reshape(k, m)
+    return (logs - logs.mean(1, keepdims=True)).mean(0)
+
+
+class ESRNN(nn.Module):
+    """Per-series Holt-Winters parameters for ``n_series`` series and a global LSTM over normalised windows.
+
+    forward(idx, y, n, log_s0) -> (pred (B, T, H, Q) log-normalised quantiles at every origin, target (B, T, H)
+    the log-normalised actual values (0 past the series' end), log_level (B, T)). idx (B,) long: the series'
+    rows (−1: not a training series), y (B, T) positive values padded past each length n (B,) with ones,
+    log_s0 (B, m): the initial log seasonal indices used where idx is −1.
+    """
+
+    def __init__(self, n_series: int, season: int, input_length: int, horizon: int, n_quantiles: int,
+                 hidden_size: int = 64, num_layers: int = 1, cell: str = "lstm", init_log_seasons=None):
+        super().__init__()
+        self.season, self.input_length, self.horizon, self.n_quantiles = season, input_length, horizon, n_quantiles
+        self.alpha_logit = nn.Parameter(torch.zeros(n_series))  # alpha 0.5 at the start
+        self.gamma_logit = nn.Parameter(torch.full((n_series,), -1.0))  # gamma 0.27
+        init = torch.zeros(n_series, season) if init_log_seasons is None else \
+            torch.as_tensor(np.asarray(init_log_seasons), dtype=torch.float32).reshape(n_series, season)
+        self.log_s0 = nn.Parameter(init.clone())
+        self.rnn = recurrent_layer(cell, input_length, hidden_size, num_layers)
+        self.head = nn.Sequential(nn.Linear(hidden_size + input_length, hidden_size), nn.Tanh(),
+                                  nn.Linear(hidden_size, horizon * n_quantiles))
+
+    def smoothing(self, idx, log_s0):
+        """alpha (B,), gamma (B,), log initial seasons (B, m): learned rows, or the means and ``log_s0`` for −1."""
+        known = idx >= 0
+        rows = idx.clamp(min=0)
+        alpha = torch.where(known, self.alpha_logit[rows], self.alpha_logit.mean()).sigmoid()
+        gamma = torch.where(known, self.gamma_logit[rows], self.gamma_logit.mean()).sigmoid()
+        s0 = torch.where(known[:, None], self.log_s0[rows], log_s0)
+        return alpha, gamma, s0
+
+    def holt_winters(self, y, n, alpha, gamma, log_s0):
+        """Levels (B, T) and seasonal indices (B, T + m) of y (B, T); positions t >= n keep the last state."""
+        B, T = y.shape
+        m = self.season
+        seas = list((log_s0 - log_s0.mean(1, keepdim=True)).exp().unbind(1))  # s_0 .. s_{m-1}, mean log 0
+        levels = []
+        level = y[:, 0] / seas[0]
+        for t in range(T):
+            live = t < n  # (B,) bool
+            s_t = seas[t]
+            if t > 0:
+                level = torch.where(live, alpha * y[:, t] / s_t + (1 - alpha) * level, level)
+            levels.append(level)
+            if m > 1:
+                seas.append(torch.where(live, gamma * y[:, t] / level + (1 - gamma) * s_t, s_t))
+            else:
+                seas.append(s_t)
+        return torch.stack(levels, 1), torch.stack(seas, 1)
+
+    def normalise(self, y, levels, seas):
+        """Inputs (B, T, L) and targets (B, T, H), both log(y / (level_t · season)) at every origin t."""
+        B, T = y.shape
+        L, H, m = self.input_length, self.horizon, self.season
+        log_level = levels.log()
+        des = y.log() - seas[:, :T].log()  # (B, T) deseasonalised log values
+        padded = torch.cat([des[:, :1].expand(B, L - 1), des], 1)  # edge padding for origins t < L − 1
+        inputs = padded.unfold(1, L, 1) - log_level[:, :, None]  # (B, T, L)
+        log_y = y.log()
+        ahead = torch.cat([log_y[:, 1:], log_y[:, -1:].expand(B, H)], 1).unfold(1, H, 1)  # (B, T, H) y_{t+1..t+H}
+        # ŝ_{t+k} = s_{t+1+((k-1) mod m)}: the m indices after t (all known at t), repeated over the horizon;
+        # unfold and repeat rather than a gather, whose backward (an index_put) is slow on the CPU
+        known = seas[:, 1:].log().unfold(1, m, 1)  # (B, T, m)
+        log_seas = known.repeat(1, 1, -(-H // m))[:, :, :H]  # (B, T, H)
+        target = ahead - log_seas - log_level[:, :, None]  # past the series' end: masked by the loss
+        return inputs, target, log_seas
+
+    def forward(self, idx, y, n, log_s0):
+        alpha, gamma, s0 = self.smoothing(idx, log_s0)
+        levels, seas = self.holt_winters(y, n, alpha, gamma, s0)
+        inputs, target, log_seas = self.normalise(y, levels, seas)
+        out, _ = self.rnn(inputs)  # (B, T, hidden)
+        pred = self.head(torch.cat([out, inputs], -1)).view(*inputs.shape[:2], self.horizon, self.n_quantiles)
+        return pred, target, levels.log(), log_seas
+
+
+def level_wiggliness(log_level, mask):
+    """Mean squared second difference of log levels (B, T) where ``mask`` (B, T) holds at all three points."""
+    if log_level.shape[1] < 3:
+        return log_level.sum() * 0
+    d2 = log_level[:, 2:] - 2 * log_level[:, 1:-1] + log_level[:, :-2]
+    ok = (mask[:, 2:] & mask[:, :-2]).float()
+    return (d2 ** 2 * ok).sum() / ok.sum().clamp(min=1)
+
+
+def esrnn_loss(model, quantiles, penalty: float, idx, y, n, lo, hi, log_s0):
+    """Pinball loss of the log-normalised quantiles over origins lo <= t <= hi (B,) (their targets all observed),
+    plus ``penalty`` × the level wiggliness while training."""
+    pred, target, log_level, _ = model(idx, y, n, log_s0)
+    T = y.shape[1]
+    t = torch.arange(T, device=y.device)[None, :]
+    use = (t >= lo[:, None]) & (t <= hi[:, None])  # (B, T)
+    err = target.unsqueeze(-1) - pred  # (B, T, H, Q)
+    pin = torch.maximum(quantiles * err, (quantiles - 1) * err).mean((2, 3))  # (B, T)
+    w = use.float()
+    loss = (pin * w).sum() / w.sum().clamp(min=1)
+    if penalty and model.training:
+        loss = loss + penalty * level_wiggliness(log_level, t < n[:, None])
+    return loss
+
+
+def pad_panel(ys: list) -> tuple[np.ndarray, np.ndarray]:
+    """Histories [y (n_i,)] -> (y (S, max n) float32 padded with ones, n (S,) int64)."""
+    n = np.array([len(y) for y in ys], np.int64)
+    out = np.ones((len(ys), int(n.max())), np.float32)
+    for i, y in enumerate(ys):
+        out[i, :len(y)] = y
+    return out, n
+
+
+def forecast(model, idx: np.ndarray, ys: list, shifts: np.ndarray, device) -> np.ndarray:
+    """Quantile forecasts (S, H, Q) from the end of each history ys[i] (series row idx[i], −1 for none), each
+    computed on ys[i] + shifts[i] (all positive) and shifted back."""
+    ys = [np.asarray(y, np.float64) + d for y, d in zip(ys, shifts)]
+    y, n = pad_panel(ys)
+    m = model.season
+    s0 = np.stack([initial_log_seasons(h, m) for h in ys]).astype(np.float32)
+    args = [torch.from_numpy(a).to(device) for a in (np.asarray(idx, np.int64), y, n, s0)]
+    model.eval()
+    with torch.no_grad():
+        pred, _, log_level, log_seas = model(*args)
+    last = torch.as_tensor(n - 1, device=device)
+    rows = torch.arange(len(ys), device=device)
+    z = pred[rows, last] + log_level[rows, last][:, None, None] + log_seas[rows, last][:, :, None]  # (S, H, Q)
+    return z.exp().cpu().numpy().astype(np.float64) - np.asarray(shifts, np.float64)[:, None, None]
