@@ -19,8 +19,8 @@
 #include <cstring>
 #include <vector>
 
-#include "common.h"
-#include "simd.h"
+#include "core/common.h"
+#include "core/simd.h"
 
 namespace lstmkit {
 namespace LSTMKIT_ISA {

@@ -1,5 +1,5 @@
-// Backpropagation through time for the LSTM/GRU variants (variants.h): the same function as
-// lstmkit/ref/rnn.py's backward with variant_masks. As rnn_backward.h, it reads what the training
+// Backpropagation through time for the LSTM/GRU variants (cells/variant.h): the same function as
+// lstmkit/ref/rnn.py's backward with variant_masks. As sequence/backward.h, it reads what the training
 // forward kept in the workspace (VariantTape) instead of recomputing the forward; then per direction
 // the steps are walked backwards, each step's small GEMM (dh_prev = dS · W_hh) fused with the pointwise derivatives,
 // and the weight, bias, peephole and layer-norm gradients are one product or column sum each over all N packed rows.
@@ -7,8 +7,8 @@
 
 #include <vector>
 
-#include "rnn_backward.h"
-#include "variants.h"
+#include "sequence/backward.h"
+#include "sequence/variant_forward.h"
 
 namespace lstmkit {
 namespace LSTMKIT_ISA {
@@ -94,7 +94,7 @@ void column_sums_with_rows(index_t N, const std::vector<ColumnSum<T>>& sums, F&&
   }
 }
 
-// Sequence backward of the variants; arguments as rnn_backward (rnn_backward.h) and variant_forward;
+// Sequence backward of the variants; arguments as rnn_backward (sequence/backward.h) and variant_forward;
 // ws: what variant_train_forward wrote for the same arguments (read only); extra_grads: [L·D] gradients of the variant
 // parameters (overwritten).
 template <typename T>

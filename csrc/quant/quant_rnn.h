@@ -1,4 +1,4 @@
-// Sequence forward of a quantised stacked (bi)directional LSTM/GRU: rnn_forward (rnn.h) with the
+// Sequence forward of a quantised stacked (bi)directional LSTM/GRU: rnn_forward (sequence/forward.h) with the
 // products through Int8Weights / Bf16Weights (quant_gemm.h). It reuses the float engine's packed
 // batch layout (PackedBatch, batch_split), its fused nonlinearities (lstm_pointwise, gru_pointwise)
 // and thread pool; only the products differ.
@@ -8,10 +8,10 @@
 #include <memory>
 #include <vector>
 
-#include "cells.h"
-#include "quant.h"
-#include "quant_gemm.h"
-#include "rnn.h"
+#include "cells/plain.h"
+#include "quant/quant.h"
+#include "quant/quant_gemm.h"
+#include "sequence/schedule.h"
 
 namespace lstmkit {
 namespace LSTMKIT_ISA {
@@ -69,7 +69,7 @@ void quant_gemm_rows(const W& w, index_t M, const float* A, index_t lda, float* 
   });
 }
 
-// One step of n rows whose input projection is already in gates (cells.h's lstm_step / gru_step with
+// One step of n rows whose input projection is already in gates (cells/plain.h's lstm_step / gru_step with
 // the quantised products):
 //   gates [n, G·H] ld ldg (clobbered); h [n, P] and c [n, H] (LSTM, else null) updated in place;
 //   scratch: LSTM [n, H] (the projection's input m), GRU [n, 3H] (h·W_hhᵀ).

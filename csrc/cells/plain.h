@@ -13,7 +13,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "gemm.h"
+#include "core/gemm.h"
 
 namespace lstmkit {
 namespace LSTMKIT_ISA {

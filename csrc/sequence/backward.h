@@ -4,7 +4,7 @@
 // without dropout, with torch's packed-sequence semantics for lengths.
 //
 // The workspace replaces recomputing the forward in the backward: a training step is one forward and
-// one backward, as in torch's autograd. Both run in the packed layout of rnn.h (N = Σ lengths rows).
+// one backward, as in torch's autograd. Both run in the packed layout of sequence/forward.h (N = Σ lengths rows).
 // Per direction, the backward walks the steps in the opposite order of the forward; only the product
 // through the recurrent weights (dh_prev = dG · W_hh, fused with the gate derivatives) is per step.
 // The weight gradients are then one GEMM each over all N rows (dW = dGᵀ · inputs), and the input
@@ -16,7 +16,7 @@
 
 #include <vector>
 
-#include "rnn.h"
+#include "sequence/forward.h"
 
 namespace lstmkit {
 namespace LSTMKIT_ISA {
