@@ -30,10 +30,13 @@ from lstmkit.ref.variants import VariantMasks
 from lstmkit.stream import Stream
 
 STEPS = 6
-SHAPES = [  # (B, H, lengths?)
+SHAPES = [  # (B, H, lengths: False, True (random) or "tail")
     (1, 16, False), (2, 16, True), (1, 128, False), (2, 128, False), (2, 128, True), (16, 32, True),
-    (16, 128, False), (48, 64, False), (48, 64, True),
+    (16, 128, False), (48, 64, False), (48, 64, True), (48, 64, "tail"),
 ]
+# "tail": 25 rows run every step, so under the row split (tiles of 4 or 6 rows over 2 threads) a thread's
+# share of the last steps is one row while the step has 25
+TAIL_LENGTHS = [STEPS] * 25 + [3] * 13 + [1] * 10
 VARIANTS = [
     {"peephole": True}, {"input_forget": True}, {"clip": 0.3}, {"layer_norm": True},
     {"activations": ("hardsigmoid", "relu", "softsign")}, {"zoneout": (0.2, 0.1)}, {"recurrent_dropout": 0.25},
@@ -74,7 +77,13 @@ def inputs(config: RNNConfig, B: int, with_lengths: bool, dtype, seed: int):
     lengths = rng.integers(0, STEPS + 1, size=B) if with_lengths else None
     if lengths is not None:
         lengths[0] = STEPS
+    if with_lengths == "tail":
+        lengths = rng.permutation(np.array(TAIL_LENGTHS[:B]))
     return params, x, tuple(state), lengths, rng
+
+
+def lens_tag(lens) -> str:
+    return {False: "full", True: "len"}.get(lens, lens)
 
 
 def masks_for(config: RNNConfig, B: int, dtype, rng):
@@ -130,7 +139,7 @@ def cases():
         for proj in projs:
             seed += 1
             cfg = RNNConfig(mode, 8, H, num_layers=layers, bidirectional=bidir, proj_size=proj)
-            tag = f"{mode} B{B} H{H} L{layers} D{int(bidir) + 1} P{proj} {'len' if lens else 'full'} {dtype.__name__}"
+            tag = f"{mode} B{B} H{H} L{layers} D{int(bidir) + 1} P{proj} {lens_tag(lens)} {dtype.__name__}"
             out.append((f"plain {tag}", lambda c=cfg, b=B, ln=lens, d=dtype, s=seed: sequence_case(c, b, ln, d, s,
                                                                                                     False)))
             if dtype is np.float32:
@@ -145,7 +154,7 @@ def cases():
                 for proj in ((0, H // 2) if mode == "LSTM" and i % 2 == 0 and not bidir else (0,)):
                     seed += 1
                     cfg = RNNConfig(mode, 8, H, num_layers=layers, bidirectional=bidir, proj_size=proj, **opts)
-                    tag = f"{mode} {opts} B{B} H{H} L{layers} D{int(bidir) + 1} P{proj} {'len' if lens else 'full'}"
+                    tag = f"{mode} {opts} B{B} H{H} L{layers} D{int(bidir) + 1} P{proj} {lens_tag(lens)}"
                     for masks in (False, True):
                         out.append((f"variant {tag} masks={masks}",
                                     lambda c=cfg, b=B, ln=lens, s=seed, m=masks: sequence_case(c, b, ln, np.float32, s,

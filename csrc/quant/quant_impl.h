@@ -29,6 +29,7 @@ template class std::vector<int8_t>;
 template class std::vector<uint8_t>;
 template class std::vector<uint16_t>;
 template class std::vector<int32_t>;
+template class lstmkit::RawBuffer<float>;
 
 #include "core/target_begin.h"
 

@@ -68,125 +68,24 @@ struct TrainWorkspace {
   }
 };
 
-// Training forward: rnn_forward's results plus the workspace.
+// Training forward: rnn_forward's results plus the workspace (run_sequence with the plain cells' tape).
 //   x, weights, h0, c0, lengths, out, h_n, c_n: as rnn_forward
 //   ws: [T·B·train_workspace_row(s)] out, see TrainWorkspace
-template <typename T_>
-void rnn_train_forward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights, const T_* h0, const T_* c0,
-                       const int64_t* lengths, T_* out, T_* h_n, T_* c_n, T_* ws_base) {
-  using T = T_;
-  const index_t T_steps = s.T, B = s.B, H = s.H, P = s.P, D = s.D, G = s.gates(), GH = G * H;
-  const PackedBatch pk(T_steps, B, lengths);
-  const std::vector<index_t>&order = pk.order, &batch_sizes = pk.batch_sizes, &offsets = pk.offsets;
-  const index_t N = pk.N, ldo = D * P;
+template <typename T>
+void rnn_train_forward(const RnnShape& s, const T* x, const CellWeights<T>* weights, const T* h0, const T* c0,
+                       const int64_t* lengths, T* out, T* h_n, T* c_n, T* ws_base) {
   const TrainWorkspace<T> ws(s, ws_base);
-  ws.clear_unused(N);
-
-  // Without lengths the packed layout is x's and out's own (rnn_forward): read x and write out in place.
-  const bool plain = lengths == nullptr;
-  std::vector<T> x_packed(plain ? 0 : static_cast<size_t>(N * s.I));
-  if (!plain) pk.pack(x, B, s.I, x_packed.data());
-  std::vector<T> top_out(plain ? 0 : static_cast<size_t>(N * ldo));  // [N, D·P] the last layer's packed output
-  std::vector<T> h(static_cast<size_t>(B * P)), c(static_cast<size_t>(B * H));  // state, packed order
-  std::vector<T> gh(s.lstm ? 0 : static_cast<size_t>(B * GH));                  // GRU h·W_hhᵀ [B, 3H]
-  std::vector<T> h_new(static_cast<size_t>(B * P));                             // h' of a step split by units
-
-  for (index_t layer = 0; layer < s.L; ++layer) {
-    const index_t In = layer == 0 ? s.I : D * P;
-    const T* in = layer > 0 ? ws.input(layer) : plain ? x : x_packed.data();
-    T* y_base = layer + 1 < s.L ? ws.input(layer + 1) : plain ? out : top_out.data();  // [N, D·P]
-    for (index_t d = 0; d < D; ++d) {
-      const index_t k = layer * D + d;
-      const PackedCell<T> w(s.lstm, In, H, P, weights[k]);
-      T* act = ws.act(k);  // the gate pre-activations first, turned into activations in place
-      T* aux = ws.aux(k);
-      T* hp = ws.h_prev(k);
-      T* cp = ws.c_prev(k);
-      T* mm = ws.m(k);
-      fill_rows(N, GH, w.input_bias(), act, GH);
-      gemm_acc(N, in, In, w.w_ih, act, GH);  // input projection of every step at once
-      for (index_t r = 0; r < B; ++r) {
-        std::copy_n(h0 + (k * B + order[r]) * P, P, h.data() + r * P);
-        if (s.lstm) std::copy_n(c0 + (k * B + order[r]) * H, H, c.data() + r * H);
-      }
-      // Rows [r0, r0 + n) of step t, everything kept for the backward; gemm calls split over the pool
-      // by themselves unless already inside a parallel region.
-      auto step_rows = [&](index_t t, index_t r0, index_t n) {
-        const index_t q = offsets[t] + r0;
-        T* hr = h.data() + r0 * P;
-        T* cr = c.data() + r0 * H;
-        std::copy_n(hr, n * P, hp + q * P);
-        if (s.lstm) std::copy_n(cr, n * H, cp + q * H);
-        T* g = act + q * GH;
-        if (s.lstm) {
-          gemm_acc(n, hr, P, w.w_hh, g, GH);
-          T* m = w.projected ? mm + q * H : hr;
-          lstm_pointwise(n, H, g, GH, cr, H, cr, H, m, w.projected ? H : P, g, aux + q * H);
-          if (w.projected) gemm_set(n, m, H, w.w_hr, hr, P);
-        } else {
-          T* ghr = gh.data() + r0 * GH;
-          gemm_set(n, hr, P, w.w_hh, ghr, GH);
-          gru_pointwise(n, H, g, GH, ghr, GH, w.b_hh, hr, P, hr, P, g, aux + q * H);
-        }
-        for (index_t r = 0; r < n; ++r) std::copy_n(hr + r * P, P, y_base + (q + r) * ldo + d * P);
-      };
-      if (batch_split(B, H, G, P)) {
-        rows_through_time<T>(B, batch_sizes, d == 1, step_rows);
-      } else if (!w.projected && N == T_steps * B && unit_split(B, H, 0, w, G)) {
-        // Small batches, every row running every step: rnn_forward's two-thread loop, keeping the tape.
-        units_through_time(T_steps, H, h.data(), h_new.data(), B * P,
-                           [&](index_t step, index_t u0, index_t u1, const T* h_in, T* h_out) {
-                             const index_t t = d == 0 ? step : T_steps - 1 - step, q = offsets[t], n = u1 - u0;
-                             T* g = act + q * GH;
-                             for (index_t r = 0; r < B; ++r) {
-                               std::copy_n(h_in + r * P + u0, n, hp + (q + r) * P + u0);
-                               if (s.lstm) std::copy_n(c.data() + r * H + u0, n, cp + (q + r) * H + u0);
-                             }
-                             if (s.lstm) {
-                               unit_products(B, G, H, w, static_cast<const T*>(nullptr), 0, h_in, P, g, GH,
-                                             static_cast<T*>(nullptr), 0, u0, u1);
-                               lstm_pointwise(B, n, g + u0, GH, c.data() + u0, H, c.data() + u0, H, h_out + u0, P,
-                                              g + u0, aux + q * H + u0, H);
-                             } else {
-                               unit_products(B, G, H, w, static_cast<const T*>(nullptr), 0, h_in, P, g, GH, gh.data(),
-                                             GH, u0, u1);
-                               gru_pointwise(B, n, g + u0, GH, gh.data() + u0, GH, w.b_hh ? w.b_hh + u0 : nullptr,
-                                             h_in + u0, P, h_out + u0, P, g + u0, aux + q * H + u0, H);
-                             }
-                             for (index_t r = 0; r < B; ++r)
-                               std::copy_n(h_out + r * P + u0, n, y_base + (q + r) * ldo + d * P + u0);
-                           });
-      } else {
-        for (index_t step = 0; step < T_steps; ++step) {
-          const index_t t = d == 0 ? step : T_steps - 1 - step, nb = batch_sizes[t], q = offsets[t];
-          if (nb == 0) continue;
-          if (!unit_split(nb, H, 0, w, G)) {
-            for_rows(nb, double(nb) * double(GH) * double(P),
-                     [&](index_t r0, index_t r1) { step_rows(t, r0, r1 - r0); });
-            continue;
-          }
-          // Split by hidden units (as rnn_forward); h' goes through h_new.
-          std::copy_n(h.data(), nb * P, hp + q * P);
-          if (s.lstm) {
-            std::copy_n(c.data(), nb * H, cp + q * H);
-            lstm_step_units(nb, H, w, static_cast<const T*>(nullptr), 0, h.data(), P, c.data(), H, act + q * GH, GH,
-                            w.projected ? h.data() : h_new.data(), P, w.projected ? mm + q * H : nullptr, act + q * GH,
-                            aux + q * H);
-          } else {
-            gru_step_units(nb, H, w, static_cast<const T*>(nullptr), 0, h.data(), P, act + q * GH, GH, gh.data(),
-                           h_new.data(), P, act + q * GH, aux + q * H);
-          }
-          if (!w.projected) std::copy_n(h_new.data(), nb * P, h.data());
-          for (index_t r = 0; r < nb; ++r) std::copy_n(h.data() + r * P, P, y_base + (q + r) * ldo + d * P);
-        }
-      }
-      for (index_t r = 0; r < B; ++r) {
-        std::copy_n(h.data() + r * P, P, h_n + (k * B + order[r]) * P);
-        if (s.lstm) std::copy_n(c.data() + r * H, H, c_n + (k * B + order[r]) * H);
-      }
-    }
-  }
-  if (!plain) pk.unpack(top_out.data(), B, ldo, out);
+  ws.clear_unused(PackedBatch(s.T, s.B, lengths).N);
+  std::vector<T*> inputs(static_cast<size_t>(s.L), nullptr);
+  for (index_t layer = 1; layer < s.L; ++layer) inputs[layer] = ws.input(layer);
+  SequenceArgs<T> a;
+  a.x = x, a.h0 = h0, a.c0 = c0, a.lengths = lengths, a.out = out, a.h_n = h_n, a.c_n = c_n;
+  a.layer_inputs = inputs.data();
+  run_sequence(s, a, true, [&](index_t layer, index_t d, index_t in, const PackedBatch&) {
+    const index_t k = layer * s.D + d;
+    const PlainTape<T> tape{ws.act(k), ws.aux(k), ws.h_prev(k), ws.c_prev(k), ws.m(k)};
+    return PlainCell<T>(s.lstm, in, s.B, s.H, s.P, weights[k], tape);
+  });
 }
 
 // One row's LSTM gate gradients over units [j0, j1) (ref/lstm.py's cell_backward):
@@ -345,16 +244,19 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
       };
       // dh_prev over output panels [p0, p1) (columns p·NR ..) of rows [r0, r0 + nr): LSTM dG · W_hh,
       // GRU + dGh · W_hh (onto the direct path).
+      // one_row: the GEMM's one-row kernel only when the step has one row (not one thread's share of it).
       auto recurrent_grads = [&](index_t t, index_t r0, index_t nr, index_t p0, index_t p1) {
         const index_t q = offsets[t] + r0;
+        const bool one_row = batch_sizes[t] == 1;
         T* dhb = dh.data() + r0 * P;
         if (s.lstm) {
           constexpr int NR = Tile<T>::NR;
           const index_t c0 = p0 * NR, c1 = std::min(P, p1 * NR);
           for (index_t r = 0; r < nr; ++r) std::fill(dhb + r * P + c0, dhb + r * P + c1, T(0));
-          gemm_acc_serial(nr, dG.data() + q * GH, GH, w_hh_t, dhb, P, p0, p1);  // (nr, P) = (nr, 4H) · (4H, P)
+          gemm_acc_serial(nr, dG.data() + q * GH, GH, w_hh_t, dhb, P, p0, p1, one_row);  // (nr, P) = (nr, 4H) · (4H, P)
         } else {
-          gemm_acc_serial(nr, dGh.data() + q * GH, GH, w_hh_t, dhb, P, p0, p1);  // (nr, P) += (nr, 3H) · (3H, P)
+          gemm_acc_serial(nr, dGh.data() + q * GH, GH, w_hh_t, dhb, P, p0, p1,
+                          one_row);  // (nr, P) += (nr, 3H) · (3H, P)
         }
       };
       // All of rows [r0, r0 + nr) of step t: dh' (+ the output's gradient) → gate gradients → dh_prev.
@@ -365,7 +267,8 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
         index_t ldm = P;
         if (w.w_hr) {
           std::copy_n(dh.data() + r0 * P, nr * P, dH.data() + q * P);
-          gemm_set(nr, dh.data() + r0 * P, P, w_hr_t, dm.data() + r0 * H, H);  // (nr, H) = (nr, P) · (P, H)
+          gemm_set(nr, dh.data() + r0 * P, P, w_hr_t, dm.data() + r0 * H, H,
+                   batch_sizes[t] == 1);  // (nr, H) = (nr, P) · (P, H)
           dmp = dm.data() + r0 * H;
           ldm = H;
         }

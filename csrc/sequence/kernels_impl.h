@@ -17,6 +17,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cells/variant_api.h"  // its inline functions are shared with the glue: baseline code
 #include "core/common.h"
 
 // gcc gives implicit instantiations the target of the region they are instantiated from, so the

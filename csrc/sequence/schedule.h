@@ -61,9 +61,9 @@ void rows_through_time(index_t B, const std::vector<index_t>& batch_sizes, bool 
 // units (whole register panels), so the weights each reads stay in its core's cache; they meet once
 // per step, and h alternates between h and h_spare (`size` values each, rows of P = H) because a
 // step reads what both halves wrote the step before. On return h holds the last step's h.
-template <typename T, typename F>
+// NR: the granule of the split (a register panel of the cell's products; H is a multiple of it).
+template <index_t NR, typename T, typename F>
 void units_through_time(index_t steps, index_t H, T* h, T* h_spare, index_t size, F&& part) {
-  constexpr int NR = Tile<T>::NR;
   const index_t half = H / NR / 2 * NR;
   T* const hb[2] = {h, h_spare};
   lockstep_pair(steps, [&](index_t step, int part0, int part1) {

@@ -159,6 +159,7 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
 
       auto step_rows = [&](index_t t, index_t r0, index_t n) {
         const index_t q0 = pk.offsets[t] + r0;
+        const bool one_row = pk.batch_sizes[t] == 1;  // the GEMM's one-row kernel: not for one thread's share
         T* dhb = dh.data() + r0 * P;
         for (index_t r = 0; r < n; ++r) {  // dh' += d of this step's output
           const T* dy = d_layer_out + (q0 + r) * ldo + d * P;
@@ -183,7 +184,7 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
           }
         }
         if (lstm) {
-          if (w.w_hr) gemm_set(n, dht, P, w_hr_t, dm.data() + r0 * H, H);  // dm = dh̃ · W_hr
+          if (w.w_hr) gemm_set(n, dht, P, w_hr_t, dm.data() + r0 * H, H, one_row);  // dm = dh̃ · W_hr
           for (index_t r = 0; r < n; ++r) {
             const index_t q = q0 + r;
             const T* a = rw.act.data() + q * GH;
@@ -265,7 +266,7 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
           }
           if (!lbr) {  // dq = d s_n · W_hn, then r's gradient and q's path into h
             T* dq = tmp.data() + r0 * GH;
-            gemm_set(n, dG.data() + q0 * GH + 2 * H, GH, w_hn_t, dq, GH);
+            gemm_set(n, dG.data() + q0 * GH + 2 * H, GH, w_hn_t, dq, GH, one_row);
             for (index_t r = 0; r < n; ++r) {
               const index_t q = q0 + r;
               const T* a = rw.act.data() + q * GH;
@@ -293,11 +294,11 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
                                     dSraw.data() + q * GH);
           }
         if (!mk.recurrent) {
-          gemm_acc(n, dS_in + q0 * GH, GH, w_hh_t, dhb, P);
+          gemm_acc(n, dS_in + q0 * GH, GH, w_hh_t, dhb, P, one_row);
         } else {
           T* prod = tmp.data() + r0 * GH;  // [n, P] ld GH
           for (index_t r = 0; r < n; ++r) std::fill(prod + r * GH, prod + r * GH + P, T(0));
-          gemm_acc(n, dS_in + q0 * GH, GH, w_hh_t, prod, GH);
+          gemm_acc(n, dS_in + q0 * GH, GH, w_hh_t, prod, GH, one_row);
           for (index_t r = 0; r < n; ++r) {
             const T* rd = mk.rd(r0 + r);
             for (index_t j = 0; j < P; ++j) dhb[r * P + j] += rd[j] * prod[r * GH + j];
