@@ -145,6 +145,47 @@ T* layer_input_grad(index_t layer, bool plain, T* dx, std::vector<T> (&buffers)[
   return grad;
 }
 
+// The skeleton every BPTT shares (rnn_backward below, variant_backward in sequence/variant_backward.h):
+// the packed layout (x and d_out packed unless there are no lengths), the layers from the last, per
+// direction the state gradient gathered from d_h_n / d_c_n before the direction's pass and scattered to
+// d_h0 / d_c0 after it, and the gradient of each layer's input (dx for layer 0) summed over its directions.
+//   layer_input(layer): layer ≥ 1's packed input [N, D·P], as the training forward kept it
+//   direction(layer, d, layer_in, In, d_layer_out, d_in, dh, dc): one direction's pass backwards through
+//     time from dh [B, P] / dc [B, H] (packed order; in: d_h_n, d_c_n; out: d_h0, d_c0), its parameter
+//     gradients, and its input's gradient added into d_in [N, In]; d_layer_out [N, D·P] is the gradient
+//     of the layer's packed output, layer_in [N, In] its packed input.
+template <typename T, typename LayerInput, typename Direction>
+void run_backward(const RnnShape& s, const PackedBatch& pk, bool plain, const T* x, const T* d_out, const T* d_hn,
+                  const T* d_cn, T* dx, T* d_h0, T* d_c0, LayerInput&& layer_input, Direction&& direction) {
+  const index_t B = s.B, H = s.H, P = s.P, D = s.D, N = pk.N, ldo = D * P;
+  std::vector<T> x_packed(plain ? 0 : static_cast<size_t>(N * s.I));
+  if (!plain) pk.pack(x, B, s.I, x_packed.data());
+  std::vector<T> d_out_packed(plain ? 0 : static_cast<size_t>(N * ldo));
+  if (!plain) pk.pack(d_out, B, ldo, d_out_packed.data());
+  const T* d_layer_out = plain ? d_out : d_out_packed.data();  // d of the current layer's output [N, D·P]
+  std::vector<T> d_ins[2];  // gradients of the layers' packed inputs, alternating (layer 0's: dx when plain)
+  std::vector<T> dh(static_cast<size_t>(B * P)), dc(static_cast<size_t>(B * H));  // state grads, packed order
+  for (index_t layer = s.L - 1; layer >= 0; --layer) {
+    const index_t In = layer == 0 ? s.I : D * P;
+    const T* layer_in = layer > 0 ? layer_input(layer) : plain ? x : x_packed.data();
+    T* d_in = layer_input_grad(layer, plain, dx, d_ins, N * In);  // summed over the directions
+    for (index_t d = 0; d < D; ++d) {
+      const index_t k = layer * D + d;
+      for (index_t r = 0; r < B; ++r) {
+        std::copy_n(d_hn + (k * B + pk.order[r]) * P, P, dh.data() + r * P);
+        if (s.lstm) std::copy_n(d_cn + (k * B + pk.order[r]) * H, H, dc.data() + r * H);
+      }
+      direction(layer, d, layer_in, In, d_layer_out, d_in, dh.data(), dc.data());
+      for (index_t r = 0; r < B; ++r) {
+        std::copy_n(dh.data() + r * P, P, d_h0 + (k * B + pk.order[r]) * P);
+        if (s.lstm) std::copy_n(dc.data() + r * H, H, d_c0 + (k * B + pk.order[r]) * H);
+      }
+    }
+    d_layer_out = d_in;
+  }
+  if (!plain) pk.unpack(d_layer_out, B, s.I, dx);
+}
+
 // Sequence backward from the workspace of rnn_train_forward called with the same s, x, weights and
 // lengths (and initial state, which the workspace holds).
 //   d_out: [T, B, D·P] gradient of the output (entries past a sequence's end are ignored)
@@ -160,189 +201,168 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
   using T = T_;
   const index_t T_steps = s.T, B = s.B, H = s.H, P = s.P, D = s.D, G = s.gates(), GH = G * H;
   const PackedBatch pk(T_steps, B, lengths);
-  const std::vector<index_t>&order = pk.order, &batch_sizes = pk.batch_sizes, &offsets = pk.offsets;
+  const std::vector<index_t>&batch_sizes = pk.batch_sizes, &offsets = pk.offsets;
   const index_t N = pk.N, ldo = D * P;
   const TrainWorkspace<T> ws(s, const_cast<T*>(ws_base));  // read only here
-  const bool plain = lengths == nullptr;                   // x is its own packed layout
-  std::vector<T> x_packed(plain ? 0 : static_cast<size_t>(N * s.I));
-  if (!plain) pk.pack(x, B, s.I, x_packed.data());
-
-  // d_layer_out: gradient of the current layer's packed output [N, D·P] (d_out itself when plain).
-  std::vector<T> d_out_packed(plain ? 0 : static_cast<size_t>(N * ldo));
-  if (!plain) pk.pack(d_out, B, ldo, d_out_packed.data());
-  const T* d_layer_out = plain ? d_out : d_out_packed.data();
-  std::vector<T> d_ins[2];  // gradients of the layers' packed inputs, alternating (layer 0's: dx when plain)
-  std::vector<T> dh(static_cast<size_t>(B * P)), dc(static_cast<size_t>(B * H));  // state grads, packed order
-  std::vector<T> dm(static_cast<size_t>(B * H));                                  // LSTM projection: dL/dm [B, H]
+  std::vector<T> dm(static_cast<size_t>(B * H));           // LSTM projection: dL/dm [B, H]
   // Every row of these is written before it is read: uninitialised (zeroing them cost 3 % of a backward).
   RawBuffer<T> dG(N * GH);                // LSTM d(gates), GRU d(gi): pre-activation grads [N, G·H]
   RawBuffer<T> dGh(s.lstm ? 0 : N * GH);  // GRU d(gh) [N, 3H]
   std::vector<T> dH;                      // LSTM projection: total dh' per row [N, P]
-
-  for (index_t layer = s.L - 1; layer >= 0; --layer) {
-    const index_t In = layer == 0 ? s.I : D * P;
-    const T* layer_in = layer > 0 ? ws.input(layer) : plain ? x : x_packed.data();
-    T* d_in = layer_input_grad(layer, plain, dx, d_ins, N * In);  // summed over the directions
-    for (index_t d = 0; d < D; ++d) {
-      const index_t k = layer * D + d;
-      const CellWeights<T>& w = weights[k];
-      const T* act = ws.act(k);
-      const T* aux = ws.aux(k);
-      const T* hp = ws.h_prev(k);
-      const T* cp = ws.c_prev(k);
-      const PackedWeights<T> w_hh_t(w.w_hh, P, GH, 1, P);    // W_hhᵀ, for dh_prev = dG · W_hh
-      const PackedWeights<T> w_ih_t(w.w_ih, In, GH, 1, In);  // W_ihᵀ, for d_in = dG · W_ih
-      PackedWeights<T> w_hr_t;                               // W_hrᵀ, for dm = dh' · W_hr
-      if (w.w_hr) {
-        w_hr_t = PackedWeights<T>(w.w_hr, H, P, 1, H);
-        dH.resize(static_cast<size_t>(N * P));
-      }
-      for (index_t r = 0; r < B; ++r) {
-        std::copy_n(d_hn + (k * B + order[r]) * P, P, dh.data() + r * P);
-        if (s.lstm) std::copy_n(d_cn + (k * B + order[r]) * H, H, dc.data() + r * H);
-      }
-      // Gate gradients of rows [r0, r0 + nr) and units [j0, j1) of step t, from dL/dm (dmp, ld ldm; for
-      // the GRU dL/dh' is dh itself): dG (and dGh), dc ← dc_prev; the GRU's dh ← its direct path dh'·z.
-      auto gate_grads = [&](index_t t, index_t r0, index_t nr, index_t j0, index_t j1, const T* dmp, index_t ldm) {
-        const index_t q = offsets[t] + r0;
-        T* dg = dG.data() + q * GH;  // [nr, G·H]
-        if (s.lstm) {
-          for (index_t r = 0; r < nr; ++r)
-            lstm_gate_grads(H, j0, j1, act + (q + r) * GH, aux + (q + r) * H, cp + (q + r) * H, dmp + r * ldm,
-                            dc.data() + (r0 + r) * H, dg + r * GH);
-        } else {
-          T* dgh = dGh.data() + q * GH;
-          for (index_t r = 0; r < nr; ++r) {
-            const T* a = act + (q + r) * GH;
-            const T* ghn = aux + (q + r) * H;
-            const T* hpr = hp + (q + r) * P;
-            T* dhr = dh.data() + (r0 + r) * P;
-            T* dgr = dg + r * GH;
-            T* dghr = dgh + r * GH;
-            for (index_t j = j0; j < j1; ++j) {
-              const T rr = a[j], z = a[H + j], n = a[2 * H + j], dht = dhr[j];
-              const T dn_pre = dht * (T(1) - z) * (T(1) - n * n);
-              const T dr_pre = dn_pre * ghn[j] * rr * (T(1) - rr);
-              const T dz_pre = dht * (hpr[j] - n) * z * (T(1) - z);
-              dgr[j] = dghr[j] = dr_pre;
-              dgr[H + j] = dghr[H + j] = dz_pre;
-              dgr[2 * H + j] = dn_pre;
-              dghr[2 * H + j] = dn_pre * rr;
-              dhr[j] = dht * z;  // the direct path; the product through W_hh is added after
-            }
-          }
-        }
-      };
-      // dh'[rows [r0, r0 + nr), columns [j0, j1)] += the gradient of step t's output.
-      auto add_d_out = [&](index_t t, index_t r0, index_t nr, index_t j0, index_t j1) {
-        const index_t q = offsets[t] + r0;
-        for (index_t r = 0; r < nr; ++r) {
-          const T* dy = d_layer_out + (q + r) * ldo + d * P;
-          T* dhr = dh.data() + (r0 + r) * P;
-          for (index_t j = j0; j < j1; ++j) dhr[j] += dy[j];
-        }
-      };
-      // dh_prev over output panels [p0, p1) (columns p·NR ..) of rows [r0, r0 + nr): LSTM dG · W_hh,
-      // GRU + dGh · W_hh (onto the direct path).
-      // one_row: the GEMM's one-row kernel only when the step has one row (not one thread's share of it).
-      auto recurrent_grads = [&](index_t t, index_t r0, index_t nr, index_t p0, index_t p1) {
-        const index_t q = offsets[t] + r0;
-        const bool one_row = batch_sizes[t] == 1;
-        T* dhb = dh.data() + r0 * P;
-        if (s.lstm) {
-          constexpr int NR = Tile<T>::NR;
-          const index_t c0 = p0 * NR, c1 = std::min(P, p1 * NR);
-          for (index_t r = 0; r < nr; ++r) std::fill(dhb + r * P + c0, dhb + r * P + c1, T(0));
-          gemm_acc_serial(nr, dG.data() + q * GH, GH, w_hh_t, dhb, P, p0, p1, one_row);  // (nr, P) = (nr, 4H) · (4H, P)
-        } else {
-          gemm_acc_serial(nr, dGh.data() + q * GH, GH, w_hh_t, dhb, P, p0, p1,
-                          one_row);  // (nr, P) += (nr, 3H) · (3H, P)
-        }
-      };
-      // All of rows [r0, r0 + nr) of step t: dh' (+ the output's gradient) → gate gradients → dh_prev.
-      auto step_rows = [&](index_t t, index_t r0, index_t nr) {
-        const index_t q = offsets[t] + r0;
-        add_d_out(t, r0, nr, 0, P);
-        const T* dmp = dh.data() + r0 * P;  // dL/dm, [nr, H] ld P (P = H without projection)
-        index_t ldm = P;
+  auto layer_input = [&](index_t layer) -> const T* { return ws.input(layer); };
+  run_backward(
+      s, pk, lengths == nullptr, x, d_out, d_hn, d_cn, dx, d_h0, d_c0, layer_input,
+      [&](index_t layer, index_t d, const T* layer_in, index_t In, const T* d_layer_out, T* d_in, T* dh, T* dc) {
+        const index_t k = layer * D + d;
+        const CellWeights<T>& w = weights[k];
+        const T* act = ws.act(k);
+        const T* aux = ws.aux(k);
+        const T* hp = ws.h_prev(k);
+        const T* cp = ws.c_prev(k);
+        const PackedWeights<T> w_hh_t(w.w_hh, P, GH, 1, P);    // W_hhᵀ, for dh_prev = dG · W_hh
+        const PackedWeights<T> w_ih_t(w.w_ih, In, GH, 1, In);  // W_ihᵀ, for d_in = dG · W_ih
+        PackedWeights<T> w_hr_t;                               // W_hrᵀ, for dm = dh' · W_hr
         if (w.w_hr) {
-          std::copy_n(dh.data() + r0 * P, nr * P, dH.data() + q * P);
-          gemm_set(nr, dh.data() + r0 * P, P, w_hr_t, dm.data() + r0 * H, H,
-                   batch_sizes[t] == 1);  // (nr, H) = (nr, P) · (P, H)
-          dmp = dm.data() + r0 * H;
-          ldm = H;
+          w_hr_t = PackedWeights<T>(w.w_hr, H, P, 1, H);
+          dH.resize(static_cast<size_t>(N * P));
         }
-        gate_grads(t, r0, nr, 0, H, dmp, ldm);
-        if (in_parallel() || double(nr) * double(GH) * double(P) < kParallelMacs)
-          recurrent_grads(t, r0, nr, 0, w_hh_t.panels());
-        else  // a large step on its own: the product split over the pool by panels
-          parallel_for(w_hh_t.panels(), [&](index_t p0, index_t p1) { recurrent_grads(t, r0, nr, p0, p1); });
-      };
-      if (batch_split(B, H, G, P)) {  // each thread walks all steps for its own rows, backwards in time
-        rows_through_time<T>(B, batch_sizes, d == 0, step_rows);
-      } else if (!w.w_hr && unit_split<T>(B, H, G, P)) {
-        // Split by hidden units over two threads, one meeting per step (lockstep_pair): a thread owns
-        // units [u0, u1), which are also the panels of dh_prev it computes, so it runs "dh_prev of the
-        // later step, then the gate gradients of this one" on its own units, and only the product
-        // reads all of dG (the later step's, finished by both threads before this step began).
-        constexpr int NR = Tile<T>::NR;
-        const index_t half = H / NR / 2;
-        std::vector<index_t> order_t;  // the steps that run, from the last (in the backward's order)
-        for (index_t step = T_steps - 1; step >= 0; --step) {
-          const index_t t = d == 0 ? step : T_steps - 1 - step;
-          if (batch_sizes[t] > 0) order_t.push_back(t);
-        }
-        const index_t n_steps = static_cast<index_t>(order_t.size());
-        lockstep_pair(n_steps + 1, [&](index_t i, int part0, int part1) {
-          const index_t p0 = part0 == 0 ? 0 : half, p1 = part1 == 2 ? H / NR : half;
-          const index_t later = i > 0 ? order_t[i - 1] : -1, t = i < n_steps ? order_t[i] : -1;
-          if (later >= 0) recurrent_grads(later, 0, batch_sizes[later], p0, p1);
-          if (t >= 0) {
-            add_d_out(t, 0, batch_sizes[t], p0 * NR, p1 * NR);
-            gate_grads(t, 0, batch_sizes[t], p0 * NR, p1 * NR, dh.data(), P);
-          }
-        });
-      } else {
-        for (index_t step = T_steps - 1; step >= 0; --step) {
-          const index_t t = d == 0 ? step : T_steps - 1 - step, nb = batch_sizes[t];
-          if (nb == 0) continue;
-          for_rows(nb, double(nb) * double(GH) * double(P), [&](index_t r0, index_t r1) { step_rows(t, r0, r1 - r0); });
-        }
-      }
-      for (index_t r = 0; r < B; ++r) {
-        std::copy_n(dh.data() + r * P, P, d_h0 + (k * B + order[r]) * P);
-        if (s.lstm) std::copy_n(dc.data() + r * H, H, d_c0 + (k * B + order[r]) * H);
-      }
-
-      // Weight gradients, each one product over all N rows.
-      const CellGrads<T>& gr = grads[k];
-      const T* dg_hh = s.lstm ? dG.data() : dGh.data();  // what multiplies h in the forward
-      std::fill(gr.w_ih, gr.w_ih + GH * In, T(0));
-      std::fill(gr.w_hh, gr.w_hh + GH * P, T(0));
-      gemm_tn_acc(GH, In, N, dG.data(), GH, layer_in, In, gr.w_ih, In);  // dW_ih = dGᵀ · input
-      gemm_tn_acc(GH, P, N, dg_hh, GH, hp, P, gr.w_hh, P);               // dW_hh = dGᵀ · h_prev
-      if (gr.b_ih) {
-        std::fill(gr.b_ih, gr.b_ih + GH, T(0));
-        std::fill(gr.b_hh, gr.b_hh + GH, T(0));
-        auto bias_sums = [&](index_t j0, index_t j1) {  // columns [j0, j1), rows summed in order
-          for (index_t n = 0; n < N; ++n)
-            for (index_t j = j0; j < j1; ++j) {
-              gr.b_ih[j] += dG.data()[n * GH + j];
-              gr.b_hh[j] += dg_hh[n * GH + j];
+        // Gate gradients of rows [r0, r0 + nr) and units [j0, j1) of step t, from dL/dm (dmp, ld ldm; for
+        // the GRU dL/dh' is dh itself): dG (and dGh), dc ← dc_prev; the GRU's dh ← its direct path dh'·z.
+        auto gate_grads = [&](index_t t, index_t r0, index_t nr, index_t j0, index_t j1, const T* dmp, index_t ldm) {
+          const index_t q = offsets[t] + r0;
+          T* dg = dG.data() + q * GH;  // [nr, G·H]
+          if (s.lstm) {
+            for (index_t r = 0; r < nr; ++r)
+              lstm_gate_grads(H, j0, j1, act + (q + r) * GH, aux + (q + r) * H, cp + (q + r) * H, dmp + r * ldm,
+                              dc + (r0 + r) * H, dg + r * GH);
+          } else {
+            T* dgh = dGh.data() + q * GH;
+            for (index_t r = 0; r < nr; ++r) {
+              const T* a = act + (q + r) * GH;
+              const T* ghn = aux + (q + r) * H;
+              const T* hpr = hp + (q + r) * P;
+              T* dhr = dh + (r0 + r) * P;
+              T* dgr = dg + r * GH;
+              T* dghr = dgh + r * GH;
+              for (index_t j = j0; j < j1; ++j) {
+                const T rr = a[j], z = a[H + j], n = a[2 * H + j], dht = dhr[j];
+                const T dn_pre = dht * (T(1) - z) * (T(1) - n * n);
+                const T dr_pre = dn_pre * ghn[j] * rr * (T(1) - rr);
+                const T dz_pre = dht * (hpr[j] - n) * z * (T(1) - z);
+                dgr[j] = dghr[j] = dr_pre;
+                dgr[H + j] = dghr[H + j] = dz_pre;
+                dgr[2 * H + j] = dn_pre;
+                dghr[2 * H + j] = dn_pre * rr;
+                dhr[j] = dht * z;  // the direct path; the product through W_hh is added after
+              }
             }
+          }
         };
-        if (double(N) * double(GH) >= kParallelMacs) parallel_for(GH, bias_sums);
-        else bias_sums(0, GH);
-      }
-      if (gr.w_hr) {
-        std::fill(gr.w_hr, gr.w_hr + P * H, T(0));
-        gemm_tn_acc(P, H, N, dH.data(), P, ws.m(k), H, gr.w_hr, H);  // dW_hr = dh'ᵀ · m
-      }
-      gemm_acc(N, dG.data(), GH, w_ih_t, d_in, In);  // d_in += dG (N, G·H) · W_ih (G·H, In)
-    }
-    d_layer_out = d_in;
-  }
-  if (!plain) pk.unpack(d_layer_out, B, s.I, dx);
+        // dh'[rows [r0, r0 + nr), columns [j0, j1)] += the gradient of step t's output.
+        auto add_d_out = [&](index_t t, index_t r0, index_t nr, index_t j0, index_t j1) {
+          const index_t q = offsets[t] + r0;
+          for (index_t r = 0; r < nr; ++r) {
+            const T* dy = d_layer_out + (q + r) * ldo + d * P;
+            T* dhr = dh + (r0 + r) * P;
+            for (index_t j = j0; j < j1; ++j) dhr[j] += dy[j];
+          }
+        };
+        // dh_prev over output panels [p0, p1) (columns p·NR ..) of rows [r0, r0 + nr): LSTM dG · W_hh,
+        // GRU + dGh · W_hh (onto the direct path).
+        // one_row: the GEMM's one-row kernel only when the step has one row (not one thread's share of it).
+        auto recurrent_grads = [&](index_t t, index_t r0, index_t nr, index_t p0, index_t p1) {
+          const index_t q = offsets[t] + r0;
+          const bool one_row = batch_sizes[t] == 1;
+          T* dhb = dh + r0 * P;
+          if (s.lstm) {
+            constexpr int NR = Tile<T>::NR;
+            const index_t c0 = p0 * NR, c1 = std::min(P, p1 * NR);
+            for (index_t r = 0; r < nr; ++r) std::fill(dhb + r * P + c0, dhb + r * P + c1, T(0));
+            gemm_acc_serial(nr, dG.data() + q * GH, GH, w_hh_t, dhb, P, p0, p1,
+                            one_row);  // (nr, P) = (nr, 4H) · (4H, P)
+          } else {
+            gemm_acc_serial(nr, dGh.data() + q * GH, GH, w_hh_t, dhb, P, p0, p1,
+                            one_row);  // (nr, P) += (nr, 3H) · (3H, P)
+          }
+        };
+        // All of rows [r0, r0 + nr) of step t: dh' (+ the output's gradient) → gate gradients → dh_prev.
+        auto step_rows = [&](index_t t, index_t r0, index_t nr) {
+          const index_t q = offsets[t] + r0;
+          add_d_out(t, r0, nr, 0, P);
+          const T* dmp = dh + r0 * P;  // dL/dm, [nr, H] ld P (P = H without projection)
+          index_t ldm = P;
+          if (w.w_hr) {
+            std::copy_n(dh + r0 * P, nr * P, dH.data() + q * P);
+            gemm_set(nr, dh + r0 * P, P, w_hr_t, dm.data() + r0 * H, H,
+                     batch_sizes[t] == 1);  // (nr, H) = (nr, P) · (P, H)
+            dmp = dm.data() + r0 * H;
+            ldm = H;
+          }
+          gate_grads(t, r0, nr, 0, H, dmp, ldm);
+          if (in_parallel() || double(nr) * double(GH) * double(P) < kParallelMacs)
+            recurrent_grads(t, r0, nr, 0, w_hh_t.panels());
+          else  // a large step on its own: the product split over the pool by panels
+            parallel_for(w_hh_t.panels(), [&](index_t p0, index_t p1) { recurrent_grads(t, r0, nr, p0, p1); });
+        };
+        if (batch_split(B, H, G, P)) {  // each thread walks all steps for its own rows, backwards in time
+          rows_through_time<T>(B, batch_sizes, d == 0, step_rows);
+        } else if (!w.w_hr && unit_split<T>(B, H, G, P)) {
+          // Split by hidden units over two threads, one meeting per step (lockstep_pair): a thread owns
+          // units [u0, u1), which are also the panels of dh_prev it computes, so it runs "dh_prev of the
+          // later step, then the gate gradients of this one" on its own units, and only the product
+          // reads all of dG (the later step's, finished by both threads before this step began).
+          constexpr int NR = Tile<T>::NR;
+          const index_t half = H / NR / 2;
+          std::vector<index_t> order_t;  // the steps that run, from the last (in the backward's order)
+          for (index_t step = T_steps - 1; step >= 0; --step) {
+            const index_t t = d == 0 ? step : T_steps - 1 - step;
+            if (batch_sizes[t] > 0) order_t.push_back(t);
+          }
+          const index_t n_steps = static_cast<index_t>(order_t.size());
+          lockstep_pair(n_steps + 1, [&](index_t i, int part0, int part1) {
+            const index_t p0 = part0 == 0 ? 0 : half, p1 = part1 == 2 ? H / NR : half;
+            const index_t later = i > 0 ? order_t[i - 1] : -1, t = i < n_steps ? order_t[i] : -1;
+            if (later >= 0) recurrent_grads(later, 0, batch_sizes[later], p0, p1);
+            if (t >= 0) {
+              add_d_out(t, 0, batch_sizes[t], p0 * NR, p1 * NR);
+              gate_grads(t, 0, batch_sizes[t], p0 * NR, p1 * NR, dh, P);
+            }
+          });
+        } else {
+          for (index_t step = T_steps - 1; step >= 0; --step) {
+            const index_t t = d == 0 ? step : T_steps - 1 - step, nb = batch_sizes[t];
+            if (nb == 0) continue;
+            for_rows(nb, double(nb) * double(GH) * double(P),
+                     [&](index_t r0, index_t r1) { step_rows(t, r0, r1 - r0); });
+          }
+        }
+
+        // Weight gradients, each one product over all N rows.
+        const CellGrads<T>& gr = grads[k];
+        const T* dg_hh = s.lstm ? dG.data() : dGh.data();  // what multiplies h in the forward
+        std::fill(gr.w_ih, gr.w_ih + GH * In, T(0));
+        std::fill(gr.w_hh, gr.w_hh + GH * P, T(0));
+        gemm_tn_acc(GH, In, N, dG.data(), GH, layer_in, In, gr.w_ih, In);  // dW_ih = dGᵀ · input
+        gemm_tn_acc(GH, P, N, dg_hh, GH, hp, P, gr.w_hh, P);               // dW_hh = dGᵀ · h_prev
+        if (gr.b_ih) {
+          std::fill(gr.b_ih, gr.b_ih + GH, T(0));
+          std::fill(gr.b_hh, gr.b_hh + GH, T(0));
+          auto bias_sums = [&](index_t j0, index_t j1) {  // columns [j0, j1), rows summed in order
+            for (index_t n = 0; n < N; ++n)
+              for (index_t j = j0; j < j1; ++j) {
+                gr.b_ih[j] += dG.data()[n * GH + j];
+                gr.b_hh[j] += dg_hh[n * GH + j];
+              }
+          };
+          if (double(N) * double(GH) >= kParallelMacs) parallel_for(GH, bias_sums);
+          else bias_sums(0, GH);
+        }
+        if (gr.w_hr) {
+          std::fill(gr.w_hr, gr.w_hr + P * H, T(0));
+          gemm_tn_acc(P, H, N, dH.data(), P, ws.m(k), H, gr.w_hr, H);  // dW_hr = dh'ᵀ · m
+        }
+        gemm_acc(N, dG.data(), GH, w_ih_t, d_in, In);  // d_in += dG (N, G·H) · W_ih (G·H, In)
+      });
 }
 
 }  // namespace LSTMKIT_ISA
