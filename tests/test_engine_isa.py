@@ -103,12 +103,11 @@ def test_thread_count_does_not_change_results(mode, proj):
     want, _, _ = ref.forward(config, params, x, None, lengths)
     np.testing.assert_allclose(out1, want, rtol=1e-5, atol=1e-6)
     for out, state, dx, grads in results[1:]:
-        # with lengths a split can leave one running row in a chunk (another kernel order): float rounding
-        np.testing.assert_allclose(out, out1, rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(out, out1)
         for a, b in zip(state, state1):
-            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-        np.testing.assert_allclose(dx, dx1, rtol=1e-6, atol=1e-7)  # weight-gradient sums may split differently
-        for k in grads:
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(dx, dx1)
+        for k in grads:  # weight-gradient sums may split differently
             np.testing.assert_allclose(grads[k], grads1[k], rtol=1e-5, atol=1e-6)
 
 
@@ -154,6 +153,89 @@ def test_thread_count_bitwise_training(mode, B, bidirectional):
         np.testing.assert_array_equal(a, b)
     for name in g1:  # weight-gradient sums over all rows may split differently
         np.testing.assert_allclose(g1[name], g2[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+
+def _by_thread_count(run, counts=(1, 2)) -> list:
+    """run() at each thread count (the setting restored afterwards)."""
+    saved = engine.get_num_threads()
+    try:
+        results = []
+        for n in counts:
+            engine.set_num_threads(n)
+            results.append(run())
+        return results
+    finally:
+        engine.set_num_threads(saved)
+
+
+# B = 48 runs the time loop split by rows (whole register tiles of 4 or 6 rows per thread); with 25 sequences
+# running the last steps, a thread's share of those steps is one row while the step has 25. That share
+# must not take the GEMM's one-row kernel (another summation order): main gave other last bits on 2 threads
+# (up to 3e-8), forward and backward, plain and variant cells.
+@pytest.mark.parametrize("mode,options", [("LSTM", {}), ("GRU", {}), ("LSTM", {"peephole": True}),
+                                          ("GRU", {"clip": 0.5}), ("LSTM", {"proj_size": 16})])
+def test_thread_count_bitwise_when_a_share_has_one_row(mode, options):
+    T = 6
+    config = RNNConfig(mode, input_size=8, hidden_size=64, **options)
+    params = init_params(config, seed=5)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((T, 48, 8)).astype(np.float32)
+    lengths = rng.permutation(np.array([T] * 25 + [3] * 13 + [1] * 10))
+    d_out = rng.standard_normal((T, 48, config.output_size)).astype(np.float32)
+
+    def run():
+        out, final = engine.forward(config, params, x, None, lengths)
+        out_t, _, ws = engine.train_forward(config, params, x, None, lengths)
+        dx, d_state0, _ = engine.backward(config, params, x, d_out, None, None, lengths, workspace=ws)
+        return [out, *final, out_t, ws.copy(), dx, *d_state0]
+
+    one, two = _by_thread_count(run)
+    for i, (a, b) in enumerate(zip(one, two)):
+        np.testing.assert_array_equal(a, b, err_msg=f"result {i}")
+
+
+# The variant and quantised cells on the lockstep pair (B = 1 and 4, H = 128, every row running every step):
+# each thread computes its half of the units with the operations of the one-thread step, so the bits are
+# the same, the tapes and gradients included.
+@pytest.mark.parametrize("mode,options,B", [
+    ("LSTM", {"peephole": True, "clip": 0.5, "zoneout": (0.2, 0.1)}, 1),
+    ("LSTM", {"input_forget": True, "activations": ("hardsigmoid", "relu", "softsign")}, 4),
+    ("GRU", {"clip": 0.5, "zoneout": (0.0, 0.2)}, 1),
+    ("GRU", {"activations": ("hardsigmoid", "elu")}, 4),
+])
+def test_thread_count_bitwise_variant_lockstep(mode, options, B):
+    from lstmkit.ref.variants import VariantMasks
+
+    config = RNNConfig(mode, input_size=8, hidden_size=128, num_layers=2, **options)
+    params = init_params(config, seed=9)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((12, B, 8)).astype(np.float32)
+    d_out = rng.standard_normal((12, B, 128)).astype(np.float32)
+    zoneout_h = [(rng.random((12, B, 128)) < 0.2).astype(np.float32) for _ in range(2)]
+    recurrent = [(rng.random((B, 128)) > 0.25).astype(np.float32) / np.float32(0.75) for _ in range(2)]
+    masks = VariantMasks(recurrent, None, zoneout_h)
+
+    def run():
+        out, final = engine.forward(config, params, x)
+        out_t, _, ws = engine.train_forward(config, params, x, variant_masks=masks)
+        dx, d_state0, _ = engine.backward(config, params, x, d_out, variant_masks=masks, workspace=ws)
+        return [out, *final, out_t, ws.copy(), dx, *d_state0]
+
+    one, two = _by_thread_count(run)
+    for i, (a, b) in enumerate(zip(one, two)):
+        np.testing.assert_array_equal(a, b, err_msg=f"result {i}")
+
+
+@pytest.mark.parametrize("mode,qtype", [("LSTM", "int8"), ("LSTM", "bfloat16"), ("GRU", "int8"), ("GRU", "bfloat16")])
+def test_thread_count_bitwise_quantized_lockstep(mode, qtype):
+    from lstmkit.quantize import QuantizedRNN
+
+    config = RNNConfig(mode, input_size=8, hidden_size=128, num_layers=2)
+    model = QuantizedRNN(config, init_params(config, seed=4), qtype)
+    x = np.random.default_rng(4).standard_normal((12, 2, 8)).astype(np.float32)
+    one, two = _by_thread_count(lambda: model(x))
+    np.testing.assert_array_equal(one[0], two[0])
 
 
 def test_two_thread_time_loops_under_contention():

@@ -1,4 +1,4 @@
-"""The engine's float32 tanh and σ (csrc/simd.h), swept densely against float64, on every ISA path.
+"""The engine's float32 tanh and σ (csrc/core/simd.h), swept densely against float64, on every ISA path.
 
 They are not exposed one by one, so a one-step GRU cell isolates each (its update h' = (1 − z)·n + z·h is
 exact when z or n is 0 or 1):

@@ -20,8 +20,8 @@
 #include <cstdlib>
 #include <memory>
 
-#include "bind_checks.h"
-#include "common.h"
+#include "bind/bind_checks.h"
+#include "core/common.h"
 
 namespace nb = nanobind;
 void bind_quantized(nb::module_& m, const std::string& float_isa);  // bind_quant.cpp

@@ -1,4 +1,4 @@
-// Python glue of the LSTM/GRU variants (variants.h, variants_backward.h): lstmkit._engine.variant_forward,
+// Python glue of the LSTM/GRU variants (cells/variant.h, sequence/variant_backward.h): lstmkit._engine.variant_forward,
 // variant_train_forward, variant_backward and variant_workspace_row. The checked API is lstmkit/engine_variants.py,
 // which validates everything and allocates the outputs first; the checks here repeat the shapes so that a wrong direct
 // call raises ValueError instead of reading out of bounds.
@@ -12,8 +12,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "bind_checks.h"
-#include "variants_api.h"
+#include "bind/bind_checks.h"
+#include "cells/variant_api.h"
 
 namespace nb = nanobind;
 using lstmkit::index_t;

@@ -3,4 +3,4 @@
 #define LSTMKIT_TABLE kernels_scalar
 #define LSTMKIT_ISA_NAME "scalar"
 #define LSTMKIT_VEC_BYTES 16
-#include "kernels_impl.h"
+#include "sequence/kernels_impl.h"

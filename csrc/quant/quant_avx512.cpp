@@ -7,4 +7,4 @@
 #define LSTMKIT_VEC_BYTES 64
 #define LSTMKIT_QKIND 3
 #define LSTMKIT_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,avx2,fma"
-#include "quant_impl.h"
+#include "quant/quant_impl.h"

@@ -13,7 +13,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "gemm.h"
+#include "core/gemm.h"
 
 namespace lstmkit {
 namespace LSTMKIT_ISA {
@@ -162,17 +162,20 @@ void lstm_pointwise(index_t B, index_t H, const T* gates, index_t ldg, const T* 
 //   gates:  [B, 4H] ld ldg      in: x·W_ihᵀ + b_ih + b_hh; clobbered (h·W_hhᵀ is added in place)
 //   h_out:  [B, P] ld ldh_out   h after (may alias h_in: h_in is fully read before h_out is written)
 //   c_out:  [B, H] ld ldc_out   c after (may alias c_in)
-//   m:      [B, H] contiguous scratch, used only with projection
+//   m:      [B, H] contiguous, used only with projection: o ⊙ tanh(c'), the projection's input
+//   act, tanh_c: the training caches of lstm_pointwise, or null
+//   one_row: gemm_acc's one_row_kernel (cleared for one thread's rows of a larger step)
 template <typename T>
 void lstm_step(index_t B, index_t H, const PackedCell<T>& w, const T* h_in, index_t ldh_in, const T* c_in,
-               index_t ldc_in, T* gates, index_t ldg, T* h_out, index_t ldh_out, T* c_out, index_t ldc_out, T* m) {
+               index_t ldc_in, T* gates, index_t ldg, T* h_out, index_t ldh_out, T* c_out, index_t ldc_out, T* m,
+               T* act = nullptr, T* tanh_c = nullptr, bool one_row = true) {
   if (B <= 0) return;
-  gemm_acc(B, h_in, ldh_in, w.w_hh, gates, ldg);  // (B, 4H) += (B, P) · (P, 4H)
+  gemm_acc(B, h_in, ldh_in, w.w_hh, gates, ldg, one_row);  // (B, 4H) += (B, P) · (P, 4H)
   if (w.projected) {
-    lstm_pointwise(B, H, gates, ldg, c_in, ldc_in, c_out, ldc_out, m, H);
-    gemm_set(B, m, H, w.w_hr, h_out, ldh_out);  // (B, P) = (B, H) · (H, P)
+    lstm_pointwise(B, H, gates, ldg, c_in, ldc_in, c_out, ldc_out, m, H, act, tanh_c);
+    gemm_set(B, m, H, w.w_hr, h_out, ldh_out, one_row);  // (B, P) = (B, H) · (H, P)
   } else {
-    lstm_pointwise(B, H, gates, ldg, c_in, ldc_in, c_out, ldc_out, h_out, ldh_out);
+    lstm_pointwise(B, H, gates, ldg, c_in, ldc_in, c_out, ldc_out, h_out, ldh_out, act, tanh_c);
   }
 }
 
@@ -252,12 +255,13 @@ void gru_pointwise(index_t B, index_t H, const T* gi, index_t ldgi, const T* gh,
 //   gi:    [B, 3H] ld ldgi   x·W_ihᵀ + b_ih (read only)
 //   gh:    [B, 3H] contiguous scratch for h·W_hhᵀ
 //   h_out: [B, H] ld ldh_out (may alias h_in)
+//   act, gh_n, one_row: as lstm_step (gru_pointwise's training caches)
 template <typename T>
 void gru_step(index_t B, index_t H, const PackedCell<T>& w, const T* h_in, index_t ldh_in, const T* gi, index_t ldgi,
-              T* gh, T* h_out, index_t ldh_out) {
+              T* gh, T* h_out, index_t ldh_out, T* act = nullptr, T* gh_n = nullptr, bool one_row = true) {
   if (B <= 0) return;
-  gemm_set(B, h_in, ldh_in, w.w_hh, gh, 3 * H);  // (B, 3H) = (B, H) · (H, 3H)
-  gru_pointwise(B, H, gi, ldgi, gh, 3 * H, w.b_hh, h_in, ldh_in, h_out, ldh_out);
+  gemm_set(B, h_in, ldh_in, w.w_hh, gh, 3 * H, one_row);  // (B, 3H) = (B, H) · (H, 3H)
+  gru_pointwise(B, H, gi, ldgi, gh, 3 * H, w.b_hh, h_in, ldh_in, h_out, ldh_out, act, gh_n);
 }
 
 // ---- Steps split by hidden units over the thread pool (inference) ---------------------------------
@@ -370,6 +374,132 @@ void cell_forward(bool lstm, index_t B, index_t I, index_t H, index_t P, const T
     gru_step(B, H, w, h, H, gates.data(), GH, gh.data(), h_out, H);
   }
 }
+
+// ---- The plain cell as the sequence driver's adapter (sequence/forward.h lists what an adapter gives) ----
+
+// What a training forward keeps of one layer and direction, by packed row (sequence/backward.h's
+// TrainWorkspace): views into the workspace, all null at inference.
+template <typename T>
+struct PlainTape {
+  T* act = nullptr;     // [N, G·H] the gate pre-activations, turned into activations in place
+  T* aux = nullptr;     // [N, H] LSTM tanh(c'), GRU W_hn h + b_hn
+  T* h_prev = nullptr;  // [N, P] h before the step
+  T* c_prev = nullptr;  // [N, H] LSTM: c before the step
+  T* m = nullptr;       // [N, H] LSTM with projection: o ⊙ tanh(c'), the projection's input
+};
+
+// Per-thread scratch of a step; the float cells need none.
+struct NoLocal {};
+
+// The LSTM/GRU of one layer and direction, its weights packed (a copy), for B rows of state.
+template <typename T>
+class PlainCell {
+ public:
+  using Local = NoLocal;
+  static constexpr index_t kUnitWidth = Tile<T>::NR;  // the unit split's granule (a register panel)
+  static constexpr index_t kRowTile = Tile<T>::MR;    // the row split's granule (a register tile)
+
+  PlainCell(bool lstm, index_t in, index_t B, index_t H, index_t P, const CellWeights<T>& w, PlainTape<T> tape = {})
+      : w_(lstm, in, H, P, w),
+        tape_(tape),
+        lstm_(lstm),
+        H_(H),
+        P_(P),
+        G_(lstm ? 4 : 3),
+        GH_(G_ * H),
+        scratch_(static_cast<size_t>(B * (lstm ? H : G_ * H))),
+        h_new_(static_cast<size_t>(B * P)) {}
+  PlainCell(const PlainCell&) = delete;
+  PlainCell& operator=(const PlainCell&) = delete;
+
+  // Where the cell keeps the gate pre-activations of every packed row itself ([N, G·H], the tape's
+  // activations), or null: the driver's buffers.
+  T* kept_gates() const { return tape_.act; }
+
+  // g[n, :] = bias + in[n] · W_ihᵀ for all N packed rows (the pool splits it when large).
+  void project(index_t N, const T* in, index_t ld_in, T* g, index_t ldg) const {
+    fill_rows(N, GH_, w_.input_bias(), g, ldg);
+    gemm_acc(N, in, ld_in, w_.w_ih, g, ldg);
+  }
+
+  // The same for packed rows [q0, q0 + n) on this thread; one_row: whether the whole product has one row.
+  void project_rows(index_t q0, index_t n, const T* in, index_t ld_in, T* g, index_t ldg, bool one_row, Local&) const {
+    fill_rows(n, GH_, w_.input_bias(), g, ldg);
+    gemm_acc_serial(n, in + q0 * ld_in, ld_in, w_.w_ih, g, ldg, 0, w_.w_ih.panels(), one_row);
+  }
+
+  // State rows [r0, r0 + n) (packed rows q0..) through one step: g [n, G·H] ld ldg the input
+  // projection (clobbered); h [·, P], c [·, H] updated in place; one_row: whether the step has one row.
+  void step(index_t r0, index_t n, index_t q0, T* g, index_t ldg, T* h, T* c, bool one_row, Local&) {
+    T* hr = h + r0 * P_;
+    T* cr = lstm_ ? c + r0 * H_ : nullptr;
+    keep_state(q0, n, hr, cr, 0, P_, H_);
+    if (lstm_) lstm_step(n, H_, w_, hr, P_, cr, H_, g, ldg, hr, P_, cr, H_, m_rows(q0, r0), act(g), aux(q0), one_row);
+    else gru_step(n, H_, w_, hr, P_, g, ldg, scratch_.data() + r0 * GH_, hr, P_, act(g), aux(q0), one_row);
+  }
+
+  // Work of a step of nb rows, for the driver's row split within a step (for_rows).
+  double row_macs(index_t nb) const { return double(nb) * double(GH_) * double(P_); }
+
+  // Whether a whole time loop of B rows runs on the lockstep pair, split by units (cells/plain.h unit_split).
+  bool lockstep_units(index_t B) const { return !w_.projected && unit_split(B, H_, 0, w_, G_); }
+
+  // Units [u0, u1) of all B rows (packed rows q0..) through one step: reads all of h_in, writes its
+  // units of h_out and of c; the same operations as step().
+  void step_units(index_t q0, index_t B, index_t u0, index_t u1, T* g, index_t ldg, const T* h_in, T* h_out, T* c,
+                  Local&) {
+    const index_t n = u1 - u0;
+    keep_state(q0, B, h_in, c, u0, n, n);
+    T* a = act(g) ? g + u0 : nullptr;
+    T* x = aux(q0) ? aux(q0) + u0 : nullptr;
+    const T* none = nullptr;
+    if (lstm_) {
+      unit_products(B, G_, H_, w_, none, 0, h_in, P_, g, ldg, static_cast<T*>(nullptr), 0, u0, u1);
+      lstm_pointwise(B, n, g + u0, ldg, c + u0, H_, c + u0, H_, h_out + u0, P_, a, x, H_);
+    } else {
+      unit_products(B, G_, H_, w_, none, 0, h_in, P_, g, ldg, scratch_.data(), GH_, u0, u1);
+      gru_pointwise(B, n, g + u0, ldg, scratch_.data() + u0, GH_, w_.b_hh ? w_.b_hh + u0 : nullptr, h_in + u0, P_,
+                    h_out + u0, P_, a, x, H_);
+    }
+  }
+
+  // Whether one step of nb rows splits by units over the pool (lengths, or a projection).
+  bool pool_step(index_t nb) const { return unit_split(nb, H_, 0, w_, G_); }
+
+  // That step: rows [0, nb) (packed rows q0..), h and c updated in place.
+  void step_pool(index_t q0, index_t nb, T* g, index_t ldg, T* h, T* c) {
+    const T* none = nullptr;
+    keep_state(q0, nb, h, c, 0, P_, H_);
+    T* h_out = w_.projected ? h : h_new_.data();  // with projection h is written after the parallel part
+    if (lstm_) lstm_step_units(nb, H_, w_, none, 0, h, P_, c, H_, g, ldg, h_out, P_, m_rows(q0, 0), act(g), aux(q0));
+    else gru_step_units(nb, H_, w_, none, 0, h, P_, g, ldg, scratch_.data(), h_out, P_, act(g), aux(q0));
+    if (!w_.projected) std::copy_n(h_new_.data(), nb * P_, h);
+  }
+
+ private:
+  T* act(T* g) const { return tape_.act ? g : nullptr; }  // with a tape, g is the tape's act rows
+  T* aux(index_t q0) const { return tape_.act ? tape_.aux + q0 * H_ : nullptr; }
+  // The projection's input m of rows from r0 (packed q0..): the tape's, else scratch.
+  T* m_rows(index_t q0, index_t r0) {
+    return tape_.act && w_.projected ? tape_.m + q0 * H_ : scratch_.data() + r0 * H_;
+  }
+  // With a tape: columns [j0, j0 + nh) of h (ld P) and [j0, j0 + nc) of c (ld H) of n rows, kept as
+  // packed rows q0.. (h before the step, for the backward).
+  void keep_state(index_t q0, index_t n, const T* h, const T* c, index_t j0, index_t nh, index_t nc) const {
+    if (!tape_.act) return;
+    for (index_t r = 0; r < n; ++r) {
+      std::copy_n(h + r * P_ + j0, nh, tape_.h_prev + (q0 + r) * P_ + j0);
+      if (lstm_) std::copy_n(c + r * H_ + j0, nc, tape_.c_prev + (q0 + r) * H_ + j0);
+    }
+  }
+
+  PackedCell<T> w_;
+  PlainTape<T> tape_;
+  bool lstm_;
+  index_t H_, P_, G_, GH_;
+  std::vector<T> scratch_;  // LSTM m [B, H] (projection), GRU h·W_hhᵀ [B, 3H]
+  std::vector<T> h_new_;    // [B, P] h' of a step split by units over the pool
+};
 
 }  // namespace LSTMKIT_ISA
 }  // namespace lstmkit

@@ -4,4 +4,4 @@
 #define LSTMKIT_ISA_NAME "scalar"
 #define LSTMKIT_VEC_BYTES 16
 #define LSTMKIT_QKIND 0
-#include "quant_impl.h"
+#include "quant/quant_impl.h"

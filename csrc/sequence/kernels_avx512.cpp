@@ -5,4 +5,4 @@
 #define LSTMKIT_ISA_NAME "avx512"
 #define LSTMKIT_VEC_BYTES 64
 #define LSTMKIT_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"
-#include "kernels_impl.h"
+#include "sequence/kernels_impl.h"

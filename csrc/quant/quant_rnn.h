@@ -1,17 +1,17 @@
-// Sequence forward of a quantised stacked (bi)directional LSTM/GRU: rnn_forward (rnn.h) with the
-// products through Int8Weights / Bf16Weights (quant_gemm.h). It reuses the float engine's packed
-// batch layout (PackedBatch, batch_split), its fused nonlinearities (lstm_pointwise, gru_pointwise)
-// and thread pool; only the products differ.
+// Sequence forward of a quantised stacked (bi)directional LSTM/GRU: the sequence driver
+// (sequence/forward.h's run_sequence) over a cell whose products go through Int8Weights / Bf16Weights
+// (quant_gemm.h). It reuses the float engine's fused nonlinearities (lstm_pointwise, gru_pointwise) and
+// every schedule of the driver; only the products differ.
 #pragma once
 
 #include <algorithm>
 #include <memory>
 #include <vector>
 
-#include "cells.h"
-#include "quant.h"
-#include "quant_gemm.h"
-#include "rnn.h"
+#include "cells/plain.h"
+#include "quant/quant.h"
+#include "quant/quant_gemm.h"
+#include "sequence/forward.h"
 
 namespace lstmkit {
 namespace LSTMKIT_ISA {
@@ -69,7 +69,7 @@ void quant_gemm_rows(const W& w, index_t M, const float* A, index_t lda, float* 
   });
 }
 
-// One step of n rows whose input projection is already in gates (cells.h's lstm_step / gru_step with
+// One step of n rows whose input projection is already in gates (cells/plain.h's lstm_step / gru_step with
 // the quantised products):
 //   gates [n, G·H] ld ldg (clobbered); h [n, P] and c [n, H] (LSTM, else null) updated in place;
 //   scratch: LSTM [n, H] (the projection's input m), GRU [n, 3H] (h·W_hhᵀ).
@@ -92,6 +92,83 @@ void quant_step(bool lstm, index_t n, index_t H, index_t P, const QuantCell<W>& 
   }
 }
 
+// A quantised cell of one layer and direction as the sequence driver's adapter (sequence/forward.h),
+// for B rows of state; the cell itself (its packed weights) belongs to the QuantRnn.
+template <typename W>
+class QuantStepper {
+ public:
+  using Local = QuantRows;  // the rows of a product prepared (quantised / rounded), per thread
+  static constexpr index_t kUnitWidth = kQNR;
+  static constexpr index_t kRowTile = W::MR;
+
+  QuantStepper(const QuantCell<W>& cell, bool lstm, index_t B, index_t H, index_t P)
+      : cell_(cell), lstm_(lstm), H_(H), P_(P), GH_((lstm ? 4 : 3) * H), scratch_(static_cast<size_t>(B * GH_)) {}
+  QuantStepper(const QuantStepper&) = delete;
+  QuantStepper& operator=(const QuantStepper&) = delete;
+
+  float* kept_gates() const { return nullptr; }
+  // A large product (the input projection of all steps): row blocks over the pool.
+  void project(index_t N, const float* in, index_t ld_in, float* g, index_t ldg) const {
+    fill_rows(N, GH_, cell_.input_bias(), g, ldg);
+    quant_gemm_rows(cell_.w_ih, N, in, ld_in, g, ldg);
+  }
+  // The quantised products have no one-row kernel: each value is the same for any row blocking.
+  void project_rows(index_t q0, index_t n, const float* in, index_t ld_in, float* g, index_t ldg, bool,
+                    QuantRows& qr) const {
+    fill_rows(n, GH_, cell_.input_bias(), g, ldg);
+    cell_.w_ih.prepare(n, in + q0 * ld_in, ld_in, qr);
+    cell_.w_ih.gemm_acc(0, n, qr, g, ldg, 0, cell_.w_ih.panels());
+  }
+  void step(index_t r0, index_t n, index_t, float* g, index_t ldg, float* h, float* c, bool, QuantRows& qr) {
+    quant_step(lstm_, n, H_, P_, cell_, g, ldg, h + r0 * P_, lstm_ ? c + r0 * H_ : nullptr,
+               scratch_.data() + r0 * (lstm_ ? H_ : GH_), qr);
+  }
+  // A step's rows stay on the calling thread (quant_gemm splits a large product by panels).
+  double row_macs(index_t) const { return 0; }
+  // The lockstep pair: as unit_split (cells/plain.h) with the quantised products' panel width, and a step's
+  // work counted in float multiply-adds: an int8 product does about four in the time of one (vpdpbusd), a
+  // bf16 one two, so the pair's meeting per step costs as much against a quarter or half the work. int8
+  // B=1 H=128 LSTM (1.8 µs a step) ran 0.18 ms on one thread against 0.22 on the pair (load 3.5).
+  bool lockstep_units(index_t B) const {
+    constexpr double kSpeedup = std::is_same<W, Int8Weights>::value ? 4.0 : 2.0;
+    if (cell_.projected || H_ % kQNR != 0 || H_ / kQNR < 2 || in_parallel() || num_threads() < 2) return false;
+    return double(B) * double(GH_) * double(P_) >= kSpeedup * kUnitSplitMacs;
+  }
+  // Units [u0, u1) of all B rows: each thread prepares all of h_in (its own copy of the quantised rows)
+  // and computes its units' panels of every gate; the values are those of quant_step's whole product.
+  void step_units(index_t, index_t B, index_t u0, index_t u1, float* g, index_t ldg, const float* h_in, float* h_out,
+                  float* c, QuantRows& qr) {
+    const index_t n = u1 - u0, G = lstm_ ? 4 : 3;
+    cell_.w_hh.prepare(B, h_in, P_, qr);
+    for (index_t gate = 0; gate < G; ++gate) {
+      const index_t c0 = gate * H_ + u0, p0 = c0 / kQNR, p1 = (gate * H_ + u1) / kQNR;
+      if (lstm_) {
+        cell_.w_hh.gemm_acc(0, B, qr, g, ldg, p0, p1);
+      } else {
+        for (index_t r = 0; r < B; ++r) std::fill_n(scratch_.data() + r * GH_ + c0, n, 0.f);
+        cell_.w_hh.gemm_acc(0, B, qr, scratch_.data(), GH_, p0, p1);
+      }
+    }
+    const float* none = nullptr;
+    if (lstm_) {
+      lstm_pointwise(B, n, g + u0, ldg, c + u0, H_, c + u0, H_, h_out + u0, P_, static_cast<float*>(nullptr),
+                     static_cast<float*>(nullptr), H_);
+    } else {
+      const float* b_hh = cell_.hidden_bias();
+      gru_pointwise(B, n, g + u0, ldg, scratch_.data() + u0, GH_, b_hh ? b_hh + u0 : none, h_in + u0, P_, h_out + u0,
+                    P_, static_cast<float*>(nullptr), static_cast<float*>(nullptr), H_);
+    }
+  }
+  bool pool_step(index_t) const { return false; }
+  void step_pool(index_t, index_t, float*, index_t, float*, float*) {}
+
+ private:
+  const QuantCell<W>& cell_;
+  bool lstm_;
+  index_t H_, P_, GH_;
+  std::vector<float> scratch_;  // LSTM m [B, H] (projection), GRU h·W_hhᵀ [B, 3H]
+};
+
 template <typename W>
 class QuantRnn final : public QuantRnnBase {
  public:
@@ -107,84 +184,16 @@ class QuantRnn final : public QuantRnnBase {
     return n;
   }
 
+  // run_sequence (sequence/forward.h) over the quantised cells.
   void forward(index_t T, index_t B, const float* x, const float* h0, const float* c0, const int64_t* lengths,
                float* out, float* h_n, float* c_n) const override {
-    const bool lstm = s_.lstm;
-    const index_t H = s_.H, P = s_.P, D = s_.D, G = s_.gates(), GH = G * H;
-    const PackedBatch pk(T, B, lengths);
-    const index_t N = pk.N;
-    // As rnn_forward: without lengths the packed layout is x's and out's own (no copies), and a large
-    // batch computes each step's input projection in the thread's rows (no [N, G·H] buffer).
-    const bool plain = lengths == nullptr;
-    const bool split = batch_split(B, H, G, P);
-    // Large buffers left uninitialised (every element is written before it is read): zeroing the
-    // input projection alone took about 4 % of a forward.
-    auto buffer = [](index_t n) { return std::unique_ptr<float[]>(new float[static_cast<size_t>(n)]); };
-    std::unique_ptr<float[]> x_packed = plain ? nullptr : buffer(N * s_.I);
-    std::unique_ptr<float[]> outs[2];  // [N, D·P] layer outputs, alternating (the last may be out itself)
-    std::unique_ptr<float[]> proj = split ? nullptr : buffer(N * D * GH);
-    std::unique_ptr<float[]> step_gates = split ? buffer(B * GH) : nullptr;  // [B, G·H] one step's
-    if (!plain) pk.pack(x, B, s_.I, x_packed.get());
-    const float* layer_in = plain ? x : x_packed.get();
-    index_t in_size = s_.I;
-    std::vector<float> h(static_cast<size_t>(B * P)), c(lstm ? static_cast<size_t>(B * H) : 0);
-    // LSTM with projection: m = o ⊙ tanh(c') [B, H]; GRU: h·W_hhᵀ [B, 3H].
-    std::vector<float> scratch(static_cast<size_t>(B * (lstm ? H : GH)));
-
-    for (index_t layer = 0; layer < s_.L; ++layer) {
-      const index_t ldp = D * GH, ldo = D * P;
-      const bool direct = plain && layer + 1 == s_.L;
-      if (!direct && !outs[layer % 2]) outs[layer % 2] = buffer(N * D * P);
-      float* layer_out = direct ? out : outs[layer % 2].get();
-      for (index_t d = 0; d < D && !split; ++d) {
-        const QuantCell<W>& cell = *cells_[static_cast<size_t>(layer * D + d)];
-        fill_rows(N, GH, cell.input_bias(), proj.get() + d * GH, ldp);
-        quant_gemm_rows(cell.w_ih, N, layer_in, in_size, proj.get() + d * GH, ldp);
-      }
-      for (index_t d = 0; d < D; ++d) {
-        const QuantCell<W>& cell = *cells_[static_cast<size_t>(layer * D + d)];
-        const index_t k = layer * D + d;
-        for (index_t r = 0; r < B; ++r) {
-          std::copy_n(h0 + (k * B + pk.order[r]) * P, P, h.data() + r * P);
-          if (lstm) std::copy_n(c0 + (k * B + pk.order[r]) * H, H, c.data() + r * H);
-        }
-        // Rows [r0, r1) through every step (rows never interact).
-        auto run_rows = [&](index_t r0, index_t r1) {
-          QuantRows qr;
-          for (index_t step = 0; step < T; ++step) {
-            const index_t t = d == 0 ? step : T - 1 - step;
-            const index_t n = std::min(pk.batch_sizes[t], r1) - r0;
-            if (n <= 0) continue;
-            const index_t q0 = pk.offsets[t] + r0;
-            float* gates = split ? step_gates.get() + r0 * GH : proj.get() + q0 * ldp + d * GH;
-            const index_t ldg = split ? GH : ldp;
-            if (split) {  // this step's input projection of the thread's rows (rows are quantised one by one)
-              fill_rows(n, GH, cell.input_bias(), gates, ldg);
-              cell.w_ih.prepare(n, layer_in + q0 * in_size, in_size, qr);
-              cell.w_ih.gemm_acc(0, n, qr, gates, ldg, 0, cell.w_ih.panels());
-            }
-            float* hr = h.data() + r0 * P;
-            quant_step(lstm, n, H, P, cell, gates, ldg, hr, lstm ? c.data() + r0 * H : nullptr,
-                       scratch.data() + r0 * (lstm ? H : GH), qr);
-            float* y = layer_out + q0 * ldo + d * P;
-            for (index_t r = 0; r < n; ++r) std::copy_n(hr + r * P, P, y + r * ldo);
-          }
-        };
-        if (split) {
-          constexpr index_t MR = W::MR;
-          parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) { run_rows(b * MR, std::min(B, e * MR)); });
-        } else {
-          run_rows(0, B);
-        }
-        for (index_t r = 0; r < B; ++r) {
-          std::copy_n(h.data() + r * P, P, h_n + (k * B + pk.order[r]) * P);
-          if (lstm) std::copy_n(c.data() + r * H, H, c_n + (k * B + pk.order[r]) * H);
-        }
-      }
-      layer_in = layer_out;
-      in_size = D * P;
-    }
-    if (!plain) pk.unpack(layer_in, B, D * P, out);
+    RnnShape s = s_;
+    s.T = T, s.B = B;
+    SequenceArgs<float> a;
+    a.x = x, a.h0 = h0, a.c0 = c0, a.lengths = lengths, a.out = out, a.h_n = h_n, a.c_n = c_n;
+    run_sequence(s, a, false, [&](index_t layer, index_t d, index_t, const PackedBatch&) {
+      return QuantStepper<W>(*cells_[static_cast<size_t>(layer * s.D + d)], s.lstm, B, s.H, s.P);
+    });
   }
 
  private:

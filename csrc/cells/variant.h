@@ -1,18 +1,18 @@
 // Sequence forward of the LSTM/GRU variants of docs/variants.md (peepholes, coupled gates, clipping,
 // ONNX activations, layer norm, zoneout, recurrent dropout, GRU linear_before_reset=False): the same
 // function as lstmkit/ref/rnn.py's forward with variant_masks. The plain cells never come here (the
-// Python side picks rnn.h for them), so nothing below slows them down.
+// Python side picks sequence/forward.h for them), so nothing below slows them down.
 //
-// Same layout as rnn.h: the packed batch (PackedBatch), one GEMM for the input projection of all
+// Same layout as sequence/forward.h: the packed batch (PackedBatch), one GEMM for the input projection of all
 // steps per layer and direction (layer norm of W_ih x is done there too, for every step at once),
 // then per step the recurrent GEMM (gemm.h) and a pointwise pass per row. Every row of a step is
 // independent (layer norm is per row), so large batches run the whole time loop split by rows over
-// the thread pool, as rnn.h does. The pointwise pass works stage by stage on a row's gate vectors
+// the thread pool, as sequence/forward.h does. The pointwise pass works stage by stage on a row's gate vectors
 // (each ≤ 4H values, in L1), so the activations are applied to whole vectors: float32 σ and tanh use
 // the SIMD functions of simd.h.
 //
 // With a tape (VariantTape, in the caller's training workspace), the forward keeps per packed row what
-// variants_backward.h needs.
+// sequence/variant_backward.h needs.
 #pragma once
 
 #include <algorithm>
@@ -20,8 +20,9 @@
 #include <cstring>
 #include <vector>
 
-#include "rnn.h"
-#include "variants_api.h"
+#include "cells/plain.h"
+#include "cells/variant_api.h"
+#include "core/packed_batch.h"
 
 namespace lstmkit {
 namespace LSTMKIT_ISA {
@@ -272,7 +273,7 @@ struct RowBuffer {
 
 // Per-row buffers of one direction: with a tape N rows (indexed by packed row q, kept for the
 // backward), else B rows of scratch (indexed by the step's row r). Fields the options do not use stay
-// null; widths and order: variant_row_widths (variants_api.h).
+// null; widths and order: variant_row_widths (cells/variant_api.h).
 template <typename T>
 struct VariantRows {
   RowBuffer<T> zpre;     // [·, G·H] gate pre-activations before clipping (tape, when needs_zpre)
@@ -382,8 +383,9 @@ struct VariantCell {
   //   gates: [n, G·H] ld ldp, the input projection a (clobbered)
   //   h: [·, P], c: [·, H] state in packed row order (rows r0..), updated in place
   //   s_scr: [B, G·H] scratch; ht: [B, P] scratch (h̃ before zoneout)
+  //   one_row: whether these are the step's only row (the GEMM's one-row kernel; cleared for one thread's rows)
   void step(index_t r0, index_t n, index_t q0, T* gates, index_t ldp, T* h, T* c, VariantRows<T>& rw, bool tape,
-            T* s_scr, T* ht) const {
+            T* s_scr, T* ht, bool one_row = true) const {
     const PackedMasks<T>& mk = rw.masks;
     auto at = [&](const RowBuffer<T>& v, index_t width, index_t r) {
       return v.data() + (tape ? q0 + r : r0 + r) * width;
@@ -404,8 +406,51 @@ struct VariantCell {
       }
       if (mk.recurrent) hin = at(rw.hin, P, 0);  // else the tape's copy equals h, which is hotter in cache
     }
-    if (s.lstm) lstm_rows(r0, n, q0, gates, ldp, hin, h, c, rw, tape, s_scr, ht);
-    else gru_rows(r0, n, q0, gates, ldp, hin, h, rw, tape, s_scr, ht);
+    if (s.lstm) lstm_rows(r0, n, q0, gates, ldp, hin, h, c, rw, tape, s_scr, ht, one_row);
+    else gru_rows(r0, n, q0, gates, ldp, hin, h, rw, tape, s_scr, ht, one_row);
+  }
+
+  // Whether the step can be split by hidden units (sequence/forward.h's lockstep pair): every value of a
+  // unit depends on that unit's columns of the products alone, except under layer norm (a statistic of
+  // the whole row), a projection, and GRU linear_before_reset=False (W_hn multiplies r ⊙ h, all units).
+  bool units_ok() const { return !o.layer_norm && !pc.projected && (s.lstm || o.linear_before_reset); }
+
+  // Units [u0, u1) of all B rows (packed rows q0..) through one step (units_ok() true): reads all of
+  // h_in, writes its units of h_out, c and the per-row buffers; each value with the same operations as
+  // step(). hin_buf: this thread's scratch for m_rd ⊙ h (recurrent dropout).
+  void step_units(index_t q0, index_t B, index_t u0, index_t u1, T* gates, index_t ldg, const T* h_in, T* h_out, T* c,
+                  VariantRows<T>& rw, bool tape, T* s_scr, T* ht, std::vector<T>& hin_buf) const {
+    const PackedMasks<T>& mk = rw.masks;
+    const index_t n = u1 - u0;
+    auto at = [&](const RowBuffer<T>& v, index_t width, index_t r) { return v.data() + (tape ? q0 + r : r) * width; };
+    const T* hin = h_in;  // what multiplies W_hh: m_rd ⊙ h, all of it for the product, its units kept
+    if (mk.recurrent) {
+      hin_buf.resize(static_cast<size_t>(B * P));
+      for (index_t r = 0; r < B; ++r) {
+        const T* m = mk.rd(r);
+        for (index_t j = 0; j < P; ++j) hin_buf[r * P + j] = m[j] * h_in[r * P + j];
+      }
+      hin = hin_buf.data();
+    }
+    if (tape)
+      for (index_t r = 0; r < B; ++r) {
+        std::copy_n(hin + r * P + u0, n, at(rw.hin, P, r) + u0);
+        if (!rw.h_prev.empty()) std::copy_n(h_in + r * P + u0, n, at(rw.h_prev, P, r) + u0);
+      }
+    const T* none = nullptr;
+    if (s.lstm) {
+      unit_products(B, G, H, pc, none, 0, hin, P, gates, ldg, static_cast<T*>(nullptr), 0, u0, u1);
+      for (index_t r = 0; r < B; ++r) lstm_units(r, q0, u0, n, gates + r * ldg, c + r * H, rw, tape, ht + r * P);
+    } else {
+      unit_products(B, G, H, pc, none, 0, hin, P, gates, ldg, s_scr, GH, u0, u1);
+      for (index_t r = 0; r < B; ++r)
+        gru_units(r, q0, u0, n, gates + r * ldg, s_scr + r * GH, h_in + r * P, rw, tape, ht + r * P);
+    }
+    for (index_t r = 0; r < B; ++r) {
+      std::copy_n(h_in + r * P + u0, n, h_out + r * P + u0);
+      const T* mh = rw.masks.zh(q0 + r);
+      zoneout_row(n, mh ? mh + u0 : nullptr, T(o.zoneout_h), h_out + r * P + u0, ht + r * P + u0);
+    }
   }
 
  private:
@@ -426,20 +471,83 @@ struct VariantCell {
       zoneout_row(P, rw.masks.zh(q0 + r), T(o.zoneout_h), h + (r0 + r) * P, ht + (r0 + r) * P);
   }
 
+  // LSTM units [u0, u0 + n) of row r (packed q0 + r): z its gates [4H] (the products added), cr its c
+  // [H]; h̃ into htr [P]. lstm_rows' operations, on a slice of each gate.
+  void lstm_units(index_t r, index_t q0, index_t u0, index_t n, T* z, T* cr, VariantRows<T>& rw, bool tape,
+                  T* htr) const {
+    auto at = [&](const RowBuffer<T>& v, index_t width) { return v.data() + (tape ? q0 + r : r) * width; };
+    const T* p = ex.peephole;
+    const index_t j0 = u0, j1 = u0 + n;
+    T* a = at(rw.act, GH);
+    if (tape) std::copy_n(cr + u0, n, at(rw.c_prev, H) + u0);
+    if (p)
+      for (index_t j = j0; j < j1; ++j) z[j] += p[j] * cr[j], z[H + j] += p[H + j] * cr[j];
+    for (index_t gate = 0; gate < 3; ++gate) {
+      T* zg = z + gate * H + u0;
+      if (!rw.zpre.empty()) std::copy_n(zg, n, at(rw.zpre, GH) + gate * H + u0);
+      clip_apply(o, zg, n);
+    }
+    act_apply(o.gate, z + u0, a + u0, n);
+    act_apply(o.cell, z + 2 * H + u0, a + 2 * H + u0, n);
+    if (o.input_forget)
+      for (index_t j = j0; j < j1; ++j) a[H + j] = T(1) - a[j];
+    else act_apply(o.gate, z + H + u0, a + H + u0, n);
+    T* ct = at(rw.ct, H);
+    for (index_t j = j0; j < j1; ++j) ct[j] = a[H + j] * cr[j] + a[j] * a[2 * H + j];
+    T* zo = z + 3 * H;
+    if (p)
+      for (index_t j = j0; j < j1; ++j) zo[j] += p[2 * H + j] * ct[j];
+    if (!rw.zpre.empty()) std::copy_n(zo + u0, n, at(rw.zpre, GH) + 3 * H + u0);
+    clip_apply(o, zo + u0, n);
+    act_apply(o.gate, zo + u0, a + 3 * H + u0, n);
+    T* hc = at(rw.hc, H);
+    act_apply(o.hidden, ct + u0, hc + u0, n);
+    for (index_t j = j0; j < j1; ++j) htr[j] = a[3 * H + j] * hc[j];
+    const T* mc = rw.masks.zc(q0 + r);
+    zoneout_row(n, mc ? mc + u0 : nullptr, T(o.zoneout_c), cr + u0, ct + u0);
+  }
+
+  // GRU (linear_before_reset) units [u0, u0 + n) of row r: z its gates [3H], srow W_hh h̃ [3H] (its
+  // units), hr its h [P]; h̃ into htr [P]. gru_rows' operations, on a slice of each gate.
+  void gru_units(index_t r, index_t q0, index_t u0, index_t n, T* z, T* srow, const T* hr, VariantRows<T>& rw,
+                 bool tape, T* htr) const {
+    auto at = [&](const RowBuffer<T>& v, index_t width) { return v.data() + (tape ? q0 + r : r) * width; };
+    const index_t j0 = u0, j1 = u0 + n;
+    T* a = at(rw.act, GH);
+    for (index_t gate = 0; gate < 3; ++gate)
+      if (b_hh)
+        for (index_t j = gate * H + j0; j < gate * H + j1; ++j) srow[j] += b_hh[j];
+    for (index_t gate = 0; gate < 2; ++gate) {
+      T* zg = z + gate * H + u0;
+      for (index_t j = 0; j < n; ++j) zg[j] += srow[gate * H + u0 + j];
+      if (!rw.zpre.empty()) std::copy_n(zg, n, at(rw.zpre, GH) + gate * H + u0);
+      clip_apply(o, zg, n);
+      act_apply(o.gate, zg, a + gate * H + u0, n);
+    }
+    const T* sn = srow + 2 * H;
+    std::copy_n(sn + u0, n, at(rw.sn, H) + u0);
+    T* zn = z + 2 * H;
+    for (index_t j = j0; j < j1; ++j) zn[j] += a[j] * sn[j];
+    if (!rw.zpre.empty()) std::copy_n(zn + u0, n, at(rw.zpre, GH) + 2 * H + u0);
+    clip_apply(o, zn + u0, n);
+    act_apply(o.cell, zn + u0, a + 2 * H + u0, n);
+    for (index_t j = j0; j < j1; ++j) htr[j] = (T(1) - a[H + j]) * a[2 * H + j] + a[H + j] * hr[j];
+  }
+
   void lstm_rows(index_t r0, index_t n, index_t q0, T* gates, index_t ldp, const T* hin, T* h, T* c, VariantRows<T>& rw,
-                 bool tape, T* s_scr, T* ht) const {
+                 bool tape, T* s_scr, T* ht, bool one_row) const {
     auto at = [&](const RowBuffer<T>& v, index_t width, index_t r) {
       return v.data() + (tape ? q0 + r : r0 + r) * width;
     };
     const index_t ldhin = P;
     if (o.layer_norm) {  // a + LN(W_hh h; γ, β) (b_hh is in a already)
       T* sv = s_scr + r0 * GH;
-      gemm_set(n, hin, ldhin, pc.w_hh, sv, GH);
+      gemm_set(n, hin, ldhin, pc.w_hh, sv, GH, one_row);
       for (index_t r = 0; r < n; ++r)
         *at(rw.rstd_hh, 1, r) = layer_norm_row(GH, sv + r * GH, ex.ln_hh_w, ex.ln_hh_b, gates + r * ldp,
                                                tape ? at(rw.xhat_hh, GH, r) : nullptr, true);
     } else {
-      gemm_acc(n, hin, ldhin, pc.w_hh, gates, ldp);
+      gemm_acc(n, hin, ldhin, pc.w_hh, gates, ldp, one_row);
     }
     const T* p = ex.peephole;
     const T zc_const = T(o.zoneout_c);
@@ -478,21 +586,21 @@ struct VariantCell {
       for (index_t j = 0; j < H; ++j) m[j] = a[3 * H + j] * hc[j];
       zoneout_row(H, rw.masks.zc(q0 + r), zc_const, cr, ct);
     }
-    if (pc.projected) gemm_set(n, at(rw.m, H, 0), H, pc.w_hr, ht + r0 * P, P);
+    if (pc.projected) gemm_set(n, at(rw.m, H, 0), H, pc.w_hr, ht + r0 * P, P, one_row);
     zoneout_h(r0, n, q0, h, ht, rw);
   }
 
   void gru_rows(index_t r0, index_t n, index_t q0, T* gates, index_t ldp, const T* hin, T* h, VariantRows<T>& rw,
-                bool tape, T* s_scr, T* ht) const {
+                bool tape, T* s_scr, T* ht, bool one_row) const {
     auto at = [&](const RowBuffer<T>& v, index_t width, index_t r) {
       return v.data() + (tape ? q0 + r : r0 + r) * width;
     };
     T* sv = s_scr + r0 * GH;  // [n, 3H]: s = LN(W_hh hin) + b_hh  (linear_before_reset=False: r, z rows only)
     const bool lbr = o.linear_before_reset;
-    if (lbr) gemm_set(n, hin, P, pc.w_hh, sv, GH);
+    if (lbr) gemm_set(n, hin, P, pc.w_hh, sv, GH, one_row);
     else {
       for (index_t r = 0; r < n; ++r) std::fill(sv + r * GH, sv + r * GH + 2 * H, T(0));
-      gemm_acc(n, hin, P, w_hh_rz, sv, GH);
+      gemm_acc(n, hin, P, w_hh_rz, sv, GH, one_row);
     }
     const index_t width = lbr ? GH : 2 * H;
     for (index_t r = 0; r < n; ++r) {
@@ -522,7 +630,7 @@ struct VariantCell {
         if (b_hh) std::copy_n(b_hh + 2 * H, H, sn);
         else std::fill(sn, sn + H, T(0));
       }
-      gemm_acc(n, at(rw.q, H, 0), H, w_hh_n, sv + 2 * H, GH);
+      gemm_acc(n, at(rw.q, H, 0), H, w_hh_n, sv + 2 * H, GH, one_row);
     }
     for (index_t r = 0; r < n; ++r) {
       T* z = gates + r * ldp;
@@ -544,128 +652,66 @@ struct VariantCell {
   }
 };
 
-// What the backward needs from a variant forward, as views into a training workspace ws of
-// T·B·variant_workspace_row values: per layer·direction k its tape fields (T·B rows each, in
-// VariantField order), then per layer above the first its packed input [T·B, D·P]. Rows past the
-// packed N are zeros (zeroed by the training forward, so the workspace is fully defined).
+// Per-thread scratch of a variant step split by units: m_rd ⊙ h.
 template <typename T>
-struct VariantTape {
-  std::vector<VariantRows<T>> rows;  // [L·D]; masks read in place from the call's (PackedMasks)
-  std::vector<T*> inputs;            // [L]: views into ws for the layers above the first (layer 0 reads x)
-
-  // ws is written only when `fill` (the training forward); the backward reads it through these views.
-  VariantTape(const RnnShape& s, const VariantOptions& o, const PackedBatch& pk, const VariantMasks<T>* masks, T* ws,
-              bool fill)
-      : rows(static_cast<size_t>(s.L * s.D)), inputs(static_cast<size_t>(s.L), nullptr) {
-    const index_t rows_max = s.T * s.B, LD = s.L * s.D;
-    const auto widths = variant_row_widths(s, o, true, masks[0].recurrent != nullptr);
-    T* at = ws;
-    for (index_t k = 0; k < LD; ++k) {
-      rows[k].masks = PackedMasks<T>(pk, s.B, s.H, s.P, masks[k]);
-      const index_t used = rows[k].place(widths, rows_max, at);
-      if (fill) rows[k].zero_tail(widths, rows_max, pk.N, at);
-      at += used;
-    }
-    for (index_t layer = 1; layer < s.L; ++layer) {
-      inputs[layer] = at;
-      if (fill) std::fill(at + pk.N * s.D * s.P, at + rows_max * s.D * s.P, T(0));
-      at += rows_max * s.D * s.P;
-    }
-  }
+struct VariantLocal {
+  std::vector<T> hin;
 };
 
-// Sequence forward of the variants; arguments as rnn_forward (rnn.h) plus
-//   o: the options; extra: [L·D] the variant parameters; masks: [L·D] sampled masks (fields null:
-//   evaluation); tape: null for inference, else filled for variants_backward.h (out, h_n, c_n may
-//   then be null).
+// The variant cell of one layer and direction as the sequence driver's adapter (sequence/forward.h):
+// its per-row buffers are the tape's rows (training) or B rows of scratch of its own.
 template <typename T>
-void variant_forward_impl(const RnnShape& s, const VariantOptions& o, const T* x, const CellWeights<T>* weights,
-                          const VariantWeights<T>* extra, const VariantMasks<T>* masks, const T* h0, const T* c0,
-                          const int64_t* lengths, T* out, T* h_n, T* c_n, VariantTape<T>* tape) {
-  const index_t T_steps = s.T, B = s.B, H = s.H, P = s.P, D = s.D, G = s.gates(), GH = G * H;
-  const PackedBatch pk(T_steps, B, lengths);
-  const index_t N = pk.N;
-  const bool training = tape != nullptr;
-  // As rnn_forward: without lengths the packed layout is x's and out's own (no copies), and a large
-  // batch runs each thread's rows through the time loop computing each step's input projection there.
-  const bool plain = lengths == nullptr;
-  const bool split = batch_split(B, H, G, P);
+class VariantStepper {
+ public:
+  using Local = VariantLocal<T>;
+  static constexpr index_t kUnitWidth = Tile<T>::NR;
+  static constexpr index_t kRowTile = Tile<T>::MR;
 
-  std::vector<T> x_packed(plain ? 0 : static_cast<size_t>(N * s.I));
-  if (!plain) pk.pack(x, B, s.I, x_packed.data());
-  const T* layer_in = plain ? x : x_packed.data();
-  index_t in_size = s.I;
-  RawBuffer<T> proj(split ? 0 : N * D * GH);  // [N, D·G·H] a layer's input projections, written in full (project)
-  std::vector<T> step_gates(split ? static_cast<size_t>(B * GH) : 0);  // [B, G·H] one step's, split by rows
-  std::vector<T> outs[2];  // [N, D·P] layer outputs, alternating (the last may be out, a tape's input its own)
-  std::vector<T> h(static_cast<size_t>(B * P)), c(s.lstm ? static_cast<size_t>(B * H) : 0);
-  std::vector<T> s_scr(static_cast<size_t>(B * GH)), ht(static_cast<size_t>(B * P));
-  VariantRows<T> scratch_rows;
-
-  for (index_t layer = 0; layer < s.L; ++layer) {
-    const index_t ldp = D * GH, ldo = D * P;
-    const bool last = layer + 1 == s.L;
-    T* layer_out;  // every row is written below, so nothing needs zeroing
-    if (last && plain && out) {
-      layer_out = out;
-    } else if (!last && training) {
-      layer_out = tape->inputs[layer + 1];  // the next layer's input, kept for the backward
-    } else {
-      outs[layer % 2].resize(static_cast<size_t>(N * D * P));
-      layer_out = outs[layer % 2].data();
-    }
-    for (index_t d = 0; d < D; ++d) {
-      const index_t k = layer * D + d;
-      const VariantCell<T> cell(s, o, in_size, weights[k], extra[k]);
-      VariantRows<T>& rw = training ? tape->rows[k] : scratch_rows;
-      if (!training) {
-        rw.masks = PackedMasks<T>(pk, B, H, P, masks[k]);
-        cell.scratch_rows(rw, B);
-      }
-      if (!split) cell.project(N, layer_in, in_size, proj.data() + d * GH, ldp, rw, training);
-      for (index_t r = 0; r < B; ++r) {
-        std::copy_n(h0 + (k * B + pk.order[r]) * P, P, h.data() + r * P);
-        if (s.lstm) std::copy_n(c0 + (k * B + pk.order[r]) * H, H, c.data() + r * H);
-      }
-      // Step t for rows [r0, r0 + n) (all running rows, or one thread's share of a large batch).
-      auto step_rows = [&](index_t t, index_t r0, index_t n) {
-        const index_t q0 = pk.offsets[t] + r0;
-        T* gates = split ? step_gates.data() + r0 * GH : proj.data() + q0 * ldp + d * GH;
-        const index_t ldg = split ? GH : ldp;
-        if (split) cell.project_rows(q0, q0 + n, layer_in, in_size, gates, ldg, rw, training);
-        cell.step(r0, n, q0, gates, ldg, h.data(), c.data(), rw, training, s_scr.data(), ht.data());
-        T* y = layer_out + q0 * ldo + d * P;
-        for (index_t r = 0; r < n; ++r) std::copy_n(h.data() + (r0 + r) * P, P, y + r * ldo);
-      };
-      rows_through_time<T>(B, pk.batch_sizes, d == 1, step_rows, split);
-      if (h_n)
-        for (index_t r = 0; r < B; ++r) {
-          std::copy_n(h.data() + r * P, P, h_n + (k * B + pk.order[r]) * P);
-          if (s.lstm) std::copy_n(c.data() + r * H, H, c_n + (k * B + pk.order[r]) * H);
-        }
-    }
-    layer_in = layer_out;
-    in_size = D * P;
+  //   tape_rows: the tape's buffers of this layer·direction (masks already set), or null for inference,
+  //   then masks (read in place) are this layer·direction's sampled masks.
+  VariantStepper(const RnnShape& s, const VariantOptions& o, index_t in, const CellWeights<T>& w,
+                 const VariantWeights<T>& e, const PackedBatch& pk, const VariantMasks<T>& masks,
+                 VariantRows<T>* tape_rows)
+      : cell_(s, o, in, w, e),
+        tape_(tape_rows != nullptr),
+        rw_(tape_rows ? tape_rows : &own_),
+        s_scr_(static_cast<size_t>(s.B * s.gates() * s.H)),
+        ht_(static_cast<size_t>(s.B * s.P)) {
+    if (tape_) return;
+    own_.masks = PackedMasks<T>(pk, s.B, s.H, s.P, masks);
+    cell_.scratch_rows(own_, s.B);
   }
-  if (out && !plain) pk.unpack(layer_in, B, D * P, out);
-}
+  VariantStepper(const VariantStepper&) = delete;
+  VariantStepper& operator=(const VariantStepper&) = delete;
 
-template <typename T>
-void variant_forward(const RnnShape& s, const VariantOptions& o, const T* x, const CellWeights<T>* weights,
-                     const VariantWeights<T>* extra, const VariantMasks<T>* masks, const T* h0, const T* c0,
-                     const int64_t* lengths, T* out, T* h_n, T* c_n) {
-  variant_forward_impl<T>(s, o, x, weights, extra, masks, h0, c0, lengths, out, h_n, c_n, nullptr);
-}
+  T* kept_gates() const { return nullptr; }
+  void project(index_t N, const T* in, index_t ld_in, T* g, index_t ldg) {
+    cell_.project(N, in, ld_in, g, ldg, *rw_, tape_);
+  }
+  // Never the one-row kernel (project's row blocks may have one row), so one_row is not needed.
+  void project_rows(index_t q0, index_t n, const T* in, index_t ld_in, T* g, index_t ldg, bool, Local&) {
+    cell_.project_rows(q0, q0 + n, in, ld_in, g, ldg, *rw_, tape_);
+  }
+  void step(index_t r0, index_t n, index_t q0, T* g, index_t ldg, T* h, T* c, bool one_row, Local&) {
+    cell_.step(r0, n, q0, g, ldg, h, c, *rw_, tape_, s_scr_.data(), ht_.data(), one_row);
+  }
+  // A step's rows stay on the calling thread (its products split over the pool when large).
+  double row_macs(index_t) const { return 0; }
+  bool lockstep_units(index_t B) const { return cell_.units_ok() && unit_split<T>(B, cell_.H, cell_.G, cell_.P); }
+  void step_units(index_t q0, index_t B, index_t u0, index_t u1, T* g, index_t ldg, const T* h_in, T* h_out, T* c,
+                  Local& local) {
+    cell_.step_units(q0, B, u0, u1, g, ldg, h_in, h_out, c, *rw_, tape_, s_scr_.data(), ht_.data(), local.hin);
+  }
+  bool pool_step(index_t) const { return false; }
+  void step_pool(index_t, index_t, T*, index_t, T*, T*) {}
 
-// variant_forward plus the tape in ws: [T·B·variant_workspace_row(s, o, masks[0].recurrent given)].
-template <typename T>
-void variant_train_forward(const RnnShape& s, const VariantOptions& o, const T* x, const CellWeights<T>* weights,
-                           const VariantWeights<T>* extra, const VariantMasks<T>* masks, const T* h0, const T* c0,
-                           const int64_t* lengths, T* out, T* h_n, T* c_n, T* ws) {
-  const PackedBatch pk(s.T, s.B, lengths);
-  VariantTape<T> tape(s, o, pk, masks, ws, true);
-  variant_forward_impl<T>(s, o, x, weights, extra, masks, h0, c0, lengths, out, h_n, c_n, &tape);
-}
+ private:
+  VariantCell<T> cell_;
+  bool tape_;
+  VariantRows<T> own_;  // inference: B rows of scratch
+  VariantRows<T>* rw_;
+  std::vector<T> s_scr_, ht_;  // [B, G·H] W_hh products, [B, P] h̃ before zoneout
+};
 
 }  // namespace LSTMKIT_ISA
 }  // namespace lstmkit

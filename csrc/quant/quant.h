@@ -15,7 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "common.h"
+#include "core/common.h"
 
 namespace lstmkit {
 
@@ -25,7 +25,7 @@ enum class QuantType { int8 = 0, bf16 = 1 };
 class QuantRnnBase {
  public:
   virtual ~QuantRnnBase() = default;
-  // Sequence forward with rnn_forward's contract (rnn.h), shapes from the construction's RnnShape
+  // Sequence forward with rnn_forward's contract (sequence/forward.h), shapes from the construction's RnnShape
   // with T and B given here:
   //   x [T, B, I]; h0, h_n [L·D, B, P]; c0, c_n [L·D, B, H] (LSTM, else null); lengths [B] or null;
   //   out [T, B, D·P]. All float32, caller-owned; outputs must not alias inputs.

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "common.h"
+#include "core/common.h"
 
 namespace lstmkit {
 namespace bind_checks {

@@ -4,4 +4,4 @@
 #define LSTMKIT_ISA_NAME "avx2"
 #define LSTMKIT_VEC_BYTES 32
 #define LSTMKIT_TARGET "avx2,fma"
-#include "kernels_impl.h"
+#include "sequence/kernels_impl.h"

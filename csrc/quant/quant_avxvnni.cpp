@@ -7,4 +7,4 @@
 #define LSTMKIT_VEC_BYTES 32
 #define LSTMKIT_QKIND 2
 #define LSTMKIT_TARGET "avx2,fma,avxvnni"
-#include "quant_impl.h"
+#include "quant/quant_impl.h"

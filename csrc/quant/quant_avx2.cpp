@@ -6,4 +6,4 @@
 #define LSTMKIT_VEC_BYTES 32
 #define LSTMKIT_QKIND 1
 #define LSTMKIT_TARGET "avx2,fma"
-#include "quant_impl.h"
+#include "quant/quant_impl.h"

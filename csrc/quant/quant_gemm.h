@@ -13,7 +13,7 @@
 #include <cstring>
 #include <vector>
 
-#include "common.h"
+#include "core/common.h"
 
 #ifndef LSTMKIT_QKIND
 #define LSTMKIT_QKIND 0

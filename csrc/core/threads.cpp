@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "common.h"
+#include "core/common.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>

@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "bind_checks.h"
-#include "quant.h"
+#include "bind/bind_checks.h"
+#include "quant/quant.h"
 
 namespace nb = nanobind;
 using lstmkit::index_t;

@@ -19,8 +19,8 @@
 #include <cstring>
 #include <vector>
 
-#include "common.h"
-#include "simd.h"
+#include "core/common.h"
+#include "core/simd.h"
 
 namespace lstmkit {
 namespace LSTMKIT_ISA {
@@ -327,14 +327,16 @@ constexpr double kParallelMacs = 1 << 18;
 //   A: [M, K] row stride lda (K = w.k()), or with AT its transpose [K, M] row stride lda;
 //   C: [M, N] row stride ldc (N = w.n()).
 // C must not overlap A. Nothing is allocated; nothing is kept. Split over the pool when large.
+// one_row_kernel as gemm_acc_serial's: a caller computing one thread's rows of a larger product clears it.
 template <typename T, bool AT = false>
-void gemm_acc(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc) {
+void gemm_acc(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc,
+              bool one_row_kernel = true) {
   constexpr int MR = Tile<T>::MR;
   const index_t panels = w.panels();
   if (M <= 0 || w.n() <= 0 || w.k() <= 0) return;
   const double macs = double(M) * double(w.n()) * double(w.k());
   if (macs < kParallelMacs || in_parallel() || num_threads() < 2)
-    return gemm_acc_serial<T, AT>(M, A, lda, w, C, ldc, 0, panels);
+    return gemm_acc_serial<T, AT>(M, A, lda, w, C, ldc, 0, panels, one_row_kernel);
   if (M >= 4 * MR && (M + MR - 1) / MR >= 2 * num_threads()) {  // by rows, in whole register tiles (≥ 2 per chunk)
     const index_t tiles = (M + MR - 1) / MR;
     parallel_for(tiles, [&](index_t b, index_t e) {
@@ -342,15 +344,17 @@ void gemm_acc(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* 
       gemm_acc_serial<T, AT>(m1 - m0, AT ? A + m0 : A + m0 * lda, lda, w, C + m0 * ldc, ldc, 0, panels);
     });
   } else {  // few rows: by column panels
-    parallel_for(panels, [&](index_t b, index_t e) { gemm_acc_serial<T, AT>(M, A, lda, w, C, ldc, b, e); });
+    parallel_for(panels,
+                 [&](index_t b, index_t e) { gemm_acc_serial<T, AT>(M, A, lda, w, C, ldc, b, e, one_row_kernel); });
   }
 }
 
 // C = A · Wᵀ (overwrites C's [M, N] block).
 template <typename T>
-void gemm_set(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc) {
+void gemm_set(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc,
+              bool one_row_kernel = true) {
   for (index_t m = 0; m < M; ++m) std::fill(C + m * ldc, C + m * ldc + w.n(), T(0));
-  gemm_acc(M, A, lda, w, C, ldc);
+  gemm_acc(M, A, lda, w, C, ldc, one_row_kernel);
 }
 
 // C += Aᵀ · Bm: a weight gradient summed over all K rows (steps × batch) in one product.

@@ -17,7 +17,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "common.h"
+#include "cells/variant_api.h"  // its inline functions are shared with the glue: baseline code
+#include "core/common.h"
 
 // gcc gives implicit instantiations the target of the region they are instantiated from, so the
 // std::vector members the kernels need out of line would be AVX code under a shared (weak) symbol.
@@ -29,13 +30,13 @@ template class std::vector<std::ptrdiff_t>;
 template class lstmkit::RawBuffer<float>;
 template class lstmkit::RawBuffer<double>;
 
-#include "target_begin.h"
+#include "core/target_begin.h"
 
-#include "cells.h"
-#include "rnn.h"
-#include "rnn_backward.h"
-#include "stream.h"
-#include "variants_backward.h"
+#include "cells/plain.h"
+#include "sequence/forward.h"
+#include "sequence/backward.h"
+#include "sequence/stream.h"
+#include "sequence/variant_backward.h"
 
 namespace lstmkit {
 namespace LSTMKIT_ISA {
@@ -50,12 +51,12 @@ VariantKernelSet<T> variant_kernel_set() {
 }  // namespace LSTMKIT_ISA
 }  // namespace lstmkit
 
-#include "target_end.h"
+#include "core/target_end.h"
 
 namespace lstmkit {
 extern const Kernels LSTMKIT_TABLE;
 const Kernels LSTMKIT_TABLE = {LSTMKIT_ISA_NAME, LSTMKIT_ISA::kernel_set<float>(), LSTMKIT_ISA::kernel_set<double>()};
-// The variants' table (variants_api.h), by namespace: lstmkit::isa_<name>::variant_kernels.
+// The variants' table (cells/variant_api.h), by namespace: lstmkit::isa_<name>::variant_kernels.
 const VariantKernels LSTMKIT_ISA::variant_kernels = {LSTMKIT_ISA::variant_kernel_set<float>(),
                                                      LSTMKIT_ISA::variant_kernel_set<double>()};
 }  // namespace lstmkit

@@ -1,11 +1,11 @@
 // The plain data types of the LSTM/GRU variants (docs/variants.md) that cross between the glue
-// (bind_variants.cpp) and the per-instruction-set builds of variants.h / variants_backward.h, like
+// (bind_variants.cpp) and the per-instruction-set builds of cells/variant.h / sequence/variant_backward.h, like
 // common.h does for the plain kernels. Nothing here is compiled with a target attribute.
 #pragma once
 
 #include <array>
 
-#include "common.h"
+#include "core/common.h"
 
 namespace lstmkit {
 
@@ -51,7 +51,7 @@ inline bool grad_from_output(const VariantOptions& o) {
 }
 inline bool needs_zpre(const VariantOptions& o) { return o.has_clip || !grad_from_output(o); }
 
-// The per-row buffers of one variant layer·direction (VariantRows in variants.h), in their order in
+// The per-row buffers of one variant layer·direction (VariantRows in cells/variant.h), in their order in
 // memory. With a tape they hold every packed row and live in the training workspace; without one they
 // are B rows of scratch.
 enum VariantField : int {

@@ -1,5 +1,5 @@
 // The body of quant_<isa>.cpp: the quantised kernels (quant_gemm.h, quant_rnn.h, with the float
-// engine's cells.h and rnn.h they reuse) compiled for one instruction set into namespace
+// engine's cells/plain.h and sequence/forward.h they reuse) compiled for one instruction set into namespace
 // lstmkit::LSTMKIT_ISA, and its QuantKernels table (LSTMKIT_QTABLE). The same scheme as
 // kernels_impl.h: standard headers first, outside the target region; our code inside it.
 //
@@ -19,8 +19,8 @@
 #include <immintrin.h>
 #endif
 
-#include "common.h"
-#include "quant.h"
+#include "core/common.h"
+#include "quant/quant.h"
 
 // Baseline instantiations of what the kernels use out of line (see kernels_impl.h).
 template class std::vector<float>;
@@ -29,12 +29,13 @@ template class std::vector<int8_t>;
 template class std::vector<uint8_t>;
 template class std::vector<uint16_t>;
 template class std::vector<int32_t>;
+template class lstmkit::RawBuffer<float>;
 
-#include "target_begin.h"
+#include "core/target_begin.h"
 
-#include "quant_rnn.h"
+#include "quant/quant_rnn.h"
 
-#include "target_end.h"
+#include "core/target_end.h"
 
 namespace lstmkit {
 extern const QuantKernels LSTMKIT_QTABLE;

@@ -1,10 +1,10 @@
 // What every instruction-set build of the kernels shares: plain data types, the dispatch table the
 // glue calls through, the streaming state's interface, and the thread pool.
 //
-// The kernels (gemm.h, cells.h, rnn.h, rnn_backward.h, stream.h) are compiled once per instruction
-// set, each time into its own namespace (lstmkit::isa_scalar, isa_avx2, isa_avx512; see
-// kernels_impl.h), so no inline function is shared between builds with different target flags. Only
-// what is declared here crosses between them, and nothing here is compiled with a target attribute.
+// The kernels (gemm.h, cells/plain.h, sequence/forward.h, sequence/backward.h, stream.h) are compiled once per
+// instruction set, each time into its own namespace (lstmkit::isa_scalar, isa_avx2, isa_avx512; see kernels_impl.h), so
+// no inline function is shared between builds with different target flags. Only what is declared here crosses between
+// them, and nothing here is compiled with a target attribute.
 #pragma once
 
 #include <cstddef>
@@ -66,7 +66,7 @@ class StreamBase {
 };
 
 // Floats (of the call's dtype) per batch row and time step in the training workspace that
-// rnn_train_forward fills and rnn_backward reads (rnn_backward.h has the layout). The workspace holds
+// rnn_train_forward fills and rnn_backward reads (sequence/backward.h has the layout). The workspace holds
 // T·B times this many values: every (layer, direction) keeps act [G·H], aux [H], h_prev [P], c_prev [H]
 // (LSTM) and m [H] (projection) per row, and layers above the first keep their input [D·P].
 inline index_t train_workspace_row(const RnnShape& s) {
@@ -96,7 +96,8 @@ class RawBuffer {
   T* data_ = nullptr;
 };
 
-// One instruction set's entry points for one dtype (signatures as in cells.h, rnn.h, rnn_backward.h, stream.h).
+// One instruction set's entry points for one dtype (signatures as in cells/plain.h, sequence/forward.h,
+// sequence/backward.h, stream.h).
 template <typename T>
 struct KernelSet {
   void (*cell_forward)(bool lstm, index_t B, index_t I, index_t H, index_t P, const T* x, const T* h, const T* c,
@@ -163,8 +164,9 @@ void parallel_for(index_t n, F&& f) {
 // short wait; threads.cpp), so a pool thread that is late (asleep, descheduled) never holds the loop
 // up. A part the partner has claimed cannot be taken over: when the partner holds one far longer than
 // a part takes (descheduled), the caller runs all parts from the next step on, and the pool runs
-// the next jobs on one thread for a while (threads.cpp, Contention). For a time loop split by hidden units (rnn.h
-// units_through_time, the backward in rnn_backward.h); fn must give the same results whichever thread runs a part.
+// the next jobs on one thread for a while (threads.cpp, Contention). For a time loop split by hidden units
+// (sequence/forward.h units_through_time, the backward in sequence/backward.h); fn must give the same results whichever
+// thread runs a part.
 void lockstep_pair_raw(index_t steps, void (*fn)(void*, index_t, int, int), void* ctx);
 
 template <typename F>

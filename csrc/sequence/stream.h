@@ -1,12 +1,12 @@
 // Streaming inference: one time step of a unidirectional stacked LSTM/GRU per call, the state of
-// every layer kept here between calls. Same arithmetic as one step of rnn_forward (cells.h), so T
+// every layer kept here between calls. Same arithmetic as one step of rnn_forward (cells/plain.h), so T
 // calls give what a T-step sequence forward gives.
 #pragma once
 
 #include <algorithm>
 #include <vector>
 
-#include "cells.h"
+#include "cells/plain.h"
 
 namespace lstmkit {
 namespace LSTMKIT_ISA {

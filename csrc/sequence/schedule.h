@@ -1,0 +1,76 @@
+// The schedules every sequence driver shares: the ways a time loop is split over the thread pool — by rows
+// for the whole loop (rows_through_time), by rows within a step (for_rows), or by hidden units over two
+// threads meeting once per step (units_through_time).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <numeric>
+#include <stdexcept>
+#include <vector>
+
+#include "cells/plain.h"
+#include "core/packed_batch.h"
+
+namespace lstmkit {
+namespace LSTMKIT_ISA {
+
+// f(r0, r1) over rows [0, n): on the pool in chunks of at least 2 rows when `macs` (the work) is
+// large enough, else f(0, n) here. Chunks of ≥ 2 rows keep the GEMM on the multi-row kernel, so the
+// bits are the same as one call over all rows.
+template <typename F>
+void for_rows(index_t n, double macs, F&& f) {
+  if (n < 4 || macs < kParallelMacs || in_parallel() || num_threads() < 2) return f(index_t(0), n);
+  const index_t pairs = n / 2;
+  parallel_for(pairs, [&](index_t b, index_t e) { f(2 * b, e == pairs ? n : 2 * e); });
+}
+
+// Whether a sequence pass splits the batch over the pool for the whole time loop: at least two whole
+// register tiles of rows per thread and enough work per step. Below that, small batches split each
+// step by hidden units instead (units_through_time; the backward's lockstep loop), which keeps the
+// threads' shares equal: B=16 training by rows ran 6 rows on one thread and 10 on the other
+// (7.46 ms a step at H=128 T=100, 7.04 by units).
+inline bool batch_split(index_t B, index_t H, index_t G, index_t P) {
+  const index_t MR = LSTMKIT_VEC_BYTES == 16 ? 4 : 6;  // Tile<T>::MR
+  const int n = num_threads();
+  return n >= 2 && !in_parallel() && B >= 2 * MR * n && double(B) * double(G * H) * double(P) >= kParallelMacs;
+}
+
+// The time loop over every row, step_rows(t, r0, n) for the rows r0 .. r0 + n still running at step t,
+// over every step in time order or (reverse) from the last step back. With `split` (batch_split() true)
+// the pool's threads each take whole register tiles of rows; without, the calling thread takes them all.
+template <typename T, typename F>
+void rows_through_time(index_t B, const std::vector<index_t>& batch_sizes, bool reverse, F&& step_rows,
+                       bool split = true) {
+  constexpr int MR = Tile<T>::MR;
+  const index_t steps = static_cast<index_t>(batch_sizes.size());
+  auto rows = [&](index_t r0, index_t r1) {
+    for (index_t step = 0; step < steps; ++step) {
+      const index_t t = reverse ? steps - 1 - step : step;
+      const index_t n = std::min(batch_sizes[t], r1) - r0;
+      if (n > 0) step_rows(t, r0, n);
+    }
+  };
+  if (split) parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) { rows(b * MR, std::min(B, e * MR)); });
+  else rows(0, B);
+}
+
+// The time loop of a small batch split by hidden units over two threads (lockstep_pair): part(step,
+// u0, u1, h_in, h_out) computes units [u0, u1) of every row at `step` (0 .. steps − 1, the caller maps
+// it to t), reading all of h_in and writing its units of h_out. The two threads each own half of the
+// units (whole register panels), so the weights each reads stay in its core's cache; they meet once
+// per step, and h alternates between h and h_spare (`size` values each, rows of P = H) because a
+// step reads what both halves wrote the step before. On return h holds the last step's h.
+// NR: the granule of the split (a register panel of the cell's products; H is a multiple of it).
+template <index_t NR, typename T, typename F>
+void units_through_time(index_t steps, index_t H, T* h, T* h_spare, index_t size, F&& part) {
+  const index_t half = H / NR / 2 * NR;
+  T* const hb[2] = {h, h_spare};
+  lockstep_pair(steps, [&](index_t step, int part0, int part1) {
+    part(step, part0 == 0 ? index_t(0) : half, part1 == 2 ? H : half, hb[step % 2], hb[(step + 1) % 2]);
+  });
+  if (steps % 2) std::copy_n(h_spare, size, h);
+}
+
+}  // namespace LSTMKIT_ISA
+}  // namespace lstmkit
