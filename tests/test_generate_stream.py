@@ -101,6 +101,7 @@ def test_steps_schedule_warms_up_and_decays_to_the_floor():
     {"tie_weights": True, "num_layers": 2, "dropout": 0.2, "embed_dropout": 0.1},
     {"proj_size": 8, "embed_dim": 8, "tie_weights": True, "num_layers": 2, "dropout": 0.2},
     {"layer_norm": True, "num_layers": 2, "dropout": 0.2},
+    {"layer_norm": True, "tie_weights": True},  # benchmarks/tasks_run.py's text model
 ])
 def test_new_options_train_on_the_native_engine(options, monkeypatch):
     def refuse(*args, **kwargs):
@@ -113,7 +114,7 @@ def test_new_options_train_on_the_native_engine(options, monkeypatch):
     calls = []
     native = modules._train_call
     monkeypatch.setattr(modules, "_train_call", lambda *a: calls.append(1) or native(*a))
-    kw = {"hidden_size": 16, "embed_dim": 16, **options}
+    kw = {"hidden_size": 16, "embed_dim": 16, "num_layers": 1, **options}
     lm = CharLM(steps=2, batch_size=4, seq_len=16, eval_every=2, **kw)
     lm.fit(TEXT[:2000], TEXT[2000:2400], log=_quiet)
     assert len(calls) == 2 * kw["num_layers"]  # per step one native training call per layer (dropout between)
