@@ -97,7 +97,8 @@ def train_stream(model, ids: np.ndarray, val_bpc, cfg: StreamConfig, *, ckpt_dir
     no validation, the last weights are kept.
 
     Returns {'evaluations': [{'step', 'seconds', 'train_bpc', 'val_bpc', 'lr'}, ...], 'steps', 'seconds',
-    'train_seconds' (the steps alone), 'cpu_seconds' (process CPU time, evaluations included), 'chars_per_s', 'best_step', 'best_val_bpc', 'stopped_by', 'schedule'}."""
+    'train_seconds' (the steps alone), 'cpu_seconds' (process CPU time, evaluations included), 'chars_per_s',
+    'best_step', 'best_val_bpc', 'stopped_by', 'schedule'}."""
     import torch
 
     cfg.check()
