@@ -25,10 +25,10 @@ from lstmkit.tasks.runio import markdown_table
 # and a tied 256-wide embedding, AdamW at 1e-2 with warm-up and cosine decay, state carried across chunks
 TEXT_MODEL = ["--hidden-size", "256", "--embed-dim", "256", "--tie-weights", "--layer-norm", "--batch-size", "32",
               "--seq-len", "128", "--lr", "1e-2", "--warmup", "20", "--eval-every", "250"]
-# the steps 15 quiet minutes on 2 cores reach with TEXT_MODEL: 2.5 steps per CPU-second of the process measured
-# under load (evaluations included), i.e. 5.0 steps/s on 2 cores with perfect scaling; the plain LSTM's
-# benchmark at load ~4 ran at 0.82 of its CPU-time estimate, so ~4.1 steps/s x 900 s (docs/generate.md)
-QUIET_STEPS = 3700
+# the steps 15 quiet minutes on 2 cores reach with TEXT_MODEL: 5.9 steps/s (validations included) measured on a
+# quiet stretch of the machine (load average ~3.8), x 900 s. The partial run in tasks_results.md used 3700, the
+# earlier estimate from CPU time under load.
+QUIET_STEPS = 5300
 JOBS = {
     "quarterly": ["forecast", "--dataset", "tourism-quarterly", "--epochs", "20", "--ensemble", "3"],
     "quarterly-default": ["forecast", "--dataset", "tourism-quarterly"],
