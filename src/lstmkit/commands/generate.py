@@ -2,7 +2,21 @@
 character on a held-out tail next to xz and bz2, and samples (--prompt, --temperature, --top-k)."""
 
 
-from ._flags import DefaultsHelp, add_output, emit, fraction, log_for, positive_int, show_progress
+import argparse
+
+from ._flags import DefaultsHelp, _number, add_output, emit, fraction, log_for, positive_int, show_progress
+
+non_negative_int = _number(int, 0, True, "an integer >= 0")
+non_negative = _number(float, 0.0, True, "a number >= 0")
+positive = _number(float, 0.0, False, "a number > 0")
+
+
+def probability(text: str) -> float:
+    """A dropout rate in [0, 1)."""
+    v = non_negative(text)
+    if v >= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text}")
+    return v
 
 
 def register(sub) -> None:
@@ -21,9 +35,29 @@ def register(sub) -> None:
     p.add_argument("--batches-per-epoch", type=positive_int, default=50, help="random batches of chunks per epoch")
     p.add_argument("--num-layers", type=positive_int, default=1, help="stacked recurrent layers")
     p.add_argument("--embed-dim", type=positive_int, default=64, help="character embedding width")
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout on the LSTM outputs (and between layers)")
+    p.add_argument("--dropout", type=probability, default=0.0,
+                   help="dropout on the LSTM outputs (and between layers)")
+    p.add_argument("--embed-dropout", type=probability, default=0.0, help="dropout on the embedded characters")
+    p.add_argument("--proj-size", type=non_negative_int, default=0,
+                   help="LSTM projection: each layer outputs this many units instead of --hidden-size (0: none)")
+    p.add_argument("--layer-norm", action="store_true", help="lstmkit's layer-normalised LSTM/GRU cell")
+    p.add_argument("--tie-weights", action="store_true",
+                   help="the output layer shares the embedding matrix (needs --embed-dim equal to --proj-size, or "
+                        "to --hidden-size without a projection)")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine",
-                   help="cosine: decay the learning rate to 0 over --epochs")
+                   help="cosine: decay the learning rate to 0 over --epochs (epoch training only)")
+    p.add_argument("--time-budget", type=positive, metavar="MINUTES",
+                   help="stream training (state carried across chunks, AdamW, warm-up then cosine decay over the "
+                        "budget): train for this many minutes, validations included, keeping the best validated "
+                        "weights; replaces --epochs/--batches-per-epoch/--patience (default: epoch training)")
+    p.add_argument("--steps", type=positive_int,
+                   help="stream training for this many steps (with --time-budget: whichever ends first; the "
+                        "schedule follows the one further along) (default: epoch training)")
+    p.add_argument("--warmup", type=non_negative_int, default=50,
+                   help="stream training: steps of linear learning-rate warm-up")
+    p.add_argument("--weight-decay", type=non_negative, default=0.01, help="stream training: AdamW's weight decay")
+    p.add_argument("--eval-every", type=positive_int, default=100,
+                   help="stream training: steps between validations (the best validated weights are kept)")
     p.add_argument("--dynamic-lr", type=float, default=0.1,
                    help="dynamic evaluation: SGD learning rate for adapting to the held-out text as it is scored "
                         "(0: off)")
@@ -37,10 +71,25 @@ def register(sub) -> None:
     p.set_defaults(func=run, patience=3)
 
 
+def check_flags(args) -> None:
+    """ValueError naming the flags that do not fit together (before the run folder is made)."""
+    if args.proj_size and args.proj_size >= args.hidden_size:
+        raise ValueError(f"--proj-size: expected less than --hidden-size {args.hidden_size}, got {args.proj_size}")
+    if args.proj_size and args.cell != "lstm":
+        raise ValueError(f"--proj-size: only the LSTM has a projection, got --cell {args.cell}")
+    width = args.proj_size or args.hidden_size
+    if args.tie_weights and args.embed_dim != width:
+        raise ValueError(f"--tie-weights: expected --embed-dim equal to the recurrent output width "
+                         f"({'--proj-size' if args.proj_size else '--hidden-size'} {width}), got {args.embed_dim}")
+    if args.resume and (args.time_budget or args.steps):
+        raise ValueError("--resume: not available with --time-budget/--steps (stream training restarts its schedule)")
+
+
 def run(args) -> int:
     from ..tasks.cli_common import out_dir
     from ..tasks.generate.job import run as job
 
+    check_flags(args)
     out = out_dir(args, "generate")
     summary = job(out=out, text_file=args.text, limit=args.limit, test_fraction=args.test_fraction,
         val_fraction=args.val_fraction, log=log_for(args), prompt=args.prompt, n_chars=args.n_chars,
@@ -49,6 +98,9 @@ def run(args) -> int:
         cell=args.cell, num_layers=args.num_layers, embed_dim=args.embed_dim, dropout=args.dropout,
         lr_schedule=args.lr_schedule, seq_len=args.seq_len, epochs=args.epochs, batch_size=args.batch_size,
         batches_per_epoch=args.batches_per_epoch, lr=args.lr, patience=args.patience, seed=args.seed,
-        progress=show_progress(args), device=args.device)
+        progress=show_progress(args), device=args.device, embed_dropout=args.embed_dropout,
+        proj_size=args.proj_size, layer_norm=args.layer_norm, tie_weights=args.tie_weights, steps=args.steps,
+        time_budget=None if args.time_budget is None else 60.0 * args.time_budget, warmup=args.warmup,
+        weight_decay=args.weight_decay, eval_every=args.eval_every)
     emit(args, summary)
     return 0

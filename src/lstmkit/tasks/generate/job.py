@@ -35,11 +35,27 @@ def compressor_bpc(train: str, test: str) -> list[dict]:
     return rows
 
 
+def describe(config: dict) -> str:
+    """'2x512 hidden, proj 256, tied, layer norm': the network in a table row's words."""
+    c = config
+    layers = f"{c['num_layers']}x" if c.get("num_layers", 1) > 1 else ""
+    words = [f"{layers}{c['hidden_size']} hidden"]
+    if c.get("cell", "lstm") != "lstm":
+        words.append(c["cell"].upper())
+    if c.get("proj_size"):
+        words.append(f"proj {c['proj_size']}")
+    if c.get("tie_weights"):
+        words.append("tied")
+    if c.get("layer_norm"):
+        words.append("layer norm")
+    return ", ".join(words)
+
+
 def lstm_bpc(lm: CharLM, train: str, val: str, test: str, dynamic_lr: float, min_match: int) -> list[dict]:
     """Bits per character of ``test`` for the LSTM: static, with dynamic evaluation, and with dynamic
     evaluation mixed with the match model. The adaptive ones read ``val`` then ``test`` after ``train``
     (the mixture weights are learned over ``val`` and go on learning over ``test``); only ``test`` is scored."""
-    name = f"LSTM char LM ({lm.config['hidden_size']} hidden"
+    name = f"LSTM char LM ({describe(lm.config)}"
 
     def bpc(p):
         return float(-np.log2(np.maximum(p[-len(test):], 1e-300)).mean())
@@ -62,6 +78,33 @@ def lstm_bpc(lm: CharLM, train: str, val: str, test: str, dynamic_lr: float, min
     return rows
 
 
+def _chars_read(lm: CharLM, n_train: int) -> int:
+    """Training characters the fit read (inputs, seq_len per chunk): steps x batch (stream training), or per
+    epoch its batches x batch, one pass over the n_train // (seq_len + 1) chunks without batches_per_epoch."""
+    c, h = lm.config, lm.history_
+    if "steps" in h:
+        return h["steps"] * c["batch_size"] * c["seq_len"]
+    per_epoch = (c["batches_per_epoch"] * c["batch_size"] if c["batches_per_epoch"]
+                 else n_train // (c["seq_len"] + 1))
+    return len(h["history"]) * per_epoch * c["seq_len"]
+
+
+def _targets(rows: list[dict]) -> dict:
+    """Issue 21's two bars, each in words: the static LSTM against bz2 given the training text, dynamic
+    evaluation alone (no match model) against xz given the training text."""
+    bpc = {r["model"]: r["bpc"] for r in rows}
+
+    def versus(what, value, anchor):
+        return (f"{what} {value:.3f} bpc is {'below' if value < bpc[anchor] else 'NOT below'} {anchor} "
+                f"({bpc[anchor]:.3f})")
+
+    out = {"static_vs_bz2": versus("static LSTM", rows[0]["bpc"], "bz2 (given the training text)")}
+    dynamic = [r for r in rows if "dynamic evaluation" in r["model"]]
+    if dynamic:
+        out["dynamic_vs_xz"] = versus("dynamic evaluation alone", dynamic[0]["bpc"], "xz (given the training text)")
+    return out
+
+
 def run(*, out: str, text_file: str | None = None, test_fraction: float = 0.05, val_fraction: float = 0.02,
         limit: int | None = None, prompt: str = "", n_chars: int = 300, temperature: float = 0.8,
         top_k: int | None = 20, dynamic_lr: float = 0.1, min_match: int = 5, resume: bool = False, log=print,
@@ -77,7 +120,16 @@ def run(*, out: str, text_file: str | None = None, test_fraction: float = 0.05, 
     train, val, test = text[:n - n_test - n_val], text[n - n_test - n_val:n - n_test], text[n - n_test:]
     log(f"{name}: {len(train)} training, {len(val)} validation, {len(test)} held-out test characters")
     progress = model_kw.pop("progress", True)  # the job logs its epochs (to its log), with a bar where asked
+    load_before, fit_start = os.getloadavg(), time.perf_counter()
     lm = CharLM(verbose=2 if progress else 1, **model_kw).fit(train, val, ckpt_dir=out, resume=resume, log=log)
+    # the machine's load beside the training time: on a shared machine the time says little without it
+    training = {"seconds": round(time.perf_counter() - fit_start, 1), "chars_read": _chars_read(lm, len(train)),
+                "load_average_before": [round(v, 2) for v in load_before],
+                "load_average_after": [round(v, 2) for v in os.getloadavg()]}
+    training["chars_per_s"] = round(training["chars_read"] / max(training["seconds"], 1e-9))
+    log(f"training: {training['seconds'] / 60:.1f} min, {training['chars_read']:,} characters read "
+        f"({training['chars_per_s']:,} chars/s with validations), load average {training['load_average_before']} "
+        f"before, {training['load_average_after']} after (1/5/15 min, {os.cpu_count()} CPUs)")
     if not is_main():  # under torchrun only rank 0 evaluates and writes the report
         return {"task": "generate", "rank": rank()}
     lm.save(os.path.join(out, "model.safetensors"))
@@ -91,11 +143,15 @@ def run(*, out: str, text_file: str | None = None, test_fraction: float = 0.05, 
     verdict = "below" if best["bpc"] < xz_given else "NOT below"
     log(f"the best LSTM ({best['model']}) is {verdict} xz given the training text ({best['bpc']:.3f} vs "
         f"{xz_given:.3f} bpc); static LSTM {rows[0]['bpc']:.3f}")
+    targets = _targets(rows)
+    for line in targets.values():
+        log(line)
     samples = [lm.sample(prompt, n_chars, temperature, top_k, seed=s) for s in range(2)]
     for s in samples:
         log(f"--- sample (temperature {temperature}, top-k {top_k}) ---\n{s}")
     summary = {"task": "generate", "text": name, "n_train": len(train), "n_val": len(val), "n_test": len(test),
-               "config": lm.config, "training": lm.history_, "table": rows, "verdict_vs_xz_given_train": verdict,
+               "config": lm.config, "training": lm.history_, "training_time": training, "table": rows,
+               "verdict_vs_xz_given_train": verdict, "targets": targets,
                "evaluation_seconds": eval_seconds,
                "samples": samples, "checkpoint": os.path.join(out, "model.safetensors"),
                "seconds": round(time.perf_counter() - start, 1)}

@@ -4,8 +4,11 @@
     lm.bits_per_char(test_text)                       # float
     lm.sample("def ", n=200, temperature=0.8, top_k=20)  # str
 
-Training reads random chunks of ``seq_len + 1`` characters (each starting from a zero state);
-evaluation and sampling carry the state across the whole text.
+Training either reads random chunks of ``seq_len + 1`` characters, each from a zero state, for ``epochs``
+epochs with early stopping (the default), or, given ``steps`` and/or ``time_budget``, reads the text as
+``batch_size`` streams with the state carried across chunks (truncated BPTT, ``stream.py``) until the steps or
+the seconds run out, keeping the best validated weights. Evaluation and sampling carry the state across the
+whole text.
 """
 from __future__ import annotations
 
@@ -25,15 +28,27 @@ class CharLM:
     verbose: 0 silent (default), 1 one line per epoch on stdout, 2 also a progress bar (on a terminal).
     device: where the model trains, scores and samples ('cpu', 'cuda', 'cuda:N', 'mps' or a torch.device;
     checked here, so a missing GPU fails before any work).
+    Network options (net.py): embed_dropout, proj_size (LSTM projection), layer_norm (lstmkit's layer-normalised
+    cell), tie_weights (the output layer shares the embedding; embed_dim must equal proj_size or hidden_size).
+    Stream training (stream.py), on when ``steps`` or ``time_budget`` (seconds, evaluations included) is set:
+    AdamW with ``weight_decay``, ``warmup`` steps then cosine decay, validation every ``eval_every`` steps.
     """
 
     def __init__(self, hidden_size: int = 256, embed_dim: int = 64, num_layers: int = 1, cell: str = "lstm",
                  seq_len: int = 64, epochs: int = 10, batch_size: int = 64, batches_per_epoch: int | None = 50,
                  lr: float = 4e-3, lr_schedule: str = "constant", dropout: float = 0.0, patience: int = 3,
-                 seed: int = 0, verbose: int = 0, device="cpu"):
+                 seed: int = 0, verbose: int = 0, device="cpu", *, embed_dropout: float = 0.0, proj_size: int = 0,
+                 layer_norm: bool = False, tie_weights: bool = False, steps: int | None = None,
+                 time_budget: float | None = None, warmup: int = 50, weight_decay: float = 0.01,
+                 eval_every: int = 100):
         self.config = dict(hidden_size=hidden_size, embed_dim=embed_dim, num_layers=num_layers, cell=cell,
                            seq_len=seq_len, epochs=epochs, batch_size=batch_size, batches_per_epoch=batches_per_epoch,
-                           lr=lr, lr_schedule=lr_schedule, dropout=dropout, patience=patience, seed=seed)
+                           lr=lr, lr_schedule=lr_schedule, dropout=dropout, patience=patience, seed=seed,
+                           embed_dropout=embed_dropout, proj_size=proj_size, layer_norm=layer_norm,
+                           tie_weights=tie_weights, steps=steps, time_budget=time_budget, warmup=warmup,
+                           weight_decay=weight_decay, eval_every=eval_every)
+        if self._streaming():
+            self._stream_config().check()  # a bad steps / time_budget fails here, before any work
         self.verbose = verbose
         self.device = devices.resolve(device)
         self.model = None
@@ -49,9 +64,23 @@ class CharLM:
 
         c = self.config
         seed_everything(c["seed"])
+        # checkpoints written before an option existed lack its key: the default is what they trained with
         net = CharNet(len(c["vocab"]) + 1, c["embed_dim"], c["hidden_size"], c["num_layers"], c["cell"],
-                      c.get("dropout", 0.0))
+                      c.get("dropout", 0.0), embed_dropout=c.get("embed_dropout", 0.0),
+                      proj_size=c.get("proj_size", 0), layer_norm=c.get("layer_norm", False),
+                      tie_weights=c.get("tie_weights", False))
         return net.to(self.device)
+
+    def _streaming(self) -> bool:
+        return self.config.get("steps") is not None or self.config.get("time_budget") is not None
+
+    def _stream_config(self):
+        from .stream import StreamConfig
+
+        c = self.config
+        return StreamConfig(batch_size=c["batch_size"], seq_len=c["seq_len"], lr=c["lr"],
+                            weight_decay=c["weight_decay"], warmup=c["warmup"], steps=c["steps"],
+                            time_budget=c["time_budget"], eval_every=c["eval_every"], seed=c["seed"])
 
     def _chunks(self, ids: np.ndarray):
         import torch
@@ -71,6 +100,10 @@ class CharLM:
         c = self.config
         c["vocab"] = "".join(sorted(set(text)))
         self.model = self._build()
+        if log is None:
+            log = print if self.verbose else quiet
+        if self._streaming():
+            return self._fit_stream(text, val_text, ckpt_dir, resume, log)
 
         def loss_fn(model, chunk):
             logits, _ = model(chunk[:, :-1])
@@ -80,10 +113,18 @@ class CharLM:
                           seed=c["seed"], batches_per_epoch=c["batches_per_epoch"], progress=int(self.verbose) >= 2,
                           lr_schedule=c["lr_schedule"], loss_unit="nats per character (cross-entropy)")
         val = self._chunks(self.encode(val_text)) if val_text else None
-        if log is None:
-            log = print if self.verbose else quiet
         self.history_ = fit(self.model, loss_fn, self._chunks(self.encode(text)), val, cfg, task=TASK, config=c,
                             ckpt_dir=ckpt_dir, resume=resume, log=log)
+        return self
+
+    def _fit_stream(self, text, val_text, ckpt_dir, resume, log) -> "CharLM":
+        from .stream import train_stream
+
+        if resume:
+            raise ValueError("resume: not available with steps / time_budget training (it restarts its schedule)")
+        val_bpc = (lambda model: self.bits_per_char(val_text, streams=8)) if val_text else None
+        self.history_ = train_stream(self.model, self.encode(text), val_bpc, self._stream_config(),
+                                     ckpt_dir=ckpt_dir, task=TASK, config=self.config, log=log, device=self.device)
         return self
 
     def bits_per_char(self, text: str, streams: int = 32, chunk: int = 256) -> float:

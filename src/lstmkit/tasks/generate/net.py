@@ -1,23 +1,74 @@
-"""The character language model's network: embedding, recurrent layer, next-character logits."""
+"""The character language model's network: embedding, recurrent layers, next-character logits.
+
+Options a char LM profits from (Press & Wolf 2017 for tying, Gal & Ghahramani 2016 / Merity et al. 2018 for
+the dropouts): the output layer may share the embedding matrix (``tie_weights``; the recurrent layer's output
+width, ``proj_size`` or ``hidden_size``, must then equal ``embed_dim``), dropout on the embedded input, between
+layers and on the top layer's output, and lstmkit's layer-normalised LSTM.
+"""
 from __future__ import annotations
 
-from ..models import nn, recurrent_layer
+from ..models import nn, torch
+
+
+def check_options(*, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int, cell: str,
+                  dropout: float, embed_dropout: float, proj_size: int, layer_norm: bool, tie_weights: bool) -> None:
+    """ValueError naming the first bad argument (before any weights are made)."""
+    for name, v in (("vocab_size", vocab_size), ("embed_dim", embed_dim), ("hidden_size", hidden_size),
+                    ("num_layers", num_layers)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+    for name, p in (("dropout", dropout), ("embed_dropout", embed_dropout)):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"{name}: expected a probability in [0, 1), got {p!r}")
+    if cell.lower() not in ("lstm", "gru"):
+        raise ValueError(f"cell: expected 'lstm' or 'gru', got {cell!r}")
+    if not isinstance(proj_size, int) or not 0 <= proj_size < hidden_size:
+        raise ValueError(f"proj_size: expected an integer in [0, hidden_size={hidden_size}), got {proj_size!r}")
+    if proj_size and cell.lower() != "lstm":
+        raise ValueError(f"proj_size: only the LSTM has a projection, got proj_size={proj_size} with cell={cell!r}")
+    out = proj_size or hidden_size
+    if tie_weights and out != embed_dim:
+        raise ValueError(f"tie_weights: the output layer shares the embedding, so embed_dim must equal the "
+                         f"recurrent output width (proj_size or hidden_size) {out}, got embed_dim={embed_dim}")
 
 
 class CharNet(nn.Module):
-    """Character language model.
+    """Character language model on lstmkit.torch.LSTM / GRU (batch_first).
 
     forward(x, state=None): x (B, T) int64 -> logits (B, T, V), new state (carried across chunks).
+    With ``tie_weights`` the logits are ``out @ embed.weight.T + head_bias``: one (V, E) tensor serves as both
+    embedding and output layer, and the state_dict holds it once (``embed.weight``; no ``head.weight``).
+    ``dropout``: between layers and on the top layer's output; ``embed_dropout``: on the embedded input.
     """
 
     def __init__(self, vocab_size: int, embed_dim: int = 64, hidden_size: int = 256, num_layers: int = 1,
-                 cell: str = "lstm", dropout: float = 0.0):
+                 cell: str = "lstm", dropout: float = 0.0, *, embed_dropout: float = 0.0, proj_size: int = 0,
+                 layer_norm: bool = False, tie_weights: bool = False):
         super().__init__()
+        check_options(vocab_size=vocab_size, embed_dim=embed_dim, hidden_size=hidden_size, num_layers=num_layers,
+                      cell=cell, dropout=dropout, embed_dropout=embed_dropout, proj_size=proj_size,
+                      layer_norm=layer_norm, tie_weights=tie_weights)
+        from ...torch import GRU, LSTM
+
         self.embed = nn.Embedding(vocab_size, embed_dim)
-        self.rnn = recurrent_layer(cell, embed_dim, hidden_size, num_layers, False, dropout)
+        kw = {"proj_size": proj_size} if proj_size else {}
+        if layer_norm:
+            kw["layer_norm"] = True
+        cls = LSTM if cell.lower() == "lstm" else GRU
+        self.rnn = cls(embed_dim, hidden_size, num_layers=num_layers, batch_first=True,
+                       dropout=dropout if num_layers > 1 else 0.0, **kw)
+        self.embed_drop = nn.Dropout(embed_dropout)
         self.drop = nn.Dropout(dropout)  # also with one layer, where the recurrent layer has no dropout
-        self.head = nn.Linear(hidden_size, vocab_size)
+        self.tied = tie_weights
+        if tie_weights:  # small embeddings (AWD-LSTM's ±0.1): as output weights N(0, 1) would start with huge logits
+            nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+            self.head_bias = nn.Parameter(torch.zeros(vocab_size))
+        else:
+            self.head = nn.Linear(proj_size or hidden_size, vocab_size)
 
     def forward(self, x, state=None):
-        out, state = self.rnn(self.embed(x), state)
-        return self.head(self.drop(out)), state
+        out, state = self.rnn(self.embed_drop(self.embed(x)), state)  # (B, T, P)
+        out = self.drop(out)
+        if self.tied:
+            return nn.functional.linear(out, self.embed.weight, self.head_bias), state  # (B, T, V)
+        return self.head(out), state

@@ -1,0 +1,38 @@
+"""Pick dynamic evaluation's learning rate for a trained char LM on the validation split alone.
+
+    PYTHONPATH=src python benchmarks/generate_dynamic_lr.py RUN_DIR [lr ...]
+
+RUN_DIR: a ``lstmkit generate`` run folder (its model.safetensors and results.json). The split is rebuilt
+from results.json's sizes; each lr scores the validation text (after the training text) with dynamic
+evaluation, and the test text is not read.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from lstmkit.tasks.generate import CharLM
+from lstmkit.tasks.generate.data import load_text
+
+
+def main(run_dir: str, lrs: list[float]) -> None:
+    res = json.load(open(os.path.join(run_dir, "results.json")))
+    name, text = load_text(None if res["text"] == "pydoc_data.topics" else res["text"])
+    n_train, n_val = res["n_train"], res["n_val"]
+    train, val = text[:n_train], text[n_train:n_train + n_val]
+    lm = CharLM.load(os.path.join(run_dir, "model.safetensors"))
+    ids = lm.encode(val)
+    for lr in lrs:
+        start = time.perf_counter()
+        p = lm.next_char_probs(val, train, dynamic_lr=lr)[np.arange(len(val)), ids]
+        bpc = float(-np.log2(np.maximum(p, 1e-300)).mean())
+        print(f"dynamic lr {lr:g}: validation {bpc:.4f} bits/char ({time.perf_counter() - start:.0f} s, "
+              f"load average {os.getloadavg()[0]:.1f})", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], [float(a) for a in sys.argv[2:]] or [0.0, 0.03, 0.1, 0.3])
