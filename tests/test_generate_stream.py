@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import lstmkit.torch.modules as modules  # noqa: E402
+import lstmkit.torch.ops as ops  # noqa: E402
 from lstmkit import engine, ref  # noqa: E402
 from lstmkit.cli import main  # noqa: E402
 from lstmkit.tasks import checkpoint  # noqa: E402
@@ -112,8 +113,8 @@ def test_new_options_train_on_the_native_engine(options, monkeypatch):
         monkeypatch.setattr(module, "backward", refuse)
     monkeypatch.setattr(modules.devices, "sequence_forward", refuse)
     calls = []
-    native = modules._train_call
-    monkeypatch.setattr(modules, "_train_call", lambda *a: calls.append(1) or native(*a))
+    native = engine.train_forward  # what lstmkit::rnn_train runs: the engine's training forward
+    monkeypatch.setattr(ops.engine, "train_forward", lambda *a, **k: calls.append(1) or native(*a, **k))
     kw = {"hidden_size": 16, "embed_dim": 16, "num_layers": 1, **options}
     lm = CharLM(steps=2, batch_size=4, seq_len=16, eval_every=2, **kw)
     lm.fit(TEXT[:2000], TEXT[2000:2400], log=_quiet)
@@ -165,6 +166,11 @@ def test_bad_flags_are_argparse_errors_naming_the_flag(argv, flag, capsys):
     (["--tie-weights", "--embed-dim", "16", "--hidden-size", "32"], "--tie-weights"),
     (["--proj-size", "32", "--hidden-size", "32"], "--proj-size"),
     (["--resume", "--steps", "3"], "--resume"),
+    (["--steps", "3", "--epochs", "4"], "--epochs"),  # epoch-training flags would be ignored: refused
+    (["--time-budget", "1", "--patience", "9"], "--patience"),
+    (["--steps", "3", "--lr-schedule", "constant"], "--lr-schedule"),
+    (["--warmup", "5"], "--warmup"),  # and stream-training flags in epoch training
+    (["--eval-every", "7"], "--eval-every"),
 ])
 def test_flags_that_do_not_fit_together_are_named(argv, flag, tmp_path, capsys):
     assert main(["generate", "--out", str(tmp_path / "r")] + argv) != 0

@@ -32,7 +32,8 @@ def register(sub) -> None:
     p.add_argument("--val-fraction", type=fraction, default=0.02,
                    help="the validation part before it, for early stopping (at least 200 characters)")
     p.add_argument("--seq-len", type=positive_int, default=64, help="characters per training chunk (BPTT length)")
-    p.add_argument("--batches-per-epoch", type=positive_int, default=50, help="random batches of chunks per epoch")
+    p.add_argument("--batches-per-epoch", type=positive_int, default=EPOCH_ONLY["batches_per_epoch"],
+                   help="random batches of chunks per epoch")
     p.add_argument("--num-layers", type=positive_int, default=1, help="stacked recurrent layers")
     p.add_argument("--embed-dim", type=positive_int, default=64, help="character embedding width")
     p.add_argument("--dropout", type=probability, default=0.0,
@@ -44,7 +45,7 @@ def register(sub) -> None:
     p.add_argument("--tie-weights", action="store_true",
                    help="the output layer shares the embedding matrix (needs --embed-dim equal to --proj-size, or "
                         "to --hidden-size without a projection)")
-    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine",
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=EPOCH_ONLY["lr_schedule"],
                    help="cosine: decay the learning rate to 0 over --epochs (epoch training only)")
     p.add_argument("--time-budget", type=positive, metavar="MINUTES",
                    help="stream training (state carried across chunks, AdamW, warm-up then cosine decay over the "
@@ -53,10 +54,11 @@ def register(sub) -> None:
     p.add_argument("--steps", type=positive_int,
                    help="stream training for this many steps (with --time-budget: whichever ends first; the "
                         "schedule follows the one further along) (default: epoch training)")
-    p.add_argument("--warmup", type=non_negative_int, default=50,
+    p.add_argument("--warmup", type=non_negative_int, default=STREAM_ONLY["warmup"],
                    help="stream training: steps of linear learning-rate warm-up")
-    p.add_argument("--weight-decay", type=non_negative, default=0.01, help="stream training: AdamW's weight decay")
-    p.add_argument("--eval-every", type=positive_int, default=100,
+    p.add_argument("--weight-decay", type=non_negative, default=STREAM_ONLY["weight_decay"],
+                   help="stream training: AdamW's weight decay")
+    p.add_argument("--eval-every", type=positive_int, default=STREAM_ONLY["eval_every"],
                    help="stream training: steps between validations (the best validated weights are kept)")
     p.add_argument("--dynamic-lr", type=float, default=0.1,
                    help="dynamic evaluation: SGD learning rate for adapting to the held-out text as it is scored "
@@ -66,13 +68,30 @@ def register(sub) -> None:
     p.add_argument("--n-chars", type=positive_int, default=300, help="characters per sample")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (lower: safer choices)")
     p.add_argument("--top-k", type=positive_int, default=20, help="sample among the k likeliest characters")
-    add_common(p, epochs=10, batch_size=64, lr=4e-3, hidden=256)
+    add_common(p, epochs=EPOCH_ONLY["epochs"], batch_size=64, lr=4e-3, hidden=256)
     add_output(p)
-    p.set_defaults(func=run, patience=3)
+    p.set_defaults(func=run, patience=EPOCH_ONLY["patience"])
+
+
+# Flags that steer only one of the two training modes, with their defaults: a value other than the default given
+# to the other mode would be ignored, so it is refused instead.
+EPOCH_ONLY = {"epochs": 10, "batches_per_epoch": 50, "patience": 3, "lr_schedule": "cosine"}
+STREAM_ONLY = {"warmup": 50, "weight_decay": 0.01, "eval_every": 100}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def check_flags(args) -> None:
     """ValueError naming the flags that do not fit together (before the run folder is made)."""
+    stream = bool(args.time_budget or args.steps)
+    unused = EPOCH_ONLY if stream else STREAM_ONLY
+    for name, default in unused.items():
+        if getattr(args, name) != default:
+            raise ValueError(f"{_flag(name)}: only for {'epoch' if stream else 'stream'} training, got "
+                             f"{getattr(args, name)!r} with {'--time-budget/--steps' if stream else 'epoch training'}"
+                             f" (it would be ignored)")
     if args.proj_size and args.proj_size >= args.hidden_size:
         raise ValueError(f"--proj-size: expected less than --hidden-size {args.hidden_size}, got {args.proj_size}")
     if args.proj_size and args.cell != "lstm":
