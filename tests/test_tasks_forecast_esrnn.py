@@ -225,6 +225,9 @@ def test_cli_esrnn_backtest_future_and_json(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["mode"] == "future" and summary["config"]["model"] == "esrnn"
     assert len(pd.read_csv(os.path.join(fut, "forecasts.csv"))) == 4 * 4
+    report = tmp_path / "report.html"  # report/explain read the ES-RNN run folder's normalised window
+    assert main(["report", fut, "--out", str(report)]) == 0 and report.stat().st_size > 10_000
+    assert main(["explain", fut]) == 0 and "steps)" in capsys.readouterr().out
     lstm = [a if a != "esrnn" else "lstm" for a in tiny]
     assert main(["forecast", *lstm, "--level-penalty", "1", "--out", str(tmp_path / "bad")]) != 0
     assert "--level-penalty: only --model esrnn" in capsys.readouterr().err
