@@ -63,6 +63,8 @@ CASES = {  # name -> (builder, its arguments): built inside the timing process
     "peephole B=1 H=128": (sequence_case, ("LSTM", 1, 128), {"peephole": True}),
     "GRU clip B=1 H=128": (sequence_case, ("GRU", 1, 128), {"clip": 3.0}),
     "layer_norm B=1 H=128": (sequence_case, ("LSTM", 1, 128), {"layer_norm": True}),
+    "peephole B=4 H=128": (sequence_case, ("LSTM", 4, 128), {"peephole": True}),
+    "peephole B=8 H=128": (sequence_case, ("LSTM", 8, 128), {"peephole": True}),
     "peephole B=16 H=128": (sequence_case, ("LSTM", 16, 128), {"peephole": True}),
     "peephole B=64 H=256": (sequence_case, ("LSTM", 64, 256), {"peephole": True}),
     "peephole B=16 H=128 training": (sequence_case, ("LSTM", 16, 128), {"train": True, "peephole": True}),

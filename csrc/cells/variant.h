@@ -697,7 +697,14 @@ class VariantStepper {
   }
   // A step's rows stay on the calling thread (its products split over the pool when large).
   double row_macs(index_t) const { return 0; }
-  bool lockstep_units(index_t B) const { return cell_.units_ok() && unit_split<T>(B, cell_.H, cell_.G, cell_.P); }
+  // The lockstep pair only for one or two rows: the variant step's per-unit work (gates, peephole terms,
+  // clip/activations per row) costs more than the plain cell's, so the pair's meeting per step pays off
+  // less. benchmarks/bench_builds.py on Zen 4, peephole H=128 T=100, pair / one thread per step:
+  // B=1 0.80 (faster), B=4 1.06, B=8 1.08, B=16 1.59 (slower).
+  static constexpr index_t kLockstepMaxRows = 2;
+  bool lockstep_units(index_t B) const {
+    return B <= kLockstepMaxRows && cell_.units_ok() && unit_split<T>(B, cell_.H, cell_.G, cell_.P);
+  }
   void step_units(index_t q0, index_t B, index_t u0, index_t u1, T* g, index_t ldg, const T* h_in, T* h_out, T* c,
                   Local& local) {
     cell_.step_units(q0, B, u0, u1, g, ldg, h_in, h_out, c, *rw_, tape_, s_scr_.data(), ht_.data(), local.hin);
