@@ -62,17 +62,15 @@ def _classify(args, model_path: str):
     import pandas as pd
 
     from ..tasks.classify import SequenceClassifier
-    from ..tasks.classify.data import aeon_cases
+    from ..tasks.classify.data import load_ts
     from ..tasks.tables import need_columns, read_table
 
     clf = SequenceClassifier.load(model_path, device=args.device)
     if args.ts is not None:
-        from .._optional import require
-
         if clf.config_["text"]:
             raise ValueError("--ts: this is a text model; give --csv with a text column")
-        X, y = require("aeon.datasets", "tasks").load_from_ts_file(args.ts)
-        ids, X = list(range(len(X))), aeon_cases(X)
+        data = load_ts(args.ts, with_test=False)  # the file's own cases only, checked as classify --ts does
+        ids, X, y = list(range(len(data.X))), data.X, data.y
     elif args.csv is None:
         raise ValueError("--csv or --ts is needed to predict with a classify model")
     else:

@@ -43,10 +43,7 @@ def load_japanese_vowels() -> SequenceData:
 
     def part(split):
         X, y = aeon.load_classification("JapaneseVowels", split=split)
-        # aeon gives (C, T_i) per case, padded with NaN in some versions: drop all-NaN steps
-        seqs = [np.asarray(x, np.float32).T for x in X]
-        seqs = [s[~np.isnan(s).all(axis=1)] for s in seqs]
-        return seqs, np.asarray(y).astype(str)
+        return aeon_cases(X), np.asarray(y).astype(str)
 
     Xtr, ytr = part("train")
     Xte, yte = part("test")
@@ -99,9 +96,9 @@ def aeon_cases(X) -> list:
     return [s[~np.isnan(s).all(axis=1)] for s in seqs]
 
 
-def load_ts(path: str, name: str | None = None) -> SequenceData:
+def load_ts(path: str, name: str | None = None, with_test: bool = True) -> SequenceData:
     """A classification .ts file (aeon's/the UCR-UEA archive's format). A file named ``*_TRAIN.ts`` with a
-    ``*_TEST.ts`` beside it brings that file as the test split."""
+    ``*_TEST.ts`` beside it brings that file as the test split (unless ``with_test`` is False)."""
     import os
 
     aeon = require("aeon.datasets", "tasks")
@@ -118,7 +115,7 @@ def load_ts(path: str, name: str | None = None) -> SequenceData:
     name = name or os.path.basename(path).removesuffix(".ts").removesuffix("_TRAIN")
     test_path = path[:-len("_TRAIN.ts")] + "_TEST.ts" if path.endswith("_TRAIN.ts") else None
     test = None
-    if test_path and os.path.isfile(test_path):
+    if with_test and test_path and os.path.isfile(test_path):
         test = SequenceData(name, *part(test_path))
     return SequenceData(name, X, y, test=test, info={"source": path})
 
