@@ -60,10 +60,13 @@ def _free_port() -> int:
 
 def _torchrun(out, epochs, cell="lstm", n=2):
     env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={n}", "--nnodes=1",
-           "--master-addr=127.0.0.1", f"--master-port={_free_port()}", os.path.abspath(__file__), out, str(epochs),
-           cell]
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    for attempt in range(3):  # _free_port's port can be taken before torchrun binds it: then a new port
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={n}", "--nnodes=1",
+               "--master-addr=127.0.0.1", f"--master-port={_free_port()}", os.path.abspath(__file__), out,
+               str(epochs), cell]
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        if p.returncode == 0 or "address already in use" not in (p.stdout + p.stderr).lower():
+            break
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
 
 
