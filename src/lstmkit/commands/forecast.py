@@ -43,14 +43,11 @@ def register(sub) -> None:
                    help=f"comma-separated subset of: {', '.join(METHODS)} (statsmodels' Theta and damped ETS; "
                         "prophet needs pip install 'lstmkit[prophet]' and takes ~0.3 s a series; each one's "
                         "seconds are in the table)")
-    add_common(p, epochs=30, batch_size=512, lr=3e-3, hidden=64)
+    add_common(p, epochs=30, batch_size=None, lr=None, hidden=64,  # None: the model's own (below)
+               batch_help="windows (lstm) or series (esrnn) per training step (default: 512 lstm, 32 esrnn)",
+               lr_help="Adam's learning rate (default: 3e-3 lstm, 1e-3 esrnn)")
     add_output(p)
-    p.set_defaults(func=run, patience=5, batch_size=None, lr=None)  # None: the model's own (below)
-    for action in p._actions:  # argparse has no public way to reword an added flag's help
-        if action.dest == "batch_size":
-            action.help = "windows (lstm) or series (esrnn) per training step (default: 512 lstm, 32 esrnn)"
-        elif action.dest == "lr":
-            action.help = "Adam's learning rate (default: 3e-3 lstm, 1e-3 esrnn)"
+    p.set_defaults(func=run, patience=5)
 
 
 def baselines(text: str) -> tuple:

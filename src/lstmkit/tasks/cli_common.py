@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 
-def add_common(p, epochs: int, batch_size: int, lr: float, hidden: int) -> None:
+def add_common(p, epochs: int, batch_size: int | None, lr: float | None, hidden: int,
+               batch_help: str = "examples per training step", lr_help: str = "Adam's learning rate") -> None:
     """--out/--overwrite/--resume, --epochs/--batch-size/--lr/--patience/--hidden-size/--cell/--seed,
-    --device, --no-progress."""
+    --device, --no-progress. A task whose --batch-size/--lr default depends on another flag passes None and
+    says so in batch_help/lr_help."""
     p.add_argument("--out", help="run folder (default: a new runs/<task>-<timestamp>); an existing non-empty "
                                  "folder is refused unless --overwrite or --resume")
     p.add_argument("--overwrite", action="store_true", help="allow writing into an existing non-empty --out")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--epochs", type=int, default=epochs, help="training epochs at most")
-    p.add_argument("--batch-size", type=int, default=batch_size, help="examples per training step")
-    p.add_argument("--lr", type=float, default=lr, help="Adam's learning rate")
+    p.add_argument("--batch-size", type=int, default=batch_size, help=batch_help)
+    p.add_argument("--lr", type=float, default=lr, help=lr_help)
     p.add_argument("--patience", type=int, default=6, help="early stopping: epochs without val improvement")
     p.add_argument("--hidden-size", type=int, default=hidden, help="hidden units of the recurrent layer")
     p.add_argument("--cell", choices=("lstm", "gru"), default="lstm", help="recurrent cell")
