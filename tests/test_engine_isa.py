@@ -4,7 +4,9 @@
   forward, backward and cell parity against the NumPy reference), each in a subprocess started with
   LSTMKIT_ISA set, which also checks that ``engine.isa()`` reports the forced path.
 * Threads: results do not depend on the thread count (bit for bit), and two Python threads running two
-  models at the same time get what running them one after the other gives.
+  models at the same time get what running them one after the other gives — on lstmkit's own thread pool
+  and on torch's OpenMP threads (``engine.share_openmp_team``, what ``import lstmkit.torch`` turns on), each
+  test that involves the threads run under both (the ``pool`` fixture).
 """
 from __future__ import annotations
 
@@ -30,6 +32,69 @@ def _env(isa: str) -> dict:
     src = str(Path(engine.__file__).resolve().parents[1])  # the lstmkit this process imported
     env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
     return env
+
+
+@pytest.fixture(params=["own", "openmp"])
+def pool(request):
+    """Runs the test with the kernels' parallel work on lstmkit's own threads ("own") or on torch's OpenMP
+    threads ("openmp"); the mode found is restored afterwards."""
+    before = engine.openmp_team()
+    if request.param == "openmp":
+        import torch  # a test requirement: its OpenMP runtime is the one shared
+
+        torch.ones(1 << 16).add_(1)  # torch's OpenMP threads exist once torch has run a parallel op
+        assert engine.share_openmp_team(True), "torch is imported: its OpenMP runtime must be found"
+    else:
+        assert engine.share_openmp_team(False) == ""
+    try:
+        yield request.param
+    finally:
+        engine.share_openmp_team(bool(before))
+
+
+def test_share_openmp_team_switches_and_checks():
+    import torch  # noqa: F401 - loads the OpenMP runtime
+
+    before = engine.openmp_team()
+    try:
+        path = engine.share_openmp_team(True)
+        assert "omp" in Path(path).name, path
+        assert engine.openmp_team() == path
+        assert engine.share_openmp_team(False) == "" and engine.openmp_team() == ""
+        with pytest.raises(TypeError, match="enable: expected a bool, got str"):
+            engine.share_openmp_team("yes")
+    finally:
+        engine.share_openmp_team(bool(before))
+
+
+def test_openmp_team_is_not_used_in_a_forked_child(pool):
+    """An OpenMP runtime used before a fork may hang in the child (its threads are gone): the child's
+    kernels run on lstmkit's own threads instead, and give the same bits."""
+    import multiprocessing
+
+    config, params, x = _model("LSTM", 23, B=8, H=96, T=20)
+    want = engine.forward(config, params, x)[0]  # the parent's threads have run a job
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_forward_in_child, args=(config, params, x, child))
+    proc.start()
+    proc.join(60)
+    if proc.is_alive():
+        proc.kill()
+        pytest.fail("the forked child hung in its first parallel job")
+    assert proc.exitcode == 0
+    team, out = parent.recv()
+    assert team == ""
+    np.testing.assert_array_equal(out, want)
+
+
+def _forward_in_child(config, params, x, conn):
+    saved = engine.get_num_threads()
+    engine.set_num_threads(2)
+    try:
+        conn.send((engine.openmp_team(), engine.forward(config, params, x)[0]))
+    finally:
+        engine.set_num_threads(saved)
 
 
 def test_isa_reporting():
@@ -116,7 +181,7 @@ def test_thread_count_does_not_change_results(mode, proj):
 @pytest.mark.parametrize("mode,B,bidirectional", [("LSTM", 1, False), ("LSTM", 8, False), ("LSTM", 32, False),
                                                   ("LSTM", 50, False), ("GRU", 1, True), ("GRU", 12, False),
                                                   ("LSTM", 8, True)])
-def test_thread_count_bitwise_without_lengths(mode, B, bidirectional):
+def test_thread_count_bitwise_without_lengths(mode, B, bidirectional, pool):
     config, params, x = _model(mode, 7, B=B, H=128 if B == 1 else 96, bidirectional=bidirectional)
     saved = engine.get_num_threads()
     try:
@@ -134,7 +199,7 @@ def test_thread_count_bitwise_without_lengths(mode, B, bidirectional):
 # state/input gradients are the same bits on 1 and 2 threads.
 @pytest.mark.parametrize("mode,B,bidirectional", [("LSTM", 1, False), ("GRU", 1, True), ("LSTM", 8, True),
                                                   ("GRU", 8, False), ("LSTM", 32, False)])
-def test_thread_count_bitwise_training(mode, B, bidirectional):
+def test_thread_count_bitwise_training(mode, B, bidirectional, pool):
     config, params, x = _model(mode, 11, B=B, H=128 if B == 1 else 96, bidirectional=bidirectional)
     d_out = np.random.default_rng(3).standard_normal(x.shape[:2] + (config.num_directions * config.output_size,))
     d_out = d_out.astype(x.dtype)
@@ -238,7 +303,7 @@ def test_thread_count_bitwise_quantized_lockstep(mode, qtype):
     np.testing.assert_array_equal(one[0], two[0])
 
 
-def test_two_thread_time_loops_under_contention():
+def test_two_thread_time_loops_under_contention(pool):
     """The lockstep loops (B = 1: forward, training forward and backward) while a busy Python thread
     competes for the two cores, so that a loop thread is often descheduled mid-sequence and its partner
     takes its parts: every call still gives the one-thread bits."""
@@ -273,12 +338,12 @@ def test_two_thread_time_loops_under_contention():
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity (Linux)")
-def test_late_partner_falls_back_to_one_thread():
-    """Caller, pool thread and a busy thread all on one CPU: the pool thread is descheduled while it holds
-    its part of a step, the caller finds it late, finishes the loop alone and runs the next calls alone
-    for a while (threads.cpp, Contention). The lockstep loops (B = 1 and 8, forward, training forward
-    and backward) and a streaming step split by units still give the one-thread bits, and the fallback
-    did run."""
+def test_late_partner_falls_back_to_one_thread(pool):
+    """Caller, pool thread (ours, or torch's OpenMP thread) and a busy thread all on one CPU: the pool thread
+    is descheduled while it holds its part of a step, the caller finds it late, finishes the loop alone and
+    runs the next calls alone for a while (threads.cpp, Contention). The lockstep loops (B = 1 and 8,
+    forward, training forward and backward) and a streaming step split by units still give the one-thread
+    bits, and the fallback did run."""
     import lstmkit
     from lstmkit import _engine
 
@@ -303,7 +368,7 @@ def test_late_partner_falls_back_to_one_thread():
 
     before = _engine.pool_stats()
     try:
-        os.sched_setaffinity(0, {min(mask)})  # this thread; the pool's and the burner's inherit it
+        _pin_every_thread({min(mask)})  # torch's OpenMP threads too; the burner inherits it
         engine.set_num_threads(2)  # restarts the pool threads, now on that CPU
         burner = threading.Thread(target=burn)
         burner.start()
@@ -321,14 +386,23 @@ def test_late_partner_falls_back_to_one_thread():
         stop.set()
         if "burner" in locals() and burner.is_alive():
             burner.join()
-        os.sched_setaffinity(0, mask)
+        _pin_every_thread(mask)
         engine.set_num_threads(saved)  # pool threads restarted with the whole mask
     after = _engine.pool_stats()
     assert after["late_partners"] > before["late_partners"], (before, after)
     assert after["solo_jobs"] > before["solo_jobs"], (before, after)
 
 
-def test_two_python_threads_run_two_models_at_once():
+def _pin_every_thread(cpus) -> None:
+    """Sets the CPU affinity of every thread of this process (Linux: /proc/self/task)."""
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except ProcessLookupError:  # a thread that ended meanwhile
+            pass
+
+
+def test_two_python_threads_run_two_models_at_once(pool):
     models = [_model("LSTM", 5, proj=12), _model("GRU", 6, H=64, B=40)]
     alone = [engine.forward(c, p, x) for c, p, x in models]
     saved = engine.get_num_threads()

@@ -339,6 +339,11 @@ NB_MODULE(_engine, m) {
         lstmkit::set_num_threads(n);
       },
       nb::arg("n"), "Set the threads the kernels use (>= 1).");
+  m.def("share_openmp_team", &lstmkit::share_openmp_team, nb::arg("enable"),
+        "Run the kernels' parallel work on the threads of the OpenMP runtime loaded in the process (torch's), "
+        "or on lstmkit's own (enable=False); returns the runtime's path or ''.");
+  m.def("openmp_team", &lstmkit::openmp_team,
+        "The OpenMP runtime whose threads run the kernels' parallel work, or ''.");
   m.def(
       "pool_stats",
       [] {

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <type_traits>
 
@@ -141,6 +142,14 @@ struct PoolStats {
   uint64_t solo_jobs = 0;
 };
 PoolStats pool_stats();
+
+// Runs the pool's jobs on the threads of an OpenMP runtime already loaded in the process (torch's), so
+// that a program alternating torch ops and lstmkit calls keeps one set of threads busy instead of two
+// competing for the cores (threads.cpp, OpenMpTeam), or (enable false) on the pool's own threads.
+// Returns the runtime's file path, or "" when none is loaded or enable is false.
+std::string share_openmp_team(bool enable);
+// The runtime share_openmp_team put in use: its path, or "" while the pool's own threads run the jobs.
+std::string openmp_team();
 
 // Runs fn(ctx, begin, end) over a split of [0, n) into at most num_threads() contiguous chunks, the
 // calling thread taking the first; returns when all are done. Runs fn(ctx, 0, n) on the caller alone

@@ -2,13 +2,18 @@
 // come microseconds apart, calls from Python a fraction of a millisecond) and then sleep on a
 // condition variable. One job at a time: a second caller
 // (another Python thread, the GIL being released) runs its work serially instead of waiting.
+#include <dlfcn.h>
+#include <link.h>
+#include <pthread.h>
 #include <sched.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -155,6 +160,47 @@ Contention& contention() {
   return *c;
 }
 
+// An OpenMP runtime already loaded in the process (torch's libgomp), whose threads run the pool's jobs
+// instead of the pool's own (share_openmp_team). Why: inside a torch program, torch's OpenMP workers
+// spin on the other cores for milliseconds after each torch op (libgomp's default wait policy), so a
+// worker of ours woken then shares a core with a spinning thread and runs at half speed or less —
+// measured in the word_language_model shape (benchmarks/bench_dropout_training.py): the engine's
+// training calls took 11 + 22.6 ms there against 2 × (2.6 + 6.1) ms on a quiet machine. The spinning
+// thread is the one to use: handed a job through GOMP_parallel it starts within microseconds.
+// GOMP_parallel and omp_get_thread_num are libgomp's stable ABI (GCC ≥ 4.9; LLVM's and Intel's
+// runtimes export the same entry points).
+struct OpenMpTeam {
+  void (*parallel)(void (*)(void*), void*, unsigned, unsigned) = nullptr;
+  int (*thread_num)() = nullptr;
+  std::string path;
+};
+
+std::atomic<const OpenMpTeam*> g_team{nullptr};
+
+// A forked child has none of its parent's threads, and an OpenMP runtime used before a fork may hang in
+// the child: the child's pool uses its own threads again.
+void forget_team_after_fork() { g_team.store(nullptr, std::memory_order_relaxed); }
+
+// The first loaded library whose file name holds one of `names` and which exports both entry points.
+int find_openmp(struct dl_phdr_info* info, size_t, void* out) {
+  static const char* const names[] = {"libgomp", "libiomp5", "libomp"};
+  const char* path = info->dlpi_name;
+  if (!path || !*path) return 0;
+  const char* base = std::strrchr(path, '/');
+  base = base ? base + 1 : path;
+  bool named = false;
+  for (const char* n : names) named = named || std::strncmp(base, n, std::strlen(n)) == 0;
+  if (!named) return 0;
+  void* lib = dlopen(path, RTLD_NOW | RTLD_NOLOAD);  // already loaded: a handle only, never a new load
+  if (!lib) return 0;
+  OpenMpTeam& team = *static_cast<OpenMpTeam*>(out);
+  team.parallel = reinterpret_cast<decltype(team.parallel)>(dlsym(lib, "GOMP_parallel"));
+  team.thread_num = reinterpret_cast<decltype(team.thread_num)>(dlsym(lib, "omp_get_thread_num"));
+  if (!team.parallel || !team.thread_num) return 0;  // the handle stays: the library is loaded anyway
+  team.path = path;
+  return 1;
+}
+
 class Pool {
  public:
   ~Pool() { stop_workers(); }
@@ -189,7 +235,8 @@ class Pool {
     }
     std::unique_lock<std::mutex> job(busy_, std::try_to_lock);
     if (!job.owns_lock()) return serial(n, fn, ctx);
-    if (static_cast<int>(workers_.size()) != threads_now - 1) start_workers(threads_now - 1);
+    const OpenMpTeam* team = g_team.load(std::memory_order_acquire);
+    if (!team && static_cast<int>(workers_.size()) != threads_now - 1) start_workers(threads_now - 1);
     const uint64_t chunks = static_cast<uint64_t>(std::min<index_t>(n, threads_now));
     const uint64_t id = (job_id_ = (job_id_ + 1) & 0xffffffffu);
     fn_ = fn;
@@ -200,13 +247,78 @@ class Pool {
     caller_cpu_.store(sched_getcpu(), std::memory_order_relaxed);
 #endif
     claim_.store((id << 32) | (chunks << 16) | 1u, std::memory_order_release);  // chunk 0 is the caller's
+    if (team) {
+      // Thread 0 of the team is this thread: it runs the caller's part; the others claim chunks as
+      // the pool's workers do. GOMP_parallel returns once every team thread has reached its closing
+      // barrier, so a team thread that is not scheduled holds the call up there, out of sight of
+      // wait_for_workers: the whole wait is timed here, when the call returns.
+      TeamCall call{this, start, chunks, {}};
+      team->parallel(&Pool::team_body, &call, static_cast<unsigned>(threads_now), 0);
+      return settle_wait(call.share, Clock::now());
+    }
     {
       std::lock_guard<std::mutex> lk(m_);
       generation_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
+    const CallerShare share = run_as_caller(start, chunks);
+    wait_for_workers(share);
+    settle_wait(share, Clock::now());
+  }
+
+  // Runs the pool's jobs on the threads of an OpenMP runtime loaded in the process (OpenMpTeam), or on
+  // the pool's own threads again (enable false). Returns the runtime's path, or "" when none is loaded
+  // or enable is false.
+  std::string share_openmp_team(bool enable) {
+    std::lock_guard<std::mutex> job(busy_);  // waits for a running job
+    const OpenMpTeam* team = nullptr;
+    if (enable) {
+      static const OpenMpTeam* found = [] {
+        static OpenMpTeam t;
+        if (!dl_iterate_phdr(&find_openmp, &t)) return static_cast<const OpenMpTeam*>(nullptr);
+        pthread_atfork(nullptr, nullptr, &forget_team_after_fork);
+        return static_cast<const OpenMpTeam*>(&t);
+      }();
+      team = found;
+    }
+    if (team) stop_workers();  // they would only spin
+    g_team.store(team, std::memory_order_release);
+    return team ? team->path : std::string();
+  }
+
+ private:
+  // The caller's part of a job, timed: when its own chunks were done, how many, and what one took.
+  struct CallerShare {
+    Clock::time_point done;
+    Clock::duration own{};
+    uint64_t chunks = 0;  // the caller's
+    uint64_t of = 0;      // the job's
+  };
+
+  struct TeamCall {
+    Pool* pool;
+    Clock::time_point start;
+    uint64_t chunks;
+    CallerShare share;
+  };
+
+  static void team_body(void* p) {
+    TeamCall& call = *static_cast<TeamCall*>(p);
+    const OpenMpTeam* team = g_team.load(std::memory_order_acquire);
+    if (team->thread_num() == 0) {
+      call.share = call.pool->run_as_caller(call.start, call.chunks);
+      return call.pool->wait_for_workers(call.share);
+    }
+    const bool outer = tl_in_parallel;
     tl_in_parallel = true;
-    fn(ctx, 0, n / static_cast<index_t>(chunks));
+    call.pool->claim_chunks();
+    tl_in_parallel = outer;
+  }
+
+  // The caller's chunks of a posted job: chunk 0, then whatever no worker has claimed.
+  CallerShare run_as_caller(Clock::time_point start, uint64_t chunks) {
+    tl_in_parallel = true;
+    fn_(ctx_, 0, n_ / static_cast<index_t>(chunks));
     uint64_t mine = 1;
     for (;;) {  // claim what is left
       uint64_t c = claim_.load(std::memory_order_acquire);
@@ -218,30 +330,44 @@ class Pool {
       }
     }
     tl_in_parallel = false;
-    // Wait for the chunks workers are running. Yield often: if the scheduler has put a worker on this
-    // core (it does after a wake-up), spinning here would keep it from finishing. The wait is timed
-    // from the end of this thread's own chunks (checked at each yield), for the debt (Contention).
-    const Clock::time_point mine_done = Clock::now();
-    const Clock::duration own = (mine_done - start) / static_cast<int>(mine);
-    Clock::duration waited{};
-    bool late = false;
-    for (unsigned spins = 0; done_.load(std::memory_order_acquire) + mine != chunks; ++spins) {
-      if ((spins & 255) != 255) {
-        LSTMKIT_PAUSE();
-        continue;
-      }
-      std::this_thread::yield();
-      const Clock::time_point now = Clock::now();
-      waited = now - mine_done;
-      if (!late && Contention::is_late(debt_, waited, own)) {
-        late = true;
-        contention().late(now);
-      }
-    }
-    debt_ = late ? Clock::duration::zero() : Contention::settle(debt_, waited, own);
+    const Clock::time_point done = Clock::now();
+    return {done, (done - start) / static_cast<int>(mine), mine, chunks};
   }
 
- private:
+  // Waits for the chunks workers are running. Yields often: if the scheduler has put a worker on this
+  // core (it does after a wake-up), spinning here would keep it from finishing.
+  void wait_for_workers(const CallerShare& share) {
+    for (unsigned spins = 0; done_.load(std::memory_order_acquire) + share.chunks != share.of; ++spins) {
+      if ((spins & 255) != 255) LSTMKIT_PAUSE();
+      else std::this_thread::yield();
+    }
+  }
+
+  // The callers' debt (Contention) after a job whose workers the caller waited for from the end of its
+  // own chunks until `now`.
+  void settle_wait(const CallerShare& share, Clock::time_point now) {
+    const Clock::duration waited = now - share.done;
+    if (Contention::is_late(debt_, waited, share.own)) {
+      contention().late(now);
+      debt_ = Clock::duration::zero();
+    } else {
+      debt_ = Contention::settle(debt_, waited, share.own);
+    }
+  }
+
+  // A worker's part of the current job: claims chunks until none is left.
+  void claim_chunks() {
+    for (;;) {
+      uint64_t c = claim_.load(std::memory_order_acquire);
+      const uint64_t chunks = (c >> 16) & 0xffffu, next = c & 0xffffu;
+      if (next >= chunks) break;
+      if (claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel)) {
+        run_chunk(static_cast<index_t>(next), static_cast<index_t>(chunks));
+        done_.fetch_add(1, std::memory_order_acq_rel);
+      }
+    }
+  }
+
   void run_chunk(index_t i, index_t chunks) {
     const index_t b = n_ * i / chunks, e = n_ * (i + 1) / chunks;
     if (e > b) fn_(ctx_, b, e);
@@ -307,15 +433,7 @@ class Pool {
       }
       seen = generation_.load(std::memory_order_acquire);
       if (stop_) return;
-      for (;;) {  // claim chunks of the current job, if any are left
-        uint64_t c = claim_.load(std::memory_order_acquire);
-        const uint64_t chunks = (c >> 16) & 0xffffu, next = c & 0xffffu;
-        if (next >= chunks) break;
-        if (claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel)) {
-          run_chunk(static_cast<index_t>(next), static_cast<index_t>(chunks));
-          done_.fetch_add(1, std::memory_order_acq_rel);
-        }
-      }
+      claim_chunks();
     }
   }
 
@@ -490,5 +608,10 @@ void set_num_threads(int n) { pool().set_threads(n); }
 bool in_parallel() { return tl_in_parallel; }
 PoolStats pool_stats() { return contention().stats(); }
 void parallel_for_raw(index_t n, void (*fn)(void*, index_t, index_t), void* ctx) { pool().run(n, fn, ctx); }
+std::string share_openmp_team(bool enable) { return pool().share_openmp_team(enable); }
+std::string openmp_team() {
+  const OpenMpTeam* team = g_team.load(std::memory_order_acquire);
+  return team ? team->path : std::string();
+}
 
 }  // namespace lstmkit

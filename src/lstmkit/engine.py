@@ -25,7 +25,10 @@ Threads: the kernels split large products (and large batches of a step) over the
 Results do not depend on the number of threads (bit for bit without lengths; with lengths a
 step's row split can change the summation order of one row, within float rounding). The GIL is released
 during every native call, so Python threads can run models at the same time (a call that finds the pool
-busy runs on its own thread).
+busy runs on its own thread). Inside a torch program (``import lstmkit.torch``) the pool's work runs on
+torch's OpenMP threads instead of its own (``share_openmp_team``): torch's threads spin on the cores for
+milliseconds after each torch op, and a second set of threads competing with them for the cores ran
+lstmkit's training calls at half speed (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -59,7 +62,8 @@ except ImportError:  # pragma: no cover - depends on the build
     _engine = None
 
 __all__ = [
-    "available", "supports", "isa", "supported_isas", "set_num_threads", "get_num_threads",
+    "available", "supports", "isa", "supported_isas", "set_num_threads", "get_num_threads", "share_openmp_team",
+    "openmp_team",
     "cell_forward", "forward", "train_forward", "backward", "workspace_size", "layered_train_forward",
     "layered_backward", "LayeredTape", "LayerTape", "SequenceCall", "VariantStepper", "variant_options",
 ]
@@ -106,6 +110,23 @@ def set_num_threads(n: int) -> None:
         raise ValueError(f"n: expected 1 to {max_threads()} threads (4 x the {os.cpu_count()} CPUs, at least 16), "
                          f"got {n}")
     _require_engine().set_num_threads(int(n))
+
+
+def share_openmp_team(enable: bool = True) -> str:
+    """Run the native kernels' parallel work on the threads of the OpenMP runtime already loaded in this
+    process (torch's libgomp; ``import lstmkit.torch`` turns this on), or on lstmkit's own thread pool
+    (``enable=False``, the default without torch). The thread count stays ``get_num_threads()``, and results
+    are the same bits either way. Returns the runtime's file path, or '' when none is loaded (or
+    ``enable`` is False), in which case lstmkit's own threads run the work."""
+    if not isinstance(enable, (bool, np.bool_)):
+        raise TypeError(f"enable: expected a bool, got {type(enable).__name__}")
+    return str(_require_engine().share_openmp_team(bool(enable)))
+
+
+def openmp_team() -> str:
+    """The file path of the OpenMP runtime whose threads run the native kernels' parallel work
+    (``share_openmp_team``), or '' while lstmkit's own thread pool runs it."""
+    return str(_require_engine().openmp_team())
 
 
 def get_num_threads() -> int:

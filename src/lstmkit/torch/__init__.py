@@ -16,6 +16,13 @@ from ..params import RNNConfig  # noqa: E402
 from . import equations, onnx_export, ops  # noqa: E402
 from .modules import GRU, LSTM, GRUCell, LSTMCell  # noqa: E402
 
+from .. import engine as _engine  # noqa: E402
+
+if _engine.available():
+    # torch's OpenMP threads run the engine's parallel work: one set of threads for the whole program instead of
+    # two competing for the cores (engine.share_openmp_team; lstmkit's training calls ran at half speed beside
+    # torch's spinning workers).
+    _engine.share_openmp_team(True)
 onnx_export.register_symbolics()  # torch.onnx.export(dynamo=False) translates the operators to LSTM/GRU nodes
 # torch.load's default (weights_only=True) unpickles only allowlisted classes. A user allowlists their own model
 # (and torch.nn containers such as nn.Sequential, as for any torch.nn model); the lstmkit modules inside it and

@@ -153,9 +153,24 @@ def _np(t: Optional[Tensor]):
 
 
 def _to_torch(a: np.ndarray) -> Tensor:
-    # A fresh C-contiguous copy: a custom op's outputs may not alias its inputs, and the fake kernels
-    # promise contiguous outputs, so strides agree between tracing and running.
+    # A custom op's outputs may not alias its inputs or each other, and the fake kernels promise contiguous
+    # outputs, so strides agree between tracing and running. An array that owns its memory and is C-contiguous
+    # is one the engine (or the reference) has just made for this call: it becomes the tensor as it is, without
+    # the copy (a backward's gradients are megabytes). Anything else — a view, another layout, the caller's own
+    # array — is copied.
+    if _memory_owner(a) is not None:
+        return torch.from_numpy(a)
     return torch.from_numpy(np.array(a, order="C", copy=True))
+
+
+def _memory_owner(a: np.ndarray) -> Optional[np.ndarray]:
+    """The array owning all of ``a``'s memory and nothing more (``a`` itself, or the base ``a`` is a whole view
+    of), when ``a`` is C-contiguous and writeable; None otherwise."""
+    root = a if a.base is None else a.base
+    if (type(root) is np.ndarray and root.base is None and root.flags.owndata and root.nbytes == a.nbytes
+            and a.flags.c_contiguous and a.flags.writeable):
+        return root
+    return None
 
 
 def _numpy_args(config, x, h0, c0, params, lengths, dropout_masks, masks):
@@ -266,8 +281,11 @@ def rnn_backward(x: Tensor, h0: Tensor, c0: Optional[Tensor], params: list[Tenso
     d_final = tuple(np.zeros(s, x_np.dtype) if g is None or g.numel() == 0 else _np(g) for s, g in zip(shapes, finals))
     dx, d_state0, grads = _numpy_backward(cfg, params_np, x_np, state0, lengths_np, drop, variant, _np(workspace),
                                           d_out, d_final)
-    result = [dx, *d_state0, *(grads[name] for name in param_shapes(cfg))]
-    return [_to_torch(np.asarray(g, dtype=x_np.dtype)) for g in result]
+    result = [np.asarray(g, dtype=x_np.dtype) for g in (dx, *d_state0, *(grads[name] for name in param_shapes(cfg)))]
+    # Each output its own memory, even if a path hands back one array (or two views of it) twice.
+    owners = [_memory_owner(g) for g in result]
+    return [_to_torch(g if owners[k] is None or all(owners[k] is not o for o in owners[:k]) else g.copy())
+            for k, g in enumerate(result)]
 
 
 @rnn_backward.register_fake
