@@ -7,7 +7,7 @@ Model (the example's RNNModel with LSTM): embedding 10,000 × 200 → dropout 0.
 inter-layer dropout 0.2 → dropout 0.2 → Linear 200 → 10,000; bptt 35, batch 20, cross-entropy, gradient
 norm clipped to 0.25, plain SGD (lr 20), the hidden state carried between batches and detached. The only
 difference between the two peers is the recurrent layer: torch.nn.LSTM, or lstmkit.torch.LSTM with the same
-weights (lstmkit's training with dropout runs natively, one layer at a time, the masks between layers).
+weights (lstmkit's training with dropout is one native call forward and one backward, the masks an input).
 2 threads each (torch.set_num_threads(2), lstmkit.engine.set_num_threads(2)), float32.
 
 lstmkit runs twice: as a torch program gets it (``import lstmkit.torch`` runs the engine's parallel work on

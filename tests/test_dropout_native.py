@@ -1,5 +1,6 @@
-"""Training with inter-layer dropout runs on the native engine, one layer at a time with the masks between
-(engine.layered_train_forward / layered_backward), for the NumPy layers and the torch modules, and computes
+"""Training with inter-layer dropout runs on the native engine in one call (the masks an argument of
+engine.forward / train_forward / backward and of the torch operators), for the NumPy layers and the torch
+modules, and computes
 what the reference computes with the same masks (float64, rtol = atol = 1e-10: the engine sums in another
 order than NumPy, ~K·2^-53 per product over T = 6 steps and 3 layers, far below; tests/test_composition.py
 checks more option sets)."""
@@ -55,7 +56,7 @@ def test_numpy_layer_trains_with_dropout_natively(mode, options, monkeypatch):
         d_out = rng.standard_normal(out.shape)
         d_final = tuple(rng.standard_normal(s.shape) for s in final)
         grads = layer.backward(d_out, *d_final)
-    assert isinstance(layer._last.cache, engine.LayeredTape)
+    assert isinstance(layer._last.cache, np.ndarray)  # one workspace: one native training call
     r_out, r_final, (r_dx, r_ds0, r_grads) = _reference(layer, rng_before, x, lengths, d_out, d_final)
     np.testing.assert_allclose(out, r_out, **TOL)
     for a, b in zip(final, r_final):
@@ -81,41 +82,54 @@ def test_torch_module_trains_with_dropout_natively(mode, options, no_reference):
     assert all(p.grad is not None for p in model.parameters())
 
 
-def test_layered_tape_keeps_one_record_per_layer():
-    """Each layer's record holds what that layer read: x for the first, the layer below's output times its
-    mask for the others (exact products, compared exactly), and a workspace its backward accepts."""
+def test_workspace_keeps_each_layer_input_times_its_mask():
+    """What the training forward reads after layer 0 is the layer below's output times its mask: with masks
+    that are exact powers of two, the one native call gives the bits of running the layers one by one and
+    multiplying in between, forward and (the workspace's) backward, with and without lengths."""
     layer = lstmkit.GRU(3, 4, num_layers=3, bidirectional=True, seed=0, dtype="float64")
     rng = np.random.default_rng(2)
     x = rng.standard_normal((5, 2, 3))
     masks = [(rng.random((5, 2, 8)) < 0.5) * 2.0 for _ in range(2)]
-    out, _, tape = engine.layered_train_forward(layer.config, layer.params, x, dropout_masks=masks)
-    assert [type(rec) for rec in tape.layers] == [engine.LayerTape] * 3
-    np.testing.assert_array_equal(tape.layers[0].input, x)
-    for below, above, mask in zip(tape.layers, tape.layers[1:], masks):
-        layer_out, _ = engine.forward(below.config, below.params, below.input, below.state0)
-        np.testing.assert_array_equal(above.input, layer_out * mask)
-        assert below.workspace.shape == (engine.workspace_size(below.config, 5, 2),)
-    assert [n for rec in tape.layers for n, _ in rec.names] == list(layer.params)
+    d_out = rng.standard_normal((5, 2, 8))
+    for lengths in (None, np.array([3, 5])):
+        out, final, ws = engine.train_forward(layer.config, layer.params, x, None, lengths, dropout_masks=masks)
+        assert ws.shape == (engine.workspace_size(layer.config, 5, 2),)
+        want, _, cache = ref.rnn.forward(layer.config, layer.params, x, None, lengths, masks)
+        np.testing.assert_allclose(out, want, **TOL)
+        dx, _, grads = engine.backward(layer.config, layer.params, x, d_out, None, None, lengths, workspace=ws,
+                                       dropout_masks=masks)
+        r_dx, _, r_grads = ref.rnn.backward(cache, d_out, None)
+        np.testing.assert_allclose(dx, r_dx, **TOL)
+        for key in r_grads:
+            np.testing.assert_allclose(grads[key], r_grads[key], **TOL, err_msg=key)
+        # the same call without a workspace recomputes the forward with the masks
+        dx2, _, _ = engine.backward(layer.config, layer.params, x, d_out, None, None, lengths, dropout_masks=masks)
+        np.testing.assert_array_equal(dx2, dx)
+        # inference with masks (torch's rnn op in train mode without autograd) gives the training forward's bits
+        out2, final2 = engine.forward(layer.config, layer.params, x, None, lengths, dropout_masks=masks)
+        np.testing.assert_array_equal(out2, out)
+        for a, b in zip(final2, final):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_dropout_masks_are_checked_by_name():
     layer = lstmkit.LSTM(3, 4, num_layers=3, seed=0)
     x = np.zeros((5, 2, 3), np.float32)
     with pytest.raises(ValueError, match="dropout_masks: expected 2 masks"):
-        engine.layered_train_forward(layer.config, layer.params, x, dropout_masks=[np.ones((5, 2, 4), np.float32)])
+        engine.train_forward(layer.config, layer.params, x, dropout_masks=[np.ones((5, 2, 4), np.float32)])
     with pytest.raises(ValueError, match=r"dropout_masks\[1\]: expected shape \(5, 2, 4\)"):
-        engine.layered_train_forward(layer.config, layer.params, x,
-                                     dropout_masks=[np.ones((5, 2, 4), np.float32), np.ones((5, 2, 3), np.float32)])
+        engine.forward(layer.config, layer.params, x,
+                       dropout_masks=[np.ones((5, 2, 4), np.float32), np.ones((5, 2, 3), np.float32)])
     with pytest.raises(TypeError, match=r"dropout_masks\[0\]: expected dtype float32"):
-        engine.layered_train_forward(layer.config, layer.params, x,
-                                     dropout_masks=[np.ones((5, 2, 4)), np.ones((5, 2, 4), np.float32)])
+        engine.backward(layer.config, layer.params, x, np.zeros((5, 2, 4), np.float32),
+                        dropout_masks=[np.ones((5, 2, 4)), np.ones((5, 2, 4), np.float32)])
 
 
 @pytest.mark.parametrize("options", [{}, {"peephole": True, "recurrent_dropout": 0.2}])
 def test_dropout_training_compiles_and_exports(options):
-    """The per-layer training path traces: torch.compile(fullgraph=True) (aot_eager, so the masks come from
+    """The training path with dropout traces: torch.compile(fullgraph=True) (aot_eager, so the masks come from
     the same RNG stream as eager) gives eager's output and gradients bit for bit; torch.export holds one
-    training operator per layer."""
+    training operator for the whole stack."""
     torch = pytest.importorskip("torch")
     import lstmkit.torch as lt
 
@@ -131,12 +145,12 @@ def test_dropout_training_compiles_and_exports(options):
     torch.testing.assert_close(results[0], results[1], rtol=0, atol=0)
     graph = torch.export.export(model, (x,)).graph
     ops = [str(n.target) for n in graph.nodes if "lstmkit" in str(n.target)]
-    assert len(ops) == 2 and all("_train" in op for op in ops), ops
+    assert ops == ["lstmkit.rnn_train.default"], ops
 
 
 def test_variant_operator_with_dropout_masks_runs_natively(no_reference):
     """rnn called with a variant config and inter-layer dropout masks (training without autograd, or a direct
-    call) and its backward run on the engine, and agree with the layer-by-layer training path of the module."""
+    call) and its backward run on the engine, and agree with the training operator the module calls."""
     torch = pytest.importorskip("torch")
     import lstmkit.torch as lt
 
@@ -148,7 +162,8 @@ def test_variant_operator_with_dropout_masks_runs_natively(no_reference):
     out, _, _ = torch.ops.lstmkit.rnn(x, h0, None, list(model.parameters()), None, masks, [], [], [],
                                       model._config_key)
     (dx,) = torch.autograd.grad(out.square().sum(), [x])
-    want, _ = model._run_layers(x, (h0,), None, masks, ([], [], []))
+    want, _, _, _ = torch.ops.lstmkit.rnn_train(x, h0, None, list(model.parameters()), None, masks, [], [], [],
+                                                model._config_key)
     (want_dx,) = torch.autograd.grad(want.square().sum(), [x])
     torch.testing.assert_close(out, want, rtol=0, atol=0)
     torch.testing.assert_close(dx, want_dx, rtol=1e-12, atol=1e-12)

@@ -375,14 +375,19 @@ def test_native_glue_rejects_bad_shapes_instead_of_crashing():
     weights = [params[k] for k in params]
     out = np.empty((5, 3, 4))
     h_n, c_n = np.empty((4, 3, 2)), np.empty((4, 3, 6))
-    _engine.forward("LSTM", 2, True, 6, 2, True, x, weights, *state0, None, out, h_n, c_n)  # the right call works
+    _engine.forward("LSTM", 2, True, 6, 2, True, x, weights, *state0, None, [], out, h_n, c_n)  # the right call works
     with pytest.raises(ValueError, match=r"out: expected shape \(5, 3, 4\)"):
-        _engine.forward("LSTM", 2, True, 6, 2, True, x, weights, *state0, None, np.empty((5, 3, 3)), h_n, c_n)
+        _engine.forward("LSTM", 2, True, 6, 2, True, x, weights, *state0, None, [], np.empty((5, 3, 3)), h_n, c_n)
     with pytest.raises(ValueError, match=r"weights: expected 20 arrays, got 19"):
-        _engine.forward("LSTM", 2, True, 6, 2, True, x, weights[:-1], *state0, None, out, h_n, c_n)
+        _engine.forward("LSTM", 2, True, 6, 2, True, x, weights[:-1], *state0, None, [], out, h_n, c_n)
     with pytest.raises(ValueError, match=r"lengths: expected values in \[0, 5\], got 9"):
-        _engine.forward("LSTM", 2, True, 6, 2, True, x, weights, *state0, np.array([1, 9, 2]), out, h_n, c_n)
+        _engine.forward("LSTM", 2, True, 6, 2, True, x, weights, *state0, np.array([1, 9, 2]), [], out, h_n, c_n)
     with pytest.raises(ValueError, match=r"h0: expected shape"):
-        _engine.forward("LSTM", 2, True, 6, 2, True, x, weights, state0[0][:2], state0[1], None, out, h_n, c_n)
+        _engine.forward("LSTM", 2, True, 6, 2, True, x, weights, state0[0][:2], state0[1], None, [], out, h_n, c_n)
+    with pytest.raises(ValueError, match=r"dropout_masks: expected none or 1 \(one per layer but the last\), got 2"):
+        _engine.forward("LSTM", 2, True, 6, 2, True, x, weights, *state0, None, [np.ones((5, 3, 4))] * 2, out, h_n,
+                        c_n)
+    with pytest.raises(ValueError, match=r"dropout_masks\[0\]: expected shape \(5, 3, 4\)"):
+        _engine.forward("LSTM", 2, True, 6, 2, True, x, weights, *state0, None, [np.ones((5, 3, 2))], out, h_n, c_n)
     with pytest.raises(TypeError):  # dtype mismatch: no overload, no silent conversion
-        _engine.forward("LSTM", 2, True, 6, 2, True, x.astype(np.float32), weights, *state0, None, out, h_n, c_n)
+        _engine.forward("LSTM", 2, True, 6, 2, True, x.astype(np.float32), weights, *state0, None, [], out, h_n, c_n)

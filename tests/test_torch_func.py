@@ -153,7 +153,7 @@ def test_gradcheck_batched_grad(op):
     def f(x, h0, c0, *params):
         if op == "rnn":
             return torch.ops.lstmkit.rnn(x, h0, c0, list(params), lengths, [], [], [], [], key)
-        return torch.ops.lstmkit.rnn_train(x, h0, c0, list(params), lengths, [], [], [], key)[:3]
+        return torch.ops.lstmkit.rnn_train(x, h0, c0, list(params), lengths, [], [], [], [], key)[:3]
 
     assert torch.autograd.gradcheck(f, (x, h0, c0, *params), eps=1e-6, atol=1e-7, rtol=1e-5, check_batched_grad=True)
 

@@ -90,7 +90,7 @@ def test_gradcheck_train_ops_saved_workspace(mode):
     def f(x, *rest):
         st, params = rest[:len(states)], rest[len(states):]
         c0 = st[1] if lstm else None
-        out = torch.ops.lstmkit.rnn_train(x, st[0], c0, list(params), lengths, [], [], [], config_key(c))
+        out = torch.ops.lstmkit.rnn_train(x, st[0], c0, list(params), lengths, [], [], [], [], config_key(c))
         return out[:3 if lstm else 2]  # the workspace is not differentiable (nor a GRU's empty c_n)
 
     params = _params(config, gen)
@@ -128,13 +128,16 @@ def test_opcheck_schema_fake_and_autograd_registration():
         torch.library.opcheck(torch.ops.lstmkit.rnn.default, (x, h0, c0, params, torch.tensor([3, 1]), [], [], [], [],
                                                               key))
         torch.library.opcheck(torch.ops.lstmkit.rnn_train.default, (x, h0, c0, params, torch.tensor([3, 1]), [], [],
-                                                                    [], key))
+                                                                    [], [], key))
+        mask = (torch.rand(3, 2, 2, generator=gen) < 0.5).to(dtype) * 2  # inter-layer dropout, an input
+        torch.library.opcheck(torch.ops.lstmkit.rnn_train.default, (x, h0, c0, params, torch.tensor([3, 1]), [mask],
+                                                                    [], [], [], key))
         config = RNNConfig("GRU", 2, 3)
         params = [p.detach().to(dtype).requires_grad_() for p in _params(config, gen)]
         h0 = torch.randn(1, 2, 3, dtype=dtype)
         torch.library.opcheck(torch.ops.lstmkit.rnn.default, (x, h0, None, params, None, [], [], [], [],
                                                               config_key(config)))
-        torch.library.opcheck(torch.ops.lstmkit.rnn_train.default, (x, h0, None, params, None, [], [], [],
+        torch.library.opcheck(torch.ops.lstmkit.rnn_train.default, (x, h0, None, params, None, [], [], [], [],
                                                                     config_key(config)))
         torch.library.opcheck(torch.ops.lstmkit.rnn_step.default, (x[0], h0, None, params, config_key(config)))
         grads = (None, torch.randn(1, 2, 3, dtype=dtype), None)

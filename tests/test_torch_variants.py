@@ -139,7 +139,7 @@ def test_gradcheck_variant_op(mode, options, op):
         if op == "rnn":
             out, h, c = torch.ops.lstmkit.rnn(x, h0, c0_, ps, lengths, [], m_rd, m_zc, m_zh, key)
         else:
-            out, h, c, _ = torch.ops.lstmkit.rnn_train(x, h0, c0_, ps, lengths, m_rd, m_zc, m_zh, key)
+            out, h, c, _ = torch.ops.lstmkit.rnn_train(x, h0, c0_, ps, lengths, [], m_rd, m_zc, m_zh, key)
         return (out, h, c) if mode == "LSTM" else (out, h)
 
     inputs = (x, h0, *([c0] if mode == "LSTM" else []), *params)
@@ -156,7 +156,7 @@ def test_opcheck_variant_ops(mode, options):
     torch.library.opcheck(torch.ops.lstmkit.rnn.default,
                           (x, h0, c0, params, lengths, [], m_rd, m_zc, m_zh, key))
     torch.library.opcheck(torch.ops.lstmkit.rnn_train.default,
-                          (x, h0, c0, params, lengths, m_rd, m_zc, m_zh, key))
+                          (x, h0, c0, params, lengths, [], m_rd, m_zc, m_zh, key))
 
 
 def test_training_runs_the_forward_once(monkeypatch):
@@ -212,7 +212,7 @@ def test_operator_mask_errors_are_named():
         "LSTM", dict(zoneout=(0.3, 0.2), recurrent_dropout=0.2))
     key, lengths = config_key(cfg), torch.tensor([4, 2, 3])
     with pytest.raises(ValueError, match=r"mask_zoneout_c\[0\]: expected shape \(4, 3, 5\), got \(4, 3, 2\)"):
-        torch.ops.lstmkit.rnn_train(x, h0, c0, params, lengths, m_rd, [m_zc[0][..., :2]], m_zh, key)
+        torch.ops.lstmkit.rnn_train(x, h0, c0, params, lengths, [], m_rd, [m_zc[0][..., :2]], m_zh, key)
     with pytest.raises(ValueError, match=r"mask_recurrent: expected a list of 1 masks .*got 2"):
         torch.ops.lstmkit.rnn(x, h0, c0, params, lengths, [], m_rd * 2, m_zc, m_zh, key)
     with pytest.raises(TypeError, match=r"mask_zoneout_h\[0\]: expected dtype float64"):

@@ -136,20 +136,21 @@ void expect_forward_results(const lstmkit::RnnShape& s, const A& out, const A& h
 }
 
 // forward(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x (T, B, I), weights,
-//         h0 (L·D, B, P), c0 (L·D, B, H) | None, lengths (B,) int64 | None,
+//         h0 (L·D, B, P), c0 (L·D, B, H) | None, lengths (B,) int64 | None, dropout_masks [] or L − 1 × (T, B, D·P),
 //         out (T, B, D·P), h_n (L·D, B, P), c_n (L·D, B, H) | None)
 template <typename T>
 void forward(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size, index_t proj_size,
-             bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0, Lengths lengths, Out<T> out,
-             Out<T> h_n, Out<T> c_n) {
-  const SequenceArgs<T> a =
-      check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0, lengths);
+             bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0, Lengths lengths,
+             std::vector<In<T>> dropout_masks, Out<T> out, Out<T> h_n, Out<T> c_n) {
+  const SequenceArgs<T> a = check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x,
+                                           weights, h0, c0, lengths, dropout_masks);
   const lstmkit::RnnShape& s = a.s;
   expect_forward_results(s, out, h_n, c_n);
   const T* c0_ptr = s.lstm ? c0.data() : nullptr;
   T* c_n_ptr = s.lstm ? c_n.data() : nullptr;
   nb::gil_scoped_release release;
-  kernels<T>().rnn_forward(s, x.data(), a.cells.data(), h0.data(), c0_ptr, a.lengths, out.data(), h_n.data(), c_n_ptr);
+  kernels<T>().rnn_forward(s, x.data(), a.cells.data(), h0.data(), c0_ptr, a.lengths, a.dropout_masks(), out.data(),
+                           h_n.data(), c_n_ptr);
 }
 
 // Throws ValueError unless ws is the 1-D training workspace of this call: T·B·train_workspace_row(s) values.
@@ -163,17 +164,17 @@ void expect_workspace(const A& ws, const lstmkit::RnnShape& s) {
 template <typename T>
 void train_forward(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size,
                    index_t proj_size, bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0,
-                   Lengths lengths, Out<T> out, Out<T> h_n, Out<T> c_n, Out<T> ws) {
-  const SequenceArgs<T> a =
-      check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0, lengths);
+                   Lengths lengths, std::vector<In<T>> dropout_masks, Out<T> out, Out<T> h_n, Out<T> c_n, Out<T> ws) {
+  const SequenceArgs<T> a = check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x,
+                                           weights, h0, c0, lengths, dropout_masks);
   const lstmkit::RnnShape& s = a.s;
   expect_forward_results(s, out, h_n, c_n);
   expect_workspace(ws, s);
   const T* c0_ptr = s.lstm ? c0.data() : nullptr;
   T* c_n_ptr = s.lstm ? c_n.data() : nullptr;
   nb::gil_scoped_release release;
-  kernels<T>().rnn_train_forward(s, x.data(), a.cells.data(), h0.data(), c0_ptr, a.lengths, out.data(), h_n.data(),
-                                 c_n_ptr, ws.data());
+  kernels<T>().rnn_train_forward(s, x.data(), a.cells.data(), h0.data(), c0_ptr, a.lengths, a.dropout_masks(),
+                                 out.data(), h_n.data(), c_n_ptr, ws.data());
 }
 
 // backward(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0 | None,
@@ -183,10 +184,11 @@ void train_forward(const std::string& mode, index_t num_layers, bool bidirection
 // grads: flat list of output arrays shaped and ordered like weights.
 template <typename T>
 void backward(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size, index_t proj_size,
-              bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0, Lengths lengths, In<T> ws,
-              In<T> d_out, In<T> d_hn, In<T> d_cn, Out<T> dx, Out<T> d_h0, Out<T> d_c0, std::vector<Out<T>> grads) {
-  const SequenceArgs<T> a =
-      check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0, lengths);
+              bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0, Lengths lengths,
+              std::vector<In<T>> dropout_masks, In<T> ws, In<T> d_out, In<T> d_hn, In<T> d_cn, Out<T> dx, Out<T> d_h0,
+              Out<T> d_c0, std::vector<Out<T>> grads) {
+  const SequenceArgs<T> a = check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x,
+                                           weights, h0, c0, lengths, dropout_masks);
   const lstmkit::RnnShape& s = a.s;
   const index_t LD = s.L * s.D;
   expect_workspace(ws, s);
@@ -216,8 +218,8 @@ void backward(const std::string& mode, index_t num_layers, bool bidirectional, i
   const T* d_cn_ptr = s.lstm ? d_cn.data() : nullptr;
   T* d_c0_ptr = s.lstm ? d_c0.data() : nullptr;
   nb::gil_scoped_release release;
-  kernels<T>().rnn_backward(s, x.data(), a.cells.data(), a.lengths, ws.data(), d_out.data(), d_hn.data(), d_cn_ptr,
-                            dx.data(), d_h0.data(), d_c0_ptr, cell_grads.data());
+  kernels<T>().rnn_backward(s, x.data(), a.cells.data(), a.lengths, a.dropout_masks(), ws.data(), d_out.data(),
+                            d_hn.data(), d_cn_ptr, dx.data(), d_h0.data(), d_c0_ptr, cell_grads.data());
 }
 
 // A streaming state (common.h's StreamBase) behind a Python object. Python's lstmkit.stream checks
@@ -293,22 +295,23 @@ void bind_dtype(nb::module_& m, const char* stream_name) {
   m.def("forward", &forward<T>, nb::arg("mode"), nb::arg("num_layers"), nb::arg("bidirectional"),
         nb::arg("hidden_size"), nb::arg("proj_size"), nb::arg("has_bias"), nb::arg("x").noconvert(),
         nb::arg("weights").noconvert(), nb::arg("h0").noconvert(), nb::arg("c0").noconvert().none(),
-        nb::arg("lengths").noconvert().none(), nb::arg("out").noconvert(), nb::arg("h_n").noconvert(),
-        nb::arg("c_n").noconvert().none(),
+        nb::arg("lengths").noconvert().none(), nb::arg("dropout_masks").noconvert(), nb::arg("out").noconvert(),
+        nb::arg("h_n").noconvert(), nb::arg("c_n").noconvert().none(),
         "Whole-sequence inference forward into out, h_n (and c_n). Use lstmkit.engine.forward.");
   m.def("train_forward", &train_forward<T>, nb::arg("mode"), nb::arg("num_layers"), nb::arg("bidirectional"),
         nb::arg("hidden_size"), nb::arg("proj_size"), nb::arg("has_bias"), nb::arg("x").noconvert(),
         nb::arg("weights").noconvert(), nb::arg("h0").noconvert(), nb::arg("c0").noconvert().none(),
-        nb::arg("lengths").noconvert().none(), nb::arg("out").noconvert(), nb::arg("h_n").noconvert(),
-        nb::arg("c_n").noconvert().none(), nb::arg("workspace").noconvert(),
+        nb::arg("lengths").noconvert().none(), nb::arg("dropout_masks").noconvert(), nb::arg("out").noconvert(),
+        nb::arg("h_n").noconvert(), nb::arg("c_n").noconvert().none(), nb::arg("workspace").noconvert(),
         "Training forward into out, h_n (and c_n), keeping what backward needs in workspace. "
         "Use lstmkit.engine.train_forward.");
   m.def("backward", &backward<T>, nb::arg("mode"), nb::arg("num_layers"), nb::arg("bidirectional"),
         nb::arg("hidden_size"), nb::arg("proj_size"), nb::arg("has_bias"), nb::arg("x").noconvert(),
         nb::arg("weights").noconvert(), nb::arg("h0").noconvert(), nb::arg("c0").noconvert().none(),
-        nb::arg("lengths").noconvert().none(), nb::arg("workspace").noconvert(), nb::arg("d_out").noconvert(),
-        nb::arg("d_hn").noconvert(), nb::arg("d_cn").noconvert().none(), nb::arg("dx").noconvert(),
-        nb::arg("d_h0").noconvert(), nb::arg("d_c0").noconvert().none(), nb::arg("grads").noconvert(),
+        nb::arg("lengths").noconvert().none(), nb::arg("dropout_masks").noconvert(), nb::arg("workspace").noconvert(),
+        nb::arg("d_out").noconvert(), nb::arg("d_hn").noconvert(), nb::arg("d_cn").noconvert().none(),
+        nb::arg("dx").noconvert(), nb::arg("d_h0").noconvert(), nb::arg("d_c0").noconvert().none(),
+        nb::arg("grads").noconvert(),
         "BPTT of the whole sequence from train_forward's workspace into dx, d_h0 (and d_c0), grads. "
         "Use lstmkit.engine.backward.");
 }

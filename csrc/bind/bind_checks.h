@@ -125,14 +125,17 @@ struct SequenceArgs {
   lstmkit::RnnShape s;
   std::vector<lstmkit::CellWeights<T>> cells;  // [L·D]
   const int64_t* lengths = nullptr;
+  std::vector<const T*> dropout;  // [L − 1] inter-layer dropout masks (T, B, D·P), or empty
+  const T* const* dropout_masks() const { return dropout.empty() ? nullptr : dropout.data(); }
 };
 
 // Checks everything a sequence call reads: config, x (T, B, I), the flat weights list (as check_model),
-// h0, c0, lengths.
+// h0, c0, lengths, and the inter-layer dropout masks (none, or L − 1 of shape (T, B, D·P)).
 template <typename T>
 SequenceArgs<T> check_sequence(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size,
                                index_t proj_size, bool has_bias, const In<T>& x, const std::vector<In<T>>& weights,
-                               const In<T>& h0, const In<T>& c0, const Lengths& lengths) {
+                               const In<T>& h0, const In<T>& c0, const Lengths& lengths,
+                               const std::vector<In<T>>& dropout) {
   SequenceArgs<T> a;
   lstmkit::RnnShape& s = a.s;
   if (x.ndim() != 3) throw std::invalid_argument("x: expected 3 dimensions (T, B, I), got shape " + shape_str(x));
@@ -150,6 +153,13 @@ SequenceArgs<T> check_sequence(const std::string& mode, index_t num_layers, bool
       if (a.lengths[b] < 0 || a.lengths[b] > s.T)
         throw std::invalid_argument("lengths: expected values in [0, " + std::to_string(s.T) + "], got " +
                                     std::to_string(a.lengths[b]));
+  }
+  if (!dropout.empty() && static_cast<index_t>(dropout.size()) != s.L - 1)
+    throw std::invalid_argument("dropout_masks: expected none or " + std::to_string(s.L - 1) +
+                                " (one per layer but the last), got " + std::to_string(dropout.size()));
+  for (size_t k = 0; k < dropout.size(); ++k) {
+    expect_shape(("dropout_masks[" + std::to_string(k) + "]").c_str(), dropout[k], {s.T, s.B, s.D * s.P});
+    a.dropout.push_back(dropout[k].data());
   }
   return a;
 }

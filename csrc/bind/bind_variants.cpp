@@ -145,11 +145,11 @@ void expect_variant_workspace(const A& ws, const lstmkit::RnnShape& s, const lst
 template <typename T>
 void run_variant_forward(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size,
                          index_t proj_size, bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0,
-                         Lengths lengths, nb::dict options, std::vector<In<T>> extra, std::vector<In<T>> m_rd,
-                         std::vector<In<T>> m_zc, std::vector<In<T>> m_zh, Out<T> out, Out<T> h_n, Out<T> c_n,
-                         Out<T>* ws) {
-  const SequenceArgs<T> a =
-      check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0, lengths);
+                         Lengths lengths, std::vector<In<T>> dropout_masks, nb::dict options, std::vector<In<T>> extra,
+                         std::vector<In<T>> m_rd, std::vector<In<T>> m_zc, std::vector<In<T>> m_zh, Out<T> out,
+                         Out<T> h_n, Out<T> c_n, Out<T>* ws) {
+  const SequenceArgs<T> a = check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x,
+                                           weights, h0, c0, lengths, dropout_masks);
   const lstmkit::RnnShape& s = a.s;
   const VariantArgs<T> v = check_variants(s, options, extra, m_rd, m_zc, m_zh);
   const index_t LD = s.L * s.D;
@@ -162,29 +162,31 @@ void run_variant_forward(const std::string& mode, index_t num_layers, bool bidir
   nb::gil_scoped_release release;
   if (ws)
     variant_kernels<T>().train_forward(s, v.o, x.data(), a.cells.data(), v.extra.data(), v.masks.data(), h0.data(),
-                                       c0_ptr, a.lengths, out.data(), h_n.data(), c_n_ptr, ws->data());
+                                       c0_ptr, a.lengths, a.dropout_masks(), out.data(), h_n.data(), c_n_ptr,
+                                       ws->data());
   else
     variant_kernels<T>().forward(s, v.o, x.data(), a.cells.data(), v.extra.data(), v.masks.data(), h0.data(), c0_ptr,
-                                 a.lengths, out.data(), h_n.data(), c_n_ptr);
+                                 a.lengths, a.dropout_masks(), out.data(), h_n.data(), c_n_ptr);
 }
 
 template <typename T>
 void variant_forward(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size,
                      index_t proj_size, bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0,
-                     Lengths lengths, nb::dict options, std::vector<In<T>> extra, std::vector<In<T>> m_rd,
-                     std::vector<In<T>> m_zc, std::vector<In<T>> m_zh, Out<T> out, Out<T> h_n, Out<T> c_n) {
+                     Lengths lengths, std::vector<In<T>> dropout_masks, nb::dict options, std::vector<In<T>> extra,
+                     std::vector<In<T>> m_rd, std::vector<In<T>> m_zc, std::vector<In<T>> m_zh, Out<T> out, Out<T> h_n,
+                     Out<T> c_n) {
   run_variant_forward<T>(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0, lengths,
-                         options, extra, m_rd, m_zc, m_zh, out, h_n, c_n, nullptr);
+                         dropout_masks, options, extra, m_rd, m_zc, m_zh, out, h_n, c_n, nullptr);
 }
 
 template <typename T>
 void variant_train_forward(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size,
                            index_t proj_size, bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0,
-                           Lengths lengths, nb::dict options, std::vector<In<T>> extra, std::vector<In<T>> m_rd,
-                           std::vector<In<T>> m_zc, std::vector<In<T>> m_zh, Out<T> out, Out<T> h_n, Out<T> c_n,
-                           Out<T> ws) {
+                           Lengths lengths, std::vector<In<T>> dropout_masks, nb::dict options,
+                           std::vector<In<T>> extra, std::vector<In<T>> m_rd, std::vector<In<T>> m_zc,
+                           std::vector<In<T>> m_zh, Out<T> out, Out<T> h_n, Out<T> c_n, Out<T> ws) {
   run_variant_forward<T>(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0, lengths,
-                         options, extra, m_rd, m_zc, m_zh, out, h_n, c_n, &ws);
+                         dropout_masks, options, extra, m_rd, m_zc, m_zh, out, h_n, c_n, &ws);
 }
 
 // Like backward (bind.cpp) plus options, extra, masks; ws: what variant_train_forward filled for the same
@@ -192,11 +194,12 @@ void variant_train_forward(const std::string& mode, index_t num_layers, bool bid
 template <typename T>
 void variant_backward(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size,
                       index_t proj_size, bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0,
-                      Lengths lengths, nb::dict options, std::vector<In<T>> extra, std::vector<In<T>> m_rd,
-                      std::vector<In<T>> m_zc, std::vector<In<T>> m_zh, In<T> ws, In<T> d_out, In<T> d_hn, In<T> d_cn,
-                      Out<T> dx, Out<T> d_h0, Out<T> d_c0, std::vector<Out<T>> grads, std::vector<Out<T>> extra_grads) {
-  const SequenceArgs<T> a =
-      check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x, weights, h0, c0, lengths);
+                      Lengths lengths, std::vector<In<T>> dropout_masks, nb::dict options, std::vector<In<T>> extra,
+                      std::vector<In<T>> m_rd, std::vector<In<T>> m_zc, std::vector<In<T>> m_zh, In<T> ws, In<T> d_out,
+                      In<T> d_hn, In<T> d_cn, Out<T> dx, Out<T> d_h0, Out<T> d_c0, std::vector<Out<T>> grads,
+                      std::vector<Out<T>> extra_grads) {
+  const SequenceArgs<T> a = check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x,
+                                           weights, h0, c0, lengths, dropout_masks);
   const lstmkit::RnnShape& s = a.s;
   const VariantArgs<T> v = check_variants(s, options, extra, m_rd, m_zc, m_zh);
   const index_t LD = s.L * s.D;
@@ -237,9 +240,9 @@ void variant_backward(const std::string& mode, index_t num_layers, bool bidirect
   const T* d_cn_ptr = s.lstm ? d_cn.data() : nullptr;
   T* d_c0_ptr = s.lstm ? d_c0.data() : nullptr;
   nb::gil_scoped_release release;
-  variant_kernels<T>().backward(s, v.o, x.data(), a.cells.data(), v.extra.data(), v.masks.data(), a.lengths, ws.data(),
-                                d_out.data(), d_hn.data(), d_cn_ptr, dx.data(), d_h0.data(), d_c0_ptr, cg.data(),
-                                eg.data());
+  variant_kernels<T>().backward(s, v.o, x.data(), a.cells.data(), v.extra.data(), v.masks.data(), a.lengths,
+                                a.dropout_masks(), ws.data(), d_out.data(), d_hn.data(), d_cn_ptr, dx.data(),
+                                d_h0.data(), d_c0_ptr, cg.data(), eg.data());
 }
 
 template <typename T>
@@ -247,24 +250,24 @@ void bind_dtype(nb::module_& m) {
   m.def("variant_forward", &variant_forward<T>, nb::arg("mode"), nb::arg("num_layers"), nb::arg("bidirectional"),
         nb::arg("hidden_size"), nb::arg("proj_size"), nb::arg("has_bias"), nb::arg("x").noconvert(),
         nb::arg("weights").noconvert(), nb::arg("h0").noconvert(), nb::arg("c0").noconvert().none(),
-        nb::arg("lengths").noconvert().none(), nb::arg("options"), nb::arg("extra").noconvert(),
-        nb::arg("mask_recurrent").noconvert(), nb::arg("mask_zoneout_c").noconvert(),
+        nb::arg("lengths").noconvert().none(), nb::arg("dropout_masks").noconvert(), nb::arg("options"),
+        nb::arg("extra").noconvert(), nb::arg("mask_recurrent").noconvert(), nb::arg("mask_zoneout_c").noconvert(),
         nb::arg("mask_zoneout_h").noconvert(), nb::arg("out").noconvert(), nb::arg("h_n").noconvert(),
         nb::arg("c_n").noconvert().none(),
         "Whole-sequence forward of an RNN variant into out, h_n (and c_n). Use lstmkit.engine_variants.forward.");
   m.def("variant_train_forward", &variant_train_forward<T>, nb::arg("mode"), nb::arg("num_layers"),
         nb::arg("bidirectional"), nb::arg("hidden_size"), nb::arg("proj_size"), nb::arg("has_bias"),
         nb::arg("x").noconvert(), nb::arg("weights").noconvert(), nb::arg("h0").noconvert(),
-        nb::arg("c0").noconvert().none(), nb::arg("lengths").noconvert().none(), nb::arg("options"),
-        nb::arg("extra").noconvert(), nb::arg("mask_recurrent").noconvert(), nb::arg("mask_zoneout_c").noconvert(),
-        nb::arg("mask_zoneout_h").noconvert(), nb::arg("out").noconvert(), nb::arg("h_n").noconvert(),
-        nb::arg("c_n").noconvert().none(), nb::arg("workspace").noconvert(),
+        nb::arg("c0").noconvert().none(), nb::arg("lengths").noconvert().none(), nb::arg("dropout_masks").noconvert(),
+        nb::arg("options"), nb::arg("extra").noconvert(), nb::arg("mask_recurrent").noconvert(),
+        nb::arg("mask_zoneout_c").noconvert(), nb::arg("mask_zoneout_h").noconvert(), nb::arg("out").noconvert(),
+        nb::arg("h_n").noconvert(), nb::arg("c_n").noconvert().none(), nb::arg("workspace").noconvert(),
         "variant_forward keeping what variant_backward needs in workspace. Use lstmkit.engine_variants.train_forward.");
   m.def("variant_backward", &variant_backward<T>, nb::arg("mode"), nb::arg("num_layers"), nb::arg("bidirectional"),
         nb::arg("hidden_size"), nb::arg("proj_size"), nb::arg("has_bias"), nb::arg("x").noconvert(),
         nb::arg("weights").noconvert(), nb::arg("h0").noconvert(), nb::arg("c0").noconvert().none(),
-        nb::arg("lengths").noconvert().none(), nb::arg("options"), nb::arg("extra").noconvert(),
-        nb::arg("mask_recurrent").noconvert(), nb::arg("mask_zoneout_c").noconvert(),
+        nb::arg("lengths").noconvert().none(), nb::arg("dropout_masks").noconvert(), nb::arg("options"),
+        nb::arg("extra").noconvert(), nb::arg("mask_recurrent").noconvert(), nb::arg("mask_zoneout_c").noconvert(),
         nb::arg("mask_zoneout_h").noconvert(), nb::arg("workspace").noconvert(), nb::arg("d_out").noconvert(),
         nb::arg("d_hn").noconvert(), nb::arg("d_cn").noconvert().none(), nb::arg("dx").noconvert(),
         nb::arg("d_h0").noconvert(), nb::arg("d_c0").noconvert().none(), nb::arg("grads").noconvert(),

@@ -141,22 +141,22 @@ struct VariantMasks {
 };
 
 // One instruction set's variant entry points for one dtype. Arguments as rnn_forward / rnn_backward
-// (common.h), plus the options, and per layer·direction (index layer·D + direction) the extra
-// weights, masks and gradient buffers.
+// (common.h; dropout: the inter-layer masks or null), plus the options, and per layer·direction (index layer·D +
+// direction) the extra weights, masks and gradient buffers.
 template <typename T>
 struct VariantKernelSet {
   void (*forward)(const RnnShape& s, const VariantOptions& o, const T* x, const CellWeights<T>* weights,
                   const VariantWeights<T>* extra, const VariantMasks<T>* masks, const T* h0, const T* c0,
-                  const int64_t* lengths, T* out, T* h_n, T* c_n);
+                  const int64_t* lengths, const T* const* dropout, T* out, T* h_n, T* c_n);
   // ws: [T·B·variant_workspace_row(s, o, masks have recurrent)], written by train_forward, read (never
   // written) by backward with the same arguments.
   void (*train_forward)(const RnnShape& s, const VariantOptions& o, const T* x, const CellWeights<T>* weights,
                         const VariantWeights<T>* extra, const VariantMasks<T>* masks, const T* h0, const T* c0,
-                        const int64_t* lengths, T* out, T* h_n, T* c_n, T* ws);
+                        const int64_t* lengths, const T* const* dropout, T* out, T* h_n, T* c_n, T* ws);
   void (*backward)(const RnnShape& s, const VariantOptions& o, const T* x, const CellWeights<T>* weights,
-                   const VariantWeights<T>* extra, const VariantMasks<T>* masks, const int64_t* lengths, const T* ws,
-                   const T* d_out, const T* d_hn, const T* d_cn, T* dx, T* d_h0, T* d_c0, const CellGrads<T>* grads,
-                   const VariantGrads<T>* extra_grads);
+                   const VariantWeights<T>* extra, const VariantMasks<T>* masks, const int64_t* lengths,
+                   const T* const* dropout, const T* ws, const T* d_out, const T* d_hn, const T* d_cn, T* dx, T* d_h0,
+                   T* d_c0, const CellGrads<T>* grads, const VariantGrads<T>* extra_grads);
 };
 
 struct VariantKernels {

@@ -98,19 +98,20 @@ class RawBuffer {
 };
 
 // One instruction set's entry points for one dtype (signatures as in cells/plain.h, sequence/forward.h,
-// sequence/backward.h, stream.h).
+// sequence/backward.h, stream.h). dropout: the L − 1 inter-layer dropout masks [T, B, D·P] (already scaled by
+// 1/(1 − p)) that multiply each layer's output before the next layer reads it, or null for none.
 template <typename T>
 struct KernelSet {
   void (*cell_forward)(bool lstm, index_t B, index_t I, index_t H, index_t P, const T* x, const T* h, const T* c,
                        const CellWeights<T>& weights, T* h_out, T* c_out);
   void (*rnn_forward)(const RnnShape& s, const T* x, const CellWeights<T>* weights, const T* h0, const T* c0,
-                      const int64_t* lengths, T* out, T* h_n, T* c_n);
+                      const int64_t* lengths, const T* const* dropout, T* out, T* h_n, T* c_n);
   // ws: [T·B·train_workspace_row(s)], written by rnn_train_forward, read (never written) by rnn_backward.
   void (*rnn_train_forward)(const RnnShape& s, const T* x, const CellWeights<T>* weights, const T* h0, const T* c0,
-                            const int64_t* lengths, T* out, T* h_n, T* c_n, T* ws);
+                            const int64_t* lengths, const T* const* dropout, T* out, T* h_n, T* c_n, T* ws);
   void (*rnn_backward)(const RnnShape& s, const T* x, const CellWeights<T>* weights, const int64_t* lengths,
-                       const T* ws, const T* d_out, const T* d_hn, const T* d_cn, T* dx, T* d_h0, T* d_c0,
-                       const CellGrads<T>* grads);
+                       const T* const* dropout, const T* ws, const T* d_out, const T* d_hn, const T* d_cn, T* dx,
+                       T* d_h0, T* d_c0, const CellGrads<T>* grads);
   // s.T and s.D are ignored (D must be 1); weights: [L]. The caller owns (deletes) the result.
   StreamBase<T>* (*make_stream)(const RnnShape& s, const CellWeights<T>* weights);
 };

@@ -177,10 +177,6 @@ struct OpenMpTeam {
 
 std::atomic<const OpenMpTeam*> g_team{nullptr};
 
-// A forked child has none of its parent's threads, and an OpenMP runtime used before a fork may hang in
-// the child: the child's pool uses its own threads again.
-void forget_team_after_fork() { g_team.store(nullptr, std::memory_order_relaxed); }
-
 // The first loaded library whose file name holds one of `names` and which exports both entry points.
 int find_openmp(struct dl_phdr_info* info, size_t, void* out) {
   static const char* const names[] = {"libgomp", "libiomp5", "libomp"};
@@ -203,7 +199,11 @@ int find_openmp(struct dl_phdr_info* info, size_t, void* out) {
 
 class Pool {
  public:
+  Pool() = default;
+  explicit Pool(int wanted) : wanted_(wanted) {}
   ~Pool() { stop_workers(); }
+
+  int wanted() const { return wanted_.load(std::memory_order_relaxed); }
 
   int threads() {
     int n = wanted_.load(std::memory_order_relaxed);
@@ -276,7 +276,6 @@ class Pool {
       static const OpenMpTeam* found = [] {
         static OpenMpTeam t;
         if (!dl_iterate_phdr(&find_openmp, &t)) return static_cast<const OpenMpTeam*>(nullptr);
-        pthread_atfork(nullptr, nullptr, &forget_team_after_fork);
         return static_cast<const OpenMpTeam*>(&t);
       }();
       team = found;
@@ -454,9 +453,26 @@ class Pool {
   index_t n_ = 0;
 };
 
+std::atomic<Pool*> g_pool{nullptr};
+
+// A forked child has none of its parent's threads: its pool's workers, and its mutexes if a parent
+// thread held one, are not there to join or unlock (set_num_threads hung in the child). The child
+// therefore starts a fresh pool with the same thread count (the old one is left, never destroyed), and
+// uses its own threads: an OpenMP runtime used before a fork may hang in the child.
+void renew_pool_after_fork() {
+  Pool* old = g_pool.load(std::memory_order_relaxed);
+  g_pool.store(new Pool(old ? old->wanted() : 0), std::memory_order_release);
+  g_team.store(nullptr, std::memory_order_relaxed);
+}
+
 Pool& pool() {
-  static Pool* p = new Pool();  // never destroyed: workers must not be joined during interpreter exit
-  return *p;
+  static std::once_flag made;
+  std::call_once(made, [] {
+    g_pool.store(new Pool(), std::memory_order_release);  // never destroyed: workers must not be joined during
+                                                          // interpreter exit
+    pthread_atfork(nullptr, nullptr, &renew_pool_after_fork);
+  });
+  return *g_pool.load(std::memory_order_acquire);
 }
 
 // The state of one lockstep_pair_raw call (on the caller's stack; both threads are done with it

@@ -73,7 +73,7 @@ struct TrainWorkspace {
 //   ws: [T·B·train_workspace_row(s)] out, see TrainWorkspace
 template <typename T>
 void rnn_train_forward(const RnnShape& s, const T* x, const CellWeights<T>* weights, const T* h0, const T* c0,
-                       const int64_t* lengths, T* out, T* h_n, T* c_n, T* ws_base) {
+                       const int64_t* lengths, const T* const* dropout, T* out, T* h_n, T* c_n, T* ws_base) {
   const TrainWorkspace<T> ws(s, ws_base);
   ws.clear_unused(PackedBatch(s.T, s.B, lengths).N);
   std::vector<T*> inputs(static_cast<size_t>(s.L), nullptr);
@@ -81,6 +81,7 @@ void rnn_train_forward(const RnnShape& s, const T* x, const CellWeights<T>* weig
   SequenceArgs<T> a;
   a.x = x, a.h0 = h0, a.c0 = c0, a.lengths = lengths, a.out = out, a.h_n = h_n, a.c_n = c_n;
   a.layer_inputs = inputs.data();
+  a.dropout = dropout;
   run_sequence(s, a, true, [&](index_t layer, index_t d, index_t in, const PackedBatch&) {
     const index_t k = layer * s.D + d;
     const PlainTape<T> tape{ws.act(k), ws.aux(k), ws.h_prev(k), ws.c_prev(k), ws.m(k)};
@@ -148,7 +149,8 @@ T* layer_input_grad(index_t layer, bool plain, T* dx, std::vector<T> (&buffers)[
 // The skeleton every BPTT shares (rnn_backward below, variant_backward in sequence/variant_backward.h):
 // the packed layout (x and d_out packed unless there are no lengths), the layers from the last, per
 // direction the state gradient gathered from d_h_n / d_c_n before the direction's pass and scattered to
-// d_h0 / d_c0 after it, and the gradient of each layer's input (dx for layer 0) summed over its directions.
+// d_h0 / d_c0 after it, and the gradient of each layer's input (dx for layer 0) summed over its directions,
+// times the dropout mask between it and the layer below (dropout: as SequenceArgs, or null).
 //   layer_input(layer): layer ≥ 1's packed input [N, D·P], as the training forward kept it
 //   direction(layer, d, layer_in, In, d_layer_out, d_in, dh, dc): one direction's pass backwards through
 //     time from dh [B, P] / dc [B, H] (packed order; in: d_h_n, d_c_n; out: d_h0, d_c0), its parameter
@@ -156,7 +158,8 @@ T* layer_input_grad(index_t layer, bool plain, T* dx, std::vector<T> (&buffers)[
 //     of the layer's packed output, layer_in [N, In] its packed input.
 template <typename T, typename LayerInput, typename Direction>
 void run_backward(const RnnShape& s, const PackedBatch& pk, bool plain, const T* x, const T* d_out, const T* d_hn,
-                  const T* d_cn, T* dx, T* d_h0, T* d_c0, LayerInput&& layer_input, Direction&& direction) {
+                  const T* d_cn, T* dx, T* d_h0, T* d_c0, const T* const* dropout, LayerInput&& layer_input,
+                  Direction&& direction) {
   const index_t B = s.B, H = s.H, P = s.P, D = s.D, N = pk.N, ldo = D * P;
   std::vector<T> x_packed(plain ? 0 : static_cast<size_t>(N * s.I));
   if (!plain) pk.pack(x, B, s.I, x_packed.data());
@@ -165,6 +168,7 @@ void run_backward(const RnnShape& s, const PackedBatch& pk, bool plain, const T*
   const T* d_layer_out = plain ? d_out : d_out_packed.data();  // d of the current layer's output [N, D·P]
   std::vector<T> d_ins[2];  // gradients of the layers' packed inputs, alternating (layer 0's: dx when plain)
   std::vector<T> dh(static_cast<size_t>(B * P)), dc(static_cast<size_t>(B * H));  // state grads, packed order
+  std::vector<T> mask_packed;  // a dropout mask in the packed layout (with lengths)
   for (index_t layer = s.L - 1; layer >= 0; --layer) {
     const index_t In = layer == 0 ? s.I : D * P;
     const T* layer_in = layer > 0 ? layer_input(layer) : plain ? x : x_packed.data();
@@ -181,6 +185,7 @@ void run_backward(const RnnShape& s, const PackedBatch& pk, bool plain, const T*
         if (s.lstm) std::copy_n(dc.data() + r * H, H, d_c0 + (k * B + pk.order[r]) * H);
       }
     }
+    if (layer > 0 && dropout) multiply_packed(pk, plain, B, ldo, dropout[layer - 1], d_in, mask_packed);
     d_layer_out = d_in;
   }
   if (!plain) pk.unpack(d_layer_out, B, s.I, dx);
@@ -196,8 +201,8 @@ void run_backward(const RnnShape& s, const PackedBatch& pk, bool plain, const T*
 // All pointers are caller-owned and only used during the call; outputs must not alias inputs.
 template <typename T_>
 void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights, const int64_t* lengths,
-                  const T_* ws_base, const T_* d_out, const T_* d_hn, const T_* d_cn, T_* dx, T_* d_h0, T_* d_c0,
-                  const CellGrads<T_>* grads) {
+                  const T_* const* dropout, const T_* ws_base, const T_* d_out, const T_* d_hn, const T_* d_cn, T_* dx,
+                  T_* d_h0, T_* d_c0, const CellGrads<T_>* grads) {
   using T = T_;
   const index_t T_steps = s.T, B = s.B, H = s.H, P = s.P, D = s.D, G = s.gates(), GH = G * H;
   const PackedBatch pk(T_steps, B, lengths);
@@ -211,7 +216,7 @@ void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights
   std::vector<T> dH;                      // LSTM projection: total dh' per row [N, P]
   auto layer_input = [&](index_t layer) -> const T* { return ws.input(layer); };
   run_backward(
-      s, pk, lengths == nullptr, x, d_out, d_hn, d_cn, dx, d_h0, d_c0, layer_input,
+      s, pk, lengths == nullptr, x, d_out, d_hn, d_cn, dx, d_h0, d_c0, dropout, layer_input,
       [&](index_t layer, index_t d, const T* layer_in, index_t In, const T* d_layer_out, T* d_in, T* dh, T* dc) {
         const index_t k = layer * D + d;
         const CellWeights<T>& w = weights[k];

@@ -59,6 +59,8 @@ namespace LSTMKIT_ISA {
 //   h_n may be null (not wanted).
 //   layer_inputs: a tape's [L] buffers [T·B, D·P] where layer l ≥ 1 keeps its packed input (the output
 //   of layer l − 1 is written there), or null.
+//   dropout: [L − 1] inter-layer dropout masks [T, B, D·P] (scaled by 1/(1 − p)): layer l's output times
+//   mask l is what layer l + 1 reads (and what a tape keeps), or null for none.
 template <typename T>
 struct SequenceArgs {
   const T* x = nullptr;
@@ -69,7 +71,21 @@ struct SequenceArgs {
   T* h_n = nullptr;
   T* c_n = nullptr;
   T* const* layer_inputs = nullptr;
+  const T* const* dropout = nullptr;
 };
+
+// out[q, j] *= mask[t, b, j] for every packed row q (step t, sequence b) and j < width: mask in the
+// caller's layout [T, B, width], packed into `scratch` first unless the layout is the caller's own (plain).
+template <typename T>
+void multiply_packed(const PackedBatch& pk, bool plain, index_t B, index_t width, const T* mask, T* out,
+                     std::vector<T>& scratch) {
+  if (!plain) {
+    scratch.resize(static_cast<size_t>(pk.N * width));
+    pk.pack(mask, B, width, scratch.data());
+    mask = scratch.data();
+  }
+  for (index_t i = 0, n = pk.N * width; i < n; ++i) out[i] *= mask[i];
+}
 
 // One direction's time loop over the packed batch, on the schedule chosen for it (see the top).
 //   cell: the adapter; h [B, P], c [B, H] the state in packed order (in: initial, out: final)
@@ -147,6 +163,7 @@ void run_sequence(const RnnShape& s, const SequenceArgs<T>& a, bool keeps_gates,
   std::vector<T> outs[2];  // [N, D·P] layer outputs, alternating between layers (the last may be out itself)
   std::vector<T> h(static_cast<size_t>(B * P)), c(s.lstm ? static_cast<size_t>(B * H) : 0);  // state, packed order
   std::vector<T> h_spare(static_cast<size_t>(B * P));  // the lockstep pair's other h
+  std::vector<T> mask_packed;                          // a dropout mask in the packed layout (with lengths)
 
   for (index_t layer = 0; layer < s.L; ++layer) {
     const index_t ldo = D * P;
@@ -188,6 +205,7 @@ void run_sequence(const RnnShape& s, const SequenceArgs<T>& a, bool keeps_gates,
           if (s.lstm) std::copy_n(c.data() + r * H, H, a.c_n + (k * B + pk.order[r]) * H);
         }
     }
+    if (!last && a.dropout) multiply_packed(pk, plain, B, ldo, a.dropout[layer], layer_out, mask_packed);
     layer_in = layer_out;
     in_size = D * P;
   }
@@ -199,9 +217,10 @@ void run_sequence(const RnnShape& s, const SequenceArgs<T>& a, bool keeps_gates,
 //            In = I, the others In = D·P; the other arrays as SequenceArgs.
 template <typename T>
 void rnn_forward(const RnnShape& s, const T* x, const CellWeights<T>* weights, const T* h0, const T* c0,
-                 const int64_t* lengths, T* out, T* h_n, T* c_n) {
+                 const int64_t* lengths, const T* const* dropout, T* out, T* h_n, T* c_n) {
   SequenceArgs<T> a;
   a.x = x, a.h0 = h0, a.c0 = c0, a.lengths = lengths, a.out = out, a.h_n = h_n, a.c_n = c_n;
+  a.dropout = dropout;
   run_sequence(s, a, false, [&](index_t layer, index_t d, index_t in, const PackedBatch&) {
     return PlainCell<T>(s.lstm, in, s.B, s.H, s.P, weights[layer * s.D + d]);
   });

@@ -99,9 +99,9 @@ void column_sums_with_rows(index_t N, const std::vector<ColumnSum<T>>& sums, F&&
 // parameters (overwritten).
 template <typename T>
 void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, const CellWeights<T>* weights,
-                      const VariantWeights<T>* extra, const VariantMasks<T>* masks, const int64_t* lengths, const T* ws,
-                      const T* d_out, const T* d_hn, const T* d_cn, T* dx, T* d_h0, T* d_c0, const CellGrads<T>* grads,
-                      const VariantGrads<T>* extra_grads) {
+                      const VariantWeights<T>* extra, const VariantMasks<T>* masks, const int64_t* lengths,
+                      const T* const* dropout, const T* ws, const T* d_out, const T* d_hn, const T* d_cn, T* dx,
+                      T* d_h0, T* d_c0, const CellGrads<T>* grads, const VariantGrads<T>* extra_grads) {
   const index_t T_steps = s.T, B = s.B, H = s.H, P = s.P, D = s.D, G = s.gates(), GH = G * H, ldo = D * P;
   const PackedBatch pk(T_steps, B, lengths);
   const index_t N = pk.N;
@@ -118,7 +118,7 @@ void variant_backward(const RnnShape& s, const VariantOptions& o, const T* x, co
   std::vector<T> dm(static_cast<size_t>(B * H));
   auto layer_input = [&](index_t layer) -> const T* { return tape.inputs[layer]; };
   run_backward(
-      s, pk, lengths == nullptr, x, d_out, d_hn, d_cn, dx, d_h0, d_c0, layer_input,
+      s, pk, lengths == nullptr, x, d_out, d_hn, d_cn, dx, d_h0, d_c0, dropout, layer_input,
       [&](index_t layer, index_t d, const T* layer_in, index_t In, const T* d_layer_out, T* d_in, T* dh, T* dc) {
         const index_t k = layer * D + d;
         const CellWeights<T>& w = weights[k];

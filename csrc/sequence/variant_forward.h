@@ -49,9 +49,11 @@ struct VariantTape {
 template <typename T>
 void variant_forward_impl(const RnnShape& s, const VariantOptions& o, const T* x, const CellWeights<T>* weights,
                           const VariantWeights<T>* extra, const VariantMasks<T>* masks, const T* h0, const T* c0,
-                          const int64_t* lengths, T* out, T* h_n, T* c_n, VariantTape<T>* tape) {
+                          const int64_t* lengths, const T* const* dropout, T* out, T* h_n, T* c_n,
+                          VariantTape<T>* tape) {
   SequenceArgs<T> a;
   a.x = x, a.h0 = h0, a.c0 = c0, a.lengths = lengths, a.out = out, a.h_n = h_n, a.c_n = c_n;
+  a.dropout = dropout;
   a.layer_inputs = tape ? tape->inputs.data() : nullptr;
   run_sequence(s, a, false, [&](index_t layer, index_t d, index_t in, const PackedBatch& pk) {
     const index_t k = layer * s.D + d;
@@ -62,18 +64,18 @@ void variant_forward_impl(const RnnShape& s, const VariantOptions& o, const T* x
 template <typename T>
 void variant_forward(const RnnShape& s, const VariantOptions& o, const T* x, const CellWeights<T>* weights,
                      const VariantWeights<T>* extra, const VariantMasks<T>* masks, const T* h0, const T* c0,
-                     const int64_t* lengths, T* out, T* h_n, T* c_n) {
-  variant_forward_impl<T>(s, o, x, weights, extra, masks, h0, c0, lengths, out, h_n, c_n, nullptr);
+                     const int64_t* lengths, const T* const* dropout, T* out, T* h_n, T* c_n) {
+  variant_forward_impl<T>(s, o, x, weights, extra, masks, h0, c0, lengths, dropout, out, h_n, c_n, nullptr);
 }
 
 // variant_forward plus the tape in ws: [T·B·variant_workspace_row(s, o, masks[0].recurrent given)].
 template <typename T>
 void variant_train_forward(const RnnShape& s, const VariantOptions& o, const T* x, const CellWeights<T>* weights,
                            const VariantWeights<T>* extra, const VariantMasks<T>* masks, const T* h0, const T* c0,
-                           const int64_t* lengths, T* out, T* h_n, T* c_n, T* ws) {
+                           const int64_t* lengths, const T* const* dropout, T* out, T* h_n, T* c_n, T* ws) {
   const PackedBatch pk(s.T, s.B, lengths);
   VariantTape<T> tape(s, o, pk, masks, ws, true);
-  variant_forward_impl<T>(s, o, x, weights, extra, masks, h0, c0, lengths, out, h_n, c_n, &tape);
+  variant_forward_impl<T>(s, o, x, weights, extra, masks, h0, c0, lengths, dropout, out, h_n, c_n, &tape);
 }
 
 }  // namespace LSTMKIT_ISA

@@ -8,9 +8,10 @@ and what came.
 
 One call path for every cell: ``forward`` / ``train_forward`` / ``backward`` check their arguments into a
 ``SequenceCall`` (named fields: the config, x, the plain weights and the variant parameters, the state,
-lengths, the variant options and masks) and hand it to the plain kernels or, for a config with the
-options of docs/variants.md, to the variant kernels. Training with inter-layer dropout runs one layer at
-a time (``layered_train_forward`` / ``layered_backward``); ``VariantStepper`` streams a variant config.
+lengths, the variant options and masks, the inter-layer dropout masks) and hand it to the plain kernels
+or, for a config with the options of docs/variants.md, to the variant kernels; inter-layer dropout is an
+input of every call (``dropout_masks``), so training with it is one native call too. ``VariantStepper``
+streams a variant config.
 
 The package imports and works without the compiled extension; ``available()`` says whether it is
 there, and the functions below raise RuntimeError when it is not.
@@ -36,12 +37,13 @@ import functools
 import re
 import threading
 from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import checks, workspaces
-from .params import DTYPES, GATES, RNNConfig, _param_shapes, layer_config, layer_param_names, param_shapes, to_numpy
+from .params import DTYPES, GATES, RNNConfig, _param_shapes, param_shapes, to_numpy
 
 import os
 import warnings
@@ -64,8 +66,8 @@ except ImportError:  # pragma: no cover - depends on the build
 __all__ = [
     "available", "supports", "isa", "supported_isas", "set_num_threads", "get_num_threads", "share_openmp_team",
     "openmp_team",
-    "cell_forward", "forward", "train_forward", "backward", "workspace_size", "layered_train_forward",
-    "layered_backward", "LayeredTape", "LayerTape", "SequenceCall", "VariantStepper", "variant_options",
+    "cell_forward", "forward", "train_forward", "backward", "workspace_size", "SequenceCall", "VariantStepper",
+    "variant_options",
 ]
 
 CELL_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
@@ -327,7 +329,8 @@ class SequenceCall:
     bias_hh], [hr]); extra: the variant parameters (peephole, ln_*) in that order; h0 (L·D, B, P), c0
     (L·D, B, H) or None (GRU); lengths (B,) int64 or None; options: the variant kernels' options, None for
     the plain kernels; masks: (recurrent, zoneout_c, zoneout_h), each a list of one mask per layer·direction
-    or empty (``lstmkit.ref.variants.VariantMasks``' fields).
+    or empty (``lstmkit.ref.variants.VariantMasks``' fields); dropout: the L − 1 inter-layer dropout masks
+    (T, B, D·P), or empty.
     """
 
     config: RNNConfig
@@ -340,6 +343,7 @@ class SequenceCall:
     lengths: np.ndarray | None
     options: dict | None
     masks: tuple = ([], [], [])
+    dropout: list = dataclasses.field(default_factory=list)
 
     @property
     def variant(self) -> bool:
@@ -363,7 +367,7 @@ class SequenceCall:
         c = self.config
         head = (c.mode, c.num_layers, c.bidirectional, c.hidden_size, c.proj_size, c.bias,
                 self.x if x is None else x, self.weights, self.h0 if h0 is None else h0,
-                self.c0 if c0 is None else c0, self.lengths)
+                self.c0 if c0 is None else c0, self.lengths, self.dropout)
         return (*head, self.options, self.extra, *self.masks) if self.variant else head
 
     def kernel(self, name: str):
@@ -376,6 +380,24 @@ class SequenceCall:
 
     def workspace_size(self) -> int:
         return workspace_size(self.config, self.x.shape[0], self.x.shape[1], self.recurrent_masks)
+
+
+def _check_dropout_masks(config: RNNConfig, dropout_masks, steps: int, batch: int, dtype) -> list:
+    """The inter-layer dropout masks as C-contiguous arrays: [] for None (or an empty list), else L − 1 of
+    shape (T, B, D·P)."""
+    if dropout_masks is None or (isinstance(dropout_masks, (list, tuple)) and len(dropout_masks) == 0):
+        return []
+    expected = (steps, batch, config.num_directions * config.output_size)
+    if not isinstance(dropout_masks, (list, tuple)) or len(dropout_masks) != config.num_layers - 1:
+        got = len(dropout_masks) if isinstance(dropout_masks, (list, tuple)) else type(dropout_masks).__name__
+        raise ValueError(f"dropout_masks: expected {config.num_layers - 1} masks (one per layer but the last), "
+                         f"got {got}")
+    masks = []
+    for k, m in enumerate(dropout_masks):
+        arr = _array(f"dropout_masks[{k}]", m, dtype)
+        _shape(f"dropout_masks[{k}]", arr, expected)
+        masks.append(_native(arr, dtype))
+    return masks
 
 
 def _check_masks(config: RNNConfig, variant_masks, steps: int, batch: int, dtype) -> tuple:
@@ -396,7 +418,7 @@ def _check_masks(config: RNNConfig, variant_masks, steps: int, batch: int, dtype
     return tuple([_native(m, dtype) for m in lists[field]] for field in checks.VARIANT_MASKS)
 
 
-def _check_call(config, params, x, state0, lengths, variant_masks=None) -> SequenceCall:
+def _check_call(config, params, x, state0, lengths, variant_masks=None, dropout_masks=None) -> SequenceCall:
     """Check a sequence call's arguments (errors name the argument) and describe it for the kernels."""
     if not isinstance(config, RNNConfig):
         raise TypeError(f"config: expected an lstmkit RNNConfig, got {type(config).__name__}")
@@ -418,20 +440,21 @@ def _check_call(config, params, x, state0, lengths, variant_masks=None) -> Seque
         state = _check_state("state0", state0, shapes, dtype)
     lens = checks.check_lengths(lengths, T, B)
     c0 = state[1] if len(state) == 2 else None
+    drop = _check_dropout_masks(config, dropout_masks, T, B, dtype)
     if config.is_plain:
-        return SequenceCall(config, dtype, _native(x, dtype), weights, [], state[0], c0, lens, None)
+        return SequenceCall(config, dtype, _native(x, dtype), weights, [], state[0], c0, lens, None, dropout=drop)
     plain, extra = _weight_layout(config)
     options = variant_options(config)
     if variant_masks is not None:  # given masks replace the expectation; a field left None is no zoneout (as ref)
         options["zoneout"] = (0.0, 0.0)
     return SequenceCall(config, dtype, _native(x, dtype), [weights[i] for i in plain], [weights[i] for i in extra],
-                        state[0], c0, lens, options, _check_masks(config, variant_masks, T, B, dtype))
+                        state[0], c0, lens, options, _check_masks(config, variant_masks, T, B, dtype), drop)
 
 
-def forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, variant_masks=None):
+def forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, variant_masks=None, dropout_masks=None):
     """Inference forward of the whole stacked (bi)directional RNN, as ``lstmkit.ref.rnn.forward``.
 
-    config: the RNNConfig. Inference: dropout is not applied (as the reference without masks).
+    config: the RNNConfig. Inter-layer dropout only where dropout_masks are given (as the reference).
     params: every parameter of ``param_shapes(config)`` under torch's names, all of x's dtype.
     x (T, B, I): always sequence-first, like the reference (batch_first is the frontends' business).
     state0: None for zeros, or LSTM (h0 (L·D, B, P), c0 (L·D, B, H)), GRU (h0 (L·D, B, H),).
@@ -443,10 +466,12 @@ def forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, va
     direction, of x's dtype: recurrent (B, P) scaled by 1/(1 − p), zoneout_c (T, B, H) (LSTM), zoneout_h
     (T, B, P), 1 keeping the old value); None for evaluation (no recurrent dropout, zoneout by its
     expectation), as in the reference.
+    dropout_masks: None, or the L − 1 inter-layer dropout masks (T, B, D·P) of x's dtype, already scaled by
+    1/(1 − p): layer l's output times mask l is what layer l + 1 reads (the reference's ``dropout_masks``).
     Returns (output (T, B, D·P), final state tuple shaped like state0), fresh arrays of x's dtype.
     P = proj_size or hidden_size, D = 2 if bidirectional else 1, L = num_layers.
     """
-    call = _check_call(config, params, x, state0, lengths, variant_masks)
+    call = _check_call(config, params, x, state0, lengths, variant_masks, dropout_masks)
     out, final = call.new_outputs()
     call.kernel("forward")(*call.kernel_args(), out, final[0], final[1] if len(final) == 2 else None)
     return out, tuple(final)
@@ -466,16 +491,18 @@ def workspace_size(config: RNNConfig, steps, batch, recurrent_masks: bool = Fals
                                                                     bool(recurrent_masks))
 
 
-def train_forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, variant_masks=None):
+def train_forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, variant_masks=None,
+                  dropout_masks=None):
     """``forward`` for training: the same results plus the workspace ``backward`` reads.
 
-    Arguments as ``forward`` (variant_masks: the training masks of a variant config). Returns (output
+    Arguments as ``forward`` (variant_masks: the training masks of a variant config; dropout_masks the
+    inter-layer dropout masks). Returns (output
     (T, B, D·P), final state tuple, workspace), fresh arrays; workspace is 1-D of
     ``workspace_size(config, T, B, recurrent masks given)`` values of x's dtype (gate activations, states
     and layer inputs of every step, in the engine's own layout): keep it unchanged and pass it to
-    ``backward`` with the same params, x, state0, lengths and variant_masks.
+    ``backward`` with the same params, x, state0, lengths, variant_masks and dropout_masks.
     """
-    return _train_forward(_check_call(config, params, x, state0, lengths, variant_masks))
+    return _train_forward(_check_call(config, params, x, state0, lengths, variant_masks, dropout_masks))
 
 
 def _train_forward(call: SequenceCall):
@@ -507,10 +534,10 @@ def _check_workspace(workspace, size: int, dtype):
 
 
 def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None, state0=None, lengths=None,
-             variant_masks=None, workspace=None):
+             variant_masks=None, workspace=None, dropout_masks=None):
     """Gradients of ``forward`` by backpropagation through time, as ``lstmkit.ref.rnn.backward``.
 
-    Arguments config, params, x, state0, lengths, variant_masks as in ``forward``.
+    Arguments config, params, x, state0, lengths, variant_masks, dropout_masks as in ``forward``.
     workspace: what ``train_forward`` returned for these same arguments (then the backward costs no
     forward), or None to run ``train_forward`` here first.
     d_output (T, B, D·P): gradient of the output (entries past a sequence's end are ignored).
@@ -519,7 +546,7 @@ def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None
     variant parameters (peephole, ln_*) included), fresh arrays of x's dtype; dx is zero past each
     sequence's end.
     """
-    call = _check_call(config, params, x, state0, lengths, variant_masks)
+    call = _check_call(config, params, x, state0, lengths, variant_masks, dropout_masks)
     d_out, d_final = _check_gradients(call, d_output, d_final_state)
     if workspace is None:  # the call is checked already: its forward runs without a second round of checks
         _, _, workspace = _train_forward(call)
@@ -600,119 +627,3 @@ class VariantStepper:
                 self._state[1][...] = c
         finally:
             self._busy.release()
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Training with inter-layer dropout: one layer at a time on the single-layer kernels, the masks between.
-# ----------------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class LayerTape:
-    """What ``layered_backward`` needs of one layer l: its one-layer ``config``; ``params`` under the one-layer
-    names and ``names`` the (full name, one-layer name) pairs; ``input`` (T, B, I_l), what the layer read (x,
-    or the layer below's output times its dropout mask); ``state0`` its initial state tuple (D, B, ·) or None;
-    ``variant_masks`` its VariantMasks or None; ``workspace`` its engine workspace."""
-
-    config: RNNConfig
-    params: dict
-    names: tuple
-    input: np.ndarray
-    state0: tuple | None
-    variant_masks: object
-    workspace: np.ndarray
-
-
-@dataclass
-class LayeredTape:
-    """What ``layered_train_forward`` keeps for ``layered_backward``: the whole ``config``, one ``LayerTape``
-    per layer (``layers``), the L − 1 ``dropout_masks`` (T, B, D·P) and ``lengths`` (B,) or None."""
-
-    config: RNNConfig
-    layers: list
-    dropout_masks: list
-    lengths: object
-
-
-def _layer_variant_masks(variant_masks, layer: int, directions: int):
-    """The VariantMasks of one layer (its D entries of each per layer·direction list), or None."""
-    if variant_masks is None:
-        return None
-    k = slice(layer * directions, (layer + 1) * directions)
-    return type(variant_masks)(*(None if getattr(variant_masks, f) is None else list(getattr(variant_masks, f))[k]
-                                 for f in checks.VARIANT_MASKS))
-
-
-def _check_dropout_masks(config: RNNConfig, dropout_masks, steps: int, batch: int, dtype) -> list:
-    expected = (steps, batch, config.num_directions * config.output_size)
-    if not isinstance(dropout_masks, (list, tuple)) or len(dropout_masks) != config.num_layers - 1:
-        got = len(dropout_masks) if isinstance(dropout_masks, (list, tuple)) else type(dropout_masks).__name__
-        raise ValueError(f"dropout_masks: expected {config.num_layers - 1} masks (one per layer but the last), "
-                         f"got {got}")
-    masks = []
-    for k, m in enumerate(dropout_masks):
-        arr = _array(f"dropout_masks[{k}]", m, dtype)
-        _shape(f"dropout_masks[{k}]", arr, expected)
-        masks.append(arr)
-    return masks
-
-
-def layered_train_forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, dropout_masks=(),
-                          variant_masks=None, keep_tape: bool = True):
-    """Training forward with inter-layer dropout, natively: as ``lstmkit.ref.rnn.forward(config, params, x,
-    state0, lengths, dropout_masks, variant_masks)`` (the reference applies each mask to a layer's output
-    before the next layer reads it), computed one layer at a time by ``train_forward`` on the one-layer
-    config, the masks applied between layers here.
-
-    dropout_masks: L − 1 arrays (T, B, D·P) of x's dtype, already scaled by 1/(1 − p). Other arguments as
-    ``train_forward``. Returns (output (T, B, D·P), final state tuple, LayeredTape for ``layered_backward``);
-    keep_tape=False: a forward no backward will follow (each layer by ``forward``, no workspace), tape None.
-    """
-    if not isinstance(config, RNNConfig):
-        raise TypeError(f"config: expected an lstmkit RNNConfig, got {type(config).__name__}")
-    x = _array("x", x)
-    if x.ndim != 3:
-        raise ValueError(f"x: expected 3 dimensions (T, B, {config.input_size}), got shape {x.shape}")
-    T, B = x.shape[:2]
-    masks = _check_dropout_masks(config, dropout_masks, T, B, x.dtype)
-    D = config.num_directions
-    tape = LayeredTape(config, [], masks, lengths)
-    finals = []
-    layer_input = x
-    for layer in range(config.num_layers):
-        cfg = layer_config(config, layer)
-        names = layer_param_names(config, layer)
-        p = {one: params[full] for full, one in names}
-        s0 = None if state0 is None else tuple(s[layer * D:(layer + 1) * D] for s in state0)
-        vm = _layer_variant_masks(variant_masks, layer, D)
-        if keep_tape:
-            out, final, workspace = train_forward(cfg, p, layer_input, s0, lengths, vm)
-            tape.layers.append(LayerTape(cfg, p, tuple(names), layer_input, s0, vm, workspace))
-        else:
-            out, final = forward(cfg, p, layer_input, s0, lengths, vm)
-        finals.append(final)
-        layer_input = out * masks[layer] if layer < config.num_layers - 1 else out
-    final_state = tuple(np.concatenate(parts) for parts in zip(*finals))
-    return layer_input, final_state, (tape if keep_tape else None)
-
-
-def layered_backward(tape: LayeredTape, d_output, d_final_state=None):
-    """Gradients of ``layered_train_forward`` (as ``lstmkit.ref.rnn.backward`` of the same forward):
-    d_output (T, B, D·P), d_final_state a tuple like the final state (None for zeros). Returns (dx (T, B, I),
-    d_state0 tuple, grads by torch parameter name)."""
-    if not isinstance(tape, LayeredTape):
-        raise TypeError(f"tape: expected the LayeredTape of layered_train_forward, got {type(tape).__name__}")
-    config = tape.config
-    D = config.num_directions
-    d_state0, grads = [], {}
-    d_layer = d_output
-    for layer in reversed(range(config.num_layers)):
-        k = slice(layer * D, (layer + 1) * D)
-        d_final = None if d_final_state is None else tuple(np.asarray(s)[k] for s in d_final_state)
-        rec = tape.layers[layer]
-        dx, d_s0, g = backward(rec.config, rec.params, rec.input, d_layer, d_final, rec.state0, tape.lengths,
-                               rec.variant_masks, workspace=rec.workspace)
-        grads.update({full: g[one] for full, one in rec.names})
-        d_state0.insert(0, d_s0)
-        d_layer = dx * tape.dropout_masks[layer - 1] if layer > 0 else dx
-    order = param_shapes(config)
-    return d_layer, tuple(np.concatenate(parts) for parts in zip(*d_state0)), {n: grads[n] for n in order}

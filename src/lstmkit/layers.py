@@ -4,8 +4,8 @@ They need no torch. A layer owns its parameters (``layer.params``, torch's names
 last forward call of each thread, so ``layer.backward(d_output)`` returns the gradients of that thread's
 input, initial state and every parameter (two threads training one layer, or copies of it, never mix).
 The computation, forward and backward, runs on the native engine when it is built (``backend="auto"``),
-else on the reference; training with inter-layer dropout runs natively one layer at a time
-(``engine.layered_train_forward``), the masks applied between layers.
+else on the reference; inter-layer dropout's masks are an input of the native calls, so training with
+it runs natively too.
 """
 from __future__ import annotations
 
@@ -192,12 +192,9 @@ class RNNBase(_Recurrent):
         masks = self._dropout_masks(T, B)
         variant_masks = self._variant_masks(T, B)
         native = self._runs_natively()
-        if native and masks is not None:  # one layer at a time natively, the masks between
-            output, final, cache = engine.layered_train_forward(cfg, self.params, xs, state0, lengths, masks,
-                                                                variant_masks)
-        elif native and self.training:
+        if native and (self.training or masks is not None):
             # keep the engine's workspace: backward then needs no second forward
-            output, final, cache = engine.train_forward(cfg, self.params, xs, state0, lengths, variant_masks)
+            output, final, cache = engine.train_forward(cfg, self.params, xs, state0, lengths, variant_masks, masks)
         elif native:
             output, final = engine.forward(cfg, self.params, xs, state0, lengths, variant_masks)
             cache = None
@@ -223,11 +220,9 @@ class RNNBase(_Recurrent):
             np.zeros(shape, self.dtype) if d is None else np.asarray(d, self.dtype).reshape(shape)
             for d, shape in zip(finals, state_shapes(self.config, B))
         )
-        if isinstance(cache, engine.LayeredTape):  # natively, layer by layer (inter-layer dropout)
-            dx, d_state0, grads = engine.layered_backward(cache, d_out, d_final)
-        elif cache is None or isinstance(cache, np.ndarray):  # natively (workspace, or None: recomputed)
+        if cache is None or isinstance(cache, np.ndarray):  # natively (workspace, or None: recomputed)
             dx, d_state0, grads = engine.backward(self.config, self.params, xs, d_out, d_final, state0, lengths,
-                                                  variant_masks, workspace=cache)
+                                                  variant_masks, workspace=cache, dropout_masks=masks)
         else:
             dx, d_state0, grads = ref.backward(cache, d_out, d_final)
         dx = self._from_sequence_first(dx, unbatched)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -235,27 +235,6 @@ def _param_shapes(config: RNNConfig) -> tuple[tuple[str, tuple[int, ...]], ...]:
                     shapes["ln_cell_weight" + s] = (H,)
                     shapes["ln_cell_bias" + s] = (H,)
     return tuple(shapes.items())
-
-
-@functools.lru_cache(maxsize=256)  # each training call with inter-layer dropout asks for every layer's
-def layer_config(config: RNNConfig, layer: int) -> RNNConfig:
-    """The one-layer config of ``config``'s layer ``layer`` (its input is x, or the layer below's D·P
-    outputs), sequence-first and without inter-layer dropout: what runs one layer at a time."""
-    input_size = config.input_size if layer == 0 else config.num_directions * config.output_size
-    return replace(config, input_size=input_size, num_layers=1, dropout=0.0, batch_first=False)
-
-
-@functools.lru_cache(maxsize=256)  # as layer_config: asked for on every such call
-def layer_param_names(config: RNNConfig, layer: int) -> tuple[tuple[str, str], ...]:
-    """(name in ``config``, name in ``layer_config(config, layer)``) of layer ``layer``'s parameters, in
-    param_shapes order: ``weight_ih_l2_reverse`` is ``weight_ih_l0_reverse`` of the one-layer config."""
-    tag = f"_l{layer}"
-    names = []
-    for name in param_shapes(config):
-        stem, _, rest = name.rpartition(tag)
-        if stem and rest in ("", "_reverse"):
-            names.append((name, f"{stem}_l0{rest}"))
-    return tuple(names)
 
 
 def init_params(config: RNNConfig, seed: int | None = None, dtype="float32") -> dict[str, np.ndarray]:

@@ -24,7 +24,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from .. import checks, engine
 from ..errors import ShapeError
-from ..params import GATES, RNNConfig, check_dtype, check_size, layer_config, layer_param_names, param_shapes
+from ..params import GATES, RNNConfig, check_dtype, check_size, param_shapes
 from . import devices, ops  # ops registers torch.ops.lstmkit.*
 from .ops import config_key
 
@@ -48,10 +48,6 @@ class _RNNBase(nn.Module):
         self.config = c = RNNConfig(mode, input_size, hidden_size, num_layers, bias, batch_first, dropout,
                                     bidirectional, proj_size, **variants)
         self._config_key = config_key(self.config)
-        # per layer: its one-layer config, that config's operator key and its parameters' names here (training
-        # with inter-layer dropout runs one layer at a time)
-        self._layers = [(cfg, config_key(cfg), [full for full, _ in layer_param_names(self.config, layer)])
-                        for layer, cfg in ((l, layer_config(c, l)) for l in range(c.num_layers))]
         self.mode = mode
         self.input_size, self.hidden_size, self.num_layers = c.input_size, c.hidden_size, c.num_layers
         self.bias, self.batch_first, self.dropout = c.bias, c.batch_first, float(dropout)
@@ -176,25 +172,8 @@ class _RNNBase(nn.Module):
         # (torch.export, tracing) holds the inference op; an eval-mode backward recomputes the forward.
         # TorchScript's ONNX exporter translates the inference op only.
         grad = self.training and not torch.onnx.is_in_onnx_export() and \
-            ops.trains_natively(x, state0, self._flat_weights, []) and engine.supports(c)
-        if masks and grad:  # inter-layer dropout: one native training call per layer
-            return self._run_layers(x, state0, lengths, masks, variant_masks)
+            ops.trains_natively(x, state0, self._flat_weights) and engine.supports(c)
         return ops.call(c, self._config_key, x, state0, self._flat_weights, lengths, masks, variant_masks, train=grad)
-
-    def _run_layers(self, x, state0, lengths, masks, variant_masks):
-        """Training with inter-layer dropout on the engine: one single-layer training call per layer, each
-        layer's output times its mask (a torch product, so autograd carries the mask back) feeding the next;
-        the same function as the reference's forward with these masks."""
-        c = self.config
-        D = c.num_directions
-        finals = []
-        for layer, (cfg, key, names) in enumerate(self._layers):
-            k = slice(layer * D, (layer + 1) * D)
-            out, state = ops.call(cfg, key, x, tuple(s[k] for s in state0), [getattr(self, n) for n in names],
-                                  lengths, [], tuple(m[k] for m in variant_masks), train=True)
-            finals.append(state)
-            x = out * masks[layer] if layer < c.num_layers - 1 else out
-        return x, tuple(torch.cat(parts) for parts in zip(*finals))
 
     def _forward(self, input, hx, lengths):
         cfg = self.config
@@ -431,14 +410,11 @@ class _CellBase(nn.Module):
             state = tuple(s.reshape(1, B, H) for s in state)
         weights = [self.weight_ih, self.weight_hh] + ([self.bias_ih, self.bias_hh] if self.bias else [])
         shape = (H,) if unbatched else (B, H)
-        if devices.elsewhere(x):  # not on the CPU, or ONNX export: torch's own cell kernels (any size; reads .mode)
+        # Not on the CPU, or ONNX export, or no units (every output empty, each input and weight still given an
+        # empty gradient, as torch.nn's cells do): torch's own cell kernels (any size; reads .mode)
+        if H == 0 or devices.elsewhere(x):
             new = devices.cell_forward(self, x[0], tuple(s[0] for s in state), weights)
             return tuple(s.reshape(shape) for s in new)
-        if H == 0:  # no units: every output is empty (1, B, 0), built from every input and weight so that each
-            # gets an (empty) gradient, as from torch.nn's cells
-            gates = x @ self.weight_ih.t() + state[0] @ self.weight_hh.t()
-            gates = gates + self.bias_ih + self.bias_hh if self.bias else gates
-            return tuple((s + gates).reshape(shape) for s in state)
         if self.input_size == 0:  # no inputs: one zero feature with a zero weight column adds exactly 0
             x, weights = F.pad(x, (0, 1)), [F.pad(self.weight_ih, (0, 1))] + weights[1:]
         return tuple(s.reshape(shape) for s in ops.step(self._step_config, self._config_key, x[0], state, weights))

@@ -12,10 +12,10 @@ expectation, no recurrent dropout).
 ``torch.ops.lstmkit.rnn(x, h0, c0, params, lengths, dropout_masks, mask_recurrent, mask_zoneout_c,
 mask_zoneout_h, config) -> (output (T, B, D·P), h_n (L·D, B, P), c_n (L·D, B, H), empty for a GRU)``
     Inference (and training where no workspace is kept: its backward recomputes the forward).
-``torch.ops.lstmkit.rnn_train(x, h0, c0, params, lengths, mask_recurrent, mask_zoneout_c, mask_zoneout_h,
-config) -> (output, h_n, c_n, workspace)``
-    Training on the native engine without inter-layer dropout (the modules call it once per layer with
-    dropout): plus the engine's workspace (1-D, ``engine.workspace_size(config, T, B, bool(mask_recurrent))``
+``torch.ops.lstmkit.rnn_train(x, h0, c0, params, lengths, dropout_masks, mask_recurrent, mask_zoneout_c,
+mask_zoneout_h, config) -> (output, h_n, c_n, workspace)``
+    Training on the native engine, inter-layer dropout included (its masks are an input, as for ``rnn``):
+    plus the engine's workspace (1-D, ``engine.workspace_size(config, T, B, bool(mask_recurrent))``
     values, not differentiable), which autograd saves so that the backward does not recompute the forward.
 ``torch.ops.lstmkit.rnn_backward(x, h0, c0, params, lengths, dropout_masks, mask_recurrent, mask_zoneout_c,
 mask_zoneout_h, workspace, grad_output, grad_h_n, grad_c_n, config) -> [dx, dh0, (dc0), *dparams]``
@@ -26,9 +26,9 @@ mask_zoneout_h, workspace, grad_output, grad_h_n, grad_c_n, config) -> [dx, dh0,
     One time step of a unidirectional stack: x (B, I), the state in and out (the cells, and streaming
     with the state held by the caller); differentiable through ``rnn_backward`` with T = 1.
 
-The computation is the native engine (``lstmkit.engine``) where it supports the config, with inter-layer
-dropout one layer at a time (``engine.layered_train_forward``), else the NumPy reference: ``_numpy_forward``
-and ``_numpy_backward`` are the one place that decides. The operators take CPU tensors only (another device
+The computation is the native engine (``lstmkit.engine``) where it supports the config (the inter-layer
+dropout masks an input of its calls), else the NumPy reference: ``_numpy_forward`` and ``_numpy_backward``
+are the one place that decides. The operators take CPU tensors only (another device
 is refused by name, never copied to the CPU and back; the modules dispatch other devices to torch's kernels,
 ``lstmkit.torch.devices``). Inputs are validated with ``lstmkit.checks`` in both the real and the fake kernel,
 so a direct call with a bad argument raises the same ValueError/TypeError, naming the argument, as the modules.
@@ -191,11 +191,8 @@ def _numpy_forward(config, params, x, state0, lengths, drop, variant):
     """(output, final state) on the engine where it supports config, else on the reference."""
     if not engine.supports(config):
         output, final, _ = ref_rnn.forward(config, params, x, state0, lengths, drop, variant)
-    elif drop:  # one layer at a time, the masks between (no tape: a backward recomputes)
-        output, final, _ = engine.layered_train_forward(config, params, x, state0, lengths, drop, variant,
-                                                        keep_tape=False)
     else:
-        output, final = engine.forward(config, params, x, state0, lengths, variant)
+        output, final = engine.forward(config, params, x, state0, lengths, variant, drop)
     return output, final
 
 
@@ -204,10 +201,8 @@ def _numpy_backward(config, params, x, state0, lengths, drop, variant, workspace
     if not engine.supports(config):
         _, _, cache = ref_rnn.forward(config, params, x, state0, lengths, drop, variant)
         return ref_rnn.backward(cache, d_out, d_final)
-    if drop:  # inter-layer dropout: the forward recomputed natively, layer by layer
-        _, _, tape = engine.layered_train_forward(config, params, x, state0, lengths, drop, variant)
-        return engine.layered_backward(tape, d_out, d_final)
-    return engine.backward(config, params, x, d_out, d_final, state0, lengths, variant, workspace=workspace)
+    return engine.backward(config, params, x, d_out, d_final, state0, lengths, variant, workspace=workspace,
+                           dropout_masks=drop)
 
 
 def _states_out(config, final, x) -> tuple[Tensor, Tensor]:
@@ -245,20 +240,22 @@ def _rnn_fake(x, h0, c0, params, lengths, dropout_masks, mask_recurrent, mask_zo
 
 @torch.library.custom_op("lstmkit::rnn_train", mutates_args=())
 def rnn_train(x: Tensor, h0: Tensor, c0: Optional[Tensor], params: list[Tensor], lengths: Optional[Tensor],
-              mask_recurrent: list[Tensor], mask_zoneout_c: list[Tensor], mask_zoneout_h: list[Tensor],
-              config: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+              dropout_masks: list[Tensor], mask_recurrent: list[Tensor], mask_zoneout_c: list[Tensor],
+              mask_zoneout_h: list[Tensor], config: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``rnn`` natively for training -> (output, h_n, c_n or empty, workspace)."""
     cfg = parse_config(config)
-    params_np, x_np, state0, lengths_np, _, variant = _numpy_args(
-        cfg, x, h0, c0, params, lengths, [], (mask_recurrent, mask_zoneout_c, mask_zoneout_h))
-    output, final, workspace = engine.train_forward(cfg, params_np, x_np, state0, lengths_np, variant)
+    params_np, x_np, state0, lengths_np, drop, variant = _numpy_args(
+        cfg, x, h0, c0, params, lengths, dropout_masks, (mask_recurrent, mask_zoneout_c, mask_zoneout_h))
+    output, final, workspace = engine.train_forward(cfg, params_np, x_np, state0, lengths_np, variant, drop)
     return _to_torch(output), *_states_out(cfg, final, x), torch.from_numpy(workspace)
 
 
 @rnn_train.register_fake
-def _rnn_train_fake(x, h0, c0, params, lengths, mask_recurrent, mask_zoneout_c, mask_zoneout_h, config):
+def _rnn_train_fake(x, h0, c0, params, lengths, dropout_masks, mask_recurrent, mask_zoneout_c, mask_zoneout_h,
+                    config):
     cfg = parse_config(config)
-    outputs = _fake_forward(cfg, x, h0, c0, params, lengths, [], (mask_recurrent, mask_zoneout_c, mask_zoneout_h))
+    outputs = _fake_forward(cfg, x, h0, c0, params, lengths, dropout_masks,
+                            (mask_recurrent, mask_zoneout_c, mask_zoneout_h))
     size = engine.workspace_size(cfg, x.shape[0], x.shape[1], bool(mask_recurrent))
     return (*outputs, x.new_empty((size,)))
 
@@ -375,9 +372,9 @@ def _setup_context(ctx, inputs, output):
 
 
 def _setup_train_context(ctx, inputs, output):
-    x, h0, c0, params, lengths, m_rd, m_zc, m_zh, config = inputs
+    x, h0, c0, params, lengths, drop, m_rd, m_zc, m_zh, config = inputs
     ctx.mark_non_differentiable(output[-1])
-    _save(ctx, config, x, h0, c0, lengths, output[-1], params, ([], m_rd, m_zc, m_zh))
+    _save(ctx, config, x, h0, c0, lengths, output[-1], params, (drop, m_rd, m_zc, m_zh))
 
 
 def _setup_step_context(ctx, inputs, output):
@@ -464,8 +461,7 @@ def _backward(ctx, grad_output, grad_h_n, grad_c_n):
 
 
 def _train_backward(ctx, grad_output, grad_h_n, grad_c_n, _grad_workspace):
-    dx, dh0, dc0, d_params = _input_gradients(ctx, grad_output, grad_h_n, grad_c_n)
-    return dx, dh0, dc0, d_params, None, *([None] * n for n in ctx.counts[2:]), None
+    return _backward(ctx, grad_output, grad_h_n, grad_c_n)
 
 
 def _step_backward(ctx, grad_h, grad_c):
@@ -526,7 +522,7 @@ class _FunctorchCall(torch.autograd.Function):
         if op == "rnn_step":
             return torch.ops.lstmkit.rnn_step(x, h0, c0, params, config)
         if op == "rnn_train":
-            return torch.ops.lstmkit.rnn_train(x, h0, c0, params, lengths, m_rd, m_zc, m_zh, config)
+            return torch.ops.lstmkit.rnn_train(x, h0, c0, params, lengths, drop, m_rd, m_zc, m_zh, config)
         return torch.ops.lstmkit.rnn(x, h0, c0, params, lengths, drop, m_rd, m_zc, m_zh, config)
 
     @staticmethod
@@ -568,10 +564,10 @@ def _under_torch_func() -> bool:
 # The modules' one call
 # ----------------------------------------------------------------------------------------------------------
 
-def trains_natively(x: Tensor, state0, params, dropout_masks) -> bool:
-    """Whether a call should go through ``rnn_train``: the engine is built, there are no dropout masks, and
-    autograd will want a gradient of something."""
-    if dropout_masks or not engine.available() or not torch.is_grad_enabled():
+def trains_natively(x: Tensor, state0, params) -> bool:
+    """Whether a call should go through ``rnn_train``: the engine is built and autograd will want a gradient
+    of something."""
+    if not engine.available() or not torch.is_grad_enabled():
         return False
     return any(t is not None and t.requires_grad for t in (x, *state0, *params))
 
@@ -586,7 +582,7 @@ def call(config: RNNConfig, key: str, x: Tensor, state0: tuple, params: list, le
         outputs = _functorch_call("rnn_train" if train else "rnn", key, x, h0, c0, lengths, params, dropout_masks,
                                   variant_masks)
     elif train:
-        outputs = torch.ops.lstmkit.rnn_train(x, h0, c0, params, lengths, *variant_masks, key)
+        outputs = torch.ops.lstmkit.rnn_train(x, h0, c0, params, lengths, list(dropout_masks), *variant_masks, key)
     else:
         outputs = torch.ops.lstmkit.rnn(x, h0, c0, params, lengths, list(dropout_masks), *variant_masks, key)
     out, h_n, c_n = outputs[:3]
