@@ -201,10 +201,11 @@ struct VariantCellBackward {
   // A step's rows stay on the calling thread (its products split over the pool when large).
   double row_macs(index_t) const { return 0; }
 
-  // The lockstep pair where a step splits by units (units_ok) and only for one or two rows, as the
-  // forward's (VariantStepper::lockstep_units), measured for training with bench_builds.py's cases on
-  // Zen 4 (peephole H=128 T=100, train_forward + backward, the pair against one thread): see
-  // kLockstepMaxRows.
+  // The lockstep pair where a step splits by units (units_ok), and only for one or two rows, as in the
+  // forward (VariantStepper::lockstep_units). The backward alone, the pair against one thread, H=128
+  // T=100 on Zen 4 at load ~2 (median of 7 processes each): peephole B=1 1.26, B=2 1.17 times as fast,
+  // B=4 0.92 (slower); GRU clip B=1 1.23, B=2 1.21. Under heavier load (two cores shared by 5 or more
+  // runnable processes) the pair's meeting per step waits on a descheduled partner, as the forward's does.
   static constexpr index_t kLockstepMaxRows = 2;
   bool units_ok() const { return !ln && !w.w_hr && (lstm || lbr); }
   bool lockstep_units(index_t B) const { return B <= kLockstepMaxRows && units_ok() && unit_split<T>(B, H, GH / H, P); }
