@@ -176,6 +176,37 @@ def test_same_bits_on_one_and_two_threads(mode):
         np.testing.assert_array_equal(one[-1][name], two[-1][name], err_msg=name)
 
 
+
+@pytest.mark.parametrize("mode, options", [
+    ("LSTM", dict(peephole=True, clip=0.5, zoneout=(0.1, 0.2), recurrent_dropout=0.2)),
+    ("LSTM", dict(input_forget=True, activations=("HardSigmoid", "Softsign", "Elu"))),
+    ("GRU", dict(clip=0.5, zoneout=(0.0, 0.2), recurrent_dropout=0.2, activations=("HardSigmoid", "Elu"))),
+])
+def test_lockstep_pair(mode, options):
+    """B = 1 and 2 at H = 128 take the small-batch schedule, forward and backward: each step split by hidden
+    units over two threads that meet once per step (the lockstep pair). It agrees with the reference (with
+    lengths too: steps of one row) and gives the bits of one thread."""
+    config = RNNConfig(mode, 8, 128, **options)
+    n = engine.get_num_threads()
+    results = []
+    try:
+        engine.set_num_threads(2)
+        check_parity(config, "float64", 11, train=True, steps=4, batch=2, lengths=np.array([4, 2]))
+        for threads in (1, 2):
+            engine.set_num_threads(threads)
+            params, x, state0, _, d_out, d_final, rng = make_case(config, "float32", 5, steps=5, batch=1)
+            masks = variants.sample_masks(config, 5, 1, rng, "float32")
+            _, _, ws = engine.train_forward(config, params, x, state0, None, masks)
+            results.append(engine.backward(config, params, x, d_out, d_final, state0, None, masks, workspace=ws))
+    finally:
+        engine.set_num_threads(n)
+    (dx1, ds1, g1), (dx2, ds2, g2) = results
+    np.testing.assert_array_equal(dx1, dx2)
+    for u, v in zip(ds1, ds2):
+        np.testing.assert_array_equal(u, v)
+    for name in g1:
+        np.testing.assert_array_equal(g1[name], g2[name], err_msg=name)
+
 def test_every_activation_is_covered():
     used = {a if isinstance(a, str) else a[0] for o in LSTM_OPTIONS + GRU_OPTIONS for a in o.get("activations", ())}
     assert used == set(TABLE)

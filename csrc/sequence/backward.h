@@ -1,21 +1,53 @@
-// Training of the whole stacked (bi)directional LSTM/GRU: a forward that keeps what the backward
-// needs in a caller-owned workspace (rnn_train_forward), and backpropagation through time that reads
-// it (rnn_backward) — the same functions as lstmkit/ref/rnn.py's forward and backward, for a forward
-// without dropout, with torch's packed-sequence semantics for lengths.
+// Training of the whole stacked (bi)directional RNN: a forward that keeps what the backward needs in a
+// caller-owned workspace (rnn_train_forward: run_sequence with the plain cells' tape), and the one
+// backpropagation-through-time driver, run_backward over a backward cell adapter — plain LSTM/GRU
+// (cells/plain_backward.h, rnn_backward below) and the variant cell (cells/variant_backward.h,
+// sequence/variant_backward.h). The same functions as lstmkit/ref/rnn.py's forward and backward, for a
+// forward without inter-layer dropout, with torch's packed-sequence semantics for lengths.
 //
-// The workspace replaces recomputing the forward in the backward: a training step is one forward and
-// one backward, as in torch's autograd. Both run in the packed layout of sequence/forward.h (N = Σ lengths rows).
-// Per direction, the backward walks the steps in the opposite order of the forward; only the product
-// through the recurrent weights (dh_prev = dG · W_hh, fused with the gate derivatives) is per step.
-// The weight gradients are then one GEMM each over all N rows (dW = dGᵀ · inputs), and the input
-// gradient one GEMM too (d_in = dG · W_ih). Large batches run the whole time loop split by rows over
-// the pool, forward and backward (rows never interact), so the steps need no synchronisation.
-// Rows past a sequence's end never enter the packed layout, which is exactly the reference's mask:
-// their state gradient passes through unchanged, and dx there is zero.
+// How it runs:
+//  * The workspace replaces recomputing the forward in the backward: a training step is one forward and
+//    one backward, as in torch's autograd. Both run in the packed layout of sequence/forward.h
+//    (N = Σ lengths rows); rows past a sequence's end never enter it, which is exactly the reference's
+//    mask: their state gradient passes through unchanged, and dx there is zero.
+//  * The layers from the last; per direction the state gradient is gathered from d_h_n / d_c_n, walked
+//    back through the steps in the opposite order of the forward (run_direction_backward), and
+//    scattered to d_h0 / d_c0. Only the product through the recurrent weights (dh_prev = dG · W_hh,
+//    fused with the gate derivatives) is per step.
+//  * After a direction's loop, the cell's parameter gradients are one product or column sum each over
+//    all N rows (dW = dGᵀ · inputs), and the input gradient one GEMM (d_in += dG · W_ih), summed over
+//    the directions into the gradient of the layer's input (dx for layer 0).
+//
+// The schedule (sequence/schedule.h), chosen in run_direction_backward for every cell:
+//  * row split: a large batch (batch_split) runs the whole loop split by rows over the pool, each thread
+//    walking all steps for its own rows (rows never interact: no synchronisation).
+//  * lockstep pair: a small batch, when the cell can split its step by hidden units (lockstep_units),
+//    runs on two threads that each own half of the units and meet once per step: a thread runs
+//    "dh_prev of the later step, then the pointwise part of this one" on its own units, and only the
+//    product reads all of the gate gradients (the later step's, finished by both before this step).
+//  * otherwise step by step on the calling thread; a step may still split by rows (for_rows, above the
+//    cell's row_macs), and a cell may split a large step's product over the pool itself.
+// Every schedule computes each value with the same operations, so the bits do not depend on the
+// thread count; one_row tells a cell whether the rows it gets are the whole step's only row.
+//
+// A backward cell adapter (one layer and direction, state-gradient rows in packed order; the cell owns
+// its gradient buffers over all N packed rows and its parameter gradients) gives:
+//   kUnitWidth                          the unit split's granule (a register panel; H is a multiple of it)
+//   step(q0, r0, n, one_row, dh, dc)    state rows [r0, r0 + n) (packed rows q0..) back through a step:
+//                                       dh' += the output's gradient, gate gradients, dh ← dh_prev, dc ← dc_prev
+//   row_macs(nb)                        a step's work for for_rows (0: a step's rows stay on one thread)
+//   lockstep_units(B)                   whether a pass of B rows runs on the lockstep pair, and then
+//     product_units(q0, nb, u0, u1, one_row, dh)  units [u0, u1) of dh_prev, the product through W_hh of
+//                                       the step before in the backward's order (its gate gradients done)
+//     step_units(q0, nb, u0, u1, dh, dc)          units [u0, u1) of a step's pointwise part (the
+//                                       output's gradient, gate gradients, dc ← dc_prev), its units only
+//   finish(N, layer_in, In, d_in)       after the loop: the parameter gradients (overwritten) and the
+//                                       input's gradient added into d_in [N, In]
 #pragma once
 
 #include <vector>
 
+#include "cells/plain_backward.h"
 #include "sequence/forward.h"
 
 namespace lstmkit {
@@ -89,49 +121,6 @@ void rnn_train_forward(const RnnShape& s, const T* x, const CellWeights<T>* weig
   });
 }
 
-// One row's LSTM gate gradients over units [j0, j1) (ref/lstm.py's cell_backward):
-//   a: [4H] (i, f, g, o) after σ / tanh; tc: [H] tanh(c'); c_prev: [H]; dm: [H] dL/dm (m = o ⊙ tanh(c'))
-//   dc: [H] in: dL/dc' from the later step, out: dL/dc_prev; dg: [4H] out: the pre-activation gradients
-// On SIMD vectors for both dtypes (the same operations on every lane, the last vector masked): a
-// scalar loop here took a tenth of a B=16 training step.
-template <typename T>
-void lstm_gate_grads(index_t H, index_t j0, index_t j1, const T* a, const T* tc, const T* c_prev, const T* dm, T* dc,
-                     T* dg) {
-#if LSTMKIT_HAVE_VECTORS
-  using S = detail::Simd<T>;
-  using V = typename S::vec;
-  constexpr int W = S::W;
-  const V one = S::set1(T(1));
-  for (index_t j = j0; j < j1; j += W) {
-    const int n = static_cast<int>(std::min<index_t>(W, j1 - j));
-    auto ld = [&](const T* p) { return n == W ? S::load(p + j) : S::load_part(p + j, n); };
-    auto st = [&](T* p, V v) {
-      if (n == W) S::store(p + j, v);
-      else S::store_part(p + j, v, n);
-    };
-    const V i = ld(a), f = ld(a + H), g = ld(a + 2 * H), o = ld(a + 3 * H), t = ld(tc), dmj = ld(dm);
-    const V d_o = dmj * t;
-    const V dct = ld(dc) + dmj * o * (one - t * t);
-    st(dg, (dct * g) * i * (one - i));
-    st(dg + H, (dct * ld(c_prev)) * f * (one - f));
-    st(dg + 2 * H, (dct * i) * (one - g * g));
-    st(dg + 3 * H, d_o * o * (one - o));
-    st(dc, dct * f);  // dc_prev
-  }
-#else
-  for (index_t j = j0; j < j1; ++j) {
-    const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];
-    const T d_o = dm[j] * tc[j];
-    const T dct = dc[j] + dm[j] * o * (T(1) - tc[j] * tc[j]);
-    dg[j] = (dct * g) * i * (T(1) - i);
-    dg[H + j] = (dct * c_prev[j]) * f * (T(1) - f);
-    dg[2 * H + j] = (dct * i) * (T(1) - g * g);
-    dg[3 * H + j] = d_o * o * (T(1) - o);
-    dc[j] = dct * f;  // dc_prev
-  }
-#endif
-}
-
 // The gradient of layer `layer`'s packed input [N, In] (size = N·In values), zeroed for the directions
 // to add into: dx itself for layer 0 when the packed layout is x's own (plain: no lengths), else one of
 // two buffers that alternate between layers (the layer above's is still being read).
@@ -146,21 +135,60 @@ T* layer_input_grad(index_t layer, bool plain, T* dx, std::vector<T> (&buffers)[
   return grad;
 }
 
-// The skeleton every BPTT shares (rnn_backward below, variant_backward in sequence/variant_backward.h):
-// the packed layout (x and d_out packed unless there are no lengths), the layers from the last, per
-// direction the state gradient gathered from d_h_n / d_c_n before the direction's pass and scattered to
-// d_h0 / d_c0 after it, and the gradient of each layer's input (dx for layer 0) summed over its directions,
-// times the dropout mask between it and the layer below (dropout: as SequenceArgs, or null).
+// One direction's pass backwards through time (the mirror of forward.h's run_direction), on the
+// schedule chosen for it (see the top).
+//   cell: the adapter; reverse: the forward ran this direction from the last step (so the backward
+//   walks from the first); split: batch_split() for the call; dh [B, P], dc [B, H]: the state gradient
+//   in packed order (in: of the final state, out: of the initial state)
+template <typename T, typename Cell>
+void run_direction_backward(Cell& cell, const PackedBatch& pk, bool reverse, bool split, index_t H, T* dh, T* dc) {
+  const std::vector<index_t>&sizes = pk.batch_sizes, &offsets = pk.offsets;
+  const index_t steps = static_cast<index_t>(sizes.size()), B = static_cast<index_t>(pk.order.size());
+  auto time = [&](index_t i) { return reverse ? i : steps - 1 - i; };  // the backward's i-th step
+  if (split) {
+    rows_through_time<T>(B, sizes, !reverse, [&](index_t t, index_t r0, index_t n) {
+      cell.step(offsets[t] + r0, r0, n, sizes[t] == 1, dh, dc);
+    });
+  } else if (cell.lockstep_units(B)) {
+    constexpr index_t NR = Cell::kUnitWidth;
+    const index_t half = H / NR / 2 * NR;
+    std::vector<index_t> order;  // the steps that run, in the backward's order
+    for (index_t i = 0; i < steps; ++i)
+      if (sizes[time(i)] > 0) order.push_back(time(i));
+    const index_t n = static_cast<index_t>(order.size());
+    lockstep_pair(n + 1, [&](index_t i, int part0, int part1) {
+      const index_t u0 = part0 == 0 ? 0 : half, u1 = part1 == 2 ? H : half;
+      if (i > 0) {
+        const index_t later = order[i - 1];
+        cell.product_units(offsets[later], sizes[later], u0, u1, sizes[later] == 1, dh);
+      }
+      if (i < n) cell.step_units(offsets[order[i]], sizes[order[i]], u0, u1, dh, dc);
+    });
+  } else {
+    for (index_t i = 0; i < steps; ++i) {
+      const index_t t = time(i), nb = sizes[t];
+      if (nb == 0) continue;
+      for_rows(nb, cell.row_macs(nb),
+               [&](index_t r0, index_t r1) { cell.step(offsets[t] + r0, r0, r1 - r0, nb == 1, dh, dc); });
+    }
+  }
+}
+
+// The sequence backward over backward cells: the packed layout (x and d_out packed unless there are no
+// lengths), the layers from the last, per direction the state gradient gathered from d_h_n / d_c_n, the
+// direction's pass (run_direction_backward, then the cell's finish) and d_h0 / d_c0 scattered, and the
+// gradient of each layer's input (dx for layer 0) summed over its directions, times the dropout mask
+// between it and the layer below (dropout: as SequenceArgs, or null).
 //   layer_input(layer): layer ≥ 1's packed input [N, D·P], as the training forward kept it
-//   direction(layer, d, layer_in, In, d_layer_out, d_in, dh, dc): one direction's pass backwards through
-//     time from dh [B, P] / dc [B, H] (packed order; in: d_h_n, d_c_n; out: d_h0, d_c0), its parameter
-//     gradients, and its input's gradient added into d_in [N, In]; d_layer_out [N, D·P] is the gradient
-//     of the layer's packed output, layer_in [N, In] its packed input.
-template <typename T, typename LayerInput, typename Direction>
+//   make_cell(layer, d, d_layer_out, ldo): the adapter of that layer and direction (a prvalue), where
+//     d_layer_out [N, D·P] ld ldo is the gradient of the layer's packed output
+//   the other arrays: as rnn_backward
+template <typename T, typename LayerInput, typename MakeCell>
 void run_backward(const RnnShape& s, const PackedBatch& pk, bool plain, const T* x, const T* d_out, const T* d_hn,
                   const T* d_cn, T* dx, T* d_h0, T* d_c0, const T* const* dropout, LayerInput&& layer_input,
-                  Direction&& direction) {
+                  MakeCell&& make_cell) {
   const index_t B = s.B, H = s.H, P = s.P, D = s.D, N = pk.N, ldo = D * P;
+  const bool split = batch_split(B, H, s.gates(), P);
   std::vector<T> x_packed(plain ? 0 : static_cast<size_t>(N * s.I));
   if (!plain) pk.pack(x, B, s.I, x_packed.data());
   std::vector<T> d_out_packed(plain ? 0 : static_cast<size_t>(N * ldo));
@@ -179,7 +207,9 @@ void run_backward(const RnnShape& s, const PackedBatch& pk, bool plain, const T*
         std::copy_n(d_hn + (k * B + pk.order[r]) * P, P, dh.data() + r * P);
         if (s.lstm) std::copy_n(d_cn + (k * B + pk.order[r]) * H, H, dc.data() + r * H);
       }
-      direction(layer, d, layer_in, In, d_layer_out, d_in, dh.data(), dc.data());
+      auto cell = make_cell(layer, d, d_layer_out, ldo);
+      run_direction_backward<T>(cell, pk, d == 1, split, H, dh.data(), dc.data());
+      cell.finish(N, layer_in, In, d_in);
       for (index_t r = 0; r < B; ++r) {
         std::copy_n(dh.data() + r * P, P, d_h0 + (k * B + pk.order[r]) * P);
         if (s.lstm) std::copy_n(dc.data() + r * H, H, d_c0 + (k * B + pk.order[r]) * H);
@@ -199,175 +229,21 @@ void run_backward(const RnnShape& s, const PackedBatch& pk, bool plain, const T*
 //   d_h0:  [L·D, B, P] out; d_c0: [L·D, B, H] out (LSTM), null for GRU
 //   grads: [L·D] CellGrads, index layer·D + direction, every buffer overwritten
 // All pointers are caller-owned and only used during the call; outputs must not alias inputs.
-template <typename T_>
-void rnn_backward(const RnnShape& s, const T_* x, const CellWeights<T_>* weights, const int64_t* lengths,
-                  const T_* const* dropout, const T_* ws_base, const T_* d_out, const T_* d_hn, const T_* d_cn, T_* dx,
-                  T_* d_h0, T_* d_c0, const CellGrads<T_>* grads) {
-  using T = T_;
-  const index_t T_steps = s.T, B = s.B, H = s.H, P = s.P, D = s.D, G = s.gates(), GH = G * H;
-  const PackedBatch pk(T_steps, B, lengths);
-  const std::vector<index_t>&batch_sizes = pk.batch_sizes, &offsets = pk.offsets;
-  const index_t N = pk.N, ldo = D * P;
+template <typename T>
+void rnn_backward(const RnnShape& s, const T* x, const CellWeights<T>* weights, const int64_t* lengths,
+                  const T* const* dropout, const T* ws_base, const T* d_out, const T* d_hn, const T* d_cn, T* dx,
+                  T* d_h0, T* d_c0, const CellGrads<T>* grads) {
+  const PackedBatch pk(s.T, s.B, lengths);
   const TrainWorkspace<T> ws(s, const_cast<T*>(ws_base));  // read only here
-  std::vector<T> dm(static_cast<size_t>(B * H));           // LSTM projection: dL/dm [B, H]
-  // Every row of these is written before it is read: uninitialised (zeroing them cost 3 % of a backward).
-  RawBuffer<T> dG(N * GH);                // LSTM d(gates), GRU d(gi): pre-activation grads [N, G·H]
-  RawBuffer<T> dGh(s.lstm ? 0 : N * GH);  // GRU d(gh) [N, 3H]
-  std::vector<T> dH;                      // LSTM projection: total dh' per row [N, P]
+  PlainBackwardBuffers<T> buffers(s.lstm, s.P != s.H, pk.N, s.B, s.H, s.P, s.gates() * s.H);
   auto layer_input = [&](index_t layer) -> const T* { return ws.input(layer); };
-  run_backward(
-      s, pk, lengths == nullptr, x, d_out, d_hn, d_cn, dx, d_h0, d_c0, dropout, layer_input,
-      [&](index_t layer, index_t d, const T* layer_in, index_t In, const T* d_layer_out, T* d_in, T* dh, T* dc) {
-        const index_t k = layer * D + d;
-        const CellWeights<T>& w = weights[k];
-        const T* act = ws.act(k);
-        const T* aux = ws.aux(k);
-        const T* hp = ws.h_prev(k);
-        const T* cp = ws.c_prev(k);
-        const PackedWeights<T> w_hh_t(w.w_hh, P, GH, 1, P);    // W_hhᵀ, for dh_prev = dG · W_hh
-        const PackedWeights<T> w_ih_t(w.w_ih, In, GH, 1, In);  // W_ihᵀ, for d_in = dG · W_ih
-        PackedWeights<T> w_hr_t;                               // W_hrᵀ, for dm = dh' · W_hr
-        if (w.w_hr) {
-          w_hr_t = PackedWeights<T>(w.w_hr, H, P, 1, H);
-          dH.resize(static_cast<size_t>(N * P));
-        }
-        // Gate gradients of rows [r0, r0 + nr) and units [j0, j1) of step t, from dL/dm (dmp, ld ldm; for
-        // the GRU dL/dh' is dh itself): dG (and dGh), dc ← dc_prev; the GRU's dh ← its direct path dh'·z.
-        auto gate_grads = [&](index_t t, index_t r0, index_t nr, index_t j0, index_t j1, const T* dmp, index_t ldm) {
-          const index_t q = offsets[t] + r0;
-          T* dg = dG.data() + q * GH;  // [nr, G·H]
-          if (s.lstm) {
-            for (index_t r = 0; r < nr; ++r)
-              lstm_gate_grads(H, j0, j1, act + (q + r) * GH, aux + (q + r) * H, cp + (q + r) * H, dmp + r * ldm,
-                              dc + (r0 + r) * H, dg + r * GH);
-          } else {
-            T* dgh = dGh.data() + q * GH;
-            for (index_t r = 0; r < nr; ++r) {
-              const T* a = act + (q + r) * GH;
-              const T* ghn = aux + (q + r) * H;
-              const T* hpr = hp + (q + r) * P;
-              T* dhr = dh + (r0 + r) * P;
-              T* dgr = dg + r * GH;
-              T* dghr = dgh + r * GH;
-              for (index_t j = j0; j < j1; ++j) {
-                const T rr = a[j], z = a[H + j], n = a[2 * H + j], dht = dhr[j];
-                const T dn_pre = dht * (T(1) - z) * (T(1) - n * n);
-                const T dr_pre = dn_pre * ghn[j] * rr * (T(1) - rr);
-                const T dz_pre = dht * (hpr[j] - n) * z * (T(1) - z);
-                dgr[j] = dghr[j] = dr_pre;
-                dgr[H + j] = dghr[H + j] = dz_pre;
-                dgr[2 * H + j] = dn_pre;
-                dghr[2 * H + j] = dn_pre * rr;
-                dhr[j] = dht * z;  // the direct path; the product through W_hh is added after
-              }
-            }
-          }
-        };
-        // dh'[rows [r0, r0 + nr), columns [j0, j1)] += the gradient of step t's output.
-        auto add_d_out = [&](index_t t, index_t r0, index_t nr, index_t j0, index_t j1) {
-          const index_t q = offsets[t] + r0;
-          for (index_t r = 0; r < nr; ++r) {
-            const T* dy = d_layer_out + (q + r) * ldo + d * P;
-            T* dhr = dh + (r0 + r) * P;
-            for (index_t j = j0; j < j1; ++j) dhr[j] += dy[j];
-          }
-        };
-        // dh_prev over output panels [p0, p1) (columns p·NR ..) of rows [r0, r0 + nr): LSTM dG · W_hh,
-        // GRU + dGh · W_hh (onto the direct path).
-        // one_row: the GEMM's one-row kernel only when the step has one row (not one thread's share of it).
-        auto recurrent_grads = [&](index_t t, index_t r0, index_t nr, index_t p0, index_t p1) {
-          const index_t q = offsets[t] + r0;
-          const bool one_row = batch_sizes[t] == 1;
-          T* dhb = dh + r0 * P;
-          if (s.lstm) {
-            constexpr int NR = Tile<T>::NR;
-            const index_t c0 = p0 * NR, c1 = std::min(P, p1 * NR);
-            for (index_t r = 0; r < nr; ++r) std::fill(dhb + r * P + c0, dhb + r * P + c1, T(0));
-            gemm_acc_serial(nr, dG.data() + q * GH, GH, w_hh_t, dhb, P, p0, p1,
-                            one_row);  // (nr, P) = (nr, 4H) · (4H, P)
-          } else {
-            gemm_acc_serial(nr, dGh.data() + q * GH, GH, w_hh_t, dhb, P, p0, p1,
-                            one_row);  // (nr, P) += (nr, 3H) · (3H, P)
-          }
-        };
-        // All of rows [r0, r0 + nr) of step t: dh' (+ the output's gradient) → gate gradients → dh_prev.
-        auto step_rows = [&](index_t t, index_t r0, index_t nr) {
-          const index_t q = offsets[t] + r0;
-          add_d_out(t, r0, nr, 0, P);
-          const T* dmp = dh + r0 * P;  // dL/dm, [nr, H] ld P (P = H without projection)
-          index_t ldm = P;
-          if (w.w_hr) {
-            std::copy_n(dh + r0 * P, nr * P, dH.data() + q * P);
-            gemm_set(nr, dh + r0 * P, P, w_hr_t, dm.data() + r0 * H, H,
-                     batch_sizes[t] == 1);  // (nr, H) = (nr, P) · (P, H)
-            dmp = dm.data() + r0 * H;
-            ldm = H;
-          }
-          gate_grads(t, r0, nr, 0, H, dmp, ldm);
-          if (in_parallel() || double(nr) * double(GH) * double(P) < kParallelMacs)
-            recurrent_grads(t, r0, nr, 0, w_hh_t.panels());
-          else  // a large step on its own: the product split over the pool by panels
-            parallel_for(w_hh_t.panels(), [&](index_t p0, index_t p1) { recurrent_grads(t, r0, nr, p0, p1); });
-        };
-        if (batch_split(B, H, G, P)) {  // each thread walks all steps for its own rows, backwards in time
-          rows_through_time<T>(B, batch_sizes, d == 0, step_rows);
-        } else if (!w.w_hr && unit_split<T>(B, H, G, P)) {
-          // Split by hidden units over two threads, one meeting per step (lockstep_pair): a thread owns
-          // units [u0, u1), which are also the panels of dh_prev it computes, so it runs "dh_prev of the
-          // later step, then the gate gradients of this one" on its own units, and only the product
-          // reads all of dG (the later step's, finished by both threads before this step began).
-          constexpr int NR = Tile<T>::NR;
-          const index_t half = H / NR / 2;
-          std::vector<index_t> order_t;  // the steps that run, from the last (in the backward's order)
-          for (index_t step = T_steps - 1; step >= 0; --step) {
-            const index_t t = d == 0 ? step : T_steps - 1 - step;
-            if (batch_sizes[t] > 0) order_t.push_back(t);
-          }
-          const index_t n_steps = static_cast<index_t>(order_t.size());
-          lockstep_pair(n_steps + 1, [&](index_t i, int part0, int part1) {
-            const index_t p0 = part0 == 0 ? 0 : half, p1 = part1 == 2 ? H / NR : half;
-            const index_t later = i > 0 ? order_t[i - 1] : -1, t = i < n_steps ? order_t[i] : -1;
-            if (later >= 0) recurrent_grads(later, 0, batch_sizes[later], p0, p1);
-            if (t >= 0) {
-              add_d_out(t, 0, batch_sizes[t], p0 * NR, p1 * NR);
-              gate_grads(t, 0, batch_sizes[t], p0 * NR, p1 * NR, dh, P);
-            }
-          });
-        } else {
-          for (index_t step = T_steps - 1; step >= 0; --step) {
-            const index_t t = d == 0 ? step : T_steps - 1 - step, nb = batch_sizes[t];
-            if (nb == 0) continue;
-            for_rows(nb, double(nb) * double(GH) * double(P),
-                     [&](index_t r0, index_t r1) { step_rows(t, r0, r1 - r0); });
-          }
-        }
-
-        // Weight gradients, each one product over all N rows.
-        const CellGrads<T>& gr = grads[k];
-        const T* dg_hh = s.lstm ? dG.data() : dGh.data();  // what multiplies h in the forward
-        std::fill(gr.w_ih, gr.w_ih + GH * In, T(0));
-        std::fill(gr.w_hh, gr.w_hh + GH * P, T(0));
-        gemm_tn_acc(GH, In, N, dG.data(), GH, layer_in, In, gr.w_ih, In);  // dW_ih = dGᵀ · input
-        gemm_tn_acc(GH, P, N, dg_hh, GH, hp, P, gr.w_hh, P);               // dW_hh = dGᵀ · h_prev
-        if (gr.b_ih) {
-          std::fill(gr.b_ih, gr.b_ih + GH, T(0));
-          std::fill(gr.b_hh, gr.b_hh + GH, T(0));
-          auto bias_sums = [&](index_t j0, index_t j1) {  // columns [j0, j1), rows summed in order
-            for (index_t n = 0; n < N; ++n)
-              for (index_t j = j0; j < j1; ++j) {
-                gr.b_ih[j] += dG.data()[n * GH + j];
-                gr.b_hh[j] += dg_hh[n * GH + j];
-              }
-          };
-          if (double(N) * double(GH) >= kParallelMacs) parallel_for(GH, bias_sums);
-          else bias_sums(0, GH);
-        }
-        if (gr.w_hr) {
-          std::fill(gr.w_hr, gr.w_hr + P * H, T(0));
-          gemm_tn_acc(P, H, N, dH.data(), P, ws.m(k), H, gr.w_hr, H);  // dW_hr = dh'ᵀ · m
-        }
-        gemm_acc(N, dG.data(), GH, w_ih_t, d_in, In);  // d_in += dG (N, G·H) · W_ih (G·H, In)
-      });
+  run_backward(s, pk, lengths == nullptr, x, d_out, d_hn, d_cn, dx, d_h0, d_c0, dropout, layer_input,
+               [&](index_t layer, index_t d, const T* d_layer_out, index_t ldo) {
+                 const index_t k = layer * s.D + d, In = layer == 0 ? s.I : s.D * s.P;
+                 const PlainTape<T> tape{ws.act(k), ws.aux(k), ws.h_prev(k), ws.c_prev(k), ws.m(k)};
+                 return PlainCellBackward<T>(s.lstm, In, s.H, s.P, weights[k], tape, grads[k], d_layer_out + d * s.P,
+                                             ldo, buffers);
+               });
 }
 
 }  // namespace LSTMKIT_ISA
