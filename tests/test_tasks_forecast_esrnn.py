@@ -120,7 +120,7 @@ def test_mase_weights_weigh_each_origin_by_level_over_scale():
     lo, hi, s0 = torch.zeros(3, dtype=torch.long), n - 7, torch.zeros(3, 4)
     inv = torch.tensor([2.0, 0.5, 1.0])
     model.eval()  # no level penalty: the loss is the weighted pinball alone
-    got = esrnn_loss(model, q, 0.0, idx, y, n, lo, hi, s0, inv)
+    got = float(esrnn_loss(model, q, 0.0, idx, y, n, lo, hi, s0, inv).detach())
     pred, target, log_level, _ = model(idx, y, n, s0)
     p, tg, ll = pred.double().detach(), target.double().detach(), log_level.double().detach()
     err = tg.unsqueeze(-1) - p
@@ -129,9 +129,22 @@ def test_mase_weights_weigh_each_origin_by_level_over_scale():
     w = ((t >= lo[:, None]) & (t <= hi[:, None])).double() * ll.exp() * inv.double()[:, None]
     want = float((pin * w).sum() / w.sum())
     # float32 sums of ~60 positive terms of order 1: relative error well under 1e-5
-    assert float(got) == pytest.approx(want, rel=RTOL)
-    plain = float(esrnn_loss(model, q, 0.0, idx, y, n, lo, hi, s0))
+    assert got == pytest.approx(want, rel=RTOL)
+    plain = float(esrnn_loss(model, q, 0.0, idx, y, n, lo, hi, s0).detach())
     assert abs(plain - want) > 100 * RTOL * want  # the weights changed which errors count
+
+
+def test_mase_weights_reach_every_training_tuple():
+    from lstmkit.tasks.forecast import panel
+
+    df = seasonal_panel(n_series=3, n=30)
+    series = panel.split_series(df, panel.Columns())
+    for weights, size in (("none", 6), ("mase", 7)):
+        train, val, full, _ = small(loss_weights=weights)._esrnn_panel(series)
+        assert len(train) == len(val) == len(full) == size
+    # the scales come from the values before the validation window (the last H = 4 dropped)
+    want = inverse_scales([s.y[:-4] for s in series.values()], 4)
+    np.testing.assert_array_equal(train[-1].numpy(), want)
 
 
 def test_inverse_scales():

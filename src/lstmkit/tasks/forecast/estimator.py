@@ -88,7 +88,8 @@ class Forecaster:
     verbose: 0 silent (default), 1 one line per epoch on stdout, 2 also a progress bar (on a terminal).
     model: 'lstm' (the LSTM above) or 'esrnn' (Smyl's ES-RNN, ``lstmkit.tasks.forecast.esrnn``: per-series
     Holt-Winters smoothing and seasonal indices learned with a global LSTM; no covariates, patch 1;
-    ``level_penalty`` weighs its level wiggliness penalty). batch_size and lr default per model (MODEL_DEFAULTS).
+    ``level_penalty`` weighs its level wiggliness penalty; ``loss_weights`` 'mase' weighs each series' origins by
+    level / MASE scale, 'none' alike). batch_size, lr, refit and loss_weights default per model (MODEL_DEFAULTS).
     ensemble: members with seeds seed, seed+1, ... and input lengths L, L+2P, L−P, ... (either model); the
     forecast is their median.
     device: where the model trains and predicts ('cpu', 'cuda', 'cuda:N', 'mps' or a torch.device; checked
