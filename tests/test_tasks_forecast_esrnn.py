@@ -13,7 +13,7 @@ pytest.importorskip("safetensors")
 
 from lstmkit.cli import main  # noqa: E402
 from lstmkit.tasks.forecast import Forecaster  # noqa: E402
-from lstmkit.tasks.forecast.esrnn import ESRNN, esrnn_loss, initial_log_seasons, shift_of  # noqa: E402
+from lstmkit.tasks.forecast.esrnn import ESRNN, esrnn_loss, initial_log_seasons, inverse_scales, shift_of  # noqa: E402
 
 # float32 arithmetic on values of order 1: a log or a ratio is off by a few ulps (1.2e-7) per operation, and the
 # recursion below compounds at most a few dozen of them: 1e-5 relative holds with a wide margin
@@ -114,6 +114,47 @@ def test_gradients_reach_each_series_smoothing_parameters_and_no_other():
         assert torch.all(g[[3, 0, 4]] > 0) and torch.all(g[[1, 2]] == 0)
 
 
+def test_mase_weights_weigh_each_origin_by_level_over_scale():
+    model, idx, y, n = _model_and_batch()
+    q = torch.tensor([0.1, 0.5, 0.9])
+    lo, hi, s0 = torch.zeros(3, dtype=torch.long), n - 7, torch.zeros(3, 4)
+    inv = torch.tensor([2.0, 0.5, 1.0])
+    model.eval()  # no level penalty: the loss is the weighted pinball alone
+    got = float(esrnn_loss(model, q, 0.0, idx, y, n, lo, hi, s0, inv).detach())
+    pred, target, log_level, _ = model(idx, y, n, s0)
+    p, tg, ll = pred.double().detach(), target.double().detach(), log_level.double().detach()
+    err = tg.unsqueeze(-1) - p
+    pin = torch.maximum(q.double() * err, (q.double() - 1) * err).mean((2, 3))  # (B, T)
+    t = torch.arange(y.shape[1])[None]
+    w = ((t >= lo[:, None]) & (t <= hi[:, None])).double() * ll.exp() * inv.double()[:, None]
+    want = float((pin * w).sum() / w.sum())
+    # float32 sums of ~60 positive terms of order 1: relative error well under 1e-5
+    assert got == pytest.approx(want, rel=RTOL)
+    plain = float(esrnn_loss(model, q, 0.0, idx, y, n, lo, hi, s0).detach())
+    assert abs(plain - want) > 100 * RTOL * want  # the weights changed which errors count
+
+
+def test_mase_weights_reach_every_training_tuple():
+    from lstmkit.tasks.forecast import panel
+
+    df = seasonal_panel(n_series=3, n=30)
+    series = panel.split_series(df, panel.Columns())
+    for weights, size in (("none", 6), ("mase", 7)):
+        train, val, full, _ = small(loss_weights=weights)._esrnn_panel(series)
+        assert len(train) == len(val) == len(full) == size
+    # the scales come from the values before the validation window (the last H = 4 dropped)
+    want = inverse_scales([s.y[:-4] for s in series.values()], 4)
+    np.testing.assert_array_equal(train[-1].numpy(), want)
+
+
+def test_inverse_scales():
+    m = 4
+    a = np.tile([1.0, 2.0, 4.0, 1.0], 3) + np.arange(12)  # y_t − y_{t−4} = 4 everywhere
+    const = np.full(12, 5.0)  # scale 0: undefined
+    np.testing.assert_allclose(inverse_scales([a, 2 * a, const], m), [0.25, 0.125, 0.1875], rtol=1e-7)
+    np.testing.assert_array_equal(inverse_scales([const], m), [1.0])
+
+
 def test_initial_seasons_and_shift():
     y = np.tile([1.0, 2.0, 4.0, 1.0], 3) * 10
     s0 = initial_log_seasons(y, 4)
@@ -199,6 +240,8 @@ def test_cross_validation_and_window_input():
     (dict(patch=2), "patch"),
     (dict(level_penalty=-1.0), "level_penalty"),
     (dict(refit="yes"), "refit"),
+    (dict(loss_weights="msae"), "loss_weights: expected one of 'none', 'mase', got 'msae'"),
+    (dict(model="lstm", loss_weights="mase"), "loss_weights: only model='esrnn'"),
 ])
 def test_bad_arguments_are_refused_by_name(kw, name):
     with pytest.raises(ValueError, match=name):
@@ -228,7 +271,14 @@ def test_cli_esrnn_backtest_future_and_json(tmp_path, capsys):
     report = tmp_path / "report.html"  # report/explain read the ES-RNN run folder's normalised window
     assert main(["report", fut, "--out", str(report)]) == 0 and report.stat().st_size > 10_000
     assert main(["explain", fut]) == 0 and "steps)" in capsys.readouterr().out
+    mase = str(tmp_path / "mase")
+    assert main(["forecast", *tiny, "--loss-weights", "mase", "--baselines", "", "--out", mase]) == 0
+    assert json.load(open(os.path.join(mase, "results.json")))["config"]["loss_weights"] == "mase"
+    assert Forecaster.load(os.path.join(mase, "model.safetensors")).config["loss_weights"] == "mase"
+    capsys.readouterr()
     lstm = [a if a != "esrnn" else "lstm" for a in tiny]
+    assert main(["forecast", *lstm, "--loss-weights", "mase", "--out", str(tmp_path / "bad")]) != 0
+    assert "--loss-weights: only --model esrnn" in capsys.readouterr().err
     assert main(["forecast", *lstm, "--level-penalty", "1", "--out", str(tmp_path / "bad")]) != 0
     assert "--level-penalty: only --model esrnn" in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -33,6 +33,9 @@ def register(sub) -> None:
                         "level and seasonality learned with a global LSTM (no covariates)")
     p.add_argument("--level-penalty", type=float, default=0.0,
                    help="esrnn: weight of the penalty on the wiggliness of the learned log level")
+    p.add_argument("--loss-weights", choices=("none", "mase"), default=None,
+                   help="esrnn: 'mase' weighs each origin by its level over the series' MASE scale (the loss then "
+                        "approximates MASE), 'none' weighs all alike (default: the model's own)")
     p.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
                    help="after early stopping, train a fresh model on every window (the validation window, each "
                         "series' latest values, included) for the best epoch count (default: the model's own)")
@@ -75,8 +78,12 @@ def run(args) -> int:
         raise ValueError(f"--level-penalty: expected a number >= 0, got {args.level_penalty}")
     if args.level_penalty and args.model != "esrnn":
         raise ValueError("--level-penalty: only --model esrnn has a learned level")
+    if args.loss_weights is not None and args.model != "esrnn":
+        raise ValueError(f"--loss-weights: only --model esrnn weighs its loss, got {args.loss_weights!r} with "
+                         f"--model {args.model}")
     extra = {"model": args.model, "refit": args.refit,
-             **({"level_penalty": args.level_penalty} if args.model == "esrnn" else {})}
+             **({"level_penalty": args.level_penalty, "loss_weights": args.loss_weights}
+                if args.model == "esrnn" else {})}
     model_kw = dict(**extra, input_length=args.input_length, hidden_size=args.hidden_size, cell=args.cell,
                     epochs=args.epochs, batch_size=args.batch_size, batches_per_epoch=args.batches_per_epoch,
                     lr=args.lr, patience=args.patience, ensemble=args.ensemble, seed=args.seed,

@@ -134,9 +134,22 @@ def level_wiggliness(log_level, mask):
     return (d2 ** 2 * ok).sum() / ok.sum().clamp(min=1)
 
 
-def esrnn_loss(model, quantiles, penalty: float, idx, y, n, lo, hi, log_s0):
+def inverse_scales(ys: list, m: int) -> np.ndarray:
+    """(S,) float32: 1 / MASE's scale (mean |y_t − y_{t−m}|) of each history; a series whose scale is 0 or
+    undefined (constant, or too short) gets the median of the others' (all ones when none has a scale)."""
+    from .metrics import mase_scale
+
+    inv = 1.0 / np.array([mase_scale(y, m) for y in ys])
+    ok = np.isfinite(inv)
+    fill = float(np.median(inv[ok])) if ok.any() else 1.0
+    return np.where(ok, inv, fill).astype(np.float32)
+
+
+def esrnn_loss(model, quantiles, penalty: float, idx, y, n, lo, hi, log_s0, inv_scale=None):
     """Pinball loss of the log-normalised quantiles over origins lo <= t <= hi (B,) (their targets all observed),
-    plus ``penalty`` × the level wiggliness while training."""
+    plus ``penalty`` × the level wiggliness while training. ``inv_scale`` (B,): weigh origin t of series i by
+    l_t / scale_i, so a log error e, an absolute error of about l_t·e, counts as its share of MASE (the mean over
+    series of MAE / scale); None weighs every origin alike (a relative error, as sMAPE)."""
     pred, target, log_level, _ = model(idx, y, n, log_s0)
     T = y.shape[1]
     t = torch.arange(T, device=y.device)[None, :]
@@ -144,7 +157,9 @@ def esrnn_loss(model, quantiles, penalty: float, idx, y, n, lo, hi, log_s0):
     err = target.unsqueeze(-1) - pred  # (B, T, H, Q)
     pin = torch.maximum(quantiles * err, (quantiles - 1) * err).mean((2, 3))  # (B, T)
     w = use.float()
-    loss = (pin * w).sum() / w.sum().clamp(min=1)
+    if inv_scale is not None:  # levels detached: the weights say what matters, not a way to shrink the loss
+        w = w * log_level.detach().exp() * inv_scale[:, None]
+    loss = (pin * w).sum() / w.sum().clamp(min=1e-12)  # 0 when no origin is used
     if penalty and model.training:
         loss = loss + penalty * level_wiggliness(log_level, t < n[:, None])
     return loss

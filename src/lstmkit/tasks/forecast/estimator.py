@@ -56,12 +56,15 @@ MODELS = ("lstm", "esrnn")
 # a batch (hidden 64) 1.713, 64 series (hidden 32) 1.738)
 # refit (esrnn): on the window before the holdout, MASE M1 yearly 3.114 -> 2.893, M1 quarterly 1.661 -> 1.677, Tourism
 # quarterly 1.713 -> 1.714 (short series gain most: their last H values are a large part of what they have)
-MODEL_DEFAULTS = {"lstm": {"batch_size": 512, "lr": 3e-3, "refit": False},
-                  "esrnn": {"batch_size": 32, "lr": 1e-3, "refit": True}}
+MODEL_DEFAULTS = {"lstm": {"batch_size": 512, "lr": 3e-3, "refit": False, "loss_weights": "none"},
+                  "esrnn": {"batch_size": 32, "lr": 1e-3, "refit": True, "loss_weights": "none"}}
+# ES-RNN's loss weights: 'none' (every origin alike: relative errors) or 'mase' (origin t of series i weighs
+# level_t / MASE scale_i, so the loss approximates MASE, the score the anchors are compared on)
+LOSS_WEIGHTS = ("none", "mase")
 HEAD = 8  # first values of each training series an ES-RNN keeps, to recognise its histories later
 
 
-def _require_esrnn_args(patch, futr, hist, stat, level_penalty) -> None:
+def _require_esrnn_args(patch, futr, hist, stat, level_penalty, loss_weights) -> None:
     """What model='esrnn' does not read, refused by name (it would otherwise be silently ignored)."""
     for name, lst in (("futr_exog_list", futr), ("hist_exog_list", hist), ("stat_exog_list", stat)):
         if len(lst):
@@ -70,6 +73,8 @@ def _require_esrnn_args(patch, futr, hist, stat, level_penalty) -> None:
         raise ValueError(f"patch: model='esrnn' reads one window per time step (patch 1), got {patch}")
     if not np.isfinite(level_penalty) or level_penalty < 0:
         raise ValueError(f"level_penalty: expected a finite number >= 0, got {level_penalty!r}")
+    if loss_weights not in LOSS_WEIGHTS:
+        raise ValueError(f"loss_weights: expected one of {', '.join(map(repr, LOSS_WEIGHTS))}, got {loss_weights!r}")
 
 
 class Forecaster:
@@ -83,7 +88,8 @@ class Forecaster:
     verbose: 0 silent (default), 1 one line per epoch on stdout, 2 also a progress bar (on a terminal).
     model: 'lstm' (the LSTM above) or 'esrnn' (Smyl's ES-RNN, ``lstmkit.tasks.forecast.esrnn``: per-series
     Holt-Winters smoothing and seasonal indices learned with a global LSTM; no covariates, patch 1;
-    ``level_penalty`` weighs its level wiggliness penalty). batch_size and lr default per model (MODEL_DEFAULTS).
+    ``level_penalty`` weighs its level wiggliness penalty; ``loss_weights`` 'mase' weighs each series' origins by
+    level / MASE scale, 'none' alike). batch_size, lr, refit and loss_weights default per model (MODEL_DEFAULTS).
     ensemble: members with seeds seed, seed+1, ... and input lengths L, L+2P, L−P, ... (either model); the
     forecast is their median.
     device: where the model trains and predicts ('cpu', 'cuda', 'cuda:N', 'mps' or a torch.device; checked
@@ -96,12 +102,13 @@ class Forecaster:
                  lr: float | None = None, patience: int = 5, ensemble: int = 1, seed: int = 0, verbose: int = 0,
                  device="cpu", id_col: str = "unique_id", time_col: str = "ds", target_col: str = "y",
                  futr_exog_list=(), hist_exog_list=(), stat_exog_list=(), model: str = "lstm",
-                 level_penalty: float = 0.0, refit: bool | None = None):
+                 level_penalty: float = 0.0, refit: bool | None = None, loss_weights: str | None = None):
         if model not in MODELS:
             raise ValueError(f"model: expected one of {', '.join(map(repr, MODELS))}, got {model!r}")
         batch_size = MODEL_DEFAULTS[model]["batch_size"] if batch_size is None else batch_size
         lr = MODEL_DEFAULTS[model]["lr"] if lr is None else lr
         refit = MODEL_DEFAULTS[model]["refit"] if refit is None else refit
+        loss_weights = MODEL_DEFAULTS[model]["loss_weights"] if loss_weights is None else loss_weights
         if not isinstance(refit, (bool, np.bool_)):
             raise ValueError(f"refit: expected True or False, got {refit!r}")
         if 0.5 not in quantiles:
@@ -109,8 +116,11 @@ class Forecaster:
         if horizon < 1 or season_length < 1:
             raise ValueError(f"horizon and season_length must be >= 1, got {horizon} and {season_length}")
         if model == "esrnn":
-            _require_esrnn_args(patch, futr_exog_list, hist_exog_list, stat_exog_list, level_penalty)
+            _require_esrnn_args(patch, futr_exog_list, hist_exog_list, stat_exog_list, level_penalty, loss_weights)
             patch = 1  # ES-RNN reads one window of L values per time step (L: the LSTM's default, below)
+        elif loss_weights != "none":
+            raise ValueError(f"loss_weights: only model='esrnn' weighs its loss, got {loss_weights!r} with "
+                             f"model={model!r}; leave it out")
         patch = patch or windows.default_patch(season_length)
         L = input_length or windows.default_input_length(horizon, season_length, patch)
         if L % patch:
@@ -128,6 +138,7 @@ class Forecaster:
                        "refit": bool(refit)}
         if model == "esrnn":
             self.config["level_penalty"] = float(level_penalty)
+            self.config["loss_weights"] = loss_weights
         self.config["members"] = [self._member(k) for k in range(ensemble)]
         self.verbose = verbose
         self.device = devices.resolve(device)
@@ -360,10 +371,12 @@ class Forecaster:
         def tensors(*arrays):
             return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
 
-        train = tensors(idx, y_tr, n_tr, lo, hi, s0)
-        val = tensors(idx, y_all, n_all, n_all - H - 1, n_all - H - 1, s0)
+        # MASE weights: each series' scale from its values before the validation window, in every tuple
+        extra = (es.inverse_scales([y[:-H] for y in ys], m),) if c.get("loss_weights", "none") == "mase" else ()
+        train = tensors(idx, y_tr, n_tr, lo, hi, s0, *extra)
+        val = tensors(idx, y_all, n_all, n_all - H - 1, n_all - H - 1, s0, *extra)
         hi_all = n_all - H - 1
-        full = tensors(idx, y_all, n_all, np.minimum(max(m, 2) - 1, hi_all), hi_all, s0)  # refit: every origin
+        full = tensors(idx, y_all, n_all, np.minimum(max(m, 2) - 1, hi_all), hi_all, s0, *extra)  # every origin
         return train, val, full, s0
 
     def _esrnn_rows(self, series: list) -> np.ndarray:
