@@ -1,14 +1,15 @@
 """LSTM-FCN and the plain LSTM against 1-NN DTW and MiniRocket on aeon's bundled UCR/UEA sets (issue 21); appends
 one markdown table to benchmarks/tasks_results.md.
 
-    PYTHONPATH=src python benchmarks/tasks_classify.py [--sets JapaneseVowels,ACSF1] [--seeds 0,1,2]
+    PYTHONPATH=src python benchmarks/tasks_classify.py [--sets JapaneseVowels,ACSF1] [--seeds 0,1,2] [--archs lstm-fcn]
 
 Every run is the CLI itself (``lstmkit classify``) into benchmarks/runs/classify-<set>-<arch>-s<seed>/; a run whose
 results.json is already there is read back instead of rerun (delete the folder to rerun it). 1-NN DTW is
 deterministic and runs once per set (beside the LSTM-FCN of the first seed); MiniRocket runs once per seed (its
 kernels' biases are drawn). aeon's numba functions are compiled before the first timed run, so the seconds are
 work, not compilation; torch and the engine run one thread (see main_). The archive's test split is scored only
-after training; no setting was chosen on it.
+after training; no setting was chosen on it. An ensemble run (the lstm-fcn preset's ensemble=3) adds a row of its
+members' own accuracies: one network each, at seeds seed..seed+2.
 """
 from __future__ import annotations
 
@@ -142,7 +143,8 @@ def main_(argv=None) -> int:
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     commands = sorted({" ".join(["lstmkit"] + argv_for(n, a, s, k == 0))
                        for n in sets for k, s in enumerate(seeds) for a in archs})
-    text = (f"### classify (issue 21): LSTM-FCN vs LSTM vs 1-NN DTW vs MiniRocket, seeds {args.seeds} "
+    text = (f"### classify (issue 21): {' vs '.join(map(model_label, archs))} vs 1-NN DTW vs MiniRocket, "
+            f"seeds {args.seeds} "
             f"({time.perf_counter() - start:.0f}s; `uptime` at the end: {load})\n\n"
             + markdown_table(rows, list(rows[0]), "{:.1f}") + "\n\nTargets:\n" + "\n".join(verdict(per_set))
             + "\n\nCommands (`PYTHONPATH=src python benchmarks/tasks_classify.py` runs them all):\n\n"
