@@ -1,14 +1,15 @@
 """LSTM-FCN and the plain LSTM against 1-NN DTW and MiniRocket on aeon's bundled UCR/UEA sets (issue 21); appends
 one markdown table to benchmarks/tasks_results.md.
 
-    PYTHONPATH=src python benchmarks/tasks_classify.py [--sets JapaneseVowels,ACSF1] [--seeds 0,1,2]
+    PYTHONPATH=src python benchmarks/tasks_classify.py [--sets JapaneseVowels,ACSF1] [--seeds 0,1,2] [--archs lstm-fcn]
 
 Every run is the CLI itself (``lstmkit classify``) into benchmarks/runs/classify-<set>-<arch>-s<seed>/; a run whose
 results.json is already there is read back instead of rerun (delete the folder to rerun it). 1-NN DTW is
 deterministic and runs once per set (beside the LSTM-FCN of the first seed); MiniRocket runs once per seed (its
 kernels' biases are drawn). aeon's numba functions are compiled before the first timed run, so the seconds are
 work, not compilation; torch and the engine run one thread (see main_). The archive's test split is scored only
-after training; no setting was chosen on it.
+after training; no setting was chosen on it. An ensemble run (the lstm-fcn preset's ensemble=3) adds a row of its
+members' own accuracies: one network each, at seeds seed..seed+2.
 """
 from __future__ import annotations
 
@@ -59,19 +60,30 @@ def warm_up() -> None:
     minirocket(X, y, X)
 
 
-def collect(name: str, seeds: list) -> dict:
-    """{method: {'acc': [per seed], 'seconds': [per seed]}} for one set."""
+def model_label(arch: str) -> str:
+    return {"lstm-fcn": "LSTM-FCN", "lstm": "LSTM"}[arch]
+
+
+def collect(name: str, seeds: list, archs=ARCHS) -> dict:
+    """{method: {'acc': [per seed], 'seconds': [per seed]}} for one set; an ensemble's members add a row of their
+    own accuracies (one network each, seeds seed..seed+K-1; no seconds of their own)."""
     methods: dict = {}
     for k, seed in enumerate(seeds):
-        for arch in ARCHS:
+        for arch in archs:
             res = run_one(name, arch, seed, k == 0)
+            c = res["config"]
+            members = c.get("ensemble", 1)
             for row in res["table"]:
                 model = row["model"]
-                key = (f"{model.split(' (')[0]} ({res['config']['cell']}, {res['config']['hidden_size']} hidden)"
-                       if model.startswith("LSTM") else model)
+                key = (f"{model.split(' (')[0]} ({c['cell']}, {c['hidden_size']} hidden"
+                       f"{f', ensemble of {members}' if members > 1 else ''})" if model.startswith("LSTM") else model)
                 m = methods.setdefault(key, {"acc": [], "seconds": []})
                 m["acc"].append(row["test accuracy"])
                 m["seconds"].append(row["seconds"])
+            if res.get("member_accuracies"):
+                m = methods.setdefault(f"{model_label(arch)} one network (the ensemble's members)",
+                                       {"acc": [], "seconds": []})
+                m["acc"] += res["member_accuracies"]
     return methods
 
 
@@ -81,7 +93,8 @@ def summary_rows(name: str, methods: dict) -> list:
         acc = np.asarray(m["acc"])
         rows.append({"set": name, "method": method, "runs": len(acc),
                      "accuracy mean ± sd": f"{acc.mean():.3f} ± {acc.std():.3f}",
-                     "min–max": f"{acc.min():.3f}–{acc.max():.3f}", "seconds per run": float(np.mean(m["seconds"]))})
+                     "min–max": f"{acc.min():.3f}–{acc.max():.3f}",
+                     "seconds per run": float(np.mean(m["seconds"])) if m["seconds"] else "(in the ensemble's)"})
     return rows
 
 
@@ -90,7 +103,7 @@ def verdict(per_set: dict) -> list:
     over the sets."""
     lines, fcn_means, mr_means = [], [], []
     for name, methods in per_set.items():
-        fcn = next(v for k, v in methods.items() if k.startswith("LSTM-FCN"))
+        fcn = next(v for k, v in methods.items() if k.startswith("LSTM-FCN ("))  # the model, not its members
         f, d = np.mean(fcn["acc"]), np.mean(methods[DTW]["acc"])
         fcn_means.append(f)
         mr_means.append(np.mean(methods[MINIROCKET]["acc"]))
@@ -105,8 +118,12 @@ def main_(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sets", default=",".join(SETS), help="comma-separated aeon set names (default: %(default)s)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
+    p.add_argument("--archs", default=",".join(ARCHS), help="comma-separated of lstm-fcn, lstm (default: %(default)s)")
     args = p.parse_args(argv)
-    sets, seeds = args.sets.split(","), [int(s) for s in args.seeds.split(",")]
+    sets, seeds, archs = args.sets.split(","), [int(s) for s in args.seeds.split(",")], args.archs.split(",")
+    if not archs or set(archs) - set(ARCHS) or "lstm-fcn" not in archs:
+        raise SystemExit(f"--archs: expected a comma-separated list of {', '.join(ARCHS)} holding lstm-fcn (the "
+                         f"baselines run beside it), got {args.archs!r}")
     start = time.perf_counter()
     # one thread: on a shared machine (load ~7 on 2 cores) two OpenMP threads spend their time waiting for each
     # other; one made an LSTM-FCN step on JapaneseVowels 14x and on ACSF1 2.5x faster there
@@ -120,13 +137,14 @@ def main_(argv=None) -> int:
     warm_up()
     per_set, rows = {}, []
     for name in sets:
-        per_set[name] = collect(name, seeds)
+        per_set[name] = collect(name, seeds, archs)
         rows += summary_rows(name, per_set[name])
         print(markdown_table(rows[-len(per_set[name]):], list(rows[-1]), "{:.1f}"), flush=True)
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     commands = sorted({" ".join(["lstmkit"] + argv_for(n, a, s, k == 0))
-                       for n in sets for k, s in enumerate(seeds) for a in ARCHS})
-    text = (f"### classify (issue 21): LSTM-FCN vs LSTM vs 1-NN DTW vs MiniRocket, seeds {args.seeds} "
+                       for n in sets for k, s in enumerate(seeds) for a in archs})
+    text = (f"### classify (issue 21): {' vs '.join(map(model_label, archs))} vs 1-NN DTW vs MiniRocket, "
+            f"seeds {args.seeds} "
             f"({time.perf_counter() - start:.0f}s; `uptime` at the end: {load})\n\n"
             + markdown_table(rows, list(rows[0]), "{:.1f}") + "\n\nTargets:\n" + "\n".join(verdict(per_set))
             + "\n\nCommands (`PYTHONPATH=src python benchmarks/tasks_classify.py` runs them all):\n\n"

@@ -15,7 +15,7 @@ from sklearn.base import clone  # noqa: E402
 from lstmkit.cli import main  # noqa: E402
 from lstmkit.tasks.classify import SequenceClassifier  # noqa: E402
 from lstmkit.tasks.classify.estimator import normalize_case  # noqa: E402
-from lstmkit.tasks.classify.net import LSTMFCN, MaskedBatchNorm1d, resample  # noqa: E402
+from lstmkit.tasks.classify.net import LSTMFCN, Ensemble, MaskedBatchNorm1d, resample  # noqa: E402
 
 FCN = dict(arch="lstm-fcn", hidden_size=4, dropout=0.5, epochs=2, batch_size=8)
 # float64: the padded and unpadded runs differ only in the order of the convolutions' sums (oneDNN may block
@@ -147,6 +147,9 @@ def test_clone_and_get_params_carry_the_new_parameters():
     (dict(normalize="minmax"), "normalize: expected one of"),
     (dict(validation="early"), "validation: expected one of"),
     (dict(n_folds=1), "n_folds: expected an integer >= 2"),
+    (dict(ensemble=0), "ensemble: expected a positive integer, got 0"),
+    (dict(ensemble=2.0), "ensemble: expected a positive integer, got 2.0"),
+    (dict(ensemble=True), "ensemble: expected a positive integer, got True"),
 ])
 def test_bad_arguments_are_named(kw, match):
     X, y = shapes(n=8)
@@ -185,6 +188,7 @@ def test_cli_lstm_fcn_on_a_tiny_variable_length_set_then_predict_and_report(tmp_
     cfg = res["config"]
     assert cfg["arch"] == "lstm-fcn" and cfg["hidden_size"] == 8 and cfg["dropout"] == 0.8  # the arch's preset
     assert cfg["normalize"] == "case" and cfg["validation_used"] == "fixed" and cfg["epochs"] == 1  # flag wins
+    assert cfg["ensemble"] == 3 and res["table"][0]["model"].endswith("ensemble of 3)")
     assert res["table"][0]["model"].startswith("LSTM-FCN") and res["table"][0]["seconds"] > 0
     pred = tmp_path / "pred.csv"
     assert main(["predict", "--model", os.path.join(out, "model.safetensors"), "--ts",
@@ -232,3 +236,87 @@ def test_equal_length_resamples_to_the_longest_training_case():
     np.testing.assert_allclose(tr[1, 0], np.linspace(0, 3, 10), rtol=1e-12)  # a ramp stays a ramp
     np.testing.assert_allclose(te[0, 0], np.linspace(0, 19, 10), rtol=1e-12)
     assert equal_length([np.zeros((3, 2))], [np.zeros((3, 2))])[2] == 9  # MiniRocket's shortest input
+
+
+# float32 softmax and log-softmax of O(1) logits, averaged over 2-3 members: each probability carries a few
+# float32 roundings (eps 6e-8) of values <= 1, so 1e-6 absolute is margin
+ATOL32 = 1e-6
+
+
+@pytest.mark.parametrize("arch", ["lstm-fcn", "lstm"])
+def test_ensemble_averages_the_probabilities_of_members_trained_with_consecutive_seeds(arch):
+    X, y = shapes(n=20)
+    kw = {**FCN, "arch": arch}
+    clf = SequenceClassifier(**kw, ensemble=3, seed=5).fit(X, y)
+    assert type(clf.model_) is Ensemble and len(clf.model_.members) == 3 and clf.config_["ensemble"] == 3
+    assert len(clf.history_["members"]) == 3 and "member" not in clf.config_
+    singles = [SequenceClassifier(**kw, seed=5 + k).fit(X, y) for k in range(3)]
+    each = np.stack([s.predict_proba(X) for s in singles])  # (3, N, C): member k is the seed-(5+k) model
+    np.testing.assert_allclose(clf.predict_proba(X), each.mean(0), atol=ATOL32)
+    np.testing.assert_array_equal(clf.predict_members(X), np.stack([s.predict(X) for s in singles]))
+    assert clf.predict_members(X[:4]).shape == (3, 4)
+    assert singles[0].predict_members(X[:4]).shape == (1, 4)  # one network: one row
+
+
+def test_ensemble_module_is_the_log_of_the_mean_probability():
+    torch.manual_seed(0)
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, logits):
+            super().__init__()
+            self.logits = logits
+
+        def forward(self, x, lengths):
+            return self.logits
+
+    a, b = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    out = Ensemble([Fixed(a), Fixed(b)])(None, None)
+    expect = (torch.softmax(a, -1) + torch.softmax(b, -1)) / 2
+    torch.testing.assert_close(torch.softmax(out, -1), expect, rtol=1e-12, atol=1e-14)  # float64 rounding
+    torch.testing.assert_close(out.exp().sum(-1), torch.ones(4, dtype=torch.float64), rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="members: expected at least one network, got none"):
+        Ensemble([])
+
+
+def test_ensemble_save_load_round_trip(tmp_path):
+    X, y = shapes()
+    clf = SequenceClassifier(**FCN, ensemble=2).fit(X, y)
+    clf.save(str(tmp_path / "m.safetensors"))
+    back = SequenceClassifier.load(str(tmp_path / "m.safetensors"))
+    assert back.ensemble == 2 and type(back.model_) is Ensemble
+    np.testing.assert_allclose(back.predict_proba(X), clf.predict_proba(X), atol=ATOL32)
+
+
+def test_cli_ensemble_writes_members_that_load_alone_and_resumes(tmp_path, capsys):
+    pytest.importorskip("aeon")
+    out = str(tmp_path / "run")
+    argv = ["classify", "--dataset", "PickupGestureWiimoteZ", "--limit", "16", "--arch", "lstm-fcn", "--epochs", "1",
+            "--ensemble", "2", "--baselines", "none", "--out", out, "--no-progress"]
+    assert main(argv) == 0
+    res = json.load(open(os.path.join(out, "results.json")))
+    assert res["config"]["ensemble"] == 2 and res["config"]["seed"] == 0 and len(res["member_accuracies"]) == 2
+    assert res["table"][0]["model"].endswith("ensemble of 2)")
+    whole = SequenceClassifier.load(os.path.join(out, "model.safetensors"))
+    Xte = [np.sin(np.linspace(0, 3, 30))[:, None].astype(np.float32)]
+    for k in range(2):  # each member's checkpoint is a one-network model: its seed's
+        member = SequenceClassifier.load(os.path.join(out, f"member-{k}", "best.safetensors"))
+        assert member.config_["ensemble"] == 1 and member.config_["member"] == k and member.config_["seed"] == k
+        np.testing.assert_allclose(member.predict_proba(Xte)[0],
+                                   whole._proba(whole.model_.members[k], Xte)[0], atol=ATOL32)
+    assert main(argv[:-3] + ["--resume", "--out", out, "--no-progress"]) == 0  # both members done: nothing reruns
+    again = json.load(open(os.path.join(out, "results.json")))
+    assert again["member_accuracies"] == res["member_accuracies"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:  # argparse refuses it before any work
+        main(argv[:-5] + ["--ensemble", "0", "--out", str(tmp_path / "bad")])
+    assert e.value.code == 2
+    assert "argument --ensemble: expected a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_report_refuses_an_ensemble_by_name(tmp_path, capsys):
+    X, y = shapes(n=12)
+    path = str(tmp_path / "m.safetensors")
+    SequenceClassifier(hidden_size=4, epochs=1, ensemble=2).fit(X, y).save(path)
+    np.save(tmp_path / "x.npy", np.zeros((10, 1)))
+    assert main(["report", path, "--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "r.html")]) == 2
+    assert "an ensemble of 2 networks (ensemble=2)" in capsys.readouterr().err

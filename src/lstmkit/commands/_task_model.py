@@ -64,6 +64,10 @@ def layer_and_input(args) -> tuple:
         raise ValueError(f"{model} is an LSTM-FCN classifier (arch='lstm-fcn'): report and explain show a recurrent "
                          "layer reading a sequence over time, and its LSTM reads the dimension-shuffled series beside "
                          "a convolutional branch they cannot show; use lstmkit predict, or an arch='lstm' model")
+    if task_config(model).get("ensemble", 1) > 1:
+        raise ValueError(f"{model} is an ensemble of {task_config(model)['ensemble']} networks (ensemble="
+                         f"{task_config(model)['ensemble']}): report and explain show one recurrent layer; give one "
+                         "member's model, RUN/member-K/best.safetensors")
     if args.series is not None:
         raise ValueError(f"--series: {model} is not a forecast model; give its input with --data")
     if args.data is None:

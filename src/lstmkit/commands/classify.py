@@ -7,7 +7,7 @@ from ._flags import DefaultsHelp, add_output, emit, log_for, positive_int, show_
 
 DEFAULTS = dict(hidden_size=64, num_layers=1, bidirectional=False, cell="lstm", epochs=40, batch_size=64, lr=5e-3,
                 patience=8, dropout=0.0, lr_schedule="constant", augment=None, arch="lstm", normalize="auto",
-                validation="auto", n_folds=5)
+                validation="auto", n_folds=5, ensemble=1)
 
 
 def register(sub) -> None:
@@ -52,6 +52,9 @@ def register(sub) -> None:
                         "split holds >= 50 cases, else fixed (default: auto)")
     p.add_argument("--folds", dest="n_folds", type=positive_int, default=None,
                    help="--validation kfold: the number of folds (default: 5)")
+    p.add_argument("--ensemble", type=positive_int, default=None,
+                   help="train this many networks (seeds --seed, --seed+1, ...) and average their class "
+                        "probabilities (default: 1; --arch lstm-fcn: see below)")
     p.add_argument("--baselines", default="auto",
                    help="comma-separated: logistic, dtw (1-NN DTW, aeon), minirocket (aeon); none; auto: all three "
                         "on numeric data (DTW skipped past 5e10 DTW cells, with a message), logistic on text "

@@ -9,12 +9,14 @@ numeric sequences (variable lengths; the layout named by ``layout=``) or text (l
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..._optional import require
 from .. import checkpoint, devices
 from .sequences import check_channels, check_layout, to_sequences
-from ..training import TrainConfig, fit, quiet, seed_everything
+from ..training import LAST, TrainConfig, fit, quiet, seed_everything
 
 _base = require("sklearn.base", "tasks")
 _validation = require("sklearn.utils.validation", "tasks")
@@ -31,7 +33,7 @@ VALIDATIONS = ("auto", "holdout", "fixed", "kfold")
 MIN_HOLDOUT = 50
 # the architecture a checkpoint must carry to be rebuilt (the rest of the parameters only steer fit)
 _ARCH = ("hidden_size", "num_layers", "bidirectional", "cell", "text", "embed_dim", "max_len", "dropout", "pool",
-         "head_dropout", "layout", "arch", "normalize")
+         "head_dropout", "layout", "arch", "normalize", "ensemble")
 
 
 def normalize_case(s: np.ndarray) -> np.ndarray:
@@ -87,6 +89,9 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
     trained for ``epochs``), then trains on all data for that many (a 'cosine' schedule then spans those
     epochs); 'auto' (default) is 'holdout' when the held-out split has at least MIN_HOLDOUT (50) cases, else
     'fixed'. The policy used is ``history_['validation']``.
+    ``ensemble``: K > 1 trains K networks with seeds seed, seed+1, ..., seed+K-1 on the same data under the same
+    policy (K times the cost) and predicts with the mean of their class probabilities (``net.Ensemble``, one
+    model in ``save``/``load``; ``predict_members`` gives each member's labels).
     ``verbose``: 0 silent (default), 1 one line per epoch on stdout, 2 also a progress bar (on a terminal).
     ``device``: where the model trains and predicts ('cpu', 'cuda', 'cuda:N', 'mps' or a torch.device; checked
     in fit, before any work); the data stays on the CPU and moves there batch by batch.
@@ -98,7 +103,7 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
                  embed_dim: int = 32, max_len: int = 300, pool: str = "last+mean+max",
                  head_dropout: float | None = 0.2, lr_schedule: str = "constant", augment: str | None = None,
                  layout: str = "NTC", verbose: int = 0, device="cpu", arch: str = "lstm", normalize: str = "global",
-                 validation: str = "auto", n_folds: int = 5):
+                 validation: str = "auto", n_folds: int = 5, ensemble: int = 1):
         # scikit-learn's contract: store the arguments as given; they are checked in fit
         self.hidden_size, self.num_layers, self.bidirectional, self.cell = hidden_size, num_layers, bidirectional, cell
         self.epochs, self.batch_size, self.lr, self.patience = epochs, batch_size, lr, patience
@@ -107,6 +112,7 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         self.lr_schedule, self.augment, self.layout, self.verbose = lr_schedule, augment, layout, verbose
         self.device = device
         self.arch, self.normalize, self.validation, self.n_folds = arch, normalize, validation, n_folds
+        self.ensemble = ensemble
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -136,7 +142,7 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         self.device_ = devices.resolve(self.device)
         if not 0.0 <= float(self.val_fraction) < 1.0:
             raise ValueError(f"val_fraction: expected a fraction in [0, 1), got {self.val_fraction!r}")
-        for name in ("hidden_size", "num_layers", "epochs", "batch_size"):
+        for name in ("hidden_size", "num_layers", "epochs", "batch_size", "ensemble"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {value!r}")
@@ -218,6 +224,14 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         return torch.from_numpy(x), torch.tensor([len(s) for s in X])
 
     def _build(self):
+        """The fitted model's network: one member, or ``net.Ensemble`` of ``ensemble`` of them."""
+        from .net import Ensemble
+
+        k = int(self.config_.get("ensemble", 1))
+        return self._build_one() if k == 1 else Ensemble([self._build_one() for _ in range(k)]).to(self.device_)
+
+    def _build_one(self):
+        """One freshly initialised network (a SequenceNet or an LSTMFCN) for ``config_``."""
         from .net import LSTMFCN, SequenceNet
 
         c = self.config_
@@ -285,9 +299,10 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
     # -- training -----------------------------------------------------------------------------------------
 
     def _train(self, X, y_idx, idx_tr, idx_val, epochs: int, patience: int, ckpt_dir=None, resume=False,
-               log=quiet, extra: dict | None = None):
-        """Fit a fresh network on X[idx_tr] (early stopping on X[idx_val] unless None) -> (model, history);
-        sets ``config_`` (the encoding is fitted on the training cases)."""
+               log=quiet, extra: dict | None = None, seed: int | None = None):
+        """Fit a fresh network on X[idx_tr] (early stopping on X[idx_val] unless None), its weights and batches
+        drawn from ``seed`` (None: ``self.seed``) -> (model, history); sets ``config_`` (the encoding is fitted
+        on the training cases)."""
         import torch
 
         if self.augment == "shift":
@@ -298,8 +313,9 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         params = {k: v for k, v in self.get_params().items() if k != "device"}  # where it ran is not the model
         self.config_ = {**params, **self._prepare([X[i] for i in idx_tr]), "layout": self.layout_,
                         "classes": self.classes_.tolist(), "classes_dtype": self.classes_.dtype.str, **(extra or {})}
-        seed_everything(self.seed)
-        model = self._build()
+        seed = self.seed if seed is None else seed
+        seed_everything(seed)
+        model = self._build_one()
 
         def data(ids):
             x, lengths = self._encode([X[i] for i in ids])
@@ -310,7 +326,7 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
             return torch.nn.functional.cross_entropy(model(x[:, :T], lengths), target)
 
         cfg = TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=self.lr, patience=patience,
-                          seed=self.seed, progress=int(self.verbose) >= 2, lr_schedule=self.lr_schedule,
+                          seed=seed, progress=int(self.verbose) >= 2, lr_schedule=self.lr_schedule,
                           loss_unit="nats per sequence (cross-entropy)")
         history = fit(model, loss_fn, data(idx_tr), None if idx_val is None else data(idx_val), cfg,
                       task=TASK, config=self.config_, ckpt_dir=ckpt_dir, resume=resume, log=log)
@@ -344,25 +360,61 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
             extra["features"] = [str(f) for f in feature_names]
         log(f"validation: {policy} ({len(idx_tr)} training cases"
             f"{f', {len(idx_val)} held out' if idx_val is not None else f', {epochs} epochs, no early stopping'})")
-        self.model_, self.history_ = self._train(X, y_idx, idx_tr, idx_val, epochs, self.patience, ckpt_dir,
-                                                 resume, log, extra)
+        self.model_, self.history_ = self._train_ensemble(X, y_idx, idx_tr, idx_val, epochs, ckpt_dir, resume, log,
+                                                          extra)
         self.history_["validation"] = policy
         return self
 
+    def _train_ensemble(self, X, y_idx, idx_tr, idx_val, epochs: int, ckpt_dir, resume: bool, log, extra: dict):
+        """(model, history): one network (ensemble=1), else ``ensemble`` networks with seeds seed, seed+1, ...
+        on the same cases and split, gathered in ``net.Ensemble``; history is member 0's, every member's under
+        'members'. Member k checkpoints into ckpt_dir/member-k as a one-network model (loadable on its own);
+        under ``resume`` a member with no checkpoint yet (the run stopped before it) starts afresh."""
+        from .net import Ensemble
+
+        k = int(self.ensemble)
+        if k == 1:
+            return self._train(X, y_idx, idx_tr, idx_val, epochs, self.patience, ckpt_dir, resume, log, extra)
+        members, histories = [], []
+        for m in range(k):
+            log(f"member {m + 1}/{k}: seed {self.seed + m}")
+            mdir = None if ckpt_dir is None else os.path.join(ckpt_dir, f"member-{m}")
+            started = mdir is not None and os.path.isfile(os.path.join(mdir, LAST))
+            model, history = self._train(X, y_idx, idx_tr, idx_val, epochs, self.patience, mdir,
+                                         resume and (m == 0 or started), log,
+                                         {**extra, "ensemble": 1, "member": m, "seed": self.seed + m},
+                                         seed=self.seed + m)
+            members.append(model)
+            histories.append(history)
+        self.config_ = {**{key: v for key, v in self.config_.items() if key != "member"}, "ensemble": k,
+                        "seed": self.seed}
+        return Ensemble(members).to(self.device_).eval(), {**histories[0], "members": histories}
+
+    def predict_members(self, X) -> np.ndarray:
+        """(K, N) each ensemble member's predicted labels (K = ``ensemble``; (1, N) for one network)."""
+        _validation.check_is_fitted(self, "model_")
+        members = getattr(self.model_, "members", [self.model_])
+        return np.stack([self.classes_[self._proba(m, X).argmax(1)] for m in members])
+
     def predict_proba(self, X, batch_size: int = 512) -> np.ndarray:
-        """(N, C) class probabilities (float64, rows sum to 1), columns in ``classes_`` order."""
+        """(N, C) class probabilities (float64, rows sum to 1), columns in ``classes_`` order; an ensemble's
+        are its members' mean."""
+        _validation.check_is_fitted(self, "model_")
+        return self._proba(self.model_, X, batch_size)
+
+    def _proba(self, model, X, batch_size: int = 512) -> np.ndarray:
+        """(N, C) softmax of ``model``'s output on X (encoded as in training)."""
         import torch
 
-        _validation.check_is_fitted(self, "model_")
         x, lengths = self._encode(self._inputs(X, fitted=True))
-        device = devices.of(self.model_)
-        self.model_.eval()
+        device = devices.of(model)
+        model.eval()
         out = []
         with torch.no_grad():
             for i in range(0, len(x), batch_size):
                 ln = lengths[i:i + batch_size]
                 batch = devices.to((x[i:i + batch_size, :int(ln.max())], ln), device)
-                out.append(torch.softmax(self.model_(*batch).double(), -1).cpu())
+                out.append(torch.softmax(model(*batch).double(), -1).cpu())
         return torch.cat(out).numpy()
 
     def predict(self, X) -> np.ndarray:

@@ -228,9 +228,11 @@ def load_source(dataset: str | None = None, csv: str | None = None, ts: str | No
 def model_name(c: dict) -> str:
     """The table's name for the fitted model described by config ``c``."""
     arch = "LSTM-FCN" if c.get("arch") == "lstm-fcn" else "LSTM"
+    k = c.get("ensemble", 1)
     return (f"{arch} ({c['cell']}{', bidirectional' if c['bidirectional'] else ''}, {c['hidden_size']} hidden"
             f"{', shift-augmented' if c.get('augment') else ''}"
-            f"{', per-case z-norm' if c.get('normalize') == 'case' else ''}, validation {c.get('validation_used')})")
+            f"{', per-case z-norm' if c.get('normalize') == 'case' else ''}, validation {c.get('validation_used')}"
+            f"{f', ensemble of {k}' if k > 1 else ''})")
 
 
 def run(*, out: str, dataset: str | None = None, csv: str | None = None, ts: str | None = None,
@@ -254,6 +256,11 @@ def run(*, out: str, dataset: str | None = None, csv: str | None = None, ts: str
     rows, results = [], {}
     pred, predict_seconds = timed(clf.predict, Xte)
     preds = {model_name(clf.config_): (pred, fit_seconds + predict_seconds)}  # its seconds: fit and predict
+    members = [float(np.mean(yte == p)) for p in clf.predict_members(Xte)] if clf.config_.get("ensemble", 1) > 1 \
+        else None
+    if members:
+        log(f"ensemble members' own test accuracies (seeds {seed}..{seed + len(members) - 1}): "
+            f"{', '.join(f'{a:.4f}' for a in members)}")
     preds.update(sequence_baselines(Xtr, ytr, Xte, text, seed, baselines, log))
     for name, (yp, seconds) in preds.items():
         results[name] = report(yte, yp, classes)
@@ -272,6 +279,7 @@ def run(*, out: str, dataset: str | None = None, csv: str | None = None, ts: str
     summary = {"task": "classify", "dataset": d.name, "source": d.info.get("source"),
                "n_train": len(Xtr), "n_test": len(Xte), "classes": classes,
                "config": clf.config_, "training": clf.history_, "results": results, "table": rows,
+               "member_accuracies": members,
                "checkpoint": os.path.join(out, "model.safetensors"), "seconds": round(time.perf_counter() - start, 1)}
     write_json(os.path.join(out, "results.json"), summary)
     clf.save(os.path.join(out, "model.safetensors"))  # the name every task's model has (best.safetensors: the same)

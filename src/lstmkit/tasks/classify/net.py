@@ -2,6 +2,8 @@
 ``LSTMFCN`` (a fully convolutional branch beside an LSTM branch, Karim et al. 2018)."""
 from __future__ import annotations
 
+import math
+
 from ..models import last_hidden, nn, recurrent_layer, torch
 
 
@@ -155,3 +157,19 @@ class LSTMFCN(nn.Module):
 
     def forward(self, x, lengths):
         return self.head(torch.cat([self.conv_features(x, lengths), self.lstm_features(x, lengths)], dim=-1))
+
+
+class Ensemble(nn.Module):
+    """Several classifiers read as one: forward(x, lengths) -> (B, n_classes) log of the members' mean class
+    probabilities, so softmax of it (what ``predict_proba`` takes) is that mean (a seed ensemble averages
+    probabilities, not logits). Each member is a ``SequenceNet`` or ``LSTMFCN`` over the same input."""
+
+    def __init__(self, members):
+        super().__init__()
+        if len(members) < 1:
+            raise ValueError("members: expected at least one network, got none")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x, lengths):
+        logp = torch.stack([torch.log_softmax(m(x, lengths), -1) for m in self.members])  # (K, B, C)
+        return torch.logsumexp(logp, 0) - math.log(len(self.members))
