@@ -268,7 +268,7 @@ class Pool {
       // the pool's workers do. GOMP_parallel returns once every team thread has reached its closing
       // barrier, so a team thread that is not scheduled holds the call up there, out of sight of
       // wait_for_workers: the whole wait is timed here, when the call returns.
-      TeamCall call{this, start, chunks, {}};
+      TeamCall call{this, team, start, chunks, {}};
       team->parallel(&Pool::team_body, &call, static_cast<unsigned>(threads_now), 0);
       return settle_wait(call.share, Clock::now(), true);
     }
@@ -316,6 +316,7 @@ class Pool {
 
   struct TeamCall {
     Pool* pool;
+    const OpenMpTeam* team;
     Clock::time_point start;
     uint64_t chunks;
     CallerShare share;
@@ -323,8 +324,7 @@ class Pool {
 
   static void team_body(void* p) {
     TeamCall& call = *static_cast<TeamCall*>(p);
-    const OpenMpTeam* team = g_team.load(std::memory_order_acquire);
-    if (team->thread_num() == 0) {
+    if (call.team->thread_num() == 0) {
       call.share = call.pool->run_as_caller(call.start, call.chunks);
       return call.pool->wait_for_workers(call.share);
     }

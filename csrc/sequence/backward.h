@@ -2,8 +2,8 @@
 // caller-owned workspace (rnn_train_forward: run_sequence with the plain cells' tape), and the one
 // backpropagation-through-time driver, run_backward over a backward cell adapter — plain LSTM/GRU
 // (cells/plain_backward.h, rnn_backward below) and the variant cell (cells/variant_backward.h,
-// sequence/variant_backward.h). The same functions as lstmkit/ref/rnn.py's forward and backward, for a
-// forward without inter-layer dropout, with torch's packed-sequence semantics for lengths.
+// sequence/variant_backward.h). The same functions as lstmkit/ref/rnn.py's forward and backward, with the
+// inter-layer dropout masks an input of both, and torch's packed-sequence semantics for lengths.
 //
 // How it runs:
 //  * The workspace replaces recomputing the forward in the backward: a training step is one forward and

@@ -1,8 +1,8 @@
 // The sequence driver: every forward of a stacked, optionally bidirectional RNN — plain LSTM/GRU
 // (cells/plain.h), the variant cell (cells/variant.h), int8 and bf16 weights (quant/quant_rnn.h), for
 // inference or, with a tape, for training — is run_sequence over a cell adapter: haste's Run over a
-// cell's Iterate. The same function as lstmkit/ref/rnn.py's forward (without inter-layer dropout), with
-// torch's packed-sequence semantics for per-sequence lengths.
+// cell's Iterate. The same function as lstmkit/ref/rnn.py's forward (inter-layer dropout's masks an input,
+// SequenceArgs::dropout), with torch's packed-sequence semantics for per-sequence lengths.
 //
 // How it runs:
 //  * Sequences are sorted by length (longest first, stable), so at step t the sequences still running

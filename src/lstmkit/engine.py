@@ -80,8 +80,7 @@ def available() -> bool:
 
 def supports(config: RNNConfig) -> bool:
     """True when the native engine computes ``config``'s forward and backward: every plain config and
-    every variant (docs/variants.md), once the extension is built. (Inter-layer dropout masks in
-    training stay with the reference.)"""
+    every variant (docs/variants.md), inter-layer dropout included, once the extension is built."""
     if not available():
         return False
     return config.is_plain or hasattr(_engine, "variant_forward")
