@@ -467,6 +467,26 @@ def test_dropout_backward_uses_the_forward_masks(mode):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_training_backward_fills_nothing_workspace_sized():
+    """The training op's workspace is an output that autograd must not fill with zeros for the backward: it
+    did, a fresh zeroed block of the workspace's size (8 MB in the word-LM shape) on every batch. No
+    zero_/fill_ of the backward may be that large (the unused h_n and c_n need none either)."""
+    from torch.profiler import profile
+
+    from lstmkit.engine import workspace_size
+
+    model = lt.LSTM(8, 16, num_layers=2, dropout=0.2).train()
+    x = torch.randn(7, 3, 8, requires_grad=True)
+    out, _ = model(x)
+    with profile(record_shapes=True) as prof:
+        out.sum().backward()
+    large = workspace_size(model.config, 7, 3)
+    fills = [(e.name, shapes) for e in prof.events() if e.name in ("aten::zero_", "aten::fill_")
+             for shapes in [e.input_shapes[0]] if shapes and int(torch.tensor(shapes).prod()) >= large]
+    assert fills == [], fills
+    assert x.grad is not None and all(p.grad is not None for p in model.parameters())
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Packaging
 # ---------------------------------------------------------------------------------------------------------
