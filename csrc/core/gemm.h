@@ -162,15 +162,17 @@ namespace detail {
 // Simd<T> (simd.h) is written out explicitly because left to itself the auto-vectoriser vectorises
 // the micro-kernel along k (the reduction) and spends its time shuffling.
 
-// c[ROWS, cols] += a[ROWS, kc] · panel[kc, NR], ROWS ≤ MR, cols ≤ NR.
+// c[ROWS, cols] += a[ROWS, kc] · panel[kc, NR], ROWS ≤ MR, cols ≤ NV·W (NV of the panel's NR/W vectors,
+// counted from the left: a panel whose columns fit in fewer skips the multiply-adds of its zero padding,
+// e.g. the last panel of H = 200 outputs, 8 columns of 32; each column's sum is the same either way).
 //   a: row stride lda (AT: element (r, k) at a[r + k·lda], a transposed matrix read in place);
 //   panel: [kc, NR] contiguous; c: row stride ldc.
 // ROWS is a template argument so the accumulators are a fixed set of registers (MR × NR/W of them).
-template <typename T, int ROWS, bool AT = false>
+template <typename T, int ROWS, bool AT = false, int NV = Tile<T>::NR / Simd<T>::W>
 inline void micro_kernel(index_t kc, const T* a, index_t lda, const T* panel, T* c, index_t ldc, int cols) {
   using S = Simd<T>;
   using V = typename S::vec;
-  constexpr int NR = Tile<T>::NR, NV = NR / S::W;
+  constexpr int NR = Tile<T>::NR;
   V acc[ROWS][NV];
   for (int r = 0; r < ROWS; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = V{};
@@ -184,10 +186,10 @@ inline void micro_kernel(index_t kc, const T* a, index_t lda, const T* panel, T*
   }
   for (int r = 0; r < ROWS; ++r) {
     T* cr = c + r * ldc;
-    if (cols == NR) {
+    if (cols == NV * S::W) {
       for (int v = 0; v < NV; ++v) S::store(cr + v * S::W, S::load(cr + v * S::W) + acc[r][v]);
     } else {
-      T tmp[NR];
+      T tmp[NV * S::W];
       for (int v = 0; v < NV; ++v) S::store(tmp + v * S::W, acc[r][v]);
       for (int j = 0; j < cols; ++j) cr[j] += tmp[j];
     }
@@ -228,7 +230,7 @@ inline void row_kernel(index_t kc, const T* a, const T* const* panels, T* const*
 
 #else  // portable scalar fallback (e.g. MSVC): same blocking, the compiler vectorises what it can
 
-template <typename T, int ROWS, bool AT = false>
+template <typename T, int ROWS, bool AT = false, int NV = 0>
 inline void micro_kernel(index_t kc, const T* a, index_t lda, const T* panel, T* c, index_t ldc, int cols) {
   constexpr int NR = Tile<T>::NR;
   T acc[ROWS][NR] = {};
@@ -246,6 +248,32 @@ inline void row_kernel(index_t kc, const T* a, const T* const* panels, T* const*
 
 #endif
 
+#if defined(__GNUC__) || defined(__clang__)
+template <typename T>
+constexpr int kPanelVectors = Tile<T>::NR / Simd<T>::W;  // SIMD vectors across one panel
+#else
+template <typename T>
+constexpr int kPanelVectors = 1;
+#endif
+
+// c[mc, cols] += a(i)… · panel for rows [0, mc) of a block in register tiles of MR rows (then the
+// remainder), with the kernel of NV vectors. a(i): rows i.. of the block (AT: strip i / MR), row stride ld.
+template <typename T, bool AT, int NV, typename RowsAt>
+inline void panel_rows(index_t mc, index_t kc, RowsAt&& a, index_t ld, const T* panel, T* c, index_t ldc, int cols) {
+  constexpr int MR = Tile<T>::MR;
+  index_t i = 0;
+  for (; i + MR <= mc; i += MR) micro_kernel<T, MR, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
+  static_assert(MR <= 6, "remainder cases below cover MR ≤ 6");
+  switch (mc - i) {
+    case 5: micro_kernel<T, 5, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
+    case 4: micro_kernel<T, 4, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
+    case 3: micro_kernel<T, 3, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
+    case 2: micro_kernel<T, 2, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
+    case 1: micro_kernel<T, 1, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
+    default: break;
+  }
+}
+
 }  // namespace detail
 
 // C += A · Wᵀ over rows [0, M) and column panels [p_begin, p_end) of W, on the calling thread.
@@ -257,6 +285,9 @@ template <typename T, bool AT = false>
 void gemm_acc_serial(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc, index_t p_begin,
                      index_t p_end, bool one_row_kernel = true) {
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+  // A panel of at most half its width (the last one, when N is not a multiple of NR) runs the kernel of
+  // half the vectors, where there are two or more (the SIMD builds; the scalar fallback has one kernel).
+  constexpr int kNV = detail::kPanelVectors<T>, kHalfPanel = kNV >= 2 ? NR / 2 : 0;
   const index_t K = w.k(), N = w.n();
   if (M <= 0 || N <= 0 || K <= 0) return;
   // AT: each (k, m) block of A is first copied into strips of MR rows, (r, k) at strip[k·MR + r], which
@@ -304,17 +335,8 @@ void gemm_acc_serial(index_t M, const T* A, index_t lda, const PackedWeights<T>&
         // Rows i.. of the block: A's rows in place, or (AT) strip i / MR with lda MR.
         const index_t ld = AT ? MR : lda;
         auto a = [&](index_t i) { return AT ? strips.data() + i * kc : A + (m0 + i) * lda + k0; };
-        index_t i = 0;
-        for (; i + MR <= mc; i += MR) detail::micro_kernel<T, MR, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
-        static_assert(MR <= 6, "remainder cases below cover MR ≤ 6");
-        switch (mc - i) {
-          case 5: detail::micro_kernel<T, 5, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
-          case 4: detail::micro_kernel<T, 4, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
-          case 3: detail::micro_kernel<T, 3, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
-          case 2: detail::micro_kernel<T, 2, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
-          case 1: detail::micro_kernel<T, 1, AT>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
-          default: break;
-        }
+        if (cols <= kHalfPanel) detail::panel_rows<T, AT, kNV / 2>(mc, kc, a, ld, panel, c, ldc, cols);
+        else detail::panel_rows<T, AT, kNV>(mc, kc, a, ld, panel, c, ldc, cols);
       }
     }
   }
