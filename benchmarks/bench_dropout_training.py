@@ -21,11 +21,16 @@ the peers differ, without the shared embedding, decoder and optimiser.
 Each round runs the peers in rotating order: a 0.2 s pause (pool threads park), one untimed batch, then
 ``--batches`` timed batches; per-batch time = their mean. Reports the median over rounds per peer and the
 ratio torch.nn / lstmkit per round (median, min, max: the machine is shared, so the spread matters; above 1
-lstmkit is faster). Measures only; asserts nothing.
+lstmkit is faster), and the process's minor page faults per batch while each peer ran: the batch's
+28 MB logits and their gradients come from glibc's heap, which the allocator trims (returns to the kernel)
+and regrows whenever a free leaves more than its trim threshold at the top, so a run where that happens
+pays ~20 k fresh zeroed pages per batch (~10-30 ms here) whichever RNN it uses; the column says when a
+peer's time includes that. Measures only; asserts nothing.
 """
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 
@@ -132,22 +137,26 @@ def make_layer_peers(seed: int = 0) -> dict:
     return peers
 
 
-def run(peers: dict, rounds: int, batches: int) -> dict:
+def run(peers: dict, rounds: int, batches: int) -> tuple[dict, dict]:
+    """({peer: seconds per batch, one value per round}, {peer: minor page faults per batch, per round})."""
     for fn in peers.values():  # first calls: allocation, workspace pools, oneDNN primitives
         fn()
         fn()
     names = list(peers)
     per_round = {n: [] for n in names}
+    faults = {n: [] for n in names}
     for r in range(rounds):
         k = r % len(names)
         for n in names[k:] + names[:k]:
             time.sleep(GAP_S)
             peers[n]()
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t0 = time.perf_counter()
             for _ in range(batches):
                 peers[n]()
             per_round[n].append((time.perf_counter() - t0) / batches)
-    return per_round
+            faults[n].append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / batches)
+    return per_round, faults
 
 
 def main():
@@ -160,19 +169,20 @@ def main():
     print(f"word_language_model shape: vocab {VOCAB}, emb {EMB}, {LAYERS}-layer LSTM {HIDDEN}, dropout {DROPOUT}, "
           f"bptt {BPTT}, batch {BATCH}; {THREADS} threads each; engine ISA {engine.isa()}")
     for title, peers in (("whole training batch", make_peers()), ("recurrent layer alone", make_layer_peers())):
-        per_round = run(peers, args.rounds, args.batches)
-        report(title, per_round)
+        per_round, faults = run(peers, args.rounds, args.batches)
+        report(title, per_round, faults)
 
 
-def report(title: str, per_round: dict) -> None:
+def report(title: str, per_round: dict, faults: dict) -> None:
     print(f"\n{title}\n| peer | ms per batch (median of rounds) | min | max "
-          "| torch.nn / peer per round: median (min, max) |")
-    print("|---|---|---|---|---|")
+          "| torch.nn / peer per round: median (min, max) | page faults per batch (median) |")
+    print("|---|---|---|---|---|---|")
     for name, times in per_round.items():
         ms = [1e3 * t for t in times]
         ratios = [a / b for a, b in zip(per_round["torch.nn.LSTM"], times)]
         print(f"| {name} | {statistics.median(ms):.1f} | {min(ms):.1f} | {max(ms):.1f} | "
-              f"{statistics.median(ratios):.2f} ({min(ratios):.2f}, {max(ratios):.2f}) |")
+              f"{statistics.median(ratios):.2f} ({min(ratios):.2f}, {max(ratios):.2f}) | "
+              f"{statistics.median(faults[name]):.0f} |")
     print("target: torch.nn / lstmkit.torch.LSTM >= 1.0")
 
 
