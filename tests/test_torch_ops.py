@@ -7,6 +7,7 @@ or 1e-6 (float32).
 """
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -465,6 +466,20 @@ def test_dropout_backward_uses_the_forward_masks(mode):
     grads_op = torch.autograd.grad((out_op * out_op).sum(), [x, *model.parameters()])
     for a, b in zip(grads, grads_op):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.9])
+def test_dropout_masks_keep_each_value_with_probability_1_minus_p(p):
+    """The inter-layer masks are 0 or 1/(1 − p), the kept share within 6 standard deviations of 1 − p
+    (n = 105,000 values: sd = sqrt(p(1 − p)/n) ≤ 0.0016), and rows/steps are not all alike."""
+    model = lt.LSTM(4, 50, num_layers=4, dropout=p).train()
+    masks = model._dropout_masks(70, 10, torch.zeros(1))
+    values = torch.cat([m.flatten() for m in masks])
+    scaled = torch.tensor(1 / (1 - p), dtype=values.dtype)  # 1/(1 − p) in the mask's dtype
+    assert ((values == 0) | (values == scaled)).all()
+    kept = (values > 0).double().mean().item()
+    assert abs(kept - (1 - p)) <= 6 * math.sqrt(p * (1 - p) / values.numel()), kept
+    assert not torch.equal(masks[0][0], masks[0][1]) and not torch.equal(masks[0], masks[1])
 
 
 def test_training_backward_fills_nothing_workspace_sized():
