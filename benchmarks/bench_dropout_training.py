@@ -171,6 +171,25 @@ def main():
     for title, peers in (("whole training batch", make_peers()), ("recurrent layer alone", make_layer_peers())):
         per_round, faults = run(peers, args.rounds, args.batches)
         report(title, per_round, faults)
+    report_mask_draws()
+
+
+def report_mask_draws(repeats: int = 200) -> None:
+    """One inter-layer mask of this shape drawn as torch.nn's dropout draws it (bernoulli_ with a float p) and
+    as lstmkit.torch draws it (uniform < keep): the same distribution, both from torch's RNG."""
+    shape, keep = (BPTT, BATCH, HIDDEN), 1.0 - DROPOUT
+    draws = {"bernoulli_(keep)": lambda: torch.empty(shape).bernoulli_(keep).div_(keep),
+             "rand().lt_(keep) (lstmkit.torch)": lambda: torch.rand(shape).lt_(keep).div_(keep)}
+    print(f"\none inter-layer mask {shape}, median of {repeats} draws")
+    for name, draw in draws.items():
+        for _ in range(10):
+            draw()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            draw()
+            times.append(time.perf_counter() - t0)
+        print(f"| {name} | {1e3 * statistics.median(times):.3f} ms |")
 
 
 def report(title: str, per_round: dict, faults: dict) -> None:
