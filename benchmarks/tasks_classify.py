@@ -8,8 +8,9 @@ results.json is already there is read back instead of rerun (delete the folder t
 deterministic and runs once per set (beside the LSTM-FCN of the first seed); MiniRocket runs once per seed (its
 kernels' biases are drawn). aeon's numba functions are compiled before the first timed run, so the seconds are
 work, not compilation; torch and the engine run one thread (see main_). The archive's test split is scored only
-after training; no setting was chosen on it. An ensemble run (the lstm-fcn preset's ensemble=3) adds a row of its
-members' own accuracies: one network each, at seeds seed..seed+2.
+after training; no setting was chosen on it. A run of an ensemble (a preset with ensemble=K > 1) adds a row of its
+members' own accuracies: one network each, at seeds seed..seed+K-1. The table gives the epochs each network
+trained (the lstm-fcn preset's plateau schedule stops itself, at most at its cap).
 """
 from __future__ import annotations
 
