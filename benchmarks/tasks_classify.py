@@ -8,8 +8,9 @@ results.json is already there is read back instead of rerun (delete the folder t
 deterministic and runs once per set (beside the LSTM-FCN of the first seed); MiniRocket runs once per seed (its
 kernels' biases are drawn). aeon's numba functions are compiled before the first timed run, so the seconds are
 work, not compilation; torch and the engine run one thread (see main_). The archive's test split is scored only
-after training; no setting was chosen on it. An ensemble run (the lstm-fcn preset's ensemble=3) adds a row of its
-members' own accuracies: one network each, at seeds seed..seed+2.
+after training; no setting was chosen on it. A run of an ensemble (a preset with ensemble=K > 1) adds a row of its
+members' own accuracies: one network each, at seeds seed..seed+K-1. The table gives the epochs each network
+trained (the lstm-fcn preset's plateau schedule stops itself, at most at its cap).
 """
 from __future__ import annotations
 
@@ -64,9 +65,17 @@ def model_label(arch: str) -> str:
     return {"lstm-fcn": "LSTM-FCN", "lstm": "LSTM"}[arch]
 
 
+def epochs_trained(res: dict) -> list:
+    """The epochs each network of one run trained (an ensemble: each member's), from results.json's history; a
+    schedule that stops itself (lr_schedule='plateau') trains fewer than its cap."""
+    training = res.get("training") or {}
+    return [len(h["history"]) for h in training.get("members", [training])] if training else []
+
+
 def collect(name: str, seeds: list, archs=ARCHS) -> dict:
-    """{method: {'acc': [per seed], 'seconds': [per seed]}} for one set; an ensemble's members add a row of their
-    own accuracies (one network each, seeds seed..seed+K-1; no seconds of their own)."""
+    """{method: {'acc': [per seed], 'seconds': [per seed], 'epochs': [per network]}} for one set; an ensemble's
+    members add a row of their own accuracies (one network each, seeds seed..seed+K-1; no seconds of their
+    own)."""
     methods: dict = {}
     for k, seed in enumerate(seeds):
         for arch in archs:
@@ -77,12 +86,14 @@ def collect(name: str, seeds: list, archs=ARCHS) -> dict:
                 model = row["model"]
                 key = (f"{model.split(' (')[0]} ({c['cell']}, {c['hidden_size']} hidden"
                        f"{f', ensemble of {members}' if members > 1 else ''})" if model.startswith("LSTM") else model)
-                m = methods.setdefault(key, {"acc": [], "seconds": []})
+                m = methods.setdefault(key, {"acc": [], "seconds": [], "epochs": []})
                 m["acc"].append(row["test accuracy"])
                 m["seconds"].append(row["seconds"])
+                if model.startswith("LSTM"):
+                    m["epochs"] += epochs_trained(res)
             if res.get("member_accuracies"):
                 m = methods.setdefault(f"{model_label(arch)} one network (the ensemble's members)",
-                                       {"acc": [], "seconds": []})
+                                       {"acc": [], "seconds": [], "epochs": []})
                 m["acc"] += res["member_accuracies"]
     return methods
 
@@ -94,7 +105,8 @@ def summary_rows(name: str, methods: dict) -> list:
         rows.append({"set": name, "method": method, "runs": len(acc),
                      "accuracy mean ± sd": f"{acc.mean():.3f} ± {acc.std():.3f}",
                      "min–max": f"{acc.min():.3f}–{acc.max():.3f}",
-                     "seconds per run": float(np.mean(m["seconds"])) if m["seconds"] else "(in the ensemble's)"})
+                     "seconds per run": float(np.mean(m["seconds"])) if m["seconds"] else "(in the ensemble's)",
+                     "epochs per network": ", ".join(map(str, m["epochs"])) or "-"})
     return rows
 
 
@@ -125,6 +137,7 @@ def main_(argv=None) -> int:
         raise SystemExit(f"--archs: expected a comma-separated list of {', '.join(ARCHS)} holding lstm-fcn (the "
                          f"baselines run beside it), got {args.archs!r}")
     start = time.perf_counter()
+    load_start = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     # one thread: on a shared machine (load ~7 on 2 cores) two OpenMP threads spend their time waiting for each
     # other; one made an LSTM-FCN step on JapaneseVowels 14x and on ACSF1 2.5x faster there
     import torch
@@ -145,7 +158,8 @@ def main_(argv=None) -> int:
                        for n in sets for k, s in enumerate(seeds) for a in archs})
     text = (f"### classify (issue 21): {' vs '.join(map(model_label, archs))} vs 1-NN DTW vs MiniRocket, "
             f"seeds {args.seeds} "
-            f"({time.perf_counter() - start:.0f}s; `uptime` at the end: {load})\n\n"
+            f"({time.perf_counter() - start:.0f}s; load average at the start {load_start}; `uptime` at the end: "
+            f"{load})\n\n"
             + markdown_table(rows, list(rows[0]), "{:.1f}") + "\n\nTargets:\n" + "\n".join(verdict(per_set))
             + "\n\nCommands (`PYTHONPATH=src python benchmarks/tasks_classify.py` runs them all):\n\n"
             + "\n".join(f"    {c}" for c in commands) + "\n")

@@ -150,6 +150,7 @@ def test_clone_and_get_params_carry_the_new_parameters():
     (dict(ensemble=0), "ensemble: expected a positive integer, got 0"),
     (dict(ensemble=2.0), "ensemble: expected a positive integer, got 2.0"),
     (dict(ensemble=True), "ensemble: expected a positive integer, got True"),
+    (dict(lr_schedule="step"), "lr_schedule: expected one of 'constant', 'cosine', 'plateau', got 'step'"),
 ])
 def test_bad_arguments_are_named(kw, match):
     X, y = shapes(n=8)
@@ -165,6 +166,15 @@ def test_text_refuses_lstm_fcn_and_per_case_normalisation():
         SequenceClassifier(text=True, normalize="case").fit(texts, labels)
     with pytest.raises(ValueError, match="steps: expected a positive integer"):
         LSTMFCN(1, 2, steps=0)
+
+
+def test_plateau_schedule_on_the_training_loss_needs_no_held_out_cases():
+    X, y = shapes(n=16)
+    clf = SequenceClassifier(**{**FCN, "epochs": 6, "lr_schedule": "plateau"}).fit(X, y)
+    hist = clf.history_["history"]
+    assert clf.history_["validation"] == "fixed" and all(h["val_loss"] == h["train_loss"] for h in hist)
+    assert hist[0]["lr"] == clf.lr and all(clf.lr / 10 <= h["lr"] <= clf.lr for h in hist)
+    assert isinstance(clf.history_["converged"], bool) and len(hist) <= 6
 
 
 def test_kfold_with_fewer_cases_than_folds_is_named():
@@ -188,7 +198,7 @@ def test_cli_lstm_fcn_on_a_tiny_variable_length_set_then_predict_and_report(tmp_
     cfg = res["config"]
     assert cfg["arch"] == "lstm-fcn" and cfg["hidden_size"] == 8 and cfg["dropout"] == 0.8  # the arch's preset
     assert cfg["normalize"] == "case" and cfg["validation_used"] == "fixed" and cfg["epochs"] == 1  # flag wins
-    assert cfg["ensemble"] == 3 and res["table"][0]["model"].endswith("ensemble of 3)")
+    assert cfg["lr_schedule"] == "plateau" and cfg["ensemble"] == 1 and "ensemble" not in res["table"][0]["model"]
     assert res["table"][0]["model"].startswith("LSTM-FCN") and res["table"][0]["seconds"] > 0
     pred = tmp_path / "pred.csv"
     assert main(["predict", "--model", os.path.join(out, "model.safetensors"), "--ts",

@@ -64,9 +64,10 @@ def register(sub) -> None:
     p.add_argument("--num-layers", type=positive_int, default=None, help="stacked recurrent layers (default: 1)")
     p.add_argument("--dropout", type=float, default=None, help="dropout between layers and before the head "
                                                                "(default: 0)")
-    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
-                   help="cosine: decay the learning rate to 0 over --epochs (default: the set's preset, else "
-                        "constant)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine", "plateau"), default=None,
+                   help="cosine: decay the learning rate to 0 over --epochs; plateau: multiply it by 2^-1/3 after 10 "
+                        "epochs without a lower training loss, down to --lr/10, and stop at a plateau there (at most "
+                        "--epochs) (default: the set's preset, else constant)")
     p.add_argument("--augment", choices=("none", "shift"), default=None,
                    help="shift: train also on copies moved one step in time and one feature position (images; "
                         "default: the set's preset, else none)")

@@ -29,8 +29,13 @@ class TrainConfig:
 
     batches_per_epoch: if set, each epoch draws this many random batches (for tasks with far more
     examples than an epoch can afford, e.g. forecasting windows); otherwise one pass over the data.
-    lr_schedule: 'constant', or 'cosine' (lr decays from ``lr`` to 0 over ``epochs`` epochs; the rate is a
-    function of the step count alone, so ``resume`` needs no scheduler state).
+    lr_schedule: 'constant'; 'cosine' (lr decays from ``lr`` to 0 over ``epochs`` epochs; the rate is a
+    function of the step count alone, so ``resume`` needs no scheduler state); or 'plateau' (Karim et al.'s
+    LSTM-FCN policy, after Keras' ReduceLROnPlateau on the *training* loss, so it needs no held-out data): the
+    rate is multiplied by ``plateau_factor`` (2^-1/3) whenever the epoch's mean training loss has not fallen by
+    1e-4 below its best for ``plateau_patience`` epochs, down to ``plateau_min_ratio``·lr; a plateau at that
+    floor ends training (``history['converged']``), else it runs to ``epochs``. Its state (the current rate,
+    the best loss, the epochs since) is in the checkpoint, so ``resume`` continues it.
     """
 
     epochs: int = 30
@@ -44,16 +49,53 @@ class TrainConfig:
     progress: bool = True
     on_nonfinite: str | None = None  # 'stop' (raise) or 'skip' the batch; None: LSTMKIT_ON_NONFINITE or 'stop'
     lr_schedule: str = "constant"
+    plateau_patience: int = 10
+    plateau_factor: float = 2.0 ** (-1.0 / 3.0)
+    plateau_min_ratio: float = 0.1
     loss_unit: str = ""  # printed after the losses, e.g. "nats per sequence (cross-entropy)"
 
 
-def scheduled_lr(cfg: TrainConfig, step: int, total_steps: int) -> float:
-    """The learning rate of optimisation step ``step`` (0-based) out of ``total_steps``."""
+LR_SCHEDULES = ("constant", "cosine", "plateau")
+PLATEAU_MIN_DELTA = 1e-4  # an epoch improves on the best training loss only by more than this (Keras' default)
+
+
+def scheduled_lr(cfg: TrainConfig, step: int, total_steps: int, plateau_lr: float | None = None) -> float:
+    """The learning rate of optimisation step ``step`` (0-based) out of ``total_steps``; 'plateau': the rate its
+    rule has reached (``plateau_lr``, None before training: ``lr``)."""
     if cfg.lr_schedule == "constant":
         return cfg.lr
     if cfg.lr_schedule == "cosine":
         return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
-    raise ValueError(f"lr_schedule: expected 'constant' or 'cosine', got {cfg.lr_schedule!r}")
+    if cfg.lr_schedule == "plateau":
+        return cfg.lr if plateau_lr is None else plateau_lr
+    raise ValueError(f"lr_schedule: expected one of {', '.join(map(repr, LR_SCHEDULES))}, got {cfg.lr_schedule!r}")
+
+
+def check_plateau(cfg: TrainConfig) -> None:
+    """Refuse plateau settings that would never reduce, never stop or grow the rate, naming the field."""
+    p = cfg.plateau_patience
+    if not isinstance(p, int) or isinstance(p, bool) or p < 1:
+        raise ValueError(f"plateau_patience: expected a positive integer (epochs), got {p!r}")
+    if not 0.0 < cfg.plateau_factor < 1.0:
+        raise ValueError(f"plateau_factor: expected a factor in (0, 1), got {cfg.plateau_factor!r}")
+    if not 0.0 < cfg.plateau_min_ratio <= 1.0:
+        raise ValueError(f"plateau_min_ratio: expected a fraction of lr in (0, 1], got {cfg.plateau_min_ratio!r}")
+
+
+def plateau_step(cfg: TrainConfig, state: dict, train_loss: float) -> str | None:
+    """After an epoch under lr_schedule='plateau': update state's 'lr_now', 'plateau_best', 'plateau_bad' from
+    the epoch's mean training loss; -> 'reduced', 'converged' (a plateau at the floor) or None."""
+    if train_loss < state["plateau_best"] - PLATEAU_MIN_DELTA:
+        state.update(plateau_best=train_loss, plateau_bad=0)
+        return None
+    state["plateau_bad"] += 1
+    if state["plateau_bad"] < cfg.plateau_patience:
+        return None
+    floor = cfg.lr * cfg.plateau_min_ratio
+    if state["lr_now"] <= floor * (1 + 1e-9):  # already at the floor: nothing left to reduce
+        return "converged"
+    state.update(lr_now=max(state["lr_now"] * cfg.plateau_factor, floor), plateau_bad=0)
+    return "reduced"
 
 
 def seed_everything(seed: int) -> None:
@@ -140,12 +182,17 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
     say = log if main else (lambda *a, **k: None)
     on_nonfinite = cfg.on_nonfinite or _on_nonfinite_default()
     scheduled_lr(cfg, 0, 1)  # a bad lr_schedule fails here, before any training
+    plateau = cfg.lr_schedule == "plateau"
+    if plateau:
+        check_plateau(cfg)
     if on_nonfinite not in ("stop", "skip"):
         raise ValueError(f"on_nonfinite: expected 'stop' or 'skip', got {on_nonfinite!r}")
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = {"epoch": 0, "best": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": [],
              "stopped_early": False, "train": asdict(cfg)}
+    if plateau:
+        state.update(lr_now=cfg.lr, plateau_best=math.inf, plateau_bad=0, converged=False)
     best_weights = copy.deepcopy(model.state_dict())
     if resume:
         last = None if ckpt_dir is None else os.path.join(ckpt_dir, LAST)
@@ -205,7 +252,8 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
                         bar.update(1)
                         continue
                 for group in opt.param_groups:
-                    group["lr"] = scheduled_lr(cfg, state["epoch"] * per_epoch + b, cfg.epochs * per_epoch)
+                    group["lr"] = scheduled_lr(cfg, state["epoch"] * per_epoch + b, cfg.epochs * per_epoch,
+                                               state.get("lr_now"))
                 opt.step()
                 losses.append(batch_loss)
                 bar.update(1)
@@ -223,6 +271,10 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
                     state["stopped_early"] = True
             entry = {"epoch": state["epoch"], "train_loss": train_loss, "val_loss": val_loss,
                      "seconds": round(time.perf_counter() - start, 3)}
+            if plateau:
+                entry["lr"] = state["lr_now"]  # the rate this epoch trained at
+                if plateau_step(cfg, state, train_loss) == "converged":
+                    state.update(stopped_early=True, converged=True)
             if skipped:
                 entry["skipped_batches"] = skipped
             state["history"].append(entry)
@@ -241,14 +293,17 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
                 bar.write(msg, file=sys.stderr)
             else:
                 say(msg)
-            if state["stopped_early"]:
+            if state.get("converged"):
+                say(f"stop after epoch {state['epoch']}: the training loss reached a plateau at the lowest rate "
+                    f"({state['lr_now']:.3g})")
+            elif state["stopped_early"]:
                 say(f"early stop after epoch {state['epoch']}: no val improvement for {cfg.patience} epochs")
     finally:
         bar.close()
     model.load_state_dict(best_weights)
     model.eval()
     return {"history": state["history"], "best_epoch": state["best_epoch"], "stopped_early": state["stopped_early"],
-            "best_val_loss": state["best"]}
+            "best_val_loss": state["best"], "converged": bool(state.get("converged", False))}
 
 
 def quiet(*args, **kwargs) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 from ..._optional import require
 from .. import checkpoint, devices
 from .sequences import check_channels, check_layout, to_sequences
-from ..training import LAST, TrainConfig, fit, quiet, seed_everything
+from ..training import LAST, LR_SCHEDULES, TrainConfig, fit, quiet, seed_everything
 
 _base = require("sklearn.base", "tasks")
 _validation = require("sklearn.utils.validation", "tasks")
@@ -89,6 +89,9 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
     trained for ``epochs``), then trains on all data for that many (a 'cosine' schedule then spans those
     epochs); 'auto' (default) is 'holdout' when the held-out split has at least MIN_HOLDOUT (50) cases, else
     'fixed'. The policy used is ``history_['validation']``.
+    ``lr_schedule``: 'constant', 'cosine' (to 0 over the epochs) or 'plateau' (the LSTM-FCN paper's rule on the
+    training loss, no held-out data: the rate times 2^-1/3 after 10 epochs without a lower training loss, down
+    to lr/10; a plateau there ends training, ``history_['converged']``; ``epochs`` is then a cap).
     ``ensemble``: K > 1 trains K networks with seeds seed, seed+1, ..., seed+K-1 on the same data under the same
     policy (K times the cost) and predicts with the mean of their class probabilities (``net.Ensemble``, one
     model in ``save``/``load``; ``predict_members`` gives each member's labels).
@@ -124,7 +127,8 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
     # -- input ------------------------------------------------------------------------------------------
 
     def _check_params(self) -> None:
-        for name, allowed in (("arch", ARCHS), ("normalize", NORMALIZE), ("validation", VALIDATIONS)):
+        for name, allowed in (("arch", ARCHS), ("normalize", NORMALIZE), ("validation", VALIDATIONS),
+                              ("lr_schedule", LR_SCHEDULES)):
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
