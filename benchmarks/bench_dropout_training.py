@@ -176,10 +176,11 @@ def main():
 
 def report_mask_draws(repeats: int = 200) -> None:
     """One inter-layer mask of this shape drawn as torch.nn's dropout draws it (bernoulli_ with a float p) and
-    as lstmkit.torch draws it (uniform < keep): the same distribution, both from torch's RNG."""
+    as lstmkit.torch draws it (float64 uniform < keep): on the CPU the same values from torch's RNG."""
     shape, keep = (BPTT, BATCH, HIDDEN), 1.0 - DROPOUT
     draws = {"bernoulli_(keep)": lambda: torch.empty(shape).bernoulli_(keep).div_(keep),
-             "rand().lt_(keep) (lstmkit.torch)": lambda: torch.rand(shape).lt_(keep).div_(keep)}
+             "rand(float64).lt_(keep) (lstmkit.torch)":
+                 lambda: torch.rand(shape, dtype=torch.float64).lt_(keep).to(torch.float32).div_(keep)}
     print(f"\none inter-layer mask {shape}, median of {repeats} draws")
     for name, draw in draws.items():
         for _ in range(10):

@@ -38,9 +38,10 @@ def _check_layer_dtype(dtype) -> None:
 
 def _bernoulli(like: torch.Tensor, shape: tuple, p: float) -> torch.Tensor:
     """A (shape) tensor of like's dtype and device: independent 1s (probability p) and 0s from torch's RNG,
-    uniform values below p. The distribution of ``bernoulli_(p)``, drawn vectorised (CPU bernoulli_ with a
-    float p draws element by element: in the word-LM shape it took about an eighth of the layer's forward)."""
-    return torch.rand(shape, dtype=like.dtype, device=like.device).lt_(p)
+    float64 uniform values below p. On the CPU these are the very draws of ``bernoulli_(p)`` (torch.nn's
+    dropout: the same seed gives torch.nn's masks, in float32 and float64), made vectorised: CPU bernoulli_
+    with a float p draws element by element, in the word-LM shape about an eighth of the layer's forward."""
+    return torch.rand(shape, dtype=torch.float64, device=like.device).lt_(p).to(like.dtype)
 
 
 class _RNNBase(nn.Module):
