@@ -306,12 +306,11 @@ class Pool {
   }
 
  private:
-  // The caller's part of a job, timed: when its own chunks were done, how many, and what one took.
+  // The caller's part of a job, timed: when its own chunks were done and what one took; of: the job's chunks.
   struct CallerShare {
     Clock::time_point done;
     Clock::duration own{};
-    uint64_t chunks = 0;  // the caller's
-    uint64_t of = 0;      // the job's
+    uint64_t of = 0;
   };
 
   struct TeamCall {
@@ -338,25 +337,17 @@ class Pool {
   CallerShare run_as_caller(Clock::time_point start, uint64_t chunks) {
     tl_in_parallel = true;
     fn_(ctx_, 0, n_ / static_cast<index_t>(chunks));
-    uint64_t mine = 1;
-    for (;;) {  // claim what is left
-      uint64_t c = claim_.load(std::memory_order_acquire);
-      const uint64_t next = c & 0xffffu;
-      if (next >= chunks) break;
-      if (claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel)) {
-        run_chunk(static_cast<index_t>(next), static_cast<index_t>(chunks));
-        ++mine;
-      }
-    }
+    const uint64_t mine = 1 + claim_chunks();  // then what no worker has claimed
     tl_in_parallel = false;
     const Clock::time_point done = Clock::now();
-    return {done, (done - start) / static_cast<int>(mine), mine, chunks};
+    return {done, (done - start) / static_cast<int>(mine), chunks};
   }
 
-  // Waits for the chunks workers are running. Yields often: if the scheduler has put a worker on this
-  // core (it does after a wake-up), spinning here would keep it from finishing.
+  // Waits for the chunks workers are running (every chunk but the caller's chunk 0 counts in done_). Yields
+  // often: if the scheduler has put a worker on this core (it does after a wake-up), spinning here would keep
+  // it from finishing.
   void wait_for_workers(const CallerShare& share) {
-    for (unsigned spins = 0; done_.load(std::memory_order_acquire) + share.chunks != share.of; ++spins) {
+    for (unsigned spins = 0; done_.load(std::memory_order_acquire) + 1 != share.of; ++spins) {
       if ((spins & 255) != 255) LSTMKIT_PAUSE();
       else std::this_thread::yield();
     }
@@ -374,8 +365,10 @@ class Pool {
     }
   }
 
-  // A worker's part of the current job: claims chunks until none is left.
-  void claim_chunks() {
+  // Claims chunks of the current job and runs them until none is left (a worker's part, and the caller's
+  // after its chunk 0); returns how many this thread ran.
+  uint64_t claim_chunks() {
+    uint64_t ran = 0;
     for (;;) {
       uint64_t c = claim_.load(std::memory_order_acquire);
       const uint64_t chunks = (c >> 16) & 0xffffu, next = c & 0xffffu;
@@ -383,8 +376,10 @@ class Pool {
       if (claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel)) {
         run_chunk(static_cast<index_t>(next), static_cast<index_t>(chunks));
         done_.fetch_add(1, std::memory_order_acq_rel);
+        ++ran;
       }
     }
+    return ran;
   }
 
   void run_chunk(index_t i, index_t chunks) {
@@ -463,7 +458,7 @@ class Pool {
   std::condition_variable cv_;
   std::atomic<uint64_t> generation_{0};
   std::atomic<uint64_t> claim_{0};  // job id << 32 | chunks << 16 | next unclaimed chunk
-  std::atomic<uint64_t> done_{0};   // chunks finished by workers in the current job
+  std::atomic<uint64_t> done_{0};   // chunks finished in the current job, but the caller's chunk 0
   uint64_t job_id_ = 0;
   std::atomic<int> caller_cpu_{-1};  // CPU the caller posted the last job from
   Clock::duration debt_{};           // the callers' debt (Contention), kept by the job's owner
