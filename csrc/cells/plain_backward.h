@@ -142,17 +142,9 @@ class PlainCellBackward {
     gemm_tn_acc(GH_, In, N, dG, GH_, layer_in, In, gr_.w_ih, In);         // dW_ih = dGᵀ · input
     gemm_tn_acc(GH_, P_, N, dg_hh, GH_, tape_.h_prev, P_, gr_.w_hh, P_);  // dW_hh = dGᵀ · h_prev
     if (gr_.b_ih) {
-      std::fill(gr_.b_ih, gr_.b_ih + GH_, T(0));
-      std::fill(gr_.b_hh, gr_.b_hh + GH_, T(0));
-      auto bias_sums = [&](index_t j0, index_t j1) {  // columns [j0, j1), rows summed in order
-        for (index_t n = 0; n < N; ++n)
-          for (index_t j = j0; j < j1; ++j) {
-            gr_.b_ih[j] += dG[n * GH_ + j];
-            gr_.b_hh[j] += dg_hh[n * GH_ + j];
-          }
-      };
-      if (double(N) * double(GH_) >= kParallelMacs) parallel_for(GH_, bias_sums);
-      else bias_sums(0, GH_);
+      column_sums(N, GH_, dG, GH_, static_cast<const T*>(nullptr), 0, gr_.b_ih);
+      if (dg_hh == dG) std::copy_n(gr_.b_ih, GH_, gr_.b_hh);  // the LSTM: both biases add to the same gates
+      else column_sums(N, GH_, dg_hh, GH_, static_cast<const T*>(nullptr), 0, gr_.b_hh);
     }
     if (gr_.w_hr) {
       std::fill(gr_.w_hr, gr_.w_hr + P_ * H_, T(0));

@@ -23,25 +23,6 @@ void layer_norm_row_backward(index_t n, const T* dy, const T* gamma, const T* xh
   for (index_t j = 0; j < n; ++j) dv[j] = rstd * (dy[j] * gamma[j] - s1 - xhat[j] * s2);
 }
 
-// out[j] = Σ_n A[n, j] · (Bm ? Bm[n, j] : 1) for j < width (overwritten); rows summed in order.
-template <typename T>
-void column_sums(index_t N, index_t width, const T* A, index_t lda, const T* Bm, index_t ldb, T* out) {
-  auto sums = [&](index_t j0, index_t j1) {
-    std::fill(out + j0, out + j1, T(0));
-    for (index_t n = 0; n < N; ++n) {
-      const T* a = A + n * lda;
-      if (Bm) {
-        const T* b = Bm + n * ldb;
-        for (index_t j = j0; j < j1; ++j) out[j] += a[j] * b[j];
-      } else {
-        for (index_t j = j0; j < j1; ++j) out[j] += a[j];
-      }
-    }
-  };
-  if (double(N) * double(width) >= kParallelMacs) parallel_for(width, sums);
-  else sums(0, width);
-}
-
 // One product-and-plain column sum for column_sums_with_rows: over rows of `width` values (row stride
 // width), out[j] = Σ_n a[n, j] · x[n, j] and out_plain[j] = Σ_n a[n, j] (both overwritten).
 template <typename T>

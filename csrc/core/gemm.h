@@ -391,6 +391,27 @@ void gemm_tn_acc(index_t M, index_t Nc, index_t K, const T* A, index_t lda, cons
   gemm_acc<T, true>(M, A, lda, bt, C, ldc);
 }
 
+// out[j] = Σ_n A[n, j] · (Bm ? Bm[n, j] : 1) for j < width (overwritten): a bias (or peephole) gradient
+// summed over all N rows, as gemm_tn_acc sums a weight gradient. Rows summed in order, columns split over
+// the pool when large, so the bits do not depend on the thread count.
+template <typename T>
+void column_sums(index_t N, index_t width, const T* A, index_t lda, const T* Bm, index_t ldb, T* out) {
+  auto sums = [&](index_t j0, index_t j1) {
+    std::fill(out + j0, out + j1, T(0));
+    for (index_t n = 0; n < N; ++n) {
+      const T* a = A + n * lda;
+      if (Bm) {
+        const T* b = Bm + n * ldb;
+        for (index_t j = j0; j < j1; ++j) out[j] += a[j] * b[j];
+      } else {
+        for (index_t j = j0; j < j1; ++j) out[j] += a[j];
+      }
+    }
+  };
+  if (double(N) * double(width) >= kParallelMacs) parallel_for(width, sums);
+  else sums(0, width);
+}
+
 // C[m, :] = bias (or 0 when bias is null) for m < M: the starting value of a gate pre-activation.
 //   bias: [N] or nullptr; C: [M, N] row stride ldc.
 template <typename T>
