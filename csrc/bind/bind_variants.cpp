@@ -1,5 +1,5 @@
 // Python glue of the LSTM/GRU variants (cells/variant.h, sequence/variant_backward.h): lstmkit._engine.variant_forward,
-// variant_train_forward, variant_backward and variant_workspace_row. The checked API is lstmkit/engine_variants.py,
+// variant_train_forward, variant_backward and variant_workspace_row. The checked API is lstmkit/engine.py,
 // which validates everything and allocates the outputs first; the checks here repeat the shapes so that a wrong direct
 // call raises ValueError instead of reading out of bounds.
 #include <nanobind/nanobind.h>
@@ -254,7 +254,7 @@ void bind_dtype(nb::module_& m) {
         nb::arg("extra").noconvert(), nb::arg("mask_recurrent").noconvert(), nb::arg("mask_zoneout_c").noconvert(),
         nb::arg("mask_zoneout_h").noconvert(), nb::arg("out").noconvert(), nb::arg("h_n").noconvert(),
         nb::arg("c_n").noconvert().none(),
-        "Whole-sequence forward of an RNN variant into out, h_n (and c_n). Use lstmkit.engine_variants.forward.");
+        "Whole-sequence forward of an RNN variant into out, h_n (and c_n). Use lstmkit.engine.forward.");
   m.def("variant_train_forward", &variant_train_forward<T>, nb::arg("mode"), nb::arg("num_layers"),
         nb::arg("bidirectional"), nb::arg("hidden_size"), nb::arg("proj_size"), nb::arg("has_bias"),
         nb::arg("x").noconvert(), nb::arg("weights").noconvert(), nb::arg("h0").noconvert(),
@@ -262,7 +262,7 @@ void bind_dtype(nb::module_& m) {
         nb::arg("options"), nb::arg("extra").noconvert(), nb::arg("mask_recurrent").noconvert(),
         nb::arg("mask_zoneout_c").noconvert(), nb::arg("mask_zoneout_h").noconvert(), nb::arg("out").noconvert(),
         nb::arg("h_n").noconvert(), nb::arg("c_n").noconvert().none(), nb::arg("workspace").noconvert(),
-        "variant_forward keeping what variant_backward needs in workspace. Use lstmkit.engine_variants.train_forward.");
+        "variant_forward keeping what variant_backward needs in workspace. Use lstmkit.engine.train_forward.");
   m.def("variant_backward", &variant_backward<T>, nb::arg("mode"), nb::arg("num_layers"), nb::arg("bidirectional"),
         nb::arg("hidden_size"), nb::arg("proj_size"), nb::arg("has_bias"), nb::arg("x").noconvert(),
         nb::arg("weights").noconvert(), nb::arg("h0").noconvert(), nb::arg("c0").noconvert().none(),
@@ -272,7 +272,7 @@ void bind_dtype(nb::module_& m) {
         nb::arg("d_hn").noconvert(), nb::arg("d_cn").noconvert().none(), nb::arg("dx").noconvert(),
         nb::arg("d_h0").noconvert(), nb::arg("d_c0").noconvert().none(), nb::arg("grads").noconvert(),
         nb::arg("extra_grads").noconvert(),
-        "BPTT of an RNN variant from variant_train_forward's workspace. Use lstmkit.engine_variants.backward.");
+        "BPTT of an RNN variant from variant_train_forward's workspace. Use lstmkit.engine.backward.");
 }
 
 // Values per batch row and time step of a variant training workspace.
