@@ -43,6 +43,26 @@ def sequence_case(mode, B, H, train=False, **options):
     return step
 
 
+def word_lm_case():
+    """train_forward + backward of the recurrent layer of pytorch/examples' word_language_model (issue 18):
+    2-layer LSTM 200 on a (35, 20, 200) batch with inter-layer dropout 0.2 (its mask an input, as
+    lstmkit.torch passes it)."""
+    from lstmkit import engine
+    from lstmkit.params import RNNConfig, init_params
+
+    cfg = RNNConfig("LSTM", 200, 200, num_layers=2, dropout=0.2)
+    params = init_params(cfg, seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((35, 20, 200)).astype(np.float32)
+    masks = [(rng.random((35, 20, 200)) < 0.8).astype(np.float32) / np.float32(0.8)]
+    dy = np.ones((35, 20, 200), np.float32)
+
+    def step():
+        _, _, workspace = engine.train_forward(cfg, params, x, dropout_masks=masks)
+        engine.backward(cfg, params, x, dy, workspace=workspace, dropout_masks=masks)
+    return step
+
+
 def quantized_case(mode, dtype, B, H):
     """lstmkit.quantize(layer, dtype) called on one batch."""
     import lstmkit
@@ -68,6 +88,7 @@ CASES = {  # name -> (builder, its arguments): built inside the timing process
     "peephole B=16 H=128": (sequence_case, ("LSTM", 16, 128), {"peephole": True}),
     "peephole B=64 H=256": (sequence_case, ("LSTM", 64, 256), {"peephole": True}),
     "peephole B=16 H=128 training": (sequence_case, ("LSTM", 16, 128), {"train": True, "peephole": True}),
+    "word LM layer training (2x200, B=20, T=35, dropout)": (word_lm_case, (), {}),
     "int8 LSTM B=1 H=256": (quantized_case, ("LSTM", "int8", 1, 256), {}),
     "bf16 LSTM B=1 H=256": (quantized_case, ("LSTM", "bfloat16", 1, 256), {}),
     "int8 GRU B=1 H=256": (quantized_case, ("GRU", "int8", 1, 256), {}),
