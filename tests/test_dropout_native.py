@@ -115,7 +115,7 @@ def test_workspace_keeps_each_layer_input_times_its_mask():
 def test_dropout_masks_are_checked_by_name():
     layer = lstmkit.LSTM(3, 4, num_layers=3, seed=0)
     x = np.zeros((5, 2, 3), np.float32)
-    with pytest.raises(ValueError, match="dropout_masks: expected 2 masks"):
+    with pytest.raises(ValueError, match=r"dropout_masks: expected 0 or 2 masks \(one per layer but the last\), got 1"):
         engine.train_forward(layer.config, layer.params, x, dropout_masks=[np.ones((5, 2, 4), np.float32)])
     with pytest.raises(ValueError, match=r"dropout_masks\[1\]: expected shape \(5, 2, 4\)"):
         engine.forward(layer.config, layer.params, x,

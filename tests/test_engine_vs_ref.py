@@ -384,7 +384,7 @@ def test_native_glue_rejects_bad_shapes_instead_of_crashing():
         _engine.forward("LSTM", 2, True, 6, 2, True, x, weights, *state0, np.array([1, 9, 2]), [], out, h_n, c_n)
     with pytest.raises(ValueError, match=r"h0: expected shape"):
         _engine.forward("LSTM", 2, True, 6, 2, True, x, weights, state0[0][:2], state0[1], None, [], out, h_n, c_n)
-    with pytest.raises(ValueError, match=r"dropout_masks: expected none or 1 \(one per layer but the last\), got 2"):
+    with pytest.raises(ValueError, match=r"dropout_masks: expected 0 or 1 masks \(one per layer but the last\), got 2"):
         _engine.forward("LSTM", 2, True, 6, 2, True, x, weights, *state0, None, [np.ones((5, 3, 4))] * 2, out, h_n,
                         c_n)
     with pytest.raises(ValueError, match=r"dropout_masks\[0\]: expected shape \(5, 3, 4\)"):

@@ -314,6 +314,12 @@ def _bad_calls():
     cfg = RNNConfig("GRU", 3, 4)
     params = [torch.zeros(s) for s in param_shapes(cfg).values()]
     key = config_key(cfg)
+    cfg2 = RNNConfig("GRU", 3, 4, num_layers=2)  # one inter-layer dropout mask (5, 2, 4)
+    params2 = [torch.zeros(s) for s in param_shapes(cfg2).values()]
+    key2 = config_key(cfg2)
+
+    def op2(masks):
+        return torch.ops.lstmkit.rnn_train(x, h, None, params2, None, masks, [], [], [], key2)
     return [
         ("rank 4", lambda: lstm(torch.randn(5, 2, 3, 1)), ValueError, "^input"),
         ("rank 1", lambda: lstm(torch.randn(3)), ValueError, "^input"),
@@ -347,6 +353,12 @@ def _bad_calls():
          "^config: expected config_key"),
         ("op mask without the option", lambda: torch.ops.lstmkit.rnn(x, h[:1], None, params, None, [], [h[0]], [],
                                                                      [], key), ValueError, "^mask_recurrent"),
+        ("op dropout mask count", lambda: op2([x[..., :1].expand(5, 2, 4)] * 2), ValueError,
+         r"^dropout_masks: expected 0 or 1 masks \(one per layer but the last\), got 2"),
+        ("op dropout mask shape", lambda: op2([torch.ones(5, 2, 3)]), ValueError,
+         r"^dropout_masks\[0\]: expected shape \(5, 2, 4\), got \(5, 2, 3\)"),
+        ("op dropout mask dtype", lambda: op2([torch.ones(5, 2, 4, dtype=F64)]), TypeError,
+         r"^dropout_masks\[0\]: expected dtype float32"),
         ("step bidirectional", lambda: torch.ops.lstmkit.rnn_step(x[0], h, None, params, config_key(
             RNNConfig("GRU", 3, 4, bidirectional=True))), ValueError, "^config"),
         ("proj_size >= hidden", lambda: lt.LSTM(3, 4, proj_size=4), ValueError, "^proj_size"),

@@ -155,8 +155,8 @@ SequenceArgs<T> check_sequence(const std::string& mode, index_t num_layers, bool
                                     std::to_string(a.lengths[b]));
   }
   if (!dropout.empty() && static_cast<index_t>(dropout.size()) != s.L - 1)
-    throw std::invalid_argument("dropout_masks: expected none or " + std::to_string(s.L - 1) +
-                                " (one per layer but the last), got " + std::to_string(dropout.size()));
+    throw std::invalid_argument("dropout_masks: expected 0 or " + std::to_string(s.L - 1) +
+                                " masks (one per layer but the last), got " + std::to_string(dropout.size()));
   for (size_t k = 0; k < dropout.size(); ++k) {
     expect_shape(("dropout_masks[" + std::to_string(k) + "]").c_str(), dropout[k], {s.T, s.B, s.D * s.P});
     a.dropout.push_back(dropout[k].data());

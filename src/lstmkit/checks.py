@@ -120,6 +120,29 @@ def check_lengths(lengths, steps: int, batch: int) -> np.ndarray | None:
 VARIANT_MASKS = ("recurrent", "zoneout_c", "zoneout_h")
 
 
+def check_dropout_masks(config: RNNConfig, steps: int, batch: int, dtype, masks) -> None:
+    """Check the form of a call's inter-layer dropout masks, not their values: a list or tuple of none (no
+    dropout) or one per layer but the last, each (T, B, D·P) of ``dtype`` (already scaled by 1/(1 − p)).
+
+    Reads only ``len``, ``.shape`` and ``.dtype``, so it serves numpy arrays (lstmkit.engine) and torch
+    tensors whose values cannot be read yet (the torch operators, while torch.compile traces).
+    """
+    expected = config.num_layers - 1
+    if not isinstance(masks, (list, tuple)):
+        raise TypeError(f"dropout_masks: expected a list of {expected} masks (one per layer but the last), "
+                        f"got {type(masks).__name__}")
+    if len(masks) not in (0, expected):
+        raise ValueError(f"dropout_masks: expected 0 or {expected} masks (one per layer but the last), "
+                         f"got {len(masks)}")
+    shape = (steps, batch, config.num_directions * config.output_size)
+    for k, m in enumerate(masks):
+        if tuple(m.shape) != shape:
+            raise ValueError(f"dropout_masks[{k}]: expected shape {shape}, got {tuple(m.shape)}")
+        if dtype_name(m.dtype) != dtype_name(dtype):
+            raise TypeError(f"dropout_masks[{k}]: expected dtype {dtype_name(dtype)} (the dtype of x), "
+                            f"got {dtype_name(m.dtype)}; cast it first")
+
+
 def check_variant_masks(config: RNNConfig, steps: int, batch: int, dtype, masks: dict, prefix: str) -> None:
     """Check the form of a variant call's sampled masks (lstmkit.ref.variants.VariantMasks), not their values.
 

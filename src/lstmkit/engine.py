@@ -382,21 +382,14 @@ class SequenceCall:
 
 
 def _check_dropout_masks(config: RNNConfig, dropout_masks, steps: int, batch: int, dtype) -> list:
-    """The inter-layer dropout masks as C-contiguous arrays: [] for None (or an empty list), else L − 1 of
-    shape (T, B, D·P)."""
-    if dropout_masks is None or (isinstance(dropout_masks, (list, tuple)) and len(dropout_masks) == 0):
+    """The inter-layer dropout masks as C-contiguous arrays: [] for None, else checked.check_dropout_masks'
+    form (none, or L − 1 of shape (T, B, D·P))."""
+    if dropout_masks is None:
         return []
-    expected = (steps, batch, config.num_directions * config.output_size)
-    if not isinstance(dropout_masks, (list, tuple)) or len(dropout_masks) != config.num_layers - 1:
-        got = len(dropout_masks) if isinstance(dropout_masks, (list, tuple)) else type(dropout_masks).__name__
-        raise ValueError(f"dropout_masks: expected {config.num_layers - 1} masks (one per layer but the last), "
-                         f"got {got}")
-    masks = []
-    for k, m in enumerate(dropout_masks):
-        arr = _array(f"dropout_masks[{k}]", m, dtype)
-        _shape(f"dropout_masks[{k}]", arr, expected)
-        masks.append(_native(arr, dtype))
-    return masks
+    if isinstance(dropout_masks, (list, tuple)):  # arrays first (lists of numbers, tensors), then one check
+        dropout_masks = [_array(f"dropout_masks[{k}]", m, dtype) for k, m in enumerate(dropout_masks)]
+    checks.check_dropout_masks(config, steps, batch, dtype, dropout_masks)
+    return [_native(m, dtype) for m in dropout_masks]
 
 
 def _check_masks(config: RNNConfig, variant_masks, steps: int, batch: int, dtype) -> tuple:

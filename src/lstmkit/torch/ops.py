@@ -96,18 +96,6 @@ def _check_params(config: RNNConfig, params, dtype) -> None:
         checks.check_dtype_matches(f"params ({name})", p.dtype, dtype)
 
 
-def _check_dropout_masks(config: RNNConfig, dropout_masks, T: int, B: int, dtype) -> None:
-    expected = config.num_layers - 1
-    if len(dropout_masks) not in (0, expected):
-        raise ValueError(f"dropout_masks: expected 0 or {expected} masks (one per layer but the last), "
-                         f"got {len(dropout_masks)}")
-    mask_shape = (T, B, config.num_directions * config.output_size)
-    for k, m in enumerate(dropout_masks):
-        if tuple(m.shape) != mask_shape:
-            raise ValueError(f"dropout_masks[{k}]: expected shape {mask_shape}, got {tuple(m.shape)}")
-        checks.check_dtype_matches(f"dropout_masks[{k}]", m.dtype, dtype)
-
-
 def _check_variant_masks(config: RNNConfig, T: int, B: int, dtype, m_rd, m_zc, m_zh) -> None:
     # a mask for an option the config does not have would be ignored by the plain kernels: refused instead
     rates = {"recurrent": config.recurrent_dropout, "zoneout_c": config.zoneout[0], "zoneout_h": config.zoneout[1]}
@@ -131,7 +119,7 @@ def _check_args(config: RNNConfig, x, h0, c0, params, lengths, dropout_masks=(),
     _check_params(config, params, dtype)
     if lengths is not None:
         checks.check_lengths_form(lengths, B)
-    _check_dropout_masks(config, dropout_masks, T, B, dtype)
+    checks.check_dropout_masks(config, T, B, dtype, dropout_masks)
     _check_variant_masks(config, T, B, dtype, *masks)
     return T, B
 
