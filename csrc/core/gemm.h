@@ -301,13 +301,13 @@ void gemm_acc_serial(index_t M, const T* A, index_t lda, const PackedWeights<T>&
     for (index_t m0 = 0; m0 < M; m0 += kMC) {
       const index_t mc = std::min(kMC, M - m0);
       if (AT) {
-        for (index_t i = 0; i < mc; i += MR) {
-          const index_t rows = std::min<index_t>(MR, mc - i);
-          T* strip = strips.data() + i * kc;
-          for (index_t k = 0; k < kc; ++k) {
-            const T* src = A + m0 + i + (k0 + k) * lda;
-            for (index_t r = 0; r < rows; ++r) strip[k * MR + r] = src[r];
-          }
+        // Row by row of the stored A (mc contiguous values at each k), so each of its lines is read once;
+        // strip by strip instead, every strip re-read from L2 the kc lines its neighbours had just read.
+        for (index_t k = 0; k < kc; ++k) {
+          const T* src = A + m0 + (k0 + k) * lda;
+          index_t i = 0;
+          for (; i + MR <= mc; i += MR) std::memcpy(strips.data() + i * kc + k * MR, src + i, sizeof(T) * MR);
+          for (index_t r = 0; i + r < mc; ++r) strips.data()[i * kc + k * MR + r] = src[i + r];
         }
       }
       if (M == 1 && !AT && one_row_kernel) {
