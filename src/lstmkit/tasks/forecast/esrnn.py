@@ -65,10 +65,13 @@ def initial_log_seasons(y: np.ndarray, m: int, n_seasons: int = 3) -> np.ndarray
 class ESRNN(nn.Module):
     """Per-series Holt-Winters parameters for ``n_series`` series and a global LSTM over normalised windows.
 
-    forward(idx, y, n, log_s0) -> (pred (B, T, H, Q) log-normalised quantiles at every origin, target (B, T, H)
-    the log-normalised actual values (0 past the series' end), log_level (B, T)). idx (B,) long: the series'
-    rows (−1: not a training series), y (B, T) positive values padded past each length n (B,) with ones,
-    log_s0 (B, m): the initial log seasonal indices used where idx is −1.
+    forward(idx, y, n, log_s0, seasonal=None) -> (pred (B, T, H, Q) log-normalised quantiles at every origin,
+    target (B, T, H) the log-normalised actual values (0 past the series' end), log_level (B, T), log offsets
+    (B, T, H): log ŝ (plus the damped trend's growth) that a forecast adds back with log_level). idx (B,) long:
+    the series' rows (−1: not a training series), y (B, T) positive values padded past each length n (B,) with
+    ones, log_s0 (B, m): the initial log seasonal indices used where idx is −1; seasonal (B,) bool: which −1 rows
+    have a season (read only when the model has per-series flags). ``seasonal`` (n_series,) bool: each training
+    series' flag (None: all seasonal); ``trend``: a damped trend in the level (module docstring).
     """
 
     def __init__(self, n_series: int, season: int, input_length: int, horizon: int, n_quantiles: int,
