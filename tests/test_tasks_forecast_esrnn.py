@@ -70,7 +70,7 @@ def _model_and_batch(m=4, T=30, lengths=(30, 22, 15)):
 def test_holt_winters_matches_a_float64_recursion_and_masks_past_the_end(m):
     model, idx, y, n = _model_and_batch(m=m)
     alpha, gamma, s0 = model.smoothing(idx, torch.zeros(3, m))
-    levels, seas = model.holt_winters(y, n, alpha, gamma, s0)
+    levels, seas, _ = model.holt_winters(y, n, alpha, gamma, s0)
     for i in range(3):
         k = int(n[i])
         ref_l, ref_s = holt_winters64(y[i, :k].double().numpy(), float(alpha[i].detach()), float(gamma[i].detach()),
@@ -84,7 +84,7 @@ def test_deseasonalise_then_reseasonalise_gives_back_the_series():
     m, H, L = 4, 6, 6
     model, idx, y, n = _model_and_batch(m=m)
     alpha, gamma, s0 = model.smoothing(idx, torch.zeros(3, m))
-    levels, seas = model.holt_winters(y, n, alpha, gamma, s0)
+    levels, seas, _ = model.holt_winters(y, n, alpha, gamma, s0)
     inputs, target, log_seas = model.normalise(y, levels, seas)
     T = y.shape[1]
     # the window's last value: log(y_t / s_t) − log l_t, so y_t = exp(x + log l_t) · s_t

@@ -36,6 +36,15 @@ def register(sub) -> None:
     p.add_argument("--loss-weights", choices=("none", "mase"), default=None,
                    help="esrnn: 'mase' weighs each origin by its level over the series' MASE scale (the loss then "
                         "approximates MASE), 'none' weighs all alike (default: the model's own)")
+    p.add_argument("--seasonality", choices=("all", "tested"), default=None,
+                   help="esrnn: 'tested' gives seasonal indices only to series passing the 90%% autocorrelation test "
+                        "at lag m (the M4 benchmarks' rule), 'all' to every series (default: all)")
+    p.add_argument("--trend", choices=("none", "damped"), default=None,
+                   help="esrnn: 'damped' adds a damped trend to the smoothed log level (default: none, the LSTM "
+                        "carries any trend)")
+    p.add_argument("--snapshots", type=positive_int, default=1,
+                   help="esrnn: each member's forecast is the mean of those of its last N training epochs (a "
+                        "snapshot ensemble; 1: the last epoch alone)")
     p.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
                    help="after early stopping, train a fresh model on every window (the validation window, each "
                         "series' latest values, included) for the best epoch count (default: the model's own)")
@@ -81,8 +90,17 @@ def run(args) -> int:
     if args.loss_weights is not None and args.model != "esrnn":
         raise ValueError(f"--loss-weights: only --model esrnn weighs its loss, got {args.loss_weights!r} with "
                          f"--model {args.model}")
+    if args.seasonality is not None and args.model != "esrnn":
+        raise ValueError(f"--seasonality: only --model esrnn smooths a season, got {args.seasonality!r} with "
+                         f"--model {args.model}")
+    if args.trend is not None and args.model != "esrnn":
+        raise ValueError(f"--trend: only --model esrnn smooths a trend, got {args.trend!r} with --model {args.model}")
+    if args.snapshots != 1 and args.model != "esrnn":
+        raise ValueError(f"--snapshots: only --model esrnn keeps snapshot ensembles, got {args.snapshots} with "
+                         f"--model {args.model}")
     extra = {"model": args.model, "refit": args.refit,
-             **({"level_penalty": args.level_penalty, "loss_weights": args.loss_weights}
+             **({"level_penalty": args.level_penalty, "loss_weights": args.loss_weights,
+                 "seasonality": args.seasonality, "snapshots": args.snapshots, "trend": args.trend}
                 if args.model == "esrnn" else {})}
     model_kw = dict(**extra, input_length=args.input_length, hidden_size=args.hidden_size, cell=args.cell,
                     epochs=args.epochs, batch_size=args.batch_size, batches_per_epoch=args.batches_per_epoch,

@@ -156,7 +156,7 @@ def evaluate_loss(model, loss_fn, data: tuple, batch_size: int) -> float:
 
 
 def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, task: str, config: dict,
-        ckpt_dir: str | None = None, resume: bool = False, log=print) -> dict:
+        ckpt_dir: str | None = None, resume: bool = False, log=print, snapshots: int = 1) -> dict:
     """Train ``model`` in place and leave it holding the weights of its best validation epoch.
 
     train, val: tuples of tensors (N, ...) passed batch-wise to ``loss_fn(model, *batch)``; val None
@@ -165,7 +165,9 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
     ``last.safetensors`` bit-identically (on the CPU; torch's CUDA generator is not checkpointed). The data
     stays where it is; each batch moves to the device of ``model``'s parameters (``lstmkit.tasks.devices``).
     ``config`` (JSON-able) is stored in every checkpoint so ``lstmkit predict`` can rebuild the model.
-    Returns {'history': [...], 'best_epoch', 'stopped_early'}.
+    Returns {'history': [...], 'best_epoch', 'stopped_early'}. ``snapshots`` k > 1 adds 'snapshots': the state
+    dicts of the (up to) k − 1 epochs before the kept one, oldest first, for a snapshot ensemble (fewer when fewer
+    epochs came before it, or when they ran before a resume: they are not checkpointed).
 
     A NaN/inf loss or gradient raises :class:`NonFiniteLossError` naming the epoch, step and batch
     (``cfg.on_nonfinite='skip'``, or LSTMKIT_ON_NONFINITE=skip, skips that batch instead and counts it in
@@ -185,6 +187,8 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
     plateau = cfg.lr_schedule == "plateau"
     if plateau:
         check_plateau(cfg)
+    if isinstance(snapshots, bool) or not isinstance(snapshots, (int, np.integer)) or snapshots < 1:
+        raise ValueError(f"snapshots: expected an integer >= 1, got {snapshots!r}")
     if on_nonfinite not in ("stop", "skip"):
         raise ValueError(f"on_nonfinite: expected 'stop' or 'skip', got {on_nonfinite!r}")
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -194,6 +198,7 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
     if plateau:
         state.update(lr_now=cfg.lr, plateau_best=math.inf, plateau_bad=0, converged=False)
     best_weights = copy.deepcopy(model.state_dict())
+    recent, kept = [], []  # snapshots > 1: the last k epochs' weights, and those before the best epoch
     if resume:
         last = None if ckpt_dir is None else os.path.join(ckpt_dir, LAST)
         ck = distributed.call_on_main(_load_resume, last, ckpt_dir, task)  # rank 0 reads, every rank gets it
@@ -262,9 +267,12 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
             train_loss = float(np.mean(losses)) if losses else math.nan
             val_loss = evaluate_loss(model, loss_fn, val, max(cfg.batch_size, 256)) if val is not None else train_loss
             improved = val_loss < state["best"]
+            if snapshots > 1:
+                recent = (recent + [copy.deepcopy(model.state_dict())])[-snapshots:]
             if improved:
                 state.update(best=val_loss, best_epoch=state["epoch"], bad_epochs=0)
                 best_weights = copy.deepcopy(model.state_dict())
+                kept = recent[:-1]
             else:
                 state["bad_epochs"] += 1
                 if val is not None and state["bad_epochs"] >= cfg.patience:
@@ -302,8 +310,11 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
         bar.close()
     model.load_state_dict(best_weights)
     model.eval()
-    return {"history": state["history"], "best_epoch": state["best_epoch"], "stopped_early": state["stopped_early"],
-            "best_val_loss": state["best"], "converged": bool(state.get("converged", False))}
+    out = {"history": state["history"], "best_epoch": state["best_epoch"], "stopped_early": state["stopped_early"],
+           "best_val_loss": state["best"], "converged": bool(state.get("converged", False))}
+    if snapshots > 1:
+        out["snapshots"] = kept
+    return out
 
 
 def quiet(*args, **kwargs) -> None:

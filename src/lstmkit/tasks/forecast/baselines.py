@@ -30,6 +30,24 @@ def _seasonal_ok(y, m):
     return m > 1 and len(y) >= 2 * m
 
 
+SEASONALITY_Z = 1.645  # the two-sided 90% normal quantile of the M4 benchmarks' test
+
+
+def seasonality_test(y: np.ndarray, m: int) -> bool:
+    """The M4 benchmarks' seasonality test (Theta's rule there): y (n,) is seasonal with period m when
+    |r_m| > 1.645·sqrt((1 + 2·Σ_{k=1}^{m−1} r_k²) / n), r_k its autocorrelation at lag k (the 90% bound of
+    Bartlett's formula). False when m == 1, when y has fewer than 3m values (the M4 code's rule) or is constant.
+    The autocorrelation does not change when y is shifted or scaled, so a shifted series tests the same."""
+    y = np.asarray(y, np.float64)
+    if m <= 1 or len(y) < 3 * m or np.ptp(y) == 0:
+        return False
+    from ..._optional import require
+
+    r = require("statsmodels.tsa.stattools", "tasks").acf(y, nlags=m, fft=False)  # (m + 1,): r_0 = 1 .. r_m
+    limit = SEASONALITY_Z * np.sqrt((1 + 2 * np.sum(r[1:m] ** 2)) / len(y))
+    return bool(abs(r[m]) > limit)
+
+
 def theta(y: np.ndarray, H: int, m: int) -> np.ndarray:
     from statsmodels.tsa.forecasting.theta import ThetaModel
 

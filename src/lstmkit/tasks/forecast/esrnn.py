@@ -19,8 +19,21 @@ nothing (masked), so each series' states are those of its own values.
 
 A series the model was not trained on (or a known id whose history no longer starts where it did in training:
 its seasonal indices would be out of phase) gets the mean learned alpha and gamma and seasonal indices estimated
-from its own first seasons (``initial_log_seasons``). The model works in logs: a series with a value <= 0 is
-shifted up by ``shift_of`` (stored per training series) and the shift taken off its forecasts.
+from its own first seasons (``initial_log_seasons``). Built with ``seasonal`` (one flag per training series;
+Forecaster(seasonality='tested')), a series whose flag is False gets no seasonal component: gamma 0 and initial
+indices 1, so s_t = 1 throughout and the LSTM reads the series divided by its level alone; a history with no row
+is flagged by the same test (``baselines.seasonality_test``) at forecast time.
+
+Built with ``trend=True`` (Forecaster(trend='damped')), the level also carries a damped trend in logs, b_t, with
+per-series beta (sigmoid) and damping phi (sigmoid), Gardner's damped Holt in log space:
+
+    l_t = alpha·y_t/s_t + (1 − alpha)·l_{t−1}·exp(phi·b_{t−1})      b_0 = 0
+    b_t = beta·(log l_t − log l_{t−1}) + (1 − beta)·phi·b_{t−1}
+
+and the forecast's level is l_t·exp(Φ_k·b_t), Φ_k = phi + phi² + ... + phi^k: the targets are normalised by it,
+so the LSTM models what the damped trend leaves. The model works in logs: a series
+with a value <= 0 is shifted up by ``shift_of`` (stored per training series) and the shift taken off its
+forecasts.
 """
 from __future__ import annotations
 
@@ -52,55 +65,94 @@ def initial_log_seasons(y: np.ndarray, m: int, n_seasons: int = 3) -> np.ndarray
 class ESRNN(nn.Module):
     """Per-series Holt-Winters parameters for ``n_series`` series and a global LSTM over normalised windows.
 
-    forward(idx, y, n, log_s0) -> (pred (B, T, H, Q) log-normalised quantiles at every origin, target (B, T, H)
-    the log-normalised actual values (0 past the series' end), log_level (B, T)). idx (B,) long: the series'
-    rows (−1: not a training series), y (B, T) positive values padded past each length n (B,) with ones,
-    log_s0 (B, m): the initial log seasonal indices used where idx is −1.
+    forward(idx, y, n, log_s0, seasonal=None) -> (pred (B, T, H, Q) log-normalised quantiles at every origin,
+    target (B, T, H) the log-normalised actual values (0 past the series' end), log_level (B, T), log offsets
+    (B, T, H): log ŝ (plus the damped trend's growth) that a forecast adds back with log_level). idx (B,) long:
+    the series' rows (−1: not a training series), y (B, T) positive values padded past each length n (B,) with
+    ones, log_s0 (B, m): the initial log seasonal indices used where idx is −1; seasonal (B,) bool: which −1 rows
+    have a season (read only when the model has per-series flags). ``seasonal`` (n_series,) bool: each training
+    series' flag (None: all seasonal); ``trend``: a damped trend in the level (module docstring).
     """
 
     def __init__(self, n_series: int, season: int, input_length: int, horizon: int, n_quantiles: int,
-                 hidden_size: int = 64, num_layers: int = 1, cell: str = "lstm", init_log_seasons=None):
+                 hidden_size: int = 64, num_layers: int = 1, cell: str = "lstm", init_log_seasons=None,
+                 seasonal=None, trend: bool = False):
         super().__init__()
+        # (n_series,) bool or None (every series seasonal); not in the state dict: the Forecaster's config keeps it
+        self.seasonal = None if seasonal is None else torch.as_tensor(np.asarray(seasonal, bool)).reshape(n_series)
         self.season, self.input_length, self.horizon, self.n_quantiles = season, input_length, horizon, n_quantiles
         self.alpha_logit = nn.Parameter(torch.zeros(n_series))  # alpha 0.5 at the start
         self.gamma_logit = nn.Parameter(torch.full((n_series,), -1.0))  # gamma 0.27
         init = torch.zeros(n_series, season) if init_log_seasons is None else \
             torch.as_tensor(np.asarray(init_log_seasons), dtype=torch.float32).reshape(n_series, season)
         self.log_s0 = nn.Parameter(init.clone())
+        self.trend = bool(trend)
+        if self.trend:  # only then: a model without a trend keeps its state dict (and old files load)
+            self.beta_logit = nn.Parameter(torch.full((n_series,), -2.0))  # beta 0.12: the trend moves slowly
+            self.phi_logit = nn.Parameter(torch.full((n_series,), 1.5))  # phi 0.82: Φ_k levels off near 4.5
         self.rnn = recurrent_layer(cell, input_length, hidden_size, num_layers)
         self.head = nn.Sequential(nn.Linear(hidden_size + input_length, hidden_size), nn.Tanh(),
                                   nn.Linear(hidden_size, horizon * n_quantiles))
 
-    def smoothing(self, idx, log_s0):
-        """alpha (B,), gamma (B,), log initial seasons (B, m): learned rows, or the means and ``log_s0`` for −1."""
+    def smoothing(self, idx, log_s0, seasonal=None):
+        """alpha (B,), gamma (B,), log initial seasons (B, m): learned rows, or the means and ``log_s0`` for −1.
+        With per-series flags (``self.seasonal``), a row flagged False, or a −1 row whose ``seasonal`` (B,) bool
+        is False (None: True), gets gamma 0 and log seasons 0: a flat season of ones that never moves."""
         known = idx >= 0
         rows = idx.clamp(min=0)
         alpha = torch.where(known, self.alpha_logit[rows], self.alpha_logit.mean()).sigmoid()
         gamma = torch.where(known, self.gamma_logit[rows], self.gamma_logit.mean()).sigmoid()
         s0 = torch.where(known[:, None], self.log_s0[rows], log_s0)
+        if self.seasonal is not None:
+            other = torch.ones_like(known) if seasonal is None else seasonal.to(known.device, torch.bool)
+            flag = torch.where(known, self.seasonal.to(known.device)[rows], other)  # (B,)
+            gamma = torch.where(flag, gamma, torch.zeros_like(gamma))
+            s0 = torch.where(flag[:, None], s0, torch.zeros_like(s0))
         return alpha, gamma, s0
 
-    def holt_winters(self, y, n, alpha, gamma, log_s0):
-        """Levels (B, T) and seasonal indices (B, T + m) of y (B, T); positions t >= n keep the last state."""
+    def damping(self, idx):
+        """(beta (B,), phi (B,)) of the damped trend: learned rows, the mean logits for −1; None without a trend."""
+        if not self.trend:
+            return None
+        known = idx >= 0
+        rows = idx.clamp(min=0)
+        beta = torch.where(known, self.beta_logit[rows], self.beta_logit.mean()).sigmoid()
+        phi = torch.where(known, self.phi_logit[rows], self.phi_logit.mean()).sigmoid()
+        return beta, phi
+
+    def holt_winters(self, y, n, alpha, gamma, log_s0, damped=None):
+        """Levels (B, T), seasonal indices (B, T + m) and log trends b (B, T) (None unless ``damped`` = (beta,
+        phi), each (B,)) of y (B, T); positions t >= n keep the last state."""
         B, T = y.shape
         m = self.season
         seas = list((log_s0 - log_s0.mean(1, keepdim=True)).exp().unbind(1))  # s_0 .. s_{m-1}, mean log 0
-        levels = []
+        levels, trends = [], []
         level = y[:, 0] / seas[0]
+        b = None if damped is None else torch.zeros_like(level)
         for t in range(T):
             live = t < n  # (B,) bool
             s_t = seas[t]
-            if t > 0:
+            if t > 0 and damped is None:
                 level = torch.where(live, alpha * y[:, t] / s_t + (1 - alpha) * level, level)
+            elif t > 0:
+                beta, phi = damped
+                new = alpha * y[:, t] / s_t + (1 - alpha) * level * (phi * b).exp()
+                b = torch.where(live, beta * (new.log() - level.log()) + (1 - beta) * phi * b, b)  # old level
+                level = torch.where(live, new, level)
             levels.append(level)
+            if b is not None:
+                trends.append(b)
             if m > 1:
                 seas.append(torch.where(live, gamma * y[:, t] / level + (1 - gamma) * s_t, s_t))
             else:
                 seas.append(s_t)
-        return torch.stack(levels, 1), torch.stack(seas, 1)
+        return torch.stack(levels, 1), torch.stack(seas, 1), torch.stack(trends, 1) if trends else None
 
-    def normalise(self, y, levels, seas):
-        """Inputs (B, T, L) and targets (B, T, H), both log(y / (level_t · season)) at every origin t."""
+    def normalise(self, y, levels, seas, trends=None, phi=None):
+        """Inputs (B, T, L) and targets (B, T, H), both log(y / (level_t · season)) at every origin t, and the
+        log seasonal indices ŝ over the horizon (B, T, H). With log trends (B, T) and their damping phi (B,),
+        the targets' level is l_t·exp(Φ_k·b_t) and the third output log ŝ + Φ_k·b_t (what a forecast adds back
+        besides log l_t)."""
         B, T = y.shape
         L, H, m = self.input_length, self.horizon, self.season
         log_level = levels.log()
@@ -113,13 +165,24 @@ class ESRNN(nn.Module):
         # unfold and repeat rather than a gather, whose backward (an index_put) is slow on the CPU
         known = seas[:, 1:].log().unfold(1, m, 1)  # (B, T, m)
         log_seas = known.repeat(1, 1, -(-H // m))[:, :, :H]  # (B, T, H)
+        if trends is not None:
+            k = torch.arange(1, H + 1, device=y.device, dtype=y.dtype)
+            growth = torch.cumsum(phi[:, None] ** k, 1)  # (B, H) Φ_k = phi + ... + phi^k
+            log_seas = log_seas + trends[:, :, None] * growth[:, None, :]  # (B, T, H)
         target = ahead - log_seas - log_level[:, :, None]  # past the series' end: masked by the loss
         return inputs, target, log_seas
 
-    def forward(self, idx, y, n, log_s0):
-        alpha, gamma, s0 = self.smoothing(idx, log_s0)
-        levels, seas = self.holt_winters(y, n, alpha, gamma, s0)
-        inputs, target, log_seas = self.normalise(y, levels, seas)
+    def windows(self, idx, y, n, log_s0, seasonal=None):
+        """The smoothing run over y: (inputs (B, T, L), targets (B, T, H), levels (B, T), log offsets (B, T, H))
+        as ``normalise`` gives them (arguments as ``forward``'s)."""
+        alpha, gamma, s0 = self.smoothing(idx, log_s0, seasonal)
+        damped = self.damping(idx)
+        levels, seas, trends = self.holt_winters(y, n, alpha, gamma, s0, damped)
+        inputs, target, log_seas = self.normalise(y, levels, seas, trends, None if damped is None else damped[1])
+        return inputs, target, levels, log_seas
+
+    def forward(self, idx, y, n, log_s0, seasonal=None):
+        inputs, target, levels, log_seas = self.windows(idx, y, n, log_s0, seasonal)
         out, _ = self.rnn(inputs)  # (B, T, hidden)
         pred = self.head(torch.cat([out, inputs], -1)).view(*inputs.shape[:2], self.horizon, self.n_quantiles)
         return pred, target, levels.log(), log_seas
@@ -165,6 +228,16 @@ def esrnn_loss(model, quantiles, penalty: float, idx, y, n, lo, hi, log_s0, inv_
     return loss
 
 
+def history_flags(model, idx, ys: list):
+    """(S,) bool tensor: the seasonality test of each history without a row (idx −1; rows keep their training
+    flag), or None when ``model`` has no flags (every series seasonal)."""
+    if model.seasonal is None:
+        return None
+    from .baselines import seasonality_test
+
+    return torch.tensor([bool(i >= 0) or seasonality_test(h, model.season) for i, h in zip(idx, ys)])
+
+
 def pad_panel(ys: list) -> tuple[np.ndarray, np.ndarray]:
     """Histories [y (n_i,)] -> (y (S, max n) float32 padded with ones, n (S,) int64)."""
     n = np.array([len(y) for y in ys], np.int64)
@@ -184,7 +257,7 @@ def forecast(model, idx: np.ndarray, ys: list, shifts: np.ndarray, device) -> np
     args = [torch.from_numpy(a).to(device) for a in (np.asarray(idx, np.int64), y, n, s0)]
     model.eval()
     with torch.no_grad():
-        pred, _, log_level, log_seas = model(*args)
+        pred, _, log_level, log_seas = model(*args, seasonal=history_flags(model, idx, ys))
     last = torch.as_tensor(n - 1, device=device)
     rows = torch.arange(len(ys), device=device)
     z = pred[rows, last] + log_level[rows, last][:, None, None] + log_seas[rows, last][:, :, None]  # (S, H, Q)

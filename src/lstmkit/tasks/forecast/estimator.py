@@ -58,13 +58,19 @@ MODELS = ("lstm", "esrnn")
 # quarterly 1.713 -> 1.714 (short series gain most: their last H values are a large part of what they have)
 MODEL_DEFAULTS = {"lstm": {"batch_size": 512, "lr": 3e-3, "refit": False, "loss_weights": "none"},
                   "esrnn": {"batch_size": 32, "lr": 1e-3, "refit": True, "loss_weights": "none"}}
+# ES-RNN's seasonality: 'all' (every series learns seasonal indices) or 'tested' (only those passing the M4
+# benchmarks' 90% autocorrelation test at lag m, baselines.seasonality_test; the others a flat season)
+SEASONALITY = ("all", "tested")
+# ES-RNN's trend: 'none' (the LSTM carries any trend) or 'damped' (a damped trend in the log level, esrnn.py)
+TRENDS = ("none", "damped")
 # ES-RNN's loss weights: 'none' (every origin alike: relative errors) or 'mase' (origin t of series i weighs
 # level_t / MASE scale_i, so the loss approximates MASE, the score the anchors are compared on)
 LOSS_WEIGHTS = ("none", "mase")
 HEAD = 8  # first values of each training series an ES-RNN keeps, to recognise its histories later
 
 
-def _require_esrnn_args(patch, futr, hist, stat, level_penalty, loss_weights) -> None:
+def _require_esrnn_args(patch, futr, hist, stat, level_penalty, loss_weights, seasonality="all",
+                        snapshots=1, trend="none") -> None:
     """What model='esrnn' does not read, refused by name (it would otherwise be silently ignored)."""
     for name, lst in (("futr_exog_list", futr), ("hist_exog_list", hist), ("stat_exog_list", stat)):
         if len(lst):
@@ -75,6 +81,13 @@ def _require_esrnn_args(patch, futr, hist, stat, level_penalty, loss_weights) ->
         raise ValueError(f"level_penalty: expected a finite number >= 0, got {level_penalty!r}")
     if loss_weights not in LOSS_WEIGHTS:
         raise ValueError(f"loss_weights: expected one of {', '.join(map(repr, LOSS_WEIGHTS))}, got {loss_weights!r}")
+    if seasonality not in SEASONALITY:
+        raise ValueError(f"seasonality: expected one of {', '.join(map(repr, SEASONALITY))}, got {seasonality!r}")
+    if trend not in TRENDS:
+        raise ValueError(f"trend: expected one of {', '.join(map(repr, TRENDS))}, got {trend!r}")
+    if isinstance(snapshots, (bool, np.bool_)) or not isinstance(snapshots, (int, np.integer)) or snapshots < 1:
+        raise ValueError(f"snapshots: expected an integer >= 1 (epochs whose forecasts a member averages), got "
+                         f"{snapshots!r}")
 
 
 class Forecaster:
@@ -89,7 +102,11 @@ class Forecaster:
     model: 'lstm' (the LSTM above) or 'esrnn' (Smyl's ES-RNN, ``lstmkit.tasks.forecast.esrnn``: per-series
     Holt-Winters smoothing and seasonal indices learned with a global LSTM; no covariates, patch 1;
     ``level_penalty`` weighs its level wiggliness penalty; ``loss_weights`` 'mase' weighs each series' origins by
-    level / MASE scale, 'none' alike). batch_size, lr, refit and loss_weights default per model (MODEL_DEFAULTS).
+    level / MASE scale, 'none' alike; ``seasonality`` 'tested' gives seasonal indices only to the series that pass
+    the 90% autocorrelation test at lag m, 'all' (default) to every series; ``snapshots`` k > 1: each member's
+    forecast is the mean of those of its last k epochs, a snapshot ensemble; ``trend`` 'damped' adds a damped
+    trend to the smoothed log level, 'none' (default) leaves trends to the LSTM). batch_size, lr, refit and
+    loss_weights default per model (MODEL_DEFAULTS).
     ensemble: members with seeds seed, seed+1, ... and input lengths L, L+2P, L−P, ... (either model); the
     forecast is their median.
     device: where the model trains and predicts ('cpu', 'cuda', 'cuda:N', 'mps' or a torch.device; checked
@@ -102,7 +119,8 @@ class Forecaster:
                  lr: float | None = None, patience: int = 5, ensemble: int = 1, seed: int = 0, verbose: int = 0,
                  device="cpu", id_col: str = "unique_id", time_col: str = "ds", target_col: str = "y",
                  futr_exog_list=(), hist_exog_list=(), stat_exog_list=(), model: str = "lstm",
-                 level_penalty: float = 0.0, refit: bool | None = None, loss_weights: str | None = None):
+                 level_penalty: float = 0.0, refit: bool | None = None, loss_weights: str | None = None,
+                 seasonality: str | None = None, snapshots: int = 1, trend: str | None = None):
         if model not in MODELS:
             raise ValueError(f"model: expected one of {', '.join(map(repr, MODELS))}, got {model!r}")
         batch_size = MODEL_DEFAULTS[model]["batch_size"] if batch_size is None else batch_size
@@ -116,8 +134,20 @@ class Forecaster:
         if horizon < 1 or season_length < 1:
             raise ValueError(f"horizon and season_length must be >= 1, got {horizon} and {season_length}")
         if model == "esrnn":
-            _require_esrnn_args(patch, futr_exog_list, hist_exog_list, stat_exog_list, level_penalty, loss_weights)
+            seasonality = "all" if seasonality is None else seasonality
+            trend = "none" if trend is None else trend
+            _require_esrnn_args(patch, futr_exog_list, hist_exog_list, stat_exog_list, level_penalty, loss_weights,
+                                seasonality, snapshots, trend)
             patch = 1  # ES-RNN reads one window of L values per time step (L: the LSTM's default, below)
+        elif snapshots != 1:
+            raise ValueError(f"snapshots: only model='esrnn' keeps snapshot ensembles, got {snapshots!r} with "
+                             f"model={model!r}; leave it out")
+        elif trend is not None:
+            raise ValueError(f"trend: only model='esrnn' smooths a trend, got {trend!r} with model={model!r}; "
+                             "leave it out")
+        elif seasonality is not None:
+            raise ValueError(f"seasonality: only model='esrnn' smooths a season, got {seasonality!r} with "
+                             f"model={model!r}; leave it out")
         elif loss_weights != "none":
             raise ValueError(f"loss_weights: only model='esrnn' weighs its loss, got {loss_weights!r} with "
                              f"model={model!r}; leave it out")
@@ -139,10 +169,17 @@ class Forecaster:
         if model == "esrnn":
             self.config["level_penalty"] = float(level_penalty)
             self.config["loss_weights"] = loss_weights
+            if seasonality != "all":  # absent means 'all', so configs saved before the option read the same
+                self.config["seasonality"] = seasonality
+            if snapshots != 1:  # absent means 1, likewise
+                self.config["snapshots"] = int(snapshots)
+            if trend != "none":  # absent means 'none', likewise
+                self.config["trend"] = trend
         self.config["members"] = [self._member(k) for k in range(ensemble)]
         self.verbose = verbose
         self.device = devices.resolve(device)
         self.models = None
+        self.snapshots_ = None  # per member: models of the epochs before its own (ES-RNN snapshots > 1)
         self.history_ = []
         self._series = None
 
@@ -173,7 +210,8 @@ class Forecaster:
             from .esrnn import ESRNN
 
             net = ESRNN(len(c["series_ids"]), c["season_length"], member["input_length"], c["horizon"],
-                        len(c["quantiles"]), c["hidden_size"], c["num_layers"], c["cell"], init_log_seasons)
+                        len(c["quantiles"]), c["hidden_size"], c["num_layers"], c["cell"], init_log_seasons,
+                        c.get("series_seasonal"), c.get("trend", "none") == "damped")
             return net.to(self.device)
         net = ForecastNet(self._input_size(), c["horizon"], len(c["quantiles"]), c["hidden_size"], c["num_layers"],
                           c["cell"], future_size=c["horizon"] * len(self.columns.futr_exog))
@@ -297,11 +335,14 @@ class Forecaster:
             def loss_fn(model, x, future, target):
                 return pinball(model(x, future), target, q)
 
-        self.models, self.history_ = [], []
+        self.models, self.history_, self.snapshots_ = [], [], []
+        snaps = c.get("snapshots", 1)
         for k, member in enumerate(c["members"]):
             if esrnn:
+                flags = c.get("series_seasonal")
                 log(f"member {k + 1}/{len(c['members'])} (ES-RNN): input {member['input_length']} values, "
-                    f"{len(series)} series with their own smoothing parameters")
+                    f"{len(series)} series with their own smoothing parameters"
+                    f"{'' if flags is None else f', {sum(flags)} of them seasonal (tested)'}")
                 model = self._build(member, init)
             else:
                 train, val = self._windows(series, member["input_length"])
@@ -319,14 +360,35 @@ class Forecaster:
                 os.makedirs(mdir, exist_ok=True)
             again = resume and mdir is not None and os.path.isfile(os.path.join(mdir, "last.safetensors"))
             self.history_.append(fit(model, loss_fn, train, val, cfg, task=TASK, config=c, ckpt_dir=mdir,
-                                     resume=again, log=log))
+                                     resume=again, log=log, snapshots=snaps))
+            last = self.history_[-1]
             if c.get("refit") and self.history_[-1]["best_epoch"]:
                 if not esrnn:
                     full = self._windows(series, member["input_length"], full=True)[0]
                 model = self._refit(member, full, loss_fn, cfg, self.history_[-1], mdir, resume, log,
                                     init if esrnn else None)
+                last = last["refit"]
             self.models.append(model)
+            self.snapshots_.append(self._keep_snapshots(model, last, self.history_[-1], log))
+        if snaps > 1:
+            c["member_snapshots"] = [len(x) + 1 for x in self.snapshots_]
         return self
+
+    def _keep_snapshots(self, model, last: dict, history: dict, log) -> list:
+        """The models of the epochs before the kept one (``last``: the fit whose model is final, the refit when it
+        ran), rebuilt from the state dicts fit returned; the state dicts leave ``history`` (it stays JSON-able)."""
+        import copy
+
+        states = last.pop("snapshots", [])
+        history.pop("snapshots", None)
+        out = []
+        for state in states:
+            snap = copy.deepcopy(model)
+            snap.load_state_dict(state)
+            out.append(snap.eval())
+        if self.config.get("snapshots", 1) > 1:
+            log(f"snapshot ensemble: the forecasts of the last {len(out) + 1} epochs are averaged")
+        return out
 
     def _refit(self, member: dict, full: tuple, loss_fn, cfg: TrainConfig, history: dict, mdir, resume: bool, log,
                init=None):
@@ -341,7 +403,8 @@ class Forecaster:
         rdir = None if mdir is None else os.path.join(mdir, "refit")
         again = resume and rdir is not None and os.path.isfile(os.path.join(rdir, "last.safetensors"))
         history["refit"] = fit(model, loss_fn, full, None, dataclasses.replace(cfg, epochs=epochs), task=TASK,
-                               config=self.config, ckpt_dir=rdir, resume=again, log=log)
+                               config=self.config, ckpt_dir=rdir, resume=again, log=log,
+                               snapshots=self.config.get("snapshots", 1))
         return model
 
     # -- ES-RNN ---------------------------------------------------------------------------------------
@@ -362,6 +425,10 @@ class Forecaster:
         c["series_ids"] = [_plain(u) for u in series]
         c["series_heads"] = [s.y[:HEAD].tolist() for s in series.values()]
         s0 = np.stack([es.initial_log_seasons(y, m) for y in ys]).astype(np.float32)
+        if c.get("seasonality", "all") == "tested":  # on all fit's data: shifting y leaves the test unchanged
+            from .baselines import seasonality_test
+
+            c["series_seasonal"] = [seasonality_test(y, m) for y in ys]
         idx = np.arange(len(ys))
         y_tr, n_tr = es.pad_panel([y[:-H] for y in ys])
         hi = n_tr - H - 1
@@ -401,8 +468,19 @@ class Forecaster:
 
         rows = self._esrnn_rows(series)
         shifts = self._esrnn_shifts(series, rows)
-        outs = [es.forecast(model, rows, [s.y for s in series], shifts, self.device) for model in self.models]
+        ys = [s.y for s in series]
+        outs = []
+        for k, model in enumerate(self.models):
+            group = self._snapshot_group(k)
+            if len(group) == 1:
+                outs.append(es.forecast(model, rows, ys, shifts, self.device))
+            else:  # a snapshot ensemble: the mean of the member's last epochs' quantile forecasts
+                outs.append(np.mean([es.forecast(g, rows, ys, shifts, self.device) for g in group], axis=0))
         return np.stack(outs)
+
+    def _snapshot_group(self, k: int) -> list:
+        """Member k's models: its earlier epochs' snapshots (oldest first), then its own."""
+        return [*(self.snapshots_[k] if self.snapshots_ else []), self.models[k]]
 
     def _esrnn_shifts(self, series: list, rows: np.ndarray) -> np.ndarray:
         """What each history is shifted by: its training series' shift (known row), else its own ``shift_of``;
@@ -428,9 +506,7 @@ class Forecaster:
         s0 = es.initial_log_seasons(shifted, model.season)[None].astype(np.float32)
         args = [torch.from_numpy(a).to(self.device) for a in (rows, y, n, s0)]
         with torch.no_grad():
-            alpha, gamma, log_s0 = model.smoothing(args[0], args[3])
-            levels, seas = model.holt_winters(args[1], args[2], alpha, gamma, log_s0)
-            inputs = model.normalise(args[1], levels, seas)[0]
+            inputs = model.windows(*args, es.history_flags(model, rows, [shifted]))[0]
         return inputs[0].cpu().numpy().astype(np.float32)
 
     def _remember(self, df, series: dict) -> None:
@@ -620,7 +696,8 @@ class Forecaster:
         if self.models is None:
             raise ValueError("Forecaster.save: call fit() first")
         config = {**self.config, "history": self._history_json() if self._series is not None else None}
-        checkpoint.save(path, task=TASK, config=config, model=torch.nn.ModuleList(self.models))
+        extra = [m for group in (self.snapshots_ or []) for m in group]  # after the members: older files load
+        checkpoint.save(path, task=TASK, config=config, model=torch.nn.ModuleList(self.models + extra))
 
     def _history_json(self) -> dict:
         """The last values each member needs (a multiple of the season dropped, so the phase is kept)."""
@@ -653,7 +730,10 @@ class Forecaster:
         history = c.pop("history", None)
         fc.config = c
         fc.models = [fc._build(m) for m in c["members"]]
-        torch.nn.ModuleList(fc.models).load_state_dict(ck["model"])
+        fc.snapshots_ = [[fc._build(m) for _ in range(count - 1)]
+                         for m, count in zip(c["members"], c.get("member_snapshots", [1] * len(c["members"])))]
+        extra = [m for group in fc.snapshots_ for m in group]
+        torch.nn.ModuleList(fc.models + extra).load_state_dict(ck["model"])
         fc._series = _series_from_json(history, fc.columns) if history else None
         return fc
 
