@@ -77,8 +77,10 @@ CASES = {  # name -> (builder, its arguments): built inside the timing process
     "LSTM B=1 H=128": (sequence_case, ("LSTM", 1, 128), {}),
     "GRU B=1 H=128": (sequence_case, ("GRU", 1, 128), {}),
     "LSTM B=16 H=128": (sequence_case, ("LSTM", 16, 128), {}),
+    "LSTM B=24 H=128": (sequence_case, ("LSTM", 24, 128), {}),  # near the row split's threshold
     "LSTM B=64 H=256": (sequence_case, ("LSTM", 64, 256), {}),
     "LSTM B=16 H=128 training": (sequence_case, ("LSTM", 16, 128), {"train": True}),
+    "LSTM B=24 H=128 training": (sequence_case, ("LSTM", 24, 128), {"train": True}),
     "LSTM B=64 H=256 training": (sequence_case, ("LSTM", 64, 256), {"train": True}),
     "peephole B=1 H=128": (sequence_case, ("LSTM", 1, 128), {"peephole": True}),
     "GRU clip B=1 H=128": (sequence_case, ("GRU", 1, 128), {"clip": 3.0}),
