@@ -17,6 +17,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 import lstmkit.torch as lt
+from lstmkit.errors import DtypeMismatchError
 from lstmkit.params import RNNConfig, param_shapes
 from lstmkit.torch.ops import config_key
 
@@ -357,8 +358,8 @@ def _bad_calls():
          r"^dropout_masks: expected 0 or 1 masks \(one per layer but the last\), got 2"),
         ("op dropout mask shape", lambda: op2([torch.ones(5, 2, 3)]), ValueError,
          r"^dropout_masks\[0\]: expected shape \(5, 2, 4\), got \(5, 2, 3\)"),
-        ("op dropout mask dtype", lambda: op2([torch.ones(5, 2, 4, dtype=F64)]), TypeError,
-         r"^dropout_masks\[0\]: expected dtype float32"),
+        ("op dropout mask dtype", lambda: op2([torch.ones(5, 2, 4, dtype=F64)]), DtypeMismatchError,
+         r"^dropout_masks\[0\]: expected dtype float32 \(the layer's dtype\)"),
         ("step bidirectional", lambda: torch.ops.lstmkit.rnn_step(x[0], h, None, params, config_key(
             RNNConfig("GRU", 3, 4, bidirectional=True))), ValueError, "^config"),
         ("proj_size >= hidden", lambda: lt.LSTM(3, 4, proj_size=4), ValueError, "^proj_size"),

@@ -138,9 +138,7 @@ def check_dropout_masks(config: RNNConfig, steps: int, batch: int, dtype, masks)
     for k, m in enumerate(masks):
         if tuple(m.shape) != shape:
             raise ValueError(f"dropout_masks[{k}]: expected shape {shape}, got {tuple(m.shape)}")
-        if dtype_name(m.dtype) != dtype_name(dtype):
-            raise TypeError(f"dropout_masks[{k}]: expected dtype {dtype_name(dtype)} (the dtype of x), "
-                            f"got {dtype_name(m.dtype)}; cast it first")
+        check_dtype_matches(f"dropout_masks[{k}]", m.dtype, dtype)  # torch's RuntimeError for the torch ops
 
 
 def check_variant_masks(config: RNNConfig, steps: int, batch: int, dtype, masks: dict, prefix: str) -> None:
