@@ -469,14 +469,9 @@ class Forecaster:
         rows = self._esrnn_rows(series)
         shifts = self._esrnn_shifts(series, rows)
         ys = [s.y for s in series]
-        outs = []
-        for k, model in enumerate(self.models):
-            group = self._snapshot_group(k)
-            if len(group) == 1:
-                outs.append(es.forecast(model, rows, ys, shifts, self.device))
-            else:  # a snapshot ensemble: the mean of the member's last epochs' quantile forecasts
-                outs.append(np.mean([es.forecast(g, rows, ys, shifts, self.device) for g in group], axis=0))
-        return np.stack(outs)
+        # per member, the mean of its snapshot group's quantile forecasts (a group of one: the member's own, exactly)
+        return np.stack([np.mean([es.forecast(g, rows, ys, shifts, self.device) for g in self._snapshot_group(k)],
+                                 axis=0) for k in range(len(self.models))])
 
     def _snapshot_group(self, k: int) -> list:
         """Member k's models: its earlier epochs' snapshots (oldest first), then its own."""
