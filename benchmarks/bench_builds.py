@@ -76,9 +76,13 @@ def quantized_case(mode, dtype, B, H):
 CASES = {  # name -> (builder, its arguments): built inside the timing process
     "LSTM B=1 H=128": (sequence_case, ("LSTM", 1, 128), {}),
     "GRU B=1 H=128": (sequence_case, ("GRU", 1, 128), {}),
+    "LSTM B=4 H=256": (sequence_case, ("LSTM", 4, 256), {}),  # below the forward's row split
+    "LSTM B=8 H=256": (sequence_case, ("LSTM", 8, 256), {}),  # the forward's row split from 4 rows a thread
     "LSTM B=16 H=128": (sequence_case, ("LSTM", 16, 128), {}),
+    "GRU B=16 H=128": (sequence_case, ("GRU", 16, 128), {}),
     "LSTM B=24 H=128": (sequence_case, ("LSTM", 24, 128), {}),  # near the row split's threshold
     "LSTM B=64 H=256": (sequence_case, ("LSTM", 64, 256), {}),
+    "LSTM B=4 H=128 training": (sequence_case, ("LSTM", 4, 128), {"train": True}),  # the backward's row split
     "LSTM B=16 H=128 training": (sequence_case, ("LSTM", 16, 128), {"train": True}),
     "LSTM B=24 H=128 training": (sequence_case, ("LSTM", 24, 128), {"train": True}),
     "LSTM B=64 H=256 training": (sequence_case, ("LSTM", 64, 256), {"train": True}),

@@ -9,9 +9,9 @@ Cases (fixed seeds): the plain LSTM/GRU forward, train_forward and backward, eve
 combined, with and without sampled masks) forward, train_forward and backward, quantised int8/bf16 forward,
 and streams (float, quantised, variant), over shapes that reach every schedule of the sequence driver: one
 thread (small H), the unit split and lockstep pair (B = 1, 2 at H = 128), per-step splits (lengths), and the
-row split (B = 48). Each case runs at 1 and 2 threads; the script itself fails when the two differ (the
-results must not depend on the thread count). Record with one build, compare with another under the same
-LSTMKIT_ISA.
+row split (B = 48; and B = 5, 9, 16 at H = 128, where the forward and the backward split differently).
+Each case runs at 1 and 2 threads; the script itself fails when the two differ (the results must not depend
+on the thread count). Record with one build, compare with another under the same LSTMKIT_ISA.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from lstmkit.stream import Stream
 STEPS = 6
 SHAPES = [  # (B, H, lengths: False, True (random) or "tail")
     (1, 16, False), (2, 16, True), (1, 128, False), (2, 128, False), (2, 128, True), (16, 32, True),
-    (16, 128, False), (48, 64, False), (48, 64, True), (48, 64, "tail"),
+    (16, 128, False), (48, 64, False), (48, 64, True), (48, 64, "tail"), (5, 128, False), (9, 128, True),
 ]
 # "tail": 25 rows run every step, so under the row split (tiles of 4 or 6 rows over 2 threads) a thread's
 # share of the last steps is one row while the step has 25

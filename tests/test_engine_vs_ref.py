@@ -167,6 +167,39 @@ def test_training_parallel_paths(mode, proj, dtype, batch):
         engine.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("batch", [5, 9])
+def test_small_batch_row_split_same_bits(mode, batch):
+    """Small batches on 2 threads: B = 5 runs the forward by units (below kForwardSplitRows per thread) and the
+    backward by rows (at least kBackwardSplitRows), B = 9 both by rows, in shares of whole pairs of rows (the
+    odd row in the last share). The same bits as one thread, forward, training forward and backward, with
+    lengths that end sequences inside either share; and the reference's values."""
+    rng = np.random.default_rng(batch)
+    config = RNNConfig(mode, input_size=8, hidden_size=128, num_layers=2)
+    params = init_params(config, seed=3, dtype="float32")
+    x = rng.standard_normal((9, batch, 8)).astype("float32")
+    lengths = rng.integers(0, 10, size=batch)
+    d_out = rng.standard_normal((9, batch, 128)).astype("float32")
+    threads = engine.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            engine.set_num_threads(n)
+            for lens in (None, lengths):
+                out, final, workspace = engine.train_forward(config, params, x, lengths=lens)
+                dx, d_state0, grads = engine.backward(config, params, x, d_out, lengths=lens, workspace=workspace)
+                results.append([engine.forward(config, params, x, lengths=lens)[0], out, *final, dx, *d_state0,
+                                *grads.values()])
+        engine.set_num_threads(2)
+        params64 = init_params(config, seed=3, dtype="float64")
+        assert_backward_matches(config, params64, x.astype("float64"), lengths=lengths)
+    finally:
+        engine.set_num_threads(threads)
+    for one, two in zip(results[:2], results[2:]):
+        for a, b in zip(one, two):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_backward_input_errors():
     config, params, x, state0 = _lstm_case()
     d_out = np.zeros((5, 3, 4))

@@ -397,7 +397,6 @@ class PlainCell {
  public:
   using Local = NoLocal;
   static constexpr index_t kUnitWidth = Tile<T>::NR;  // the unit split's granule (a register panel)
-  static constexpr index_t kRowTile = Tile<T>::MR;    // the row split's granule (a register tile)
 
   PlainCell(bool lstm, index_t in, index_t B, index_t H, index_t P, const CellWeights<T>& w, PlainTape<T> tape = {})
       : w_(lstm, in, H, P, w),

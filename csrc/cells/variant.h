@@ -665,7 +665,6 @@ class VariantStepper {
  public:
   using Local = VariantLocal<T>;
   static constexpr index_t kUnitWidth = Tile<T>::NR;
-  static constexpr index_t kRowTile = Tile<T>::MR;
 
   //   tape_rows: the tape's buffers of this layer·direction (masks already set), or null for inference,
   //   then masks (read in place) are this layer·direction's sampled masks.

@@ -99,7 +99,6 @@ class QuantStepper {
  public:
   using Local = QuantRows;  // the rows of a product prepared (quantised / rounded), per thread
   static constexpr index_t kUnitWidth = kQNR;
-  static constexpr index_t kRowTile = W::MR;
 
   QuantStepper(const QuantCell<W>& cell, bool lstm, index_t B, index_t H, index_t P)
       : cell_(cell), lstm_(lstm), H_(H), P_(P), GH_((lstm ? 4 : 3) * H), scratch_(static_cast<size_t>(B * GH_)) {}

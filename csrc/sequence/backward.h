@@ -19,8 +19,9 @@
 //    the directions into the gradient of the layer's input (dx for layer 0).
 //
 // The schedule (sequence/schedule.h), chosen in run_direction_backward for every cell:
-//  * row split: a large batch (batch_split) runs the whole loop split by rows over the pool, each thread
-//    walking all steps for its own rows (rows never interact: no synchronisation).
+//  * row split: a batch of at least kBackwardSplitRows rows per thread (batch_split) runs the whole loop
+//    split by rows over the pool in equal shares (row_shares), each thread walking all steps for its own
+//    rows (rows never interact: no synchronisation).
 //  * lockstep pair: a small batch, when the cell can split its step by hidden units (lockstep_units),
 //    runs on two threads that each own half of the units and meet once per step: a thread runs
 //    "dh_prev of the later step, then the pointwise part of this one" on its own units, and only the
@@ -146,7 +147,7 @@ void run_direction_backward(Cell& cell, const PackedBatch& pk, bool reverse, boo
   const index_t steps = static_cast<index_t>(sizes.size()), B = static_cast<index_t>(pk.order.size());
   auto time = [&](index_t i) { return reverse ? i : steps - 1 - i; };  // the backward's i-th step
   if (split) {
-    rows_through_time<T>(B, sizes, !reverse, [&](index_t t, index_t r0, index_t n) {
+    rows_through_time(B, sizes, !reverse, [&](index_t t, index_t r0, index_t n) {
       cell.step(offsets[t] + r0, r0, n, sizes[t] == 1, dh, dc);
     });
   } else if (cell.lockstep_units(B)) {
@@ -188,7 +189,7 @@ void run_backward(const RnnShape& s, const PackedBatch& pk, bool plain, const T*
                   const T* d_cn, T* dx, T* d_h0, T* d_c0, const T* const* dropout, LayerInput&& layer_input,
                   MakeCell&& make_cell) {
   const index_t B = s.B, H = s.H, P = s.P, D = s.D, N = pk.N, ldo = D * P;
-  const bool split = batch_split(B, H, s.gates(), P);
+  const bool split = batch_split(B, H, s.gates(), P, kBackwardSplitRows);
   std::vector<T> x_packed(plain ? 0 : static_cast<size_t>(N * s.I));
   if (!plain) pk.pack(x, B, s.I, x_packed.data());
   std::vector<T> d_out_packed(plain ? 0 : static_cast<size_t>(N * ldo));

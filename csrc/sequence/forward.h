@@ -18,9 +18,9 @@
 //    and the final states back to the caller's batch order.
 //
 // The schedule (sequence/schedule.h), chosen here for every cell:
-//  * row split: a large batch (batch_split) runs the whole time loop split by rows over the pool, each
-//    thread computing its rows' input projection per step too; rows never interact, so the steps need
-//    no synchronisation.
+//  * row split: a batch of at least kForwardSplitRows rows per thread (batch_split) runs the whole time
+//    loop split by rows over the pool in equal shares (row_shares), each thread computing its rows' input
+//    projection per step too; rows never interact, so the steps need no synchronisation.
 //  * lockstep pair: a small batch with every row running every step, when the cell can split its step
 //    by hidden units (lockstep_units), runs on two threads that each own half of the units and meet
 //    once per step (units_through_time): B=1 H=128 T=100 plain LSTM 0.27 ms against 0.42 on one thread.
@@ -32,7 +32,7 @@
 //
 // A cell adapter (one layer and direction, state rows packed; PlainCell is the reference) gives:
 //   Local                   per-thread scratch of a step (the quantised rows; NoLocal for the float cells)
-//   kUnitWidth, kRowTile    granules of the unit split (a panel) and of the row split (a register tile)
+//   kUnitWidth              the granule of the unit split (a register panel)
 //   kept_gates()            [N, G·H] where the cell keeps every row's gates itself (a tape), or null
 //   project(N, in, ld_in, g, ldg)                          input projection of all N packed rows
 //   project_rows(q0, n, in, ld_in, g, ldg, one_row, local) the same for rows q0.., on this thread
@@ -98,9 +98,7 @@ void run_direction(Cell& cell, const PackedBatch& pk, bool reverse, bool split, 
   const index_t steps = static_cast<index_t>(pk.batch_sizes.size()), B = static_cast<index_t>(pk.order.size());
   auto time = [&](index_t step) { return reverse ? steps - 1 - step : step; };
   if (split) {
-    constexpr index_t MR = Cell::kRowTile;
-    parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) {
-      const index_t r0 = b * MR, r1 = std::min(B, e * MR);
+    row_shares(B, [&](index_t r0, index_t r1) {
       Local local;
       for (index_t step = 0; step < steps; ++step) {
         const index_t t = time(step), n = std::min(pk.batch_sizes[t], r1) - r0;
@@ -151,7 +149,7 @@ void run_sequence(const RnnShape& s, const SequenceArgs<T>& a, bool keeps_gates,
   // Without lengths the packed layout is x's and out's own ([T·B, width], order the identity): layer 0
   // reads x in place and the last layer writes out directly, no copies.
   const bool plain = a.lengths == nullptr;
-  const bool split = batch_split(B, H, G, P);
+  const bool split = batch_split(B, H, G, P, kForwardSplitRows);
   std::vector<T> x_packed(plain ? 0 : static_cast<size_t>(N * s.I));
   if (!plain) pk.pack(a.x, B, s.I, x_packed.data());
   const T* layer_in = plain ? a.x : x_packed.data();

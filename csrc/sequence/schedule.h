@@ -15,34 +15,51 @@
 namespace lstmkit {
 namespace LSTMKIT_ISA {
 
-// f(r0, r1) over rows [0, n): on the pool in chunks of at least 2 rows when `macs` (the work) is
-// large enough, else f(0, n) here. Chunks of ≥ 2 rows keep the GEMM on the multi-row kernel, so the
-// bits are the same as one call over all rows.
+// f(r0, r1) over rows [0, n) in equal shares of whole pairs of rows, one share per thread of the pool (the
+// last share takes an odd row). Shares of ≥ 2 rows keep the GEMM on the multi-row kernel, so the bits are
+// the same as one call over all rows. Pairs, not whole register tiles: a thread's share is then within a
+// pair of rows of its partner's, where tiles left B=16 at 12 + 4 rows and B=64 at 36 + 28.
 template <typename F>
-void for_rows(index_t n, double macs, F&& f) {
-  if (n < 4 || macs < kParallelMacs || in_parallel() || num_threads() < 2) return f(index_t(0), n);
+void row_shares(index_t n, F&& f) {
   const index_t pairs = n / 2;
   parallel_for(pairs, [&](index_t b, index_t e) { f(2 * b, e == pairs ? n : 2 * e); });
 }
 
-// Whether a sequence pass splits the batch over the pool for the whole time loop: at least two whole
-// register tiles of rows per thread and enough work per step. Below that, small batches split each
-// step by hidden units instead (units_through_time; the backward's lockstep loop), which keeps the
-// threads' shares equal: B=16 training by rows ran 6 rows on one thread and 10 on the other
-// (7.46 ms a step at H=128 T=100, 7.04 by units).
-inline bool batch_split(index_t B, index_t H, index_t G, index_t P) {
-  const index_t MR = LSTMKIT_VEC_BYTES == 16 ? 4 : 6;  // Tile<T>::MR
+// f(r0, r1) over rows [0, n): in row_shares on the pool when `macs` (the work) is large enough, else
+// f(0, n) here.
+template <typename F>
+void for_rows(index_t n, double macs, F&& f) {
+  if (n < 4 || macs < kParallelMacs || in_parallel() || num_threads() < 2) return f(index_t(0), n);
+  row_shares(n, f);
+}
+
+// The fewest rows per thread for which a pass splits the batch by rows for its whole time loop
+// (batch_split), forward and backward. The row split has no meeting between the steps, where the unit
+// split meets its partner at every step; but below these a thread streams all of W_hh per step for too
+// few rows, where the unit split reads half of it. Measured by the two schedules alternating in one
+// process (AMD Zen 4, avx512, 2 threads, T=100, X=64, ms): inference B=16 H=128 2.26 by units, 2.06 by
+// rows; B=8 H=256 3.32 / 2.85; B=4 H=256 1.63 / 2.09 (units ahead); training (forward + backward) B=4
+// H=128 3.59 / 2.72, B=16 H=128 12.4 / 8.0. A unit split also waits at every step for the slower of its
+// two cores: on this shared machine B=16 H=128 inference ran 1.85 ms by units and 1.61 by rows in one
+// spell, 4.3 and 2.0 in another.
+constexpr index_t kForwardSplitRows = 4;
+constexpr index_t kBackwardSplitRows = 2;
+
+// Whether a sequence pass splits the batch over the pool for the whole time loop (rows_through_time,
+// forward.h's run_direction): at least `min_rows` rows per thread (kForwardSplitRows, kBackwardSplitRows)
+// and enough work per step. Below that, a small batch splits each step by hidden units instead
+// (units_through_time; the backward's lockstep loop) where the cell can.
+inline bool batch_split(index_t B, index_t H, index_t G, index_t P, index_t min_rows) {
   const int n = num_threads();
-  return n >= 2 && !in_parallel() && B >= 2 * MR * n && double(B) * double(G * H) * double(P) >= kParallelMacs;
+  return n >= 2 && !in_parallel() && B >= min_rows * n && double(B) * double(G * H) * double(P) >= kParallelMacs;
 }
 
 // The time loop over every row, step_rows(t, r0, n) for the rows r0 .. r0 + n still running at step t,
 // over every step in time order or (reverse) from the last step back. With `split` (batch_split() true)
-// the pool's threads each take whole register tiles of rows; without, the calling thread takes them all.
-template <typename T, typename F>
+// each thread of the pool takes one of row_shares; without, the calling thread takes them all.
+template <typename F>
 void rows_through_time(index_t B, const std::vector<index_t>& batch_sizes, bool reverse, F&& step_rows,
                        bool split = true) {
-  constexpr int MR = Tile<T>::MR;
   const index_t steps = static_cast<index_t>(batch_sizes.size());
   auto rows = [&](index_t r0, index_t r1) {
     for (index_t step = 0; step < steps; ++step) {
@@ -51,7 +68,7 @@ void rows_through_time(index_t B, const std::vector<index_t>& batch_sizes, bool 
       if (n > 0) step_rows(t, r0, n);
     }
   };
-  if (split) parallel_for((B + MR - 1) / MR, [&](index_t b, index_t e) { rows(b * MR, std::min(B, e * MR)); });
+  if (split) row_shares(B, rows);
   else rows(0, B);
 }
 
