@@ -9,7 +9,7 @@ Cases (fixed seeds): the plain LSTM/GRU forward, train_forward and backward, eve
 combined, with and without sampled masks) forward, train_forward and backward, quantised int8/bf16 forward,
 and streams (float, quantised, variant), over shapes that reach every schedule of the sequence driver: one
 thread (small H), the unit split and lockstep pair (B = 1, 2 at H = 128), per-step splits (lengths), and the
-row split (B = 48; and B = 5, 9, 16 at H = 128, where the forward and the backward split differently).
+row split (B = 48; and B = 5, 9, 16 at H = 128, either side of the row split's threshold).
 Each case runs at 1 and 2 threads; the script itself fails when the two differ (the results must not depend
 on the thread count). Record with one build, compare with another under the same LSTMKIT_ISA.
 """

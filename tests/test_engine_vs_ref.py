@@ -170,10 +170,10 @@ def test_training_parallel_paths(mode, proj, dtype, batch):
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 @pytest.mark.parametrize("batch", [5, 9])
 def test_small_batch_row_split_same_bits(mode, batch):
-    """Small batches on 2 threads: B = 5 runs the forward by units (below kForwardSplitRows per thread) and the
-    backward by rows (at least kBackwardSplitRows), B = 9 both by rows, in shares of whole pairs of rows (the
-    odd row in the last share). The same bits as one thread, forward, training forward and backward, with
-    lengths that end sequences inside either share; and the reference's values."""
+    """Small batches on 2 threads either side of the row split's threshold (kSplitRows per thread): B = 5 runs
+    by units, B = 9 by rows in shares of whole pairs of rows (the odd row in the last share). The same bits as
+    one thread, forward, training forward and backward, with lengths that end sequences inside either share;
+    and the reference's values."""
     rng = np.random.default_rng(batch)
     config = RNNConfig(mode, input_size=8, hidden_size=128, num_layers=2)
     params = init_params(config, seed=3, dtype="float32")

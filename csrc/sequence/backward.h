@@ -19,7 +19,7 @@
 //    the directions into the gradient of the layer's input (dx for layer 0).
 //
 // The schedule (sequence/schedule.h), chosen in run_direction_backward for every cell:
-//  * row split: a batch of at least kBackwardSplitRows rows per thread (batch_split) runs the whole loop
+//  * row split: a batch of at least kSplitRows rows per thread (batch_split) runs the whole loop
 //    split by rows over the pool in equal shares (row_shares), each thread walking all steps for its own
 //    rows (rows never interact: no synchronisation).
 //  * lockstep pair: a small batch, when the cell can split its step by hidden units (lockstep_units),
@@ -189,7 +189,7 @@ void run_backward(const RnnShape& s, const PackedBatch& pk, bool plain, const T*
                   const T* d_cn, T* dx, T* d_h0, T* d_c0, const T* const* dropout, LayerInput&& layer_input,
                   MakeCell&& make_cell) {
   const index_t B = s.B, H = s.H, P = s.P, D = s.D, N = pk.N, ldo = D * P;
-  const bool split = batch_split(B, H, s.gates(), P, kBackwardSplitRows);
+  const bool split = batch_split(B, H, s.gates(), P);
   std::vector<T> x_packed(plain ? 0 : static_cast<size_t>(N * s.I));
   if (!plain) pk.pack(x, B, s.I, x_packed.data());
   std::vector<T> d_out_packed(plain ? 0 : static_cast<size_t>(N * ldo));

@@ -18,7 +18,7 @@
 //    and the final states back to the caller's batch order.
 //
 // The schedule (sequence/schedule.h), chosen here for every cell:
-//  * row split: a batch of at least kForwardSplitRows rows per thread (batch_split) runs the whole time
+//  * row split: a batch of at least kSplitRows rows per thread (batch_split) runs the whole time
 //    loop split by rows over the pool in equal shares (row_shares), each thread computing its rows' input
 //    projection per step too; rows never interact, so the steps need no synchronisation.
 //  * lockstep pair: a small batch with every row running every step, when the cell can split its step
@@ -149,7 +149,7 @@ void run_sequence(const RnnShape& s, const SequenceArgs<T>& a, bool keeps_gates,
   // Without lengths the packed layout is x's and out's own ([T·B, width], order the identity): layer 0
   // reads x in place and the last layer writes out directly, no copies.
   const bool plain = a.lengths == nullptr;
-  const bool split = batch_split(B, H, G, P, kForwardSplitRows);
+  const bool split = batch_split(B, H, G, P);
   std::vector<T> x_packed(plain ? 0 : static_cast<size_t>(N * s.I));
   if (!plain) pk.pack(a.x, B, s.I, x_packed.data());
   const T* layer_in = plain ? a.x : x_packed.data();

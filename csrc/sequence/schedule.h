@@ -33,25 +33,24 @@ void for_rows(index_t n, double macs, F&& f) {
   row_shares(n, f);
 }
 
-// The fewest rows per thread for which a pass splits the batch by rows for its whole time loop
-// (batch_split), forward and backward. The row split has no meeting between the steps, where the unit
-// split meets its partner at every step; but below these a thread streams all of W_hh per step for too
-// few rows, where the unit split reads half of it. Measured by the two schedules alternating in one
-// process (AMD Zen 4, avx512, 2 threads, T=100, X=64, ms): inference B=16 H=128 2.26 by units, 2.06 by
-// rows; B=8 H=256 3.32 / 2.85; B=4 H=256 1.63 / 2.09 (units ahead); training (forward + backward) B=4
-// H=128 3.59 / 2.72, B=16 H=128 12.4 / 8.0. A unit split also waits at every step for the slower of its
-// two cores: on this shared machine B=16 H=128 inference ran 1.85 ms by units and 1.61 by rows in one
-// spell, 4.3 and 2.0 in another.
-constexpr index_t kForwardSplitRows = 4;
-constexpr index_t kBackwardSplitRows = 2;
+// The fewest rows per thread for which a sequence pass splits the batch by rows for its whole time loop
+// (batch_split). The row split has no meeting between the steps, where the unit split meets its partner at
+// every step; but below this a thread streams all of W_hh per step for too few rows, where the unit split
+// reads half of it. Measured by the two schedules alternating in one process or in fresh processes per
+// build (AMD Zen 4, avx512, 2 threads, T=100, ms, units / rows): inference B=8 H=256 3.32 / 2.85, B=16 H=128
+// 2.26 / 2.06, B=4 H=256 1.63 / 2.09; training B=8 H=128 LSTM 3.01 / 2.50, GRU 5.65 / 3.83; at 2 rows per
+// thread the backward lost (GRU B=4 training 1.3–2.9 by units, 3.3 by rows). A unit split also waits at every
+// step for the slower of its two cores: on this shared machine B=16 H=128 inference ran 1.85 ms by units and
+// 1.61 by rows in one spell, 4.3 and 2.0 in another.
+constexpr index_t kSplitRows = 4;
 
 // Whether a sequence pass splits the batch over the pool for the whole time loop (rows_through_time,
-// forward.h's run_direction): at least `min_rows` rows per thread (kForwardSplitRows, kBackwardSplitRows)
-// and enough work per step. Below that, a small batch splits each step by hidden units instead
-// (units_through_time; the backward's lockstep loop) where the cell can.
-inline bool batch_split(index_t B, index_t H, index_t G, index_t P, index_t min_rows) {
+// forward.h's run_direction): at least kSplitRows rows per thread and enough work per step. Below that, a
+// small batch splits each step by hidden units instead (units_through_time; the backward's lockstep loop)
+// where the cell can.
+inline bool batch_split(index_t B, index_t H, index_t G, index_t P) {
   const int n = num_threads();
-  return n >= 2 && !in_parallel() && B >= min_rows * n && double(B) * double(G * H) * double(P) >= kParallelMacs;
+  return n >= 2 && !in_parallel() && B >= kSplitRows * n && double(B) * double(G * H) * double(P) >= kParallelMacs;
 }
 
 // The time loop over every row, step_rows(t, r0, n) for the rows r0 .. r0 + n still running at step t,
