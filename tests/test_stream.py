@@ -130,6 +130,33 @@ def test_torch_module_stream():
         torch.testing.assert_close(got, out, rtol=1e-5, atol=1e-6)
 
 
+def test_torch_stream_inputs_every_form():
+    """A torch stream's step reads a CPU tensor's memory without a copy (requires_grad, views and other layouts
+    included) and gives the NumPy stream's bits; a tensor NumPy cannot read, or of another dtype or shape, gets
+    the same errors as through the full checks."""
+    torch = pytest.importorskip("torch")
+    from lstmkit.torch import LSTM
+
+    m = LSTM(5, 8, num_layers=2)
+    s, ref = m.stream(batch=2), lstmkit.LSTM(5, 8, num_layers=2)
+    ref.load_state_dict({k: v.detach().numpy() for k, v in m.state_dict().items()})
+    r = ref.stream(batch=2)
+    wide = torch.randn(3, 2, 10)
+    forms = [wide[0, :, :5].clone().requires_grad_(True),  # needs detach
+             wide[1, :, ::2],                              # a strided view: copied
+             wide[2, :, :5].t().contiguous().t()]          # another layout: copied
+    for x in forms:
+        got = s.step(x)
+        assert isinstance(got, torch.Tensor)
+        np.testing.assert_array_equal(got.numpy(), r.step(np.ascontiguousarray(x.detach().numpy())))
+    with pytest.raises(TypeError, match="x: expected dtype float32"):
+        s.step(torch.zeros(2, 5, dtype=torch.float64))
+    with pytest.raises(TypeError, match="x: expected an array, got Tensor"):  # NumPy has no bfloat16
+        s.step(torch.zeros(2, 5, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match=r"x: expected shape \(2, 5\)"):
+        s.step(torch.zeros(3, 5))
+
+
 @pytest.mark.parametrize("mode,proj", [("LSTM", 0), ("LSTM", 8), ("GRU", 0)])
 def test_threads_split_steps_by_units_with_the_same_bits(mode, proj):
     """H = 64 splits each step by hidden units over 2 threads; the bits equal 1 thread's."""

@@ -33,6 +33,16 @@ __all__ = ["Stream"]
 MAX_BATCH = 1 << 24  # rows per step: far above any streaming use, far below what overflows a native int
 
 
+def _cpu_array(x):
+    """A CPU torch tensor's memory as a NumPy array, without a copy: a torch stream's step then takes the same
+    fast path as a NumPy one (the generic conversion and checks cost more than the step at B = 1). Anything
+    else — another device, a dtype NumPy lacks, a conjugate view — comes back unchanged for the full checks."""
+    try:
+        return x.detach().numpy() if x.is_cpu else x
+    except (AttributeError, RuntimeError, TypeError):
+        return x
+
+
 class Stream:
     """Step-by-step inference of a unidirectional stacked LSTM/GRU (see the module docstring).
 
@@ -87,6 +97,8 @@ class Stream:
         """One time step of every layer: x (B, I) -> the last layer's new h (B, P), a fresh array
         (a torch tensor with ``torch_io``)."""
         out = np.empty(self._out_shape, self.dtype)
+        if self._torch and type(x) is not np.ndarray:
+            x = _cpu_array(x)
         if type(x) is np.ndarray and x.shape == self._x_shape and x.dtype == self.dtype:
             try:  # the native call itself refuses a non-contiguous x (TypeError): then copy it
                 self._step(x, out)
