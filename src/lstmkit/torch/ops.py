@@ -166,6 +166,12 @@ def _numpy_args(config, x, h0, c0, params, lengths, dropout_masks, masks):
     _check_cpu(x)
     T, B = _check_args(config, x, h0, c0, params, lengths, dropout_masks, masks)
     lengths_np = None if lengths is None else checks.check_lengths(_np(lengths), T, B)
+    return _as_numpy(config, x, h0, c0, params, lengths_np, dropout_masks, masks)
+
+
+def _as_numpy(config, x, h0, c0, params, lengths_np, dropout_masks, masks):
+    """Checked arguments as NumPy views of the tensors: (params by name, x, state0, lengths, dropout masks or
+    None, VariantMasks or None)."""
     params_np = dict(zip(param_shapes(config), (_np(p) for p in params)))
     state0 = (_np(h0), _np(c0)) if config.mode == "LSTM" else (_np(h0),)
     drop = [_np(m) for m in dropout_masks] or None
@@ -216,6 +222,11 @@ def rnn(x: Tensor, h0: Tensor, c0: Optional[Tensor], params: list[Tensor], lengt
     """An LSTM/GRU over x (T, B, I) -> (output (T, B, D·P), h_n (L·D, B, P), c_n (L·D, B, H) or empty)."""
     cfg = parse_config(config)
     args = _numpy_args(cfg, x, h0, c0, params, lengths, dropout_masks, (mask_recurrent, mask_zoneout_c, mask_zoneout_h))
+    return _inference(cfg, x, args)
+
+
+def _inference(cfg: RNNConfig, x: Tensor, args: tuple) -> tuple[Tensor, Tensor, Tensor]:
+    """``rnn``'s computation on arguments already checked and converted (_numpy_args, _as_numpy)."""
     output, final = _numpy_forward(cfg, *args)
     return (_to_torch(output), *_states_out(cfg, final, x))
 
@@ -295,8 +306,7 @@ def rnn_step(x: Tensor, h0: Tensor, c0: Optional[Tensor], params: list[Tensor], 
     """One step x (B, I) of a unidirectional stack in evaluation -> (h_1 (L, B, P), c_1 (L, B, H) or empty)."""
     cfg = parse_config(config)
     _check_step(cfg, x)
-    _, final = _numpy_forward(cfg, *_numpy_args(cfg, x[None], h0, c0, params, None, [], NO_MASKS))
-    return _states_out(cfg, final, x)
+    return _inference(cfg, x, _numpy_args(cfg, x[None], h0, c0, params, None, [], NO_MASKS))[1:]
 
 
 @rnn_step.register_fake
@@ -564,17 +574,47 @@ def trains_natively(x: Tensor, state0, params) -> bool:
     return any(t is not None and t.requires_grad for t in (x, *state0, *params))
 
 
+_PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
+
+
+def _undispatched(tensors) -> bool:
+    """Whether a module's inference call may run ``rnn`` / ``rnn_step``'s computation directly instead of through
+    torch's dispatcher: plain eager mode (not compiling, exporting or tracing; no torch.func transform, torch
+    function mode or dispatch mode that would expect to see the operator), nothing for autograd to record, and
+    every tensor a plain CPU tensor. Then the operator's dispatch and its second round of the module's checks
+    are most of a small call's time (a B = 1 LSTMCell step: ~140 of ~170 µs); the computation is the same
+    function either way, so are the bits."""
+    if (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch._C._is_torch_function_mode_enabled()
+            or torch._C._len_torch_dispatch_stack() or torch._C._functorch.maybe_current_level() is not None):
+        return False
+    grad = torch.is_grad_enabled()
+    return all(t is None or (type(t) in _PLAIN_TENSORS and t.is_cpu and not (grad and t.requires_grad))
+               for t in tensors)
+
+
+def _inference_undispatched(config: RNNConfig, x, h0, c0, params, lengths, dropout_masks, variant_masks) -> tuple:
+    """``rnn``'s outputs for a module's call whose input, state, lengths and masks the module has checked and made:
+    its parameters are checked here (a module's attribute may have been replaced)."""
+    T, B = x.shape[0], x.shape[1]
+    _check_params(config, params, x.dtype)
+    lengths_np = None if lengths is None else checks.check_lengths(_np(lengths), T, B)
+    return _inference(config, x, _as_numpy(config, x, h0, c0, params, lengths_np, dropout_masks, variant_masks))
+
+
 def call(config: RNNConfig, key: str, x: Tensor, state0: tuple, params: list, lengths=None, dropout_masks=(),
          variant_masks=NO_MASKS, train: bool = False) -> tuple[Tensor, tuple]:
     """One sequence call: ``rnn_train`` when ``train`` (the caller checked ``trains_natively`` and
-    ``engine.supports``), else ``rnn`` -> (output (T, B, D·P), (h_n[, c_n])). key: ``config_key(config)``;
-    state0 (h0[, c0]); variant_masks the three lists (recurrent, zoneout_c, zoneout_h)."""
+    ``engine.supports``), else ``rnn`` (or its computation without the dispatcher: _undispatched) -> (output
+    (T, B, D·P), (h_n[, c_n])). key: ``config_key(config)``; state0 (h0[, c0]); variant_masks the three lists
+    (recurrent, zoneout_c, zoneout_h). The caller (a module) has checked x, state0 and lengths."""
     h0, c0 = state0[0], (state0[1] if config.mode == "LSTM" else None)
     if _under_torch_func():
         outputs = _functorch_call("rnn_train" if train else "rnn", key, x, h0, c0, lengths, params, dropout_masks,
                                   variant_masks)
     elif train:
         outputs = torch.ops.lstmkit.rnn_train(x, h0, c0, params, lengths, list(dropout_masks), *variant_masks, key)
+    elif _undispatched((x, h0, c0, lengths, *params, *dropout_masks, *(m for ms in variant_masks for m in ms))):
+        outputs = _inference_undispatched(config, x, h0, c0, params, lengths, list(dropout_masks), variant_masks)
     else:
         outputs = torch.ops.lstmkit.rnn(x, h0, c0, params, lengths, list(dropout_masks), *variant_masks, key)
     out, h_n, c_n = outputs[:3]
@@ -586,6 +626,8 @@ def step(config: RNNConfig, key: str, x: Tensor, state: tuple, params: list) -> 
     h0, c0 = state[0], (state[1] if config.mode == "LSTM" else None)
     if _under_torch_func():
         h, c = _functorch_call("rnn_step", key, x, h0, c0, None, params)
+    elif _undispatched((x, h0, c0, *params)):
+        h, c = _inference_undispatched(config, x[None], h0, c0, params, None, [], NO_MASKS)[1:]
     else:
         h, c = torch.ops.lstmkit.rnn_step(x, h0, c0, params, key)
     return (h, c) if config.mode == "LSTM" else (h,)
