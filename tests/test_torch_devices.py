@@ -13,19 +13,7 @@ torch = pytest.importorskip("torch")
 
 import lstmkit.torch as lt  # noqa: E402
 from lstmkit.torch import ops  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
-
-
-class _Ops(TorchDispatchMode):
-    """Records the name of every operator dispatched."""
-
-    def __init__(self):
-        super().__init__()
-        self.names = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.append(str(func))
-        return func(*args, **(kwargs or {}))
+from dispatch_log import SeenOps as _Ops  # noqa: E402
 
 
 SEQUENCE = {
