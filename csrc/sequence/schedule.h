@@ -54,11 +54,10 @@ inline bool batch_split(index_t B, index_t H, index_t G, index_t P) {
 }
 
 // The time loop over every row, step_rows(t, r0, n) for the rows r0 .. r0 + n still running at step t,
-// over every step in time order or (reverse) from the last step back. With `split` (batch_split() true)
-// each thread of the pool takes one of row_shares; without, the calling thread takes them all.
+// over every step in time order or (reverse) from the last step back, each thread of the pool taking one of
+// row_shares (the caller has checked batch_split()).
 template <typename F>
-void rows_through_time(index_t B, const std::vector<index_t>& batch_sizes, bool reverse, F&& step_rows,
-                       bool split = true) {
+void rows_through_time(index_t B, const std::vector<index_t>& batch_sizes, bool reverse, F&& step_rows) {
   const index_t steps = static_cast<index_t>(batch_sizes.size());
   auto rows = [&](index_t r0, index_t r1) {
     for (index_t step = 0; step < steps; ++step) {
@@ -67,8 +66,7 @@ void rows_through_time(index_t B, const std::vector<index_t>& batch_sizes, bool 
       if (n > 0) step_rows(t, r0, n);
     }
   };
-  if (split) row_shares(B, rows);
-  else rows(0, B);
+  row_shares(B, rows);
 }
 
 // The time loop of a small batch split by hidden units over two threads (lockstep_pair): part(step,
