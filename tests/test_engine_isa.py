@@ -1,7 +1,8 @@
 """Instruction-set dispatch and threads of the native engine.
 
 * Every instruction-set path this CPU runs passes the engine's parity sweep (tests/test_engine_vs_ref.py,
-  forward, backward and cell parity against the NumPy reference), each in a subprocess started with
+  forward, backward and cell parity against the NumPy reference; tests/test_cell_step.py, one cell step and its
+  backward with the weights read in place), each in a subprocess started with
   LSTMKIT_ISA set, which also checks that ``engine.isa()`` reports the forced path.
 * Threads: results do not depend on the thread count (bit for bit), and two Python threads running two
   models at the same time get what running them one after the other gives — on lstmkit's own thread pool
@@ -112,8 +113,9 @@ def test_parity_sweep_under_each_isa(isa):
                          capture_output=True, text=True, check=True).stdout.strip()
     assert got == isa
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "tests" / "test_engine_vs_ref.py"), "-q", "-x",
-         "-p", "no:cacheprovider", "-k", "parity or lengths"],
+        [sys.executable, "-m", "pytest", str(ROOT / "tests" / "test_engine_vs_ref.py"),
+         str(ROOT / "tests" / "test_cell_step.py"), "-q", "-x", "-p", "no:cacheprovider", "-k",
+         "parity or lengths or native_step"],
         env=env, capture_output=True, text=True, cwd=ROOT,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]

@@ -89,12 +89,15 @@ std::vector<std::string> supported_isas() {
   return out;
 }
 
-// cell_forward(mode, x (B, I), h (B, P), c (B, H) | None, w_ih (G·H, I), w_hh (G·H, P),
-//              b_ih (G·H,) | None, b_hh (G·H,) | None, w_hr (P, H) | None, h_out (B, P), c_out (B, H) | None)
+// The cell's weights checked against x (B, I): (B, I, H, P, pointers). w_hr: (P, H) or None.
 template <typename T>
-void cell_forward(const std::string& mode, In<T> x, In<T> h, In<T> c, In<T> w_ih, In<T> w_hh, In<T> b_ih, In<T> b_hh,
-                  In<T> w_hr, Out<T> h_out, Out<T> c_out) {
-  const bool lstm = is_lstm(mode);
+struct CheckedCell {
+  index_t B, I, H, P;
+  lstmkit::CellWeights<T> w;
+};
+template <typename T>
+CheckedCell<T> check_cell(bool lstm, const In<T>& x, const In<T>& w_ih, const In<T>& w_hh, const In<T>& b_ih,
+                          const In<T>& b_hh, const In<T>& w_hr) {
   const index_t G = lstm ? 4 : 3;
   if (x.ndim() != 2) throw std::invalid_argument("x: expected 2 dimensions (B, I), got shape " + shape_str(x));
   const index_t B = x.shape(0), I = x.shape(1);
@@ -111,18 +114,74 @@ void cell_forward(const std::string& mode, In<T> x, In<T> h, In<T> c, In<T> w_ih
     expect_shape("b_ih", b_ih, {G * H});
     expect_shape("b_hh", b_hh, {G * H});
   }
-  expect_shape("h", h, {B, P});
-  expect_shape("h_out", h_out, {B, P});
+  return {B,
+          I,
+          H,
+          P,
+          {w_ih.data(), w_hh.data(), b_ih.is_valid() ? b_ih.data() : nullptr, b_hh.is_valid() ? b_hh.data() : nullptr,
+           w_hr.is_valid() ? w_hr.data() : nullptr}};
+}
+
+// cell_forward(mode, x (B, I), h (B, P), c (B, H) | None, w_ih (G·H, I), w_hh (G·H, P),
+//              b_ih (G·H,) | None, b_hh (G·H,) | None, w_hr (P, H) | None, h_out (B, P), c_out (B, H) | None,
+//              act (B, G·H) | None, aux (B, H) | None): act and aux, cell_backward's caches, both or neither
+template <typename T>
+void cell_forward(const std::string& mode, In<T> x, In<T> h, In<T> c, In<T> w_ih, In<T> w_hh, In<T> b_ih, In<T> b_hh,
+                  In<T> w_hr, Out<T> h_out, Out<T> c_out, Out<T> act, Out<T> aux) {
+  const bool lstm = is_lstm(mode);
+  const CheckedCell<T> k = check_cell(lstm, x, w_ih, w_hh, b_ih, b_hh, w_hr);
+  expect_shape("h", h, {k.B, k.P});
+  expect_shape("h_out", h_out, {k.B, k.P});
   if (lstm) {
-    expect_shape("c", c, {B, H});
-    expect_shape("c_out", c_out, {B, H});
+    expect_shape("c", c, {k.B, k.H});
+    expect_shape("c_out", c_out, {k.B, k.H});
   }
-  lstmkit::CellWeights<T> w{w_ih.data(), w_hh.data(), b_ih.is_valid() ? b_ih.data() : nullptr,
-                            b_hh.is_valid() ? b_hh.data() : nullptr, w_hr.is_valid() ? w_hr.data() : nullptr};
+  if (act.is_valid() != aux.is_valid()) throw std::invalid_argument("act, aux: expected both or neither");
+  if (act.is_valid()) {
+    if (w_hr.is_valid()) throw std::invalid_argument("act, aux: the training caches of a cell without projection");
+    expect_shape("act", act, {k.B, (lstm ? 4 : 3) * k.H});
+    expect_shape("aux", aux, {k.B, k.H});
+  }
   const T* c_ptr = lstm ? c.data() : nullptr;
   T* c_out_ptr = lstm ? c_out.data() : nullptr;
   nb::gil_scoped_release release;
-  kernels<T>().cell_forward(lstm, B, I, H, P, x.data(), h.data(), c_ptr, w, h_out.data(), c_out_ptr);
+  kernels<T>().cell_forward(lstm, k.B, k.I, k.H, k.P, x.data(), h.data(), c_ptr, k.w, h_out.data(), c_out_ptr,
+                            act.is_valid() ? act.data() : nullptr, aux.is_valid() ? aux.data() : nullptr);
+}
+
+// cell_backward(mode, x (B, I), h (B, H), c (B, H) | None, w_ih, w_hh, act (B, G·H), aux (B, H), dh (B, H),
+//               dc (B, H) | None, dx (B, I), dh_prev (B, H), dc_prev (B, H) | None, d_w_ih, d_w_hh,
+//               d_b_ih | None, d_b_hh | None): c, dc and dc_prev for an LSTM only; d_b_* for a cell with bias
+template <typename T>
+void cell_backward(const std::string& mode, In<T> x, In<T> h, In<T> c, In<T> w_ih, In<T> w_hh, In<T> act, In<T> aux,
+                   In<T> dh, In<T> dc, Out<T> dx, Out<T> dh_prev, Out<T> dc_prev, Out<T> d_w_ih, Out<T> d_w_hh,
+                   Out<T> d_b_ih, Out<T> d_b_hh) {
+  const bool lstm = is_lstm(mode);
+  const CheckedCell<T> k = check_cell(lstm, x, w_ih, w_hh, In<T>(), In<T>(), In<T>());
+  const index_t B = k.B, I = k.I, H = k.H, GH = (lstm ? 4 : 3) * H;
+  for (auto [name, a] : {std::pair<const char*, const In<T>*>{"h", &h}, {"aux", &aux}, {"dh", &dh}})
+    expect_shape(name, *a, {B, H});
+  expect_shape("act", act, {B, GH});
+  expect_shape("dx", dx, {B, I});
+  expect_shape("dh_prev", dh_prev, {B, H});
+  if (lstm) {
+    expect_shape("c", c, {B, H});
+    expect_shape("dc", dc, {B, H});
+    expect_shape("dc_prev", dc_prev, {B, H});
+  }
+  expect_shape("d_w_ih", d_w_ih, {GH, I});
+  expect_shape("d_w_hh", d_w_hh, {GH, H});
+  if (d_b_ih.is_valid() != d_b_hh.is_valid()) throw std::invalid_argument("d_b_ih, d_b_hh: expected both or neither");
+  if (d_b_ih.is_valid()) {
+    expect_shape("d_b_ih", d_b_ih, {GH});
+    expect_shape("d_b_hh", d_b_hh, {GH});
+  }
+  const lstmkit::CellGrads<T> grads{d_w_ih.data(), d_w_hh.data(), d_b_ih.is_valid() ? d_b_ih.data() : nullptr,
+                                    d_b_ih.is_valid() ? d_b_hh.data() : nullptr, nullptr};
+  nb::gil_scoped_release release;
+  kernels<T>().cell_backward(lstm, B, I, H, x.data(), h.data(), lstm ? c.data() : nullptr, k.w, act.data(), aux.data(),
+                             dh.data(), lstm ? dc.data() : nullptr, dx.data(), dh_prev.data(),
+                             lstm ? dc_prev.data() : nullptr, grads);
 }
 
 // Throws ValueError unless a forward's results have their shapes: out (T, B, D·P), h_n (L·D, B, P),
@@ -291,7 +350,16 @@ void bind_dtype(nb::module_& m, const char* stream_name) {
         nb::arg("c").noconvert().none(), nb::arg("w_ih").noconvert(), nb::arg("w_hh").noconvert(),
         nb::arg("b_ih").noconvert().none(), nb::arg("b_hh").noconvert().none(), nb::arg("w_hr").noconvert().none(),
         nb::arg("h_out").noconvert(), nb::arg("c_out").noconvert().none(),
-        "One fused cell step into h_out (and c_out for an LSTM). Use lstmkit.engine.cell_forward.");
+        nb::arg("act").noconvert().none() = nb::none(), nb::arg("aux").noconvert().none() = nb::none(),
+        "One fused cell step into h_out (and c_out for an LSTM); with act and aux, what cell_backward reads. "
+        "Use lstmkit.engine.cell_forward.");
+  m.def("cell_backward", &cell_backward<T>, nb::arg("mode"), nb::arg("x").noconvert(), nb::arg("h").noconvert(),
+        nb::arg("c").noconvert().none(), nb::arg("w_ih").noconvert(), nb::arg("w_hh").noconvert(),
+        nb::arg("act").noconvert(), nb::arg("aux").noconvert(), nb::arg("dh").noconvert(),
+        nb::arg("dc").noconvert().none(), nb::arg("dx").noconvert(), nb::arg("dh_prev").noconvert(),
+        nb::arg("dc_prev").noconvert().none(), nb::arg("d_w_ih").noconvert(), nb::arg("d_w_hh").noconvert(),
+        nb::arg("d_b_ih").noconvert().none(), nb::arg("d_b_hh").noconvert().none(),
+        "The gradients of one cell_forward step from its caches. Use lstmkit.engine.cell_backward_into.");
   m.def("forward", &forward<T>, nb::arg("mode"), nb::arg("num_layers"), nb::arg("bidirectional"),
         nb::arg("hidden_size"), nb::arg("proj_size"), nb::arg("has_bias"), nb::arg("x").noconvert(),
         nb::arg("weights").noconvert(), nb::arg("h0").noconvert(), nb::arg("c0").noconvert().none(),

@@ -353,14 +353,40 @@ void gru_step_units(index_t B, index_t H, const PackedCell<T>& w, const T* x, in
   });
 }
 
-// A single cell step from x, the whole of ref.{lstm,gru}.cell_forward without the cache.
+// A single cell step from x, the whole of ref.{lstm,gru}.cell_forward.
 //   x:     [B, I]
 //   h:     [B, P]; c: [B, H] (LSTM only, null for GRU)
 //   h_out: [B, P]; c_out: [B, H] (LSTM only) — fresh buffers, must not alias the inputs
+//   act, aux: null, or for training (no projection) what cell_backward reads: act [B, G·H] the gates after
+//   σ / tanh, aux [B, H] (LSTM tanh(c'), GRU W_hn h + b_hn)
+// Up to kInPlaceRows rows the products read the weights in place (cell_forward_in_place), else packed.
+template <typename T>
+void cell_forward_in_place(bool lstm, index_t B, index_t I, index_t H, index_t P, const T* x, const T* h, const T* c,
+                           const CellWeights<T>& w, T* h_out, T* c_out, T* act, T* aux) {
+  const index_t GH = (lstm ? 4 : 3) * H;
+  std::vector<T> gates(static_cast<size_t>(B * GH));  // (B, G·H): x·W_ihᵀ + b_ih (+ b_hh for an LSTM)
+  for (index_t b = 0; b < B; ++b)
+    for (index_t j = 0; j < GH; ++j)
+      gates[static_cast<size_t>(b * GH + j)] = w.b_ih ? (lstm ? w.b_ih[j] + w.b_hh[j] : w.b_ih[j]) : T(0);
+  gemm_acc_in_place(B, GH, I, x, I, w.w_ih, I, gates.data(), GH);
+  if (lstm) {
+    gemm_acc_in_place(B, GH, P, h, P, w.w_hh, P, gates.data(), GH);  // + h·W_hhᵀ
+    if (!w.w_hr) return lstm_pointwise(B, H, gates.data(), GH, c, H, c_out, H, h_out, P, act, aux);
+    std::vector<T> m(static_cast<size_t>(B * H));  // o ⊙ tanh(c'), projected to h' by W_hr
+    lstm_pointwise(B, H, gates.data(), GH, c, H, c_out, H, m.data(), H);
+    std::fill(h_out, h_out + B * P, T(0));
+    return gemm_acc_in_place(B, P, H, m.data(), H, w.w_hr, H, h_out, P);
+  }
+  std::vector<T> gh(static_cast<size_t>(B * GH), T(0));  // h·W_hhᵀ; b_hh is added inside r's product
+  gemm_acc_in_place(B, GH, H, h, H, w.w_hh, H, gh.data(), GH);
+  gru_pointwise(B, H, gates.data(), GH, gh.data(), GH, w.b_hh, h, H, h_out, H, act, aux);
+}
+
 template <typename T>
 void cell_forward(bool lstm, index_t B, index_t I, index_t H, index_t P, const T* x, const T* h, const T* c,
-                  const CellWeights<T>& weights, T* h_out, T* c_out) {
+                  const CellWeights<T>& weights, T* h_out, T* c_out, T* act, T* aux) {
   if (B <= 0) return;
+  if (B <= kInPlaceRows) return cell_forward_in_place(lstm, B, I, H, P, x, h, c, weights, h_out, c_out, act, aux);
   const PackedCell<T> w(lstm, I, H, P, weights);
   const index_t GH = (lstm ? 4 : 3) * H;
   std::vector<T> gates(static_cast<size_t>(B * GH));  // (B, G·H)
@@ -368,10 +394,10 @@ void cell_forward(bool lstm, index_t B, index_t I, index_t H, index_t P, const T
   gemm_acc(B, x, I, w.w_ih, gates.data(), GH);  // (B, G·H) += (B, I) · (I, G·H)
   if (lstm) {
     std::vector<T> m(w.projected ? static_cast<size_t>(B * H) : 0);  // (B, H)
-    lstm_step(B, H, w, h, P, c, H, gates.data(), GH, h_out, P, c_out, H, m.data());
+    lstm_step(B, H, w, h, P, c, H, gates.data(), GH, h_out, P, c_out, H, m.data(), act, aux);
   } else {
     std::vector<T> gh(static_cast<size_t>(B * GH));  // (B, 3H)
-    gru_step(B, H, w, h, H, gates.data(), GH, gh.data(), h_out, H);
+    gru_step(B, H, w, h, H, gates.data(), GH, gh.data(), h_out, H, act, aux);
   }
 }
 

@@ -226,5 +226,53 @@ class PlainCellBackward {
   PlainBackwardBuffers<T>& b_;
 };
 
+// The backward of one cell step (cell_forward with its training caches), every product reading the weights
+// in place: a torch cell's training step, where the sequence backward of T = 1 would recompute the forward
+// and pack three matrices (ref/lstm.py's and ref/gru.py's cell_backward; no projection).
+//   x [B, I], h [B, H], c [B, H] (LSTM; null for a GRU): the step's inputs; act, aux: cell_forward's caches
+//   dh [B, H], dc [B, H] (LSTM): dL/dh', dL/dc'
+//   dx [B, I], dh_prev [B, H], dc_prev [B, H] (LSTM) and grads (w_ih [G·H, I], w_hh [G·H, H], b_ih and b_hh
+//   [G·H], null without bias; w_hr null): the gradients, all overwritten
+template <typename T>
+void cell_backward(bool lstm, index_t B, index_t I, index_t H, const T* x, const T* h, const T* c,
+                   const CellWeights<T>& w, const T* act, const T* aux, const T* dh, const T* dc, T* dx, T* dh_prev,
+                   T* dc_prev, const CellGrads<T>& grads) {
+  if (B <= 0) return;
+  const index_t GH = (lstm ? 4 : 3) * H;
+  std::vector<T> dG(static_cast<size_t>(B * GH));              // LSTM d(gates), GRU d(gi)
+  std::vector<T> dGh(lstm ? 0 : static_cast<size_t>(B * GH));  // GRU d(gh)
+  if (lstm) {
+    std::copy_n(dc, B * H, dc_prev);  // lstm_gate_grads turns dc' into dc_prev in place
+    for (index_t b = 0; b < B; ++b)
+      lstm_gate_grads(H, 0, H, act + b * GH, aux + b * H, c + b * H, dh + b * H, dc_prev + b * H, dG.data() + b * GH);
+  } else {
+    for (index_t b = 0; b < B; ++b)
+      for (index_t j = 0; j < H; ++j) {  // as PlainCellBackward::gate_grads
+        const T* a = act + b * GH;
+        const T rr = a[j], z = a[H + j], n = a[2 * H + j], dht = dh[b * H + j];
+        const T dn_pre = dht * (T(1) - z) * (T(1) - n * n);
+        const T dr_pre = dn_pre * aux[b * H + j] * rr * (T(1) - rr);
+        const T dz_pre = dht * (h[b * H + j] - n) * z * (T(1) - z);
+        T* dg = dG.data() + b * GH;
+        T* dgh = dGh.data() + b * GH;
+        dg[j] = dgh[j] = dr_pre;
+        dg[H + j] = dgh[H + j] = dz_pre;
+        dg[2 * H + j] = dn_pre;
+        dgh[2 * H + j] = dn_pre * rr;
+        dh_prev[b * H + j] = dht * z;  // the direct path; the product through W_hh is added below
+      }
+  }
+  const T* dg_hh = lstm ? dG.data() : dGh.data();                            // what multiplies h in the forward
+  gemm_nn_in_place<T, false>(B, I, GH, dG.data(), GH, 1, w.w_ih, I, dx, I);  // dx = dG · W_ih
+  if (lstm) gemm_nn_in_place<T, false>(B, H, GH, dg_hh, GH, 1, w.w_hh, H, dh_prev, H);  // dh_prev = dG · W_hh
+  else gemm_nn_in_place<T, true>(B, H, GH, dg_hh, GH, 1, w.w_hh, H, dh_prev, H);        // += dGh · W_hh
+  gemm_nn_in_place<T, false>(GH, I, B, dG.data(), 1, GH, x, I, grads.w_ih, I);          // dW_ih = dGᵀ · x
+  gemm_nn_in_place<T, false>(GH, H, B, dg_hh, 1, GH, h, H, grads.w_hh, H);              // dW_hh = dGᵀ · h
+  if (grads.b_ih) {
+    column_sums(B, GH, dG.data(), GH, static_cast<const T*>(nullptr), 0, grads.b_ih);
+    column_sums(B, GH, dg_hh, GH, static_cast<const T*>(nullptr), 0, grads.b_hh);
+  }
+}
+
 }  // namespace LSTMKIT_ISA
 }  // namespace lstmkit

@@ -115,7 +115,10 @@ class RawBuffer {
 template <typename T>
 struct KernelSet {
   void (*cell_forward)(bool lstm, index_t B, index_t I, index_t H, index_t P, const T* x, const T* h, const T* c,
-                       const CellWeights<T>& weights, T* h_out, T* c_out);
+                       const CellWeights<T>& weights, T* h_out, T* c_out, T* act, T* aux);
+  void (*cell_backward)(bool lstm, index_t B, index_t I, index_t H, const T* x, const T* h, const T* c,
+                        const CellWeights<T>& weights, const T* act, const T* aux, const T* dh, const T* dc, T* dx,
+                        T* dh_prev, T* dc_prev, const CellGrads<T>& grads);
   void (*rnn_forward)(const RnnShape& s, const T* x, const CellWeights<T>* weights, const T* h0, const T* c0,
                       const int64_t* lengths, const T* const* dropout, T* out, T* h_n, T* c_n);
   // ws: [T·B·train_workspace_row(s)], written by rnn_train_forward, read (never written) by rnn_backward.

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "core/common.h"
@@ -410,6 +411,228 @@ void column_sums(index_t N, index_t width, const T* A, index_t lda, const T* Bm,
   };
   if (double(N) * double(width) >= kParallelMacs) parallel_for(width, sums);
   else sums(0, width);
+}
+
+// ---- Few rows, the weights read in place ----------------------------------------------------------
+// A single cell step at a small batch (a decoder loop's LSTMCell call) reads each weight once: packing W
+// first (a transpose of every value, through a fresh buffer) costs more than the product itself (B = 1,
+// H = 128: ~15 of a native call's ~24 µs). Up to kInPlaceRows rows, the product is instead a dot product of
+// each row of A with each row of W in torch's layout (both contiguous along k). The bound is where packing
+// starts to pay, measured on a Zen 4 (one LSTM step, I = 64 / 128, H = 256 / 512): in place 1.5–1.8× faster
+// at B = 8, even at B = 16 and 32, packed 1.1–1.3× faster from B = 64.
+constexpr index_t kInPlaceRows = 16;
+
+namespace detail {
+
+// Σ of a vector's lanes by halves (upper half added to the lower, in registers), the same tree for every
+// output, so the bits do not depend on the tiling.
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+template <typename T, int N>
+struct LaneSum {
+  typedef T vec __attribute__((vector_size(N * sizeof(T))));
+  typedef T half __attribute__((vector_size(N / 2 * sizeof(T))));
+  template <std::size_t... I>
+  static half lower(vec v, std::index_sequence<I...>) {
+    return __builtin_shufflevector(v, v, I...);
+  }
+  template <std::size_t... I>
+  static half upper(vec v, std::index_sequence<I...>) {
+    return __builtin_shufflevector(v, v, (I + N / 2)...);
+  }
+  static T of(vec v) {
+    const auto lanes = std::make_index_sequence<N / 2>();
+    return LaneSum<T, N / 2>::of(lower(v, lanes) + upper(v, lanes));
+  }
+};
+template <typename T>
+struct LaneSum<T, 1> {
+  typedef T vec __attribute__((vector_size(sizeof(T))));
+  static T of(vec v) { return v[0]; }
+};
+template <typename T, typename V>
+inline T lane_sum(V v) {
+  return LaneSum<T, Simd<T>::W>::of(v);
+}
+#elif defined(__GNUC__)
+template <typename T, typename V>
+inline T lane_sum(V v) {  // the same tree through memory (older gcc has no __builtin_shufflevector)
+  constexpr int W = Simd<T>::W;
+  T t[W];
+  Simd<T>::store(t, v);
+  for (int s = W / 2; s > 0; s /= 2)
+    for (int i = 0; i < s; ++i) t[i] += t[i + s];
+  return t[0];
+}
+#endif
+
+// c[r·ldc + q] += Σ_k a[r·lda + k] · w[q·ldw + k] for r < ROWS, q < Q: Q rows of W against ROWS rows of A,
+// vectors along k (the last partial vector zero-padded: products of zeros add nothing).
+template <typename T, int ROWS, int Q>
+inline void dot_tile(index_t K, const T* a, index_t lda, const T* w, index_t ldw, T* c, index_t ldc) {
+#if defined(__GNUC__) || defined(__clang__)
+  using S = Simd<T>;
+  using V = typename S::vec;
+  constexpr int W = S::W;
+  V acc[ROWS][Q];
+  for (int r = 0; r < ROWS; ++r)
+    for (int q = 0; q < Q; ++q) acc[r][q] = V{};
+  index_t k = 0;
+  for (; k + W <= K; k += W) {  // (written out, not through a lambda: gcc then keeps acc in memory)
+    V wv[Q];
+    for (int q = 0; q < Q; ++q) wv[q] = S::load(w + q * ldw + k);
+    for (int r = 0; r < ROWS; ++r) {
+      const V av = S::load(a + r * lda + k);
+      for (int q = 0; q < Q; ++q) acc[r][q] += av * wv[q];
+    }
+  }
+  if (k < K) {
+    const int n = static_cast<int>(K - k);
+    V wv[Q];
+    for (int q = 0; q < Q; ++q) wv[q] = S::load_part(w + q * ldw + k, n);
+    for (int r = 0; r < ROWS; ++r) {
+      const V av = S::load_part(a + r * lda + k, n);
+      for (int q = 0; q < Q; ++q) acc[r][q] += av * wv[q];
+    }
+  }
+  for (int r = 0; r < ROWS; ++r)
+    for (int q = 0; q < Q; ++q) c[r * ldc + q] += lane_sum<T>(acc[r][q]);
+#else
+  for (int r = 0; r < ROWS; ++r)
+    for (int q = 0; q < Q; ++q) {
+      T s = T(0);
+      for (index_t k = 0; k < K; ++k) s += a[r * lda + k] * w[q * ldw + k];
+      c[r * ldc + q] += s;
+    }
+#endif
+}
+
+// Rows [n0, n1) of W against all ROWS rows of A: tiles of 4 rows of W, then one at a time.
+template <typename T, int ROWS>
+inline void dot_rows(index_t K, const T* a, index_t lda, const T* w, index_t ldw, T* c, index_t ldc, index_t n0,
+                     index_t n1) {
+  index_t n = n0;
+  for (; n + 4 <= n1; n += 4) dot_tile<T, ROWS, 4>(K, a, lda, w + n * ldw, ldw, c + n, ldc);
+  for (; n < n1; ++n) dot_tile<T, ROWS, 1>(K, a, lda, w + n * ldw, ldw, c + n, ldc);
+}
+
+}  // namespace detail
+
+// C += A · Wᵀ with W read in place.
+//   A: [M, K] row stride lda (meant for M ≤ kInPlaceRows); W: [N, K] row stride ldw (torch's layout); C: [M, N] row
+//   stride ldc.
+// Split over the pool by rows of W (in multiples of 4) when large; each output is the same sum either way.
+template <typename T>
+void gemm_acc_in_place(index_t M, index_t N, index_t K, const T* A, index_t lda, const T* W, index_t ldw, T* C,
+                       index_t ldc) {
+  if (M <= 0 || N <= 0 || K <= 0) return;
+  auto rows = [&](index_t n0, index_t n1) {
+    for (index_t m = 0; m < M; m += 4) {  // rows in fours
+      const T* a = A + m * lda;
+      T* c = C + m * ldc;
+      switch (std::min<index_t>(4, M - m)) {
+        case 1: detail::dot_rows<T, 1>(K, a, lda, W, ldw, c, ldc, n0, n1); break;
+        case 2: detail::dot_rows<T, 2>(K, a, lda, W, ldw, c, ldc, n0, n1); break;
+        case 3: detail::dot_rows<T, 3>(K, a, lda, W, ldw, c, ldc, n0, n1); break;
+        default: detail::dot_rows<T, 4>(K, a, lda, W, ldw, c, ldc, n0, n1); break;
+      }
+    }
+  };
+  if (double(M) * double(N) * double(K) < kParallelMacs || in_parallel() || num_threads() < 2) return rows(0, N);
+  const index_t quads = (N + 3) / 4;
+  parallel_for(quads, [&](index_t b, index_t e) { rows(4 * b, std::min(N, 4 * e)); });
+}
+
+namespace detail {
+
+// c[r·ldc + k] (+)= Σ_n a(r, n) · w[n·ldw + k] for r < ROWS and the NV·W columns k from k0 (PART: the first
+// cols < W columns, NV = 1): rows of W scaled and summed, vectors along k, n in order; ACC: added to c, else
+// stored (c not read). A template argument each, so that each instance's loop keeps acc in registers.
+//   a(r, n) = a[r·ar + n·an] (A as stored, or transposed: the weight gradients' dGᵀ)
+template <typename T, int ROWS, int NV, bool ACC, bool PART = false>
+inline void axpy_tile(index_t N, const T* a, index_t ar, index_t an, const T* w, index_t ldw, T* c, index_t ldc,
+                      int cols) {
+#if defined(__GNUC__) || defined(__clang__)
+  using S = Simd<T>;
+  using V = typename S::vec;
+  static_assert(!PART || NV == 1, "a partial tile is one vector");
+  V acc[ROWS][NV];
+  for (int r = 0; r < ROWS; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = V{};
+  for (index_t n = 0; n < N; ++n) {
+    V wv[NV];
+    for (int v = 0; v < NV; ++v) wv[v] = PART ? S::load_part(w + n * ldw, cols) : S::load(w + n * ldw + v * S::W);
+    for (int r = 0; r < ROWS; ++r) {
+      const T av = a[r * ar + n * an];
+      for (int v = 0; v < NV; ++v) acc[r][v] += av * wv[v];
+    }
+  }
+  for (int r = 0; r < ROWS; ++r) {
+    T* cr = c + r * ldc;
+    if (PART) S::store_part(cr, ACC ? S::load_part(cr, cols) + acc[r][0] : acc[r][0], cols);
+    else
+      for (int v = 0; v < NV; ++v) S::store(cr + v * S::W, ACC ? S::load(cr + v * S::W) + acc[r][v] : acc[r][v]);
+  }
+#else
+  for (int r = 0; r < ROWS; ++r)
+    for (int j = 0; j < cols; ++j) {
+      T s = T(0);
+      for (index_t n = 0; n < N; ++n) s += a[r * ar + n * an] * w[n * ldw + j];
+      c[r * ldc + j] = ACC ? c[r * ldc + j] + s : s;
+    }
+#endif
+}
+
+// Rows ROWS of C over columns [k0, k1): chunks of four vectors, then one, then the partial last one.
+template <typename T, int ROWS, bool ACC>
+inline void axpy_rows(index_t N, const T* a, index_t ar, index_t an, const T* w, index_t ldw, T* c, index_t ldc,
+                      index_t k0, index_t k1) {
+#if defined(__GNUC__) || defined(__clang__)
+  constexpr index_t W = Simd<T>::W;
+#else
+  constexpr index_t W = 1;
+#endif
+  index_t k = k0;
+  for (; k + 2 * W <= k1; k += 2 * W) axpy_tile<T, ROWS, 2, ACC>(N, a, ar, an, w + k, ldw, c + k, ldc, 2 * W);
+  for (; k + W <= k1; k += W) axpy_tile<T, ROWS, 1, ACC>(N, a, ar, an, w + k, ldw, c + k, ldc, W);
+  if (k < k1) axpy_tile<T, ROWS, 1, ACC, true>(N, a, ar, an, w + k, ldw, c + k, ldc, static_cast<int>(k1 - k));
+}
+
+}  // namespace detail
+
+// C += A · W (ACC) or C = A · W with W read in place (the backward's products through a weight, and its
+// gradients):
+//   C [M, K] row stride ldc; A (m, n) at A[m·ar + n·an], M × N; W [N, K] row stride ldw (torch's layout).
+// Each C element is Σ over n in order, whatever the split: over the pool by rows of C in fours when M ≥ 8,
+// else by columns in whole vectors.
+template <typename T, bool ACC = true>
+void gemm_nn_in_place(index_t M, index_t K, index_t N, const T* A, index_t ar, index_t an, const T* W, index_t ldw,
+                      T* C, index_t ldc) {
+  if (M <= 0 || K <= 0) return;
+  if (N <= 0) {  // an empty sum
+    if (!ACC)
+      for (index_t m = 0; m < M; ++m) std::fill(C + m * ldc, C + m * ldc + K, T(0));
+    return;
+  }
+  auto block = [&](index_t m0, index_t m1, index_t k0, index_t k1) {
+    for (index_t m = m0; m < m1; m += 4) {
+      const T* a = A + m * ar;
+      T* c = C + m * ldc;
+      switch (std::min<index_t>(4, m1 - m)) {
+        case 1: detail::axpy_rows<T, 1, ACC>(N, a, ar, an, W, ldw, c, ldc, k0, k1); break;
+        case 2: detail::axpy_rows<T, 2, ACC>(N, a, ar, an, W, ldw, c, ldc, k0, k1); break;
+        case 3: detail::axpy_rows<T, 3, ACC>(N, a, ar, an, W, ldw, c, ldc, k0, k1); break;
+        default: detail::axpy_rows<T, 4, ACC>(N, a, ar, an, W, ldw, c, ldc, k0, k1); break;
+      }
+    }
+  };
+  if (double(M) * double(N) * double(K) < kParallelMacs || in_parallel() || num_threads() < 2) return block(0, M, 0, K);
+  if (M >= 8) return parallel_for((M + 3) / 4, [&](index_t b, index_t e) { block(4 * b, std::min(M, 4 * e), 0, K); });
+#if defined(__GNUC__) || defined(__clang__)
+  constexpr index_t V = detail::Simd<T>::W;
+#else
+  constexpr index_t V = 1;
+#endif
+  parallel_for((K + V - 1) / V, [&](index_t b, index_t e) { block(0, M, b * V, std::min(K, e * V)); });
 }
 
 // C[m, :] = bias (or 0 when bias is null) for m < M: the starting value of a gate pre-activation.

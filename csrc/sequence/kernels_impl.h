@@ -33,6 +33,7 @@ template class lstmkit::RawBuffer<double>;
 #include "core/target_begin.h"
 
 #include "cells/plain.h"
+#include "cells/plain_backward.h"
 #include "sequence/forward.h"
 #include "sequence/backward.h"
 #include "sequence/stream.h"
@@ -42,7 +43,8 @@ namespace lstmkit {
 namespace LSTMKIT_ISA {
 template <typename T>
 KernelSet<T> kernel_set() {
-  return KernelSet<T>{&cell_forward<T>, &rnn_forward<T>, &rnn_train_forward<T>, &rnn_backward<T>, &make_stream<T>};
+  return KernelSet<T>{&cell_forward<T>,      &cell_backward<T>, &rnn_forward<T>,
+                      &rnn_train_forward<T>, &rnn_backward<T>,  &make_stream<T>};
 }
 template <typename T>
 VariantKernelSet<T> variant_kernel_set() {

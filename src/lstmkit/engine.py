@@ -263,6 +263,33 @@ def cell_forward(mode: str, x, state, w: Mapping):
     return (h_out, c_out) if lstm else (h_out,)
 
 
+def cell_forward_into(mode: str, x, h, c, weights, h_out, c_out=None, act=None, aux=None) -> None:
+    """``cell_forward`` into given arrays, for a caller that has checked its arguments (the torch cells,
+    where this module's checks would cost more than the step at B = 1).
+
+    x (B, I), h (B, H), c (B, H) (LSTM; None for a GRU), h_out and c_out (B, H) like them; weights
+    [weight_ih, weight_hh] or [weight_ih, weight_hh, bias_ih, bias_hh] in torch's layout; B ≥ 1; all
+    C-contiguous NumPy arrays of one dtype. act (B, G·H) and aux (B, H): None, or for training what
+    ``cell_backward_into`` reads (the gates after σ / tanh; LSTM tanh(c'), GRU W_hn·h + b_hn). The native call
+    checks every shape again (ValueError) and refuses another dtype or layout (TypeError), so a wrong
+    argument fails rather than being misread.
+    """
+    w_ih, w_hh, b_ih, b_hh = weights if len(weights) == 4 else (*weights, None, None)
+    _require_engine().cell_forward(mode, x, h, c, w_ih, w_hh, b_ih, b_hh, None, h_out, c_out, act, aux)
+
+
+def cell_backward_into(mode: str, x, h, c, weights, act, aux, dh, dc, dx, dh_prev, dc_prev, grads) -> None:
+    """The gradients of one ``cell_forward_into`` step with its caches act and aux, into given arrays
+    (overwritten), for a caller that has checked its arguments: dh, dc (B, H) the gradients of h', c' (dc
+    None for a GRU) -> dx (B, I), dh_prev, dc_prev (B, H) and grads [d_weight_ih, d_weight_hh(, d_bias_ih,
+    d_bias_hh)] shaped like ``weights`` (ref/lstm.py's and ref/gru.py's cell_backward). Arrays as
+    ``cell_forward_into``'s, checked again natively.
+    """
+    d_b_ih, d_b_hh = grads[2:] if len(grads) == 4 else (None, None)
+    _require_engine().cell_backward(mode, x, h, c, weights[0], weights[1], act, aux, dh, dc, dx, dh_prev, dc_prev,
+                                    grads[0], grads[1], d_b_ih, d_b_hh)
+
+
 def native_weights(config: RNNConfig, params: Mapping, dtype=None) -> tuple[list[np.ndarray], np.dtype]:
     """``params`` checked against ``config`` and made ready for the kernels: (weights, dtype).
 

@@ -30,6 +30,8 @@ from .ops import config_key
 
 __all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell"]
 
+_ENGINE_DTYPES = (torch.float32, torch.float64)
+
 
 def _check_layer_dtype(dtype) -> None:
     """Only float32 and float64 are computed; a layer built or cast to another dtype fails by name."""
@@ -405,7 +407,30 @@ class _CellBase(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
 
+    def _eager_step(self, input, hx) -> tuple | None:
+        """The common call — batched, hx None or of the expected type, shape and dtype — through
+        ``ops.eager_cell_step`` (None there, or for any other call: the general path of ``_step``)."""
+        dtype = self.weight_ih.dtype
+        if (self.config is None or not engine.available() or torch.jit.is_tracing()
+                or type(input) is not torch.Tensor or input.dim() != 2 or input.shape[1] != self.input_size
+                or input.dtype != dtype or dtype not in _ENGINE_DTYPES):
+            return None
+        B, H = input.shape[0], self.hidden_size
+        n = 2 if self.mode == "LSTM" else 1
+        if hx is None:
+            state = (torch.zeros((B, H), dtype=dtype),) * n
+        else:
+            state = tuple(hx) if n == 2 and type(hx) in (tuple, list) else (hx,)
+            if len(state) != n or any(type(s) is not torch.Tensor or s.shape != (B, H) or s.dtype != dtype
+                                      for s in state):
+                return None
+        params = [self.weight_ih, self.weight_hh] + ([self.bias_ih, self.bias_hh] if self.bias else [])
+        return ops.eager_cell_step(self.config, input, state, params) if B else None
+
     def _step(self, input, hx):
+        new = self._eager_step(input, hx)
+        if new is not None:
+            return new
         dtype = self.weight_ih.dtype
         _check_layer_dtype(dtype)
         B, unbatched = _check_cell_input(self, input, dtype)

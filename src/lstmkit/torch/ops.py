@@ -60,6 +60,7 @@ __all__ = ["rnn", "rnn_train", "rnn_backward", "rnn_step", "OPERATORS", "call", 
 Tensor = torch.Tensor
 OPERATORS = ("rnn", "rnn_train", "rnn_backward", "rnn_step")  # every operator registered under lstmkit::
 NO_MASKS = ([], [], [])
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 @functools.lru_cache(maxsize=256)
@@ -306,7 +307,21 @@ def rnn_step(x: Tensor, h0: Tensor, c0: Optional[Tensor], params: list[Tensor], 
     """One step x (B, I) of a unidirectional stack in evaluation -> (h_1 (L, B, P), c_1 (L, B, H) or empty)."""
     cfg = parse_config(config)
     _check_step(cfg, x)
-    return _inference(cfg, x, _numpy_args(cfg, x[None], h0, c0, params, None, [], NO_MASKS))[1:]
+    _check_cpu(x)
+    _check_args(cfg, x[None], h0, c0, params, None, [], NO_MASKS)
+    return _step_inference(cfg, x, h0, c0, params)
+
+
+def _step_inference(cfg: RNNConfig, x: Tensor, h0: Tensor, c0: Optional[Tensor], params: list) -> tuple:
+    """``rnn_step``'s computation on checked arguments -> (h_1 (L, B, P), c_1 (L, B, H) or empty). One plain
+    layer (a cell's step) is the engine's cell, ``engine.cell_forward``: at a small batch its products read the
+    weights in place, where a sequence call would first pack them (most of a B = 1 step's native time); a
+    stack, a projection, a variant cell or no engine: the sequence forward with T = 1."""
+    if not (cfg.num_layers == 1 and cfg.is_plain and not cfg.proj_size and engine.supports(cfg)):
+        return _inference(cfg, x, _as_numpy(cfg, x[None], h0, c0, params, None, [], NO_MASKS))[1:]
+    lstm = cfg.mode == "LSTM"
+    new = _cell_forward(cfg.mode, x, h0[0], c0[0] if lstm else None, params)
+    return torch.from_numpy(new[0][None]), (torch.from_numpy(new[1][None]) if lstm else x.new_empty(0))
 
 
 @rnn_step.register_fake
@@ -577,21 +592,6 @@ def trains_natively(x: Tensor, state0, params) -> bool:
 _PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
 
 
-def _undispatched(tensors) -> bool:
-    """Whether a module's inference call may run ``rnn`` / ``rnn_step``'s computation directly instead of through
-    torch's dispatcher: plain eager mode (not compiling, exporting or tracing; no torch.func transform, torch
-    function mode or dispatch mode that would expect to see the operator), nothing for autograd to record, and
-    every tensor a plain CPU tensor. Then the operator's dispatch and its second round of the module's checks
-    are most of a small call's time (a B = 1 LSTMCell step: ~140 of ~170 µs); the computation is the same
-    function either way, so are the bits."""
-    if (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch._C._is_torch_function_mode_enabled()
-            or torch._C._len_torch_dispatch_stack() or torch._C._functorch.maybe_current_level() is not None):
-        return False
-    grad = torch.is_grad_enabled()
-    return all(t is None or (type(t) in _PLAIN_TENSORS and t.is_cpu and not (grad and t.requires_grad))
-               for t in tensors)
-
-
 def _inference_undispatched(config: RNNConfig, x, h0, c0, params, lengths, dropout_masks, variant_masks) -> tuple:
     """``rnn``'s outputs for a module's call whose input, state, lengths and masks the module has checked and made:
     its parameters are checked here (a module's attribute may have been replaced)."""
@@ -621,13 +621,113 @@ def call(config: RNNConfig, key: str, x: Tensor, state0: tuple, params: list, le
     return out, ((h_n, c_n) if config.mode == "LSTM" else (h_n,))
 
 
+def _plain_eager(tensors) -> bool:
+    """Plain eager mode (not compiling, exporting or tracing; no torch.func transform, torch function mode or
+    dispatch mode that would expect to see the operators) and every tensor a plain CPU tensor."""
+    if (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch._C._is_torch_function_mode_enabled()
+            or torch._C._len_torch_dispatch_stack() or torch._C._functorch.maybe_current_level() is not None):
+        return False
+    return all(t is None or (type(t) in _PLAIN_TENSORS and t.is_cpu) for t in tensors)
+
+
+def _undispatched(tensors) -> bool:
+    """Whether a module's inference call may run ``rnn`` / ``rnn_step``'s computation directly instead of through
+    torch's dispatcher: plain eager mode (_plain_eager) and nothing for autograd to record. Then the operator's
+    dispatch and its second round of the module's checks are most of a small call's time (a B = 1 LSTMCell step:
+    ~140 of ~170 µs); the computation is the same function either way, so are the bits."""
+    grad = torch.is_grad_enabled()
+    return _plain_eager(tensors) and not (grad and any(t is not None and t.requires_grad for t in tensors))
+
+
+def _arrays(tensors) -> list:
+    """C-contiguous NumPy views (copies only where a tensor is laid out otherwise) of CPU tensors."""
+    return [None if t is None else np.ascontiguousarray(t.numpy(force=True)) for t in tensors]
+
+
+def _cell_state_arrays(mode: str, B: int, H: int, dtype) -> list:
+    return [np.empty((B, H), dtype) for _ in range(2 if mode == "LSTM" else 1)]
+
+
+def _cell_forward(mode: str, x: Tensor, h: Tensor, c: Optional[Tensor], params: list, caches: tuple = ()) -> list:
+    """``engine.cell_forward_into`` on CPU tensors: x (B, I), h and c (B, H) (c None for a GRU), params [w_ih,
+    w_hh(, b_ih, b_hh)] -> the new state arrays, each (B, H); caches: () or the arrays (act, aux) to fill for
+    ``engine.cell_backward_into``."""
+    B, H = h.shape
+    new = _cell_state_arrays(mode, B, H, _NUMPY_DTYPES[x.dtype])
+    xa, ha, ca, *weights = _arrays((x, h, c, *params))
+    engine.cell_forward_into(mode, xa, ha, ca, weights, new[0], new[1] if len(new) == 2 else None, *caches)
+    return new
+
+
+class _EagerCellStep(torch.autograd.Function):
+    """A cell module's training step in plain eager mode: the engine's cell keeping its caches
+    (``engine.cell_forward_into``, the inference step's arithmetic, so the same h' and c') and their backward
+    (``engine.cell_backward_into``), every product reading the weights in place. The ``rnn_step`` operator's
+    registered autograd (pytree flattening, two dispatches, a backward that recomputes the forward and packs three
+    matrices) costs several times such a step at a small batch. Inputs: mode, the cell's RNNConfig (for a graph of
+    the gradients), x (B, I), h, c or None (B, H), then the parameters; outputs h', c' (B, H) (GRU: h' only)."""
+
+    @staticmethod
+    def forward(ctx, mode, config, x, h, c, *params):
+        B, H = h.shape
+        dtype = _NUMPY_DTYPES[x.dtype]
+        act, aux = np.empty((B, config.num_gates * H), dtype), np.empty((B, H), dtype)
+        new = _cell_forward(mode, x, h, c, params, (act, aux))
+        ctx.mode, ctx.config = mode, config
+        ctx.save_for_backward(x, h, c, torch.from_numpy(act), torch.from_numpy(aux), *params)
+        return tuple(torch.from_numpy(s) for s in new) if len(new) == 2 else torch.from_numpy(new[0])
+
+    @staticmethod
+    def backward(ctx, dh, dc=None):
+        x, h, c, act, aux, *params = ctx.saved_tensors
+        lstm = ctx.mode == "LSTM"
+        if torch.is_grad_enabled():  # create_graph=True: gradients as a function (torch ops), as rnn_step's
+            state = (h[None], c[None]) if lstm else (h[None],)
+            grads = graph_gradients(ctx.config, x, state, params, None, [], None,
+                                    (None, dh[None], dc[None] if lstm else None), step=True)
+            d_state = [g[0] for g in grads[1:1 + len(state)]]
+            return None, None, grads[0], *d_state, *([None] if not lstm else []), *grads[1 + len(state):]
+        B, H = h.shape
+        dtype = _NUMPY_DTYPES[x.dtype]
+        dx, d_state = np.empty(x.shape, dtype), _cell_state_arrays(ctx.mode, B, H, dtype)
+        d_params = [np.empty(p.shape, dtype) for p in params]
+        xa, ha, ca, dha, dca, *weights = _arrays((x, h, c, dh, dc if lstm else None, *params))
+        engine.cell_backward_into(ctx.mode, xa, ha, ca, weights[:2], act.numpy(), aux.numpy(), dha, dca, dx,
+                                  d_state[0], d_state[1] if lstm else None, d_params)
+        d_state = [torch.from_numpy(d) for d in d_state] + ([] if lstm else [None])
+        return None, None, torch.from_numpy(dx), *d_state, *(torch.from_numpy(d) for d in d_params)
+
+
+def eager_cell_step(config: RNNConfig, x: Tensor, state: tuple, params: list) -> Optional[tuple]:
+    """A cell module's common call in plain eager mode, without the general path's checks, conversions and
+    dispatch (most of a B = 1 step's time): inference as ``_step_inference`` computes it (the same bits),
+    training through ``_EagerCellStep``. config: the cell's one-layer RNNConfig; x (B, I), state ((h, c) or (h,),
+    each (B, H)), params [w_ih, w_hh(, b_ih, b_hh)], all of one float dtype (the module checked sizes and
+    dtypes) -> the new state tuple, each (B, H); None where the call is not plain eager on the CPU
+    (``_plain_eager``) or the engine refuses an argument (a replaced weight's shape): the general path then
+    checks and computes it, naming what is wrong."""
+    tensors = (x, *state, *params)
+    if not _plain_eager(tensors):
+        return None
+    c = state[1] if len(state) == 2 else None
+    try:
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            new = _EagerCellStep.apply(config.mode, config, x, state[0], c, *params)
+            return new if c is not None else (new,)
+        new = _cell_forward(config.mode, x, state[0], c, params)
+    except (TypeError, ValueError):
+        return None
+    return tuple(torch.from_numpy(s) for s in new)
+
+
 def step(config: RNNConfig, key: str, x: Tensor, state: tuple, params: list) -> tuple:
     """One step through ``rnn_step``: x (B, I), state (h (L, B, P)[, c (L, B, H)]) -> the new state tuple."""
     h0, c0 = state[0], (state[1] if config.mode == "LSTM" else None)
     if _under_torch_func():
         h, c = _functorch_call("rnn_step", key, x, h0, c0, None, params)
     elif _undispatched((x, h0, c0, *params)):
-        h, c = _inference_undispatched(config, x[None], h0, c0, params, None, [], NO_MASKS)[1:]
+        _check_params(config, params, x.dtype)  # (a module's attribute may have been replaced)
+        h, c = _step_inference(config, x, h0, c0, params)
     else:
         h, c = torch.ops.lstmkit.rnn_step(x, h0, c0, params, key)
     return (h, c) if config.mode == "LSTM" else (h,)
