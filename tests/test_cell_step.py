@@ -86,6 +86,54 @@ def test_native_step_bits_do_not_depend_on_threads(mode, B):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("B", [0, 2, 19])
+def test_checked_cell_api_matches_the_reference(mode, B):
+    rng = np.random.default_rng(B + 7)
+    w, x, h, c = _cell(mode, B, 6, 10, True, rng)
+    state = (h, c) if c is not None else (h,)
+    new, cache = engine.cell_forward(mode, x, state, w, train=True)
+    want, ref_cache = REF[mode].cell_forward(x, state, w)
+    d_state = (rng.standard_normal(h.shape), None) if c is not None else (rng.standard_normal(h.shape),)
+    dx, d_prev, grads = engine.cell_backward(mode, d_state, cache, w)
+    r_dx, r_prev, r_grads = REF[mode].cell_backward(
+        tuple(np.zeros_like(h) if d is None else d for d in d_state), ref_cache, w)
+    for a, b in [*zip(new, want), (dx, r_dx), *zip(d_prev, r_prev), *((grads[k], r_grads[k]) for k in r_grads)]:
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+def test_checked_cell_api_refuses_by_name():
+    rng = np.random.default_rng(0)
+    w, x, h, c = _cell("LSTM", 2, 3, 4, True, rng)
+    with pytest.raises(TypeError, match="cache: expected the CellCache"):
+        engine.cell_backward("LSTM", (h, c), (x, h, c), w)
+    _, cache = engine.cell_forward("LSTM", x, (h, c), w, train=True)
+    with pytest.raises(ValueError, match="d_state"):
+        engine.cell_backward("LSTM", (h[:1], c), cache, w)
+    projected = dict(w, weight_hh=w["weight_hh"][:, :3], weight_hr=rng.standard_normal((3, 4)))
+    with pytest.raises(ValueError, match="weight_hr"):
+        engine.cell_forward("LSTM", x, (h[:, :3], c), projected, train=True)
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_numpy_cells_train_on_the_engine_as_on_the_reference(mode):
+    import lstmkit
+
+    cells = [getattr(lstmkit, mode + "Cell")(4, 7, seed=3, dtype="float64", backend=b) for b in ("native", "reference")]
+    x = np.random.default_rng(1).standard_normal((5, 4))
+    results = []
+    for cell in cells:
+        out = cell(x)
+        h = out[0] if mode == "LSTM" else out
+        g = cell.backward(np.ones_like(h))
+        results.append((h, g.input, *(g.hx if mode == "LSTM" else (g.hx,)), g.params))
+    for a, b in zip(results[0][:-1], results[1][:-1]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    assert results[0][-1].keys() == results[1][-1].keys()
+    for k, g in results[1][-1].items():
+        np.testing.assert_allclose(results[0][-1][k], g, rtol=0, atol=1e-12, err_msg=k)
+
+
 # ---- the torch cells' eager path --------------------------------------------------------------------------
 
 torch = pytest.importorskip("torch")

@@ -200,16 +200,20 @@ def _check_state(name, state, shapes, dtype) -> list[np.ndarray]:
     return out
 
 
-def cell_forward(mode: str, x, state, w: Mapping):
-    """One cell step, as ``lstmkit.ref.lstm.cell_forward`` / ``ref.gru.cell_forward`` without the cache.
+@dataclass(frozen=True)
+class CellCache:
+    """What ``cell_backward`` reads of a ``cell_forward(..., train=True)`` step: its inputs x (B, I) and state,
+    the gates after σ / tanh act (B, G·H) and aux (B, H) (LSTM tanh(c'), GRU W_hn·h + b_hn)."""
 
-    mode: "LSTM" or "GRU".
-    x (B, I); state: LSTM (h (B, P), c (B, H)), GRU (h (B, H),);
-    w: weights without the layer suffix, torch layout: weight_ih (G·H, I), weight_hh (G·H, P),
-    optionally bias_ih and bias_hh (G·H,) (both or neither), weight_hr (P, H) (LSTM projection only);
-    G = 4 (LSTM) or 3 (GRU), P = weight_hr's rows or H.
-    Returns the new state: LSTM (h' (B, P), c' (B, H)), GRU (h' (B, H),), fresh arrays of x's dtype.
-    """
+    x: np.ndarray
+    state: tuple
+    act: np.ndarray
+    aux: np.ndarray
+
+
+def _check_cell(mode: str, x, state, w: Mapping):
+    """A cell step's arguments checked (errors name the argument) and made C-contiguous:
+    (x, state list, weights by name, dtype, P)."""
     if mode not in GATES:
         raise ValueError(f"mode: expected one of {tuple(GATES)}, got {mode!r}")
     lstm = mode == "LSTM"
@@ -245,22 +249,64 @@ def cell_forward(mode: str, x, state, w: Mapping):
     for name in ("bias_ih", "bias_hh"):
         if name in arrays:
             _shape(f"w[{name!r}]", arrays[name], (G * H,))
-
     shapes = ((B, P), (B, H)) if lstm else ((B, H),)
-    st = _check_state("state", state, shapes, dtype)
+    state = _check_state("state", state, shapes, dtype)
+    return _native(x, dtype), state, {name: _native(a, dtype) for name, a in arrays.items()}, dtype, P
+
+
+def cell_forward(mode: str, x, state, w: Mapping, *, train: bool = False):
+    """One cell step, as ``lstmkit.ref.lstm.cell_forward`` / ``ref.gru.cell_forward``.
+
+    mode: "LSTM" or "GRU".
+    x (B, I); state: LSTM (h (B, P), c (B, H)), GRU (h (B, H),);
+    w: weights without the layer suffix, torch layout: weight_ih (G·H, I), weight_hh (G·H, P),
+    optionally bias_ih and bias_hh (G·H,) (both or neither), weight_hr (P, H) (LSTM projection only);
+    G = 4 (LSTM) or 3 (GRU), P = weight_hr's rows or H.
+    Returns the new state: LSTM (h' (B, P), c' (B, H)), GRU (h' (B, H),), fresh arrays of x's dtype; with
+    ``train`` (no projection), (new state, CellCache) for ``cell_backward``.
+    """
+    x, st, nat, dtype, P = _check_cell(mode, x, state, w)
+    lstm = mode == "LSTM"
+    B, H = x.shape[0], st[-1].shape[1]
+    if train and "weight_hr" in nat:
+        raise ValueError("w['weight_hr']: cell_forward(train=True) computes cells without projection")
     h_out = np.empty((B, P), dtype)
     c_out = np.empty((B, H), dtype) if lstm else None
-    if B == 0:
-        return (h_out, c_out) if lstm else (h_out,)
+    new = (h_out, c_out) if lstm else (h_out,)
+    caches = (np.empty((B, len(GATES[mode]) * H), dtype), np.empty((B, H), dtype)) if train else (None, None)
+    if B:
+        _require_engine().cell_forward(
+            mode, x, st[0], st[1] if lstm else None, nat["weight_ih"], nat["weight_hh"], nat.get("bias_ih"),
+            nat.get("bias_hh"), nat.get("weight_hr"), h_out, c_out, *caches)
+    return (new, CellCache(x, tuple(st), *caches)) if train else new
 
-    eng = _require_engine()
-    nat = {name: _native(a, dtype) for name, a in arrays.items()}
-    eng.cell_forward(
-        mode, _native(x, dtype), st[0], st[1] if lstm else None,
-        nat["weight_ih"], nat["weight_hh"], nat.get("bias_ih"), nat.get("bias_hh"), nat.get("weight_hr"),
-        h_out, c_out,
-    )
-    return (h_out, c_out) if lstm else (h_out,)
+
+def cell_backward(mode: str, d_state, cache: CellCache, w: Mapping):
+    """The gradients of one ``cell_forward(..., train=True)`` step, as ``ref.lstm.cell_backward`` /
+    ``ref.gru.cell_backward``: d_state LSTM (dh' (B, H), dc' (B, H)), GRU (dh' (B, H),), None for zeros;
+    cache the step's CellCache; w its weights. Returns (dx (B, I), d_prev (the state's gradient, a tuple like
+    the state), grads by weight name), fresh arrays."""
+    if not isinstance(cache, CellCache):
+        raise TypeError(f"cache: expected the CellCache of cell_forward(..., train=True), got {type(cache).__name__}")
+    x, st, nat, dtype, _ = _check_cell(mode, cache.x, cache.state, w)
+    if "weight_hr" in nat:
+        raise ValueError("w['weight_hr']: cell_backward computes cells without projection")
+    lstm = mode == "LSTM"
+    B, H = st[0].shape
+    if isinstance(d_state, (tuple, list)):  # None for a state whose gradient is zero
+        d_state = tuple(np.zeros((B, H), dtype) if g is None else g for g in d_state)
+    d = _check_state("d_state", d_state, tuple(s.shape for s in st), dtype)
+    dx, d_prev = np.empty_like(x), [np.empty((B, H), dtype) for _ in st]
+    names = [k for k in CELL_WEIGHTS if k in nat]
+    grads = {k: np.empty_like(nat[k]) for k in names}
+    if B:
+        cell_backward_into(mode, x, st[0], st[1] if lstm else None, [nat[k] for k in names], cache.act, cache.aux,
+                           d[0], d[1] if lstm else None, dx, d_prev[0], d_prev[1] if lstm else None,
+                           [grads[k] for k in names])
+    else:
+        for g in grads.values():
+            g.fill(0)
+    return dx, tuple(d_prev), grads
 
 
 def cell_forward_into(mode: str, x, h, c, weights, h_out, c_out=None, act=None, aux=None) -> None:

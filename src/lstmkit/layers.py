@@ -340,11 +340,11 @@ class _CellBase(_Recurrent):
             state = tuple(np.zeros(s[1:], self.dtype) for s in state_shapes(cfg, B))
         else:
             state = tuple(np.asarray(s).reshape(s.shape[-2:]) for s in state)
-        cell = ref.rnn.CELLS[cfg.mode]
-        if self.backend == "native" and not self.training:
-            new_state, cache = engine.cell_forward(cfg.mode, x2, state, self.params), None
+        if self.backend == "native":
+            native = engine.cell_forward(cfg.mode, x2, state, self.params, train=self.training)
+            new_state, cache = native if self.training else (native, None)
         else:
-            new_state, cache = cell.cell_forward(x2, state, self.params)
+            new_state, cache = ref.rnn.CELLS[cfg.mode].cell_forward(x2, state, self.params)
         self._keep((x2, state, cache, unbatched))
         new_state = tuple(s[0] if unbatched else s for s in new_state)
         return new_state if cfg.mode == "LSTM" else new_state[0]
@@ -354,13 +354,18 @@ class _CellBase(_Recurrent):
         if self._last is None:
             raise RuntimeError("backward: call the cell on an input first")
         x2, state, cache, unbatched = self._last
-        cell = ref.rnn.CELLS[self.config.mode]
-        if cache is None:
-            _, cache = cell.cell_forward(x2, state, self.params)
-        d = (d_h, d_c) if self.config.mode == "LSTM" else (d_h,)
+        mode = self.config.mode
+        native = self.backend == "native"
+        if cache is None:  # a step taken in eval mode: its training forward now
+            cache = (engine.cell_forward(mode, x2, state, self.params, train=True)[1] if native
+                     else ref.rnn.CELLS[mode].cell_forward(x2, state, self.params)[1])
+        d = (d_h, d_c) if mode == "LSTM" else (d_h,)
         d_state = tuple(np.zeros_like(s) if g is None else np.asarray(g, self.dtype).reshape(s.shape)
                         for g, s in zip(d, state))
-        dx, d_prev, grads = cell.cell_backward(d_state, cache, self.params)
+        if native:
+            dx, d_prev, grads = engine.cell_backward(mode, d_state, cache, self.params)
+        else:
+            dx, d_prev, grads = ref.rnn.CELLS[mode].cell_backward(d_state, cache, self.params)
         if unbatched:
             dx, d_prev = dx[0], tuple(s[0] for s in d_prev)
         return Gradients(dx, d_prev if self.config.mode == "LSTM" else d_prev[0], grads)
