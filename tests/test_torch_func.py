@@ -115,11 +115,19 @@ def test_func_grad_stays_differentiable_for_ordinary_autograd():
         torch.testing.assert_close(a, b, **TOL)
 
 
-def test_forward_mode_is_refused_by_name():
-    """No forward-mode derivative: jacfwd is refused naming lstmkit's operators and reverse mode."""
-    model = lt.GRU(3, 4, dtype=F64)
-    with pytest.raises(NotImplementedError, match=r"lstmkit::rnn.*use reverse mode"):
-        torch.func.jacfwd(lambda x: model(x)[0])(torch.randn(5, 3, dtype=F64))
+@pytest.mark.parametrize("make", [lambda: lt.GRU(3, 4, dtype=F64), lambda: lt.LSTM(3, 4, peephole=True, dtype=F64),
+                                  lambda: lt.LSTMCell(3, 4, dtype=F64)])
+def test_forward_mode_equals_reverse_mode(make):
+    """Forward mode (jacfwd, hessian) runs the equations in torch ops (lstmkit's operators have no forward
+    derivative; devices.forward_ad): the same Jacobian as reverse mode through the operators."""
+    torch.manual_seed(4)
+    model = make()
+    x = torch.randn(5, 3, dtype=F64)
+    f = lambda x: model(x)[0]  # noqa: E731
+    torch.testing.assert_close(torch.func.jacfwd(f)(x), torch.func.jacrev(f)(x), rtol=1e-12, atol=1e-14)
+    g = lambda x: model(x)[0].sum()  # noqa: E731
+    torch.testing.assert_close(torch.func.hessian(g)(x), torch.func.jacrev(torch.func.jacrev(g))(x), rtol=1e-10,
+                               atol=1e-12)
 
 
 def test_vmap_forward_equals_a_loop():

@@ -1,4 +1,5 @@
-"""The modules' forward where lstmkit's operators do not run: non-CPU tensors (CUDA, meta, ...) and ONNX export.
+"""The modules' forward where lstmkit's operators do not run: non-CPU tensors (CUDA, meta, ...), ONNX export and
+forward-mode AD (the equations in torch ops carry the tangents).
 
 lstmkit's kernels are CPU-only (native engine or NumPy), and their operators would have to copy a CUDA
 tensor to the CPU and back, so the modules never call them on another device. There they compute with
@@ -15,13 +16,14 @@ such nodes (``onnx_export.forward``), the others (proj_size, layer_norm, zoneout
 from __future__ import annotations
 
 import torch
+import torch.autograd.forward_ad as _forward_ad
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..params import RNNConfig, param_shapes
 from ..ref.variants import VariantMasks
 from . import equations, onnx_export
 
-__all__ = ["cell_forward", "dynamo_onnx_export", "elsewhere", "sequence_forward"]
+__all__ = ["cell_forward", "dynamo_onnx_export", "elsewhere", "forward_ad", "sequence_forward"]
 
 Tensor = torch.Tensor
 
@@ -46,17 +48,24 @@ def dynamo_onnx_export() -> bool:
     return exporting and not torch.jit.is_tracing()
 
 
+def forward_ad() -> bool:
+    """Whether forward-mode AD is on (inside ``torch.autograd.forward_ad.dual_level``): lstmkit's operators have
+    no forward derivative, torch ops do, so the modules compute in torch ops there (a dual input's tangent would
+    otherwise be dropped)."""
+    return _forward_ad._current_level >= 0
+
+
 def elsewhere(x: Tensor) -> bool:
-    """Whether a forward on x must not call lstmkit's CPU operators: x is not on the CPU, or the dynamo ONNX
-    exporter is tracing (it has no translation of lstmkit's operators)."""
-    return x.device.type != "cpu" or dynamo_onnx_export()
+    """Whether a forward on x must not call lstmkit's CPU operators: x is not on the CPU, the dynamo ONNX
+    exporter is tracing (it has no translation of lstmkit's operators), or forward-mode AD is on."""
+    return x.device.type != "cpu" or dynamo_onnx_export() or forward_ad()
 
 
 def _torch_has(config: RNNConfig, lengths, dropout_masks) -> bool:
     """torch._VF.lstm/gru compute this call: a plain config (projection included), full-length sequences, no
     inter-layer dropout masks (torch's kernels draw their own). The ONNX exporters refuse LSTM projections."""
-    if torch.onnx.is_in_onnx_export() and config.proj_size:
-        return False
+    if (torch.onnx.is_in_onnx_export() and config.proj_size) or forward_ad():  # (torch's CPU LSTM has no forward
+        return False  # derivative: mkldnn_rnn_layer)
     return config.is_plain and lengths is None and not dropout_masks
 
 

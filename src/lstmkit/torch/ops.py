@@ -53,6 +53,7 @@ from .. import checks, engine
 from ..params import RNNConfig, check_dtype, param_shapes
 from ..ref import rnn as ref_rnn
 from ..ref.variants import VariantMasks
+from . import devices
 
 __all__ = ["rnn", "rnn_train", "rnn_backward", "rnn_step", "OPERATORS", "call", "step", "config_key", "parse_config",
            "trains_natively", "graph_gradients"]
@@ -623,9 +624,11 @@ def call(config: RNNConfig, key: str, x: Tensor, state0: tuple, params: list, le
 
 def _plain_eager(tensors) -> bool:
     """Plain eager mode (not compiling, exporting or tracing; no torch.func transform, torch function mode or
-    dispatch mode that would expect to see the operators) and every tensor a plain CPU tensor."""
+    dispatch mode that would expect to see the operators; no forward-mode AD) and every tensor a plain CPU
+    tensor."""
     if (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch._C._is_torch_function_mode_enabled()
-            or torch._C._len_torch_dispatch_stack() or torch._C._functorch.maybe_current_level() is not None):
+            or torch._C._len_torch_dispatch_stack() or torch._C._functorch.maybe_current_level() is not None
+            or devices.forward_ad()):
         return False
     return all(t is None or (type(t) in _PLAIN_TENSORS and t.is_cpu) for t in tensors)
 
