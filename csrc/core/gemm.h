@@ -27,11 +27,13 @@ namespace lstmkit {
 namespace LSTMKIT_ISA {
 
 // Register tile: MR rows of A times NR columns of Wᵀ. NR spans two SIMD registers, so with 16-byte
-// vectors 4 × 2 accumulators, with 32-byte ones (16 ymm registers) 6 × 2, plus the panel row and the
-// broadcast, fit the register file.
+// vectors 4 × 2 accumulators, with 32-byte ones (16 ymm registers) 6 × 2, with 64-byte ones (32 zmm
+// registers) 8 × 2, plus the panel row and the broadcast, fit the register file. 8 rows on AVX-512: the row
+// split gives each of two threads 8 rows at B = 16, one whole tile instead of 6 + 2 (a 2-row tile has 4
+// accumulators, half of what hides the FMA latency).
 template <typename T>
 struct Tile {
-  static constexpr int MR = LSTMKIT_VEC_BYTES == 16 ? 4 : 6;
+  static constexpr int MR = LSTMKIT_VEC_BYTES == 16 ? 4 : LSTMKIT_VEC_BYTES == 32 ? 6 : 8;
   static constexpr int NR = static_cast<int>(2 * LSTMKIT_VEC_BYTES / sizeof(T));
 };
 
@@ -264,8 +266,10 @@ inline void panel_rows(index_t mc, index_t kc, RowsAt&& a, index_t ld, const T* 
   constexpr int MR = Tile<T>::MR;
   index_t i = 0;
   for (; i + MR <= mc; i += MR) micro_kernel<T, MR, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
-  static_assert(MR <= 6, "remainder cases below cover MR ≤ 6");
+  static_assert(MR <= 8, "remainder cases below cover MR ≤ 8");
   switch (mc - i) {
+    case 7: micro_kernel<T, 7, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
+    case 6: micro_kernel<T, 6, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
     case 5: micro_kernel<T, 5, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
     case 4: micro_kernel<T, 4, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
     case 3: micro_kernel<T, 3, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
