@@ -55,6 +55,25 @@ void lstm_gate_grads(index_t H, index_t j0, index_t j1, const T* a, const T* tc,
 #endif
 }
 
+// One row's GRU gate gradients over units [j0, j1) (ref/gru.py's cell_backward):
+//   a: [3H] (r, z, n) after σ / tanh; ghn: [H] W_hn h + b_hn; h_prev: [H]; dh: [H] dL/dh'
+//   dg: [3H] out: d(gi); dgh: [3H] out: d(gh); dh_direct: [H] out: dh'·z, the direct path to h_prev (may alias dh)
+template <typename T>
+void gru_gate_grads(index_t H, index_t j0, index_t j1, const T* a, const T* ghn, const T* h_prev, const T* dh, T* dg,
+                    T* dgh, T* dh_direct) {
+  for (index_t j = j0; j < j1; ++j) {
+    const T rr = a[j], z = a[H + j], n = a[2 * H + j], dht = dh[j];
+    const T dn_pre = dht * (T(1) - z) * (T(1) - n * n);
+    const T dr_pre = dn_pre * ghn[j] * rr * (T(1) - rr);
+    const T dz_pre = dht * (h_prev[j] - n) * z * (T(1) - z);
+    dg[j] = dgh[j] = dr_pre;
+    dg[H + j] = dgh[H + j] = dz_pre;
+    dg[2 * H + j] = dn_pre;
+    dgh[2 * H + j] = dn_pre * rr;
+    dh_direct[j] = dht * z;  // the product through W_hh is added after
+  }
+}
+
 // The per-row gradients of a plain backward, shared by its layers and directions (each row is written
 // before it is read: uninitialised, since zeroing them cost 3 % of a backward).
 template <typename T>
@@ -179,23 +198,9 @@ class PlainCellBackward {
     }
     T* dgh = b_.dGh.data() + q0 * GH;
     for (index_t r = 0; r < nr; ++r) {
-      const T* a = act + r * GH;
-      const T* ghn = aux + r * H;
-      const T* hpr = tape_.h_prev + (q0 + r) * P_;
       T* dhr = dh + (r0 + r) * P_;
-      T* dgr = dg + r * GH;
-      T* dghr = dgh + r * GH;
-      for (index_t j = j0; j < j1; ++j) {
-        const T rr = a[j], z = a[H + j], n = a[2 * H + j], dht = dhr[j];
-        const T dn_pre = dht * (T(1) - z) * (T(1) - n * n);
-        const T dr_pre = dn_pre * ghn[j] * rr * (T(1) - rr);
-        const T dz_pre = dht * (hpr[j] - n) * z * (T(1) - z);
-        dgr[j] = dghr[j] = dr_pre;
-        dgr[H + j] = dghr[H + j] = dz_pre;
-        dgr[2 * H + j] = dn_pre;
-        dghr[2 * H + j] = dn_pre * rr;
-        dhr[j] = dht * z;  // the direct path; the product through W_hh is added after
-      }
+      gru_gate_grads(H, j0, j1, act + r * GH, aux + r * H, tape_.h_prev + (q0 + r) * P_, dhr, dg + r * GH, dgh + r * GH,
+                     dhr);
     }
   }
 
@@ -247,20 +252,8 @@ void cell_backward(bool lstm, index_t B, index_t I, index_t H, const T* x, const
       lstm_gate_grads(H, 0, H, act + b * GH, aux + b * H, c + b * H, dh + b * H, dc_prev + b * H, dG.data() + b * GH);
   } else {
     for (index_t b = 0; b < B; ++b)
-      for (index_t j = 0; j < H; ++j) {  // as PlainCellBackward::gate_grads
-        const T* a = act + b * GH;
-        const T rr = a[j], z = a[H + j], n = a[2 * H + j], dht = dh[b * H + j];
-        const T dn_pre = dht * (T(1) - z) * (T(1) - n * n);
-        const T dr_pre = dn_pre * aux[b * H + j] * rr * (T(1) - rr);
-        const T dz_pre = dht * (h[b * H + j] - n) * z * (T(1) - z);
-        T* dg = dG.data() + b * GH;
-        T* dgh = dGh.data() + b * GH;
-        dg[j] = dgh[j] = dr_pre;
-        dg[H + j] = dgh[H + j] = dz_pre;
-        dg[2 * H + j] = dn_pre;
-        dgh[2 * H + j] = dn_pre * rr;
-        dh_prev[b * H + j] = dht * z;  // the direct path; the product through W_hh is added below
-      }
+      gru_gate_grads(H, 0, H, act + b * GH, aux + b * H, h + b * H, dh + b * H, dG.data() + b * GH, dGh.data() + b * GH,
+                     dh_prev + b * H);
   }
   const T* dg_hh = lstm ? dG.data() : dGh.data();                            // what multiplies h in the forward
   gemm_nn_in_place<T, false>(B, I, GH, dG.data(), GH, 1, w.w_ih, I, dx, I);  // dx = dG · W_ih
@@ -270,7 +263,8 @@ void cell_backward(bool lstm, index_t B, index_t I, index_t H, const T* x, const
   gemm_nn_in_place<T, false>(GH, H, B, dg_hh, 1, GH, h, H, grads.w_hh, H);              // dW_hh = dGᵀ · h
   if (grads.b_ih) {
     column_sums(B, GH, dG.data(), GH, static_cast<const T*>(nullptr), 0, grads.b_ih);
-    column_sums(B, GH, dg_hh, GH, static_cast<const T*>(nullptr), 0, grads.b_hh);
+    if (lstm) std::copy_n(grads.b_ih, GH, grads.b_hh);  // both biases add to the same gates
+    else column_sums(B, GH, dg_hh, GH, static_cast<const T*>(nullptr), 0, grads.b_hh);
   }
 }
 

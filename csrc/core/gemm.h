@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -505,6 +506,27 @@ inline T lane_sum(V v) {  // the same tree through memory (older gcc has no __bu
 }
 #endif
 
+// SIMD lanes of T (1 where the compiler has no vector types).
+#if defined(__GNUC__) || defined(__clang__)
+template <typename T>
+constexpr index_t kLanes = Simd<T>::W;
+#else
+template <typename T>
+constexpr index_t kLanes = 1;
+#endif
+
+// f(m, rows) for the rows [m0, m1) of a product in fours, rows a std::integral_constant (1 to 4), so that each
+// tile's row count is a template argument (a fixed set of accumulators).
+template <typename F>
+inline void by_four_rows(index_t m0, index_t m1, F&& f) {
+  for (index_t m = m0; m < m1; m += 4) switch (std::min<index_t>(4, m1 - m)) {
+      case 1: f(m, std::integral_constant<int, 1>()); break;
+      case 2: f(m, std::integral_constant<int, 2>()); break;
+      case 3: f(m, std::integral_constant<int, 3>()); break;
+      default: f(m, std::integral_constant<int, 4>()); break;
+    }
+}
+
 // c[r·ldc + q] += Σ_k a[r·lda + k] · w[q·ldw + k] for r < ROWS, q < Q: Q rows of W against ROWS rows of A,
 // vectors along k (the last partial vector zero-padded: products of zeros add nothing).
 template <typename T, int ROWS, int Q>
@@ -572,16 +594,9 @@ void gemm_acc_in_place(index_t M, index_t N, index_t K, const T* A, index_t lda,
                        index_t ldc) {
   if (M <= 0 || N <= 0 || K <= 0) return;
   auto rows = [&](index_t n0, index_t n1) {
-    for (index_t m = 0; m < M; m += 4) {  // rows in fours
-      const T* a = A + m * lda;
-      T* c = C + m * ldc;
-      switch (std::min<index_t>(4, M - m)) {
-        case 1: detail::dot_rows<T, 1>(K, a, lda, W, ldw, c, ldc, n0, n1); break;
-        case 2: detail::dot_rows<T, 2>(K, a, lda, W, ldw, c, ldc, n0, n1); break;
-        case 3: detail::dot_rows<T, 3>(K, a, lda, W, ldw, c, ldc, n0, n1); break;
-        default: detail::dot_rows<T, 4>(K, a, lda, W, ldw, c, ldc, n0, n1); break;
-      }
-    }
+    detail::by_four_rows(0, M, [&](index_t m, auto r) {
+      detail::dot_rows<T, decltype(r)::value>(K, A + m * lda, lda, W, ldw, C + m * ldc, ldc, n0, n1);
+    });
   };
   if (double(M) * double(N) * double(K) < kParallelMacs || in_parallel() || num_threads() < 2) return rows(0, N);
   const index_t quads = (N + 3) / 4;
@@ -628,15 +643,11 @@ inline void axpy_tile(index_t N, const T* a, index_t ar, index_t an, const T* w,
 #endif
 }
 
-// Rows ROWS of C over columns [k0, k1): chunks of four vectors, then one, then the partial last one.
+// Rows ROWS of C over columns [k0, k1): chunks of two vectors, then one, then the partial last one.
 template <typename T, int ROWS, bool ACC>
 inline void axpy_rows(index_t N, const T* a, index_t ar, index_t an, const T* w, index_t ldw, T* c, index_t ldc,
                       index_t k0, index_t k1) {
-#if defined(__GNUC__) || defined(__clang__)
-  constexpr index_t W = Simd<T>::W;
-#else
-  constexpr index_t W = 1;
-#endif
+  constexpr index_t W = kLanes<T>;
   index_t k = k0;
   for (; k + 2 * W <= k1; k += 2 * W) axpy_tile<T, ROWS, 2, ACC>(N, a, ar, an, w + k, ldw, c + k, ldc, 2 * W);
   for (; k + W <= k1; k += W) axpy_tile<T, ROWS, 1, ACC>(N, a, ar, an, w + k, ldw, c + k, ldc, W);
@@ -660,24 +671,13 @@ void gemm_nn_in_place(index_t M, index_t K, index_t N, const T* A, index_t ar, i
     return;
   }
   auto block = [&](index_t m0, index_t m1, index_t k0, index_t k1) {
-    for (index_t m = m0; m < m1; m += 4) {
-      const T* a = A + m * ar;
-      T* c = C + m * ldc;
-      switch (std::min<index_t>(4, m1 - m)) {
-        case 1: detail::axpy_rows<T, 1, ACC>(N, a, ar, an, W, ldw, c, ldc, k0, k1); break;
-        case 2: detail::axpy_rows<T, 2, ACC>(N, a, ar, an, W, ldw, c, ldc, k0, k1); break;
-        case 3: detail::axpy_rows<T, 3, ACC>(N, a, ar, an, W, ldw, c, ldc, k0, k1); break;
-        default: detail::axpy_rows<T, 4, ACC>(N, a, ar, an, W, ldw, c, ldc, k0, k1); break;
-      }
-    }
+    detail::by_four_rows(m0, m1, [&](index_t m, auto r) {
+      detail::axpy_rows<T, decltype(r)::value, ACC>(N, A + m * ar, ar, an, W, ldw, C + m * ldc, ldc, k0, k1);
+    });
   };
   if (double(M) * double(N) * double(K) < kParallelMacs || in_parallel() || num_threads() < 2) return block(0, M, 0, K);
   if (M >= 8) return parallel_for((M + 3) / 4, [&](index_t b, index_t e) { block(4 * b, std::min(M, 4 * e), 0, K); });
-#if defined(__GNUC__) || defined(__clang__)
-  constexpr index_t V = detail::Simd<T>::W;
-#else
-  constexpr index_t V = 1;
-#endif
+  constexpr index_t V = detail::kLanes<T>;
   parallel_for((K + V - 1) / V, [&](index_t b, index_t e) { block(0, M, b * V, std::min(K, e * V)); });
 }
 
