@@ -348,7 +348,7 @@ def _rnn_step_fake(x, h0, c0, params, config):
 # ----------------------------------------------------------------------------------------------------------
 
 def graph_gradients(config: RNNConfig, x, state0, params, lengths, dropout_masks, variant_masks, grads, *,
-                    step: bool = False) -> list:
+                    step: bool = False, cell: bool = False) -> list:
     """[dx, dh0, (dc0), *dparams] as a differentiable function of the inputs and of ``grads``.
 
     Autograd calls a backward with grad mode on only when it was asked for a graph of the gradients
@@ -357,7 +357,8 @@ def graph_gradients(config: RNNConfig, x, state0, params, lengths, dropout_masks
     torch ops) with ``create_graph=True``. state0 (h0[, c0]); grads (grad_output, grad_h_n[, grad_c_n]),
     None (or an empty GRU c_n gradient) for an output that was not used. step: x is one step (B, I) of
     ``rnn_step`` (made (1, B, I) inside the differentiated function: a view made out here is not
-    differentiated correctly under autograd's legacy batching).
+    differentiated correctly under autograd's legacy batching). cell: as step, and the state (h[, c]) and its
+    gradients are a cell's, (B, H) each, without the layer axis (given it inside too).
     """
     from . import equations
 
@@ -365,10 +366,11 @@ def graph_gradients(config: RNNConfig, x, state0, params, lengths, dropout_masks
     names = list(param_shapes(config))
 
     def forward(x, *rest):
-        x = x[None] if step else x
-        output, final = equations.forward(config, dict(zip(names, rest[n_state:])), x, tuple(rest[:n_state]),
-                                          lengths, list(dropout_masks) or None, variant_masks)
-        return (output, *final)
+        x = x[None] if step or cell else x
+        state = tuple(s[None] for s in rest[:n_state]) if cell else tuple(rest[:n_state])
+        output, final = equations.forward(config, dict(zip(names, rest[n_state:])), x, state, lengths,
+                                          list(dropout_masks) or None, variant_masks)
+        return (output, *(f[0] for f in final)) if cell else (output, *final)
 
     inputs = (x, *state0, *params)
     if torch._C._functorch.maybe_current_level() is not None:  # torch.func (grad of grad): its own vjp
@@ -604,13 +606,17 @@ def trains_natively(x: Tensor, state0, params) -> bool:
 _PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
 
 
-def _inference_undispatched(config: RNNConfig, x, h0, c0, params, lengths, dropout_masks, variant_masks) -> tuple:
-    """``rnn``'s outputs for a module's call whose input, state, lengths and masks the module has checked and made:
-    its parameters are checked here (a module's attribute may have been replaced)."""
-    T, B = x.shape[0], x.shape[1]
+def _module_args(config: RNNConfig, x, h0, c0, params, lengths, dropout_masks, variant_masks) -> tuple:
+    """A module's call converted (_as_numpy) once what the module does not check is checked: its parameters (an
+    attribute may have been replaced) and the lengths' values. The module checked and made the rest."""
     _check_params(config, params, x.dtype)
-    lengths_np = None if lengths is None else checks.check_lengths(_np(lengths), T, B)
-    return _inference(config, x, _as_numpy(config, x, h0, c0, params, lengths_np, dropout_masks, variant_masks))
+    lengths_np = None if lengths is None else checks.check_lengths(_np(lengths), x.shape[0], x.shape[1])
+    return _as_numpy(config, x, h0, c0, params, lengths_np, dropout_masks, variant_masks)
+
+
+def _inference_undispatched(config: RNNConfig, x, h0, c0, params, lengths, dropout_masks, variant_masks) -> tuple:
+    """``rnn``'s outputs for a module's call, without the dispatcher."""
+    return _inference(config, x, _module_args(config, x, h0, c0, params, lengths, dropout_masks, variant_masks))
 
 
 class _EagerTrain(torch.autograd.Function):
@@ -624,12 +630,10 @@ class _EagerTrain(torch.autograd.Function):
     @staticmethod
     def forward(ctx, config, counts, x, h0, c0, lengths, *flat):
         params, drop, *masks = _split(flat, counts)
-        _check_params(config, params, x.dtype)  # (a module's attribute may have been replaced)
-        lengths_np = None if lengths is None else checks.check_lengths(_np(lengths), x.shape[0], x.shape[1])
-        output, h_n, c_n, workspace = _train_computation(config, x, _as_numpy(config, x, h0, c0, params, lengths_np,
-                                                                              drop, masks))
+        args = _module_args(config, x, h0, c0, params, lengths, drop, masks)
+        output, h_n, c_n, workspace = _train_computation(config, x, args)
         ctx.set_materialize_grads(False)  # (an unused output's gradient stays None: zeros of the small shapes)
-        ctx.config, ctx.counts, ctx.lengths_np = config, counts, lengths_np
+        ctx.config, ctx.counts, ctx.lengths_np = config, counts, args[3]
         ctx.save_for_backward(x, h0, c0, lengths, workspace, *flat)
         return output, h_n, c_n
 
@@ -720,38 +724,38 @@ class _EagerCellStep(torch.autograd.Function):
     (``engine.cell_forward_into``, the inference step's arithmetic, so the same h' and c') and their backward
     (``engine.cell_backward_into``), every product reading the weights in place. The ``rnn_step`` operator's
     registered autograd (pytree flattening, two dispatches, a backward that recomputes the forward and packs three
-    matrices) costs several times such a step at a small batch. Inputs: mode, the cell's RNNConfig (for a graph of
-    the gradients), x (B, I), h, c or None (B, H), then the parameters; outputs h', c' (B, H) (GRU: h' only)."""
+    matrices) costs several times such a step at a small batch. Inputs: the cell's RNNConfig, x (B, I), h, c or
+    None (B, H), then the parameters; outputs h', c' (B, H) (GRU: h' only)."""
 
     @staticmethod
-    def forward(ctx, mode, config, x, h, c, *params):
+    def forward(ctx, config, x, h, c, *params):
         B, H = h.shape
         dtype = _NUMPY_DTYPES[x.dtype]
         act, aux = np.empty((B, config.num_gates * H), dtype), np.empty((B, H), dtype)
-        new = _cell_forward(mode, x, h, c, params, (act, aux))
-        ctx.mode, ctx.config = mode, config
+        new = _cell_forward(config.mode, x, h, c, params, (act, aux))
+        ctx.config = config
         ctx.save_for_backward(x, h, c, torch.from_numpy(act), torch.from_numpy(aux), *params)
         return tuple(torch.from_numpy(s) for s in new) if len(new) == 2 else torch.from_numpy(new[0])
 
     @staticmethod
     def backward(ctx, dh, dc=None):
         x, h, c, act, aux, *params = ctx.saved_tensors
-        lstm = ctx.mode == "LSTM"
-        if torch.is_grad_enabled():  # create_graph=True: gradients as a function (torch ops), as rnn_step's
-            state = (h[None], c[None]) if lstm else (h[None],)
-            grads = graph_gradients(ctx.config, x, state, params, None, [], None,
-                                    (None, dh[None], dc[None] if lstm else None), step=True)
-            d_state = [g[0] for g in grads[1:1 + len(state)]]
-            return None, None, grads[0], *d_state, *([None] if not lstm else []), *grads[1 + len(state):]
+        mode = ctx.config.mode
+        lstm = mode == "LSTM"
+        # create_graph=True, or autograd's legacy batching of the backward: gradients as a function (torch ops)
+        if _graph_wanted(0, ctx.saved_tensors, (dh, dc)):
+            grads = graph_gradients(ctx.config, x, (h, c) if lstm else (h,), params, None, [], None, (None, dh, dc),
+                                    cell=True)
+            return None, *grads[:3 if lstm else 2], *([] if lstm else [None]), *grads[3 if lstm else 2:]
         B, H = h.shape
         dtype = _NUMPY_DTYPES[x.dtype]
-        dx, d_state = np.empty(x.shape, dtype), _cell_state_arrays(ctx.mode, B, H, dtype)
+        dx, d_state = np.empty(x.shape, dtype), _cell_state_arrays(mode, B, H, dtype)
         d_params = [np.empty(p.shape, dtype) for p in params]
         xa, ha, ca, dha, dca, *weights = _arrays((x, h, c, dh, dc if lstm else None, *params))
-        engine.cell_backward_into(ctx.mode, xa, ha, ca, weights[:2], act.numpy(), aux.numpy(), dha, dca, dx,
-                                  d_state[0], d_state[1] if lstm else None, d_params)
+        engine.cell_backward_into(mode, xa, ha, ca, weights[:2], act.numpy(), aux.numpy(), dha, dca, dx, d_state[0],
+                                  d_state[1] if lstm else None, d_params)
         d_state = [torch.from_numpy(d) for d in d_state] + ([] if lstm else [None])
-        return None, None, torch.from_numpy(dx), *d_state, *(torch.from_numpy(d) for d in d_params)
+        return None, torch.from_numpy(dx), *d_state, *(torch.from_numpy(d) for d in d_params)
 
 
 def eager_cell_step(config: RNNConfig, x: Tensor, state: tuple, params: list) -> Optional[tuple]:
@@ -768,7 +772,7 @@ def eager_cell_step(config: RNNConfig, x: Tensor, state: tuple, params: list) ->
     c = state[1] if len(state) == 2 else None
     try:
         if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-            new = _EagerCellStep.apply(config.mode, config, x, state[0], c, *params)
+            new = _EagerCellStep.apply(config, x, state[0], c, *params)
             return new if c is not None else (new,)
         new = _cell_forward(config.mode, x, state[0], c, params)
     except (TypeError, ValueError):
