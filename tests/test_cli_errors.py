@@ -184,9 +184,12 @@ def test_ctrl_c_says_where_the_run_stands_and_the_printed_command_resumes_it(tmp
     csv = _csv(tmp_path / "tiny.csv")
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": SRC}
+    # Ctrl-C as a terminal gives it: SIGINT at its default action in the child. A suite started in the
+    # background (`nohup .ci/run &`) passes SIGINT on ignored, and Python then installs no handler for it.
     proc = subprocess.Popen([sys.executable, "-m", "lstmkit", "forecast", "--csv", str(csv), "--epochs", "400",
                              "--out", str(out), "--patience", "1000", *FAST], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stdout:  # wait until two epochs are checkpointed
         if line.lstrip().startswith("epoch") and line.split()[1] == "2":
             break
