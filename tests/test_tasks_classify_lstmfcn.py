@@ -16,6 +16,7 @@ from lstmkit.cli import main  # noqa: E402
 from lstmkit.tasks.classify import SequenceClassifier  # noqa: E402
 from lstmkit.tasks.classify.estimator import normalize_case  # noqa: E402
 from lstmkit.tasks.classify.net import LSTMFCN, Ensemble, MaskedBatchNorm1d, resample  # noqa: E402
+from lstmkit.tasks.devices import native_bf16  # noqa: E402
 
 FCN = dict(arch="lstm-fcn", hidden_size=4, dropout=0.5, epochs=2, batch_size=8)
 # float64: the padded and unpadded runs differ only in the order of the convolutions' sums (oneDNN may block
@@ -151,6 +152,8 @@ def test_clone_and_get_params_carry_the_new_parameters():
     (dict(ensemble=2.0), "ensemble: expected a positive integer, got 2.0"),
     (dict(ensemble=True), "ensemble: expected a positive integer, got True"),
     (dict(lr_schedule="step"), "lr_schedule: expected one of 'constant', 'cosine', 'plateau', got 'step'"),
+    (dict(precision="float16"), "precision: expected one of 'float32', 'bfloat16', 'auto', got 'float16'"),
+    (dict(precision="bfloat16"), "precision='bfloat16' is for the LSTM-FCN's convolutions"),
 ])
 def test_bad_arguments_are_named(kw, match):
     X, y = shapes(n=8)
@@ -198,7 +201,9 @@ def test_cli_lstm_fcn_on_a_tiny_variable_length_set_then_predict_and_report(tmp_
     cfg = res["config"]
     assert cfg["arch"] == "lstm-fcn" and cfg["hidden_size"] == 8 and cfg["dropout"] == 0.8  # the arch's preset
     assert cfg["normalize"] == "case" and cfg["validation_used"] == "fixed" and cfg["epochs"] == 1  # flag wins
-    assert cfg["lr_schedule"] == "plateau" and cfg["ensemble"] == 1 and "ensemble" not in res["table"][0]["model"]
+    assert cfg["lr_schedule"] == "plateau" and cfg["ensemble"] == 3 and "ensemble of 3" in res["table"][0]["model"]
+    assert cfg["precision"] == "auto" and cfg["precision_used"] == ("bfloat16" if native_bf16() else "float32")
+    assert ("bfloat16 convolutions" in res["table"][0]["model"]) == native_bf16()
     assert res["table"][0]["model"].startswith("LSTM-FCN") and res["table"][0]["seconds"] > 0
     pred = tmp_path / "pred.csv"
     assert main(["predict", "--model", os.path.join(out, "model.safetensors"), "--ts",
@@ -305,7 +310,7 @@ def test_cli_ensemble_writes_members_that_load_alone_and_resumes(tmp_path, capsy
     assert main(argv) == 0
     res = json.load(open(os.path.join(out, "results.json")))
     assert res["config"]["ensemble"] == 2 and res["config"]["seed"] == 0 and len(res["member_accuracies"]) == 2
-    assert res["table"][0]["model"].endswith("ensemble of 2)")
+    assert "ensemble of 2" in res["table"][0]["model"]
     whole = SequenceClassifier.load(os.path.join(out, "model.safetensors"))
     Xte = [np.sin(np.linspace(0, 3, 30))[:, None].astype(np.float32)]
     for k in range(2):  # each member's checkpoint is a one-network model: its seed's
@@ -330,3 +335,64 @@ def test_report_refuses_an_ensemble_by_name(tmp_path, capsys):
     np.save(tmp_path / "x.npy", np.zeros((10, 1)))
     assert main(["report", path, "--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "r.html")]) == 2
     assert "an ensemble of 2 networks (ensemble=2)" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------- bfloat16 convolutions
+
+
+def test_bfloat16_convolutions_err_by_at_most_bfloat16_rounding_and_only_while_training():
+    """precision='bfloat16' rounds a conv's input and weights to bfloat16 (relative error <= 2^-9 each) and
+    accumulates in float32: each output is off by at most (2·2^-9 + 2^-18)·Σ|w||x| plus float32 sums' error,
+    bounded here by 2^-7·Σ|w||x|. Batch norm, the rest of the net and evaluation stay float32: in eval mode the
+    two precisions give the same bits."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    x = torch.randn(4, 40, 2)
+    lengths = torch.tensor([40, 31, 40, 12])
+    nets = [LSTMFCN(2, 3, 40, hidden_size=4).train_convolutions_in(p) for p in ("float32", "bfloat16")]
+    nets[1].load_state_dict(nets[0].state_dict())
+    seen = {}
+    for name, net in zip(("float32", "bfloat16"), nets):
+        net.blocks[0].conv.register_forward_hook(lambda m, a, out, name=name: seen.update({name: (a[0], out)}))
+        net.train()(x, lengths)
+    inp, ref = seen["float32"]
+    got = seen["bfloat16"][1]
+    assert got.dtype == torch.bfloat16 or got.dtype == torch.float32  # autocast's output, cast back after
+    conv = nets[0].blocks[0].conv
+    scale = torch.nn.functional.conv1d(inp.abs(), conv.weight.abs(), conv.bias.abs())  # Σ|w||x| + |b|
+    err = (got.float() - ref).abs().detach()
+    assert bool((err <= 2.0 ** -7 * scale + 1e-6).all()) and float(err.max()) > 0  # bfloat16 really ran
+    nets[1].load_state_dict(nets[0].state_dict())  # the same weights and running statistics, then evaluation
+    for net in nets:
+        net.eval()
+    torch.testing.assert_close(nets[1](x, lengths), nets[0](x, lengths), rtol=0, atol=0)
+
+
+def test_bfloat16_training_learns_and_predicts_in_float32(monkeypatch):
+    pytest.importorskip("torch")
+    X, y = shapes(n=24)
+    fp32 = SequenceClassifier(**{**FCN, "epochs": 8, "lr": 1e-2}).fit(X, y)
+    bf16 = SequenceClassifier(**{**FCN, "epochs": 8, "lr": 1e-2, "precision": "bfloat16"}).fit(X, y)
+    assert fp32.history_["precision"] == "float32" and bf16.history_["precision"] == "bfloat16"
+    losses = [[h["train_loss"] for h in c.history_["history"]] for c in (fp32, bf16)]
+    assert losses[1][-1] < losses[1][0]  # it learns
+    assert abs(losses[1][-1] - losses[0][-1]) < 0.25 * losses[0][0]  # and follows float32's curve
+    assert bf16.predict_proba(X).dtype == np.float64 and bf16.score(X, y) >= 0.5
+    for native, used in ((True, "bfloat16"), (False, "float32")):  # 'auto' follows the CPU
+        monkeypatch.setattr("lstmkit.tasks.devices.native_bf16", lambda native=native: native)
+        clf = SequenceClassifier(**{**FCN, "epochs": 1, "precision": "auto"}).fit(X, y)
+        assert clf.history_["precision"] == used and clf.config_["precision_used"] == used
+    plain = SequenceClassifier(hidden_size=4, epochs=1, precision="auto").fit(X, y)
+    assert plain.history_["precision"] == "float32"  # no convolutions: nothing to round
+
+
+def test_kfold_folds_train_in_the_chosen_precision(monkeypatch):
+    pytest.importorskip("torch")
+    calls = []
+    real = LSTMFCN.train_convolutions_in
+    monkeypatch.setattr(LSTMFCN, "train_convolutions_in", lambda self, p: calls.append(p) or real(self, p))
+    X, y = shapes(n=12)
+    SequenceClassifier(**{**FCN, "epochs": 1, "validation": "kfold", "n_folds": 2, "precision": "bfloat16"}).fit(X, y)
+    assert calls == ["bfloat16"] * 3  # two folds, then the final fit
+    with pytest.raises(ValueError, match="precision: expected one of 'float32', 'bfloat16'"):
+        LSTMFCN(1, 2, 10).train_convolutions_in("auto")

@@ -62,3 +62,18 @@ def of(model) -> "torch.device":  # noqa: F821
 def to(batch: tuple, device) -> tuple:
     """Each tensor of ``batch`` on ``device`` (a no-op for tensors already there)."""
     return tuple(t.to(device) for t in batch)
+
+
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512_BF16 or AMX-BF16 in /proc/cpuinfo's flags), where
+    bfloat16 convolutions run ~2x faster than float32; elsewhere torch emulates them, slower than float32.
+    False where the flags cannot be read (not Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False

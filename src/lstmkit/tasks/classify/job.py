@@ -232,7 +232,8 @@ def model_name(c: dict) -> str:
     return (f"{arch} ({c['cell']}{', bidirectional' if c['bidirectional'] else ''}, {c['hidden_size']} hidden"
             f"{', shift-augmented' if c.get('augment') else ''}"
             f"{', per-case z-norm' if c.get('normalize') == 'case' else ''}, validation {c.get('validation_used')}"
-            f"{f', ensemble of {k}' if k > 1 else ''})")
+            f"{f', ensemble of {k}' if k > 1 else ''}"
+            f"{', bfloat16 convolutions' if c.get('precision_used') == 'bfloat16' else ''})")
 
 
 def run(*, out: str, dataset: str | None = None, csv: str | None = None, ts: str | None = None,
