@@ -106,6 +106,8 @@ CASES = {  # name -> (builder, its arguments): built inside the timing process
     "int8 LSTM B=16 H=256": (quantized_case, ("LSTM", "int8", 16, 256), {}),
     "bf16 LSTM B=16 H=256": (quantized_case, ("LSTM", "bfloat16", 16, 256), {}),
     "int8 LSTM B=64 H=256": (quantized_case, ("LSTM", "int8", 64, 256), {}),
+    "bf16 LSTM B=64 H=256": (quantized_case, ("LSTM", "bfloat16", 64, 256), {}),  # GEMM-bound bf16
+    "bf16 LSTM B=128 H=512": (quantized_case, ("LSTM", "bfloat16", 128, 512), {}),
 }
 
 
