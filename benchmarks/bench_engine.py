@@ -33,7 +33,9 @@ Cases (issue 5): (a) inference B=1, H=128, X=32, T=100; (b) B=16 same; (c) B=64,
 (d) B=128, H=512, X=128, T=50; (e) streaming one step per call, B=1, H=128, X=32 (torch LSTMCell,
 nn.LSTM called per step with its state, ORT per step with state in/out from lstmkit.io.onnx's
 streaming export); (f) training forward+backward for (a), (b), (c) vs torch autograd (lstmkit: the
-NumPy layer's forward and backward, which run natively); (g) GRU for (a) and (e); (h) variable lengths
+NumPy layer's forward and backward, which run natively), and mixed-precision training of (c), LSTM and GRU:
+lstmkit.torch under torch.autocast("cpu", bfloat16) (bf16 products, float32 state) vs torch.nn in float32
+(the target) and under the same autocast, and lstmkit.torch in float32; (g) GRU for (a) and (e); (h) variable lengths
 uniform in 10..100 at B=64, H=256, X=64, T=100 (torch: PackedSequence, and padded ignoring the
 lengths; ORT with a lengths input); (i) lstmkit.quantize bf16 and int8 for (c) and (d), and GRU int8 for
 (c), against the float32 peers (lstmkit float32 among them), with the quantised output's error against
@@ -94,6 +96,7 @@ TARGETS = {
     "LSTM training fwd+bwd, (a)": [("torch autograd", 3.0)],
     "LSTM training fwd+bwd, (b)": [("torch autograd", 1.2)],
     "LSTM training fwd+bwd, (c)": [("torch autograd", 1.2)],
+    "LSTM training bf16 products (autocast), (c)": [("torch autograd", 1.8)],
     "LSTM bf16, (c)": QUANTIZED,
     "LSTM int8, (c)": QUANTIZED,
     "LSTM bf16, (d)": QUANTIZED,
@@ -375,6 +378,32 @@ def case_training(mode, B, H, X, T, repeats):
         out.backward(dyt)
 
     return interleaved({"lstmkit": run_lstmkit, "torch autograd": run_torch}, repeats)
+
+
+def case_training_bf16(mode, B, H, X, T, repeats):
+    """Mixed-precision training as a torch user writes it: forward under torch.autocast("cpu", bfloat16),
+    backward, the float32 master weights' gradients. lstmkit.torch's module (bf16 products, float32 state) vs
+    torch.nn's module in float32 (the target's peer) and under the same autocast (torch's own bf16 path), and
+    lstmkit.torch without autocast (its float32 products)."""
+    import lstmkit.torch as lt
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal((T, B, X)).astype(np.float32)).requires_grad_(True)
+    dy = torch.from_numpy(rng.standard_normal((T, B, H)).astype(np.float32))
+    ours, theirs = getattr(lt, mode)(X, H), getattr(torch.nn, mode)(X, H)
+    theirs.load_state_dict(ours.state_dict())
+
+    def step(module, autocast):
+        def run():
+            module.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                out, _ = module(x)
+            out.backward(dy.to(out.dtype))
+        return run
+
+    return interleaved({"lstmkit": step(ours, True), "torch autograd": step(theirs, False),
+                        "torch autograd bf16 autocast": step(theirs, True),
+                        "lstmkit float32": step(ours, False)}, repeats)
 
 
 def case_lengths(mode, B, H, X, T, repeats):
@@ -660,6 +689,10 @@ def case_list(R: int) -> list:
          Work(mac("LSTM", 16, 128, 32, 100, 3))),
         ("f", "LSTM training fwd+bwd, (c)", lambda: case_training("LSTM", 64, 256, 64, 100, fc),
          Work(mac("LSTM", 64, 256, 64, 100, 3))),
+        ("f", "LSTM training bf16 products (autocast), (c)",
+         lambda: case_training_bf16("LSTM", 64, 256, 64, 100, fc), Work(mac("LSTM", 64, 256, 64, 100, 3), "bf16")),
+        ("f", "GRU training bf16 products (autocast), (c)",
+         lambda: case_training_bf16("GRU", 64, 256, 64, 100, fc), Work(mac("GRU", 64, 256, 64, 100, 3), "bf16")),
         ("g", "GRU inference B=1 H=128 X=32 T=100", lambda: case_sequence("GRU", 1, 128, 32, 100, R),
          w_hh_work("GRU", 128, 100)),
         ("g", "GRU streaming, per step, B=1 H=128 X=32", lambda: case_stream("GRU", 1, 128, 32, 200, R),

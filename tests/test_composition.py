@@ -23,6 +23,11 @@ Entry points (``ENTRIES``) and their tolerances. T = 5 steps, B = 3, I = 3, H = 
 * torch_compile / torch_export: ``torch.compile(fullgraph=True)`` and ``torch.export.export`` of the eval
   module (these are slow, so only ``SLOW_SUBSET``: plain LSTM and GRU, one LSTM and one GRU with most options,
   and the two-layer bidirectional LSTM).
+* bf16_train: ``engine.train_forward`` / ``backward`` with ``precision="bfloat16"`` (float32 parameters, the
+  layer's inter-layer dropout masks) against the float64 reference within tests/test_bf16_training.py's bounds
+  (1e-2 of the largest output, 2e-2 of the largest gradient); the cells without bf16 products refuse by name.
+* torch_autocast_train: the float32 module trained under ``torch.autocast("cpu", dtype=torch.bfloat16)``:
+  within the same bounds where the cells have bf16 products, and float32's own bits where they do not.
 * onnx: ``lstmkit.io.to_onnx`` run by onnxruntime (float32) against the eval-mode layer.
 * save_load: safetensors round trip: same config, bit-equal parameters and output.
 * trace: ``lstmkit.introspect.trace``: h and c at every step against the reference run step by step, and the
@@ -59,6 +64,7 @@ LENGTHS = np.array([5, 2, 4])
 TOL64 = dict(rtol=1e-9, atol=1e-9)
 TOL32 = dict(rtol=1e-5, atol=2e-6)
 QUANT_BOUND = {"bfloat16": 1e-2, "int8": 3e-2}  # tests/test_quantize.py's bounds (max error / max |f|)
+BF16_TRAIN_BOUND = (1e-2, 2e-2)  # tests/test_bf16_training.py's bounds: outputs, gradients (max error / max |ref|)
 
 OPTION_SETS = {
     "LSTM-plain": ("LSTM", {}),
@@ -176,6 +182,79 @@ def entry_backward(name):
         close(a, b, TOL64, "d_state0")
     for key, value in r_grads.items():
         close(grads.params[key], value, TOL64, key)
+
+
+def _relative_error(got, want) -> float:
+    return float(np.abs(np.asarray(got, np.float64) - want).max() / max(np.abs(want).max(), 1e-300))
+
+
+def _within_bf16_bounds(outputs, ref_outputs, grads, ref_grads, what):
+    for got, want in zip(outputs, ref_outputs):
+        err = _relative_error(got, want)
+        assert err <= BF16_TRAIN_BOUND[0], f"{what} output: {err:.3g} > {BF16_TRAIN_BOUND[0]}"
+    for key, want in ref_grads.items():
+        err = _relative_error(grads[key], want)
+        assert err <= BF16_TRAIN_BOUND[1], f"{what} gradient {key}: {err:.3g} > {BF16_TRAIN_BOUND[1]}"
+
+
+def entry_bf16_train(name):
+    """engine.train_forward / backward with precision="bfloat16" (float32 parameters, the layer's training
+    masks): within the bf16 training bounds of the float64 reference, or refused naming the option."""
+    layer, x, _, (r_out, r_final, cache) = train_step(name)
+    replay = make_layer(name)
+    replay.rng = copy.deepcopy(make_layer(name).rng)
+    drop = replay._dropout_masks(T, B)
+    params32 = {k: np.asarray(v, np.float32) for k, v in layer.params.items()}
+    drop32 = None if drop is None else [np.asarray(m, np.float32) for m in drop]
+    d_out = np.random.default_rng(7).standard_normal(r_out.shape).astype(np.float32)
+    try:
+        out, final, ws = engine.train_forward(layer.config, params32, x.astype(np.float32), None, LENGTHS, None,
+                                              drop32, "bfloat16")
+    except ValueError as e:
+        raise Refused(str(e)) from e
+    _, _, grads = engine.backward(layer.config, params32, x.astype(np.float32), d_out, None, None, LENGTHS, None, ws,
+                                  drop32, "bfloat16")
+    _, _, r_grads = ref.backward(cache, d_out.astype(np.float64), None)
+    _within_bf16_bounds((out, *final), (r_out, *r_final), grads, r_grads, "bf16 training")
+
+
+def entry_torch_autocast_train(name):
+    """The float32 lstmkit.torch module trained under torch.autocast("cpu", bfloat16): bf16 products where the
+    cells have them (within the bf16 training bounds of the reference), elsewhere float32's own bits."""
+    module, torch = _torch_module(name)
+    module = module.float().train()
+    x = torch.from_numpy(inputs("float32"))
+    lengths = torch.from_numpy(LENGTHS)
+    runs = []
+    for autocast in (True, False):
+        module.zero_grad(set_to_none=True)
+        xg = x.clone().requires_grad_(True)
+        torch.manual_seed(5)
+        drop = module._dropout_masks(T, B, xg)
+        vmasks = module._variant_masks(T, B, xg)
+        torch.manual_seed(5)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out, state = module(xg, lengths=lengths)
+        final = state_tuple(module.mode, state)
+        g = torch.Generator().manual_seed(9)
+        torch.autograd.backward([out, *final], [torch.randn(o.shape, generator=g) for o in (out, *final)])
+        runs.append(([out.detach(), *(f.detach() for f in final)],
+                     {k: p.grad.clone() for k, p in module.named_parameters()}, drop, vmasks))
+    (outs, grads, drop, vmasks), (outs32, grads32, _, _) = runs
+    config = module.config
+    if not config.is_plain or config.proj_size:  # no bf16 products: float32 under autocast, the same bits
+        for a, b in zip([*outs, *grads.values()], [*outs32, *grads32.values()]):
+            close(a.numpy(), b.numpy(), dict(rtol=0, atol=0), "autocast without bf16 products")
+        return
+    drop_np, vm = _torch_masks_as_numpy(drop, vmasks)
+    params = {k: v.detach().double().numpy() for k, v in module.state_dict().items()}
+    drop_np = None if drop_np is None else [m.astype(np.float64) for m in drop_np]
+    r_out, r_final, cache = ref.forward(config, params, x.double().numpy(), None, LENGTHS, drop_np, vm)
+    g = torch.Generator().manual_seed(9)
+    d = [torch.randn(o.shape, generator=g).double().numpy() for o in outs]
+    _, _, r_grads = ref.backward(cache, d[0], tuple(d[1:]))
+    _within_bf16_bounds([o.numpy() for o in outs], (r_out, *r_final), {k: v.numpy() for k, v in grads.items()},
+                        r_grads, "autocast training")
 
 
 def entry_stream(name):
@@ -408,14 +487,17 @@ ENTRIES = {
     "quantize_bf16": entry_quantize_bf16, "quantize_int8": entry_quantize_int8,
     "torch_train": entry_torch_train, "torch_eval": entry_torch_eval, "torch_compile": entry_torch_compile,
     "torch_export": entry_torch_export, "onnx": entry_onnx, "save_load": entry_save_load, "trace": entry_trace,
-    "to_torch_nn": entry_to_torch_nn, "from_torch": entry_from_torch,
+    "to_torch_nn": entry_to_torch_nn, "from_torch": entry_from_torch, "bf16_train": entry_bf16_train,
+    "torch_autocast_train": entry_torch_autocast_train,
 }
-NEEDS = {"torch_stream": "torch", "torch_train": "torch", "torch_eval": "torch", "torch_compile": "torch",
-         "torch_export": "torch", "to_torch_nn": "torch", "from_torch": "torch", "onnx": "onnxruntime"}
-NATIVE = ("stream", "torch_stream", "quantize_bf16", "quantize_int8")
+NEEDS = {"torch_stream": "torch", "torch_train": "torch", "torch_autocast_train": "torch", "torch_eval": "torch",
+         "torch_compile": "torch", "torch_export": "torch", "to_torch_nn": "torch", "from_torch": "torch",
+         "onnx": "onnxruntime"}
+NATIVE = ("stream", "torch_stream", "quantize_bf16", "quantize_int8", "bf16_train", "torch_autocast_train")
 SLOW = ("torch_compile", "torch_export")
 PATH_WORDS = {"stream": ("stream",), "torch_stream": ("stream",), "quantize_bf16": ("quantiz",),
-              "quantize_int8": ("quantiz",), "trace": ("trace",), "to_torch_nn": ("torch.nn",), "onnx": ("onnx",)}
+              "quantize_int8": ("quantiz",), "bf16_train": ("bfloat16",), "trace": ("trace",),
+              "to_torch_nn": ("torch.nn",), "onnx": ("onnx",)}
 
 
 def cells():

@@ -2,7 +2,8 @@
 
 * Every instruction-set path this CPU runs passes the engine's parity sweep (tests/test_engine_vs_ref.py,
   forward, backward and cell parity against the NumPy reference; tests/test_cell_step.py, one cell step and its
-  backward with the weights read in place), each in a subprocess started with
+  backward with the weights read in place; tests/test_bf16_training.py, bf16 mixed-precision training and its
+  weight-gradient product within their bounds), each in a subprocess started with
   LSTMKIT_ISA set, which also checks that ``engine.isa()`` reports the forced path.
 * Threads: results do not depend on the thread count (bit for bit), and two Python threads running two
   models at the same time get what running them one after the other gives — on lstmkit's own thread pool
@@ -114,8 +115,8 @@ def test_parity_sweep_under_each_isa(isa):
     assert got == isa
     run = subprocess.run(
         [sys.executable, "-m", "pytest", str(ROOT / "tests" / "test_engine_vs_ref.py"),
-         str(ROOT / "tests" / "test_cell_step.py"), "-q", "-x", "-p", "no:cacheprovider", "-k",
-         "parity or lengths or native_step"],
+         str(ROOT / "tests" / "test_cell_step.py"), str(ROOT / "tests" / "test_bf16_training.py"), "-q", "-x", "-p",
+         "no:cacheprovider", "-k", "parity or lengths or native_step or linear_tn"],
         env=env, capture_output=True, text=True, cwd=ROOT,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]

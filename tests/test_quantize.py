@@ -2,7 +2,7 @@
 
 * Error bounds over a sweep of configurations (the float32 engine is the reference; it is itself tested
   against lstmkit.ref). Metric: max |q − f| / max |f| over the output and the final states.
-  - bfloat16: weights rounded to 8 significant bits, relative error ≤ 2^-9 each; a product over K
+  - bfloat16: weights rounded to 8 significant bits, relative error ≤ 2^-8 each; a product over K
     inputs sums K such errors with random signs, so a pre-activation is off by about 2^-9 relative,
     and the gates (slope ≤ 1) pass it on: measured ≤ 3.6e-3 on this sweep, bound 1e-2.
   - int8: 7-bit activations (range / 127 per step) and 8-bit weights (max / 127 per step) make each
@@ -11,7 +11,7 @@
 * Every instruction-set path the CPU runs (LSTMKIT_ISA in a subprocess; a failure names the path and the
   key): the int8 integer products are exact, so every path (VNNI where the CPU has it) gives the portable
   path's bits; the bf16 products stay within a bound derived from their rounding, which differs by path
-  (AVX-512 BF16's vdpbf16ps rounds the activations to bf16 too: 2u + u² per term instead of u, u = 2⁻⁹).
+  (AVX-512 BF16's vdpbf16ps rounds the activations to bf16 too: 2u + u² per term instead of u, u = 2⁻⁸).
 * Bad input gets the usual errors; a trained model keeps its accuracy.
 """
 from __future__ import annotations
@@ -287,14 +287,15 @@ def isa_runs(tmp_path_factory):
 def bf16_product_bound(x: np.ndarray, w: np.ndarray, rounds_rows: bool) -> np.ndarray:
     """Elementwise bound on |bf16 product − exact x·wᵀ| (M, N), from the arithmetic, for any summation order.
 
-    Rounding a float32 to bf16 (8 significant bits, nearest even) changes it by at most u = 2⁻⁹ relative. The
+    Rounding a float32 to bf16 (8 significant bits, nearest even) changes it by at most half a unit in the last
+    place, u = 2⁻⁸ relative (ulp(1) = 2⁻⁷). The
     weights are always rounded; the AVX-512 BF16 path (vdpbf16ps, bf16 × bf16) rounds the rows of x too, so a
     term x_k·w_k is off by (1+u)² − 1 = 2u + u² relative there, u elsewhere. The products of two bf16 numbers
     are exact in float32, and summing K terms in float32, in any order, with or without FMA, adds at most
     γ = (K+2)·2⁻²⁴ of Σ|x_k·w_k|. vdpbf16ps treats subnormal inputs and results as zero: at most 2⁻¹²⁶·(1+|w_k|)
     per term, absolute.
     """
-    u = 2.0**-9
+    u = 2.0**-8
     rel = (2 * u + u * u if rounds_rows else u) + (x.shape[1] + 2) * 2.0**-24
     magnitude = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
     return rel * magnitude + x.shape[1] * 2.0**-126 * (1 + np.abs(w).max())

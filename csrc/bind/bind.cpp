@@ -14,6 +14,7 @@
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <atomic>
@@ -22,6 +23,7 @@
 
 #include "bind/bind_checks.h"
 #include "core/common.h"
+#include "quant/quant.h"
 
 namespace nb = nanobind;
 void bind_quantized(nb::module_& m, const std::string& float_isa);  // bind_quant.cpp
@@ -218,20 +220,39 @@ void expect_workspace(const A& ws, const lstmkit::RnnShape& s) {
   expect_shape("workspace", ws, {s.T * s.B * lstmkit::train_workspace_row(s)});
 }
 
-// train_forward(same arguments as forward, then ws (T·B·workspace_row,)): forward into out, h_n, c_n,
-// keeping in ws what backward needs.
+// Whether a training call's products run in bf16 (quant/quant_train.h): precision "float32" or "bfloat16",
+// the latter for float32 models without projection only.
+template <typename T>
+bool bf16_products(const std::string& precision, const lstmkit::RnnShape& s) {
+  if (precision == "float32") return false;
+  if (precision != "bfloat16")
+    throw std::invalid_argument("precision: expected 'float32' or 'bfloat16', got '" + precision + "'");
+  if (!std::is_same<T, float>::value)
+    throw std::invalid_argument("precision: 'bfloat16' products train float32 models, got float64");
+  if (s.P != s.H) throw std::invalid_argument("precision: 'bfloat16' products have no projection (proj_size)");
+  return true;
+}
+
+// train_forward(same arguments as forward, then ws (T·B·workspace_row,), precision): forward into out, h_n,
+// c_n, keeping in ws what backward needs.
 template <typename T>
 void train_forward(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size,
                    index_t proj_size, bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0,
-                   Lengths lengths, std::vector<In<T>> dropout_masks, Out<T> out, Out<T> h_n, Out<T> c_n, Out<T> ws) {
+                   Lengths lengths, std::vector<In<T>> dropout_masks, Out<T> out, Out<T> h_n, Out<T> c_n, Out<T> ws,
+                   const std::string& precision) {
   const SequenceArgs<T> a = check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x,
                                            weights, h0, c0, lengths, dropout_masks);
   const lstmkit::RnnShape& s = a.s;
   expect_forward_results(s, out, h_n, c_n);
   expect_workspace(ws, s);
+  const bool bf16 = bf16_products<T>(precision, s);
   const T* c0_ptr = s.lstm ? c0.data() : nullptr;
   T* c_n_ptr = s.lstm ? c_n.data() : nullptr;
   nb::gil_scoped_release release;
+  if constexpr (std::is_same<T, float>::value)
+    if (bf16)
+      return lstmkit::quant_kernels().train_forward(s, x.data(), a.cells.data(), h0.data(), c0_ptr, a.lengths,
+                                                    a.dropout_masks(), out.data(), h_n.data(), c_n_ptr, ws.data());
   kernels<T>().rnn_train_forward(s, x.data(), a.cells.data(), h0.data(), c0_ptr, a.lengths, a.dropout_masks(),
                                  out.data(), h_n.data(), c_n_ptr, ws.data());
 }
@@ -245,7 +266,7 @@ template <typename T>
 void backward(const std::string& mode, index_t num_layers, bool bidirectional, index_t hidden_size, index_t proj_size,
               bool has_bias, In<T> x, std::vector<In<T>> weights, In<T> h0, In<T> c0, Lengths lengths,
               std::vector<In<T>> dropout_masks, In<T> ws, In<T> d_out, In<T> d_hn, In<T> d_cn, Out<T> dx, Out<T> d_h0,
-              Out<T> d_c0, std::vector<Out<T>> grads) {
+              Out<T> d_c0, std::vector<Out<T>> grads, const std::string& precision) {
   const SequenceArgs<T> a = check_sequence(mode, num_layers, bidirectional, hidden_size, proj_size, has_bias, x,
                                            weights, h0, c0, lengths, dropout_masks);
   const lstmkit::RnnShape& s = a.s;
@@ -274,9 +295,15 @@ void backward(const std::string& mode, index_t num_layers, bool bidirectional, i
     else if (slot == 3 && has_bias) cg.b_hh = ptr;
     else cg.w_hr = ptr;
   }
+  const bool bf16 = bf16_products<T>(precision, s);
   const T* d_cn_ptr = s.lstm ? d_cn.data() : nullptr;
   T* d_c0_ptr = s.lstm ? d_c0.data() : nullptr;
   nb::gil_scoped_release release;
+  if constexpr (std::is_same<T, float>::value)
+    if (bf16)
+      return lstmkit::quant_kernels().backward(s, x.data(), a.cells.data(), a.lengths, a.dropout_masks(), ws.data(),
+                                               d_out.data(), d_hn.data(), d_cn_ptr, dx.data(), d_h0.data(), d_c0_ptr,
+                                               cell_grads.data());
   kernels<T>().rnn_backward(s, x.data(), a.cells.data(), a.lengths, a.dropout_masks(), ws.data(), d_out.data(),
                             d_hn.data(), d_cn_ptr, dx.data(), d_h0.data(), d_c0_ptr, cell_grads.data());
 }
@@ -371,6 +398,7 @@ void bind_dtype(nb::module_& m, const char* stream_name) {
         nb::arg("weights").noconvert(), nb::arg("h0").noconvert(), nb::arg("c0").noconvert().none(),
         nb::arg("lengths").noconvert().none(), nb::arg("dropout_masks").noconvert(), nb::arg("out").noconvert(),
         nb::arg("h_n").noconvert(), nb::arg("c_n").noconvert().none(), nb::arg("workspace").noconvert(),
+        nb::arg("precision") = "float32",
         "Training forward into out, h_n (and c_n), keeping what backward needs in workspace. "
         "Use lstmkit.engine.train_forward.");
   m.def("backward", &backward<T>, nb::arg("mode"), nb::arg("num_layers"), nb::arg("bidirectional"),
@@ -379,7 +407,7 @@ void bind_dtype(nb::module_& m, const char* stream_name) {
         nb::arg("lengths").noconvert().none(), nb::arg("dropout_masks").noconvert(), nb::arg("workspace").noconvert(),
         nb::arg("d_out").noconvert(), nb::arg("d_hn").noconvert(), nb::arg("d_cn").noconvert().none(),
         nb::arg("dx").noconvert(), nb::arg("d_h0").noconvert(), nb::arg("d_c0").noconvert().none(),
-        nb::arg("grads").noconvert(),
+        nb::arg("grads").noconvert(), nb::arg("precision") = "float32",
         "BPTT of the whole sequence from train_forward's workspace into dx, d_h0 (and d_c0), grads. "
         "Use lstmkit.engine.backward.");
 }

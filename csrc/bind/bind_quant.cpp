@@ -139,7 +139,19 @@ void quant_linear(const std::string& dtype, In x, In w, Out y) {
   g_quant->linear(t, M, K, N, x.data(), w.data(), y.data());
 }
 
+// c (M, Nc) = a (K, M)ᵀ · b (K, Nc) through the bf16 weight-gradient product; sums (M,) | None: a's column sums.
+void bf16_linear_tn(In a, In b, Out c, Out sums) {
+  if (a.ndim() != 2 || b.ndim() != 2 || a.shape(0) != b.shape(0)) throw std::invalid_argument("a, b: wrong shapes");
+  const index_t K = a.shape(0), M = a.shape(1), Nc = b.shape(1);
+  expect_shape("c", c, {M, Nc});
+  if (sums.is_valid()) expect_shape("sums", sums, {M});
+  nb::gil_scoped_release release;
+  g_quant->linear_tn(M, Nc, K, a.data(), b.data(), c.data(), sums.is_valid() ? sums.data() : nullptr);
+}
+
 }  // namespace
+
+const lstmkit::QuantKernels& lstmkit::quant_kernels() { return *g_quant; }
 
 // Called from NB_MODULE in bind.cpp with the float path chosen at import.
 void bind_quantized(nb::module_& m, const std::string& float_isa) {
@@ -165,5 +177,8 @@ void bind_quantized(nb::module_& m, const std::string& float_isa) {
       .def("set_state", &PyQuantStream::set_state, nb::arg("h").noconvert(), nb::arg("c").noconvert().none());
   m.def("quant_linear", &quant_linear, nb::arg("dtype"), nb::arg("x").noconvert(), nb::arg("w").noconvert(),
         nb::arg("y").noconvert(), "y = x · wᵀ through one quantised product (a test hook).");
+  m.def("bf16_linear_tn", &bf16_linear_tn, nb::arg("a").noconvert(), nb::arg("b").noconvert(), nb::arg("c").noconvert(),
+        nb::arg("sums").noconvert().none(),
+        "c = aᵀ · b and a's column sums through the bf16 weight-gradient product (a test hook).");
   m.def("quant_isa", [] { return std::string(g_quant->name); }, "The quantised kernels' instruction-set path.");
 }

@@ -94,20 +94,24 @@ class PlainCellBackward {
 
   //   w: the weights; tape: what the training forward kept (read only); grads: this cell's gradients
   //   (overwritten by finish); d_out: [N, ·] ld ldo, this direction's columns of the layer output's gradient
+  //   packed: whether to pack the float products' weights (a cell with products of its own, quant/quant_train.h's
+  //   bf16 cell, reuses the rest and packs its own)
   PlainCellBackward(bool lstm, index_t In, index_t H, index_t P, const CellWeights<T>& w, const PlainTape<T>& tape,
-                    const CellGrads<T>& grads, const T* d_out, index_t ldo, PlainBackwardBuffers<T>& buf)
+                    const CellGrads<T>& grads, const T* d_out, index_t ldo, PlainBackwardBuffers<T>& buf,
+                    bool packed = true)
       : lstm_(lstm),
         H_(H),
         P_(P),
         GH_((lstm ? 4 : 3) * H),
         projected_(w.w_hr != nullptr),
-        w_hh_t_(w.w_hh, P, GH_, 1, P),
-        w_ih_t_(w.w_ih, In, GH_, 1, In),
         tape_(tape),
         gr_(grads),
         d_out_(d_out),
         ldo_(ldo),
         b_(buf) {
+    if (!packed) return;
+    w_hh_t_ = PackedWeights<T>(w.w_hh, P, GH_, 1, P);
+    w_ih_t_ = PackedWeights<T>(w.w_ih, In, GH_, 1, In);
     if (projected_) w_hr_t_ = PackedWeights<T>(w.w_hr, H, P, 1, H);
   }
   PlainCellBackward(const PlainCellBackward&) = delete;
@@ -172,7 +176,7 @@ class PlainCellBackward {
     gemm_acc(N, dG, GH_, w_ih_t_, d_in, In);  // d_in += dG (N, G·H) · W_ih (G·H, In)
   }
 
- private:
+ protected:
   // dh'[rows [r0, r0 + nr), columns [j0, j1)] += the gradient of the step's output (packed rows q0..).
   void add_d_out(index_t q0, index_t r0, index_t nr, index_t j0, index_t j1, T* dh) const {
     for (index_t r = 0; r < nr; ++r) {

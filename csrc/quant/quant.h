@@ -44,7 +44,21 @@ struct QuantKernels {
   // y [M, N] = x [M, K] · wᵀ (w [N, K]) through the quantised product alone (no bias): the test hook
   // that shows every path computes the same integers.
   void (*linear)(QuantType type, index_t M, index_t K, index_t N, const float* x, const float* w, float* y);
+  // bf16 mixed-precision training (quant_train.h) of a model without projection: rnn_train_forward's and
+  // rnn_backward's contracts (common.h's Kernels<float>), the same workspace, the products in bf16.
+  void (*train_forward)(const RnnShape& s, const float* x, const CellWeights<float>* weights, const float* h0,
+                        const float* c0, const int64_t* lengths, const float* const* dropout, float* out, float* h_n,
+                        float* c_n, float* ws);
+  void (*backward)(const RnnShape& s, const float* x, const CellWeights<float>* weights, const int64_t* lengths,
+                   const float* const* dropout, const float* ws, const float* d_out, const float* d_hn,
+                   const float* d_cn, float* dx, float* d_h0, float* d_c0, const CellGrads<float>* grads);
+  // C [M, Nc] = Aᵀ · Bm (A [K, M], Bm [K, Nc]) and sums [M] = A's column sums (or null) through the bf16
+  // weight-gradient product: the test hook of that product.
+  void (*linear_tn)(index_t M, index_t Nc, index_t K, const float* A, const float* Bm, float* C, float* sums);
 };
+
+// The quantised kernels chosen at import (bind_quant.cpp).
+const QuantKernels& quant_kernels();
 
 // Defined in quant_<isa>.cpp; each runs only where the CPU has its instructions (bind_quant.cpp).
 extern const QuantKernels quant_scalar;   // portable C++

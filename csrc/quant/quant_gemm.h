@@ -37,9 +37,14 @@ struct QuantRows {
   std::vector<uint8_t> q;    // int8: [M, Kp] 7-bit codes, Kp = K rounded up to 4 (zero padding)
   std::vector<float> scale;  // int8: [M] a ≈ scale · (q − zp)
   std::vector<int32_t> zp;   // int8: [M]
-  std::vector<uint16_t> bf;  // bf16 on AVX-512 BF16: [M, Kp] rows rounded to bf16, Kp = K rounded up to 2
-  const float* a = nullptr;  // bf16 elsewhere: the float rows themselves
-  index_t lda = 0;
+  // bf16 on AVX-512 BF16: pairs of inputs rounded to bf16, one 32-bit word a pair; prepared from rows,
+  // row m's pair k2 at bf[m·rs + k2] (rs = K2); from the columns of a [K, M] matrix, in blocks of kBMR
+  // rows (a register tile's), row m's pair k2 at bf[(m / kBMR)·kBMR·K2 + k2·kBMR + m % kBMR], so a tile
+  // reads one contiguous stream. Elsewhere the float rows themselves: element (m, k) at a[m·rs + k·ks].
+  std::vector<uint32_t> bf;
+  const float* a = nullptr;
+  index_t rs = 0, ks = 1;
+  bool blocked = false;  // bf in row blocks (prepare_columns)
 };
 
 // float32 → bfloat16 bits, round to nearest even (NaN stays a quiet NaN).
@@ -56,6 +61,42 @@ inline float from_bf16(uint16_t b) {
   float f;
   std::memcpy(&f, &u, 4);
   return f;
+}
+
+#if LSTMKIT_QKIND == 3
+// to_bf16 of 16 floats at once, each result in the low half of its 32-bit lane (the same bits as to_bf16).
+inline __m512i to_bf16_x16(const float* a) {
+  const __m512i u = _mm512_loadu_si512(a);
+  const __mmask16 nan =
+      _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd)), 16);
+  return _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
+}
+#endif
+
+// dst[j] = to_bf16(a0[j]) | to_bf16(a1[j]) << 16 for j < n (a1 null: a zero high half): two rows of
+// inputs as the pairs vdpbf16ps multiplies.
+inline void round_pairs(const float* a0, const float* a1, index_t n, uint32_t* dst) {
+  index_t j = 0;
+#if LSTMKIT_QKIND == 3
+  for (; j + 16 <= n; j += 16) {
+    const __m512i lo = to_bf16_x16(a0 + j);
+    const __m512i hi = a1 ? _mm512_slli_epi32(to_bf16_x16(a1 + j), 16) : _mm512_setzero_si512();
+    _mm512_storeu_si512(dst + j, _mm512_or_si512(lo, hi));
+  }
+#endif
+  for (; j < n; ++j) dst[j] = to_bf16(a0[j]) | (a1 ? static_cast<uint32_t>(to_bf16(a1[j])) << 16 : 0u);
+}
+
+// dst[j] = to_bf16(a[j]) for j < n.
+inline void round_row(const float* a, index_t n, uint16_t* dst) {
+  index_t j = 0;
+#if LSTMKIT_QKIND == 3
+  for (; j + 16 <= n; j += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j), _mm512_cvtepi32_epi16(to_bf16_x16(a + j)));
+#endif
+  for (; j < n; ++j) dst[j] = to_bf16(a[j]);
 }
 
 // ---- int8 -------------------------------------------------------------------------------------------
@@ -306,17 +347,37 @@ inline void Int8Weights::gemm_acc(index_t m0, index_t M, const QuantRows& r, flo
 //                 (the vdpbf16ps operand; K2 = K rounded up to 2, halved);
 //   otherwise:    [panels, K, 16] like the float panels (gemm.h), widened to float32 in the kernel by a
 //                 zero-extension and a 16-bit shift.
+// The activations (QuantRows) come as rows, or as the columns of a [K, M] matrix (prepare_columns: the
+// left operand of a weight gradient dGᵀ · X), and the products are blocked over K (kKC groups) so that a
+// long K (a gradient's T·B) keeps a row block's slice in L2 and a panel's in L1.
 class Bf16Weights {
  public:
   static constexpr int MR = kBMR;
   static constexpr index_t kPair = LSTMKIT_QKIND == 3 ? 2 : 1;  // inputs per column group
+  static constexpr index_t kKC = 512 / kPair;                   // groups per K block
 
   Bf16Weights() = default;
-  Bf16Weights(const float* w, index_t n, index_t k, index_t ldw) : n_(n), k_(k), kg_((k + kPair - 1) / kPair) {
+  // w: [n, k] row-major with row stride ldw; transposed: w is [k, n] (row stride ldw) and W = its transpose.
+  Bf16Weights(const float* w, index_t n, index_t k, index_t ldw, bool transposed = false)
+      : n_(n), k_(k), kg_((k + kPair - 1) / kPair) {
     data_.assign(static_cast<size_t>(panels() * kg_ * kQNR * kPair), uint16_t(0));
-    for (index_t i = 0; i < n; ++i) {
-      uint16_t* dst = data_.data() + (i / kQNR) * kg_ * kQNR * kPair + (i % kQNR) * kPair;
-      for (index_t kk = 0; kk < k; ++kk) dst[(kk / kPair) * kQNR * kPair + kk % kPair] = to_bf16(w[i * ldw + kk]);
+    if (!transposed) {
+      for (index_t i = 0; i < n; ++i) {
+        uint16_t* dst = data_.data() + (i / kQNR) * kg_ * kQNR * kPair + (i % kQNR) * kPair;
+        for (index_t kk = 0; kk < k; ++kk) dst[(kk / kPair) * kQNR * kPair + kk % kPair] = to_bf16(w[i * ldw + kk]);
+      }
+      return;
+    }
+    // Rows of w (a group of kPair of them) fill one group of every panel: contiguous reads and writes.
+    for (index_t g = 0; g < kg_; ++g) {
+      const float* w0 = w + g * kPair * ldw;
+      const float* w1 = kPair == 2 && g * kPair + 1 < k ? w0 + ldw : nullptr;
+      for (index_t p = 0; p < panels(); ++p) {
+        const index_t c0 = p * kQNR, cols = std::min(kQNR, n - c0);
+        uint16_t* dst = data_.data() + (p * kg_ + g) * kQNR * kPair;
+        if (kPair == 2) round_pairs(w0 + c0, w1 ? w1 + c0 : nullptr, cols, reinterpret_cast<uint32_t*>(dst));
+        else round_row(w0 + c0, cols, dst);
+      }
     }
   }
   index_t n() const { return n_; }
@@ -324,32 +385,83 @@ class Bf16Weights {
   index_t panels() const { return (n_ + kQNR - 1) / kQNR; }
   std::size_t bytes() const { return 2 * data_.size(); }
 
+  // Rows [0, M) of A [M, K] (row stride lda) as the product's left operand.
   void prepare(index_t M, const float* A, index_t lda, QuantRows& r) const {
     r.M = M;
-    r.a = A;
-    r.lda = lda;
 #if LSTMKIT_QKIND == 3  // vdpbf16ps multiplies bf16 by bf16: round the rows too
-    const index_t Kp = 2 * kg_;
-    if (r.bf.size() < static_cast<size_t>(M * Kp)) r.bf.resize(static_cast<size_t>(M * Kp));
+    if (r.bf.size() < static_cast<size_t>(M * kg_)) r.bf.resize(static_cast<size_t>(M * kg_));
     for (index_t m = 0; m < M; ++m) {
-      uint16_t* dst = r.bf.data() + m * Kp;
-      for (index_t kk = 0; kk < k_; ++kk) dst[kk] = to_bf16(A[m * lda + kk]);
-      if (Kp > k_) dst[k_] = 0;
+      uint32_t* dst = r.bf.data() + m * kg_;
+      round_row(A + m * lda, k_, reinterpret_cast<uint16_t*>(dst));
+      if (2 * kg_ > k_) reinterpret_cast<uint16_t*>(dst)[k_] = 0;
     }
+    r.rs = kg_, r.ks = 1, r.blocked = false;
+#else
+    r.a = A, r.rs = lda, r.ks = 1;
+#endif
+  }
+
+  // The columns of A [K, M] (row stride lda) as the product's M rows, C += Aᵀ · Wᵀ: r sized for them by
+  // size_columns, then columns [m0, m1) prepared (m0 a multiple of kQNR: threads may split the columns).
+  // sums: null, or sums[m] = Σ_k A[k, m] for m in [m0, m1), the rows added in order (gemm.h's column_sums'
+  // bits): a bias gradient from the same pass over A.
+  void size_columns(index_t M, QuantRows& r) const {
+    r.M = M;
+#if LSTMKIT_QKIND == 3
+    const index_t size = (M + kBMR - 1) / kBMR * kBMR * kg_;
+    if (r.bf.size() < static_cast<size_t>(size)) r.bf.resize(static_cast<size_t>(size));
+#endif
+  }
+  void prepare_columns(const float* A, index_t lda, QuantRows& r, index_t m0, index_t m1, float* sums) const {
+    if (sums) std::fill(sums + m0, sums + m1, 0.f);
+#if LSTMKIT_QKIND == 3
+    alignas(64) uint32_t row[kQNR];
+    for (index_t g = 0; g < kg_; ++g) {
+      const float* a0 = A + 2 * g * lda;
+      const float* a1 = 2 * g + 1 < k_ ? a0 + lda : nullptr;
+      for (index_t m = m0; m < m1; m += kQNR) {
+        const index_t n = std::min(kQNR, m1 - m);
+        round_pairs(a0 + m, a1 ? a1 + m : nullptr, n, row);
+        if (n == kQNR && kQNR == 2 * kBMR) {  // two whole blocks' rows: two contiguous runs
+          uint32_t* dst = r.bf.data() + (m / kBMR) * kBMR * kg_ + g * kBMR;
+          std::memcpy(dst, row, kBMR * 4);
+          std::memcpy(dst + kBMR * kg_, row + kBMR, kBMR * 4);
+        } else {
+          for (index_t j = 0; j < n; ++j) {
+            const index_t mm = m + j;
+            r.bf[static_cast<size_t>((mm / kBMR) * kBMR * kg_ + g * kBMR + mm % kBMR)] = row[j];
+          }
+        }
+      }
+      if (sums) {
+        for (index_t m = m0; m < m1; ++m) sums[m] += a0[m];
+        if (a1)
+          for (index_t m = m0; m < m1; ++m) sums[m] += a1[m];
+      }
+    }
+    r.rs = 1, r.ks = kBMR, r.blocked = true;
+#else
+    r.a = A, r.rs = 1, r.ks = lda;
+    if (sums)
+      for (index_t k = 0; k < k_; ++k)
+        for (index_t m = m0; m < m1; ++m) sums[m] += A[k * lda + m];
 #endif
   }
 
   void gemm_acc(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0, index_t p1) const {
     const index_t panel_size = kg_ * kQNR * kPair;
-    for (index_t b0 = 0; b0 < M; b0 += kQMC) {
-      const index_t mb = std::min(kQMC, M - b0);
-      for (index_t p = p0; p < p1; ++p) {
-        const uint16_t* panel = data_.data() + p * panel_size;
-        float* c = C + b0 * ldc + p * kQNR;
-        const int cols = static_cast<int>(std::min<index_t>(kQNR, n_ - p * kQNR));
-        index_t i = 0;
-        for (; i + kBMR <= mb; i += kBMR) tile<kBMR>(r, m0 + b0 + i, panel, c + i * ldc, ldc, cols);
-        if (i < mb) tail<kBMR - 1>(static_cast<int>(mb - i), r, m0 + b0 + i, panel, c + i * ldc, ldc, cols);
+    for (index_t g0 = 0; g0 < kg_; g0 += kKC) {
+      const index_t g1 = std::min(kg_, g0 + kKC);
+      for (index_t b0 = 0; b0 < M; b0 += kQMC) {
+        const index_t mb = std::min(kQMC, M - b0);
+        for (index_t p = p0; p < p1; ++p) {
+          const uint16_t* panel = data_.data() + p * panel_size;
+          float* c = C + b0 * ldc + p * kQNR;
+          const int cols = static_cast<int>(std::min<index_t>(kQNR, n_ - p * kQNR));
+          index_t i = 0;
+          for (; i + kBMR <= mb; i += kBMR) tile<kBMR>(r, m0 + b0 + i, panel, c + i * ldc, ldc, cols, g0, g1);
+          if (i < mb) tail<kBMR - 1>(static_cast<int>(mb - i), r, m0 + b0 + i, panel, c + i * ldc, ldc, cols, g0, g1);
+        }
       }
     }
   }
@@ -357,54 +469,56 @@ class Bf16Weights {
  private:
   // The last rows < MR of a block in one tile of their own (a 1-row tile would be latency bound).
   template <int R>
-  void tail(int rows, const QuantRows& r, index_t m, const uint16_t* panel, float* c, index_t ldc, int cols) const {
+  void tail(int rows, const QuantRows& r, index_t m, const uint16_t* panel, float* c, index_t ldc, int cols, index_t g0,
+            index_t g1) const {
     if constexpr (R > 0) {
-      if (rows == R) return tile<R>(r, m, panel, c, ldc, cols);
-      tail<R - 1>(rows, r, m, panel, c, ldc, cols);
+      if (rows == R) return tile<R>(r, m, panel, c, ldc, cols, g0, g1);
+      tail<R - 1>(rows, r, m, panel, c, ldc, cols, g0, g1);
     }
   }
 
+  // c[0..ROWS) × [0, cols) += rows [m, m + ROWS) of r times the panel, over input groups [g0, g1).
   template <int ROWS>
-  void tile(const QuantRows& r, index_t m, const uint16_t* panel, float* c, index_t ldc, int cols) const {
+  void tile(const QuantRows& r, index_t m, const uint16_t* panel, float* c, index_t ldc, int cols, index_t g0,
+            index_t g1) const {
     alignas(64) float acc[ROWS][kQNR];
+    const index_t rs = r.rs, ks = r.ks;
 #if LSTMKIT_QKIND == 3
-    const index_t Kp = 2 * kg_;
+    const uint32_t* a = r.bf.data() + (r.blocked ? (m / kBMR) * kBMR * kg_ + m % kBMR : m * rs);
     __m512 v[ROWS];
     for (int i = 0; i < ROWS; ++i) v[i] = _mm512_setzero_ps();
-    for (index_t k2 = 0; k2 < kg_; ++k2) {
+    for (index_t k2 = g0; k2 < g1; ++k2) {
       const __m512i w = _mm512_loadu_si512(panel + k2 * 32);
-      for (int i = 0; i < ROWS; ++i) {
-        int32_t a2;
-        std::memcpy(&a2, r.bf.data() + (m + i) * Kp + 2 * k2, 4);
-        v[i] = _mm512_dpbf16_ps(v[i], (__m512bh)_mm512_set1_epi32(a2), (__m512bh)w);
-      }
+      const uint32_t* ak = a + k2 * ks;
+      for (int i = 0; i < ROWS; ++i)
+        v[i] = _mm512_dpbf16_ps(v[i], (__m512bh)_mm512_set1_epi32(static_cast<int>(ak[i * rs])), (__m512bh)w);
     }
     for (int i = 0; i < ROWS; ++i) _mm512_store_ps(acc[i], v[i]);
 #elif LSTMKIT_QKIND >= 1
     // The float micro-kernel (gemm.h) with each panel row widened from bf16 first.
-    const float* a = r.a + m * r.lda;
-    const index_t lda = r.lda;
+    const float* a = r.a + m * rs;
     __m256 v[ROWS][2];
     for (int i = 0; i < ROWS; ++i) v[i][0] = v[i][1] = _mm256_setzero_ps();
-    for (index_t k = 0; k < k_; ++k) {
+    for (index_t k = g0; k < g1; ++k) {
       const __m128i* src = reinterpret_cast<const __m128i*>(panel + k * kQNR);
       const __m256 w0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(src)), 16));
       const __m256 w1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(src + 1)), 16));
+      const float* ak = a + k * ks;
       for (int i = 0; i < ROWS; ++i) {
-        const __m256 av = _mm256_set1_ps(a[i * lda + k]);
+        const __m256 av = _mm256_set1_ps(ak[i * rs]);
         v[i][0] = _mm256_fmadd_ps(av, w0, v[i][0]);
         v[i][1] = _mm256_fmadd_ps(av, w1, v[i][1]);
       }
     }
     for (int i = 0; i < ROWS; ++i) _mm256_store_ps(acc[i], v[i][0]), _mm256_store_ps(acc[i] + 8, v[i][1]);
 #else
-    const float* a = r.a + m * r.lda;
+    const float* a = r.a + m * rs;
     for (int i = 0; i < ROWS; ++i)
       for (index_t j = 0; j < kQNR; ++j) acc[i][j] = 0.f;
-    for (index_t kk = 0; kk < k_; ++kk) {
+    for (index_t kk = g0; kk < g1; ++kk) {
       const uint16_t* w = panel + kk * kQNR;
       for (int i = 0; i < ROWS; ++i) {
-        const float av = a[i * r.lda + kk];
+        const float av = a[i * rs + kk * ks];
         for (index_t j = 0; j < kQNR; ++j) acc[i][j] += av * from_bf16(w[j]);
       }
     }

@@ -28,17 +28,24 @@ template class std::vector<std::ptrdiff_t>;
 template class std::vector<int8_t>;
 template class std::vector<uint8_t>;
 template class std::vector<uint16_t>;
+template class std::vector<uint32_t>;
 template class std::vector<int32_t>;
 template class lstmkit::RawBuffer<float>;
 
 #include "core/target_begin.h"
 
 #include "quant/quant_rnn.h"
+#include "quant/quant_train.h"
 
 #include "core/target_end.h"
 
 namespace lstmkit {
 extern const QuantKernels LSTMKIT_QTABLE;
-const QuantKernels LSTMKIT_QTABLE = {LSTMKIT_ISA_NAME, &LSTMKIT_ISA::make_quant_rnn, &LSTMKIT_ISA::make_quant_stream,
-                                     &LSTMKIT_ISA::quant_linear};
+const QuantKernels LSTMKIT_QTABLE = {LSTMKIT_ISA_NAME,
+                                     &LSTMKIT_ISA::make_quant_rnn,
+                                     &LSTMKIT_ISA::make_quant_stream,
+                                     &LSTMKIT_ISA::quant_linear,
+                                     &LSTMKIT_ISA::bf16_train_forward,
+                                     &LSTMKIT_ISA::bf16_backward,
+                                     &LSTMKIT_ISA::bf16_linear_tn};
 }  // namespace lstmkit

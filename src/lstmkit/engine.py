@@ -416,6 +416,7 @@ class SequenceCall:
     options: dict | None
     masks: tuple = ([], [], [])
     dropout: list = dataclasses.field(default_factory=list)
+    precision: str = "float32"
 
     @property
     def variant(self) -> bool:
@@ -443,7 +444,10 @@ class SequenceCall:
         return (*head, self.options, self.extra, *self.masks) if self.variant else head
 
     def kernel(self, name: str):
-        """The native function ``name`` ("forward", "train_forward", "backward") for this call's cells."""
+        """The native function ``name`` ("forward", "train_forward", "backward") for this call's cells (a
+        training call in bfloat16 with the precision given)."""
+        if self.precision != "float32":
+            return functools.partial(getattr(_require_engine(), name), precision=self.precision)
         return getattr(_require_engine(), "variant_" + name if self.variant else name)
 
     def new_outputs(self) -> tuple[np.ndarray, list]:
@@ -483,7 +487,28 @@ def _check_masks(config: RNNConfig, variant_masks, steps: int, batch: int, dtype
     return tuple([_native(m, dtype) for m in lists[field]] for field in checks.VARIANT_MASKS)
 
 
-def _check_call(config, params, x, state0, lengths, variant_masks=None, dropout_masks=None) -> SequenceCall:
+PRECISIONS = ("float32", "bfloat16")
+
+
+def check_precision(config: RNNConfig, precision, dtype) -> str:
+    """A training call's ``precision`` checked against the config and the dtype: "float32" (every product in
+    the model's dtype) or "bfloat16" (the products' operands rounded to bfloat16, float32 accumulation, state,
+    gradients and weights: ``csrc/quant/quant_train.h``), which the plain LSTM/GRU cells without projection
+    have, in float32. Anything else is refused, naming what is in the way."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+    if precision == "bfloat16":
+        if np.dtype(dtype) != np.float32:
+            raise ValueError(f"precision='bfloat16': trains float32 models (master weights), got {np.dtype(dtype)}")
+        config.require_plain("precision='bfloat16'", hint="train them with precision='float32'")
+        if config.proj_size:
+            raise ValueError(f"precision='bfloat16': has no projection (proj_size={config.proj_size}); "
+                             f"train it with precision='float32'")
+    return precision
+
+
+def _check_call(config, params, x, state0, lengths, variant_masks=None, dropout_masks=None,
+                precision="float32") -> SequenceCall:
     """Check a sequence call's arguments (errors name the argument) and describe it for the kernels."""
     if not isinstance(config, RNNConfig):
         raise TypeError(f"config: expected an lstmkit RNNConfig, got {type(config).__name__}")
@@ -506,8 +531,10 @@ def _check_call(config, params, x, state0, lengths, variant_masks=None, dropout_
     lens = checks.check_lengths(lengths, T, B)
     c0 = state[1] if len(state) == 2 else None
     drop = _check_dropout_masks(config, dropout_masks, T, B, dtype)
+    precision = check_precision(config, precision, dtype)
     if config.is_plain:
-        return SequenceCall(config, dtype, _native(x, dtype), weights, [], state[0], c0, lens, None, dropout=drop)
+        return SequenceCall(config, dtype, _native(x, dtype), weights, [], state[0], c0, lens, None, dropout=drop,
+                            precision=precision)
     plain, extra = _weight_layout(config)
     options = variant_options(config)
     if variant_masks is not None:  # given masks replace the expectation; a field left None is no zoneout (as ref)
@@ -557,17 +584,19 @@ def workspace_size(config: RNNConfig, steps, batch, recurrent_masks: bool = Fals
 
 
 def train_forward(config: RNNConfig, params: Mapping, x, state0=None, lengths=None, variant_masks=None,
-                  dropout_masks=None):
+                  dropout_masks=None, precision: str = "float32"):
     """``forward`` for training: the same results plus the workspace ``backward`` reads.
 
     Arguments as ``forward`` (variant_masks: the training masks of a variant config; dropout_masks the
-    inter-layer dropout masks). Returns (output
+    inter-layer dropout masks). precision: "float32", or "bfloat16" for mixed precision (every product's
+    operands rounded to bfloat16, accumulated in float32; state and outputs float32: ``check_precision``
+    says which configs have it); pass the same to ``backward``. Returns (output
     (T, B, D·P), final state tuple, workspace), fresh arrays; workspace is 1-D of
     ``workspace_size(config, T, B, recurrent masks given)`` values of x's dtype (gate activations, states
     and layer inputs of every step, in the engine's own layout): keep it unchanged and pass it to
     ``backward`` with the same params, x, state0, lengths, variant_masks and dropout_masks.
     """
-    return _train_forward(_check_call(config, params, x, state0, lengths, variant_masks, dropout_masks))
+    return _train_forward(_check_call(config, params, x, state0, lengths, variant_masks, dropout_masks, precision))
 
 
 def _train_forward(call: SequenceCall):
@@ -599,10 +628,12 @@ def _check_workspace(workspace, size: int, dtype):
 
 
 def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None, state0=None, lengths=None,
-             variant_masks=None, workspace=None, dropout_masks=None):
+             variant_masks=None, workspace=None, dropout_masks=None, precision: str = "float32"):
     """Gradients of ``forward`` by backpropagation through time, as ``lstmkit.ref.rnn.backward``.
 
-    Arguments config, params, x, state0, lengths, variant_masks, dropout_masks as in ``forward``.
+    Arguments config, params, x, state0, lengths, variant_masks, dropout_masks as in ``forward``; precision
+    as in ``train_forward`` (the same as the call that made the workspace: "bfloat16" rounds the products'
+    operands, the gradients are float32).
     workspace: what ``train_forward`` returned for these same arguments (then the backward costs no
     forward), or None to run ``train_forward`` here first.
     d_output (T, B, D·P): gradient of the output (entries past a sequence's end are ignored).
@@ -611,7 +642,7 @@ def backward(config: RNNConfig, params: Mapping, x, d_output, d_final_state=None
     variant parameters (peephole, ln_*) included), fresh arrays of x's dtype; dx is zero past each
     sequence's end.
     """
-    call = _check_call(config, params, x, state0, lengths, variant_masks, dropout_masks)
+    call = _check_call(config, params, x, state0, lengths, variant_masks, dropout_masks, precision)
     d_out, d_final = _check_gradients(call, d_output, d_final_state)
     if workspace is None:  # the call is checked already: its forward runs without a second round of checks
         _, _, workspace = _train_forward(call)

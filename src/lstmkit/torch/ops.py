@@ -72,15 +72,44 @@ def config_key(config: RNNConfig) -> str:
     return json.dumps(d, sort_keys=True)
 
 
+def with_precision(key: str, precision: str) -> str:
+    """``key`` for a training call whose products run in ``precision`` (``engine.check_precision``): the field
+    ``"precision"`` appended (string operations only, so torch.compile traces it)."""
+    return key if precision == "float32" else key[:-1] + ', "precision": "' + precision + '"}'
+
+
 @functools.lru_cache(maxsize=256)
-def parse_config(key: str) -> RNNConfig:
-    """The RNNConfig of an operator's ``config`` argument (validated by RNNConfig, cached per string)."""
+def _parse_key(key: str) -> tuple[RNNConfig, str]:
     try:
         fields = json.loads(key)
-        return RNNConfig(**fields)
-    except (json.JSONDecodeError, TypeError) as e:  # RNNConfig's own ValueErrors name the field already
+        precision = fields.pop("precision", "float32")
+        config = RNNConfig(**fields)
+    except (json.JSONDecodeError, TypeError, AttributeError) as e:  # RNNConfig's own ValueErrors name the field
         raise ValueError(f"config: expected config_key(RNNConfig), a JSON object of RNNConfig's fields, "
                          f"got {key[:80]!r} ({e})") from e
+    if precision not in engine.PRECISIONS:
+        raise ValueError(f"config: 'precision' expected one of {engine.PRECISIONS}, got {precision!r}")
+    return config, precision
+
+
+def parse_config(key: str) -> RNNConfig:
+    """The RNNConfig of an operator's ``config`` argument (validated by RNNConfig, cached per string)."""
+    return _parse_key(key)[0]
+
+
+def key_precision(key: str) -> str:
+    """The precision of a training call's products that an operator's ``config`` carries ("float32" if none)."""
+    return _parse_key(key)[1]
+
+
+def training_precision(config: RNNConfig, x: Tensor) -> str:
+    """A training call's precision: "bfloat16" under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (torch's
+    mixed precision) for a float32 model whose cells have bf16 products (plain LSTM/GRU, no projection),
+    "float32" otherwise: the options without them keep float32 products, which autocast permits."""
+    if (not torch.is_autocast_enabled("cpu") or torch.get_autocast_dtype("cpu") != torch.bfloat16
+            or x.dtype != torch.float32 or not config.is_plain or config.proj_size):
+        return "float32"
+    return "bfloat16"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -192,13 +221,14 @@ def _numpy_forward(config, params, x, state0, lengths, drop, variant):
     return output, final
 
 
-def _numpy_backward(config, params, x, state0, lengths, drop, variant, workspace, d_out, d_final):
+def _numpy_backward(config, params, x, state0, lengths, drop, variant, workspace, d_out, d_final,
+                    precision="float32"):
     """(dx, d_state0, grads by name): from the workspace, or with the forward recomputed (engine or reference)."""
     if not engine.supports(config):
         _, _, cache = ref_rnn.forward(config, params, x, state0, lengths, drop, variant)
         return ref_rnn.backward(cache, d_out, d_final)
     return engine.backward(config, params, x, d_out, d_final, state0, lengths, variant, workspace=workspace,
-                           dropout_masks=drop)
+                           dropout_masks=drop, precision=precision)
 
 
 def _states_out(config, final, x) -> tuple[Tensor, Tensor]:
@@ -244,15 +274,17 @@ def rnn_train(x: Tensor, h0: Tensor, c0: Optional[Tensor], params: list[Tensor],
               dropout_masks: list[Tensor], mask_recurrent: list[Tensor], mask_zoneout_c: list[Tensor],
               mask_zoneout_h: list[Tensor], config: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``rnn`` natively for training -> (output, h_n, c_n or empty, workspace)."""
-    cfg = parse_config(config)
+    cfg, precision = _parse_key(config)
     return _train_computation(cfg, x, _numpy_args(cfg, x, h0, c0, params, lengths, dropout_masks,
-                                                  (mask_recurrent, mask_zoneout_c, mask_zoneout_h)))
+                                                  (mask_recurrent, mask_zoneout_c, mask_zoneout_h)), precision)
 
 
-def _train_computation(cfg: RNNConfig, x: Tensor, args: tuple) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _train_computation(cfg: RNNConfig, x: Tensor, args: tuple,
+                       precision: str = "float32") -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``rnn_train``'s computation on arguments already checked and converted (_numpy_args, _as_numpy)."""
     params_np, x_np, state0, lengths_np, drop, variant = args
-    output, final, workspace = engine.train_forward(cfg, params_np, x_np, state0, lengths_np, variant, drop)
+    output, final, workspace = engine.train_forward(cfg, params_np, x_np, state0, lengths_np, variant, drop,
+                                                    precision)
     return _to_torch(output), *_states_out(cfg, final, x), torch.from_numpy(workspace)
 
 
@@ -272,14 +304,15 @@ def rnn_backward(x: Tensor, h0: Tensor, c0: Optional[Tensor], params: list[Tenso
                  mask_zoneout_h: list[Tensor], workspace: Optional[Tensor], grad_output: Optional[Tensor],
                  grad_h_n: Optional[Tensor], grad_c_n: Optional[Tensor], config: str) -> list[Tensor]:
     """Gradients of ``rnn`` / ``rnn_train`` -> [dx (T, B, I), dh0, (dc0), *dparams in param_shapes order]."""
-    cfg = parse_config(config)
+    cfg, precision = _parse_key(config)
     masks = (mask_recurrent, mask_zoneout_c, mask_zoneout_h)
     args = _numpy_args(cfg, x, h0, c0, params, lengths, dropout_masks, masks)
-    return _backward_computation(cfg, args, workspace, grad_output, grad_h_n, grad_c_n)
+    return _backward_computation(cfg, args, workspace, grad_output, grad_h_n, grad_c_n, precision)
 
 
 def _backward_computation(cfg: RNNConfig, args: tuple, workspace: Optional[Tensor], grad_output: Optional[Tensor],
-                          grad_h_n: Optional[Tensor], grad_c_n: Optional[Tensor]) -> list[Tensor]:
+                          grad_h_n: Optional[Tensor], grad_c_n: Optional[Tensor],
+                          precision: str = "float32") -> list[Tensor]:
     """``rnn_backward``'s computation on converted arguments; a None gradient is zeros."""
     params_np, x_np, state0, lengths_np, drop, variant = args
     d_out = np.zeros(x_np.shape[:2] + (cfg.num_directions * cfg.output_size,), x_np.dtype)
@@ -289,7 +322,7 @@ def _backward_computation(cfg: RNNConfig, args: tuple, workspace: Optional[Tenso
     shapes = checks.state_shapes(cfg, x_np.shape[1])
     d_final = tuple(np.zeros(s, x_np.dtype) if g is None or g.numel() == 0 else _np(g) for s, g in zip(shapes, finals))
     dx, d_state0, grads = _numpy_backward(cfg, params_np, x_np, state0, lengths_np, drop, variant, _np(workspace),
-                                          d_out, d_final)
+                                          d_out, d_final, precision)
     result = [np.asarray(g, dtype=x_np.dtype) for g in (dx, *d_state0, *(grads[name] for name in param_shapes(cfg)))]
     # Each output its own memory, even if a path hands back one array (or two views of it) twice.
     owners = [_memory_owner(g) for g in result]
@@ -628,12 +661,12 @@ class _EagerTrain(torch.autograd.Function):
     lists flat; outputs (output, h_n, c_n or empty), as ``rnn_train``'s without the workspace (kept here)."""
 
     @staticmethod
-    def forward(ctx, config, counts, x, h0, c0, lengths, *flat):
+    def forward(ctx, config, precision, counts, x, h0, c0, lengths, *flat):
         params, drop, *masks = _split(flat, counts)
         args = _module_args(config, x, h0, c0, params, lengths, drop, masks)
-        output, h_n, c_n, workspace = _train_computation(config, x, args)
+        output, h_n, c_n, workspace = _train_computation(config, x, args, precision)
         ctx.set_materialize_grads(False)  # (an unused output's gradient stays None: zeros of the small shapes)
-        ctx.config, ctx.counts, ctx.lengths_np = config, counts, args[3]
+        ctx.config, ctx.precision, ctx.counts, ctx.lengths_np = config, precision, counts, args[3]
         ctx.save_for_backward(x, h0, c0, lengths, workspace, *flat)
         return output, h_n, c_n
 
@@ -648,9 +681,9 @@ class _EagerTrain(torch.autograd.Function):
             result = graph_gradients(cfg, x, (h0, c0) if lstm else (h0,), params, lengths, drop, variant, grads)
         else:
             args = _as_numpy(cfg, x, h0, c0, params, ctx.lengths_np, drop, masks)
-            result = _backward_computation(cfg, args, workspace, *grads)
+            result = _backward_computation(cfg, args, workspace, *grads, ctx.precision)
         n = 2 if lstm else 1
-        return (None, None, result[0], result[1], result[2] if lstm else None, None, *result[1 + n:],
+        return (None, None, None, result[0], result[1], result[2] if lstm else None, None, *result[1 + n:],
                 *([None] * (len(flat) - len(params))))
 
 
@@ -663,12 +696,14 @@ def call(config: RNNConfig, key: str, x: Tensor, state0: tuple, params: list, le
     (recurrent, zoneout_c, zoneout_h). The caller (a module) has checked x, state0 and lengths."""
     h0, c0 = state0[0], (state0[1] if config.mode == "LSTM" else None)
     masks = [m for ms in variant_masks for m in ms]
+    precision = training_precision(config, x) if train else "float32"
+    key = with_precision(key, precision)
     if _under_torch_func():
         outputs = _functorch_call("rnn_train" if train else "rnn", key, x, h0, c0, lengths, params, dropout_masks,
                                   variant_masks)
     elif train and _plain_eager((x, h0, c0, lengths, *params, *dropout_masks, *masks)):
         counts = (len(params), len(dropout_masks), *(len(ms) for ms in variant_masks))
-        outputs = _EagerTrain.apply(config, counts, x, h0, c0, lengths, *params, *dropout_masks, *masks)
+        outputs = _EagerTrain.apply(config, precision, counts, x, h0, c0, lengths, *params, *dropout_masks, *masks)
     elif train:
         outputs = torch.ops.lstmkit.rnn_train(x, h0, c0, params, lengths, list(dropout_masks), *variant_masks, key)
     elif _undispatched((x, h0, c0, lengths, *params, *dropout_masks, *masks)):

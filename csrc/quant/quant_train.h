@@ -1,0 +1,197 @@
+// bfloat16 mixed-precision training of the plain LSTM/GRU (no projection): every product of the training
+// forward and of BPTT — the input projection, h·W_hhᵀ per step, dG·W_hh per step, dGᵀ·X and dGᵀ·h_prev for
+// the weight gradients, dG·W_ih for the input gradient — takes its operands rounded to bf16 (nearest even)
+// and accumulates in float32 (vdpbf16ps on AVX-512 BF16; elsewhere only the weight-side operand is rounded,
+// and the float kernel widens it). Everything else is the float engine's: the state, the nonlinearities and
+// their derivatives, the bias gradients (column sums), the master weights and every gradient are float32.
+//
+// The drivers are the float engine's (run_sequence, run_backward) over two adapters, and the workspace is
+// the float training's (sequence/backward.h's TrainWorkspace): only the products differ.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "quant/quant_rnn.h"
+#include "sequence/backward.h"
+
+namespace lstmkit {
+namespace LSTMKIT_ISA {
+
+// grad [M, width] = Aᵀ · in, a weight gradient summed over N rows: A [N, M] (row stride M: the gate
+// gradients), in [N, width] (row stride width: the layer's input or h_prev). in's transpose is packed as the
+// weights and A's columns, rounded, are the rows of the left operand, prepared into r (when prepare; else r
+// holds them from a previous call with the same A). sums: null, or out [M]: A's column sums (a bias
+// gradient, from the same pass over A, in column_sums' order). Each output element is one thread's, in one
+// order: the bits do not depend on the thread count.
+inline void bf16_gemm_tn(index_t N, index_t M, const float* A, const float* in, index_t width, float* grad,
+                         QuantRows& r, bool prepare, float* sums) {
+  std::fill(grad, grad + M * width, 0.f);
+  if (N == 0) {
+    if (sums) std::fill(sums, sums + M, 0.f);
+    return;
+  }
+  const Bf16Weights in_t(in, width, N, width, true);
+  const bool pool = !in_parallel() && num_threads() >= 2;
+  if (prepare) {
+    in_t.size_columns(M, r);
+    auto columns = [&](index_t b, index_t e) { in_t.prepare_columns(A, M, r, b * kQNR, std::min(M, e * kQNR), sums); };
+    const index_t blocks = (M + kQNR - 1) / kQNR;
+    if (pool) parallel_for(blocks, columns);
+    else columns(0, blocks);
+  }
+  if (!pool) return in_t.gemm_acc(0, M, r, grad, width, 0, in_t.panels());
+  parallel_for(in_t.panels(), [&](index_t p0, index_t p1) { in_t.gemm_acc(0, M, r, grad, width, p0, p1); });
+}
+
+// C [M, Nc] = Aᵀ · Bm (A [K, M], Bm [K, Nc]) and sums [M] = A's column sums (or null) through bf16_gemm_tn:
+// QuantKernels::linear_tn, the test hook of the weight-gradient product.
+inline void bf16_linear_tn(index_t M, index_t Nc, index_t K, const float* A, const float* Bm, float* C, float* sums) {
+  QuantRows r;
+  bf16_gemm_tn(K, M, A, Bm, Nc, C, r, true, sums);
+}
+
+// One layer and direction of the training forward (run_sequence's adapter) with the plain cells' tape.
+// Its steps stay on one thread per row block (no lockstep pair: a small batch trains in float32 as fast).
+class Bf16TrainCell {
+ public:
+  using Local = QuantRows;
+  static constexpr index_t kUnitWidth = kQNR;
+
+  Bf16TrainCell(bool lstm, index_t in, index_t B, index_t H, const CellWeights<float>& w, PlainTape<float> tape)
+      : cell_(new QuantCell<Bf16Weights>(lstm, in, H, H, w)),
+        tape_(tape),
+        lstm_(lstm),
+        H_(H),
+        GH_((lstm ? 4 : 3) * H),
+        scratch_(lstm ? 0 : static_cast<size_t>(B * GH_)) {}
+
+  float* kept_gates() const { return tape_.act; }
+  void project(index_t N, const float* in, index_t ld_in, float* g, index_t ldg) const {
+    fill_rows(N, GH_, cell_->input_bias(), g, ldg);
+    quant_gemm_rows(cell_->w_ih, N, in, ld_in, g, ldg);
+  }
+  void project_rows(index_t q0, index_t n, const float* in, index_t ld_in, float* g, index_t ldg, bool,
+                    QuantRows& qr) const {
+    fill_rows(n, GH_, cell_->input_bias(), g, ldg);
+    cell_->w_ih.prepare(n, in + q0 * ld_in, ld_in, qr);
+    cell_->w_ih.gemm_acc(0, n, qr, g, ldg, 0, cell_->w_ih.panels());
+  }
+  // State rows [r0, r0 + n) (packed q0..) through a step; g: the tape's rows, pre-activations in,
+  // activations out (cells/plain.h's PlainCell::step with the bf16 products).
+  void step(index_t r0, index_t n, index_t q0, float* g, index_t ldg, float* h, float* c, bool, QuantRows& qr) {
+    float* hr = h + r0 * H_;
+    for (index_t r = 0; r < n; ++r) {  // the state before the step, for the backward
+      std::copy_n(hr + r * H_, H_, tape_.h_prev + (q0 + r) * H_);
+      if (lstm_) std::copy_n(c + (r0 + r) * H_, H_, tape_.c_prev + (q0 + r) * H_);
+    }
+    float* aux = tape_.aux + q0 * H_;
+    if (lstm_) {
+      quant_gemm(cell_->w_hh, n, hr, H_, g, ldg, qr);
+      lstm_pointwise(n, H_, g, ldg, c + r0 * H_, H_, c + r0 * H_, H_, hr, H_, g, aux);
+    } else {
+      float* gh = scratch_.data() + r0 * GH_;
+      fill_rows(n, GH_, static_cast<const float*>(nullptr), gh, GH_);
+      quant_gemm(cell_->w_hh, n, hr, H_, gh, GH_, qr);
+      gru_pointwise(n, H_, g, ldg, gh, GH_, cell_->hidden_bias(), hr, H_, hr, H_, g, aux);
+    }
+  }
+  double row_macs(index_t) const { return 0; }
+  bool lockstep_units(index_t) const { return false; }
+  void step_units(index_t, index_t, index_t, index_t, float*, index_t, const float*, float*, float*, QuantRows&) {}
+  bool pool_step(index_t) const { return false; }
+  void step_pool(index_t, index_t, float*, index_t, float*, float*) {}
+
+ private:
+  std::unique_ptr<QuantCell<Bf16Weights>> cell_;
+  PlainTape<float> tape_;
+  bool lstm_;
+  index_t H_, GH_;
+  std::vector<float> scratch_;  // GRU h·W_hhᵀ [B, 3H]
+};
+
+// One layer and direction of BPTT (run_backward's adapter): the float cell's output and gate gradients
+// (PlainCellBackward), the products in bf16.
+class Bf16CellBackward : public PlainCellBackward<float> {
+ public:
+  Bf16CellBackward(bool lstm, index_t In, index_t H, const CellWeights<float>& w, const PlainTape<float>& tape,
+                   const CellGrads<float>& grads, const float* d_out, index_t ldo, PlainBackwardBuffers<float>& buf)
+      : PlainCellBackward<float>(lstm, In, H, H, w, tape, grads, d_out, ldo, buf, false),
+        w_hh_t_(w.w_hh, H, GH_, H, true),
+        w_ih_t_(w.w_ih, In, GH_, In, true) {}
+
+  void step(index_t q0, index_t r0, index_t n, bool, float* dh, float* dc) {
+    add_d_out(q0, r0, n, 0, H_, dh);
+    gate_grads(q0, r0, n, 0, H_, dh + r0 * H_, H_, dh, dc);
+    thread_local QuantRows qr;  // the rows of a step's product, per thread (the row split runs two at once)
+    float* dhb = dh + r0 * H_;
+    if (lstm_) {  // dh_prev = dG · W_hh; the GRU adds dGh · W_hh onto its direct path
+      fill_rows(n, H_, static_cast<const float*>(nullptr), dhb, H_);
+      quant_gemm(w_hh_t_, n, b_.dG.data() + q0 * GH_, GH_, dhb, H_, qr);
+    } else {
+      quant_gemm(w_hh_t_, n, b_.dGh.data() + q0 * GH_, GH_, dhb, H_, qr);
+    }
+  }
+  double row_macs(index_t) const { return 0; }
+  bool lockstep_units(index_t) const { return false; }
+  void product_units(index_t, index_t, index_t, index_t, bool, float*) {}
+  void step_units(index_t, index_t, index_t, index_t, float*, float*) {}
+
+  // The weight gradients dW = dGᵀ · inputs (each one product over all N rows), the bias gradients (float
+  // column sums, from the pass that rounds dGᵀ), and d_in += dG · W_ih.
+  void finish(index_t N, const float* layer_in, index_t In, float* d_in) const {
+    const float* dG = b_.dG.data();
+    QuantRows r;  // dGᵀ as the left operand: the LSTM's both gradients multiply it
+    bf16_gemm_tn(N, GH_, dG, layer_in, In, gr_.w_ih, r, true, gr_.b_ih);
+    if (lstm_) {
+      bf16_gemm_tn(N, GH_, dG, tape_.h_prev, H_, gr_.w_hh, r, false, nullptr);
+      if (gr_.b_ih) std::copy_n(gr_.b_ih, GH_, gr_.b_hh);  // both biases add to the same gates
+    } else {
+      bf16_gemm_tn(N, GH_, b_.dGh.data(), tape_.h_prev, H_, gr_.w_hh, r, true, gr_.b_hh);
+    }
+    quant_gemm_rows(w_ih_t_, N, dG, GH_, d_in, In);
+  }
+
+ private:
+  Bf16Weights w_hh_t_;  // W_hhᵀ [H, G·H]
+  Bf16Weights w_ih_t_;  // W_ihᵀ [In, G·H]
+};
+
+// rnn_train_forward (sequence/backward.h) with the bf16 products; the same workspace. No projection.
+inline void bf16_train_forward(const RnnShape& s, const float* x, const CellWeights<float>* weights, const float* h0,
+                               const float* c0, const int64_t* lengths, const float* const* dropout, float* out,
+                               float* h_n, float* c_n, float* ws_base) {
+  const TrainWorkspace<float> ws(s, ws_base);
+  ws.clear_unused(PackedBatch(s.T, s.B, lengths).N);
+  std::vector<float*> inputs(static_cast<size_t>(s.L), nullptr);
+  for (index_t layer = 1; layer < s.L; ++layer) inputs[layer] = ws.input(layer);
+  SequenceArgs<float> a;
+  a.x = x, a.h0 = h0, a.c0 = c0, a.lengths = lengths, a.out = out, a.h_n = h_n, a.c_n = c_n;
+  a.layer_inputs = inputs.data();
+  a.dropout = dropout;
+  run_sequence(s, a, true, [&](index_t layer, index_t d, index_t in, const PackedBatch&) {
+    const index_t k = layer * s.D + d;
+    const PlainTape<float> tape{ws.act(k), ws.aux(k), ws.h_prev(k), ws.c_prev(k), ws.m(k)};
+    return Bf16TrainCell(s.lstm, in, s.B, s.H, weights[k], tape);
+  });
+}
+
+// rnn_backward (sequence/backward.h) with the bf16 products, from bf16_train_forward's workspace.
+inline void bf16_backward(const RnnShape& s, const float* x, const CellWeights<float>* weights, const int64_t* lengths,
+                          const float* const* dropout, const float* ws_base, const float* d_out, const float* d_hn,
+                          const float* d_cn, float* dx, float* d_h0, float* d_c0, const CellGrads<float>* grads) {
+  const PackedBatch pk(s.T, s.B, lengths);
+  const TrainWorkspace<float> ws(s, const_cast<float*>(ws_base));
+  PlainBackwardBuffers<float> buffers(s.lstm, false, pk.N, s.B, s.H, s.P, s.gates() * s.H);
+  auto layer_input = [&](index_t layer) -> const float* { return ws.input(layer); };
+  run_backward(s, pk, lengths == nullptr, x, d_out, d_hn, d_cn, dx, d_h0, d_c0, dropout, layer_input,
+               [&](index_t layer, index_t d, const float* d_layer_out, index_t ldo) {
+                 const index_t k = layer * s.D + d, In = layer == 0 ? s.I : s.D * s.P;
+                 const PlainTape<float> tape{ws.act(k), ws.aux(k), ws.h_prev(k), ws.c_prev(k), ws.m(k)};
+                 return Bf16CellBackward(s.lstm, In, s.H, weights[k], tape, grads[k], d_layer_out + d * s.P, ldo,
+                                         buffers);
+               });
+}
+
+}  // namespace LSTMKIT_ISA
+}  // namespace lstmkit
