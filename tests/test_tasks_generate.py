@@ -95,3 +95,45 @@ def test_char_lm_is_silent_by_default(capsys):
     assert captured.out == "" and captured.err == ""
     CharLM(hidden_size=8, embed_dim=4, epochs=1, batches_per_epoch=1, seq_len=16, verbose=1).fit(text, text[:100])
     assert "nats per character" in capsys.readouterr().out
+
+
+def test_char_lm_trains_in_bf16_on_request_and_evaluates_in_float32(monkeypatch):
+    """precision='bfloat16': the training forward's products in bfloat16 (logits float32, near float32's), the
+    evaluation bit for bit float32's; 'auto' follows the CPU; a bad value is refused by name."""
+    import torch
+
+    from lstmkit.tasks import devices
+    from lstmkit.tasks.generate import CharLM
+    from lstmkit.tasks.generate.net import CharNet
+
+    with pytest.raises(ValueError, match="precision: expected one of 'float32', 'bfloat16', 'auto', got 'half'"):
+        CharLM(precision="half")
+    torch.manual_seed(0)
+    net = CharNet(20, 16, 32)
+    x = torch.randint(0, 20, (3, 12))
+    net.train()
+    want, _ = net(x)
+    net.bf16 = True
+    got, _ = net(x)
+    assert got.dtype == torch.float32 and 0 < float((got - want).abs().max()) <= 2e-2 * float(want.abs().max())
+    net.eval()
+    with torch.no_grad():
+        evaluated, _ = net(x)
+        net.bf16 = False
+        torch.testing.assert_close(evaluated, net(x)[0], rtol=0, atol=0)
+    text = "abcdefg" * 100
+    lm = CharLM(hidden_size=8, embed_dim=4, epochs=1, batches_per_epoch=1, seq_len=16, precision="bfloat16")
+    assert lm.fit(text, text[:100]).history_["precision"] == "bfloat16" and lm.model.bf16
+    for native in (True, False):
+        monkeypatch.setattr(devices, "native_bf16", lambda native=native: native)
+        lm = CharLM(hidden_size=8, embed_dim=4, steps=2, eval_every=1, seq_len=16, batch_size=4, precision="auto")
+        assert lm.fit(text, text[:300]).history_["precision"] == ("bfloat16" if native else "float32")
+
+
+def test_generate_precision_flag_reaches_the_results(tmp_path):
+    out = str(tmp_path / "run")
+    argv = ["generate", "--limit", "6000", "--steps", "2", "--eval-every", "1", "--hidden-size", "16", "--seq-len",
+            "16", "--n-chars", "5", "--dynamic-lr", "0", "--precision", "bfloat16", "--out", out, "--no-progress"]
+    assert main(argv) == 0
+    res = json.load(open(os.path.join(out, "results.json")))
+    assert res["training_time"]["precision"] == "bfloat16" and res["config"]["precision"] == "bfloat16"

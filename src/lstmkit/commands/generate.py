@@ -60,6 +60,9 @@ def register(sub) -> None:
                    help="stream training: AdamW's weight decay")
     p.add_argument("--eval-every", type=positive_int, default=STREAM_ONLY["eval_every"],
                    help="stream training: steps between validations (the best validated weights are kept)")
+    p.add_argument("--precision", choices=("float32", "bfloat16", "auto"), default="float32",
+                   help="training's products: bfloat16 on the CPU (float32 state, loss and weights; "
+                        "docs/mixed_precision.md), or auto: bfloat16 where the CPU has AVX512_BF16 or AMX")
     p.add_argument("--dynamic-lr", type=float, default=0.1,
                    help="dynamic evaluation: SGD learning rate for adapting to the held-out text as it is scored "
                         "(0: off)")
@@ -120,6 +123,6 @@ def run(args) -> int:
         progress=show_progress(args), device=args.device, embed_dropout=args.embed_dropout,
         proj_size=args.proj_size, layer_norm=args.layer_norm, tie_weights=args.tie_weights, steps=args.steps,
         time_budget=None if args.time_budget is None else 60.0 * args.time_budget, warmup=args.warmup,
-        weight_decay=args.weight_decay, eval_every=args.eval_every)
+        weight_decay=args.weight_decay, eval_every=args.eval_every, precision=args.precision)
     emit(args, summary)
     return 0

@@ -127,7 +127,9 @@ def run(*, out: str, text_file: str | None = None, test_fraction: float = 0.05, 
                 "load_average_before": [round(v, 2) for v in load_before],
                 "load_average_after": [round(v, 2) for v in os.getloadavg()]}
     training["chars_per_s"] = round(training["chars_read"] / max(training["seconds"], 1e-9))
-    log(f"training: {training['seconds'] / 60:.1f} min, {training['chars_read']:,} characters read "
+    training["precision"] = lm.history_["precision"]
+    log(f"training ({training['precision']} products): {training['seconds'] / 60:.1f} min, "
+        f"{training['chars_read']:,} characters read "
         f"({training['chars_per_s']:,} chars/s with validations), load average {training['load_average_before']} "
         f"before, {training['load_average_after']} after (1/5/15 min, {os.cpu_count()} CPUs)")
     if not is_main():  # under torchrun only rank 0 evaluates and writes the report

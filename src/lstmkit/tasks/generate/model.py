@@ -19,6 +19,8 @@ import numpy as np
 from .. import checkpoint, devices
 from ..training import TrainConfig, fit, quiet, seed_everything
 
+PRECISIONS = ("float32", "bfloat16", "auto")  # of training's products (CharNet.bf16)
+
 TASK = "generate"
 
 
@@ -32,6 +34,10 @@ class CharLM:
     cell), tie_weights (the output layer shares the embedding; embed_dim must equal proj_size or hidden_size).
     Stream training (stream.py), on when ``steps`` or ``time_budget`` (seconds, evaluations included) is set:
     AdamW with ``weight_decay``, ``warmup`` steps then cosine decay, validation every ``eval_every`` steps.
+    precision: 'float32' (default), 'bfloat16' (training's products in bfloat16 on the CPU: the recurrent layer's,
+    where its cell has them, docs/mixed_precision.md, and the output layer's; float32 state, loss, weights and
+    evaluation), or 'auto' (bfloat16 where the CPU multiplies it natively: AVX512_BF16 or AMX). The precision
+    used is ``history_['precision']``.
     """
 
     def __init__(self, hidden_size: int = 256, embed_dim: int = 64, num_layers: int = 1, cell: str = "lstm",
@@ -40,13 +46,15 @@ class CharLM:
                  seed: int = 0, verbose: int = 0, device="cpu", *, embed_dropout: float = 0.0, proj_size: int = 0,
                  layer_norm: bool = False, tie_weights: bool = False, steps: int | None = None,
                  time_budget: float | None = None, warmup: int = 50, weight_decay: float = 0.01,
-                 eval_every: int = 100):
+                 eval_every: int = 100, precision: str = "float32"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
         self.config = dict(hidden_size=hidden_size, embed_dim=embed_dim, num_layers=num_layers, cell=cell,
                            seq_len=seq_len, epochs=epochs, batch_size=batch_size, batches_per_epoch=batches_per_epoch,
                            lr=lr, lr_schedule=lr_schedule, dropout=dropout, patience=patience, seed=seed,
                            embed_dropout=embed_dropout, proj_size=proj_size, layer_norm=layer_norm,
                            tie_weights=tie_weights, steps=steps, time_budget=time_budget, warmup=warmup,
-                           weight_decay=weight_decay, eval_every=eval_every)
+                           weight_decay=weight_decay, eval_every=eval_every, precision=precision)
         if self._streaming():
             self._stream_config().check()  # a bad steps / time_budget fails here, before any work
         self.verbose = verbose
@@ -69,7 +77,15 @@ class CharLM:
                       c.get("dropout", 0.0), embed_dropout=c.get("embed_dropout", 0.0),
                       proj_size=c.get("proj_size", 0), layer_norm=c.get("layer_norm", False),
                       tie_weights=c.get("tie_weights", False))
+        net.bf16 = self._precision_used() == "bfloat16"
         return net.to(self.device)
+
+    def _precision_used(self) -> str:
+        """precision resolved: 'bfloat16' only on the CPU ('auto': where the CPU multiplies it natively)."""
+        precision = self.config.get("precision", "float32")  # (checkpoints from before the option: float32)
+        if self.device.type != "cpu" or precision == "float32":
+            return "float32"
+        return "bfloat16" if precision == "bfloat16" or devices.native_bf16() else "float32"
 
     def _streaming(self) -> bool:
         return self.config.get("steps") is not None or self.config.get("time_budget") is not None
@@ -115,6 +131,7 @@ class CharLM:
         val = self._chunks(self.encode(val_text)) if val_text else None
         self.history_ = fit(self.model, loss_fn, self._chunks(self.encode(text)), val, cfg, task=TASK, config=c,
                             ckpt_dir=ckpt_dir, resume=resume, log=log)
+        self.history_["precision"] = self._precision_used()
         return self
 
     def _fit_stream(self, text, val_text, ckpt_dir, resume, log) -> "CharLM":
@@ -125,6 +142,7 @@ class CharLM:
         val_bpc = (lambda model: self.bits_per_char(val_text, streams=8)) if val_text else None
         self.history_ = train_stream(self.model, self.encode(text), val_bpc, self._stream_config(),
                                      ckpt_dir=ckpt_dir, task=TASK, config=self.config, log=log, device=self.device)
+        self.history_["precision"] = self._precision_used()
         return self
 
     def bits_per_char(self, text: str, streams: int = 32, chunk: int = 256) -> float:

@@ -39,6 +39,10 @@ class CharNet(nn.Module):
     With ``tie_weights`` the logits are ``out @ embed.weight.T + head_bias``: one (V, E) tensor serves as both
     embedding and output layer, and the state_dict holds it once (``embed.weight``; no ``head.weight``).
     ``dropout``: between layers and on the top layer's output; ``embed_dropout``: on the embedded input.
+    ``bf16`` (set by CharLM's ``precision``): while training on the CPU, the forward runs under
+    ``torch.autocast("cpu", dtype=torch.bfloat16)``: the recurrent layer's and the output layer's products in
+    bfloat16 (docs/mixed_precision.md), the state, the logits returned and every weight float32; evaluation is
+    float32 either way.
     """
 
     def __init__(self, vocab_size: int, embed_dim: int = 64, hidden_size: int = 256, num_layers: int = 1,
@@ -65,10 +69,14 @@ class CharNet(nn.Module):
             self.head_bias = nn.Parameter(torch.zeros(vocab_size))
         else:
             self.head = nn.Linear(proj_size or hidden_size, vocab_size)
+        self.bf16 = False
 
     def forward(self, x, state=None):
-        out, state = self.rnn(self.embed_drop(self.embed(x)), state)  # (B, T, P)
-        out = self.drop(out)
-        if self.tied:
-            return nn.functional.linear(out, self.embed.weight, self.head_bias), state  # (B, T, V)
-        return self.head(out), state
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16 and self.training and x.is_cpu):
+            out, state = self.rnn(self.embed_drop(self.embed(x)), state)  # (B, T, P)
+            out = self.drop(out)
+            if self.tied:
+                logits = nn.functional.linear(out, self.embed.weight, self.head_bias)  # (B, T, V)
+            else:
+                logits = self.head(out)
+        return logits.float(), state
