@@ -1,12 +1,12 @@
 """Full runs of the task commands; writes one markdown table per job to benchmarks/tasks_results.md.
 
     PYTHONPATH=src python benchmarks/tasks_run.py [job ...]
-    # jobs: quarterly quarterly-default monthly digits vowels text text-steps
+    # jobs: quarterly quarterly-default monthly digits vowels text text-steps text-bf16
 
 text: the char LM trained for a 15-minute wall-clock budget (issue 21's bar) on whatever share of the CPUs
 the machine gives it; text-steps: the same model for the fixed number of steps that 15 quiet minutes on 2 cores
 reach (QUIET_STEPS, measured at a low load average), so the result of a full 15 minutes is known on a shared
-machine too.
+machine too; text-bf16: 15 minutes of a wider model trained with bfloat16 products.
 
 Each job is the CLI itself (lstmkit forecast / classify / generate) into a fresh folder under
 benchmarks/runs/; the tables are read back from its results.json.
@@ -29,6 +29,13 @@ TEXT_MODEL = ["--hidden-size", "256", "--embed-dim", "256", "--tie-weights", "--
 # quiet stretch of the machine (load average ~3.8), x 900 s. The partial run in tasks_results.md used 3700, the
 # earlier estimate from CPU time under load.
 QUIET_STEPS = 5300
+# with bfloat16 products (docs/mixed_precision.md: 1.6-1.7x the float32 rate end to end), a model twice as wide:
+# LSTM 512 with a tied 512-wide embedding, no layer norm (its cell has no bf16 products), lr 5e-3, chosen on the
+# validation split (benchmarks/generate_precision.py: 1.456-1.469 bits/char after 600 steps, where TEXT_MODEL's
+# best was 1.560, 1.482 with dropout), and TEXT_MODEL's dropout finding (0.25, embedding 0.1) against overfitting
+TEXT_MODEL_BF16 = ["--hidden-size", "512", "--embed-dim", "512", "--tie-weights", "--batch-size", "32", "--seq-len",
+                   "128", "--lr", "5e-3", "--warmup", "20", "--eval-every", "100", "--dropout", "0.25",
+                   "--embed-dropout", "0.1", "--precision", "bfloat16"]
 JOBS = {
     "quarterly": ["forecast", "--dataset", "tourism-quarterly", "--epochs", "20", "--ensemble", "3"],
     "quarterly-default": ["forecast", "--dataset", "tourism-quarterly"],
@@ -37,6 +44,7 @@ JOBS = {
     "vowels": ["classify", "--dataset", "japanese-vowels"],
     "text": ["generate", "--time-budget", "15"] + TEXT_MODEL,
     "text-steps": ["generate", "--steps", str(QUIET_STEPS)] + TEXT_MODEL,
+    "text-bf16": ["generate", "--time-budget", "15"] + TEXT_MODEL_BF16,
 }
 COLUMNS = {"forecast": ["method", "MASE", "sMAPE", "MAE", "RMSE", "seconds"], "classify": ["model", "test accuracy"],
            "generate": ["model", "bpc"]}

@@ -161,36 +161,21 @@ class Bf16CellBackward : public PlainCellBackward<float> {
 inline void bf16_train_forward(const RnnShape& s, const float* x, const CellWeights<float>* weights, const float* h0,
                                const float* c0, const int64_t* lengths, const float* const* dropout, float* out,
                                float* h_n, float* c_n, float* ws_base) {
-  const TrainWorkspace<float> ws(s, ws_base);
-  ws.clear_unused(PackedBatch(s.T, s.B, lengths).N);
-  std::vector<float*> inputs(static_cast<size_t>(s.L), nullptr);
-  for (index_t layer = 1; layer < s.L; ++layer) inputs[layer] = ws.input(layer);
-  SequenceArgs<float> a;
-  a.x = x, a.h0 = h0, a.c0 = c0, a.lengths = lengths, a.out = out, a.h_n = h_n, a.c_n = c_n;
-  a.layer_inputs = inputs.data();
-  a.dropout = dropout;
-  run_sequence(s, a, true, [&](index_t layer, index_t d, index_t in, const PackedBatch&) {
-    const index_t k = layer * s.D + d;
-    const PlainTape<float> tape{ws.act(k), ws.aux(k), ws.h_prev(k), ws.c_prev(k), ws.m(k)};
-    return Bf16TrainCell(s.lstm, in, s.B, s.H, weights[k], tape);
-  });
+  train_sequence(s, x, h0, c0, lengths, dropout, out, h_n, c_n, ws_base,
+                 [&](index_t k, index_t in, PlainTape<float> tape) {
+                   return Bf16TrainCell(s.lstm, in, s.B, s.H, weights[k], tape);
+                 });
 }
 
 // rnn_backward (sequence/backward.h) with the bf16 products, from bf16_train_forward's workspace.
 inline void bf16_backward(const RnnShape& s, const float* x, const CellWeights<float>* weights, const int64_t* lengths,
                           const float* const* dropout, const float* ws_base, const float* d_out, const float* d_hn,
                           const float* d_cn, float* dx, float* d_h0, float* d_c0, const CellGrads<float>* grads) {
-  const PackedBatch pk(s.T, s.B, lengths);
-  const TrainWorkspace<float> ws(s, const_cast<float*>(ws_base));
-  PlainBackwardBuffers<float> buffers(s.lstm, false, pk.N, s.B, s.H, s.P, s.gates() * s.H);
-  auto layer_input = [&](index_t layer) -> const float* { return ws.input(layer); };
-  run_backward(s, pk, lengths == nullptr, x, d_out, d_hn, d_cn, dx, d_h0, d_c0, dropout, layer_input,
-               [&](index_t layer, index_t d, const float* d_layer_out, index_t ldo) {
-                 const index_t k = layer * s.D + d, In = layer == 0 ? s.I : s.D * s.P;
-                 const PlainTape<float> tape{ws.act(k), ws.aux(k), ws.h_prev(k), ws.c_prev(k), ws.m(k)};
-                 return Bf16CellBackward(s.lstm, In, s.H, weights[k], tape, grads[k], d_layer_out + d * s.P, ldo,
-                                         buffers);
-               });
+  backward_from_tape(s, x, lengths, dropout, ws_base, d_out, d_hn, d_cn, dx, d_h0, d_c0,
+                     [&](index_t k, index_t In, const PlainTape<float>& tape, const float* d_layer_out, index_t ldo,
+                         PlainBackwardBuffers<float>& buffers) {
+                       return Bf16CellBackward(s.lstm, In, s.H, weights[k], tape, grads[k], d_layer_out, ldo, buffers);
+                     });
 }
 
 }  // namespace LSTMKIT_ISA

@@ -101,12 +101,18 @@ struct TrainWorkspace {
   }
 };
 
-// Training forward: rnn_forward's results plus the workspace (run_sequence with the plain cells' tape).
-//   x, weights, h0, c0, lengths, out, h_n, c_n: as rnn_forward
-//   ws: [T·B·train_workspace_row(s)] out, see TrainWorkspace
+// The tape of layer·direction k in the workspace.
 template <typename T>
-void rnn_train_forward(const RnnShape& s, const T* x, const CellWeights<T>* weights, const T* h0, const T* c0,
-                       const int64_t* lengths, const T* const* dropout, T* out, T* h_n, T* c_n, T* ws_base) {
+PlainTape<T> tape_of(const TrainWorkspace<T>& ws, index_t k) {
+  return PlainTape<T>{ws.act(k), ws.aux(k), ws.h_prev(k), ws.c_prev(k), ws.m(k)};
+}
+
+// A training forward with the plain tape, over the cells make_cell(k, in, tape) gives (k = layer·D + direction,
+// in the layer's input width): run_sequence keeping each layer's input and every step's tape in the workspace.
+//   x, h0, c0, lengths, out, h_n, c_n: as rnn_forward; ws: [T·B·train_workspace_row(s)] out, see TrainWorkspace
+template <typename T, typename MakeCell>
+void train_sequence(const RnnShape& s, const T* x, const T* h0, const T* c0, const int64_t* lengths,
+                    const T* const* dropout, T* out, T* h_n, T* c_n, T* ws_base, MakeCell&& make_cell) {
   const TrainWorkspace<T> ws(s, ws_base);
   ws.clear_unused(PackedBatch(s.T, s.B, lengths).N);
   std::vector<T*> inputs(static_cast<size_t>(s.L), nullptr);
@@ -117,7 +123,17 @@ void rnn_train_forward(const RnnShape& s, const T* x, const CellWeights<T>* weig
   a.dropout = dropout;
   run_sequence(s, a, true, [&](index_t layer, index_t d, index_t in, const PackedBatch&) {
     const index_t k = layer * s.D + d;
-    const PlainTape<T> tape{ws.act(k), ws.aux(k), ws.h_prev(k), ws.c_prev(k), ws.m(k)};
+    return make_cell(k, in, tape_of(ws, k));
+  });
+}
+
+// Training forward: rnn_forward's results plus the workspace (run_sequence with the plain cells' tape).
+//   x, weights, h0, c0, lengths, out, h_n, c_n: as rnn_forward
+//   ws: [T·B·train_workspace_row(s)] out, see TrainWorkspace
+template <typename T>
+void rnn_train_forward(const RnnShape& s, const T* x, const CellWeights<T>* weights, const T* h0, const T* c0,
+                       const int64_t* lengths, const T* const* dropout, T* out, T* h_n, T* c_n, T* ws_base) {
+  train_sequence(s, x, h0, c0, lengths, dropout, out, h_n, c_n, ws_base, [&](index_t k, index_t in, PlainTape<T> tape) {
     return PlainCell<T>(s.lstm, in, s.B, s.H, s.P, weights[k], tape);
   });
 }
@@ -230,10 +246,13 @@ void run_backward(const RnnShape& s, const PackedBatch& pk, bool plain, const T*
 //   d_h0:  [L·D, B, P] out; d_c0: [L·D, B, H] out (LSTM), null for GRU
 //   grads: [L·D] CellGrads, index layer·D + direction, every buffer overwritten
 // All pointers are caller-owned and only used during the call; outputs must not alias inputs.
-template <typename T>
-void rnn_backward(const RnnShape& s, const T* x, const CellWeights<T>* weights, const int64_t* lengths,
-                  const T* const* dropout, const T* ws_base, const T* d_out, const T* d_hn, const T* d_cn, T* dx,
-                  T* d_h0, T* d_c0, const CellGrads<T>* grads) {
+// BPTT from the plain tape of a train_sequence call, over the backward cells make_cell(k, In, tape, d_out, ldo,
+// buffers) gives (k = layer·D + direction, In the layer's input width, d_out [N, ·] ld ldo this direction's
+// columns of the layer output's gradient, buffers the gradient buffers all cells share). Arrays as rnn_backward.
+template <typename T, typename MakeCell>
+void backward_from_tape(const RnnShape& s, const T* x, const int64_t* lengths, const T* const* dropout,
+                        const T* ws_base, const T* d_out, const T* d_hn, const T* d_cn, T* dx, T* d_h0, T* d_c0,
+                        MakeCell&& make_cell) {
   const PackedBatch pk(s.T, s.B, lengths);
   const TrainWorkspace<T> ws(s, const_cast<T*>(ws_base));  // read only here
   PlainBackwardBuffers<T> buffers(s.lstm, s.P != s.H, pk.N, s.B, s.H, s.P, s.gates() * s.H);
@@ -241,10 +260,20 @@ void rnn_backward(const RnnShape& s, const T* x, const CellWeights<T>* weights, 
   run_backward(s, pk, lengths == nullptr, x, d_out, d_hn, d_cn, dx, d_h0, d_c0, dropout, layer_input,
                [&](index_t layer, index_t d, const T* d_layer_out, index_t ldo) {
                  const index_t k = layer * s.D + d, In = layer == 0 ? s.I : s.D * s.P;
-                 const PlainTape<T> tape{ws.act(k), ws.aux(k), ws.h_prev(k), ws.c_prev(k), ws.m(k)};
-                 return PlainCellBackward<T>(s.lstm, In, s.H, s.P, weights[k], tape, grads[k], d_layer_out + d * s.P,
-                                             ldo, buffers);
+                 return make_cell(k, In, tape_of(ws, k), d_layer_out + d * s.P, ldo, buffers);
                });
+}
+
+template <typename T>
+void rnn_backward(const RnnShape& s, const T* x, const CellWeights<T>* weights, const int64_t* lengths,
+                  const T* const* dropout, const T* ws_base, const T* d_out, const T* d_hn, const T* d_cn, T* dx,
+                  T* d_h0, T* d_c0, const CellGrads<T>* grads) {
+  backward_from_tape(s, x, lengths, dropout, ws_base, d_out, d_hn, d_cn, dx, d_h0, d_c0,
+                     [&](index_t k, index_t In, const PlainTape<T>& tape, const T* d_layer_out, index_t ldo,
+                         PlainBackwardBuffers<T>& buffers) {
+                       return PlainCellBackward<T>(s.lstm, In, s.H, s.P, weights[k], tape, grads[k], d_layer_out, ldo,
+                                                   buffers);
+                     });
 }
 
 }  // namespace LSTMKIT_ISA
