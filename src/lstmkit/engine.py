@@ -402,7 +402,7 @@ class SequenceCall:
     (L·D, B, H) or None (GRU); lengths (B,) int64 or None; options: the variant kernels' options, None for
     the plain kernels; masks: (recurrent, zoneout_c, zoneout_h), each a list of one mask per layer·direction
     or empty (``lstmkit.ref.variants.VariantMasks``' fields); dropout: the L − 1 inter-layer dropout masks
-    (T, B, D·P), or empty.
+    (T, B, D·P), or empty; precision: a training call's products, "float32" or "bfloat16" (``check_precision``).
     """
 
     config: RNNConfig
