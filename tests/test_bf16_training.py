@@ -198,6 +198,19 @@ def test_autocast_without_bf16_products_computes_float32(kwargs):
         torch.testing.assert_close(u, v, rtol=0, atol=0)
 
 
+def test_autocast_keeps_float32_below_the_bf16_batch():
+    """Batches under BF16_MIN_BATCH rows train in float32 under autocast (their float32 steps run on two threads):
+    the same bits as without autocast; from it on, bf16 products."""
+    from lstmkit.torch.ops import BF16_MIN_BATCH
+
+    module = lt.GRU(5, 16)
+    for batch in (1, BF16_MIN_BATCH - 1, BF16_MIN_BATCH):
+        x = torch.randn(7, batch, 5)
+        (a, _), (b, _) = _torch_run(module, x, True), _torch_run(module, x, False)
+        same = all(torch.equal(u, v) for u, v in zip(a, b))
+        assert same == (batch < BF16_MIN_BATCH), batch
+
+
 def test_autocast_inference_and_eval_stay_float32():
     """Only training calls change: eval (and no_grad) under autocast compute the float32 engine's bits."""
     module = lt.LSTM(5, 16).eval()

@@ -26,8 +26,8 @@ Entry points (``ENTRIES``) and their tolerances. T = 5 steps, B = 3, I = 3, H = 
 * bf16_train: ``engine.train_forward`` / ``backward`` with ``precision="bfloat16"`` (float32 parameters, the
   layer's inter-layer dropout masks) against the float64 reference within tests/test_bf16_training.py's bounds
   (1e-2 of the largest output, 2e-2 of the largest gradient); the cells without bf16 products refuse by name.
-* torch_autocast_train: the float32 module trained under ``torch.autocast("cpu", dtype=torch.bfloat16)``:
-  within the same bounds where the cells have bf16 products, and float32's own bits where they do not.
+* torch_autocast_train: the float32 module trained under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (B = 4,
+  where bf16 products start): within the same bounds where the cells have them, float32's own bits elsewhere.
 * onnx: ``lstmkit.io.to_onnx`` run by onnxruntime (float32) against the eval-mode layer.
 * save_load: safetensors round trip: same config, bit-equal parameters and output.
 * trace: ``lstmkit.introspect.trace``: h and c at every step against the reference run step by step, and the
@@ -223,15 +223,16 @@ def entry_torch_autocast_train(name):
     cells have them (within the bf16 training bounds of the reference), elsewhere float32's own bits."""
     module, torch = _torch_module(name)
     module = module.float().train()
-    x = torch.from_numpy(inputs("float32"))
-    lengths = torch.from_numpy(LENGTHS)
+    batch = 4  # bf16 products from lstmkit.torch.ops.BF16_MIN_BATCH rows (the matrix's B = 3 stays float32)
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((T, batch, I)).astype(np.float32))
+    lengths = torch.from_numpy(np.array([5, 2, 4, 3]))
     runs = []
     for autocast in (True, False):
         module.zero_grad(set_to_none=True)
         xg = x.clone().requires_grad_(True)
         torch.manual_seed(5)
-        drop = module._dropout_masks(T, B, xg)
-        vmasks = module._variant_masks(T, B, xg)
+        drop = module._dropout_masks(T, batch, xg)
+        vmasks = module._variant_masks(T, batch, xg)
         torch.manual_seed(5)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             out, state = module(xg, lengths=lengths)
@@ -249,7 +250,7 @@ def entry_torch_autocast_train(name):
     drop_np, vm = _torch_masks_as_numpy(drop, vmasks)
     params = {k: v.detach().double().numpy() for k, v in module.state_dict().items()}
     drop_np = None if drop_np is None else [m.astype(np.float64) for m in drop_np]
-    r_out, r_final, cache = ref.forward(config, params, x.double().numpy(), None, LENGTHS, drop_np, vm)
+    r_out, r_final, cache = ref.forward(config, params, x.double().numpy(), None, lengths.numpy(), drop_np, vm)
     g = torch.Generator().manual_seed(9)
     d = [torch.randn(o.shape, generator=g).double().numpy() for o in outs]
     _, _, r_grads = ref.backward(cache, d[0], tuple(d[1:]))
