@@ -1,6 +1,6 @@
 """Multi-process training: 2 processes on loopback with gloo (launched by torch.distributed.run, i.e.
 torchrun) train the same weights as 1 process with the same global batch, and a checkpoint written by
-2 processes resumes in 1.
+2 processes resumes in 1; with the forward under autocast to bfloat16, 2 processes train like 1.
 
 Tolerance: float32 weights agree within atol 1e-6 + rtol 1e-5 after 8 Adam steps (measured max abs
 difference ~1e-7). They are not bitwise equal because the global-batch mean gradient is summed in a
@@ -39,7 +39,14 @@ def _loss(model, x, lengths, y):
     return torch.nn.functional.cross_entropy(model(x, lengths), y)
 
 
-def train(out: str, epochs: int, resume: bool = False, cell: str = "lstm"):
+def _loss_bf16(model, x, lengths, y):
+    """The same loss with the forward under CPU autocast to bfloat16 (lstmkit's bf16 training products)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x, lengths)
+    return torch.nn.functional.cross_entropy(logits.float(), y)
+
+
+def train(out: str, epochs: int, resume: bool = False, cell: str = "lstm", precision: str = "float32"):
     from lstmkit.tasks.classify.net import SequenceNet
     from lstmkit.tasks.training import TrainConfig, fit, seed_everything
 
@@ -48,7 +55,8 @@ def train(out: str, epochs: int, resume: bool = False, cell: str = "lstm"):
     model = SequenceNet(3, 2, hidden_size=8, cell=cell)  # lstmkit.torch.LSTM/GRU inside DDP
     train_data, val = _problem()
     cfg = TrainConfig(epochs=epochs, batch_size=16, lr=1e-2, patience=100, progress=False)
-    return fit(model, _loss, train_data, val, cfg, task="test", config={"k": 1}, ckpt_dir=out, resume=resume,
+    loss = _loss_bf16 if precision == "bfloat16" else _loss
+    return fit(model, loss, train_data, val, cfg, task="test", config={"k": 1}, ckpt_dir=out, resume=resume,
                log=lambda *_: None)
 
 
@@ -58,12 +66,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun(out, epochs, cell="lstm", n=2):
+def _torchrun(out, epochs, cell="lstm", n=2, precision="float32"):
     env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), "OMP_NUM_THREADS": "1"}
     for attempt in range(3):  # _free_port's port can be taken before torchrun binds it: then a new port
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={n}", "--nnodes=1",
                "--master-addr=127.0.0.1", f"--master-port={_free_port()}", os.path.abspath(__file__), out,
-               str(epochs), cell]
+               str(epochs), cell, precision]
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         if p.returncode == 0 or "address already in use" not in (p.stdout + p.stderr).lower():
             break
@@ -137,8 +145,24 @@ def test_torchrun_cli_classify(tmp_path):
     assert (out / "last.safetensors").exists() and not [f for f in os.listdir(out) if f.endswith(".tmp.safetensors")]
 
 
+def test_two_processes_train_in_bf16_like_one(tmp_path):
+    """DDP with the forward under autocast to bfloat16 (8 rows per rank: lstmkit's bf16 training products): the
+    2-process weights stay as close to the 1-process bf16 weights as the summation order allows, far closer than
+    float32 training is to them (which measures what bf16 itself changes), so DDP adds nothing to bf16's error.
+    Measured on a Zen 4: 1.2e-4 against 1.9e-2 (max abs over the weights after 8 Adam steps), bound a quarter."""
+    _torchrun(str(tmp_path / "two"), 2, precision="bfloat16")
+    train(str(tmp_path / "one"), 2, precision="bfloat16")
+    train(str(tmp_path / "fp32"), 2)
+    two, one, fp32 = (_weights(str(tmp_path / name / "last.safetensors"))["model"] for name in ("two", "one", "fp32"))
+    bf16_effect = max(float((one[k] - fp32[k]).abs().max()) for k in one)
+    ddp_effect = max(float((one[k] - two[k]).abs().max()) for k in one)
+    assert bf16_effect > 0, "the bf16 products did not run"
+    assert ddp_effect <= 0.25 * bf16_effect, (ddp_effect, bf16_effect)
+
+
 if __name__ == "__main__":  # the torchrun worker
     from lstmkit.tasks import distributed
 
-    train(sys.argv[1], int(sys.argv[2]), cell=sys.argv[3] if len(sys.argv) > 3 else "lstm")
+    train(sys.argv[1], int(sys.argv[2]), cell=sys.argv[3] if len(sys.argv) > 3 else "lstm",
+          precision=sys.argv[4] if len(sys.argv) > 4 else "float32")
     distributed.teardown()
