@@ -21,7 +21,6 @@ pytest.importorskip("safetensors")
 if not torch.distributed.is_available():  # pragma: no cover
     pytest.skip("torch.distributed is not available", allow_module_level=True)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ATOL, RTOL = 1e-6, 1e-5
 
 
@@ -66,8 +65,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _worker_env() -> dict:
+    """The workers' environment: they import the lstmkit this process imported (an installed one has the native
+    engine; the checkout's src/ may not), one OpenMP thread each."""
+    import lstmkit
+    from lstmkit import engine
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(lstmkit.__file__)))
+    return {**os.environ, "PYTHONPATH": here, "OMP_NUM_THREADS": "1",
+            "LSTMKIT_TEST_ENGINE": "1" if engine.available() else "0"}
+
+
 def _torchrun(out, epochs, cell="lstm", n=2, precision="float32"):
-    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), "OMP_NUM_THREADS": "1"}
+    env = _worker_env()
     for attempt in range(3):  # _free_port's port can be taken before torchrun binds it: then a new port
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={n}", "--nnodes=1",
                "--master-addr=127.0.0.1", f"--master-port={_free_port()}", os.path.abspath(__file__), out,
@@ -133,7 +143,7 @@ def test_torchrun_cli_classify(tmp_path):
     and writes the run folder."""
     import json
 
-    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), "OMP_NUM_THREADS": "1"}
+    env = _worker_env()
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1",
            f"--master-port={_free_port()}", "-m", "lstmkit", "classify", "--dataset", "digits", "--limit", "60",
@@ -161,7 +171,11 @@ def test_two_processes_train_in_bf16_like_one(tmp_path):
 
 
 if __name__ == "__main__":  # the torchrun worker
+    from lstmkit import engine
     from lstmkit.tasks import distributed
+
+    # the same lstmkit as the test process: with the native engine exactly where it has it
+    assert engine.available() == (os.environ.get("LSTMKIT_TEST_ENGINE") == "1"), engine.__file__
 
     train(sys.argv[1], int(sys.argv[2]), cell=sys.argv[3] if len(sys.argv) > 3 else "lstm",
           precision=sys.argv[4] if len(sys.argv) > 4 else "float32")

@@ -17,7 +17,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _problem(nan_at=None):
@@ -75,7 +74,10 @@ def test_nonfinite_mode_from_environment(tmp_path, monkeypatch):
 
 
 def _worker(out, epochs, *flags, slow=False):
-    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), "OMP_NUM_THREADS": "1"}
+    import lstmkit  # the workers import the lstmkit this process imported (an installed one has the engine)
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(lstmkit.__file__)))
+    env = {**os.environ, "PYTHONPATH": here, "OMP_NUM_THREADS": "1"}
     env.pop("LSTMKIT_TEST_SLOW", None)
     if slow:
         env["LSTMKIT_TEST_SLOW"] = "1"
