@@ -8,10 +8,10 @@ lstmkit.torch's modules under ``torch.autocast("cpu", dtype=torch.bfloat16)``.
 * Whole training calls (forward, BPTT) against the float64 reference, over a sweep (LSTM/GRU, layers,
   directions, lengths, inter-layer dropout, a batch that splits by rows): each product is off by at most
   2u + u² (u = 2⁻⁸) of Σ|a||w|; with random signs a pre-activation is off by ~u relative, gates of slope ≤ 1
-  pass it on and the gradients of T steps sum T such terms: measured ≤ 4.4e-3 (outputs) and ≤ 4.5e-3
+  pass it on and the gradients of T steps sum T such terms: measured ≤ 4.4e-3 (outputs) and ≤ 5.3e-3
   (gradients) of the largest value on this sweep on the avx512 path (Zen 4), bounds 1e-2 and 2e-2.
-* Bits: independent of the thread count, and the same through the engine, the eager module and
-  torch.compile(fullgraph=True).
+* Bits: independent of the thread count (row split, lockstep pair, one thread), and the same through the engine,
+  the eager module and torch.compile(fullgraph=True).
 * What has no bf16 products refuses by name in the engine (variant options, proj_size, float64, an unknown
   precision), and computes in float32 under autocast (which permits it): bit-equal to no autocast.
 * Training under autocast follows float32's loss curve.
@@ -30,14 +30,17 @@ pytestmark = pytest.mark.skipif(not engine.available(), reason="lstmkit._engine 
 
 OUT_BOUND, GRAD_BOUND = 1e-2, 2e-2
 
-SWEEP = [  # mode, layers, bidirectional, T, B, lengths, dropout
-    ("LSTM", 1, False, 7, 3, False, False),
-    ("LSTM", 2, True, 9, 5, True, True),
-    ("LSTM", 2, False, 12, 64, False, True),  # the row split
-    ("LSTM", 1, True, 6, 33, True, False),  # an odd number of packed rows (pairs across steps)
-    ("GRU", 1, False, 7, 3, False, False),
-    ("GRU", 2, True, 9, 5, True, True),
-    ("GRU", 1, False, 12, 64, False, False),
+SWEEP = [  # mode, layers, bidirectional, T, B, lengths, dropout, H
+    ("LSTM", 1, False, 7, 3, False, False, 24),
+    ("LSTM", 2, True, 9, 5, True, True, 24),
+    ("LSTM", 2, False, 12, 64, False, True, 24),  # the row split
+    ("LSTM", 1, True, 6, 33, True, False, 24),  # an odd number of packed rows (pairs across steps)
+    ("LSTM", 2, True, 8, 1, False, True, 128),  # the lockstep pair, forward and backward
+    ("LSTM", 1, False, 8, 2, True, False, 128),  # the lockstep pair in the backward only (lengths)
+    ("GRU", 1, False, 7, 3, False, False, 24),
+    ("GRU", 2, True, 9, 5, True, True, 24),
+    ("GRU", 1, False, 12, 64, False, False, 24),
+    ("GRU", 2, False, 8, 2, False, True, 128),  # the lockstep pair
 ]
 
 
@@ -45,7 +48,7 @@ def _rel(a, b) -> float:
     return float(np.abs(np.asarray(a, np.float64) - b).max() / np.abs(b).max())
 
 
-def _case(mode, layers, bi, T, B, use_lengths, dropout, I=11, H=24, seed=0):
+def _case(mode, layers, bi, T, B, use_lengths, dropout, H=24, I=11, seed=0):
     rng = np.random.default_rng(seed)
     config = RNNConfig(mode=mode, input_size=I, hidden_size=H, num_layers=layers, bidirectional=bi)
     layer = getattr(lstmkit, mode)(I, H, num_layers=layers, bidirectional=bi, seed=seed)
@@ -87,9 +90,9 @@ def test_linear_tn_within_the_rounding_bound():
         np.testing.assert_array_equal(sums, want)
 
 
-@pytest.mark.parametrize("mode,layers,bi,T,B,use_lengths,dropout", SWEEP)
-def test_bf16_parity_with_reference(mode, layers, bi, T, B, use_lengths, dropout):
-    config, params, x, lengths, masks, d_out = _case(mode, layers, bi, T, B, use_lengths, dropout)
+@pytest.mark.parametrize("mode,layers,bi,T,B,use_lengths,dropout,H", SWEEP)
+def test_bf16_parity_with_reference(mode, layers, bi, T, B, use_lengths, dropout, H):
+    config, params, x, lengths, masks, d_out = _case(mode, layers, bi, T, B, use_lengths, dropout, H)
     out, final, (dx, d_state0, grads) = _engine_train(config, params, x, lengths, masks, d_out)
     p64 = {k: v.astype(np.float64) for k, v in params.items()}
     m64 = None if masks is None else [m.astype(np.float64) for m in masks]
@@ -109,8 +112,11 @@ def test_bf16_parity_with_reference(mode, layers, bi, T, B, use_lengths, dropout
         assert err <= GRAD_BOUND, f"{name}: {err:.3g} > {GRAD_BOUND}"
 
 
-def test_bf16_bits_do_not_depend_on_threads():
-    case = _case("LSTM", 2, True, 10, 64, True, True)
+@pytest.mark.parametrize("case", [("LSTM", 2, True, 10, 64, True, True, 24),  # the row split
+                                  ("LSTM", 2, True, 8, 1, False, True, 128),  # the lockstep pair
+                                  ("GRU", 1, False, 8, 2, True, False, 128)])
+def test_bf16_bits_do_not_depend_on_threads(case):
+    case = _case(*case)
     before = engine.get_num_threads()
     try:
         runs = []

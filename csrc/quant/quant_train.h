@@ -51,8 +51,14 @@ inline void bf16_linear_tn(index_t M, index_t Nc, index_t K, const float* A, con
   bf16_gemm_tn(K, M, A, Bm, Nc, C, r, true, sums);
 }
 
+// Whether a small batch's pass runs on the lockstep pair split by units (QuantStepper's test, the bf16
+// products counted at half the float work).
+inline bool bf16_lockstep(index_t B, index_t H, index_t GH) {
+  if (H % kQNR != 0 || H / kQNR < 2 || in_parallel() || num_threads() < 2) return false;
+  return double(B) * double(GH) * double(H) >= 2.0 * kUnitSplitMacs;
+}
+
 // One layer and direction of the training forward (run_sequence's adapter) with the plain cells' tape.
-// Its steps stay on one thread per row block (no lockstep pair: a small batch trains in float32 as fast).
 class Bf16TrainCell {
  public:
   using Local = QuantRows;
@@ -97,8 +103,35 @@ class Bf16TrainCell {
     }
   }
   double row_macs(index_t) const { return 0; }
-  bool lockstep_units(index_t) const { return false; }
-  void step_units(index_t, index_t, index_t, index_t, float*, index_t, const float*, float*, float*, QuantRows&) {}
+  bool lockstep_units(index_t B) const { return bf16_lockstep(B, H_, GH_); }
+  // Units [u0, u1) of all B rows (packed q0..) through a step on the lockstep pair: h before the step (its
+  // units) and c kept, the products of those units' panels of every gate from all of h_in (each thread rounds
+  // its own copy), the pointwise part of those units into the tape; the values of step()'s.
+  void step_units(index_t q0, index_t B, index_t u0, index_t u1, float* g, index_t ldg, const float* h_in, float* h_out,
+                  float* c, QuantRows& qr) {
+    const index_t n = u1 - u0;
+    for (index_t r = 0; r < B; ++r) {
+      std::copy_n(h_in + r * H_ + u0, n, tape_.h_prev + (q0 + r) * H_ + u0);
+      if (lstm_) std::copy_n(c + r * H_ + u0, n, tape_.c_prev + (q0 + r) * H_ + u0);
+    }
+    cell_->w_hh.prepare(B, h_in, H_, qr);
+    float* gh = lstm_ ? g : scratch_.data();
+    const index_t ldgh = lstm_ ? ldg : GH_;
+    for (index_t gate = 0; gate < GH_ / H_; ++gate) {
+      const index_t c0 = gate * H_ + u0;
+      if (!lstm_)
+        for (index_t r = 0; r < B; ++r) std::fill_n(gh + r * ldgh + c0, n, 0.f);
+      cell_->w_hh.gemm_acc(0, B, qr, gh, ldgh, c0 / kQNR, (gate * H_ + u1) / kQNR);
+    }
+    float* aux = tape_.aux + q0 * H_ + u0;
+    if (lstm_) {
+      lstm_pointwise(B, n, g + u0, ldg, c + u0, H_, c + u0, H_, h_out + u0, H_, g + u0, aux, H_);
+    } else {
+      const float* b_hh = cell_->hidden_bias();
+      gru_pointwise(B, n, g + u0, ldg, gh + u0, GH_, b_hh ? b_hh + u0 : nullptr, h_in + u0, H_, h_out + u0, H_, g + u0,
+                    aux, H_);
+    }
+  }
   bool pool_step(index_t) const { return false; }
   void step_pool(index_t, index_t, float*, index_t, float*, float*) {}
 
@@ -133,9 +166,17 @@ class Bf16CellBackward : public PlainCellBackward<float> {
     }
   }
   double row_macs(index_t) const { return 0; }
-  bool lockstep_units(index_t) const { return false; }
-  void product_units(index_t, index_t, index_t, index_t, bool, float*) {}
-  void step_units(index_t, index_t, index_t, index_t, float*, float*) {}
+  bool lockstep_units(index_t B) const { return bf16_lockstep(B, H_, GH_); }
+  // Units [u0, u1) of dh_prev for all nb rows (packed q0..) on the lockstep pair: the panels of those units
+  // of dG · W_hh (each thread rounds its own copy of the gate gradients); step_units, the pointwise part, is
+  // the float cell's.
+  void product_units(index_t q0, index_t nb, index_t u0, index_t u1, bool, float* dh) {
+    thread_local QuantRows qr;
+    if (lstm_)
+      for (index_t r = 0; r < nb; ++r) std::fill(dh + r * H_ + u0, dh + r * H_ + u1, 0.f);
+    w_hh_t_.prepare(nb, (lstm_ ? b_.dG.data() : b_.dGh.data()) + q0 * GH_, GH_, qr);
+    w_hh_t_.gemm_acc(0, nb, qr, dh, H_, u0 / kQNR, u1 / kQNR);
+  }
 
   // The weight gradients dW = dGᵀ · inputs (each one product over all N rows), the bias gradients (float
   // column sums, from the pass that rounds dGᵀ), and d_in += dG · W_ih.

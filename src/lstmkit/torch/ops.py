@@ -102,15 +102,16 @@ def key_precision(key: str) -> str:
     return _parse_key(key)[1]
 
 
-BF16_MIN_BATCH = 4  # below it a float32 step on two threads (the lockstep pair) beats one thread of bf16 products
+BF16_MIN_BATCH = 4  # below it bf16 products do not pay for their rounding (measured in training_precision)
 
 
 def training_precision(config: RNNConfig, x: Tensor) -> str:
     """A training call's precision: "bfloat16" under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (torch's
     mixed precision) for a float32 model whose cells have bf16 products (plain LSTM/GRU, no projection) and a
     batch (x: (T, B, I)) of at least BF16_MIN_BATCH rows, "float32" otherwise, which autocast permits: the options
-    without bf16 products, and the smallest batches, where the bf16 cells' steps run on one thread and the float32
-    ones on the lockstep pair (Zen 4, H = 128: bf16 / float32 time 1.28 at B = 1, 1.17 at B = 2, 0.88 at B = 4)."""
+    without bf16 products, and the smallest batches, where a step is too small for them to pay (engine training,
+    Zen 4, H = 128, both on the lockstep pair: bf16 / float32 time 1.11 at B = 1, 0.96 at B = 2 (GRU 1.03), 0.91
+    at B = 4)."""
     if (not torch.is_autocast_enabled("cpu") or torch.get_autocast_dtype("cpu") != torch.bfloat16
             or x.dtype != torch.float32 or not config.is_plain or config.proj_size or x.shape[1] < BF16_MIN_BATCH):
         return "float32"
