@@ -412,6 +412,17 @@ struct PlainTape {
   T* h_prev = nullptr;  // [N, P] h before the step
   T* c_prev = nullptr;  // [N, H] LSTM: c before the step
   T* m = nullptr;       // [N, H] LSTM with projection: o ⊙ tanh(c'), the projection's input
+
+  // Columns [j0, j0 + nh) of h (ld P) and [j0, j0 + nc) of c (ld H; null for a GRU) of n rows, kept as
+  // packed rows q0.. (the state before the step, for the backward); nothing without a tape.
+  void keep_state(index_t q0, index_t n, const T* h, const T* c, index_t P, index_t H, index_t j0, index_t nh,
+                  index_t nc) const {
+    if (!act) return;
+    for (index_t r = 0; r < n; ++r) {
+      std::copy_n(h + r * P + j0, nh, h_prev + (q0 + r) * P + j0);
+      if (c) std::copy_n(c + r * H + j0, nc, c_prev + (q0 + r) * H + j0);
+    }
+  }
 };
 
 // Per-thread scratch of a step; the float cells need none.
@@ -508,14 +519,8 @@ class PlainCell {
   T* m_rows(index_t q0, index_t r0) {
     return tape_.act && w_.projected ? tape_.m + q0 * H_ : scratch_.data() + r0 * H_;
   }
-  // With a tape: columns [j0, j0 + nh) of h (ld P) and [j0, j0 + nc) of c (ld H) of n rows, kept as
-  // packed rows q0.. (h before the step, for the backward).
   void keep_state(index_t q0, index_t n, const T* h, const T* c, index_t j0, index_t nh, index_t nc) const {
-    if (!tape_.act) return;
-    for (index_t r = 0; r < n; ++r) {
-      std::copy_n(h + r * P_ + j0, nh, tape_.h_prev + (q0 + r) * P_ + j0);
-      if (lstm_) std::copy_n(c + r * H_ + j0, nc, tape_.c_prev + (q0 + r) * H_ + j0);
-    }
+    tape_.keep_state(q0, n, h, lstm_ ? c : nullptr, P_, H_, j0, nh, nc);
   }
 
   PackedCell<T> w_;

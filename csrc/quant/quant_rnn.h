@@ -72,10 +72,12 @@ void quant_gemm_rows(const W& w, index_t M, const float* A, index_t lda, float* 
 // One step of n rows whose input projection is already in gates (cells/plain.h's lstm_step / gru_step with
 // the quantised products):
 //   gates [n, G·H] ld ldg (clobbered); h [n, P] and c [n, H] (LSTM, else null) updated in place;
-//   scratch: LSTM [n, H] (the projection's input m), GRU [n, 3H] (h·W_hhᵀ).
+//   scratch: LSTM [n, H] (the projection's input m), GRU [n, 3H] (h·W_hhᵀ);
+//   act, aux: a training step's caches (lstm_pointwise's act / tanh_c, gru_pointwise's act / gh_n; act may be
+//   gates itself), or null (no projection with them).
 template <typename W>
 void quant_step(bool lstm, index_t n, index_t H, index_t P, const QuantCell<W>& cell, float* gates, index_t ldg,
-                float* h, float* c, float* scratch, QuantRows& qr) {
+                float* h, float* c, float* scratch, QuantRows& qr, float* act = nullptr, float* aux = nullptr) {
   if (lstm) {
     quant_gemm(cell.w_hh, n, h, P, gates, ldg, qr);
     if (cell.projected) {
@@ -83,29 +85,50 @@ void quant_step(bool lstm, index_t n, index_t H, index_t P, const QuantCell<W>& 
       fill_rows(n, P, static_cast<const float*>(nullptr), h, P);
       quant_gemm(cell.w_hr, n, scratch, H, h, P, qr);
     } else {
-      lstm_pointwise(n, H, gates, ldg, c, H, c, H, h, P);
+      lstm_pointwise(n, H, gates, ldg, c, H, c, H, h, P, act, aux);
     }
   } else {
     fill_rows(n, 3 * H, static_cast<const float*>(nullptr), scratch, 3 * H);
     quant_gemm(cell.w_hh, n, h, P, scratch, 3 * H, qr);
-    gru_pointwise(n, H, gates, ldg, scratch, 3 * H, cell.hidden_bias(), h, P, h, P);
+    gru_pointwise(n, H, gates, ldg, scratch, 3 * H, cell.hidden_bias(), h, P, h, P, act, aux);
   }
 }
 
+// Whether a pass of B rows through a quantised cell runs on the lockstep pair, split by units: as unit_split
+// (cells/plain.h) with the quantised products' panel width, and a step's work counted in float
+// multiply-adds: an int8 product does about four in the time of one (vpdpbusd), a bf16 one two, so the pair's
+// meeting per step costs as much against a quarter or half the work. int8 B=1 H=128 LSTM (1.8 µs a step) ran
+// 0.18 ms on one thread against 0.22 on the pair (load 3.5).
+template <typename W>
+bool quant_lockstep(index_t B, index_t H, index_t GH, index_t P, bool projected) {
+  constexpr double kSpeedup = std::is_same<W, Int8Weights>::value ? 4.0 : 2.0;
+  if (projected || H % kQNR != 0 || H / kQNR < 2 || in_parallel() || num_threads() < 2) return false;
+  return double(B) * double(GH) * double(P) >= kSpeedup * kUnitSplitMacs;
+}
+
 // A quantised cell of one layer and direction as the sequence driver's adapter (sequence/forward.h),
-// for B rows of state; the cell itself (its packed weights) belongs to the QuantRnn.
+// for B rows of state; the cell itself (its packed weights) belongs to the caller (the QuantRnn). With a
+// tape (bf16 mixed-precision training, quant_train.h; no projection) it keeps what the backward needs, as
+// cells/plain.h's PlainCell does.
 template <typename W>
 class QuantStepper {
  public:
   using Local = QuantRows;  // the rows of a product prepared (quantised / rounded), per thread
   static constexpr index_t kUnitWidth = kQNR;
 
-  QuantStepper(const QuantCell<W>& cell, bool lstm, index_t B, index_t H, index_t P)
-      : cell_(cell), lstm_(lstm), H_(H), P_(P), GH_((lstm ? 4 : 3) * H), scratch_(static_cast<size_t>(B * GH_)) {}
+  QuantStepper(const QuantCell<W>& cell, bool lstm, index_t B, index_t H, index_t P, PlainTape<float> tape = {})
+      : cell_(cell),
+        tape_(tape),
+        lstm_(lstm),
+        H_(H),
+        P_(P),
+        GH_((lstm ? 4 : 3) * H),
+        scratch_(static_cast<size_t>(B * GH_)) {}
   QuantStepper(const QuantStepper&) = delete;
   QuantStepper& operator=(const QuantStepper&) = delete;
 
-  float* kept_gates() const { return nullptr; }
+  // With a tape, the driver projects into its rows and the steps turn them into activations in place.
+  float* kept_gates() const { return tape_.act; }
   // A large product (the input projection of all steps): row blocks over the pool.
   void project(index_t N, const float* in, index_t ld_in, float* g, index_t ldg) const {
     fill_rows(N, GH_, cell_.input_bias(), g, ldg);
@@ -118,26 +141,21 @@ class QuantStepper {
     cell_.w_ih.prepare(n, in + q0 * ld_in, ld_in, qr);
     cell_.w_ih.gemm_acc(0, n, qr, g, ldg, 0, cell_.w_ih.panels());
   }
-  void step(index_t r0, index_t n, index_t, float* g, index_t ldg, float* h, float* c, bool, QuantRows& qr) {
-    quant_step(lstm_, n, H_, P_, cell_, g, ldg, h + r0 * P_, lstm_ ? c + r0 * H_ : nullptr,
-               scratch_.data() + r0 * (lstm_ ? H_ : GH_), qr);
+  void step(index_t r0, index_t n, index_t q0, float* g, index_t ldg, float* h, float* c, bool, QuantRows& qr) {
+    float* cr = lstm_ ? c + r0 * H_ : nullptr;
+    tape_.keep_state(q0, n, h + r0 * P_, cr, P_, H_, 0, P_, H_);
+    quant_step(lstm_, n, H_, P_, cell_, g, ldg, h + r0 * P_, cr, scratch_.data() + r0 * (lstm_ ? H_ : GH_), qr, act(g),
+               aux(q0));
   }
   // A step's rows stay on the calling thread (quant_gemm splits a large product by panels).
   double row_macs(index_t) const { return 0; }
-  // The lockstep pair: as unit_split (cells/plain.h) with the quantised products' panel width, and a step's
-  // work counted in float multiply-adds: an int8 product does about four in the time of one (vpdpbusd), a
-  // bf16 one two, so the pair's meeting per step costs as much against a quarter or half the work. int8
-  // B=1 H=128 LSTM (1.8 µs a step) ran 0.18 ms on one thread against 0.22 on the pair (load 3.5).
-  bool lockstep_units(index_t B) const {
-    constexpr double kSpeedup = std::is_same<W, Int8Weights>::value ? 4.0 : 2.0;
-    if (cell_.projected || H_ % kQNR != 0 || H_ / kQNR < 2 || in_parallel() || num_threads() < 2) return false;
-    return double(B) * double(GH_) * double(P_) >= kSpeedup * kUnitSplitMacs;
-  }
+  bool lockstep_units(index_t B) const { return quant_lockstep<W>(B, H_, GH_, P_, cell_.projected); }
   // Units [u0, u1) of all B rows: each thread prepares all of h_in (its own copy of the quantised rows)
   // and computes its units' panels of every gate; the values are those of quant_step's whole product.
-  void step_units(index_t, index_t B, index_t u0, index_t u1, float* g, index_t ldg, const float* h_in, float* h_out,
+  void step_units(index_t q0, index_t B, index_t u0, index_t u1, float* g, index_t ldg, const float* h_in, float* h_out,
                   float* c, QuantRows& qr) {
     const index_t n = u1 - u0, G = lstm_ ? 4 : 3;
+    tape_.keep_state(q0, B, h_in, lstm_ ? c : nullptr, P_, H_, u0, n, n);
     cell_.w_hh.prepare(B, h_in, P_, qr);
     for (index_t gate = 0; gate < G; ++gate) {
       const index_t c0 = gate * H_ + u0, p0 = c0 / kQNR, p1 = (gate * H_ + u1) / kQNR;
@@ -149,20 +167,25 @@ class QuantStepper {
       }
     }
     const float* none = nullptr;
+    float* a = act(g) ? g + u0 : nullptr;
+    float* x = aux(q0) ? aux(q0) + u0 : nullptr;
     if (lstm_) {
-      lstm_pointwise(B, n, g + u0, ldg, c + u0, H_, c + u0, H_, h_out + u0, P_, static_cast<float*>(nullptr),
-                     static_cast<float*>(nullptr), H_);
+      lstm_pointwise(B, n, g + u0, ldg, c + u0, H_, c + u0, H_, h_out + u0, P_, a, x, H_);
     } else {
       const float* b_hh = cell_.hidden_bias();
       gru_pointwise(B, n, g + u0, ldg, scratch_.data() + u0, GH_, b_hh ? b_hh + u0 : none, h_in + u0, P_, h_out + u0,
-                    P_, static_cast<float*>(nullptr), static_cast<float*>(nullptr), H_);
+                    P_, a, x, H_);
     }
   }
   bool pool_step(index_t) const { return false; }
   void step_pool(index_t, index_t, float*, index_t, float*, float*) {}
 
  private:
+  float* act(float* g) const { return tape_.act ? g : nullptr; }  // with a tape, g is the tape's act rows
+  float* aux(index_t q0) const { return tape_.act ? tape_.aux + q0 * H_ : nullptr; }
+
   const QuantCell<W>& cell_;
+  PlainTape<float> tape_;
   bool lstm_;
   index_t H_, P_, GH_;
   std::vector<float> scratch_;  // LSTM m [B, H] (projection), GRU h·W_hhᵀ [B, 3H]

@@ -5,8 +5,9 @@
 // and the float kernel widens it). Everything else is the float engine's: the state, the nonlinearities and
 // their derivatives, the bias gradients (column sums), the master weights and every gradient are float32.
 //
-// The drivers are the float engine's (run_sequence, run_backward) over two adapters, and the workspace is
-// the float training's (sequence/backward.h's TrainWorkspace): only the products differ.
+// The drivers are the float engine's (run_sequence, run_backward): the forward's adapter is the quantised
+// inference cell's (quant_rnn.h's QuantStepper) with the plain tape, the backward's Bf16CellBackward below;
+// the workspace is the float training's (sequence/backward.h's TrainWorkspace): only the products differ.
 #pragma once
 
 #include <memory>
@@ -51,98 +52,6 @@ inline void bf16_linear_tn(index_t M, index_t Nc, index_t K, const float* A, con
   bf16_gemm_tn(K, M, A, Bm, Nc, C, r, true, sums);
 }
 
-// Whether a small batch's pass runs on the lockstep pair split by units (QuantStepper's test, the bf16
-// products counted at half the float work).
-inline bool bf16_lockstep(index_t B, index_t H, index_t GH) {
-  if (H % kQNR != 0 || H / kQNR < 2 || in_parallel() || num_threads() < 2) return false;
-  return double(B) * double(GH) * double(H) >= 2.0 * kUnitSplitMacs;
-}
-
-// One layer and direction of the training forward (run_sequence's adapter) with the plain cells' tape.
-class Bf16TrainCell {
- public:
-  using Local = QuantRows;
-  static constexpr index_t kUnitWidth = kQNR;
-
-  Bf16TrainCell(bool lstm, index_t in, index_t B, index_t H, const CellWeights<float>& w, PlainTape<float> tape)
-      : cell_(new QuantCell<Bf16Weights>(lstm, in, H, H, w)),
-        tape_(tape),
-        lstm_(lstm),
-        H_(H),
-        GH_((lstm ? 4 : 3) * H),
-        scratch_(lstm ? 0 : static_cast<size_t>(B * GH_)) {}
-
-  float* kept_gates() const { return tape_.act; }
-  void project(index_t N, const float* in, index_t ld_in, float* g, index_t ldg) const {
-    fill_rows(N, GH_, cell_->input_bias(), g, ldg);
-    quant_gemm_rows(cell_->w_ih, N, in, ld_in, g, ldg);
-  }
-  void project_rows(index_t q0, index_t n, const float* in, index_t ld_in, float* g, index_t ldg, bool,
-                    QuantRows& qr) const {
-    fill_rows(n, GH_, cell_->input_bias(), g, ldg);
-    cell_->w_ih.prepare(n, in + q0 * ld_in, ld_in, qr);
-    cell_->w_ih.gemm_acc(0, n, qr, g, ldg, 0, cell_->w_ih.panels());
-  }
-  // State rows [r0, r0 + n) (packed q0..) through a step; g: the tape's rows, pre-activations in,
-  // activations out (cells/plain.h's PlainCell::step with the bf16 products).
-  void step(index_t r0, index_t n, index_t q0, float* g, index_t ldg, float* h, float* c, bool, QuantRows& qr) {
-    float* hr = h + r0 * H_;
-    for (index_t r = 0; r < n; ++r) {  // the state before the step, for the backward
-      std::copy_n(hr + r * H_, H_, tape_.h_prev + (q0 + r) * H_);
-      if (lstm_) std::copy_n(c + (r0 + r) * H_, H_, tape_.c_prev + (q0 + r) * H_);
-    }
-    float* aux = tape_.aux + q0 * H_;
-    if (lstm_) {
-      quant_gemm(cell_->w_hh, n, hr, H_, g, ldg, qr);
-      lstm_pointwise(n, H_, g, ldg, c + r0 * H_, H_, c + r0 * H_, H_, hr, H_, g, aux);
-    } else {
-      float* gh = scratch_.data() + r0 * GH_;
-      fill_rows(n, GH_, static_cast<const float*>(nullptr), gh, GH_);
-      quant_gemm(cell_->w_hh, n, hr, H_, gh, GH_, qr);
-      gru_pointwise(n, H_, g, ldg, gh, GH_, cell_->hidden_bias(), hr, H_, hr, H_, g, aux);
-    }
-  }
-  double row_macs(index_t) const { return 0; }
-  bool lockstep_units(index_t B) const { return bf16_lockstep(B, H_, GH_); }
-  // Units [u0, u1) of all B rows (packed q0..) through a step on the lockstep pair: h before the step (its
-  // units) and c kept, the products of those units' panels of every gate from all of h_in (each thread rounds
-  // its own copy), the pointwise part of those units into the tape; the values of step()'s.
-  void step_units(index_t q0, index_t B, index_t u0, index_t u1, float* g, index_t ldg, const float* h_in, float* h_out,
-                  float* c, QuantRows& qr) {
-    const index_t n = u1 - u0;
-    for (index_t r = 0; r < B; ++r) {
-      std::copy_n(h_in + r * H_ + u0, n, tape_.h_prev + (q0 + r) * H_ + u0);
-      if (lstm_) std::copy_n(c + r * H_ + u0, n, tape_.c_prev + (q0 + r) * H_ + u0);
-    }
-    cell_->w_hh.prepare(B, h_in, H_, qr);
-    float* gh = lstm_ ? g : scratch_.data();
-    const index_t ldgh = lstm_ ? ldg : GH_;
-    for (index_t gate = 0; gate < GH_ / H_; ++gate) {
-      const index_t c0 = gate * H_ + u0;
-      if (!lstm_)
-        for (index_t r = 0; r < B; ++r) std::fill_n(gh + r * ldgh + c0, n, 0.f);
-      cell_->w_hh.gemm_acc(0, B, qr, gh, ldgh, c0 / kQNR, (gate * H_ + u1) / kQNR);
-    }
-    float* aux = tape_.aux + q0 * H_ + u0;
-    if (lstm_) {
-      lstm_pointwise(B, n, g + u0, ldg, c + u0, H_, c + u0, H_, h_out + u0, H_, g + u0, aux, H_);
-    } else {
-      const float* b_hh = cell_->hidden_bias();
-      gru_pointwise(B, n, g + u0, ldg, gh + u0, GH_, b_hh ? b_hh + u0 : nullptr, h_in + u0, H_, h_out + u0, H_, g + u0,
-                    aux, H_);
-    }
-  }
-  bool pool_step(index_t) const { return false; }
-  void step_pool(index_t, index_t, float*, index_t, float*, float*) {}
-
- private:
-  std::unique_ptr<QuantCell<Bf16Weights>> cell_;
-  PlainTape<float> tape_;
-  bool lstm_;
-  index_t H_, GH_;
-  std::vector<float> scratch_;  // GRU h·W_hhᵀ [B, 3H]
-};
-
 // One layer and direction of BPTT (run_backward's adapter): the float cell's output and gate gradients
 // (PlainCellBackward), the products in bf16.
 class Bf16CellBackward : public PlainCellBackward<float> {
@@ -166,7 +75,7 @@ class Bf16CellBackward : public PlainCellBackward<float> {
     }
   }
   double row_macs(index_t) const { return 0; }
-  bool lockstep_units(index_t B) const { return bf16_lockstep(B, H_, GH_); }
+  bool lockstep_units(index_t B) const { return quant_lockstep<Bf16Weights>(B, H_, GH_, H_, false); }
   // Units [u0, u1) of dh_prev for all nb rows (packed q0..) on the lockstep pair: the panels of those units
   // of dG · W_hh (each thread rounds its own copy of the gate gradients); step_units, the pointwise part, is
   // the float cell's.
@@ -198,13 +107,16 @@ class Bf16CellBackward : public PlainCellBackward<float> {
   Bf16Weights w_ih_t_;  // W_ihᵀ [In, G·H]
 };
 
-// rnn_train_forward (sequence/backward.h) with the bf16 products; the same workspace. No projection.
+// rnn_train_forward (sequence/backward.h) with the bf16 products: quant_rnn.h's QuantStepper with the plain
+// tape, over bf16 cells packed here; the same workspace. No projection.
 inline void bf16_train_forward(const RnnShape& s, const float* x, const CellWeights<float>* weights, const float* h0,
                                const float* c0, const int64_t* lengths, const float* const* dropout, float* out,
                                float* h_n, float* c_n, float* ws_base) {
+  std::vector<std::unique_ptr<QuantCell<Bf16Weights>>> cells;
   train_sequence(s, x, h0, c0, lengths, dropout, out, h_n, c_n, ws_base,
                  [&](index_t k, index_t in, PlainTape<float> tape) {
-                   return Bf16TrainCell(s.lstm, in, s.B, s.H, weights[k], tape);
+                   cells.emplace_back(new QuantCell<Bf16Weights>(s.lstm, in, s.H, s.H, weights[k]));
+                   return QuantStepper<Bf16Weights>(*cells.back(), s.lstm, s.B, s.H, s.H, tape);
                  });
 }
 
