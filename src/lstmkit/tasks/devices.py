@@ -64,6 +64,17 @@ def to(batch: tuple, device) -> tuple:
     return tuple(t.to(device) for t in batch)
 
 
+PRECISIONS = ("float32", "bfloat16", "auto")  # a task's training precision (estimators' and CLIs' ``precision``)
+
+
+def precision_used(precision: str, device) -> str:
+    """A task's training ``precision`` resolved for ``device`` (a torch.device): 'bfloat16' on the CPU when asked
+    for, or for 'auto' where the CPU multiplies bfloat16 natively (``native_bf16``); 'float32' otherwise."""
+    if device.type != "cpu" or precision == "float32":
+        return "float32"
+    return "bfloat16" if precision == "bfloat16" or native_bf16() else "float32"
+
+
 def native_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 natively (AVX512_BF16 or AMX-BF16 in /proc/cpuinfo's flags), where
     bfloat16 convolutions run ~2x faster than float32; elsewhere torch emulates them, slower than float32.

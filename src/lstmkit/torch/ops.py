@@ -97,11 +97,6 @@ def parse_config(key: str) -> RNNConfig:
     return _parse_key(key)[0]
 
 
-def key_precision(key: str) -> str:
-    """The precision of a training call's products that an operator's ``config`` carries ("float32" if none)."""
-    return _parse_key(key)[1]
-
-
 BF16_MIN_BATCH = 4  # below it bf16 products do not pay for their rounding (measured in training_precision)
 
 

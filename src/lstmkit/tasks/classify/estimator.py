@@ -28,7 +28,6 @@ AUGMENTS = (None, "shift")
 ARCHS = ("lstm", "lstm-fcn")
 NORMALIZE = ("global", "case", "auto")
 VALIDATIONS = ("auto", "holdout", "fixed", "kfold")
-PRECISIONS = ("float32", "bfloat16", "auto")
 # validation='auto' holds out a split only when it has at least this many cases: the loss of a smaller split
 # moves by more, case to case, than the epochs it is meant to rank (a 15% split of 50 cases is 8 cases)
 MIN_HOLDOUT = 50
@@ -133,7 +132,7 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
 
     def _check_params(self) -> None:
         for name, allowed in (("arch", ARCHS), ("normalize", NORMALIZE), ("validation", VALIDATIONS),
-                              ("lr_schedule", LR_SCHEDULES), ("precision", PRECISIONS)):
+                              ("lr_schedule", LR_SCHEDULES), ("precision", devices.PRECISIONS)):
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
@@ -197,9 +196,7 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
     def _precision_used(self) -> str:
         """precision resolved: 'bfloat16' only for an LSTM-FCN on the CPU ('auto': where the CPU multiplies
         bfloat16 natively, ``devices.native_bf16``), else 'float32'."""
-        if self.arch != "lstm-fcn" or self.device_.type != "cpu" or self.precision == "float32":
-            return "float32"
-        return "bfloat16" if self.precision == "bfloat16" or devices.native_bf16() else "float32"
+        return devices.precision_used(self.precision, self.device_) if self.arch == "lstm-fcn" else "float32"
 
     def _normalize_used(self, X) -> str | None:
         """normalize resolved for these inputs: None for text; 'auto' is 'case' for univariate series (the

@@ -19,8 +19,6 @@ import numpy as np
 from .. import checkpoint, devices
 from ..training import TrainConfig, fit, quiet, seed_everything
 
-PRECISIONS = ("float32", "bfloat16", "auto")  # of training's products (CharNet.bf16)
-
 TASK = "generate"
 
 
@@ -47,8 +45,9 @@ class CharLM:
                  layer_norm: bool = False, tie_weights: bool = False, steps: int | None = None,
                  time_budget: float | None = None, warmup: int = 50, weight_decay: float = 0.01,
                  eval_every: int = 100, precision: str = "float32"):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision: expected one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
+        if precision not in devices.PRECISIONS:
+            raise ValueError(f"precision: expected one of {', '.join(map(repr, devices.PRECISIONS))}, "
+                             f"got {precision!r}")
         self.config = dict(hidden_size=hidden_size, embed_dim=embed_dim, num_layers=num_layers, cell=cell,
                            seq_len=seq_len, epochs=epochs, batch_size=batch_size, batches_per_epoch=batches_per_epoch,
                            lr=lr, lr_schedule=lr_schedule, dropout=dropout, patience=patience, seed=seed,
@@ -82,10 +81,8 @@ class CharLM:
 
     def _precision_used(self) -> str:
         """precision resolved: 'bfloat16' only on the CPU ('auto': where the CPU multiplies it natively)."""
-        precision = self.config.get("precision", "float32")  # (checkpoints from before the option: float32)
-        if self.device.type != "cpu" or precision == "float32":
-            return "float32"
-        return "bfloat16" if precision == "bfloat16" or devices.native_bf16() else "float32"
+        # (checkpoints from before the option: float32)
+        return devices.precision_used(self.config.get("precision", "float32"), self.device)
 
     def _streaming(self) -> bool:
         return self.config.get("steps") is not None or self.config.get("time_budget") is not None
