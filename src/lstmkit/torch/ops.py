@@ -104,9 +104,9 @@ def training_precision(config: RNNConfig, x: Tensor) -> str:
     """A training call's precision: "bfloat16" under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (torch's
     mixed precision) for a float32 model whose cells have bf16 products (plain LSTM/GRU, no projection) and a
     batch (x: (T, B, I)) of at least BF16_MIN_BATCH rows, "float32" otherwise, which autocast permits: the options
-    without bf16 products, and the smallest batches, where a step is too small for them to pay (engine training,
-    Zen 4, H = 128, both on the lockstep pair: bf16 / float32 time 1.11 at B = 1, 0.96 at B = 2 (GRU 1.03), 0.91
-    at B = 4)."""
+    without bf16 products, and the smallest batches, where a step is too small for them to pay
+    (benchmarks/bench_bf16_training.py, Zen 4, H = 128: bf16 / float32 time LSTM 1.17 at B = 1, 0.95 at B = 2,
+    0.94 at B = 4; GRU 1.56, 0.99, 0.88)."""
     if (not torch.is_autocast_enabled("cpu") or torch.get_autocast_dtype("cpu") != torch.bfloat16
             or x.dtype != torch.float32 or not config.is_plain or config.proj_size or x.shape[1] < BF16_MIN_BATCH):
         return "float32"
