@@ -494,17 +494,26 @@ def check_precision(config: RNNConfig, precision, dtype) -> str:
     """A training call's ``precision`` checked against the config and the dtype: "float32" (every product in
     the model's dtype) or "bfloat16" (the products' operands rounded to bfloat16, float32 accumulation, state,
     gradients and weights: ``csrc/quant/quant_train.h``), which the plain LSTM/GRU cells without projection
-    have, in float32. Anything else is refused, naming what is in the way."""
+    have, in float32. Anything else is refused, naming what is in the way (``bf16_refusal``)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
-    if precision == "bfloat16":
-        if np.dtype(dtype) != np.float32:
-            raise ValueError(f"precision='bfloat16': trains float32 models (master weights), got {np.dtype(dtype)}")
-        config.require_plain("precision='bfloat16'", hint="train them with precision='float32'")
-        if config.proj_size:
-            raise ValueError(f"precision='bfloat16': has no projection (proj_size={config.proj_size}); "
-                             f"train it with precision='float32'")
+    refusal = bf16_refusal(config, np.dtype(dtype).name) if precision == "bfloat16" else None
+    if refusal:
+        raise ValueError(refusal)
     return precision
+
+
+def bf16_refusal(config: RNNConfig, dtype_name: str) -> str | None:
+    """Why a training call of ``config`` on ``dtype_name`` ("float32", ...) cannot take bfloat16 products, or
+    None when it can: the one condition behind ``check_precision``'s refusals and the torch frontend's choice
+    under autocast (``torch.ops.training_precision``), which falls back to float32 where this names a reason.
+    A dtype name rather than a dtype, so that torch.compile traces the torch frontend's call as plain Python."""
+    where = "precision='bfloat16'"
+    if dtype_name != "float32":
+        return f"{where}: trains float32 models (master weights), got {dtype_name}"
+    if config.proj_size:
+        return f"{where}: has no projection (proj_size={config.proj_size}); train it with precision='float32'"
+    return config.plain_refusal(where, hint="train them with precision='float32'")
 
 
 def _check_call(config, params, x, state0, lengths, variant_masks=None, dropout_masks=None,

@@ -144,10 +144,17 @@ class RNNConfig:
         inference: the path only evaluates, so the training-only recurrent_dropout (off in eval) is allowed.
         hint: what to do instead, appended to the message.
         """
+        refusal = self.plain_refusal(where, inference=inference, hint=hint)
+        if refusal:
+            raise ValueError(refusal)
+
+    def plain_refusal(self, where: str, *, inference: bool = False, hint: str = "") -> str | None:
+        """``require_plain``'s message, or None where it would pass (for a caller that falls back instead)."""
         ignored = ("forget_bias", "recurrent_dropout") if inference else ("forget_bias",)
         changed = {k: v for k, v in self.variant_options().items() if k not in ignored}
-        if changed:
-            raise ValueError(f"{where}: cannot express the variant options {changed}" + (f"; {hint}" if hint else ""))
+        if not changed:
+            return None
+        return f"{where}: cannot express the variant options {changed}" + (f"; {hint}" if hint else "")
 
     def refuse_variants(self, where: str) -> None:
         """``require_plain`` for formats that cannot hold a variant (the message says where it can be saved)."""

@@ -108,9 +108,10 @@ def training_precision(config: RNNConfig, x: Tensor) -> str:
     (benchmarks/bench_bf16_training.py, Zen 4, H = 128: bf16 / float32 time LSTM 1.17 at B = 1, 0.95 at B = 2,
     0.94 at B = 4; GRU 1.56, 0.99, 0.88)."""
     if (not torch.is_autocast_enabled("cpu") or torch.get_autocast_dtype("cpu") != torch.bfloat16
-            or x.dtype != torch.float32 or not config.is_plain or config.proj_size or x.shape[1] < BF16_MIN_BATCH):
+            or x.shape[1] < BF16_MIN_BATCH):
         return "float32"
-    return "bfloat16"
+    dtype_name = "float32" if x.dtype == torch.float32 else str(x.dtype).removeprefix("torch.")
+    return "float32" if engine.bf16_refusal(config, dtype_name) else "bfloat16"
 
 
 # ----------------------------------------------------------------------------------------------------------
