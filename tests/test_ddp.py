@@ -76,16 +76,21 @@ def _worker_env() -> dict:
             "LSTMKIT_TEST_ENGINE": "1" if engine.available() else "0"}
 
 
-def _torchrun(out, epochs, cell="lstm", n=2, precision="float32"):
+def _run_torchrun(args: list, n: int = 2) -> subprocess.CompletedProcess:
+    """``torchrun --nproc-per-node=n <args>`` on a free port of 127.0.0.1, with _worker_env; asserts it exits 0."""
     env = _worker_env()
     for attempt in range(3):  # _free_port's port can be taken before torchrun binds it: then a new port
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={n}", "--nnodes=1",
-               "--master-addr=127.0.0.1", f"--master-port={_free_port()}", os.path.abspath(__file__), out,
-               str(epochs), cell, precision]
+               "--master-addr=127.0.0.1", f"--master-port={_free_port()}", *args]
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         if p.returncode == 0 or "address already in use" not in (p.stdout + p.stderr).lower():
             break
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return p
+
+
+def _torchrun(out, epochs, cell="lstm", n=2, precision="float32"):
+    _run_torchrun([os.path.abspath(__file__), out, str(epochs), cell, precision], n)
 
 
 def _weights(path):
@@ -143,13 +148,9 @@ def test_torchrun_cli_classify(tmp_path):
     and writes the run folder."""
     import json
 
-    env = _worker_env()
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1",
-           f"--master-port={_free_port()}", "-m", "lstmkit", "classify", "--dataset", "digits", "--limit", "60",
-           "--epochs", "1", "--hidden-size", "16", "--out", str(out), "--no-progress"]
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    p = _run_torchrun(["-m", "lstmkit", "classify", "--dataset", "digits", "--limit", "60", "--epochs", "1",
+                       "--hidden-size", "16", "--out", str(out), "--no-progress"])
     assert p.stdout.count("wrote ") == 1 and p.stdout.count("epoch   1") == 1  # printed by rank 0 only
     assert json.loads((out / "results.json").read_text())["training"]["history"][0]["epoch"] == 1
     assert (out / "last.safetensors").exists() and not [f for f in os.listdir(out) if f.endswith(".tmp.safetensors")]
