@@ -29,7 +29,7 @@ from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
 
 import lstmkit  # noqa: E402
 import lstmkit.torch as lt  # noqa: E402
-from lstmkit.errors import ArgumentTypeError, DtypeMismatchError, ShapeError  # noqa: E402
+from lstmkit.errors import ArgumentTypeError, DtypeMismatchError, ShapeError, StateFormError  # noqa: E402
 
 SRC = Path(lstmkit.__file__).resolve().parent.parent
 
@@ -92,6 +92,18 @@ BAD = [
     ("LSTMCell c of size 21", lambda M: M.LSTMCell(10, 20)(_r(3, 10), (_r(3, 20), _r(3, 21))), "hx"),
     ("LSTMCell hx of another batch", lambda M: M.LSTMCell(10, 20)(_r(3, 10), (_r(5, 20), _r(5, 20))), "hx"),
     ("LSTMCell hx of rank 4", lambda M: M.LSTMCell(10, 20)(_r(3, 10), (_r(3, 1, 1, 20), _r(3, 1, 1, 20))), "hx"),
+    ("LSTM three states", lambda M: M.LSTM(3, 5)(_r(2, 4, 3), (_r(1, 4, 5),) * 3), "hx"),
+    ("LSTMCell unbatched input, one tensor as hx", lambda M: M.LSTMCell(3, 4)(_r(3), _r(4)), "hx"),
+]
+
+# Where torch fails by accident (an AttributeError from a NumPy array), lstmkit raises TypeError naming the argument.
+ACCIDENTS = [
+    ("LSTM NumPy input, batch_first", lambda: lt.LSTM(3, 4, batch_first=True)(np.zeros((2, 5, 3), np.float32)),
+     "input"),
+    ("GRU NumPy input", lambda: lt.GRU(3, 4)(np.zeros((5, 2, 3), np.float32)), "input"),
+    ("LSTM NumPy c0", lambda: lt.LSTM(3, 4)(_r(5, 2, 3), (_r(1, 2, 4), np.zeros((1, 2, 4), np.float32))), "hx"),
+    ("GRUCell NumPy h", lambda: lt.GRUCell(3, 4)(_r(2, 3), np.zeros((2, 4), np.float32)), "hx"),
+    ("LSTMCell NumPy input", lambda: lt.LSTMCell(3, 4)(np.zeros((2, 3), np.float32)), "input"),
 ]
 
 
@@ -114,9 +126,16 @@ def test_error_is_an_instance_of_what_torch_raises(name, call, words):
     assert words in str(ours), f"{name}: {ours!r} does not name {words!r}"
 
 
+@pytest.mark.parametrize("name, call, words", ACCIDENTS, ids=[a[0] for a in ACCIDENTS])
+def test_numpy_where_torch_fails_by_accident_is_a_named_type_error(name, call, words):
+    with pytest.raises(TypeError, match=words):
+        call()
+
+
 @pytest.mark.parametrize("error, bases", [(ShapeError, (ValueError, RuntimeError)),
                                           (ArgumentTypeError, (ValueError, TypeError)),
-                                          (DtypeMismatchError, (TypeError, ValueError, RuntimeError))])
+                                          (DtypeMismatchError, (TypeError, ValueError, RuntimeError)),
+                                          (StateFormError, (TypeError, ValueError, RuntimeError))])
 def test_error_classes_are_the_old_type_and_torchs(error, bases):
     """``except ValueError`` (lstmkit's documented type) and ``except RuntimeError`` (torch.nn's) both catch them."""
     assert all(issubclass(error, base) for base in bases)
@@ -300,3 +319,105 @@ def test_unpickled_config_is_validated(tmp_path):
     (tmp_path / "forged.pt").write_bytes((tmp_path / "config.pt").read_bytes().replace(b"K\x02", b"K\x04"))
     with pytest.raises(Exception, match="proj_size"):  # torch.load wraps the unpickler's error
         torch.load(tmp_path / "forged.pt")
+
+
+# ---- attributes assigned after construction, activation checkpointing, TorchScript ---------------------------
+
+def _pair(cls="LSTM", **kw):
+    torch.manual_seed(0)
+    ref = getattr(nn, cls)(3, 5, **kw).double()
+    ours = getattr(lt, cls)(3, 5, **kw).double()
+    ours.load_state_dict(ref.state_dict())
+    return ref, ours
+
+
+def _close(a, b):
+    for u, v in zip(torch.utils._pytree.tree_leaves(a), torch.utils._pytree.tree_leaves(b)):
+        assert u.shape == v.shape and torch.allclose(u, v, rtol=0, atol=1e-10 * max(1.0, float(u.abs().max()))), \
+            (u - v).abs().max()
+
+
+@pytest.mark.parametrize("cls", ["LSTM", "GRU"])
+def test_batch_first_assigned_after_construction_takes_effect(cls):
+    """torch.nn reads batch_first at every forward; a square (B == T) input made the old config's silent wrong
+    result possible, so both layouts are checked on one, with and without h0."""
+    ref, ours = _pair(cls, num_layers=2)
+    x = _r(4, 4, 3, dtype=torch.float64)
+    for flag in (True, False, True):
+        ref.batch_first = ours.batch_first = flag
+        assert ours.config.batch_first is flag
+        _close(ref(x), ours(x))
+        h0 = _r(2, 4, 5, dtype=torch.float64)
+        hx = (h0, torch.zeros_like(h0)) if cls == "LSTM" else h0
+        _close(ref(x, hx), ours(x, hx))
+    assert "batch_first=True" in repr(ours)
+
+
+def test_dropout_assigned_after_construction_is_validated_and_used():
+    ref, ours = _pair(num_layers=2)
+    ours.dropout = 0.5
+    assert ours.config.dropout == 0.5 and ours.dropout == 0.5
+    x = _r(6, 2, 3, dtype=torch.float64)
+    torch.manual_seed(1)
+    a = ours(x)[0]
+    torch.manual_seed(1)
+    ref.dropout = 0.5
+    _close(ref(x)[0], a)
+    with pytest.raises(ValueError, match="dropout"):
+        ours.dropout = 1.5
+    assert ours.dropout == 0.5  # refused: nothing changed
+
+
+@pytest.mark.parametrize("name, value", [("hidden_size", 6), ("num_layers", 2), ("bidirectional", True),
+                                         ("proj_size", 2), ("input_size", 4), ("bias", False)])
+def test_shape_attributes_cannot_change_on_a_built_module(name, value):
+    """They fix the parameters' shapes: an assignment is refused by name (torch.nn would run on the old
+    weights); assigning the same value is allowed."""
+    m = lt.LSTM(3, 5)
+    setattr(m, name, getattr(m, name))
+    with pytest.raises(AttributeError, match=name):
+        setattr(m, name, value)
+    cell = lt.GRUCell(3, 5)
+    if name in ("hidden_size", "input_size", "bias"):
+        with pytest.raises(AttributeError, match=name):
+            setattr(cell, name, value)
+
+
+@pytest.mark.parametrize("cls, shape", [("LSTM", (5, 2, 3)), ("GRU", (5, 2, 3)), ("LSTMCell", (2, 3)),
+                                        ("GRUCell", (2, 3))])
+@pytest.mark.parametrize("train", [True, False])
+def test_activation_checkpointing_without_reentrance(cls, shape, train):
+    """torch.utils.checkpoint(use_reentrant=False) unpacks each saved tensor once: the backward reads
+    ctx.saved_tensors once; the gradients are torch.nn's."""
+    from torch.utils.checkpoint import checkpoint
+
+    ref, ours = _pair(cls)
+    grads = []
+    for m in (ref, ours):
+        m.train(train)
+        x = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2), requires_grad=True)
+        out = checkpoint(lambda t, m=m: torch.utils._pytree.tree_leaves(m(t))[0], x, use_reentrant=False)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=torch.float64).reshape(out.shape)).sum().backward()
+        grads.append([x.grad] + [p.grad for p in m.parameters()])
+    _close(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("cls", ["LSTM", "GRU"])
+def test_jit_trace_in_training_mode_passes_its_check_and_trains(cls):
+    """torch.jit.trace checks a trace by tracing again under no_grad: both traces hold the training op. The
+    traced module's gradients are torch.nn's."""
+    ref, ours = _pair(cls)
+    x = _r(5, 2, 3, dtype=torch.float64).requires_grad_()
+    traced = torch.jit.trace(ours, (x,))
+    (traced(x)[0] ** 2).sum().backward()
+    mine = [x.grad.clone()] + [p.grad for p in ours.parameters()]
+    x.grad = None
+    (ref(x)[0] ** 2).sum().backward()
+    _close([x.grad] + [p.grad for p in ref.parameters()], mine)
+
+
+@pytest.mark.parametrize("cls", ["LSTM", "GRU", "LSTMCell", "GRUCell"])
+def test_jit_script_is_refused_by_name(cls):
+    model = nn.Sequential(getattr(lt, cls)(3, 4))  # as a submodule too
+    with pytest.raises(RuntimeError, match=f"torch.jit.script: lstmkit.torch.{cls} cannot be scripted"):
+        torch.jit.script(model)

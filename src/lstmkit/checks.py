@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import DtypeMismatchError, ShapeError
+from .errors import DtypeMismatchError, ShapeError, StateFormError
 from .params import RNNConfig, to_numpy
 
 
@@ -76,15 +76,16 @@ def check_state(config: RNNConfig, hx, batch: int, unbatched: bool, dtype) -> tu
     names = ("h0", "c0") if config.mode == "LSTM" else ("h0",)
     if config.mode == "LSTM":
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            raise TypeError(f"hx: expected a tuple (h0, c0) for an LSTM, got {type(hx).__name__}")
+            got = f"a {type(hx).__name__} of {len(hx)}" if isinstance(hx, (tuple, list)) else type(hx).__name__
+            raise StateFormError(f"hx: expected a tuple (h0, c0) for an LSTM, got {got}")
         hx = tuple(hx)
     else:
         if isinstance(hx, (tuple, list)):
-            raise TypeError("hx: expected one array h0 for a GRU, got a tuple")
+            raise StateFormError("hx: expected one array h0 for a GRU, got a tuple")
         hx = (hx,)
     for name, value, shape in zip(names, hx, state_shapes(config, batch, unbatched)):
         if not hasattr(value, "shape"):
-            raise TypeError(f"hx: expected {name} as an array of shape {shape}, got {type(value).__name__}")
+            raise StateFormError(f"hx: expected {name} as an array of shape {shape}, got {type(value).__name__}")
         if tuple(value.shape) != shape:
             raise ShapeError(f"hx: expected {name} of shape {shape}, got {tuple(value.shape)}")
         check_dtype_matches(f"hx ({name})", value.dtype, dtype)

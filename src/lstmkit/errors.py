@@ -8,7 +8,7 @@ what was expected and what came. Plain Python, no torch import: the NumPy layers
 """
 from __future__ import annotations
 
-__all__ = ["ShapeError", "ArgumentTypeError", "DtypeMismatchError"]
+__all__ = ["ShapeError", "ArgumentTypeError", "DtypeMismatchError", "StateFormError"]
 
 
 class ShapeError(ValueError, RuntimeError):
@@ -33,4 +33,13 @@ class DtypeMismatchError(TypeError, ValueError, RuntimeError):
     TypeError, as lstmkit has always raised; ValueError, as torch.nn.LSTM/GRU raise for the input
     ("RNN input dtype ... does not match weight dtype"); RuntimeError, as torch raises from ATen for a state
     of another dtype and for the cells.
+    """
+
+
+class StateFormError(TypeError, ValueError, RuntimeError):
+    """An initial state of the wrong form: an LSTM's hx not a pair (h, c), a GRU's a tuple, a part not an array.
+
+    TypeError, as lstmkit has always raised; RuntimeError, as torch.nn.LSTM raises for a tuple of three states
+    ("lstm expects two hidden states"); ValueError, as torch.nn's cells raise for an unbatched input with one
+    tensor as an LSTMCell's hx.
     """

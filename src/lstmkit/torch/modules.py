@@ -14,6 +14,7 @@ Shapes (L layers, D = 2 if bidirectional else 1, H hidden_size, P = proj_size or
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -23,7 +24,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from .. import checks, engine
-from ..errors import ShapeError
+from ..errors import ShapeError, StateFormError
 from ..params import GATES, RNNConfig, check_dtype, check_size, param_shapes
 from . import devices, ops  # ops registers torch.ops.lstmkit.*
 from .ops import config_key
@@ -36,6 +37,23 @@ _ENGINE_DTYPES = (torch.float32, torch.float64)
 def _check_layer_dtype(dtype) -> None:
     """Only float32 and float64 are computed; a layer built or cast to another dtype fails by name."""
     check_dtype(checks.dtype_name(dtype))
+
+
+def _refuse_reshaping(module: nn.Module, name: str, value, fixed: tuple) -> None:
+    """An assignment to an attribute in ``fixed`` after construction (one the parameters' shapes follow) is
+    refused by name unless it keeps the value: torch.nn would run with weights of the old shapes."""
+    if name in fixed and name in module.__dict__ and value != module.__dict__[name]:
+        raise AttributeError(f"{name}: fixed when the module is built (the parameters' shapes follow it), so "
+                             f"{value!r} cannot replace {module.__dict__[name]!r}; build a new "
+                             f"{type(module).__name__}")
+
+
+def _refuse_script(module: nn.Module):
+    """torch.jit.script calls this before compiling a module: lstmkit's modules call Python (checks, the
+    operators' wrappers) that TorchScript cannot compile, so the refusal names what works instead."""
+    raise RuntimeError(f"torch.jit.script: lstmkit.torch.{type(module).__name__} cannot be scripted (its forward "
+                       "is Python around custom operators); use torch.compile, torch.export or torch.jit.trace, "
+                       "which trace it")
 
 
 def _bernoulli(like: torch.Tensor, shape: tuple, p: float) -> torch.Tensor:
@@ -89,6 +107,25 @@ class _RNNBase(nn.Module):
                 for name, weight in self.named_parameters():
                     if name.startswith(("bias_ih", "bias_hh")):
                         weight[H:2 * H] = self.config.forget_bias if name.startswith("bias_ih") else 0.0
+
+    # torch.nn reads these at every forward, so assigning one on a built module takes effect: the config (which
+    # the checks and the operators read) follows. The others fix the parameters' shapes.
+    _LIVE = ("batch_first", "dropout")
+    _FIXED = ("mode", "input_size", "hidden_size", "num_layers", "bias", "bidirectional", "proj_size")
+
+    def __setattr__(self, name: str, value) -> None:
+        config = self.__dict__.get("config")
+        if config is not None:
+            _refuse_reshaping(self, name, value, self._FIXED)
+            if name in self._LIVE and value != getattr(config, name):
+                config = dataclasses.replace(config, **{name: value})  # validated as at construction
+                super().__setattr__("config", config)
+                super().__setattr__("_config_key", config_key(config))
+                value = float(value) if name == "dropout" else config.batch_first
+        super().__setattr__(name, value)
+
+    def __prepare_scriptable__(self):
+        return _refuse_script(self)
 
     @property
     def _flat_weights(self) -> list[torch.Tensor]:
@@ -181,8 +218,11 @@ class _RNNBase(nn.Module):
         # the training op (which saves the engine's workspace) only in training mode, so an eval-mode graph
         # (torch.export, tracing) holds the inference op; an eval-mode backward recomputes the forward.
         # TorchScript's ONNX exporter translates the inference op only.
-        grad = self.training and not torch.onnx.is_in_onnx_export() and \
-            ops.trains_natively(x, state0, self._flat_weights) and engine.supports(c)
+        # torch.jit.trace records the training op in training mode whatever the grad mode: its own check traces
+        # the module again under no_grad, and both traces must hold the same op.
+        tracing = torch.jit.is_tracing() and engine.available()
+        grad = self.training and not torch.onnx.is_in_onnx_export() and engine.supports(c) and \
+            (tracing or ops.trains_natively(x, state0, self._flat_weights))
         return ops.call(c, self._config_key, x, state0, self._flat_weights, lengths, masks, variant_masks, train=grad)
 
     def _forward(self, input, hx, lengths):
@@ -201,6 +241,8 @@ class _RNNBase(nn.Module):
             checks.check_dtype_matches("input", x.dtype, dtype)
             T, B, unbatched = x.shape[0], x.shape[1], False
         else:
+            if not isinstance(input, torch.Tensor):  # the checks below take NumPy arrays too (the NumPy layers)
+                raise TypeError(f"input: expected a tensor or a PackedSequence, got {type(input).__name__}")
             T, B, unbatched = checks.check_input(cfg, input, dtype)
             if unbatched:
                 x = input.unsqueeze(1)
@@ -210,6 +252,8 @@ class _RNNBase(nn.Module):
                 x = input
             lengths_t = None if lengths is None else self._lengths_tensor(lengths, T, B)
         state0 = checks.check_state(cfg, hx, B, unbatched, dtype)
+        if state0 is not None and not all(isinstance(s, torch.Tensor) for s in state0):
+            raise StateFormError(f"hx: expected tensors, got {', '.join(type(s).__name__ for s in state0)}")
         if state0 is None:
             state0 = tuple(x.new_zeros(shape) for shape in checks.state_shapes(cfg, B))
         elif unbatched:
@@ -328,7 +372,7 @@ class GRU(_RNNBase):
 
 def _check_cell_input(cell, x, dtype) -> tuple[int, bool]:
     """Cell input (B, I) or unbatched (I,); returns (B, unbatched). (checks.check_input expects sequences.)"""
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+    if not isinstance(x, torch.Tensor):
         raise TypeError(f"input: expected a tensor of shape (B, {cell.input_size}), got {type(x).__name__}")
     if x.ndim not in (1, 2):
         raise ValueError(f"input: expected 2 dimensions (B, I) or 1 (I,) for a cell, got shape {tuple(x.shape)}")
@@ -345,16 +389,17 @@ def _check_cell_state(cell, hx, batch: int, unbatched: bool, dtype) -> tuple | N
         return None
     if cell.mode == "LSTM":
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            raise TypeError(f"hx: expected a tuple (h, c) for an LSTMCell, got {type(hx).__name__}")
+            got = f"a {type(hx).__name__} of {len(hx)}" if isinstance(hx, (tuple, list)) else type(hx).__name__
+            raise StateFormError(f"hx: expected a tuple (h, c) for an LSTMCell, got {got}")
         names, hx = ("h", "c"), tuple(hx)
     else:
         if isinstance(hx, (tuple, list)):
-            raise TypeError("hx: expected one tensor h for a GRUCell, got a tuple")
+            raise StateFormError("hx: expected one tensor h for a GRUCell, got a tuple")
         names, hx = ("h",), (hx,)
     shape = (cell.hidden_size,) if unbatched else (batch, cell.hidden_size)
     for name, value in zip(names, hx):
-        if not hasattr(value, "shape"):
-            raise TypeError(f"hx: expected {name} as a tensor of shape {shape}, got {type(value).__name__}")
+        if not isinstance(value, torch.Tensor):
+            raise StateFormError(f"hx: expected {name} as a tensor of shape {shape}, got {type(value).__name__}")
         if tuple(value.shape) != shape:
             raise ShapeError(f"hx: expected {name} of shape {shape}, got {tuple(value.shape)}")
         checks.check_dtype_matches(f"hx ({name})", value.dtype, dtype)
@@ -385,6 +430,16 @@ class _CellBase(nn.Module):
             self.register_parameter("bias_hh", None)
         _check_layer_dtype(self.weight_ih.dtype)
         self.reset_parameters()
+
+    _FIXED = ("mode", "input_size", "hidden_size", "bias")
+
+    def __setattr__(self, name: str, value) -> None:
+        if "_config_key" in self.__dict__:  # built
+            _refuse_reshaping(self, name, value, self._FIXED)
+        super().__setattr__(name, value)
+
+    def __prepare_scriptable__(self):
+        return _refuse_script(self)
 
     def _set_step_config(self) -> None:
         # what rnn_step computes: with no inputs, one zero feature (see _step); kept here because torch.compile

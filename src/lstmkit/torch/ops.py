@@ -496,12 +496,13 @@ def _graph_wanted(levels: int, saved, grads) -> bool:
 
 def _input_gradients(ctx, grad_output, grad_h_n, grad_c_n) -> tuple:
     """(dx, dh0, dc0 or None, dparams list) of the saved call for the incoming gradients."""
-    x, h0, c0, lengths, workspace, *rest = ctx.saved_tensors
+    saved = ctx.saved_tensors  # read once: activation checkpointing (use_reentrant=False) allows one unpack
+    x, h0, c0, lengths, workspace, *rest = saved
     params, drop, m_rd, m_zc, m_zh = _split(rest, ctx.counts)
     step = getattr(ctx, "step", False)  # rnn_step: the sequence backward of T = 1, the new state as h_n / c_n
     lstm = c0 is not None
     levels = 0 if torch.compiler.is_compiling() else _functorch_levels()
-    if _graph_wanted(levels, ctx.saved_tensors, (grad_output, grad_h_n, grad_c_n)):
+    if _graph_wanted(levels, saved, (grad_output, grad_h_n, grad_c_n)):
         masks = VariantMasks(m_rd or None, m_zc or None, m_zh or None) if (m_rd or m_zc or m_zh) else None
         grads = graph_gradients(parse_config(ctx.config), x, (h0, c0) if lstm else (h0,), params, lengths, drop,
                                 masks, (grad_output, grad_h_n, grad_c_n if lstm else None), step=step)
@@ -674,11 +675,12 @@ class _EagerTrain(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output, grad_h_n, grad_c_n):
-        x, h0, c0, lengths, workspace, *flat = ctx.saved_tensors
+        saved = ctx.saved_tensors  # read once: activation checkpointing (use_reentrant=False) allows one unpack
+        x, h0, c0, lengths, workspace, *flat = saved
         params, drop, *masks = _split(flat, ctx.counts)
         cfg, lstm = ctx.config, c0 is not None
         grads = (grad_output, grad_h_n, grad_c_n if lstm else None)
-        if _graph_wanted(0, ctx.saved_tensors, grads):  # create_graph=True: gradients as a function (torch ops)
+        if _graph_wanted(0, saved, grads):  # create_graph=True: gradients as a function (torch ops)
             variant = VariantMasks(*(m or None for m in masks)) if any(masks) else None
             result = graph_gradients(cfg, x, (h0, c0) if lstm else (h0,), params, lengths, drop, variant, grads)
         else:
@@ -776,11 +778,12 @@ class _EagerCellStep(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dh, dc=None):
-        x, h, c, act, aux, *params = ctx.saved_tensors
+        saved = ctx.saved_tensors  # read once: activation checkpointing (use_reentrant=False) allows one unpack
+        x, h, c, act, aux, *params = saved
         mode = ctx.config.mode
         lstm = mode == "LSTM"
         # create_graph=True, or autograd's legacy batching of the backward: gradients as a function (torch ops)
-        if _graph_wanted(0, ctx.saved_tensors, (dh, dc)):
+        if _graph_wanted(0, saved, (dh, dc)):
             grads = graph_gradients(ctx.config, x, (h, c) if lstm else (h,), params, None, [], None, (None, dh, dc),
                                     cell=True)
             return None, *grads[:3 if lstm else 2], *([] if lstm else [None]), *grads[3 if lstm else 2:]
