@@ -255,3 +255,24 @@ def test_empty_batch_returns_empty_results(training):
     out, (h, c) = layer(np.zeros((5, 0, 3), np.float32))
     assert out.shape == (5, 0, 8) and h.shape == (4, 0, 4) and c.shape == (4, 0, 4)
     assert layer.backward(np.zeros_like(out)).input.shape == (5, 0, 3)
+
+
+@pytest.mark.parametrize("cls", [lstmkit.LSTM, lstmkit.GRU])
+def test_batch_first_assigned_after_construction_takes_effect(cls):
+    """layer.batch_first = True on a built layer changes the layout the forward reads (it used to make an
+    attribute the forward ignored: a silent wrong result on square inputs); sizes and options are refused."""
+    a = cls(3, 5, num_layers=2, dtype="float64")
+    b = cls(3, 5, num_layers=2, batch_first=True, dtype="float64")
+    b.load_state_dict(a.state_dict())
+    x = np.random.default_rng(0).standard_normal((4, 4, 3))
+    a.batch_first = True
+    assert a.config.batch_first and a.batch_first
+    np.testing.assert_array_equal(a(x)[0], b(x)[0])
+    a.dropout = 0.25
+    assert a.config.dropout == 0.25
+    with pytest.raises(ValueError, match="dropout"):
+        a.dropout = 2.0
+    a.hidden_size = 5  # unchanged: allowed
+    for name, value in [("hidden_size", 6), ("num_layers", 1), ("bidirectional", True), ("clip", 1.0)]:
+        with pytest.raises(AttributeError, match=name):
+            setattr(a, name, value)

@@ -9,6 +9,7 @@ it runs natively too.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from .checks import check_dtype_matches, check_input, check_lengths, check_state
 from .params import VARIANT_DEFAULTS, RNNConfig, check_dtype, check_state_dict, init_params, param_shapes
 
 BACKENDS = ("auto", "reference", "native")
+_CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(RNNConfig))
 
 
 @dataclass
@@ -153,6 +155,15 @@ class RNNBase(_Recurrent):
         self.params = init_params(self.config, seed, self.dtype)
         self.training = True
         self._contexts = _PerThread()  # what each thread's last forward call needs for its backward
+
+    def __setattr__(self, name, value):
+        # the config's fields read as attributes (__getattr__): assigning one changes the config, where it may
+        # (batch_first, dropout: RNNConfig.assigned), instead of shadowing it with an attribute the forward ignores
+        config = self.__dict__.get("config")
+        if config is not None and name in _CONFIG_FIELDS:
+            self.__dict__["config"] = config.assigned(name, value, type(self).__name__)
+            return
+        object.__setattr__(self, name, value)
 
     def __getattr__(self, name):
         # torch-style attribute access: layer.hidden_size, layer.weight_ih_l0, ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
@@ -156,6 +156,17 @@ class RNNConfig:
             return None
         return f"{where}: cannot express the variant options {changed}" + (f"; {hint}" if hint else "")
 
+    def assigned(self, name: str, value, owner: str) -> RNNConfig:
+        """The config of a built module (``owner``, its class name) after ``module.<name> = value``: torch.nn reads
+        ``batch_first`` and ``dropout`` at every forward, so they change (validated as at construction); the other
+        fields fix the parameters' shapes or the cell, so a new value is refused by name (AttributeError)."""
+        if value == getattr(self, name):
+            return self
+        if name in LIVE_FIELDS:
+            return replace(self, **{name: value})
+        refuse_reshaping(name, getattr(self, name), value, owner)
+        return self
+
     def refuse_variants(self, where: str) -> None:
         """``require_plain`` for formats that cannot hold a variant (the message says where it can be saved)."""
         self.require_plain(where, hint="save to safetensors instead")
@@ -165,6 +176,18 @@ class RNNConfig:
         d = asdict(self)
         return {f.name: d[f.name] for f in fields(self)
                 if f.name not in VARIANT_DEFAULTS or d[f.name] != VARIANT_DEFAULTS[f.name]}
+
+
+# RNNConfig fields a built module may change (torch.nn reads them at every forward): RNNConfig.assigned
+LIVE_FIELDS = ("batch_first", "dropout")
+
+
+def refuse_reshaping(name: str, old, new, owner: str) -> None:
+    """AttributeError for ``module.<name> = new`` on a built ``owner`` when the name fixes its parameters' shapes
+    or its cell (torch.nn would run with weights of the old shapes); an unchanged value passes."""
+    if new != old:
+        raise AttributeError(f"{name}: fixed when the {owner} is built (its parameters follow it), so {new!r} cannot "
+                             f"replace {old!r}; build a new {owner}")
 
 
 def check_size(name: str, value, minimum: int, below=ValueError) -> int:

@@ -14,7 +14,6 @@ Shapes (L layers, D = 2 if bidirectional else 1, H hidden_size, P = proj_size or
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 
@@ -25,7 +24,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from .. import checks, engine
 from ..errors import ShapeError, StateFormError
-from ..params import GATES, RNNConfig, check_dtype, check_size, param_shapes
+from ..params import GATES, RNNConfig, check_dtype, check_size, param_shapes, refuse_reshaping
 from . import devices, ops  # ops registers torch.ops.lstmkit.*
 from .ops import config_key
 
@@ -37,15 +36,6 @@ _ENGINE_DTYPES = (torch.float32, torch.float64)
 def _check_layer_dtype(dtype) -> None:
     """Only float32 and float64 are computed; a layer built or cast to another dtype fails by name."""
     check_dtype(checks.dtype_name(dtype))
-
-
-def _refuse_reshaping(module: nn.Module, name: str, value, fixed: tuple) -> None:
-    """An assignment to an attribute in ``fixed`` after construction (one the parameters' shapes follow) is
-    refused by name unless it keeps the value: torch.nn would run with weights of the old shapes."""
-    if name in fixed and name in module.__dict__ and value != module.__dict__[name]:
-        raise AttributeError(f"{name}: fixed when the module is built (the parameters' shapes follow it), so "
-                             f"{value!r} cannot replace {module.__dict__[name]!r}; build a new "
-                             f"{type(module).__name__}")
 
 
 def _refuse_script(module: nn.Module):
@@ -108,20 +98,19 @@ class _RNNBase(nn.Module):
                     if name.startswith(("bias_ih", "bias_hh")):
                         weight[H:2 * H] = self.config.forget_bias if name.startswith("bias_ih") else 0.0
 
-    # torch.nn reads these at every forward, so assigning one on a built module takes effect: the config (which
-    # the checks and the operators read) follows. The others fix the parameters' shapes.
-    _LIVE = ("batch_first", "dropout")
-    _FIXED = ("mode", "input_size", "hidden_size", "num_layers", "bias", "bidirectional", "proj_size")
+    # The config mirrors these attributes: assigned on a built module, batch_first and dropout take effect (torch.nn
+    # reads them at every forward), the others are refused (RNNConfig.assigned).
+    _MIRRORED = ("mode", "input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
+                 "bidirectional", "proj_size")
 
     def __setattr__(self, name: str, value) -> None:
         config = self.__dict__.get("config")
-        if config is not None:
-            _refuse_reshaping(self, name, value, self._FIXED)
-            if name in self._LIVE and value != getattr(config, name):
-                config = dataclasses.replace(config, **{name: value})  # validated as at construction
-                super().__setattr__("config", config)
-                super().__setattr__("_config_key", config_key(config))
-                value = float(value) if name == "dropout" else config.batch_first
+        if config is not None and name in self._MIRRORED and name in self.__dict__:
+            new = config.assigned(name, value, type(self).__name__)
+            if new is not config:
+                super().__setattr__("config", new)
+                super().__setattr__("_config_key", config_key(new))
+            value = float(new.dropout) if name == "dropout" else getattr(new, name)
         super().__setattr__(name, value)
 
     def __prepare_scriptable__(self):
@@ -434,8 +423,8 @@ class _CellBase(nn.Module):
     _FIXED = ("mode", "input_size", "hidden_size", "bias")
 
     def __setattr__(self, name: str, value) -> None:
-        if "_config_key" in self.__dict__:  # built
-            _refuse_reshaping(self, name, value, self._FIXED)
+        if "_config_key" in self.__dict__ and name in self._FIXED:  # built
+            refuse_reshaping(name, self.__dict__[name], value, type(self).__name__)
         super().__setattr__(name, value)
 
     def __prepare_scriptable__(self):
