@@ -20,6 +20,8 @@ Entry points (``ENTRIES``) and their tolerances. T = 5 steps, B = 3, I = 3, H = 
   max |f| within tests/test_quantize.py's bounds (1e-2 and 3e-2).
 * torch_train / torch_eval: lstmkit.torch module (float64) against the reference, training masks drawn
   with torch's RNG and replayed; gradients of x and every parameter against ref.backward.
+* torch_checkpoint: torch_train through ``torch.utils.checkpoint(..., use_reentrant=False)`` (activation
+  checkpointing: the forward runs again in the backward, with the RNG state restored).
 * torch_compile / torch_export: ``torch.compile(fullgraph=True)`` and ``torch.export.export`` of the eval
   module (these are slow, so only ``SLOW_SUBSET``: plain LSTM and GRU, one LSTM and one GRU with most options,
   and the two-layer bidirectional LSTM).
@@ -327,8 +329,10 @@ def _torch_masks_as_numpy(drop, vmasks):
     return drop_np, vm
 
 
-def entry_torch_train(name):
-    """lstmkit.torch module in training mode: outputs and gradients against the reference, same masks."""
+def entry_torch_train(name, checkpointed=False):
+    """lstmkit.torch module in training mode: outputs and gradients against the reference, same masks;
+    ``checkpointed``: the call through torch.utils.checkpoint(use_reentrant=False), which runs the forward
+    again in the backward with the RNG state restored (so the same masks)."""
     module, torch = _torch_module(name)
     module.train()
     x = torch.from_numpy(inputs()).requires_grad_(True)
@@ -337,7 +341,12 @@ def entry_torch_train(name):
     drop = module._dropout_masks(T, B, x)
     vmasks = module._variant_masks(T, B, x)
     torch.manual_seed(5)
-    out, state = module(x, lengths=lengths)
+    if checkpointed:
+        from torch.utils.checkpoint import checkpoint
+
+        out, state = checkpoint(lambda t: module(t, lengths=lengths), x, use_reentrant=False)
+    else:
+        out, state = module(x, lengths=lengths)
     final = state_tuple(module.mode, state)
     drop_np, vm = _torch_masks_as_numpy(drop, vmasks)
     params = {k: v.detach().numpy() for k, v in module.state_dict().items()}
@@ -352,6 +361,10 @@ def entry_torch_train(name):
     close(x.grad.numpy(), r_dx, TOL64, "torch dx")
     for key, p in module.named_parameters():
         close(p.grad.numpy(), r_grads[key], TOL64, key)
+
+
+def entry_torch_checkpoint(name):
+    entry_torch_train(name, checkpointed=True)
 
 
 def entry_torch_eval(name):
@@ -489,9 +502,10 @@ ENTRIES = {
     "torch_train": entry_torch_train, "torch_eval": entry_torch_eval, "torch_compile": entry_torch_compile,
     "torch_export": entry_torch_export, "onnx": entry_onnx, "save_load": entry_save_load, "trace": entry_trace,
     "to_torch_nn": entry_to_torch_nn, "from_torch": entry_from_torch, "bf16_train": entry_bf16_train,
-    "torch_autocast_train": entry_torch_autocast_train,
+    "torch_autocast_train": entry_torch_autocast_train, "torch_checkpoint": entry_torch_checkpoint,
 }
-NEEDS = {"torch_stream": "torch", "torch_train": "torch", "torch_autocast_train": "torch", "torch_eval": "torch",
+NEEDS = {"torch_stream": "torch", "torch_train": "torch", "torch_checkpoint": "torch", "torch_autocast_train": "torch",
+         "torch_eval": "torch",
          "torch_compile": "torch", "torch_export": "torch", "to_torch_nn": "torch", "from_torch": "torch",
          "onnx": "onnxruntime"}
 NATIVE = ("stream", "torch_stream", "quantize_bf16", "quantize_int8", "bf16_train", "torch_autocast_train")
