@@ -108,6 +108,26 @@ def test_pt_prefix_mode_and_batch_first_options(tmp_path):
     assert io.torch.from_state_dict(two, prefix="b.").config.mode == "LSTM"
 
 
+@pytest.mark.parametrize("options", [dict(peephole=True), dict(layer_norm=True), dict(clip=0.5),
+                                     dict(zoneout=(0.3, 0.2)), dict(input_forget=True)], ids=str)
+def test_pt_refuses_what_a_state_dict_cannot_hold(options, tmp_path):
+    """A .pt state_dict records the plain architecture in its shapes only: a variant model read back would be the
+    plain cell (a silent wrong output), so writing one is refused by name and nothing is written; a state_dict
+    holding variant tensors (lstmkit.torch's, saved by torch.save) is refused when read. safetensors keeps them."""
+    layer = lstmkit.LSTM(3, 5, seed=0, **options)
+    with pytest.raises(ValueError, match=f"state_dict.*{next(iter(options))}.*safetensors"):
+        io.write(layer, tmp_path / "m.pt")
+    assert not list(tmp_path.iterdir())
+    module = io.to_torch(layer, impl="lstmkit")
+    if any(k.startswith(("peephole", "ln_")) for k in module.state_dict()):
+        torch.save(module.state_dict(), tmp_path / "v.pt")
+        with pytest.raises(ValueError, match="variant options.*safetensors"):
+            io.read(tmp_path / "v.pt")
+    io.write(layer, tmp_path / "m.safetensors")
+    x = np.random.default_rng(0).standard_normal((4, 2, 3)).astype(np.float32)
+    np.testing.assert_array_equal(io.read(tmp_path / "m.safetensors").eval()(x)[0], layer.eval()(x)[0])
+
+
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 def test_safetensors_round_trip_is_bit_exact_and_readable_by_safetensors(cfg, tmp_path):
     from safetensors.numpy import load_file, save_file

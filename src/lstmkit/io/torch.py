@@ -8,7 +8,10 @@ so ``from_state_dict``/``load`` infer it from the weight shapes:
     G = 4 → LSTM, 3 → GRU   (G·H / H, with H from weight_hr or else from weight_hh's square shape)
     num_layers from the _l{k} suffixes, bidirectional from _reverse, bias from bias_ih presence.
 
-batch_first and dropout are not in the weights: pass them (CLI flags ``--batch-first``).
+batch_first and dropout are not in the weights: pass them (CLI flags ``--batch-first``). Nor are the variant
+options (docs/variants.md): ``save`` refuses a variant model by name and ``from_state_dict`` a state_dict holding
+variant tensors (peephole, layer norm), where a plain layer read back would compute something else; safetensors
+keeps them.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from ..params import RNNConfig, to_numpy
 from .files import atomic_write, check_zip, short
 from .model import build, unpack
 
+_VARIANT_KEY = re.compile(r"^(?P<prefix>.*?)(?:peephole|ln_(?:ih|hh|cell)_(?:weight|bias))(?:_l\d+(?:_reverse)?)?$")
 _KEY = re.compile(r"^(?P<prefix>.*?)(?P<name>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)"
                   r"(?P<suffix>_l\d+(?:_reverse)?)?$")
 
@@ -88,6 +92,12 @@ def from_state_dict(state: dict, *, mode: str | None = None, batch_first: bool =
         m = _KEY.match(key)
         if m and m["prefix"] == prefix:
             params[m["name"] + (m["suffix"] or "")] = value
+    variant = sorted(k for k in arrays if (m := _VARIANT_KEY.match(k)) and m["prefix"] == prefix)
+    if variant:
+        raise ValueError(f"state_dict: {', '.join(variant[:4])}{', ...' if len(variant) > 4 else ''} are tensors of "
+                         "lstmkit's variant options (docs/variants.md), which a torch state_dict's shapes cannot "
+                         "describe (nor the options without tensors); load it into lstmkit.torch's module built with "
+                         "the options (load_state_dict), or save the model as safetensors, which keeps them")
     cell = "weight_ih" in params
     if cell:
         params = {k + "_l0": v for k, v in params.items()}
@@ -155,7 +165,10 @@ def save(model, path, *, overwrite: bool = False) -> Path:
     torch = require("torch", "torch")
     from .convert import as_layer
 
-    state = {k: torch.from_numpy(np.array(v)) for k, v in as_layer(model).state_dict().items()}
+    layer = as_layer(model)
+    # a torch state_dict records the plain architecture in its shapes only: a variant read back would be the plain cell
+    layer.config.refuse_variants(f"{path}: a torch state_dict (.pt)")
+    state = {k: torch.from_numpy(np.array(v)) for k, v in layer.state_dict().items()}
     return atomic_write(path, lambda tmp: torch.save(state, tmp), overwrite)
 
 
