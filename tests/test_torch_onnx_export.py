@@ -100,6 +100,37 @@ def test_export_writes_lstm_gru_nodes(case, dynamo, lengths):
     _check(proto, model, args)
 
 
+class NetState(torch.nn.Module):
+    """The RNN given lengths and an initial state: outputs (output, every final state)."""
+
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x, lengths, *state):
+        out, final = self.rnn(x, state if len(state) == 2 else state[0], lengths=lengths)
+        return (out,) + (tuple(final) if isinstance(final, tuple) else (final,))
+
+
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+@pytest.mark.parametrize("case", list(NODES))
+def test_export_keeps_the_initial_state_of_an_empty_sequence(case, dynamo):
+    """ONNX's node (as onnxruntime runs it) gives a sequence of length 0 zero final states; lstmkit (like torch's
+    packed sequences) gives it its initial state, and so does the exported graph."""
+    torch.manual_seed(0)
+    model = NetState(NODES[case]()).eval()
+    c = model.rnn.config
+    g = torch.Generator().manual_seed(3)
+    x = _args(Net(model.rnn), lengths=[6, 0, 4])
+    k = c.num_layers * c.num_directions
+    state = [torch.randn(k, 3, c.hidden_size, generator=g) for _ in range(2 if c.mode == "LSTM" else 1)]
+    args = (*x, *state)
+    with torch.no_grad():
+        final = model(*args)[1:]
+    assert all(torch.equal(f[:, 1], s[:, 1]) for f, s in zip(final, state))
+    _check(_export(model, args, dynamo), model, args)
+
+
 @pytest.mark.parametrize("case", ["lstm_2layer_bidir", "lstm_peephole_clip_activations"])
 def test_dynamo_export_with_dynamic_time_runs_other_lengths(case):
     model = _model(NODES[case])

@@ -169,7 +169,8 @@ def _layer_op(g, c, params, layer, x, seq_lens, h0, c0, elem):
                                      reorder(params["bias_hh" + s], c.mode, "torch", "onnx")]))
     inputs = [x, g.const(np.stack(W).astype(dtype), f"W_l{layer}"), g.const(np.stack(R).astype(dtype), f"R_l{layer}"),
               g.const(np.stack(B).astype(dtype), f"B_l{layer}") if c.bias else ""]
-    inputs += [g.op("Cast", [seq_lens], to=g.onnx.TensorProto.INT32) if seq_lens else "", h0 or ""]
+    lens32 = g.op("Cast", [seq_lens], to=g.onnx.TensorProto.INT32) if seq_lens else ""
+    inputs += [lens32, h0 or ""]
     inputs += [c0 or ""] if lstm else []
     if c.peephole:
         P = []
@@ -178,6 +179,11 @@ def _layer_op(g, c, params, layer, x, seq_lens, h0, c0, elem):
             P.append(np.concatenate([p_i, p_o, p_f]))  # ONNX's order
         inputs.append(g.const(np.stack(P).astype(dtype), f"P_l{layer}"))
     y, h_n, *rest = g.op(c.mode, inputs, n_out=3 if lstm else 2, **node_attributes(c))
+    if seq_lens and h0:  # a sequence of length 0 keeps its initial state; the node (onnxruntime) gives it zeros
+        empty = g.op("Unsqueeze", [g.op("Equal", [lens32, g.const(np.array(0, np.int32))]),
+                                   g.const(np.array([0, 2]))])  # (1, B, 1)
+        h_n = g.op("Where", [empty, h0, h_n])
+        rest = [g.op("Where", [empty, c0, rest[0]])] if lstm else rest
     y = g.op("Transpose", [y], perm=[0, 2, 1, 3])  # (T, D, B, H) -> (T, B, D, H)
     y = g.op("Reshape", [y, g.const(np.array([0, 0, -1]))])  # (T, B, D·H)
     return y, h_n, (rest[0] if lstm else None)

@@ -53,6 +53,11 @@ class _Emit:
     def join(self, parts):
         return self.cat(parts, 0) if len(parts) > 1 else parts[0]
 
+    def initial_where_empty(self, seq_lens, initial, final):
+        """final (D, B, H) with each sequence of length 0 given its initial state: ONNX's node (as run by
+        onnxruntime) returns zeros there, lstmkit (and torch's packed sequences) the initial state."""
+        raise NotImplementedError
+
 
 def _layers(emit: _Emit, config: RNNConfig, weights: dict, x, h0, c0, seq_lens):
     """Every layer as one node. x (T, B, I); h0, c0 (L·D, B, H); seq_lens (B,) int32 or None; weights by
@@ -72,6 +77,8 @@ def _layers(emit: _Emit, config: RNNConfig, weights: dict, x, h0, c0, seq_lens):
         states = [emit.slice0(s, layer * D, (layer + 1) * D) for s in ((h0, c0) if c.mode == "LSTM" else (h0,))]
         inputs = [x, W, R, B, seq_lens, *states] + ([P] if c.peephole else [])
         y, *finals = emit.node(c.mode, inputs, attrs, x, D, H)
+        if seq_lens is not None:
+            finals = [emit.initial_where_empty(seq_lens, s, f) for s, f in zip(states, finals)]
         x = emit.sequence(y)  # (T, D, B, H) -> (T, B, D·H)
         h_n.append(finals[0])
         c_n.extend(finals[1:])
@@ -103,6 +110,9 @@ class _TorchEmit(_Emit):
 
     def sequence(self, y):
         return y.permute(0, 2, 1, 3).reshape(y.shape[0], y.shape[2], -1)
+
+    def initial_where_empty(self, seq_lens, initial, final):
+        return torch.where((seq_lens == 0)[None, :, None], initial, final)
 
 
 def forward(config: RNNConfig, x, state0: tuple, weights: list, lengths) -> tuple:
@@ -149,6 +159,11 @@ class _GraphEmit(_Emit):
     def sequence(self, y):
         y = self.g.op("Transpose", y, perm_i=[0, 2, 1, 3])
         return self.g.op("Reshape", y, self.const([0, 0, -1]))
+
+    def initial_where_empty(self, seq_lens, initial, final):
+        zero = self.g.op("Constant", value_t=torch.tensor(0, dtype=torch.int32))
+        empty = self.g.op("Unsqueeze", self.g.op("Equal", seq_lens, zero), self.const([0, 2]))  # (1, B, 1)
+        return self.g.op("Where", empty, initial, final)
 
 
 def _symbolic_helper():
