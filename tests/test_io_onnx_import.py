@@ -169,3 +169,36 @@ def test_graph_input_weights_need_their_values_named():
     with pytest.raises(TypeError, match=r"inputs\['B'\]: expected a float32 or float64 array, got dtype int64"):
         lstmkit.from_onnx(model, inputs={**w, "B": w["B"].astype(np.int64)})
     assert isinstance(lstmkit.from_onnx(model, inputs=w), ReverseRNN)
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_batch_first_model_exported_by_torch_imports_as_batch_first(mode, dynamo):
+    """torch.onnx.export writes a batch_first torch.nn model as input (B, T, I) -> Transpose -> node (layout 0):
+    the imported layer takes the model's own (B, T, I) input (it read the node alone, seq-first, and computed
+    something else without an error)."""
+    import io
+    import logging
+
+    torch = pytest.importorskip("torch")
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    module = getattr(torch.nn, mode)(3, 5, batch_first=True).eval()
+    x = torch.randn(2, 4, 3)  # (B, T, I): B != T, so a wrong layout could not pass silently either
+    logging.disable(logging.WARNING)
+    try:
+        if dynamo:
+            proto = torch.onnx.export(module, (x,), dynamo=True, verbose=False).model_proto
+        else:
+            f = io.BytesIO()
+            torch.onnx.export(module, (x,), f, dynamo=False)
+            proto = onnx.load_from_string(f.getvalue())
+    finally:
+        logging.disable(logging.NOTSET)
+    layer = lstmkit.io.from_onnx(proto)
+    assert layer.config.batch_first
+    with torch.no_grad():
+        want = module(x)[0].numpy()
+    np.testing.assert_allclose(layer(x.numpy())[0], want, rtol=0, atol=1e-5 * max(1.0, np.abs(want).max()))
+    assert not lstmkit.io.from_onnx(proto, batch_first=False).config.batch_first  # the override still wins

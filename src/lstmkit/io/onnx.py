@@ -409,7 +409,8 @@ def from_onnx(model, *, batch_first: bool | None = None, inputs: dict | None = N
 
     The LSTM/GRU nodes in graph order are the layers of one stack (their sizes must chain); weights are
     constants, or graph inputs whose values ``inputs`` gives by name ({"W": (D, G·H, I) array, "R": ...,
-    "B": ..., "P": ...}). batch_first: override (default: layout=1, or lstmkit's metadata, else False).
+    "B": ..., "P": ...}). batch_first: override (default: layout=1, or lstmkit's metadata, or the graph input
+    transposed (perm [1, 0, 2]) into the first node, as torch.onnx.export writes a batch_first model; else False).
     """
     onnx = require("onnx", "onnx")
     if isinstance(model, (str, Path)):
@@ -443,9 +444,20 @@ def from_onnx(model, *, batch_first: bool | None = None, inputs: dict | None = N
     if saved is not None and _same_graph(saved, config):
         config = replace(saved, batch_first=False)  # exact α/β/clip and the training-only options
     if batch_first is None:
-        batch_first = layers[0]["layout"] == 1 or bool(saved and saved.batch_first)
+        batch_first = (layers[0]["layout"] == 1 or bool(saved and saved.batch_first)
+                       or _batch_first_input(graph, nodes[0]))
     layer = build(config, params, cell and len(layers) == 1 and not layers[0]["reverse"], batch_first=batch_first)
     return ReverseRNN(layer) if layers[0]["reverse"] else layer
+
+
+def _batch_first_input(graph, node) -> bool:
+    """Whether the first node reads a graph input through Transpose(perm=[1, 0, 2]): how torch.onnx.export (and
+    to_onnx) write a batch_first model, whose (B, T, I) input the layer must then take as batch_first."""
+    producer = next((n for n in graph.node if node.input[0] in n.output), None)
+    if producer is None or producer.op_type != "Transpose" or producer.input[0] not in _graph_input_names(graph):
+        return False
+    perm = [list(a.ints) for a in producer.attribute if a.name == "perm"]
+    return perm == [[1, 0, 2]]
 
 
 def _graph_input_names(graph) -> list[str]:
