@@ -120,6 +120,38 @@ def test_layout_nct_reads_the_transposed_data_as_the_same_cases():
     np.testing.assert_allclose(nct.predict_proba(X.transpose(0, 2, 1)), ntc.predict_proba(X), atol=1e-6)
 
 
+@pytest.mark.parametrize("layout", ["NTC", "NCT", "auto"])
+def test_a_2d_array_is_univariate_in_every_layout(layout):
+    """(N, T) is N univariate series whatever the layout (it was read as N one-step cases of T channels under
+    NCT): the same model as the same data given as a list of 1-D sequences."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 6)).astype(np.float32)
+    y = (X[:, -1] > 0).astype(int)
+    clf = quiet(epochs=2, val_fraction=0, layout=layout).fit(X, y)
+    assert clf.n_channels_ == 1
+    listed = quiet(epochs=2, val_fraction=0, layout=layout).fit(list(X), y)
+    np.testing.assert_allclose(clf.predict_proba(X), listed.predict_proba(list(X)), atol=1e-6)
+
+
+def test_fit_leaves_the_global_generators_as_they_were():
+    """fit seeds its own training (same seed, same model) but puts Python's, NumPy's and torch's global
+    generator states back: a caller's draws after fit continue where they were (scikit-learn's rule)."""
+    import random
+
+    import torch
+
+    X, y = _two_channel_cases()
+    np.random.seed(123)
+    random.seed(123)
+    torch.manual_seed(123)
+    want = (np.random.rand(), random.random(), float(torch.rand(1)))
+    np.random.seed(123)
+    random.seed(123)
+    torch.manual_seed(123)
+    quiet(epochs=1, val_fraction=0).fit(X, y)
+    assert (np.random.rand(), random.random(), float(torch.rand(1))) == want
+
+
 def test_layout_mismatch_at_predict_names_the_other_layout():
     X, y = _two_channel_cases(T=5)
     clf = quiet(epochs=1, val_fraction=0).fit(X, y)

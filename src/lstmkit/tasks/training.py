@@ -9,6 +9,7 @@ interrupted run resumed from ``last.safetensors`` takes exactly the steps the un
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import random
@@ -99,12 +100,36 @@ def plateau_step(cfg: TrainConfig, state: dict, train_loss: float) -> str | None
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's global generators."""
+    """Seed Python's, NumPy's and torch's global generators (inside ``keeps_global_rng``: the caller's come back)."""
     import torch
 
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def keeps_global_rng(method):
+    """Decorator of an estimator's public method that seeds the global generators (fit, load): Python's, NumPy's
+    and torch's states (CUDA's too, once initialised) are put back when it returns or raises, so training is
+    reproducible from the estimator's seed and a caller's own draws after ``fit`` continue where they were
+    (scikit-learn's rule: an estimator does not reseed the global state)."""
+    @functools.wraps(method)
+    def kept(*args, **kwargs):
+        import torch
+
+        cuda = torch.cuda.is_initialized()
+        states = (random.getstate(), np.random.get_state(), torch.random.get_rng_state(),
+                  torch.cuda.get_rng_state_all() if cuda else None)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+            torch.random.set_rng_state(states[2])
+            if cuda:
+                torch.cuda.set_rng_state_all(states[3])
+
+    return kept
 
 
 def _batches(n: int, cfg: TrainConfig, gen):

@@ -16,7 +16,7 @@ import numpy as np
 from ..._optional import require
 from .. import checkpoint, devices
 from .sequences import check_channels, check_layout, to_sequences
-from ..training import LAST, LR_SCHEDULES, TrainConfig, fit, quiet, seed_everything
+from ..training import LAST, LR_SCHEDULES, TrainConfig, fit, keeps_global_rng, quiet, seed_everything
 
 _base = require("sklearn.base", "tasks")
 _validation = require("sklearn.utils.validation", "tasks")
@@ -355,6 +355,7 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
 
     # -- API ----------------------------------------------------------------------------------------------
 
+    @keeps_global_rng
     def fit(self, X, y, *, ckpt_dir: str | None = None, resume: bool = False, log=None,
             feature_names: list | None = None) -> "SequenceClassifier":
         """X: sequences (see the class docstring; list of str when text=True), y: (N,) labels.

@@ -72,9 +72,14 @@ def to_sequences(X, layout: str = "NTC") -> tuple[list, str]:
         raise ValueError("X: expected sequences, got None")
     if not isinstance(X, (list, tuple)):
         X = _numeric(X, "X")
-        if X.ndim == 2:
-            X = X[:, :, None]  # (N, T) -> (N, T, 1): univariate
-        elif X.ndim != 3:
+        if X.ndim == 2:  # (N, T): N univariate series whatever the layout, as a 1-D sequence in a list is
+            if X.shape[0] == 0:
+                raise ValueError("X: no sequences (0 cases)")
+            if X.shape[1] == 0:
+                raise ValueError(f"X: sequences of 0 steps: 0 feature(s) (shape={X.shape}) while a minimum of 1 is "
+                                 "required (a 2-D array is N univariate series of T steps)")
+            return list(X[:, :, None].astype(np.float32)), ("NTC" if layout == "auto" else layout)
+        if X.ndim != 3:
             raise ValueError(f"X: expected a 2-D (N, T) or 3-D (N, T, C)/(N, C, T) array or a list of "
                              f"sequences, got a {X.ndim}-D array of shape {X.shape}. Reshape your data: one "
                              "univariate sequence is X.reshape(1, -1), a list of them [seq1, seq2, ...]")

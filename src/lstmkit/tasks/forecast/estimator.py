@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import checkpoint, devices
 from . import panel, windows
-from ..training import TrainConfig, fit, quiet, seed_everything
+from ..training import TrainConfig, fit, keeps_global_rng, quiet, seed_everything
 
 TASK = "forecast"
 
@@ -305,6 +305,7 @@ class Forecaster:
 
     # -- fit ------------------------------------------------------------------------------------------
 
+    @keeps_global_rng
     def fit(self, df, static_df=None, *, ckpt_dir: str | None = None, resume: bool = False,
             log=None) -> Forecaster:
         """Train on every series in ``df`` (id_col, time_col, target_col and the listed covariates; static ones
@@ -631,6 +632,7 @@ class Forecaster:
 
     # -- cross-validation -----------------------------------------------------------------------------
 
+    @keeps_global_rng
     def cross_validation(self, df, n_windows: int = 1, step_size: int | None = None, static_df=None,
                          log=None):
         """neuralforecast's cross_validation: fit on each series up to its first cutoff, then forecast H steps
@@ -712,6 +714,7 @@ class Forecaster:
         return {"datetime": isinstance(next(iter(self._series.values())).last, pd.Timestamp), "series": rows}
 
     @classmethod
+    @keeps_global_rng
     def load(cls, path: str, device="cpu") -> Forecaster:
         """A fitted Forecaster from ``save``'s file (or a ``lstmkit forecast`` run's model.safetensors), its
         model on ``device``."""

@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from .. import checkpoint, devices
-from ..training import TrainConfig, fit, quiet, seed_everything
+from ..training import TrainConfig, fit, keeps_global_rng, quiet, seed_everything
 
 TASK = "generate"
 
@@ -104,6 +104,7 @@ class CharLM:
             raise ValueError(f"text too short: need at least {n} characters")
         return (torch.from_numpy(ids[:k * n].reshape(k, n)),)
 
+    @keeps_global_rng
     def fit(self, text: str, val_text: str | None = None, *, ckpt_dir: str | None = None, resume: bool = False,
             log=None) -> "CharLM":
         """Train on ``text``; ``val_text`` (optional) drives early stopping. ``log``: where the epoch lines go
@@ -233,6 +234,7 @@ class CharLM:
         checkpoint.save(path, task=TASK, config=self.config, model=self.model)
 
     @classmethod
+    @keeps_global_rng
     def load(cls, path: str, device="cpu") -> "CharLM":
         """A trained CharLM from ``save``'s file (or a ``lstmkit generate`` run's model.safetensors), its model on
         ``device``."""
