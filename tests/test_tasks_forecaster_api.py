@@ -111,6 +111,43 @@ def test_bad_series_are_refused_up_front_by_name(mutate, match):
         quiet().fit(mutate(panel()), log=log)
 
 
+@pytest.mark.parametrize("mutate, match", [
+    (lambda d: d.assign(unique_id=d["unique_id"].astype(object).where(d.index != 39, None)),
+     r"column 'unique_id' is missing .* 1 row\(s\), the first at row 39"),
+    (lambda d: d.assign(unique_id=d["unique_id"].astype(float).where(d.index != 12)), r"'unique_id' is missing"),
+    (lambda d: d.assign(ds=d["ds"].where(d.index != 50)), r"column 'ds' is missing .* first at row 50"),
+])
+def test_missing_ids_and_times_are_refused_not_dropped(mutate, match):
+    """pandas' groupby drops a NaN id's row without a word (the series was forecast from the dropped row's date);
+    a NaT read as a gap. Both are named up front."""
+    with pytest.raises(ValueError, match=match):
+        quiet().fit(mutate(panel()), log=log)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(quantiles=(0.9, 0.5, 0.1)), "strictly increasing"), (dict(quantiles=(0.5, 0.5)), "strictly increasing"),
+    (dict(quantiles=(0.1, 0.5, 1.5)), r"in \(0, 1\)"), (dict(quantiles=(0.1, 0.9)), "must include 0.5"),
+    (dict(ensemble=0), "ensemble"), (dict(batches_per_epoch=0), "batches_per_epoch"),
+    (dict(batch_size=0), "batch_size"), (dict(seed=None), "seed"), (dict(horizon=2.5), "horizon"),
+    (dict(input_length=0), "input_length"), (dict(epochs=-1), "epochs"), (dict(lr="fast"), "lr"),
+])
+def test_bad_settings_are_refused_when_built(kw, match):
+    """Quantiles out of order came back under each other's column names; the other values failed deep inside
+    fit or predict, or trained nothing without a word."""
+    with pytest.raises(ValueError, match=match):
+        quiet(**kw)
+
+
+def test_a_repeated_future_row_is_refused_by_name():
+    df = panel(temp=lambda t, k: np.cos(t + k))
+    fc = quiet(futr_exog_list=["temp"]).fit(df, log=log)
+    futr = pd.concat([pd.DataFrame({"unique_id": u, "ds": pd.date_range(g["ds"].max(), periods=5, freq="QE-DEC")[1:],
+                                    "temp": 0.0}) for u, g in df.groupby("unique_id")], ignore_index=True)
+    fc.predict(futr_df=futr)
+    with pytest.raises(ValueError, match=r"futr_df: series 101 has ds .* more than once"):
+        fc.predict(futr_df=pd.concat([futr, futr.iloc[[0]]]))
+
+
 def test_integer_time_gaps_are_refused():
     df = panel(dates=False)
     with pytest.raises(ValueError, match=r"series 101 has a gap after ds=9"):

@@ -22,6 +22,7 @@ import os
 
 import numpy as np
 
+from ...params import check_size
 from .. import checkpoint, devices
 from . import panel, windows
 from ..training import TrainConfig, fit, keeps_global_rng, quiet, seed_everything
@@ -32,6 +33,29 @@ TASK = "forecast"
 def series_dict(df) -> dict:
     """Long-format frame (unique_id, ds, y) -> {unique_id: y (n,) float64}, in ds order, checked."""
     return {uid: s.y for uid, s in panel.split_series(df, panel.Columns()).items()}
+
+
+def _check_quantiles(quantiles) -> tuple:
+    """Strictly increasing values in (0, 1) that include 0.5 (the point forecast): the forecast's columns are
+    named after them in order, and predictions are sorted along them (quantiles never cross)."""
+    try:
+        q = tuple(float(v) for v in quantiles)
+    except (TypeError, ValueError):
+        raise ValueError(f"quantiles: expected a sequence of numbers in (0, 1), got {quantiles!r}") from None
+    if not q or any(not 0.0 < v < 1.0 for v in q) or any(a >= b for a, b in zip(q, q[1:])):
+        raise ValueError(f"quantiles: expected strictly increasing numbers in (0, 1), got {quantiles!r}")
+    if 0.5 not in q:
+        raise ValueError(f"quantiles: must include 0.5 (the point forecast), got {quantiles!r}")
+    return q
+
+
+def _check_sizes(**sizes) -> None:
+    """Every count a positive integer (patience and seed: >= 0; input_length and patch: None for the default)."""
+    at_least = {"patience": 0, "seed": 0}
+    for name, value in sizes.items():
+        if value is None and name in ("input_length", "patch"):
+            continue
+        check_size(name, value, at_least.get(name, 1))
 
 
 def pinball(pred, target, quantiles):
@@ -129,10 +153,12 @@ class Forecaster:
         loss_weights = MODEL_DEFAULTS[model]["loss_weights"] if loss_weights is None else loss_weights
         if not isinstance(refit, (bool, np.bool_)):
             raise ValueError(f"refit: expected True or False, got {refit!r}")
-        if 0.5 not in quantiles:
-            raise ValueError("quantiles: must include 0.5 (the point forecast)")
-        if horizon < 1 or season_length < 1:
-            raise ValueError(f"horizon and season_length must be >= 1, got {horizon} and {season_length}")
+        quantiles = _check_quantiles(quantiles)
+        _check_sizes(horizon=horizon, season_length=season_length, hidden_size=hidden_size, num_layers=num_layers,
+                     epochs=epochs, batch_size=batch_size, batches_per_epoch=batches_per_epoch, ensemble=ensemble,
+                     patience=patience, seed=seed, input_length=input_length, patch=patch)
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or not np.isfinite(lr):
+            raise ValueError(f"lr: expected a positive number, got {lr!r}")
         if model == "esrnn":
             seasonality = "all" if seasonality is None else seasonality
             trend = "none" if trend is None else trend

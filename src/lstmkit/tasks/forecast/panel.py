@@ -77,9 +77,21 @@ def check_columns(df, cols: Columns, where: str, future: bool = False) -> None:
         raise ValueError(f"{where}: static column(s) {', '.join(stat_here)} belong in static_df")
 
 
+def _check_keys(df, cols: Columns, where: str) -> None:
+    """No missing id or time: pandas' groupby would drop a row whose id is NaN/None without a word, and a NaT
+    would read as a gap in its series."""
+    for c in (cols.id_col, cols.time_col):
+        bad = df[c].isna().to_numpy()
+        if bad.any():
+            at = int(np.argmax(bad))
+            raise ValueError(f"{where}: column {c!r} is missing (NaN/None/NaT) in {int(bad.sum())} row(s), the first "
+                             f"at row {at} (position in the frame); every row needs its series id and its time")
+
+
 def _check_values(df, cols: Columns, names: list, where: str) -> None:
     """Numeric, finite values in ``names``; the first bad row named by series and time."""
     pd = _pd()
+    _check_keys(df, cols, where)
     for c in names:
         if not pd.api.types.is_numeric_dtype(df[c]):
             raise ValueError(f"{where}: column {c!r} is not numeric ({df[c].dtype})")
@@ -206,6 +218,9 @@ def future_exog(futr_df, cols: Columns, series: dict, H: int) -> dict:
         g = groups.get(uid)
         if g is None:
             raise ValueError(f"futr_df: no rows for series {name(uid)} (needs {cols.time_col} {want[0]} .. {want[-1]})")
+        if g[cols.time_col].duplicated().any():
+            t = g[cols.time_col][g[cols.time_col].duplicated()].iloc[0]
+            raise ValueError(f"futr_df: series {name(uid)} has {cols.time_col} {t} more than once")
         g = g.set_index(cols.time_col)
         key = pd.DatetimeIndex(want) if isinstance(want[0], pd.Timestamp) else want
         missing = [t for t in key if t not in g.index]
