@@ -152,6 +152,14 @@ def test_fit_leaves_the_global_generators_as_they_were():
     assert (np.random.rand(), random.random(), float(torch.rand(1))) == want
 
 
+@pytest.mark.parametrize("kw, match", [(dict(seed=None), "seed"), (dict(lr="fast"), "lr"), (dict(lr=0.0), "lr"),
+                                       (dict(verbose="loud"), "verbose")])
+def test_bad_training_settings_are_named_at_fit(kw, match):
+    X, y = _two_channel_cases()
+    with pytest.raises(ValueError, match=match):
+        quiet(**kw).fit(X, y)
+
+
 def test_layout_mismatch_at_predict_names_the_other_layout():
     X, y = _two_channel_cases(T=5)
     clf = quiet(epochs=1, val_fraction=0).fit(X, y)

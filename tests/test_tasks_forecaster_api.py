@@ -148,6 +148,17 @@ def test_a_repeated_future_row_is_refused_by_name():
         fc.predict(futr_df=pd.concat([futr, futr.iloc[[0]]]))
 
 
+def test_one_integer_time_is_not_enough_to_forecast_from():
+    """A one-row history with integer times assumed step 1 (a model of step-7 data forecast ds 101, 102, 103):
+    refused, as one datetime already was."""
+    df = panel(dates=False)
+    df["ds"] *= 7
+    fc = quiet().fit(df, log=log)
+    one = pd.DataFrame({"unique_id": [999], "ds": [100], "y": [50.0]})
+    with pytest.raises(ValueError, match="one time is not enough"):
+        fc.predict(one)
+
+
 def test_integer_time_gaps_are_refused():
     df = panel(dates=False)
     with pytest.raises(ValueError, match=r"series 101 has a gap after ds=9"):

@@ -160,6 +160,13 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        for name in ("seed", "verbose"):  # seed: training is always seeded (reproducible); verbose: 0, 1, 2
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"{name}: expected an integer >= 0, got {value!r}")
+        lr = self.lr
+        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)) or not 0 < lr < np.inf:
+            raise ValueError(f"lr: expected a positive number, got {lr!r}")
 
     def _texts(self, X) -> list:
         if isinstance(X, str) or not all(isinstance(s, str) for s in X):

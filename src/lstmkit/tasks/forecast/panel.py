@@ -195,8 +195,10 @@ def future_times(s: Series, H: int) -> list:
         if s.step is None:
             raise ValueError(f"series {name(s.uid)}: one datetime is not enough to tell the step of the next ones")
         return list(pd.date_range(pd.Timestamp(s.last), periods=H + 1, freq=s.step)[1:])
-    step = 1 if s.step is None else s.step
-    return [s.last + step * (k + 1) for k in range(H)]
+    if s.step is None:  # one integer time says no more about the step than one datetime does
+        raise ValueError(f"series {name(s.uid)}: one time is not enough to tell the step of the next ones; give at "
+                         "least two")
+    return [s.last + s.step * (k + 1) for k in range(H)]
 
 
 def future_exog(futr_df, cols: Columns, series: dict, H: int) -> dict:
