@@ -78,6 +78,8 @@ def to_onnx(model, *, streaming: bool = False, lengths: bool = False, initial_st
 
     streaming: the one-step model described in the module docstring (cells are always streaming).
     lengths / initial_state: add the ``lengths`` and ``h0``/``c0`` inputs to the sequence model.
+    A float64 layer gives a DOUBLE graph, which ONNX allows but onnxruntime's LSTM/GRU kernels (and a few of its
+    activations in a Scan body) do not run: export a float32 copy for onnxruntime.
     """
     onnx = require("onnx", "onnx")
     from .convert import as_layer
