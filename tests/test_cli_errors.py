@@ -240,3 +240,31 @@ def test_an_internal_error_is_one_line_and_debug_shows_the_traceback(monkeypatch
     assert main(["summary", "--input-size", "3", "--hidden-size", "4", "--debug"]) == 1
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and "in broken" in err
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["demo", "--epochs", "0"], "--epochs"), (["demo", "--hidden-size", "-1"], "--hidden-size"),
+    (["classify", "--dataset", "digits", "--epochs", "0"], "--epochs"),
+    (["forecast", "--dataset", "tourism-quarterly", "--lr", "-1"], "--lr"),
+    (["forecast", "--dataset", "tourism-quarterly", "--batch-size", "0"], "--batch-size"),
+    (["generate", "--seed", "-3"], "--seed"), (["summary", "--input-size", "0", "--hidden-size", "3"], "--input-size"),
+])
+def test_numbers_out_of_range_are_usage_errors_naming_the_flag(argv, flag, capsys):
+    """Every numeric flag is checked by argparse: --epochs 0 ended `lstmkit demo` in an internal error."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: expected" in err and "Traceback" not in err
+
+
+def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path, capsys):
+    """An option error found once the run folder exists (here --loss-weights without ES-RNN) removes the empty
+    folder the run made; a folder the user had made stays."""
+    csv = _csv(tmp_path / "s.csv")
+    status, err = _cli(["forecast", "--csv", csv, *FAST, "--loss-weights", "mase", "--out", tmp_path / "new"], capsys)
+    assert status == 2 and "--loss-weights" in err
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()
+    _cli(["forecast", "--csv", csv, *FAST, "--loss-weights", "mase", "--out", tmp_path / "mine"], capsys)
+    assert (tmp_path / "mine").is_dir()

@@ -59,8 +59,20 @@ def main(argv=None) -> int:
         if debug:
             traceback.print_exc()
         status, text = describe_error(e)
+        _drop_empty_run_dir(args)
         print(f"lstmkit {args.command}: error: {text}", file=sys.stderr)
         return status
+
+
+def _drop_empty_run_dir(args) -> None:
+    """A task run that failed before writing anything leaves no empty folder behind (only one it made itself)."""
+    out = getattr(args, "run_dir", None)
+    if out and getattr(args, "made_run_dir", False):
+        try:
+            if os.path.isdir(out) and not os.listdir(out):
+                os.rmdir(out)
+        except OSError:
+            pass  # the error being reported matters more than the folder
 
 
 def describe_error(e: BaseException) -> tuple[int, str]:

@@ -1,5 +1,7 @@
 """``lstmkit explain MODEL --data FILE``: top units, forget-gate resets and saturation warnings, in the terminal."""
 
+from ._flags import non_negative_int, positive_int
+
 
 def register(sub) -> None:
     e = sub.add_parser("explain", help="print what a model does on one input: top units, resets, saturation")
@@ -12,8 +14,9 @@ def register(sub) -> None:
     e.add_argument("--series", help="a forecast model: the series whose last window to read, by id (default: the "
                                    "first of the series the model carries)")
     e.add_argument("--vocab", help="characters of the vocabulary, or a file holding them, when the model stores none")
-    e.add_argument("--batch", type=int, default=0, help="which sequence of the batch to explain (default 0)")
-    e.add_argument("--top", type=int, default=5, help="how many units to list (default 5)")
+    e.add_argument("--batch", type=non_negative_int, default=0,
+                   help="which sequence of the batch to explain (default 0)")
+    e.add_argument("--top", type=positive_int, default=5, help="how many units to list (default 5)")
     e.add_argument("--reset-threshold", type=float, default=0.5,
                    help="a step is a reset where the mean forget gate (GRU: update gate) is below this (default 0.5)")
     e.set_defaults(func=run)

@@ -4,11 +4,9 @@ character on a held-out tail next to xz and bz2, and samples (--prompt, --temper
 
 import argparse
 
-from ._flags import DefaultsHelp, _number, add_output, emit, fraction, log_for, positive_int, show_progress
+from ._flags import (DefaultsHelp, add_output, emit, fraction, log_for, non_negative, non_negative_int, positive,
+                     positive_int, show_progress)
 
-non_negative_int = _number(int, 0, True, "an integer >= 0")
-non_negative = _number(float, 0.0, True, "a number >= 0")
-positive = _number(float, 0.0, False, "a number > 0")
 
 
 def probability(text: str) -> float:
@@ -66,7 +64,7 @@ def register(sub) -> None:
     p.add_argument("--dynamic-lr", type=float, default=0.1,
                    help="dynamic evaluation: SGD learning rate for adapting to the held-out text as it is scored "
                         "(0: off)")
-    p.add_argument("--min-match", type=int, default=5, help="match model: shortest repeat it follows")
+    p.add_argument("--min-match", type=positive_int, default=5, help="match model: shortest repeat it follows")
     p.add_argument("--prompt", default="", help="text the samples continue")
     p.add_argument("--n-chars", type=positive_int, default=300, help="characters per sample")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (lower: safer choices)")

@@ -1,6 +1,8 @@
 """``lstmkit report MODEL --data FILE --out FILE.html`` (a forecast model: ``--series ID``): one self-contained
 HTML report (lstmkit.introspect.report)."""
 
+from ._flags import non_negative_int
+
 
 def register(sub) -> None:
     r = sub.add_parser("report", help="write a self-contained HTML report of a model on one input "
@@ -15,7 +17,7 @@ def register(sub) -> None:
                                    "first of the series the model carries)")
     r.add_argument("--vocab", help="characters of the vocabulary, or a file holding them, when the model stores none")
     r.add_argument("--out", required=True, help="the HTML file to write")
-    r.add_argument("--batch", type=int, default=0, help="which sequence of the batch to show (default 0)")
+    r.add_argument("--batch", type=non_negative_int, default=0, help="which sequence of the batch to show (default 0)")
     r.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     r.set_defaults(func=run)
 

@@ -1,16 +1,18 @@
 """``lstmkit summary``: weight shapes and parameter counts (torch and Keras) of an architecture or a model file."""
 
+from ._flags import non_negative_int, positive_int
+
 
 def register(sub) -> None:
     s = sub.add_parser("summary", help="weight shapes and parameter counts (torch and Keras) of an architecture "
                                        "or of a model file (.pt/.pth, .safetensors, .keras, .onnx)")
     s.add_argument("file", nargs="?", help="a model file to summarise instead of the size flags")
     s.add_argument("--mode", choices=["lstm", "gru", "LSTM", "GRU"], default=None)
-    s.add_argument("--input-size", type=int)
-    s.add_argument("--hidden-size", type=int)
-    s.add_argument("--num-layers", type=int, default=1)
+    s.add_argument("--input-size", type=positive_int)
+    s.add_argument("--hidden-size", type=positive_int)
+    s.add_argument("--num-layers", type=positive_int, default=1)
     s.add_argument("--bidirectional", action="store_true")
-    s.add_argument("--proj-size", type=int, default=0)
+    s.add_argument("--proj-size", type=non_negative_int, default=0)
     s.add_argument("--no-bias", action="store_true")
     s.set_defaults(func=run)
 
