@@ -268,3 +268,26 @@ def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path, capsys):
     (tmp_path / "mine").mkdir()
     _cli(["forecast", "--csv", csv, *FAST, "--loss-weights", "mase", "--out", tmp_path / "mine"], capsys)
     assert (tmp_path / "mine").is_dir()
+
+
+def test_more_bad_input_ends_in_one_line_naming_it(tmp_path, capsys):
+    """From a CLI fuzzer: each of these ended in an internal error (or wrote over the input)."""
+    import lstmkit
+
+    model = tmp_path / "m.safetensors"
+    lstmkit.io.write(lstmkit.LSTM(3, 4), model)
+    np.save(tmp_path / "empty.npy", np.zeros(0))
+    (tmp_path / "empty.npy").write_bytes(b"")  # a zero-byte .npy: np.load raises EOFError
+    np.savez(tmp_path / "two.npy.npz", a=np.zeros(3))
+    (tmp_path / "two.npy.npz").rename(tmp_path / "arch.npy")  # an .npz under a .npy name
+    for data in ("empty.npy", "arch.npy"):
+        status, err = _cli(["explain", model, "--data", tmp_path / data], capsys)
+        assert status == 2 and "data:" in err
+    status, err = _cli(["forecast", "--dataset", "m1-bogus", *FAST, "--out", tmp_path / "o"], capsys)
+    assert status == 2 and "--dataset: unknown forecasting set 'm1-bogus'" in err
+    before = model.read_bytes()
+    status, err = _cli(["convert", model, model, "--overwrite"], capsys)
+    assert status == 2 and "is the input file itself" in err and model.read_bytes() == before
+    with pytest.raises(SystemExit):
+        main(["classify", "--dataset", "digits", "--dropout", "1.5"])
+    assert "argument --dropout: expected a number in [0, 1)" in capsys.readouterr().err

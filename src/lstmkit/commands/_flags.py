@@ -22,7 +22,7 @@ def _number(kind, low, low_ok: bool, what: str):
             v = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if v < low or (v == low and not low_ok):
+        if v != v or v in (float("inf"), float("-inf")) or v < low or (v == low and not low_ok):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
         return v
     parse.__name__ = what  # argparse names the type in its own messages
@@ -33,6 +33,17 @@ positive_int = _number(int, 1, True, "a positive integer")
 non_negative_int = _number(int, 0, True, "an integer >= 0")
 non_negative = _number(float, 0.0, True, "a number >= 0")
 positive = _number(float, 0.0, False, "a number > 0")
+
+
+def dropout_rate(text: str) -> float:
+    """A dropout probability: a number in [0, 1)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
+    return v
 
 
 def fraction(text: str) -> float:

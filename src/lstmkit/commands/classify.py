@@ -3,7 +3,7 @@ aeon ships), an aeon .ts file, a long-format table of numeric sequences, or a CS
 majority-class, logistic-regression, 1-NN DTW and MiniRocket baselines in the same run."""
 import argparse
 
-from ._flags import DefaultsHelp, add_output, emit, log_for, positive_int, show_progress
+from ._flags import DefaultsHelp, add_output, dropout_rate, emit, log_for, positive_int, show_progress
 
 DEFAULTS = dict(hidden_size=64, num_layers=1, bidirectional=False, cell="lstm", epochs=40, batch_size=64, lr=5e-3,
                 patience=8, dropout=0.0, lr_schedule="constant", augment=None, arch="lstm", normalize="auto",
@@ -67,7 +67,7 @@ def register(sub) -> None:
     p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
                    help="read each sequence both ways (default: the set's preset, else off)")
     p.add_argument("--num-layers", type=positive_int, default=None, help="stacked recurrent layers (default: 1)")
-    p.add_argument("--dropout", type=float, default=None, help="dropout between layers and before the head "
+    p.add_argument("--dropout", type=dropout_rate, default=None, help="dropout between layers and before the head "
                                                                "(default: 0)")
     p.add_argument("--lr-schedule", choices=("constant", "cosine", "plateau"), default=None,
                    help="cosine: decay the learning rate to 0 over --epochs; plateau: multiply it by 2^-1/3 after 10 "

@@ -1,4 +1,5 @@
 """``lstmkit convert IN OUT``: move an LSTM/GRU between .pt/.pth, .safetensors, .keras and .onnx files."""
+import os
 
 FORMATS = ["safetensors", "torch", "keras", "onnx"]
 
@@ -28,6 +29,9 @@ def run(args) -> int:
 
     src_fmt = format_of(args.input, args.input_format)
     dst_fmt = format_of(args.output, args.format)
+    if os.path.exists(args.output) and os.path.exists(args.input) and os.path.samefile(args.input, args.output):
+        raise ValueError(f"output: {args.output} is the input file itself; write the conversion to another path "
+                         "(--overwrite replaces other files, never the model being read)")
     check_writable_early(args.output, args.overwrite)
     read_options = {}
     if src_fmt == "torch":

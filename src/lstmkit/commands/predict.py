@@ -2,7 +2,7 @@
 import sys
 
 from ..tasks.cli_common import device
-from ._flags import DefaultsHelp, positive_int
+from ._flags import DefaultsHelp, positive, positive_int
 
 
 def register(sub) -> None:
@@ -25,7 +25,7 @@ def register(sub) -> None:
                                        "(default: none, and any column the model does not read is an error)")
     p.add_argument("--prompt", default="", help="generate: text to continue (default: empty)")
     p.add_argument("--n-chars", type=positive_int, default=300, help="generate: characters to sample")
-    p.add_argument("--temperature", type=float, default=0.8, help="generate: sampling temperature")
+    p.add_argument("--temperature", type=positive, default=0.8, help="generate: sampling temperature")
     p.add_argument("--top-k", type=positive_int, default=20,
                    help="generate: sample among the k likeliest characters")
     p.add_argument("--device", type=device, default="cpu",

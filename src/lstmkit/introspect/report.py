@@ -75,7 +75,13 @@ def read_data(path, layer, vocab=None, model_path=None) -> tuple:
     if not path.is_file():
         raise FileNotFoundError(f"data: {path}: no such file")
     if path.suffix == ".npy":
-        x = np.load(path, allow_pickle=False)
+        try:
+            x = np.load(path, allow_pickle=False)
+        except (ValueError, EOFError, OSError) as e:
+            raise ValueError(f"data: {path}: not a readable .npy array ({type(e).__name__}: {e})") from None
+        if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+            got = type(x).__name__ if not isinstance(x, np.ndarray) else f"dtype {x.dtype}"
+            raise ValueError(f"data: {path}: expected one real-valued array (np.save), got {got}")
         if x.ndim == 3 and layer.config.batch_first:
             x = x.transpose(1, 0, 2)
         return np.asarray(x, np.float64), None

@@ -184,7 +184,10 @@ def _keras_weights(c: RNNConfig, params: dict, layer: int, direction: int) -> li
 def load(path, *, batch_first: bool | None = None):
     """Read a ``.keras`` file (safe_mode: no lambdas run) into an lstmkit layer."""
     keras = _keras()
-    check_keras_file(path)
+    try:
+        check_keras_file(path)
+    except zipfile.BadZipFile as e:  # a member that fails its CRC while the sizes are checked
+        raise ValueError(f"{path}: a damaged .keras file ({short(e)})") from e
     try:
         model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
     except FileNotFoundError:

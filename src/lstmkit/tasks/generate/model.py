@@ -210,8 +210,8 @@ class CharLM:
         """Continue ``prompt`` by ``n`` characters, sampling at ``temperature`` from the ``top_k`` most likely."""
         import torch
 
-        if temperature <= 0:
-            raise ValueError("temperature must be > 0")
+        if not 0 < temperature < math.inf:
+            raise ValueError(f"temperature: expected a finite number > 0, got {temperature!r}")
         gen = torch.Generator().manual_seed(seed)
         vocab = self.config["vocab"]
         ids = self.encode(prompt) if prompt else np.array([1 + vocab.find("\n") if "\n" in vocab else 1])
@@ -220,8 +220,9 @@ class CharLM:
         with torch.no_grad():
             logits, state = self.model(torch.from_numpy(ids)[None].to(self.device), None)
             for _ in range(n):
-                z = logits[0, -1] / temperature
+                z = logits[0, -1].clone()
                 z[0] = -math.inf  # never emit the unknown-character id
+                z = (z - z.max()) / temperature  # <= 0 before the division: a tiny temperature gives -inf, not nan
                 if top_k:
                     kth = torch.topk(z, min(top_k, z.numel())).values[-1]
                     z = torch.where(z < kth, torch.full_like(z, -math.inf), z)
