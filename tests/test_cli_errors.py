@@ -291,3 +291,24 @@ def test_more_bad_input_ends_in_one_line_naming_it(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["classify", "--dataset", "digits", "--dropout", "1.5"])
     assert "argument --dropout: expected a number in [0, 1)" in capsys.readouterr().err
+
+
+def test_report_and_convert_never_damage_what_they_replace(tmp_path, capsys):
+    """From the CLI fuzzer: report wrote in place (a full disk left half a page, and the replaced report was
+    gone); report --out the model itself turned the model into HTML; --overwrite replaced a FIFO with a file."""
+    import lstmkit
+
+    model = tmp_path / "m.safetensors"
+    lstmkit.io.write(lstmkit.LSTM(3, 4), model)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((6, 2, 3)))
+    before = model.read_bytes()
+    status, err = _cli(["report", model, "--data", tmp_path / "x.npy", "--out", model, "--overwrite"], capsys)
+    assert status == 2 and "is the model file itself" in err and model.read_bytes() == before
+    fifo = tmp_path / "p.onnx"
+    os.mkfifo(fifo)
+    status, err = _cli(["convert", model, fifo, "--overwrite"], capsys)
+    assert status == 2 and "not a regular file" in err and not fifo.is_file()
+    old = tmp_path / "old.html"
+    old.write_text("the previous report")
+    assert _cli(["report", model, "--data", tmp_path / "x.npy", "--out", old, "--overwrite"], capsys)[0] == 0
+    assert old.read_text().startswith("<!") and not [p for p in tmp_path.iterdir() if p.name.startswith(".old")]

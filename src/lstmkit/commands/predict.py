@@ -143,7 +143,9 @@ def run(args) -> int:
     else:
         raise ValueError(f"{args.model}: unknown task {task!r}")
     if args.output:
-        result.to_csv(args.output, index=False)
+        from ..io.files import atomic_write
+
+        atomic_write(args.output, lambda tmp: result.to_csv(tmp, index=False))  # no half-written CSV on failure
         print(f"wrote {len(result)} rows to {args.output}")
     else:
         result.to_csv(sys.stdout, index=False)

@@ -1,5 +1,6 @@
 """``lstmkit report MODEL --data FILE --out FILE.html`` (a forecast model: ``--series ID``): one self-contained
 HTML report (lstmkit.introspect.report)."""
+import os
 
 from ._flags import non_negative_int
 
@@ -27,6 +28,8 @@ def run(args) -> int:
 
     from ._task_model import layer_and_input
 
+    if os.path.exists(args.out) and os.path.exists(args.model) and os.path.samefile(args.model, args.out):
+        raise ValueError(f"--out: {args.out} is the model file itself; write the report to another path")
     layer, x, text, title = layer_and_input(args)
     path = write_report(layer, x, args.out, text=text, batch=args.batch, overwrite=args.overwrite, title=title)
     print(f"wrote {path}")

@@ -158,18 +158,18 @@ def write_report(model, x, path, text: str | None = None, lengths=None, batch: i
     text: the characters of sequence ``batch``, one per step, to label steps and find what units respond to.
     Refuses to replace an existing file unless ``overwrite``.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    from ..io.files import atomic_write, check_writable
+
+    path = check_writable(path, overwrite)  # before the work; atomic_write checks again before the rename
+    if isinstance(model, (str, Path)) and path.exists() and os.path.samefile(model, path):
+        raise ValueError(f"path: {path} is the model file itself; write the report to another path")
     layer = to_layer(model)
     tr = trace(layer, x, lengths=lengths)
     if not 0 <= batch < tr.batch:
         raise ValueError(f"batch: expected a sequence index in [0, {tr.batch}), got {batch}")
     page = render(tr, batch, text, title)
-    # "x" creates the file only if it is still absent (no race with another writer); "w" when replacing
-    with open(path, "w" if overwrite else "x", encoding="utf-8") as f:
-        f.write(page)
-    return path
+    # through a temp file: a full disk or a crash never leaves half a report, nor destroys the one replaced
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"), overwrite)
 
 
 _STYLE = """

@@ -88,6 +88,8 @@ def check_writable(path, overwrite: bool) -> Path:
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory")
+    if path.exists() and not path.is_file():  # a FIFO or a device (through a symlink too): never replaced by a file
+        raise ValueError(f"{path} is not a regular file (a pipe or a device); write to a file instead")
     folder = path.parent if str(path.parent) else Path(".")
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"{path}: {folder} is a file, not a folder")
