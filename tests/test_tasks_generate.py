@@ -137,3 +137,12 @@ def test_generate_precision_flag_reaches_the_results(tmp_path):
     assert main(argv) == 0
     res = json.load(open(os.path.join(out, "results.json")))
     assert res["training_time"]["precision"] == "bfloat16" and res["config"]["precision"] == "bfloat16"
+
+
+def test_a_tiny_temperature_samples_greedily_not_nan():
+    """--temperature 1e-300 rounded to 0 in float32 (0/0 = nan: an internal error): it is the greedy limit."""
+    from lstmkit.tasks.generate.model import CharLM
+
+    lm = CharLM(hidden_size=8, embed_dim=8, seq_len=16, epochs=1, batches_per_epoch=2, batch_size=4)
+    lm.fit("abcabcabcabcabcabcabcabcabcabcabc" * 4, log=lambda *a, **k: None)
+    assert lm.sample("ab", 10, temperature=1e-300) == lm.sample("ab", 10, temperature=1e-30)

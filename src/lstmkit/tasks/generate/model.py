@@ -222,7 +222,9 @@ class CharLM:
             for _ in range(n):
                 z = logits[0, -1].clone()
                 z[0] = -math.inf  # never emit the unknown-character id
-                z = (z - z.max()) / temperature  # <= 0 before the division: a tiny temperature gives -inf, not nan
+                # <= 0 before the division, and the divisor kept a normal float32 (1e-300 would round to 0: 0/0):
+                # a tiny temperature then gives 0 for the likeliest character and -inf for the rest (greedy), not nan
+                z = (z - z.max()) / max(temperature, 1e-30)
                 if top_k:
                     kth = torch.topk(z, min(top_k, z.numel())).values[-1]
                     z = torch.where(z < kth, torch.full_like(z, -math.inf), z)
