@@ -160,11 +160,10 @@ class RNNConfig:
         """The config of a built module (``owner``, its class name) after ``module.<name> = value``: torch.nn reads
         ``batch_first`` and ``dropout`` at every forward, so they change (validated as at construction); the other
         fields fix the parameters' shapes or the cell, so a new value is refused by name (AttributeError)."""
-        if value == getattr(self, name):
-            return self
+        current = getattr(self, name)
         if name in LIVE_FIELDS:
-            return replace(self, **{name: value})
-        refuse_reshaping(name, getattr(self, name), value, owner)
+            return self if value == current else replace(self, **{name: value})
+        refuse_reshaping(name, current, value, owner)
         return self
 
     def refuse_variants(self, where: str) -> None:
