@@ -6,9 +6,11 @@
 Each case runs in a fresh process per build (two nanobind builds of one module cannot share a process: their
 classes register under the same names), for ``--rounds`` rounds in alternating order; a process warms the
 case up for 0.3 s, then takes the median of ``--calls`` timed calls; the table gives the median over rounds,
-so both builds see the same background load. The cases are the ones a driver change moves: small batches
-(where the two-thread lockstep schedule applies) and mid/large batches (the row split), for the plain,
-variant and quantised cells, inference and training. base / this above 1: the build on the path is faster.
+so both builds see the same background load; the slowest process of each build shows a process that ran in
+a slow spell of the machine (docs/benchmarks.md: "Why (b) was bimodal"). The cases are the ones a driver
+change moves: small batches (where the two-thread lockstep schedule applies) and mid/large batches (the row
+split), for the plain, variant and quantised cells, inference and training, and the plain stream. base / this
+above 1: the build on the path is faster.
 """
 from __future__ import annotations
 
@@ -73,6 +75,21 @@ def quantized_case(mode, dtype, B, H):
     return lambda: q(x)
 
 
+def stream_case(mode, B, H, steps=200):
+    """``steps`` steps of a stream (case (e) of bench_engine.py: one native call per step)."""
+    import lstmkit
+
+    layer = (lstmkit.LSTM if mode == "LSTM" else lstmkit.GRU)(X, H)
+    xs = np.random.default_rng(0).standard_normal((steps, B, X)).astype(np.float32)
+    s = layer.stream(batch=B)
+
+    def run():
+        s.reset()
+        for x in xs:
+            s.step(x)
+    return run
+
+
 CASES = {  # name -> (builder, its arguments): built inside the timing process
     "LSTM B=1 H=128": (sequence_case, ("LSTM", 1, 128), {}),
     "GRU B=1 H=128": (sequence_case, ("GRU", 1, 128), {}),
@@ -100,6 +117,9 @@ CASES = {  # name -> (builder, its arguments): built inside the timing process
     "GRU B=8 H=128 training": (sequence_case, ("GRU", 8, 128), {"train": True}),
     "LSTM B=8 H=128 training": (sequence_case, ("LSTM", 8, 128), {"train": True}),
     "word LM layer training (2x200, B=20, T=35, dropout)": (word_lm_case, (), {}),
+    "LSTM stream B=1 H=128, 200 steps": (stream_case, ("LSTM", 1, 128), {}),
+    "GRU stream B=1 H=128, 200 steps": (stream_case, ("GRU", 1, 128), {}),
+    "LSTM stream B=8 H=256, 200 steps": (stream_case, ("LSTM", 8, 256), {}),
     "int8 LSTM B=1 H=256": (quantized_case, ("LSTM", "int8", 1, 256), {}),
     "bf16 LSTM B=1 H=256": (quantized_case, ("LSTM", "bfloat16", 1, 256), {}),
     "int8 GRU B=1 H=256": (quantized_case, ("GRU", "int8", 1, 256), {}),
@@ -155,7 +175,8 @@ def main(argv=None) -> int:
             raise SystemExit(f"--{label}-src: expected a folder holding lstmkit/, got {src!r}")
     print(f"load average {os.getloadavg()[0]:.2f}; {args.threads} engine threads; median over {args.rounds} "
           f"processes of the median of {args.calls} calls\n")
-    print("| case | base ms | this ms | base / this |\n|---|---|---|---|")
+    print("| case | base ms | this ms | base / this | base ms, slowest process | this ms, slowest process |\n"
+          "|---|---|---|---|---|---|")
     results = {}
     for name in CASES:
         if args.only and not any(o in name for o in args.only.split(",")):
@@ -165,8 +186,10 @@ def main(argv=None) -> int:
             for label in (("base", "this") if r % 2 == 0 else ("this", "base")):
                 times[label].append(in_fresh_process(srcs[label], name, args.calls, args.threads))
         base, this = statistics.median(times["base"]), statistics.median(times["this"])
-        results[name] = {"base_ms": base * 1e3, "this_ms": this * 1e3}
-        print(f"| {name} | {base * 1e3:.3f} | {this * 1e3:.3f} | {base / this:.2f} |", flush=True)
+        each = {f"{label}_ms_each": [t * 1e3 for t in times[label]] for label in times}
+        results[name] = {"base_ms": base * 1e3, "this_ms": this * 1e3, **each}
+        print(f"| {name} | {base * 1e3:.3f} | {this * 1e3:.3f} | {base / this:.2f} | {max(times['base']) * 1e3:.3f} "
+              f"| {max(times['this']) * 1e3:.3f} |", flush=True)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
     print(json.dumps(results), file=sys.stderr)
     return 0

@@ -173,3 +173,22 @@ def test_threads_split_steps_by_units_with_the_same_bits(mode, proj):
         engine.set_num_threads(saved)
     np.testing.assert_array_equal(got[0], got[1])
     np.testing.assert_allclose(got[1], layer(x)[0], **TOL["float32"])
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_long_stream_probing_both_schedules_keeps_the_bits(mode):
+    """A stream times the unit split against one thread every 1024 steps (csrc/core/schedule_probe.h) and may
+    switch between them mid-stream: 2,600 steps cross the probes of two periods, and every step's bits still
+    equal a one-thread stream's."""
+    layer = _layer(mode, 1, 0, "float32", I=16, H=64, seed=5)
+    x = np.random.default_rng(1).standard_normal((2600, 1, 16)).astype(np.float32)
+    saved = engine.get_num_threads()
+    got = []
+    try:
+        for n in (1, 2):
+            engine.set_num_threads(n)
+            s = layer.stream(batch=1)
+            got.append(np.stack([s.step(x[t]) for t in range(len(x))]))
+    finally:
+        engine.set_num_threads(saved)
+    np.testing.assert_array_equal(got[0], got[1])

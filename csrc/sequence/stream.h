@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cells/plain.h"
+#include "core/schedule_probe.h"
 
 namespace lstmkit {
 namespace LSTMKIT_ISA {
@@ -28,13 +29,15 @@ class Stream final : public StreamBase<T> {
 
   // x: [B, I]; out: [B, P].
   void step(const T* x, T* out) override {
+    const auto start = ScheduleProbe::Clock::now();
+    const bool may_split = probe_.split();
     const index_t B = s_.B, H = s_.H, P = s_.P, GH = s_.gates() * H;
     const T* in = x;
     index_t in_ld = s_.I;
     for (index_t l = 0; l < s_.L; ++l) {
       const PackedCell<T>& w = cells_[static_cast<size_t>(l)];
       T* h = h_.data() + l * B * P;
-      if (unit_split(B, H, in_ld, w, s_.gates())) {  // one parallel region for both products and the gates
+      if (may_split && unit_split(B, H, in_ld, w, s_.gates())) {  // one parallel region for both products and the gates
         if (s_.lstm)
           lstm_step_units(B, H, w, in, in_ld, h, P, c_.data() + l * B * H, H, gates_.data(), GH,
                           w.projected ? h : h_new_.data(), P, scratch_.data());
@@ -56,6 +59,7 @@ class Stream final : public StreamBase<T> {
       in_ld = P;
     }
     std::copy_n(in, B * P, out);
+    probe_.record(ScheduleProbe::Clock::now() - start);
   }
 
   void reset() override {
@@ -79,6 +83,7 @@ class Stream final : public StreamBase<T> {
   std::vector<T> h_, c_;            // [L, B, P], [L, B, H] (LSTM)
   std::vector<T> gates_, scratch_;  // [B, G·H]; LSTM m [B, H] / GRU gh [B, 3H]
   std::vector<T> h_new_;            // [B, P] h' of a step split by units
+  ScheduleProbe probe_;             // whether a step splits by units: the faster of the two, timed now and then
 };
 
 template <typename T>
