@@ -135,6 +135,13 @@ class Forecaster:
     forecast is their median.
     device: where the model trains and predicts ('cpu', 'cuda', 'cuda:N', 'mps' or a torch.device; checked
     here, so a missing GPU fails before any work).
+    freq: the step between times, as neuralforecast's ``NeuralForecast(freq=...)``: a pandas offset alias ('MS',
+    'ME', 'QE-DEC', 'W-SUN', 'D', '2h', ...) or a ``pd.DateOffset`` (``pd.DateOffset(months=1)``: monthly on the
+    day the series are dated) for datetime times, a positive integer for integer times. Given, every series in
+    fit's, predict's and cross_validation's data must be on it (its first time on the offset, each time one step
+    after the one before; data off it is refused naming the series), and predict's times follow it (month-end
+    stays month-end); a series of one or two times is enough. None (default): each series' step is inferred
+    (pandas' ``infer_freq``, at least three times; the first difference of integer times).
     """
 
     def __init__(self, horizon: int, season_length: int = 1, input_length: int | None = None,
@@ -144,7 +151,7 @@ class Forecaster:
                  device="cpu", id_col: str = "unique_id", time_col: str = "ds", target_col: str = "y",
                  futr_exog_list=(), hist_exog_list=(), stat_exog_list=(), model: str = "lstm",
                  level_penalty: float = 0.0, refit: bool | None = None, loss_weights: str | None = None,
-                 seasonality: str | None = None, snapshots: int = 1, trend: str | None = None):
+                 seasonality: str | None = None, snapshots: int = 1, trend: str | None = None, freq=None):
         if model not in MODELS:
             raise ValueError(f"model: expected one of {', '.join(map(repr, MODELS))}, got {model!r}")
         batch_size = MODEL_DEFAULTS[model]["batch_size"] if batch_size is None else batch_size
@@ -201,6 +208,8 @@ class Forecaster:
                 self.config["snapshots"] = int(snapshots)
             if trend != "none":  # absent means 'none', likewise
                 self.config["trend"] = trend
+        if freq is not None:  # absent means inferred, so configs saved before the option read the same
+            self.config["freq"] = panel.freq_json(panel.check_freq(freq))
         self.config["members"] = [self._member(k) for k in range(ensemble)]
         self.verbose = verbose
         self.device = devices.resolve(device)
@@ -214,6 +223,15 @@ class Forecaster:
         c = self.config
         return panel.Columns(c.get("id_col", "unique_id"), c.get("time_col", "ds"), c.get("target_col", "y"),
                              c.get("futr_exog_list", []), c.get("hist_exog_list", []), c.get("stat_exog_list", []))
+
+    @property
+    def freq(self):
+        """The step every series must be on (``check_freq``'s: an int or a pandas offset), None to infer it."""
+        return panel.check_freq(panel.freq_from_json(self.config.get("freq")))
+
+    def _split(self, df, static_df=None, where: str = "df") -> dict:
+        """``df`` checked and split into series by this model's columns and ``freq``."""
+        return panel.split_series(df, self.columns, static_df, where, self.freq)
 
     def _member(self, k: int) -> dict:
         """Ensemble member k: seed + k and input length L, L + 2P, L − P, L + 4P, ... (at least 2P)."""
@@ -339,8 +357,8 @@ class Forecaster:
         go (default: stdout when ``verbose``, else nowhere)."""
         import torch
 
-        c, cols = self.config, self.columns
-        series = panel.split_series(df, cols, static_df)
+        c = self.config
+        series = self._split(df, static_df)
         self._check_lengths(series)
         self._remember(df, series)
         allx = np.concatenate([s.exog for s in series.values()])  # (sum n, K)
@@ -620,7 +638,7 @@ class Forecaster:
         if df is not None:
             if static_df is None and cols.stat_exog and self._series is not None:
                 static_df = self._static_frame()
-            series = panel.split_series(df, cols, static_df)
+            series = self._split(df, static_df)
             id_dtype, time_dtype = df[cols.id_col].dtype, df[cols.time_col].dtype
         elif self._series is not None:
             series = self._series
@@ -672,7 +690,7 @@ class Forecaster:
             raise ValueError(f"n_windows: expected an integer >= 1, got {n_windows!r}")
         if not isinstance(step_size, (int, np.integer)) or step_size < 1:
             raise ValueError(f"step_size: expected an integer >= 1, got {step_size!r}")
-        series = panel.split_series(df, cols, static_df)
+        series = self._split(df, static_df)
         back = H + (n_windows - 1) * step_size  # values after the first cutoff
         heads = {u: s.head(len(s.y) - back) if len(s.y) > back else None for u, s in series.items()}
         empty = [u for u, h in heads.items() if h is None]
@@ -736,7 +754,7 @@ class Forecaster:
             drop = max(len(s.y) - keep, 0) // m * m
             last = s.last.isoformat() if isinstance(s.last, pd.Timestamp) else _plain(s.last)
             rows.append({"id": _plain(s.uid), "y": s.y[drop:].tolist(), "exog": s.exog[drop:].tolist(),
-                         "static": s.static.tolist(), "last": last, "step": _plain(s.step)})
+                         "static": s.static.tolist(), "last": last, "step": panel.freq_json(s.step)})
         return {"datetime": isinstance(next(iter(self._series.values())).last, pd.Timestamp), "series": rows}
 
     @classmethod
@@ -776,5 +794,5 @@ def _series_from_json(history: dict, cols: panel.Columns) -> dict:
         last = pd.Timestamp(r["last"]) if history["datetime"] else r["last"]
         out[r["id"]] = panel.Series(r["id"], np.asarray(r["y"], np.float64),
                                     np.asarray(r["exog"], np.float64).reshape(len(r["y"]), K),
-                                    np.asarray(r["static"], np.float64), last, r["step"])
+                                    np.asarray(r["static"], np.float64), last, panel.freq_from_json(r["step"]))
     return out

@@ -7,6 +7,8 @@ refused by name: a column the model would not read, NaN, a repeated or missing t
 """
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -103,24 +105,84 @@ def _check_values(df, cols: Columns, names: list, where: str) -> None:
                              "drop them first")
 
 
-def time_step(times, uid, cols: Columns, where: str):
-    """The series' regular step: a pandas frequency alias for datetimes, an integer for integer times.
-    A gap, an irregular or a repeated time is refused naming the series."""
+def check_freq(freq):
+    """``freq`` as the Forecaster reads it: None (infer each series' step), a positive integer (the step of
+    integer times) or a pandas offset (from an alias such as 'MS', 'ME', 'QE-DEC', 'W-SUN', '2D', or a
+    ``pd.DateOffset`` such as ``pd.DateOffset(months=1)``, monthly on any day)."""
+    if freq is None:
+        return None
+    if isinstance(freq, (int, np.integer)) and not isinstance(freq, (bool, np.bool_)):
+        if freq < 1:
+            raise ValueError(f"freq: expected a positive integer step (integer times) or a pandas offset alias, got "
+                             f"{freq!r}")
+        return int(freq)
+    pd = _pd()
+    if not isinstance(freq, (str, pd.DateOffset)):
+        raise TypeError(f"freq: expected a pandas offset alias such as 'MS', 'ME', 'QE-DEC' or 'D', a pandas "
+                        f"DateOffset, or a positive integer step for integer times, got {type(freq).__name__} "
+                        f"{freq!r}")
+    try:
+        return pd.tseries.frequencies.to_offset(freq)
+    except ValueError:
+        raise ValueError(f"freq: expected a pandas offset alias such as 'MS', 'ME', 'QE-DEC' or 'D', got {freq!r}, "
+                         "which pandas does not know") from None
+
+
+def freq_json(step):
+    """A series' step as JSON: an integer, an alias string, or {'DateOffset': kwds, 'n': n} for an offset with no
+    alias (``pd.DateOffset(months=1)``); ``freq_from_json`` reads it back."""
+    pd = _pd()
+    if not isinstance(step, pd.DateOffset):
+        return step.item() if isinstance(step, np.generic) else step
+    try:
+        if pd.tseries.frequencies.to_offset(step.freqstr) == step:
+            return step.freqstr
+    except ValueError:
+        pass
+    return {"DateOffset": dict(step.kwds), "n": int(step.n)}
+
+
+def freq_from_json(step):
+    """The step ``freq_json`` wrote: an integer or alias as they are, a DateOffset rebuilt."""
+    if isinstance(step, dict):
+        return _pd().DateOffset(step["n"], **step["DateOffset"])
+    return step
+
+
+def _freq_text(freq) -> str:
+    """A step as the user would write it: its alias quoted, or the DateOffset's repr."""
+    as_json = freq_json(freq)
+    return repr(freq) if isinstance(as_json, dict) else repr(as_json)
+
+
+def time_step(times, uid, cols: Columns, where: str, freq=None):
+    """The series' regular step: ``freq`` when given (``check_freq``'s; every time checked against it), else
+    inferred: a pandas frequency alias for datetimes, an integer for integer times.
+    A gap, an irregular, a repeated time or one off ``freq`` is refused naming the series."""
     pd = _pd()
     t = times
+    if isinstance(t, pd.DatetimeIndex) and t.has_duplicates:
+        raise ValueError(f"{where}: series {name(uid)} has {cols.time_col} {t[t.duplicated()][0]} more than once")
+    if freq is not None:
+        return _check_on_freq(t, uid, cols, where, freq)
     if len(t) < 2:
         return None
     if isinstance(t, pd.DatetimeIndex):
-        if t.has_duplicates:
-            raise ValueError(f"{where}: series {name(uid)} has {cols.time_col} {t[t.duplicated()][0]} more than once")
         freq = pd.infer_freq(t) if len(t) >= 3 else None
         if freq is None:
             diffs = np.diff(t.asi8)
             k = int(np.argmax(diffs != diffs[0])) if len(diffs) > 1 and np.any(diffs != diffs[0]) else None
             at = f" after {t[k]}" if k is not None else ""
+            few = "; two times are too few to infer a calendar" if len(t) == 2 else ""
             raise ValueError(f"{where}: series {name(uid)} is not on a regular calendar ({len(t)} times; a gap or "
-                             f"irregular step{at}); fill the missing times first")
+                             f"irregular step{at}{few}); fill the missing times first, or give the Forecaster "
+                             "freq= (e.g. 'MS', 'ME', or pd.DateOffset(months=1) for the same day of each month)")
         return freq
+    return _integer_step(t, uid, cols, where)
+
+
+def _integer_step(t, uid, cols: Columns, where: str, freq: int | None = None) -> int:
+    """The step of integer times (``freq`` when given, else the first difference); any other step refused."""
     v = np.asarray(t)
     if not np.issubdtype(v.dtype, np.integer):
         raise ValueError(f"{where}: {cols.time_col} must be datetimes or integers, got {v.dtype}")
@@ -128,11 +190,48 @@ def time_step(times, uid, cols: Columns, where: str):
     if np.any(d <= 0):
         k = int(np.argmax(d <= 0))
         raise ValueError(f"{where}: series {name(uid)} has {cols.time_col} {v[k + 1]} repeated or out of order")
-    if np.any(d != d[0]):
-        k = int(np.argmax(d != d[0]))
-        raise ValueError(f"{where}: series {name(uid)} has a gap after {cols.time_col}={v[k]} (step {d[k]}, the "
-                         f"series' first step is {d[0]}); fill the missing times first")
-    return int(d[0])
+    step = freq if freq is not None else (int(d[0]) if len(d) else None)
+    if np.any(d != step):
+        k = int(np.argmax(d != step))
+        given = f"freq={freq}" if freq is not None else "the series' first step"
+        raise ValueError(f"{where}: series {name(uid)} has a gap after {cols.time_col}={v[k]} (step {d[k]}, "
+                         f"{given} is {step}); fill the missing times first")
+    return step
+
+
+def _check_on_freq(t, uid, cols: Columns, where: str, freq):
+    """``freq`` after checking every time of the series is on it, each one step after the one before."""
+    pd = _pd()
+    dated = isinstance(t, pd.DatetimeIndex)
+    if isinstance(freq, int):
+        if dated:
+            raise ValueError(f"freq: an integer step is for integer {cols.time_col}; {where}'s {cols.time_col} holds "
+                             f"datetimes, got freq={freq}; give a pandas offset alias such as 'MS' or 'D'")
+        return _integer_step(t, uid, cols, where, freq)
+    if not dated:
+        raise ValueError(f"freq: a pandas offset is for datetime {cols.time_col}; {where}'s {cols.time_col} holds "
+                         f"{np.asarray(t).dtype}, got freq={_freq_text(freq)}; give an integer step or leave it out")
+    if len(t) and not freq.is_on_offset(t[0]):
+        raise ValueError(f"{where}: series {name(uid)} has {cols.time_col} {t[0]}, not on freq={_freq_text(freq)} "
+                         f"(the nearest such date after it is {freq.rollforward(t[0])}); give the freq the data is on")
+    with _quiet_offsets():
+        off = np.flatnonzero(t[1:] != t[:-1] + freq) if len(t) > 1 else []
+    if len(off):
+        k = int(off[0])
+        raise ValueError(f"{where}: series {name(uid)} has {cols.time_col} {t[k + 1]} after {t[k]}, where "
+                         f"freq={_freq_text(freq)} puts {t[k] + freq} (a gap, or data off the given freq); fill "
+                         "the missing times or give the freq the data is on")
+    return freq
+
+
+@contextmanager
+def _quiet_offsets():
+    """Adding an offset without a vectorised implementation to many times warns that it runs per element (it is
+    right, only slower): silenced here, where that is expected."""
+    pd = _pd()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+        yield
 
 
 def _times(g, cols: Columns):
@@ -169,15 +268,16 @@ def statics(static_df, cols: Columns, uids: list, where: str = "static_df") -> d
     return {u: table[u] for u in uids}
 
 
-def split_series(df, cols: Columns, static_df=None, where: str = "df") -> dict:
-    """Checked long-format frame -> {uid: Series} in sorted id order (ids keep their values and dtype)."""
+def split_series(df, cols: Columns, static_df=None, where: str = "df", freq=None) -> dict:
+    """Checked long-format frame -> {uid: Series} in sorted id order (ids keep their values and dtype).
+    ``freq``: ``check_freq``'s step every series must be on (None: each series' own, inferred)."""
     check_columns(df, cols, where)
     _check_values(df, cols, [cols.target_col] + cols.exog, where)
     out = {}
     for uid, g in df.groupby(cols.id_col, sort=True):  # ids in sorted order, as neuralforecast
         g = g.sort_values(cols.time_col)
         times = _times(g, cols)
-        step = time_step(times, uid, cols, where)
+        step = time_step(times, uid, cols, where, freq)
         out[uid] = Series(uid, g[cols.target_col].to_numpy(np.float64),
                           g[cols.exog].to_numpy(np.float64).reshape(len(g), len(cols.exog)), np.zeros(0),
                           times[-1], step, times)

@@ -1,0 +1,97 @@
+"""Forecaster(freq=...), as neuralforecast's NeuralForecast(freq=...): the step every series is checked against and
+the predicted times follow; absent, each series' step is inferred as before."""
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pd = pytest.importorskip("pandas")
+pytest.importorskip("safetensors")
+
+from lstmkit.tasks.forecast import Forecaster  # noqa: E402
+
+TINY = dict(horizon=3, hidden_size=4, epochs=1, batches_per_epoch=1, batch_size=16)
+
+
+def frame(ds, uid="a"):
+    t = np.arange(len(ds))
+    return pd.DataFrame({"unique_id": uid, "ds": ds, "y": 50.0 + 5 * np.sin(t)})
+
+
+def log(*_):
+    pass
+
+
+ON_15TH = pd.date_range("2000-01-15", periods=20, freq=pd.DateOffset(months=1))
+MONTH_ENDS = pd.date_range("2000-01-31", periods=20, freq="ME")
+
+
+def test_a_monthly_series_on_the_15th_is_refused_without_freq_and_read_with_it():
+    with pytest.raises(ValueError, match=r"series 'a' is not on a regular calendar .* give the Forecaster freq="):
+        Forecaster(**TINY).fit(frame(ON_15TH), log=log)
+    fc = Forecaster(**TINY, freq=pd.DateOffset(months=1)).fit(frame(ON_15TH), log=log)
+    assert fc.predict()["ds"].tolist() == list(pd.date_range("2001-09-15", periods=3, freq=pd.DateOffset(months=1)))
+
+
+def test_data_off_the_given_freq_is_refused_naming_series_and_freq():
+    with pytest.raises(ValueError, match=r"series 'a' has ds 2000-01-15 00:00:00, not on freq='MS'"):
+        Forecaster(**TINY, freq="MS").fit(frame(ON_15TH), log=log)
+    month_starts = pd.date_range("2000-01-01", periods=20, freq="MS")
+    with pytest.raises(ValueError, match=r"series 'b' has ds 2000-01-01 00:00:00, not on freq='ME'"):
+        Forecaster(**TINY, freq="ME").fit(pd.concat([frame(MONTH_ENDS), frame(month_starts, "b")]), log=log)
+    with pytest.raises(ValueError, match=r"series 'a' has ds 2000-05-31 .* after 2000-03-31 .* freq='ME' puts "
+                                         r"2000-04-30"):
+        Forecaster(**TINY, freq="ME").fit(frame(MONTH_ENDS.delete(3)), log=log)
+
+
+def test_predicted_times_follow_freq_and_short_histories_suffice():
+    """Month-end stays month-end (2000-02-29, then 03-31); one or two rows are enough when the step is given
+    (a two-row datetime history was refused as irregular: pandas infers no calendar from two dates)."""
+    fc = Forecaster(**TINY, freq="ME").fit(frame(MONTH_ENDS), log=log)
+    assert fc.predict()["ds"].tolist() == list(pd.date_range("2001-09-30", periods=3, freq="ME"))
+    two = frame(MONTH_ENDS[:2], "new")
+    assert fc.predict(two)["ds"].tolist() == list(pd.date_range("2000-03-31", periods=3, freq="ME"))
+    assert fc.predict(frame(MONTH_ENDS[:1], "new"))["ds"].tolist() == list(pd.date_range("2000-02-29", periods=3,
+                                                                                         freq="ME"))
+    with pytest.raises(ValueError, match="two times are too few to infer a calendar"):
+        Forecaster(**TINY).fit(frame(MONTH_ENDS), log=log).predict(two)
+
+
+def test_an_integer_freq_is_the_step_of_integer_times():
+    df = frame(np.arange(0, 40, 2))
+    fc = Forecaster(**TINY, freq=2).fit(df, log=log)
+    assert fc.predict()["ds"].tolist() == [40, 42, 44]
+    assert fc.predict(frame(np.array([7]), "new"))["ds"].tolist() == [9, 11, 13]
+    with pytest.raises(ValueError, match=r"series 'a' has a gap after ds=0 \(step 2, freq=3 is 3\)"):
+        Forecaster(**TINY, freq=3).fit(df, log=log)
+    with pytest.raises(ValueError, match="freq: an integer step is for integer ds; df's ds holds datetimes"):
+        Forecaster(**TINY, freq=1).fit(frame(MONTH_ENDS), log=log)
+    with pytest.raises(ValueError, match="freq: a pandas offset is for datetime ds; df's ds holds int64"):
+        Forecaster(**TINY, freq="D").fit(df, log=log)
+
+
+@pytest.mark.parametrize("freq, error, match", [
+    ("xyz", ValueError, r"freq: expected a pandas offset alias .* got 'xyz'"),
+    (0, ValueError, "freq: expected a positive integer step"),
+    (1.5, TypeError, "freq: expected .* got float 1.5"),
+    (True, TypeError, "freq: expected .* got bool True"),
+])
+def test_bad_freq_is_refused_when_built(freq, error, match):
+    with pytest.raises(error, match=match):
+        Forecaster(**TINY, freq=freq)
+
+
+@pytest.mark.parametrize("freq", [pd.DateOffset(months=1), "MS"])
+def test_a_saved_model_keeps_its_freq(tmp_path, freq):
+    ds = ON_15TH if isinstance(freq, pd.DateOffset) else pd.date_range("2000-01-01", periods=20, freq="MS")
+    fc = Forecaster(**TINY, freq=freq).fit(frame(ds), log=log)
+    path = str(tmp_path / "fc.safetensors")
+    fc.save(path)
+    back = Forecaster.load(path)
+    assert back.freq == fc.freq
+    pd.testing.assert_frame_equal(back.predict(), fc.predict(), check_exact=False, rtol=1e-6)
+    assert back.predict(frame(ds[:2], "new"))["ds"].tolist() == list(ds[2:5])
+
+
+def test_cross_validation_reads_freq():
+    cv = Forecaster(**TINY, freq=pd.DateOffset(months=1)).cross_validation(frame(ON_15TH), n_windows=2, log=log)
+    assert (cv["ds"].dt.day == 15).all() and (cv["cutoff"].dt.day == 15).all() and len(cv) == 6
