@@ -195,3 +195,32 @@ def test_the_api_is_silent_by_default_and_verbose_prints_epochs(capsys):
     Forecaster(horizon=4, season_length=4, verbose=1, **TINY).fit(df)
     out = capsys.readouterr().out
     assert "member 1/1" in out and out.count("epoch ") == TINY["epochs"] and "pinball" in out
+
+
+def _lengths(*ns):
+    return pd.concat([pd.DataFrame({"unique_id": k, "ds": np.arange(n), "y": 50.0 + np.arange(n)})
+                      for k, n in enumerate(ns)], ignore_index=True)
+
+
+@pytest.mark.parametrize("model", ["lstm", "esrnn"])
+def test_one_minimum_length_in_every_check_and_message(model):
+    """The up-front check asked for 5 values (horizon 3), then fitting said 'a series needs more than 7' (the LSTM)
+    or trained on nothing, a training loss of 0.0 (ES-RNN). Both numbers now come from min_length, up front."""
+    fc = Forecaster(horizon=3, model=model, **TINY)
+    assert fc.min_length() == 5  # 3 targets after max(m, 2) = 2 values
+    with pytest.raises(ValueError, match=r"no series long enough to train on: each needs at least 5 values .*, "
+                                         r"and one at least 8 .* the longest has 7"):
+        fc.fit(_lengths(7, 6), log=log)
+    with pytest.raises(ValueError, match=r"1 series too short to train on \(need at least 5 values .*\): 1 \(4\)"):
+        fc.fit(_lengths(8, 4), log=log)
+    fc.fit(_lengths(8, 5), log=log)  # the boundary: one training window, and each series' validation window
+    assert fc.history_[0]["history"][0]["train_loss"] > 0
+
+
+def test_cross_validation_states_the_same_minimum_before_its_first_cutoff():
+    fc = Forecaster(horizon=3, **TINY)
+    with pytest.raises(ValueError, match=r"1 series too short to train on \(need at least 5 values .* before the "
+                                         r"first cutoff \(the last 5 values are for 2 window\(s\) of 3 steps, 2 "
+                                         r"apart\)\): 1 \(4\)"):
+        fc.cross_validation(_lengths(20, 9), n_windows=2, step_size=2, log=log)
+    assert len(fc.cross_validation(_lengths(20, 10), n_windows=2, step_size=2, log=log)) == 2 * 2 * 3

@@ -333,19 +333,35 @@ class Forecaster:
             inp, fut, lv = self._design(parts, L)
             target = (np.concatenate(targets) / lv[:, None] - 1.0).astype(np.float32)
             out[name] = (torch.from_numpy(inp), torch.from_numpy(fut), torch.from_numpy(target))
-        if out["train"] is None:
-            raise ValueError(f"no training windows: a series needs more than {2 * H + first} values")
+        if out["train"] is None:  # fit's _check_lengths refuses such data first, with the same number
+            raise ValueError(f"df: no training windows: a series needs at least {self.min_length() + H} values")
         return out["train"], out["val"]
 
-    def _check_lengths(self, series: dict) -> None:
-        """A series too short for a single window (training or validation) is refused by name."""
-        need = self.config["horizon"] + self._first_origin() + 1
-        short = [(u, len(s.y)) for u, s in series.items() if len(s.y) < need]
+    def min_length(self) -> int:
+        """The fewest values a series of fit's data may have: its validation window, ``horizon`` targets after
+        max(season_length, 2) values (the first origin). fit also needs one series with ``horizon`` values more
+        (a training window ending before its validation window); cross_validation this many before its first
+        cutoff."""
+        return self.config["horizon"] + self._first_origin() + 1
+
+    def _check_lengths(self, lengths: dict, before: str = "") -> None:
+        """{uid: values}: a series too short for its validation window, or no series long enough for a training
+        window, refused up front with the numbers ``min_length`` gives (``before``: what the values are counted
+        before, cross_validation's first cutoff)."""
+        c = self.config
+        need, train = self.min_length(), self.min_length() + c["horizon"]
+        why = (f"{need} values for horizon {c['horizon']}, season {c['season_length']}: a validation window of "
+               f"{c['horizon']} after {need - c['horizon']}{before}")
+        short = [(u, n) for u, n in lengths.items() if n < need]
         if short:
             listed = ", ".join(f"{panel.name(u)} ({n})" for u, n in short[:5])
-            raise ValueError(f"df: {len(short)} series too short to train on (need at least {need} values for "
-                             f"horizon {self.config['horizon']}, season {self.config['season_length']}): {listed}"
+            raise ValueError(f"df: {len(short)} series too short to train on (need at least {why}): {listed}"
                              f"{' ...' if len(short) > 5 else ''}; drop them or lower the horizon")
+        longest = max(lengths.values())
+        if longest < train:
+            raise ValueError(f"df: no series long enough to train on: each needs at least {why}, and one at "
+                             f"least {train} (a training window before its validation window); the longest has "
+                             f"{longest}; lower the horizon or give longer series")
 
     # -- fit ------------------------------------------------------------------------------------------
 
@@ -359,7 +375,7 @@ class Forecaster:
 
         c = self.config
         series = self._split(df, static_df)
-        self._check_lengths(series)
+        self._check_lengths({u: len(s.y) for u, s in series.items()})
         self._remember(df, series)
         allx = np.concatenate([s.exog for s in series.values()])  # (sum n, K)
         c["exog_scale"] = _standardiser(allx)
@@ -692,12 +708,9 @@ class Forecaster:
             raise ValueError(f"step_size: expected an integer >= 1, got {step_size!r}")
         series = self._split(df, static_df)
         back = H + (n_windows - 1) * step_size  # values after the first cutoff
-        heads = {u: s.head(len(s.y) - back) if len(s.y) > back else None for u, s in series.items()}
-        empty = [u for u, h in heads.items() if h is None]
-        if empty:
-            raise ValueError(f"df: series {', '.join(map(panel.name, empty[:5]))} have no more than {back} values: "
-                             f"nothing is left to train on before {n_windows} window(s) of {H} steps, {step_size} "
-                             "apart")
+        self._check_lengths({u: max(len(s.y) - back, 0) for u, s in series.items()},
+                            f", before the first cutoff (the last {back} values are for {n_windows} window(s) of {H} "
+                            f"steps, {step_size} apart)")
         train = self._truncate(df, series, back)
         self.fit(train, static_df, log=log)
         frames = []

@@ -105,14 +105,14 @@ def run(*, out: str, dataset: str | None = None, csv: str | None = None, horizon
     import pandas as pd
 
     cut = folds * H
-    need = cut + H + max(m, 2)  # one window after the held-back folds: H targets after max(m, 2) inputs
+    fc = _forecaster(H, m, model_kw)
+    need = cut + fc.min_length()  # the held-back folds, then what fit needs of a series (its validation window)
     fit_on = {k: y for k, y in ys.items() if len(y) >= need}
     if len(fit_on) < len(ys):
         log(f"{len(ys) - len(fit_on)} series with < {need} values are forecast in the backtest but too short to "
-            "give a training window")
+            "train on")
     train_df = pd.concat([pd.DataFrame({"unique_id": k, "ds": np.arange(len(y) - cut), "y": y[:len(y) - cut]})
                           for k, y in fit_on.items()], ignore_index=True)
-    fc = _forecaster(H, m, model_kw)
     t0 = time.perf_counter()
     fc.fit(train_df, ckpt_dir=out, resume=resume, log=log)
     fit_seconds = time.perf_counter() - t0
