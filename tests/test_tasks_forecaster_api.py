@@ -224,3 +224,25 @@ def test_cross_validation_states_the_same_minimum_before_its_first_cutoff():
                                          r"apart\)\): 1 \(4\)"):
         fc.cross_validation(_lengths(20, 9), n_windows=2, step_size=2, log=log)
     assert len(fc.cross_validation(_lengths(20, 10), n_windows=2, step_size=2, log=log)) == 2 * 2 * 3
+
+
+def test_a_frame_that_is_not_a_dataframe_is_refused_by_name():
+    """A dict as df failed with "AttributeError: 'dict' object has no attribute 'columns'"."""
+    df = panel(promo=lambda t, k: (t % 4 == 1) * 1.0)
+    static = pd.DataFrame({"unique_id": [101, 202, 303], "size": [1.0, 2.0, 3.0]})
+    fc = quiet(futr_exog_list=["promo"], stat_exog_list=["size"])
+    as_dict = {c: df[c].tolist() for c in df.columns}
+    with pytest.raises(TypeError, match=r"df: expected a pandas DataFrame with columns unique_id, ds, y, promo, got "
+                                        r"dict; pd.DataFrame\(...\) builds one"):
+        fc.fit(as_dict, static_df=static, log=log)
+    with pytest.raises(TypeError, match=r"df: expected a pandas DataFrame .* got numpy.ndarray"):
+        fc.cross_validation(df.to_numpy(), static_df=static, log=log)
+    with pytest.raises(TypeError, match=r"static_df: expected a pandas DataFrame with columns unique_id, size, got "
+                                        r"dict"):
+        fc.fit(df, static_df={"unique_id": [101, 202, 303], "size": [1.0, 2.0, 3.0]}, log=log)
+    fc.fit(df, static_df=static, log=log)
+    with pytest.raises(TypeError, match=r"df: expected a pandas DataFrame .* got pandas.Series"):
+        fc.predict(df["y"])
+    with pytest.raises(TypeError, match=r"futr_df: expected a pandas DataFrame with columns unique_id, ds, promo, "
+                                        r"got dict"):
+        fc.predict(futr_df={"unique_id": [101], "ds": [0], "promo": [0.0]})

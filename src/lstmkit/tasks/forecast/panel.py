@@ -60,10 +60,21 @@ def _pd():
     return require("pandas", "tasks")
 
 
+def require_frame(df, where: str, columns: list) -> None:
+    """``df`` a pandas DataFrame (a dict, an array or another library's frame failed later with an AttributeError
+    or was misread): refused naming ``where``, the columns it needs and what came."""
+    if not isinstance(df, _pd().DataFrame):
+        kind = type(df)
+        came = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+        raise TypeError(f"{where}: expected a pandas DataFrame with columns {', '.join(map(str, columns))}, got "
+                        f"{came}{'; pd.DataFrame(...) builds one from a dict' if isinstance(df, dict) else ''}")
+
+
 def check_columns(df, cols: Columns, where: str, future: bool = False) -> None:
     """Required columns present; any other column refused by name (never silently ignored).
     ``future``: a futr_df (id, time and the future-known covariates only)."""
     need = [cols.id_col, cols.time_col] + (list(cols.futr_exog) if future else [cols.target_col] + cols.exog)
+    require_frame(df, where, need)
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise ValueError(f"{where}: missing column(s) {', '.join(map(repr, missing))} (columns: "
@@ -242,6 +253,8 @@ def _times(g, cols: Columns):
 
 def statics(static_df, cols: Columns, uids: list, where: str = "static_df") -> dict:
     """{uid: (S,) float64} from static_df (id_col + stat_exog_list), one row per series, every series present."""
+    if static_df is not None:
+        require_frame(static_df, where, [cols.id_col] + list(cols.stat_exog))
     if not cols.stat_exog:
         if static_df is not None:
             raise ValueError(f"{where}: given, but stat_exog_list is empty; name its columns there")
