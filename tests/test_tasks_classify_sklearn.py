@@ -189,3 +189,18 @@ def test_layout_auto_uses_varying_lengths_and_refuses_equal_ones():
 def test_bad_sequences_are_refused_by_name(bad, match):
     with pytest.raises(ValueError, match=match):
         quiet(epochs=1).fit(bad, np.arange(6) % 2)
+
+
+@pytest.mark.parametrize("X, where", [
+    (np.array([["1.0", "2.0"], ["3.0", "4.0"]]), r"X: .*dtype <U3"),
+    ([np.array(["1", "2"]), np.array(["3", "4", "5"])], r"X\[0\]: .*dtype <U1"),
+    (np.array([[b"1", b"2"], [b"3", b"4"]]), r"X: .*dtype \|S1"),
+])
+def test_numbers_written_as_strings_are_refused_as_sklearn_does(X, where):
+    """An array of dtype '<U3' such as ['1.0', '2.0'] was parsed into numbers without a word; scikit-learn's
+    check_array refuses string and bytes arrays for a numeric estimator (numbers held as objects convert)."""
+    with pytest.raises(ValueError, match=where + r"\); convert it to numbers explicitly .* or pass text=True"):
+        quiet(epochs=1).fit(X, [0, 1])
+    clf = quiet(epochs=1).fit(np.array([[1.0, 2.0], [3.0, 4.0]], dtype=object), [0, 1])
+    with pytest.raises(ValueError, match="expected numbers, got an array of strings"):
+        clf.predict(np.array([["1.0", "2.0"]]))

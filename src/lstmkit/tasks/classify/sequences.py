@@ -31,7 +31,11 @@ def _numeric(a, where: str) -> np.ndarray:
     a = np.asarray(a)
     if np.iscomplexobj(a):
         raise ValueError(f"{where}: Complex data not supported")
-    if a.dtype.kind in "OUS":
+    if a.dtype.kind in "USV":  # as scikit-learn's check_array: text is not read as numbers, however it looks
+        raise ValueError(f"{where}: expected numbers, got an array of strings or bytes (dtype {a.dtype.str}); "
+                         "convert it to numbers explicitly first (e.g. np.asarray(X, dtype=float)), or pass "
+                         "text=True to classify text")
+    if a.dtype.kind == "O":
         a = a.astype(np.float64)  # numbers stored as objects convert; anything else raises TypeError/ValueError
     a = np.asarray(a, np.float64)
     if not np.all(np.isfinite(a)):
