@@ -191,6 +191,27 @@ def test_bad_sequences_are_refused_by_name(bad, match):
         quiet(epochs=1).fit(bad, np.arange(6) % 2)
 
 
+def test_a_dataframe_with_string_columns_sets_feature_names_in_as_sklearn(tmp_path):
+    """No feature_names_in_ was set, so a DataFrame with its columns (time steps) reordered was read scrambled."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.utils.estimator_checks import check_dataframe_column_names_consistency
+
+    check_dataframe_column_names_consistency("SequenceClassifier", SequenceClassifier(**CHECK_SETTINGS))
+    X, y = blobs(60)
+    frame = pd.DataFrame(X, columns=["t0", "t1"])
+    clf = quiet(epochs=1).fit(frame, y)
+    assert clf.feature_names_in_.tolist() == ["t0", "t1"] and clf.feature_names_in_.dtype == object
+    with pytest.raises(ValueError, match="Feature names must be in the same order"):
+        clf.predict(frame[["t1", "t0"]])
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):
+        clf.predict_members(X)
+    path = str(tmp_path / "clf.safetensors")
+    clf.save(path)
+    assert SequenceClassifier.load(path).feature_names_in_.tolist() == ["t0", "t1"]
+    assert not hasattr(clf.fit(X, y), "feature_names_in_")  # refit on an array: names of the old data dropped
+    assert not hasattr(quiet(epochs=1).fit(pd.DataFrame(X), y), "feature_names_in_")  # integer names: none
+
+
 @pytest.mark.parametrize("X, where", [
     (np.array([["1.0", "2.0"], ["3.0", "4.0"]]), r"X: .*dtype <U3"),
     ([np.array(["1", "2"]), np.array(["3", "4", "5"])], r"X\[0\]: .*dtype <U1"),

@@ -61,7 +61,9 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
 
     A scikit-learn classifier: parameters are the constructor's arguments (``get_params``/``set_params``,
     ``clone``, ``GridSearchCV``); fitted state ends in ``_`` (``classes_``, ``model_``, ``config_``,
-    ``history_``, ``n_channels_``, ``layout_``).
+    ``history_``, ``n_channels_``, ``layout_``; ``feature_names_in_``, as scikit-learn sets it, when X is a
+    DataFrame (N, T) whose column names are all strings: predict checks a DataFrame's names against them, and
+    warns when a frame comes with names after a fit without them or the other way round).
 
     Numeric input X: an array (N, T) (univariate), (N, T, C) with ``layout='NTC'`` (default) or (N, C, T)
     with ``layout='NCT'`` (aeon's order), or a list of per-case arrays of any lengths in that layout;
@@ -167,6 +169,17 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         lr = self.lr
         if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)) or not 0 < lr < np.inf:
             raise ValueError(f"lr: expected a positive number, got {lr!r}")
+
+    def _check_feature_names(self, X, reset: bool) -> None:
+        """scikit-learn's convention for tabular X (a DataFrame): fit (``reset``) sets ``feature_names_in_`` from
+        string column names; predict refuses other names or another order (for a (N, T) frame the columns are
+        time steps: reordered, the sequences would be read scrambled) and warns on names present on one side
+        only. Sequences of other forms (3-D arrays, lists) carry no feature names."""
+        check = getattr(_validation, "_check_feature_names", None)
+        if check is not None:
+            check(self, X, reset=reset)
+        else:  # scikit-learn < 1.6: a method of BaseEstimator
+            super()._check_feature_names(X, reset=reset)
 
     def _texts(self, X) -> list:
         if isinstance(X, str) or not all(isinstance(s, str) for s in X):
@@ -370,6 +383,7 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         ``ckpt_dir``: write last/best.safetensors there every epoch (``resume=True`` continues from them).
         ``log``: where epoch lines go (default: stdout when ``verbose``, else nowhere)."""
         self._check_params()
+        self._check_feature_names(X, reset=True)
         X = self._inputs(X, fitted=False)
         y = self._labels(y, len(X))
         self.classes_, y_idx = np.unique(y, return_inverse=True)
@@ -387,6 +401,8 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         idx_tr, idx_val = self._split(y_idx) if policy == "holdout" else (np.arange(len(X)), None)
         if feature_names is not None:
             extra["features"] = [str(f) for f in feature_names]
+        if hasattr(self, "feature_names_in_"):  # a loaded model checks a DataFrame's columns as this one does
+            extra["feature_names_in"] = self.feature_names_in_.tolist()
         log(f"validation: {policy} ({len(idx_tr)} training cases"
             f"{f', {len(idx_val)} held out' if idx_val is not None else f', {epochs} epochs, no early stopping'})")
         self.model_, self.history_ = self._train_ensemble(X, y_idx, idx_tr, idx_val, epochs, ckpt_dir, resume, log,
@@ -423,6 +439,7 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
     def predict_members(self, X) -> np.ndarray:
         """(K, N) each ensemble member's predicted labels (K = ``ensemble``; (1, N) for one network)."""
         _validation.check_is_fitted(self, "model_")
+        self._check_feature_names(X, reset=False)
         members = getattr(self.model_, "members", [self.model_])
         return np.stack([self.classes_[self._proba(m, X).argmax(1)] for m in members])
 
@@ -430,6 +447,7 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         """(N, C) class probabilities (float64, rows sum to 1), columns in ``classes_`` order; an ensemble's
         are its members' mean."""
         _validation.check_is_fitted(self, "model_")
+        self._check_feature_names(X, reset=False)
         return self._proba(self.model_, X, batch_size)
 
     def _proba(self, model, X, batch_size: int = 512) -> np.ndarray:
@@ -469,6 +487,8 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         clf.classes_ = np.asarray(c["classes"], dtype=np.dtype(c["classes_dtype"]) if "classes_dtype" in c else None)
         clf.layout_ = None if c["text"] else c.get("layout", "NTC")
         clf.n_channels_ = None if c["text"] else len(c["mean"])
+        if "feature_names_in" in c:
+            clf.feature_names_in_ = np.asarray(c["feature_names_in"], dtype=object)
         clf.model_ = clf._build()
         clf.model_.load_state_dict(ck["model"])
         clf.model_.eval()
