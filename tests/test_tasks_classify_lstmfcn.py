@@ -181,9 +181,24 @@ def test_plateau_schedule_on_the_training_loss_needs_no_held_out_cases():
 
 
 def test_kfold_with_fewer_cases_than_folds_is_named():
+    """The message named n_folds but not the validation policy that asked for folds, nor the classes' counts."""
     X, y = shapes(n=4)
-    with pytest.raises(ValueError, match="n_folds: 5 folds need at least 5 sequences, got 4"):
+    counts = ", ".join(f"{c} {k}" for c, k in zip(*np.unique(y, return_counts=True)))
+    with pytest.raises(ValueError, match=rf"validation='kfold': n_folds=5 folds need at least 5 sequences, got 4 "
+                                         rf"\(cases per class: {counts}\); lower n_folds or use validation='fixed'"):
         SequenceClassifier(**{**FCN, "validation": "kfold"}).fit(X, y)
+    with pytest.raises(ValueError, match=r"got 1 \(cases per class: b 1\)"):
+        SequenceClassifier(**{**FCN, "validation": "kfold", "n_folds": 2}).fit(X[:1], ["b"])
+
+
+def test_kfold_says_when_a_class_is_too_small_to_stratify():
+    """With a class of fewer cases than folds the folds fell back to unstratified ones without a word (a fold may
+    train without that class)."""
+    X, _ = shapes(n=6)
+    lines, y = [], np.array(["a"] * 5 + ["b"])
+    SequenceClassifier(**{**FCN, "epochs": 1, "validation": "kfold", "n_folds": 2}).fit(X, y, log=lines.append)
+    assert "validation='kfold': folds not stratified, a class has fewer than n_folds=2 cases (cases per class: " \
+           "a 5, b 1)" in lines
 
 
 def _aeon_set(name):

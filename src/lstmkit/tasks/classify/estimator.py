@@ -311,21 +311,31 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         return train_test_split(np.arange(n), test_size=n_val, random_state=self.seed,
                                 stratify=y_idx if stratify else None)
 
-    def _folds(self, y_idx: np.ndarray) -> list:
+    def _folds(self, y_idx: np.ndarray, log=quiet) -> list:
         """[(training indices, validation indices)] * n_folds, stratified when every class has n_folds cases."""
         from sklearn.model_selection import KFold, StratifiedKFold
 
         n = len(y_idx)
-        if n < self.n_folds:
-            raise ValueError(f"n_folds: {self.n_folds} folds need at least {self.n_folds} sequences, got {n}")
         counts = np.bincount(y_idx)
-        kind = StratifiedKFold if counts[counts > 0].min() >= self.n_folds else KFold
+        if n < self.n_folds:
+            raise ValueError(f"validation='kfold': n_folds={self.n_folds} folds need at least {self.n_folds} "
+                             f"sequences, got {n} ({self._class_counts(counts)}); lower n_folds or use "
+                             "validation='fixed'")
+        stratified = counts[counts > 0].min() >= self.n_folds
+        if not stratified:  # a fold may then train without a class: said where fit's lines go
+            log(f"validation='kfold': folds not stratified, a class has fewer than n_folds={self.n_folds} cases "
+                f"({self._class_counts(counts)})")
+        kind = StratifiedKFold if stratified else KFold
         return list(kind(self.n_folds, shuffle=True, random_state=self.seed).split(np.zeros(n), y_idx))
+
+    def _class_counts(self, counts: np.ndarray) -> str:
+        """'cases per class: a 3, b 1' for ``np.bincount`` of the class indices (the labels as given)."""
+        return "cases per class: " + ", ".join(f"{c} {k}" for c, k in zip(self.classes_.tolist(), counts.tolist()))
 
     def _kfold_epochs(self, X, y_idx, log) -> tuple[int, list]:
         """(the epoch count with the lowest validation loss averaged over the folds, that mean curve)."""
         curves = []
-        for k, (tr, va) in enumerate(self._folds(y_idx)):
+        for k, (tr, va) in enumerate(self._folds(y_idx, log)):
             _, history = self._train(X, y_idx, tr, va, self.epochs, patience=self.epochs + 1, log=quiet)
             curves.append([h["val_loss"] for h in history["history"]])
             log(f"fold {k + 1}/{self.n_folds}: best val loss {min(curves[-1]):.4f} at epoch "
