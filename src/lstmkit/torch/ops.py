@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from .. import checks, engine
-from ..params import RNNConfig, check_dtype, param_shapes
+from ..params import RNNConfig, check_dtype, param_shapes, suffix
 from ..ref import rnn as ref_rnn
 from ..ref.variants import VariantMasks
 from . import devices
@@ -517,7 +517,22 @@ def _input_gradients(ctx, grad_output, grad_h_n, grad_c_n) -> tuple:
                                                ctx.config)
         grads[0] = grads[0][0] if step else grads[0]
     n_states = 2 if lstm else 1
-    return grads[0], grads[1], (grads[2] if lstm else None), list(grads[1 + n_states:])
+    d_params = list(grads[1 + n_states:])
+    if not step:
+        d_params = _unreached_projection(parse_config(ctx.config), x.shape[0], grad_output, grad_h_n, d_params)
+    return grads[0], grads[1], (grads[2] if lstm else None), d_params
+
+
+def _unreached_projection(config: RNNConfig, steps: int, grad_output, grad_h_n, d_params: list) -> list:
+    """``d_params`` with the last layer's ``weight_hr`` gradients None where torch.nn.LSTM leaves them None: its
+    projection is torch ops, so autograd finds no path to it when the loss reads neither output nor h_n (their
+    gradients None: unused, which a zero gradient is not) and there is one step (no later step reads the
+    projected h); c_n does not depend on it. The native backward gives zeros there. Only this structural case:
+    a weight the loss reaches keeps its gradient, zero or not."""
+    if not config.proj_size or steps != 1 or grad_output is not None or grad_h_n is not None:
+        return d_params
+    last = {"weight_hr" + suffix(config.num_layers - 1, d) for d in range(2 if config.bidirectional else 1)}
+    return [None if name in last else g for name, g in zip(param_shapes(config), d_params)]
 
 
 def _backward(ctx, grad_output, grad_h_n, grad_c_n):
@@ -687,7 +702,8 @@ class _EagerTrain(torch.autograd.Function):
             args = _as_numpy(cfg, x, h0, c0, params, ctx.lengths_np, drop, masks)
             result = _backward_computation(cfg, args, workspace, *grads, ctx.precision)
         n = 2 if lstm else 1
-        return (None, None, None, result[0], result[1], result[2] if lstm else None, None, *result[1 + n:],
+        d_params = _unreached_projection(cfg, x.shape[0], grad_output, grad_h_n, list(result[1 + n:]))
+        return (None, None, None, result[0], result[1], result[2] if lstm else None, None, *d_params,
                 *([None] * (len(flat) - len(params))))
 
 
