@@ -312,3 +312,27 @@ def test_report_and_convert_never_damage_what_they_replace(tmp_path, capsys):
     old.write_text("the previous report")
     assert _cli(["report", model, "--data", tmp_path / "x.npy", "--out", old, "--overwrite"], capsys)[0] == 0
     assert old.read_text().startswith("<!") and not [p for p in tmp_path.iterdir() if p.name.startswith(".old")]
+
+
+def test_no_command_writes_over_the_file_it_reads(run_dir, tmp_path, capsys):
+    """One check (io.files.check_not_source) for convert, report and write_report: through a symlink, a hard
+    link, and a run folder whose model.safetensors is --out (report read it, then replaced it with HTML)."""
+    import lstmkit
+    from lstmkit.introspect.report import write_report
+
+    model = tmp_path / "m.safetensors"
+    lstmkit.io.write(lstmkit.LSTM(3, 4), model)
+    before = model.read_bytes()
+    (tmp_path / "link.safetensors").symlink_to(model)
+    os.link(model, tmp_path / "hard.safetensors")
+    for alias in ("link.safetensors", "hard.safetensors"):
+        status, err = _cli(["convert", model, tmp_path / alias, "--overwrite"], capsys)
+        assert status == 2 and f"output: {tmp_path / alias} is the input file itself" in err
+    run = _copy(run_dir, tmp_path)
+    saved = (run / "model.safetensors").read_bytes()
+    status, err = _cli(["report", run, "--out", run / "model.safetensors", "--overwrite"], capsys)
+    assert status == 2 and "--out: " in err and "is the model file itself" in err
+    assert (run / "model.safetensors").read_bytes() == saved
+    with pytest.raises(ValueError, match="path: .* is the model file itself"):
+        write_report(model, np.zeros((2, 1, 3), np.float32), tmp_path / "hard.safetensors", overwrite=True)
+    assert model.read_bytes() == before

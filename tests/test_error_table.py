@@ -257,7 +257,10 @@ CASES = [
     ("lstmkit summary FILE", "a file that does not exist", lambda t: _cli(["summary", str(t / "none.onnx")]),
      SystemExit, "2: lstmkit summary: error"),
     ("lstmkit convert", "an existing OUT without --overwrite", lambda t: _cli(
-        ["convert", str(_valid_safetensors(t)), str(_valid_safetensors(t))]), SystemExit, "overwrite"),
+        ["convert", str(_valid_safetensors(t)), str(_file(t, "old.onnx", b"kept"))]), SystemExit, "exists"),
+    ("lstmkit convert", "OUT the input itself, with --overwrite", lambda t: _cli(
+        ["convert", str(_valid_safetensors(t)), str(_valid_safetensors(t)), "--overwrite"]), SystemExit,
+     "is the input file itself"),
 ]
 
 

@@ -1,5 +1,4 @@
 """``lstmkit convert IN OUT``: move an LSTM/GRU between .pt/.pth, .safetensors, .keras and .onnx files."""
-import os
 
 FORMATS = ["safetensors", "torch", "keras", "onnx"]
 
@@ -25,13 +24,12 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..io.convert import check_writable_early, convert, format_of
+    from ..io.files import check_not_source
     from ..io.model import describe
 
     src_fmt = format_of(args.input, args.input_format)
     dst_fmt = format_of(args.output, args.format)
-    if os.path.exists(args.output) and os.path.exists(args.input) and os.path.samefile(args.input, args.output):
-        raise ValueError(f"output: {args.output} is the input file itself; write the conversion to another path "
-                         "(--overwrite replaces other files, never the model being read)")
+    check_not_source(args.output, args.input, "output")
     check_writable_early(args.output, args.overwrite)
     read_options = {}
     if src_fmt == "torch":

@@ -1,7 +1,5 @@
 """``lstmkit report MODEL --data FILE --out FILE.html`` (a forecast model: ``--series ID``): one self-contained
 HTML report (lstmkit.introspect.report)."""
-import os
-
 from ._flags import non_negative_int
 
 
@@ -26,10 +24,12 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..introspect.report import write_report
 
-    from ._task_model import layer_and_input
+    from ..io.files import check_not_source
 
-    if os.path.exists(args.out) and os.path.exists(args.model) and os.path.samefile(args.model, args.out):
-        raise ValueError(f"--out: {args.out} is the model file itself; write the report to another path")
+    from ._task_model import layer_and_input, resolve
+
+    # the model file a run folder stands for, so that --out RUN/model.safetensors is caught too
+    check_not_source(args.out, resolve(args.model), "--out", "the model file")
     layer, x, text, title = layer_and_input(args)
     path = write_report(layer, x, args.out, text=text, batch=args.batch, overwrite=args.overwrite, title=title)
     print(f"wrote {path}")

@@ -158,11 +158,11 @@ def write_report(model, x, path, text: str | None = None, lengths=None, batch: i
     text: the characters of sequence ``batch``, one per step, to label steps and find what units respond to.
     Refuses to replace an existing file unless ``overwrite``.
     """
-    from ..io.files import atomic_write, check_writable
+    from ..io.files import atomic_write, check_not_source, check_writable
 
     path = check_writable(path, overwrite)  # before the work; atomic_write checks again before the rename
-    if isinstance(model, (str, Path)) and path.exists() and os.path.samefile(model, path):
-        raise ValueError(f"path: {path} is the model file itself; write the report to another path")
+    if isinstance(model, (str, Path)):
+        check_not_source(path, model, "path", "the model file")
     layer = to_layer(model)
     tr = trace(layer, x, lengths=lengths)
     if not 0 <= batch < tr.batch:

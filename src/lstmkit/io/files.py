@@ -96,6 +96,15 @@ def check_writable(path, overwrite: bool) -> Path:
     return path
 
 
+def check_not_source(path, source, name: str, what: str = "the input file") -> None:
+    """Refuse to write ``path`` when it is ``source``, the file being read (ValueError naming ``name``, the flag
+    or argument of ``path``). --overwrite would otherwise let a command replace its own input with its output;
+    samefile sees through symlinks and hard links, which a comparison of the names would miss."""
+    if os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source):
+        raise ValueError(f"{name}: {path} is {what} itself; write to another path (--overwrite replaces other "
+                         "files, never the one being read)")
+
+
 def atomic_write(path, write, overwrite: bool = False) -> Path:
     """Write ``path`` through a temp file in the same folder, fsync it, then os.replace it into place.
 
