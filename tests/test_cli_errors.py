@@ -152,6 +152,31 @@ def test_disk_full_is_one_line_with_status_3(tmp_path, capsys, monkeypatch):
     assert not [p for p in (tmp_path / "run").rglob("*.tmp*")], "the temp file of the failed write is removed"
 
 
+def test_disk_full_inside_safetensors_is_status_3_and_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch):
+    """safetensors reports ENOSPC as its own SafetensorError (checked against /dev/full-like tmpfs: "Error while
+    serializing: I/O error: No space left on device (os error 28)"), which ended as an internal error, exit 1."""
+    import safetensors.torch as st
+    from safetensors import SafetensorError
+
+    from lstmkit.tasks.checkpoint import load
+
+    real, lasts = st.save_file, []
+
+    def fills_up(tensors, filename, metadata=None):
+        lasts.extend([filename] if os.path.basename(filename).startswith(".last.safetensors.") else [])
+        if len(lasts) < 2:  # epoch 1's checkpoints are written; the disk is full at epoch 2's last.safetensors
+            return real(tensors, filename, metadata=metadata)
+        Path(filename).write_bytes(b"half a checkpoint")
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    monkeypatch.setattr(st, "save_file", fills_up)
+    status, line = _cli(["forecast", "--csv", _csv(tmp_path / "tiny.csv"), "--epochs", "2", "--patience", "9",
+                         "--out", tmp_path / "run", *FAST], capsys)
+    last = tmp_path / "run" / "member-0" / "last.safetensors"
+    assert status == 3 and f"No space left on device (ENOSPC): {last}; free some space" in line, line
+    assert load(str(last))["trainer"]["epoch"] == 1  # the previous checkpoint, whole
+    assert not [p for p in (tmp_path / "run").rglob("*.tmp*")], "the half-written temp file is removed"
+
+
 def test_cross_device_rename_is_one_line_with_status_3(tmp_path, capsys, monkeypatch):
     def exdev(src, dst):
         raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), src, None, dst)

@@ -15,7 +15,9 @@ instead of resuming or predicting with it. Format 1 (before the hashes) loads on
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
 
 import numpy as np
 
@@ -34,7 +36,28 @@ def _atomic_save(tensors: dict, metadata: dict, path: str) -> None:
     st = require("safetensors.torch", "tasks")
     cpu = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     stamp_hashes(metadata, {k: v.numpy() for k, v in cpu.items()})
-    atomic_write(path, lambda tmp: st.save_file(cpu, tmp, metadata=metadata), overwrite=True)
+    atomic_write(path, lambda tmp: _save_file(st, cpu, tmp, metadata, path), overwrite=True)
+
+
+def _save_file(st, tensors: dict, tmp: str, metadata: dict, path: str) -> None:
+    """safetensors' save_file to ``tmp``, its I/O failures raised as the OSError they are (naming ``path``, the
+    checkpoint being written, not the temp file that is removed).
+
+    safetensors reports a full disk as SafetensorError("... I/O error: No space left on device (os error 28)")
+    (0.4 wrote "Os { code: 28, ... }"), an Exception the CLI could only call an internal error; as OSError(28)
+    it gets exit status 3 and the ENOSPC hint, like any other write. atomic_write removes the temp file, so
+    the previous checkpoint stays whole.
+    """
+    from safetensors import SafetensorError
+
+    try:
+        st.save_file(tensors, tmp, metadata=metadata)
+    except SafetensorError as e:
+        code = re.search(r"(?:os error|code:) (\d+)", str(e))
+        if code is None:  # not an I/O failure: a bug to report, left as it is
+            raise
+        number = int(code.group(1))
+        raise OSError(number, os.strerror(number), path) from e
 
 
 def _split_optimizer(optimizer) -> tuple[dict, dict]:
