@@ -283,6 +283,27 @@ def test_numbers_out_of_range_are_usage_errors_naming_the_flag(argv, flag, capsy
     assert f"argument {flag}: expected" in err and "Traceback" not in err
 
 
+def test_sizes_beyond_memory_name_the_flags(tmp_path, capsys):
+    """--hidden-size 99999999999 ended in an internal error (torch's allocator raises a RuntimeError), and
+    `summary --num-layers 10**19` ran until the memory was gone: summary counts without allocating, a model
+    that cannot be allocated is exit 3 naming the size flags. The subprocess has 4 GB, so a regression fails
+    instead of filling the machine."""
+    import resource
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+    summary = subprocess.run([sys.executable, "-m", "lstmkit", "summary", "--input-size", "3", "--hidden-size", "4",
+                              "--num-layers", str(10**19)], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "PYTHONPATH": SRC}, preexec_fn=limited)
+    assert summary.returncode == 0, summary.stderr[-2000:]
+    assert "total parameters: 1,599,999,999,999,999,999,984 in torch" in summary.stdout
+    status, line = _cli(["forecast", "--csv", _csv(tmp_path / "tiny.csv"), "--epochs", "1", "--out", tmp_path / "run",
+                         *FAST, "--hidden-size", "99999999999"], capsys)
+    assert status == 3 and line.startswith("lstmkit forecast: error: out of memory (") and \
+        "bytes asked for) with --hidden-size 99999999999" in line, line
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path, capsys):
     """An option error found once the run folder exists (here --loss-weights without ES-RNN) removes the empty
     folder the run made; a folder the user had made stays."""

@@ -246,6 +246,8 @@ CASES = [
         "fsync", errno.ENOSPC, lambda: _cli(_forecast(t, "--out", str(t / "run")))), SystemExit, "3: "),
     ("lstmkit forecast", "cross-device rename (EXDEV)", lambda t: _with_oserror(
         "replace", errno.EXDEV, lambda: _cli(_forecast(t, "--out", str(t / "run")))), SystemExit, "3: "),
+    ("lstmkit forecast", "--hidden-size 99999999999 (terabytes of weights)", lambda t: _cli(_forecast(
+        t, "--out", str(t / "run"), "--hidden-size", "99999999999")), SystemExit, "3: "),
     ("lstmkit forecast", "a CSV with only a header", lambda t: _cli(_forecast(t, "--csv", str(_series_csv(t, [])))),
      SystemExit, "no rows"),
     ("lstmkit forecast", "an unparsable ds", lambda t: _cli(_forecast(t, "--csv", str(_series_csv(

@@ -249,6 +249,29 @@ def test_summary_counts_torch_and_keras():
     assert lstmkit.summary(LSTM(5, 10, proj_size=4)).keras_total is None
 
 
+def test_summary_counts_any_size_without_building_it():
+    """Counted from layers 0 and 1: `lstmkit summary --num-layers 10**19` once listed every layer until the
+    memory ran out. Up to LISTED_LAYERS layers each gets its rows; past it layers 1..N-1 share one group."""
+    from lstmkit.params import RNNConfig
+    from lstmkit.summary import LISTED_LAYERS
+
+    for kw in (dict(num_layers=3, bidirectional=True), dict(num_layers=3, proj_size=4), dict(num_layers=2,
+               peephole=True, layer_norm=True)):
+        assert lstmkit.summary(RNNConfig("LSTM", 5, 10, **kw)).total == sum(
+            p.size for p in LSTM(5, 10, **kw).params.values()), kw
+    per_layer = sum(p.numel() for p in torch.nn.LSTM(8, 4, 2, bidirectional=True).parameters()) - \
+        sum(p.numel() for p in torch.nn.LSTM(8, 4, 1, bidirectional=True).parameters())
+    first = sum(p.numel() for p in torch.nn.LSTM(5, 4, 1, bidirectional=True).parameters())
+    for n in (LISTED_LAYERS, LISTED_LAYERS + 1, 10**19):
+        s = lstmkit.summary(RNNConfig("LSTM", 5, 4, num_layers=n, bidirectional=True))
+        assert s.total == first + (n - 1) * per_layer
+        assert s.keras_total == s.total - n * 2 * 4 * 4  # one bias vector per gate, direction and layer
+        assert len(s.rows) == 2 * 4 * (n if n <= LISTED_LAYERS else 2)
+    assert s.rows[-1][0] == f"1..{10**19 - 1} (each)"
+    assert "total parameters: 4,479,999,999,999,999,999,840 in torch, 4,159,999,999,999,999,999,840 in Keras" in str(
+        lstmkit.summary(RNNConfig("LSTM", 3, 4, num_layers=10**19, bidirectional=True)))
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_empty_batch_returns_empty_results(training):
     layer = LSTM(3, 4, num_layers=2, bidirectional=True).train(training)

@@ -16,6 +16,7 @@ import argparse
 import errno
 import importlib
 import os
+import re
 import shlex
 import sys
 import traceback
@@ -25,6 +26,9 @@ COMMANDS = ("summary", "demo", "classify", "forecast", "generate", "predict", "c
 OK, INTERNAL, BAD_INPUT, SYSTEM, INTERRUPTED = 0, 1, 2, 3, 130
 # OSErrors that say the user's input is wrong (a path), not that the system is out of something
 _INPUT_OS_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
+# the flags that set how much memory a command allocates, named when an allocation fails
+SIZE_FLAGS = ("input_size", "hidden_size", "proj_size", "num_layers", "embed_dim", "input_length", "seq_len",
+              "batch_size")
 _HINTS = {errno.ENOSPC: "free some space, then rerun (a training run continues with --resume)",
           errno.EXDEV: "keep --out and its files on one filesystem",
           errno.EROFS: "choose a writable --out", errno.EACCES: "choose a folder you can write to"}
@@ -58,7 +62,7 @@ def main(argv=None) -> int:
     except Exception as e:  # noqa: BLE001 - every error becomes one line; --debug shows the traceback
         if debug:
             traceback.print_exc()
-        status, text = describe_error(e)
+        status, text = (SYSTEM, _out_of_memory(e, args)) if _is_out_of_memory(e) else describe_error(e)
         _drop_empty_run_dir(args)
         print(f"lstmkit {args.command}: error: {text}", file=sys.stderr)
         return status
@@ -73,6 +77,25 @@ def _drop_empty_run_dir(args) -> None:
                 os.rmdir(out)
         except OSError:
             pass  # the error being reported matters more than the folder
+
+
+def _is_out_of_memory(e: BaseException) -> bool:
+    """A failed allocation: MemoryError (NumPy's too), torch.OutOfMemoryError (a GPU's), or torch's CPU
+    allocator, which raises a plain RuntimeError ("DefaultCPUAllocator: can't allocate memory")."""
+    return (isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError"
+            or (isinstance(e, RuntimeError) and "can't allocate memory" in str(e)))
+
+
+def _out_of_memory(e: BaseException, args) -> str:
+    """The line for a failed allocation: the bytes asked for where the allocator says, and the size flags of
+    the command with their values, since an absurd size (--hidden-size 99999999999) is the usual cause."""
+    from .io.files import short
+
+    asked = re.search(r"allocate (\d+) bytes", str(e))
+    what = f"{int(asked.group(1)):,} bytes asked for" if asked else short(f"{type(e).__name__}: {e}", 200)
+    sizes = ", ".join(f"--{name.replace('_', '-')} {getattr(args, name)}" for name in SIZE_FLAGS
+                      if getattr(args, name, None))
+    return _one_line(f"out of memory ({what}){f' with {sizes}' if sizes else ''}; give smaller sizes")
 
 
 def describe_error(e: BaseException) -> tuple[int, str]:

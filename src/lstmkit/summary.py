@@ -7,6 +7,7 @@ both biases, so its count equals torch's. Keras has no projected LSTM and none o
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -42,40 +43,65 @@ class Summary:
                 "keras_total": self.keras_total}
 
 
+# Layers 1..N-1 have the same shapes, so a deeper stack is shown as layer 0 and one row group for the rest
+LISTED_LAYERS = 1000
+
+
 def summary(model) -> Summary:
-    """Summarise an lstmkit layer or cell, an lstmkit.torch / torch.nn LSTM or GRU, or an RNNConfig."""
+    """Summarise an lstmkit layer or cell, an lstmkit.torch / torch.nn LSTM or GRU, or an RNNConfig.
+
+    Counted from the shapes of layer 0 and layer 1 (every later layer is layer 1's shape), never by building
+    the parameters, so any size is summarised in the time of a two-layer stack; past LISTED_LAYERS layers,
+    layers 1..N-1 share one group of rows, each row per layer."""
     config = model if isinstance(model, RNNConfig) else config_of(model)
-    shapes = param_shapes(config)
-    G, H = config.num_gates, config.hidden_size
-    rows = []
-    for layer in range(config.num_layers):
-        for d in range(config.num_directions):
-            s = suffix(layer, d)
-            direction = "reverse" if d or getattr(model, "reverse_only", False) else "forward"  # io.onnx.ReverseRNN
-            ih, hh = shapes["weight_ih" + s], shapes["weight_hh" + s]
-            for gate in GATES[config.mode]:
-                n = H * ih[1] + H * hh[1] + (2 * H if config.bias else 0)
-                bias = f"({H},)+({H},)" if config.bias else "-"
-                rows.append((layer, direction, gate, (H, ih[1]), (H, hh[1]), bias, n))
-            if config.proj_size:
-                hr = shapes["weight_hr" + s]
-                rows.append((layer, direction, "proj", f"weight_hr {hr}", "-", "-", math.prod(hr)))
-            if config.peephole:
-                rows.append((layer, direction, "peephole", f"p_i, p_f, p_o {shapes['peephole' + s]}", "-", "-",
-                             math.prod(shapes["peephole" + s])))
-            if config.layer_norm:
-                parts = [p for p in ("ih", "hh", "cell") if f"ln_{p}_weight{s}" in shapes]
-                count = sum(2 * math.prod(shapes[f"ln_{p}_weight{s}"]) for p in parts)
-                described = ", ".join(f"{p} {shapes[f'ln_{p}_weight{s}']}" for p in parts)
-                rows.append((layer, direction, "layer_norm", f"gain+shift: {described}", "-", "-", count))
-    total = sum(math.prod(s) for s in shapes.values())
+    N = config.num_layers
+    shapes = param_shapes(dataclasses.replace(config, num_layers=min(N, 2)))  # layers 0 and 1 (if any)
+    reverse_only = getattr(model, "reverse_only", False)  # io.onnx.ReverseRNN
+    if N <= LISTED_LAYERS:
+        rows = [r for layer in range(N) for r in _layer_rows(config, shapes, min(layer, 1), layer, reverse_only)]
+    else:
+        rest = f"1..{N - 1} (each)"
+        rows = _layer_rows(config, shapes, 0, 0, reverse_only) + _layer_rows(config, shapes, 1, rest, reverse_only)
+    total = _layer_count(shapes, 0) + (N - 1) * _layer_count(shapes, 1)
     if config.proj_size or not config.is_plain:
         keras_total = None
     elif config.mode == "LSTM" and config.bias:
-        keras_total = total - sum(G * H for name in shapes if name.startswith("bias_hh"))
+        keras_total = total - N * config.num_directions * config.num_gates * config.hidden_size  # one bias per gate
     else:
         keras_total = total
     return Summary(config, rows, total, keras_total)
+
+
+def _layer_count(shapes: dict, layer: int) -> int:
+    """Parameters of one layer (both directions) among ``shapes`` (0 for a layer not there)."""
+    return sum(math.prod(shape) for name, shape in shapes.items()
+               if name.endswith((f"_l{layer}", f"_l{layer}_reverse")))
+
+
+def _layer_rows(config: RNNConfig, shapes: dict, layer: int, label, reverse_only: bool) -> list:
+    """The rows of layer ``layer``'s shapes (0, or 1 for any later one), shown as layer ``label``."""
+    H = config.hidden_size
+    rows = []
+    for d in range(config.num_directions):
+        s = suffix(layer, d)
+        direction = "reverse" if d or reverse_only else "forward"
+        ih, hh = shapes["weight_ih" + s], shapes["weight_hh" + s]
+        for gate in GATES[config.mode]:
+            n = H * ih[1] + H * hh[1] + (2 * H if config.bias else 0)
+            bias = f"({H},)+({H},)" if config.bias else "-"
+            rows.append((label, direction, gate, (H, ih[1]), (H, hh[1]), bias, n))
+        if config.proj_size:
+            hr = shapes["weight_hr" + s]
+            rows.append((label, direction, "proj", f"weight_hr {hr}", "-", "-", math.prod(hr)))
+        if config.peephole:
+            rows.append((label, direction, "peephole", f"p_i, p_f, p_o {shapes['peephole' + s]}", "-", "-",
+                         math.prod(shapes["peephole" + s])))
+        if config.layer_norm:
+            parts = [p for p in ("ih", "hh", "cell") if f"ln_{p}_weight{s}" in shapes]
+            count = sum(2 * math.prod(shapes[f"ln_{p}_weight{s}"]) for p in parts)
+            described = ", ".join(f"{p} {shapes[f'ln_{p}_weight{s}']}" for p in parts)
+            rows.append((label, direction, "layer_norm", f"gain+shift: {described}", "-", "-", count))
+    return rows
 
 
 def config_of(model) -> RNNConfig:
