@@ -1,6 +1,7 @@
 """The CLI ends every user error with one line and a documented exit status, never a traceback (issue 22):
 damaged checkpoints for predict and --resume, runs that cannot continue, folders it cannot write, a full
 disk, a cross-device rename, Ctrl-C, and CSVs it cannot use. ``--debug`` shows the traceback."""
+import contextlib
 import errno
 import os
 import shlex
@@ -8,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -382,3 +384,46 @@ def test_no_command_writes_over_the_file_it_reads(run_dir, tmp_path, capsys):
     with pytest.raises(ValueError, match="path: .* is the model file itself"):
         write_report(model, np.zeros((2, 1, 3), np.float32), tmp_path / "hard.safetensors", overwrite=True)
     assert model.read_bytes() == before
+
+
+@contextlib.contextmanager
+def _fifo_opened_by_reader(fifo: Path):
+    """While the block runs, a reader that opens ``fifo`` gets end-of-file at once instead of blocking forever,
+    so the test of a regression fails instead of hanging."""
+    done = threading.Event()
+
+    def release():
+        while not done.wait(0.05):
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO until a reader has it open
+            except OSError:
+                continue
+    thread = threading.Thread(target=release, daemon=True)
+    thread.start()
+    try:
+        yield fifo
+    finally:
+        done.set()
+        thread.join()
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["generate", "--text", "{fifo}", "--epochs", "1"], "--text"),
+    (["forecast", "--csv", "{fifo}", "--epochs", "1", *FAST], "--csv"),
+    (["classify", "--ts", "{fifo}", "--epochs", "1"], "--ts"),
+    (["explain", "{model}", "--data", "{fifo}"], "data:"),
+    (["explain", "{model}", "--data", "{text}", "--vocab", "{fifo}"], "vocab:"),
+])
+def test_a_fifo_given_as_input_is_refused_by_name(argv, flag, tmp_path, capsys):
+    """`generate --text FIFO` blocked forever: every input read whole is checked to be a regular file first."""
+    import lstmkit
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    lstmkit.io.write(lstmkit.LSTM(3, 4), tmp_path / "m.safetensors")
+    (tmp_path / "t.txt").write_text("abc")
+    names = {"fifo": fifo, "model": tmp_path / "m.safetensors", "text": tmp_path / "t.txt"}
+    with _fifo_opened_by_reader(fifo):
+        status, line = _cli([a.format(**names) for a in argv] + ["--out", tmp_path / "run"] * (argv[0] != "explain"),
+                            capsys)
+    assert status == 2 and f"{flag} {fifo}: a FIFO, expected a regular" in line, line

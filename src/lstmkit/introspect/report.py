@@ -71,9 +71,9 @@ def read_data(path, layer, vocab=None, model_path=None) -> tuple:
     else ``vocab``: a string of characters, or the path of a file whose characters are the vocabulary;
     a model with an input embedding (a ``lstmkit generate`` checkpoint) gets the embedded characters.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data: {path}: no such file")
+    from ..io.files import check_regular
+
+    path = check_regular(path, ".npy or text file", "data:")  # a FIFO would block the read below
     if path.suffix == ".npy":
         try:
             x = np.load(path, allow_pickle=False)
@@ -88,6 +88,8 @@ def read_data(path, layer, vocab=None, model_path=None) -> tuple:
     text = path.read_text(encoding="utf-8")
     chars, embedding = _text_encoding(model_path)
     if chars is None and vocab is not None:
+        if os.path.exists(vocab):  # a file (a FIFO refused, not taken for the characters of its name)
+            check_regular(vocab, "text file of the vocabulary", "vocab:")
         source = Path(vocab).read_text(encoding="utf-8") if os.path.isfile(vocab) else vocab
         chars = list(dict.fromkeys(source))  # the order given, duplicates dropped
     if chars is None:

@@ -27,22 +27,24 @@ MESSAGE_LIMIT = 600  # characters of a foreign library's error message quoted in
 _STARTED = time.time()  # temp files older than this process belong to a writer that is gone
 
 
-def check_regular(path, what: str = "file") -> Path:
+def check_regular(path, what: str = "file", flag: str | None = None) -> Path:
     """``path`` as a Path, after refusing anything but a regular file (FIFO, device, socket, folder).
 
     A FIFO would block the reader forever and /dev/zero never ends, so the check comes before any open().
+    flag: the command-line flag that gave ``path`` (e.g. "--text"), named first in the message.
     """
     path = Path(path)
+    where = f"{flag} {path}" if flag else str(path)
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
+        raise FileNotFoundError(f"{where}: no such file") from None
     if stat.S_ISDIR(mode):
-        raise IsADirectoryError(f"{path}: is a folder, expected a {what}")
+        raise IsADirectoryError(f"{where}: is a folder, expected a {what}")
     if not stat.S_ISREG(mode):
         kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode) else
                 "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
-        raise ValueError(f"{path}: {kind}, expected a regular {what}")
+        raise ValueError(f"{where}: {kind}, expected a regular {what}")
     return path
 
 

@@ -7,11 +7,10 @@ from .._optional import require
 def read_table(path: str, flag: str = "--csv"):
     """A CSV or Parquet file as a DataFrame. Parquet is recognised by its first bytes (PAR1) whatever the file
     is called; it needs pyarrow (the ``tasks`` extra)."""
-    import os
+    from ..io.files import check_regular
 
     pd = require("pandas", "tasks")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{flag}: no file at {path}")
+    check_regular(path, "CSV or Parquet file", flag)  # a FIFO would block the read below
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic == b"PAR1":

@@ -101,9 +101,10 @@ def load_ts(path: str, name: str | None = None, with_test: bool = True) -> Seque
     ``*_TEST.ts`` beside it brings that file as the test split (unless ``with_test`` is False)."""
     import os
 
+    from ...io.files import check_regular
+
     aeon = require("aeon.datasets", "tasks")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--ts: no file at {path}")
+    check_regular(path, ".ts file", "--ts")  # a FIFO would block the header's read below
     if not _is_classification_ts(path):
         raise ValueError(f"--ts {path}: the header does not declare class labels (@classLabel true)")
 

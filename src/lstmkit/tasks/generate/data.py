@@ -9,5 +9,8 @@ def load_text(path: str | None) -> tuple[str, str]:
         from pydoc_data import topics
 
         return "pydoc_data.topics", "\n\n".join(topics.topics[k] for k in sorted(topics.topics))
+    from ...io.files import check_regular
+
+    check_regular(path, "UTF-8 text file", "--text")  # a FIFO would block the read below forever
     with open(path, encoding="utf-8") as f:
         return path, f.read()
