@@ -427,3 +427,17 @@ def test_a_fifo_given_as_input_is_refused_by_name(argv, flag, tmp_path, capsys):
         status, line = _cli([a.format(**names) for a in argv] + ["--out", tmp_path / "run"] * (argv[0] != "explain"),
                             capsys)
     assert status == 2 and f"{flag} {fifo}: a FIFO, expected a regular" in line, line
+
+
+@pytest.mark.parametrize("flag, value", [("--temperature", "0"), ("--temperature", "-1"), ("--temperature", "inf"),
+                                         ("--temperature", "nan"), ("--dynamic-lr", "-0.1"),
+                                         ("--dynamic-lr", "nan")])
+def test_generate_checks_its_sampling_flags_before_training(flag, value, tmp_path, capsys):
+    """--temperature 0 and --dynamic-lr -0.1 were refused by the model after the whole training run."""
+    text = tmp_path / "t.txt"
+    text.write_text("".join(f"line {i}: the quick brown fox\n" for i in range(200)))
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "--text", str(text), "--epochs", "1", "--batches-per-epoch", "1", "--hidden-size", "8",
+              "--out", str(tmp_path / "run"), flag, value])
+    assert e.value.code == 2 and f"argument {flag}: expected a number" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

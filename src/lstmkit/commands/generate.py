@@ -61,13 +61,14 @@ def register(sub) -> None:
     p.add_argument("--precision", choices=("float32", "bfloat16", "auto"), default="float32",
                    help="training's products: bfloat16 on the CPU (float32 state, loss and weights; "
                         "docs/mixed_precision.md), or auto: bfloat16 where the CPU has AVX512_BF16 or AMX")
-    p.add_argument("--dynamic-lr", type=float, default=0.1,
+    p.add_argument("--dynamic-lr", type=non_negative, default=0.1,
                    help="dynamic evaluation: SGD learning rate for adapting to the held-out text as it is scored "
                         "(0: off)")
     p.add_argument("--min-match", type=positive_int, default=5, help="match model: shortest repeat it follows")
     p.add_argument("--prompt", default="", help="text the samples continue")
     p.add_argument("--n-chars", type=positive_int, default=300, help="characters per sample")
-    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (lower: safer choices)")
+    # checked here, not by CharLM.sample after the training: a bad value must not cost a training run
+    p.add_argument("--temperature", type=positive, default=0.8, help="sampling temperature (lower: safer choices)")
     p.add_argument("--top-k", type=positive_int, default=20, help="sample among the k likeliest characters")
     add_common(p, epochs=EPOCH_ONLY["epochs"], batch_size=64, lr=4e-3, hidden=256)
     add_output(p)
