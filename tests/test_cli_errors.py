@@ -441,3 +441,23 @@ def test_generate_checks_its_sampling_flags_before_training(flag, value, tmp_pat
               "--out", str(tmp_path / "run"), flag, value])
     assert e.value.code == 2 and f"argument {flag}: expected a number" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_predict_honours_output_for_a_char_model_and_refuses_flags_its_model_ignores(run_dir, tmp_path, capsys):
+    """predict with a generate model printed its sample whatever --output or --csv said; a forecast model
+    ignored --prompt. --output now gets the sample; a flag the model's task does not read is refused by name."""
+    from lstmkit.tasks.generate import CharLM
+
+    lm = CharLM(hidden_size=8, embed_dim=4, epochs=1, batches_per_epoch=1, seq_len=8)
+    lm.fit("abcdefg" * 40, log=lambda *a: None)
+    lm.save(str(tmp_path / "lm.safetensors"))
+    status, _ = _cli(["predict", "--model", tmp_path / "lm.safetensors", "--n-chars", "20", "--prompt", "ab",
+                      "--output", tmp_path / "sample.txt"], capsys)
+    sample = (tmp_path / "sample.txt").read_text()
+    assert status == 0 and sample.startswith("ab") and len(sample) == 23  # prompt, 20 characters, newline
+    for flag, value, task in [("--csv", _csv(tmp_path / "s.csv"), "generate"), ("--label-col", "y", "generate"),
+                              ("--prompt", "ab", "forecast"), ("--text-col", "t", "forecast")]:
+        model = tmp_path / "lm.safetensors" if task == "generate" else run_dir / "model.safetensors"
+        extra = [] if flag == "--csv" or task == "generate" else ["--csv", _csv(tmp_path / "s.csv")]
+        status, line = _cli(["predict", "--model", model, flag, value, *extra], capsys)
+        assert status == 2 and line.startswith(f"lstmkit predict: error: {flag}: a {task} model does not read it"), line

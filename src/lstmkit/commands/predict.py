@@ -1,8 +1,19 @@
 """``lstmkit predict --model CKPT``: use a model saved by classify, forecast or generate on new data."""
 import sys
+from pathlib import Path
 
 from ..tasks.cli_common import device
 from ._flags import DefaultsHelp, positive, positive_int
+
+
+# Flags that only some tasks' models read: {dest: (default, tasks)}. One given (a value other than its default)
+# for a model of another task would be ignored, so it is refused by name instead.
+TASK_FLAGS = {"csv": (None, ("classify", "forecast")), "ts": (None, ("classify",)),
+              "futr_csv": (None, ("forecast",)), "text_col": ("text", ("classify",)),
+              "id_col": ("id", ("classify",)), "step_col": ("step", ("classify",)),
+              "feature_cols": (None, ("classify",)), "label_col": (None, ("classify",)),
+              "prompt": ("", ("generate",)), "n_chars": (300, ("generate",)), "temperature": (0.8, ("generate",)),
+              "top_k": (20, ("generate",))}
 
 
 def register(sub) -> None:
@@ -16,22 +27,23 @@ def register(sub) -> None:
     p.add_argument("--ts", help="classify, numeric model: an aeon/UCR-UEA .ts file")
     p.add_argument("--futr-csv", help="forecast, a model with futr_exog_list: CSV or Parquet of those covariates "
                                       "at each series' next H times (id, time and those columns)")
-    p.add_argument("--text-col", default="text", help="text models: the text column (default: %(default)s)")
-    p.add_argument("--id-col", default="id", help="numeric classify: the case id column (default: %(default)s)")
-    p.add_argument("--step-col", default="step", help="numeric classify: the time step column (default: %(default)s)")
+    p.add_argument("--text-col", help="text models: the text column (default: %(default)s)")
+    p.add_argument("--id-col", help="numeric classify: the case id column (default: %(default)s)")
+    p.add_argument("--step-col", help="numeric classify: the time step column (default: %(default)s)")
     p.add_argument("--feature-cols", help="numeric classify: comma-separated feature columns in the model's order "
                                           "(default: the names the model was trained with)")
     p.add_argument("--label-col", help="classify: a column of true labels; predictions are scored against it "
                                        "(default: none, and any column the model does not read is an error)")
-    p.add_argument("--prompt", default="", help="generate: text to continue (default: empty)")
-    p.add_argument("--n-chars", type=positive_int, default=300, help="generate: characters to sample")
-    p.add_argument("--temperature", type=positive, default=0.8, help="generate: sampling temperature")
-    p.add_argument("--top-k", type=positive_int, default=20,
+    p.add_argument("--prompt", help="generate: text to continue (default: empty)")
+    p.add_argument("--n-chars", type=positive_int, help="generate: characters to sample")
+    p.add_argument("--temperature", type=positive, help="generate: sampling temperature")
+    p.add_argument("--top-k", type=positive_int, default=TASK_FLAGS["top_k"][0],
                    help="generate: sample among the k likeliest characters")
     p.add_argument("--device", type=device, default="cpu",
                    help="where the model runs: cpu, cuda, cuda:N or mps (checked before any work)")
-    p.add_argument("--output", help="write predictions to this CSV (refused if it exists); default: print")
-    p.set_defaults(func=run)
+    p.add_argument("--output", help="write predictions to this CSV (generate: the sampled text to this file; "
+                                    "refused if it exists); default: print")
+    p.set_defaults(func=run, **{dest: default for dest, (default, _) in TASK_FLAGS.items()})
 
 
 def _numeric_cases(args, clf, df, path: str):
@@ -122,26 +134,46 @@ def _forecast(args):
     return fc.predict(table(args.csv, "--csv"), futr_df=futr)
 
 
+def check_task_flags(args, task: str) -> None:
+    """ValueError naming the first flag given that a ``task`` model does not read (it would be ignored)."""
+    for dest, (default, tasks) in TASK_FLAGS.items():
+        if task in tasks or getattr(args, dest) == default:
+            continue
+        flag = "--" + dest.replace("_", "-")
+        raise ValueError(f"{flag}: a {task} model does not read it (only {' and '.join(tasks)} models do), got "
+                         f"{getattr(args, dest)!r}")
+
+
+def _generate(args) -> int:
+    """A sample of the character model: printed, or written to --output (atomically: never half a file)."""
+    from ..tasks.generate import CharLM
+
+    lm = CharLM.load(args.model, device=args.device)
+    text = lm.sample(args.prompt, args.n_chars, args.temperature, args.top_k)
+    if not args.output:
+        print(text)
+        return 0
+    from ..io.files import atomic_write
+
+    atomic_write(args.output, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+    print(f"wrote {len(text)} characters to {args.output}")
+    return 0
+
+
 def run(args) -> int:
     import os
 
     from ..tasks.checkpoint import load
 
     task = load(args.model)["task"]
+    if task not in ("classify", "forecast", "generate"):
+        raise ValueError(f"{args.model}: unknown task {task!r}")
     if args.output and os.path.exists(args.output):
         raise FileExistsError(f"--output {args.output} exists; choose a new file name")
+    check_task_flags(args, task)
     if task == "generate":
-        from ..tasks.generate import CharLM
-
-        lm = CharLM.load(args.model, device=args.device)
-        print(lm.sample(args.prompt, args.n_chars, args.temperature, args.top_k))
-        return 0
-    if task == "forecast":
-        result = _forecast(args)
-    elif task == "classify":
-        result = _classify(args, args.model)
-    else:
-        raise ValueError(f"{args.model}: unknown task {task!r}")
+        return _generate(args)
+    result = _forecast(args) if task == "forecast" else _classify(args, args.model)
     if args.output:
         from ..io.files import atomic_write
 
