@@ -330,7 +330,7 @@ def test_more_bad_input_ends_in_one_line_naming_it(tmp_path, capsys):
     (tmp_path / "two.npy.npz").rename(tmp_path / "arch.npy")  # an .npz under a .npy name
     for data in ("empty.npy", "arch.npy"):
         status, err = _cli(["explain", model, "--data", tmp_path / data], capsys)
-        assert status == 2 and "data:" in err
+        assert status == 2 and f"--data {tmp_path / data}: " in err
     status, err = _cli(["forecast", "--dataset", "m1-bogus", *FAST, "--out", tmp_path / "o"], capsys)
     assert status == 2 and "--dataset: unknown forecasting set 'm1-bogus'" in err
     before = model.read_bytes()
@@ -411,8 +411,8 @@ def _fifo_opened_by_reader(fifo: Path):
     (["generate", "--text", "{fifo}", "--epochs", "1"], "--text"),
     (["forecast", "--csv", "{fifo}", "--epochs", "1", *FAST], "--csv"),
     (["classify", "--ts", "{fifo}", "--epochs", "1"], "--ts"),
-    (["explain", "{model}", "--data", "{fifo}"], "data:"),
-    (["explain", "{model}", "--data", "{text}", "--vocab", "{fifo}"], "vocab:"),
+    (["explain", "{model}", "--data", "{fifo}"], "--data"),
+    (["explain", "{model}", "--data", "{text}", "--vocab", "{fifo}"], "--vocab"),
 ])
 def test_a_fifo_given_as_input_is_refused_by_name(argv, flag, tmp_path, capsys):
     """`generate --text FIFO` blocked forever: every input read whole is checked to be a regular file first."""
@@ -461,3 +461,35 @@ def test_predict_honours_output_for_a_char_model_and_refuses_flags_its_model_ign
         extra = [] if flag == "--csv" or task == "generate" else ["--csv", _csv(tmp_path / "s.csv")]
         status, line = _cli(["predict", "--model", model, flag, value, *extra], capsys)
         assert status == 2 and line.startswith(f"lstmkit predict: error: {flag}: a {task} model does not read it"), line
+
+
+@pytest.mark.parametrize("argv, phrase", [
+    (["classify", "--dataset", "digits", "--limit", "1", "--epochs", "1"],
+     "--limit 1: fewer training cases than the 10 classes"),  # was scikit-learn's "needs samples of 2 classes"
+    (["forecast", "--csv", "{csv}", "--season-length", "40", "--epochs", "1", *FAST],
+     "--season-length 40 with --horizon 4 and --folds 1: training needs a series of 52 values"),  # "No objects to
+    (["forecast", "--csv", "{csv}", "--season-length", "40", "--future", "--epochs", "1", *FAST],  # concatenate"
+     "--season-length 40 with --horizon 4: training needs a series of 48 values"),
+    (["forecast", "--csv", "{csv}", "--season-length", "38", "--model", "esrnn", "--future", "--epochs", "1", *FAST],
+     "--season-length 38 with --horizon 4: training needs a series of 42 values"),  # was "df: 3 series ..."
+    (["explain", "{model}", "--data", "{x5}"], "--data {x5}: expected an array (T, B, 3) or (T, 3)"),  # "input:"
+    (["explain", "{model}", "--data", "{empty}"], "got shape (0, 2, 3)"),  # "need at least one array to stack"
+    (["generate", "--text", "{latin1}", "--epochs", "1"], "--text {latin1}: not UTF-8 text"),  # codec's words
+    (["explain", "{model}", "--data", "{latin1}", "--vocab", "abc"], "--data {latin1}: not UTF-8 text"),
+    (["summary", "--mode", "gru", "--input-size", "3", "--hidden-size", "4", "--proj-size", "2"],
+     "--proj-size: only LSTM supports a projection"),  # was "proj_size:"
+])
+def test_errors_name_the_flag_and_file_not_the_librarys_argument(argv, phrase, tmp_path, capsys):
+    """From the CLI fuzzer: each of these named an argument of the library (input, df, proj_size) or none."""
+    import lstmkit
+
+    files = {"csv": _csv(tmp_path / "s.csv"), "model": tmp_path / "m.safetensors", "x5": tmp_path / "x5.npy",
+             "empty": tmp_path / "e.npy", "latin1": tmp_path / "latin1.txt"}
+    lstmkit.io.write(lstmkit.LSTM(3, 4), files["model"])
+    np.save(files["x5"], np.zeros((6, 2, 5)))
+    np.save(files["empty"], np.zeros((0, 2, 3)))
+    files["latin1"].write_bytes("café crème ".encode("latin-1") * 200)
+    out = ["--out", tmp_path / "run"] if argv[0] in ("classify", "forecast", "generate") else []
+    status, line = _cli([a.format(**files) for a in argv] + out, capsys)
+    assert status == 2 and phrase.format(**files) in line, line
+    assert not (tmp_path / "run").exists()

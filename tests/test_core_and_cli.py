@@ -45,7 +45,7 @@ def test_cli_summary(capsys):
 
 def test_cli_summary_bad_argument_is_a_clear_error(capsys):
     assert main(["summary", "--input-size", "5", "--hidden-size", "10", "--proj-size", "12"]) == 2
-    assert "proj_size" in capsys.readouterr().err
+    assert "--proj-size: expected less than --hidden-size=10, got 12" in capsys.readouterr().err
 
 
 def test_cli_demo_trains_and_beats_naive(capsys):

@@ -94,6 +94,11 @@ def _series_csv(tmp: Path, rows=None) -> Path:
     return _file(tmp, "series.csv", ("unique_id,ds,y\n" + "".join(r + "\n" for r in rows)).encode())
 
 
+def _npy(tmp: Path, x: np.ndarray) -> Path:
+    np.save(tmp / "x.npy", x)
+    return tmp / "x.npy"
+
+
 def _forecast(tmp: Path, *extra) -> list:
     argv = ["forecast", "--horizon", "4", "--hidden-size", "8", "--baselines", "naive", "--epochs", "1",
             "--no-progress"]
@@ -256,6 +261,11 @@ CASES = [
         t, [f"a,{i},{1e300 if i == 5 else i}" for i in range(30)])))), SystemExit, "outside"),
     ("lstmkit forecast", "duplicate (unique_id, ds) rows", lambda t: _cli(_forecast(t, "--csv", str(_series_csv(
         t, [f"a,{i},{i}" for i in range(30)] + ["a,3,7"])))), SystemExit, "more than once"),
+    ("lstmkit generate", "a Latin-1 --text", lambda t: _cli(["generate", "--text", str(_file(
+        t, "latin1.txt", "café ".encode("latin-1") * 400)), "--out", str(t / "run")]), SystemExit, "--text"),
+    ("lstmkit explain", "--data of 5 values per step for input_size 3", lambda t: _cli(
+        ["explain", str(_valid_safetensors(t)), "--data", str(_npy(t, np.zeros((6, 2, 5))))]), SystemExit,
+     "--data"),
     ("lstmkit summary FILE", "a file that does not exist", lambda t: _cli(["summary", str(t / "none.onnx")]),
      SystemExit, "2: lstmkit summary: error"),
     ("lstmkit convert", "an existing OUT without --overwrite", lambda t: _cli(

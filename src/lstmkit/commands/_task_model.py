@@ -43,7 +43,7 @@ def scaled(path: str, x: np.ndarray, data: str) -> np.ndarray:
         return x
     mean, std = np.asarray(config["mean"]), np.asarray(config["std"])
     if x.shape[-1] != len(mean):
-        raise ValueError(f"data: {data} has {x.shape[-1]} values per step; the classify model reads {len(mean)} "
+        raise ValueError(f"--data {data} has {x.shape[-1]} values per step; the classify model reads {len(mean)} "
                          "channels")
     if config.get("normalize") == "case":
         sd = x.std(axis=-2, keepdims=True)

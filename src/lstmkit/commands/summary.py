@@ -1,4 +1,5 @@
 """``lstmkit summary``: weight shapes and parameter counts (torch and Keras) of an architecture or a model file."""
+import re
 
 from ._flags import non_negative_int, positive_int
 
@@ -30,7 +31,16 @@ def run(args) -> int:
     if args.input_size is None or args.hidden_size is None:
         raise ValueError("give a model FILE, or --input-size and --hidden-size")
     args.mode = args.mode or "lstm"
-    config = RNNConfig(args.mode.upper(), args.input_size, args.hidden_size, args.num_layers, not args.no_bias,
-                       bidirectional=args.bidirectional, proj_size=args.proj_size)
+    try:
+        config = RNNConfig(args.mode.upper(), args.input_size, args.hidden_size, args.num_layers, not args.no_bias,
+                           bidirectional=args.bidirectional, proj_size=args.proj_size)
+    except ValueError as e:
+        raise ValueError(as_flags(str(e))) from None
     print(summary(config))
     return 0
+
+
+def as_flags(message: str) -> str:
+    """RNNConfig's message with its argument names (proj_size, hidden_size=10) written as this command's flags."""
+    return re.sub(r"\b(input_size|hidden_size|num_layers|proj_size)\b",
+                  lambda m: "--" + m.group(1).replace("_", "-"), message)

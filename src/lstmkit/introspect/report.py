@@ -22,13 +22,14 @@ from .trace import Trace, to_layer, trace
 __all__ = ["write_report", "render", "read_data", "one_hot", "model_vocab"]
 
 
-def one_hot(text: str, vocab) -> np.ndarray:
-    """(T, 1, V) float64 one-hot encoding of ``text`` over ``vocab`` (a string or list of characters)."""
+def one_hot(text: str, vocab, name: str = "data") -> np.ndarray:
+    """(T, 1, V) float64 one-hot encoding of ``text`` over ``vocab`` (a string or list of characters).
+    name: what the text is called in the error for a character outside ``vocab``."""
     index = {ch: k for k, ch in enumerate(vocab)}
     x = np.zeros((len(text), 1, len(index)))
     for t, ch in enumerate(text):
         if ch not in index:
-            raise ValueError(f"data: character {ch!r} at position {t} is not in the vocabulary ({len(index)} chars)")
+            raise ValueError(f"{name}: character {ch!r} at position {t} is not in the vocabulary ({len(index)} chars)")
         x[t, 0, index[ch]] = 1.0
     return x
 
@@ -67,42 +68,55 @@ def read_data(path, layer, vocab=None, model_path=None) -> tuple:
     """Read ``--data`` for ``layer``: returns (x in the layer's layout, text or None).
 
     A .npy file holds (T, B, I) or (T, I) numbers (sequence-first, whatever the model's batch_first).
-    Any other file is text, one-hot encoded per character with the model's vocabulary (its metadata),
+    Any other file is UTF-8 text, one-hot encoded per character with the model's vocabulary (its metadata),
     else ``vocab``: a string of characters, or the path of a file whose characters are the vocabulary;
     a model with an input embedding (a ``lstmkit generate`` checkpoint) gets the embedded characters.
+    Errors name --data / --vocab and the file: the layer's own checks would name its argument (input).
     """
-    from ..io.files import check_regular
+    from ..io.files import check_regular, read_text
 
-    path = check_regular(path, ".npy or text file", "data:")  # a FIFO would block the read below
+    path = check_regular(path, ".npy or text file", "--data")  # a FIFO would block the read below
     if path.suffix == ".npy":
-        try:
-            x = np.load(path, allow_pickle=False)
-        except (ValueError, EOFError, OSError) as e:
-            raise ValueError(f"data: {path}: not a readable .npy array ({type(e).__name__}: {e})") from None
-        if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
-            got = type(x).__name__ if not isinstance(x, np.ndarray) else f"dtype {x.dtype}"
-            raise ValueError(f"data: {path}: expected one real-valued array (np.save), got {got}")
-        if x.ndim == 3 and layer.config.batch_first:
-            x = x.transpose(1, 0, 2)
-        return np.asarray(x, np.float64), None
-    text = path.read_text(encoding="utf-8")
+        return _read_array(path, layer), None
+    text = read_text(path, "--data")
+    if not text:
+        raise ValueError(f"--data {path}: an empty text file, expected the characters to trace")
     chars, embedding = _text_encoding(model_path)
     if chars is None and vocab is not None:
         if os.path.exists(vocab):  # a file (a FIFO refused, not taken for the characters of its name)
-            check_regular(vocab, "text file of the vocabulary", "vocab:")
-        source = Path(vocab).read_text(encoding="utf-8") if os.path.isfile(vocab) else vocab
+            check_regular(vocab, "text file of the vocabulary", "--vocab")
+        source = read_text(vocab, "--vocab") if os.path.isfile(vocab) else vocab
         chars = list(dict.fromkeys(source))  # the order given, duplicates dropped
     if chars is None:
-        raise ValueError(f"data: {path} is text, but the model stores no vocabulary; give --vocab")
+        raise ValueError(f"--data {path} is text, but the model stores no vocabulary; give --vocab")
     if embedding is not None and embedding.shape != (len(chars) + 1, layer.config.input_size):
         embedding = None
     if embedding is None and len(chars) != layer.config.input_size:
-        raise ValueError(f"vocab: {len(chars)} characters, but the model takes input_size={layer.config.input_size}")
-    x = one_hot(text, chars)  # (T, 1, V)
+        raise ValueError(f"--vocab: {len(chars)} characters, but the model reads {layer.config.input_size} values "
+                         "per step (its input_size)")
+    x = one_hot(text, chars, f"--data {path}")  # (T, 1, V)
     if embedding is not None:
         # row 0 is lstmkit generate's unknown-character id; vocab[k] has id k + 1
         x = x @ embedding[1:].astype(np.float64)  # (T, 1, E): what the embedding feeds the recurrent layer
     return (x.transpose(1, 0, 2) if layer.config.batch_first else x), text
+
+
+def _read_array(path: Path, layer) -> np.ndarray:
+    """A .npy --data file as float64 in the layer's layout, its shape checked against the layer."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as e:
+        raise ValueError(f"--data {path}: not a readable .npy array ({type(e).__name__}: {e})") from None
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        got = type(x).__name__ if not isinstance(x, np.ndarray) else f"dtype {x.dtype}"
+        raise ValueError(f"--data {path}: expected one real-valued array (np.save), got {got}")
+    size = layer.config.input_size
+    if x.ndim not in (2, 3) or x.shape[-1] != size or 0 in x.shape:
+        raise ValueError(f"--data {path}: expected an array (T, B, {size}) or (T, {size}), sequence-first, T and B "
+                         f">= 1 ({size} values per step: the model's input_size), got shape {x.shape}")
+    if x.ndim == 3 and layer.config.batch_first:
+        x = x.transpose(1, 0, 2)
+    return np.asarray(x, np.float64)
 
 
 def _img(fig, alt) -> str:

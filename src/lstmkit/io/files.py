@@ -48,6 +48,17 @@ def check_regular(path, what: str = "file", flag: str | None = None) -> Path:
     return path
 
 
+def read_text(path, flag: str, what: str = "UTF-8 text file") -> str:
+    """The contents of the UTF-8 text file ``path`` (given by the command-line flag ``flag``): a FIFO or device is
+    refused before the read (check_regular), another encoding is a ValueError naming the flag and the file."""
+    path = check_regular(path, what, flag)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{flag} {path}: not UTF-8 text ({e.reason} at byte {e.start}); convert it to UTF-8 "
+                         "first") from None
+
+
 def check_zip(path, what: str) -> None:
     """Refuse a zip (``.pt``, ``.keras``) whose members declare more than INFLATE_RATIO x its size + slack.
 

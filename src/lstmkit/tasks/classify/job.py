@@ -200,9 +200,22 @@ def split(d: datasets.SequenceData, test_size: float, seed: int, limit: int | No
         idx_tr, idx_te = train_test_split(np.arange(len(d.y)), test_size=test_size, random_state=seed, stratify=d.y)
         Xtr, ytr, Xte, yte = [d.X[i] for i in idx_tr], d.y[idx_tr], [d.X[i] for i in idx_te], d.y[idx_te]
     if limit is not None:
+        check_limit(limit, ytr)
         Xtr, ytr = subset(Xtr, ytr, limit)
         Xte, yte = subset(Xte, yte, max(limit // 3, 10))
+        if len(set(ytr)) < 2:  # else scikit-learn's "This solver needs samples of at least 2 classes"
+            raise ValueError(f"--limit {limit}: the training cases kept hold one class ({ytr[0]}); a classifier "
+                             "needs two or more: raise --limit")
     return Xtr, ytr, Xte, yte
+
+
+def check_limit(limit: int, ytr) -> None:
+    """--limit below the number of classes leaves classes never trained on; with a tiny limit no test case
+    kept may be of a class the model knows, which scikit-learn's metrics refuse in their own words."""
+    classes = len(set(ytr))
+    if limit < classes:
+        raise ValueError(f"--limit {limit}: fewer training cases than the {classes} classes; give --limit {classes} "
+                         "or more")
 
 
 def load_source(dataset: str | None = None, csv: str | None = None, ts: str | None = None,

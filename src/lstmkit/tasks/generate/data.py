@@ -9,8 +9,6 @@ def load_text(path: str | None) -> tuple[str, str]:
         from pydoc_data import topics
 
         return "pydoc_data.topics", "\n\n".join(topics.topics[k] for k in sorted(topics.topics))
-    from ...io.files import check_regular
+    from ...io.files import read_text
 
-    check_regular(path, "UTF-8 text file", "--text")  # a FIFO would block the read below forever
-    with open(path, encoding="utf-8") as f:
-        return path, f.read()
+    return path, read_text(path, "--text")  # a FIFO refused (it would block forever), a non-UTF-8 file named
