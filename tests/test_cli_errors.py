@@ -493,3 +493,23 @@ def test_errors_name_the_flag_and_file_not_the_librarys_argument(argv, phrase, t
     status, line = _cli([a.format(**files) for a in argv] + out, capsys)
     assert status == 2 and phrase.format(**files) in line, line
     assert not (tmp_path / "run").exists()
+
+
+def test_an_unreadable_input_gets_an_input_hint(tmp_path, capsys, monkeypatch):
+    """Permission denied on --csv said "choose a folder you can write to", the hint for an output folder."""
+    import builtins
+
+    csv = _csv(tmp_path / "s.csv")
+    csv.chmod(0)
+    if os.geteuid() == 0:  # root reads any file: deny it here as the kernel does for another user
+        real_open, real_access = builtins.open, os.access
+
+        def deny(file, *args, **kw):
+            if str(file) == str(csv):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+            return real_open(file, *args, **kw)
+        monkeypatch.setattr(builtins, "open", deny)
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: str(p) != str(csv) and real_access(p, mode, **kw))
+    status, line = _cli(["forecast", "--csv", csv, "--epochs", "1", "--out", tmp_path / "run", *FAST], capsys)
+    assert status == 3 and f"Permission denied (EACCES): {csv}; lstmkit may not read it: check its permissions" \
+        in line and "write" not in line, line

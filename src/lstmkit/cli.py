@@ -108,13 +108,22 @@ def describe_error(e: BaseException) -> tuple[int, str]:
         what = e.strerror or str(e)
         name = errno.errorcode.get(e.errno, "")
         where = f": {e.filename}" if e.filename else ""
-        hint = f"; {_HINTS[e.errno]}" if e.errno in _HINTS else ""
+        hint = f"; {_hint(e)}" if _hint(e) else ""
         text = f"{what}{f' ({name})' if name else ''}{where}{hint}" if e.strerror else what
         return SYSTEM, _one_line(short(text))
     if isinstance(e, (MemoryError, ImportError)):
         return SYSTEM, _one_line(short(f"{type(e).__name__}: {e}" if isinstance(e, MemoryError) else e))
     return INTERNAL, _one_line(short(f"internal error ({type(e).__name__}: {e}); rerun with --debug for the "
                                      "traceback and please report it"))
+
+
+def _hint(e: OSError) -> str:
+    """The advice for an OSError. Permission denied on a path that exists and that this process may not read
+    is an input that cannot be read (a file given to read, a run folder), not an output folder to change."""
+    denied = e.errno in (errno.EACCES, errno.EPERM) and e.filename
+    if denied and os.path.exists(e.filename) and not os.access(e.filename, os.R_OK):
+        return "lstmkit may not read it: check its permissions, or give a copy you can read"
+    return _HINTS.get(e.errno, "")
 
 
 def _one_line(text: str) -> str:
