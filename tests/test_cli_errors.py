@@ -23,6 +23,7 @@ from lstmkit.cli import main  # noqa: E402
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 FAST = ["--horizon", "4", "--hidden-size", "8", "--baselines", "naive", "--no-progress"]
+FUTURE = ["--horizon", "4", "--hidden-size", "8", "--no-progress"]  # --future has no backtest: no --baselines
 
 
 def _csv(path: Path, rows=None) -> Path:
@@ -468,9 +469,10 @@ def test_predict_honours_output_for_a_char_model_and_refuses_flags_its_model_ign
      "--limit 1: fewer training cases than the 10 classes"),  # was scikit-learn's "needs samples of 2 classes"
     (["forecast", "--csv", "{csv}", "--season-length", "40", "--epochs", "1", *FAST],
      "--season-length 40 with --horizon 4 and --folds 1: training needs a series of 52 values"),  # "No objects to
-    (["forecast", "--csv", "{csv}", "--season-length", "40", "--future", "--epochs", "1", *FAST],  # concatenate"
+    (["forecast", "--csv", "{csv}", "--season-length", "40", "--future", "--epochs", "1", *FUTURE],  # concatenate"
      "--season-length 40 with --horizon 4: training needs a series of 48 values"),
-    (["forecast", "--csv", "{csv}", "--season-length", "38", "--model", "esrnn", "--future", "--epochs", "1", *FAST],
+    (["forecast", "--csv", "{csv}", "--season-length", "38", "--model", "esrnn", "--future", "--epochs", "1",
+      *FUTURE],
      "--season-length 38 with --horizon 4: training needs a series of 42 values"),  # was "df: 3 series ..."
     (["explain", "{model}", "--data", "{x5}"], "--data {x5}: expected an array (T, B, 3) or (T, 3)"),  # "input:"
     (["explain", "{model}", "--data", "{empty}"], "got shape (0, 2, 3)"),  # "need at least one array to stack"
@@ -513,3 +515,36 @@ def test_an_unreadable_input_gets_an_input_hint(tmp_path, capsys, monkeypatch):
     status, line = _cli(["forecast", "--csv", csv, "--epochs", "1", "--out", tmp_path / "run", *FAST], capsys)
     assert status == 3 and f"Permission denied (EACCES): {csv}; lstmkit may not read it: check its permissions" \
         in line and "write" not in line, line
+
+
+@pytest.mark.parametrize("argv, phrase", [
+    (["convert", "{model}", "{dir}/o.safetensors", "--streaming"], "--streaming: only for an ONNX OUTPUT"),
+    (["convert", "{model}", "{dir}/o.onnx", "--mode", "gru"], "--mode: only for a torch (.pt/.pth) INPUT"),
+    (["summary", "{model}", "--hidden-size", "8"], "--hidden-size: the model FILE says its sizes, got 8"),
+    (["summary", "{model}", "--mode", "gru"], "--mode: only for a .pt/.pth FILE"),
+    (["forecast", "--csv", "{csv}", "--future", "--folds", "2", "--out", "{dir}/run", *FUTURE],
+     "--folds: only for the backtest, not with --future, got 2"),
+    (["forecast", "--csv", "{csv}", "--future", "--out", "{dir}/run", *FAST],
+     "--baselines: only for the backtest, not with --future, got ('naive',)"),
+    (["classify", "--dataset", "digits", "--id-col", "case", "--out", "{dir}/run"],
+     "--id-col: only read from --sequences, not --dataset, got 'case'"),
+    (["classify", "--dataset", "digits", "--folds", "3", "--out", "{dir}/run"],
+     "--folds: only with --validation kfold, not auto, got 3"),
+    (["explain", "{model}", "--data", "{x}", "--vocab", "abc"], "--vocab: only for text --data"),
+    (["forecast", "--csv", "{csv}", "--out", "{dir}/run", "--overwrite", "--resume", *FAST],
+     "argument --resume: not allowed with argument --overwrite"),
+])
+def test_flags_that_would_be_ignored_are_refused(argv, phrase, tmp_path, capsys):
+    """Each of these flags was silently ignored: it does not apply to the files, mode or source given."""
+    import lstmkit
+
+    files = {"model": tmp_path / "m.safetensors", "csv": _csv(tmp_path / "s.csv"), "x": tmp_path / "x.npy",
+             "dir": tmp_path}
+    lstmkit.io.write(lstmkit.LSTM(3, 4), files["model"])
+    np.save(files["x"], np.zeros((4, 1, 3)))
+    try:
+        status, line = _cli([a.format(**files) for a in argv], capsys)
+    except SystemExit as e:  # argparse's own usage error
+        status, line = e.code, capsys.readouterr().err
+    assert status == 2 and phrase in line, line
+    assert not (tmp_path / "run").exists() and not list(tmp_path.glob("o.*"))

@@ -57,6 +57,15 @@ def fraction(text: str) -> float:
     return v
 
 
+def refuse_unused(args, flags: dict, why: str) -> None:
+    """ValueError naming the first of ``flags`` ({dest: default}) given a value other than its default: ``why``
+    this run does not read it, and it would otherwise be ignored without a word."""
+    for dest, default in flags.items():
+        value = getattr(args, dest)
+        if value != default:
+            raise ValueError(f"--{dest.replace('_', '-')}: {why}, got {value!r}")
+
+
 def add_output(p) -> None:
     """--json (the result summary as JSON on stdout, the log on stderr) and --quiet (no log, no bar)."""
     p.add_argument("--json", action="store_true", help="print the result summary as JSON on stdout (the log goes "

@@ -72,6 +72,8 @@ def layer_and_input(args) -> tuple:
         raise ValueError(f"--series: {model} is not a forecast model; give its input with --data")
     if args.data is None:
         raise ValueError(f"--data is needed for {model} (only a forecast model builds its input from its series)")
+    if args.vocab is not None and str(args.data).endswith(".npy"):
+        raise ValueError(f"--vocab: only for text --data, not the array {args.data}, got {args.vocab!r}")
     layer = to_layer(model)
     x, text = read_data(args.data, layer, args.vocab, model)
     return layer, scaled(model, x, args.data), text, f"lstmkit report: {args.model}"
@@ -85,6 +87,9 @@ def forecast_input(model: str, args) -> tuple:
     if args.data is not None:
         raise ValueError(f"--data: {model} is a forecast model, whose input is built from its own series; pick one "
                          "with --series ID (default: the first)")
+    if args.vocab is not None:
+        raise ValueError(f"--vocab: {model} is a forecast model, which reads numbers, not characters; got "
+                         f"{args.vocab!r}")
     fc = Forecaster.load(model)
     uid, x = fc.window_input(args.series)  # (L/P, In)
     layer = to_layer(fc.models[0].rnn)

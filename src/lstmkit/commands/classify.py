@@ -3,8 +3,13 @@ aeon ships), an aeon .ts file, a long-format table of numeric sequences, or a CS
 majority-class, logistic-regression, 1-NN DTW and MiniRocket baselines in the same run."""
 import argparse
 
-from ._flags import DefaultsHelp, add_output, dropout_rate, emit, log_for, positive_int, show_progress
+from ._flags import (DefaultsHelp, add_output, dropout_rate, emit, log_for, positive_int, refuse_unused,
+                     show_progress)
 
+# the column flags with their defaults and the data sources that read them: given for another source, refused
+COLUMNS = {"text_col": ("text", ("csv",)), "label_col": ("label", ("csv", "sequences")),
+           "id_col": ("id", ("sequences",)), "step_col": ("step", ("sequences",)),
+           "feature_cols": (None, ("sequences",))}
 DEFAULTS = dict(hidden_size=64, num_layers=1, bidirectional=False, cell="lstm", epochs=40, batch_size=64, lr=5e-3,
                 patience=8, dropout=0.0, lr_schedule="constant", augment=None, arch="lstm", normalize="auto",
                 validation="auto", n_folds=5, ensemble=1, precision="float32")
@@ -31,10 +36,10 @@ def register(sub) -> None:
     src.add_argument("--sequences", help="your long-format CSV or Parquet of numeric sequences: one row per case and "
                                          "step (--id-col, --step-col, --feature-cols, --label-col)")
     src.add_argument("--csv", help="your CSV (or Parquet) with a text and a label column (char-level model)")
-    p.add_argument("--text-col", default="text", help="--csv: the text column (default: %(default)s)")
-    p.add_argument("--label-col", default="label", help="--csv/--sequences: the label column (default: %(default)s)")
-    p.add_argument("--id-col", default="id", help="--sequences: the case id column (default: %(default)s)")
-    p.add_argument("--step-col", default="step", help="--sequences: the time step column, sorted within a case "
+    p.add_argument("--text-col", help="--csv: the text column (default: %(default)s)")
+    p.add_argument("--label-col", help="--csv/--sequences: the label column (default: %(default)s)")
+    p.add_argument("--id-col", help="--sequences: the case id column (default: %(default)s)")
+    p.add_argument("--step-col", help="--sequences: the time step column, sorted within a case "
                                                       "(default: %(default)s)")
     p.add_argument("--feature-cols", help="--sequences: comma-separated feature columns (default: every column "
                                           "but id, step and label)")
@@ -80,10 +85,22 @@ def register(sub) -> None:
                hidden=DEFAULTS["hidden_size"])
     add_output(p)
     # None = not given: the data set's preset (tasks.classify.presets.PRESETS) or DEFAULTS decides
-    p.set_defaults(func=run, **{k: None for k in DEFAULTS})
+    p.set_defaults(func=run, **{k: None for k in DEFAULTS}, **{k: default for k, (default, _) in COLUMNS.items()})
     p.epilog = ("Per-data-set presets, --arch lstm only (flags given win): " +
                 "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in kw.items()) for name, kw in PRESETS.items())
                 + ". --arch lstm-fcn: " + ", ".join(f"{k}={v}" for k, v in ARCH_PRESETS["lstm-fcn"].items()))
+
+
+def check_flags(args, model_kw: dict) -> None:
+    """ValueError naming a flag this run would ignore: a column flag of another data source, --folds without
+    --validation kfold (checked before the run folder is made)."""
+    source = next((name for name in ("csv", "ts", "sequences") if getattr(args, name) is not None), "dataset")
+    for dest, (default, sources) in COLUMNS.items():
+        if source not in sources:
+            refuse_unused(args, {dest: default}, f"only read from {' or '.join('--' + s for s in sources)}, not "
+                                                 f"--{source}")
+    if model_kw["validation"] != "kfold" and args.n_folds is not None:
+        raise ValueError(f"--folds: only with --validation kfold, not {model_kw['validation']}, got {args.n_folds}")
 
 
 def run(args) -> int:
@@ -91,12 +108,13 @@ def run(args) -> int:
     from ..tasks.classify.presets import ARCH_PRESETS, PRESETS
     from ..tasks.cli_common import out_dir
 
-    out = out_dir(args, "classify")
     sources = (args.csv, args.ts, args.sequences)
     dataset = args.dataset or ("digits" if all(v is None for v in sources) else None)
     given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
     arch = given.get("arch", DEFAULTS["arch"])
     model_kw = {**DEFAULTS, **ARCH_PRESETS[arch], **(PRESETS.get(dataset, {}) if arch == "lstm" else {}), **given}
+    check_flags(args, model_kw)
+    out = out_dir(args, "classify")
     if model_kw["augment"] == "none":
         model_kw["augment"] = None
     features = [c.strip() for c in args.feature_cols.split(",") if c.strip()] if args.feature_cols else None

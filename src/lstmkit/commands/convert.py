@@ -1,5 +1,7 @@
 """``lstmkit convert IN OUT``: move an LSTM/GRU between .pt/.pth, .safetensors, .keras and .onnx files."""
 
+from ._flags import refuse_unused
+
 FORMATS = ["safetensors", "torch", "keras", "onnx"]
 
 
@@ -29,6 +31,11 @@ def run(args) -> int:
 
     src_fmt = format_of(args.input, args.input_format)
     dst_fmt = format_of(args.output, args.format)
+    if src_fmt != "torch":
+        refuse_unused(args, {"mode": None, "prefix": None}, f"only for a torch (.pt/.pth) INPUT, this one is {src_fmt}")
+    if dst_fmt != "onnx":
+        refuse_unused(args, {"streaming": False, "lengths": False, "initial_state": False},
+                      f"only for an ONNX OUTPUT, this one is {dst_fmt}")
     check_not_source(args.output, args.input, "output")
     check_writable_early(args.output, args.overwrite)
     read_options = {}

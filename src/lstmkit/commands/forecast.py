@@ -3,7 +3,7 @@ CSV/Parquet (unique_id, ds, y), backtested against naive, seasonal naive, Theta,
 model on the same origins, or (--future) fit on all history to forecast the next steps."""
 import argparse
 
-from ._flags import DefaultsHelp, add_output, emit, log_for, positive_int, show_progress
+from ._flags import DefaultsHelp, add_output, emit, log_for, positive_int, refuse_unused, show_progress
 
 
 def register(sub) -> None:
@@ -76,12 +76,16 @@ def baselines(text: str) -> tuple:
 
 def run(args) -> int:
     from ..tasks.forecast import job as forecast_job
+    from ..tasks.forecast.baselines import DEFAULT
     from ..tasks.cli_common import out_dir
 
     methods = args.baselines  # a string default goes through baselines() too
     dataset = args.dataset or ("tourism-quarterly" if args.csv is None else None)
     if args.csv is not None and args.horizon is None:
         raise ValueError("--horizon is needed with --csv")
+    if args.future:
+        refuse_unused(args, {"folds": 1, "baselines": baselines(",".join(DEFAULT))},
+                      "only for the backtest, not with --future")
     out = out_dir(args, "forecast")
     if args.level_penalty < 0 or args.level_penalty != args.level_penalty:
         raise ValueError(f"--level-penalty: expected a number >= 0, got {args.level_penalty}")

@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 from ..tasks.cli_common import device
-from ._flags import DefaultsHelp, positive, positive_int
+from ._flags import DefaultsHelp, positive, positive_int, refuse_unused
 
 
 # Flags that only some tasks' models read: {dest: (default, tasks)}. One given (a value other than its default)
@@ -137,11 +137,9 @@ def _forecast(args):
 def check_task_flags(args, task: str) -> None:
     """ValueError naming the first flag given that a ``task`` model does not read (it would be ignored)."""
     for dest, (default, tasks) in TASK_FLAGS.items():
-        if task in tasks or getattr(args, dest) == default:
-            continue
-        flag = "--" + dest.replace("_", "-")
-        raise ValueError(f"{flag}: a {task} model does not read it (only {' and '.join(tasks)} models do), got "
-                         f"{getattr(args, dest)!r}")
+        if task not in tasks:
+            refuse_unused(args, {dest: default}, f"a {task} model does not read it (only {' and '.join(tasks)} "
+                                                 "models do)")
 
 
 def _generate(args) -> int:

@@ -1,7 +1,11 @@
 """``lstmkit summary``: weight shapes and parameter counts (torch and Keras) of an architecture or a model file."""
 import re
 
-from ._flags import non_negative_int, positive_int
+from ._flags import non_negative_int, positive_int, refuse_unused
+
+# the architecture flags with their defaults: a model FILE brings its own
+SIZES = {"input_size": None, "hidden_size": None, "num_layers": 1, "bidirectional": False, "proj_size": 0,
+         "no_bias": False}
 
 
 def register(sub) -> None:
@@ -11,9 +15,9 @@ def register(sub) -> None:
     s.add_argument("--mode", choices=["lstm", "gru", "LSTM", "GRU"], default=None)
     s.add_argument("--input-size", type=positive_int)
     s.add_argument("--hidden-size", type=positive_int)
-    s.add_argument("--num-layers", type=positive_int, default=1)
+    s.add_argument("--num-layers", type=positive_int, default=SIZES["num_layers"])
     s.add_argument("--bidirectional", action="store_true")
-    s.add_argument("--proj-size", type=non_negative_int, default=0)
+    s.add_argument("--proj-size", type=non_negative_int, default=SIZES["proj_size"])
     s.add_argument("--no-bias", action="store_true")
     s.set_defaults(func=run)
 
@@ -24,6 +28,10 @@ def run(args) -> int:
 
     if args.file is not None:
         from ..io import read
+
+        refuse_unused(args, SIZES, "the model FILE says its sizes")
+        if not args.file.lower().endswith((".pt", ".pth")):
+            refuse_unused(args, {"mode": None}, "only for a .pt/.pth FILE, whose shapes may not say LSTM or GRU")
 
         options = {"mode": args.mode} if args.file.lower().endswith((".pt", ".pth")) and args.mode else {}
         print(summary(read(args.file, **options)))

@@ -13,8 +13,10 @@ def add_common(p, epochs: int, batch_size: int | None, lr: float | None, hidden:
 
     p.add_argument("--out", help="run folder (default: a new runs/<task>-<timestamp>); an existing non-empty "
                                  "folder is refused unless --overwrite or --resume")
-    p.add_argument("--overwrite", action="store_true", help="allow writing into an existing non-empty --out")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    # one or the other: a new run written over the folder, or the run in it continued
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--overwrite", action="store_true", help="allow writing into an existing non-empty --out")
+    again.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--epochs", type=positive_int, default=epochs, help="training epochs at most")
     p.add_argument("--batch-size", type=positive_int, default=batch_size, help=batch_help)
     p.add_argument("--lr", type=positive, default=lr, help=lr_help)
