@@ -473,7 +473,7 @@ def test_predict_honours_output_for_a_char_model_and_refuses_flags_its_model_ign
      "--season-length 40 with --horizon 4: training needs a series of 48 values"),
     (["forecast", "--csv", "{csv}", "--season-length", "38", "--model", "esrnn", "--future", "--epochs", "1",
       *FUTURE],
-     "--season-length 38 with --horizon 4: training needs a series of 42 values"),  # was "df: 3 series ..."
+     "--season-length 38 with --horizon 4: training needs a series of 46 values"),  # was "df: 3 series ..."
     (["explain", "{model}", "--data", "{x5}"], "--data {x5}: expected an array (T, B, 3) or (T, 3)"),  # "input:"
     (["explain", "{model}", "--data", "{empty}"], "got shape (0, 2, 3)"),  # "need at least one array to stack"
     (["generate", "--text", "{latin1}", "--epochs", "1"], "--text {latin1}: not UTF-8 text"),  # codec's words

@@ -44,25 +44,26 @@ def load(dataset: str | None, csv: str | None, horizon: int | None, season_lengt
     return s, H, m
 
 
-def check_windows(lengths: dict, H: int, m: int, model: str, held_back: int = 0) -> None:
-    """ValueError naming the flags when no series is long enough to train on: the Forecaster's own rule
-    (each series fit on has max(m, 2) inputs, then H targets: H + max(m, 2) values; the LSTM needs one series
-    with H more, a training window before the validation one), checked here because its messages name its
-    arguments (df, horizon). lengths: each series' values the model is fit on (after ``held_back``)."""
+def check_windows(fc: Forecaster, lengths: dict, held_back: int = 0) -> None:
+    """ValueError naming the flags when ``fc`` (the job's Forecaster) cannot fit on series of these lengths: its
+    own rule (``Forecaster.min_length`` values per series, one series with a horizon more for a training window),
+    checked here because its messages name its arguments (df, horizon). lengths: each series' values the model
+    is fit on (after ``held_back``)."""
+    H, m = fc.config["horizon"], fc.config["season_length"]
     folds = f" and --folds {held_back // H}" if held_back else ""
     flags = f"--season-length {m} with --horizon {H}{folds}"
     held = f"{held_back} held back for the backtest, then " if held_back else ""
-    windows = 1 if model == "esrnn" else 2
-    longest, need = max(lengths.values()), windows * H + max(m, 2)
-    if longest < need:
-        raise ValueError(f"{flags}: training needs a series of {need + held_back} values ({held}max(m, 2) inputs "
-                         f"and {H} targets{', for training and again for validation' if windows == 2 else ''}); "
-                         f"the longest has {longest + held_back}: lower --season-length or --horizon")
-    short = [k for k, n in lengths.items() if n < H + max(m, 2)]
+    need, inputs = fc.min_length(), fc.min_length() - H
+    longest = max(lengths.values())
+    if longest < need + H:
+        raise ValueError(f"{flags}: training needs a series of {need + H + held_back} values ({held}{inputs} inputs "
+                         f"and {H} targets, for training and again for validation); the longest has "
+                         f"{longest + held_back}: lower --season-length or --horizon")
+    short = [k for k, n in lengths.items() if n < need]
     if short and not held_back:  # the backtest fits on the long enough ones alone; a future fit needs them all
-        raise ValueError(f"{flags}: {len(short)} series have fewer than {H + max(m, 2)} values (max(m, 2) inputs "
-                         f"and {H} targets), e.g. {short[0]!r} ({lengths[short[0]]}); lower --season-length or "
-                         "--horizon, or drop those series")
+        raise ValueError(f"{flags}: {len(short)} series have fewer than {need} values ({inputs} inputs and {H} "
+                         f"targets), e.g. {short[0]!r} ({lengths[short[0]]}); lower --season-length or --horizon, "
+                         "or drop those series")
 
 
 def run_future(*, out: str, dataset: str | None = None, csv: str | None = None, horizon: int | None = None,
@@ -77,8 +78,9 @@ def run_future(*, out: str, dataset: str | None = None, csv: str | None = None, 
         df = df[df["unique_id"].isin(sorted(df["unique_id"].unique())[:limit])]
     log(f"{s.name}: {df['unique_id'].nunique()} series, horizon {H}, season {m}: fit on all history, forecast the "
         "next steps")
-    check_windows(df.groupby("unique_id").size().to_dict(), H, m, model_kw.get("model", "lstm"))
-    fc = _forecaster(H, m, model_kw).fit(df, ckpt_dir=out, resume=resume, log=log)
+    fc = _forecaster(H, m, model_kw)
+    check_windows(fc, df.groupby("unique_id").size().to_dict())
+    fc.fit(df, ckpt_dir=out, resume=resume, log=log)
     if not is_main():
         return {"task": "forecast", "rank": rank()}
     fc.save(os.path.join(out, "model.safetensors"))
@@ -130,7 +132,7 @@ def run(*, out: str, dataset: str | None = None, csv: str | None = None, horizon
     fc = _forecaster(H, m, model_kw)
     need = cut + fc.min_length()  # the held-back folds, then what fit needs of a series (its validation window)
     fit_on = {k: y for k, y in ys.items() if len(y) >= need}
-    check_windows({k: len(y) - cut for k, y in ys.items()}, H, m, model_kw.get("model", "lstm"), cut)
+    check_windows(fc, {k: len(y) - cut for k, y in ys.items()}, cut)
     if len(fit_on) < len(ys):
         log(f"{len(ys) - len(fit_on)} series with < {need} values are forecast in the backtest but too short to "
             "train on")
