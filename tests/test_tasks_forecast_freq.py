@@ -95,3 +95,62 @@ def test_a_saved_model_keeps_its_freq(tmp_path, freq):
 def test_cross_validation_reads_freq():
     cv = Forecaster(**TINY, freq=pd.DateOffset(months=1)).cross_validation(frame(ON_15TH), n_windows=2, log=log)
     assert (cv["ds"].dt.day == 15).all() and (cv["cutoff"].dt.day == 15).all() and len(cv) == 6
+
+
+def _monthly_csv(path, start="2000-01-15", n=30):
+    """Three monthly series on the given day of the month, as the CLI's long-format CSV."""
+    ds = pd.date_range(start, periods=n, freq=pd.DateOffset(months=1))
+    pd.concat([frame(ds, f"s{k}") for k in range(3)]).to_csv(path, index=False)
+    return path
+
+
+def _cli(argv, capsys):
+    from lstmkit.cli import main
+
+    try:
+        status = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse's usage errors
+        status = e.code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return status, err
+
+
+CLI_FAST = ["--horizon", "3", "--hidden-size", "4", "--epochs", "1", "--batches-per-epoch", "1", "--no-progress"]
+
+
+def test_cli_freq_reads_a_monthly_csv_on_the_15th_and_forecasts_on_it(tmp_path, capsys):
+    """lstmkit forecast --freq: the CSV no alias describes (monthly on the 15th) is refused without it, naming the
+    flag; with --freq months=1 every series is checked on it, the season is 12 from it, and --future's dates
+    stay on the 15th."""
+    csv = _monthly_csv(tmp_path / "m.csv")
+    status, err = _cli(["forecast", "--csv", csv, "--future", *CLI_FAST, "--out", tmp_path / "a"], capsys)
+    assert status == 2 and "--freq months=1" in err, err
+    status, err = _cli(["forecast", "--csv", csv, "--future", "--freq", "months=1", *CLI_FAST, "--out",
+                        tmp_path / "b"], capsys)
+    assert status == 0, err
+    out = pd.read_csv(tmp_path / "b" / "forecasts.csv", parse_dates=["ds"])
+    assert sorted(out["ds"].dt.strftime("%Y-%m-%d").unique()) == ["2002-07-15", "2002-08-15", "2002-09-15"]
+    assert (tmp_path / "b" / "model.safetensors").exists()
+    status, err = _cli(["forecast", "--csv", csv, "--freq", "months=1", *CLI_FAST, "--baselines", "naive",
+                        "--out", tmp_path / "c"], capsys)  # the backtest reads it too
+    assert status == 0, err
+
+
+@pytest.mark.parametrize("argv, phrase", [
+    (["--freq", "MS"], "series 's0' has ds 2000-01-15 00:00:00, not on freq='MS'"),
+    (["--freq", "3"], "freq: an integer step is for integer ds"),
+    (["--freq", "months=0"], "argument --freq: expected UNIT=N with UNIT one of years, months, weeks, days, hours, minutes"),
+    (["--freq", "fortnightly"], "argument --freq: expected a pandas offset alias such as 'MS'"),
+])
+def test_cli_freq_off_the_data_or_malformed_is_refused_by_name(tmp_path, capsys, argv, phrase):
+    csv = _monthly_csv(tmp_path / "m.csv")
+    status, err = _cli(["forecast", "--csv", csv, "--future", *argv, *CLI_FAST, "--out", tmp_path / "r"], capsys)
+    assert status == 2 and phrase in err, err
+    assert not (tmp_path / "r").exists()  # nothing left behind
+
+
+def test_cli_freq_with_a_bundled_set_is_refused(tmp_path, capsys):
+    status, err = _cli(["forecast", "--dataset", "airpassengers", "--freq", "MS", *CLI_FAST, "--out", tmp_path / "r"],
+                       capsys)
+    assert status == 2 and "--freq: only with --csv" in err, err

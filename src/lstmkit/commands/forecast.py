@@ -18,6 +18,11 @@ def register(sub) -> None:
                                                      "tourism-yearly, m1-*, airpassengers, sunspots, co2, nile")
     src.add_argument("--csv", help="your long-format CSV or Parquet with exactly the columns unique_id, ds, y "
                                    "(ds: dates or integers)")
+    p.add_argument("--freq", type=freq_flag, help="with --csv: the step between times, a pandas offset alias (MS, ME, "
+                                                  "QE-DEC, W-SUN, D, h), months=1 (the same day of every month; "
+                                                  "also years=, weeks=, days=, hours=, minutes=) or an integer for "
+                                                  "integer ds; every series is checked on it, and the season follows "
+                                                  "an alias (default: each series' own, inferred)")
     p.add_argument("--future", action="store_true", help="fit on all history and write the next --horizon steps "
                                                          "of every series to forecasts.csv (no backtest)")
     p.add_argument("--horizon", type=positive_int, help="steps ahead (default: the set's own; needed with --csv)")
@@ -74,6 +79,29 @@ def baselines(text: str) -> tuple:
     return methods
 
 
+OFFSET_UNITS = ("years", "months", "weeks", "days", "hours", "minutes")  # --freq UNIT=N: pd.DateOffset(UNIT=N)
+
+
+def freq_flag(text: str):
+    """--freq's type: an integer step, a pandas offset alias, or UNIT=N for ``pd.DateOffset(UNIT=N)`` (monthly on
+    the 15th has no alias); a usage error before any work."""
+    from ..tasks.forecast.panel import check_freq
+
+    text = text.strip()
+    unit, eq, n = text.partition("=")
+    try:
+        if eq:
+            if unit.strip() not in OFFSET_UNITS or not n.strip().isdigit() or int(n) < 1:
+                raise ValueError(f"expected UNIT=N with UNIT one of {', '.join(OFFSET_UNITS)} and N a positive "
+                                 f"integer, got {text!r}")
+            import pandas as pd
+
+            return check_freq(pd.DateOffset(**{unit.strip(): int(n)}))
+        return check_freq(int(text) if text.lstrip("-").isdigit() else text)
+    except (ValueError, TypeError) as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("freq: ")) from None
+
+
 def run(args) -> int:
     from ..tasks.forecast import job as forecast_job
     from ..tasks.forecast.baselines import DEFAULT
@@ -111,7 +139,7 @@ def run(args) -> int:
                     lr=args.lr, patience=args.patience, ensemble=args.ensemble, seed=args.seed,
                     progress=show_progress(args), device=args.device)
     common = dict(out=out, dataset=dataset, csv=args.csv, horizon=args.horizon, season_length=args.season_length,
-                  limit=args.limit, resume=args.resume, log=log_for(args))
+                  limit=args.limit, resume=args.resume, log=log_for(args), freq=args.freq)
     if args.future:
         summary = forecast_job.run_future(**common, **model_kw)
     else:

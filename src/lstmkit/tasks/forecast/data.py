@@ -10,6 +10,7 @@ import numpy as np
 
 from ..._optional import require
 from ..tables import read_table
+from .panel import Columns, split_series
 
 
 @dataclass
@@ -22,6 +23,7 @@ class SeriesSet:
     season_length: int
     horizon: int
     note: str = "the data set's own"  # how season_length was found
+    freq: object = None  # the step every series is on, as Forecaster(freq=...): given by the user, else inferred
 
 
 FORECAST_SETS = ("tourism-monthly", "tourism-quarterly", "tourism-yearly", "m1-monthly", "m1-quarterly",
@@ -87,6 +89,21 @@ def season_from_freq(freq: str | None) -> int | None:
     return None
 
 
+# pd.DateOffset(UNIT=1) -> its season, as the aliases of SEASONS (monthly on any day 12, weekly 52, ...)
+OFFSET_SEASONS = {"years": 1, "months": 12, "weeks": 52, "days": 7, "hours": 24}
+
+
+def season_of_offset(freq) -> int | None:
+    """Seasonal period of a given freq: a pandas offset's alias (``season_from_freq``), or a one-unit
+    ``pd.DateOffset`` (months=1: 12); None for an integer step, None, or an offset that says nothing."""
+    if freq is None or isinstance(freq, int):
+        return None
+    kwds = getattr(freq, "kwds", {})
+    if getattr(freq, "n", 1) == 1 and len(kwds) == 1 and next(iter(kwds.values())) == 1:
+        return OFFSET_SEASONS.get(next(iter(kwds)))
+    return season_from_freq(freq.freqstr)
+
+
 def infer_season(df, time_col: str = "ds", id_col: str = "unique_id") -> tuple[int, str]:
     """(season length, how it was found) from the first series' datetime frequency; (1, why not) otherwise."""
     pd = require("pandas", "tasks")
@@ -132,10 +149,12 @@ def _line(mask) -> int:
     return int(np.argmax(mask.to_numpy())) + 2
 
 
-def load_long_csv(path: str, horizon: int, season_length: int | None = None) -> SeriesSet:
+def load_long_csv(path: str, horizon: int, season_length: int | None = None, freq=None) -> SeriesSet:
     """A user's long-format CSV or Parquet with columns unique_id, ds, y (nothing else: the job reads no
-    covariates). ``season_length`` None infers it from the dates' frequency (``infer_season``); how it was
-    found is in ``SeriesSet.note`` (the job warns when it fell back to 1)."""
+    covariates). ``freq`` (``panel.check_freq``'s: an offset, or an integer step for integer ds): the step every
+    series must be on, checked here; None: each series' own, inferred. ``season_length`` None takes it from
+    ``freq``'s alias, else infers it from the dates' frequency (``infer_season``); how it was found is in
+    ``SeriesSet.note`` (the job warns when it fell back to 1)."""
     pd = require("pandas", "tasks")
     df = read_table(path, "--csv")
     missing = [c for c in ("unique_id", "ds", "y") if c not in df.columns]
@@ -156,7 +175,11 @@ def load_long_csv(path: str, horizon: int, season_length: int | None = None) -> 
             raise ValueError(f"{path}: column ds holds neither dates nor integers (row {first + 2}: "
                              f"{df['ds'].iloc[first]!r})") from None
     df = _check_rows(df, path).sort_values(["unique_id", "ds"]).reset_index(drop=True)
+    if freq is not None:
+        split_series(df, Columns(), where=path, freq=freq)  # every series on it, or refused naming one
     note = "given"
-    if season_length is None:
+    if season_length is None and season_of_offset(freq):
+        season_length, note = season_of_offset(freq), f"from the given freq {freq.freqstr}"
+    elif season_length is None:
         season_length, note = infer_season(df)
-    return SeriesSet(path, df, int(season_length), int(horizon), note)
+    return SeriesSet(path, df, int(season_length), int(horizon), note, freq)

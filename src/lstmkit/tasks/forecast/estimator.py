@@ -30,9 +30,10 @@ from ..training import TrainConfig, fit, keeps_global_rng, quiet, seed_everythin
 TASK = "forecast"
 
 
-def series_dict(df) -> dict:
-    """Long-format frame (unique_id, ds, y) -> {unique_id: y (n,) float64}, in ds order, checked."""
-    return {uid: s.y for uid, s in panel.split_series(df, panel.Columns()).items()}
+def series_dict(df, freq=None, where: str = "df") -> dict:
+    """Long-format frame (unique_id, ds, y) -> {unique_id: y (n,) float64}, in ds order, checked (every series
+    on ``freq`` when given, as ``Forecaster(freq=...)``; ``where``: the frame's name in messages)."""
+    return {uid: s.y for uid, s in panel.split_series(df, panel.Columns(), where=where, freq=freq).items()}
 
 
 def _check_quantiles(quantiles) -> tuple:

@@ -22,17 +22,20 @@ from .metrics import coverage, mase_scale, scores
 from ..runio import format_table, pyplot, write_json
 
 
-def load(dataset: str | None, csv: str | None, horizon: int | None, season_length: int | None, log):
-    """(SeriesSet, H, m), checked up front: a positive horizon and season length; the season inferred from
-    datetime ds for a CSV, with a warning when it falls back to 1."""
+def load(dataset: str | None, csv: str | None, horizon: int | None, season_length: int | None, log, freq=None):
+    """(SeriesSet, H, m), checked up front: a positive horizon and season length; for a CSV, every series on
+    ``freq`` when given (``--freq``), the season from ``freq`` or inferred from datetime ds, with a warning when
+    it falls back to 1."""
     for flag, v in (("--horizon", horizon), ("--season-length", season_length)):
         if v is not None and v < 1:
             raise ValueError(f"{flag}: expected a positive integer, got {v}")
     if csv is not None:
         if horizon is None:
             raise ValueError("--horizon is needed with --csv")
-        s = datasets.load_long_csv(csv, horizon, season_length)
+        s = datasets.load_long_csv(csv, horizon, season_length, freq)
     else:
+        if freq is not None:
+            raise ValueError(f"--freq: only with --csv (the bundled {dataset} has its own step), got {freq}")
         s = datasets.load_forecast(dataset)
     H = horizon or s.horizon
     m = season_length or s.season_length
@@ -68,17 +71,17 @@ def check_windows(fc: Forecaster, lengths: dict, held_back: int = 0) -> None:
 
 def run_future(*, out: str, dataset: str | None = None, csv: str | None = None, horizon: int | None = None,
                season_length: int | None = None, limit: int | None = None, resume: bool = False, log=print,
-               **model_kw) -> dict:
+               freq=None, **model_kw) -> dict:
     """Forecast the future: fit on every series' whole history, write the next H steps (forecasts.csv: id, ds,
     step, yhat and the quantiles) and model.safetensors (``lstmkit predict`` and ``Forecaster.load`` read it)."""
     start = time.perf_counter()
-    s, H, m = load(dataset, csv, horizon, season_length, log)
+    s, H, m = load(dataset, csv, horizon, season_length, log, freq)
     df = s.df
     if limit is not None:
         df = df[df["unique_id"].isin(sorted(df["unique_id"].unique())[:limit])]
     log(f"{s.name}: {df['unique_id'].nunique()} series, horizon {H}, season {m}: fit on all history, forecast the "
         "next steps")
-    fc = _forecaster(H, m, model_kw)
+    fc = _forecaster(H, m, {**model_kw, "freq": s.freq})
     check_windows(fc, df.groupby("unique_id").size().to_dict())
     fc.fit(df, ckpt_dir=out, resume=resume, log=log)
     if not is_main():
@@ -108,15 +111,15 @@ def _forecaster(H: int, m: int, model_kw: dict) -> Forecaster:
 
 def run(*, out: str, dataset: str | None = None, csv: str | None = None, horizon: int | None = None,
         season_length: int | None = None, folds: int = 1, limit: int | None = None,
-        methods=base.DEFAULT, resume: bool = False, log=print, **model_kw) -> dict:
+        methods=base.DEFAULT, resume: bool = False, log=print, freq=None, **model_kw) -> dict:
     """The rolling-origin backtest (module docstring): results.json, forecasts.csv/png, model.safetensors."""
     start = time.perf_counter()
     if not isinstance(folds, int) or folds < 1:
         raise ValueError(f"--folds: expected an integer >= 1 (rolling origins to score), got {folds}; to forecast "
                          "the future from all history use --future")
     base.require_methods(methods)
-    s, H, m = load(dataset, csv, horizon, season_length, log)
-    ys = series_dict(s.df)
+    s, H, m = load(dataset, csv, horizon, season_length, log, freq)
+    ys = series_dict(s.df, s.freq, s.name)
     if limit is not None:
         ys = dict(list(ys.items())[:limit])
     short = [k for k, y in ys.items() if len(y) <= folds * H + 2]

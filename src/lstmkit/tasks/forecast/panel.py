@@ -187,7 +187,8 @@ def time_step(times, uid, cols: Columns, where: str, freq=None):
             few = "; two times are too few to infer a calendar" if len(t) == 2 else ""
             raise ValueError(f"{where}: series {name(uid)} is not on a regular calendar ({len(t)} times; a gap or "
                              f"irregular step{at}{few}); fill the missing times first, or give the Forecaster "
-                             "freq= (e.g. 'MS', 'ME', or pd.DateOffset(months=1) for the same day of each month)")
+                             "freq= (e.g. 'MS', 'ME', or pd.DateOffset(months=1) for the same day of each month; "
+                             "lstmkit forecast: --freq MS, --freq months=1)")
         return freq
     return _integer_step(t, uid, cols, where)
 
