@@ -180,6 +180,21 @@ def test_disk_full_inside_safetensors_is_status_3_and_keeps_the_last_checkpoint(
     assert not [p for p in (tmp_path / "run").rglob("*.tmp*")], "the half-written temp file is removed"
 
 
+def test_disk_full_at_the_first_checkpoint_leaves_no_empty_folders(tmp_path, capsys, monkeypatch):
+    """The run made --out and member-0/ inside it, then its first checkpoint found the disk full: with no file
+    written, neither folder is left behind (an empty member-0/ was)."""
+    import safetensors.torch as st
+    from safetensors import SafetensorError
+
+    def full(tensors, filename, metadata=None):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    monkeypatch.setattr(st, "save_file", full)
+    status, line = _cli(["forecast", "--csv", _csv(tmp_path / "tiny.csv"), "--epochs", "1", "--out",
+                         tmp_path / "run", *FAST], capsys)
+    assert status == 3 and "No space left on device (ENOSPC)" in line, line
+    assert not (tmp_path / "run").exists(), sorted(str(p) for p in (tmp_path / "run").rglob("*"))
+
+
 def test_cross_device_rename_is_one_line_with_status_3(tmp_path, capsys, monkeypatch):
     def exdev(src, dst):
         raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), src, None, dst)

@@ -69,14 +69,18 @@ def main(argv=None) -> int:
 
 
 def _drop_empty_run_dir(args) -> None:
-    """A task run that failed before writing anything leaves no empty folder behind (only one it made itself)."""
+    """A task run that failed before writing any file leaves no empty folder behind (only one it made itself;
+    empty folders it made inside, such as a member's checkpoint folder when the disk was full, go with it)."""
     out = getattr(args, "run_dir", None)
-    if out and getattr(args, "made_run_dir", False):
-        try:
-            if os.path.isdir(out) and not os.listdir(out):
-                os.rmdir(out)
-        except OSError:
-            pass  # the error being reported matters more than the folder
+    if not (out and getattr(args, "made_run_dir", False) and os.path.isdir(out)):
+        return
+    try:
+        for root, dirs, files in os.walk(out, topdown=False):
+            if files or os.listdir(root):  # a file anywhere, or a folder left non-empty: keep the rest
+                return
+            os.rmdir(root)
+    except OSError:
+        pass  # the error being reported matters more than the folder
 
 
 def _is_out_of_memory(e: BaseException) -> bool:
