@@ -376,13 +376,14 @@ def test_late_partner_falls_back_to_one_thread(pool):
         burner = threading.Thread(target=burn)
         burner.start()
         for i in range(60):
+            _engine.reset_schedule_probes()  # the lockstep loops run on the pair (their probes would pick one thread)
             for ((config, params, x), _), (want, d_out, want_dx) in zip(runs, wants):
                 np.testing.assert_array_equal(engine.forward(config, params, x)[0], want, err_msg=f"call {i}")
                 out, _, ws = engine.train_forward(config, params, x)
                 np.testing.assert_array_equal(out, want, err_msg=f"call {i}")
                 dx = engine.backward(config, params, x, d_out, workspace=ws)[0]
                 np.testing.assert_array_equal(dx, want_dx, err_msg=f"call {i}")
-            stream.reset()
+            stream = layer.stream(batch=1)  # a new stream's first steps are split (its ScheduleProbe starts there)
             steps = np.stack([stream.step(xs[t]) for t in range(30)])
             np.testing.assert_array_equal(steps, want_steps, err_msg=f"stream, call {i}")
     finally:
@@ -436,3 +437,30 @@ def test_two_python_threads_run_two_models_at_once(pool):
             np.testing.assert_array_equal(out, alone[i][0])
             for a, b in zip(state, alone[i][1]):
                 np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_lockstep_probe_switching_schedules_keeps_the_bits(mode, pool):
+    """A lockstep loop is timed against the caller running it alone (threads.cpp, LockstepProbes): the first
+    probe tries the other schedule from the 17th call for 24 calls, and the faster is kept. 60 calls of the
+    forward and of training (forward, backward) cross it; every call's bits equal one thread's."""
+    from lstmkit import _engine
+
+    config, params, x = _model(mode, 23, B=1, H=128, T=20, layers=1)
+    d_out = np.random.default_rng(4).standard_normal((20, 1, 128)).astype(x.dtype)
+    saved = engine.get_num_threads()
+    try:
+        engine.set_num_threads(1)
+        want = engine.forward(config, params, x)[0]
+        want_dx = engine.backward(config, params, x, d_out)[0]
+        engine.set_num_threads(2)  # forgets earlier timings: each loop starts on the pair
+        before = _engine.pool_stats()["probed_alone"]
+        for i in range(60):
+            np.testing.assert_array_equal(engine.forward(config, params, x)[0], want, err_msg=f"call {i}")
+            out, _, ws = engine.train_forward(config, params, x)
+            np.testing.assert_array_equal(out, want, err_msg=f"call {i}")
+            dx = engine.backward(config, params, x, d_out, workspace=ws)[0]
+            np.testing.assert_array_equal(dx, want_dx, err_msg=f"call {i}")
+        assert _engine.pool_stats()["probed_alone"] >= before + 3 * 24  # each loop's probe ran it alone
+    finally:
+        engine.set_num_threads(saved)

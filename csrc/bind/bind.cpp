@@ -450,8 +450,12 @@ NB_MODULE(_engine, m) {
         nb::dict d;
         d["late_partners"] = st.late_partners;
         d["solo_jobs"] = st.solo_jobs;
+        d["probed_alone"] = st.probed_alone;
         return d;
       },
       "Counts since import: pool threads found descheduled while holding a share of a job, and jobs then "
-      "run on the calling thread alone (threads.cpp, Contention).");
+      "run on the calling thread alone (threads.cpp, Contention); lockstep loops run on the calling thread "
+      "alone because timing chose it (LockstepProbes).");
+  m.def("reset_schedule_probes", &lstmkit::reset_schedule_probes,
+        "Forget the lockstep loops' timings: their next calls run on two threads first (threads.cpp).");
 }

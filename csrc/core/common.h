@@ -153,11 +153,15 @@ bool in_parallel();
 
 // Since the process started: how often a pool thread was found late (descheduled while it held a share
 // of a job, threads.cpp Contention), and how many jobs then ran on the calling thread alone.
+// And how many lockstep loops ran on the calling thread alone because their probe chose it (LockstepProbes).
 struct PoolStats {
   uint64_t late_partners = 0;
   uint64_t solo_jobs = 0;
+  uint64_t probed_alone = 0;
 };
 PoolStats pool_stats();
+// Forget the lockstep loops' timings (LockstepProbes): their next calls run on the pair first.
+void reset_schedule_probes();
 
 // Runs the pool's jobs on the threads of an OpenMP runtime already loaded in the process (torch's), so
 // that a program alternating torch ops and lstmkit calls keeps one set of threads busy instead of two
@@ -192,14 +196,21 @@ void parallel_for(index_t n, F&& f) {
 // the next jobs on one thread for a while (threads.cpp, Contention). For a time loop split by hidden units
 // (sequence/forward.h units_through_time, the backward in sequence/backward.h); fn must give the same results whichever
 // thread runs a part.
-void lockstep_pair_raw(index_t steps, void (*fn)(void*, index_t, int, int), void* ctx);
+// key (non-zero: the loop's sizes): the pair is timed now and then against the caller running every part
+// alone, and the faster kept for loops of this kind and key (threads.cpp, LockstepProbes); 0: always the pair.
+void lockstep_pair_raw(index_t steps, void (*fn)(void*, index_t, int, int), void* ctx, uint64_t key = 0);
 
 template <typename F>
-void lockstep_pair(index_t steps, F&& f) {
+void lockstep_pair(index_t steps, F&& f, uint64_t key = 0) {
   using Fn = typename std::remove_reference<F>::type;
   lockstep_pair_raw(
       steps, [](void* ctx, index_t s, int b, int e) { (*static_cast<Fn*>(ctx))(s, b, e); },
-      const_cast<void*>(static_cast<const void*>(&f)));
+      const_cast<void*>(static_cast<const void*>(&f)), key);
+}
+
+// A lockstep loop's key from its sizes (any values that tell its per-step work apart), never 0.
+inline uint64_t lockstep_key(index_t a, index_t b) {
+  return (static_cast<uint64_t>(a) << 32) ^ static_cast<uint64_t>(b) ^ 1u;
 }
 
 }  // namespace lstmkit

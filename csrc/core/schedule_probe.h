@@ -30,7 +30,9 @@ class ScheduleProbe {
     if (n_ >= kExplore + kWarm) other_ns_[n_ - (kExplore + kWarm)] = ns;
     if (++n_ < kPeriod) return;
     n_ = 0;
-    if (median(other_ns_) < median(current_ns_) * 0.98) split_ = !split_;  // 2 %: no flapping between equals
+    // 10 %: a switch must pay for itself (the pool thread asleep or cold after the other schedule), and near
+    // equals do not flap; the spells this is for differ by 40 % and more.
+    if (median(other_ns_) < median(current_ns_) * 0.9) split_ = !split_;
   }
 
  private:
@@ -49,7 +51,7 @@ class ScheduleProbe {
     return v[kProbe / 2];
   }
 
-  int n_ = 0;
+  int n_ = kExplore - kProbe;  // the first probe after kProbe runs: a slow spell is found at once
   bool split_ = true;
   std::array<std::int64_t, kProbe> current_ns_{}, other_ns_{};
 };

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/common.h"
+#include "core/schedule_probe.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -281,6 +282,9 @@ class Pool {
     wait_for_workers(share);
     settle_wait(share, Clock::now());
   }
+
+  // fn(ctx, 0, n) on the calling thread, as a job the pool runs alone (LockstepProbes' other schedule).
+  void run_here(index_t n, void (*fn)(void*, index_t, index_t), void* ctx) { serial(n, fn, ctx); }
 
   // Runs the pool's jobs on the threads of an OpenMP runtime loaded in the process (OpenMpTeam), or on
   // the pool's own threads again (enable false). Returns the runtime's path, or "" when none is loaded
@@ -622,7 +626,59 @@ struct Lockstep {
 
 }  // namespace
 
-void lockstep_pair_raw(index_t steps, void (*fn)(void*, index_t, int, int), void* ctx) {
+namespace {
+
+// The lockstep pair against the caller alone, per kind of loop (ScheduleProbe): a pair meets at every step,
+// and in the VM's slow spells for cache-line handovers that made B=1 H=128 T=100 LSTM inference take 0.48 ms
+// instead of 0.24 (one thread: ~0.33; bench_builds.py, fresh processes). Each kind of loop (its fn, one per
+// cell and direction of the pass, and the caller's key: its sizes) keeps its own probe; a loop's time is
+// counted per step, so calls of other lengths compare. A few dozen kinds at most are alive in a program; past
+// kProbes the oldest is replaced (it starts again from the pair).
+class LockstepProbes {
+ public:
+  static constexpr index_t kMinSteps = 16;  // shorter loops follow the probe but are not timed (the call's
+                                            // fixed costs would dominate)
+  bool split(uint64_t key) {
+    std::lock_guard<std::mutex> lk(m_);
+    return find(key).split();
+  }
+  void record(uint64_t key, Clock::duration per_step) {
+    std::lock_guard<std::mutex> lk(m_);
+    find(key).record(per_step);
+  }
+  void count_alone() { alone_.fetch_add(1, std::memory_order_relaxed); }
+  uint64_t alone() const { return alone_.load(std::memory_order_relaxed); }
+  // Forget every probe: the threads changed (their number, or torch's OpenMP team instead of ours), so what
+  // was timed says nothing about the new ones.
+  void reset() {
+    std::lock_guard<std::mutex> lk(m_);
+    entries_.clear();
+  }
+
+ private:
+  static constexpr size_t kProbes = 64;
+  ScheduleProbe& find(uint64_t key) {
+    for (auto& e : entries_)
+      if (e.first == key) return e.second;
+    if (entries_.size() < kProbes) return entries_.emplace_back(key, ScheduleProbe{}).second;
+    auto& e = entries_[next_++ % kProbes];
+    e = {key, ScheduleProbe{}};
+    return e.second;
+  }
+  std::mutex m_;
+  std::vector<std::pair<uint64_t, ScheduleProbe>> entries_;
+  size_t next_ = 0;
+  std::atomic<uint64_t> alone_{0};
+};
+
+LockstepProbes& lockstep_probes() {
+  static LockstepProbes* p = new LockstepProbes();  // never destroyed, like the pool
+  return *p;
+}
+
+}  // namespace
+
+void lockstep_pair_raw(index_t steps, void (*fn)(void*, index_t, int, int), void* ctx, uint64_t key) {
   if (steps <= 0) return;
   Lockstep job;
   job.steps = steps;
@@ -631,15 +687,37 @@ void lockstep_pair_raw(index_t steps, void (*fn)(void*, index_t, int, int), void
 #ifdef __linux__
   job.caller_cpu = sched_getcpu();
 #endif
-  pool().run(2, &Lockstep::chunk, &job);
+  if (!key || pool().threads() < 2 || in_parallel()) return pool().run(2, &Lockstep::chunk, &job);
+  key ^= reinterpret_cast<uintptr_t>(fn) * 0x9e3779b97f4a7c15ull;  // the kind of loop, then its sizes
+  LockstepProbes& probes = lockstep_probes();
+  const Clock::time_point start = Clock::now();
+  if (probes.split(key)) {
+    pool().run(2, &Lockstep::chunk, &job);
+  } else {
+    probes.count_alone();
+    pool().run_here(2, &Lockstep::chunk, &job);  // both parts of every step here (Lockstep::alone): same bits
+  }
+  if (steps >= LockstepProbes::kMinSteps) probes.record(key, (Clock::now() - start) / steps);
 }
 
 int num_threads() { return pool().threads(); }
-void set_num_threads(int n) { pool().set_threads(n); }
+void set_num_threads(int n) {
+  pool().set_threads(n);
+  lockstep_probes().reset();
+}
 bool in_parallel() { return tl_in_parallel; }
-PoolStats pool_stats() { return contention().stats(); }
+PoolStats pool_stats() {
+  PoolStats st = contention().stats();
+  st.probed_alone = lockstep_probes().alone();
+  return st;
+}
+void reset_schedule_probes() { lockstep_probes().reset(); }
 void parallel_for_raw(index_t n, void (*fn)(void*, index_t, index_t), void* ctx) { pool().run(n, fn, ctx); }
-std::string share_openmp_team(bool enable) { return pool().share_openmp_team(enable); }
+std::string share_openmp_team(bool enable) {
+  std::string found = pool().share_openmp_team(enable);
+  lockstep_probes().reset();
+  return found;
+}
 std::string openmp_team() {
   const OpenMpTeam* team = g_team.load(std::memory_order_acquire);
   return team ? team->path : std::string();

@@ -173,14 +173,17 @@ void run_direction_backward(Cell& cell, const PackedBatch& pk, bool reverse, boo
     for (index_t i = 0; i < steps; ++i)
       if (sizes[time(i)] > 0) order.push_back(time(i));
     const index_t n = static_cast<index_t>(order.size());
-    lockstep_pair(n + 1, [&](index_t i, int part0, int part1) {
-      const index_t u0 = part0 == 0 ? 0 : half, u1 = part1 == 2 ? H : half;
-      if (i > 0) {
-        const index_t later = order[i - 1];
-        cell.product_units(offsets[later], sizes[later], u0, u1, sizes[later] == 1, dh);
-      }
-      if (i < n) cell.step_units(offsets[order[i]], sizes[order[i]], u0, u1, dh, dc);
-    });
+    lockstep_pair(
+        n + 1,
+        [&](index_t i, int part0, int part1) {
+          const index_t u0 = part0 == 0 ? 0 : half, u1 = part1 == 2 ? H : half;
+          if (i > 0) {
+            const index_t later = order[i - 1];
+            cell.product_units(offsets[later], sizes[later], u0, u1, sizes[later] == 1, dh);
+          }
+          if (i < n) cell.step_units(offsets[order[i]], sizes[order[i]], u0, u1, dh, dc);
+        },
+        lockstep_key(H, B));
   } else {
     for (index_t i = 0; i < steps; ++i) {
       const index_t t = time(i), nb = sizes[t];

@@ -80,9 +80,12 @@ template <index_t NR, typename T, typename F>
 void units_through_time(index_t steps, index_t H, T* h, T* h_spare, index_t size, F&& part) {
   const index_t half = H / NR / 2 * NR;
   T* const hb[2] = {h, h_spare};
-  lockstep_pair(steps, [&](index_t step, int part0, int part1) {
-    part(step, part0 == 0 ? index_t(0) : half, part1 == 2 ? H : half, hb[step % 2], hb[(step + 1) % 2]);
-  });
+  lockstep_pair(
+      steps,
+      [&](index_t step, int part0, int part1) {
+        part(step, part0 == 0 ? index_t(0) : half, part1 == 2 ? H : half, hb[step % 2], hb[(step + 1) % 2]);
+      },
+      lockstep_key(H, size));
   if (steps % 2) std::copy_n(h_spare, size, h);
 }
 
