@@ -306,6 +306,15 @@ def test_thread_count_bitwise_quantized_lockstep(mode, qtype):
     np.testing.assert_array_equal(one[0], two[0])
 
 
+def _assert_training_bits(config, params, x, d_out, want_out, want_dx, where: str) -> None:
+    """engine.forward, and train_forward + backward, give exactly want_out and want_dx (one thread's)."""
+    np.testing.assert_array_equal(engine.forward(config, params, x)[0], want_out, err_msg=where)
+    out, _, ws = engine.train_forward(config, params, x)
+    np.testing.assert_array_equal(out, want_out, err_msg=where)
+    dx = engine.backward(config, params, x, d_out, workspace=ws)[0]
+    np.testing.assert_array_equal(dx, want_dx, err_msg=where)
+
+
 def test_two_thread_time_loops_under_contention(pool):
     """The lockstep loops (B = 1: forward, training forward and backward) while a busy Python thread
     competes for the two cores, so that a loop thread is often descheduled mid-sequence and its partner
@@ -328,11 +337,7 @@ def test_two_thread_time_loops_under_contention(pool):
         engine.set_num_threads(2)
         burner.start()
         for i in range(100):
-            np.testing.assert_array_equal(engine.forward(config, params, x)[0], want_out, err_msg=f"call {i}")
-            out, _, ws = engine.train_forward(config, params, x)
-            np.testing.assert_array_equal(out, want_out, err_msg=f"call {i}")
-            dx = engine.backward(config, params, x, d_out, workspace=ws)[0]
-            np.testing.assert_array_equal(dx, want_dx, err_msg=f"call {i}")
+            _assert_training_bits(config, params, x, d_out, want_out, want_dx, f"call {i}")
     finally:
         stop.set()
         if burner.is_alive():
@@ -378,11 +383,7 @@ def test_late_partner_falls_back_to_one_thread(pool):
         for i in range(60):
             _engine.reset_schedule_probes()  # the lockstep loops run on the pair (their probes would pick one thread)
             for ((config, params, x), _), (want, d_out, want_dx) in zip(runs, wants):
-                np.testing.assert_array_equal(engine.forward(config, params, x)[0], want, err_msg=f"call {i}")
-                out, _, ws = engine.train_forward(config, params, x)
-                np.testing.assert_array_equal(out, want, err_msg=f"call {i}")
-                dx = engine.backward(config, params, x, d_out, workspace=ws)[0]
-                np.testing.assert_array_equal(dx, want_dx, err_msg=f"call {i}")
+                _assert_training_bits(config, params, x, d_out, want, want_dx, f"call {i}")
             stream = layer.stream(batch=1)  # a new stream's first steps are split (its ScheduleProbe starts there)
             steps = np.stack([stream.step(xs[t]) for t in range(30)])
             np.testing.assert_array_equal(steps, want_steps, err_msg=f"stream, call {i}")
@@ -456,11 +457,7 @@ def test_lockstep_probe_switching_schedules_keeps_the_bits(mode, pool):
         engine.set_num_threads(2)  # forgets earlier timings: each loop starts on the pair
         before = _engine.pool_stats()["probed_alone"]
         for i in range(60):
-            np.testing.assert_array_equal(engine.forward(config, params, x)[0], want, err_msg=f"call {i}")
-            out, _, ws = engine.train_forward(config, params, x)
-            np.testing.assert_array_equal(out, want, err_msg=f"call {i}")
-            dx = engine.backward(config, params, x, d_out, workspace=ws)[0]
-            np.testing.assert_array_equal(dx, want_dx, err_msg=f"call {i}")
+            _assert_training_bits(config, params, x, d_out, want, want_dx, f"call {i}")
         assert _engine.pool_stats()["probed_alone"] >= before + 3 * 24  # each loop's probe ran it alone
     finally:
         engine.set_num_threads(saved)

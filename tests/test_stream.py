@@ -162,15 +162,7 @@ def test_threads_split_steps_by_units_with_the_same_bits(mode, proj):
     """H = 64 splits each step by hidden units over 2 threads; the bits equal 1 thread's."""
     layer = _layer(mode, 2, proj, "float32", I=16, H=64, seed=4)
     x = np.random.default_rng(0).standard_normal((5, 2, 16)).astype(np.float32)
-    saved = engine.get_num_threads()
-    got = []
-    try:
-        for n in (1, 2):
-            engine.set_num_threads(n)
-            s = layer.stream(batch=2)
-            got.append(np.stack([s.step(x[t]) for t in range(5)]))
-    finally:
-        engine.set_num_threads(saved)
+    got = _streamed_on_1_and_2_threads(layer, x)
     np.testing.assert_array_equal(got[0], got[1])
     np.testing.assert_allclose(got[1], layer(x)[0], **TOL["float32"])
 
@@ -182,13 +174,19 @@ def test_long_stream_probing_both_schedules_keeps_the_bits(mode):
     equal a one-thread stream's."""
     layer = _layer(mode, 1, 0, "float32", I=16, H=64, seed=5)
     x = np.random.default_rng(1).standard_normal((2600, 1, 16)).astype(np.float32)
+    got = _streamed_on_1_and_2_threads(layer, x)
+    np.testing.assert_array_equal(got[0], got[1])
+
+
+def _streamed_on_1_and_2_threads(layer, x) -> list:
+    """Every step's output of a stream over x (T, B, I), made and stepped on 1 thread, then on 2."""
     saved = engine.get_num_threads()
     got = []
     try:
         for n in (1, 2):
             engine.set_num_threads(n)
-            s = layer.stream(batch=1)
+            s = layer.stream(batch=x.shape[1])
             got.append(np.stack([s.step(x[t]) for t in range(len(x))]))
     finally:
         engine.set_num_threads(saved)
-    np.testing.assert_array_equal(got[0], got[1])
+    return got
