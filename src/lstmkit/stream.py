@@ -99,13 +99,10 @@ class Stream:
         out = np.empty(self._out_shape, self.dtype)
         if self._torch and type(x) is not np.ndarray:
             x = _cpu_array(x)
-        if type(x) is np.ndarray and x.shape == self._x_shape and x.dtype == self.dtype:
-            try:  # the native call itself refuses a non-contiguous x (TypeError): then copy it
-                self._step(x, out)
-            except TypeError:
-                self._step(self._slow_input(x), out)
-        else:
-            self._step(self._slow_input(x), out)
+        try:  # the native call checks x itself (another dtype or layout: TypeError; shape: ValueError), which
+            self._step(x, out)  # costs less than checking here first (~0.3 µs of a ~4 µs step at B=1)
+        except (TypeError, ValueError):
+            self._step(self._slow_input(x), out)  # converted and checked, or refused with the message naming x
         if self._torch:
             import torch
 
