@@ -190,3 +190,16 @@ def _streamed_on_1_and_2_threads(layer, x) -> list:
     finally:
         engine.set_num_threads(saved)
     return got
+
+
+def test_long_variant_stream_probing_both_schedules_keeps_the_bits():
+    """A variant stream steps through one-step lockstep loops (B <= 2), each length a probe of its own
+    (threads.cpp, LockstepProbes): 2,600 steps cross its probes, and the bits equal a one-thread stream's."""
+    from lstmkit import _engine
+
+    layer = lstmkit.LSTM(16, 128, peephole=True, seed=6)
+    x = np.random.default_rng(2).standard_normal((2600, 1, 16)).astype(np.float32)
+    before = _engine.pool_stats()["probed_alone"]
+    got = _streamed_on_1_and_2_threads(layer, x)
+    np.testing.assert_array_equal(got[0], got[1])
+    assert _engine.pool_stats()["probed_alone"] > before  # the one-thread schedule was tried on 2 threads

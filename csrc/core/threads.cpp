@@ -632,12 +632,13 @@ namespace {
 // and in the VM's slow spells for cache-line handovers that made B=1 H=128 T=100 LSTM inference take 0.48 ms
 // instead of 0.24 (one thread: ~0.33; bench_builds.py, fresh processes). Each kind of loop (its fn, one per
 // cell and direction of the pass, and the caller's key: its sizes) keeps its own probe; a loop's time is
-// counted per step, so calls of other lengths compare. A few dozen kinds at most are alive in a program; past
-// kProbes the oldest is replaced (it starts again from the pair).
+// counted per step, so calls of other lengths compare — from kLongLoop steps on; a shorter loop (a variant
+// stream's one step) is a kind of its own per length, where the call's fixed costs would otherwise weigh
+// unequally. A few dozen kinds at most are alive in a program; past kProbes the oldest is replaced (it starts
+// again from the pair).
 class LockstepProbes {
  public:
-  static constexpr index_t kMinSteps = 16;  // shorter loops follow the probe but are not timed (the call's
-                                            // fixed costs would dominate)
+  static constexpr index_t kLongLoop = 16;
   bool split(uint64_t key) {
     std::lock_guard<std::mutex> lk(m_);
     return find(key).split();
@@ -689,6 +690,7 @@ void lockstep_pair_raw(index_t steps, void (*fn)(void*, index_t, int, int), void
 #endif
   if (!key || pool().threads() < 2 || in_parallel()) return pool().run(2, &Lockstep::chunk, &job);
   key ^= reinterpret_cast<uintptr_t>(fn) * 0x9e3779b97f4a7c15ull;  // the kind of loop, then its sizes
+  if (steps < LockstepProbes::kLongLoop) key ^= static_cast<uint64_t>(steps) * 0xc2b2ae3d27d4eb4full;
   LockstepProbes& probes = lockstep_probes();
   const Clock::time_point start = Clock::now();
   if (probes.split(key)) {
@@ -697,7 +699,7 @@ void lockstep_pair_raw(index_t steps, void (*fn)(void*, index_t, int, int), void
     probes.count_alone();
     pool().run_here(2, &Lockstep::chunk, &job);  // both parts of every step here (Lockstep::alone): same bits
   }
-  if (steps >= LockstepProbes::kMinSteps) probes.record(key, (Clock::now() - start) / steps);
+  probes.record(key, (Clock::now() - start) / steps);
 }
 
 int num_threads() { return pool().threads(); }
