@@ -147,10 +147,11 @@ def _require_engine():
 _NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # native byte order
 
 
-def _array(name: str, value, dtype=None) -> np.ndarray:
+def _array(name: str, value, dtype=None, whose: str = "the dtype of x") -> np.ndarray:
     """``value`` as an ndarray (no copy yet); TypeError if it cannot be one or has the wrong dtype.
 
-    With ``dtype`` None, the dtype must be float32 or float64; otherwise it must equal ``dtype``.
+    With ``dtype`` None, the dtype must be float32 or float64; otherwise it must equal ``dtype`` (``whose``:
+    where that dtype comes from, for the message).
     """
     if type(value) is np.ndarray and value.dtype in _NATIVE_FLOATS and (dtype is None or value.dtype == dtype):
         return value  # the common case, without the string compares below (dtype.name is slow)
@@ -165,7 +166,7 @@ def _array(name: str, value, dtype=None) -> np.ndarray:
             raise TypeError(f"{name}: expected dtype float32 or float64, got {arr.dtype.name}")
     elif arr.dtype.name != np.dtype(dtype).name:
         raise TypeError(
-            f"{name}: expected dtype {np.dtype(dtype).name} (the dtype of x), got {arr.dtype.name}; cast it first"
+            f"{name}: expected dtype {np.dtype(dtype).name} ({whose}), got {arr.dtype.name}; cast it first"
         )
     return arr
 

@@ -111,7 +111,7 @@ class Stream:
 
     def _slow_input(self, x) -> np.ndarray:
         """x checked and made C-contiguous of the stream's dtype (torch tensors, views, other layouts)."""
-        arr = engine._array("x", x, self.dtype)
+        arr = engine._array("x", x, self.dtype, "the stream's dtype")
         if arr.shape != self._x_shape:
             raise ValueError(
                 f"x: expected shape {self._x_shape} (batch {self.batch} of the stream, input_size "
