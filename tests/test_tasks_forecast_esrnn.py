@@ -284,3 +284,14 @@ def test_cli_esrnn_backtest_future_and_json(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["forecast", "--model", "arima", "--out", str(tmp_path / "bad2")])
     assert "--model: invalid choice: 'arima'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "lots"])
+def test_cli_level_penalty_is_checked_by_argparse(value, tmp_path, capsys):
+    """--level-penalty is a number >= 0, refused as a usage error (exit 2) before any work or run folder."""
+    from lstmkit.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["forecast", "--model", "esrnn", "--level-penalty", value, "--out", str(tmp_path / "r")])
+    assert e.value.code == 2 and "argument --level-penalty: expected a number >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -3,7 +3,7 @@ CSV/Parquet (unique_id, ds, y), backtested against naive, seasonal naive, Theta,
 model on the same origins, or (--future) fit on all history to forecast the next steps."""
 import argparse
 
-from ._flags import DefaultsHelp, add_output, emit, log_for, positive_int, refuse_unused, show_progress
+from ._flags import DefaultsHelp, add_output, emit, log_for, non_negative, positive_int, refuse_unused, show_progress
 
 
 def register(sub) -> None:
@@ -36,7 +36,7 @@ def register(sub) -> None:
     p.add_argument("--model", choices=("lstm", "esrnn"), default="lstm",
                    help="lstm: a global LSTM on level-scaled windows; esrnn: Smyl's ES-RNN, per-series Holt-Winters "
                         "level and seasonality learned with a global LSTM (no covariates)")
-    p.add_argument("--level-penalty", type=float, default=0.0,
+    p.add_argument("--level-penalty", type=non_negative, default=0.0,
                    help="esrnn: weight of the penalty on the wiggliness of the learned log level")
     p.add_argument("--loss-weights", choices=("none", "mase"), default=None,
                    help="esrnn: 'mase' weighs each origin by its level over the series' MASE scale (the loss then "
@@ -115,8 +115,6 @@ def run(args) -> int:
         refuse_unused(args, {"folds": 1, "baselines": baselines(",".join(DEFAULT))},
                       "only for the backtest, not with --future")
     out = out_dir(args, "forecast")
-    if args.level_penalty < 0 or args.level_penalty != args.level_penalty:
-        raise ValueError(f"--level-penalty: expected a number >= 0, got {args.level_penalty}")
     if args.level_penalty and args.model != "esrnn":
         raise ValueError("--level-penalty: only --model esrnn has a learned level")
     if args.loss_weights is not None and args.model != "esrnn":
