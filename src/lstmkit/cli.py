@@ -112,11 +112,11 @@ def describe_error(e: BaseException) -> tuple[int, str]:
         what = e.strerror or str(e)
         name = errno.errorcode.get(e.errno, "")
         where = f": {e.filename}" if e.filename else ""
-        hint = f"; {_hint(e)}" if _hint(e) else ""
-        text = f"{what}{f' ({name})' if name else ''}{where}{hint}" if e.strerror else what
+        hint = _hint(e)
+        text = f"{what}{f' ({name})' if name else ''}{where}{f'; {hint}' if hint else ''}" if e.strerror else what
         return SYSTEM, _one_line(short(text))
-    if isinstance(e, (MemoryError, ImportError)):
-        return SYSTEM, _one_line(short(f"{type(e).__name__}: {e}" if isinstance(e, MemoryError) else e))
+    if isinstance(e, ImportError):  # (a failed allocation is main's: _out_of_memory)
+        return SYSTEM, _one_line(short(e))
     return INTERNAL, _one_line(short(f"internal error ({type(e).__name__}: {e}); rerun with --debug for the "
                                      "traceback and please report it"))
 

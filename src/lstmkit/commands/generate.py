@@ -1,20 +1,8 @@
 """``lstmkit generate``: a character-level LSTM on a text file (default: Python's pydoc topics), bits per
 character on a held-out tail next to xz and bz2, and samples (--prompt, --temperature, --top-k)."""
 
-
-import argparse
-
-from ._flags import (DefaultsHelp, add_output, emit, fraction, log_for, non_negative, non_negative_int, positive,
-                     positive_int, show_progress)
-
-
-
-def probability(text: str) -> float:
-    """A dropout rate in [0, 1)."""
-    v = non_negative(text)
-    if v >= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text}")
-    return v
+from ._flags import (DefaultsHelp, add_output, dropout_rate, emit, fraction, log_for, non_negative, non_negative_int,
+                     positive, positive_int, show_progress)
 
 
 def register(sub) -> None:
@@ -34,9 +22,9 @@ def register(sub) -> None:
                    help="random batches of chunks per epoch")
     p.add_argument("--num-layers", type=positive_int, default=1, help="stacked recurrent layers")
     p.add_argument("--embed-dim", type=positive_int, default=64, help="character embedding width")
-    p.add_argument("--dropout", type=probability, default=0.0,
+    p.add_argument("--dropout", type=dropout_rate, default=0.0,
                    help="dropout on the LSTM outputs (and between layers)")
-    p.add_argument("--embed-dropout", type=probability, default=0.0, help="dropout on the embedded characters")
+    p.add_argument("--embed-dropout", type=dropout_rate, default=0.0, help="dropout on the embedded characters")
     p.add_argument("--proj-size", type=non_negative_int, default=0,
                    help="LSTM projection: each layer outputs this many units instead of --hidden-size (0: none)")
     p.add_argument("--layer-norm", action="store_true", help="lstmkit's layer-normalised LSTM/GRU cell")

@@ -30,10 +30,10 @@ def run(args) -> int:
         from ..io import read
 
         refuse_unused(args, SIZES, "the model FILE says its sizes")
-        if not args.file.lower().endswith((".pt", ".pth")):
+        torch_file = args.file.lower().endswith((".pt", ".pth"))
+        if not torch_file:
             refuse_unused(args, {"mode": None}, "only for a .pt/.pth FILE, whose shapes may not say LSTM or GRU")
-
-        options = {"mode": args.mode} if args.file.lower().endswith((".pt", ".pth")) and args.mode else {}
+        options = {"mode": args.mode} if torch_file and args.mode else {}
         print(summary(read(args.file, **options)))
         return 0
     if args.input_size is None or args.hidden_size is None:

@@ -83,9 +83,8 @@ def read_data(path, layer, vocab=None, model_path=None) -> tuple:
         raise ValueError(f"--data {path}: an empty text file, expected the characters to trace")
     chars, embedding = _text_encoding(model_path)
     if chars is None and vocab is not None:
-        if os.path.exists(vocab):  # a file (a FIFO refused, not taken for the characters of its name)
-            check_regular(vocab, "text file of the vocabulary", "--vocab")
-        source = read_text(vocab, "--vocab") if os.path.isfile(vocab) else vocab
+        # a path that exists is a file to read (a FIFO or folder refused, not taken for the characters of its name)
+        source = read_text(vocab, "--vocab", "text file of the vocabulary") if os.path.exists(vocab) else vocab
         chars = list(dict.fromkeys(source))  # the order given, duplicates dropped
     if chars is None:
         raise ValueError(f"--data {path} is text, but the model stores no vocabulary; give --vocab")

@@ -531,7 +531,7 @@ def _unreached_projection(config: RNNConfig, steps: int, grad_output, grad_h_n, 
     a weight the loss reaches keeps its gradient, zero or not."""
     if not config.proj_size or steps != 1 or grad_output is not None or grad_h_n is not None:
         return d_params
-    last = {"weight_hr" + suffix(config.num_layers - 1, d) for d in range(2 if config.bidirectional else 1)}
+    last = {"weight_hr" + suffix(config.num_layers - 1, d) for d in range(config.num_directions)}
     return [None if name in last else g for name, g in zip(param_shapes(config), d_params)]
 
 

@@ -177,9 +177,9 @@ def load_long_csv(path: str, horizon: int, season_length: int | None = None, fre
     df = _check_rows(df, path).sort_values(["unique_id", "ds"]).reset_index(drop=True)
     if freq is not None:
         split_series(df, Columns(), where=path, freq=freq)  # every series on it, or refused naming one
-    note = "given"
-    if season_length is None and season_of_offset(freq):
-        season_length, note = season_of_offset(freq), f"from the given freq {freq.freqstr}"
+    note, from_freq = "given", season_of_offset(freq)
+    if season_length is None and from_freq:
+        season_length, note = from_freq, f"from the given freq {freq.freqstr}"
     elif season_length is None:
         season_length, note = infer_season(df)
     return SeriesSet(path, df, int(season_length), int(horizon), note, freq)
