@@ -203,3 +203,167 @@ def test_long_variant_stream_probing_both_schedules_keeps_the_bits():
     got = _streamed_on_1_and_2_threads(layer, x)
     np.testing.assert_array_equal(got[0], got[1])
     assert _engine.pool_stats()["probed_alone"] > before  # the one-thread schedule was tried on 2 threads
+
+
+# ---- The recurrent product ahead of the input (csrc/sequence/stream.h, post_ahead in threads.cpp) ----------------
+# After each step the next step's h·W_hhᵀ is handed to the pool's threads and collected by the next call. These
+# sizes (H = 128) are large enough for it; the pool_stats counter shows the handing-over ran.
+
+
+@pytest.fixture(params=["own", "openmp"])
+def threads(request):
+    """The kernels' parallel work on lstmkit's own threads ("own"), where a step's product runs ahead, or on
+    torch's OpenMP team ("openmp": a torch program), whose parallel calls cannot outlive the caller's, so the
+    product is computed at the next step; the mode found is restored afterwards."""
+    before = engine.openmp_team()
+    if request.param == "openmp":
+        import torch
+
+        torch.ones(1 << 16).add_(1)  # torch's OpenMP threads exist once torch has run a parallel op
+        assert engine.share_openmp_team(True)
+    else:
+        engine.share_openmp_team(False)
+    try:
+        yield request.param
+    finally:
+        engine.share_openmp_team(bool(before))
+
+
+def _ahead_jobs() -> int:
+    from lstmkit import _engine
+
+    return _engine.pool_stats()["ahead_jobs"]
+
+
+def _streamed_with_products_ahead(layer, x, threads: str) -> list:
+    """_streamed_on_1_and_2_threads, on lstmkit's own threads repeated until the 2-thread stream handed products
+    ahead. A stream's first 16 steps use the pool; after that its probe may keep the caller alone (a busy
+    machine), and a late pool thread elsewhere keeps the pool to the caller for up to 256 ms (threads.cpp,
+    Contention): wait that out. On torch's team none is handed ahead."""
+    import time
+
+    if threads == "openmp":
+        before = _ahead_jobs()
+        got = _streamed_on_1_and_2_threads(layer, x)
+        assert _ahead_jobs() == before
+        return got
+    for _ in range(20):
+        before = _ahead_jobs()
+        got = _streamed_on_1_and_2_threads(layer, x)
+        if _ahead_jobs() > before:
+            return got
+        time.sleep(0.3)
+    pytest.fail("no stream step handed its successor's product to the pool")
+
+
+@pytest.mark.parametrize("mode,layers,proj", [("LSTM", 1, 0), ("LSTM", 2, 32), ("GRU", 1, 0), ("GRU", 2, 0)])
+def test_products_run_ahead_with_the_bits_of_one_thread(mode, layers, proj, threads):
+    layer = _layer(mode, layers, proj, "float32", I=32, H=128, seed=7)
+    x = np.random.default_rng(3).standard_normal((300, 1, 32)).astype(np.float32)
+    got = _streamed_with_products_ahead(layer, x, threads)
+    np.testing.assert_array_equal(got[0], got[1])
+    np.testing.assert_allclose(got[1], layer(x)[0], rtol=1e-4, atol=1e-5)
+
+
+def _state_script(layer, x, threads: int) -> list:
+    """Steps interleaved with state reads, rewinds and resets while products run ahead, on `threads` threads.
+    The pauses let the product of the state before a change finish first (the case a stale product would
+    be used in)."""
+    import time
+
+    saved_threads = engine.get_num_threads()
+    engine.set_num_threads(threads)
+    try:
+        s = layer.stream(batch=x.shape[1])
+        outs = [s.step(x[t]) for t in range(4)]
+        saved = s.state  # read while the next product runs ahead
+        outs += [s.step(x[t]) for t in range(4, 8)]
+        time.sleep(0.002)
+        s.state = saved  # rewind: the product run ahead was for the state before
+        outs += [s.step(x[t]) for t in range(4, 8)]
+        time.sleep(0.002)
+        s.reset()
+        outs += [s.step(x[t]) for t in range(3)]
+        return outs + list(s.state)
+    finally:
+        engine.set_num_threads(saved_threads)
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_state_changes_while_products_run_ahead(mode, threads):
+    layer = _layer(mode, 2, 0, "float32", I=32, H=128, seed=8)
+    x = np.random.default_rng(4).standard_normal((8, 2, 32)).astype(np.float32)
+    one, two = _state_script(layer, x, 1), _state_script(layer, x, 2)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+    out = layer(x)[0]
+    np.testing.assert_allclose(np.stack(two[:8]), out, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.stack(two[8:12]), out[4:8], rtol=1e-4, atol=1e-5)  # after the rewind
+    np.testing.assert_allclose(np.stack(two[12:15]), out[:3], rtol=1e-4, atol=1e-5)  # after the reset
+
+
+def test_interleaved_streams_and_calls_share_the_pool(threads):
+    """Two streams stepped in turn, with a whole-sequence forward between: each stream's product runs ahead
+    only while the pool is free, and every output equals the same stream stepped alone on one thread."""
+    a = _layer("LSTM", 1, 0, "float32", I=32, H=128, seed=9)
+    b = _layer("GRU", 2, 0, "float32", I=32, H=128, seed=10)
+    x = np.random.default_rng(5).standard_normal((50, 1, 32)).astype(np.float32)
+    want = [_streamed_on_1_and_2_threads(m, x)[0] for m in (a, b)]
+    sa, sb = a.stream(), b.stream()
+    got_a, got_b = [], []
+    for t in range(len(x)):
+        got_a.append(sa.step(x[t]))
+        a(x[:3])  # a parallel job while sa's product may still run ahead
+        got_b.append(sb.step(x[t]))
+    np.testing.assert_array_equal(np.stack(got_a), want[0])
+    np.testing.assert_array_equal(np.stack(got_b), want[1])
+
+
+def test_stream_dropped_while_its_product_runs_ahead(threads):
+    """The product running ahead reads the stream's buffers: dropping the stream waits for it."""
+    import gc
+
+    layer = _layer("LSTM", 2, 0, "float32", I=32, H=128, seed=11)
+    x = np.random.default_rng(6).standard_normal((1, 32)).astype(np.float32)
+    first = None
+    for _ in range(300):
+        s = layer.stream()
+        y = s.step(x)
+        s.step(x)
+        del s
+        gc.collect(0)
+        first = y if first is None else first
+        np.testing.assert_array_equal(y, first)
+
+
+def test_forked_child_recomputes_the_product_its_parent_ran_ahead(threads):
+    """A child forked while its parent's stream has a product running ahead has none of the parent's threads:
+    its next step computes the product itself and gives the parent's bits."""
+    import multiprocessing
+
+    layer = _layer("LSTM", 1, 0, "float32", I=32, H=128, seed=12)
+    x = np.random.default_rng(7).standard_normal((6, 1, 32)).astype(np.float32)
+    want = _streamed_on_1_and_2_threads(layer, x)[0]
+    saved = engine.get_num_threads()
+    engine.set_num_threads(2)
+    try:
+        s = layer.stream()
+        for t in range(3):
+            s.step(x[t])  # the last leaves its successor's product with the pool
+        ctx = multiprocessing.get_context("fork")
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_step_in_child, args=(s, x[3:], child))
+        proc.start()
+        proc.join(60)
+        if proc.is_alive():
+            proc.kill()
+            pytest.fail("the forked child hung collecting its parent's product")
+        assert proc.exitcode == 0
+        np.testing.assert_array_equal(parent.recv(), want[3:])
+        np.testing.assert_array_equal(np.stack([s.step(x[t]) for t in range(3, 6)]), want[3:])  # the parent's too
+    finally:
+        engine.set_num_threads(saved)
+
+
+def _step_in_child(s, xs, conn):
+    conn.send(np.stack([s.step(xt) for xt in xs]))

@@ -153,11 +153,13 @@ bool in_parallel();
 
 // Since the process started: how often a pool thread was found late (descheduled while it held a share
 // of a job, threads.cpp Contention), and how many jobs then ran on the calling thread alone.
-// And how many lockstep loops ran on the calling thread alone because their probe chose it (LockstepProbes).
+// And how many lockstep loops ran on the calling thread alone because their probe chose it (LockstepProbes),
+// and how many jobs were handed to the pool ahead (post_ahead).
 struct PoolStats {
   uint64_t late_partners = 0;
   uint64_t solo_jobs = 0;
   uint64_t probed_alone = 0;
+  uint64_t ahead_jobs = 0;
 };
 PoolStats pool_stats();
 // Forget the lockstep loops' timings (LockstepProbes): their next calls run on the pair first.
@@ -176,6 +178,24 @@ std::string openmp_team();
 // when n < 2, one thread is set, it is nested, another thread is using the pool at that moment, or a pool
 // thread was lately found descheduled mid-job (threads.cpp, Contention: a busy machine).
 void parallel_for_raw(index_t n, void (*fn)(void*, index_t, index_t), void* ctx);
+
+// Work handed to the pool's threads to run while the caller is away (a stream's next recurrent product,
+// h·W_hhᵀ, computed between two calls from Python): post_ahead starts fn(ctx, begin, end) over chunks of
+// [0, n) on the workers and returns at once, without running any of it; join_ahead later runs the chunks
+// no worker has started (from the last) and waits for the rest. A chunk does the same work on any thread.
+// post_ahead returns an empty ticket, having started nothing, when the pool cannot take the job now (one
+// thread, nested, in use, running jobs alone after a late partner, or torch's OpenMP team, whose parallel
+// calls cannot outlive the caller's): the caller computes it itself. join_ahead returns false, having run
+// nothing, for a ticket of a pool that is gone (a forked child's): compute it again. ctx must live until
+// join_ahead returns; until then the pool runs other callers' jobs on their own thread.
+struct AheadTicket {
+  const void* pool = nullptr;
+  uint64_t serial = 0;
+  uint64_t job = 0;
+  explicit operator bool() const { return serial != 0; }
+};
+AheadTicket post_ahead(index_t n, void (*fn)(void*, index_t, index_t), void* ctx);
+bool join_ahead(const AheadTicket& t);
 
 template <typename F>
 void parallel_for(index_t n, F&& f) {

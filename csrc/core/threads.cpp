@@ -214,6 +214,20 @@ int find_openmp(struct dl_phdr_info* info, size_t, void* out) {
   return 1;
 }
 
+// The pool's "a job is running" lock. Not a std::mutex: a job posted ahead (post_ahead) is released by
+// whichever thread finishes its last chunk, not by the thread that posted it.
+class BusyFlag {
+ public:
+  bool try_lock() { return !held_.exchange(true, std::memory_order_acquire); }
+  void lock() {
+    while (!try_lock()) std::this_thread::yield();  // set_threads / share_openmp_team only: rare, and short
+  }
+  void unlock() { held_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> held_{false};
+};
+
 class Pool {
  public:
   Pool() = default;
@@ -233,7 +247,7 @@ class Pool {
   }
 
   void set_threads(int n) {
-    std::lock_guard<std::mutex> job(busy_);  // waits for a running job
+    std::lock_guard<BusyFlag> job(busy_);  // waits for a running job
     stop_workers();
     wanted_.store(std::max(1, n), std::memory_order_relaxed);
   }
@@ -250,7 +264,7 @@ class Pool {
       contention().count_solo();
       return serial(n, fn, ctx);
     }
-    std::unique_lock<std::mutex> job(busy_, std::try_to_lock);
+    std::unique_lock<BusyFlag> job(busy_, std::try_to_lock);
     if (!job.owns_lock()) return serial(n, fn, ctx);
     const OpenMpTeam* team = g_team.load(std::memory_order_acquire);
     if (!team && static_cast<int>(workers_.size()) != threads_now - 1) start_workers(threads_now - 1);
@@ -283,6 +297,72 @@ class Pool {
     settle_wait(share, Clock::now());
   }
 
+  // A job for the workers alone, collected later by join_ahead (common.h, post_ahead): its chunks are
+  // claimed from the front by the workers and from the back by the joiner, through the claim word's two
+  // counters (next, end); whoever finishes the last chunk releases the pool. Returns an empty ticket when
+  // the pool cannot take it now.
+  AheadTicket post_ahead(index_t n, void (*fn)(void*, index_t, index_t), void* ctx) {
+    const int threads_now = threads();
+    if (n < 1 || threads_now < 2 || tl_in_parallel || g_team.load(std::memory_order_acquire)) return {};
+    if (contention().solo(Clock::now())) return {};
+    if (!busy_.try_lock()) return {};
+    if (static_cast<int>(workers_.size()) != threads_now - 1) start_workers(threads_now - 1);
+    const uint64_t chunks = static_cast<uint64_t>(std::min<index_t>(n, kAheadChunks));
+    const uint64_t id = (job_id_ = (job_id_ + 1) & 0xffffffffu);
+    fn_ = fn;
+    ctx_ = ctx;
+    n_ = n;
+    const uint64_t serial = ++ahead_serial_;
+    ahead_posted_.fetch_add(1, std::memory_order_relaxed);
+    ahead_.store(serial, std::memory_order_relaxed);
+    ahead_chunks_.store(chunks, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+#ifdef __linux__
+    caller_cpu_.store(sched_getcpu(), std::memory_order_relaxed);
+#endif
+    claim_.store((id << 32) | (chunks << 16), std::memory_order_release);  // next 0, end `chunks`
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    cv_.notify_all();
+    return {this, serial, id};
+  }
+
+  uint64_t ahead_jobs() const { return ahead_posted_.load(std::memory_order_relaxed); }
+
+  // Runs the chunks of the ahead job `t` that no worker has claimed, from the last, and waits for the
+  // others. False when `t` is not this pool's (the pool was renewed in a forked child: its job never ran).
+  bool join_ahead(const AheadTicket& t) {
+    if (t.pool != this) return false;
+    const bool outer = tl_in_parallel;
+    tl_in_parallel = true;
+    Clock::time_point waiting{};
+    bool counted = false;
+    for (unsigned spins = 0; ahead_finished_.load(std::memory_order_acquire) < t.serial; ++spins) {
+      uint64_t c = claim_.load(std::memory_order_acquire);
+      const uint64_t next = c & 0xffffu, end = (c >> 16) & 0xffffu;
+      if ((c >> 32) == t.job && next < end) {
+        if (claim_.compare_exchange_weak(c, c - (uint64_t{1} << 16), std::memory_order_acq_rel)) {
+          run_ahead_chunk(static_cast<index_t>(end - 1));
+          spins = 0;
+        }
+        continue;
+      }
+      // Every chunk is claimed: wait for the workers'. One descheduled mid-chunk holds the caller up for a
+      // time slice of another process: a late partner (Contention), so the next jobs run on the caller alone.
+      if (spins == 64) waiting = Clock::now();
+      if (spins > 64 && (spins & 63) == 0 && !counted && Clock::now() - waiting > Contention::kLateAfter) {
+        contention().late(Clock::now());
+        counted = true;
+      }
+      if ((spins & 255) != 255) LSTMKIT_PAUSE();
+      else std::this_thread::yield();
+    }
+    tl_in_parallel = outer;
+    return true;
+  }
+
   // fn(ctx, 0, n) on the calling thread, as a job the pool runs alone (LockstepProbes' other schedule).
   void run_here(index_t n, void (*fn)(void*, index_t, index_t), void* ctx) { serial(n, fn, ctx); }
 
@@ -290,7 +370,7 @@ class Pool {
   // the pool's own threads again (enable false). Returns the runtime's path, or "" when none is loaded
   // or enable is false.
   std::string share_openmp_team(bool enable) {
-    std::lock_guard<std::mutex> job(busy_);  // waits for a running job
+    std::lock_guard<BusyFlag> job(busy_);  // waits for a running job
     const OpenMpTeam* team = nullptr;
     if (enable) {
       static const OpenMpTeam* found = [] {
@@ -378,8 +458,12 @@ class Pool {
       const uint64_t chunks = (c >> 16) & 0xffffu, next = c & 0xffffu;
       if (next >= chunks) break;
       if (claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel)) {
-        run_chunk(static_cast<index_t>(next), static_cast<index_t>(chunks));
-        done_.fetch_add(1, std::memory_order_acq_rel);
+        if (ahead_.load(std::memory_order_relaxed)) {  // the claim's acquire makes the job's fields visible
+          run_ahead_chunk(static_cast<index_t>(next));
+        } else {
+          run_chunk(static_cast<index_t>(next), static_cast<index_t>(chunks));
+          done_.fetch_add(1, std::memory_order_acq_rel);
+        }
         ++ran;
       }
     }
@@ -389,6 +473,17 @@ class Pool {
   void run_chunk(index_t i, index_t chunks) {
     const index_t b = n_ * i / chunks, e = n_ * (i + 1) / chunks;
     if (e > b) fn_(ctx_, b, e);
+  }
+
+  // Chunk i of the ahead job; the thread finishing its last chunk ends the job and frees the pool.
+  void run_ahead_chunk(index_t i) {
+    const uint64_t chunks = ahead_chunks_.load(std::memory_order_relaxed);
+    run_chunk(i, static_cast<index_t>(chunks));
+    if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 != chunks) return;
+    const uint64_t serial = ahead_.load(std::memory_order_relaxed);
+    ahead_.store(0, std::memory_order_relaxed);
+    ahead_finished_.store(serial, std::memory_order_release);
+    busy_.unlock();
   }
 
   void leave_caller_cpu() { leave_cpu(caller_cpu_.load(std::memory_order_relaxed)); }
@@ -456,7 +551,7 @@ class Pool {
   }
 
   std::atomic<int> wanted_{0};
-  std::mutex busy_;  // held by the job running on the pool
+  BusyFlag busy_;  // held by the job running on the pool
   std::vector<std::thread> workers_;
   std::mutex m_;
   std::condition_variable cv_;
@@ -464,8 +559,16 @@ class Pool {
   std::atomic<uint64_t> claim_{0};  // job id << 32 | chunks << 16 | next unclaimed chunk
   std::atomic<uint64_t> done_{0};   // chunks finished in the current job, but the caller's chunk 0
   uint64_t job_id_ = 0;
-  std::atomic<int> caller_cpu_{-1};  // CPU the caller posted the last job from
-  Clock::duration debt_{};           // the callers' debt (Contention), kept by the job's owner
+  // Ahead jobs (post_ahead): at most kAheadChunks chunks, a few per thread, so that the joiner can take a
+  // share of what the workers have not started, each chunk still long beside its claim (a cache-line transfer).
+  static constexpr index_t kAheadChunks = 64;
+  uint64_t ahead_serial_ = 0;                // the last ahead job posted (its ticket's serial)
+  std::atomic<uint64_t> ahead_{0};           // the ahead job running now, or 0 (a job of run())
+  std::atomic<uint64_t> ahead_chunks_{0};    // its chunks
+  std::atomic<uint64_t> ahead_finished_{0};  // the last ahead job done (serials rise)
+  std::atomic<uint64_t> ahead_posted_{0};    // ahead jobs posted since the pool started (pool_stats)
+  std::atomic<int> caller_cpu_{-1};          // CPU the caller posted the last job from
+  Clock::duration debt_{};                   // the callers' debt (Contention), kept by the job's owner
   bool stop_ = false;
   void (*fn_)(void*, index_t, index_t) = nullptr;
   void* ctx_ = nullptr;
@@ -711,10 +814,15 @@ bool in_parallel() { return tl_in_parallel; }
 PoolStats pool_stats() {
   PoolStats st = contention().stats();
   st.probed_alone = lockstep_probes().alone();
+  st.ahead_jobs = pool().ahead_jobs();
   return st;
 }
 void reset_schedule_probes() { lockstep_probes().reset(); }
 void parallel_for_raw(index_t n, void (*fn)(void*, index_t, index_t), void* ctx) { pool().run(n, fn, ctx); }
+AheadTicket post_ahead(index_t n, void (*fn)(void*, index_t, index_t), void* ctx) {
+  return pool().post_ahead(n, fn, ctx);
+}
+bool join_ahead(const AheadTicket& t) { return pool().join_ahead(t); }
 std::string share_openmp_team(bool enable) {
   std::string found = pool().share_openmp_team(enable);
   lockstep_probes().reset();

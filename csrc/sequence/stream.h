@@ -1,6 +1,16 @@
 // Streaming inference: one time step of a unidirectional stacked LSTM/GRU per call, the state of
-// every layer kept here between calls. Same arithmetic as one step of rnn_forward (cells/plain.h), so T
-// calls give what a T-step sequence forward gives.
+// every layer kept here between calls. The cells' equations of cells/plain.h, so T calls give what a
+// T-step sequence forward gives (a GRU bit for bit; an LSTM up to the rounding of one sum, below).
+//
+// The recurrent product ahead of the input: a step's h·W_hhᵀ needs only the state, which is known when the
+// step before returns, so each step hands the next one's products to the pool's threads (post_ahead) and
+// returns; they run while the caller is away (between two calls from Python: most of a step's weight
+// reads), and the next step collects them (join_ahead), doing itself whatever part no thread has started.
+// What is left for the step is the input's product and the gates. An LSTM's gates are therefore summed
+// as (bias + x·W_ihᵀ) + h·W_hhᵀ, the two products apart (the sequence forward adds the second into the
+// first term by term): the same on every schedule and thread count here, within a rounding of the
+// sequence's. Whether a step uses the pool at all is timed now and then against the caller alone
+// (ScheduleProbe): every schedule gives the same bits.
 #pragma once
 
 #include <algorithm>
@@ -19,71 +29,127 @@ class Stream final : public StreamBase<T> {
   Stream(const RnnShape& s, const CellWeights<T>* weights) : s_(s) {
     const index_t B = s.B, H = s.H, P = s.P, GH = s.gates() * H;
     cells_.reserve(static_cast<size_t>(s.L));
-    for (index_t l = 0; l < s.L; ++l) cells_.emplace_back(s.lstm, l == 0 ? s.I : P, H, P, weights[l]);
+    for (index_t l = 0; l < s.L; ++l) {
+      cells_.emplace_back(s.lstm, l == 0 ? s.I : P, H, P, weights[l]);
+      panels_ += cells_.back().w_hh.panels();
+    }
     h_.assign(static_cast<size_t>(s.L * B * P), T(0));
     c_.assign(s.lstm ? static_cast<size_t>(s.L * B * H) : 0, T(0));
     gates_.assign(static_cast<size_t>(B * GH), T(0));
-    scratch_.assign(static_cast<size_t>(B * (s.lstm ? H : GH)), T(0));
-    h_new_.assign(static_cast<size_t>(B * P), T(0));
+    recurrent_.assign(static_cast<size_t>(s.L * B * GH), T(0));
+    m_.assign(static_cast<size_t>(B * H), T(0));
   }
+
+  ~Stream() override { settle(); }
 
   // x: [B, I]; out: [B, P].
   void step(const T* x, T* out) override {
     const auto start = ScheduleProbe::Clock::now();
-    const bool may_split = probe_.split();
+    const bool split = probe_.split();
+    collect_recurrent(split);
     const index_t B = s_.B, H = s_.H, P = s_.P, GH = s_.gates() * H;
     const T* in = x;
     index_t in_ld = s_.I;
     for (index_t l = 0; l < s_.L; ++l) {
       const PackedCell<T>& w = cells_[static_cast<size_t>(l)];
       T* h = h_.data() + l * B * P;
-      if (may_split && unit_split(B, H, in_ld, w, s_.gates())) {  // one parallel region for both products and the gates
-        if (s_.lstm)
-          lstm_step_units(B, H, w, in, in_ld, h, P, c_.data() + l * B * H, H, gates_.data(), GH,
-                          w.projected ? h : h_new_.data(), P, scratch_.data());
-        else gru_step_units(B, H, w, in, in_ld, h, P, gates_.data(), GH, scratch_.data(), h_new_.data(), P);
-        if (!w.projected) std::copy_n(h_new_.data(), B * P, h);
-        in = h;
-        in_ld = P;
-        continue;
-      }
+      const T* rec = recurrent_.data() + l * B * GH;
       fill_rows(B, GH, w.input_bias(), gates_.data(), GH);
-      gemm_acc(B, in, in_ld, w.w_ih, gates_.data(), GH);  // (B, G·H) += (B, In) · (In, G·H)
+      product(split, B, in, in_ld, w.w_ih, gates_.data(), GH);  // (B, G·H) += (B, In) · (In, G·H)
       if (s_.lstm) {
+        for (index_t j = 0; j < B * GH; ++j) gates_[static_cast<size_t>(j)] += rec[j];
         T* c = c_.data() + l * B * H;
-        lstm_step(B, H, w, h, P, c, H, gates_.data(), GH, h, P, c, H, scratch_.data());
+        T* dst = w.projected ? m_.data() : h;
+        lstm_pointwise(B, H, gates_.data(), GH, c, H, c, H, dst, w.projected ? H : P);
+        if (w.projected) {
+          fill_rows<T>(B, P, nullptr, h, P);
+          product(split, B, m_.data(), H, w.w_hr, h, P);  // (B, P) = (B, H) · (H, P)
+        }
       } else {
-        gru_step(B, H, w, h, P, gates_.data(), GH, scratch_.data(), h, P);
+        gru_pointwise(B, H, gates_.data(), GH, rec, GH, w.b_hh, h, P, h, P);
       }
       in = h;
       in_ld = P;
     }
     std::copy_n(in, B * P, out);
+    if (split && worth_splitting(s_.L * P * GH)) ahead_ = post_ahead(panels_, &Stream::recurrent_panels, this);
     probe_.record(ScheduleProbe::Clock::now() - start);
   }
 
   void reset() override {
+    settle();
     std::fill(h_.begin(), h_.end(), T(0));
     std::fill(c_.begin(), c_.end(), T(0));
   }
 
   void get_state(T* h, T* c) const override {
-    std::copy(h_.begin(), h_.end(), h);
+    std::copy(h_.begin(), h_.end(), h);  // the products running ahead only read h_
     if (c) std::copy(c_.begin(), c_.end(), c);
   }
 
   void set_state(const T* h, const T* c) override {
+    settle();
     std::copy_n(h, h_.size(), h_.begin());
     if (c) std::copy_n(c, c_.size(), c_.begin());
   }
 
  private:
+  // Whether a product of k multiply-adds per row is worth the pool's threads (as the unit split's rule).
+  bool worth_splitting(index_t k_per_row) const {
+    return !in_parallel() && num_threads() >= 2 && double(s_.B) * double(k_per_row) >= kUnitSplitMacs;
+  }
+
+  // C (B, N) += A (B, K) · Wᵀ, by column panels over the pool when `split` and large enough.
+  void product(bool split, index_t B, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc) const {
+    const index_t panels = w.panels();
+    if (split && worth_splitting(w.n() * w.k()))
+      parallel_for(panels, [&](index_t b, index_t e) { gemm_acc_serial(B, A, lda, w, C, ldc, b, e); });
+    else gemm_acc_serial(B, A, lda, w, C, ldc, 0, panels);
+  }
+
+  // recurrent_ = h·W_hhᵀ of every layer from the current state: collected from the threads it was handed to
+  // after the last step, or computed now (the first step, after reset/set_state, or when the pool was busy).
+  void collect_recurrent(bool split) {
+    const AheadTicket t = ahead_;
+    ahead_ = AheadTicket{};
+    if (t && join_ahead(t)) return;
+    if (split && worth_splitting(s_.L * s_.P * s_.gates() * s_.H))
+      parallel_for(panels_, [&](index_t b, index_t e) { recurrent_panels(this, b, e); });
+    else recurrent_panels(this, 0, panels_);
+  }
+
+  // Waits for the products running ahead (they read h_ and write recurrent_); they are recomputed at the next step.
+  void settle() {
+    if (ahead_) join_ahead(ahead_);
+    ahead_ = AheadTicket{};
+  }
+
+  // Panels [b, e) of the recurrent products, counted over the layers in order: each layer's W_hh column panels.
+  static void recurrent_panels(void* self, index_t b, index_t e) {
+    Stream& st = *static_cast<Stream*>(self);
+    const index_t B = st.s_.B, P = st.s_.P, GH = st.s_.gates() * st.s_.H;
+    index_t first = 0;  // the layer's first panel in the count
+    for (index_t l = 0; l < st.s_.L && first < e; ++l) {
+      const PackedWeights<T>& w = st.cells_[static_cast<size_t>(l)].w_hh;
+      const index_t p0 = std::max(b, first) - first, p1 = std::min(e, first + w.panels()) - first;
+      first += w.panels();
+      if (p0 >= p1) continue;
+      T* rec = st.recurrent_.data() + l * B * GH;
+      const index_t c0 = p0 * Tile<T>::NR, c1 = std::min(GH, p1 * Tile<T>::NR);
+      for (index_t r = 0; r < B; ++r) std::fill(rec + r * GH + c0, rec + r * GH + c1, T(0));
+      gemm_acc_serial(B, st.h_.data() + l * B * P, P, w, rec, GH, p0, p1);
+    }
+  }
+
   RnnShape s_;
   std::vector<PackedCell<T>> cells_;
-  std::vector<T> h_, c_;            // [L, B, P], [L, B, H] (LSTM)
-  std::vector<T> gates_, scratch_;  // [B, G·H]; LSTM m [B, H] / GRU gh [B, 3H]
-  std::vector<T> h_new_;            // [B, P] h' of a step split by units
-  ScheduleProbe probe_;             // whether a step splits by units: the faster of the two, timed now and then
+  index_t panels_ = 0;        // W_hh column panels of all layers (the products running ahead)
+  std::vector<T> h_, c_;      // [L, B, P], [L, B, H] (LSTM)
+  std::vector<T> gates_;      // [B, G·H]
+  std::vector<T> recurrent_;  // [L, B, G·H] h·W_hhᵀ of each layer's current h
+  std::vector<T> m_;          // [B, H] LSTM with projection: o ⊙ tanh(c) before W_hr
+  AheadTicket ahead_;         // the recurrent products handed to the pool after the last step
+  ScheduleProbe probe_;       // whether a step uses the pool: the faster of the two, timed now and then
 };
 
 template <typename T>

@@ -6,8 +6,9 @@
     s.reset()                        # back to zeros
     s.state = (h, c)                 # LSTM (h (L, B, P), c (L, B, H)); GRU (h (L, B, H),)
 
-Stepping T times gives what the whole-sequence forward gives on the T steps (the same kernels), in
-evaluation mode: with the variant options (docs/variants.md) no recurrent dropout, zoneout by its
+Stepping T times gives what the whole-sequence forward gives on the T steps (the same kernels; a GRU
+bit for bit, an LSTM within float32/float64 rounding, as its step sums the input's and the state's
+products apart), in evaluation mode: with the variant options (docs/variants.md) no recurrent dropout, zoneout by its
 expectation. A variant config steps through the native variant kernels, one T = 1 call per step
 (``engine.VariantStepper``); the quantised formats compute the plain cells only and refuse the options.
 Unidirectional models only: a bidirectional layer needs the whole sequence for its reverse direction.
@@ -15,7 +16,9 @@ Unidirectional models only: a bidirectional layer needs the whole sequence for i
 The weights are copied (packed) when the stream is made, so later changes to the layer's parameters
 do not reach it: make a new stream after training or loading. One ``step`` is one native call; the
 checks in front of it are a few attribute comparisons, so at small sizes a step costs little more
-than its arithmetic. A stream is not for sharing between threads: a concurrent call raises
+than its arithmetic. Between calls the engine's threads already compute the next step's recurrent
+product (it needs only the state), so a step's own work is the input's product and the gates; the
+bits do not depend on the number of threads. A stream is not for sharing between threads: a concurrent call raises
 RuntimeError (make one stream per thread; streams of the same model run in parallel).
 """
 from __future__ import annotations
