@@ -32,7 +32,9 @@ ORT / lstmkit under contention with the same ratio measured quietly in the same 
 Cases (issue 5): (a) inference B=1, H=128, X=32, T=100; (b) B=16 same; (c) B=64, H=256, X=64, T=100;
 (d) B=128, H=512, X=128, T=50; (e) streaming one step per call, B=1, H=128, X=32 (torch LSTMCell,
 nn.LSTM called per step with its state, ORT per step with state in/out from lstmkit.io.onnx's
-streaming export); (f) training forward+backward for (a), (b), (c) vs torch autograd (lstmkit: the
+streaming export), and the same paced as a real-time stream, one step every 1 ms, each step's call timed
+(LSTM and GRU; lstmkit, the torch cell, ORT; no target: not an issue's case); (f) training forward+backward
+for (a), (b), (c) vs torch autograd (lstmkit: the
 NumPy layer's forward and backward, which run natively), and mixed-precision training of (c), LSTM and GRU:
 lstmkit.torch under torch.autocast("cpu", bfloat16) (bf16 products, float32 state) vs torch.nn in float32
 (the target) and under the same autocast, and lstmkit.torch in float32; (g) GRU for (a) and (e); (h) variable lengths
@@ -93,6 +95,8 @@ TARGETS = {
     "d": BEST_FP32,
     "e": [("ORT", 6.0), ("torch LSTMCell", 10.0)],
     "GRU streaming, per step, B=1 H=128 X=32": [("ORT", 6.0), ("torch GRUCell", 10.0)],
+    "LSTM streaming, one step every 1 ms, per step, B=1 H=128 X=32": [],  # not an issue's case: no target
+    "GRU streaming, one step every 1 ms, per step, B=1 H=128 X=32": [],
     "LSTM training fwd+bwd, (a)": [("torch autograd", 3.0)],
     "LSTM training fwd+bwd, (b)": [("torch autograd", 1.2)],
     "LSTM training fwd+bwd, (c)": [("torch autograd", 1.2)],
@@ -358,6 +362,57 @@ def case_stream(mode, B, H, X, steps, repeats):
         **{name: (lambda req=req: run_ov(req)) for name, req in ov_requests(path).items()},
     }, repeats)
     return {k: v / steps for k, v in med.items()}  # per step
+
+
+def case_stream_paced(mode, B, H, X, steps, every_s, repeats):
+    """A real-time stream: one step every ``every_s`` seconds (a frame of audio or a sensor reading), each
+    step's call timed on its own; lstmkit, torch's cell and ORT per step with its state in and out, as in
+    case_stream. Per peer the median over all steps of all rounds. The peers' threads stay as each leaves them
+    between steps (spinning or asleep), which is what such a program meets."""
+    layer, _ = models(mode, X, H)
+    xs = np.random.default_rng(0).standard_normal((steps, B, X)).astype(np.float32)
+    xts = torch.from_numpy(xs)
+    cell = getattr(torch.nn, mode + "Cell")(X, H)
+    cell.load_state_dict({k[:-3]: torch.from_numpy(v) for k, v in layer.params.items()})
+    sess = ort_session(onnx_file(to_onnx(layer, streaming=True)))
+    lstm = mode == "LSTM"
+    s = layer.stream(batch=B)
+    state = {}
+
+    def lstmkit_step(t):
+        s.step(xs[t])
+
+    def cell_step(t):
+        with torch.inference_mode():
+            state["cell"] = cell(xts[t], state["cell"])
+
+    def ort_step(t):
+        feeds = state["ort"]
+        feeds["input"] = xs[t]
+        res = sess.run(None, feeds)
+        feeds["h0"] = res[1]
+        if lstm:
+            feeds["c0"] = res[2]
+
+    def reset():
+        s.reset()
+        h = torch.zeros(B, H)
+        state["cell"] = (h, torch.zeros(B, H)) if lstm else h
+        state["ort"] = {name: np.zeros((1, B, H), np.float32) for name in (("h0", "c0") if lstm else ("h0",))}
+
+    peers = {"lstmkit": lstmkit_step, f"torch {mode}Cell": cell_step, "ORT": ort_step}
+    times = {n: [] for n in peers}
+    for n in rounds(list(peers), repeats):
+        reset()
+        step, took = peers[n], []
+        for t in range(steps):
+            due = time.perf_counter() + every_s
+            t0 = time.perf_counter()
+            step(t)
+            took.append(time.perf_counter() - t0)
+            time.sleep(max(0.0, due - time.perf_counter()))
+        times[n] += took[5:]  # not the round's first steps: the peer waking from the pause between rounds
+    return {n: statistics.median(v) for n, v in times.items()}
 
 
 def case_training(mode, B, H, X, T, repeats):
@@ -683,6 +738,10 @@ def case_list(R: int) -> list:
          Work(mac("LSTM", 128, 512, 128, 50))),
         ("e", "LSTM streaming, per step, B=1 H=128 X=32", lambda: case_stream("LSTM", 1, 128, 32, 200, R),
          w_hh_work("LSTM", 128, 1)),
+        ("e", "LSTM streaming, one step every 1 ms, per step, B=1 H=128 X=32",
+         lambda: case_stream_paced("LSTM", 1, 128, 32, 100, 1e-3, R), w_hh_work("LSTM", 128, 1)),
+        ("e", "GRU streaming, one step every 1 ms, per step, B=1 H=128 X=32",
+         lambda: case_stream_paced("GRU", 1, 128, 32, 100, 1e-3, R), w_hh_work("GRU", 128, 1)),
         ("f", "LSTM training fwd+bwd, (a)", lambda: case_training("LSTM", 1, 128, 32, 100, R),
          w_hh_work("LSTM", 128, 100, passes=2)),
         ("f", "LSTM training fwd+bwd, (b)", lambda: case_training("LSTM", 16, 128, 32, 100, R),

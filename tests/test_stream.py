@@ -265,6 +265,18 @@ def test_products_run_ahead_with_the_bits_of_one_thread(mode, layers, proj, thre
     np.testing.assert_allclose(got[1], layer(x)[0], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("mode,layers,proj", [("LSTM", 1, 0), ("LSTM", 2, 32), ("GRU", 2, 0)])
+def test_large_steps_split_by_units_with_the_bits_of_the_other_schedules(mode, layers, proj):
+    """B = 8, H = 128: a step too large to gain from running its products ahead splits each layer by hidden
+    units instead (stream.h, by_units); 1,100 steps cross the probe's try of the caller alone, and every step
+    equals one thread's bits and, within rounding, the sequence forward."""
+    layer = _layer(mode, layers, proj, "float32", I=32, H=128, seed=13)
+    x = np.random.default_rng(8).standard_normal((1100, 8, 32)).astype(np.float32)
+    got = _streamed_on_1_and_2_threads(layer, x)
+    np.testing.assert_array_equal(got[0], got[1])
+    np.testing.assert_allclose(got[1][:50], layer(x[:50])[0], rtol=1e-4, atol=1e-5)
+
+
 def _state_script(layer, x, threads: int) -> list:
     """Steps interleaved with state reads, rewinds and resets while products run ahead, on `threads` threads.
     The pauses let the product of the state before a change finish first (the case a stale product would
