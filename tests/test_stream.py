@@ -379,3 +379,33 @@ def test_forked_child_recomputes_the_product_its_parent_ran_ahead(threads):
 
 def _step_in_child(s, xs, conn):
     conn.send(np.stack([s.step(xt) for xt in xs]))
+
+
+def test_stream_stepped_from_threads_in_turn(threads):
+    """A stream may be stepped from one thread, then another (never two at once): the product one thread's
+    step handed to the pool is collected by the other's, with one thread's bits."""
+    import queue
+    import threading
+
+    layer = _layer("LSTM", 1, 0, "float32", I=32, H=128, seed=14)
+    x = np.random.default_rng(9).standard_normal((400, 1, 32)).astype(np.float32)
+    want = _streamed_on_1_and_2_threads(layer, x)[0]
+    s, out, done = layer.stream(), [None] * len(x), queue.Queue()
+    inboxes = [queue.Queue(), queue.Queue()]
+
+    def stepper(inbox):
+        for t in iter(inbox.get, None):
+            out[t] = s.step(x[t])
+            done.put(t)
+
+    workers = [threading.Thread(target=stepper, args=(q,)) for q in inboxes]
+    for w in workers:
+        w.start()
+    for t in range(len(x)):
+        inboxes[t % 2].put(t)
+        done.get()
+    for q in inboxes:
+        q.put(None)
+    for w in workers:
+        w.join()
+    np.testing.assert_array_equal(np.stack(out), want)
