@@ -72,20 +72,11 @@ def test_share_openmp_team_switches_and_checks():
 def test_openmp_team_is_not_used_in_a_forked_child(pool):
     """An OpenMP runtime used before a fork may hang in the child (its threads are gone): the child's
     kernels run on lstmkit's own threads instead, and give the same bits."""
-    import multiprocessing
+    from forked import run_forked
 
     config, params, x = _model("LSTM", 23, B=8, H=96, T=20)
     want = engine.forward(config, params, x)[0]  # the parent's threads have run a job
-    ctx = multiprocessing.get_context("fork")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_forward_in_child, args=(config, params, x, child))
-    proc.start()
-    proc.join(60)
-    if proc.is_alive():
-        proc.kill()
-        pytest.fail("the forked child hung in its first parallel job")
-    assert proc.exitcode == 0
-    team, out = parent.recv()
+    team, out = run_forked(_forward_in_child, (config, params, x), "the forked child hung in its first parallel job")
     assert team == ""
     np.testing.assert_array_equal(out, want)
 

@@ -351,7 +351,7 @@ def test_stream_dropped_while_its_product_runs_ahead(threads):
 def test_forked_child_recomputes_the_product_its_parent_ran_ahead(threads):
     """A child forked while its parent's stream has a product running ahead has none of the parent's threads:
     its next step computes the product itself and gives the parent's bits."""
-    import multiprocessing
+    from forked import run_forked
 
     layer = _layer("LSTM", 1, 0, "float32", I=32, H=128, seed=12)
     x = np.random.default_rng(7).standard_normal((6, 1, 32)).astype(np.float32)
@@ -362,16 +362,8 @@ def test_forked_child_recomputes_the_product_its_parent_ran_ahead(threads):
         s = layer.stream()
         for t in range(3):
             s.step(x[t])  # the last leaves its successor's product with the pool
-        ctx = multiprocessing.get_context("fork")
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_step_in_child, args=(s, x[3:], child))
-        proc.start()
-        proc.join(60)
-        if proc.is_alive():
-            proc.kill()
-            pytest.fail("the forked child hung collecting its parent's product")
-        assert proc.exitcode == 0
-        np.testing.assert_array_equal(parent.recv(), want[3:])
+        got = run_forked(_step_in_child, (s, x[3:]), "the forked child hung collecting its parent's product")
+        np.testing.assert_array_equal(got, want[3:])
         np.testing.assert_array_equal(np.stack([s.step(x[t]) for t in range(3, 6)]), want[3:])  # the parent's too
     finally:
         engine.set_num_threads(saved)
