@@ -91,6 +91,11 @@ def forecast_input(model: str, args) -> tuple:
         raise ValueError(f"--vocab: {model} is a forecast model, which reads numbers, not characters; got "
                          f"{args.vocab!r}")
     fc = Forecaster.load(model)
+    if fc.config.get("dilations") is not None:
+        raise ValueError(f"{model} is an ES-RNN with a dilated stack (dilations {fc.config['dilations']}): report "
+                         "and explain show one recurrent layer reading the windows step by step, and its layers "
+                         "read each other's outputs, d origins apart; use lstmkit predict, or a model without "
+                         "--dilations")
     uid, x = fc.window_input(args.series)  # (L/P, In)
     layer = to_layer(fc.models[0].rnn)
     x = np.asarray(x, np.float64)[:, None, :]  # (T, 1, In), sequence-first

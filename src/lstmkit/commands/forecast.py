@@ -47,6 +47,10 @@ def register(sub) -> None:
     p.add_argument("--trend", choices=("none", "damped"), default=None,
                    help="esrnn: 'damped' adds a damped trend to the smoothed log level (default: none, the LSTM "
                         "carries any trend)")
+    p.add_argument("--dilations", type=dilation_block, nargs="+", default=None, metavar="D[,D...]",
+                   help="esrnn: Smyl's dilated LSTM stack in place of the one layer, a block of layers per argument, "
+                        "a layer per dilation (its step reads the state D origins back), residual connections "
+                        "between blocks: '--dilations 1,3 6,12' is ((1, 3), (6, 12)) (default: one plain layer)")
     p.add_argument("--snapshots", type=positive_int, default=1,
                    help="esrnn: each member's forecast is the mean of those of its last N training epochs (a "
                         "snapshot ensemble; 1: the last epoch alone)")
@@ -77,6 +81,16 @@ def baselines(text: str) -> tuple:
     except (ValueError, ImportError) as e:
         raise argparse.ArgumentTypeError(str(e).removeprefix("--baselines: ")) from None
     return methods
+
+
+def dilation_block(text: str) -> list:
+    """--dilations' type: one block, comma-separated positive integers ('1,3' -> [1, 3]); a usage error before
+    any work."""
+    parts = [t.strip() for t in text.split(",")]
+    if not text.strip() or not all(t.isdigit() and int(t) >= 1 for t in parts):
+        raise argparse.ArgumentTypeError(f"expected a block of comma-separated positive integers such as 1,3 "
+                                         f"(blocks separated by spaces: 1,3 6,12), got {text!r}")
+    return [int(t) for t in parts]
 
 
 OFFSET_UNITS = ("years", "months", "weeks", "days", "hours", "minutes")  # --freq UNIT=N: pd.DateOffset(UNIT=N)
@@ -125,12 +139,16 @@ def run(args) -> int:
                          f"--model {args.model}")
     if args.trend is not None and args.model != "esrnn":
         raise ValueError(f"--trend: only --model esrnn smooths a trend, got {args.trend!r} with --model {args.model}")
+    if args.dilations is not None and args.model != "esrnn":
+        raise ValueError(f"--dilations: only --model esrnn has a dilated stack, got "
+                         f"{' '.join(','.join(map(str, b)) for b in args.dilations)} with --model {args.model}")
     if args.snapshots != 1 and args.model != "esrnn":
         raise ValueError(f"--snapshots: only --model esrnn keeps snapshot ensembles, got {args.snapshots} with "
                          f"--model {args.model}")
     extra = {"model": args.model, "refit": args.refit,
              **({"level_penalty": args.level_penalty, "loss_weights": args.loss_weights,
-                 "seasonality": args.seasonality, "snapshots": args.snapshots, "trend": args.trend}
+                 "seasonality": args.seasonality, "snapshots": args.snapshots, "trend": args.trend,
+                 "dilations": args.dilations}
                 if args.model == "esrnn" else {})}
     model_kw = dict(**extra, input_length=args.input_length, hidden_size=args.hidden_size, cell=args.cell,
                     epochs=args.epochs, batch_size=args.batch_size, batches_per_epoch=args.batches_per_epoch,

@@ -31,15 +31,66 @@ per-series beta (sigmoid) and damping phi (sigmoid), Gardner's damped Holt in lo
     b_t = beta·(log l_t − log l_{t−1}) + (1 − beta)·phi·b_{t−1}
 
 and the forecast's level is l_t·exp(Φ_k·b_t), Φ_k = phi + phi² + ... + phi^k: the targets are normalised by it,
-so the LSTM models what the damped trend leaves. The model works in logs: a series
-with a value <= 0 is shifted up by ``shift_of`` (stored per training series) and the shift taken off its
-forecasts.
+so the LSTM models what the damped trend leaves.
+
+Built with ``dilations`` (Forecaster(dilations=((1, 3), (6, 12)))), the single LSTM layer becomes Smyl's dilated
+stack (``DilatedStack``): blocks of layers, one layer per dilation d, where step t's recurrent input is the state of
+step t − d (so a layer of dilation 12 carries a state from the same month a year before); each block after the
+first adds its input to its output (a residual connection). Every step still reads only its own origin and earlier
+ones.
+
+The model works in logs: a series with a value <= 0 is shifted up by ``shift_of`` (stored per training series) and
+the shift taken off its forecasts.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..models import nn, recurrent_layer, torch
+
+
+def fold(x, d: int):
+    """(B, T, F) -> (B·d, J, F), J = ceil(T / d): the d interleaved subsequences of x as batch rows, row b·d + r
+    holding steps r, r + d, r + 2d, ... of sequence b (T zero-padded at the end up to J·d). A recurrent layer run
+    over the folded rows carries step t's state to step t + d: a dilated layer of dilation d."""
+    B, T, F = x.shape
+    J = -(-T // d)
+    if J * d != T:  # padding after the last step: no real step reads it
+        x = torch.cat([x, x.new_zeros(B, J * d - T, F)], 1)
+    return x.reshape(B, J, d, F).transpose(1, 2).reshape(B * d, J, F)
+
+
+def unfold(z, d: int, T: int):
+    """``fold``'s inverse: (B·d, J, F) -> (B, T, F), the padded steps past T dropped."""
+    Bd, J, F = z.shape
+    return z.reshape(Bd // d, d, J, F).transpose(1, 2).reshape(Bd // d, J * d, F)[:, :T]
+
+
+class DilatedStack(nn.Module):
+    """Smyl's dilated recurrent stack: ``dilations`` blocks of layers, e.g. ((1, 3), (6, 12)) is two blocks of two
+    layers, each layer one ``recurrent_layer`` (one lstmkit LSTM or GRU layer) of ``hidden_size`` run over
+    ``fold(x, d)``: its step t reads the state of step t − d. Each block but the first adds its input to its
+    output (residual; the first block's input has ``input_size`` features, not ``hidden_size``).
+
+    forward(x (B, T, input_size)) -> (out (B, T, hidden_size), None): the ``nn.LSTM`` calling convention, with no
+    final state (the states of the d subsequences end at different steps).
+    """
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, dilations):
+        super().__init__()
+        self.dilations = tuple(tuple(int(d) for d in block) for block in dilations)
+        sizes = iter([input_size] + [hidden_size] * (sum(map(len, self.dilations)) - 1))
+        self.blocks = nn.ModuleList(nn.ModuleList(recurrent_layer(cell, next(sizes), hidden_size)
+                                                  for _ in block) for block in self.dilations)
+
+    def forward(self, x):
+        T = x.shape[1]
+        for k, (block, ds) in enumerate(zip(self.blocks, self.dilations)):
+            z = x
+            for layer, d in zip(block, ds):
+                z = unfold(layer(fold(z, d))[0], d, T)
+            x = z + x if k > 0 else z
+        return x, None
 
 
 def shift_of(y: np.ndarray) -> float:
@@ -71,12 +122,14 @@ class ESRNN(nn.Module):
     the series' rows (−1: not a training series), y (B, T) positive values padded past each length n (B,) with
     ones, log_s0 (B, m): the initial log seasonal indices used where idx is −1; seasonal (B,) bool: which −1 rows
     have a season (read only when the model has per-series flags). ``seasonal`` (n_series,) bool: each training
-    series' flag (None: all seasonal); ``trend``: a damped trend in the level (module docstring).
+    series' flag (None: all seasonal); ``trend``: a damped trend in the level (module docstring); ``dilations``:
+    blocks of dilations, e.g. ((1, 3), (6, 12)), for a ``DilatedStack`` in place of the ``num_layers``-layer
+    recurrent layer (None, the default: that layer).
     """
 
     def __init__(self, n_series: int, season: int, input_length: int, horizon: int, n_quantiles: int,
                  hidden_size: int = 64, num_layers: int = 1, cell: str = "lstm", init_log_seasons=None,
-                 seasonal=None, trend: bool = False):
+                 seasonal=None, trend: bool = False, dilations=None):
         super().__init__()
         # (n_series,) bool or None (every series seasonal); not in the state dict: the Forecaster's config keeps it
         self.seasonal = None if seasonal is None else torch.as_tensor(np.asarray(seasonal, bool)).reshape(n_series)
@@ -90,7 +143,10 @@ class ESRNN(nn.Module):
         if self.trend:  # only then: a model without a trend keeps its state dict (and old files load)
             self.beta_logit = nn.Parameter(torch.full((n_series,), -2.0))  # beta 0.12: the trend moves slowly
             self.phi_logit = nn.Parameter(torch.full((n_series,), 1.5))  # phi 0.82: Φ_k levels off near 4.5
-        self.rnn = recurrent_layer(cell, input_length, hidden_size, num_layers)
+        if dilations is None:
+            self.rnn = recurrent_layer(cell, input_length, hidden_size, num_layers)
+        else:  # its own state dict keys (rnn.blocks.K.J.*): the config says which to build
+            self.rnn = DilatedStack(cell, input_length, hidden_size, dilations)
         self.head = nn.Sequential(nn.Linear(hidden_size + input_length, hidden_size), nn.Tanh(),
                                   nn.Linear(hidden_size, horizon * n_quantiles))
 

@@ -91,11 +91,38 @@ TRENDS = ("none", "damped")
 # ES-RNN's loss weights: 'none' (every origin alike: relative errors) or 'mase' (origin t of series i weighs
 # level_t / MASE scale_i, so the loss approximates MASE, the score the anchors are compared on)
 LOSS_WEIGHTS = ("none", "mase")
+DILATIONS_EXAMPLE = "((1, 3), (6, 12))"  # Smyl's monthly stack: two blocks of two layers
+
+
+def check_dilations(dilations) -> list | None:
+    """ES-RNN's dilated stack, checked: None (one plain recurrent layer) or blocks of dilations, each a non-empty
+    sequence of positive integers, e.g. ((1, 3), (6, 12)) -> [[1, 3], [6, 12]] (lists: the config is JSON)."""
+    if dilations is None:
+        return None
+    want = f"dilations: expected blocks of positive integers such as {DILATIONS_EXAMPLE}"
+
+    def integer(d) -> bool:
+        return isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d >= 1
+
+    if isinstance(dilations, (str, bytes)) or not hasattr(dilations, "__iter__"):
+        raise ValueError(f"{want}, got {dilations!r}")
+    blocks = list(dilations)
+    if not blocks:
+        raise ValueError(f"{want}, got no blocks: {dilations!r}")
+    for k, block in enumerate(blocks):
+        if isinstance(block, (str, bytes)) or not hasattr(block, "__iter__"):
+            hint = f" (one block of these layers is written ({tuple(blocks)!r},))" if all(map(integer, blocks)) else ""
+            raise ValueError(f"{want}, got {dilations!r}: block {k} is {block!r}, not a sequence{hint}")
+        if not len(block) or not all(integer(d) for d in block):
+            raise ValueError(f"{want}, got {dilations!r}: block {k} is {tuple(block)!r}")
+    return [[int(d) for d in block] for block in blocks]
+
+
 HEAD = 8  # first values of each training series an ES-RNN keeps, to recognise its histories later
 
 
 def _require_esrnn_args(patch, futr, hist, stat, level_penalty, loss_weights, seasonality="all",
-                        snapshots=1, trend="none") -> None:
+                        snapshots=1, trend="none", dilations=None, num_layers=1) -> None:
     """What model='esrnn' does not read, refused by name (it would otherwise be silently ignored)."""
     for name, lst in (("futr_exog_list", futr), ("hist_exog_list", hist), ("stat_exog_list", stat)):
         if len(lst):
@@ -113,6 +140,9 @@ def _require_esrnn_args(patch, futr, hist, stat, level_penalty, loss_weights, se
     if isinstance(snapshots, (bool, np.bool_)) or not isinstance(snapshots, (int, np.integer)) or snapshots < 1:
         raise ValueError(f"snapshots: expected an integer >= 1 (epochs whose forecasts a member averages), got "
                          f"{snapshots!r}")
+    if check_dilations(dilations) is not None and num_layers != 1:
+        raise ValueError(f"num_layers: with dilations each dilation is a layer; leave num_layers at 1, got "
+                         f"{num_layers!r} with dilations={dilations!r}")
 
 
 class Forecaster:
@@ -130,7 +160,10 @@ class Forecaster:
     level / MASE scale, 'none' alike; ``seasonality`` 'tested' gives seasonal indices only to the series that pass
     the 90% autocorrelation test at lag m, 'all' (default) to every series; ``snapshots`` k > 1: each member's
     forecast is the mean of those of its last k epochs, a snapshot ensemble; ``trend`` 'damped' adds a damped
-    trend to the smoothed log level, 'none' (default) leaves trends to the LSTM). batch_size, lr, refit and
+    trend to the smoothed log level, 'none' (default) leaves trends to the LSTM; ``dilations``, blocks of
+    dilations such as ((1, 3), (6, 12)), replaces the LSTM layer by Smyl's dilated stack, esrnn.DilatedStack: one
+    layer of hidden_size per dilation d, whose step reads the state d origins back, residual connections between
+    blocks; None (default) keeps the one layer). batch_size, lr, refit and
     loss_weights default per model (MODEL_DEFAULTS).
     ensemble: members with seeds seed, seed+1, ... and input lengths L, L+2P, L−P, ... (either model); the
     forecast is their median.
@@ -152,7 +185,8 @@ class Forecaster:
                  device="cpu", id_col: str = "unique_id", time_col: str = "ds", target_col: str = "y",
                  futr_exog_list=(), hist_exog_list=(), stat_exog_list=(), model: str = "lstm",
                  level_penalty: float = 0.0, refit: bool | None = None, loss_weights: str | None = None,
-                 seasonality: str | None = None, snapshots: int = 1, trend: str | None = None, freq=None):
+                 seasonality: str | None = None, snapshots: int = 1, trend: str | None = None, freq=None,
+                 dilations=None):
         if model not in MODELS:
             raise ValueError(f"model: expected one of {', '.join(map(repr, MODELS))}, got {model!r}")
         batch_size = MODEL_DEFAULTS[model]["batch_size"] if batch_size is None else batch_size
@@ -171,8 +205,11 @@ class Forecaster:
             seasonality = "all" if seasonality is None else seasonality
             trend = "none" if trend is None else trend
             _require_esrnn_args(patch, futr_exog_list, hist_exog_list, stat_exog_list, level_penalty, loss_weights,
-                                seasonality, snapshots, trend)
+                                seasonality, snapshots, trend, dilations, num_layers)
             patch = 1  # ES-RNN reads one window of L values per time step (L: the LSTM's default, below)
+        elif dilations is not None:
+            raise ValueError(f"dilations: only model='esrnn' has a dilated stack, got {dilations!r} with "
+                             f"model={model!r}; leave it out")
         elif snapshots != 1:
             raise ValueError(f"snapshots: only model='esrnn' keeps snapshot ensembles, got {snapshots!r} with "
                              f"model={model!r}; leave it out")
@@ -209,6 +246,8 @@ class Forecaster:
                 self.config["snapshots"] = int(snapshots)
             if trend != "none":  # absent means 'none', likewise
                 self.config["trend"] = trend
+            if dilations is not None:  # absent means one plain layer, likewise
+                self.config["dilations"] = check_dilations(dilations)
         if freq is not None:  # absent means inferred, so configs saved before the option read the same
             self.config["freq"] = panel.freq_json(panel.check_freq(freq))
         self.config["members"] = [self._member(k) for k in range(ensemble)]
@@ -256,7 +295,7 @@ class Forecaster:
 
             net = ESRNN(len(c["series_ids"]), c["season_length"], member["input_length"], c["horizon"],
                         len(c["quantiles"]), c["hidden_size"], c["num_layers"], c["cell"], init_log_seasons,
-                        c.get("series_seasonal"), c.get("trend", "none") == "damped")
+                        c.get("series_seasonal"), c.get("trend", "none") == "damped", c.get("dilations"))
             return net.to(self.device)
         net = ForecastNet(self._input_size(), c["horizon"], len(c["quantiles"]), c["hidden_size"], c["num_layers"],
                           c["cell"], future_size=c["horizon"] * len(self.columns.futr_exog))
