@@ -283,10 +283,10 @@ bool unit_split(index_t B, index_t H, index_t G, index_t k) {
   return double(B) * double(G * H) * double(k) >= kUnitSplitMacs;
 }
 
-// The same for a step of this cell (recurrent product, plus the input projection when in > 0).
+// The same for the recurrent product of a step of this cell.
 template <typename T>
-bool unit_split(index_t B, index_t H, index_t in, const PackedCell<T>& w, index_t G) {
-  return unit_split<T>(B, H, G, w.w_hh.k() + in);
+bool unit_split(index_t B, index_t H, const PackedCell<T>& w, index_t G) {
+  return unit_split<T>(B, H, G, w.w_hh.k());
 }
 
 // gates[:, g·gs + u0 + j] (+)= for every gate g and j < u1 − u0: the input projection when x is given
@@ -315,39 +315,38 @@ void unit_products(index_t B, index_t G, index_t H, const PackedCell<T>& w, cons
   }
 }
 
-// One LSTM step split by units (unit_split() true). As lstm_step, except:
-//   x:     [B, In] ld ldx, or null when gates already hold the input projection
+// One LSTM step split by units (unit_split() true), its gates already holding the input projection. As
+// lstm_step, except:
 //   h_out: must not alias h_in (other threads still read h_in); with projection it may (h_out is
 //          written after the parallel part, from m)
 //   c_in/c_out: the same buffer c [B, H] ld ldc
 //   act, tanh_c: the training caches of lstm_pointwise ([B, 4H], [B, H]), or null
 template <typename T>
-void lstm_step_units(index_t B, index_t H, const PackedCell<T>& w, const T* x, index_t ldx, const T* h_in,
-                     index_t ldh_in, T* c, index_t ldc, T* gates, index_t ldg, T* h_out, index_t ldh_out, T* m,
-                     T* act = nullptr, T* tanh_c = nullptr) {
+void lstm_step_units(index_t B, index_t H, const PackedCell<T>& w, const T* h_in, index_t ldh_in, T* c, index_t ldc,
+                     T* gates, index_t ldg, T* h_out, index_t ldh_out, T* m, T* act = nullptr, T* tanh_c = nullptr) {
   constexpr int NR = Tile<T>::NR;
   T* dst = w.projected ? m : h_out;
   const index_t ldd = w.projected ? H : ldh_out;
   parallel_for(H / NR, [&](index_t b, index_t e) {
     const index_t u0 = b * NR, u1 = e * NR;
-    unit_products(B, 4, H, w, x, ldx, h_in, ldh_in, gates, ldg, static_cast<T*>(nullptr), 0, u0, u1);
+    unit_products(B, 4, H, w, static_cast<const T*>(nullptr), 0, h_in, ldh_in, gates, ldg, static_cast<T*>(nullptr), 0,
+                  u0, u1);
     lstm_pointwise(B, u1 - u0, gates + u0, ldg, c + u0, ldc, c + u0, ldc, dst + u0, ldd, act ? act + u0 : act,
                    tanh_c ? tanh_c + u0 : tanh_c, H);
   });
   if (w.projected) gemm_set(B, m, H, w.w_hr, h_out, ldh_out);
 }
 
-// One GRU step split by units. As gru_step, with x as for lstm_step_units; gh [B, 3H] scratch;
+// One GRU step split by units, gi holding the input projection. As gru_step; gh [B, 3H] scratch;
 // h_out must not alias h_in.
 // act, gh_n: the training caches of gru_pointwise ([B, 3H], [B, H]), or null.
 template <typename T>
-void gru_step_units(index_t B, index_t H, const PackedCell<T>& w, const T* x, index_t ldx, const T* h_in,
-                    index_t ldh_in, T* gi, index_t ldgi, T* gh, T* h_out, index_t ldh_out, T* act = nullptr,
-                    T* gh_n = nullptr) {
+void gru_step_units(index_t B, index_t H, const PackedCell<T>& w, const T* h_in, index_t ldh_in, T* gi, index_t ldgi,
+                    T* gh, T* h_out, index_t ldh_out, T* act = nullptr, T* gh_n = nullptr) {
   constexpr int NR = Tile<T>::NR;
   parallel_for(H / NR, [&](index_t b, index_t e) {
     const index_t u0 = b * NR, u1 = e * NR;
-    unit_products(B, 3, H, w, x, ldx, h_in, ldh_in, gi, ldgi, gh, 3 * H, u0, u1);
+    unit_products(B, 3, H, w, static_cast<const T*>(nullptr), 0, h_in, ldh_in, gi, ldgi, gh, 3 * H, u0, u1);
     gru_pointwise(B, u1 - u0, gi + u0, ldgi, gh + u0, 3 * H, w.b_hh ? w.b_hh + u0 : nullptr, h_in + u0, ldh_in,
                   h_out + u0, ldh_out, act ? act + u0 : act, gh_n ? gh_n + u0 : gh_n, H);
   });
@@ -478,7 +477,7 @@ class PlainCell {
   double row_macs(index_t nb) const { return double(nb) * double(GH_) * double(P_); }
 
   // Whether a whole time loop of B rows runs on the lockstep pair, split by units (cells/plain.h unit_split).
-  bool lockstep_units(index_t B) const { return !w_.projected && unit_split(B, H_, 0, w_, G_); }
+  bool lockstep_units(index_t B) const { return !w_.projected && unit_split(B, H_, w_, G_); }
 
   // Units [u0, u1) of all B rows (packed rows q0..) through one step: reads all of h_in, writes its
   // units of h_out and of c; the same operations as step().
@@ -500,15 +499,14 @@ class PlainCell {
   }
 
   // Whether one step of nb rows splits by units over the pool (lengths, or a projection).
-  bool pool_step(index_t nb) const { return unit_split(nb, H_, 0, w_, G_); }
+  bool pool_step(index_t nb) const { return unit_split(nb, H_, w_, G_); }
 
   // That step: rows [0, nb) (packed rows q0..), h and c updated in place.
   void step_pool(index_t q0, index_t nb, T* g, index_t ldg, T* h, T* c) {
-    const T* none = nullptr;
     keep_state(q0, nb, h, c, 0, P_, H_);
     T* h_out = w_.projected ? h : h_new_.data();  // with projection h is written after the parallel part
-    if (lstm_) lstm_step_units(nb, H_, w_, none, 0, h, P_, c, H_, g, ldg, h_out, P_, m_rows(q0, 0), act(g), aux(q0));
-    else gru_step_units(nb, H_, w_, none, 0, h, P_, g, ldg, scratch_.data(), h_out, P_, act(g), aux(q0));
+    if (lstm_) lstm_step_units(nb, H_, w_, h, P_, c, H_, g, ldg, h_out, P_, m_rows(q0, 0), act(g), aux(q0));
+    else gru_step_units(nb, H_, w_, h, P_, g, ldg, scratch_.data(), h_out, P_, act(g), aux(q0));
     if (!w_.projected) std::copy_n(h_new_.data(), nb * P_, h);
   }
 

@@ -83,9 +83,22 @@ class Stream final : public StreamBase<T> {
 
   bool by_units() const {
     constexpr int NR = Tile<T>::NR;
-    const index_t GH = s_.gates() * s_.H;
-    return s_.H % NR == 0 && s_.H / NR >= 2 && double(s_.B) * double(s_.L * s_.P * GH) >= kAheadMaxMacs &&
-           worth_splitting(s_.P * GH);
+    return s_.H % NR == 0 && s_.H / NR >= 2 && double(s_.B) * double(recurrent_macs()) >= kAheadMaxMacs &&
+           worth_splitting(s_.P * s_.gates() * s_.H);
+  }
+
+  // Multiply-adds per row of the recurrent products of all layers.
+  index_t recurrent_macs() const { return s_.L * s_.P * s_.gates() * s_.H; }
+
+  // gates_[:, g·H + u0 .. g·H + u1) += rec's for every gate g: an LSTM's recurrent product added to the input's.
+  void add_recurrent(const T* rec, index_t u0, index_t u1) {
+    const index_t H = s_.H, GH = s_.gates() * H;
+    for (index_t r = 0; r < s_.B; ++r)
+      for (index_t g = 0; g < s_.gates(); ++g) {
+        T* gate = gates_.data() + r * GH + g * H;
+        const T* add = rec + r * GH + g * H;
+        for (index_t j = u0; j < u1; ++j) gate[j] += add[j];
+      }
   }
 
   // The step with the recurrent products apart from the gates: collected from the products run ahead after
@@ -104,7 +117,7 @@ class Stream final : public StreamBase<T> {
       const T* rec = recurrent_.data() + l * B * GH;
       if (l > 0 || !input_first) input_product(split, l, in, in_ld);
       if (s_.lstm) {
-        for (index_t j = 0; j < B * GH; ++j) gates_[static_cast<size_t>(j)] += rec[j];
+        add_recurrent(rec, 0, H);
         T* c = c_.data() + l * B * H;
         T* dst = w.projected ? m_.data() : h;
         lstm_pointwise(B, H, gates_.data(), GH, c, H, c, H, dst, w.projected ? H : P);
@@ -116,7 +129,7 @@ class Stream final : public StreamBase<T> {
       in_ld = P;
     }
     std::copy_n(in, B * P, out);
-    if (split && worth_splitting(s_.L * P * GH)) ahead_ = post_ahead(panels_, &Stream::recurrent_panels, this);
+    if (split && worth_splitting(recurrent_macs())) ahead_ = post_ahead(panels_, &Stream::recurrent_panels, this);
   }
 
   // The step with each layer split by hidden units over the pool: a thread computes its units' columns of both
@@ -140,12 +153,7 @@ class Stream final : public StreamBase<T> {
         if (!s_.lstm)
           return gru_pointwise(B, n, gates_.data() + u0, GH, rec + u0, GH, w.b_hh ? w.b_hh + u0 : nullptr, h + u0, P,
                                dst + u0, ldd, static_cast<T*>(nullptr), static_cast<T*>(nullptr), H);
-        for (index_t r = 0; r < B; ++r)
-          for (index_t g = 0; g < G; ++g) {
-            T* gate = gates_.data() + r * GH + g * H;
-            const T* add = rec + r * GH + g * H;
-            for (index_t j = u0; j < u1; ++j) gate[j] += add[j];
-          }
+        add_recurrent(rec, u0, u1);
         lstm_pointwise(B, n, gates_.data() + u0, GH, c + u0, H, c + u0, H, dst + u0, ldd, static_cast<T*>(nullptr),
                        static_cast<T*>(nullptr), H);
       });
@@ -185,7 +193,7 @@ class Stream final : public StreamBase<T> {
     const AheadTicket t = ahead_;
     ahead_ = AheadTicket{};
     if (t && join_ahead(t)) return;
-    if (split && worth_splitting(s_.L * s_.P * s_.gates() * s_.H))
+    if (split && worth_splitting(recurrent_macs()))
       parallel_for(panels_, [&](index_t b, index_t e) { recurrent_panels(this, b, e); });
     else recurrent_panels(this, 0, panels_);
   }
