@@ -483,18 +483,26 @@ class PlainCell {
   // units of h_out and of c; the same operations as step().
   void step_units(index_t q0, index_t B, index_t u0, index_t u1, T* g, index_t ldg, const T* h_in, T* h_out, T* c,
                   Local&) {
-    const index_t n = u1 - u0;
-    keep_state(q0, B, h_in, c, u0, n, n);
-    T* a = act(g) ? g + u0 : nullptr;
-    T* x = aux(q0) ? aux(q0) + u0 : nullptr;
+    keep_state(q0, B, h_in, c, u0, u1 - u0, u1 - u0);
+    T* const act_g = act(g);
+    T* const aux_q = aux(q0);
     const T* none = nullptr;
-    if (lstm_) {
-      unit_products(B, G_, H_, w_, none, 0, h_in, P_, g, ldg, static_cast<T*>(nullptr), 0, u0, u1);
-      lstm_pointwise(B, n, g + u0, ldg, c + u0, H_, c + u0, H_, h_out + u0, P_, a, x, H_);
-    } else {
-      unit_products(B, G_, H_, w_, none, 0, h_in, P_, g, ldg, scratch_.data(), GH_, u0, u1);
-      gru_pointwise(B, n, g + u0, ldg, scratch_.data() + u0, GH_, w_.b_hh ? w_.b_hh + u0 : nullptr, h_in + u0, P_,
-                    h_out + u0, P_, a, x, H_);
+    // Two register panels at a time, each chunk's nonlinearities right after its products: the core
+    // works on one chunk's σ/tanh while the next chunk's weights stream in from L2. Products over the
+    // whole share first left the pointwise pass unoverlapped (a quarter of a B=4 H=256 step).
+    constexpr index_t kChunk = 2 * Tile<T>::NR;
+    for (index_t v0 = u0; v0 < u1; v0 += kChunk) {
+      const index_t v1 = std::min(u1, v0 + kChunk), n = v1 - v0;
+      T* a = act_g ? act_g + v0 : nullptr;
+      T* x = aux_q ? aux_q + v0 : nullptr;
+      if (lstm_) {
+        unit_products(B, G_, H_, w_, none, 0, h_in, P_, g, ldg, static_cast<T*>(nullptr), 0, v0, v1);
+        lstm_pointwise(B, n, g + v0, ldg, c + v0, H_, c + v0, H_, h_out + v0, P_, a, x, H_);
+      } else {
+        unit_products(B, G_, H_, w_, none, 0, h_in, P_, g, ldg, scratch_.data(), GH_, v0, v1);
+        gru_pointwise(B, n, g + v0, ldg, scratch_.data() + v0, GH_, w_.b_hh ? w_.b_hh + v0 : nullptr, h_in + v0, P_,
+                      h_out + v0, P_, a, x, H_);
+      }
     }
   }
 
