@@ -39,7 +39,7 @@ NumPy layer's forward and backward, which run natively), and mixed-precision tra
 lstmkit.torch under torch.autocast("cpu", bfloat16) (bf16 products, float32 state) vs torch.nn in float32
 (the target) and under the same autocast, and lstmkit.torch in float32; (g) GRU for (a) and (e); (h) variable lengths
 uniform in 10..100 at B=64, H=256, X=64, T=100 (torch: PackedSequence, and padded ignoring the
-lengths; ORT with a lengths input); (i) lstmkit.quantize bf16 and int8 for (c) and (d), and GRU int8 for
+lengths; ORT with a lengths input); (i) lstmkit.quantize bf16 and int8 for (b), (c) and (d), and GRU int8 for
 (c), against the float32 peers (lstmkit float32 among them), with the quantised output's error against
 lstmkit float32 in the row label;
 (k) contention, see above; (m) peak RSS of training (c): a fresh process per library (each imports
@@ -101,6 +101,8 @@ TARGETS = {
     "LSTM training fwd+bwd, (b)": [("torch autograd", 1.2)],
     "LSTM training fwd+bwd, (c)": [("torch autograd", 1.2)],
     "LSTM training bf16 products (autocast), (c)": [("torch autograd", 1.8)],
+    "LSTM bf16, (b)": QUANTIZED,
+    "LSTM int8, (b)": QUANTIZED,
     "LSTM bf16, (c)": QUANTIZED,
     "LSTM int8, (c)": QUANTIZED,
     "LSTM bf16, (d)": QUANTIZED,
@@ -758,6 +760,10 @@ def case_list(R: int) -> list:
          w_hh_work("GRU", 128, 1)),
         ("h", "LSTM lengths 10..100, B=64 H=256 X=64 T=100", lambda: case_lengths("LSTM", 64, 256, 64, 100, R),
          Work(mac("LSTM", 1, 256, 64, lengths_steps()))),
+        ("i", "LSTM bf16, (b)", lambda: case_quantized("LSTM", "bfloat16", 16, 128, 32, 100, R),
+         Work(mac("LSTM", 16, 128, 32, 100), "bf16")),
+        ("i", "LSTM int8, (b)", lambda: case_quantized("LSTM", "int8", 16, 128, 32, 100, R),
+         Work(mac("LSTM", 16, 128, 32, 100), None)),
         ("i", "LSTM bf16, (c)", lambda: case_quantized("LSTM", "bfloat16", 64, 256, 64, 100, R),
          Work(mac("LSTM", 64, 256, 64, 100), "bf16")),
         ("i", "LSTM int8, (c)", lambda: case_quantized("LSTM", "int8", 64, 256, 64, 100, R),
