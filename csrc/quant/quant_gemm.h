@@ -198,11 +198,15 @@ class Int8Weights {
   }
 
   // C [M, N] (row stride ldc) += A · Wᵀ dequantised, over rows [m0, m0 + M) of r and panels [p0, p1).
-  void gemm_acc(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0, index_t p1) const;
+  // init: null, or a row [N] that each row of C starts from instead of its own values (C = init + A · Wᵀ:
+  // the bits of filling C with init first, without the pass over C).
+  void gemm_acc(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0, index_t p1,
+                const float* init = nullptr) const;
 
  private:
   template <int ROWS>
-  void tile(const QuantRows& r, index_t m, const int8_t* panel, index_t p, float* c, index_t ldc) const;
+  void tile(const QuantRows& r, index_t m, const int8_t* panel, index_t p, float* c, index_t ldc,
+            const float* init) const;
 
   index_t n_ = 0, k_ = 0, k4_ = 0;
   std::vector<int8_t> data_;
@@ -210,9 +214,11 @@ class Int8Weights {
   std::vector<int32_t> colsum_;  // [panels·16]
 };
 
-// C[m, p·16 .. +cols] += dequantised integer dot products of rows [m, m + ROWS) with panel p.
+// C[m, p·16 .. +cols] += dequantised integer dot products of rows [m, m + ROWS) with panel p (init: the
+// row, at this panel's columns, that C starts from instead of its own values; or null).
 template <int ROWS>
-void Int8Weights::tile(const QuantRows& r, index_t m, const int8_t* panel, index_t p, float* c, index_t ldc) const {
+void Int8Weights::tile(const QuantRows& r, index_t m, const int8_t* panel, index_t p, float* c, index_t ldc,
+                       const float* init) const {
   const index_t Kp = padded_k();
   const uint8_t* q = r.q.data() + m * Kp;
   const int cols = static_cast<int>(std::min<index_t>(kQNR, n_ - p * kQNR));
@@ -311,6 +317,7 @@ void Int8Weights::tile(const QuantRows& r, index_t m, const int8_t* panel, index
     const float sa = r.scale[m + i];
     const int32_t zp = r.zp[m + i];
     float* ci = c + i * ldc;
+    const float* from = init ? init : ci;
     int j = 0;
 #if LSTMKIT_QKIND >= 1
     for (; j + 8 <= cols; j += 8) {
@@ -318,24 +325,25 @@ void Int8Weights::tile(const QuantRows& r, index_t m, const int8_t* panel, index
           _mm256_load_si256(reinterpret_cast<const __m256i*>(acc[i] + j)),
           _mm256_mullo_epi32(_mm256_set1_epi32(zp), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cs + j))));
       const __m256 s = _mm256_mul_ps(_mm256_set1_ps(sa), _mm256_loadu_ps(sw + j));
-      _mm256_storeu_ps(ci + j, _mm256_add_ps(_mm256_loadu_ps(ci + j), _mm256_mul_ps(s, _mm256_cvtepi32_ps(iv))));
+      _mm256_storeu_ps(ci + j, _mm256_add_ps(_mm256_loadu_ps(from + j), _mm256_mul_ps(s, _mm256_cvtepi32_ps(iv))));
     }
 #endif
-    for (; j < cols; ++j) ci[j] += (sa * sw[j]) * static_cast<float>(acc[i][j] - zp * cs[j]);
+    for (; j < cols; ++j) ci[j] = from[j] + (sa * sw[j]) * static_cast<float>(acc[i][j] - zp * cs[j]);
   }
 }
 
 inline void Int8Weights::gemm_acc(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0,
-                                  index_t p1) const {
+                                  index_t p1, const float* init) const {
   const index_t panel_size = k4_ * kQNR * 4;
   for (index_t b0 = 0; b0 < M; b0 += kQMC) {
     const index_t mb = std::min(kQMC, M - b0);
     for (index_t p = p0; p < p1; ++p) {
       const int8_t* panel = data_.data() + p * panel_size;
       float* c = C + b0 * ldc + p * kQNR;
+      const float* from = init ? init + p * kQNR : nullptr;
       index_t i = 0;
-      for (; i + kQMR <= mb; i += kQMR) tile<kQMR>(r, m0 + b0 + i, panel, p, c + i * ldc, ldc);
-      for (; i < mb; ++i) tile<1>(r, m0 + b0 + i, panel, p, c + i * ldc, ldc);
+      for (; i + kQMR <= mb; i += kQMR) tile<kQMR>(r, m0 + b0 + i, panel, p, c + i * ldc, ldc, from);
+      for (; i < mb; ++i) tile<1>(r, m0 + b0 + i, panel, p, c + i * ldc, ldc, from);
     }
   }
 }
@@ -448,7 +456,10 @@ class Bf16Weights {
 #endif
   }
 
-  void gemm_acc(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0, index_t p1) const {
+  // C [M, N] (row stride ldc) += A · Wᵀ over rows [m0, m0 + M) of r and panels [p0, p1). init: null, or a
+  // row [N] that each row of C starts from instead of its own values (as Int8Weights::gemm_acc).
+  void gemm_acc(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0, index_t p1,
+                const float* init = nullptr) const {
     const index_t panel_size = kg_ * kQNR * kPair;
     for (index_t g0 = 0; g0 < kg_; g0 += kKC) {
       const index_t g1 = std::min(kg_, g0 + kKC);
@@ -457,10 +468,12 @@ class Bf16Weights {
         for (index_t p = p0; p < p1; ++p) {
           const uint16_t* panel = data_.data() + p * panel_size;
           float* c = C + b0 * ldc + p * kQNR;
+          const float* from = init && g0 == 0 ? init + p * kQNR : nullptr;  // later K blocks add to C
           const int cols = static_cast<int>(std::min<index_t>(kQNR, n_ - p * kQNR));
           index_t i = 0;
-          for (; i + kBMR <= mb; i += kBMR) tile<kBMR>(r, m0 + b0 + i, panel, c + i * ldc, ldc, cols, g0, g1);
-          if (i < mb) tail<kBMR - 1>(static_cast<int>(mb - i), r, m0 + b0 + i, panel, c + i * ldc, ldc, cols, g0, g1);
+          for (; i + kBMR <= mb; i += kBMR) tile<kBMR>(r, m0 + b0 + i, panel, c + i * ldc, ldc, cols, g0, g1, from);
+          if (i < mb)
+            tail<kBMR - 1>(static_cast<int>(mb - i), r, m0 + b0 + i, panel, c + i * ldc, ldc, cols, g0, g1, from);
         }
       }
     }
@@ -470,17 +483,18 @@ class Bf16Weights {
   // The last rows < MR of a block in one tile of their own (a 1-row tile would be latency bound).
   template <int R>
   void tail(int rows, const QuantRows& r, index_t m, const uint16_t* panel, float* c, index_t ldc, int cols, index_t g0,
-            index_t g1) const {
+            index_t g1, const float* init) const {
     if constexpr (R > 0) {
-      if (rows == R) return tile<R>(r, m, panel, c, ldc, cols, g0, g1);
-      tail<R - 1>(rows, r, m, panel, c, ldc, cols, g0, g1);
+      if (rows == R) return tile<R>(r, m, panel, c, ldc, cols, g0, g1, init);
+      tail<R - 1>(rows, r, m, panel, c, ldc, cols, g0, g1, init);
     }
   }
 
-  // c[0..ROWS) × [0, cols) += rows [m, m + ROWS) of r times the panel, over input groups [g0, g1).
+  // c[0..ROWS) × [0, cols) += rows [m, m + ROWS) of r times the panel, over input groups [g0, g1); with
+  // init, each row of c starts from init[0, cols) instead of its own values.
   template <int ROWS>
   void tile(const QuantRows& r, index_t m, const uint16_t* panel, float* c, index_t ldc, int cols, index_t g0,
-            index_t g1) const {
+            index_t g1, const float* init) const {
     const index_t rs = r.rs, ks = r.ks;
 #if LSTMKIT_QKIND == 3
     const uint32_t* a = r.bf.data() + (r.blocked ? (m / kBMR) * kBMR * kg_ + m % kBMR : m * rs);
@@ -497,7 +511,7 @@ class Bf16Weights {
     const __mmask16 keep = static_cast<__mmask16>((1u << cols) - 1u);
     for (int i = 0; i < ROWS; ++i) {
       float* ci = c + i * ldc;
-      _mm512_mask_storeu_ps(ci, keep, _mm512_add_ps(_mm512_maskz_loadu_ps(keep, ci), v[i]));
+      _mm512_mask_storeu_ps(ci, keep, _mm512_add_ps(_mm512_maskz_loadu_ps(keep, init ? init : ci), v[i]));
     }
     return;
 #elif LSTMKIT_QKIND >= 1
@@ -519,8 +533,9 @@ class Bf16Weights {
     if (cols == kQNR) {
       for (int i = 0; i < ROWS; ++i) {
         float* ci = c + i * ldc;
-        _mm256_storeu_ps(ci, _mm256_add_ps(_mm256_loadu_ps(ci), v[i][0]));
-        _mm256_storeu_ps(ci + 8, _mm256_add_ps(_mm256_loadu_ps(ci + 8), v[i][1]));
+        const float* from = init ? init : ci;
+        _mm256_storeu_ps(ci, _mm256_add_ps(_mm256_loadu_ps(from), v[i][0]));
+        _mm256_storeu_ps(ci + 8, _mm256_add_ps(_mm256_loadu_ps(from + 8), v[i][1]));
       }
       return;
     }
@@ -541,7 +556,7 @@ class Bf16Weights {
 #endif
 #if LSTMKIT_QKIND != 3
     for (int i = 0; i < ROWS; ++i)
-      for (int j = 0; j < cols; ++j) c[i * ldc + j] += acc[i][j];
+      for (int j = 0; j < cols; ++j) c[i * ldc + j] = (init ? init[j] : c[i * ldc + j]) + acc[i][j];
 #endif
   }
 

@@ -43,20 +43,33 @@ struct QuantCell {
 };
 
 // C [M, N] += A [M, K] · Wᵀ: rows prepared once into r, then the panels split over the pool when the
-// product is large enough (each output element is computed the same way whatever the split).
+// product is large enough (each output element is computed the same way whatever the split). init: null,
+// or the row [N] every row of C starts from instead of its own values (gemm_acc's).
 template <typename W>
-void quant_gemm(const W& w, index_t M, const float* A, index_t lda, float* C, index_t ldc, QuantRows& r) {
+void quant_gemm(const W& w, index_t M, const float* A, index_t lda, float* C, index_t ldc, QuantRows& r,
+                const float* init = nullptr) {
   if (M <= 0) return;
   w.prepare(M, A, lda, r);
   const double macs = double(M) * double(w.n()) * double(w.k());
-  if (macs < kParallelMacs || in_parallel() || num_threads() < 2) return w.gemm_acc(0, M, r, C, ldc, 0, w.panels());
-  parallel_for(w.panels(), [&](index_t b, index_t e) { w.gemm_acc(0, M, r, C, ldc, b, e); });
+  if (macs < kParallelMacs || in_parallel() || num_threads() < 2)
+    return w.gemm_acc(0, M, r, C, ldc, 0, w.panels(), init);
+  parallel_for(w.panels(), [&](index_t b, index_t e) { w.gemm_acc(0, M, r, C, ldc, b, e, init); });
 }
 
-// A large product (the input projection of all steps): row blocks over the pool, each thread
-// preparing its own rows.
+// C = bias + A · Wᵀ (bias: a row [N], broadcast; null for zeros): an input projection. With a bias, the
+// product's epilogue starts from it (no fill pass over C; the same bits as filling first).
 template <typename W>
-void quant_gemm_rows(const W& w, index_t M, const float* A, index_t lda, float* C, index_t ldc) {
+void quant_project(const W& w, index_t M, const float* A, index_t lda, float* C, index_t ldc, QuantRows& r,
+                   const float* bias) {
+  if (!bias) fill_rows(M, w.n(), bias, C, ldc);
+  quant_gemm(w, M, A, lda, C, ldc, r, bias);
+}
+
+// A large product (the input projection of all steps) C += A · Wᵀ, or C = init + A · Wᵀ with an init row:
+// row blocks over the pool, each thread preparing its own rows.
+template <typename W>
+void quant_gemm_rows(const W& w, index_t M, const float* A, index_t lda, float* C, index_t ldc,
+                     const float* init = nullptr) {
   constexpr index_t kBlock = 64;
   const index_t blocks = (M + kBlock - 1) / kBlock;
   parallel_for(blocks, [&](index_t b, index_t e) {
@@ -64,7 +77,7 @@ void quant_gemm_rows(const W& w, index_t M, const float* A, index_t lda, float* 
     for (index_t blk = b; blk < e; ++blk) {
       const index_t m0 = blk * kBlock, mb = std::min(kBlock, M - m0);
       w.prepare(mb, A + m0 * lda, lda, r);
-      w.gemm_acc(0, mb, r, C + m0 * ldc, ldc, 0, w.panels());
+      w.gemm_acc(0, mb, r, C + m0 * ldc, ldc, 0, w.panels(), init);
     }
   });
 }
@@ -131,15 +144,17 @@ class QuantStepper {
   float* kept_gates() const { return tape_.act; }
   // A large product (the input projection of all steps): row blocks over the pool.
   void project(index_t N, const float* in, index_t ld_in, float* g, index_t ldg) const {
-    fill_rows(N, GH_, cell_.input_bias(), g, ldg);
-    quant_gemm_rows(cell_.w_ih, N, in, ld_in, g, ldg);
+    const float* bias = cell_.input_bias();
+    if (!bias) fill_rows(N, GH_, bias, g, ldg);
+    quant_gemm_rows(cell_.w_ih, N, in, ld_in, g, ldg, bias);  // g = bias + the product
   }
   // The quantised products have no one-row kernel: each value is the same for any row blocking.
   void project_rows(index_t q0, index_t n, const float* in, index_t ld_in, float* g, index_t ldg, bool,
                     QuantRows& qr) const {
-    fill_rows(n, GH_, cell_.input_bias(), g, ldg);
+    const float* bias = cell_.input_bias();
+    if (!bias) fill_rows(n, GH_, bias, g, ldg);
     cell_.w_ih.prepare(n, in + q0 * ld_in, ld_in, qr);
-    cell_.w_ih.gemm_acc(0, n, qr, g, ldg, 0, cell_.w_ih.panels());
+    cell_.w_ih.gemm_acc(0, n, qr, g, ldg, 0, cell_.w_ih.panels(), bias);  // g = bias + the product
   }
   void step(index_t r0, index_t n, index_t q0, float* g, index_t ldg, float* h, float* c, bool, QuantRows& qr) {
     float* cr = lstm_ ? c + r0 * H_ : nullptr;
@@ -243,8 +258,7 @@ class QuantStream final : public StreamBase<float> {
     for (index_t l = 0; l < s_.L; ++l) {
       const QuantCell<W>& cell = *cells_[static_cast<size_t>(l)];
       float* h = h_.data() + l * B * P;
-      fill_rows(B, GH, cell.input_bias(), gates_.data(), GH);
-      quant_gemm(cell.w_ih, B, in, in_ld, gates_.data(), GH, qr_);
+      quant_project(cell.w_ih, B, in, in_ld, gates_.data(), GH, qr_, cell.input_bias());
       quant_step(s_.lstm, B, H, P, cell, gates_.data(), GH, h, s_.lstm ? c_.data() + l * B * H : nullptr,
                  scratch_.data(), qr_);
       in = h;
