@@ -34,10 +34,11 @@ QUIET_STEPS = 5300
 # validation split (benchmarks/generate_precision.py: 1.456-1.469 bits/char after 600 steps, where TEXT_MODEL's
 # best was 1.560, 1.482 with dropout); dropout 0.65, embedding 0.25 against overfitting, chosen on the validation
 # split in 15-minute runs (best validation 1.462 at 0.25 / 0.1, 1.436 at 0.5 / 0.2, 1.391 at 0.65 / 0.25; two layers
-# at 0.25 / 0.1: 1.460, overfitting from step 800; benchmarks/tasks_results.md)
+# at 0.25 / 0.1: 1.460, overfitting from step 800; benchmarks/tasks_results.md), and dynamic evaluation at lr 0.5
+# for that model (benchmarks/generate_dynamic_lr.py on the validation split: 0.1 1.326, 0.3 1.289, 0.5 1.284, 0.7 1.305)
 TEXT_MODEL_BF16 = ["--hidden-size", "512", "--embed-dim", "512", "--tie-weights", "--batch-size", "32", "--seq-len",
                    "128", "--lr", "5e-3", "--warmup", "20", "--eval-every", "100", "--dropout", "0.65",
-                   "--embed-dropout", "0.25", "--precision", "bfloat16"]
+                   "--embed-dropout", "0.25", "--precision", "bfloat16", "--dynamic-lr", "0.5"]
 JOBS = {
     "quarterly": ["forecast", "--dataset", "tourism-quarterly", "--epochs", "20", "--ensemble", "3"],
     "quarterly-default": ["forecast", "--dataset", "tourism-quarterly"],
