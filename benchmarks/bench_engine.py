@@ -305,13 +305,23 @@ def case_quantized(mode, dtype, B, H, X, T, repeats):
     return {**med, ERROR_KEY: error}
 
 
-def case_stream(mode, B, H, X, steps, repeats):
+def stream_setup(mode, B, H, X, steps):
+    """What the streaming cases share: (layer, tm, xs (steps, B, X) and as a tensor, torch's cell with the
+    layer's weights, the path of lstmkit.io.onnx's streaming export)."""
     layer, tm = models(mode, X, H)
     xs = np.random.default_rng(0).standard_normal((steps, B, X)).astype(np.float32)
-    xts = torch.from_numpy(xs)
     cell = getattr(torch.nn, mode + "Cell")(X, H)
     cell.load_state_dict({k[:-3]: torch.from_numpy(v) for k, v in layer.params.items()})
-    path = onnx_file(to_onnx(layer, streaming=True))
+    return layer, tm, xs, torch.from_numpy(xs), cell, onnx_file(to_onnx(layer, streaming=True))
+
+
+def zero_feeds(mode, B, H) -> dict:
+    """The streaming ONNX model's state inputs at zero (h0, and c0 for an LSTM)."""
+    return {name: np.zeros((1, B, H), np.float32) for name in (("h0", "c0") if mode == "LSTM" else ("h0",))}
+
+
+def case_stream(mode, B, H, X, steps, repeats):
+    layer, tm, xs, xts, cell, path = stream_setup(mode, B, H, X, steps)
     sess = ort_session(path)
     lstm = mode == "LSTM"
     s = layer.stream(batch=B)
@@ -335,9 +345,7 @@ def case_stream(mode, B, H, X, steps, repeats):
                 _, hx = tm(xts[t:t + 1], hx)
 
     def run_ort():
-        feeds = {"h0": np.zeros((1, B, H), np.float32)}
-        if lstm:
-            feeds["c0"] = np.zeros((1, B, H), np.float32)
+        feeds = zero_feeds(mode, B, H)
         for t in range(steps):
             feeds["input"] = xs[t]
             res = sess.run(None, feeds)
@@ -346,9 +354,7 @@ def case_stream(mode, B, H, X, steps, repeats):
                 feeds["c0"] = res[2]
 
     def run_ov(req):
-        feeds = {"h0": np.zeros((1, B, H), np.float32)}
-        if lstm:
-            feeds["c0"] = np.zeros((1, B, H), np.float32)
+        feeds = zero_feeds(mode, B, H)
         for t in range(steps):
             feeds["input"] = xs[t]
             res = req.infer(feeds)  # copies of the outputs
@@ -371,12 +377,8 @@ def case_stream_paced(mode, B, H, X, steps, every_s, repeats):
     step's call timed on its own; lstmkit, torch's cell and ORT per step with its state in and out, as in
     case_stream. Per peer the median over all steps of all rounds. The peers' threads stay as each leaves them
     between steps (spinning or asleep), which is what such a program meets."""
-    layer, _ = models(mode, X, H)
-    xs = np.random.default_rng(0).standard_normal((steps, B, X)).astype(np.float32)
-    xts = torch.from_numpy(xs)
-    cell = getattr(torch.nn, mode + "Cell")(X, H)
-    cell.load_state_dict({k[:-3]: torch.from_numpy(v) for k, v in layer.params.items()})
-    sess = ort_session(onnx_file(to_onnx(layer, streaming=True)))
+    layer, _, xs, xts, cell, path = stream_setup(mode, B, H, X, steps)
+    sess = ort_session(path)
     lstm = mode == "LSTM"
     s = layer.stream(batch=B)
     state = {}
@@ -400,7 +402,7 @@ def case_stream_paced(mode, B, H, X, steps, every_s, repeats):
         s.reset()
         h = torch.zeros(B, H)
         state["cell"] = (h, torch.zeros(B, H)) if lstm else h
-        state["ort"] = {name: np.zeros((1, B, H), np.float32) for name in (("h0", "c0") if lstm else ("h0",))}
+        state["ort"] = zero_feeds(mode, B, H)
 
     peers = {"lstmkit": lstmkit_step, f"torch {mode}Cell": cell_step, "ORT": ort_step}
     times = {n: [] for n in peers}
