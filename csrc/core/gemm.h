@@ -260,15 +260,12 @@ template <typename T>
 constexpr int kPanelVectors = 1;
 #endif
 
-// c[mc, cols] += a(i)… · panel for rows [0, mc) of a block in register tiles of MR rows (then the
-// remainder), with the kernel of NV vectors. a(i): rows i.. of the block (AT: strip i / MR), row stride ld.
+// c[rows, cols] += a(i)… · panel for rows [i, i + rows) of a block, rows ≤ 8, in one register tile.
 template <typename T, bool AT, int NV, typename RowsAt>
-inline void panel_rows(index_t mc, index_t kc, RowsAt&& a, index_t ld, const T* panel, T* c, index_t ldc, int cols) {
-  constexpr int MR = Tile<T>::MR;
-  index_t i = 0;
-  for (; i + MR <= mc; i += MR) micro_kernel<T, MR, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
-  static_assert(MR <= 8, "remainder cases below cover MR ≤ 8");
-  switch (mc - i) {
+inline void tile_rows(index_t rows, index_t i, index_t kc, RowsAt&& a, index_t ld, const T* panel, T* c, index_t ldc,
+                      int cols) {
+  switch (rows) {
+    case 8: micro_kernel<T, 8, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
     case 7: micro_kernel<T, 7, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
     case 6: micro_kernel<T, 6, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
     case 5: micro_kernel<T, 5, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
@@ -278,6 +275,26 @@ inline void panel_rows(index_t mc, index_t kc, RowsAt&& a, index_t ld, const T* 
     case 1: micro_kernel<T, 1, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
     default: break;
   }
+}
+
+// c[mc, cols] += a(i)… · panel for rows [0, mc) of a block in register tiles of MR rows, with the kernel of NV
+// vectors. a(i): rows i.. of the block (AT: strip i / MR), row stride ld. A remainder of at most half a tile
+// would leave the FMA pipes idle (a 2-row tile has 4 accumulators where 8 hide the FMA latency: on AVX2, MR = 6,
+// a thread's 8 rows of the row split at B = 16 ran as 6 + 2), so the last MR + r rows run as two tiles of
+// nearly equal rows (4 + 4) instead. Each row's sums are the same operations in any tile, so the bits are too.
+// Not under AT: its strips hold whole tiles of MR rows (a(i) is strip i / MR).
+template <typename T, bool AT, int NV, typename RowsAt>
+inline void panel_rows(index_t mc, index_t kc, RowsAt&& a, index_t ld, const T* panel, T* c, index_t ldc, int cols) {
+  constexpr int MR = Tile<T>::MR;
+  static_assert(MR <= 8, "tile_rows covers tiles of up to 8 rows");
+  const index_t r = mc % MR;
+  const bool rebalance = !AT && mc > MR && r > 0 && r <= MR / 2;
+  const index_t whole = rebalance ? mc - MR - r : mc - r;  // rows in whole tiles of MR
+  index_t i = 0;
+  for (; i < whole; i += MR) micro_kernel<T, MR, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
+  const index_t rest = mc - i, first = rebalance ? (rest + 1) / 2 : rest;
+  tile_rows<T, AT, NV>(first, i, kc, a, ld, panel, c, ldc, cols);
+  if (rest > first) tile_rows<T, AT, NV>(rest - first, i + first, kc, a, ld, panel, c, ldc, cols);
 }
 
 }  // namespace detail
