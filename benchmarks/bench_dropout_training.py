@@ -26,10 +26,18 @@ lstmkit is faster), and the process's minor page faults per batch while each pee
 and regrows whenever a free leaves more than its trim threshold at the top, so a run where that happens
 pays ~20 k fresh zeroed pages per batch (~10-30 ms here) whichever RNN it uses; the column says when a
 peer's time includes that. Measures only; asserts nothing.
+
+How often the trim happens is not the RNN's doing but the heap's layout, which differs from process to process
+(scratch runs of one peer alone, same code: 1.1 k to 12 k faults per batch, batches 117 to 176 ms). ``--heap
+steady`` sets glibc's thresholds before the first batch (``mallopt``: trim above 1 GB, mmap from 32 MB, 64 MB
+of top pad; the same for both peers), so neither peer's time includes a heap regrown from the kernel: the RNNs'
+difference in the whole program, as a process with a tuned allocator (or jemalloc/tcmalloc) sees it.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import resource
 import statistics
 import time
@@ -163,15 +171,29 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--batches", type=int, default=5)
+    parser.add_argument("--heap", choices=("default", "steady"), default="default",
+                        help="steady: glibc never trims the heap (see the module's docstring)")
     args = parser.parse_args()
+    if args.heap == "steady":
+        steady_heap()
     torch.set_num_threads(THREADS)
     engine.set_num_threads(THREADS)
     print(f"word_language_model shape: vocab {VOCAB}, emb {EMB}, {LAYERS}-layer LSTM {HIDDEN}, dropout {DROPOUT}, "
-          f"bptt {BPTT}, batch {BATCH}; {THREADS} threads each; engine ISA {engine.isa()}")
+          f"bptt {BPTT}, batch {BATCH}; {THREADS} threads each; engine ISA {engine.isa()}; heap {args.heap}")
     for title, peers in (("whole training batch", make_peers()), ("recurrent layer alone", make_layer_peers())):
         per_round, faults = run(peers, args.rounds, args.batches)
         report(title, per_round, faults)
     report_mask_draws()
+
+
+def steady_heap() -> None:
+    """glibc's heap kept once grown: no trim below 1 GB free at the top, chunks below 32 MB (the most glibc
+    allows) from the heap, 64 MB more asked of the kernel at each growth."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # malloc.h
+    for option, value in ((m_trim_threshold, 1 << 30), (m_top_pad, 64 << 20), (m_mmap_threshold, 32 << 20)):
+        if libc.mallopt(option, value) != 1:
+            raise SystemExit(f"--heap steady: mallopt({option}, {value}) failed (not glibc?)")
 
 
 def report_mask_draws(repeats: int = 200) -> None:
