@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -387,6 +388,56 @@ def test_late_partner_falls_back_to_one_thread(pool):
     after = _engine.pool_stats()
     assert after["late_partners"] > before["late_partners"], (before, after)
     assert after["solo_jobs"] > before["solo_jobs"], (before, after)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity (Linux)")
+@pytest.mark.parametrize("pool", ["own"], indirect=True)
+def test_lasting_contention_is_remembered_across_a_pause(pool):
+    """Caller, pool thread and a busy thread on one CPU: a partner is late, the program pauses (no calls) for
+    longer than 4 of the solo spells that started, and calls again until a partner is late again. Where the pool
+    has not run 4 spells' worth of two-thread work on time in between, the contention lasted and the spell doubles
+    (threads.cpp, Contention::on_time); counted in wall time, as before, the pause made every such spell the
+    shortest, and each burst of calls after a pause paid a late wait every few ms. On one CPU shared three ways
+    some calls between two late partners are on time (a quarter of the cycles here reached the 4 spells), so
+    the test runs 6 cycles of pause and late partner and asks for a doubled spell in one at least."""
+    from lstmkit import _engine
+
+    config, params, x = _model("LSTM", 19, B=1, H=128, T=200)
+    saved, mask = engine.get_num_threads(), os.sched_getaffinity(0)
+    stop = threading.Event()
+
+    def burn():
+        a = np.ones(1 << 16)
+        while not stop.is_set():
+            np.sqrt(a, out=a)
+
+    def late_spell(calls: int = 3000) -> float:
+        """Lockstep calls until a partner is late: the solo spell (ms) that started."""
+        before = _engine.pool_stats()["late_partners"]
+        for _ in range(calls):
+            _engine.reset_schedule_probes()  # the loop runs on the pair (its probe could pick one thread)
+            engine.forward(config, params, x)
+            stats = _engine.pool_stats()
+            if stats["late_partners"] > before:
+                return stats["solo_spell_ms"]
+        pytest.fail(f"no late partner in {calls} calls")
+
+    burner = threading.Thread(target=burn)
+    try:
+        _pin_every_thread({min(mask)})  # the burner inherits it
+        engine.set_num_threads(2)  # restarts the pool thread, now on that CPU
+        burner.start()
+        spells = [late_spell()]
+        for _ in range(6):
+            time.sleep(4 * spells[-1] / 1e3 + 0.05)  # a pause longer than 4 spells (and the solo spell is over)
+            spells.append(late_spell())
+    finally:
+        stop.set()
+        if burner.is_alive():
+            burner.join()
+        _pin_every_thread(mask)
+        engine.set_num_threads(saved)
+    assert any(b >= min(2 * a, 256.0) for a, b in zip(spells, spells[1:])), spells
 
 
 def _pin_every_thread(cpus) -> None:

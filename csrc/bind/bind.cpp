@@ -452,12 +452,14 @@ NB_MODULE(_engine, m) {
         d["solo_jobs"] = st.solo_jobs;
         d["probed_alone"] = st.probed_alone;
         d["ahead_jobs"] = st.ahead_jobs;
+        d["solo_spell_ms"] = st.solo_spell_ms;
         return d;
       },
       "Counts since import: pool threads found descheduled while holding a share of a job, and jobs then "
       "run on the calling thread alone (threads.cpp, Contention); lockstep loops run on the calling thread "
       "alone because timing chose it (LockstepProbes); jobs handed to the pool ahead of their caller (a "
-      "stream's next recurrent product, post_ahead).");
+      "stream's next recurrent product, post_ahead); and the spell of one-thread jobs the last late partner "
+      "started (ms).");
   m.def("reset_schedule_probes", &lstmkit::reset_schedule_probes,
         "Forget the lockstep loops' timings: their next calls run on two threads first (threads.cpp).");
 }

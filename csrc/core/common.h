@@ -160,6 +160,7 @@ struct PoolStats {
   uint64_t solo_jobs = 0;
   uint64_t probed_alone = 0;
   uint64_t ahead_jobs = 0;
+  double solo_spell_ms = 0;  // the solo spell a late partner starts now (Contention)
 };
 PoolStats pool_stats();
 // Forget the lockstep loops' timings (LockstepProbes): their next calls run on the pair first.
@@ -192,6 +193,7 @@ struct AheadTicket {
   const void* pool = nullptr;
   uint64_t serial = 0;
   uint64_t job = 0;
+  int64_t posted = 0;  // std::chrono::steady_clock ticks when posted
   explicit operator bool() const { return serial != 0; }
 };
 AheadTicket post_ahead(index_t n, void (*fn)(void*, index_t, index_t), void* ctx);

@@ -107,8 +107,13 @@ using Clock = std::chrono::steady_clock;
 // After a late partner the pool runs jobs on the calling thread alone for a while (`solo`), with
 // the workers asleep instead of spinning (a spinning worker on the caller's core slows the caller),
 // then tries two threads again. The solo spell doubles while partners keep being late (from 2 ms up
-// to 256 ms), so under lasting contention a probe costs one late wait per quarter second. Results do
-// not change: every job gives the same bits on any number of threads.
+// to 256 ms), so under lasting contention a probe costs one late wait per quarter second. "Keep being
+// late" is counted in two-thread work, not wall time (on_time): a partner late again before the pool has
+// run 4 spells' worth of jobs on two threads on time. Counted in wall time, a program that pauses between
+// bursts of calls (a server between requests; the benchmark's rounds, 40 ms of calls every ~0.2 s) started
+// every burst at the shortest spell under a contention that had not ended, and paid a late wait (a time
+// slice of the other process, ~8 ms on a Zen 3 VM) every few ms of it: a streaming step's p95 was 8 ms
+// there. Results do not change: every job gives the same bits on any number of threads.
 class Contention {
  public:
   static constexpr Clock::duration kLateAfter = std::chrono::microseconds(100);
@@ -137,12 +142,20 @@ class Contention {
   void late(Clock::time_point now) {
     const int64_t t = now.time_since_epoch().count();
     std::lock_guard<std::mutex> lk(m_);
-    // Late again soon after the last spell ended: the contention lasts, so the spell doubles.
-    const bool again = t - last_late_ < 4 * backoff_ + kMin;
+    // Late again before the pool has run 4 spells' worth of two-thread jobs on time: the contention lasts, so
+    // the spell doubles.
+    const bool again = credit_.exchange(0, std::memory_order_relaxed) < 4 * backoff_ + kMin;
     backoff_ = again ? std::min<int64_t>(2 * backoff_, kMax) : kMin;
-    last_late_ = t;
+    last_late_.store(t, std::memory_order_relaxed);
     solo_until_.store(t + backoff_, std::memory_order_relaxed);
     ++lates_;
+  }
+
+  // A job on two threads, [begin, end), whose partner was not late: its time counts towards forgetting the
+  // spells (late). A job during which a partner was late (it finished alone) counts nothing.
+  void on_time(Clock::time_point begin, Clock::time_point end) {
+    const int64_t b = begin.time_since_epoch().count(), e = end.time_since_epoch().count();
+    if (e > b && b > last_late_.load(std::memory_order_relaxed)) credit_.fetch_add(e - b, std::memory_order_relaxed);
   }
 
   void count_solo() { solo_jobs_.fetch_add(1, std::memory_order_relaxed); }
@@ -152,22 +165,26 @@ class Contention {
   void reset() {
     std::lock_guard<std::mutex> lk(m_);
     backoff_ = kMin;
-    last_late_ = 0;
+    last_late_.store(0, std::memory_order_relaxed);
+    credit_.store(kForgotten, std::memory_order_relaxed);
     solo_until_.store(0, std::memory_order_relaxed);
   }
 
   PoolStats stats() {
     std::lock_guard<std::mutex> lk(m_);
-    return {lates_, solo_jobs_.load(std::memory_order_relaxed)};
+    return {lates_, solo_jobs_.load(std::memory_order_relaxed), 0, 0,
+            std::chrono::duration<double, std::milli>(Clock::duration(backoff_)).count()};
   }
 
  private:
   static constexpr int64_t kMin = std::chrono::duration_cast<Clock::duration>(std::chrono::milliseconds(2)).count();
   static constexpr int64_t kMax = std::chrono::duration_cast<Clock::duration>(std::chrono::milliseconds(256)).count();
+  static constexpr int64_t kForgotten = 4 * kMax + kMin;  // credit enough to forget any spell: the first late
   std::mutex m_;
   std::atomic<int64_t> solo_until_{0};  // Clock ticks
   int64_t backoff_ = kMin;
-  int64_t last_late_ = 0;
+  std::atomic<int64_t> last_late_{0};        // Clock ticks
+  std::atomic<int64_t> credit_{kForgotten};  // Clock ticks of two-thread jobs on time since the last late
   uint64_t lates_ = 0;
   std::atomic<uint64_t> solo_jobs_{0};
 };
@@ -285,7 +302,7 @@ class Pool {
       // wait_for_workers: the whole wait is timed here, when the call returns.
       TeamCall call{this, team, start, chunks, {}};
       team->parallel(&Pool::team_body, &call, static_cast<unsigned>(threads_now), 0);
-      return settle_wait(call.share, Clock::now(), true);
+      return settle_wait(start, call.share, Clock::now(), true);
     }
     {
       std::lock_guard<std::mutex> lk(m_);
@@ -294,7 +311,7 @@ class Pool {
     cv_.notify_all();
     const CallerShare share = run_as_caller(start, chunks);
     wait_for_workers(share);
-    settle_wait(share, Clock::now());
+    settle_wait(start, share, Clock::now());
   }
 
   // A job for the workers alone, collected later by join_ahead (common.h, post_ahead): its chunks are
@@ -326,7 +343,7 @@ class Pool {
       generation_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
-    return {this, serial, id};
+    return {this, serial, id, Clock::now().time_since_epoch().count()};
   }
 
   uint64_t ahead_jobs() const { return ahead_posted_.load(std::memory_order_relaxed); }
@@ -359,6 +376,11 @@ class Pool {
       if ((spins & 255) != 255) LSTMKIT_PAUSE();
       else std::this_thread::yield();
     }
+    // On time: its time since posting counts as two-thread work (Contention::on_time), up to kLateAfter, since a
+    // job joined long after it was posted (a stream stepped now and then) says little about a partner's lateness.
+    const Clock::time_point now = Clock::now();
+    const Clock::time_point posted{Clock::duration(t.posted)};
+    if (!counted) contention().on_time(std::max(posted, now - Contention::kLateAfter), now);
     tl_in_parallel = outer;
     return true;
   }
@@ -395,6 +417,7 @@ class Pool {
     Clock::time_point done;
     Clock::duration own{};
     uint64_t of = 0;
+    uint64_t mine = 0;  // chunks the caller ran (of them all: no partner took part)
   };
 
   struct TeamCall {
@@ -424,7 +447,7 @@ class Pool {
     const uint64_t mine = 1 + claim_chunks();  // then what no worker has claimed
     tl_in_parallel = false;
     const Clock::time_point done = Clock::now();
-    return {done, (done - start) / static_cast<int>(mine), chunks};
+    return {done, (done - start) / static_cast<int>(mine), chunks, mine};
   }
 
   // Waits for the chunks workers are running (every chunk but the caller's chunk 0 counts in done_). Yields
@@ -437,15 +460,16 @@ class Pool {
     }
   }
 
-  // The callers' debt (Contention) after a job whose workers the caller waited for from the end of its
-  // own chunks until `now`.
-  void settle_wait(const CallerShare& share, Clock::time_point now, bool team = false) {
+  // The callers' debt (Contention) after a job, from `start`, whose workers the caller waited for from the end
+  // of its own chunks until `now`.
+  void settle_wait(Clock::time_point start, const CallerShare& share, Clock::time_point now, bool team = false) {
     const Clock::duration waited = now - share.done;
     if (Contention::is_late(debt_, waited, share.own, team ? Contention::kTeamLateAfter : Contention::kLateAfter)) {
       contention().late(now);
       debt_ = Clock::duration::zero();
     } else {
       debt_ = Contention::settle(debt_, waited, share.own);
+      if (share.mine < share.of) contention().on_time(start, now);  // a partner took part, in time
     }
   }
 
