@@ -355,10 +355,11 @@ class Pool {
     const bool outer = tl_in_parallel;
     tl_in_parallel = true;
     Clock::time_point waiting{};
-    bool counted = false;
+    bool counted = false, partner = true;  // partner: a worker ran a chunk (or the job was done before this call)
     for (unsigned spins = 0; ahead_finished_.load(std::memory_order_acquire) < t.serial; ++spins) {
       uint64_t c = claim_.load(std::memory_order_acquire);
       const uint64_t next = c & 0xffffu, end = (c >> 16) & 0xffffu;
+      if ((c >> 32) == t.job) partner = next > 0;  // workers claim from the front: `next` of them
       if ((c >> 32) == t.job && next < end) {
         if (claim_.compare_exchange_weak(c, c - (uint64_t{1} << 16), std::memory_order_acq_rel)) {
           run_ahead_chunk(static_cast<index_t>(end - 1));
@@ -376,11 +377,12 @@ class Pool {
       if ((spins & 255) != 255) LSTMKIT_PAUSE();
       else std::this_thread::yield();
     }
-    // On time: its time since posting counts as two-thread work (Contention::on_time), up to kLateAfter, since a
-    // job joined long after it was posted (a stream stepped now and then) says little about a partner's lateness.
+    // A worker took part, on time: the job's time since posting counts as two-thread work (Contention::on_time),
+    // up to kLateAfter, since a job joined long after it was posted (a stream stepped now and then) says little
+    // about a partner's lateness.
     const Clock::time_point now = Clock::now();
     const Clock::time_point posted{Clock::duration(t.posted)};
-    if (!counted) contention().on_time(std::max(posted, now - Contention::kLateAfter), now);
+    if (!counted && partner) contention().on_time(std::max(posted, now - Contention::kLateAfter), now);
     tl_in_parallel = outer;
     return true;
   }
