@@ -1,19 +1,24 @@
 """Pick dynamic evaluation's learning rate for a trained char LM on the validation split alone.
 
     PYTHONPATH=src python benchmarks/generate_dynamic_lr.py RUN_DIR [lr ...]
-    PYTHONPATH=src python benchmarks/generate_dynamic_lr.py RUN_DIR --test LR
+    PYTHONPATH=src python benchmarks/generate_dynamic_lr.py RUN_DIR --rms [--decay D ...] [lr ...]
+    PYTHONPATH=src python benchmarks/generate_dynamic_lr.py RUN_DIR [--segment N] [--rms] --test LR
 
 RUN_DIR: a ``lstmkit generate`` run folder (its model.safetensors and results.json). The split is rebuilt
 from results.json's sizes; each lr scores the validation text (after the training text) with dynamic
 evaluation, and the test text is not read. ``--test LR``, once an lr has been chosen that way: the test
 tail's rows of the run's table (static, dynamic evaluation at LR, + match model) from the saved model, by the
 code ``lstmkit generate`` scores with (``job.lstm_bpc``; at the run's own lr they repeat its table).
+
+``--rms``: the paper's RMS-normalised rule with decay instead of SGD (``RmsDynamicEval``), its normaliser the
+gradients' root mean square over the last ``--rms-chars`` characters of the training text, every lr × decay.
+``--segment``: characters scored between two updates (64 by default, as the CLI).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
@@ -30,30 +35,49 @@ def split(res: dict) -> tuple[str, str, str]:
     return text[:n_train], text[n_train:n_train + n_val], text[n_train + n_val:n_train + n_val + n_test]
 
 
-def score_test(run_dir: str, lr: float) -> None:
+def score_test(run_dir: str, lr: float, segment: int = 64, rms_chars: int = 0) -> None:
     res = json.load(open(os.path.join(run_dir, "results.json")))
     train, val, test = split(res)
     lm = CharLM.load(os.path.join(run_dir, "model.safetensors"))
     min_match = res["config"].get("min_match", 5)  # the CLI's --min-match default (runs do not record it)
-    for row in lstm_bpc(lm, train, val, test, lr, min_match):
+    rms = lm.gradient_rms(train[-rms_chars:], segment) if rms_chars else None
+    for row in lstm_bpc(lm, train, val, test, lr, min_match, segment=segment, rms=rms):
         print(f"test tail, {row['model']}: {row['bpc']:.3f} bits/char", flush=True)
 
 
-def main(run_dir: str, lrs: list[float]) -> None:
+def main(run_dir: str, lrs: list[float], segment: int = 64, rms_chars: int = 0, decays: tuple = (0.0,)) -> None:
     res = json.load(open(os.path.join(run_dir, "results.json")))
     train, val, _ = split(res)
     lm = CharLM.load(os.path.join(run_dir, "model.safetensors"))
     ids = lm.encode(val)
-    for lr in lrs:
+    rms = None
+    if rms_chars:
         start = time.perf_counter()
-        p = lm.next_char_probs(val, train, dynamic_lr=lr)[np.arange(len(val)), ids]
-        bpc = float(-np.log2(np.maximum(p, 1e-300)).mean())
-        print(f"dynamic lr {lr:g}: validation {bpc:.4f} bits/char ({time.perf_counter() - start:.0f} s, "
-              f"load average {os.getloadavg()[0]:.1f})", flush=True)
+        rms = lm.gradient_rms(train[-rms_chars:], segment)
+        print(f"gradient RMS over the last {rms_chars} training characters ({time.perf_counter() - start:.0f} s)")
+    for lr in lrs:
+        for decay in decays if rms is not None else (0.0,):
+            start = time.perf_counter()
+            p = lm.next_char_probs(val, train, dynamic_lr=lr, segment=segment, rms=rms, decay=decay)
+            bpc = float(-np.log2(np.maximum(p[np.arange(len(val)), ids], 1e-300)).mean())
+            rule = f"RMS, decay {decay:g}, " if rms is not None else ""
+            print(f"dynamic {rule}segment {segment}, lr {lr:g}: validation {bpc:.4f} bits/char "
+                  f"({time.perf_counter() - start:.0f} s, load average {os.getloadavg()[0]:.1f})", flush=True)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[2] == "--test":
-        score_test(sys.argv[1], float(sys.argv[3]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir")
+    parser.add_argument("lrs", nargs="*", type=float)
+    parser.add_argument("--test", type=float, help="score the test tail at this lr, once chosen on validation")
+    parser.add_argument("--segment", type=int, default=64, help="characters scored between two updates")
+    parser.add_argument("--rms", action="store_true", help="the RMS-normalised rule (with decay: validation only)")
+    parser.add_argument("--rms-chars", type=int, default=65536)
+    parser.add_argument("--decay", type=float, nargs="+", default=[0.0])
+    args = parser.parse_intermixed_args()  # lrs may follow the options
+    rms_chars = args.rms_chars if args.rms else 0
+    if args.test is not None:
+        score_test(args.run_dir, args.test, args.segment, rms_chars)
     else:
-        main(sys.argv[1], [float(a) for a in sys.argv[2:]] or [0.0, 0.03, 0.1, 0.3])
+        main(args.run_dir, args.lrs or ([1e-4, 3e-4, 1e-3] if args.rms else [0.0, 0.03, 0.1, 0.3]), args.segment,
+             rms_chars, tuple(args.decay))

@@ -86,6 +86,56 @@ def test_dynamic_evaluation_adapts_a_copy_and_scores_before_learning():
     assert -np.log2(dynamic[rows, ids]).mean() < -np.log2(static[rows, ids]).mean() - 0.5
 
 
+def test_rms_dynamic_evaluation_follows_the_paper_rule():
+    """gradient_rms is the root mean square of each weight's gradient over the segments (computed again here by
+    hand); RmsDynamicEval's step is θ − lr·∇/(rms + ε) + decay·rate·(θ₀ − θ); with it, next_char_probs scores the
+    first segment before any update, adapts a copy, and learns the text as SGD's rule does."""
+    import numpy as np
+    import torch
+
+    from lstmkit.tasks.generate import CharLM
+    from lstmkit.tasks.generate.model import RmsDynamicEval
+
+    text = "abcdefg" * 300
+    lm = CharLM(hidden_size=16, embed_dim=8, epochs=1, batches_per_epoch=1, seq_len=16)
+    lm.fit(text[:200], log=lambda *a: None)
+    params = list(lm.model.parameters())
+    rms = lm.gradient_rms(text[:48], segment=16)
+    ids = torch.from_numpy(lm.encode(text[:48]))[None]
+    squares, state = [torch.zeros_like(p) for p in params], None
+    for i in range(0, 47, 16):
+        lm.model.zero_grad()
+        logits, state = lm.model(ids[:, i:min(i + 16, 47)], state)
+        torch.nn.functional.cross_entropy(logits[0], ids[0, i + 1:i + 17]).backward()
+        state = tuple(s.detach() for s in state)
+        for sq, p in zip(squares, params):
+            sq += p.grad.square()
+    for r, sq in zip(rms, squares):
+        torch.testing.assert_close(r, (sq / 3).sqrt())
+
+    w = torch.nn.Parameter(torch.tensor([1.0, 2.0, 3.0]))
+    step = RmsDynamicEval([w], [torch.tensor([0.5, 1.0, 0.0])], lr=0.1, decay=0.2)
+    w.grad = torch.tensor([1.0, 1.0, 0.0])
+    with torch.no_grad():
+        w -= torch.tensor([0.0, 0.0, 1.0])  # θ moved away from θ₀ before this step (weight 3 by −1)
+    step.step()
+    rate = torch.tensor([0.5, 1.0, 0.0]) / 0.5  # rms / Σ mean(rms), capped at 1/decay = 5
+    moved = torch.tensor([1.0, 2.0, 2.0])
+    want = (moved + 0.2 * rate * (torch.tensor([1.0, 2.0, 3.0]) - moved)
+            - 0.1 * torch.tensor([1.0, 1.0, 0.0]) / (torch.tensor([0.5, 1.0, 0.0]) + RmsDynamicEval.EPS))
+    torch.testing.assert_close(w.detach(), want)
+
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    static = lm.next_char_probs(text[200:], text[:200])
+    dynamic = lm.next_char_probs(text[200:], text[:200], dynamic_lr=0.01, segment=16, rms=rms, decay=0.01)
+    assert all(torch.equal(before[k], v) for k, v in lm.model.state_dict().items())
+    assert np.allclose(dynamic[:16], static[:16], atol=1e-6)
+    rows, tgt = np.arange(len(text) - 200), lm.encode(text[200:])
+    assert -np.log2(dynamic[rows, tgt]).mean() < -np.log2(static[rows, tgt]).mean() - 0.5
+    with pytest.raises(ValueError, match="rms"):
+        RmsDynamicEval(params, rms[:-1], lr=0.1)
+
+
 def test_char_lm_is_silent_by_default(capsys):
     from lstmkit.tasks.generate import CharLM
 

@@ -51,10 +51,12 @@ def describe(config: dict) -> str:
     return ", ".join(words)
 
 
-def lstm_bpc(lm: CharLM, train: str, val: str, test: str, dynamic_lr: float, min_match: int) -> list[dict]:
+def lstm_bpc(lm: CharLM, train: str, val: str, test: str, dynamic_lr: float, min_match: int, *, segment: int = 64,
+             rms: list | None = None) -> list[dict]:
     """Bits per character of ``test`` for the LSTM: static, with dynamic evaluation, and with dynamic
     evaluation mixed with the match model. The adaptive ones read ``val`` then ``test`` after ``train``
-    (the mixture weights are learned over ``val`` and go on learning over ``test``); only ``test`` is scored."""
+    (the mixture weights are learned over ``val`` and go on learning over ``test``); only ``test`` is scored.
+    segment, rms: dynamic evaluation's (``CharLM.next_char_probs``; rms: its RMS-normalised rule)."""
     name = f"LSTM char LM ({describe(lm.config)}"
 
     def bpc(p):
@@ -65,8 +67,9 @@ def lstm_bpc(lm: CharLM, train: str, val: str, test: str, dynamic_lr: float, min
     static = lm.next_char_probs(test, train + val)
     rows = [{"model": f"{name}, static)", "bpc": bpc(static[np.arange(len(test)), targets[-len(test):]])}]
     if dynamic_lr:
-        probs = lm.next_char_probs(heldout, train, dynamic_lr=dynamic_lr)
-        rows.append({"model": f"{name}, dynamic evaluation lr {dynamic_lr:g})",
+        probs = lm.next_char_probs(heldout, train, dynamic_lr=dynamic_lr, segment=segment, rms=rms)
+        rule = ("RMS, " if rms is not None else "") + (f"segment {segment}, " if segment != 64 else "")
+        rows.append({"model": f"{name}, dynamic evaluation {rule}lr {dynamic_lr:g})",
                      "bpc": bpc(probs[np.arange(len(heldout)), targets])})
     else:
         probs = np.concatenate([lm.next_char_probs(val, train), static])

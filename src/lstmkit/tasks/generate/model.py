@@ -22,6 +22,38 @@ from ..training import TrainConfig, fit, keeps_global_rng, quiet, seed_everythin
 TASK = "generate"
 
 
+class RmsDynamicEval:
+    """Dynamic evaluation's RMS-normalised step with decay (Krause et al. 2018, arXiv:1709.07432, eq. 7-8), as an
+    optimiser over ``params``: θ ← θ − lr·∇θ / (rms + ε) + decay·rate·(θ₀ − θ), θ₀ the weights at the start, rms
+    the gradients' root mean square over training text (``CharLM.gradient_rms``), rate = rms / Σ mean(rms) over
+    the parameters (capped at 1/decay, so a weight is pulled back no further than θ₀)."""
+
+    EPS = 1e-5  # the paper's ε: keeps weights whose training gradient was ~0 from taking huge steps
+
+    def __init__(self, params: list, rms: list, lr: float, decay: float = 0.0):
+        if len(rms) != len(params) or any(r.shape != p.shape for r, p in zip(rms, params)):
+            raise ValueError("rms: expected one tensor per parameter, of its shape (CharLM.gradient_rms)")
+        self.params, self.lr, self.decay = params, lr, decay
+        self.scale = [1.0 / (r + self.EPS) for r in rms]
+        total = sum(float(r.mean()) for r in rms) or 1.0
+        self.rate = [(r / total).clamp_(max=1.0 / decay) if decay else None for r in rms]
+        self.start = [p.detach().clone() for p in params]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            for p, scale, rate, p0 in zip(self.params, self.scale, self.rate, self.start):
+                step = self.decay * rate * (p0 - p) if rate is not None else torch.zeros_like(p)
+                if p.grad is not None:
+                    step -= self.lr * p.grad * scale
+                p.add_(step)
+
+
 class CharLM:
     """Next-character LSTM. Characters seen in training get ids 1..V-1; id 0 stands for any other.
 
@@ -166,23 +198,29 @@ class CharLM:
         return total / count / math.log(2)
 
     def next_char_probs(self, text: str, context: str = "", *, dynamic_lr: float = 0.0, segment: int = 64,
-                        warmup: int = 512) -> np.ndarray:
+                        warmup: int = 512, rms: list | None = None, decay: float = 0.0) -> np.ndarray:
         """(len(text), V) probability of every next character, column ``j`` for id ``j`` (0: unknown), reading
         ``text`` as one stream after a warm-up on the last ``warmup`` characters of ``context``.
 
         ``dynamic_lr`` > 0 turns on dynamic evaluation (Krause et al. 2018, arXiv:1709.07432): after each
-        ``segment`` characters are scored, one SGD step with that learning rate on their loss adapts a copy of
+        ``segment`` characters are scored, one step with that learning rate on their loss adapts a copy of
         the model to the text read so far; a character is always scored before the model learns from it, and
-        ``self.model`` is left unchanged."""
+        ``self.model`` is left unchanged. The step is SGD's, or with ``rms`` (``gradient_rms``'s list, one
+        tensor per parameter) the paper's RMS-normalised rule, whose ``decay`` pulls each weight back towards
+        its trained value (``RmsDynamicEval``)."""
         import copy
 
         import torch
 
-        if dynamic_lr < 0 or segment < 1:
-            raise ValueError(f"dynamic_lr must be >= 0 and segment >= 1, got {dynamic_lr}, {segment}")
+        if dynamic_lr < 0 or segment < 1 or decay < 0:
+            raise ValueError(f"dynamic_lr, decay must be >= 0 and segment >= 1, got {dynamic_lr}, {decay}, {segment}")
         model = copy.deepcopy(self.model) if dynamic_lr else self.model
         model.eval()  # no dropout, also while adapting
-        opt = torch.optim.SGD(model.parameters(), lr=dynamic_lr) if dynamic_lr else None
+        opt = None
+        if dynamic_lr:
+            params = list(model.parameters())
+            opt = (RmsDynamicEval(params, rms, dynamic_lr, decay) if rms is not None
+                   else torch.optim.SGD(params, lr=dynamic_lr))
         ids = torch.from_numpy(self.encode(context[-warmup:] + text))[None].to(self.device)
         start = min(len(context), warmup)  # position in ids of text[0]
         state, out = None, []
@@ -204,6 +242,29 @@ class CharLM:
         if start == 0:  # text[0] has no context at all: predict it uniformly over the vocabulary
             probs = np.concatenate([np.full((1, probs.shape[1]), 1.0 / probs.shape[1], np.float32), probs])
         return probs
+
+    def gradient_rms(self, text: str, segment: int = 64) -> list:
+        """Per parameter (in ``model.parameters()`` order) the root mean square of each weight's loss gradient over
+        the ``segment``-character pieces of ``text``, read as one stream (the state carried, in eval mode):
+        the normaliser of RMS dynamic evaluation (``next_char_probs(rms=...)``), from training text."""
+        import torch
+
+        model, ids = self.model, torch.from_numpy(self.encode(text))[None].to(self.device)
+        model.eval()
+        params = list(model.parameters())
+        sums, state, n = [torch.zeros_like(p) for p in params], None, 0
+        for i in range(0, ids.shape[1] - 1, segment):
+            inp, tgt = ids[:, i:min(i + segment, ids.shape[1] - 1)], ids[:, i + 1:i + segment + 1]
+            model.zero_grad(set_to_none=True)
+            logits, state = model(inp, state)
+            torch.nn.functional.cross_entropy(logits[0], tgt[0]).backward()
+            for total, p in zip(sums, params):
+                if p.grad is not None:
+                    total.add_(p.grad.square())
+            state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+            n += 1
+        model.zero_grad(set_to_none=True)
+        return [(total / max(n, 1)).sqrt_() for total in sums]
 
     def sample(self, prompt: str = "", n: int = 300, temperature: float = 0.8, top_k: int | None = None,
                seed: int = 0) -> str:
