@@ -136,6 +136,27 @@ def test_rms_dynamic_evaluation_follows_the_paper_rule():
         RmsDynamicEval(params, rms[:-1], lr=0.1)
 
 
+def test_generate_notes_emulated_bf16_on_a_cpu_without_it(tmp_path, monkeypatch):
+    """--precision bfloat16 on a CPU without bf16 instructions trains, with a line in the log saying it is emulated
+    and slower there; not on a CPU with them, nor for 'auto' or 'float32' (float32 there), nor off the CPU."""
+    import torch
+
+    from lstmkit.tasks import devices
+    from lstmkit.tasks.generate.job import run
+
+    cpu = torch.device("cpu")
+    for native in (False, True):
+        monkeypatch.setattr(devices, "native_bf16", lambda native=native: native)
+        notes = {p: devices.emulated_bf16_note(p, cpu) for p in devices.PRECISIONS}
+        assert (notes["bfloat16"] is not None) == (not native) and notes["auto"] is None and notes["float32"] is None
+        assert devices.emulated_bf16_note("bfloat16", torch.device("meta")) is None
+    monkeypatch.setattr(devices, "native_bf16", lambda: False)
+    lines = []
+    run(out=str(tmp_path / "run"), limit=3000, n_chars=5, hidden_size=8, embed_dim=4, epochs=1, batches_per_epoch=1,
+        seq_len=16, precision="bfloat16", progress=False, log=lines.append)
+    assert any("no bfloat16 instructions" in str(line) and "--precision auto" in str(line) for line in lines)
+
+
 def test_char_lm_is_silent_by_default(capsys):
     from lstmkit.tasks.generate import CharLM
 

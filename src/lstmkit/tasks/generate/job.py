@@ -14,6 +14,7 @@ import os
 import time
 
 from . import data as datasets
+from .. import devices
 from ..distributed import is_main, rank
 import numpy as np
 
@@ -123,8 +124,11 @@ def run(*, out: str, text_file: str | None = None, test_fraction: float = 0.05, 
     train, val, test = text[:n - n_test - n_val], text[n - n_test - n_val:n - n_test], text[n - n_test:]
     log(f"{name}: {len(train)} training, {len(val)} validation, {len(test)} held-out test characters")
     progress = model_kw.pop("progress", True)  # the job logs its epochs (to its log), with a bar where asked
+    lm = CharLM(verbose=2 if progress else 1, **model_kw)
+    if note := devices.emulated_bf16_note(lm.config["precision"], lm.device):
+        log(note)
     load_before, fit_start = os.getloadavg(), time.perf_counter()
-    lm = CharLM(verbose=2 if progress else 1, **model_kw).fit(train, val, ckpt_dir=out, resume=resume, log=log)
+    lm.fit(train, val, ckpt_dir=out, resume=resume, log=log)
     # the machine's load beside the training time: on a shared machine the time says little without it
     training = {"seconds": round(time.perf_counter() - fit_start, 1), "chars_read": _chars_read(lm, len(train)),
                 "load_average_before": [round(v, 2) for v in load_before],
