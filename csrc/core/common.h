@@ -109,6 +109,21 @@ class RawBuffer {
   T* data_ = nullptr;
 };
 
+// How a block of m rows runs in register tiles of mr rows (gemm.h's float tiles, quant_gemm.h's bf16 ones): the
+// first `whole` rows in whole tiles, then one tile of `first` rows and one of `second` (0: none). A remainder of
+// at most half a tile would leave the FMA pipes idle (a 2-row tile has 4 accumulators where 8 hide the FMA
+// latency: on AVX2, mr = 6, a thread's 8 rows of the row split at B = 16 ran as 6 + 2), so where `may_even` the
+// last mr + r rows run as two tiles of nearly equal rows (4 + 4) instead. Each row's sums are the same operations
+// in any tile, so the bits are too.
+struct TileSplit {
+  index_t whole, first, second;
+};
+inline TileSplit split_tiles(index_t m, index_t mr, bool may_even) {
+  const index_t r = m % mr;
+  if (may_even && m > mr && r > 0 && r <= mr / 2) return {m - mr - r, (mr + r + 1) / 2, (mr + r) / 2};
+  return {m - r, r, 0};
+}
+
 // One instruction set's entry points for one dtype (signatures as in cells/plain.h, sequence/forward.h,
 // sequence/backward.h, stream.h). dropout: the L − 1 inter-layer dropout masks [T, B, D·P] (already scaled by
 // 1/(1 − p)) that multiply each layer's output before the next layer reads it, or null for none.

@@ -277,24 +277,18 @@ inline void tile_rows(index_t rows, index_t i, index_t kc, RowsAt&& a, index_t l
   }
 }
 
-// c[mc, cols] += a(i)… · panel for rows [0, mc) of a block in register tiles of MR rows, with the kernel of NV
-// vectors. a(i): rows i.. of the block (AT: strip i / MR), row stride ld. A remainder of at most half a tile
-// would leave the FMA pipes idle (a 2-row tile has 4 accumulators where 8 hide the FMA latency: on AVX2, MR = 6,
-// a thread's 8 rows of the row split at B = 16 ran as 6 + 2), so the last MR + r rows run as two tiles of
-// nearly equal rows (4 + 4) instead. Each row's sums are the same operations in any tile, so the bits are too.
-// Not under AT: its strips hold whole tiles of MR rows (a(i) is strip i / MR).
+// c[mc, cols] += a(i)… · panel for rows [0, mc) of a block in register tiles of MR rows (split_tiles: the last
+// two nearly equal where the remainder is small), with the kernel of NV vectors. a(i): rows i.. of the block (AT:
+// strip i / MR), row stride ld. Under AT the strips hold whole tiles of MR rows, so its remainder stays one tile.
 template <typename T, bool AT, int NV, typename RowsAt>
 inline void panel_rows(index_t mc, index_t kc, RowsAt&& a, index_t ld, const T* panel, T* c, index_t ldc, int cols) {
   constexpr int MR = Tile<T>::MR;
   static_assert(MR <= 8, "tile_rows covers tiles of up to 8 rows");
-  const index_t r = mc % MR;
-  const bool rebalance = !AT && mc > MR && r > 0 && r <= MR / 2;
-  const index_t whole = rebalance ? mc - MR - r : mc - r;  // rows in whole tiles of MR
+  const TileSplit t = split_tiles(mc, MR, !AT);
   index_t i = 0;
-  for (; i < whole; i += MR) micro_kernel<T, MR, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
-  const index_t rest = mc - i, first = rebalance ? (rest + 1) / 2 : rest;
-  tile_rows<T, AT, NV>(first, i, kc, a, ld, panel, c, ldc, cols);
-  if (rest > first) tile_rows<T, AT, NV>(rest - first, i + first, kc, a, ld, panel, c, ldc, cols);
+  for (; i < t.whole; i += MR) micro_kernel<T, MR, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
+  tile_rows<T, AT, NV>(t.first, i, kc, a, ld, panel, c, ldc, cols);
+  tile_rows<T, AT, NV>(t.second, i + t.first, kc, a, ld, panel, c, ldc, cols);
 }
 
 }  // namespace detail

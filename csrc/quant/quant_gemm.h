@@ -470,17 +470,16 @@ class Bf16Weights {
           float* c = C + b0 * ldc + p * kQNR;
           const float* from = init && g0 == 0 ? init + p * kQNR : nullptr;  // later K blocks add to C
           const int cols = static_cast<int>(std::min<index_t>(kQNR, n_ - p * kQNR));
-          // A remainder of at most half a tile: the last kBMR + rem rows as two tiles of nearly equal rows (8 =
-          // 4 + 4, not 6 + 2), as gemm.h's panel_rows, except where the rows lie in blocks of kBMR (r.blocked).
-          const index_t rem = mb % kBMR;
-          const bool rebalance = !r.blocked && mb > kBMR && rem > 0 && rem <= kBMR / 2;
-          const index_t whole = rebalance ? mb - kBMR - rem : mb - rem;
+          // The last two tiles nearly equal where the remainder is small (split_tiles), except where the rows lie
+          // in blocks of kBMR (r.blocked: a tile reads one block).
+          const TileSplit t = split_tiles(mb, kBMR, !r.blocked);
           index_t i = 0;
-          for (; i < whole; i += kBMR) tile<kBMR>(r, m0 + b0 + i, panel, c + i * ldc, ldc, cols, g0, g1, from);
-          const int rest = static_cast<int>(mb - i), first = rebalance ? (rest + 1) / 2 : rest;
-          if (first > 0) tail<kBMR - 1>(first, r, m0 + b0 + i, panel, c + i * ldc, ldc, cols, g0, g1, from);
-          if (rest > first)
-            tail<kBMR - 1>(rest - first, r, m0 + b0 + i + first, panel, c + (i + first) * ldc, ldc, cols, g0, g1, from);
+          for (; i < t.whole; i += kBMR) tile<kBMR>(r, m0 + b0 + i, panel, c + i * ldc, ldc, cols, g0, g1, from);
+          for (const index_t rows : {t.first, t.second}) {
+            if (rows > 0)
+              tail<kBMR - 1>(static_cast<int>(rows), r, m0 + b0 + i, panel, c + i * ldc, ldc, cols, g0, g1, from);
+            i += rows;
+          }
         }
       }
     }
