@@ -12,7 +12,7 @@ code ``lstmkit generate`` scores with (``job.lstm_bpc``; at the run's own lr the
 
 ``--rms``: the paper's RMS-normalised rule with decay instead of SGD (``RmsDynamicEval``), its normaliser the
 gradients' root mean square over the last ``--rms-chars`` characters of the training text, every lr × decay.
-``--segment``: characters scored between two updates (64 by default, as the CLI).
+``--segment``: characters scored between two updates (the CLI's, 64, by default).
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from lstmkit.tasks.generate import CharLM
+from lstmkit.tasks.generate.model import DYNAMIC_SEGMENT
 from lstmkit.tasks.generate.data import load_text
 from lstmkit.tasks.generate.job import lstm_bpc
 
@@ -35,20 +36,23 @@ def split(res: dict) -> tuple[str, str, str]:
     return text[:n_train], text[n_train:n_train + n_val], text[n_train + n_val:n_train + n_val + n_test]
 
 
-def score_test(run_dir: str, lr: float, segment: int = 64, rms_chars: int = 0) -> None:
+def load_run(run_dir: str) -> tuple[dict, tuple[str, str, str], CharLM]:
+    """(results.json, (train, validation, test) texts, the saved model) of a ``lstmkit generate`` run."""
     res = json.load(open(os.path.join(run_dir, "results.json")))
-    train, val, test = split(res)
-    lm = CharLM.load(os.path.join(run_dir, "model.safetensors"))
+    return res, split(res), CharLM.load(os.path.join(run_dir, "model.safetensors"))
+
+
+def score_test(run_dir: str, lr: float, segment: int = DYNAMIC_SEGMENT, rms_chars: int = 0) -> None:
+    res, (train, val, test), lm = load_run(run_dir)
     min_match = res["config"].get("min_match", 5)  # the CLI's --min-match default (runs do not record it)
     rms = lm.gradient_rms(train[-rms_chars:], segment) if rms_chars else None
     for row in lstm_bpc(lm, train, val, test, lr, min_match, segment=segment, rms=rms):
         print(f"test tail, {row['model']}: {row['bpc']:.3f} bits/char", flush=True)
 
 
-def main(run_dir: str, lrs: list[float], segment: int = 64, rms_chars: int = 0, decays: tuple = (0.0,)) -> None:
-    res = json.load(open(os.path.join(run_dir, "results.json")))
-    train, val, _ = split(res)
-    lm = CharLM.load(os.path.join(run_dir, "model.safetensors"))
+def main(run_dir: str, lrs: list[float], segment: int = DYNAMIC_SEGMENT, rms_chars: int = 0,
+         decays: tuple = (0.0,)) -> None:
+    _, (train, val, _), lm = load_run(run_dir)
     ids = lm.encode(val)
     rms = None
     if rms_chars:
@@ -70,7 +74,7 @@ if __name__ == "__main__":
     parser.add_argument("run_dir")
     parser.add_argument("lrs", nargs="*", type=float)
     parser.add_argument("--test", type=float, help="score the test tail at this lr, once chosen on validation")
-    parser.add_argument("--segment", type=int, default=64, help="characters scored between two updates")
+    parser.add_argument("--segment", type=int, default=DYNAMIC_SEGMENT, help="characters scored between two updates")
     parser.add_argument("--rms", action="store_true", help="the RMS-normalised rule (with decay: validation only)")
     parser.add_argument("--rms-chars", type=int, default=65536)
     parser.add_argument("--decay", type=float, nargs="+", default=[0.0])

@@ -18,7 +18,7 @@ from .. import devices
 from ..distributed import is_main, rank
 import numpy as np
 
-from .model import CharLM
+from .model import DYNAMIC_SEGMENT, CharLM
 from .match import MatchMixer, match_predictions
 from ..runio import format_table, write_json
 
@@ -52,7 +52,8 @@ def describe(config: dict) -> str:
     return ", ".join(words)
 
 
-def lstm_bpc(lm: CharLM, train: str, val: str, test: str, dynamic_lr: float, min_match: int, *, segment: int = 64,
+def lstm_bpc(lm: CharLM, train: str, val: str, test: str, dynamic_lr: float, min_match: int, *,
+             segment: int = DYNAMIC_SEGMENT,
              rms: list | None = None) -> list[dict]:
     """Bits per character of ``test`` for the LSTM: static, with dynamic evaluation, and with dynamic
     evaluation mixed with the match model. The adaptive ones read ``val`` then ``test`` after ``train``
@@ -69,7 +70,7 @@ def lstm_bpc(lm: CharLM, train: str, val: str, test: str, dynamic_lr: float, min
     rows = [{"model": f"{name}, static)", "bpc": bpc(static[np.arange(len(test)), targets[-len(test):]])}]
     if dynamic_lr:
         probs = lm.next_char_probs(heldout, train, dynamic_lr=dynamic_lr, segment=segment, rms=rms)
-        rule = ("RMS, " if rms is not None else "") + (f"segment {segment}, " if segment != 64 else "")
+        rule = ("RMS, " if rms is not None else "") + (f"segment {segment}, " if segment != DYNAMIC_SEGMENT else "")
         rows.append({"model": f"{name}, dynamic evaluation {rule}lr {dynamic_lr:g})",
                      "bpc": bpc(probs[np.arange(len(heldout)), targets])})
     else:

@@ -20,6 +20,7 @@ from .. import checkpoint, devices
 from ..training import TrainConfig, fit, keeps_global_rng, quiet, seed_everything
 
 TASK = "generate"
+DYNAMIC_SEGMENT = 64  # characters dynamic evaluation scores between two updates (next_char_probs' default)
 
 
 class RmsDynamicEval:
@@ -48,10 +49,10 @@ class RmsDynamicEval:
 
         with torch.no_grad():
             for p, scale, rate, p0 in zip(self.params, self.scale, self.rate, self.start):
-                step = self.decay * rate * (p0 - p) if rate is not None else torch.zeros_like(p)
+                if rate is not None:  # the decay first: it reads θ before this step, the gradient term does not
+                    p.add_(self.decay * rate * (p0 - p))
                 if p.grad is not None:
-                    step -= self.lr * p.grad * scale
-                p.add_(step)
+                    p.sub_(self.lr * p.grad * scale)
 
 
 class CharLM:
@@ -197,7 +198,7 @@ class CharLM:
                 count += tgt.numel()
         return total / count / math.log(2)
 
-    def next_char_probs(self, text: str, context: str = "", *, dynamic_lr: float = 0.0, segment: int = 64,
+    def next_char_probs(self, text: str, context: str = "", *, dynamic_lr: float = 0.0, segment: int = DYNAMIC_SEGMENT,
                         warmup: int = 512, rms: list | None = None, decay: float = 0.0) -> np.ndarray:
         """(len(text), V) probability of every next character, column ``j`` for id ``j`` (0: unknown), reading
         ``text`` as one stream after a warm-up on the last ``warmup`` characters of ``context``.
@@ -243,7 +244,7 @@ class CharLM:
             probs = np.concatenate([np.full((1, probs.shape[1]), 1.0 / probs.shape[1], np.float32), probs])
         return probs
 
-    def gradient_rms(self, text: str, segment: int = 64) -> list:
+    def gradient_rms(self, text: str, segment: int = DYNAMIC_SEGMENT) -> list:
         """Per parameter (in ``model.parameters()`` order) the root mean square of each weight's loss gradient over
         the ``segment``-character pieces of ``text``, read as one stream (the state carried, in eval mode):
         the normaliser of RMS dynamic evaluation (``next_char_probs(rms=...)``), from training text."""
