@@ -85,7 +85,8 @@ PAUSES: dict = {}  # previous peer -> the longest pause after it (s)
 WARM_S = 0.02  # untimed calls after the pause, at least this long (the CPU's clock climbs back meanwhile)
 # Issue 19's targets. Case id or row label -> [(peer, factor)]: lstmkit must be `factor` times as fast as
 # `peer` (a name prefix); "best" is the fastest float32 peer (never OpenVINO bf16 or lstmkit's own float32),
-# "peak" the row's share of the machine's peak (roofline column) instead of a speed ratio.
+# "peak" the row's share of the machine's peak (roofline column) instead of a speed ratio. A third element names
+# what the CPU must have for the target to apply ("bf16": AVX512_BF16 or AMX, a bf16 peak in the roofline).
 BEST_FP32 = [("best", 1.0), ("peak", 0.85)]
 QUANTIZED = [("best", 1.6), ("OpenVINO bf16", 1.1)]
 TARGETS = {
@@ -100,7 +101,7 @@ TARGETS = {
     "LSTM training fwd+bwd, (a)": [("torch autograd", 3.0)],
     "LSTM training fwd+bwd, (b)": [("torch autograd", 1.2)],
     "LSTM training fwd+bwd, (c)": [("torch autograd", 1.2)],
-    "LSTM training bf16 products (autocast), (c)": [("torch autograd", 1.8)],
+    "LSTM training bf16 products (autocast), (c)": [("torch autograd", 1.8, "bf16")],
     "LSTM bf16, (b)": QUANTIZED,
     "LSTM int8, (b)": QUANTIZED,
     "LSTM bf16, (c)": QUANTIZED,
@@ -787,11 +788,14 @@ def case_list(R: int) -> list:
     ]
 
 
-def verdicts(label: str, cid: str, med: dict, ours: float, share: float | None) -> str:
-    """The target cell: each of the row's targets (TARGETS) met or MISSED. share: the row's fraction of the
-    machine's peak (None: no peak for this row)."""
+def verdicts(label: str, cid: str, med: dict, ours: float, share: float | None, peaks: Peaks | None) -> str:
+    """The target cell: each of the row's targets (TARGETS) met or MISSED, or said not to apply on this CPU.
+    share: the row's fraction of the machine's peak (None: no peak for this row)."""
     out = []
-    for peer, factor in TARGETS.get(label.split(";")[0], TARGETS.get(cid, [])):
+    for peer, factor, *needs in TARGETS.get(label.split(";")[0], TARGETS.get(cid, [])):
+        if needs == ["bf16"] and (peaks is None or peaks.bf16_gmacs is None):
+            out.append(f"≥{factor}× {peer}: a target for CPUs with AVX512_BF16 or AMX")
+            continue
         if peer == "peak":
             if share is not None:
                 out.append(f"≥{100 * factor:.0f} % of peak: {'met' if share >= factor else 'MISSED'}")
@@ -868,9 +872,7 @@ def main() -> None:
         peers = "; ".join(f"{k} {fmt(v)}{extra(k)}" for k, v in med.items())
         ratios = "; ".join(f"{k} {v / ours:.2f}×" for k, v in med.items())
         roof, share = roofline(work, ours, peaks)
-        verdict = verdicts(label, cid, med, ours, share)
-        if "training bf16" in label and peaks.bf16_gmacs is None:  # issue 19 sets it for AVX512_BF16/AMX only
-            verdict = "(target for CPUs with AVX512_BF16 or AMX)"
+        verdict = verdicts(label, cid, med, ours, share, peaks)
         line = f"| {cid} | {label} | {fmt(ours)}{extra('lstmkit')} | {peers} | {ratios} | {roof} | {verdict} |"
         lines.append(line)
         print(line, flush=True)
