@@ -31,6 +31,10 @@ Entry points (``ENTRIES``) and their tolerances. T = 5 steps, B = 3, I = 3, H = 
 * torch_autocast_train: the float32 module trained under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (B = 4,
   where bf16 products start): within the same bounds where the cells have them, float32's own bits elsewhere.
 * onnx: ``lstmkit.io.to_onnx`` run by onnxruntime (float32) against the eval-mode layer.
+* onnx_import: ``lstmkit.io.to_onnx`` read back by ``lstmkit.io.from_onnx``: the same config (its metadata keeps
+  the training-only options) and, in eval mode, the reference's output (float32 tolerance); the graph without
+  lstmkit's metadata (as another tool would write it) too, where the options are the nodes' attributes (a Scan
+  graph without metadata is not an RNN lstmkit can name, and must be refused, not misread).
 * save_load: safetensors round trip: same config, bit-equal parameters and output.
 * trace: ``lstmkit.introspect.trace``: h and c at every step against the reference run step by step, and the
   gates tied to them by the cell's own identities (c̃ = f ⊙ c + i ⊙ g, f = 1 − i with input_forget,
@@ -417,6 +421,28 @@ def entry_onnx(name):
         close(g, e, TOL32, "onnxruntime vs reference")
 
 
+def entry_onnx_import(name):
+    from lstmkit.io.onnx import from_onnx
+
+    layer = make_layer(name, dtype="float32").eval()
+    x = inputs("float32")
+    try:
+        proto = lstmkit.io.to_onnx(layer)
+    except ValueError as e:
+        raise Refused(str(e)) from e
+    out, _ = eval_reference(layer, x.astype(np.float64))
+    back = from_onnx(proto).eval()
+    assert back.config == layer.config, (back.config, layer.config)
+    close(back(x)[0], out, TOL32, "from_onnx(to_onnx) vs reference")
+    foreign = copy.deepcopy(proto)
+    del foreign.metadata_props[:]
+    if any(n.op_type in ("LSTM", "GRU") for n in foreign.graph.node):
+        close(from_onnx(foreign).eval()(x)[0], out, TOL32, "from_onnx without lstmkit's metadata vs reference")
+    else:
+        with pytest.raises(ValueError, match="no LSTM or GRU node"):
+            from_onnx(foreign)
+
+
 def entry_save_load(name):
     layer = make_layer(name).eval()
     with tempfile.TemporaryDirectory() as folder:
@@ -500,19 +526,20 @@ ENTRIES = {
     "forward": entry_forward, "backward": entry_backward, "stream": entry_stream, "torch_stream": entry_torch_stream,
     "quantize_bf16": entry_quantize_bf16, "quantize_int8": entry_quantize_int8,
     "torch_train": entry_torch_train, "torch_eval": entry_torch_eval, "torch_compile": entry_torch_compile,
-    "torch_export": entry_torch_export, "onnx": entry_onnx, "save_load": entry_save_load, "trace": entry_trace,
+    "torch_export": entry_torch_export, "onnx": entry_onnx, "onnx_import": entry_onnx_import,
+    "save_load": entry_save_load, "trace": entry_trace,
     "to_torch_nn": entry_to_torch_nn, "from_torch": entry_from_torch, "bf16_train": entry_bf16_train,
     "torch_autocast_train": entry_torch_autocast_train, "torch_checkpoint": entry_torch_checkpoint,
 }
 NEEDS = {"torch_stream": "torch", "torch_train": "torch", "torch_checkpoint": "torch", "torch_autocast_train": "torch",
          "torch_eval": "torch",
          "torch_compile": "torch", "torch_export": "torch", "to_torch_nn": "torch", "from_torch": "torch",
-         "onnx": "onnxruntime"}
+         "onnx": "onnxruntime", "onnx_import": "onnx"}
 NATIVE = ("stream", "torch_stream", "quantize_bf16", "quantize_int8", "bf16_train", "torch_autocast_train")
 SLOW = ("torch_compile", "torch_export")
 PATH_WORDS = {"stream": ("stream",), "torch_stream": ("stream",), "quantize_bf16": ("quantiz",),
               "quantize_int8": ("quantiz",), "bf16_train": ("bfloat16",), "trace": ("trace",),
-              "to_torch_nn": ("torch.nn",), "onnx": ("onnx",)}
+              "to_torch_nn": ("torch.nn",), "onnx": ("onnx",), "onnx_import": ("onnx",)}
 
 
 def cells():
