@@ -388,9 +388,8 @@ void cell_forward(bool lstm, index_t B, index_t I, index_t H, index_t P, const T
   if (B <= kInPlaceRows) return cell_forward_in_place(lstm, B, I, H, P, x, h, c, weights, h_out, c_out, act, aux);
   const PackedCell<T> w(lstm, I, H, P, weights);
   const index_t GH = (lstm ? 4 : 3) * H;
-  std::vector<T> gates(static_cast<size_t>(B * GH));  // (B, G·H)
-  fill_rows(B, GH, w.input_bias(), gates.data(), GH);
-  gemm_acc(B, x, I, w.w_ih, gates.data(), GH);  // (B, G·H) += (B, I) · (I, G·H)
+  std::vector<T> gates(static_cast<size_t>(B * GH));             // (B, G·H)
+  gemm_bias(B, x, I, w.w_ih, w.input_bias(), gates.data(), GH);  // (B, G·H) = bias + (B, I) · (I, G·H)
   if (lstm) {
     std::vector<T> m(w.projected ? static_cast<size_t>(B * H) : 0);  // (B, H)
     lstm_step(B, H, w, h, P, c, H, gates.data(), GH, h_out, P, c_out, H, m.data(), act, aux);
@@ -453,14 +452,13 @@ class PlainCell {
 
   // g[n, :] = bias + in[n] · W_ihᵀ for all N packed rows (the pool splits it when large).
   void project(index_t N, const T* in, index_t ld_in, T* g, index_t ldg) const {
-    fill_rows(N, GH_, w_.input_bias(), g, ldg);
-    gemm_acc(N, in, ld_in, w_.w_ih, g, ldg);
+    gemm_bias(N, in, ld_in, w_.w_ih, w_.input_bias(), g, ldg);
   }
 
   // The same for packed rows [q0, q0 + n) on this thread; one_row: whether the whole product has one row.
   void project_rows(index_t q0, index_t n, const T* in, index_t ld_in, T* g, index_t ldg, bool one_row, Local&) const {
-    fill_rows(n, GH_, w_.input_bias(), g, ldg);
-    gemm_acc_serial(n, in + q0 * ld_in, ld_in, w_.w_ih, g, ldg, 0, w_.w_ih.panels(), one_row);
+    gemm_acc_serial(n, in + q0 * ld_in, ld_in, w_.w_ih, g, ldg, 0, w_.w_ih.panels(), one_row,
+                    CInit<T>{true, w_.input_bias()});
   }
 
   // State rows [r0, r0 + n) (packed rows q0..) through one step: g [n, G·H] ld ldg the input

@@ -349,8 +349,8 @@ struct VariantCell {
   void project_rows(index_t n0, index_t n1, const T* input, index_t in, T* out, index_t ldo, VariantRows<T>& rows,
                     bool tape) const {
     const T* bias = pc.input_bias();
-    fill_rows(n1 - n0, GH, o.layer_norm ? static_cast<const T*>(nullptr) : bias, out, ldo);  // LN would remove it
-    gemm_acc_serial(n1 - n0, input + n0 * in, in, pc.w_ih, out, ldo, 0, pc.w_ih.panels(), false);
+    gemm_acc_serial(n1 - n0, input + n0 * in, in, pc.w_ih, out, ldo, 0, pc.w_ih.panels(), false,
+                    CInit<T>{true, o.layer_norm ? nullptr : bias});  // LN would remove the bias: after it
     if (!o.layer_norm) return;
     for (index_t n = n0; n < n1; ++n) {
       T* row = out + (n - n0) * ldo;

@@ -293,20 +293,43 @@ inline void panel_rows(index_t mc, index_t kc, RowsAt&& a, index_t ld, const T* 
 
 }  // namespace detail
 
-// C += A · Wᵀ over rows [0, M) and column panels [p_begin, p_end) of W, on the calling thread.
+// What C holds before a product: kept (C += A · Wᵀ), or first set (`set`) to the row vector `bias` in every row,
+// zeros where it is null (C = 1 · biasᵀ + A · Wᵀ). Set block by block on the thread that then accumulates into
+// the block, while its rows are in that core's L2: a separate pass over a whole T·B-row input projection first
+// wrote megabytes out of the cache and the product read them back.
+template <typename T>
+struct CInit {
+  bool set = false;
+  const T* bias = nullptr;
+};
+
+// C's rows [0, M), columns [n0, n1) set as `init` says (nothing when it keeps C).
+template <typename T>
+void init_block(index_t M, index_t n0, index_t n1, CInit<T> init, T* C, index_t ldc) {
+  if (!init.set || n1 <= n0) return;
+  for (index_t m = 0; m < M; ++m) {
+    T* row = C + m * ldc;
+    if (init.bias) std::memcpy(row + n0, init.bias + n0, static_cast<size_t>(n1 - n0) * sizeof(T));
+    else std::fill(row + n0, row + n1, T(0));
+  }
+}
+
+// C += A · Wᵀ (or C = bias + A · Wᵀ: init) over rows [0, M) and column panels [p_begin, p_end) of W, on the
+// calling thread.
 // The one-row kernel (a different summation order) is used only when M is 1 and one_row_kernel is
 // set, so a row split over threads gives the same bits as one thread; a caller that computes a
 // product row block by row block (whose blocks may have one row) clears it to get the bits of one call.
 // AT: A is given transposed, element (m, k) at A[m + k·lda] (the weight gradients' dGᵀ), copied block by block.
 template <typename T, bool AT = false>
 void gemm_acc_serial(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc, index_t p_begin,
-                     index_t p_end, bool one_row_kernel = true) {
+                     index_t p_end, bool one_row_kernel = true, CInit<T> init = {}) {
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
   // A panel of at most half its width (the last one, when N is not a multiple of NR) runs the kernel of
   // half the vectors, where there are two or more (the SIMD builds; the scalar fallback has one kernel).
   constexpr int kNV = detail::kPanelVectors<T>, kHalfPanel = kNV >= 2 ? NR / 2 : 0;
   const index_t K = w.k(), N = w.n();
-  if (M <= 0 || N <= 0 || K <= 0) return;
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) return init_block(M, p_begin * NR, std::min(N, p_end * NR), init, C, ldc);
   // AT: each (k, m) block of A is first copied into strips of MR rows, (r, k) at strip[k·MR + r], which
   // the micro-kernel reads as a transposed A with lda = MR. Read in place instead, A's rows lie G·H
   // values apart (a multiple of 4 KB), all on one L1 set, and every panel would fetch them again.
@@ -317,6 +340,7 @@ void gemm_acc_serial(index_t M, const T* A, index_t lda, const PackedWeights<T>&
     const index_t kc = std::min(kKC, K - k0);
     for (index_t m0 = 0; m0 < M; m0 += kMC) {
       const index_t mc = std::min(kMC, M - m0);
+      if (k0 == 0) init_block(mc, p_begin * NR, std::min(N, p_end * NR), init, C + m0 * ldc, ldc);
       if (AT) {
         // Row by row of the stored A (mc contiguous values at each k), so each of its lines is read once;
         // strip by strip instead, every strip re-read from L2 the kc lines its neighbours had just read.
@@ -369,22 +393,24 @@ constexpr double kParallelMacs = 1 << 18;
 // one_row_kernel as gemm_acc_serial's: a caller computing one thread's rows of a larger product clears it.
 template <typename T, bool AT = false>
 void gemm_acc(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc,
-              bool one_row_kernel = true) {
+              bool one_row_kernel = true, CInit<T> init = {}) {
   constexpr int MR = Tile<T>::MR;
   const index_t panels = w.panels();
-  if (M <= 0 || w.n() <= 0 || w.k() <= 0) return;
+  if (M <= 0 || w.n() <= 0) return;
+  if (w.k() <= 0) return init_block(M, 0, w.n(), init, C, ldc);
   const double macs = double(M) * double(w.n()) * double(w.k());
   if (macs < kParallelMacs || in_parallel() || num_threads() < 2)
-    return gemm_acc_serial<T, AT>(M, A, lda, w, C, ldc, 0, panels, one_row_kernel);
+    return gemm_acc_serial<T, AT>(M, A, lda, w, C, ldc, 0, panels, one_row_kernel, init);
   if (M >= 4 * MR && (M + MR - 1) / MR >= 2 * num_threads()) {  // by rows, in whole register tiles (≥ 2 per chunk)
     const index_t tiles = (M + MR - 1) / MR;
     parallel_for(tiles, [&](index_t b, index_t e) {
       const index_t m0 = b * MR, m1 = std::min(M, e * MR);
-      gemm_acc_serial<T, AT>(m1 - m0, AT ? A + m0 : A + m0 * lda, lda, w, C + m0 * ldc, ldc, 0, panels);
+      gemm_acc_serial<T, AT>(m1 - m0, AT ? A + m0 : A + m0 * lda, lda, w, C + m0 * ldc, ldc, 0, panels, true, init);
     });
   } else {  // few rows: by column panels
-    parallel_for(panels,
-                 [&](index_t b, index_t e) { gemm_acc_serial<T, AT>(M, A, lda, w, C, ldc, b, e, one_row_kernel); });
+    parallel_for(panels, [&](index_t b, index_t e) {
+      gemm_acc_serial<T, AT>(M, A, lda, w, C, ldc, b, e, one_row_kernel, init);
+    });
   }
 }
 
@@ -392,8 +418,14 @@ void gemm_acc(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* 
 template <typename T>
 void gemm_set(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc,
               bool one_row_kernel = true) {
-  for (index_t m = 0; m < M; ++m) std::fill(C + m * ldc, C + m * ldc + w.n(), T(0));
-  gemm_acc(M, A, lda, w, C, ldc, one_row_kernel);
+  gemm_acc(M, A, lda, w, C, ldc, one_row_kernel, CInit<T>{true, nullptr});
+}
+
+// C = 1 · biasᵀ + A · Wᵀ (overwrites C's [M, N] block; bias [N], or null for zeros): an input projection.
+template <typename T>
+void gemm_bias(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, const T* bias, T* C, index_t ldc,
+               bool one_row_kernel = true) {
+  gemm_acc(M, A, lda, w, C, ldc, one_row_kernel, CInit<T>{true, bias});
 }
 
 // C += Aᵀ · Bm: a weight gradient summed over all K rows (steps × batch) in one product.
