@@ -35,6 +35,8 @@ Entry points (``ENTRIES``) and their tolerances. T = 5 steps, B = 3, I = 3, H = 
   the training-only options) and, in eval mode, the reference's output (float32 tolerance); the graph without
   lstmkit's metadata (as another tool would write it) too, where the options are the nodes' attributes (a Scan
   graph without metadata is not an RNN lstmkit can name, and must be refused, not misread).
+* keras: ``lstmkit.io.to_keras`` run by Keras 3 (float32) against the eval-mode layer's reference (Keras has no
+  projection and no variant option, which it must refuse by name), and read back by ``from_keras``: the same output.
 * save_load: safetensors round trip: same config, bit-equal parameters and output.
 * trace: ``lstmkit.introspect.trace``: h and c at every step against the reference run step by step, and the
   gates tied to them by the cell's own identities (c̃ = f ⊙ c + i ⊙ g, f = 1 − i with input_forget,
@@ -443,6 +445,21 @@ def entry_onnx_import(name):
             from_onnx(foreign)
 
 
+def entry_keras(name):
+    from lstmkit.io.keras import from_keras, to_keras
+
+    layer = make_layer(name, dtype="float32").eval()
+    x = inputs("float32")
+    try:
+        model = to_keras(layer)
+    except ValueError as e:
+        raise Refused(str(e)) from e
+    out, _ = eval_reference(layer, x.astype(np.float64))
+    got = model.predict(np.ascontiguousarray(x.transpose(1, 0, 2)), verbose=0)  # Keras is batch-first
+    close(np.asarray(got).transpose(1, 0, 2), out, TOL32, "Keras vs reference")
+    close(from_keras(model, batch_first=False).eval()(x)[0], out, TOL32, "from_keras(to_keras) vs reference")
+
+
 def entry_save_load(name):
     layer = make_layer(name).eval()
     with tempfile.TemporaryDirectory() as folder:
@@ -526,7 +543,7 @@ ENTRIES = {
     "forward": entry_forward, "backward": entry_backward, "stream": entry_stream, "torch_stream": entry_torch_stream,
     "quantize_bf16": entry_quantize_bf16, "quantize_int8": entry_quantize_int8,
     "torch_train": entry_torch_train, "torch_eval": entry_torch_eval, "torch_compile": entry_torch_compile,
-    "torch_export": entry_torch_export, "onnx": entry_onnx, "onnx_import": entry_onnx_import,
+    "torch_export": entry_torch_export, "onnx": entry_onnx, "onnx_import": entry_onnx_import, "keras": entry_keras,
     "save_load": entry_save_load, "trace": entry_trace,
     "to_torch_nn": entry_to_torch_nn, "from_torch": entry_from_torch, "bf16_train": entry_bf16_train,
     "torch_autocast_train": entry_torch_autocast_train, "torch_checkpoint": entry_torch_checkpoint,
@@ -534,12 +551,12 @@ ENTRIES = {
 NEEDS = {"torch_stream": "torch", "torch_train": "torch", "torch_checkpoint": "torch", "torch_autocast_train": "torch",
          "torch_eval": "torch",
          "torch_compile": "torch", "torch_export": "torch", "to_torch_nn": "torch", "from_torch": "torch",
-         "onnx": "onnxruntime", "onnx_import": "onnx"}
+         "onnx": "onnxruntime", "onnx_import": "onnx", "keras": "keras"}
 NATIVE = ("stream", "torch_stream", "quantize_bf16", "quantize_int8", "bf16_train", "torch_autocast_train")
 SLOW = ("torch_compile", "torch_export")
 PATH_WORDS = {"stream": ("stream",), "torch_stream": ("stream",), "quantize_bf16": ("quantiz",),
               "quantize_int8": ("quantiz",), "bf16_train": ("bfloat16",), "trace": ("trace",),
-              "to_torch_nn": ("torch.nn",), "onnx": ("onnx",), "onnx_import": ("onnx",)}
+              "to_torch_nn": ("torch.nn",), "onnx": ("onnx",), "onnx_import": ("onnx",), "keras": ("keras",)}
 
 
 def cells():
@@ -567,6 +584,8 @@ def run_cell(option_set, entry) -> tuple[str, str]:
 
 def _skip_reason(entry):
     need = NEEDS.get(entry)
+    if need == "keras":
+        os.environ.setdefault("KERAS_BACKEND", "torch")  # as lstmkit.io.keras runs it: lstmkit[keras] brings torch
     if need:
         try:
             __import__(need)
@@ -608,7 +627,7 @@ def test_cell_agrees_or_refuses_by_name(option_set, entry):
 def test_plain_cells_are_never_refused():
     """The plain LSTM and GRU run on every entry point (a refusal there would hide a broken path)."""
     for option_set in ("LSTM-plain", "GRU-plain"):
-        for entry in ("forward", "stream", "quantize_int8", "trace", "to_torch_nn", "onnx"):
+        for entry in ("forward", "stream", "quantize_int8", "trace", "to_torch_nn", "onnx", "onnx_import", "keras"):
             if _skip_reason(entry) is None:
                 assert run_cell(option_set, entry)[0] == "agree", (option_set, entry)
 
