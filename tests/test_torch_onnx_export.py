@@ -184,6 +184,24 @@ def test_cells_export(mode, dynamo):
         np.testing.assert_allclose(g, w, rtol=0, atol=RTOL)
 
 
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_bare_module_exports_as_torch_nn_does(mode):
+    """The module itself, not wrapped in a model, exports as a torch.nn.LSTM/GRU does with the TorchScript exporter,
+    which passes every forward parameter with a default positionally (lengths included): a keyword-only lengths
+    refused it with a TypeError. Its output is torch.nn's. (The dynamo exporter passes only the given arguments.)"""
+    dynamo = False
+    torch.manual_seed(3)
+    module = getattr(lt, mode)(3, 4, num_layers=2).eval()
+    reference = getattr(torch.nn, mode)(3, 4, num_layers=2).eval()
+    reference.load_state_dict(module.state_dict())
+    x = torch.randn(6, 2, 3)
+    for m in (module, reference):
+        proto = _export(m, (x,), dynamo)
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        np.testing.assert_allclose(got, reference(x)[0].detach().numpy(), rtol=0, atol=RTOL)
+
+
 @pytest.mark.parametrize("variant", [{}, {"peephole": True, "zoneout": (0.1, 0.1)}], ids=["plain", "variant"])
 def test_eval_mode_export_holds_no_training_op(variant):
     model = Net(lt.LSTM(3, 5, 2, **variant))

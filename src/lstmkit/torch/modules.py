@@ -303,7 +303,7 @@ class LSTM(_RNNBase):
     activations, layer_norm, zoneout=(z_c, z_h), recurrent_dropout, forget_bias; their extra parameters
     are registered as peephole_l{k}, ln_ih_weight_l{k}, ... (state_dict names as lstmkit.params).
 
-    ``forward(input, hx=None, *, lengths=None) -> (output, (h_n, c_n))``
+    ``forward(input, hx=None, lengths=None) -> (output, (h_n, c_n))``
         input (T, B, I) / (B, T, I) with batch_first / unbatched (T, I) / PackedSequence;
         hx = (h0 (L·D, B, P), c0 (L·D, B, H)) or None for zeros (no B dimension when unbatched);
         lengths (B,) ints in [0, T] for padded input (not with a PackedSequence).
@@ -321,7 +321,9 @@ class LSTM(_RNNBase):
                          clip=clip, activations=activations, layer_norm=layer_norm, zoneout=zoneout,
                          recurrent_dropout=recurrent_dropout, forget_bias=forget_bias)
 
-    def forward(self, input, hx=None, *, lengths=None):
+    # lengths is positional-or-keyword, not keyword-only: torch.onnx.export(dynamo=False) passes every parameter
+    # with a default positionally (torch.onnx.utils._decide_input_format), which broke the export of a bare module.
+    def forward(self, input, hx=None, lengths=None):
         out, (h_n, c_n) = self._forward(input, hx, lengths)
         return out, (h_n, c_n)
 
@@ -333,7 +335,7 @@ class GRU(_RNNBase):
     dropout=0.0, bidirectional=False, device, dtype (float32 or float64). Variants (keyword-only):
     clip, activations, layer_norm, zoneout=(0.0, z_h), recurrent_dropout, linear_before_reset.
 
-    ``forward(input, hx=None, *, lengths=None) -> (output, h_n)``
+    ``forward(input, hx=None, lengths=None) -> (output, h_n)``
         input as for LSTM; hx h0 (L·D, B, H) or None; output (T, B, D·H) (layouts as the input);
         h_n (L·D, B, H).
     """
@@ -350,7 +352,7 @@ class GRU(_RNNBase):
                          zoneout=zoneout, recurrent_dropout=recurrent_dropout,
                          linear_before_reset=linear_before_reset)
 
-    def forward(self, input, hx=None, *, lengths=None):
+    def forward(self, input, hx=None, lengths=None):
         out, (h_n,) = self._forward(input, hx, lengths)
         return out, h_n
 
