@@ -35,6 +35,9 @@ Entry points (``ENTRIES``) and their tolerances. T = 5 steps, B = 3, I = 3, H = 
   the training-only options) and, in eval mode, the reference's output (float32 tolerance); the graph without
   lstmkit's metadata (as another tool would write it) too, where the options are the nodes' attributes (a Scan
   graph without metadata is not an RNN lstmkit can name, and must be refused, not misread).
+* torch_onnx: ``torch.onnx.export`` (the TorchScript exporter; the dynamo one is tests/test_torch_onnx_export.py's)
+  of the float32 eval module itself, run by onnxruntime against the reference (float32 tolerance); options with no
+  ONNX node must be refused by name (the dynamo exporter writes them as a Scan).
 * keras: ``lstmkit.io.to_keras`` run by Keras 3 (float32) against the eval-mode layer's reference (Keras has no
   projection and no variant option, which it must refuse by name), and read back by ``from_keras``: the same output.
 * save_load: safetensors round trip: same config, bit-equal parameters and output.
@@ -445,6 +448,30 @@ def entry_onnx_import(name):
             from_onnx(foreign)
 
 
+def entry_torch_onnx(name):
+    import io
+    import logging
+
+    import onnx
+    import torch
+
+    from lstmkit.io.onnx import session
+
+    module = lstmkit.io.to_torch(make_layer(name, dtype="float32"), impl="lstmkit").eval()
+    x = inputs("float32")
+    f = io.BytesIO()
+    logging.disable(logging.WARNING)
+    try:
+        torch.onnx.export(module, (torch.from_numpy(x),), f, dynamo=False)
+    except ValueError as e:
+        raise Refused(str(e)) from e
+    finally:
+        logging.disable(logging.NOTSET)
+    sess = session(onnx.load_from_string(f.getvalue()))
+    out, _ = eval_reference(make_layer(name).eval(), x.astype(np.float64))
+    close(sess.run(None, {sess.get_inputs()[0].name: x})[0], out, TOL32, "torch.onnx.export vs reference")
+
+
 def entry_keras(name):
     from lstmkit.io.keras import from_keras, to_keras
 
@@ -543,7 +570,8 @@ ENTRIES = {
     "forward": entry_forward, "backward": entry_backward, "stream": entry_stream, "torch_stream": entry_torch_stream,
     "quantize_bf16": entry_quantize_bf16, "quantize_int8": entry_quantize_int8,
     "torch_train": entry_torch_train, "torch_eval": entry_torch_eval, "torch_compile": entry_torch_compile,
-    "torch_export": entry_torch_export, "onnx": entry_onnx, "onnx_import": entry_onnx_import, "keras": entry_keras,
+    "torch_export": entry_torch_export, "onnx": entry_onnx, "onnx_import": entry_onnx_import,
+    "torch_onnx": entry_torch_onnx, "keras": entry_keras,
     "save_load": entry_save_load, "trace": entry_trace,
     "to_torch_nn": entry_to_torch_nn, "from_torch": entry_from_torch, "bf16_train": entry_bf16_train,
     "torch_autocast_train": entry_torch_autocast_train, "torch_checkpoint": entry_torch_checkpoint,
@@ -551,12 +579,13 @@ ENTRIES = {
 NEEDS = {"torch_stream": "torch", "torch_train": "torch", "torch_checkpoint": "torch", "torch_autocast_train": "torch",
          "torch_eval": "torch",
          "torch_compile": "torch", "torch_export": "torch", "to_torch_nn": "torch", "from_torch": "torch",
-         "onnx": "onnxruntime", "onnx_import": "onnx", "keras": "keras"}
+         "onnx": "onnxruntime", "onnx_import": "onnx", "keras": "keras", "torch_onnx": "onnxruntime"}
 NATIVE = ("stream", "torch_stream", "quantize_bf16", "quantize_int8", "bf16_train", "torch_autocast_train")
 SLOW = ("torch_compile", "torch_export")
 PATH_WORDS = {"stream": ("stream",), "torch_stream": ("stream",), "quantize_bf16": ("quantiz",),
               "quantize_int8": ("quantiz",), "bf16_train": ("bfloat16",), "trace": ("trace",),
-              "to_torch_nn": ("torch.nn",), "onnx": ("onnx",), "onnx_import": ("onnx",), "keras": ("keras",)}
+              "to_torch_nn": ("torch.nn",), "onnx": ("onnx",), "onnx_import": ("onnx",), "keras": ("keras",),
+              "torch_onnx": ("onnx",)}
 
 
 def cells():
@@ -627,7 +656,8 @@ def test_cell_agrees_or_refuses_by_name(option_set, entry):
 def test_plain_cells_are_never_refused():
     """The plain LSTM and GRU run on every entry point (a refusal there would hide a broken path)."""
     for option_set in ("LSTM-plain", "GRU-plain"):
-        for entry in ("forward", "stream", "quantize_int8", "trace", "to_torch_nn", "onnx", "onnx_import", "keras"):
+        for entry in ("forward", "stream", "quantize_int8", "trace", "to_torch_nn", "onnx", "onnx_import", "keras",
+                      "torch_onnx"):
             if _skip_reason(entry) is None:
                 assert run_cell(option_set, entry)[0] == "agree", (option_set, entry)
 
