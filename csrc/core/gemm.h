@@ -293,6 +293,17 @@ inline void panel_rows(index_t mc, index_t kc, RowsAt&& a, index_t ld, const T* 
 
 }  // namespace detail
 
+// C[m, :] = bias (or 0 when bias is null) for m < M: the starting value of a gate pre-activation.
+//   bias: [N] or nullptr; C: [M, N] row stride ldc.
+template <typename T>
+void fill_rows(index_t M, index_t N, const T* bias, T* C, index_t ldc) {
+  for (index_t m = 0; m < M; ++m) {
+    T* row = C + m * ldc;
+    if (bias) std::memcpy(row, bias, static_cast<size_t>(N) * sizeof(T));
+    else std::fill(row, row + N, T(0));
+  }
+}
+
 // What C holds before a product: kept (C += A · Wᵀ), or first set (`set`) to the row vector `bias` in every row,
 // zeros where it is null (C = 1 · biasᵀ + A · Wᵀ). Set block by block on the thread that then accumulates into
 // the block, while its rows are in that core's L2: a separate pass over a whole T·B-row input projection first
@@ -306,12 +317,7 @@ struct CInit {
 // C's rows [0, M), columns [n0, n1) set as `init` says (nothing when it keeps C).
 template <typename T>
 void init_block(index_t M, index_t n0, index_t n1, CInit<T> init, T* C, index_t ldc) {
-  if (!init.set || n1 <= n0) return;
-  for (index_t m = 0; m < M; ++m) {
-    T* row = C + m * ldc;
-    if (init.bias) std::memcpy(row + n0, init.bias + n0, static_cast<size_t>(n1 - n0) * sizeof(T));
-    else std::fill(row + n0, row + n1, T(0));
-  }
+  if (init.set && n1 > n0) fill_rows(M, n1 - n0, init.bias ? init.bias + n0 : nullptr, C + n0, ldc);
 }
 
 // C += A · Wᵀ (or C = bias + A · Wᵀ: init) over rows [0, M) and column panels [p_begin, p_end) of W, on the
@@ -397,7 +403,6 @@ void gemm_acc(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* 
   constexpr int MR = Tile<T>::MR;
   const index_t panels = w.panels();
   if (M <= 0 || w.n() <= 0) return;
-  if (w.k() <= 0) return init_block(M, 0, w.n(), init, C, ldc);
   const double macs = double(M) * double(w.n()) * double(w.k());
   if (macs < kParallelMacs || in_parallel() || num_threads() < 2)
     return gemm_acc_serial<T, AT>(M, A, lda, w, C, ldc, 0, panels, one_row_kernel, init);
@@ -722,17 +727,6 @@ void gemm_nn_in_place(index_t M, index_t K, index_t N, const T* A, index_t ar, i
   if (M >= 8) return parallel_for((M + 3) / 4, [&](index_t b, index_t e) { block(4 * b, std::min(M, 4 * e), 0, K); });
   constexpr index_t V = detail::kLanes<T>;
   parallel_for((K + V - 1) / V, [&](index_t b, index_t e) { block(0, M, b * V, std::min(K, e * V)); });
-}
-
-// C[m, :] = bias (or 0 when bias is null) for m < M: the starting value of a gate pre-activation.
-//   bias: [N] or nullptr; C: [M, N] row stride ldc.
-template <typename T>
-void fill_rows(index_t M, index_t N, const T* bias, T* C, index_t ldc) {
-  for (index_t m = 0; m < M; ++m) {
-    T* row = C + m * ldc;
-    if (bias) std::memcpy(row, bias, static_cast<size_t>(N) * sizeof(T));
-    else std::fill(row, row + N, T(0));
-  }
 }
 
 }  // namespace LSTMKIT_ISA
