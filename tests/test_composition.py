@@ -457,7 +457,8 @@ def entry_torch_onnx(name):
 
     from lstmkit.io.onnx import session
 
-    module = lstmkit.io.to_torch(make_layer(name, dtype="float32"), impl="lstmkit").eval()
+    layer = make_layer(name, dtype="float32").eval()
+    module = lstmkit.io.to_torch(layer, impl="lstmkit").eval()
     x = inputs("float32")
     f = io.BytesIO()
     logging.disable(logging.WARNING)
@@ -468,7 +469,7 @@ def entry_torch_onnx(name):
     finally:
         logging.disable(logging.NOTSET)
     sess = session(onnx.load_from_string(f.getvalue()))
-    out, _ = eval_reference(make_layer(name).eval(), x.astype(np.float64))
+    out, _ = eval_reference(layer, x.astype(np.float64))
     close(sess.run(None, {sess.get_inputs()[0].name: x})[0], out, TOL32, "torch.onnx.export vs reference")
 
 
