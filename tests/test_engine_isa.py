@@ -124,6 +124,16 @@ def test_lower_isa_is_forced_and_unknown_value_warns():
     assert "LSTMKIT_ISA" in out.stderr and "RuntimeWarning" in out.stderr
 
 
+def test_unknown_int8_kernel_warns():
+    env = dict(_env(engine.supported_isas()[-1]), LSTMKIT_INT8_KERNEL="bogus")
+    out = subprocess.run(
+        [sys.executable, "-W", "always", "-c", "from lstmkit import _engine; print(_engine.quant_int8_kernel())"],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    assert out.stdout.strip() in ("madd", "pairs", "vnni", "portable")
+    assert "LSTMKIT_INT8_KERNEL='bogus'" in out.stderr and "RuntimeWarning" in out.stderr
+
+
 def test_set_num_threads_checks():
     n = engine.get_num_threads()
     assert n >= 1

@@ -9,9 +9,10 @@
     product off by about 1 % of its scale; measured ≤ 2.4e-2 on this sweep (random weights, up to 3 layers,
     20 steps, errors compound through the recurrence), bound 3e-2.
 * Every instruction-set path the CPU runs (LSTMKIT_ISA in a subprocess; a failure names the path and the
-  key): the int8 integer products are exact, so every path (VNNI where the CPU has it) gives the portable
-  path's bits; the bf16 products stay within a bound derived from their rounding, which differs by path
-  (AVX-512 BF16's vdpbf16ps rounds the activations to bf16 too: 2u + u² per term instead of u, u = 2⁻⁸).
+  key), the AVX2 path with each of its int8 inner loops ("madd", "pairs": LSTMKIT_INT8_KERNEL): the int8
+  integer products are exact, so every path (VNNI where the CPU has it) gives the portable path's bits; the
+  bf16 products stay within a bound derived from their rounding, which differs by path (AVX-512 BF16's
+  vdpbf16ps rounds the activations to bf16 too: 2u + u² per term instead of u, u = 2⁻⁸).
 * Bad input gets the usual errors; a trained model keeps its accuracy.
 """
 from __future__ import annotations
@@ -232,8 +233,11 @@ def test_stream_refuses_bidirectional():
         q.stream()
 
 
-def _env(isa: str) -> dict:
+def _env(isa: str, int8_kernel: str | None = None) -> dict:
     env = dict(os.environ, LSTMKIT_ISA=isa)
+    env.pop("LSTMKIT_INT8_KERNEL", None)
+    if int8_kernel:
+        env["LSTMKIT_INT8_KERNEL"] = int8_kernel
     src = str(Path(engine.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
     return env
@@ -246,7 +250,8 @@ import sys, numpy as np
 from lstmkit import _engine, engine
 import lstmkit
 rng = np.random.default_rng(11)
-out = {"isa": np.array(engine.isa()), "quant_isa": np.array(_engine.quant_isa())}
+out = {"isa": np.array(engine.isa()), "quant_isa": np.array(_engine.quant_isa()),
+       "qkernel": np.array(_engine.quant_int8_kernel())}
 for M, K, N in PRODUCTS:
     x = (rng.standard_normal((M, K)) * rng.uniform(0.1, 5, (M, 1))).astype(np.float32)
     x[0, : K // 2] = np.abs(x[0, : K // 2])  # a one-sided row: zero point 0
@@ -265,22 +270,27 @@ out["model_float32"] = model(xs, lengths=lengths)[0]
 for dtype in ("int8", "bfloat16"):
     out["model_" + dtype] = lstmkit.quantize(model, dtype)(xs, lengths=lengths)[0]
 np.savez(sys.argv[1], **out)
-""".replace("PRODUCTS", "((1, 5, 3), (7, 70, 45), (13, 256, 1030), (64, 33, 17))")
+""".replace("PRODUCTS", "((1, 5, 3), (6, 9, 20), (7, 70, 45), (13, 256, 1030), (64, 33, 17))")
 
 
 @pytest.fixture(scope="module")
 def isa_runs(tmp_path_factory):
-    """{isa: the probe's arrays} for every float path this CPU runs, computed once per path on demand."""
+    """{(isa, int8 kernel): the probe's arrays} for every float path this CPU runs (the AVX2 path with each of its
+    int8 inner loops, LSTMKIT_INT8_KERNEL), computed once per pair on demand."""
     runs = {}
 
-    def run(isa):
-        if isa not in runs:
-            f = tmp_path_factory.mktemp("isa") / f"{isa}.npz"
-            proc = subprocess.run([sys.executable, "-c", _PROBE, str(f)], env=_env(isa), capture_output=True, text=True)
+    def run(isa, int8_kernel=None):
+        key = (isa, int8_kernel)
+        if key not in runs:
+            f = tmp_path_factory.mktemp("isa") / f"{isa}-{int8_kernel}.npz"
+            proc = subprocess.run([sys.executable, "-c", _PROBE, str(f)], env=_env(isa, int8_kernel),
+                                  capture_output=True, text=True)
             assert proc.returncode == 0, f"probe on the {isa} path failed:\n{proc.stderr[-3000:]}"
-            runs[isa] = dict(np.load(f))
-            assert str(runs[isa]["isa"]) == isa, f"LSTMKIT_ISA={isa} ran the {runs[isa]['isa']} path"
-        return runs[isa]
+            runs[key] = dict(np.load(f))
+            assert str(runs[key]["isa"]) == isa, f"LSTMKIT_ISA={isa} ran the {runs[key]['isa']} path"
+            if int8_kernel and str(runs[key]["quant_isa"]) == "avx2":
+                assert str(runs[key]["qkernel"]) == int8_kernel, "LSTMKIT_INT8_KERNEL was not followed"
+        return runs[key]
     return run
 
 
@@ -301,8 +311,8 @@ def bf16_product_bound(x: np.ndarray, w: np.ndarray, rounds_rows: bool) -> np.nd
     return rel * magnitude + x.shape[1] * 2.0**-126 * (1 + np.abs(w).max())
 
 
-@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
-def test_quantised_products_on_every_isa(isa, isa_runs):
+@pytest.mark.parametrize("isa, int8_kernel", [("scalar", None), ("avx2", "madd"), ("avx2", "pairs"), ("avx512", None)])
+def test_quantised_products_on_every_isa(isa, int8_kernel, isa_runs):
     """Each instruction-set path this CPU runs, against float64 and against the portable path:
     bf16 products within the bound derived from their rounding (which depends on the path: the AVX-512 BF16
     instruction rounds the activations too), int8 products bit-identical to the portable path's (exact integer
@@ -310,14 +320,14 @@ def test_quantised_products_on_every_isa(isa, isa_runs):
     float32 self. A failure names the path and the key."""
     if isa not in engine.supported_isas():
         pytest.skip(f"this CPU does not run the {isa} path (it runs {engine.supported_isas()})")
-    got = isa_runs(isa)
+    got = isa_runs(isa, int8_kernel)
     portable = isa_runs("scalar")
-    quant_isa = str(got["quant_isa"])
+    quant_isa = f"{got['quant_isa']}, int8 {got['qkernel']}"
     for key in (k for k in got if k.startswith("bfloat16_")):
         shape = key.split("_", 1)[1]
         x, w = got["x_" + shape], got["w_" + shape]
         exact = x.astype(np.float64) @ w.astype(np.float64).T
-        excess = np.abs(got[key] - exact) - bf16_product_bound(x, w, rounds_rows=quant_isa == "avx512")
+        excess = np.abs(got[key] - exact) - bf16_product_bound(x, w, rounds_rows=str(got["quant_isa"]) == "avx512")
         assert excess.max() <= 0, f"{isa} path (quant {quant_isa}) {key}: over the bound by {excess.max():.3g}"
     for key in (k for k in got if k.startswith("int8_")):
         np.testing.assert_array_equal(got[key], portable[key], err_msg=f"{isa} path (quant {quant_isa}) {key}")

@@ -1,4 +1,5 @@
-// Python glue for the quantised models: lstmkit._engine.QuantizedRNN, quant_linear and quant_isa.
+// Python glue for the quantised models: lstmkit._engine.QuantizedRNN, quant_linear, quant_isa and
+// quant_int8_kernel.
 // No math here. lstmkit/quantize.py is the checked API; the checks below only keep a wrong direct
 // call from reading out of bounds.
 #include <nanobind/nanobind.h>
@@ -181,4 +182,7 @@ void bind_quantized(nb::module_& m, const std::string& float_isa) {
         nb::arg("sums").noconvert().none(),
         "c = aᵀ · b and a's column sums through the bf16 weight-gradient product (a test hook).");
   m.def("quant_isa", [] { return std::string(g_quant->name); }, "The quantised kernels' instruction-set path.");
+  m.def(
+      "quant_int8_kernel", [] { return std::string(g_quant->int8_kernel()); },
+      "The int8 products' inner loop: 'madd' or 'pairs' (AVX2; LSTMKIT_INT8_KERNEL picks), 'vnni', 'portable'.");
 }

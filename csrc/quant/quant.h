@@ -55,6 +55,9 @@ struct QuantKernels {
   // C [M, Nc] = Aᵀ · Bm (A [K, M], Bm [K, Nc]) and sums [M] = A's column sums (or null) through the bf16
   // weight-gradient product: the test hook of that product.
   void (*linear_tn)(index_t M, index_t Nc, index_t K, const float* A, const float* Bm, float* C, float* sums);
+  // The int8 products' inner loop this process runs: "madd" or "pairs" (AVX2, quant_gemm.h's int8_kernel),
+  // "vnni", or "portable".
+  const char* (*int8_kernel)();
 };
 
 // The quantised kernels chosen at import (bind_quant.cpp).
@@ -62,7 +65,7 @@ const QuantKernels& quant_kernels();
 
 // Defined in quant_<isa>.cpp; each runs only where the CPU has its instructions (bind_quant.cpp).
 extern const QuantKernels quant_scalar;   // portable C++
-extern const QuantKernels quant_avx2;     // AVX2+FMA: vpmaddubsw/vpmaddwd, bf16 → f32 by a shift
+extern const QuantKernels quant_avx2;     // AVX2+FMA: vpmaddubsw (+ vpmaddwd), bf16 → f32 by a shift
 extern const QuantKernels quant_avxvnni;  // AVX-VNNI (256-bit vpdpbusd); bf16 as AVX2
 extern const QuantKernels quant_avx512;   // AVX-512 with VNNI (vpdpbusd) and BF16 (vdpbf16ps)
 

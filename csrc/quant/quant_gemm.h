@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -150,6 +151,112 @@ inline void quantize_row_u7(const float* a, index_t K, index_t Kp, uint8_t* q, f
   std::fill(q + K, q + Kp, uint8_t(0));
 }
 
+#if LSTMKIT_QKIND == 1
+// The AVX2 int8 integer sums: acc[i][j] = Σ_k q[i·Kp + k] · panel's column j, over k4 groups of 4 inputs, for
+// ROWS rows (u7 codes times s8 weights). Two kernels, the same integers (exact sums, modulo 2^32 in either):
+//  * madd: vpmaddubsw (two u7·s8 products a 16-bit lane, which never saturates: 2·127·127 < 2^15) widened by
+//    vpmaddwd(·, 1) into 32-bit sums: two multiplies and an add per 32 products. Where the CPU runs both
+//    multiplies on two pipes (Intel; AMD from Zen 3) the multiplies bound it: 4 rows a tile share each panel
+//    load. On a Zen 3 the products alone ran 1.6–1.8x as fast as the pairs kernel's, a 4-row tile with its panel
+//    in L2 at 31 products a cycle (the bound of two multiplies a cycle), and whole int8 sequences 1.03–1.57x
+//    (`benchmarks/bench_int8_kernels.py`, docs/benchmarks.md).
+//  * pairs: on Zen 1 and 2 (AMD family 17h) both multiplies share one pipe, so the widening multiply is
+//    replaced by adds and shifts that run on the other pipes (below). 2 rows a tile (8 accumulators).
+enum class Int8Kernel { madd, pairs };
+
+// The kernel this process runs: LSTMKIT_INT8_KERNEL=madd|pairs if set (tests run both on every CPU), else
+// pairs on AMD family 17h and madd elsewhere. Both give the same bits; only the time differs.
+inline Int8Kernel int8_kernel() {
+  static const Int8Kernel chosen = [] {
+    const char* env = std::getenv("LSTMKIT_INT8_KERNEL");
+    if (env && std::strcmp(env, "madd") == 0) return Int8Kernel::madd;
+    if (env && std::strcmp(env, "pairs") == 0) return Int8Kernel::pairs;
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amdfam17h") ? Int8Kernel::pairs : Int8Kernel::madd;
+  }();
+  return chosen;
+}
+
+template <int ROWS>
+inline void madd_sums(const uint8_t* q, index_t Kp, index_t k4n, const int8_t* panel, int32_t (*acc)[kQNR]) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i v[ROWS][2];
+  for (int i = 0; i < ROWS; ++i) v[i][0] = v[i][1] = _mm256_setzero_si256();
+  for (index_t k4 = 0; k4 < k4n; ++k4) {
+    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64));
+    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64 + 32));
+    for (int i = 0; i < ROWS; ++i) {
+      int32_t a4;
+      std::memcpy(&a4, q + i * Kp + 4 * k4, 4);
+      const __m256i a = _mm256_set1_epi32(a4);
+      v[i][0] = _mm256_add_epi32(v[i][0], _mm256_madd_epi16(_mm256_maddubs_epi16(a, w0), ones));
+      v[i][1] = _mm256_add_epi32(v[i][1], _mm256_madd_epi16(_mm256_maddubs_epi16(a, w1), ones));
+    }
+  }
+  for (int i = 0; i < ROWS; ++i) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i]), v[i][0]);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i] + 8), v[i][1]);
+  }
+}
+
+template <int ROWS>
+inline void pair_sums(const uint8_t* q, index_t Kp, index_t k4n, const int8_t* panel, int32_t (*acc)[kQNR]) {
+  // vpmaddubsw gives two int16 sums per 32-bit lane, hi (bits 31..16) and lo (15..0), both signed. Keep two int32
+  // sums per lane, with adds and shifts: Σ (t >> 16) = Σ hi (arithmetic shift), and Σ (t ^ 2^15) = 2^16·Σ hi +
+  // Σ lo + 2^15·K4 modulo 2^32 (the xor turns lo into lo + 2^15 ≥ 0 without a carry), from which Σ lo follows
+  // modulo 2^32. The lane's sum is Σ hi + Σ lo.
+  static_assert(ROWS <= 2, "the pairs kernel has named accumulators for 2 rows");
+  __m256i hs[ROWS][2], ts[ROWS][2];
+  const __m256i flip = _mm256_set1_epi32(1 << 15);
+  {
+    // Named accumulators (at most 2 rows): gcc keeps them in registers, arrays it spills.
+    __m256i h00 = _mm256_setzero_si256(), h01 = h00, h10 = h00, h11 = h00, t00 = h00, t01 = h00, t10 = h00, t11 = h00;
+    const uint8_t* q1 = q + (ROWS > 1 ? Kp : 0);
+    for (index_t k4 = 0; k4 < k4n; ++k4) {
+      const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64));
+      const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64 + 32));
+      int32_t a4;
+      std::memcpy(&a4, q + 4 * k4, 4);
+      __m256i a = _mm256_set1_epi32(a4);
+      __m256i x0 = _mm256_maddubs_epi16(a, w0), x1 = _mm256_maddubs_epi16(a, w1);
+      t00 = _mm256_add_epi32(t00, _mm256_xor_si256(x0, flip));
+      t01 = _mm256_add_epi32(t01, _mm256_xor_si256(x1, flip));
+      h00 = _mm256_add_epi32(h00, _mm256_srai_epi32(x0, 16));
+      h01 = _mm256_add_epi32(h01, _mm256_srai_epi32(x1, 16));
+      if (ROWS > 1) {
+        std::memcpy(&a4, q1 + 4 * k4, 4);
+        a = _mm256_set1_epi32(a4);
+        x0 = _mm256_maddubs_epi16(a, w0), x1 = _mm256_maddubs_epi16(a, w1);
+        t10 = _mm256_add_epi32(t10, _mm256_xor_si256(x0, flip));
+        t11 = _mm256_add_epi32(t11, _mm256_xor_si256(x1, flip));
+        h10 = _mm256_add_epi32(h10, _mm256_srai_epi32(x0, 16));
+        h11 = _mm256_add_epi32(h11, _mm256_srai_epi32(x1, 16));
+      }
+    }
+    hs[0][0] = h00, hs[0][1] = h01, ts[0][0] = t00, ts[0][1] = t01;
+    if (ROWS > 1) hs[ROWS - 1][0] = h10, hs[ROWS - 1][1] = h11, ts[ROWS - 1][0] = t10, ts[ROWS - 1][1] = t11;
+  }
+  // Unsigned arithmetic: the sums wrap modulo 2^32 by design.
+  const __m256i bias = _mm256_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(k4n) << 15));
+  for (int i = 0; i < ROWS; ++i)
+    for (int u = 0; u < 2; ++u) {
+      const __m256i lo = _mm256_sub_epi32(_mm256_sub_epi32(ts[i][u], _mm256_slli_epi32(hs[i][u], 16)), bias);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i] + 8 * u), _mm256_add_epi32(hs[i][u], lo));
+    }
+}
+#endif
+
+// The name of the int8 products' inner loop (QuantKernels::int8_kernel).
+inline const char* int8_kernel_name() {
+#if LSTMKIT_QKIND == 1
+  return int8_kernel() == Int8Kernel::madd ? "madd" : "pairs";
+#elif LSTMKIT_QKIND >= 2
+  return "vnni";
+#else
+  return "portable";
+#endif
+}
+
 // W [N, K] float32 → int8 per output channel (symmetric: w ≈ scale[n] · w_q, |w_q| ≤ 127), packed.
 //   data: [panels, K4, 16, 4] panel p holds columns [16p, 16p + 16): for each group of 4 inputs, the 4
 //         codes of each column contiguous (the vpdpbusd / vpmaddubsw operand), zero past N and K.
@@ -254,50 +361,9 @@ void Int8Weights::tile(const QuantRows& r, index_t m, const int8_t* panel, index
     _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i] + 8), v[i][1]);
   }
 #elif LSTMKIT_QKIND == 1
-  // vpmaddubsw gives two int16 sums per 32-bit lane, hi (bits 31..16) and lo (15..0), both signed (u7 ·
-  // s8 pairs never saturate). Widening them with vpmaddwd(t, 1) would be a second multiply, and on Zen 2
-  // both multiplies share one pipe; instead keep two int32 sums per lane, with adds and shifts that run
-  // on the other pipes: Σ (t >> 16) = Σ hi (arithmetic shift), and Σ (t ^ 2^15) = 2^16·Σ hi + Σ lo +
-  // 2^15·K4 modulo 2^32 (the xor turns lo into lo + 2^15 ≥ 0 without a carry), from which Σ lo is
-  // exact because |Σ lo| < 2^31 (K below 266 000). The lane's sum is Σ hi + Σ lo.
-  static_assert(ROWS <= 2, "the AVX2 int8 tile has named accumulators for 2 rows");
-  __m256i hs[ROWS][2], ts[ROWS][2];
-  const __m256i flip = _mm256_set1_epi32(1 << 15);
-  {
-    // Named accumulators (at most 2 rows): gcc keeps them in registers, arrays it spills.
-    __m256i h00 = _mm256_setzero_si256(), h01 = h00, h10 = h00, h11 = h00, t00 = h00, t01 = h00, t10 = h00, t11 = h00;
-    const uint8_t* q1 = q + (ROWS > 1 ? Kp : 0);
-    for (index_t k4 = 0; k4 < k4_; ++k4) {
-      const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64));
-      const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64 + 32));
-      int32_t a4;
-      std::memcpy(&a4, q + 4 * k4, 4);
-      __m256i a = _mm256_set1_epi32(a4);
-      __m256i x0 = _mm256_maddubs_epi16(a, w0), x1 = _mm256_maddubs_epi16(a, w1);
-      t00 = _mm256_add_epi32(t00, _mm256_xor_si256(x0, flip));
-      t01 = _mm256_add_epi32(t01, _mm256_xor_si256(x1, flip));
-      h00 = _mm256_add_epi32(h00, _mm256_srai_epi32(x0, 16));
-      h01 = _mm256_add_epi32(h01, _mm256_srai_epi32(x1, 16));
-      if (ROWS > 1) {
-        std::memcpy(&a4, q1 + 4 * k4, 4);
-        a = _mm256_set1_epi32(a4);
-        x0 = _mm256_maddubs_epi16(a, w0), x1 = _mm256_maddubs_epi16(a, w1);
-        t10 = _mm256_add_epi32(t10, _mm256_xor_si256(x0, flip));
-        t11 = _mm256_add_epi32(t11, _mm256_xor_si256(x1, flip));
-        h10 = _mm256_add_epi32(h10, _mm256_srai_epi32(x0, 16));
-        h11 = _mm256_add_epi32(h11, _mm256_srai_epi32(x1, 16));
-      }
-    }
-    hs[0][0] = h00, hs[0][1] = h01, ts[0][0] = t00, ts[0][1] = t01;
-    if (ROWS > 1) hs[ROWS - 1][0] = h10, hs[ROWS - 1][1] = h11, ts[ROWS - 1][0] = t10, ts[ROWS - 1][1] = t11;
-  }
-  // Unsigned arithmetic: the sums wrap modulo 2^32 by design.
-  const __m256i bias = _mm256_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(k4_) << 15));
-  for (int i = 0; i < ROWS; ++i)
-    for (int u = 0; u < 2; ++u) {
-      const __m256i lo = _mm256_sub_epi32(_mm256_sub_epi32(ts[i][u], _mm256_slli_epi32(hs[i][u], 16)), bias);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i] + 8 * u), _mm256_add_epi32(hs[i][u], lo));
-    }
+  if constexpr (ROWS > 2) madd_sums<ROWS>(q, Kp, k4_, panel, acc);  // only the madd kernel tiles 4 rows
+  else if (int8_kernel() == Int8Kernel::madd) madd_sums<ROWS>(q, Kp, k4_, panel, acc);
+  else pair_sums<ROWS>(q, Kp, k4_, panel, acc);
 #else
   for (int i = 0; i < ROWS; ++i)
     for (index_t j = 0; j < kQNR; ++j) acc[i][j] = 0;
@@ -342,6 +408,10 @@ inline void Int8Weights::gemm_acc(index_t m0, index_t M, const QuantRows& r, flo
       float* c = C + b0 * ldc + p * kQNR;
       const float* from = init ? init + p * kQNR : nullptr;
       index_t i = 0;
+#if LSTMKIT_QKIND == 1
+      if (int8_kernel() == Int8Kernel::madd)  // 4 rows a tile (its 8 accumulators fit beside the operands)
+        for (; i + 4 <= mb; i += 4) tile<4>(r, m0 + b0 + i, panel, p, c + i * ldc, ldc, from);
+#endif
       for (; i + kQMR <= mb; i += kQMR) tile<kQMR>(r, m0 + b0 + i, panel, p, c + i * ldc, ldc, from);
       for (; i < mb; ++i) tile<1>(r, m0 + b0 + i, panel, p, c + i * ldc, ldc, from);
     }

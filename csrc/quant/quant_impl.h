@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <numeric>
@@ -47,5 +48,6 @@ const QuantKernels LSTMKIT_QTABLE = {LSTMKIT_ISA_NAME,
                                      &LSTMKIT_ISA::quant_linear,
                                      &LSTMKIT_ISA::bf16_train_forward,
                                      &LSTMKIT_ISA::bf16_backward,
-                                     &LSTMKIT_ISA::bf16_linear_tn};
+                                     &LSTMKIT_ISA::bf16_linear_tn,
+                                     &LSTMKIT_ISA::int8_kernel_name};
 }  // namespace lstmkit

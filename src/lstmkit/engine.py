@@ -58,6 +58,15 @@ if _isa_env is not None and _isa_env not in ISAS:
         stacklevel=2,
     )
 
+INT8_KERNELS = ("madd", "pairs")  # the AVX2 int8 inner loops (lstmkit.quantize); LSTMKIT_INT8_KERNEL picks one
+_int8_env = os.environ.get("LSTMKIT_INT8_KERNEL")
+if _int8_env is not None and _int8_env not in INT8_KERNELS:
+    warnings.warn(
+        f"LSTMKIT_INT8_KERNEL={_int8_env!r} is not one of {INT8_KERNELS}; ignored (the kernel for this CPU is used)",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
 try:  # the extension is optional: a source checkout without a build still imports lstmkit
     from . import _engine
 except ImportError:  # pragma: no cover - depends on the build

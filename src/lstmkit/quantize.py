@@ -26,7 +26,11 @@ Formats (docs/quantization.md has the measured error and speed):
 
 Instruction sets: ``lstmkit._engine.quant_isa()`` names the path, chosen at import from the float
 engine's (``LSTMKIT_ISA`` lowers both): "scalar", "avx2", "avxvnni" (AVX-VNNI) or "avx512" (AVX-512
-with VNNI and BF16). AMX is not used.
+with VNNI and BF16). AMX is not used. On the AVX2 path the int8 products have two inner loops that give
+the same integers: "madd" (vpmaddubsw widened by vpmaddwd; the faster where a CPU runs both multiplies
+on two pipes: Intel, AMD from Zen 3) and "pairs" (the widening by adds and shifts; AMD Zen 1 and 2, where
+both multiplies share one pipe). ``lstmkit._engine.quant_int8_kernel()`` names the one running;
+``LSTMKIT_INT8_KERNEL=madd|pairs``, read at import, picks one (to compare them).
 """
 from __future__ import annotations
 
