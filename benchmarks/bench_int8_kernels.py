@@ -1,6 +1,6 @@
 """The AVX2 int8 inner loops side by side: "madd" and "pairs" (csrc/quant/quant_gemm.h), on this CPU, one run.
 
-    PYTHONPATH=src python benchmarks/bench_int8_kernels.py [--rounds 5] [--threads 1,2]
+    PYTHONPATH=src python benchmarks/bench_int8_kernels.py [--rounds 5] [--threads 1,2] [--cases b,c,d]
 
 Both loops compute the same integers (tests/test_quantize.py checks the bits), so which one a CPU runs is a
 matter of time alone: the engine picks "pairs" on AMD family 17h (Zen 1 and 2, one pipe for both multiplies)
@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-CASES = {"b": (16, 128, 32, 100), "c": (64, 256, 64, 100), "d": (128, 512, 128, 50)}  # B, H, X, T
+CASES = {"b": (16, 128, 32, 100), "c": (64, 256, 64, 100), "d": (128, 512, 128, 50)}  # B, H, X, T (bench_engine.py)
 WHAT = ("int8", "float32")
 
 
@@ -64,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--cases", default="b,c,d", help="comma-separated case letters of bench_engine.py")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -76,7 +77,7 @@ def main() -> None:
     print(f"CPU: {cpu_heading()}; {args.rounds} rounds, fresh process per (loop, threads), alternating\n")
     print("| case | threads | int8 madd ms | int8 pairs ms | pairs / madd | float32 ms | float32 / int8 madd |")
     print("|---|---|---|---|---|---|---|")
-    for case in CASES:
+    for case in args.cases.split(","):
         for threads in (int(t) for t in args.threads.split(",")):
             runs = {"madd": [], "pairs": []}
             for r in range(args.rounds):

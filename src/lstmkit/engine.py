@@ -50,22 +50,19 @@ import warnings
 
 ISAS = ("scalar", "avx2", "avx512")
 
-_isa_env = os.environ.get("LSTMKIT_ISA")
-if _isa_env is not None and _isa_env not in ISAS:
-    warnings.warn(
-        f"LSTMKIT_ISA={_isa_env!r} is not one of {ISAS}; ignored (the best path this CPU runs is used)",
-        RuntimeWarning,
-        stacklevel=2,
-    )
-
 INT8_KERNELS = ("madd", "pairs")  # the AVX2 int8 inner loops (lstmkit.quantize); LSTMKIT_INT8_KERNEL picks one
-_int8_env = os.environ.get("LSTMKIT_INT8_KERNEL")
-if _int8_env is not None and _int8_env not in INT8_KERNELS:
-    warnings.warn(
-        f"LSTMKIT_INT8_KERNEL={_int8_env!r} is not one of {INT8_KERNELS}; ignored (the kernel for this CPU is used)",
-        RuntimeWarning,
-        stacklevel=2,
-    )
+
+
+def _check_env(name: str, allowed: tuple, instead: str) -> None:
+    """Warn (the native side reads it at import and ignores an unknown value) when env var `name` is set to
+    something not in `allowed`."""
+    value = os.environ.get(name)
+    if value is not None and value not in allowed:
+        warnings.warn(f"{name}={value!r} is not one of {allowed}; ignored ({instead})", RuntimeWarning, stacklevel=3)
+
+
+_check_env("LSTMKIT_ISA", ISAS, "the best path this CPU runs is used")
+_check_env("LSTMKIT_INT8_KERNEL", INT8_KERNELS, "the kernel for this CPU is used")
 
 try:  # the extension is optional: a source checkout without a build still imports lstmkit
     from . import _engine
