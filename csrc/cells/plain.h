@@ -295,23 +295,12 @@ template <typename T>
 void unit_products(index_t B, index_t G, index_t H, const PackedCell<T>& w, const T* x, index_t ldx, const T* h,
                    index_t ldh, T* gates, index_t ldg, T* gh, index_t ldgh, index_t u0, index_t u1) {
   constexpr int NR = Tile<T>::NR;
-  const T* bias = w.input_bias();
+  const CInit<T> bias{true, w.input_bias()}, zeros{true, nullptr};
   for (index_t g = 0; g < G; ++g) {
-    const index_t c0 = g * H + u0, p0 = c0 / NR, p1 = (g * H + u1) / NR, n = u1 - u0;
-    if (x) {
-      for (index_t b = 0; b < B; ++b) {
-        T* row = gates + b * ldg + c0;
-        if (bias) std::memcpy(row, bias + c0, static_cast<size_t>(n) * sizeof(T));
-        else std::fill(row, row + n, T(0));
-      }
-      gemm_acc_serial(B, x, ldx, w.w_ih, gates, ldg, p0, p1);
-    }
-    if (gh) {
-      for (index_t b = 0; b < B; ++b) std::fill(gh + b * ldgh + c0, gh + b * ldgh + c0 + n, T(0));
-      gemm_acc_serial(B, h, ldh, w.w_hh, gh, ldgh, p0, p1);
-    } else {
-      gemm_acc_serial(B, h, ldh, w.w_hh, gates, ldg, p0, p1);
-    }
+    const index_t c0 = g * H + u0, p0 = c0 / NR, p1 = (g * H + u1) / NR;
+    if (x) gemm_acc_serial(B, x, ldx, w.w_ih, gates, ldg, p0, p1, true, bias);
+    if (gh) gemm_acc_serial(B, h, ldh, w.w_hh, gh, ldgh, p0, p1, true, zeros);
+    else gemm_acc_serial(B, h, ldh, w.w_hh, gates, ldg, p0, p1);
   }
 }
 

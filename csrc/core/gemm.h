@@ -170,10 +170,12 @@ namespace detail {
 // counted from the left: a panel whose columns fit in fewer skips the multiply-adds of its zero padding,
 // e.g. the last panel of H = 200 outputs, 8 columns of 32; each column's sum is the same either way).
 //   a: row stride lda (AT: element (r, k) at a[r + k·lda], a transposed matrix read in place);
-//   panel: [kc, NR] contiguous; c: row stride ldc.
+//   panel: [kc, NR] contiguous; c: row stride ldc; init: null, or a row [cols] that every row of c starts from
+//   instead of its own values (c = init + a · panel: CInit).
 // ROWS is a template argument so the accumulators are a fixed set of registers (MR × NR/W of them).
 template <typename T, int ROWS, bool AT = false, int NV = Tile<T>::NR / Simd<T>::W>
-inline void micro_kernel(index_t kc, const T* a, index_t lda, const T* panel, T* c, index_t ldc, int cols) {
+inline void micro_kernel(index_t kc, const T* a, index_t lda, const T* panel, T* c, index_t ldc, int cols,
+                         const T* init) {
   using S = Simd<T>;
   using V = typename S::vec;
   constexpr int NR = Tile<T>::NR;
@@ -190,12 +192,13 @@ inline void micro_kernel(index_t kc, const T* a, index_t lda, const T* panel, T*
   }
   for (int r = 0; r < ROWS; ++r) {
     T* cr = c + r * ldc;
+    const T* from = init ? init : cr;
     if (cols == NV * S::W) {
-      for (int v = 0; v < NV; ++v) S::store(cr + v * S::W, S::load(cr + v * S::W) + acc[r][v]);
+      for (int v = 0; v < NV; ++v) S::store(cr + v * S::W, S::load(from + v * S::W) + acc[r][v]);
     } else {
       T tmp[NV * S::W];
       for (int v = 0; v < NV; ++v) S::store(tmp + v * S::W, acc[r][v]);
-      for (int j = 0; j < cols; ++j) cr[j] += tmp[j];
+      for (int j = 0; j < cols; ++j) cr[j] = from[j] + tmp[j];
     }
   }
 }
@@ -205,9 +208,10 @@ inline void micro_kernel(index_t kc, const T* a, index_t lda, const T* panel, T*
 // add chains, so k is split two ways (even, odd) to keep the adder pipeline full; two panels share
 // each broadcast of a[k] (one load fewer per two FMAs: ~13% faster from L2 than one panel at a time).
 // Each panel's sums are the same operations whether it runs alone or paired, so a split of the
-// panels over threads gives the same bits.
+// panels over threads gives the same bits. init[q]: null, or the row c_q starts from (as micro_kernel's).
 template <typename T, int NP>
-inline void row_kernel(index_t kc, const T* a, const T* const* panels, T* const* c, const int* cols) {
+inline void row_kernel(index_t kc, const T* a, const T* const* panels, T* const* c, const int* cols,
+                       const T* const* init) {
   using S = Simd<T>;
   using V = typename S::vec;
   constexpr int NR = Tile<T>::NR, NV = NR / S::W, U = 2;
@@ -228,26 +232,29 @@ inline void row_kernel(index_t kc, const T* a, const T* const* panels, T* const*
   for (int q = 0; q < NP; ++q) {
     T tmp[NR];
     for (int v = 0; v < NV; ++v) S::store(tmp + v * S::W, acc[0][q][v] + acc[1][q][v]);
-    for (int j = 0; j < cols[q]; ++j) c[q][j] += tmp[j];
+    const T* from = init[q] ? init[q] : c[q];
+    for (int j = 0; j < cols[q]; ++j) c[q][j] = from[j] + tmp[j];
   }
 }
 
 #else  // portable scalar fallback (e.g. MSVC): same blocking, the compiler vectorises what it can
 
 template <typename T, int ROWS, bool AT = false, int NV = 0>
-inline void micro_kernel(index_t kc, const T* a, index_t lda, const T* panel, T* c, index_t ldc, int cols) {
+inline void micro_kernel(index_t kc, const T* a, index_t lda, const T* panel, T* c, index_t ldc, int cols,
+                         const T* init) {
   constexpr int NR = Tile<T>::NR;
   T acc[ROWS][NR] = {};
   for (index_t k = 0; k < kc; ++k)
     for (int r = 0; r < ROWS; ++r)
       for (int j = 0; j < NR; ++j) acc[r][j] += (AT ? a[r + k * lda] : a[r * lda + k]) * panel[k * NR + j];
   for (int r = 0; r < ROWS; ++r)
-    for (int j = 0; j < cols; ++j) c[r * ldc + j] += acc[r][j];
+    for (int j = 0; j < cols; ++j) c[r * ldc + j] = (init ? init[j] : c[r * ldc + j]) + acc[r][j];
 }
 
 template <typename T, int NP>
-inline void row_kernel(index_t kc, const T* a, const T* const* panels, T* const* c, const int* cols) {
-  for (int q = 0; q < NP; ++q) micro_kernel<T, 1>(kc, a, 0, panels[q], c[q], 0, cols[q]);
+inline void row_kernel(index_t kc, const T* a, const T* const* panels, T* const* c, const int* cols,
+                       const T* const* init) {
+  for (int q = 0; q < NP; ++q) micro_kernel<T, 1>(kc, a, 0, panels[q], c[q], 0, cols[q], init[q]);
 }
 
 #endif
@@ -263,16 +270,16 @@ constexpr int kPanelVectors = 1;
 // c[rows, cols] += a(i)… · panel for rows [i, i + rows) of a block, rows ≤ 8, in one register tile.
 template <typename T, bool AT, int NV, typename RowsAt>
 inline void tile_rows(index_t rows, index_t i, index_t kc, RowsAt&& a, index_t ld, const T* panel, T* c, index_t ldc,
-                      int cols) {
+                      int cols, const T* init) {
   switch (rows) {
-    case 8: micro_kernel<T, 8, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
-    case 7: micro_kernel<T, 7, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
-    case 6: micro_kernel<T, 6, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
-    case 5: micro_kernel<T, 5, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
-    case 4: micro_kernel<T, 4, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
-    case 3: micro_kernel<T, 3, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
-    case 2: micro_kernel<T, 2, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
-    case 1: micro_kernel<T, 1, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols); break;
+    case 8: micro_kernel<T, 8, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols, init); break;
+    case 7: micro_kernel<T, 7, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols, init); break;
+    case 6: micro_kernel<T, 6, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols, init); break;
+    case 5: micro_kernel<T, 5, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols, init); break;
+    case 4: micro_kernel<T, 4, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols, init); break;
+    case 3: micro_kernel<T, 3, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols, init); break;
+    case 2: micro_kernel<T, 2, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols, init); break;
+    case 1: micro_kernel<T, 1, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols, init); break;
     default: break;
   }
 }
@@ -281,14 +288,15 @@ inline void tile_rows(index_t rows, index_t i, index_t kc, RowsAt&& a, index_t l
 // two nearly equal where the remainder is small), with the kernel of NV vectors. a(i): rows i.. of the block (AT:
 // strip i / MR), row stride ld. Under AT the strips hold whole tiles of MR rows, so its remainder stays one tile.
 template <typename T, bool AT, int NV, typename RowsAt>
-inline void panel_rows(index_t mc, index_t kc, RowsAt&& a, index_t ld, const T* panel, T* c, index_t ldc, int cols) {
+inline void panel_rows(index_t mc, index_t kc, RowsAt&& a, index_t ld, const T* panel, T* c, index_t ldc, int cols,
+                       const T* init) {
   constexpr int MR = Tile<T>::MR;
   static_assert(MR <= 8, "tile_rows covers tiles of up to 8 rows");
   const TileSplit t = split_tiles(mc, MR, !AT);
   index_t i = 0;
-  for (; i < t.whole; i += MR) micro_kernel<T, MR, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols);
-  tile_rows<T, AT, NV>(t.first, i, kc, a, ld, panel, c, ldc, cols);
-  tile_rows<T, AT, NV>(t.second, i + t.first, kc, a, ld, panel, c, ldc, cols);
+  for (; i < t.whole; i += MR) micro_kernel<T, MR, AT, NV>(kc, a(i), ld, panel, c + i * ldc, ldc, cols, init);
+  tile_rows<T, AT, NV>(t.first, i, kc, a, ld, panel, c, ldc, cols, init);
+  tile_rows<T, AT, NV>(t.second, i + t.first, kc, a, ld, panel, c, ldc, cols, init);
 }
 
 }  // namespace detail
@@ -304,21 +312,24 @@ void fill_rows(index_t M, index_t N, const T* bias, T* C, index_t ldc) {
   }
 }
 
-// What C holds before a product: kept (C += A · Wᵀ), or first set (`set`) to the row vector `bias` in every row,
-// zeros where it is null (C = 1 · biasᵀ + A · Wᵀ). Set block by block on the thread that then accumulates into
-// the block, while its rows are in that core's L2: a separate pass over a whole T·B-row input projection first
-// wrote megabytes out of the cache and the product read them back.
+// What C holds before a product: kept (C += A · Wᵀ), or `set` to the row vector `bias` in every row, zeros where
+// it is null (C = 1 · biasᵀ + A · Wᵀ). A set C is never written first: the micro-kernels add their sums to the
+// row itself (`init` below) where they would add them to C, so each value is the same sum as bias-then-add, with
+// no pass over C (a separate pass over a T·B-row input projection wrote megabytes out of the cache, and the product
+// read them back; quant_gemm.h's products take the same row).
 template <typename T>
 struct CInit {
   bool set = false;
   const T* bias = nullptr;
-};
 
-// C's rows [0, M), columns [n0, n1) set as `init` says (nothing when it keeps C).
-template <typename T>
-void init_block(index_t M, index_t n0, index_t n1, CInit<T> init, T* C, index_t ldc) {
-  if (init.set && n1 > n0) fill_rows(M, n1 - n0, init.bias ? init.bias + n0 : nullptr, C + n0, ldc);
-}
+  // The row the sums of a panel's columns [n0, n0 + width) start from: null to keep C, bias + n0, or zeros
+  // (a panel of at most kMaxWidth columns: gemm.h's NR, quant_gemm.h's kQNR).
+  static constexpr int kMaxWidth = 64;
+  const T* row(index_t n0) const {
+    alignas(64) static const T zeros[kMaxWidth] = {};
+    return !set ? nullptr : bias ? bias + n0 : zeros;
+  }
+};
 
 // C += A · Wᵀ (or C = bias + A · Wᵀ: init) over rows [0, M) and column panels [p_begin, p_end) of W, on the
 // calling thread.
@@ -330,12 +341,17 @@ template <typename T, bool AT = false>
 void gemm_acc_serial(index_t M, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc, index_t p_begin,
                      index_t p_end, bool one_row_kernel = true, CInit<T> init = {}) {
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+  static_assert(NR <= CInit<T>::kMaxWidth, "CInit::row covers a panel");
   // A panel of at most half its width (the last one, when N is not a multiple of NR) runs the kernel of
   // half the vectors, where there are two or more (the SIMD builds; the scalar fallback has one kernel).
   constexpr int kNV = detail::kPanelVectors<T>, kHalfPanel = kNV >= 2 ? NR / 2 : 0;
   const index_t K = w.k(), N = w.n();
   if (M <= 0 || N <= 0) return;
-  if (K <= 0) return init_block(M, p_begin * NR, std::min(N, p_end * NR), init, C, ldc);
+  if (K <= 0) {  // no sums: C is the row where it is set
+    const index_t n0 = p_begin * NR, n1 = std::min(N, p_end * NR);
+    if (init.set && n1 > n0) fill_rows(M, n1 - n0, init.bias ? init.bias + n0 : nullptr, C + n0, ldc);
+    return;
+  }
   // AT: each (k, m) block of A is first copied into strips of MR rows, (r, k) at strip[k·MR + r], which
   // the micro-kernel reads as a transposed A with lda = MR. Read in place instead, A's rows lie G·H
   // values apart (a multiple of 4 KB), all on one L1 set, and every panel would fetch them again.
@@ -346,7 +362,8 @@ void gemm_acc_serial(index_t M, const T* A, index_t lda, const PackedWeights<T>&
     const index_t kc = std::min(kKC, K - k0);
     for (index_t m0 = 0; m0 < M; m0 += kMC) {
       const index_t mc = std::min(kMC, M - m0);
-      if (k0 == 0) init_block(mc, p_begin * NR, std::min(N, p_end * NR), init, C + m0 * ldc, ldc);
+      // The first block of K starts from C's initial row (when set); the later ones add to C.
+      auto from = [&](index_t p) { return k0 == 0 ? init.row(p * NR) : nullptr; };
       if (AT) {
         // Row by row of the stored A (mc contiguous values at each k), so each of its lines is read once;
         // strip by strip instead, every strip re-read from L2 the kc lines its neighbours had just read.
@@ -364,13 +381,15 @@ void gemm_acc_serial(index_t M, const T* A, index_t lda, const PackedWeights<T>&
           const T* panels[2] = {w.panel(p, k0), w.panel(p + 1, k0)};
           T* cs[2] = {C + p * NR, C + (p + 1) * NR};
           const int ncols[2] = {cols(p), cols(p + 1)};
-          detail::row_kernel<T, 2>(kc, A + k0, panels, cs, ncols);
+          const T* rows[2] = {from(p), from(p + 1)};
+          detail::row_kernel<T, 2>(kc, A + k0, panels, cs, ncols, rows);
         }
         if (p < p_end) {
           const T* panels[1] = {w.panel(p, k0)};
           T* cs[1] = {C + p * NR};
           const int ncols[1] = {cols(p)};
-          detail::row_kernel<T, 1>(kc, A + k0, panels, cs, ncols);
+          const T* rows[1] = {from(p)};
+          detail::row_kernel<T, 1>(kc, A + k0, panels, cs, ncols, rows);
         }
         continue;
       }
@@ -382,8 +401,8 @@ void gemm_acc_serial(index_t M, const T* A, index_t lda, const PackedWeights<T>&
         // Rows i.. of the block: A's rows in place, or (AT) strip i / MR with lda MR.
         const index_t ld = AT ? MR : lda;
         auto a = [&](index_t i) { return AT ? strips.data() + i * kc : A + (m0 + i) * lda + k0; };
-        if (cols <= kHalfPanel) detail::panel_rows<T, AT, kNV / 2>(mc, kc, a, ld, panel, c, ldc, cols);
-        else detail::panel_rows<T, AT, kNV>(mc, kc, a, ld, panel, c, ldc, cols);
+        if (cols <= kHalfPanel) detail::panel_rows<T, AT, kNV / 2>(mc, kc, a, ld, panel, c, ldc, cols, from(p));
+        else detail::panel_rows<T, AT, kNV>(mc, kc, a, ld, panel, c, ldc, cols, from(p));
       }
     }
   }

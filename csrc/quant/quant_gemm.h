@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/common.h"
+#include "core/gemm.h"  // CInit
 
 #ifndef LSTMKIT_QKIND
 #define LSTMKIT_QKIND 0
@@ -25,6 +26,7 @@ namespace LSTMKIT_ISA {
 
 // Columns per panel: one zmm of int32 / float32 accumulators, two ymm.
 constexpr index_t kQNR = 16;
+static_assert(kQNR <= CInit<float>::kMaxWidth, "CInit::row covers a panel");
 // Rows per register tile (accumulators: rows × 16 columns), int8 and bf16.
 constexpr int kQMR = LSTMKIT_QKIND == 3 ? 8 : LSTMKIT_QKIND == 1 ? 2 : 4;
 constexpr int kBMR = LSTMKIT_QKIND == 3 ? 8 : 6;
@@ -151,6 +153,31 @@ inline void quantize_row_u7(const float* a, index_t K, index_t Kp, uint8_t* q, f
   std::fill(q + K, q + Kp, uint8_t(0));
 }
 
+#if LSTMKIT_QKIND == 1 || LSTMKIT_QKIND == 2
+// acc[i][j] = Σ_k q[i·Kp + k] · panel's column j for ROWS rows on ymm registers, two of 8 columns a row, each
+// group of 4 inputs added by dot(v, a, w): v + the four u7·s8 products of a's broadcast bytes and w's, per lane.
+template <int ROWS, typename Dot>
+inline void ymm_sums(const uint8_t* q, index_t Kp, index_t k4n, const int8_t* panel, int32_t (*acc)[kQNR], Dot dot) {
+  __m256i v[ROWS][2];
+  for (int i = 0; i < ROWS; ++i) v[i][0] = v[i][1] = _mm256_setzero_si256();
+  for (index_t k4 = 0; k4 < k4n; ++k4) {
+    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64));
+    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64 + 32));
+    for (int i = 0; i < ROWS; ++i) {
+      int32_t a4;
+      std::memcpy(&a4, q + i * Kp + 4 * k4, 4);
+      const __m256i a = _mm256_set1_epi32(a4);
+      v[i][0] = dot(v[i][0], a, w0);
+      v[i][1] = dot(v[i][1], a, w1);
+    }
+  }
+  for (int i = 0; i < ROWS; ++i) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i]), v[i][0]);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i] + 8), v[i][1]);
+  }
+}
+#endif
+
 #if LSTMKIT_QKIND == 1
 // The AVX2 int8 integer sums: acc[i][j] = Σ_k q[i·Kp + k] · panel's column j, over k4 groups of 4 inputs, for
 // ROWS rows (u7 codes times s8 weights). Two kernels, the same integers (exact sums, modulo 2^32 in either):
@@ -179,24 +206,9 @@ inline Int8Kernel int8_kernel() {
 
 template <int ROWS>
 inline void madd_sums(const uint8_t* q, index_t Kp, index_t k4n, const int8_t* panel, int32_t (*acc)[kQNR]) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256i v[ROWS][2];
-  for (int i = 0; i < ROWS; ++i) v[i][0] = v[i][1] = _mm256_setzero_si256();
-  for (index_t k4 = 0; k4 < k4n; ++k4) {
-    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64));
-    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64 + 32));
-    for (int i = 0; i < ROWS; ++i) {
-      int32_t a4;
-      std::memcpy(&a4, q + i * Kp + 4 * k4, 4);
-      const __m256i a = _mm256_set1_epi32(a4);
-      v[i][0] = _mm256_add_epi32(v[i][0], _mm256_madd_epi16(_mm256_maddubs_epi16(a, w0), ones));
-      v[i][1] = _mm256_add_epi32(v[i][1], _mm256_madd_epi16(_mm256_maddubs_epi16(a, w1), ones));
-    }
-  }
-  for (int i = 0; i < ROWS; ++i) {
-    _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i]), v[i][0]);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i] + 8), v[i][1]);
-  }
+  ymm_sums<ROWS>(q, Kp, k4n, panel, acc, [](__m256i v, __m256i a, __m256i w) {
+    return _mm256_add_epi32(v, _mm256_madd_epi16(_mm256_maddubs_epi16(a, w), _mm256_set1_epi16(1)));
+  });
 }
 
 template <int ROWS>
@@ -304,11 +316,10 @@ class Int8Weights {
     for (index_t m = 0; m < M; ++m) quantize_row_u7(A + m * lda, k_, Kp, r.q.data() + m * Kp, r.scale[m], r.zp[m]);
   }
 
-  // C [M, N] (row stride ldc) += A · Wᵀ dequantised, over rows [m0, m0 + M) of r and panels [p0, p1).
-  // init: null, or a row [N] that each row of C starts from instead of its own values (C = init + A · Wᵀ:
-  // the bits of filling C with init first, without the pass over C).
+  // C [M, N] (row stride ldc) += A · Wᵀ dequantised, over rows [m0, m0 + M) of r and panels [p0, p1); or, with
+  // init set, C = init's row + A · Wᵀ (gemm.h's CInit: the bits of filling C first, without the pass over C).
   void gemm_acc(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0, index_t p1,
-                const float* init = nullptr) const;
+                CInit<float> init = {}) const;
 
  private:
   template <int ROWS>
@@ -343,23 +354,8 @@ void Int8Weights::tile(const QuantRows& r, index_t m, const int8_t* panel, index
   }
   for (int i = 0; i < ROWS; ++i) _mm512_store_si512(acc[i], v[i]);
 #elif LSTMKIT_QKIND == 2
-  __m256i v[ROWS][2];
-  for (int i = 0; i < ROWS; ++i) v[i][0] = v[i][1] = _mm256_setzero_si256();
-  for (index_t k4 = 0; k4 < k4_; ++k4) {
-    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64));
-    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k4 * 64 + 32));
-    for (int i = 0; i < ROWS; ++i) {
-      int32_t a4;
-      std::memcpy(&a4, q + i * Kp + 4 * k4, 4);
-      const __m256i a = _mm256_set1_epi32(a4);
-      v[i][0] = _mm256_dpbusd_avx_epi32(v[i][0], a, w0);
-      v[i][1] = _mm256_dpbusd_avx_epi32(v[i][1], a, w1);
-    }
-  }
-  for (int i = 0; i < ROWS; ++i) {
-    _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i]), v[i][0]);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(acc[i] + 8), v[i][1]);
-  }
+  ymm_sums<ROWS>(q, Kp, k4_, panel, acc,
+                 [](__m256i v, __m256i a, __m256i w) { return _mm256_dpbusd_avx_epi32(v, a, w); });
 #elif LSTMKIT_QKIND == 1
   if constexpr (ROWS > 2) madd_sums<ROWS>(q, Kp, k4_, panel, acc);  // only the madd kernel tiles 4 rows
   else if (int8_kernel() == Int8Kernel::madd) madd_sums<ROWS>(q, Kp, k4_, panel, acc);
@@ -399,14 +395,14 @@ void Int8Weights::tile(const QuantRows& r, index_t m, const int8_t* panel, index
 }
 
 inline void Int8Weights::gemm_acc(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0,
-                                  index_t p1, const float* init) const {
+                                  index_t p1, CInit<float> init) const {
   const index_t panel_size = k4_ * kQNR * 4;
   for (index_t b0 = 0; b0 < M; b0 += kQMC) {
     const index_t mb = std::min(kQMC, M - b0);
     for (index_t p = p0; p < p1; ++p) {
       const int8_t* panel = data_.data() + p * panel_size;
       float* c = C + b0 * ldc + p * kQNR;
-      const float* from = init ? init + p * kQNR : nullptr;
+      const float* from = init.row(p * kQNR);
       index_t i = 0;
 #if LSTMKIT_QKIND == 1
       if (int8_kernel() == Int8Kernel::madd)  // 4 rows a tile (its 8 accumulators fit beside the operands)
@@ -526,11 +522,15 @@ class Bf16Weights {
 #endif
   }
 
-  // C [M, N] (row stride ldc) += A · Wᵀ over rows [m0, m0 + M) of r and panels [p0, p1). init: null, or a
-  // row [N] that each row of C starts from instead of its own values (as Int8Weights::gemm_acc).
+  // C [M, N] (row stride ldc) += A · Wᵀ over rows [m0, m0 + M) of r and panels [p0, p1), or C = init's row +
+  // A · Wᵀ (as Int8Weights::gemm_acc).
   void gemm_acc(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0, index_t p1,
-                const float* init = nullptr) const {
+                CInit<float> init = {}) const {
     const index_t panel_size = kg_ * kQNR * kPair;
+    if (kg_ == 0 && init.set && p1 > p0) {  // no sums: C is the row
+      const index_t n0 = p0 * kQNR;
+      fill_rows(M, std::min(n_, p1 * kQNR) - n0, init.bias ? init.bias + n0 : nullptr, C + n0, ldc);
+    }
     for (index_t g0 = 0; g0 < kg_; g0 += kKC) {
       const index_t g1 = std::min(kg_, g0 + kKC);
       for (index_t b0 = 0; b0 < M; b0 += kQMC) {
@@ -538,7 +538,7 @@ class Bf16Weights {
         for (index_t p = p0; p < p1; ++p) {
           const uint16_t* panel = data_.data() + p * panel_size;
           float* c = C + b0 * ldc + p * kQNR;
-          const float* from = init && g0 == 0 ? init + p * kQNR : nullptr;  // later K blocks add to C
+          const float* from = g0 == 0 ? init.row(p * kQNR) : nullptr;  // later K blocks add to C
           const int cols = static_cast<int>(std::min<index_t>(kQNR, n_ - p * kQNR));
           // The last two tiles nearly equal where the remainder is small (split_tiles), except where the rows lie
           // in blocks of kBMR (r.blocked: a tile reads one block).

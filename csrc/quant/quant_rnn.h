@@ -43,11 +43,11 @@ struct QuantCell {
 };
 
 // C [M, N] += A [M, K] · Wᵀ: rows prepared once into r, then the panels split over the pool when the
-// product is large enough (each output element is computed the same way whatever the split). init: null,
-// or the row [N] every row of C starts from instead of its own values (gemm_acc's).
+// product is large enough (each output element is computed the same way whatever the split); or, with init
+// set, C = init's row + A · Wᵀ (gemm.h's CInit).
 template <typename W>
 void quant_gemm(const W& w, index_t M, const float* A, index_t lda, float* C, index_t ldc, QuantRows& r,
-                const float* init = nullptr) {
+                CInit<float> init = {}) {
   if (M <= 0) return;
   w.prepare(M, A, lda, r);
   const double macs = double(M) * double(w.n()) * double(w.k());
@@ -56,20 +56,19 @@ void quant_gemm(const W& w, index_t M, const float* A, index_t lda, float* C, in
   parallel_for(w.panels(), [&](index_t b, index_t e) { w.gemm_acc(0, M, r, C, ldc, b, e, init); });
 }
 
-// C = bias + A · Wᵀ (bias: a row [N], broadcast; null for zeros): an input projection. With a bias, the
-// product's epilogue starts from it (no fill pass over C; the same bits as filling first).
+// C = bias + A · Wᵀ (bias: a row [N], broadcast; null for zeros): an input projection. The product's epilogue
+// starts from the bias row (no fill pass over C; the same bits as filling first).
 template <typename W>
 void quant_project(const W& w, index_t M, const float* A, index_t lda, float* C, index_t ldc, QuantRows& r,
                    const float* bias) {
-  if (!bias) fill_rows(M, w.n(), bias, C, ldc);
-  quant_gemm(w, M, A, lda, C, ldc, r, bias);
+  quant_gemm(w, M, A, lda, C, ldc, r, CInit<float>{true, bias});
 }
 
-// A large product (the input projection of all steps) C += A · Wᵀ, or C = init + A · Wᵀ with an init row:
-// row blocks over the pool, each thread preparing its own rows.
+// A large product (the input projection of all steps) C += A · Wᵀ, or C = init's row + A · Wᵀ (CInit): row
+// blocks over the pool, each thread preparing its own rows.
 template <typename W>
 void quant_gemm_rows(const W& w, index_t M, const float* A, index_t lda, float* C, index_t ldc,
-                     const float* init = nullptr) {
+                     CInit<float> init = {}) {
   constexpr index_t kBlock = 64;
   const index_t blocks = (M + kBlock - 1) / kBlock;
   parallel_for(blocks, [&](index_t b, index_t e) {
@@ -95,14 +94,12 @@ void quant_step(bool lstm, index_t n, index_t H, index_t P, const QuantCell<W>& 
     quant_gemm(cell.w_hh, n, h, P, gates, ldg, qr);
     if (cell.projected) {
       lstm_pointwise(n, H, gates, ldg, c, H, c, H, scratch, H);
-      fill_rows(n, P, static_cast<const float*>(nullptr), h, P);
-      quant_gemm(cell.w_hr, n, scratch, H, h, P, qr);
+      quant_gemm(cell.w_hr, n, scratch, H, h, P, qr, CInit<float>{true, nullptr});
     } else {
       lstm_pointwise(n, H, gates, ldg, c, H, c, H, h, P, act, aux);
     }
   } else {
-    fill_rows(n, 3 * H, static_cast<const float*>(nullptr), scratch, 3 * H);
-    quant_gemm(cell.w_hh, n, h, P, scratch, 3 * H, qr);
+    quant_gemm(cell.w_hh, n, h, P, scratch, 3 * H, qr, CInit<float>{true, nullptr});
     gru_pointwise(n, H, gates, ldg, scratch, 3 * H, cell.hidden_bias(), h, P, h, P, act, aux);
   }
 }
@@ -144,17 +141,13 @@ class QuantStepper {
   float* kept_gates() const { return tape_.act; }
   // A large product (the input projection of all steps): row blocks over the pool.
   void project(index_t N, const float* in, index_t ld_in, float* g, index_t ldg) const {
-    const float* bias = cell_.input_bias();
-    if (!bias) fill_rows(N, GH_, bias, g, ldg);
-    quant_gemm_rows(cell_.w_ih, N, in, ld_in, g, ldg, bias);  // g = bias + the product
+    quant_gemm_rows(cell_.w_ih, N, in, ld_in, g, ldg, CInit<float>{true, cell_.input_bias()});  // g = bias + x·W_ihᵀ
   }
   // The quantised products have no one-row kernel: each value is the same for any row blocking.
   void project_rows(index_t q0, index_t n, const float* in, index_t ld_in, float* g, index_t ldg, bool,
                     QuantRows& qr) const {
-    const float* bias = cell_.input_bias();
-    if (!bias) fill_rows(n, GH_, bias, g, ldg);
     cell_.w_ih.prepare(n, in + q0 * ld_in, ld_in, qr);
-    cell_.w_ih.gemm_acc(0, n, qr, g, ldg, 0, cell_.w_ih.panels(), bias);  // g = bias + the product
+    cell_.w_ih.gemm_acc(0, n, qr, g, ldg, 0, cell_.w_ih.panels(), CInit<float>{true, cell_.input_bias()});
   }
   void step(index_t r0, index_t n, index_t q0, float* g, index_t ldg, float* h, float* c, bool, QuantRows& qr) {
     float* cr = lstm_ ? c + r0 * H_ : nullptr;
@@ -174,12 +167,8 @@ class QuantStepper {
     cell_.w_hh.prepare(B, h_in, P_, qr);
     for (index_t gate = 0; gate < G; ++gate) {
       const index_t c0 = gate * H_ + u0, p0 = c0 / kQNR, p1 = (gate * H_ + u1) / kQNR;
-      if (lstm_) {
-        cell_.w_hh.gemm_acc(0, B, qr, g, ldg, p0, p1);
-      } else {
-        for (index_t r = 0; r < B; ++r) std::fill_n(scratch_.data() + r * GH_ + c0, n, 0.f);
-        cell_.w_hh.gemm_acc(0, B, qr, scratch_.data(), GH_, p0, p1);
-      }
+      if (lstm_) cell_.w_hh.gemm_acc(0, B, qr, g, ldg, p0, p1);
+      else cell_.w_hh.gemm_acc(0, B, qr, scratch_.data(), GH_, p0, p1, CInit<float>{true, nullptr});
     }
     const float* none = nullptr;
     float* a = act(g) ? g + u0 : nullptr;
@@ -296,12 +285,12 @@ inline StreamBase<float>* make_quant_stream(const RnnShape& s, const CellWeights
   return new QuantStream<Bf16Weights>(s, weights);
 }
 
-// y [M, N] = x [M, K] · wᵀ through one quantised product (QuantKernels::linear).
+// y [M, N] = x [M, K] · wᵀ through one quantised product (QuantKernels::linear); y is set, not read.
 inline void quant_linear(QuantType type, index_t M, index_t K, index_t N, const float* x, const float* w, float* y) {
-  std::fill(y, y + M * N, 0.f);
   QuantRows r;
-  if (type == QuantType::int8) quant_gemm(Int8Weights(w, N, K, K), M, x, K, y, N, r);
-  else quant_gemm(Bf16Weights(w, N, K, K), M, x, K, y, N, r);
+  const CInit<float> zeros{true, nullptr};
+  if (type == QuantType::int8) quant_gemm(Int8Weights(w, N, K, K), M, x, K, y, N, r, zeros);
+  else quant_gemm(Bf16Weights(w, N, K, K), M, x, K, y, N, r, zeros);
 }
 
 }  // namespace LSTMKIT_ISA

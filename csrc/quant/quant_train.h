@@ -68,8 +68,7 @@ class Bf16CellBackward : public PlainCellBackward<float> {
     thread_local QuantRows qr;  // the rows of a step's product, per thread (the row split runs two at once)
     float* dhb = dh + r0 * H_;
     if (lstm_) {  // dh_prev = dG · W_hh; the GRU adds dGh · W_hh onto its direct path
-      fill_rows(n, H_, static_cast<const float*>(nullptr), dhb, H_);
-      quant_gemm(w_hh_t_, n, b_.dG.data() + q0 * GH_, GH_, dhb, H_, qr);
+      quant_gemm(w_hh_t_, n, b_.dG.data() + q0 * GH_, GH_, dhb, H_, qr, CInit<float>{true, nullptr});
     } else {
       quant_gemm(w_hh_t_, n, b_.dGh.data() + q0 * GH_, GH_, dhb, H_, qr);
     }
@@ -81,10 +80,8 @@ class Bf16CellBackward : public PlainCellBackward<float> {
   // the float cell's.
   void product_units(index_t q0, index_t nb, index_t u0, index_t u1, bool, float* dh) {
     thread_local QuantRows qr;
-    if (lstm_)
-      for (index_t r = 0; r < nb; ++r) std::fill(dh + r * H_ + u0, dh + r * H_ + u1, 0.f);
     w_hh_t_.prepare(nb, (lstm_ ? b_.dG.data() : b_.dGh.data()) + q0 * GH_, GH_, qr);
-    w_hh_t_.gemm_acc(0, nb, qr, dh, H_, u0 / kQNR, u1 / kQNR);
+    w_hh_t_.gemm_acc(0, nb, qr, dh, H_, u0 / kQNR, u1 / kQNR, CInit<float>{lstm_, nullptr});  // the LSTM sets dh
   }
 
   // The weight gradients dW = dGᵀ · inputs (each one product over all N rows), the bias gradients (float

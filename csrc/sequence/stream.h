@@ -167,24 +167,23 @@ class Stream final : public StreamBase<T> {
 
   // h (B, P) = m_ (B, H) · W_hrᵀ: the projection of layer w's o ⊙ tanh(c).
   void project(bool split, const PackedCell<T>& w, T* h) {
-    fill_rows<T>(s_.B, s_.P, nullptr, h, s_.P);
-    product(split, s_.B, m_.data(), s_.H, w.w_hr, h, s_.P);
+    product(split, s_.B, m_.data(), s_.H, w.w_hr, h, s_.P, CInit<T>{true, nullptr});
   }
 
   // gates_ = bias + in·W_ihᵀ of layer l: (B, G·H) = (B, In) · (In, G·H).
   void input_product(bool split, index_t l, const T* in, index_t in_ld) {
     const PackedCell<T>& w = cells_[static_cast<size_t>(l)];
     const index_t GH = s_.gates() * s_.H;
-    fill_rows(s_.B, GH, w.input_bias(), gates_.data(), GH);
-    product(split, s_.B, in, in_ld, w.w_ih, gates_.data(), GH);
+    product(split, s_.B, in, in_ld, w.w_ih, gates_.data(), GH, CInit<T>{true, w.input_bias()});
   }
 
-  // C (B, N) += A (B, K) · Wᵀ, by column panels over the pool when `split` and large enough.
-  void product(bool split, index_t B, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc) const {
+  // C (B, N) = init + A (B, K) · Wᵀ (gemm.h's CInit), by column panels over the pool when `split` and large enough.
+  void product(bool split, index_t B, const T* A, index_t lda, const PackedWeights<T>& w, T* C, index_t ldc,
+               CInit<T> init) const {
     const index_t panels = w.panels();
     if (split && worth_splitting(w.n() * w.k()))
-      parallel_for(panels, [&](index_t b, index_t e) { gemm_acc_serial(B, A, lda, w, C, ldc, b, e); });
-    else gemm_acc_serial(B, A, lda, w, C, ldc, 0, panels);
+      parallel_for(panels, [&](index_t b, index_t e) { gemm_acc_serial(B, A, lda, w, C, ldc, b, e, true, init); });
+    else gemm_acc_serial(B, A, lda, w, C, ldc, 0, panels, true, init);
   }
 
   // recurrent_ = h·W_hhᵀ of every layer from the current state: collected from the threads it was handed to
@@ -215,9 +214,7 @@ class Stream final : public StreamBase<T> {
       first += w.panels();
       if (p0 >= p1) continue;
       T* rec = st.recurrent_.data() + l * B * GH;
-      const index_t c0 = p0 * Tile<T>::NR, c1 = std::min(GH, p1 * Tile<T>::NR);
-      for (index_t r = 0; r < B; ++r) std::fill(rec + r * GH + c0, rec + r * GH + c1, T(0));
-      gemm_acc_serial(B, st.h_.data() + l * B * P, P, w, rec, GH, p0, p1);
+      gemm_acc_serial(B, st.h_.data() + l * B * P, P, w, rec, GH, p0, p1, true, CInit<T>{true, nullptr});
     }
   }
 
