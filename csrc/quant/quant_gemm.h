@@ -375,22 +375,33 @@ void Int8Weights::tile(const QuantRows& r, index_t m, const int8_t* panel, index
   // Dequantise: the same float operations on every path, (s_a · s_w) · float(Σ q·w − zp·colsum).
   const float* sw = scale_.data() + p * kQNR;
   const int32_t* cs = colsum_.data() + p * kQNR;
+#if LSTMKIT_QKIND >= 1
+  if (cols == kQNR) {  // whole panels: every row's values first, then the stores (C's rows may lie 4 KB apart,
+                       // where a load after another row's store waits on it as if it were the same address)
+    __m256 out[ROWS][2];
+    for (int i = 0; i < ROWS; ++i) {
+      const float* from = init ? init : c + i * ldc;
+      const __m256 sa = _mm256_set1_ps(r.scale[m + i]);
+      const __m256i zp = _mm256_set1_epi32(r.zp[m + i]);
+      for (int u = 0; u < 2; ++u) {
+        const __m256i iv =
+            _mm256_sub_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(acc[i] + 8 * u)),
+                             _mm256_mullo_epi32(zp, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cs + 8 * u))));
+        const __m256 s = _mm256_mul_ps(sa, _mm256_loadu_ps(sw + 8 * u));
+        out[i][u] = _mm256_add_ps(_mm256_loadu_ps(from + 8 * u), _mm256_mul_ps(s, _mm256_cvtepi32_ps(iv)));
+      }
+    }
+    for (int i = 0; i < ROWS; ++i)
+      for (int u = 0; u < 2; ++u) _mm256_storeu_ps(c + i * ldc + 8 * u, out[i][u]);
+    return;
+  }
+#endif
   for (int i = 0; i < ROWS; ++i) {
     const float sa = r.scale[m + i];
     const int32_t zp = r.zp[m + i];
     float* ci = c + i * ldc;
     const float* from = init ? init : ci;
-    int j = 0;
-#if LSTMKIT_QKIND >= 1
-    for (; j + 8 <= cols; j += 8) {
-      const __m256i iv = _mm256_sub_epi32(
-          _mm256_load_si256(reinterpret_cast<const __m256i*>(acc[i] + j)),
-          _mm256_mullo_epi32(_mm256_set1_epi32(zp), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cs + j))));
-      const __m256 s = _mm256_mul_ps(_mm256_set1_ps(sa), _mm256_loadu_ps(sw + j));
-      _mm256_storeu_ps(ci + j, _mm256_add_ps(_mm256_loadu_ps(from + j), _mm256_mul_ps(s, _mm256_cvtepi32_ps(iv))));
-    }
-#endif
-    for (; j < cols; ++j) ci[j] = from[j] + (sa * sw[j]) * static_cast<float>(acc[i][j] - zp * cs[j]);
+    for (int j = 0; j < cols; ++j) ci[j] = from[j] + (sa * sw[j]) * static_cast<float>(acc[i][j] - zp * cs[j]);
   }
 }
 
