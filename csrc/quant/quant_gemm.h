@@ -140,9 +140,11 @@ inline void quantize_row_u7(const float* a, index_t K, index_t Kp, uint8_t* q, f
   for (; k + 8 <= K; k += 8) {
     __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(a + k), vinv));  // nearest even
     v = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(v, vzp), lo), hi);
-    alignas(32) int32_t t[8];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(t), v);
-    for (int j = 0; j < 8; ++j) q[k + j] = static_cast<uint8_t>(t[j]);
+    // The 8 codes (0..127) narrowed to bytes in registers: per 128-bit lane, int32 -> int16 -> uint8 (each lane
+    // then starts with its 4 codes), the two lanes' first dwords gathered into 8 bytes.
+    const __m256i b = _mm256_packus_epi16(_mm256_packs_epi32(v, v), _mm256_setzero_si256());
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(q + k),
+                     _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0))));
   }
 #endif
   for (; k < K; ++k) {
