@@ -329,6 +329,11 @@ struct CInit {
     alignas(64) static const T zeros[kMaxWidth] = {};
     return !set ? nullptr : bias ? bias + n0 : zeros;
   }
+
+  // C's rows [0, M), columns [n0, n1) set to the row, where it is set: a product with no sums (K = 0).
+  void fill(index_t M, index_t n0, index_t n1, T* C, index_t ldc) const {
+    if (set && n1 > n0) fill_rows(M, n1 - n0, bias ? bias + n0 : nullptr, C + n0, ldc);
+  }
 };
 
 // C += A · Wᵀ (or C = bias + A · Wᵀ: init) over rows [0, M) and column panels [p_begin, p_end) of W, on the
@@ -347,11 +352,7 @@ void gemm_acc_serial(index_t M, const T* A, index_t lda, const PackedWeights<T>&
   constexpr int kNV = detail::kPanelVectors<T>, kHalfPanel = kNV >= 2 ? NR / 2 : 0;
   const index_t K = w.k(), N = w.n();
   if (M <= 0 || N <= 0) return;
-  if (K <= 0) {  // no sums: C is the row where it is set
-    const index_t n0 = p_begin * NR, n1 = std::min(N, p_end * NR);
-    if (init.set && n1 > n0) fill_rows(M, n1 - n0, init.bias ? init.bias + n0 : nullptr, C + n0, ldc);
-    return;
-  }
+  if (K <= 0) return init.fill(M, p_begin * NR, std::min(N, p_end * NR), C, ldc);
   // AT: each (k, m) block of A is first copied into strips of MR rows, (r, k) at strip[k·MR + r], which
   // the micro-kernel reads as a transposed A with lda = MR. Read in place instead, A's rows lie G·H
   // values apart (a multiple of 4 KB), all on one L1 set, and every panel would fetch them again.

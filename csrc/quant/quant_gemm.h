@@ -540,10 +540,7 @@ class Bf16Weights {
   void gemm_acc(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0, index_t p1,
                 CInit<float> init = {}) const {
     const index_t panel_size = kg_ * kQNR * kPair;
-    if (kg_ == 0 && init.set && p1 > p0) {  // no sums: C is the row
-      const index_t n0 = p0 * kQNR;
-      fill_rows(M, std::min(n_, p1 * kQNR) - n0, init.bias ? init.bias + n0 : nullptr, C + n0, ldc);
-    }
+    if (kg_ == 0) init.fill(M, p0 * kQNR, std::min(n_, p1 * kQNR), C, ldc);  // no sums
     for (index_t g0 = 0; g0 < kg_; g0 += kKC) {
       const index_t g1 = std::min(kg_, g0 + kKC);
       for (index_t b0 = 0; b0 < M; b0 += kQMC) {
