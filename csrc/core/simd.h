@@ -3,17 +3,29 @@
 // into namespace LSTMKIT_ISA: with 16-byte vectors this is SSE2 code, under target("avx2,fma") AVX2
 // with fused multiply-adds, under the AVX-512 target zmm code.
 //
-// tanh (float32): Cephes' tanhf scheme. |x| ≤ 0.625: the odd minimax polynomial x + x³·P(x²);
-// above: 1 − 2 / (e^{2|x|} + 1) with e^y from a degree-6 polynomial on [−ln2/2, ln2/2] scaled by 2^n
-// (Cephes expf); |x| is clamped at 9, where the result is 1 − 2^-24, one float32 step below ±1.
+// Both rest on one e^y: y = n·ln2 + r with |r| ≤ ln2/2, e^r − 1 = r + r²·P(r) (Cephes expf's degree-5
+// P), 2^n put in a float's exponent field. They run once per gate per step (five per hidden unit of an
+// LSTM), a tenth of a small batch's time, so they are written for few instructions:
+//   σ(x)    = 1 / (1 + e^{−x})
+//   tanh(x) = sign(x)·E / (E + 2), E = e^{2|x|} − 1 = 2^n·(e^r − 1) + (2^n − 1)
+// E keeps tanh's relative accuracy near 0 (n = 0: E = e^r − 1, no cancellation), so one formula serves
+// every x (Cephes' tanhf adds a polynomial for |x| ≤ 0.625 and a select, 40 % more instructions).
 // tests/test_simd_functions.py sweeps 2 M points of [−12, 12] against float64 on every ISA path
-// (through a one-step GRU cell, which isolates each function): tanh within 1.3 ulp, σ(x) =
-// 1 / (1 + e^{−x}) (below) within 2 ulp.
+// (through a one-step GRU cell, which isolates each function): σ within 2 ulp (measured 1.96: e^r's
+// ulp, 1 + e's rounding and the division's), tanh within 2.5 ulp (measured 2.15, at small |x| where
+// E + 2 rounds off E's low bits: E's ulp, E + 2's half ulp of 2 (up to one ulp of the result) and the
+// division's half).
 // float64 stays on libm (std::tanh), the simple and exact-enough path.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>  // (included first, outside the target region, by kernels_impl.h and quant_impl.h)
+#define LSTMKIT_X86 1
+#else
+#define LSTMKIT_X86 0
+#endif
 
 #ifndef LSTMKIT_VEC_BYTES
 #define LSTMKIT_VEC_BYTES 16
@@ -60,53 +72,68 @@ inline VF select(VI mask, VF a, VF b) {  // mask lanes all-ones: a, else b
   return (VF)((mask & (VI)a) | (~mask & (VI)b));
 }
 
-// e^x for x in [−87, 88] (the caller bounds it).
-inline VF exp_ps(VF x) {
-  const VF fx = x * 1.44269504088896341f;
+// Lane-wise min(a, b) and max(a, b): one instruction where the ISA has it (minps/maxps), else compare
+// and select; either way b where a lane is NaN, so a clamp written vmin(limit, x) keeps a NaN x.
+inline VF vmin(VF a, VF b) {
+#if LSTMKIT_X86 && LSTMKIT_VEC_BYTES == 64
+  return (VF)_mm512_min_ps((__m512)a, (__m512)b);
+#elif LSTMKIT_X86 && LSTMKIT_VEC_BYTES == 32
+  return (VF)_mm256_min_ps((__m256)a, (__m256)b);
+#elif LSTMKIT_X86 && LSTMKIT_VEC_BYTES == 16
+  return (VF)_mm_min_ps((__m128)a, (__m128)b);
+#else
+  return select(a < b, a, b);
+#endif
+}
+inline VF vmax(VF a, VF b) {
+#if LSTMKIT_X86 && LSTMKIT_VEC_BYTES == 64
+  return (VF)_mm512_max_ps((__m512)a, (__m512)b);
+#elif LSTMKIT_X86 && LSTMKIT_VEC_BYTES == 32
+  return (VF)_mm256_max_ps((__m256)a, (__m256)b);
+#elif LSTMKIT_X86 && LSTMKIT_VEC_BYTES == 16
+  return (VF)_mm_max_ps((__m128)a, (__m128)b);
+#else
+  return select(a > b, a, b);
+#endif
+}
+
+// e^y = 2^n · (1 + em1) for y in [−87, 87] (the caller bounds it): em1 = e^r − 1, r = y − n·ln2.
+struct ExpParts {
+  VF em1;    // e^r − 1, |r| ≤ ln2/2
+  VF two_n;  // 2^n, exact
+};
+inline ExpParts exp_parts(VF y) {
   const VF magic = Simd<float>::set1(12582912.0f);  // 1.5·2^23: adding it rounds to an integer
-  const VF n = (fx + magic) - magic;
-  VF r = x - n * 0.693359375f;
+  const VF k = y * 1.44269504088896341f + magic;    // n in the low mantissa bits
+  const VF n = k - magic;
+  VF r = y - n * 0.693359375f;  // ln2 in two parts, the first exact in a product with n
   r = r - n * -2.12194440e-4f;
-  const VF z = r * r;
-  VF y = Simd<float>::set1(1.9875691500e-4f);
-  y = y * r + 1.3981999507e-3f;
-  y = y * r + 8.3334519073e-3f;
-  y = y * r + 4.1665795894e-2f;
-  y = y * r + 1.6666665459e-1f;
-  y = y * r + 5.0000001201e-1f;
-  y = y * z + r + 1.0f;
-  const VI ni = __builtin_convertvector(n, VI);
-  const VI bits = (ni + 127) << 23;
-  return y * (VF)bits;
+  VF p = Simd<float>::set1(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  // n's bits shifted into the exponent field (k's own exponent bits shift out) plus the bias of 2^0
+  return {p * (r * r) + r, (VF)(((VI)k << 23) + 0x3f800000)};
 }
 
 inline VF tanh_ps(VF x) {
   const VI sign = (VI)x & static_cast<int32_t>(0x80000000u);
   const VF ax = (VF)((VI)x & 0x7fffffff);
-  // |x| > 0.625: 1 − 2 / (e^{2|x|} + 1)
-  const VF a = select(ax < 9.0f, ax, Simd<float>::set1(9.0f));
-  const VF e = exp_ps(a + a);
-  const VF big = 1.0f - 2.0f / (e + 1.0f);
-  // |x| ≤ 0.625: odd polynomial
-  const VF z = ax * ax;
-  VF p = Simd<float>::set1(-5.70498872745e-3f);
-  p = p * z + 2.06390887954e-2f;
-  p = p * z - 5.37397155531e-2f;
-  p = p * z + 1.33314422036e-1f;
-  p = p * z - 3.33332819422e-1f;
-  const VF small = p * z * ax + ax;
-  const VF r = select(ax > 0.625f, big, small);  // NaN compares false: NaN from the polynomial
-  return (VF)((VI)r | sign);
+  // |x| clamped at 9, where E / (E + 2) rounds to 1 (float64: 1 − 3e−8)
+  const VF a = vmin(Simd<float>::set1(9.0f), ax);
+  const ExpParts e = exp_parts(a + a);
+  const VF big_e = e.em1 * e.two_n + (e.two_n - 1.0f);  // e^{2|x|} − 1
+  return (VF)((VI)(big_e / (big_e + 2.0f)) | sign);
 }
 
-// σ(x) = 1 / (1 + e^{−x}): one exp and one division, against two of each and a polynomial through
-// tanh. e^{−x} is taken with −x clamped to [−80, 80] (σ is 1 or below 2e−35 beyond; no subnormals); NaN
-// compares false, stays NaN.
+// e^{−x} is taken with −x clamped to [−80, 80] (σ is 1 or below 2e−35 beyond; no subnormals); NaN
+// stays NaN.
 inline VF sigmoid_ps(VF x) {
-  VF t = -x;
-  t = select(t > 80.0f, Simd<float>::set1(80.0f), t);
-  t = select(t < -80.0f, Simd<float>::set1(-80.0f), t);
-  return 1.0f / (1.0f + exp_ps(t));
+  const VF t = vmax(Simd<float>::set1(-80.0f), vmin(Simd<float>::set1(80.0f), -x));
+  const ExpParts e = exp_parts(t);
+  return 1.0f / ((e.em1 + 1.0f) * e.two_n + 1.0f);
 }
 
 #else

@@ -16,6 +16,9 @@
 #include <stdexcept>
 #include <type_traits>
 #include <vector>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>  // simd.h's min/max
+#endif
 
 #include "cells/variant_api.h"  // its inline functions are shared with the glue: baseline code
 #include "core/common.h"
