@@ -62,6 +62,16 @@ struct PackedCell {
   const T* input_bias() const { return bias_in.empty() ? nullptr : bias_in.data(); }
 };
 
+namespace detail {
+// c' = f ⊙ c + i ⊙ g as one function, so that lstm_pointwise's block loop and remainder loop get the same
+// expression and bits (with contraction on, which product a multiply-add absorbs depends on how the operands
+// arrive: a folded load or a register), whichever loop the thread count assigns a unit to.
+template <typename V>
+inline V lstm_c_next(V f, V c, V i, V g) {
+  return f * c + i * g;
+}
+}  // namespace detail
+
 // LSTM gate nonlinearities and state update for B rows, one fused pass.
 //   gates: [B, 4H] ld ldg  pre-activations (i, f, g, o), all products and biases already summed
 //   c_in:  [B, H]  ld ldc_in   cell state before the step
@@ -89,17 +99,18 @@ void lstm_pointwise(index_t B, index_t H, const T* gates, index_t ldg, const T* 
       float* mb = m + b * ldm;
       float* a = act ? act + b * 4 * GS : nullptr;
       float* tcb = act ? tanh_c + b * GS : nullptr;
-      // Two vectors at a time, stage by stage: one vector's σ → c' → tanh chain is long and the
-      // pass is bound by its latency; two independent chains side by side fill the pipelines.
+      // Four vectors at a time, stage by stage: one vector's σ → c' → tanh chain is long (each function
+      // ends in a division) and the pass is bound by its latency; independent chains side by side fill the
+      // pipelines (B=16 H=128, 100 steps on a Zen 3: 0.70 ms one at a time, 0.56 two, 0.50 four).
+      constexpr int U = 4;
       index_t j = 0;
-      for (; j + 2 * W <= H; j += 2 * W) {
-        constexpr int U = 2;
+      for (; j + U * W <= H; j += U * W) {
         V i[U], f[U], g[U], o[U], c_next[U], tc[U];
         for (int u = 0; u < U; ++u) i[u] = detail::sigmoid_ps(S::load(gi + j + u * W));
         for (int u = 0; u < U; ++u) f[u] = detail::sigmoid_ps(S::load(gi + GS + j + u * W));
         for (int u = 0; u < U; ++u) g[u] = detail::tanh_ps(S::load(gi + 2 * GS + j + u * W));
         for (int u = 0; u < U; ++u) o[u] = detail::sigmoid_ps(S::load(gi + 3 * GS + j + u * W));
-        for (int u = 0; u < U; ++u) c_next[u] = f[u] * S::load(c + j + u * W) + i[u] * g[u];
+        for (int u = 0; u < U; ++u) c_next[u] = detail::lstm_c_next(f[u], S::load(c + j + u * W), i[u], g[u]);
         for (int u = 0; u < U; ++u) tc[u] = detail::tanh_ps(c_next[u]);
         for (int u = 0; u < U; ++u) {
           const index_t q = j + u * W;
@@ -120,7 +131,7 @@ void lstm_pointwise(index_t B, index_t H, const T* gates, index_t ldg, const T* 
         };
         const V i = detail::sigmoid_ps(ld(gi)), f = detail::sigmoid_ps(ld(gi + GS));
         const V g = detail::tanh_ps(ld(gi + 2 * GS)), o = detail::sigmoid_ps(ld(gi + 3 * GS));
-        const V c_next = f * ld(c) + i * g;
+        const V c_next = detail::lstm_c_next(f, ld(c), i, g);
         const V tc = detail::tanh_ps(c_next);
         st(cn, c_next);
         st(mb, o * tc);
@@ -187,6 +198,18 @@ void lstm_step(index_t B, index_t H, const PackedCell<T>& w, const T* h_in, inde
 // For training (null at inference), what the backward pass needs:
 //   act:   [B, 3H] contiguous  (r, z, n) after σ / tanh
 //   gh_n:  [B, H]  contiguous  W_hn h + b_hn
+namespace detail {
+// The GRU's two mixed products, one function each for the same reason as lstm_c_next.
+template <typename V>
+inline V gru_n_preact(V xn, V r, V hn) {
+  return xn + r * hn;
+}
+template <typename V>
+inline V gru_mix(V z, V n, V h) {
+  return (1.0f - z) * n + z * h;
+}
+}  // namespace detail
+
 template <typename T>
 void gru_pointwise(index_t B, index_t H, const T* gi, index_t ldgi, const T* gh, index_t ldgh, const T* b_hh,
                    const T* h_in, index_t ldh_in, T* h_out, index_t ldh_out, T* act = nullptr, T* gh_n = nullptr,
@@ -205,7 +228,33 @@ void gru_pointwise(index_t B, index_t H, const T* gi, index_t ldgi, const T* gh,
       float* hn = h_out + b * ldh_out;
       float* a = act ? act + b * 3 * GS : nullptr;
       float* ghn = act ? gh_n + b * GS : nullptr;
-      for (index_t j = 0; j < H; j += W) {
+      // Four vectors at a time, stage by stage, as lstm_pointwise: r → n is a chain of two divisions.
+      constexpr int U = 4;
+      index_t j = 0;
+      for (; j + U * W <= H; j += U * W) {
+        V hr[U], hz[U], hnn[U], r[U], z[U], nn[U];
+        for (int u = 0; u < U; ++u) {
+          const index_t q = j + u * W;
+          hr[u] = S::load(hh + q), hz[u] = S::load(hh + GS + q), hnn[u] = S::load(hh + 2 * GS + q);
+          if (b_hh) {
+            hr[u] = hr[u] + S::load(b_hh + q), hz[u] = hz[u] + S::load(b_hh + GS + q);
+            hnn[u] = hnn[u] + S::load(b_hh + 2 * GS + q);
+          }
+        }
+        for (int u = 0; u < U; ++u) r[u] = detail::sigmoid_ps(S::load(xi + j + u * W) + hr[u]);
+        for (int u = 0; u < U; ++u) z[u] = detail::sigmoid_ps(S::load(xi + GS + j + u * W) + hz[u]);
+        for (int u = 0; u < U; ++u)
+          nn[u] = detail::tanh_ps(detail::gru_n_preact(S::load(xi + 2 * GS + j + u * W), r[u], hnn[u]));
+        for (int u = 0; u < U; ++u) {
+          const index_t q = j + u * W;
+          if (a) {
+            S::store(a + q, r[u]), S::store(a + GS + q, z[u]), S::store(a + 2 * GS + q, nn[u]);
+            S::store(ghn + q, hnn[u]);
+          }
+          S::store(hn + q, detail::gru_mix(z[u], nn[u], S::load(h + q)));  // h_out may alias h_in: q's own load first
+        }
+      }
+      for (; j < H; j += W) {
         const int n = static_cast<int>(std::min<index_t>(W, H - j));
         auto ld = [&](const float* p) { return n == W ? S::load(p + j) : S::load_part(p + j, n); };
         auto st = [&](float* p, V v) {
@@ -216,12 +265,12 @@ void gru_pointwise(index_t B, index_t H, const T* gi, index_t ldgi, const T* gh,
         if (b_hh) hr = hr + ld(b_hh), hz = hz + ld(b_hh + GS), hnn = hnn + ld(b_hh + 2 * GS);
         const V r = detail::sigmoid_ps(ld(xi) + hr);
         const V z = detail::sigmoid_ps(ld(xi + GS) + hz);
-        const V nn = detail::tanh_ps(ld(xi + 2 * GS) + r * hnn);
+        const V nn = detail::tanh_ps(detail::gru_n_preact(ld(xi + 2 * GS), r, hnn));
         if (a) {
           st(a, r), st(a + GS, z), st(a + 2 * GS, nn);
           st(ghn, hnn);
         }
-        st(hn, (1.0f - z) * nn + z * ld(h));  // last: h_out may alias h_in
+        st(hn, detail::gru_mix(z, nn, ld(h)));  // last: h_out may alias h_in
       }
     }
     return;
