@@ -74,28 +74,20 @@ inline VF select(VI mask, VF a, VF b) {  // mask lanes all-ones: a, else b
 
 // Lane-wise min(a, b) and max(a, b): one instruction where the ISA has it (minps/maxps), else compare
 // and select; either way b where a lane is NaN, so a clamp written vmin(limit, x) keeps a NaN x.
-inline VF vmin(VF a, VF b) {
 #if LSTMKIT_X86 && LSTMKIT_VEC_BYTES == 64
-  return (VF)_mm512_min_ps((__m512)a, (__m512)b);
+#define LSTMKIT_LANEWISE(op, a, b) (VF) _mm512_##op##_ps((__m512)(a), (__m512)(b))
 #elif LSTMKIT_X86 && LSTMKIT_VEC_BYTES == 32
-  return (VF)_mm256_min_ps((__m256)a, (__m256)b);
+#define LSTMKIT_LANEWISE(op, a, b) (VF) _mm256_##op##_ps((__m256)(a), (__m256)(b))
 #elif LSTMKIT_X86 && LSTMKIT_VEC_BYTES == 16
-  return (VF)_mm_min_ps((__m128)a, (__m128)b);
+#define LSTMKIT_LANEWISE(op, a, b) (VF) _mm_##op##_ps((__m128)(a), (__m128)(b))
 #else
-  return select(a < b, a, b);
+inline VF lanewise_min(VF a, VF b) { return select(a < b, a, b); }
+inline VF lanewise_max(VF a, VF b) { return select(a > b, a, b); }
+#define LSTMKIT_LANEWISE(op, a, b) lanewise_##op(a, b)
 #endif
-}
-inline VF vmax(VF a, VF b) {
-#if LSTMKIT_X86 && LSTMKIT_VEC_BYTES == 64
-  return (VF)_mm512_max_ps((__m512)a, (__m512)b);
-#elif LSTMKIT_X86 && LSTMKIT_VEC_BYTES == 32
-  return (VF)_mm256_max_ps((__m256)a, (__m256)b);
-#elif LSTMKIT_X86 && LSTMKIT_VEC_BYTES == 16
-  return (VF)_mm_max_ps((__m128)a, (__m128)b);
-#else
-  return select(a > b, a, b);
-#endif
-}
+inline VF vmin(VF a, VF b) { return LSTMKIT_LANEWISE(min, a, b); }
+inline VF vmax(VF a, VF b) { return LSTMKIT_LANEWISE(max, a, b); }
+#undef LSTMKIT_LANEWISE
 
 // e^y = 2^n · (1 + em1) for y in [−87, 87] (the caller bounds it): em1 = e^r − 1, r = y − n·ln2.
 struct ExpParts {
