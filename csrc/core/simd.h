@@ -5,7 +5,7 @@
 //
 // Both rest on one e^y: y = n·ln2 + r with |r| ≤ ln2/2, e^r − 1 = r + r²·P(r) (Cephes expf's degree-5
 // P), 2^n put in a float's exponent field. They run once per gate per step (five per hidden unit of an
-// LSTM), a tenth of a small batch's time, so they are written for few instructions:
+// LSTM; an eighth of B=16 H=128's one-thread time on a Zen 3), so they are written for few instructions:
 //   σ(x)    = 1 / (1 + e^{−x})
 //   tanh(x) = sign(x)·E / (E + 2), E = e^{2|x|} − 1 = 2^n·(e^r − 1) + (2^n − 1)
 // E keeps tanh's relative accuracy near 0 (n = 0: E = e^r − 1, no cancellation), so one formula serves
@@ -113,7 +113,7 @@ inline ExpParts exp_parts(VF y) {
 inline VF tanh_ps(VF x) {
   const VI sign = (VI)x & static_cast<int32_t>(0x80000000u);
   const VF ax = (VF)((VI)x & 0x7fffffff);
-  // |x| clamped at 9, where E / (E + 2) rounds to 1 (float64: 1 − 3e−8)
+  // |x| clamped at 9, where E / (E + 2) is 1 within a float32 step (tanh(9) = 1 − 3e−8)
   const VF a = vmin(Simd<float>::set1(9.0f), ax);
   const ExpParts e = exp_parts(a + a);
   const VF big_e = e.em1 * e.two_n + (e.two_n - 1.0f);  // e^{2|x|} − 1
