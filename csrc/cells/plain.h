@@ -63,9 +63,10 @@ struct PackedCell {
 };
 
 namespace detail {
-// c' = f ⊙ c + i ⊙ g as one function, so that lstm_pointwise's block loop and remainder loop get the same
-// expression and bits (with contraction on, which product a multiply-add absorbs depends on how the operands
-// arrive: a folded load or a register), whichever loop the thread count assigns a unit to.
+// c' = f ⊙ c + i ⊙ g as one function, for every loop of lstm_pointwise (SIMD blocks, SIMD remainder, scalar):
+// the SIMD block loop and remainder loop then get the same expression and bits (with contraction on, which product
+// a multiply-add absorbs depends on how the operands arrive: a folded load or a register), whichever loop the thread
+// count assigns a unit to.
 template <typename V>
 inline V lstm_c_next(V f, V c, V i, V g) {
   return f * c + i * g;
@@ -154,7 +155,7 @@ void lstm_pointwise(index_t B, index_t H, const T* gates, index_t ldg, const T* 
     T* mb = m + b * ldm;
     for (index_t j = 0; j < H; ++j) {
       const T i = sigmoid(gi[j]), f = sigmoid(gf[j]), g = std::tanh(gg[j]), o = sigmoid(go[j]);
-      const T c_next = f * c[j] + i * g;
+      const T c_next = detail::lstm_c_next(f, c[j], i, g);
       const T tc = std::tanh(c_next);
       cn[j] = c_next;
       mb[j] = o * tc;
@@ -288,13 +289,13 @@ void gru_pointwise(index_t B, index_t H, const T* gi, index_t ldgi, const T* gh,
       const T hnn = hh[2 * GS + j] + (b_hh ? b_hh[2 * GS + j] : T(0));
       const T r = sigmoid(xi[j] + hr);
       const T z = sigmoid(xi[GS + j] + hz);
-      const T n = std::tanh(xi[2 * GS + j] + r * hnn);
+      const T n = std::tanh(detail::gru_n_preact(xi[2 * GS + j], r, hnn));
       if (act) {  // training only
         T* a = act + b * 3 * GS;
         a[j] = r, a[GS + j] = z, a[2 * GS + j] = n;
         gh_n[b * GS + j] = hnn;
       }
-      hn[j] = (T(1) - z) * n + z * h[j];  // last: h_out may alias h_in
+      hn[j] = detail::gru_mix(z, n, h[j]);  // last: h_out may alias h_in
     }
   }
 }
