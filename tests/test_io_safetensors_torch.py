@@ -165,6 +165,38 @@ def test_saving_a_torch_module_directly(tmp_path):
     assert_same_weights(lstmkit.load(tmp_path / "m.safetensors"), module)
 
 
+@pytest.mark.parametrize("options", [
+    dict(zoneout=(0.5, 0.05), recurrent_dropout=0.25),  # no tensors: the weights alone would say "plain cell"
+    dict(layer_norm=True, clip=0.5),  # gains the weights' names used to be refused for
+    dict(mode="GRU", zoneout=(0.0, 0.3), linear_before_reset=False),
+])
+def test_a_task_checkpoint_gives_its_layer_with_every_option(options, tmp_path):
+    """lstmkit.tasks checkpoints record their lstmkit.torch layers' configs (``rnn_configs``), and lstmkit.load
+    builds the recurrent layer from it: the NumPy layer computes what the module computes in eval mode. Read off
+    the weights alone, zoneout's layer would be the plain cell, off by ~0.1 here (zoneout mixes by its expectation
+    in evaluation): a silent wrong result."""
+    import lstmkit.torch as lt
+    from lstmkit.tasks import checkpoint
+
+    mode = options.pop("mode", "LSTM")
+    torch.manual_seed(0)
+    model = torch.nn.Module()
+    model.embed = torch.nn.Embedding(10, 5)
+    model.rnn = getattr(lt, mode)(5, 7, batch_first=True, **options)
+    with torch.no_grad():  # gains and biases away from their 1/0 start, so a dropped option shows
+        for p in model.rnn.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    path = tmp_path / "task.safetensors"
+    checkpoint.save(str(path), task="generate", config={}, model=model)
+    layer = lstmkit.load(path)
+    assert layer.config == type(layer.config)(**{**model.rnn.config.to_dict(), "batch_first": False})
+    x = torch.randn(6, 2, 5)
+    with torch.no_grad():
+        want, _ = model.rnn.eval()(x.transpose(0, 1))
+    got, _ = layer.eval()(x.numpy())
+    np.testing.assert_allclose(got, want.transpose(0, 1).numpy(), rtol=1e-5, atol=1e-6)
+
+
 def _rewrite_header(path, edit):
     data = path.read_bytes()
     (n,) = struct.unpack("<Q", data[:8])

@@ -96,15 +96,8 @@ def load(path, *, batch_first: bool | None = None, verify: bool = True):
     """
     path = Path(path)
     metadata, tensors = read(path, verify=verify)
-    if "task" in metadata:  # a checkpoint of lstmkit.tasks: its recurrent layer, found by torch's names
-        from .torch import from_state_dict
-
-        weights = {k: v for k, v in tensors.items() if k.startswith("model.")}
-        try:
-            return from_state_dict(weights, batch_first=bool(batch_first))
-        except ValueError as e:
-            raise ValueError(f"{path}: a {short(metadata['task'], 40)!r} checkpoint whose recurrent layer cannot "
-                             f"be read: {e}") from e
+    if "task" in metadata:
+        return _task_layer(path, metadata, tensors, bool(batch_first))
     if metadata.get("format") != "lstmkit" or "config" not in metadata or "kind" not in metadata:
         raise ValueError(f"{path}: no lstmkit metadata (format/kind/config) in the safetensors header; it holds "
                          f"tensors {short(sorted(tensors)[:6], 200)}... — convert a plain state_dict with "
@@ -129,6 +122,26 @@ def load(path, *, batch_first: bool | None = None, verify: bool = True):
         return build(config, params, cell, **changes)
     except ValueError as e:
         raise ValueError(f"{path}: tensors disagree with the metadata's config: {e}") from e
+
+
+def _task_layer(path, metadata: dict, tensors: dict, batch_first: bool):
+    """The recurrent layer of a checkpoint of lstmkit.tasks, found by torch's names: built from its config where
+    the checkpoint records one (``rnn_configs``: every option, those without tensors too), else read off the
+    weights' names and shapes (checkpoints from before that key, whose layers had no such options)."""
+    from .torch import from_state_dict, pick_prefix
+
+    weights = {k: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        configs = json_field(path, metadata, "rnn_configs", dict, "{}")
+        prefix = pick_prefix(weights)
+        recorded = configs.get(prefix[len("model."):]) if prefix.startswith("model.") else None
+        if recorded is None:
+            return from_state_dict(weights, batch_first=batch_first, prefix=prefix)
+        params = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix) and "." not in k[len(prefix):]}
+        return build(RNNConfig(**recorded), params, batch_first=batch_first)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: a {short(metadata['task'], 40)!r} checkpoint whose recurrent layer cannot "
+                         f"be read: {short(e)}") from e
 
 
 def json_field(path, metadata: dict, key: str, kind: type, default: str | None = None, where: str = "metadata"):

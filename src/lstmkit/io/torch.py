@@ -86,7 +86,7 @@ def from_state_dict(state: dict, *, mode: str | None = None, batch_first: bool =
     bigger model's state_dict (e.g. "encoder.rnn."), needed only when several RNNs are in it.
     """
     arrays = {k: _numpy(v) for k, v in state.items()}
-    prefix = _pick_prefix(arrays, prefix)
+    prefix = pick_prefix(arrays, prefix)
     params = {}
     for key, value in arrays.items():
         m = _KEY.match(key)
@@ -176,7 +176,9 @@ def _numpy(value) -> np.ndarray:
     return np.asarray(to_numpy(value))
 
 
-def _pick_prefix(arrays: dict, prefix: str | None) -> str:
+def pick_prefix(arrays: dict, prefix: str | None = None) -> str:
+    """The key prefix of the one RNN among torch-named ``arrays`` ("" at the top, "encoder.rnn." inside a model), or
+    ``prefix`` checked; ValueError when there is none, or several and no ``prefix``."""
     found = {m["prefix"] for k in arrays if (m := _KEY.match(k)) and m["name"] == "weight_ih"}
     if prefix is not None:
         if prefix not in found:

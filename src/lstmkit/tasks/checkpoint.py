@@ -6,7 +6,8 @@ leaves a half-written checkpoint behind. Under DDP only rank 0 calls :func:`save
 Tensor keys: ``model.<name>`` (the state_dict), ``optim.<param index>.<name>`` (per-parameter optimizer
 state such as Adam's ``exp_avg``), ``rng.torch`` (torch's CPU generator state, uint8) and
 ``rng.loader`` (the batch-order generator). Metadata keys: ``lstmkit`` (format version), ``task``,
-``config`` (JSON), ``optim`` (JSON: param_groups and per-parameter non-tensor state), ``trainer``
+``config`` (JSON), ``rnn_configs`` (JSON: the lstmkit.torch recurrent layers' configs by state_dict prefix,
+where the model has any), ``optim`` (JSON: param_groups and per-parameter non-tensor state), ``trainer``
 (JSON: epoch, best, history ...), ``rng.python`` and ``rng.numpy`` (JSON), and the two hashes of
 ``lstmkit.io.safetensors`` (``content_sha256`` over every tensor, ``metadata_sha256`` over the rest of the
 metadata), checked by :func:`load`: one flipped bit, or an edited trainer/optimizer entry, is refused
@@ -92,6 +93,9 @@ def save(path: str, *, task: str, config: dict, model, optimizer=None, trainer: 
 
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     meta = {"lstmkit": FORMAT, "task": task, "config": json.dumps(config)}
+    layers = recurrent_configs(model)
+    if layers:
+        meta["rnn_configs"] = json.dumps(layers)
     if optimizer is not None:
         otensors, orest = _split_optimizer(optimizer)
         tensors.update(otensors)
@@ -104,6 +108,17 @@ def save(path: str, *, task: str, config: dict, model, optimizer=None, trainer: 
     meta["rng.python"] = json.dumps(_py_state_to_json(random.getstate()))
     meta["rng.numpy"] = json.dumps(_np_state_to_json(np.random.get_state()))
     _atomic_save(tensors, meta, path)
+
+
+def recurrent_configs(model) -> dict:
+    """{state_dict prefix ("rnn."): RNNConfig.to_dict()} of the lstmkit.torch recurrent layers inside ``model``:
+    their options, those without tensors too (zoneout, recurrent dropout, clip, ...), which the weights' names and
+    shapes cannot tell. ``lstmkit.load`` builds a task checkpoint's recurrent layer from them (metadata key
+    ``rnn_configs``), so report, explain and trace run the cell the model trained."""
+    from ..params import RNNConfig
+
+    return {f"{name}." if name else "": m.config.to_dict() for name, m in model.named_modules()
+            if isinstance(getattr(m, "config", None), RNNConfig)}
 
 
 def load(path: str, task: str | None = None, *, verify: bool = True) -> dict:
