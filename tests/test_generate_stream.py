@@ -57,11 +57,38 @@ def test_tied_model_survives_save_and_load(tmp_path):
     assert (after[0, :, 3] != before[0, :, 3]).all()
 
 
+def test_zoneout_and_recurrent_dropout_regularise_training_only_and_survive_save_load(tmp_path):
+    """The variant cell's options reach the recurrent layer; they draw masks in training (two training forwards
+    differ) and not in evaluation (zoneout by its expectation: two evaluations agree), and a saved model comes
+    back with them (the same probabilities) and names them in its table row."""
+    from lstmkit.tasks.generate.job import describe
+
+    lm = CharLM(hidden_size=16, embed_dim=16, tie_weights=True, zoneout=(0.5, 0.05), recurrent_dropout=0.25,
+                steps=3, batch_size=4, seq_len=16, eval_every=2)
+    lm.fit(TEXT[:2000], TEXT[2000:2400], log=_quiet)
+    rnn = lm.model.rnn
+    assert rnn.config.zoneout == (0.5, 0.05) and rnn.config.recurrent_dropout == 0.25
+    x = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        lm.model.train()
+        a, b = lm.model(x)[0], lm.model(x)[0]
+        lm.model.eval()
+        c, d = lm.model(x)[0], lm.model(x)[0]
+    assert not torch.equal(a, b) and torch.equal(c, d)
+    path = str(tmp_path / "zo.safetensors")
+    lm.save(path)
+    back = CharLM.load(path)
+    assert back.model.rnn.config.zoneout == (0.5, 0.05) and back.model.rnn.config.recurrent_dropout == 0.25
+    probe = TEXT[2400:2600]
+    np.testing.assert_allclose(back.next_char_probs(probe), lm.next_char_probs(probe), rtol=0, atol=1e-7)
+    assert describe(back.config) == "16 hidden, tied, zoneout 0.5/0.05, recurrent dropout 0.25"
+
+
 def test_checkpoint_without_the_new_options_still_loads(tmp_path):
     lm = CharLM(hidden_size=8, embed_dim=4, epochs=1, batches_per_epoch=1, seq_len=16)
     lm.fit(TEXT[:1000], log=_quiet)
     new_keys = ("embed_dropout", "proj_size", "layer_norm", "tie_weights", "steps", "time_budget", "warmup",
-                "weight_decay", "eval_every")
+                "weight_decay", "eval_every", "zoneout", "recurrent_dropout")
     for k in new_keys:  # as an older lstmkit wrote it
         del lm.config[k]
     path = str(tmp_path / "old.safetensors")
@@ -103,6 +130,9 @@ def test_steps_schedule_warms_up_and_decays_to_the_floor():
     {"proj_size": 8, "embed_dim": 8, "tie_weights": True, "num_layers": 2, "dropout": 0.2},
     {"layer_norm": True, "num_layers": 2, "dropout": 0.2},
     {"layer_norm": True, "tie_weights": True},  # benchmarks/tasks_run.py's text model
+    {"zoneout": (0.5, 0.05), "tie_weights": True},
+    {"recurrent_dropout": 0.25, "zoneout": (0.2, 0.1), "num_layers": 2, "dropout": 0.2},
+    {"cell": "gru", "zoneout": (0.0, 0.1), "recurrent_dropout": 0.2},
 ])
 def test_new_options_train_on_the_native_engine(options, monkeypatch):
     def refuse(*args, **kwargs):
@@ -138,6 +168,11 @@ def test_bad_stream_settings_are_named(kwargs, name):
     ({"proj_size": 8, "hidden_size": 8}, "proj_size"),
     ({"proj_size": 2, "cell": "gru"}, "proj_size"),
     ({"embed_dropout": 1.0}, "embed_dropout"),
+    ({"zoneout": (0.5, 1.0)}, r"zoneout\[1\]"),
+    ({"zoneout": 0.5}, "zoneout: expected a pair"),
+    ({"zoneout": ("a", 0.1)}, r"zoneout\[0\]"),
+    ({"cell": "gru", "zoneout": (0.1, 0.1)}, "zoneout: a GRU has no cell state"),
+    ({"recurrent_dropout": -0.1}, "recurrent_dropout"),
 ])
 def test_bad_network_options_are_named(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -153,6 +188,8 @@ def test_bad_network_options_are_named(kwargs, name):
     (["--warmup", "x"], "--warmup"),
     (["--weight-decay", "-1"], "--weight-decay"),
     (["--eval-every", "0"], "--eval-every"),
+    (["--zoneout", "0.5", "1"], "--zoneout"),
+    (["--recurrent-dropout", "1"], "--recurrent-dropout"),
 ])
 def test_bad_flags_are_argparse_errors_naming_the_flag(argv, flag, capsys):
     with pytest.raises(SystemExit) as e:
@@ -171,6 +208,7 @@ def test_bad_flags_are_argparse_errors_naming_the_flag(argv, flag, capsys):
     (["--steps", "3", "--lr-schedule", "constant"], "--lr-schedule"),
     (["--warmup", "5"], "--warmup"),  # and stream-training flags in epoch training
     (["--eval-every", "7"], "--eval-every"),
+    (["--cell", "gru", "--zoneout", "0.3", "0.1"], "--zoneout"),
 ])
 def test_flags_that_do_not_fit_together_are_named(argv, flag, tmp_path, capsys):
     assert main(["generate", "--out", str(tmp_path / "r")] + argv) != 0

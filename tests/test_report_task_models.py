@@ -78,3 +78,36 @@ def test_report_and_explain_on_a_forecast_run_folder_read_its_own_series(tmp_pat
     np.save(data, x)
     assert main(["report", str(run), "--data", str(data), "--out", str(tmp_path / "rd.html")]) == 2
     assert "--series" in capsys.readouterr().err
+
+
+def test_a_char_lm_with_variant_options_loads_with_them_and_reports(tmp_path, capsys):
+    """A task checkpoint records its lstmkit.torch layers' configs (``rnn_configs``): lstmkit.load builds the layer
+    with every option — zoneout and recurrent dropout have no tensors, so the weights alone would give the plain
+    cell, silently another model in evaluation — and layer norm's gains load too instead of being refused. The
+    loaded NumPy layer computes what the trained module computes (eval mode), and report/explain run on it."""
+    import torch
+
+    from lstmkit.tasks.generate import CharLM
+
+    text = "the quick brown fox jumps over the lazy dog.\n" * 60
+    option_sets = ({"zoneout": (0.5, 0.05), "recurrent_dropout": 0.25}, {"layer_norm": True, "zoneout": (0.2, 0.1)},
+                   {"cell": "gru", "zoneout": (0.0, 0.3)})
+    for k, options in enumerate(option_sets):
+        lm = CharLM(hidden_size=12, embed_dim=8, steps=2, batch_size=4, seq_len=16, eval_every=2, **options)
+        lm.fit(text[:2000], text[2000:2400], log=lambda *a: None)
+        path = tmp_path / f"lm{k}.safetensors"
+        lm.save(str(path))
+        layer = lstmkit.load(path)
+        rnn = lm.model.rnn
+        assert layer.config == type(layer.config)(**{**rnn.config.to_dict(), "batch_first": False})
+        x = torch.randn(7, 2, 8)  # (T, B, E): the layer reads sequence-first
+        with torch.no_grad():
+            want, _ = rnn.eval()(x.transpose(0, 1))
+        got, _ = layer.eval()(x.numpy())
+        np.testing.assert_allclose(got, want.transpose(0, 1).numpy(), rtol=1e-5, atol=1e-6)
+        sample = tmp_path / "sample.txt"
+        sample.write_text("lazy fox")
+        out = tmp_path / f"report{k}.html"
+        assert main(["report", str(path), "--data", str(sample), "--out", str(out)]) == 0
+        assert main(["explain", str(path), "--data", str(sample)]) == 0
+        assert "top units" in capsys.readouterr().out

@@ -28,6 +28,11 @@ def register(sub) -> None:
     p.add_argument("--proj-size", type=non_negative_int, default=0,
                    help="LSTM projection: each layer outputs this many units instead of --hidden-size (0: none)")
     p.add_argument("--layer-norm", action="store_true", help="lstmkit's layer-normalised LSTM/GRU cell")
+    p.add_argument("--zoneout", type=dropout_rate, nargs=2, metavar=("CELL", "HIDDEN"), default=[0.0, 0.0],
+                   help="zoneout: the probabilities that a unit keeps its cell / hidden value at a training step "
+                        "(a GRU's CELL must be 0)")
+    p.add_argument("--recurrent-dropout", type=dropout_rate, default=0.0,
+                   help="dropout on the state each step reads, one mask per sequence (variational)")
     p.add_argument("--tie-weights", action="store_true",
                    help="the output layer shares the embedding matrix (needs --embed-dim equal to --proj-size, or "
                         "to --hidden-size without a projection)")
@@ -90,6 +95,8 @@ def check_flags(args) -> None:
     if args.tie_weights and args.embed_dim != width:
         raise ValueError(f"--tie-weights: expected --embed-dim equal to the recurrent output width "
                          f"({'--proj-size' if args.proj_size else '--hidden-size'} {width}), got {args.embed_dim}")
+    if args.cell == "gru" and args.zoneout[0]:
+        raise ValueError(f"--zoneout: a GRU has no cell state, so CELL must be 0, got {args.zoneout[0]:g}")
     if args.resume and (args.time_budget or args.steps):
         raise ValueError("--resume: not available with --time-budget/--steps (stream training restarts its schedule)")
 
@@ -109,6 +116,7 @@ def run(args) -> int:
         batches_per_epoch=args.batches_per_epoch, lr=args.lr, patience=args.patience, seed=args.seed,
         progress=show_progress(args), device=args.device, embed_dropout=args.embed_dropout,
         proj_size=args.proj_size, layer_norm=args.layer_norm, tie_weights=args.tie_weights, steps=args.steps,
+        zoneout=tuple(args.zoneout), recurrent_dropout=args.recurrent_dropout,
         time_budget=None if args.time_budget is None else 60.0 * args.time_budget, warmup=args.warmup,
         weight_decay=args.weight_decay, eval_every=args.eval_every, precision=args.precision)
     emit(args, summary)

@@ -49,6 +49,10 @@ def describe(config: dict) -> str:
         words.append("tied")
     if c.get("layer_norm"):
         words.append("layer norm")
+    if any(c.get("zoneout") or ()):
+        words.append("zoneout {:g}/{:g}".format(*c["zoneout"]))
+    if c.get("recurrent_dropout"):
+        words.append(f"recurrent dropout {c['recurrent_dropout']:g}")
     return ", ".join(words)
 
 

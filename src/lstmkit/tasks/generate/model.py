@@ -62,7 +62,8 @@ class CharLM:
     device: where the model trains, scores and samples ('cpu', 'cuda', 'cuda:N', 'mps' or a torch.device;
     checked here, so a missing GPU fails before any work).
     Network options (net.py): embed_dropout, proj_size (LSTM projection), layer_norm (lstmkit's layer-normalised
-    cell), tie_weights (the output layer shares the embedding; embed_dim must equal proj_size or hidden_size).
+    cell), tie_weights (the output layer shares the embedding; embed_dim must equal proj_size or hidden_size),
+    zoneout (cell, hidden) and recurrent_dropout (lstmkit's variant cell: regularise the recurrence itself).
     Stream training (stream.py), on when ``steps`` or ``time_budget`` (seconds, evaluations included) is set:
     AdamW with ``weight_decay``, ``warmup`` steps then cosine decay, validation every ``eval_every`` steps.
     precision: 'float32' (default), 'bfloat16' (training's products in bfloat16 on the CPU: the recurrent layer's,
@@ -77,7 +78,8 @@ class CharLM:
                  seed: int = 0, verbose: int = 0, device="cpu", *, embed_dropout: float = 0.0, proj_size: int = 0,
                  layer_norm: bool = False, tie_weights: bool = False, steps: int | None = None,
                  time_budget: float | None = None, warmup: int = 50, weight_decay: float = 0.01,
-                 eval_every: int = 100, precision: str = "float32"):
+                 eval_every: int = 100, precision: str = "float32", zoneout=(0.0, 0.0),
+                 recurrent_dropout: float = 0.0):
         if precision not in devices.PRECISIONS:
             raise ValueError(f"precision: expected one of {', '.join(map(repr, devices.PRECISIONS))}, "
                              f"got {precision!r}")
@@ -86,7 +88,9 @@ class CharLM:
                            lr=lr, lr_schedule=lr_schedule, dropout=dropout, patience=patience, seed=seed,
                            embed_dropout=embed_dropout, proj_size=proj_size, layer_norm=layer_norm,
                            tie_weights=tie_weights, steps=steps, time_budget=time_budget, warmup=warmup,
-                           weight_decay=weight_decay, eval_every=eval_every, precision=precision)
+                           weight_decay=weight_decay, eval_every=eval_every, precision=precision,
+                           zoneout=tuple(zoneout) if isinstance(zoneout, (tuple, list)) else zoneout,
+                           recurrent_dropout=recurrent_dropout)
         if self._streaming():
             self._stream_config().check()  # a bad steps / time_budget fails here, before any work
         self.verbose = verbose
@@ -108,7 +112,8 @@ class CharLM:
         net = CharNet(len(c["vocab"]) + 1, c["embed_dim"], c["hidden_size"], c["num_layers"], c["cell"],
                       c.get("dropout", 0.0), embed_dropout=c.get("embed_dropout", 0.0),
                       proj_size=c.get("proj_size", 0), layer_norm=c.get("layer_norm", False),
-                      tie_weights=c.get("tie_weights", False))
+                      tie_weights=c.get("tie_weights", False), zoneout=c.get("zoneout", (0.0, 0.0)),
+                      recurrent_dropout=c.get("recurrent_dropout", 0.0))
         net.bf16 = self._precision_used() == "bfloat16"
         return net.to(self.device)
 

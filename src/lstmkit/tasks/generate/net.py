@@ -1,27 +1,37 @@
 """The character language model's network: embedding, recurrent layers, next-character logits.
 
 Options a char LM profits from (Press & Wolf 2017 for tying, Gal & Ghahramani 2016 / Merity et al. 2018 for
-the dropouts): the output layer may share the embedding matrix (``tie_weights``; the recurrent layer's output
-width, ``proj_size`` or ``hidden_size``, must then equal ``embed_dim``), dropout on the embedded input, between
-layers and on the top layer's output, and lstmkit's layer-normalised LSTM.
+the dropouts, Krueger et al. 2017 for zoneout): the output layer may share the embedding matrix (``tie_weights``;
+the recurrent layer's output width, ``proj_size`` or ``hidden_size``, must then equal ``embed_dim``), dropout on the
+embedded input, between layers and on the top layer's output, and lstmkit's variant cells: the layer-normalised
+LSTM/GRU, zoneout of the cell and hidden state, and recurrent (variational) dropout on the state each step reads.
 """
 from __future__ import annotations
+
+import numbers
 
 from ..models import nn, torch
 
 
 def check_options(*, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int, cell: str,
-                  dropout: float, embed_dropout: float, proj_size: int, layer_norm: bool, tie_weights: bool) -> None:
+                  dropout: float, embed_dropout: float, proj_size: int, layer_norm: bool, tie_weights: bool,
+                  zoneout=(0.0, 0.0), recurrent_dropout: float = 0.0) -> None:
     """ValueError naming the first bad argument (before any weights are made)."""
     for name, v in (("vocab_size", vocab_size), ("embed_dim", embed_dim), ("hidden_size", hidden_size),
                     ("num_layers", num_layers)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"{name}: expected a positive integer, got {v!r}")
-    for name, p in (("dropout", dropout), ("embed_dropout", embed_dropout)):
-        if not 0.0 <= p < 1.0:
+    if not (isinstance(zoneout, (tuple, list)) and len(zoneout) == 2):
+        raise ValueError(f"zoneout: expected a pair (cell, hidden) of probabilities, got {zoneout!r}")
+    for name, p in (("dropout", dropout), ("embed_dropout", embed_dropout), ("zoneout[0]", zoneout[0]),
+                    ("zoneout[1]", zoneout[1]), ("recurrent_dropout", recurrent_dropout)):
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p < 1.0:
             raise ValueError(f"{name}: expected a probability in [0, 1), got {p!r}")
     if cell.lower() not in ("lstm", "gru"):
         raise ValueError(f"cell: expected 'lstm' or 'gru', got {cell!r}")
+    if cell.lower() == "gru" and zoneout[0]:
+        raise ValueError(f"zoneout: a GRU has no cell state, so the first (cell) probability must be 0, "
+                         f"got {zoneout!r}")
     if not isinstance(proj_size, int) or not 0 <= proj_size < hidden_size:
         raise ValueError(f"proj_size: expected an integer in [0, hidden_size={hidden_size}), got {proj_size!r}")
     if proj_size and cell.lower() != "lstm":
@@ -38,7 +48,10 @@ class CharNet(nn.Module):
     forward(x, state=None): x (B, T) int64 -> logits (B, T, V), new state (carried across chunks).
     With ``tie_weights`` the logits are ``out @ embed.weight.T + head_bias``: one (V, E) tensor serves as both
     embedding and output layer, and the state_dict holds it once (``embed.weight``; no ``head.weight``).
-    ``dropout``: between layers and on the top layer's output; ``embed_dropout``: on the embedded input.
+    ``dropout``: between layers and on the top layer's output; ``embed_dropout``: on the embedded input;
+    ``zoneout`` (cell, hidden): the probabilities that a unit keeps its previous value at a step (training; the
+    expectation in evaluation), and ``recurrent_dropout`` the state's dropout mask, one per sequence (lstmkit's
+    variant cell, docs/variants.md; both off by default).
     ``bf16`` (set by CharLM's ``precision``): while training on the CPU, the forward runs under
     ``torch.autocast("cpu", dtype=torch.bfloat16)``: the recurrent layer's and the output layer's products in
     bfloat16 (docs/mixed_precision.md), the state, the logits returned and every weight float32; evaluation is
@@ -47,17 +60,23 @@ class CharNet(nn.Module):
 
     def __init__(self, vocab_size: int, embed_dim: int = 64, hidden_size: int = 256, num_layers: int = 1,
                  cell: str = "lstm", dropout: float = 0.0, *, embed_dropout: float = 0.0, proj_size: int = 0,
-                 layer_norm: bool = False, tie_weights: bool = False):
+                 layer_norm: bool = False, tie_weights: bool = False, zoneout=(0.0, 0.0),
+                 recurrent_dropout: float = 0.0):
         super().__init__()
         check_options(vocab_size=vocab_size, embed_dim=embed_dim, hidden_size=hidden_size, num_layers=num_layers,
                       cell=cell, dropout=dropout, embed_dropout=embed_dropout, proj_size=proj_size,
-                      layer_norm=layer_norm, tie_weights=tie_weights)
+                      layer_norm=layer_norm, tie_weights=tie_weights, zoneout=zoneout,
+                      recurrent_dropout=recurrent_dropout)
         from ...torch import GRU, LSTM
 
         self.embed = nn.Embedding(vocab_size, embed_dim)
         kw = {"proj_size": proj_size} if proj_size else {}
         if layer_norm:
             kw["layer_norm"] = True
+        if any(zoneout):  # only where set: the plain cell otherwise, as before these options
+            kw["zoneout"] = tuple(float(z) for z in zoneout)
+        if recurrent_dropout:
+            kw["recurrent_dropout"] = float(recurrent_dropout)
         cls = LSTM if cell.lower() == "lstm" else GRU
         self.rnn = cls(embed_dim, hidden_size, num_layers=num_layers, batch_first=True,
                        dropout=dropout if num_layers > 1 else 0.0, **kw)
