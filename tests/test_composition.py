@@ -41,6 +41,8 @@ Entry points (``ENTRIES``) and their tolerances. T = 5 steps, B = 3, I = 3, H = 
 * keras: ``lstmkit.io.to_keras`` run by Keras 3 (float32) against the eval-mode layer's reference (Keras has no
   projection and no variant option, which it must refuse by name), and read back by ``from_keras``: the same output.
 * save_load: safetensors round trip: same config, bit-equal parameters and output.
+* task_checkpoint: the lstmkit.torch module inside a task model, saved by ``lstmkit.tasks.checkpoint`` and read by
+  ``lstmkit.load`` (what report / explain open): the same config (its ``rnn_configs``), the reference's eval output.
 * trace: ``lstmkit.introspect.trace``: h and c at every step against the reference run step by step, and the
   gates tied to them by the cell's own identities (c̃ = f ⊙ c + i ⊙ g, f = 1 − i with input_forget,
   h̃ = (1 − z) ⊙ n + z ⊙ h, zoneout mixing by its expectation).
@@ -501,6 +503,25 @@ def entry_save_load(name):
     np.testing.assert_array_equal(back(x)[0], layer(x)[0])
 
 
+def entry_task_checkpoint(name):
+    """A task model holding the lstmkit.torch module, saved as lstmkit.tasks saves it (``checkpoint.save``) and read
+    back by ``lstmkit.load`` (what ``lstmkit report`` / ``explain`` open): the same config, the reference's eval
+    output (the options without tensors must survive too, recorded in the checkpoint's ``rnn_configs``)."""
+    from lstmkit.tasks import checkpoint
+
+    module, torch = _torch_module(name)
+    model = torch.nn.Module()
+    model.rnn = module
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "task.safetensors")
+        checkpoint.save(path, task="forecast", config={}, model=model)
+        back = lstmkit.io.load(path).eval()
+    assert back.config == module.config, (back.config, module.config)
+    x = inputs()
+    out, _ = back(x, lengths=LENGTHS)
+    close(out, eval_reference(make_layer(name), x, LENGTHS)[0], TOL64, "task checkpoint vs reference")
+
+
 def entry_trace(name):
     """trace(): states against the reference run one step at a time, gates tied to them by the cell's identities."""
     from lstmkit.introspect.trace import trace
@@ -573,11 +594,12 @@ ENTRIES = {
     "torch_train": entry_torch_train, "torch_eval": entry_torch_eval, "torch_compile": entry_torch_compile,
     "torch_export": entry_torch_export, "onnx": entry_onnx, "onnx_import": entry_onnx_import,
     "torch_onnx": entry_torch_onnx, "keras": entry_keras,
-    "save_load": entry_save_load, "trace": entry_trace,
+    "save_load": entry_save_load, "task_checkpoint": entry_task_checkpoint, "trace": entry_trace,
     "to_torch_nn": entry_to_torch_nn, "from_torch": entry_from_torch, "bf16_train": entry_bf16_train,
     "torch_autocast_train": entry_torch_autocast_train, "torch_checkpoint": entry_torch_checkpoint,
 }
-NEEDS = {"torch_stream": "torch", "torch_train": "torch", "torch_checkpoint": "torch", "torch_autocast_train": "torch",
+NEEDS = {"torch_stream": "torch", "torch_train": "torch", "task_checkpoint": "torch", "torch_checkpoint": "torch",
+         "torch_autocast_train": "torch",
          "torch_eval": "torch",
          "torch_compile": "torch", "torch_export": "torch", "to_torch_nn": "torch", "from_torch": "torch",
          "onnx": "onnxruntime", "onnx_import": "onnx", "keras": "keras", "torch_onnx": "onnxruntime"}
