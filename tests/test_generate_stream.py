@@ -232,3 +232,28 @@ def test_generate_cli_with_stream_training_and_sampling(tmp_path, capsys):
     assert main(["predict", "--model", os.path.join(out, "model.safetensors"), "--prompt", "if", "--n-chars",
                  "10"]) == 0
     assert capsys.readouterr().out.startswith("if")
+
+
+def test_char_net_dropout_draws_torch_dropouts_distribution_from_torch_seed():
+    """net.Dropout (NumPy's generator for the CPU's masks): identity in evaluation; in training every value is 0
+    or x/(1 − p), kept with probability 1 − p (within 5 binomial standard deviations over 2^18 values), the
+    gradient flows through the kept values only, and torch's seed decides the mask (same seed, same mask)."""
+    from lstmkit.tasks.generate.net import Dropout
+
+    p = 0.65
+    drop = Dropout(p)
+    x = torch.rand(64, 64, 64, dtype=torch.float64) + 0.5  # no zeros of its own
+    assert drop.eval()(x) is x and Dropout(0.0).train()(x) is x
+    drop.train()
+    torch.manual_seed(3)
+    y = drop(x.requires_grad_(True))
+    kept = y != 0
+    np.testing.assert_allclose(y[kept].detach().numpy(), (x[kept] / (1 - p)).detach().numpy(), rtol=1e-15)
+    n = x.numel()
+    assert abs(kept.sum().item() - n * (1 - p)) < 5 * math.sqrt(n * p * (1 - p))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.double() / (1 - p), rtol=0, atol=0)
+    torch.manual_seed(3)
+    assert torch.equal(drop(x.detach()) != 0, kept)
+    assert not torch.equal(drop(x.detach()) != 0, kept)  # the next draw is another mask
+    assert drop(torch.ones(4, dtype=torch.bfloat16)).dtype == torch.bfloat16
