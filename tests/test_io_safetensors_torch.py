@@ -197,6 +197,22 @@ def test_a_task_checkpoint_gives_its_layer_with_every_option(options, tmp_path):
     np.testing.assert_allclose(got, want.transpose(0, 1).numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_a_task_checkpoint_holding_a_cell_still_gives_the_cell(tmp_path):
+    """A cell's weights (no _l0 suffix) say all a cell has: read off them as before the recorded configs."""
+    import lstmkit.torch as lt
+    from lstmkit.tasks import checkpoint
+
+    model = torch.nn.Module()
+    model.cell = lt.GRUCell(3, 5)
+    checkpoint.save(str(tmp_path / "c.safetensors"), task="generate", config={}, model=model)
+    cell = lstmkit.load(tmp_path / "c.safetensors")
+    assert isinstance(cell, lstmkit.GRUCell) and cell.config.hidden_size == 5
+    x, h = torch.randn(2, 3), torch.randn(2, 5)
+    with torch.no_grad():
+        want = model.cell(x, h)
+    np.testing.assert_allclose(cell(x.numpy(), h.numpy()), want.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def _rewrite_header(path, edit):
     data = path.read_bytes()
     (n,) = struct.unpack("<Q", data[:8])

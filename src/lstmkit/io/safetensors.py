@@ -135,9 +135,9 @@ def _task_layer(path, metadata: dict, tensors: dict, batch_first: bool):
         configs = json_field(path, metadata, "rnn_configs", dict, "{}")
         prefix = pick_prefix(weights)
         recorded = configs.get(prefix[len("model."):]) if prefix.startswith("model.") else None
-        if recorded is None:
-            return from_state_dict(weights, batch_first=batch_first, prefix=prefix)
         params = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix) and "." not in k[len(prefix):]}
+        if recorded is None or "weight_ih" in params:  # no record, or a cell (its weights say all a cell has)
+            return from_state_dict(weights, batch_first=batch_first, prefix=prefix)
         return build(RNNConfig(**recorded), params, batch_first=batch_first)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: a {short(metadata['task'], 40)!r} checkpoint whose recurrent layer cannot "
