@@ -599,8 +599,7 @@ ENTRIES = {
     "torch_autocast_train": entry_torch_autocast_train, "torch_checkpoint": entry_torch_checkpoint,
 }
 NEEDS = {"torch_stream": "torch", "torch_train": "torch", "task_checkpoint": "torch", "torch_checkpoint": "torch",
-         "torch_autocast_train": "torch",
-         "torch_eval": "torch",
+         "torch_autocast_train": "torch", "torch_eval": "torch",
          "torch_compile": "torch", "torch_export": "torch", "to_torch_nn": "torch", "from_torch": "torch",
          "onnx": "onnxruntime", "onnx_import": "onnx", "keras": "keras", "torch_onnx": "onnxruntime"}
 NATIVE = ("stream", "torch_stream", "quantize_bf16", "quantize_int8", "bf16_train", "torch_autocast_train")

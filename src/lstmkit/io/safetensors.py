@@ -134,7 +134,7 @@ def _task_layer(path, metadata: dict, tensors: dict, batch_first: bool):
     try:
         configs = json_field(path, metadata, "rnn_configs", dict, "{}")
         prefix = pick_prefix(weights)
-        recorded = configs.get(prefix[len("model."):]) if prefix.startswith("model.") else None
+        recorded = configs.get(prefix.removeprefix("model."))  # the model's own names, as checkpoint.save wrote them
         params = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix) and "." not in k[len(prefix):]}
         if recorded is None or "weight_ih" in params:  # no record, or a cell (its weights say all a cell has)
             return from_state_dict(weights, batch_first=batch_first, prefix=prefix)

@@ -89,8 +89,7 @@ class CharLM:
                            embed_dropout=embed_dropout, proj_size=proj_size, layer_norm=layer_norm,
                            tie_weights=tie_weights, steps=steps, time_budget=time_budget, warmup=warmup,
                            weight_decay=weight_decay, eval_every=eval_every, precision=precision,
-                           zoneout=tuple(zoneout) if isinstance(zoneout, (tuple, list)) else zoneout,
-                           recurrent_dropout=recurrent_dropout)
+                           zoneout=zoneout, recurrent_dropout=recurrent_dropout)
         if self._streaming():
             self._stream_config().check()  # a bad steps / time_budget fails here, before any work
         self.verbose = verbose
