@@ -200,6 +200,10 @@ CASES = [
      ValueError, "no lstmkit metadata"),
     ("lstmkit.save", "an existing path", lambda t: lstmkit.save(lstmkit.LSTM(3, 4), _valid_safetensors(t)),
      FileExistsError, "overwrite"),
+    ("lstmkit.save", "a path ending in .onnx", lambda t: lstmkit.save(lstmkit.LSTM(3, 4), t / "m.onnx"), ValueError,
+     "lstmkit.io.write"),
+    ("lstmkit.from_torch", "a model holding an LSTM", lambda t: lstmkit.from_torch(torch.nn.Sequential(
+        torch.nn.LSTM(3, 4))), TypeError, "module"),
     ("lstmkit.from_onnx", "bytes that are not ONNX", lambda t: lstmkit.from_onnx(_file(t, "x.onnx", b"\x08garbage")),
      ValueError, "x.onnx"),
     ("lstmkit.io.read", "an unknown extension", lambda t: lstmkit.io.read(_file(t, "m.h5", b"")), ValueError,

@@ -165,6 +165,80 @@ def test_saving_a_torch_module_directly(tmp_path):
     assert_same_weights(lstmkit.load(tmp_path / "m.safetensors"), module)
 
 
+@pytest.mark.parametrize("ext", [".onnx", ".keras", ".pt", ".pth"])
+def test_save_and_load_refuse_another_formats_extension(ext, tmp_path):
+    """lstmkit.save/load handle safetensors: a path named for another format would get safetensors bytes under
+    that name (or be misread), so both refuse it and name lstmkit.io's call, which goes by the extension."""
+    layer = lstmkit.GRU(2, 3, seed=0)
+    path = tmp_path / f"m{ext}"
+    with pytest.raises(ValueError, match=r"lstmkit\.save handles safetensors only; use lstmkit\.io\.write"):
+        lstmkit.save(layer, path)
+    assert not path.exists()
+    if ext == ".onnx":  # a real file of that format, as lstmkit.io writes it
+        io.write(layer, path)
+        with pytest.raises(ValueError, match=r"lstmkit\.load handles safetensors only; use lstmkit\.io\.read"):
+            lstmkit.load(path)
+        np.testing.assert_array_equal(io.read(path).params["weight_hh_l0"], layer.params["weight_hh_l0"])
+
+
+def test_safetensors_keep_the_mode(tmp_path):
+    """Saved in eval mode, a model with dropout between layers loads ready for inference, as torch.save(module)
+    keeps a module's mode; saved while training, it loads training."""
+    layer = lstmkit.LSTM(3, 4, 2, dropout=0.5, seed=0).eval()
+    x = np.ones((5, 2, 3), np.float32)
+    loaded = lstmkit.load(lstmkit.save(layer, tmp_path / "eval.safetensors"))
+    assert not loaded.training
+    np.testing.assert_array_equal(loaded(x)[0], layer(x)[0])
+    assert lstmkit.load(lstmkit.save(layer.train(), tmp_path / "train.safetensors")).training
+
+
+class _ModelNamedLikeAnLSTM(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.LSTM(3, 4)
+
+
+def test_from_torch_goes_by_class_not_by_name():
+    with pytest.raises(TypeError, match="got _ModelNamedLikeAnLSTM; for a model holding one, pass that submodule"):
+        io.from_torch(_ModelNamedLikeAnLSTM())
+    with pytest.raises(TypeError, match="got RNN"):
+        io.from_torch(torch.nn.RNN(3, 4))
+    assert io.from_torch(_ModelNamedLikeAnLSTM().rnn).config.mode == "LSTM"
+
+
+def test_from_torch_refuses_a_quantized_module_by_name():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notice
+        quantized = torch.ao.quantization.quantize_dynamic(_ModelNamedLikeAnLSTM(), {torch.nn.LSTM}, torch.qint8)
+    with pytest.raises(TypeError, match="is a quantized torch module"):
+        io.from_torch(quantized.rnn)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_from_torch_reads_half_precision_weights_as_float32(dtype):
+    """NumPy has no bfloat16: its weights become float32, which holds them exactly, as float16's do."""
+    module = torch.nn.LSTM(3, 4, 2).to(dtype)
+    layer = io.from_torch(module)
+    assert layer.dtype == np.float32
+    for name, value in module.state_dict().items():
+        np.testing.assert_array_equal(layer.params[name], value.float().numpy())
+    assert lstmkit.quantize(module, "int8").config == layer.config  # quantize reads it through the same call
+
+
+def test_from_torch_keeps_the_modules_mode():
+    """An eval-mode torch module gives an eval-mode layer, so its inter-layer dropout is off as torch's is; a
+    training-mode one a training-mode layer (the torch default both sides)."""
+    module = torch.nn.GRU(3, 5, 2, dropout=0.5).eval()
+    layer = io.from_torch(module)
+    assert not layer.training
+    x = torch.randn(6, 2, 3)
+    np.testing.assert_allclose(layer(x.numpy())[0], module(x)[0].detach().numpy(), atol=1e-6)
+    assert io.from_torch(module.train()).training
+    assert not io.from_torch(torch.nn.LSTMCell(3, 4).eval()).training
+
+
 @pytest.mark.parametrize("options", [
     dict(zoneout=(0.5, 0.05), recurrent_dropout=0.25),  # no tensors: the weights alone would say "plain cell"
     dict(layer_norm=True, clip=0.5),  # gains the weights' names used to be refused for

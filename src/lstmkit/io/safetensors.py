@@ -48,8 +48,22 @@ def save(model, path, *, overwrite: bool = False) -> Path:
     """
     from .convert import as_layer
 
+    _refuse_other_format(path, "save", "write")
     data = to_bytes(as_layer(model))
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), overwrite)
+
+
+def _refuse_other_format(path, verb: str, io_verb: str) -> None:
+    """ValueError for a path whose extension names another format (m.onnx, m.keras, m.pt): ``lstmkit.save``
+    would write safetensors bytes under that name, and ``lstmkit.load`` misread the file; lstmkit.io's read and
+    write go by the extension."""
+    from .convert import FORMATS
+
+    ext = Path(path).suffix.lower()
+    kind = {"onnx": "an ONNX model", "keras": "a Keras model", "torch": "a torch state_dict"}.get(FORMATS.get(ext))
+    if kind:
+        raise ValueError(f"{path}: {ext} names {kind}, and lstmkit.{verb} handles safetensors only; use "
+                         f"lstmkit.io.{io_verb}(path), which goes by the extension")
 
 
 def to_bytes(model) -> bytes:
@@ -62,6 +76,8 @@ def to_bytes(model) -> bytes:
         "kind": kind,
         "config": json.dumps(config.to_dict()),
         "convention": json.dumps({"names": "torch", "gate_order": list(ORDERS["torch"][config.mode])}),
+        # the mode, as torch.save(module) keeps it: an eval-mode model loads ready for inference (dropout off)
+        "training": json.dumps(bool(getattr(model, "training", True))),
     }
     return encode(tensors, metadata)
 
@@ -85,7 +101,8 @@ def encode(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
 
 
 def load(path, *, batch_first: bool | None = None, verify: bool = True):
-    """Read an lstmkit safetensors file back into an lstmkit layer or cell (NumPy only).
+    """Read an lstmkit safetensors file back into an lstmkit layer or cell (NumPy only), in the mode it was saved
+    in, as ``torch.load`` gives a saved module back (training for files written before lstmkit recorded it).
 
     A checkpoint written by ``lstmkit.tasks`` (metadata key "task") gives its recurrent layer.
     verify: check the content and metadata hashes, and refuse an lstmkit file that lacks them; pass False
@@ -95,6 +112,7 @@ def load(path, *, batch_first: bool | None = None, verify: bool = True):
     that does not match, or tensors whose names or shapes disagree with the metadata's config.
     """
     path = Path(path)
+    _refuse_other_format(path, "load", "read")
     metadata, tensors = read(path, verify=verify)
     if "task" in metadata:
         return _task_layer(path, metadata, tensors, bool(batch_first))
@@ -119,9 +137,10 @@ def load(path, *, batch_first: bool | None = None, verify: bool = True):
     params = {name + "_l0": value for name, value in tensors.items()} if cell else tensors
     changes = {} if batch_first is None else {"batch_first": batch_first}
     try:
-        return build(config, params, cell, **changes)
+        layer = build(config, params, cell, **changes)
     except ValueError as e:
         raise ValueError(f"{path}: tensors disagree with the metadata's config: {e}") from e
+    return layer.train(json_field(path, metadata, "training", bool, "true"))  # files before the key: training
 
 
 def _task_layer(path, metadata: dict, tensors: dict, batch_first: bool):

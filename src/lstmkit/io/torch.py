@@ -31,21 +31,41 @@ _KEY = re.compile(r"^(?P<prefix>.*?)(?P<name>weight_ih|weight_hh|bias_ih|bias_hh
 
 
 def from_torch(module):
-    """An lstmkit numpy layer (or cell) with ``module``'s architecture and weights (copied, same dtype)."""
-    name = type(module).__name__
-    if not hasattr(module, "state_dict") or not any(k in name for k in ("LSTM", "GRU")):
-        raise TypeError(f"module: expected a torch LSTM, GRU, LSTMCell or GRUCell, got {name}")
-    state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
-    mode = "LSTM" if "LSTM" in name else "GRU"
-    if "Cell" in name:
+    """An lstmkit numpy layer (or cell) with ``module``'s architecture and weights (copied; float16 and bfloat16
+    weights as float32, which holds them exactly), in ``module``'s mode: an eval-mode module gives an eval-mode
+    layer, so dropout and the variants' training-only options act alike in both."""
+    kind = _torch_kind(module)
+    state = {k: _numpy(v) for k, v in module.state_dict().items()}
+    mode = "LSTM" if "LSTM" in kind else "GRU"
+    if kind.endswith("Cell"):
         config = RNNConfig(mode, module.input_size, module.hidden_size, bias=module.bias)
-        return build(config, {k + "_l0": v for k, v in state.items()}, cell=True)
-    config = getattr(module, "config", None)  # lstmkit.torch modules carry theirs, variant options included
-    if not isinstance(config, RNNConfig):
-        config = RNNConfig(mode, module.input_size, module.hidden_size, module.num_layers, bool(module.bias),
-                           bool(module.batch_first), float(module.dropout), bool(module.bidirectional),
-                           int(getattr(module, "proj_size", 0)))
-    return build(config, state)
+        layer = build(config, {k + "_l0": v for k, v in state.items()}, cell=True)
+    else:
+        config = getattr(module, "config", None)  # lstmkit.torch modules carry theirs, variant options included
+        if not isinstance(config, RNNConfig):
+            config = RNNConfig(mode, module.input_size, module.hidden_size, module.num_layers, bool(module.bias),
+                               bool(module.batch_first), float(module.dropout), bool(module.bidirectional),
+                               int(getattr(module, "proj_size", 0)))
+        layer = build(config, state)
+    return layer.train(bool(module.training))
+
+
+def _torch_kind(module) -> str:
+    """"LSTM", "GRU", "LSTMCell" or "GRUCell": which torch.nn (or lstmkit.torch) recurrent module ``module`` is,
+    by class, not by name (a user's model named ``MyLSTMNet`` is not an LSTM); TypeError naming what came."""
+    torch = require("torch", "torch")
+    name = type(module).__name__
+    if "quantized" in type(module).__module__:
+        raise TypeError(f"module: {type(module).__module__}.{name} is a quantized torch module, whose packed "
+                        "weights lstmkit does not read; convert the float module before quantizing it, or quantize "
+                        "the lstmkit layer (lstmkit.quantize)")
+    from .. import torch as lstmkit_torch
+
+    for kind in ("LSTMCell", "GRUCell", "LSTM", "GRU"):
+        if isinstance(module, (getattr(torch.nn, kind), getattr(lstmkit_torch, kind))):
+            return kind
+    raise TypeError(f"module: expected a torch.nn or lstmkit.torch LSTM, GRU, LSTMCell or GRUCell, got {name}; "
+                    "for a model holding one, pass that submodule (e.g. model.rnn)")
 
 
 def to_torch(layer, impl: str = "nn"):
