@@ -13,8 +13,10 @@
 Keras is batch-major, so layers read from Keras have batch_first=True. Not representable, and refused with a
 ValueError naming the cause: activations other than tanh/sigmoid, variant options other than the GRU's
 linear_before_reset, merge modes other
-than "concat", go_backwards outside Bidirectional, layers other than LSTM/GRU in a model, and (to Keras)
-proj_size and cells.
+than "concat", go_backwards outside Bidirectional, a Bidirectional whose backward_layer's options differ from its
+forward layer's, layers other than LSTM/GRU in a model, a model that is not a plain stack (a shared layer,
+branches, initial_state or other inputs passed to a layer, a subclassed model), and (to Keras) proj_size and cells.
+Layers read from Keras come back in evaluation mode, as Keras predicts.
 """
 from __future__ import annotations
 
@@ -47,6 +49,10 @@ def from_keras(model, *, batch_first: bool = True):
     """An lstmkit layer from a Keras LSTM/GRU layer, a Bidirectional, or a model whose layers are a stack of them.
 
     batch_first: the layout of the returned layer (Keras' own is batch-first).
+    The layer comes back in evaluation mode (``.eval()``), the semantics of Keras' ``predict`` and of a call
+    without ``training=True``; call ``.train()`` to train it (Keras' dropout/recurrent_dropout are not carried).
+    A model must be a plain stack: Sequential, or functional with one input, each RNN layer called once on the
+    previous layer's output alone (no initial_state, mask or constants), the last layer's outputs the model's.
     """
     stack = _rnn_layers(model)
     per_layer = [_read_layer(layer, last=k == len(stack) - 1) for k, layer in enumerate(stack)]
@@ -62,23 +68,112 @@ def from_keras(model, *, batch_first: bool = True):
             params.update({name + suffix(k, d): value for name, value in p.items()})
     config = RNNConfig(first["mode"], first["input_size"], first["units"], len(per_layer), first["bias"],
                        batch_first, bidirectional=first["directions"] == 2, **first["options"])
-    return build(config, params)
+    # lstmkit layers start in training mode, like torch modules; a Keras model predicts in inference mode
+    return build(config, params).eval()
+
+
+_RNN = ("LSTM", "GRU", "Bidirectional")
 
 
 def _rnn_layers(model) -> list:
     """The recurrent layers of a layer or model, in order; ValueError naming anything else in the model."""
     name = type(model).__name__
-    if name in ("LSTM", "GRU", "Bidirectional"):
+    if name in _RNN:
         return [model]
     if not hasattr(model, "layers"):
         raise TypeError(f"model: expected a Keras LSTM, GRU, Bidirectional or a model of them, got {name}")
     layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
     others = [f"{layer.name} ({type(layer).__name__})" for layer in layers
-              if type(layer).__name__ not in ("LSTM", "GRU", "Bidirectional")]
+              if type(layer).__name__ not in _RNN]
     if others or not layers:
         raise ValueError(f"Keras model {model.name!r}: lstmkit reads models made only of LSTM/GRU/Bidirectional "
                          f"layers; found {others or 'none'}")
-    return layers
+    return _stack_order(model, layers)
+
+
+_STACK = ("lstmkit reads a plain stack: the model's one input -> each RNN layer called once, on the previous "
+          "layer's output alone -> the last layer's outputs")
+
+
+def _stack_order(model, layers: list) -> list:
+    """``layers`` in the order the model's graph calls them; ValueError where the graph is not a plain stack.
+
+    model.layers lists each layer once, whatever the wiring, so a shared layer, parallel branches or a state
+    handed on through initial_state would otherwise read as a stack that computes something else."""
+    keras = _keras()
+    if isinstance(model, keras.Sequential):
+        graph = model._functional  # built once the input shape is known; None before
+        if graph is None:  # applied in list order, so a chain, but one layer object may be listed twice
+            _refuse_repeats(model, layers)
+            return layers
+    elif hasattr(model, "_nodes_by_depth"):  # a functional model
+        graph = model
+    else:
+        raise ValueError(f"Keras model {model.name!r} ({type(model).__name__}): a subclassed model's call() is Python "
+                         f"code lstmkit cannot read; {_STACK} (build it as a Sequential or functional model)")
+    chain = _graph_chain(model, graph)
+    _refuse_repeats(model, chain)
+    stray = [layer.name for layer in layers if not any(layer is c for c in chain)]
+    if stray:
+        raise ValueError(f"Keras model {model.name!r}: layers {stray} are not on the path from the input to the "
+                         f"output; {_STACK}")
+    return chain
+
+
+def _graph_chain(model, graph) -> list:
+    """The layers from the graph's output node back to its input, each read from the previous one's output 0,
+    returned input first; ValueError naming the layer or tensor where the graph is not a single chain."""
+    inputs, outputs = list(graph.inputs), list(graph.outputs)
+    if len(inputs) != 1:
+        raise ValueError(f"Keras model {model.name!r}: {len(inputs)} inputs; {_STACK}")
+    node = _producer(outputs[0])
+    if not all(any(t is o for o in node.outputs) for t in outputs) or outputs[0] is inputs[0]:
+        names = [f"{t.name} (from {_producer(t).operation.name})" for t in outputs]
+        raise ValueError(f"Keras model {model.name!r}: outputs {names} are not all outputs of one RNN layer; "
+                         f"{_STACK}")
+    chain = []
+    while True:
+        kind = type(node.operation).__name__
+        if kind not in _RNN:  # model.layers leaves out plain operations (keras.ops.tanh(x), x * 2)
+            raise ValueError(f"Keras model {model.name!r}: operation {node.operation.name!r} ({kind}) in the graph; "
+                             f"lstmkit reads models made only of LSTM/GRU/Bidirectional layers")
+        x = _sole_input(model, node)
+        chain.append(node.operation)
+        if x is inputs[0]:
+            return chain[::-1]
+        node = _producer(x)
+        if x is not node.outputs[0]:  # a returned state, not the sequence (or last step) output
+            raise ValueError(f"Keras model {model.name!r}: layer {chain[-1].name!r} reads output "
+                             f"{node.outputs.index(x)} of layer {node.operation.name!r}; {_STACK}")
+
+
+def _producer(tensor):
+    """The graph node (one call of a layer) that computed a Keras symbolic tensor."""
+    history = tensor._keras_history  # (operation, node_index, tensor_index)
+    return history.operation._inbound_nodes[history.node_index]
+
+
+def _sole_input(model, node):
+    """The one tensor a layer call reads; ValueError when the call passes anything more (initial_state, a mask,
+    constants, training=True: each changes what the layer computes, and an lstmkit stack takes none of them)."""
+    args, kwargs = node.arguments.args, node.arguments.kwargs
+    extra = [f"argument {k + 2}" for k in range(len(args) - 1)]
+    harmless = {"training": False}  # inference, what the lstmkit layer computes
+    extra += [f"{name}={value!r}" if isinstance(value, (bool, int, float, str)) else name
+              for name, value in kwargs.items() if value is not None and harmless.get(name, None) is not value]
+    tensors = node.arguments.keras_tensors
+    if extra or len(args) != 1 or len(tensors) != 1 or args[0] is not tensors[0]:
+        raise ValueError(f"Keras model {model.name!r}: layer {node.operation.name!r} is called with "
+                         f"{', '.join(extra) or 'a structure of tensors'} besides its input; {_STACK}")
+    return args[0]
+
+
+def _refuse_repeats(model, layers: list) -> None:
+    """ValueError naming a layer object the model calls more than once (one set of weights, applied twice)."""
+    for layer in layers:
+        calls = sum(other is layer for other in layers)
+        if calls > 1:
+            raise ValueError(f"Keras model {model.name!r}: layer {layer.name!r} is called {calls} times; {_STACK}")
 
 
 def _read_layer(layer, last: bool) -> dict:
@@ -87,6 +182,7 @@ def _read_layer(layer, last: bool) -> dict:
         if layer.merge_mode != "concat":
             raise ValueError(f"Keras layer {layer.name!r}: merge_mode={layer.merge_mode!r}; only 'concat' maps to "
                              "a bidirectional torch RNN")
+        _check_same_options(layer)
         directions = [(layer.forward_layer, False), (layer.backward_layer, True)]
     else:
         directions = [(layer, False)]
@@ -102,6 +198,29 @@ def _read_layer(layer, last: bool) -> dict:
     return out
 
 
+# Config entries that do not change what a direction computes at inference: naming, direction (which
+# Bidirectional sets), initialisation, training-only terms (lstmkit carries no Keras dropout; the layer comes back
+# in eval mode), masking without a mask (_sole_input refuses one) and how Keras schedules the loop.
+_SAME_RESULT = {"name", "go_backwards", "trainable", "seed", "dropout", "recurrent_dropout", "unit_forget_bias",
+                "zero_output_for_mask", "unroll", "implementation", "use_cudnn"}
+
+
+def _check_same_options(layer) -> None:
+    """ValueError naming the first option a Bidirectional's backward layer sets unlike its forward layer:
+    lstmkit computes both directions with one set of options (an explicit backward_layer may differ)."""
+    forward, backward = layer.forward_layer, layer.backward_layer
+    pairs = {"class": (type(forward).__name__, type(backward).__name__)}
+    f_config, b_config = forward.get_config(), backward.get_config()
+    for key in sorted(set(f_config) | set(b_config)):  # every other key counts, an option Keras adds later too
+        if key not in _SAME_RESULT and not key.endswith(("_initializer", "_regularizer", "_constraint")):
+            pairs[key] = (f_config.get(key), b_config.get(key))
+    for key, (f_value, b_value) in pairs.items():
+        if f_value != b_value:
+            f_value, b_value = short(repr(f_value), 80), short(repr(b_value), 80)
+            raise ValueError(f"Keras Bidirectional {layer.name!r}: the backward layer has {key}={b_value}, the "
+                             f"forward layer {key}={f_value}; lstmkit computes both directions with one set of options")
+
+
 def _read_rnn(rnn, backwards: bool) -> dict:
     mode = type(rnn).__name__
     where = f"Keras {mode} {rnn.name!r}"
@@ -114,7 +233,13 @@ def _read_rnn(rnn, backwards: bool) -> dict:
     if bool(rnn.go_backwards) != backwards:
         raise ValueError(f"{where}: go_backwards={rnn.go_backwards} outside a Bidirectional wrapper has no torch "
                          "equivalent")
+    if getattr(rnn, "stateful", False):
+        raise ValueError(f"{where}: stateful=True carries a state from one Keras call to the next, which an "
+                         "lstmkit layer does not hold (it starts from the hx its caller passes); read the layer "
+                         "built with stateful=False and pass the state as hx")
     weights = rnn.get_weights()  # kernel (I, G·H), recurrent_kernel (H, G·H)[, bias]
+    if not weights:  # Keras makes the weights when the layer first sees an input
+        raise ValueError(f"{where}: not built, no weights yet; call it on an input (or build it) first")
     kernel, recurrent_kernel = weights[0], weights[1]
     p = {"weight_ih": reorder(kernel, mode, "keras", "torch", axis=1).T,
          "weight_hh": reorder(recurrent_kernel, mode, "keras", "torch", axis=1).T}
