@@ -1,5 +1,6 @@
 """ONNX import of what ONNX's own node tests write: direction="reverse" nodes, and weights that arrive as graph
-inputs (from_onnx(..., inputs={...})), checked against onnxruntime and ONNX's reference evaluator.
+inputs (from_onnx(..., inputs={...})), checked against onnxruntime and ONNX's reference evaluator; activations'
+α/β read as onnxruntime reads them (or refused where it and the ONNX operators disagree); imports in evaluation mode.
 
 onnxruntime's LSTM/GRU run float32 only (float64: "does not support double"), and ONNX's reference evaluator
 ignores sequence_lens: float32 with lengths against onnxruntime, float64 at full length against the reference.
@@ -202,3 +203,84 @@ def test_batch_first_model_exported_by_torch_imports_as_batch_first(mode, dynamo
         want = module(x)[0].numpy()
     np.testing.assert_allclose(layer(x.numpy())[0], want, rtol=0, atol=1e-5 * max(1.0, np.abs(want).max()))
     assert not lstmkit.io.from_onnx(proto, batch_first=False).config.batch_first  # the override still wins
+
+
+# ------------------------------------------------------------------------------- activations' alpha and beta
+
+def _activation_model(mode, attrs, seed=1):
+    """One forward node, X (T, B, N_IN) -> Y, with the activation attributes ``attrs``."""
+    w = _weights(mode, np.random.default_rng(seed), np.float32, N_IN)
+    node = helper.make_node(mode, ["X", "W", "R", "B"], ["Y"], name="rnn", hidden_size=H, **attrs)
+    graph = helper.make_graph([node], "activations", [helper.make_tensor_value_info("X", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(v, k) for k, v in w.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model
+
+
+def _against_onnxruntime(model):
+    x = np.random.default_rng(2).standard_normal((T, B, N_IN)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"X": x})[0]
+    layer = lstmkit.from_onnx(model)
+    _close(layer(x)[0], want[:, 0], np.float32)
+    return layer
+
+
+@pytest.mark.parametrize("mode,attrs,expected", [
+    ("LSTM", dict(activations=["HardSigmoid", "Tanh", "Tanh"], activation_beta=[0.25]),
+     (("HardSigmoid", 0.2, 0.25), ("Tanh", 0.0, 0.0), ("Tanh", 0.0, 0.0))),
+    ("LSTM", dict(activations=["LeakyRelu", "HardSigmoid", "Tanh"], activation_alpha=[0.125], activation_beta=[0.75]),
+     (("LeakyRelu", 0.125, 0.0), ("HardSigmoid", 0.2, 0.75), ("Tanh", 0.0, 0.0))),
+    ("GRU", dict(activations=["HardSigmoid", "ScaledTanh"], activation_alpha=[0.25, 0.5],
+                 activation_beta=[0.375, 1.5]), (("HardSigmoid", 0.25, 0.375), ("ScaledTanh", 0.5, 1.5))),
+], ids=["beta-alone", "alpha-taken-by-another", "both-lists-shared"])
+def test_alpha_and_beta_are_two_lists_each_in_the_order_of_their_users(mode, attrs, expected):
+    """activation_beta with no alpha left was put in the alpha slot (HardSigmoid(0.25, 0.5) for (0.2, 0.25))."""
+    assert _against_onnxruntime(_activation_model(mode, attrs)).config.activations == expected
+
+
+@pytest.mark.parametrize("slot", [0, 1, 2])
+@pytest.mark.parametrize("name", ["ThresholdedRelu", "ScaledTanh", "Affine"])
+def test_omitted_alpha_beta_where_onnxruntime_reads_zero_are_refused(name, slot):
+    """onnxruntime reads an omitted α/β of these as 0.0, the ONNX operators' default (lstmkit's) is 1.0."""
+    names = ["Sigmoid", "Tanh", "Tanh"]
+    names[slot] = name
+    missing = "activation_alpha" if name == "ThresholdedRelu" else "activation_alpha or activation_beta"
+    with pytest.raises(ValueError, match=rf"LSTM node 'rnn': activations: {name} has no {missing} value left; give "
+                                         r"it explicitly \(onnxruntime reads an omitted one as 0.0"):
+        lstmkit.from_onnx(_activation_model("LSTM", dict(activations=names)))
+    if name != "ThresholdedRelu":  # α given, β omitted
+        with pytest.raises(ValueError, match=rf"{name} has no activation_beta value left"):
+            lstmkit.from_onnx(_activation_model("LSTM", dict(activations=names, activation_alpha=[0.5])))
+
+
+@pytest.mark.parametrize("names", [["LeakyRelu", "Tanh", "Tanh"], ["HardSigmoid", "Elu", "Tanh"],
+                                   ["Sigmoid", "Tanh", "Elu"]])
+def test_omitted_alpha_beta_defaults_agree_with_onnxruntime(names):
+    """LeakyRelu, HardSigmoid and Elu keep the ONNX defaults, which onnxruntime applies too."""
+    _against_onnxruntime(_activation_model("LSTM", dict(activations=names)))
+
+
+# --------------------------------------------------------------------------------------- evaluation mode
+
+def test_imported_layers_are_in_evaluation_mode(tmp_path):
+    """An ONNX graph is an evaluation forward: dropout, zoneout and recurrent dropout that lstmkit's metadata
+    restores must not run when the imported layer is called (they did: the layer came back training)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, B, N_IN)).astype(np.float32)
+    scan = lstmkit.LSTM(N_IN, H, 2, dropout=0.5, zoneout=(0.3, 0.2), seed=0).eval()  # a Scan export
+    nodes = lstmkit.GRU(N_IN, H, 2, dropout=0.5, recurrent_dropout=0.3, seed=0).eval()  # LSTM/GRU nodes
+    for source in (scan, nodes):
+        proto = lstmkit.to_onnx(source)
+        want = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            None, {"input": x})[0]
+        for back in (lstmkit.from_onnx(proto), lstmkit.io.onnx.load(lstmkit.io.onnx.save(source, tmp_path / "m.onnx",
+                                                                                          overwrite=True))):
+            assert not back.training and back.config.dropout == 0.5
+            _close(back(x)[0], want, np.float32)
+            _close(back(x)[0], want, np.float32)  # no mask drawn on a second call either
+    assert not lstmkit.from_onnx(lstmkit.to_onnx(lstmkit.LSTMCell(N_IN, H, seed=0))).training
+    model, weights, feeds = _model("GRU", np.float32, False, {})
+    reverse = lstmkit.from_onnx(model)
+    assert isinstance(reverse, ReverseRNN) and not reverse.training and not reverse.layer.training

@@ -22,10 +22,14 @@ Streaming export (``streaming=True``): one time step, state in and out, for stat
 Import (``from_onnx`` / ``load``) reads LSTM/GRU nodes as torch.onnx.export or tf2onnx write them: constant
 W/R/B/P (initializers or Constant nodes; weights that are graph inputs, as in ONNX's own node tests, when
 the caller passes their values: ``inputs={"W": ..., "R": ...}``), direction, layout, linear_before_reset,
-clip, input_forget, activations with α/β (the same for both directions); nodes in graph order are the
-layers of one stack. Graphs without such nodes import through lstmkit's own metadata (proj_size exports).
-A stack of ``direction="reverse"`` nodes imports as a ``ReverseRNN``: the layer run over each sequence
-read backwards (lstmkit's layers have no reverse-only mode; mixing forward and reverse nodes is refused).
+clip, input_forget, activations with α/β (the same for both directions; an omitted α/β of ThresholdedRelu,
+ScaledTanh or Affine is refused: onnxruntime reads it as 0.0, the ONNX operators as 1.0). The nodes must be one
+stack, graph input -> node 1 -> ... -> node L -> graph output through layout ops alone (checked op by op: any
+other graph is refused by name), their initial_h/initial_c/sequence_lens empty, zeros, or graph inputs (the
+layer's hx / lengths at call time). Graphs without such nodes import through lstmkit's own metadata (proj_size
+exports). A stack of ``direction="reverse"`` nodes imports as a ``ReverseRNN``: the layer run over each sequence
+read backwards (lstmkit's layers have no reverse-only mode; mixing forward and reverse nodes is refused). What
+is imported is in evaluation mode, as the graph computes.
 """
 from __future__ import annotations
 
@@ -38,10 +42,11 @@ import numpy as np
 
 from .._optional import require
 from ..params import RNNConfig, param_shapes, suffix
-from ..ref.activations import DEFAULTS, USES, normalise
+from ..ref.activations import DEFAULTS, TABLE, USES, normalise
 from ..ref.variants import LN_EPS
 from .files import atomic_write, check_regular, short
 from .gates import reorder
+from .onnx_graph import BATCH, STEP, graph_input_names, read_flow
 from .model import build, check_declared, unpack
 
 OPSET = 17
@@ -393,7 +398,7 @@ def session(model):
 # ----------------------------------------------------------------------------------------------------- import
 
 def load(path, *, batch_first: bool | None = None, inputs: dict | None = None):
-    """Read an ONNX file into an lstmkit layer (see ``from_onnx``)."""
+    """Read an ONNX file into an lstmkit layer in evaluation mode (see ``from_onnx``)."""
     onnx = require("onnx", "onnx")
     check_regular(path, "ONNX file")  # a FIFO or /dev/zero would block or never end
     try:
@@ -407,12 +412,21 @@ def load(path, *, batch_first: bool | None = None, inputs: dict | None = None):
 
 
 def from_onnx(model, *, batch_first: bool | None = None, inputs: dict | None = None):
-    """An lstmkit layer (or cell, or ``ReverseRNN``) from an ONNX model: a ModelProto, bytes, or a path.
+    """An lstmkit layer (or cell, or ``ReverseRNN``) from an ONNX model: a ModelProto, bytes, or a path; in
+    evaluation mode (``.eval()``: an ONNX graph is an inference forward, so dropout, zoneout and recurrent dropout
+    kept in lstmkit's metadata are off until ``.train()``).
 
-    The LSTM/GRU nodes in graph order are the layers of one stack (their sizes must chain); weights are
-    constants, or graph inputs whose values ``inputs`` gives by name ({"W": (D, G·H, I) array, "R": ...,
-    "B": ..., "P": ...}). batch_first: override (default: layout=1, or lstmkit's metadata, or the graph input
-    transposed (perm [1, 0, 2]) into the first node, as torch.onnx.export writes a batch_first model; else False).
+    What is read is one stack: the graph input -> LSTM/GRU node 1 -> ... -> node L -> the graph output, the data
+    passing only through the layout ops exporters write (Identity, Cast to float, Transpose, Squeeze/Unsqueeze of
+    the direction or time axis, Reshape merging the directions into features), their sizes chaining; any other op
+    on that path, a node that does not read the one before it, and an output computed from anything but the last
+    node's Y (or the nodes' Y_h/Y_c, the final states) are refused by name. Weights are constants, or graph inputs
+    whose values ``inputs`` gives by name ({"W": (D, G·H, I) array, "R": ..., "B": ..., "P": ...}). A node's
+    initial_h/initial_c and sequence_lens may be empty, zeros (initial states), or graph inputs: those are the
+    layer's call arguments, ``layer(x, hx, lengths)`` (hx as lstmkit's (L·D, B, H), each node's rows
+    k·D:(k+1)·D); a nonzero constant, or one computed in the graph (another node's Y_h), is refused.
+    batch_first: override (default: the graph input's form, (B, T, I) read through a Transpose perm [1, 0, 2] as
+    torch.onnx.export writes a batch_first model, or a layout=1 node; lstmkit's metadata for a one-step graph).
     """
     onnx = require("onnx", "onnx")
     if isinstance(model, (str, Path)):
@@ -440,31 +454,17 @@ def from_onnx(model, *, batch_first: bool | None = None, inputs: dict | None = N
         if missing:
             raise ValueError(f"lstmkit metadata names weights {missing} that the graph does not hold")
         params = {k: consts[k] for k in param_shapes(saved)}
-        return build(saved, params, cell, **({} if batch_first is None else {"batch_first": batch_first}))
-    layers = [_read_node(n, consts, set(_graph_input_names(graph))) for n in nodes]
+        return build(saved, params, cell, **({} if batch_first is None else {"batch_first": batch_first})).eval()
+    layers = [_read_node(n, consts, set(graph_input_names(graph))) for n in nodes]
+    form, lengths = read_flow(graph, consts, nodes, layers)
     config, params = _stack(layers)
     if saved is not None and _same_graph(saved, config):
         config = replace(saved, batch_first=False)  # exact α/β/clip and the training-only options
     if batch_first is None:
-        batch_first = (layers[0]["layout"] == 1 or bool(saved and saved.batch_first)
-                       or _batch_first_input(graph, nodes[0]))
-    layer = build(config, params, cell and len(layers) == 1 and not layers[0]["reverse"], batch_first=batch_first)
+        batch_first = form == BATCH or (form == STEP and bool(saved and saved.batch_first))
+    cell = cell and len(layers) == 1 and not layers[0]["reverse"] and lengths is None  # a cell takes no lengths
+    layer = build(config, params, cell, batch_first=batch_first).eval()
     return ReverseRNN(layer) if layers[0]["reverse"] else layer
-
-
-def _batch_first_input(graph, node) -> bool:
-    """Whether the first node reads a graph input through Transpose(perm=[1, 0, 2]): how torch.onnx.export (and
-    to_onnx) write a batch_first model, whose (B, T, I) input the layer must then take as batch_first."""
-    producer = next((n for n in graph.node if node.input[0] in n.output), None)
-    if producer is None or producer.op_type != "Transpose" or producer.input[0] not in _graph_input_names(graph):
-        return False
-    perm = [list(a.ints) for a in producer.attribute if a.name == "perm"]
-    return perm == [[1, 0, 2]]
-
-
-def _graph_input_names(graph) -> list[str]:
-    initialized = {t.name for t in graph.initializer}
-    return [i.name for i in graph.input if i.name not in initialized]
 
 
 def _given_inputs(graph, inputs) -> dict[str, np.ndarray]:
@@ -475,9 +475,9 @@ def _given_inputs(graph, inputs) -> dict[str, np.ndarray]:
     if not isinstance(inputs, dict):
         raise TypeError(f"inputs: expected a dict of graph input name -> array, got {type(inputs).__name__}")
     declared = {i.name: i for i in graph.input}
-    unknown = sorted(set(inputs) - set(_graph_input_names(graph)))
+    unknown = sorted(set(inputs) - set(graph_input_names(graph)))
     if unknown:
-        raise ValueError(f"inputs: {unknown} are not inputs of the graph (its inputs: {_graph_input_names(graph)})")
+        raise ValueError(f"inputs: {unknown} are not inputs of the graph (its inputs: {graph_input_names(graph)})")
     given = {}
     for name, value in inputs.items():
         array = np.asarray(value)
@@ -506,7 +506,7 @@ def _check_declared_sizes(onnx, graph, size: int) -> None:
     for tensor in tensors:
         if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
             raise ValueError(f"tensor {short(tensor.name, 80)!r}: external data; lstmkit reads it only when the "
-                             "model is loaded from a path (lstmkit.load / from_onnx(path)), from that file's folder")
+                             "model is loaded from a path (lstmkit.io.read / from_onnx(path)), from that file's folder")
         if any(d < 0 for d in tensor.dims):
             raise ValueError(f"tensor {short(tensor.name, 80)!r}: negative dimension in {list(tensor.dims)[:8]}")
         total += math.prod(tensor.dims)
@@ -628,15 +628,40 @@ def _read_activations(attrs, mode, D, where):
     if len(names) != n * D:
         raise ValueError(f"{where}: expected {n * D} activations ({n} per direction), got {names}")
     alphas, betas = list(attrs.get("activation_alpha", [])), list(attrs.get("activation_beta", []))
-    specs = []
-    for name in names:
-        canonical = normalise(name, f"{where}: activations")[0]
-        uses = USES.get(canonical, 0)
-        given = ([alphas.pop(0)] if uses >= 1 and alphas else []) + ([betas.pop(0)] if uses >= 2 and betas else [])
-        specs.append(normalise((canonical, *given), f"{where}: activations"))
+    specs = [_activation_spec(name, alphas, betas, where) for name in names]
     if D == 2 and specs[:n] != specs[n:]:
         raise ValueError(f"{where}: the two directions use different activations {names}; lstmkit has one set")
     return None if tuple(specs[:n]) == tuple(normalise(name) for name in DEFAULTS[mode]) else tuple(specs[:n])
+
+
+# onnxruntime keeps ONNX's default α/β only for these (rnn_helpers' NameToArgDefaultsMap) and reads an omitted
+# α/β of any other function as 0.0, where the ONNX operators' defaults (lstmkit's) are 1.0: refused when omitted.
+_ALPHA_BETA_DEFAULTS_AGREE = ("LeakyRelu", "HardSigmoid", "Elu")
+
+
+def _activation_spec(name, alphas: list, betas: list, where: str) -> tuple:
+    """(name, α, β) of one activation, taking its α from ``alphas`` and its β from ``betas`` (consumed in place).
+
+    ONNX hands the two lists out separately, each in the order of the functions that take that parameter, so
+    a function with a β left but no α gets its default α and that β (onnxruntime reads them the same way)."""
+    canonical = normalise(name, f"{where}: activations")[0]
+    uses = USES.get(canonical, 0)
+    alpha = alphas.pop(0) if uses >= 1 and alphas else None
+    beta = betas.pop(0) if uses >= 2 and betas else None
+    missing = [p for p, value, n in (("activation_alpha", alpha, 1), ("activation_beta", beta, 2))
+               if uses >= n and value is None]
+    if missing and canonical not in _ALPHA_BETA_DEFAULTS_AGREE:
+        raise ValueError(f"{where}: activations: {canonical} has no {' or '.join(missing)} value left; give it "
+                         "explicitly (onnxruntime reads an omitted one as 0.0 where the ONNX operator's default is "
+                         f"{_defaults_text(canonical)}: the file would compute two different things)")
+    default_alpha, default_beta = TABLE[canonical][:2]
+    given = (default_alpha if alpha is None else alpha, default_beta if beta is None else beta)[:uses]
+    return normalise((canonical, *given), f"{where}: activations")
+
+
+def _defaults_text(name: str) -> str:
+    """'alpha=1.0, beta=0.0': the ONNX operator's defaults of the α/β that ``name`` takes."""
+    return ", ".join(f"{p}={v}" for p, v in zip(("alpha", "beta"), TABLE[name][:USES[name]]))
 
 
 def _stack(layers: list[dict]) -> tuple[RNNConfig, dict]:
@@ -687,6 +712,10 @@ class ReverseRNN:
     @property
     def params(self) -> dict:
         return self.layer.params
+
+    @property
+    def training(self) -> bool:
+        return self.layer.training
 
     def state_dict(self) -> dict:
         return self.layer.state_dict()
