@@ -330,13 +330,9 @@ def check_state_dict(config: RNNConfig, state: dict, dtype) -> dict[str, np.ndar
 
 
 def to_numpy(value):
-    """A torch tensor as a numpy array (detached, on the CPU; bfloat16 as float32), without importing torch;
-    anything else as it is."""
+    """A torch tensor as a numpy array (detached, on the CPU), without importing torch; anything else as it is."""
     if hasattr(value, "detach") and hasattr(value, "cpu"):
-        value = value.detach().cpu()
-        if str(value.dtype) == "torch.bfloat16":  # NumPy has no bfloat16; float32 holds every bfloat16 exactly
-            value = value.float()
-        return value.numpy()
+        return value.detach().cpu().numpy()
     return value
 
 

@@ -193,6 +193,9 @@ def save(model, path, *, overwrite: bool = False) -> Path:
 
 
 def _numpy(value) -> np.ndarray:
+    """A weight (tensor or array) as a NumPy array; bfloat16, which NumPy lacks, as float32 (it holds it exactly)."""
+    if str(getattr(value, "dtype", "")) == "torch.bfloat16":
+        value = value.float()
     return np.asarray(to_numpy(value))
 
 
