@@ -421,3 +421,29 @@ def test_jit_script_is_refused_by_name(cls):
     model = nn.Sequential(getattr(lt, cls)(3, 4))  # as a submodule too
     with pytest.raises(RuntimeError, match=f"torch.jit.script: lstmkit.torch.{cls} cannot be scripted"):
         torch.jit.script(model)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_a_parametrized_weight_is_computed_once_a_forward(training):
+    """A parametrization runs each time its weight is read (spectral_norm's power iteration, a counter here):
+    one forward reads each weight once, in training (the native training op) and in evaluation."""
+    from torch.nn.utils import parametrize
+
+    class Counted(nn.Module):
+        calls = 0
+
+        def forward(self, w):
+            Counted.calls += 1
+            return w * 0.5
+
+    m = lt.GRU(3, 4, 2).train(training)
+    reference = lt.GRU(3, 4, 2).train(training)
+    reference.load_state_dict(m.state_dict())
+    with torch.no_grad():
+        reference.weight_hh_l1.mul_(0.5)
+    parametrize.register_parametrization(m, "weight_hh_l1", Counted())
+    Counted.calls = 0  # registering runs it once, to check what it returns
+    x = torch.randn(5, 2, 3)
+    out, _ = m(x)
+    assert Counted.calls == 1
+    torch.testing.assert_close(out, reference(x)[0], rtol=0, atol=0)

@@ -202,8 +202,9 @@ class _RNNBase(nn.Module):
         c = self.config
         T, B = x.shape[0], x.shape[1]
         variant_masks = self._variant_masks(T, B, x)
+        weights = self._flat_weights  # read once: a parametrized weight (spectral_norm) is computed at each read
         if devices.elsewhere(x):  # not on the CPU, or ONNX export: torch's own kernels or equations.py
-            return devices.sequence_forward(c, x, state0, self._flat_weights, lengths, masks, variant_masks)
+            return devices.sequence_forward(c, x, state0, weights, lengths, masks, variant_masks)
         # the training op (which saves the engine's workspace) only in training mode, so an eval-mode graph
         # (torch.export, tracing) holds the inference op; an eval-mode backward recomputes the forward.
         # TorchScript's ONNX exporter translates the inference op only.
@@ -211,8 +212,8 @@ class _RNNBase(nn.Module):
         # the module again under no_grad, and both traces must hold the same op.
         tracing = torch.jit.is_tracing() and engine.available()
         grad = self.training and not torch.onnx.is_in_onnx_export() and engine.supports(c) and \
-            (tracing or ops.trains_natively(x, state0, self._flat_weights))
-        return ops.call(c, self._config_key, x, state0, self._flat_weights, lengths, masks, variant_masks, train=grad)
+            (tracing or ops.trains_natively(x, state0, weights))
+        return ops.call(c, self._config_key, x, state0, weights, lengths, masks, variant_masks, train=grad)
 
     def _forward(self, input, hx, lengths):
         cfg = self.config
