@@ -114,3 +114,51 @@ def test_report_and_explain_on_a_classify_run_folder_with_a_raw_sequence(tmp_pat
     assert out.stat().st_size > 10_000
     assert main(["explain", str(run), "--data", str(data)]) == 0
     assert "top units" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("again", ["--overwrite", "--resume"])
+def test_an_input_inside_the_run_folder_is_refused_before_anything_is_written(again, tmp_path, capsys):
+    """--overwrite/--resume let a run write its fixed names (forecasts.csv, ...) into --out: an input there would
+    be replaced by the run's output, so it is refused, and the file is left as it was."""
+    out = tmp_path / "run"
+    out.mkdir()
+    csv = out / "forecasts.csv"
+    csv.write_text("unique_id,ds,y\n" + "\n".join(f"a,{t},{t % 4}" for t in range(30)))
+    before = csv.read_bytes()
+    argv = ["forecast", "--csv", str(csv), "--horizon", "2", "--future", "--epochs", "1", "--out", str(out), again]
+    assert main(argv) == 2
+    assert f"--csv {csv} is inside --out {out}" in capsys.readouterr().err
+    assert csv.read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["forecasts.csv"]
+
+
+def test_text_labels_pandas_reads_as_missing_stay_labels(tmp_path, capsys):
+    """'NA' (North America) is a label; a CSV's cells are read as written, and an empty one is refused by row."""
+    csv = tmp_path / "texts.csv"
+    labels = ["NA", "EU", "null"]
+    csv.write_text("text,label\n" + "\n".join(f"word{i % 3} price {i},{labels[i % 3]}" for i in range(30)))
+    out = tmp_path / "run"
+    assert main(["classify", "--csv", str(csv), "--out", str(out), "--epochs", "1", "--hidden-size", "4",
+                 "--no-progress"]) == 0
+    from lstmkit.tasks.classify import SequenceClassifier
+
+    assert sorted(SequenceClassifier.load(str(out / "model.safetensors")).classes_) == ["EU", "NA", "null"]
+    csv.write_text("text,label\nfine,EU\n,NA\nok,\n")
+    assert main(["classify", "--csv", str(csv), "--out", str(tmp_path / "run2"), "--epochs", "1"]) == 2
+    assert "column 'text' (--text-col) is empty in 1 row(s) (data rows 2;" in capsys.readouterr().err
+
+
+def test_predict_refuses_the_trained_feature_columns_in_another_order(tmp_path, capsys):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    rows = [{"id": i, "step": t, "a": float(rng.normal()) + i % 2, "b": float(rng.normal()), "label": i % 2}
+            for i in range(20) for t in range(4)]
+    csv = tmp_path / "seq.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    out = tmp_path / "run"
+    assert main(["classify", "--sequences", str(csv), "--out", str(out), "--epochs", "1", "--hidden-size", "4",
+                 "--no-progress"]) == 0
+    model = str(out / "model.safetensors")
+    argv = ["predict", "--model", model, "--csv", str(csv), "--label-col", "label"]
+    assert main(argv + ["--feature-cols", "a,b"]) == 0
+    assert main(argv + ["--feature-cols", "b,a"]) == 2
+    assert "trained on a, b in that order, got b, a" in capsys.readouterr().err

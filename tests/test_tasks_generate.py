@@ -217,3 +217,30 @@ def test_a_tiny_temperature_samples_greedily_not_nan():
     lm = CharLM(hidden_size=8, embed_dim=8, seq_len=16, epochs=1, batches_per_epoch=2, batch_size=4)
     lm.fit("abcabcabcabcabcabcabcabcabcabcabc" * 4, log=lambda *a, **k: None)
     assert lm.sample("ab", 10, temperature=1e-300) == lm.sample("ab", 10, temperature=1e-30)
+
+
+def test_char_lm_refuses_what_it_cannot_read_by_name():
+    """A list of texts would be read as characters the vocabulary lacks (every id 'unknown'), a model used before
+    fit has no vocabulary, and counts below 1 train or sample nothing: each is refused, naming the argument."""
+    from lstmkit.tasks.generate import CharLM
+
+    tiny = dict(hidden_size=8, embed_dim=4, seq_len=8, epochs=1, batch_size=4, batches_per_epoch=2)
+    with pytest.raises(TypeError, match="text: expected a str .*got list; join a list"):
+        CharLM(**tiny).fit(["the quick brown fox"] * 20)
+    unfitted = CharLM(**tiny)
+    for call, name in [(lambda: unfitted.sample("a", 3), "sample"), (lambda: unfitted.bits_per_char("ab"),
+                                                                     "bits_per_char"),
+                       (lambda: unfitted.save("never.safetensors"), "save")]:
+        with pytest.raises(ValueError, match=f"CharLM.{name}: call fit"):
+            call()
+    for arg in ("seq_len", "epochs", "batch_size"):
+        with pytest.raises(ValueError, match=f"{arg}: expected an int >= 1, got 0"):
+            CharLM(**{**tiny, arg: 0})
+    lm = CharLM(**tiny).fit("the quick brown fox jumps over the lazy dog. " * 10)
+    with pytest.raises(ValueError, match="need at least 2 characters"):
+        lm.bits_per_char("a")
+    with pytest.raises(ValueError, match="top_k: expected None or an int >= 1, got -1"):
+        lm.sample("a", 3, top_k=-1)
+    with pytest.raises(ValueError, match="n: expected the number of characters to add"):
+        lm.sample("a", -5)
+    assert lm.sample("th", 0) == "th"

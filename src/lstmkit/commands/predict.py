@@ -58,6 +58,11 @@ def _numeric_cases(args, clf, df, path: str):
     if len(features) != clf.n_channels_:
         raise ValueError(f"--feature-cols: the model reads {clf.n_channels_} feature(s) per step, got "
                          f"{len(features)} ({', '.join(features)})")
+    trained = clf.config_.get("features")
+    if trained and features != list(trained) and sorted(features) == sorted(trained):
+        # the columns are read by position: the trained names in another order would swap the channels silently
+        raise ValueError(f"--feature-cols: the model was trained on {', '.join(trained)} in that order, got "
+                         f"{', '.join(features)}; give them in the trained order (or leave --feature-cols out)")
     need_columns(df, [args.id_col, args.step_col, *features] + ([args.label_col] if args.label_col else []), path)
     known = {args.id_col, args.step_col, *features} | ({args.label_col} if args.label_col else set())
     extra = [str(c) for c in df.columns if c not in known]
@@ -74,7 +79,7 @@ def _classify(args, model_path: str):
     import pandas as pd
 
     from ..tasks.classify import SequenceClassifier
-    from ..tasks.classify.data import load_ts
+    from ..tasks.classify.data import load_ts, text_column
     from ..tasks.tables import need_columns, read_table
 
     clf = SequenceClassifier.load(model_path, device=args.device)
@@ -86,12 +91,12 @@ def _classify(args, model_path: str):
     elif args.csv is None:
         raise ValueError("--csv or --ts is needed to predict with a classify model")
     else:
-        df = read_table(args.csv, "--csv")
+        df = read_table(args.csv, "--csv", text=clf.config_["text"])
         if clf.config_["text"]:
             need_columns(df, [args.text_col] + ([args.label_col] if args.label_col else []), args.csv,
                          "--text-col/--label-col")
-            ids, X = None, df[args.text_col].astype(str).tolist()  # rows in file order: no id column
-            y = df[args.label_col].to_numpy() if args.label_col else None
+            ids, X = None, text_column(df, args.text_col, args.csv, "--text-col")  # rows in file order: no id column
+            y = np.asarray(text_column(df, args.label_col, args.csv, "--label-col")) if args.label_col else None
         else:
             ids, X, y = _numeric_cases(args, clf, df, args.csv)
     proba = clf.predict_proba(X)

@@ -53,7 +53,24 @@ def out_dir(args, task: str) -> str:
     # Under torchrun rank 0 alone checks and creates the folder (or picks the timestamped default) and every
     # rank gets its path, so the "folder not empty" check cannot race with files another rank already made.
     existed = args.out is not None and os.path.exists(args.out)
+    if existed:
+        _refuse_inputs_inside(args, args.out)
     out = call_on_main(prepare_out, args.out, task, overwrite=args.overwrite, resume=args.resume)
     args.run_dir = out  # for the CLI's Ctrl-C message: where the run's checkpoints are
     args.made_run_dir = not existed  # a run that fails before writing anything removes the folder it made
     return out
+
+
+INPUT_FLAGS = ("csv", "ts", "sequences", "text")  # the task commands' input files
+
+
+def _refuse_inputs_inside(args, out: str) -> None:
+    """ValueError when an input file lies in the run folder: --overwrite and --resume let the run write its
+    fixed names there (forecasts.csv, model.safetensors, ...), which would replace the data being read."""
+    folder = os.path.realpath(out)
+    for name in INPUT_FLAGS:
+        path = getattr(args, name, None)
+        if isinstance(path, str) and os.path.exists(path):
+            if os.path.commonpath([folder, os.path.realpath(path)]) == folder:
+                raise ValueError(f"--{name} {path} is inside --out {out}, the run folder this run writes into; "
+                                 "keep the input outside it (or write the run to another --out)")

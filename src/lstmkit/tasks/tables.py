@@ -4,9 +4,11 @@ from __future__ import annotations
 from .._optional import require
 
 
-def read_table(path: str, flag: str = "--csv"):
+def read_table(path: str, flag: str = "--csv", text: bool = False):
     """A CSV or Parquet file as a DataFrame. Parquet is recognised by its first bytes (PAR1) whatever the file
-    is called; it needs pyarrow (the ``tasks`` extra)."""
+    is called; it needs pyarrow (the ``tasks`` extra). ``text``: a CSV's cells stay strings as written, so
+    words pandas would read as missing ("NA", "null", "None", "nan") stay texts and labels; an empty cell is "".
+    """
     from ..io.files import check_regular
 
     pd = require("pandas", "tasks")
@@ -17,7 +19,7 @@ def read_table(path: str, flag: str = "--csv"):
         require("pyarrow", "tasks")
         return pd.read_parquet(path)
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(path, dtype=str, keep_default_na=False) if text else pd.read_csv(path)
     except UnicodeDecodeError as e:
         raise ValueError(f"{flag} {path}: not a UTF-8 CSV file (nor a Parquet file): {e.reason} at byte "
                          f"{e.start}") from None

@@ -191,8 +191,21 @@ def load_long_sequences(path: str, id_col: str = "id", step_col: str = "step", l
 
 
 def load_text_csv(path: str, text_col: str = "text", label_col: str = "label"):
-    """A user's CSV (or Parquet) of text,label -> (texts list[str], labels ndarray[str])."""
-    df = read_table(path, "--csv")
+    """A user's CSV (or Parquet) of text,label -> (texts list[str], labels ndarray[str]). Cells are read as
+    written ("NA" is a label, not a missing one); an empty one is refused, naming its rows."""
+    df = read_table(path, "--csv", text=True)
     need_columns(df, [text_col, label_col], path, "--text-col/--label-col")
-    df = df.dropna(subset=[text_col, label_col])
-    return df[text_col].astype(str).tolist(), df[label_col].astype(str).to_numpy()
+    texts = text_column(df, text_col, path, "--text-col")
+    return texts, np.asarray(text_column(df, label_col, path, "--label-col"))
+
+
+def text_column(df, col: str, path: str, flag: str) -> list[str]:
+    """A column of strings; ValueError naming the file, the column and the rows where a cell is empty (or null
+    in a Parquet file): every case needs a text and a label, and dropping those rows would lose them silently."""
+    values = df[col].tolist()  # strings from a CSV read with text=True; a Parquet column's own values
+    empty = [k for k, v in enumerate(values) if v is None or v == "" or (isinstance(v, float) and v != v)]
+    if empty:
+        rows = ", ".join(str(k + 1) for k in empty[:5]) + (", ..." if len(empty) > 5 else "")
+        raise ValueError(f"{path}: column {col!r} ({flag}) is empty in {len(empty)} row(s) (data rows {rows}; "
+                         "1 is the first after the header); give every row a value, or remove the rows")
+    return [str(v) for v in values]

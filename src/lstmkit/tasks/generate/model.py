@@ -80,6 +80,10 @@ class CharLM:
                  time_budget: float | None = None, warmup: int = 50, weight_decay: float = 0.01,
                  eval_every: int = 100, precision: str = "float32", zoneout=(0.0, 0.0),
                  recurrent_dropout: float = 0.0):
+        for name, value in (("hidden_size", hidden_size), ("embed_dim", embed_dim), ("num_layers", num_layers),
+                            ("seq_len", seq_len), ("epochs", epochs), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
         if precision not in devices.PRECISIONS:
             raise ValueError(f"precision: expected one of {', '.join(map(repr, devices.PRECISIONS))}, "
                              f"got {precision!r}")
@@ -99,8 +103,14 @@ class CharLM:
 
     def encode(self, text: str) -> np.ndarray:
         """str -> (n,) int64 ids."""
+        self._require_fitted("encode")
+        _require_text("text", text)
         lookup = {c: i + 1 for i, c in enumerate(self.config["vocab"])}
         return np.fromiter((lookup.get(c, 0) for c in text), np.int64, len(text))
+
+    def _require_fitted(self, what: str) -> None:
+        if self.model is None or "vocab" not in self.config:
+            raise ValueError(f"CharLM.{what}: call fit(text) or CharLM.load(path) first")
 
     def _build(self):
         from .net import CharNet
@@ -148,6 +158,9 @@ class CharLM:
         (default: stdout when ``verbose``, else nowhere)."""
         import torch
 
+        _require_text("text", text)
+        if val_text is not None:
+            _require_text("val_text", val_text)
         c = self.config
         c["vocab"] = "".join(sorted(set(text)))
         self.model = self._build()
@@ -186,7 +199,11 @@ class CharLM:
         from a zero state (unconditioned)."""
         import torch
 
+        self._require_fitted("bits_per_char")
         ids = self.encode(text)
+        if len(ids) < 2:
+            raise ValueError(f"text: bits per character need at least 2 characters (one read, one predicted), "
+                             f"got {len(ids)}")
         streams = max(1, min(streams, len(ids) // 2))
         per = len(ids) // streams
         x = torch.from_numpy(ids[:per * streams].reshape(streams, per)).to(self.device)
@@ -217,6 +234,7 @@ class CharLM:
 
         import torch
 
+        self._require_fitted("next_char_probs")
         if dynamic_lr < 0 or segment < 1 or decay < 0:
             raise ValueError(f"dynamic_lr, decay must be >= 0 and segment >= 1, got {dynamic_lr}, {decay}, {segment}")
         model = copy.deepcopy(self.model) if dynamic_lr else self.model
@@ -278,6 +296,11 @@ class CharLM:
 
         if not 0 < temperature < math.inf:
             raise ValueError(f"temperature: expected a finite number > 0, got {temperature!r}")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"n: expected the number of characters to add, an int >= 0, got {n!r}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
+            raise ValueError(f"top_k: expected None or an int >= 1, got {top_k!r}")
+        self._require_fitted("sample")
         gen = torch.Generator().manual_seed(seed)
         vocab = self.config["vocab"]
         ids = self.encode(prompt) if prompt else np.array([1 + vocab.find("\n") if "\n" in vocab else 1])
@@ -300,6 +323,7 @@ class CharLM:
         return prompt + "".join(out)
 
     def save(self, path: str) -> None:
+        self._require_fitted("save")
         checkpoint.save(path, task=TASK, config=self.config, model=self.model)
 
     @classmethod
@@ -314,3 +338,10 @@ class CharLM:
         lm.model.load_state_dict(ck["model"])
         lm.model.eval()
         return lm
+
+
+def _require_text(name: str, value) -> None:
+    """TypeError unless ``value`` is one str: a list of strings would be read as characters the vocabulary lacks."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected a str (the text itself), got {type(value).__name__}"
+                        + ("; join a list of texts into one str first" if isinstance(value, (list, tuple)) else ""))
