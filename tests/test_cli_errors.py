@@ -84,6 +84,21 @@ def test_predict_refuses_a_damaged_model_in_one_line(damage, phrase, run_dir, tm
     assert status == 2 and phrase in line
 
 
+def test_predict_output_in_a_missing_folder_is_named_before_the_work(run_dir, tmp_path, capsys):
+    output = tmp_path / "no" / "p.csv"
+    status, line = _cli(["predict", "--model", run_dir / "model.safetensors", "--csv", _csv(tmp_path / "new.csv"),
+                         "--output", output], capsys)
+    assert status == 2 and f"--output {output}: no folder {output.parent}" in line
+
+
+def test_generate_names_the_fractions_that_leave_too_little_to_train(tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("some words to read. " * 600)  # 12,000 characters
+    status, line = _cli(["generate", "--text", text, "--test-fraction", "0.99", "--out", tmp_path / "g"], capsys)
+    assert status == 2 and "characters leave 0 to train on after the test (11880)" in line
+    assert "--test-fraction 0.99" in line
+
+
 def test_resume_refuses_a_damaged_last_checkpoint(run_dir, tmp_path, capsys):
     run = _copy(run_dir, tmp_path)
     last = run / "member-0" / "last.safetensors"

@@ -173,6 +173,9 @@ def run(args) -> int:
         raise ValueError(f"{args.model}: unknown task {task!r}")
     if args.output and os.path.exists(args.output):
         raise FileExistsError(f"--output {args.output} exists; choose a new file name")
+    folder = os.path.dirname(args.output) if args.output else ""
+    if folder and not os.path.isdir(folder):  # checked before the work, not when the result is written
+        raise FileNotFoundError(f"--output {args.output}: no folder {folder}")
     check_task_flags(args, task)
     if task == "generate":
         return _generate(args)

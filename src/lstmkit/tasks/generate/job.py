@@ -125,7 +125,9 @@ def run(*, out: str, text_file: str | None = None, test_fraction: float = 0.05, 
     n = len(text)
     n_test, n_val = max(int(n * test_fraction), 200), max(int(n * val_fraction), 200)
     if n - n_test - n_val < 1000:
-        raise ValueError(f"{name}: {n} characters is too short (need ~1000 for training plus the held-out tail)")
+        raise ValueError(f"{name}: {n} characters leave {max(n - n_test - n_val, 0)} to train on after the test "
+                         f"({n_test}) and validation ({n_val}) tails (--test-fraction {test_fraction}, --val-fraction "
+                         f"{val_fraction}); training needs at least 1000: a longer text or smaller fractions")
     train, val, test = text[:n - n_test - n_val], text[n - n_test - n_val:n - n_test], text[n - n_test:]
     log(f"{name}: {len(train)} training, {len(val)} validation, {len(test)} held-out test characters")
     progress = model_kw.pop("progress", True)  # the job logs its epochs (to its log), with a bar where asked
