@@ -154,3 +154,27 @@ def test_cli_freq_with_a_bundled_set_is_refused(tmp_path, capsys):
     status, err = _cli(["forecast", "--dataset", "airpassengers", "--freq", "MS", *CLI_FAST, "--out", tmp_path / "r"],
                        capsys)
     assert status == 2 and "--freq: only with --csv" in err, err
+
+
+def test_a_known_series_on_the_15th_keeps_its_phase_when_its_first_months_are_dropped():
+    """The phase of a known series counts from its first training time on its step (here pd.DateOffset(months=1)),
+    not from the first row passed; a history off that calendar (the 16th) is refused by name."""
+    df = pd.concat([frame(ON_15TH, "a"), frame(ON_15TH, "b").assign(y=lambda d: d["y"] + 3)], ignore_index=True)
+    fc = Forecaster(**{**TINY, "season_length": 4}, freq=pd.DateOffset(months=1)).fit(df, log=log)
+    late = df[df["ds"] >= ON_15TH[3]]
+    pd.testing.assert_frame_equal(fc.predict(late), fc.predict(df), check_exact=True)
+    with pytest.raises(ValueError, match=r"series 'a' starts at ds 2000-04-16 00:00:00, which is not on the calendar"):
+        fc.predict(late.assign(ds=late["ds"] + pd.Timedelta(days=1)))
+
+
+def test_a_saved_model_places_a_time_zone_history_across_a_clock_change(tmp_path):
+    """The saved first time keeps only its UTC offset: the steps to a history's first time are counted in the
+    data's zone (calendar days across the March clock change)."""
+    ds = pd.date_range("2000-03-20", periods=30, freq="D", tz="Europe/Paris")
+    df = pd.concat([frame(ds, "a"), frame(ds, "b").assign(y=lambda d: d["y"] + 3)], ignore_index=True)
+    fc = Forecaster(**{**TINY, "season_length": 7}).fit(df, log=log)
+    path = str(tmp_path / "fc.safetensors")
+    fc.save(path)
+    back = Forecaster.load(path)
+    late = df[df["ds"] >= ds[9]]  # starts after the clock change
+    pd.testing.assert_frame_equal(back.predict(late), back.predict(df), check_exact=True)

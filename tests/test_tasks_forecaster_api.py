@@ -246,3 +246,108 @@ def test_a_frame_that_is_not_a_dataframe_is_refused_by_name():
     with pytest.raises(TypeError, match=r"futr_df: expected a pandas DataFrame with columns unique_id, ds, promo, "
                                         r"got dict"):
         fc.predict(futr_df={"unique_id": [101], "ds": [0], "promo": [0.0]})
+
+
+# -- the season phase of a known series follows its calendar, not the first row passed (A1) --------------------
+
+
+def seasonal(m: int, n: int, dates: bool):
+    """Three series of period m (ids 101, 202, 303): integer ds from 3 (step 1) or monthly dates ('MS')."""
+    frames = []
+    for k, uid in enumerate((101, 202, 303)):
+        t = np.arange(n)
+        ds = pd.date_range("2001-01-01", periods=n, freq="MS") if dates else t + 3
+        frames.append(pd.DataFrame({"unique_id": uid, "ds": ds, "y": 20.0 + 2 * k + 8 * np.sin(2 * np.pi * t / m)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def drop_first(df, k: int):
+    """Each series without its first k rows: the same last values at the same times."""
+    return df[df.groupby("unique_id").cumcount() >= k]
+
+
+def position_based(fc, df) -> np.ndarray:
+    """The yhat of phases counted from each history's first value, as the model read every history before
+    series_starts (predict_arrays has no times to anchor on)."""
+    return fc.predict_arrays({u: g["y"].to_numpy() for u, g in df.groupby("unique_id")})[:, :, 1].ravel()
+
+
+@pytest.mark.parametrize("m, n, dates", [(4, 40, False), (12, 64, True)])
+def test_a_known_series_forecasts_the_same_from_a_truncated_history(m, n, dates):
+    """predict(df) with a series' first k rows dropped read its values at phases shifted by k (the phase was the
+    position in the rows passed): the same last values at the same dates forecast otherwise. Now the phase counts
+    from the series' first training time, so the forecast is the same, bit for bit while the input window is."""
+    df = seasonal(m, n, dates)
+    fc = quiet(season_length=m).fit(df, log=log)
+    whole = fc.predict(df)
+    pd.testing.assert_frame_equal(whole, fc.predict(), check_exact=True)
+    for k in (1, m - 1, m, 2 * m):  # the last window (input length 3m) still within the rows left
+        pd.testing.assert_frame_equal(fc.predict(drop_first(df, k)), whole, check_exact=True)
+
+
+def test_a_longer_history_of_a_known_series_is_read_in_phase():
+    """A history starting before the training data: its phases count back from the training start."""
+    df = seasonal(4, 40, dates=False)
+    fc = quiet().fit(drop_first(df, 3), log=log)
+    pd.testing.assert_frame_equal(fc.predict(df), fc.predict(), check_exact=True)
+
+
+def test_a_saved_model_reads_truncated_histories_in_phase(tmp_path):
+    df = panel()  # quarter-end dates
+    fc = quiet().fit(df, log=log)
+    path = str(tmp_path / "fc.safetensors")
+    fc.save(path)
+    back = Forecaster.load(path)
+    assert back.config["series_starts"] == fc.config["series_starts"]
+    assert back.config["series_starts"]["101"] == ["2000-03-31T00:00:00", "QE-DEC"]
+    pd.testing.assert_frame_equal(back.predict(drop_first(df, 1)), back.predict(df), check_exact=True)
+    pd.testing.assert_frame_equal(back.predict(drop_first(df, 1)), fc.predict(df), check_exact=False, rtol=1e-6)
+
+
+def test_a_model_saved_before_series_starts_forecasts_as_before(tmp_path):
+    """A file without 'series_starts' (saved before it existed) loads and forecasts as it did: its own histories
+    as before (whole seasons dropped on save keep their phase), other ones with phases from their first row."""
+    df = panel(dates=False)
+    fc = quiet().fit(df, log=log)
+    del fc.config["series_starts"]
+    path = str(tmp_path / "old.safetensors")
+    fc.save(path)
+    back = Forecaster.load(path)
+    assert "series_starts" not in back.config
+    pd.testing.assert_frame_equal(back.predict(), fc.predict(), check_exact=False, rtol=1e-6)
+    cut = drop_first(df, 1)
+    np.testing.assert_array_equal(back.predict(cut)["yhat"].to_numpy(), position_based(back, cut))
+
+
+def test_a_new_id_has_no_calendar_its_phases_count_from_its_first_value():
+    df = panel(dates=False)
+    fc = quiet().fit(df, log=log)
+    cut = drop_first(df, 1)
+    renamed = cut.assign(unique_id=cut["unique_id"] + 1000)
+    np.testing.assert_array_equal(fc.predict(renamed)["yhat"].to_numpy(), position_based(fc, cut))
+    assert not np.array_equal(fc.predict(cut)["yhat"].to_numpy(), position_based(fc, cut))  # the known ids: in phase
+
+
+def test_a_known_id_off_its_training_calendar_is_refused_by_name():
+    df = panel(dates=False).assign(ds=lambda d: 2 * d["ds"])  # ds 0, 2, 4, ...
+    fc = quiet().fit(df, log=log)
+    odd = df.assign(ds=df["ds"] + 1)
+    with pytest.raises(ValueError, match=r"df: series 101 starts at ds 1, which is not on the calendar the model was "
+                                         r"trained on for that id \(first ds 0, step 2\).* or another id"):
+        fc.predict(odd)
+    dated = panel()
+    with pytest.raises(ValueError, match=r"series 101 starts at ds 2000-03-31 00:00:00, which is not on the calendar"):
+        fc.predict(dated)
+    fc.predict(odd.assign(unique_id=odd["unique_id"] + 1000))  # as new series
+
+
+def test_cross_validation_folds_forecast_as_before():
+    """Its folds cut each series at the end: every fold starts where training did, so its phases are those of
+    the rows passed, as before series_starts."""
+    df = panel(dates=False)
+    fc = quiet()
+    cv = fc.cross_validation(df, n_windows=2, step_size=2, log=log)
+    for cutoff, fold in cv.groupby("cutoff"):
+        hist = df[df["ds"] <= cutoff]
+        np.testing.assert_array_equal(fold["yhat"].to_numpy(), position_based(fc, hist))
+        np.testing.assert_array_equal(fold["yhat"].to_numpy(), fc.predict(hist)["yhat"].to_numpy())

@@ -2,7 +2,7 @@
 
     fc = Forecaster(horizon=8, season_length=4).fit(df)          # df: unique_id, ds, y
     fc.predict()            # DataFrame: unique_id, ds, step, yhat, q0.1, q0.5, q0.9 (the next 8 steps)
-    fc.predict(history_df)  # forecasts from the end of other (or truncated) histories
+    fc.predict(history_df)  # forecasts from the end of other (or truncated) histories, phases by their times
     fc.cross_validation(df, n_windows=3)   # forecasts beside y from 3 cutoffs
     Forecaster(horizon=8, id_col="store", time_col="date", target_col="sales", futr_exog_list=["promo"],
                hist_exog_list=["visits"], stat_exog_list=["size"]).fit(df, static_df=stores)
@@ -176,6 +176,11 @@ class Forecaster:
     after the one before; data off it is refused naming the series), and predict's times follow it (month-end
     stays month-end); a series of one or two times is enough. None (default): each series' step is inferred
     (pandas' ``infer_freq``, at least three times; the first difference of integer times).
+    Season phase (LSTM, m > 1): counted from each training series' first time on its step (config
+    'series_starts'), so a known id's history read by predict, truncated or longer, keeps the phases training
+    gave its values; one whose first time is off that calendar is refused by name. A new id's phases count from
+    its first value (the model cannot know its calendar), as do predict_arrays' and models saved before
+    series_starts.
     """
 
     def __init__(self, horizon: int, season_length: int = 1, input_length: int | None = None,
@@ -329,10 +334,11 @@ class Forecaster:
             future = ((fu - scale[:, 0]) / scale[:, 1]).reshape(N, H * F)
         return np.concatenate(blocks, axis=2).astype(np.float32), future.astype(np.float32), lv
 
-    def _cut(self, s: panel.Series, origins: np.ndarray, L: int, future=None):
+    def _cut(self, s: panel.Series, origins: np.ndarray, L: int, future=None, start: int = 0):
         """One series' raw windows ending at ``origins``: (y (N, L), phase (N,), exog (N, L, K), static (N, S),
         future-known covariates (N, H, F)) and the targets (N, H). ``future`` (H, F) overrides the covariates
-        after the origin (predict: they come from futr_df, the series has no values there)."""
+        after the origin (predict: they come from futr_df, the series has no values there). ``start``: the
+        position of y[0] in its training series (``_phase_starts``; 0 in training), which phases count from."""
         c, cols = self.config, self.columns
         H, m, F = c["horizon"], c["season_length"], len(cols.futr_exog)
         x, t = windows.cut(s.y, origins, L, H)
@@ -347,7 +353,7 @@ class Forecaster:
             fu = np.repeat(np.asarray(future, np.float64)[None], N, axis=0)
         else:
             fu = np.stack(ex_next[:F], axis=2) if F else np.zeros((N, H, 0))
-        phase = (origins + 1) % max(m, 1)
+        phase = (start + origins + 1) % max(m, 1)
         return (x, phase, ex, np.repeat(s.static[None], N, axis=0), fu), t
 
     def _windows(self, series: dict, L: int, full: bool = False):
@@ -606,11 +612,51 @@ class Forecaster:
         return inputs[0].cpu().numpy().astype(np.float32)
 
     def _remember(self, df, series: dict) -> None:
-        """Keep the training histories (for predict() without data) and the input dtypes of id and time."""
+        """Keep the training histories (for predict() without data), the input dtypes of id and time and each
+        series' calendar (``_remember_starts``)."""
         cols = self.columns
         self._series = series
         self.config["id_dtype"] = str(df[cols.id_col].dtype)
         self.config["time_dtype"] = str(df[cols.time_col].dtype)
+        self._remember_starts(series)
+
+    def _remember_starts(self, series: dict) -> None:
+        """config['series_starts']: {id text: [first time, step]} of every training series, the calendar its
+        seasonal phases count from (training: the position since its first value), so that a later history of
+        the same id, truncated or longer, is read at the phases training gave its values. The LSTM with a season
+        only: ES-RNN recognises its histories by their first values (``_esrnn_rows``)."""
+        c = self.config
+        if c.get("model", "lstm") != "lstm" or c["season_length"] <= 1:
+            return
+        c["series_starts"] = {_id_key(u): [_time_json(s.times[0]), panel.freq_json(s.step)]
+                              for u, s in series.items()}
+
+    def _phase_starts(self, series: list) -> np.ndarray:
+        """(S,) the position of each history's first value in its training series (the steps from that series'
+        first time to the history's first time), which its phases count from. 0 (phases from the history's own
+        first value) for a new id, a model saved before series_starts existed, and a history without times
+        (restored by ``load``: whole seasons were dropped, so it is in phase; ``predict_arrays``)."""
+        table = self.config.get("series_starts")
+        out = np.zeros(len(series), np.int64)
+        if not table:
+            return out
+        for j, s in enumerate(series):
+            known = table.get(_id_key(s.uid))
+            if known is not None and s.times is not None:
+                out[j] = self._steps_from_start(s, _time_from_json(known[0]), panel.freq_from_json(known[1]))
+        return out
+
+    def _steps_from_start(self, s: panel.Series, start, step) -> int:
+        """Steps from a training series' first time ``start`` to history ``s``'s first time, on the training step;
+        a history off that calendar is refused: the phase of its values would be unknown."""
+        k = panel.steps_between(start, s.times[0], step)
+        if k is None:
+            t = self.columns.time_col
+            raise ValueError(f"df: series {panel.name(s.uid)} starts at {t} {s.times[0]}, which is not on the calendar "
+                             f"the model was trained on for that id (first {t} {start}, step "
+                             f"{panel.freq_json(step)!r}), so the season phase of its values is unknown; give "
+                             "the times on that calendar, or another id to forecast it as a new series")
+        return k
 
     # -- predict --------------------------------------------------------------------------------------
 
@@ -627,12 +673,12 @@ class Forecaster:
             raise ValueError("Forecaster: call fit() or load() first")
         if self.config.get("model", "lstm") == "esrnn":
             return self._esrnn_forecast(series)
-        outs = []
+        outs, starts = [], self._phase_starts(series)
         for model, member in zip(self.models, self.config["members"]):
             L = member["input_length"]
             parts = []
-            for s, fu in zip(series, futures):  # the origin is the last value: phase len(y) % m, as in training
-                parts.append(self._cut(s, np.array([len(s.y) - 1]), L, future=fu)[0])
+            for s, fu, k in zip(series, futures, starts):  # the origin is the last value, k + len(y) - 1 in training
+                parts.append(self._cut(s, np.array([len(s.y) - 1]), L, future=fu, start=k)[0])
             inp, fut, lv = self._design(parts, L)
             model.eval()
             with torch.no_grad():
@@ -659,7 +705,7 @@ class Forecaster:
         s, H, F = self._series[uid], self.config["horizon"], len(self.columns.futr_exog)
         L = members[member]["input_length"]
         # future-known covariates feed the head, not the recurrent layer: zeros stand in for them here
-        part = self._cut(s, np.array([len(s.y) - 1]), L, future=np.zeros((H, F)))[0]
+        part = self._cut(s, np.array([len(s.y) - 1]), L, future=np.zeros((H, F)), start=self._phase_starts([s])[0])[0]
         return uid, self._design([part], L)[0][0]
 
     def _series_id(self, series_id):
@@ -674,7 +720,9 @@ class Forecaster:
 
     def predict_arrays(self, ys: dict, members: bool = False) -> np.ndarray:
         """(S, H, Q) from plain target histories {id: y (n,)} in ``ys`` order (a model without covariates);
-        ``members=True``: (K, S, H, Q), each ensemble member's own forecasts (quantiles as the member gave them)."""
+        ``members=True``: (K, S, H, Q), each ensemble member's own forecasts (quantiles as the member gave them).
+        Without times the season phase counts from each history's first value, as in training: pass a training
+        series' history from its start (or whole seasons later), or use predict(df) to place it by its times."""
         cols = self.columns
         if cols.exog or cols.stat_exog:
             raise ValueError("predict_arrays: this model reads covariates; use predict(df, futr_df=...)")
@@ -687,7 +735,9 @@ class Forecaster:
     def predict(self, df=None, futr_df=None, static_df=None):
         """Forecast the next ``horizon`` steps of every series in ``df`` (default: the data fit saw, or the
         histories a loaded model carries). ``futr_df``: id_col, time_col and futr_exog_list at each series' next
-        H times; ``static_df`` for a df of other series (default: fit's statics).
+        H times; ``static_df`` for a df of other series (default: fit's statics). A training series' history may
+        start later or earlier than fit's: its season phase follows its times (``_phase_starts``); a new id's
+        counts from its first value.
         Returns a DataFrame: id_col (its input dtype), time_col (datetimes when the input had them), step, yhat
         (the median) and one column per quantile ('q0.1', ...)."""
         cols = self.columns
@@ -794,7 +844,8 @@ class Forecaster:
         checkpoint.save(path, task=TASK, config=config, model=torch.nn.ModuleList(self.models + extra))
 
     def _history_json(self) -> dict:
-        """The last values each member needs (a multiple of the season dropped, so the phase is kept)."""
+        """The last values each member needs (a multiple of the season dropped: restored without times, a history's
+        phases count from its first value, which stays in phase)."""
         import pandas as pd
 
         c = self.config
@@ -805,9 +856,8 @@ class Forecaster:
         rows = []
         for s in self._series.values():
             drop = max(len(s.y) - keep, 0) // m * m
-            last = s.last.isoformat() if isinstance(s.last, pd.Timestamp) else _plain(s.last)
             rows.append({"id": _plain(s.uid), "y": s.y[drop:].tolist(), "exog": s.exog[drop:].tolist(),
-                         "static": s.static.tolist(), "last": last, "step": panel.freq_json(s.step)})
+                         "static": s.static.tolist(), "last": _time_json(s.last), "step": panel.freq_json(s.step)})
         return {"datetime": isinstance(next(iter(self._series.values())).last, pd.Timestamp), "series": rows}
 
     @classmethod
@@ -836,6 +886,25 @@ class Forecaster:
 def _plain(v):
     """A JSON-able Python scalar from a numpy one."""
     return v.item() if hasattr(v, "item") else v
+
+
+def _id_key(uid) -> str:
+    """A series id as a JSON key: its text, so 101 and np.int64(101) (and '101') name the same series, as in
+    ES-RNN's ``_esrnn_rows``."""
+    return str(_plain(uid))
+
+
+def _time_json(t):
+    """A time as JSON: a datetime's ISO text, an integer as it is; ``_time_from_json`` reads it back."""
+    import pandas as pd
+
+    return t.isoformat() if isinstance(t, pd.Timestamp) else _plain(t)
+
+
+def _time_from_json(t):
+    import pandas as pd
+
+    return pd.Timestamp(t) if isinstance(t, str) else t
 
 
 def _series_from_json(history: dict, cols: panel.Columns) -> dict:

@@ -236,6 +236,37 @@ def _check_on_freq(t, uid, cols: Columns, where: str, freq):
     return freq
 
 
+def steps_between(start, end, step) -> int | None:
+    """How many steps of ``step`` (an integer, a pandas alias or offset) lead from time ``start`` to time ``end``:
+    negative when ``end`` is earlier, None when the later one is not on the earlier one's grid (or the two are not
+    the same kind of time). Calendar steps are counted one by one, as ``_check_on_freq`` and ``future_times`` step
+    (a month is not a fixed length)."""
+    pd = _pd()
+    dated = isinstance(start, pd.Timestamp)
+    if dated != isinstance(end, pd.Timestamp) or (dated and (start.tz is None) != (end.tz is None)):
+        return None
+    if end == start:
+        return 0
+    if not dated:
+        k, r = divmod(int(end) - int(start), int(step))
+        return k if r == 0 else None
+    if start.tz is not None:  # a saved time keeps only its UTC offset; step in the data's zone (clock changes)
+        start = start.tz_convert(end.tz)
+    lo, hi = sorted((start, end))
+    off = pd.tseries.frequencies.to_offset(step)
+    if isinstance(off, pd.offsets.Tick):  # a fixed length: counted by division, however long the span
+        k, r = divmod(hi - lo, pd.Timedelta(off))
+        if r:
+            return None
+    else:
+        with _quiet_offsets():
+            grid = pd.date_range(lo, hi, freq=off)  # rolls lo forward when lo is off an anchored offset
+        if not len(grid) or grid[0] != lo or grid[-1] != hi:
+            return None
+        k = len(grid) - 1
+    return int(k) if end > start else -int(k)
+
+
 @contextmanager
 def _quiet_offsets():
     """Adding an offset without a vectorised implementation to many times warns that it runs per element (it is
