@@ -351,3 +351,17 @@ def test_cross_validation_folds_forecast_as_before():
         hist = df[df["ds"] <= cutoff]
         np.testing.assert_array_equal(fold["yhat"].to_numpy(), position_based(fc, hist))
         np.testing.assert_array_equal(fold["yhat"].to_numpy(), fc.predict(hist)["yhat"].to_numpy())
+
+
+def test_predict_arrays_refuses_histories_predict_would_refuse():
+    """A NaN in the input window came out as NaN forecasts, an inf as finite nonsense, an empty history as an
+    IndexError; each is refused naming the series, as predict(df) refuses them."""
+    fc = quiet().fit(panel(dates=False), log=log)
+    y = 50 + 5 * np.sin(2 * np.pi * np.arange(40) / 4)
+    assert np.isfinite(fc.predict_arrays({101: y})).all()
+    for bad, match in [(np.where(np.arange(40) == 38, np.nan, y), r"ys\[101\]: 1 value\(s\) are not finite \(first "
+                                                                   r"at position 38: nan\)"),
+                       (np.where(np.arange(40) == 0, np.inf, y), "first at position 0: inf"),
+                       (np.zeros(0), r"ys\[101\]: expected a non-empty 1-D history")]:
+        with pytest.raises(ValueError, match=match):
+            fc.predict_arrays({101: bad})

@@ -726,7 +726,7 @@ class Forecaster:
         cols = self.columns
         if cols.exog or cols.stat_exog:
             raise ValueError("predict_arrays: this model reads covariates; use predict(df, futr_df=...)")
-        series = [panel.Series(u, np.asarray(y, np.float64), np.zeros((len(y), 0)), np.zeros(0), len(y) - 1, 1)
+        series = [panel.Series(u, _history_array(u, y), np.zeros((len(y), 0)), np.zeros(0), len(y) - 1, 1)
                   for u, y in ys.items()]
         H = self.config["horizon"]
         futures = [np.zeros((H, 0))] * len(series)
@@ -886,6 +886,19 @@ class Forecaster:
 def _plain(v):
     """A JSON-able Python scalar from a numpy one."""
     return v.item() if hasattr(v, "item") else v
+
+
+def _history_array(uid, y) -> np.ndarray:
+    """predict_arrays' history of series ``uid`` as float64 (n,), n >= 1, every value finite (as predict(df)
+    refuses a NaN in y): a NaN in the input window would come out as NaN forecasts, an inf as meaningless ones."""
+    values = np.asarray(y, np.float64)
+    if values.ndim != 1 or len(values) == 0:
+        raise ValueError(f"ys[{uid!r}]: expected a non-empty 1-D history, got shape {values.shape}")
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        raise ValueError(f"ys[{uid!r}]: {len(bad)} value(s) are not finite (first at position {bad[0]}: "
+                         f"{values[bad[0]]}); fill or drop them before forecasting")
+    return values
 
 
 def _id_key(uid) -> str:
