@@ -102,6 +102,20 @@ def test_save_load_keeps_label_dtype_and_predictions(tmp_path):
     np.testing.assert_allclose(back.predict_proba(X), clf.predict_proba(X), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("unit", ["D", "s", "ns"])
+def test_datetime_labels_save_and_load(unit, tmp_path):
+    """np.datetime64 labels (tolist gives date objects, which JSON lacks) are kept as counts of their unit."""
+    X, y = blobs(40)
+    dates = np.array(["2020-01-01", "2021-06-30", "2022-12-31"], dtype=f"datetime64[{unit}]")[np.unique(
+        y, return_inverse=True)[1]]
+    clf = quiet(epochs=1).fit(X, dates)
+    path = str(tmp_path / "clf.safetensors")
+    clf.save(path)
+    back = SequenceClassifier.load(path)
+    assert back.classes_.dtype == dates.dtype and (back.classes_ == clf.classes_).all()
+    assert (back.predict(X) == clf.predict(X)).all()
+
+
 def _two_channel_cases(n=48, T=9, seed=0):
     """(N, T, 2) cases whose class is the sign of channel 1's mean; channel 0 is noise."""
     rng = np.random.default_rng(seed)

@@ -361,7 +361,8 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
             idx_tr = np.concatenate([idx_tr, n + np.arange(len(copies))])
         params = {k: v for k, v in self.get_params().items() if k != "device"}  # where it ran is not the model
         self.config_ = {**params, **self._prepare([X[i] for i in idx_tr]), "layout": self.layout_,
-                        "classes": self.classes_.tolist(), "classes_dtype": self.classes_.dtype.str, **(extra or {})}
+                        "classes": _json_labels(self.classes_), "classes_dtype": self.classes_.dtype.str,
+                        **(extra or {})}
         seed = self.seed if seed is None else seed
         seed_everything(seed)
         model = self._build_one()
@@ -503,3 +504,11 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         clf.model_.load_state_dict(ck["model"])
         clf.model_.eval()
         return clf
+
+
+def _json_labels(classes: np.ndarray) -> list:
+    """The classes as JSON values that ``np.asarray(values, dtype=classes.dtype)`` reads back: datetimes and
+    durations as their integer counts of the dtype's unit (tolist gives date/datetime objects, which JSON lacks)."""
+    if classes.dtype.kind in "Mm":
+        return classes.view(np.int64).tolist()
+    return classes.tolist()
