@@ -365,3 +365,20 @@ def test_predict_arrays_refuses_histories_predict_would_refuse():
                        (np.zeros(0), r"ys\[101\]: expected a non-empty 1-D history")]:
         with pytest.raises(ValueError, match=match):
             fc.predict_arrays({101: bad})
+
+
+def test_messages_name_ids_and_times_as_written(tmp_path, capsys):
+    """Integer ids and times stay integers in a message (a row of mixed types read them as 1.0 and 5.0), and an
+    empty id in a CSV is named by its line, not by its place after the job's sort."""
+    t = np.arange(20)
+    df = pd.concat([pd.DataFrame({"unique_id": k, "ds": t, "y": 10.0 + t}) for k in (1, 2)], ignore_index=True)
+    df.loc[5, "y"] = np.nan
+    with pytest.raises(ValueError, match=r"series 1 has a missing or non-finite y at ds=5 \("):
+        quiet().fit(df, log=log)
+    from lstmkit.cli import main
+
+    csv = tmp_path / "f.csv"
+    csv.write_text("unique_id,ds,y\n" + "\n".join(f"{'' if i == 7 else 'b' if i < 20 else 'a'},{i % 20},{i}"
+                                                  for i in range(40)))
+    assert main(["forecast", "--csv", str(csv), "--horizon", "2", "--out", str(tmp_path / "r")]) == 2
+    assert "column unique_id is empty in 1 row(s), the first in data row 8 (line 9 of a CSV)" in capsys.readouterr().err

@@ -164,6 +164,12 @@ def load_long_csv(path: str, horizon: int, season_length: int | None = None, fre
                          f"{extra} (lstmkit forecast reads no covariates; the Forecaster API does)")
     if len(df) == 0:
         raise ValueError(f"{path}: no rows (only a header); expected one row per (unique_id, ds)")
+    for c in ("unique_id", "ds"):  # before astype(str) makes an empty id the text "nan", and before the sort
+        empty = df[c].isna().to_numpy()
+        if empty.any():
+            raise ValueError(f"{path}: column {c} is empty in {int(empty.sum())} row(s), the first in data row "
+                             f"{int(np.argmax(empty)) + 1} (line {int(np.argmax(empty)) + 2} of a CSV); every row "
+                             "needs its series id and its time")
     df["unique_id"] = df["unique_id"].astype(str)
     if not pd.api.types.is_numeric_dtype(df["ds"]) and not pd.api.types.is_datetime64_any_dtype(df["ds"]):
         try:  # dates as text; integer time indices stay integers

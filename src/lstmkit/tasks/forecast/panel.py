@@ -110,9 +110,10 @@ def _check_values(df, cols: Columns, names: list, where: str) -> None:
             raise ValueError(f"{where}: column {c!r} is not numeric ({df[c].dtype})")
         bad = ~np.isfinite(df[c].to_numpy(np.float64))
         if bad.any():
-            row = df[bad].iloc[0]
-            raise ValueError(f"{where}: series {name(row[cols.id_col])} has a missing or non-finite {c} at "
-                             f"{cols.time_col}={row[cols.time_col]} ({int(bad.sum())} such rows in all); fill or "
+            k = int(np.argmax(bad))  # by column, not df[bad].iloc[0]: a row of mixed types would read 1 as 1.0
+            uid, t = df[cols.id_col].iloc[k], df[cols.time_col].iloc[k]
+            raise ValueError(f"{where}: series {name(uid)} has a missing or non-finite {c} at "
+                             f"{cols.time_col}={_plain_time(t)} ({int(bad.sum())} such rows in all); fill or "
                              "drop them first")
 
 
@@ -388,3 +389,8 @@ def output_frame(uids: list, times: list, cols: Columns, id_dtype, time_dtype, c
         frame[cols.time_col] = pd.to_datetime(frame[cols.time_col]).astype(time_dtype)
     frame.update({k: np.asarray(v) for k, v in columns.items()})
     return pd.DataFrame(frame)
+
+
+def _plain_time(t):
+    """A time as a user wrote it: an integer without numpy's type, a Timestamp as it prints."""
+    return t.item() if isinstance(t, np.generic) else t
