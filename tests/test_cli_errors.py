@@ -91,6 +91,13 @@ def test_predict_output_in_a_missing_folder_is_named_before_the_work(run_dir, tm
     assert status == 2 and f"--output {output}: no folder {output.parent}" in line
 
 
+def test_predict_names_a_forecast_csvs_missing_column_by_flag(run_dir, tmp_path, capsys):
+    csv = tmp_path / "renamed.csv"
+    csv.write_text(_csv(tmp_path / "new.csv").read_text().replace("unique_id,ds,y", "series,ds,y", 1))
+    status, line = _cli(["predict", "--model", run_dir / "model.safetensors", "--csv", csv], capsys)
+    assert status == 2 and f"--csv {csv}: no column(s) 'unique_id' (columns: series, ds, y)" in line
+
+
 def test_generate_names_the_fractions_that_leave_too_little_to_train(tmp_path, capsys):
     text = tmp_path / "t.txt"
     text.write_text("some words to read. " * 600)  # 12,000 characters
