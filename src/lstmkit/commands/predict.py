@@ -117,7 +117,7 @@ def _forecast(args):
     import pandas as pd
 
     from ..tasks.forecast import Forecaster
-    from ..tasks.tables import read_table
+    from ..tasks.tables import need_columns, read_table
 
     if args.csv is None:
         raise ValueError("--csv is needed to predict with a forecast model")
@@ -128,11 +128,9 @@ def _forecast(args):
         df = read_table(path, flag)
         cols = fc.columns
         wanted = [cols.id_col, time_col] + ([cols.target_col] if flag == "--csv" else [])
-        missing = [c for c in wanted if c not in df.columns]
-        if missing:  # named here, by flag and file: the estimator's message would name its argument df
-            raise ValueError(f"{flag} {path}: no column(s) {', '.join(map(repr, missing))} (columns: "
-                             f"{', '.join(map(str, df.columns))}); this model reads {', '.join(map(repr, wanted))}, "
-                             "the names its training data had")
+        # named here, by flag and file: the estimator's message would name its argument df
+        need_columns(df, wanted, f"{flag} {path}",
+                     hint=f"this model reads {', '.join(map(repr, wanted))}, the names its training data had")
         t = df.get(time_col)
         if t is not None and not pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_datetime64_any_dtype(t):
             try:

@@ -29,9 +29,11 @@ def read_table(path: str, flag: str = "--csv", text: bool = False):
         raise ValueError(f"{flag} {path}: not a well-formed CSV file: {e}") from None
 
 
-def need_columns(df, cols: list, path: str, flags: str = "--id-col/--step-col/--label-col/--feature-cols") -> None:
-    """A ValueError naming the file, the missing columns, the ones present and the flags that name them."""
+def need_columns(df, cols: list, path: str, flags: str = "--id-col/--step-col/--label-col/--feature-cols",
+                 hint: str | None = None) -> None:
+    """A ValueError naming the file, the missing columns, the ones present and the flags that name them (or
+    ``hint`` in their place, where no flag names them)."""
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: no column(s) {', '.join(map(repr, missing))} (columns: "
-                         f"{', '.join(map(str, df.columns))}); name them with {flags}")
+                         f"{', '.join(map(str, df.columns))}); {hint or f'name them with {flags}'}")

@@ -921,12 +921,10 @@ def _time_from_json(t):
 
 
 def _series_from_json(history: dict, cols: panel.Columns) -> dict:
-    import pandas as pd
-
     out = {}
     K = len(cols.exog)
     for r in history["series"]:
-        last = pd.Timestamp(r["last"]) if history["datetime"] else r["last"]
+        last = _time_from_json(r["last"])  # _time_json's ISO text for a datetime
         out[r["id"]] = panel.Series(r["id"], np.asarray(r["y"], np.float64),
                                     np.asarray(r["exog"], np.float64).reshape(len(r["y"]), K),
                                     np.asarray(r["static"], np.float64), last, panel.freq_from_json(r["step"]))
