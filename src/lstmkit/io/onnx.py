@@ -46,7 +46,7 @@ from ..ref.activations import DEFAULTS, TABLE, USES, normalise
 from ..ref.variants import LN_EPS
 from .files import atomic_write, check_regular, short
 from .gates import reorder
-from .onnx_graph import BATCH, STEP, graph_input_names, read_flow
+from .onnx_graph import BATCH, STEP, graph_input_names, node_name, read_flow
 from .model import build, check_declared, unpack
 
 OPSET = 17
@@ -562,7 +562,7 @@ def _read_node(node, consts, graph_inputs=frozenset()) -> dict:
 
     mode = node.op_type
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    where = f"{mode} node {node.name or node.output[0]!r}"
+    where = node_name(node)
     direction = attrs.get("direction", b"forward")
     direction = direction.decode() if isinstance(direction, bytes) else direction
     if direction not in ("forward", "reverse", "bidirectional"):

@@ -31,7 +31,8 @@ _OUTPUT_NAMES = ("Y", "Y_h", "Y_c")
 _STACK = "lstmkit reads a stack of LSTM/GRU nodes from the graph input to the graph output"
 
 
-def _node_name(node) -> str:
+def node_name(node) -> str:
+    """How a message names a node: its op and its name (or first output): "LSTM node 'l0'"."""
     return f"{node.op_type} node {node.name or (node.output[0] if node.output else '?')!r}"
 
 
@@ -85,8 +86,8 @@ class _Flow:
             return f"{tensor!r}, which nothing in the graph produces"
         if node.op_type in ("LSTM", "GRU"):
             index = list(node.output).index(tensor)
-            return f"{_OUTPUT_NAMES[index] if index < 3 else f'output {index}'} of {_node_name(node)}"
-        return _node_name(node)
+            return f"{_OUTPUT_NAMES[index] if index < 3 else f'output {index}'} of {node_name(node)}"
+        return node_name(node)
 
     def layout_path(self, tensor) -> tuple[str, list]:
         """(source, ops): the tensor that ``tensor`` is made from by layout ops alone, and those ops in data order."""
@@ -101,7 +102,7 @@ class _Flow:
 
 
 def _through(ops) -> str:
-    return f" through {', '.join(_node_name(n) for n in ops)}" if ops else ""
+    return f" through {', '.join(node_name(n) for n in ops)}" if ops else ""
 
 
 def _x_axes(layer) -> tuple:
@@ -125,7 +126,7 @@ def _follow(flow, axes: tuple, sizes: dict, ops) -> tuple:
 
 def _cast_axes(flow, node, axes, sizes):
     if _attr(node, "to") not in _FLOAT_TYPES:
-        raise ValueError(f"{_node_name(node)}: casts the data to element type {_attr(node, 'to')}; lstmkit reads "
+        raise ValueError(f"{node_name(node)}: casts the data to element type {_attr(node, 'to')}; lstmkit reads "
                          "float32 or float64 data only")
     return axes
 
@@ -133,12 +134,12 @@ def _cast_axes(flow, node, axes, sizes):
 def _transpose_axes(flow, node, axes, sizes):
     perm = list(_attr(node, "perm", range(len(axes) - 1, -1, -1)))
     if sorted(perm) != list(range(len(axes))):
-        raise ValueError(f"{_node_name(node)}: perm {perm} does not fit data with axes {axes}")
+        raise ValueError(f"{node_name(node)}: perm {perm} does not fit data with axes {axes}")
     return tuple(axes[p] for p in perm)
 
 
 def _squeeze_axes(flow, node, axes, sizes):
-    where = _node_name(node)
+    where = node_name(node)
     drop = flow.axes(node)
     if drop is None:
         raise ValueError(f"{where}: no constant axes (it would drop whichever axes have size 1)")
@@ -151,7 +152,7 @@ def _squeeze_axes(flow, node, axes, sizes):
 
 
 def _unsqueeze_axes(flow, node, axes, sizes):
-    where = _node_name(node)
+    where = node_name(node)
     add = flow.axes(node)
     if add is None or len(add) != 1 or "T" in axes:
         raise ValueError(f"{where}: inserts axes {add} into data with axes {axes}; lstmkit reads only a time axis "
@@ -164,7 +165,7 @@ def _unsqueeze_axes(flow, node, axes, sizes):
 def _reshape_axes(flow, node, axes, sizes):
     """A Reshape that keeps each axis or merges the direction and unit axes (D, H) into features; the target
     shape a constant, or computed from the data's own Shape as the dynamo exporter does."""
-    where = _node_name(node)
+    where = node_name(node)
     target = node.input[1] if len(node.input) > 1 else ""
     entries = _shape_entries(flow, target, node.input[0], len(axes))
     if entries is None:
@@ -386,14 +387,14 @@ def _state_parts(flow, tensor, name, ys, states, memo, depth=0) -> list:
                          f"layout ops; {_STACK}: its output is the last node's Y, its final states the Y_h/Y_c")
     node = flow.producer[tensor]
     if node.op_type not in _STATE_OPS or depth > 64:
-        raise ValueError(f"graph output {name!r} is computed by {_node_name(node)}; {_STACK}: its output is the "
+        raise ValueError(f"graph output {name!r} is computed by {node_name(node)}; {_STACK}: its output is the "
                          "last node's Y, its final states the nodes' Y_h/Y_c (joined by Concat, picked by "
                          "Slice/Gather/Squeeze)")
     if tensor not in memo:
         parts = [_state_parts(flow, t, name, ys, states, memo, depth + 1) for t in node.input]
         if node.op_type == "Concat" and not all(parts):
             other = next(t for t, part in zip(node.input, parts) if not part)
-            raise ValueError(f"graph output {name!r}: {_node_name(node)} joins the final states with "
+            raise ValueError(f"graph output {name!r}: {node_name(node)} joins the final states with "
                              f"{flow.describe(other)}; lstmkit's h_n/c_n hold the nodes' Y_h/Y_c alone")
         memo[tensor] = [p for part in parts for p in part]
     return memo[tensor]
