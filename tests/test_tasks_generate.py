@@ -244,3 +244,16 @@ def test_char_lm_refuses_what_it_cannot_read_by_name():
     with pytest.raises(ValueError, match="n: expected the number of characters to add"):
         lm.sample("a", -5)
     assert lm.sample("th", 0) == "th"
+
+
+def test_next_char_probs_has_one_row_per_character_of_text():
+    """One row per character of ``text``, whatever context there is: an empty text gives no rows (the uniform row
+    stands for text[0] when nothing precedes it, and there is no text[0])."""
+    from lstmkit.tasks.generate import CharLM
+
+    lm = CharLM(hidden_size=8, embed_dim=4, seq_len=8, epochs=1, batch_size=4, batches_per_epoch=2)
+    lm.fit("the quick brown fox jumps over the lazy dog. " * 10, log=lambda *a: None)
+    width = len(lm.config["vocab"]) + 1
+    for text, context in [("", ""), ("", "the"), ("t", ""), ("t", "the"), ("the", "")]:
+        for lr in (0.0, 0.1):
+            assert lm.next_char_probs(text, context, dynamic_lr=lr).shape == (len(text), width), (text, context, lr)

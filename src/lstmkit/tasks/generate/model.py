@@ -262,7 +262,7 @@ class CharLM:
             out.append(logp.detach().exp().cpu().numpy())
             state = tuple(s.detach() for s in new_state) if isinstance(new_state, tuple) else new_state.detach()
         probs = np.concatenate(out) if out else np.zeros((0, len(self.config["vocab"]) + 1), np.float32)
-        if start == 0:  # text[0] has no context at all: predict it uniformly over the vocabulary
+        if start == 0 and text:  # text[0] has no context at all: predict it uniformly over the vocabulary
             probs = np.concatenate([np.full((1, probs.shape[1]), 1.0 / probs.shape[1], np.float32), probs])
         return probs
 
