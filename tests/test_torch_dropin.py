@@ -447,3 +447,27 @@ def test_a_parametrized_weight_is_computed_once_a_forward(training):
     out, _ = m(x)
     assert Counted.calls == 1
     torch.testing.assert_close(out, reference(x)[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cls", ["LSTM", "GRU", "LSTMCell", "GRUCell"])
+def test_a_parameter_edited_before_backward_is_refused_never_used(cls):
+    """docs/torch_dropin.md: lstmkit's backward keeps every parameter of its call, so an in-place edit between
+    forward and backward is refused by autograd's version check, for every parameter (never a gradient computed
+    from the edited value); torch.nn.LSTM refuses the same edits."""
+    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        torch.manual_seed(0)
+        module = getattr(lt, cls)(3, 4)
+        x = torch.randn(2, 3) if cls.endswith("Cell") else torch.randn(5, 2, 3)
+        out = module(x)
+        out = out[0] if isinstance(out, tuple) else out
+        with torch.no_grad():
+            getattr(module, name if cls.endswith("Cell") else name + "_l0").add_(0.1)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            out.sum().backward()
+    torch.manual_seed(0)
+    reference = nn.LSTM(3, 4)
+    out, _ = reference(torch.randn(5, 2, 3))
+    with torch.no_grad():
+        reference.bias_ih_l0.add_(0.1)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
