@@ -233,6 +233,66 @@ def test_stream_refuses_bidirectional():
         q.stream()
 
 
+def test_quantized_streams_refuse_what_their_codes_cannot_hold():
+    """A quantised step takes each row's range for its 7-bit codes: a NaN would be skipped by the range and
+    coded as the row's minimum (a finite, wrong output), so it is refused like QuantizedRNN.__call__ refuses it.
+    A Stream made directly with a format gets QuantizedRNN's checks (int8 width, finite weights, the format)."""
+    from lstmkit.stream import Stream
+
+    model = lstmkit.GRU(4, 6, seed=0).eval()
+    for dtype in QUANT_DTYPES:
+        s = lstmkit.quantize(model, dtype).stream(1)
+        for bad in (np.nan, np.inf, -np.inf):
+            with pytest.raises(ValueError, match="x: expected finite values"):
+                s.step(np.array([[0.5, bad, -0.3, 0.1]], np.float32))
+            with pytest.raises(ValueError, match="state: expected finite values"):
+                s.state = np.full((1, 1, 6), bad, np.float32)
+        assert np.isfinite(s.step(np.ones((1, 4), np.float32))).all()  # the refusals left the stream usable
+    wide = lstmkit.GRU(140_000, 1, seed=0)
+    with pytest.raises(ValueError, match="config: int8 supports inputs up to 133144 wide"):
+        Stream(wide.config, wide.params, 1, quantized="int8")
+    params = {k: v.copy() for k, v in model.params.items()}
+    params["weight_hh_l0"][0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"params: expected finite values, got NaN or inf in \['weight_hh_l0'\]"):
+        Stream(model.config, params, 1, quantized="bfloat16")
+    with pytest.raises(ValueError, match="dtype: expected one of .* got True"):
+        Stream(model.config, model.params, 1, quantized=True)
+
+
+def test_quantize_reads_formats_and_modules_by_what_they_are():
+    """The format as a name or the numpy / torch dtype of that name (numpy's dtype('int8') == "int8" once let it
+    through to the native call); torch modules by class, so a subclass of torch.nn.LSTM is an LSTM and a
+    subclass of LSTMCell is a cell, whatever their names; inputs in a float64 model's quantised copy are float32,
+    and the message says that, not "the layer's dtype"."""
+    torch = pytest.importorskip("torch")
+    model = lstmkit.LSTM(4, 6, seed=0, dtype="float64").eval()
+    x = np.random.default_rng(0).standard_normal((3, 2, 4)).astype(np.float32)
+    want = lstmkit.quantize(model, "int8")(x)[0]
+    for form in (np.dtype("int8"), np.int8, torch.int8):
+        np.testing.assert_array_equal(lstmkit.quantize(model, form)(x)[0], want)
+    assert lstmkit.quantize(model, torch.bfloat16).dtype == "bfloat16"
+    for form in ("bf16", "INT8", None, np.dtype("float16")):
+        with pytest.raises(ValueError, match="dtype: expected one of"):
+            lstmkit.quantize(model, form)
+    with pytest.raises(TypeError, match=r"input: expected dtype float32 \(a quantised model's inputs and states"):
+        lstmkit.quantize(model)(x.astype(np.float64))
+
+    class Encoder(torch.nn.LSTM):
+        pass
+
+    class MyLSTM(torch.nn.LSTMCell):
+        pass
+
+    encoder = Encoder(4, 6).eval()
+    with torch.no_grad():
+        float_out = encoder(torch.from_numpy(x))[0].numpy()
+    assert _rel(lstmkit.quantize(encoder, "bfloat16")(x)[0], float_out) < BOUND["bfloat16"]
+    with pytest.raises(TypeError, match=r"model: expected .* got MyLSTM \(cells are not quantised"):
+        lstmkit.quantize(MyLSTM(4, 6))
+    with pytest.raises(TypeError, match="expected a torch.nn or lstmkit.torch LSTM"):
+        lstmkit.quantize(torch.nn.Linear(4, 6))
+
+
 def _env(isa: str, int8_kernel: str | None = None) -> dict:
     env = dict(os.environ, LSTMKIT_ISA=isa)
     env.pop("LSTMKIT_INT8_KERNEL", None)

@@ -151,7 +151,7 @@ def test_torch_stream_inputs_every_form():
         np.testing.assert_array_equal(got.numpy(), r.step(np.ascontiguousarray(x.detach().numpy())))
     with pytest.raises(TypeError, match="x: expected dtype float32"):
         s.step(torch.zeros(2, 5, dtype=torch.float64))
-    with pytest.raises(TypeError, match="x: expected an array, got Tensor"):  # NumPy has no bfloat16
+    with pytest.raises(TypeError, match="x: expected an array of dtype float32, got Tensor of dtype torch.bfloat16"):
         s.step(torch.zeros(2, 5, dtype=torch.bfloat16))
     with pytest.raises(ValueError, match=r"x: expected shape \(2, 5\)"):
         s.step(torch.zeros(3, 5))
@@ -401,3 +401,27 @@ def test_stream_stepped_from_threads_in_turn(threads):
     for w in workers:
         w.join()
     np.testing.assert_array_equal(np.stack(out), want)
+
+
+def test_a_negated_torch_view_is_streamed_by_its_values():
+    """torch keeps some negations lazy (``torch._neg_view``; the imaginary part of a conjugate): the memory
+    holds the values without their sign. A step reads the values, on every stream (float, quantised; torch's
+    and NumPy's frontends), never the raw memory (which once gave the output of -x)."""
+    torch = pytest.importorskip("torch")
+    from lstmkit.torch import GRU as TorchGRU
+
+    torch.manual_seed(0)
+    module = TorchGRU(1, 5).eval()
+    imaginary = torch.tensor([[0.7 + 1.3j]], dtype=torch.complex64).conj().imag  # -1.3, contiguous, negated
+    assert imaginary.is_neg() and imaginary.is_contiguous()
+    layer = lstmkit.GRU(1, 5, seed=0).eval()
+    for make in (lambda: module.stream(1), lambda: layer.stream(1),
+                 lambda: lstmkit.quantize(layer, "int8").stream(1)):
+        got = np.asarray(make().step(imaginary))
+        np.testing.assert_array_equal(got, np.asarray(make().step(np.array([[-1.3]], np.float32))))
+        s = make()
+        s.state = (torch._neg_view(torch.ones(1, 1, 5)),)
+        np.testing.assert_array_equal(np.asarray(s.state[0]), -np.ones((1, 1, 5), np.float32))
+    wide = torch.randn(3, 4)
+    lstm = lstmkit.LSTM(4, 6, seed=1).eval()
+    np.testing.assert_array_equal(lstm.stream(3).step(torch._neg_view(wide)), lstm.stream(3).step(-wide.numpy()))

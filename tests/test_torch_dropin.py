@@ -471,3 +471,20 @@ def test_a_parameter_edited_before_backward_is_refused_never_used(cls):
         reference.bias_ih_l0.add_(0.1)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         out.sum().backward()
+
+
+@pytest.mark.parametrize("cls", ["LSTM", "GRU", "LSTMCell", "GRUCell"])
+def test_a_negated_view_is_read_by_its_values(cls):
+    """A lazily negated tensor (``torch._neg_view``: memory without the sign) is read as its values by the
+    operators, forward and backward, as torch.nn reads it."""
+    torch.manual_seed(0)
+    module = getattr(lt, cls)(4, 6)
+    base = torch.randn(3, 4) if cls.endswith("Cell") else torch.randn(5, 3, 4)
+    grads = []
+    for make in (torch._neg_view, torch.neg):
+        x = base.clone().requires_grad_()
+        out = module(make(x))
+        out = out[0] if isinstance(out, tuple) else out
+        out.square().sum().backward()
+        grads.append((out.detach(), x.grad))
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)

@@ -35,8 +35,9 @@ def dtype_name(dtype) -> str:
 _DTYPE_NAMES: dict = {}
 
 
-def check_input(config: RNNConfig, x, dtype) -> tuple[int, int, bool]:
-    """Check x (T, B, I), (B, T, I) with batch_first, or unbatched (T, I). Returns (T, B, unbatched)."""
+def check_input(config: RNNConfig, x, dtype, why: str | None = None) -> tuple[int, int, bool]:
+    """Check x (T, B, I), (B, T, I) with batch_first, or unbatched (T, I). Returns (T, B, unbatched).
+    ``why``: where ``dtype`` comes from, for the message (default: the layer's)."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"input: expected an array of shape (T, B, {config.input_size}), got {type(x).__name__}")
     layout = "(B, T, I)" if config.batch_first else "(T, B, I)"
@@ -46,19 +47,21 @@ def check_input(config: RNNConfig, x, dtype) -> tuple[int, int, bool]:
         raise ShapeError(
             f"input: expected {config.input_size} features in the last dimension, got shape {tuple(x.shape)}"
         )
-    check_dtype_matches("input", x.dtype, dtype)
+    check_dtype_matches("input", x.dtype, dtype, why)
     if x.ndim == 2:
         return x.shape[0], 1, True
     T, B = (x.shape[1], x.shape[0]) if config.batch_first else (x.shape[0], x.shape[1])
     return T, B, False
 
 
-def check_dtype_matches(name: str, got, expected) -> None:
+def check_dtype_matches(name: str, got, expected, why: str | None = None) -> None:
+    """DtypeMismatchError unless ``got`` is ``expected``; ``why``: where ``expected`` comes from, when it is
+    not the layer's dtype (then the layer's dtype is no remedy)."""
     if dtype_name(got) != dtype_name(expected):
-        raise DtypeMismatchError(
-            f"{name}: expected dtype {dtype_name(expected)} (the layer's dtype), got {dtype_name(got)}; "
-            "cast it first, or build the layer with the dtype you need"
-        )
+        reason, remedy = (why, "cast it first") if why else (
+            "the layer's dtype", "cast it first, or build the layer with the dtype you need")
+        raise DtypeMismatchError(f"{name}: expected dtype {dtype_name(expected)} ({reason}), got {dtype_name(got)}; "
+                                 f"{remedy}")
 
 
 def state_shapes(config: RNNConfig, batch: int, unbatched: bool = False) -> tuple[tuple[int, ...], ...]:
@@ -69,8 +72,9 @@ def state_shapes(config: RNNConfig, batch: int, unbatched: bool = False) -> tupl
     return (h, lead + (config.hidden_size,)) if config.mode == "LSTM" else (h,)
 
 
-def check_state(config: RNNConfig, hx, batch: int, unbatched: bool, dtype) -> tuple:
-    """Check an initial state: LSTM (h0, c0), GRU h0. Returns it as a tuple; None stays None."""
+def check_state(config: RNNConfig, hx, batch: int, unbatched: bool, dtype, why: str | None = None) -> tuple:
+    """Check an initial state: LSTM (h0, c0), GRU h0. Returns it as a tuple; None stays None. ``why``: as
+    ``check_input``'s."""
     if hx is None:
         return None
     names = ("h0", "c0") if config.mode == "LSTM" else ("h0",)
@@ -88,7 +92,7 @@ def check_state(config: RNNConfig, hx, batch: int, unbatched: bool, dtype) -> tu
             raise StateFormError(f"hx: expected {name} as an array of shape {shape}, got {type(value).__name__}")
         if tuple(value.shape) != shape:
             raise ShapeError(f"hx: expected {name} of shape {shape}, got {tuple(value.shape)}")
-        check_dtype_matches(f"hx ({name})", value.dtype, dtype)
+        check_dtype_matches(f"hx ({name})", value.dtype, dtype, why)
     return hx
 
 

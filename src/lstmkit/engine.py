@@ -164,7 +164,9 @@ def _array(name: str, value, dtype=None, whose: str = "the dtype of x") -> np.nd
     try:
         arr = np.asarray(to_numpy(value))
     except Exception as e:  # noqa: BLE001 - anything numpy refuses is a type error for the caller
-        raise TypeError(f"{name}: expected an array, got {type(value).__name__}") from e
+        of = f" of dtype {value.dtype}" if hasattr(value, "dtype") else ""  # e.g. torch.bfloat16, which NumPy lacks
+        wanted = f"dtype {np.dtype(dtype).name}" if dtype is not None else "float32 or float64"
+        raise TypeError(f"{name}: expected an array of {wanted}, got {type(value).__name__}{of}") from e
     if arr.dtype == object:
         raise TypeError(f"{name}: expected an array of numbers, got {type(value).__name__} of objects")
     if dtype is None:
@@ -192,8 +194,9 @@ def _native(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
-def _check_state(name, state, shapes, dtype) -> list[np.ndarray]:
-    """state: a tuple/list of arrays with the given shapes; returns them ready for the kernels."""
+def _check_state(name, state, shapes, dtype, whose: str = "the dtype of x") -> list[np.ndarray]:
+    """state: a tuple/list of arrays with the given shapes; returns them ready for the kernels. ``whose``: where
+    ``dtype`` comes from, for the message."""
     parts = ("h", "c")[: len(shapes)]
     expect = "(h, c)" if len(shapes) == 2 else "(h,)"
     if not isinstance(state, (tuple, list)) or len(state) != len(shapes):
@@ -201,7 +204,7 @@ def _check_state(name, state, shapes, dtype) -> list[np.ndarray]:
         raise TypeError(f"{name}: expected a tuple {expect}, got {got}")
     out = []
     for part, value, shape in zip(parts, state, shapes):
-        arr = _array(f"{name} ({part})", value, dtype)
+        arr = _array(f"{name} ({part})", value, dtype, whose)
         _shape(f"{name} ({part})", arr, shape)
         out.append(_native(arr, dtype))
     return out

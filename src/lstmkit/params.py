@@ -330,9 +330,10 @@ def check_state_dict(config: RNNConfig, state: dict, dtype) -> dict[str, np.ndar
 
 
 def to_numpy(value):
-    """A torch tensor as a numpy array (detached, on the CPU), without importing torch; anything else as it is."""
+    """A torch tensor as a numpy array (detached, on the CPU, its values: a negated or conjugated view resolved,
+    where NumPy would read the raw memory), without importing torch; anything else as it is."""
     if hasattr(value, "detach") and hasattr(value, "cpu"):
-        return value.detach().cpu().numpy()
+        return value.detach().cpu().resolve_conj().resolve_neg().numpy()
     return value
 
 

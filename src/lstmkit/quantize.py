@@ -38,13 +38,14 @@ import numpy as np
 
 from . import engine
 from .checks import check_input, check_lengths, check_state, state_shapes
-from .layers import RNNBase
-from .params import RNNConfig, param_shapes
+from .layers import RNNBase, _Recurrent
+from .params import RNNConfig, param_shapes, to_numpy
 
-__all__ = ["quantize", "QuantizedRNN", "QUANT_DTYPES"]
+__all__ = ["quantize", "quant_format", "quantizable_weights", "QuantizedRNN", "QUANT_DTYPES"]
 
 QUANT_DTYPES = ("int8", "bfloat16")
 _F32 = np.dtype(np.float32)
+FLOAT32_IO = "a quantised model's inputs and states are float32"
 # int8 products are summed in int32: |Σ q·w| ≤ K·127·127 must stay below 2^31.
 MAX_INPUT_WIDTH = (2**31 - 1) // (127 * 127)
 
@@ -52,23 +53,55 @@ MAX_INPUT_WIDTH = (2**31 - 1) // (127 * 127)
 def quantize(model, dtype: str = "int8") -> "QuantizedRNN":
     """An inference-only quantised copy of ``model`` (see the module docstring).
 
-    model: lstmkit.LSTM / lstmkit.GRU, or a torch module (torch.nn.LSTM/GRU, lstmkit.torch.LSTM/GRU),
-    read through its state_dict. dtype: "int8" or "bfloat16".
+    model: lstmkit.LSTM / lstmkit.GRU, or a torch module (torch.nn.LSTM/GRU, lstmkit.torch.LSTM/GRU, or a
+    subclass), read through its state_dict. dtype: "int8" or "bfloat16" (or that numpy / torch dtype).
     """
-    if dtype not in QUANT_DTYPES:
-        raise ValueError(f"dtype: expected one of {QUANT_DTYPES}, got {dtype!r}")
-    if not isinstance(model, RNNBase):
-        name = type(model).__name__
-        if hasattr(model, "state_dict") and ("LSTM" in name or "GRU" in name) and "Cell" not in name:
-            from .io.torch import from_torch
+    dtype = quant_format(dtype)
+    name = type(model).__name__
+    if not isinstance(model, _Recurrent) and hasattr(model, "state_dict"):
+        from .io.torch import from_torch
 
-            model = from_torch(model)
-        else:
-            raise TypeError(
-                f"model: expected lstmkit.LSTM/GRU or a torch LSTM/GRU module, got {name} "
-                "(cells are not quantised: quantise a sequence model)"
-            )
+        model = from_torch(model)  # by class: refuses what is not a torch recurrent module, naming it
+    if not isinstance(model, RNNBase):
+        cell = " (cells are not quantised: quantise a sequence model)" if isinstance(model, _Recurrent) else ""
+        raise TypeError(f"model: expected lstmkit.LSTM/GRU or a torch LSTM/GRU module, got {name}{cell}")
     return QuantizedRNN(model.config, model.params, dtype)
+
+
+def quant_format(dtype) -> str:
+    """``dtype`` as the name of a quantised format, "int8" or "bfloat16": that string, or the numpy or torch
+    dtype of that name; ValueError naming what came otherwise."""
+    if isinstance(dtype, str):
+        name = dtype
+    elif isinstance(dtype, np.dtype) or (isinstance(dtype, type) and issubclass(dtype, np.generic)):
+        name = np.dtype(dtype).name
+    elif type(dtype).__module__ == "torch" and type(dtype).__name__ == "dtype":
+        name = str(dtype).removeprefix("torch.")
+    else:
+        name = None
+    if name not in QUANT_DTYPES:
+        raise ValueError(f"dtype: expected one of {QUANT_DTYPES} (or that numpy / torch dtype), got {dtype!r}")
+    return name
+
+
+def quantizable_weights(config: RNNConfig, params, dtype: str) -> list[np.ndarray]:
+    """The float32 native weights of ``config``'s model in format ``dtype``, checked as every quantised path
+    needs them (``QuantizedRNN``, and ``Stream(quantized=...)`` made directly): plain cells only, int8's
+    int32 sums in range, finite values."""
+    if not isinstance(config, RNNConfig):
+        raise TypeError(f"config: expected an lstmkit RNNConfig, got {type(config).__name__}")
+    dtype = quant_format(dtype)
+    config.require_plain(f"quantize(dtype={dtype!r})", inference=True,
+                         hint="the quantised kernels compute the plain cells; run the float model instead")
+    widest = max(config.input_size, config.num_directions * config.output_size, config.hidden_size)
+    if dtype == "int8" and widest > MAX_INPUT_WIDTH:
+        raise ValueError(f"config: int8 supports inputs up to {MAX_INPUT_WIDTH} wide (int32 sums), got {widest}")
+    weights, _ = engine.native_weights(config, {k: np.asarray(to_numpy(v), np.float32) for k, v in params.items()},
+                                       _F32)
+    bad = [name for name, w in zip(param_shapes(config), weights) if not np.isfinite(w).all()]
+    if bad:
+        raise ValueError(f"params: expected finite values, got NaN or inf in {bad}")
+    return weights
 
 
 class QuantizedRNN:
@@ -76,26 +109,15 @@ class QuantizedRNN:
     "int8" or "bfloat16"; ``weight_bytes``: the size of its packed weights."""
 
     def __init__(self, config: RNNConfig, params, dtype: str):
-        if not isinstance(config, RNNConfig):
-            raise TypeError(f"config: expected an lstmkit RNNConfig, got {type(config).__name__}")
-        if dtype not in QUANT_DTYPES:
-            raise ValueError(f"dtype: expected one of {QUANT_DTYPES}, got {dtype!r}")
-        config.require_plain(f"quantize(dtype={dtype!r})", inference=True,
-                             hint="the quantised kernels compute the plain cells; run the float model instead")
-        widest = max(config.input_size, config.num_directions * config.output_size, config.hidden_size)
-        if dtype == "int8" and widest > MAX_INPUT_WIDTH:
-            raise ValueError(f"config: int8 supports inputs up to {MAX_INPUT_WIDTH} wide (int32 sums), got {widest}")
-        weights, _ = engine.native_weights(config, {k: np.asarray(v, np.float32) for k, v in params.items()}, _F32)
-        bad = [name for name, w in zip(param_shapes(config), weights) if not np.isfinite(w).all()]
-        if bad:
-            raise ValueError(f"params: expected finite values, got NaN or inf in {bad}")
+        dtype = quant_format(dtype)
+        weights = quantizable_weights(config, params, dtype)
         self.config = config
         self.dtype = dtype
         self._native = engine._require_engine().QuantizedRNN(
             config.mode, config.num_layers, config.bidirectional, config.input_size, config.hidden_size,
             config.proj_size, config.bias, dtype, weights)  # quantises and packs copies
         self.weight_bytes = int(self._native.weight_bytes)
-        self._params = {k: np.array(v, np.float32) for k, v in params.items()}  # for stream(): a copy
+        self._params = {k: np.array(to_numpy(v), np.float32) for k, v in params.items()}  # for stream(): a copy
 
     def stream(self, batch: int = 1):
         """Streaming inference, one step per call (``lstmkit.stream.Stream``), with this model's format;
@@ -111,15 +133,16 @@ class QuantizedRNN:
         lengths: (B,) valid steps per sequence. Returns LSTM (output, (h_n, c_n)), GRU (output, h_n).
         """
         cfg = self.config
-        T, B, unbatched = check_input(cfg, x, _F32)
-        state0 = check_state(cfg, hx, B, unbatched, _F32)
+        T, B, unbatched = check_input(cfg, x, _F32, FLOAT32_IO)
+        state0 = check_state(cfg, hx, B, unbatched, _F32, FLOAT32_IO)
         lens = check_lengths(lengths, T, B)
-        xs = RNNBase._to_sequence_first(self, np.asarray(x), unbatched)
+        xs = RNNBase._to_sequence_first(self, np.asarray(to_numpy(x)), unbatched)
         shapes = state_shapes(cfg, B)
         if state0 is None:
             state = [np.zeros(s, _F32) for s in shapes]
         else:
-            state = [np.ascontiguousarray(np.asarray(s).reshape(shape), _F32) for s, shape in zip(state0, shapes)]
+            state = [np.ascontiguousarray(np.asarray(to_numpy(s)).reshape(shape), _F32)
+                     for s, shape in zip(state0, shapes)]
         xs = np.ascontiguousarray(xs, _F32)
         for name, a in (("input", xs), *zip(("h0", "c0"), state)):
             if not np.isfinite(a).all():

@@ -6,10 +6,10 @@
     s.reset()                        # back to zeros
     s.state = (h, c)                 # LSTM (h (L, B, P), c (L, B, H)); GRU (h (L, B, H),)
 
-Stepping T times gives what the whole-sequence forward gives on the T steps (the same kernels; a GRU
-bit for bit, an LSTM within float32/float64 rounding, as its step sums the input's and the state's
-products apart), in evaluation mode: with the variant options (docs/variants.md) no recurrent dropout, zoneout by its
-expectation. A variant config steps through the native variant kernels, one T = 1 call per step
+Stepping T times gives what the whole-sequence forward gives on the T steps (the same cell, within
+float32/float64 rounding: a step sums the input's and the state's products apart, and small steps read the
+weights in another order), in evaluation mode: with the variant options (docs/variants.md) no recurrent
+dropout, zoneout by its expectation. A variant config steps through the native variant kernels, one T = 1 call per step
 (``engine.VariantStepper``); the quantised formats compute the plain cells only and refuse the options.
 Unidirectional models only: a bidirectional layer needs the whole sequence for its reverse direction.
 
@@ -39,7 +39,9 @@ MAX_BATCH = 1 << 24  # rows per step: far above any streaming use, far below wha
 def _cpu_array(x):
     """A CPU torch tensor's memory as a NumPy array, without a copy: a torch stream's step then takes the same
     fast path as a NumPy one (the generic conversion and checks cost more than the step at B = 1). Anything
-    else — another device, a dtype NumPy lacks, a conjugate view — comes back unchanged for the full checks."""
+    else — another device, a dtype NumPy lacks, a negated or conjugate view — comes back unchanged for the
+    full checks (never to the native call, which would read a tensor's raw memory: a negated view's values
+    without their sign)."""
     try:
         return x.detach().numpy() if x.is_cpu else x
     except (AttributeError, RuntimeError, TypeError):
@@ -56,7 +58,8 @@ class Stream:
     x_t and output; made by ``QuantizedRNN.stream``).
     """
 
-    __slots__ = ("config", "batch", "dtype", "_native", "_step", "_x_shape", "_out_shape", "_state_shapes", "_torch")
+    __slots__ = ("config", "batch", "dtype", "_native", "_step", "_x_shape", "_out_shape", "_state_shapes", "_torch",
+                 "_finite")
 
     def __init__(self, config: RNNConfig, params: Mapping, batch: int = 1, *, torch_io: bool = False,
                  quantized: str | None = None):
@@ -74,9 +77,11 @@ class Stream:
         eng = engine._require_engine()
         head = (config.mode, config.num_layers, config.input_size, config.hidden_size, config.proj_size, config.bias,
                 int(batch))
-        if quantized:  # lstmkit.quantize's formats: float32 in and out (QuantizedRNN.stream)
-            config.require_plain(f"stream(quantized={quantized!r})", inference=True)
-            weights, dtype = engine.native_weights(config, params, np.float32)
+        if quantized is not None:  # lstmkit.quantize's formats: float32 in and out (QuantizedRNN.stream)
+            from .quantize import quant_format, quantizable_weights
+
+            quantized = quant_format(quantized)
+            weights, dtype = quantizable_weights(config, params, quantized), np.float32
             self._native = eng.QuantizedStream(*head, weights, quantized)
         elif not config.is_plain:  # the variant kernels, one T = 1 call per step (eval semantics)
             self._native = engine.VariantStepper(config, params, int(batch))
@@ -95,13 +100,21 @@ class Stream:
         lstm = config.mode == "LSTM"
         self._state_shapes = ((L, self.batch, P), (L, self.batch, H)) if lstm else ((L, self.batch, H),)
         self._torch = bool(torch_io)
+        # the quantised kernels take each row's range for its codes, which a NaN or inf would make silently
+        # finite (the float kernels carry them through, as the float forward does); so they are refused, as
+        # QuantizedRNN.__call__ refuses them
+        self._finite = quantized is not None
 
     def step(self, x):
         """One time step of every layer: x (B, I) -> the last layer's new h (B, P), a fresh array
         (a torch tensor with ``torch_io``)."""
         out = np.empty(self._out_shape, self.dtype)
-        if self._torch and type(x) is not np.ndarray:
+        if type(x) is not np.ndarray:
             x = _cpu_array(x)
+            if type(x) is not np.ndarray:  # only NumPy arrays reach the native call as they came
+                x = self._slow_input(x)
+        if self._finite and not np.isfinite(x).all():
+            raise ValueError("x: expected finite values, got NaN or inf (a quantised stream's codes need them)")
         try:  # the native call checks x itself (another dtype or layout: TypeError; shape: ValueError), which
             self._step(x, out)  # costs less than checking here first (~0.3 µs of a ~4 µs step at B=1)
         except (TypeError, ValueError):
@@ -142,7 +155,9 @@ class Stream:
         """Set the state from a tuple shaped like ``state`` (a GRU's h alone is accepted too)."""
         if len(self._state_shapes) == 1 and not isinstance(value, (tuple, list)):
             value = (value,)
-        parts = engine._check_state("state", value, self._state_shapes, self.dtype)
+        parts = engine._check_state("state", value, self._state_shapes, self.dtype, "the stream's dtype")
+        if self._finite and not all(np.isfinite(p).all() for p in parts):
+            raise ValueError("state: expected finite values, got NaN or inf (a quantised stream's codes need them)")
         self._native.set_state(parts[0], parts[1] if len(parts) == 2 else None)
 
     def __repr__(self) -> str:

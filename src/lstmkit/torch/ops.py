@@ -170,7 +170,9 @@ def _check_cpu(x) -> None:
 # ----------------------------------------------------------------------------------------------------------
 
 def _np(t: Optional[Tensor]):
-    return None if t is None else t.detach().numpy()
+    # resolve_neg: torch may hand an operator a lazily negated view (torch._neg_view; the imaginary part of a
+    # conjugate), whose memory holds the values without their sign; a no-op for any other tensor
+    return None if t is None else t.detach().resolve_neg().numpy()
 
 
 def _to_torch(a: np.ndarray) -> Tensor:
