@@ -111,3 +111,26 @@ def test_a_char_lm_with_variant_options_loads_with_them_and_reports(tmp_path, ca
         assert main(["report", str(path), "--data", str(sample), "--out", str(out)]) == 0
         assert main(["explain", str(path), "--data", str(sample)]) == 0
         assert "top units" in capsys.readouterr().out
+
+
+def test_a_classify_text_checkpoint_is_traced_through_its_embedding(tmp_path, capsys):
+    """lstmkit classify's text models reserve two ids (0 padding, 1 unknown: vocabulary[k] has id k + 2), where
+    generate reserves one: the report reads each character's row of the classifier's own table. Once the
+    (V + 2, E) table was not recognised and dropped: one-hot characters went into the LSTM silently when V
+    happened to equal E, and otherwise an error named a --vocab nobody gave."""
+    from lstmkit.tasks.classify import SequenceClassifier
+
+    texts = [("good great fine" if i % 2 else "bad awful poor") + f" {i}" for i in range(40)]
+    clf = SequenceClassifier(text=True, hidden_size=6, embed_dim=8, epochs=1).fit(texts, [i % 2 for i in range(40)])
+    path = tmp_path / "text.safetensors"
+    clf.save(str(path))
+    metadata, tensors = read(path)
+    vocab, embed = json.loads(metadata["config"])["vocab"], tensors["model.embed.weight"]
+    assert embed.shape == (len(vocab) + 2, 8) and len(vocab) != 8
+    sample = tmp_path / "sample.txt"
+    sample.write_text("fine bad")
+    layer = lstmkit.load(path)
+    x, text = read_data(sample, layer, model_path=path)
+    np.testing.assert_allclose(x[:, 0], embed[[2 + vocab.index(ch) for ch in text]], rtol=1e-12)
+    assert main(["explain", str(path), "--data", str(sample)]) == 0
+    assert "top units" in capsys.readouterr().out

@@ -240,7 +240,16 @@ def test_report_standardises_per_case_like_training(tmp_path):
     raw = X[0] * 4.0 + 3.0  # (T, 1)
     cfg = clf.config_
     expect = (normalize_case(raw) - np.asarray(cfg["mean"])) / np.asarray(cfg["std"])
-    np.testing.assert_allclose(scaled(path, raw.astype(np.float64), "x.npy"), expect, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scaled(path, raw.astype(np.float64), "x.npy", 0), expect, rtol=1e-5, atol=1e-6)
+    # the same case in a (T, B, C) batch of two, and batch-first (B, T, C): z-normalised over its own steps, not
+    # across the batch (a (T, 1, C) file once became constants: the mean over its one-case axis is the value)
+    second = raw[::-1] * 2.0 - 1.0
+    both = np.stack([raw, second], axis=1).astype(np.float64)  # (T, 2, 1)
+    other = (normalize_case(second) - np.asarray(cfg["mean"])) / np.asarray(cfg["std"])
+    for x, axis, case in [(both, 0, lambda a, k: a[:, k]), (both.transpose(1, 0, 2), 1, lambda a, k: a[k])]:
+        got = scaled(path, x, "x.npy", axis)
+        np.testing.assert_allclose(case(got, 0), expect, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(case(got, 1), other, rtol=1e-5, atol=1e-6)
 
 
 def test_cli_baselines_dtw_and_minirocket_and_bad_baselines(tmp_path, capsys):

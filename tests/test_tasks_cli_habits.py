@@ -106,7 +106,7 @@ def test_report_and_explain_on_a_classify_run_folder_with_a_raw_sequence(tmp_pat
     raw = load_digits().X[0]  # (8 rows, 8 pixels), as the user has it: unscaled
     data = tmp_path / "digit.npy"
     np.save(data, raw)
-    x = scaled(str(run / "model.safetensors"), raw.astype(np.float64), str(data))
+    x = scaled(str(run / "model.safetensors"), raw.astype(np.float64), str(data), 0)
     config = json.loads((run / "results.json").read_text())["config"]
     np.testing.assert_allclose(x, (raw - np.asarray(config["mean"])) / np.asarray(config["std"]), rtol=1e-12)
     out = tmp_path / "report.html"

@@ -34,10 +34,11 @@ def task_config(path: str) -> dict:
         return {}
 
 
-def scaled(path: str, x: np.ndarray, data: str) -> np.ndarray:
-    """A classify model's raw numeric input (..., T, C) standardised as in training (each case z-normalised over
-    its T steps first when the model was fitted with normalize='case', then the training mean/std): the layer
-    sees exactly what it saw in training. Other models' input is returned as given."""
+def scaled(path: str, x: np.ndarray, data: str, time_axis: int) -> np.ndarray:
+    """A classify model's raw numeric input, in its layer's layout ((T, C), (T, B, C), or (B, T, C) with the
+    time axis 1), standardised as in training (each case z-normalised over its T steps first when the model was
+    fitted with normalize='case', then the training mean/std): the layer sees exactly what it saw in training.
+    Other models' input is returned as given."""
     config = task_config(path)
     if "mean" not in config or not str(data).endswith(".npy"):
         return x
@@ -46,8 +47,8 @@ def scaled(path: str, x: np.ndarray, data: str) -> np.ndarray:
         raise ValueError(f"--data {data} has {x.shape[-1]} values per step; the classify model reads {len(mean)} "
                          "channels")
     if config.get("normalize") == "case":
-        sd = x.std(axis=-2, keepdims=True)
-        x = (x - x.mean(axis=-2, keepdims=True)) / np.where(sd > 0, sd, 1.0)  # estimator.normalize_case's arithmetic
+        sd = x.std(axis=time_axis, keepdims=True)  # estimator.normalize_case's arithmetic, over each case's steps
+        x = (x - x.mean(axis=time_axis, keepdims=True)) / np.where(sd > 0, sd, 1.0)
     return (x - mean) / std
 
 
@@ -76,7 +77,8 @@ def layer_and_input(args) -> tuple:
         raise ValueError(f"--vocab: only for text --data, not the array {args.data}, got {args.vocab!r}")
     layer = to_layer(model)
     x, text = read_data(args.data, layer, args.vocab, model)
-    return layer, scaled(model, x, args.data), text, f"lstmkit report: {args.model}"
+    time_axis = 1 if x.ndim == 3 and layer.config.batch_first else 0
+    return layer, scaled(model, x, args.data, time_axis), text, f"lstmkit report: {args.model}"
 
 
 def forecast_input(model: str, args) -> tuple:

@@ -35,28 +35,32 @@ def one_hot(text: str, vocab, name: str = "data") -> np.ndarray:
 
 
 def _text_encoding(path) -> tuple:
-    """(vocabulary or None, input embedding (V + 1, E) or None) stored in a safetensors model file.
+    """(vocabulary or None, input embedding (rows, E) or None, the id of vocabulary[0]) stored in a safetensors
+    model file.
 
     The vocabulary is metadata "vocab" (JSON list or string), or the "vocab" of its metadata "config"
-    (as the checkpoints of ``lstmkit generate`` keep it); the embedding is a task checkpoint's
-    "model.embed.weight", in front of its recurrent layer. Other files store neither.
+    (as the task checkpoints keep it); the embedding is a task checkpoint's "model.embed.weight", in front of
+    its recurrent layer. Ids below the first are reserved: ``lstmkit generate``'s id 0 is an unknown character
+    (vocabulary[k] has id k + 1); ``lstmkit classify``'s 0 is padding and 1 an unknown character (id k + 2).
+    Other files store neither.
     """
     if path is None or not str(path).endswith(".safetensors"):
-        return None, None
+        return None, None, 1
     from ..io.safetensors import read
 
     metadata, tensors = read(path)
     embedding = tensors.get("model.embed.weight")
+    first = 2 if metadata.get("task") == "classify" else 1
     if "vocab" in metadata:
         try:
-            return list(json.loads(metadata["vocab"])), embedding
+            return list(json.loads(metadata["vocab"])), embedding, first
         except ValueError:
-            return list(metadata["vocab"]), embedding
+            return list(metadata["vocab"]), embedding, first
     try:
         vocab = json.loads(metadata.get("config", "{}")).get("vocab")
     except (ValueError, AttributeError):
         vocab = None
-    return (None if vocab is None else list(vocab)), embedding
+    return (None if vocab is None else list(vocab)), embedding, first
 
 
 def model_vocab(path) -> list | None:
@@ -81,22 +85,25 @@ def read_data(path, layer, vocab=None, model_path=None) -> tuple:
     text = read_text(path, "--data")
     if not text:
         raise ValueError(f"--data {path}: an empty text file, expected the characters to trace")
-    chars, embedding = _text_encoding(model_path)
+    chars, embedding, first = _text_encoding(model_path)
     if chars is None and vocab is not None:
         # a path that exists is a file to read (a FIFO or folder refused, not taken for the characters of its name)
         source = read_text(vocab, "--vocab", "text file of the vocabulary") if os.path.exists(vocab) else vocab
         chars = list(dict.fromkeys(source))  # the order given, duplicates dropped
     if chars is None:
         raise ValueError(f"--data {path} is text, but the model stores no vocabulary; give --vocab")
-    if embedding is not None and embedding.shape != (len(chars) + 1, layer.config.input_size):
-        embedding = None
-    if embedding is None and len(chars) != layer.config.input_size:
+    if embedding is not None:
+        if embedding.shape != (len(chars) + first, layer.config.input_size):
+            raise ValueError(f"{model_path}: its input embedding has shape {tuple(embedding.shape)}, expected "
+                             f"({len(chars) + first}, {layer.config.input_size}) for its {len(chars)} characters and "
+                             f"its recurrent layer's input_size; the file is not one lstmkit wrote")
+        x = one_hot(text, chars, f"--data {path}") @ embedding[first:].astype(np.float64)  # (T, 1, E): what the
+        # embedding feeds the recurrent layer (vocabulary[k] has id k + first)
+    elif len(chars) != layer.config.input_size:
         raise ValueError(f"--vocab: {len(chars)} characters, but the model reads {layer.config.input_size} values "
                          "per step (its input_size)")
-    x = one_hot(text, chars, f"--data {path}")  # (T, 1, V)
-    if embedding is not None:
-        # row 0 is lstmkit generate's unknown-character id; vocab[k] has id k + 1
-        x = x @ embedding[1:].astype(np.float64)  # (T, 1, E): what the embedding feeds the recurrent layer
+    else:
+        x = one_hot(text, chars, f"--data {path}")  # (T, 1, V)
     return (x.transpose(1, 0, 2) if layer.config.batch_first else x), text
 
 
@@ -109,6 +116,9 @@ def _read_array(path: Path, layer) -> np.ndarray:
     if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
         got = type(x).__name__ if not isinstance(x, np.ndarray) else f"dtype {x.dtype}"
         raise ValueError(f"--data {path}: expected one real-valued array (np.save), got {got}")
+    if not np.isfinite(x).all():  # the trace would be NaN throughout, and its views fail on it
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
+        raise ValueError(f"--data {path}: expected finite values, got NaN or inf (first at index {where})")
     size = layer.config.input_size
     if x.ndim not in (2, 3) or x.shape[-1] != size or 0 in x.shape:
         raise ValueError(f"--data {path}: expected an array (T, B, {size}) or (T, {size}), sequence-first, T and B "
@@ -159,7 +169,9 @@ def render(tr: Trace, batch: int = 0, text: str | None = None, title: str = "lst
     found = "".join(f"<h3>{html.escape(title_)}</h3><pre>{html.escape(chr(10).join(lines))}</pre>"
                     for title_, lines in views.findings(tr, batch, text))
     data = json.dumps(view_data(tr, batch, text), separators=(",", ":"))
-    data = data.replace("</", "<\\/")  # the JSON sits in a <script> element: never close it early
+    # the JSON sits in a <script> element: no "<" at all, so neither "</script>" nor "<!--" (which would keep
+    # the element open past its end tag) can occur; JSON reads \u003c as "<"
+    data = data.replace("<", "\\u003c")
     return _TEMPLATE.format(title=html.escape(title), summary=html.escape(str(summary(tr.config))), findings=found,
                             figures="\n".join(images), data=data, script=_SCRIPT, style=_STYLE,
                             seq=f"sequence {batch} of {tr.batch}, {int(tr.lengths[batch])} of {tr.steps} steps")
