@@ -71,3 +71,33 @@ def test_char_responses_average_a_unit_per_character():
     assert [c for c, _, _ in got] == sorted(vocab, key=lambda c: -means[c])
     assert dict((c, n) for c, _, n in got) == {"a": 3, "b": 2, "c": 2}
     assert got[0][1] == pytest.approx(means[got[0][0]], abs=1e-12)
+
+
+def test_saturation_follows_the_gates_activation_range():
+    """Saturation is a share of each gate's activation range (docs/variants.md's activations=): a Softsign gate
+    lives in (−1, 1), so its middle (0) is not "saturated low", and its zones are below −0.8 / above 0.8; a gate
+    with an unbounded activation (Relu) has no zone and is left out, and the findings say so. The plots take
+    the same ranges (a ScaledTanh(3, 1) candidate spans ±3)."""
+    from lstmkit.introspect import plots
+
+    x = np.random.default_rng(0).standard_normal((12, 2, 3)).astype(np.float64)
+    soft = lstmkit.LSTM(3, 6, seed=0, dtype="float64", activations=("Softsign", ("ScaledTanh", 3.0, 1.0), "Tanh"))
+    tr = soft.eval().trace(x)
+    assert views.gate_ranges(soft.config) == {"i": (-1.0, 1.0), "f": (-1.0, 1.0), "g": (-3.0, 3.0), "o": (-1.0, 1.0)}
+    sat = views.saturation(tr)[0][0]
+    assert set(sat) == {"i", "f", "o"} and sat["i"].thresholds == pytest.approx((-0.8, 0.8))
+    gate_i = tr.layers[0][0].gates["i"][tr.valid]
+    np.testing.assert_allclose(sat["i"].low, (gate_i < -0.8).mean(0))
+    assert abs(gate_i).max() < 0.8 and not sat["i"].total.any()  # values near 0: the middle of Softsign
+    assert "(< 0.1 or > 0.9)" not in str(views.findings(tr))
+    figure = plots.saturation_histograms(tr, 0, 0)
+    assert figure.axes[0].get_xlim()[0] < -0.9  # the histogram spans (−1, 1), negative values included
+    heat = plots.state_heatmaps(tr, 0, 0)
+    assert heat.axes[2].images[0].get_clim() == (-3.0, 3.0)  # g's colours span ScaledTanh(3, 1)'s range
+
+    relu = lstmkit.GRU(3, 4, seed=0, dtype="float64", activations=("Relu", "Tanh")).eval()
+    tr = relu.trace(x)
+    assert views.saturation(tr) == [[{}]]
+    text = str(views.findings(tr))
+    assert "gate(s) r, z: activation Relu is unbounded" in text
+    assert not any(name.startswith("saturation") for name in plots.all_figures(tr))

@@ -16,9 +16,6 @@ from .._optional import require
 from . import views
 from .trace import Trace
 
-BOUNDED = {"i": (0, 1), "f": (0, 1), "o": (0, 1), "r": (0, 1), "z": (0, 1), "g": (-1, 1), "n": (-1, 1)}
-
-
 def _figure(width, height, layout="constrained"):
     """A Figure on the Agg canvas, without pyplot."""
     require("matplotlib", "viz")
@@ -51,10 +48,12 @@ def _direction_label(tr: Trace, layer: int, direction: int) -> str:
 def state_heatmaps(tr: Trace, layer: int = -1, direction: int = 0, batch: int = 0, text: str | None = None):
     """One heatmap per gate, c and h of one sequence: units (rows) × time steps (columns).
 
-    Gates in their fixed ranges (σ in [0, 1], tanh in [−1, 1]); c and h on a symmetric scale.
+    Gates in their activation's range (σ in [0, 1], tanh in [−1, 1]: ``views.gate_ranges``); c, h and a gate
+    with an unbounded activation on a symmetric scale.
     Steps past the sequence's end are NaN and left blank. ``text`` labels the time axis, one char per step.
     """
     q = tr.layers[layer][direction].quantities()
+    ranges = views.gate_ranges(tr.config)  # a gate's colours span its activation's range, where it has one
     height = 1.3 + 1.25 * len(q)
     # fixed margins: the constrained layout costs more than the drawing itself with a colorbar per panel
     fig = _figure(min(3 + 0.12 * tr.steps, 16), height, layout=None)
@@ -62,8 +61,8 @@ def state_heatmaps(tr: Trace, layer: int = -1, direction: int = 0, batch: int = 
     axes = fig.subplots(len(q), 1, sharex=True, squeeze=False)[:, 0]
     for ax, (name, a) in zip(axes, q.items()):
         v = a[:, batch].T  # (units, T)
-        if name in BOUNDED:
-            lo, hi = BOUNDED[name]
+        if ranges.get(name) is not None:
+            lo, hi = ranges[name]
         else:
             m = float(np.nanmax(np.abs(v))) if np.isfinite(v).any() else 1.0
             lo, hi = -m or -1.0, m or 1.0
@@ -80,18 +79,24 @@ def state_heatmaps(tr: Trace, layer: int = -1, direction: int = 0, batch: int = 
 
 
 def saturation_histograms(tr: Trace, layer: int = -1, direction: int = 0, low: float = 0.1, high: float = 0.9):
-    """Per sigmoid gate: histogram of its values over all valid steps and units, saturated zones shaded,
-    and the share of (step, unit) pairs in them."""
+    """Per switch gate (``views.saturation``'s): histogram of its values over all valid steps and units, over its
+    activation's range, saturated zones shaded, and the share of (step, unit) pairs in them."""
     sat = views.saturation(tr, low, high)[layer][direction]
+    if not sat:
+        raise ValueError(f"saturation_histograms: no gate of this {tr.config.mode} has a bounded activation "
+                         f"({tr.config.activations[0][0]}), so none saturates")
     dt = tr.layers[layer][direction]
     fig = _figure(3.2 * len(sat), 2.8)
     axes = fig.subplots(1, len(sat), squeeze=False)[0]
     for ax, (name, s) in zip(axes, sat.items()):
         v = dt.gates[name][tr.valid].ravel()
-        ax.hist(v, bins=40, range=(0, 1), color="#4c72b0")
-        ax.axvspan(0, low, color="#dd8452", alpha=0.25)
-        ax.axvspan(high, 1, color="#dd8452", alpha=0.25)
-        ax.set_title(f"{name}: {100 * s.low.mean():.0f}% < {low}, {100 * s.high.mean():.0f}% > {high}", fontsize=9)
+        lo, hi = views.gate_ranges(tr.config)[name]
+        below, above = s.thresholds
+        ax.hist(v, bins=40, range=(lo, hi), color="#4c72b0")
+        ax.axvspan(lo, below, color="#dd8452", alpha=0.25)
+        ax.axvspan(above, hi, color="#dd8452", alpha=0.25)
+        ax.set_title(f"{name}: {100 * s.low.mean():.0f}% < {below:g}, {100 * s.high.mean():.0f}% > {above:g}",
+                     fontsize=9)
         ax.set_xlabel("gate value")
     axes[0].set_ylabel("count (steps × units)")
     fig.suptitle(f"gate saturation, {_direction_label(tr, layer, direction)}")
@@ -182,12 +187,13 @@ def all_figures(tr: Trace, batch: int = 0, text: str | None = None, unit: int | 
     """Every picture of a trace, by a file-friendly name -> Figure: heatmaps and saturation for each layer
     and direction, the gradient curve, the PCA trajectory of the top layer, and (with ``text``) the text
     coloured by ``unit`` of the top layer (default: the unit with the largest activation variance)."""
-    figs = {}
+    figs, sat = {}, views.saturation(tr)
     for l, dirs in enumerate(tr.layers):
         for d in range(len(dirs)):
             tag = f"l{l}" + ("_reverse" if d else "")
             figs[f"heatmap_{tag}"] = state_heatmaps(tr, l, d, batch, text)
-            figs[f"saturation_{tag}"] = saturation_histograms(tr, l, d)
+            if sat[l][d]:  # none where every switch gate's activation is unbounded
+                figs[f"saturation_{tag}"] = saturation_histograms(tr, l, d)
     figs["gradient"] = gradient_curve(tr)
     figs["pca"] = pca_trajectory(tr, batch=batch, text=text)
     if text is not None:

@@ -9,16 +9,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..ref import activations
 from ..ref.rnn import backprop_direction
 from .trace import Trace
 
 
 @dataclass
 class GateSaturation:
-    """Per unit, the share of valid (t, b) where the gate is below ``low`` / above ``high``; each (H,)."""
+    """Per unit, the share of valid (t, b) where the gate is below ``low`` / above ``high``; each (H,). The
+    thresholds are gate values (for σ gates and the defaults, 0.1 and 0.9)."""
 
     low: np.ndarray
     high: np.ndarray
+    thresholds: tuple = (0.1, 0.9)
 
     @property
     def total(self) -> np.ndarray:
@@ -26,22 +29,37 @@ class GateSaturation:
         return self.low + self.high
 
 
-def saturation(tr: Trace, low: float = 0.1, high: float = 0.9) -> list:
-    """``sat[l][d][gate]`` -> GateSaturation for the sigmoid gates (LSTM i, f, o; GRU r, z).
+def gate_ranges(config) -> dict:
+    """Each gate's activation range (low, high), by gate name, or None where its activation is unbounded:
+    LSTM i, f, o and GRU r, z take the first activation (σ unless ``activations=`` says otherwise), LSTM g and
+    GRU n the second (tanh)."""
+    specs = config.activations or tuple(activations.normalise(n) for n in activations.DEFAULTS[config.mode])
+    switch, candidate = (activations.saturating_range(spec) for spec in specs[:2])
+    names = ("i", "f", "g", "o") if config.mode == "LSTM" else ("r", "z", "n")
+    return {name: candidate if name in ("g", "n") else switch for name in names}
 
-    g and n are tanh candidates in (−1, 1), not switches, so they are left out.
+
+def saturation(tr: Trace, low: float = 0.1, high: float = 0.9) -> list:
+    """``sat[l][d][gate]`` -> GateSaturation for the switch gates (LSTM i, f, o; GRU r, z).
+
+    ``low``/``high`` are shares of the gate's activation range (σ's (0, 1): the values 0.1 and 0.9; a Softsign
+    gate's (−1, 1): −0.8 and 0.8). g and n are candidates, not switches, so they are left out, as is a gate
+    whose activation is unbounded (Relu, ...): it has no saturated zone.
     """
+    ranges = gate_ranges(tr.config)
     out = []
     for directions in tr.layers:
         per_direction = []
         for dt in directions:
             per_gate = {}
             for name, a in dt.gates.items():
-                if name in ("g", "n"):
+                if name in ("g", "n") or ranges[name] is None:
                     continue
+                lo, hi = ranges[name]
+                below, above = lo + low * (hi - lo), lo + high * (hi - lo)
                 v = a[tr.valid]  # (N, H) valid steps of all sequences
                 n = max(len(v), 1)
-                per_gate[name] = GateSaturation((v < low).sum(0) / n, (v > high).sum(0) / n)
+                per_gate[name] = GateSaturation((v < below).sum(0) / n, (v > above).sum(0) / n, (below, above))
             per_direction.append(per_gate)
         out.append(per_direction)
     return out
@@ -254,11 +272,16 @@ def findings(tr: Trace, batch: int = 0, text: str | None = None, k: int = 5, res
                 units = np.nonzero(s.total > saturated_share)[0]
                 if len(units):
                     which = ", ".join(map(str, units[:12])) + (" …" if len(units) > 12 else "")
-                    lines.append(f"warning: {label(l, d)} gate {name} is saturated (< 0.1 or > 0.9) more than "
+                    below, above = (f"{v:g}" for v in s.thresholds)
+                    lines.append(f"warning: {label(l, d)} gate {name} is saturated (< {below} or > {above}) more than "
                                  f"{100 * saturated_share:.0f}% of the time in {len(units)}/{len(s.total)} "
                                  f"unit(s): {which}")
-    sections.append(("saturation", lines or ["no gate is saturated more than "
-                                             f"{100 * saturated_share:.0f}% of the time in any unit"]))
+    lines = lines or [f"no gate is saturated more than {100 * saturated_share:.0f}% of the time in any unit"]
+    unbounded = [name for name, r in gate_ranges(cfg).items() if r is None and name not in ("g", "n")]
+    if unbounded:
+        lines.append(f"gate(s) {', '.join(unbounded)}: activation {cfg.activations[0][0]} is unbounded, so they have "
+                     "no saturated zone (not checked)")
+    sections.append(("saturation", lines))
 
     curve = gradient_norms(tr).h[-1][0][:, batch]
     n = int(tr.lengths[batch])

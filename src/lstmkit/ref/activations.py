@@ -37,6 +37,19 @@ USES = {"HardSigmoid": 2, "LeakyRelu": 1, "ThresholdedRelu": 1, "ScaledTanh": 2,
 DEFAULTS = {"LSTM": ("Sigmoid", "Tanh", "Tanh"), "GRU": ("Sigmoid", "Tanh")}
 
 
+def saturating_range(spec) -> tuple[float, float] | None:
+    """(low, high): the values f approaches as z → −∞ and +∞, where it flattens out (saturates); None for a
+    function unbounded on a side (Relu, Affine, ...), which has no saturated zone."""
+    name, a, b = spec
+    if name in ("Sigmoid", "HardSigmoid"):
+        return 0.0, 1.0
+    if name in ("Tanh", "Softsign"):
+        return -1.0, 1.0
+    if name == "ScaledTanh" and a != 0 and b != 0:
+        return -abs(a), abs(a)
+    return None
+
+
 def apply(spec, z):
     """f(z) for spec = (name, α, β)."""
     name, a, b = spec
