@@ -424,6 +424,34 @@ def test_no_command_writes_over_the_file_it_reads(run_dir, tmp_path, capsys):
     assert model.read_bytes() == before
 
 
+def test_report_never_writes_over_its_data_or_vocab_and_names_a_missing_folder(tmp_path, capsys):
+    """report --out the --data (or --vocab) file with --overwrite replaced the user's input with HTML; an --out in
+    a folder that does not exist was named by its temp file (.o.html.x1y2.tmp.html) after the work, and a folder
+    given as --out was first "exists; pass --overwrite", then with it "is a directory"."""
+    import lstmkit
+
+    model = tmp_path / "m.safetensors"
+    lstmkit.io.write(lstmkit.LSTM(3, 4), model)
+    data = tmp_path / "x.npy"
+    np.save(data, np.random.default_rng(0).standard_normal((6, 2, 3)))
+    before = data.read_bytes()
+    status, err = _cli(["report", model, "--data", data, "--out", data, "--overwrite"], capsys)
+    assert status == 2 and "--out: " in err and "is the --data file itself" in err and data.read_bytes() == before
+    chars = lstmkit.LSTM(3, 4)
+    vocab, text = tmp_path / "vocab.txt", tmp_path / "t.txt"
+    vocab.write_text("abc")
+    text.write_text("abcab")
+    lstmkit.io.write(chars, model, overwrite=True)
+    status, err = _cli(["report", model, "--data", text, "--vocab", vocab, "--out", vocab, "--overwrite"], capsys)
+    assert status == 2 and "is the --vocab file itself" in err and vocab.read_text() == "abc"
+    status, err = _cli(["report", model, "--data", data, "--out", tmp_path / "nodir" / "r.html"], capsys)
+    assert status == 2 and "the folder" in err and "does not exist" in err and ".tmp" not in err
+    (tmp_path / "folder.html").mkdir()
+    for extra in ([], ["--overwrite"]):
+        status, err = _cli(["report", model, "--data", data, "--out", tmp_path / "folder.html", *extra], capsys)
+        assert status == 2 and "is a directory" in err and "pass overwrite" not in err
+
+
 @contextlib.contextmanager
 def _fifo_opened_by_reader(fifo: Path):
     """While the block runs, a reader that opens ``fifo`` gets end-of-file at once instead of blocking forever,
@@ -585,3 +613,53 @@ def test_flags_that_would_be_ignored_are_refused(argv, phrase, tmp_path, capsys)
         status, line = e.code, capsys.readouterr().err
     assert status == 2 and phrase in line, line
     assert not (tmp_path / "run").exists() and not list(tmp_path.glob("o.*"))
+
+
+def test_a_reader_that_goes_away_stops_the_command_quietly(tmp_path):
+    """``lstmkit explain ... | head``: once the reader closes the pipe, the command stops with SIGPIPE's status
+    (141) and no "error: Broken pipe" line (nor Python's "Exception ignored" at exit)."""
+    import lstmkit
+
+    model = tmp_path / "m.safetensors"
+    lstmkit.io.write(lstmkit.LSTM(3, 4), model)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((6, 2, 3)))
+    env = dict(os.environ, PYTHONPATH=str(Path(lstmkit.__file__).parents[1]))
+    proc = subprocess.Popen([sys.executable, "-m", "lstmkit", "explain", str(model), "--data", str(tmp_path / "x.npy")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == "", err
+
+
+def test_introspection_and_file_errors_name_the_cause(tmp_path, capsys):
+    """From a probe of report/explain/convert/summary: each came out as a message about something else (numpy's
+    "All-NaN slice", "SVD did not converge", torch's weights_only advice in ANSI colours, Keras' "File not found"
+    for a file that is there, "batch:" for --batch), or was accepted (--reset-threshold nan)."""
+    import torch
+
+    import lstmkit
+
+    model = tmp_path / "m.safetensors"
+    lstmkit.io.write(lstmkit.LSTM(3, 4), model)
+    bad = np.random.default_rng(0).standard_normal((6, 2, 3))
+    bad[2, 1, 0] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    np.save(tmp_path / "x.npy", np.nan_to_num(bad))
+    for cmd in (["explain"], ["report", "--out", str(tmp_path / "r.html")]):
+        status, err = _cli([cmd[0], model, "--data", tmp_path / "nan.npy", *cmd[1:]], capsys)
+        assert status == 2 and "nan.npy: expected finite values, got NaN or inf (first at index (2, 1, 0))" in err
+    status, err = _cli(["report", model, "--data", tmp_path / "x.npy", "--out", tmp_path / "r.html", "--batch", "5"],
+                       capsys)
+    assert status == 2 and "--batch: expected a sequence index in [0, 2), got 5" in err
+    with pytest.raises(SystemExit) as exit_:  # argparse's usage error
+        main(["explain", str(model), "--data", str(tmp_path / "x.npy"), "--reset-threshold", "nan"])
+    assert exit_.value.code == 2 and "--reset-threshold: expected a finite number, got nan" in capsys.readouterr().err
+    torch.save(torch.nn.LSTM(3, 4), tmp_path / "module.pt")
+    status, err = _cli(["convert", tmp_path / "module.pt", tmp_path / "o.safetensors"], capsys)
+    assert status == 2 and "holds pickled Python objects" in err and "\x1b[" not in err
+    (tmp_path / "junk.keras").write_bytes(b"junk")
+    status, err = _cli(["summary", tmp_path / "junk.keras"], capsys)
+    assert status == 2 and "not a zip archive" in err and "File not found" not in err
+    lstmkit.io.write(lstmkit.GRU(3, 4, bidirectional=True), model, overwrite=True)
+    status, err = _cli(["convert", model, tmp_path / "s.onnx", "--streaming"], capsys)
+    assert status == 2 and "without --streaming" in err

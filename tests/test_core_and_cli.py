@@ -41,6 +41,12 @@ def test_cli_summary(capsys):
     assert main(["summary", "--input-size", "5", "--hidden-size", "10"]) == 0
     out = capsys.readouterr().out
     assert "680 in torch, 640 in Keras" in out
+    import lstmkit
+
+    # Keras' GRU(reset_after=False) holds linear_before_reset=False (to_keras writes it): one bias per gate
+    gru = str(lstmkit.summary(lstmkit.GRU(3, 6, linear_before_reset=False)))
+    assert "198 in torch, 180 in Keras (one bias vector per gate)" in gru
+    assert "198 in torch, 198 in Keras\n" in str(lstmkit.summary(lstmkit.GRU(3, 6))) + "\n"
 
 
 def test_cli_summary_bad_argument_is_a_clear_error(capsys):

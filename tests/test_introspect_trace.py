@@ -214,3 +214,25 @@ def test_trace_a_model_file(tmp_path):
     x = np.random.default_rng(0).standard_normal((4, 2, 3))
     np.testing.assert_array_equal(trace(path, x).output, layer.trace(x).output)
     np.testing.assert_array_equal(trace(str(path), x).layers[1][0].h, layer.trace(x).layers[1][0].h)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_a_packed_sequence_is_traced_as_its_padded_form_and_lengths(batch_first):
+    """A PackedSequence (which the torch modules take) is traced like its padded input with its lengths, in the
+    sequences' original order; lengths given beside it are refused (it carries its own)."""
+    torch = pytest.importorskip("torch")
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    import lstmkit.torch as lt
+
+    torch.manual_seed(0)
+    module = lt.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=batch_first).double().eval()
+    x, lengths = torch.randn(5, 3, 3, dtype=torch.float64), torch.tensor([2, 5, 3])
+    x = x.transpose(0, 1) if batch_first else x
+    packed = pack_padded_sequence(x, lengths, batch_first=batch_first, enforce_sorted=False)
+    got, want = trace(module, packed), trace(module, x, lengths=lengths)
+    np.testing.assert_array_equal(got.lengths, [2, 5, 3])
+    for name, a in want.layers[-1][1].quantities().items():
+        np.testing.assert_array_equal(got.layers[-1][1].quantities()[name], a)
+    with pytest.raises(ValueError, match="lengths: a PackedSequence carries its own lengths"):
+        trace(module, packed, lengths=lengths)

@@ -69,3 +69,24 @@ def test_summary_flags_still_work_and_need_sizes(capsys):
     assert "GRU(" in capsys.readouterr().out
     assert main(["summary"]) == 2
     assert "--input-size" in capsys.readouterr().err
+
+
+def test_convert_says_which_options_the_output_format_cannot_hold(tmp_path, capsys):
+    """A .pt state_dict holds tensors only and a Keras model is batch-first with no dropout between layers: the
+    options lost on the way are named (they were dropped without a word), and a format that holds them says
+    nothing."""
+    pytest.importorskip("keras")
+    src = tmp_path / "m.safetensors"
+    lstmkit.save(lstmkit.LSTM(3, 4, num_layers=2, batch_first=True, dropout=0.3), src)
+    assert main(["convert", str(src), str(tmp_path / "m.pt")]) == 0
+    err = capsys.readouterr().err
+    assert "does not record batch_first=True or dropout=0.3 between layers" in err
+    assert main(["convert", str(src), str(tmp_path / "m.keras")]) == 0
+    err = capsys.readouterr().err
+    assert "dropout=0.3 between layers" in err and "batch_first" not in err
+    lstmkit.save(lstmkit.GRU(3, 4), src, overwrite=True)
+    assert main(["convert", str(src), str(tmp_path / "g.keras")]) == 0
+    assert "batch_first=False (Keras models take (batch, time, features))" in capsys.readouterr().err
+    assert main(["convert", str(src), str(tmp_path / "g.pt")]) == 0
+    assert main(["convert", str(src), str(tmp_path / "g.onnx")]) == 0
+    assert "note:" not in capsys.readouterr().err

@@ -9,6 +9,7 @@ Errors end the command with one line on stderr, ``lstmkit <command>: error: <wha
     3    the system refused: disk full, permission, read-only or cross-device folder, out of memory,
          a missing optional dependency
     130  interrupted (Ctrl-C); a training run says which checkpoint holds it and how to resume
+    141  the reader of the output went away (``lstmkit explain ... | head``): stopped quietly, as Unix tools do
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import traceback
 
 # each name is a module in lstmkit/commands with register(subparsers)
 COMMANDS = ("summary", "demo", "classify", "forecast", "generate", "predict", "convert", "report", "explain")
-OK, INTERNAL, BAD_INPUT, SYSTEM, INTERRUPTED = 0, 1, 2, 3, 130
+OK, INTERNAL, BAD_INPUT, SYSTEM, INTERRUPTED, CLOSED_PIPE = 0, 1, 2, 3, 130, 128 + 13  # 13: SIGPIPE
 # OSErrors that say the user's input is wrong (a path), not that the system is out of something
 _INPUT_OS_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
 # the flags that set how much memory a command allocates, named when an allocation fails
@@ -60,12 +61,31 @@ def main(argv=None) -> int:
         print(f"lstmkit {args.command}: interrupted (Ctrl-C){_where_run_stands(args, argv)}", file=sys.stderr)
         return INTERRUPTED
     except Exception as e:  # noqa: BLE001 - every error becomes one line; --debug shows the traceback
+        if isinstance(e, BrokenPipeError) and _stdout_closed():  # not another pipe's (a child process's)
+            return CLOSED_PIPE
         if debug:
             traceback.print_exc()
         status, text = (SYSTEM, _out_of_memory(e, args)) if _is_out_of_memory(e) else describe_error(e)
         _drop_empty_run_dir(args)
         print(f"lstmkit {args.command}: error: {text}", file=sys.stderr)
         return status
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout's reader went away (a pipe's write end reports POLLERR then); if so, stdout now points at
+    os.devnull, so the flush at exit does not fail again (Python's documented recipe for SIGPIPE)."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poll = select.poll()
+        poll.register(fd, select.POLLERR)
+        closed = bool(poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or stdout is not a file
+        return False
+    if closed:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return closed
 
 
 def _drop_empty_run_dir(args) -> None:

@@ -2,8 +2,9 @@
 
 torch keeps two bias vectors per gate (bias_ih and bias_hh), Keras one for its LSTM, so LSTM(5 → 10)
 has 680 parameters in torch and 640 in Keras. Keras' GRU (reset_after=True, torch's formulation) keeps
-both biases, so its count equals torch's. Keras has no projected LSTM and none of the variant options
-(docs/variants.md) but forget_bias; peephole and layer-norm parameters get rows of their own.
+both biases, so its count equals torch's; with reset_after=False (linear_before_reset=False) it keeps one.
+Keras has no projected LSTM and none of the other variant options (docs/variants.md) but forget_bias;
+peephole and layer-norm parameters get rows of their own.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ class Summary:
         out += [fmt.format(*r) for r in lines]
         why = "Keras has no projected LSTM" if c.proj_size else "Keras has no such variant"
         keras = f"n/a ({why})" if self.keras_total is None else f"{self.keras_total:,}"
-        note = " (one bias vector per gate)" if c.mode == "LSTM" and c.bias and self.keras_total else ""
+        one_bias = c.mode == "LSTM" or not c.linear_before_reset  # Keras' LSTM, and its GRU reset_after=False
+        note = " (one bias vector per gate)" if one_bias and c.bias and self.keras_total else ""
         out.append(f"total parameters: {self.total:,} in torch, {keras} in Keras{note}")
         return "\n".join(out)
 
@@ -63,10 +65,12 @@ def summary(model) -> Summary:
         rest = f"1..{N - 1} (each)"
         rows = _layer_rows(config, shapes, 0, 0, reverse_only) + _layer_rows(config, shapes, 1, rest, reverse_only)
     total = _layer_count(shapes, 0) + (N - 1) * _layer_count(shapes, 1)
-    if config.proj_size or not config.is_plain:
+    keras_gru_variant = config.mode == "GRU" and dataclasses.replace(config, linear_before_reset=True).is_plain
+    if config.proj_size or not (config.is_plain or keras_gru_variant):
         keras_total = None
-    elif config.mode == "LSTM" and config.bias:
-        keras_total = total - N * config.num_directions * config.num_gates * config.hidden_size  # one bias per gate
+    elif config.bias and (config.mode == "LSTM" or not config.linear_before_reset):
+        # one bias per gate: Keras' LSTM, and its GRU with reset_after=False (torch's linear_before_reset=False)
+        keras_total = total - N * config.num_directions * config.num_gates * config.hidden_size
     else:
         keras_total = total
     return Summary(config, rows, total, keras_total)

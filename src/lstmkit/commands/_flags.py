@@ -32,6 +32,7 @@ def _number(kind, low, low_ok: bool, what: str):
 positive_int = _number(int, 1, True, "a positive integer")
 non_negative_int = _number(int, 0, True, "an integer >= 0")
 non_negative = _number(float, 0.0, True, "a number >= 0")
+finite = _number(float, float("-inf"), True, "a finite number")
 positive = _number(float, 0.0, False, "a number > 0")
 
 

@@ -1,5 +1,7 @@
 """``lstmkit convert IN OUT``: move an LSTM/GRU between .pt/.pth, .safetensors, .keras and .onnx files."""
 
+import sys
+
 from ._flags import refuse_unused
 
 FORMATS = ["safetensors", "torch", "keras", "onnx"]
@@ -50,4 +52,22 @@ def run(args) -> int:
                             overwrite=args.overwrite, read_options=read_options, write_options=write_options)
     print(f"wrote {args.output} ({dst_fmt}{', streaming' if write_options.get('streaming') else ''}): "
           f"{describe(layer)}")
+    lost = unrecorded(layer.config, dst_fmt)
+    if lost:
+        print(f"note: {args.output} does not record {lost}; give it to the model you load the file into",
+              file=sys.stderr)
     return 0
+
+
+def unrecorded(config, fmt: str) -> str:
+    """The options of ``config`` that a file of format ``fmt`` has no place for ("" when none): a torch state_dict
+    holds tensors only (batch_first and the inter-layer dropout are the module's arguments); a Keras model is
+    batch-first, and Keras' own dropout= drops a layer's input, not the output between layers."""
+    lost = []
+    if fmt == "torch" and config.batch_first:
+        lost.append("batch_first=True")
+    if fmt == "keras" and not config.batch_first:
+        lost.append("batch_first=False (Keras models take (batch, time, features))")
+    if fmt in ("torch", "keras") and config.dropout and config.num_layers > 1:
+        lost.append(f"dropout={config.dropout:g} between layers")
+    return " or ".join(lost)

@@ -1,6 +1,6 @@
 """``lstmkit explain MODEL --data FILE``: top units, forget-gate resets and saturation warnings, in the terminal."""
 
-from ._flags import non_negative_int, positive_int
+from ._flags import finite, non_negative_int, positive_int
 
 
 def register(sub) -> None:
@@ -17,7 +17,7 @@ def register(sub) -> None:
     e.add_argument("--batch", type=non_negative_int, default=0,
                    help="which sequence of the batch to explain (default 0)")
     e.add_argument("--top", type=positive_int, default=5, help="how many units to list (default 5)")
-    e.add_argument("--reset-threshold", type=float, default=0.5,
+    e.add_argument("--reset-threshold", type=finite, default=0.5,
                    help="a step is a reset where the mean forget gate (GRU: update gate) is below this (default 0.5)")
     e.set_defaults(func=run)
 

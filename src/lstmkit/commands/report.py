@@ -28,9 +28,15 @@ def run(args) -> int:
 
     from ._task_model import layer_and_input, resolve
 
-    # the model file a run folder stands for, so that --out RUN/model.safetensors is caught too
+    # the model file a run folder stands for, so that --out RUN/model.safetensors is caught too; and the inputs
     check_not_source(args.out, resolve(args.model), "--out", "the model file")
+    for flag, source in (("--data", args.data), ("--vocab", args.vocab)):
+        if source is not None:
+            check_not_source(args.out, source, "--out", f"the {flag} file")
     layer, x, text, title = layer_and_input(args)
+    sequences = 1 if x.ndim == 2 else x.shape[0 if layer.config.batch_first else 1]
+    if not 0 <= args.batch < sequences:
+        raise ValueError(f"--batch: expected a sequence index in [0, {sequences}), got {args.batch}")
     path = write_report(layer, x, args.out, text=text, batch=args.batch, overwrite=args.overwrite, title=title)
     print(f"wrote {path}")
     return 0

@@ -119,12 +119,19 @@ def to_layer(model, dtype="float64"):
 def trace(model, x, lengths=None, hx=None) -> Trace:
     """Run ``model`` on ``x`` through the reference and return every gate, cell and hidden state.
 
-    x: (T, B, I), (B, T, I) for a batch_first model, or unbatched (T, I) (traced as B = 1); numpy or torch.
+    x: (T, B, I), (B, T, I) for a batch_first model, or unbatched (T, I) (traced as B = 1); numpy or torch;
+    or a torch PackedSequence (its padded form and lengths, sequences in their original order).
     lengths: (B,) valid steps per sequence, or None. hx: the initial state as the model takes it, or None.
     Returns a Trace whose arrays are sequence-first float64 (see Trace and DirectionTrace).
     """
     layer = to_layer(model)
     cfg = layer.config
+    if type(x).__name__ == "PackedSequence" and hasattr(x, "batch_sizes"):
+        if lengths is not None:
+            raise ValueError("lengths: a PackedSequence carries its own lengths; give one or the other")
+        from torch.nn.utils.rnn import pad_packed_sequence
+
+        x, lengths = pad_packed_sequence(x, batch_first=cfg.batch_first)
     x = np.asarray(to_numpy(x), dtype=np.float64)
     T, B, unbatched = check_input(cfg, x, np.float64)
     lengths = check_lengths(lengths, T, B)

@@ -23,7 +23,8 @@ def format_of(path, fmt: str | None = None) -> str:
         return fmt
     ext = Path(path).suffix.lower()
     if ext not in FORMATS:
-        raise ValueError(f"{path}: unknown extension {ext!r}; expected one of {sorted(FORMATS)} or a --format")
+        raise ValueError(f"{path}: unknown extension {ext!r}; expected one of {sorted(FORMATS)} (or name "
+                         "the format: fmt= in Python, --format / --input-format in lstmkit convert)")
     return FORMATS[ext]
 
 

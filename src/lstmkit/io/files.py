@@ -97,15 +97,17 @@ def short(message, limit: int = MESSAGE_LIMIT) -> str:
 def check_writable(path, overwrite: bool) -> Path:
     """Refuse an existing ``path`` unless ``overwrite`` (FileExistsError, which the CLI maps to exit code 2)."""
     path = Path(path)
+    if path.is_dir():  # before "exists": --overwrite would not help
+        raise IsADirectoryError(f"{path} is a directory; give the path of a file to write")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory")
     if path.exists() and not path.is_file():  # a FIFO or a device (through a symlink too): never replaced by a file
         raise ValueError(f"{path} is not a regular file (a pipe or a device); write to a file instead")
     folder = path.parent if str(path.parent) else Path(".")
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"{path}: {folder} is a file, not a folder")
+    if not folder.exists():  # found now, not by the temp file's name after the work
+        raise FileNotFoundError(f"{path}: the folder {folder} does not exist; create it first")
     return path
 
 

@@ -313,6 +313,9 @@ def load(path, *, batch_first: bool | None = None):
         check_keras_file(path)
     except zipfile.BadZipFile as e:  # a member that fails its CRC while the sizes are checked
         raise ValueError(f"{path}: a damaged .keras file ({short(e)})") from e
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found" of a file that is there
+        raise ValueError(f"{path}: not a readable .keras model (a .keras file is a zip archive Keras writes; this "
+                         "one is not a zip archive)")
     try:
         model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
     except FileNotFoundError:

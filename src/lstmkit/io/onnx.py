@@ -93,7 +93,8 @@ def to_onnx(model, *, streaming: bool = False, lengths: bool = False, initial_st
     config, params, cell = unpack(layer)
     streaming = streaming or cell
     if streaming and config.bidirectional:
-        raise ValueError("streaming: a bidirectional RNN needs the whole sequence; export it with streaming=False")
+        raise ValueError("streaming: a bidirectional RNN needs the whole sequence; export it whole (streaming=False; "
+                         "lstmkit convert: without --streaming)")
     elem = onnx.TensorProto.DOUBLE if layer.dtype == np.float64 else onnx.TensorProto.FLOAT
     g = _Graph(onnx)
     c = config
