@@ -430,6 +430,12 @@ def test_sorted_packed_sequence_matches_torch():
     torch.testing.assert_close(h_ours, h_ref, rtol=1e-5, atol=1e-6 * scale)
     padded, lengths = pad_packed_sequence(o_ours)
     assert lengths.tolist() == [5, 4, 2]
+    # compiled: the batch size is a value of batch_sizes, which fullgraph cannot read (named, not torch's
+    # "data-dependent expression"); with graph breaks allowed it runs eagerly there and agrees
+    torch._dynamo.reset()
+    with pytest.raises(Exception, match="pack it with enforce_sorted=False"):
+        torch.compile(ours, fullgraph=True)(packed)
+    torch.testing.assert_close(torch.compile(ours)(packed)[1], h_ours, rtol=0, atol=0)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -270,6 +270,10 @@ def _unpack(packed: PackedSequence):
     torch.compile(fullgraph=True) cannot read; such input works in eager mode only.
     """
     data, batch_sizes = packed.data, packed.batch_sizes
+    if packed.sorted_indices is None and torch.compiler.is_compiling():
+        raise ValueError("input: a PackedSequence packed with enforce_sorted=True holds its batch size as a value, "
+                         "which torch.compile cannot trace; pack it with enforce_sorted=False (the same sequences, "
+                         "in any order) to compile the module")
     steps = batch_sizes.shape[0]
     batch = packed.sorted_indices.shape[0] if packed.sorted_indices is not None else int(batch_sizes[0])
     device = data.device
