@@ -101,3 +101,17 @@ def test_saturation_follows_the_gates_activation_range():
     text = str(views.findings(tr))
     assert "gate(s) r, z: activation Relu is unbounded" in text
     assert not any(name.startswith("saturation") for name in plots.all_figures(tr))
+
+
+def test_gradient_curve_averages_the_sequences_running_at_each_step():
+    """With lengths, a padded step's zero gradient is not a vanishing one: the curve at step t averages the
+    sequences still running there (NaN where none runs), not every row of the batch."""
+    x = np.random.default_rng(3).standard_normal((6, 3, 2))
+    tr = lstmkit.LSTM(2, 3, seed=0, dtype="float64").trace(x, lengths=[6, 1, 4])
+    flow = views.gradient_norms(tr)
+    norms = flow.h[0][0]
+    want = [norms[t, [b for b, n in enumerate([6, 1, 4]) if t < n]].mean() for t in range(6)]
+    np.testing.assert_allclose(flow.curve(), want, rtol=1e-12)
+    tr = lstmkit.LSTM(2, 3, seed=0, dtype="float64").trace(x, lengths=[4, 1, 4])
+    curve = views.gradient_norms(tr).curve()
+    assert np.isnan(curve[4:]).all() and np.isfinite(curve[:4]).all()

@@ -111,7 +111,8 @@ def gradient_curve(tr: Trace, flow: views.GradientFlow | None = None):
     for l, dirs in enumerate(flow.h):
         for d in range(len(dirs)):
             curve = flow.curve(l, d)
-            steps = np.nonzero(curve > 0)[0]  # a log axis cannot show exact zeros (steps the loss never reaches)
+            # a log axis cannot show exact zeros (steps the loss never reaches); NaN: no sequence runs there
+            steps = np.nonzero(np.nan_to_num(curve) > 0)[0]
             ax.plot(steps, curve[steps], marker=".", label=_direction_label(tr, l, d))
     ax.set_yscale("log")
     ax.set_xlabel("time step t")

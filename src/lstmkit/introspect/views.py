@@ -126,15 +126,23 @@ class GradientFlow:
 
     h[l][d]: (T, B) the norm over units; dh[l][d]: (T, B, P) the gradients themselves (the total
     derivative: through the recurrence and through the layers above). dx: (T, B, I) ∂L/∂x_t.
+    valid: (T, B) the steps inside each sequence (``Trace.valid``), or None for all.
     """
 
     h: list
     dh: list
     dx: np.ndarray
+    valid: np.ndarray | None = None
 
     def curve(self, layer: int = -1, direction: int = 0) -> np.ndarray:
-        """(T,) the norm averaged over sequences: the gradient-through-time curve."""
-        return self.h[layer][direction].mean(axis=1)
+        """(T,) the gradient-through-time curve: at each step the norm averaged over the sequences that still
+        run there (a padded step's zero is not a vanishing gradient); NaN where none does."""
+        norms = self.h[layer][direction]
+        if self.valid is None:
+            return norms.mean(axis=1)
+        count = self.valid.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, (norms * self.valid).sum(axis=1) / count, np.nan)
 
 
 class _Recorder:
@@ -193,7 +201,7 @@ def gradient_norms(tr: Trace, d_last=None) -> GradientFlow:
             nh.append(np.linalg.norm(recorded[0], axis=2))
         norms_h[layer], grads_h[layer] = nh, gh
         d_layer = d_input
-    return GradientFlow(norms_h, grads_h, d_layer)
+    return GradientFlow(norms_h, grads_h, d_layer, tr.valid)
 
 
 def forget_resets(tr: Trace, layer: int = -1, direction: int = 0, batch: int = 0, threshold: float = 0.5) -> list:
