@@ -169,8 +169,10 @@ def load(path, *, mode: str | None = None, batch_first: bool = False, prefix: st
     except FileNotFoundError:
         raise
     except Exception as e:  # torch raises RuntimeError/UnpicklingError/EOFError for bad or truncated files
-        if "Weights only load failed" in str(e):  # torch's advice (weights_only=False) is not ours to give a user
-            raise ValueError(f"{path}: holds pickled Python objects (a whole module saved with torch.save(model)?), "
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        if found:  # torch's advice (weights_only=False) is not ours to give a user
+            raise ValueError(f"{path}: holds a pickled Python object ({found.group(1)}: a whole module saved with "
+                             "torch.save(model)?), "
                              "which lstmkit does not unpickle, as unpickling can run any code; save the weights "
                              "with torch.save(model.state_dict(), path) and read that") from e
         raise ValueError(f"{path}: not a readable torch weights file ({type(e).__name__}: {short(e)})") from e
