@@ -307,26 +307,60 @@ def check_state_dict(config: RNNConfig, state: dict, dtype) -> dict[str, np.ndar
     """Validate a state_dict against ``config`` and return fresh arrays of ``dtype``.
 
     Raises ValueError naming the key for a missing or unexpected key, a wrong shape or a
-    non-finite value. The caller's arrays are copied, never kept or modified.
+    non-finite value, TypeError for values that are not real numbers (complex, strings). The caller's
+    arrays are copied, never kept or modified.
     """
     dtype = check_dtype(dtype)
     expected = param_shapes(config)
+    check_state_keys(expected, state, f"{config.mode}(input_size={config.input_size}, "
+                                      f"hidden_size={config.hidden_size}, ...)")
+    return {name: check_state_value(f"state_dict[{name!r}]", state[name], shape, dtype)
+            for name, shape in expected.items()}
+
+
+def check_state_keys(expected: dict, state: dict, owner: str) -> None:
+    """ValueError listing the missing and unexpected keys of ``state`` against ``expected`` (names -> shapes);
+    ``owner``: the module they belong to, for the message."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
-        raise ValueError(
-            f"state_dict: keys do not match {config.mode}(input_size={config.input_size}, "
-            f"hidden_size={config.hidden_size}, ...): missing {missing}, unexpected {unexpected}"
-        )
-    out = {}
-    for name, shape in expected.items():
-        value = np.array(to_numpy(state[name]), dtype=dtype, copy=True)
-        if value.shape != shape:
-            raise ValueError(f"state_dict[{name!r}]: expected shape {shape}, got {value.shape}")
-        if not np.all(np.isfinite(value)):
-            raise ValueError(f"state_dict[{name!r}]: expected finite values, got NaN or inf")
-        out[name] = value
+        raise ValueError(f"state_dict: keys do not match {owner}: missing {missing}, unexpected {unexpected}")
+
+
+def check_state_value(name: str, value, shape: tuple, dtype) -> np.ndarray:
+    """One parameter's new value as a fresh array of ``dtype``: real numbers (a numpy array, a torch tensor of
+    any float dtype, bfloat16 too, nested lists) of exactly ``shape``, finite once cast.
+
+    ``name``: how errors name the value (``state_dict['weight_ih_l0']``). Complex values and strings are refused
+    (TypeError) rather than cast with a warning, which would drop the imaginary part or parse text.
+    """
+    arr = _as_array(name, value)
+    if not np.can_cast(arr.dtype, dtype, casting="same_kind"):
+        raise TypeError(f"{name}: expected real numbers (castable to {np.dtype(dtype).name}), got dtype {arr.dtype}")
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {arr.shape}")
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, by name
+        out = np.array(arr, dtype=dtype, copy=True)
+    if not np.all(np.isfinite(out)):
+        if arr.dtype.kind in "biu" or np.all(np.isfinite(arr)):
+            raise ValueError(f"{name}: expected values within {np.dtype(dtype).name}'s range, got some that "
+                             "overflow to inf when cast")
+        raise ValueError(f"{name}: expected finite values, got NaN or inf")
     return out
+
+
+def _as_array(name: str, value) -> np.ndarray:
+    """``value`` as a NumPy array; errors name it."""
+    try:
+        return np.asarray(to_numpy(value))
+    except TypeError as e:
+        # a torch float dtype NumPy lacks (bfloat16, float8): read its values as float32, exactly, as torch's
+        # load_state_dict casts them into the parameter
+        if callable(getattr(value, "is_floating_point", None)) and value.is_floating_point():
+            return np.asarray(to_numpy(value.float()))
+        raise TypeError(f"{name}: expected an array of real numbers, got {type(value).__name__} ({e})") from None
+    except ValueError as e:  # a ragged nested list
+        raise ValueError(f"{name}: expected an array of real numbers, got {type(value).__name__} ({e})") from None
 
 
 def to_numpy(value):
