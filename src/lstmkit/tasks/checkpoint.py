@@ -4,14 +4,15 @@ same folder, fsync, os.replace, via ``lstmkit.io.files.atomic_write``), so a cra
 leaves a half-written checkpoint behind. Under DDP only rank 0 calls :func:`save` (see training.fit).
 
 Tensor keys: ``model.<name>`` (the state_dict), ``optim.<param index>.<name>`` (per-parameter optimizer
-state such as Adam's ``exp_avg``), ``rng.torch`` (torch's CPU generator state, uint8) and
-``rng.loader`` (the batch-order generator). Metadata keys: ``lstmkit`` (format version), ``task``,
-``config`` (JSON), ``rnn_configs`` (JSON: the lstmkit.torch recurrent layers' configs by state_dict prefix,
-where the model has any), ``optim`` (JSON: param_groups and per-parameter non-tensor state), ``trainer``
-(JSON: epoch, best, history ...), ``rng.python`` and ``rng.numpy`` (JSON), and the two hashes of
-``lstmkit.io.safetensors`` (``content_sha256`` over every tensor, ``metadata_sha256`` over the rest of the
-metadata), checked by :func:`load`: one flipped bit, or an edited trainer/optimizer entry, is refused
-instead of resuming or predicting with it. Format 1 (before the hashes) loads only with ``verify=False``.
+state such as Adam's ``exp_avg``), ``rng.torch`` (torch's CPU generator state, uint8; rank 0's under DDP),
+``rng.torch.<r>`` (DDP rank r's, r >= 1) and ``rng.loader`` (the batch-order generator). Metadata keys:
+``lstmkit`` (format version), ``task``, ``config`` (JSON), ``rnn_configs`` (JSON: the lstmkit.torch recurrent
+layers' configs by state_dict prefix, where the model has any), ``optim`` (JSON: param_groups and per-parameter
+non-tensor state), ``trainer`` (JSON: epoch, best, history ...), ``rng.ranks`` (how many ranks' torch states it
+holds), ``rng.python`` and ``rng.numpy`` (JSON, rank 0's), and the two hashes of ``lstmkit.io.safetensors``
+(``content_sha256`` over every tensor, ``metadata_sha256`` over the rest of the metadata), checked by
+:func:`load`: one flipped bit, or an edited trainer/optimizer entry, is refused instead of resuming or
+predicting with it. Format 1 (before the hashes) loads only with ``verify=False``.
 """
 from __future__ import annotations
 
@@ -87,8 +88,9 @@ def _join_optimizer(tensors: dict, rest: dict) -> dict:
 
 
 def save(path: str, *, task: str, config: dict, model, optimizer=None, trainer: dict | None = None,
-         loader_generator=None) -> None:
-    """Write ``path`` atomically: weights, optimizer, RNG states (torch, loader, numpy, python), config."""
+         loader_generator=None, rank_rngs: list | None = None) -> None:
+    """Write ``path`` atomically: weights, optimizer, RNG states (torch, loader, numpy, python), config.
+    ``rank_rngs``: the torch CPU generator states of every DDP rank, rank 0's first (None: this process's)."""
     import torch
 
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -102,7 +104,11 @@ def save(path: str, *, task: str, config: dict, model, optimizer=None, trainer: 
         meta["optim"] = json.dumps(orest)
     if trainer is not None:
         meta["trainer"] = json.dumps(trainer)
-    tensors["rng.torch"] = torch.get_rng_state()
+    rank_rngs = [torch.get_rng_state()] if not rank_rngs else rank_rngs
+    tensors["rng.torch"] = rank_rngs[0]
+    for r, rng in enumerate(rank_rngs[1:], 1):  # each rank draws its own dropout masks: resume gives them back
+        tensors[f"rng.torch.{r}"] = rng
+    meta["rng.ranks"] = str(len(rank_rngs))
     if loader_generator is not None:
         tensors["rng.loader"] = loader_generator.get_state()
     meta["rng.python"] = json.dumps(_py_state_to_json(random.getstate()))
@@ -163,9 +169,11 @@ def _field(path, meta: dict, key: str, kind: type):
     return json_field(path, meta, key, kind, where="checkpoint's metadata")
 
 
-def resume_into(ck: dict, path: str, model, optimizer, loader_generator=None, config: dict | None = None) -> None:
-    """Load a ``last`` checkpoint into ``model``, ``optimizer`` and the RNGs; ValueError naming what differs
-    when it was written by a run of another shape (another --hidden-size, --cell, input length ...)."""
+def resume_into(ck: dict, path: str, model, optimizer, loader_generator=None, config: dict | None = None,
+                rank: int = 0) -> bool:
+    """Load a ``last`` checkpoint into ``model``, ``optimizer`` and the RNGs (torch's: ``rank``'s, see
+    :func:`restore_rng`, whose answer it returns); ValueError naming what differs when it was written by a run
+    of another shape (another --hidden-size, --cell, input length ...)."""
     mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     theirs = {k: tuple(v.shape) for k, v in ck["model"].items()}
     if mine != theirs:
@@ -182,20 +190,32 @@ def resume_into(ck: dict, path: str, model, optimizer, loader_generator=None, co
         if ck["optim"] is None or ck["trainer"] is None:
             raise ValueError("it holds no optimizer or trainer state (a best/model checkpoint, not last)")
         optimizer.load_state_dict(ck["optim"])
-        restore_rng(ck, loader_generator)
+        return restore_rng(ck, loader_generator, rank)
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError, RecursionError) as e:
         raise ValueError(f"--resume: {path} cannot be resumed: {short(e, 300)}") from None
 
 
-def restore_rng(ckpt: dict, loader_generator=None) -> None:
-    """Put torch's, the loader's, NumPy's and Python's RNGs back where the checkpoint left them."""
+def saved_ranks(ckpt: dict) -> int:
+    """How many processes' torch RNG states the checkpoint holds (1 before per-rank states were saved)."""
+    try:
+        return max(int(ckpt["meta"].get("rng.ranks", "1")), 1)
+    except ValueError:
+        return 1
+
+
+def restore_rng(ckpt: dict, loader_generator=None, rank: int = 0) -> bool:
+    """Put torch's, the loader's, NumPy's and Python's RNGs back where the checkpoint left them. Torch's: the
+    state of DDP rank ``rank`` when the checkpoint holds it (-> True), else rank 0's (-> False: the caller
+    derives a rank's own stream from it). NumPy's and Python's are rank 0's on every rank."""
     import torch
 
-    torch.set_rng_state(ckpt["tensors"]["rng.torch"])
+    own = ckpt["tensors"].get("rng.torch" if rank == 0 else f"rng.torch.{rank}")
+    torch.set_rng_state(ckpt["tensors"]["rng.torch"] if own is None else own)
     if loader_generator is not None and "rng.loader" in ckpt["tensors"]:
         loader_generator.set_state(ckpt["tensors"]["rng.loader"])
     random.setstate(_py_state_from_json(json.loads(ckpt["meta"]["rng.python"])))
     np.random.set_state(_np_state_from_json(json.loads(ckpt["meta"]["rng.numpy"])))
+    return own is not None
 
 
 def _py_state_to_json(state):

@@ -13,14 +13,21 @@ How :func:`lstmkit.tasks.training.fit` uses this (see docs/distributed.md):
 * the model is wrapped in DistributedDataParallel, which averages gradients; the local loss is scaled by
   ``world · n_local / n_global`` so the averaged gradient is the gradient of the global-batch mean even
   when the batch does not split evenly, i.e. the same update as one process with the same global batch;
-* losses and validation sums are all-reduced; checkpoints are written by rank 0 only (atomically) and all
-  ranks wait at a barrier after; a resume is read by rank 0 and broadcast, so only rank 0 needs the files.
+* a loss made of weighted means (``training.WeightedMean``) has each term's weight total all-reduced, so a
+  rank's mean is scaled by its share of the global weight; layers with batch statistics sum them over the
+  ranks (:func:`sum_over_ranks`);
+* losses and validation sums are all-reduced; checkpoints are written by rank 0 only (atomically), with every
+  rank's torch RNG state, and all ranks wait at a barrier after; whether to resume is decided by rank 0 and a
+  resume is read by rank 0 and broadcast, so only rank 0 needs the files;
+* rank r > 0 derives its own torch generator from the seeded one, so the ranks draw different dropout masks.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 _SETUP_BY_US = False
+_PLACEHOLDER = False  # True while this rank runs a placeholder example (see placeholder_share)
 
 
 def env_world_size() -> int:
@@ -112,6 +119,72 @@ def all_reduce_sum(values):
 
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def all_gather_object(obj) -> list:
+    """[rank 0's obj, rank 1's, ...] on every rank (pickled); ``[obj]`` when alone."""
+    if not active():
+        return [obj]
+    import torch.distributed as dist
+
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _sum_function():
+    """An autograd Function: the sum of a tensor over the ranks, whose backward sums the gradients over the
+    ranks (each rank's input reaches every rank's loss), as SyncBatchNorm's reduction does. Written here rather
+    than torch.distributed.nn.functional.all_reduce, which is deprecated (a warning per call)."""
+    import torch
+    import torch.distributed as dist
+
+    class _SumOverRanks(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            t = t.clone(memory_format=torch.contiguous_format)
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+            return t
+
+        @staticmethod
+        def backward(ctx, grad):
+            grad = grad.clone(memory_format=torch.contiguous_format)
+            dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+            return grad
+
+    return _SumOverRanks
+
+
+_SUM_OVER_RANKS = None
+
+
+def sum_over_ranks(t):
+    """``t`` summed over all ranks, differentiably (the same ``t`` when alone): for statistics that must be the
+    global batch's, such as batch norm's mean and variance. Every rank must call it, in the same order."""
+    global _SUM_OVER_RANKS
+    if not active():
+        return t
+    if _SUM_OVER_RANKS is None:
+        _SUM_OVER_RANKS = _sum_function()
+    return _SUM_OVER_RANKS.apply(t)
+
+
+@contextlib.contextmanager
+def placeholder_share(on: bool = True):
+    """Mark the forward inside as a placeholder: a rank whose share of a (tiny) global batch is empty runs one
+    example it does not own, only to join the collectives; layers that pool statistics over the global batch
+    (classify's MaskedBatchNorm1d) count nothing from it (:func:`is_placeholder`)."""
+    global _PLACEHOLDER
+    before, _PLACEHOLDER = _PLACEHOLDER, bool(on)
+    try:
+        yield
+    finally:
+        _PLACEHOLDER = before
+
+
+def is_placeholder() -> bool:
+    """True inside :func:`placeholder_share`: this rank's examples must not count in global statistics."""
+    return _PLACEHOLDER
 
 
 def broadcast_tensor(t):

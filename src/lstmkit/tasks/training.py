@@ -1,8 +1,9 @@
 """The shared training loop: mini-batches, Adam, gradient clipping, a tqdm bar with loss and ETA, early
 stopping on a validation split, a checkpoint every epoch and a bit-identical ``resume``.
 
-Every task supplies ``loss_fn(model, *batch) -> scalar tensor`` and its data as tuples of tensors whose
-first dimension indexes examples (N, ...). Determinism: ``seed_everything`` seeds Python, NumPy and torch;
+Every task supplies ``loss_fn(model, *batch) -> scalar tensor`` (the batch's mean; or a list of
+``WeightedMean`` terms when it is a weighted mean, which DDP must combine by weight) and its data as tuples of
+tensors whose first dimension indexes examples (N, ...). Determinism: ``seed_everything`` seeds Python, NumPy and torch;
 batch order comes from a dedicated ``torch.Generator`` whose state is checkpointed with the others, so an
 interrupted run resumed from ``last.safetensors`` takes exactly the steps the uninterrupted run takes.
 """
@@ -152,17 +153,55 @@ def _on_nonfinite_default() -> str:
     return os.environ.get("LSTMKIT_ON_NONFINITE", "stop")
 
 
-def evaluate_loss(model, loss_fn, data: tuple, batch_size: int) -> float:
-    """Mean of ``loss_fn`` over ``data`` in eval mode, weighted by batch size.
+@dataclass(frozen=True)
+class WeightedMean:
+    """One term of a loss that is a weighted mean over a batch: ``mean`` = Σ wᵢ·lossᵢ / Σ wᵢ (a scalar tensor,
+    differentiable) and ``weight`` = Σ wᵢ (a float or a scalar tensor; no gradient flows through it).
 
-    Under DDP each rank evaluates a contiguous share of ``data`` and the sums are all-reduced, so every
-    rank gets the same value (rank 0's, broadcast)."""
+    A ``loss_fn`` may return a list of them, the loss being their sum, instead of a tensor. Why: under DDP each
+    rank sees part of the batch, and a rank's mean over its own items is not its share of the global mean when
+    the weights differ between items (ES-RNN's origins weighed by level / scale, a penalty averaged over valid
+    points); the loop all-reduces each term's weight total and weighs the rank's mean by its share of it, so N
+    processes take one process's step. A plain tensor counts as the mean over the batch's examples (weight: the
+    number of examples)."""
+
+    mean: object
+    weight: object
+
+
+def loss_terms(out, n_examples: int) -> list:
+    """``loss_fn``'s result as a list of WeightedMean (a plain tensor: the mean over ``n_examples`` examples)."""
+    if isinstance(out, (list, tuple)):
+        return list(out)
+    return [WeightedMean(out, n_examples)]
+
+
+def sum_terms(terms: list):
+    """The loss of the terms over this process's batch alone: the sum of their means."""
+    loss = terms[0].mean
+    for term in terms[1:]:
+        loss = loss + term.mean
+    return loss
+
+
+def _weighted_means(totals, weights) -> float:
+    """Σ_k totals_k / weights_k, a term without weight counting 0."""
+    return float(sum(float(t) / float(w) for t, w in zip(totals, weights) if float(w) > 0))
+
+
+def evaluate_loss(model, loss_fn, data: tuple, batch_size: int) -> float:
+    """The loss over ``data`` in eval mode: each term's weighted mean over the whole of ``data`` (for a plain
+    per-example mean: the batches' means weighted by their sizes), so how ``data`` is cut into batches, or
+    shared among ranks, does not change it.
+
+    Under DDP each rank evaluates a contiguous share of ``data``; every rank sums the gathered per-term totals
+    in rank order, so all of them get the same value."""
     import torch
 
     was_training = model.training
     device = devices.of(model)
     model.eval()
-    total, count = 0.0, 0
+    sums = []  # [weighted total, weight] per loss term
     n = len(data[0])
     lo, hi = 0, n
     if distributed.active():
@@ -171,20 +210,77 @@ def evaluate_loss(model, loss_fn, data: tuple, batch_size: int) -> float:
     with torch.no_grad():
         for i in range(lo, hi, batch_size):
             batch = devices.to(tuple(t[i:min(i + batch_size, hi)] for t in data), device)
-            total += float(loss_fn(model, *batch)) * len(batch[0])
-            count += len(batch[0])
+            terms = loss_terms(loss_fn(model, *batch), len(batch[0]))
+            sums += [[0.0, 0.0] for _ in terms[len(sums):]]
+            for acc, term in zip(sums, terms):
+                acc[0] += float(term.mean) * float(term.weight)
+                acc[1] += float(term.weight)
     model.train(was_training)
-    if distributed.active():
-        sums = distributed.broadcast_tensor(distributed.all_reduce_sum([total, count]))
-        total, count = float(sums[0]), float(sums[1])
-    return total / max(count, 1)
+    if distributed.active():  # a rank with an empty share has no terms: gathered lists, summed in rank order
+        ranks = distributed.all_gather_object(sums)
+        sums = [[0.0, 0.0] for _ in range(max(map(len, ranks)))]
+        for part in ranks:
+            for acc, (total, weight) in zip(sums, part):
+                acc[0] += total
+                acc[1] += weight
+    if not sums:
+        return 0.0
+    return _weighted_means(*zip(*sums))
+
+
+def _step_loss(net, loss_fn, train: tuple, idx, device, R: int, W: int):
+    """(this rank's loss to backpropagate, the global batch's loss value, whether any rank's loss is non-finite)
+    for the global batch ``idx``. One code path for 1 and N processes: this rank's share ``idx[R::W]`` gives a
+    WeightedMean per loss term; their weights are all-reduced and each mean is scaled by the rank's share of
+    its term's global weight, times W because DDP averages the ranks' gradients: the update is the global batch's
+    weighted mean, as in one process (where every factor is exactly 1.0)."""
+    local = distributed.shard(idx, R, W)
+    placeholder = len(local) == 0  # fewer examples than ranks: join the all-reduces with a zero-weighted example
+    if placeholder:
+        local = idx[:1]
+    with distributed.placeholder_share(placeholder):
+        terms = loss_terms(loss_fn(net, *devices.to(tuple(t[local] for t in train), device)), len(local))
+    means = [float(term.mean.detach()) for term in terms]
+    weights = [0.0 if placeholder else float(term.weight) for term in terms]
+    finite = all(map(math.isfinite, means))
+    k = len(terms)
+    sums = distributed.all_reduce_sum([m * w if finite else 0.0 for m, w in zip(means, weights)] + weights
+                                      + [0.0 if finite else 1.0])
+    totals, weight_totals, bad = sums[:k].tolist(), sums[k:2 * k].tolist(), bool(sums[-1] > 0)
+    if bad:
+        value = sum(means) if not finite else math.nan  # this rank's own non-finite value, for the message
+    else:
+        value = _weighted_means(totals, weight_totals)
+    loss = sum_terms([WeightedMean(term.mean * (w * W / wt if wt > 0 else 0.0), w)
+                      for term, w, wt in zip(terms, weights, weight_totals)])
+    return loss, value, bad
+
+
+def resumable(ckpt_dir: str | None) -> bool:
+    """Whether ``ckpt_dir`` holds a ``last`` checkpoint to resume, as rank 0 sees it, on every rank: only rank 0
+    needs to see the run folder (docs/distributed.md), and ranks that decided apart would deadlock, one in the
+    resume's collectives and the other training afresh."""
+    return ckpt_dir is not None and bool(distributed.call_on_main(os.path.isfile, os.path.join(ckpt_dir, LAST)))
+
+
+def seed_rank_rng(R: int) -> None:
+    """Give rank R > 0 its own torch generator, derived from the current state (the seeded one in a fresh run,
+    rank 0's restored one for a rank a checkpoint has no state of), so the ranks draw different dropout masks
+    for their different examples; rank 0 keeps its stream, the one a single process draws."""
+    import torch
+
+    if R == 0:
+        return
+    base = int(torch.randint(0, 2**62, (1,)))
+    torch.manual_seed((base + 0x9E3779B97F4A7C15 * R) % 2**63)
 
 
 def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, task: str, config: dict,
         ckpt_dir: str | None = None, resume: bool = False, log=print, snapshots: int = 1) -> dict:
     """Train ``model`` in place and leave it holding the weights of its best validation epoch.
 
-    train, val: tuples of tensors (N, ...) passed batch-wise to ``loss_fn(model, *batch)``; val None
+    train, val: tuples of tensors (N, ...) passed batch-wise to ``loss_fn(model, *batch)``, which returns the
+    batch's mean loss, or a list of :class:`WeightedMean` terms for a weighted mean (exact under DDP); val None
     means no early stopping (the last epoch is kept). With ``ckpt_dir``, ``last.safetensors`` (full state)
     and ``best.safetensors`` (best weights) are written there every epoch; ``resume=True`` continues from
     ``last.safetensors`` bit-identically (on the CPU; torch's CUDA generator is not checkpointed). The data
@@ -203,7 +299,7 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
     import torch
 
     tqdm = _tqdm()
-    dist_on = distributed.setup()
+    distributed.setup()
     R, W = distributed.rank(), distributed.world_size()
     main = R == 0
     say = log if main else (lambda *a, **k: None)
@@ -227,11 +323,15 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
     if resume:
         last = None if ckpt_dir is None else os.path.join(ckpt_dir, LAST)
         ck = distributed.call_on_main(_load_resume, last, ckpt_dir, task)  # rank 0 reads, every rank gets it
-        checkpoint.resume_into(ck, last, model, opt, gen, config)  # ValueError naming a shape or state mismatch
+        # ValueError naming a shape or state mismatch; each rank takes its own torch RNG state where saved
+        own_rng = checkpoint.resume_into(ck, last, model, opt, gen, config, rank=R)
         state.update({k: v for k, v in ck["trainer"].items() if k != "train"})
         if state["best_epoch"]:
             best_weights = distributed.call_on_main(lambda: checkpoint.load(os.path.join(ckpt_dir, BEST))["model"])
         say(f"resumed from {last} after epoch {state['epoch']}")
+        _resume_rng_note(checkpoint.saved_ranks(ck), W, own_rng, R, say)
+    else:
+        seed_rank_rng(R)  # the ranks draw different dropout masks (rank 0: the single process's)
     if ckpt_dir is not None and main:
         os.makedirs(ckpt_dir, exist_ok=True)
     device = devices.of(model)
@@ -250,29 +350,15 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
             for b, idx in enumerate(_batches(n, cfg, gen)):
                 where = (f"epoch {state['epoch'] + 1}, step {state['epoch'] * per_epoch + b + 1} (batch index {b} "
                          f"of {per_epoch} in the epoch)")
-                if dist_on:
-                    local = distributed.shard(idx, R, W)
-                    weight = len(local) * W / len(idx)  # averaged over ranks = the global-batch mean
-                    if len(local) == 0:  # fewer examples than ranks: join the gradient all-reduce with zeros
-                        local, weight = idx[:1], 0.0
-                    loss = loss_fn(net, *devices.to(tuple(t[local] for t in train), device))
-                    value = float(loss.detach())
-                    finite = math.isfinite(value)
-                    sums = distributed.all_reduce_sum([value * len(distributed.shard(idx, R, W)) if finite else 0.0,
-                                                       0.0 if finite else 1.0])
-                    batch_loss, bad = float(sums[0]) / len(idx), bool(sums[1] > 0)
-                    value = batch_loss if not bad else math.nan
-                else:
-                    loss = loss_fn(net, *devices.to(tuple(t[idx] for t in train), device))
-                    value = batch_loss = loss.item()
-                    bad = not math.isfinite(value)
+                loss, batch_loss, bad = _step_loss(net, loss_fn, train, idx, device, R, W)
+                value = batch_loss
                 if bad:
                     if _nonfinite(on_nonfinite, f"non-finite loss ({value}) at {where}", idx, say, bar):
                         skipped += 1
                         bar.update(1)
                         continue
                 opt.zero_grad(set_to_none=True)
-                (loss * weight if dist_on else loss).backward()
+                loss.backward()
                 norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip if cfg.clip else math.inf)
                 if not math.isfinite(float(norm)):  # gradients are all-reduced: every rank agrees
                     if _nonfinite(on_nonfinite, f"non-finite gradient norm ({float(norm)}) at {where}", idx, say,
@@ -312,11 +398,12 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
                 entry["skipped_batches"] = skipped
             state["history"].append(entry)
             if ckpt_dir is not None:
+                rank_rngs = distributed.all_gather_object(torch.get_rng_state())  # every rank's, for resume
                 if main:  # one writer; the others wait below so nobody runs ahead of a checkpoint
                     if improved:
                         checkpoint.save(os.path.join(ckpt_dir, BEST), task=task, config=config, model=model)
                     checkpoint.save(os.path.join(ckpt_dir, LAST), task=task, config=config, model=model,
-                                    optimizer=opt, trainer=state, loader_generator=gen)
+                                    optimizer=opt, trainer=state, loader_generator=gen, rank_rngs=rank_rngs)
                 distributed.barrier()
             unit = f" {cfg.loss_unit}" if cfg.loss_unit else ""
             msg = (f"epoch {state['epoch']:3d}  train {train_loss:.4f}  val {val_loss:.4f}{unit}"
@@ -344,6 +431,17 @@ def fit(model, loss_fn, train: tuple, val: tuple | None, cfg: TrainConfig, *, ta
 
 def quiet(*args, **kwargs) -> None:
     """The log of a silent estimator (verbose=0): prints nothing."""
+
+
+def _resume_rng_note(saved: int, W: int, own: bool, R: int, say) -> None:
+    """Say when the checkpoint's per-rank RNG states do not fit this run's processes (rank 0 speaks for all), and
+    give a rank without a saved state one derived from rank 0's, as a fresh run derives it from the seed."""
+    if not own:
+        seed_rank_rng(R)
+    if saved != W:
+        say(f"note: the checkpoint holds the torch RNG states of {saved} process(es), this run has {W}: ranks "
+            f"below {min(saved, W)} continue their own, the others derive theirs from rank 0's; random draws "
+            "(dropout) therefore differ from an uninterrupted run, which the weights otherwise follow")
 
 
 def _load_resume(last, ckpt_dir, task):

@@ -16,7 +16,7 @@ import numpy as np
 from ..._optional import require
 from .. import checkpoint, devices
 from .sequences import check_channels, check_layout, to_sequences
-from ..training import LAST, LR_SCHEDULES, TrainConfig, fit, keeps_global_rng, quiet, seed_everything
+from ..training import LR_SCHEDULES, TrainConfig, fit, keeps_global_rng, quiet, resumable, seed_everything
 
 _base = require("sklearn.base", "tasks")
 _validation = require("sklearn.utils.validation", "tasks")
@@ -436,9 +436,9 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         for m in range(k):
             log(f"member {m + 1}/{k}: seed {self.seed + m}")
             mdir = None if ckpt_dir is None else os.path.join(ckpt_dir, f"member-{m}")
-            started = mdir is not None and os.path.isfile(os.path.join(mdir, LAST))
-            model, history = self._train(X, y_idx, idx_tr, idx_val, epochs, self.patience, mdir,
-                                         resume and (m == 0 or started), log,
+            # rank 0 decides for all ranks (only it needs to see the folder; ranks deciding apart would deadlock)
+            again = resume and (m == 0 or resumable(mdir))
+            model, history = self._train(X, y_idx, idx_tr, idx_val, epochs, self.patience, mdir, again, log,
                                          {**extra, "ensemble": 1, "member": m, "seed": self.seed + m},
                                          seed=self.seed + m)
             members.append(model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from .. import distributed
 from ..models import last_hidden, nn, recurrent_layer, torch
 
 
@@ -61,15 +62,25 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
     """BatchNorm1d over (B, F, T) whose training statistics come from the valid steps alone (``mask`` (B, 1, T)),
     so how much padding a batch carries does not change the normalisation; eval mode uses the running
     statistics, as BatchNorm1d (state_dict names unchanged). ``mask`` None (no padding in the batch): BatchNorm1d's
-    own fused kernel, the same numbers in a fifth of the time."""
+    own fused kernel, the same numbers in a fifth of the time.
+
+    Under DDP (torchrun) the statistics are the global batch's, as torch.nn.SyncBatchNorm's: the masked sums and
+    counts are summed over the ranks (differentiably, ``distributed.sum_over_ranks``), so N processes normalise,
+    and update the running buffers, as one process does with the whole batch."""
 
     def forward(self, x, mask):
-        if mask is None or not self.training:
+        synced = distributed.active()
+        if not self.training or (mask is None and not synced):
             return super().forward(x)
-        m = mask.to(x.dtype)
-        n = m.sum().clamp(min=1)
-        mean = (x * m).sum((0, 2)) / n  # (F,)
-        var = (((x - mean[None, :, None]) ** 2) * m).sum((0, 2)) / n  # biased, as BatchNorm1d normalises with
+        m = x.new_ones(x.shape[0], 1, x.shape[2]) if mask is None else mask.to(x.dtype)
+        if distributed.is_placeholder():  # an example this rank runs only to join the collectives: it counts 0
+            m = m * 0
+        # two passes, as in one process: the global mean, then the global sum of squared deviations from it
+        sums = distributed.sum_over_ranks(torch.cat([(x * m).sum((0, 2)), m.sum()[None]]))
+        n = sums[-1].detach().clamp(min=1)
+        mean = sums[:-1] / n  # (F,)
+        # biased, as BatchNorm1d normalises with
+        var = distributed.sum_over_ranks((((x - mean[None, :, None]) ** 2) * m).sum((0, 2))) / n
         with torch.no_grad():
             self.num_batches_tracked += 1
             unbiased = var * n / (n - 1).clamp(min=1)  # the running estimate is unbiased, as BatchNorm1d's

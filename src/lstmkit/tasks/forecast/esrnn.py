@@ -246,11 +246,19 @@ class ESRNN(nn.Module):
 
 def level_wiggliness(log_level, mask):
     """Mean squared second difference of log levels (B, T) where ``mask`` (B, T) holds at all three points."""
+    return level_wiggliness_term(log_level, mask).mean
+
+
+def level_wiggliness_term(log_level, mask):
+    """``level_wiggliness`` as a WeightedMean: the mean and the number of points it averages (its weight)."""
+    from ..training import WeightedMean
+
     if log_level.shape[1] < 3:
-        return log_level.sum() * 0
+        return WeightedMean(log_level.sum() * 0, 0.0)
     d2 = log_level[:, 2:] - 2 * log_level[:, 1:-1] + log_level[:, :-2]
     ok = (mask[:, 2:] & mask[:, :-2]).float()
-    return (d2 ** 2 * ok).sum() / ok.sum().clamp(min=1)
+    count = ok.sum()
+    return WeightedMean((d2 ** 2 * ok).sum() / count.clamp(min=1), count)
 
 
 def inverse_scales(ys: list, m: int) -> np.ndarray:
@@ -269,6 +277,18 @@ def esrnn_loss(model, quantiles, penalty: float, idx, y, n, lo, hi, log_s0, inv_
     plus ``penalty`` × the level wiggliness while training. ``inv_scale`` (B,): weigh origin t of series i by
     l_t / scale_i, so a log error e, an absolute error of about l_t·e, counts as its share of MASE (the mean over
     series of MAE / scale); None weighs every origin alike (a relative error, as sMAPE)."""
+    from ..training import sum_terms
+
+    return sum_terms(esrnn_loss_terms(model, quantiles, penalty, idx, y, n, lo, hi, log_s0, inv_scale))
+
+
+def esrnn_loss_terms(model, quantiles, penalty: float, idx, y, n, lo, hi, log_s0, inv_scale=None) -> list:
+    """``esrnn_loss`` as its weighted means (``lstmkit.tasks.training.WeightedMean``): the pinball loss weighed
+    over the origins used (weight: the weights' total) and, while training with a ``penalty``, the penalty (weight:
+    the points its mean runs over). What ``fit`` trains on: under DDP a rank's weighted mean is not its share of
+    the batch's, so the loop all-reduces the weights and N processes train the same steps as one."""
+    from ..training import WeightedMean
+
     pred, target, log_level, _ = model(idx, y, n, log_s0)
     T = y.shape[1]
     t = torch.arange(T, device=y.device)[None, :]
@@ -278,10 +298,12 @@ def esrnn_loss(model, quantiles, penalty: float, idx, y, n, lo, hi, log_s0, inv_
     w = use.float()
     if inv_scale is not None:  # levels detached: the weights say what matters, not a way to shrink the loss
         w = w * log_level.detach().exp() * inv_scale[:, None]
-    loss = (pin * w).sum() / w.sum().clamp(min=1e-12)  # 0 when no origin is used
+    total = w.sum()
+    terms = [WeightedMean((pin * w).sum() / total.clamp(min=1e-12), total)]  # 0 when no origin is used
     if penalty and model.training:
-        loss = loss + penalty * level_wiggliness(log_level, t < n[:, None])
-    return loss
+        wiggle = level_wiggliness_term(log_level, t < n[:, None])
+        terms.append(WeightedMean(penalty * wiggle.mean, wiggle.weight))
+    return terms
 
 
 def history_flags(model, idx, ys: list):

@@ -25,7 +25,7 @@ import numpy as np
 from ...params import check_size
 from .. import checkpoint, devices
 from . import panel, windows
-from ..training import TrainConfig, fit, keeps_global_rng, quiet, seed_everything
+from ..training import TrainConfig, fit, keeps_global_rng, quiet, resumable, seed_everything
 
 TASK = "forecast"
 
@@ -437,7 +437,7 @@ class Forecaster:
             train, val, full, init = self._esrnn_panel(series)
 
             def loss_fn(model, *batch):
-                return es.esrnn_loss(model, q, c["level_penalty"], *batch)
+                return es.esrnn_loss_terms(model, q, c["level_penalty"], *batch)  # weighted means: DDP-exact
         else:
             def loss_fn(model, x, future, target):
                 return pinball(model(x, future), target, q)
@@ -461,11 +461,8 @@ class Forecaster:
                               progress=int(self.verbose) >= 2,
                               loss_unit="(pinball loss on log values over level and season)" if esrnn else
                               "(pinball loss on values divided by the window's level)")
-            mdir = None
-            if ckpt_dir is not None:
-                mdir = os.path.join(ckpt_dir, f"member-{k}")
-                os.makedirs(mdir, exist_ok=True)
-            again = resume and mdir is not None and os.path.isfile(os.path.join(mdir, "last.safetensors"))
+            mdir = None if ckpt_dir is None else os.path.join(ckpt_dir, f"member-{k}")  # fit creates it on rank 0
+            again = resume and resumable(mdir)  # rank 0 decides for all ranks: only it needs to see the folder
             self.history_.append(fit(model, loss_fn, train, val, cfg, task=TASK, config=c, ckpt_dir=mdir,
                                      resume=again, log=log, snapshots=snaps))
             last = self.history_[-1]
@@ -508,7 +505,7 @@ class Forecaster:
         log(f"refit on every window, the validation window included, for {epochs} epochs (the best)")
         model = self._build(member, init)
         rdir = None if mdir is None else os.path.join(mdir, "refit")
-        again = resume and rdir is not None and os.path.isfile(os.path.join(rdir, "last.safetensors"))
+        again = resume and resumable(rdir)  # rank 0 decides for all ranks: only it needs to see the folder
         history["refit"] = fit(model, loss_fn, full, None, dataclasses.replace(cfg, epochs=epochs), task=TASK,
                                config=self.config, ckpt_dir=rdir, resume=again, log=log,
                                snapshots=self.config.get("snapshots", 1))

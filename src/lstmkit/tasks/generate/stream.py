@@ -6,6 +6,12 @@ not), so the model learns to use context longer than one chunk and every charact
 AdamW, gradient-norm clipping, a linear warm-up then a cosine decay over the run's progress (the larger of
 steps done / ``steps`` and time spent / ``time_budget``), validation bits/char every ``eval_every`` steps and
 at the end, and the best validated weights kept (written to ``best.safetensors`` when a folder is given).
+
+Under torchrun (WORLD_SIZE > 1) the same call trains data-parallel, as ``training.fit`` does: the ``batch_size``
+streams are the global batch, rank r reads rows r, r + N, ... (its state stays with its rows), the model is
+wrapped in DistributedDataParallel and each rank's loss weighed by its share of the rows, so N processes take one
+process's steps; rank 0's clock decides the schedule and the stop (--time-budget: the ranks stop together), rank 0
+alone validates (its bits/char broadcast), logs and writes the checkpoint.
 """
 from __future__ import annotations
 
@@ -17,7 +23,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .. import checkpoint
+from .. import checkpoint, distributed
+from ..training import seed_rank_rng
 
 
 @dataclass
@@ -90,6 +97,25 @@ def _detach(state):
     return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
 
+def _main_clock(start: float) -> float:
+    """Seconds since ``start`` on rank 0's clock, on every rank: the schedule and the time budget's stop follow
+    it, so the ranks take the same learning rates and stop at the same step."""
+    import torch
+
+    elapsed = torch.tensor([time.perf_counter() - start], dtype=torch.float64)
+    return float(distributed.broadcast_tensor(elapsed)[0])
+
+
+def _global_mean(value: float, fraction: float) -> float:
+    """The global batch's mean loss from this rank's mean ``value`` over its ``fraction`` of the rows (NaN when
+    any rank's is not finite, so every rank stops)."""
+    if not distributed.active():
+        return value
+    finite = math.isfinite(value)
+    sums = distributed.all_reduce_sum([value * fraction if finite else 0.0, 0.0 if finite else 1.0])
+    return float(sums[0]) if sums[1] == 0 else math.nan
+
+
 def train_stream(model, ids: np.ndarray, val_bpc, cfg: StreamConfig, *, ckpt_dir: str | None = None,
                  task: str = "generate", config: dict | None = None, log=print, device=None) -> dict:
     """Train ``model`` (forward(x (B, T), state) -> logits (B, T, V), state) in place on ``ids`` (n,) and leave it
@@ -103,9 +129,18 @@ def train_stream(model, ids: np.ndarray, val_bpc, cfg: StreamConfig, *, ckpt_dir
 
     cfg.check()
     start = time.perf_counter()
-    x = streams(ids, cfg.batch_size)
+    distributed.setup()
+    R, W = distributed.rank(), distributed.world_size()
+    if cfg.batch_size < W:
+        raise ValueError(f"batch_size: {cfg.batch_size} streams cannot be shared among {W} processes; give at "
+                         f"least {W}")
+    say = log if R == 0 else (lambda *a, **k: None)
+    x = distributed.shard(streams(ids, cfg.batch_size), R, W)  # this rank's rows of the global batch
+    share = len(x) * W / cfg.batch_size  # DDP averages the ranks' gradients: this gives the global-batch mean
     if device is not None:
         x = x.to(device)
+    seed_rank_rng(R)  # the ranks draw different dropout masks (rank 0: the single process's)
+    net = distributed.wrap(model)
     per, T = x.shape[1], cfg.seq_len
     if per <= T:
         raise ValueError(f"seq_len: each of the {cfg.batch_size} streams holds {per} characters, fewer than "
@@ -119,7 +154,8 @@ def train_stream(model, ids: np.ndarray, val_bpc, cfg: StreamConfig, *, ckpt_dir
 
     def evaluate():
         train_bpc = float(np.mean(losses)) / math.log(2) if losses else math.nan
-        bpc = float(val_bpc(model)) if val_bpc is not None else math.nan
+        # rank 0 validates and every rank takes its value, so the ranks keep the same best weights
+        bpc = float(distributed.call_on_main(val_bpc, model)) if val_bpc is not None else math.nan
         entry = {"step": step, "seconds": round(time.perf_counter() - start, 1), "train_bpc": train_bpc,
                  "val_bpc": bpc, "lr": opt.param_groups[0]["lr"]}
         evaluations.append(entry)
@@ -127,16 +163,16 @@ def train_stream(model, ids: np.ndarray, val_bpc, cfg: StreamConfig, *, ckpt_dir
         improved = bpc < best["val_bpc"] or val_bpc is None
         if improved:
             best.update(val_bpc=bpc, step=step, weights=copy.deepcopy(model.state_dict()))
-            if ckpt_dir is not None:
+            if ckpt_dir is not None and R == 0:  # one writer
                 os.makedirs(ckpt_dir, exist_ok=True)
                 checkpoint.save(os.path.join(ckpt_dir, "best.safetensors"), task=task, config=config or {},
                                 model=model)
         rate = step * cfg.batch_size * T / max(train_seconds, 1e-9)
-        log(f"step {step:5d}  train {train_bpc:.4f}  val {bpc:.4f} bits/char{'  *' if improved else ''}  "
+        say(f"step {step:5d}  train {train_bpc:.4f}  val {bpc:.4f} bits/char{'  *' if improved else ''}  "
             f"lr {entry['lr']:.2e}  {rate:,.0f} chars/s  ({entry['seconds']:.0f}s)")
 
     while True:
-        elapsed = time.perf_counter() - start
+        elapsed = _main_clock(start)
         if cfg.steps is not None and step >= cfg.steps:
             break
         if cfg.time_budget is not None and elapsed >= cfg.time_budget:
@@ -147,13 +183,13 @@ def train_stream(model, ids: np.ndarray, val_bpc, cfg: StreamConfig, *, ckpt_dir
         t0 = time.perf_counter()
         model.train()
         chunk = x[:, pos:pos + T + 1]
-        logits, state = model(chunk[:, :-1], state)
+        logits, state = net(chunk[:, :-1], state)
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), chunk[:, 1:].reshape(-1))
-        value = loss.item()
+        value = _global_mean(loss.item(), share / W)
         if not math.isfinite(value):
             raise ArithmeticError(f"non-finite training loss ({value}) at step {step + 1}; lower --lr")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * share).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         for group in opt.param_groups:
             group["lr"] = cfg.lr_at(step, cfg.progress(step, elapsed))
