@@ -100,6 +100,14 @@ def test_checked_cell_api_matches_the_reference(mode, B):
         tuple(np.zeros_like(h) if d is None else d for d in d_state), ref_cache, w)
     for a, b in [*zip(new, want), (dx, r_dx), *zip(d_prev, r_prev), *((grads[k], r_grads[k]) for k in r_grads)]:
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    # a decoder refilling its buffers before the backward (x[:] = next input, h[:] = h'): the cache holds its own
+    # copies, so the gradients stay the step's (they once moved by 75 in dW_ih)
+    x[:] = rng.standard_normal(x.shape)
+    for s, n in zip(state, new):
+        s[:] = n
+    again = engine.cell_backward(mode, d_state, cache, w)
+    for a, b in [(again[0], dx), *zip(again[1], d_prev), *((again[2][k], grads[k]) for k in grads)]:
+        np.testing.assert_array_equal(a, b)
 
 
 def test_checked_cell_api_refuses_by_name():
@@ -107,6 +115,8 @@ def test_checked_cell_api_refuses_by_name():
     w, x, h, c = _cell("LSTM", 2, 3, 4, True, rng)
     with pytest.raises(TypeError, match="cache: expected the CellCache"):
         engine.cell_backward("LSTM", (h, c), (x, h, c), w)
+    with pytest.raises(TypeError, match="train: expected a bool, got str 'no'"):
+        engine.cell_forward("LSTM", x, (h, c), w, train="no")
     _, cache = engine.cell_forward("LSTM", x, (h, c), w, train=True)
     with pytest.raises(ValueError, match="d_state"):
         engine.cell_backward("LSTM", (h[:1], c), cache, w)

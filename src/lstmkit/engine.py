@@ -275,6 +275,8 @@ def cell_forward(mode: str, x, state, w: Mapping, *, train: bool = False):
     Returns the new state: LSTM (h' (B, P), c' (B, H)), GRU (h' (B, H),), fresh arrays of x's dtype; with
     ``train`` (no projection), (new state, CellCache) for ``cell_backward``.
     """
+    if not isinstance(train, (bool, np.bool_)):  # a string such as "no" would be truthy
+        raise TypeError(f"train: expected a bool, got {type(train).__name__} {train!r}")
     x, st, nat, dtype, P = _check_cell(mode, x, state, w)
     lstm = mode == "LSTM"
     B, H = x.shape[0], st[-1].shape[1]
@@ -288,7 +290,11 @@ def cell_forward(mode: str, x, state, w: Mapping, *, train: bool = False):
         _require_engine().cell_forward(
             mode, x, st[0], st[1] if lstm else None, nat["weight_ih"], nat["weight_hh"], nat.get("bias_ih"),
             nat.get("bias_hh"), nat.get("weight_hr"), h_out, c_out, *caches)
-    return (new, CellCache(x, tuple(st), *caches)) if train else new
+    if not train:
+        return new
+    # the cache's own x and state: _check_cell passes the caller's arrays through when they fit, and a decoder
+    # that refills its buffers (x[:] = ..., h[:] = h') before the backward would change the gradients
+    return new, CellCache(x.copy(), tuple(s.copy() for s in st), *caches)
 
 
 def cell_backward(mode: str, d_state, cache: CellCache, w: Mapping):
