@@ -217,6 +217,38 @@ def test_autocast_keeps_float32_below_the_bf16_batch():
         assert same == (batch < BF16_MIN_BATCH), batch
 
 
+@pytest.mark.parametrize("cls", ["LSTM", "GRU", "LSTMCell", "GRUCell"])
+def test_autocast_takes_bf16_in_front_of_the_module_like_torch_nn(cls):
+    """Under autocast, what an autocast op in front returns (a Linear's bfloat16 output), and a bfloat16 state,
+    are read in the module's float32 as torch.nn takes them (once refused: "expected dtype float32 (the layer's
+    dtype) ... build the layer with the dtype you need"); the gradient reaches the Linear in its dtype. Eager
+    and compiled (fullgraph) agree; outside autocast the same input is still refused."""
+    from lstmkit.errors import DtypeMismatchError
+
+    torch.manual_seed(2)
+    linear, module = torch.nn.Linear(5, 6), getattr(lt, cls)(6, 16)
+    cell = cls.endswith("Cell")
+    x = torch.randn(8, 5) if cell else torch.randn(7, 8, 5)
+    h0 = torch.randn(8, 16) if cell else torch.randn(1, 8, 16)
+    hx = (h0.bfloat16(), h0.bfloat16()) if cls.startswith("LSTM") else h0.bfloat16()
+    runs = []
+    for f in (module, torch.compile(module, fullgraph=True)):
+        linear.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            z = linear(x)
+            assert z.dtype == torch.bfloat16
+            out = f(z, hx)
+        first = out[0] if isinstance(out, tuple) else out
+        assert first.dtype == torch.float32
+        first.float().square().mean().backward()
+        assert linear.weight.grad is not None and torch.isfinite(linear.weight.grad).all()
+        runs.append((first.detach(), linear.weight.grad))
+    for a, b in zip(*runs):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    with pytest.raises(DtypeMismatchError, match="expected dtype float32"):
+        module(linear(x).bfloat16())
+
+
 def test_autocast_inference_and_eval_stay_float32():
     """Only training calls change: eval (and no_grad) under autocast compute the float32 engine's bits."""
     module = lt.LSTM(5, 16).eval()

@@ -219,6 +219,7 @@ class _RNNBase(nn.Module):
         cfg = self.config
         dtype = self.weight_ih_l0.dtype
         _check_layer_dtype(dtype)
+        input, hx = _from_autocast(input, dtype), _from_autocast(hx, dtype)
         packed = isinstance(input, PackedSequence)
         if packed:
             if lengths is not None:
@@ -366,6 +367,24 @@ class GRU(_RNNBase):
 # Cells: one step, through the sequence operators with T = 1 and one layer.
 # ----------------------------------------------------------------------------------------------------------
 
+def _from_autocast(value, dtype):
+    """Under autocast, a tensor (or PackedSequence, or tuple of them) in autocast's lower precision — what an
+    autocast op in front of this module returns (a Linear's bfloat16 output) — read in the module's float32, as
+    torch.nn's modules take it there (gradients flow back in its dtype); outside autocast such a tensor meets the
+    dtype checks, as in torch.nn."""
+    if isinstance(value, PackedSequence):  # a tuple too: first
+        data = _from_autocast(value.data, dtype)
+        return value if data is value.data else PackedSequence(data, value.batch_sizes, value.sorted_indices,
+                                                               value.unsorted_indices)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_from_autocast(v, dtype) for v in value)
+    if (isinstance(value, torch.Tensor) and dtype == torch.float32 and value.dtype != dtype
+            and torch.is_autocast_enabled(value.device.type)
+            and value.dtype == torch.get_autocast_dtype(value.device.type)):
+        return value.float()
+    return value
+
+
 def _check_cell_input(cell, x, dtype) -> tuple[int, bool]:
     """Cell input (B, I) or unbatched (I,); returns (B, unbatched). (checks.check_input expects sequences.)"""
     if not isinstance(x, torch.Tensor):
@@ -484,6 +503,7 @@ class _CellBase(nn.Module):
             return new
         dtype = self.weight_ih.dtype
         _check_layer_dtype(dtype)
+        input, hx = _from_autocast(input, dtype), _from_autocast(hx, dtype)
         B, unbatched = _check_cell_input(self, input, dtype)
         state = _check_cell_state(self, hx, B, unbatched, dtype)
         H = self.hidden_size
