@@ -124,6 +124,18 @@ def test_lower_isa_is_forced_and_unknown_value_warns():
     assert "LSTMKIT_ISA" in out.stderr and "RuntimeWarning" in out.stderr
 
 
+def test_a_path_this_cpu_cannot_run_warns():
+    """LSTMKIT_ISA=avx512 on a CPU without it ran avx2 without a word; a path it runs says nothing."""
+    for isa in engine.ISAS:
+        out = subprocess.run(
+            [sys.executable, "-W", "always", "-c", "from lstmkit import engine; print(engine.isa())"],
+            env=_env(isa), capture_output=True, text=True, check=True,
+        )
+        runs = isa in engine.supported_isas()
+        assert out.stdout.strip() == (isa if runs else engine.supported_isas()[-1])
+        assert ("does not run that path" in out.stderr) == (not runs), (isa, out.stderr)
+
+
 def test_unknown_int8_kernel_warns():
     env = dict(_env(engine.supported_isas()[-1]), LSTMKIT_INT8_KERNEL="bogus")
     out = subprocess.run(

@@ -425,3 +425,23 @@ def test_a_negated_torch_view_is_streamed_by_its_values():
     wide = torch.randn(3, 4)
     lstm = lstmkit.LSTM(4, 6, seed=1).eval()
     np.testing.assert_array_equal(lstm.stream(3).step(torch._neg_view(wide)), lstm.stream(3).step(-wide.numpy()))
+
+
+def test_the_variant_stepper_checks_what_it_is_given():
+    """engine.VariantStepper (the variant cells' stream adapter) once blamed a wrong-width x on the weights, took
+    an out of the right size and wrong shape, and a float64 state into a float32 stream: each is named now, with
+    the native streams' error types (TypeError: dtype or layout; ValueError: shape), which Stream relies on."""
+    from lstmkit.params import RNNConfig, init_params
+
+    config = RNNConfig("LSTM", 5, 12, peephole=True)
+    stepper = engine.VariantStepper(config, init_params(config, seed=1, dtype="float32"), 3)
+    x, out = np.zeros((3, 5), np.float32), np.zeros((3, 12), np.float32)
+    for args, error, words in [((np.zeros((3, 4), np.float32), out), ValueError, r"x: expected shape \(3, 5\)"),
+                               ((x, np.zeros((4, 9), np.float32)), ValueError, r"out: expected shape \(3, 12\)"),
+                               ((x.astype(np.float64), out), TypeError, "x: expected a C-contiguous float32"),
+                               ((x, np.zeros((3, 20), np.float32)[:, :12]), TypeError, "out: .* strided")]:
+        with pytest.raises(error, match=words):
+            stepper.step(*args)
+    with pytest.raises(ValueError, match=r"state \(h\): expected \(1, 3, 12\) float32, got \(1, 3, 12\) float64"):
+        stepper.set_state(np.zeros((1, 3, 12)), np.zeros((1, 3, 12), np.float32))
+    stepper.step(x, out)  # still usable

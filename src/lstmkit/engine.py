@@ -69,6 +69,18 @@ try:  # the extension is optional: a source checkout without a build still impor
 except ImportError:  # pragma: no cover - depends on the build
     _engine = None
 
+
+def _check_isa_runs() -> None:
+    """Warn when LSTMKIT_ISA names a path this CPU cannot run (avx512 on an AVX2 machine): the engine then uses
+    the best it runs, which a benchmark or test meaning to measure the named path should be told."""
+    value = os.environ.get("LSTMKIT_ISA")
+    if _engine is not None and value in ISAS and value not in _engine.supported_isas():
+        warnings.warn(f"LSTMKIT_ISA={value!r}: this CPU does not run that path (it runs "
+                      f"{tuple(_engine.supported_isas())}); {_engine.isa()!r} is used", RuntimeWarning, stacklevel=3)
+
+
+_check_isa_runs()
+
 __all__ = [
     "available", "supports", "isa", "supported_isas", "set_num_threads", "get_num_threads", "share_openmp_team",
     "openmp_team",
@@ -714,7 +726,16 @@ class VariantStepper:
             raise RuntimeError("stream: already in use by another thread")
 
     def step(self, x: np.ndarray, out: np.ndarray) -> None:
-        """x (B, I) C-contiguous -> out (B, P), the last layer's new h; TypeError for a non-contiguous x."""
+        """x (B, I) C-contiguous -> out (B, P), the last layer's new h, both of the stepper's dtype: TypeError for
+        another dtype or layout, ValueError for another shape (as the native streams; Stream converts then)."""
+        _, B, P = self._out_shape
+        for name, a, shape in (("x", x, (B, self._call.config.input_size)), ("out", out, (B, P))):
+            if not isinstance(a, np.ndarray) or a.dtype != self.dtype or not a.flags.c_contiguous:
+                got = f"{a.dtype}, {'C-contiguous' if a.flags.c_contiguous else 'strided'}" if isinstance(
+                    a, np.ndarray) else type(a).__name__
+                raise TypeError(f"{name}: expected a C-contiguous {self.dtype.name} array, got {got}")
+            if a.shape != shape:
+                raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
         self._acquire()
         try:
             self._kernel(*self._call.kernel_args(x[None], *self._state), out.reshape(self._out_shape), *self._next)
@@ -741,6 +762,13 @@ class VariantStepper:
             self._busy.release()
 
     def set_state(self, h: np.ndarray, c) -> None:
+        for name, value, current in (("h", h, self._state[0]), ("c", c, self._state[1])):
+            if value is None and current is None:
+                continue
+            if value is None or current is None or value.shape != current.shape or value.dtype != current.dtype:
+                got = None if value is None else f"{value.shape} {value.dtype}"
+                want = None if current is None else f"{current.shape} {current.dtype}"
+                raise ValueError(f"state ({name}): expected {want}, got {got}")
         self._acquire()
         try:
             self._state[0][...] = h
