@@ -294,3 +294,14 @@ def test_imported_layers_are_in_evaluation_mode_like_keras_predict(mode, tmp_pat
         first, second = layer(x)[0], layer(x)[0]
         np.testing.assert_array_equal(first, second)
         np.testing.assert_allclose(first, expected, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_a_float64_model_stays_float64_in_keras_bidirectional_too(mode):
+    """The Bidirectional wrapper took Keras' default float32 policy and cast a float64 model's values around
+    its float64 layers (2.3e-8 off, float32 out): it gets the model's dtype."""
+    layer = getattr(lstmkit, mode)(3, 4, num_layers=2, bidirectional=True, batch_first=True, dtype="float64").eval()
+    x = np.random.default_rng(0).standard_normal((2, 5, 3))
+    out = keras.ops.convert_to_numpy(lstmkit.to_keras(layer)(x))
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, layer(x)[0], rtol=0, atol=1e-12)

@@ -110,6 +110,20 @@ def test_bidirectional_streaming_is_refused():
         lstmkit.to_onnx(lstmkit.LSTM(2, 3, bidirectional=True), streaming=True)
 
 
+def test_flags_a_graph_cannot_hold_are_refused_by_name():
+    """lengths / initial_state with a one-step model (streaming, a cell) were ignored: the graph had no lengths
+    input, which onnxruntime then called unknown; an opset below what the ops need failed in the onnx checker."""
+    for model, kw in [(lstmkit.LSTM(2, 3), dict(streaming=True)), (lstmkit.GRUCell(2, 3), {})]:
+        for flag in ("lengths", "initial_state"):
+            with pytest.raises(ValueError, match=f"{flag}: a .* takes one step"):
+                lstmkit.to_onnx(model, **kw, **{flag: True})
+    with pytest.raises(ValueError, match="opset: expected an int >= 17 .*LayerNormalization.*got 13"):
+        lstmkit.to_onnx(lstmkit.LSTM(2, 3, layer_norm=True), opset=13)
+    with pytest.raises(ValueError, match="opset: expected an int >= 13 .*got 7"):
+        lstmkit.to_onnx(lstmkit.GRU(2, 3), opset=7)
+    assert lstmkit.to_onnx(lstmkit.GRU(2, 3), opset=13).opset_import[0].version == 13
+
+
 @pytest.mark.parametrize("mode,kw", [("LSTM", dict(num_layers=2, bidirectional=True)), ("GRU", dict(num_layers=2)),
                                      ("LSTM", dict(batch_first=True, bias=False))])
 def test_imports_torch_onnx_export_graphs(mode, kw):

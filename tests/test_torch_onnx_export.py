@@ -161,6 +161,29 @@ def test_torchscript_export_refuses_options_without_a_node(case):
         _export(model, _args(model), False)
 
 
+class PackedNet(torch.nn.Module):
+    """pack -> an lstmkit RNN -> pad, as torch.nn users write it."""
+
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x, lengths):
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        out, _ = self.rnn(pack_padded_sequence(x, lengths, enforce_sorted=False))
+        return pad_packed_sequence(out)[0]
+
+
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+def test_a_packed_sequence_export_is_refused_naming_lengths(dynamo):
+    """torch's exporter reads pack/pad pairs around torch.nn's own RNNs only: lstmkit's module says so and names
+    lengths= (once a dump of the internal graph, "these operations must occur in pairs")."""
+    model = PackedNet(lt.LSTM(3, 5)).eval()
+    with pytest.raises(Exception, match="export the padded input with lengths="):
+        _export(model, (torch.randn(6, 3, 3), torch.tensor([6, 2, 4])), dynamo)
+
+
 @pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
 def test_training_mode_export_with_masks_is_refused(dynamo):
     """The masks would be frozen into the graph: refused with lstmkit's message by both exporters."""

@@ -283,7 +283,8 @@ def to_keras(model, *, return_sequences: bool = True):
         kwargs = dict(units=c.hidden_size, return_sequences=seq, use_bias=c.bias, dtype=dtype)
         kwargs.update({"reset_after": c.linear_before_reset} if c.mode == "GRU" else {})
         rnn = getattr(keras.layers, c.mode)(**kwargs)
-        stack.append(keras.layers.Bidirectional(rnn, merge_mode="concat") if c.bidirectional else rnn)
+        # the wrapper's dtype too: Keras' default policy (float32) would cast a float64 model's values around it
+        stack.append(keras.layers.Bidirectional(rnn, merge_mode="concat", dtype=dtype) if c.bidirectional else rnn)
     keras_model = keras.Sequential(stack)
     for k, keras_layer in enumerate(keras_model.layers):
         weights = [w for d in range(c.num_directions) for w in _keras_weights(c, params, k, d)]

@@ -91,6 +91,16 @@ def to_onnx(model, *, streaming: bool = False, lengths: bool = False, initial_st
 
     layer = as_layer(model)
     config, params, cell = unpack(layer)
+    # the ops written: Unsqueeze/Squeeze with axes as an input (opset 13), LayerNormalization (17)
+    least = 17 if config.layer_norm else 13
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < least:
+        need = "layer_norm's LayerNormalization" if config.layer_norm else "Unsqueeze/Squeeze with axes as an input"
+        raise ValueError(f"opset: expected an int >= {least} ({need}), got {opset!r}")
+    if streaming or cell:  # one step: no sequence lengths; the state is always an input
+        for flag, value in (("lengths", lengths), ("initial_state", initial_state)):
+            if value:
+                raise ValueError(f"{flag}: a {'cell' if cell else 'streaming model'} takes one step with its state "
+                                 f"as an input; {flag}=True is for the sequence model (streaming=False)")
     streaming = streaming or cell
     if streaming and config.bidirectional:
         raise ValueError("streaming: a bidirectional RNN needs the whole sequence; export it whole (streaming=False; "

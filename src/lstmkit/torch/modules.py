@@ -224,6 +224,10 @@ class _RNNBase(nn.Module):
         if packed:
             if lengths is not None:
                 raise ValueError("lengths: not accepted with a PackedSequence input, which carries its own lengths")
+            if torch.onnx.is_in_onnx_export():  # the exporter takes pack/pad pairs around torch.nn's RNNs only
+                raise ValueError("input: a PackedSequence into lstmkit.torch's modules cannot be exported to ONNX "
+                                 "(torch's exporter reads packing only around torch.nn's own RNNs); export the "
+                                 "padded input with lengths= instead, which becomes the ONNX sequence_lens")
             if input.data.ndim != 2 or input.data.shape[-1] != cfg.input_size:
                 raise ShapeError(f"input: expected PackedSequence data of shape (N, {cfg.input_size}), "
                                  f"got {tuple(input.data.shape)}")
