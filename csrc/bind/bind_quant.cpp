@@ -7,6 +7,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <initializer_list>
 #include <memory>
@@ -98,6 +99,18 @@ class PyQuantRnn {
   std::unique_ptr<lstmkit::QuantRnnBase> impl_;
 };
 
+// A row's codes span its range, which a NaN would be skipped by and an inf would blow up: the quantised
+// stream refuses them (ValueError), as QuantizedRNN.__call__ does; here, since a check in Python costs more
+// than a small step.
+template <class A>
+void expect_finite(const char* name, const A& a) {
+  const float* p = a.data();
+  for (size_t i = 0, n = a.size(); i < n; ++i)
+    if (!std::isfinite(p[i]))
+      throw std::invalid_argument(std::string(name) +
+                                  ": expected finite values, got NaN or inf (a quantised stream's codes need them)");
+}
+
 // Streaming state of a quantised unidirectional model (lstmkit.stream.Stream drives it). Steps keep the
 // GIL: a stream is one caller's, and holding it makes concurrent use from two threads safe.
 class PyQuantStream {
@@ -113,6 +126,7 @@ class PyQuantStream {
   void step(In x, Out out) {
     expect_shape("x", x, {s_.B, s_.I});
     expect_shape("out", out, {s_.B, s_.P});
+    expect_finite("x", x);
     impl_->step(x.data(), out.data());
   }
   void reset() { impl_->reset(); }
@@ -122,6 +136,8 @@ class PyQuantStream {
   }
   void set_state(In h, In c) {
     expect_stream_state(s_, h, c);
+    expect_finite("state", h);
+    if (s_.lstm) expect_finite("state", c);
     impl_->set_state(h.data(), s_.lstm ? c.data() : nullptr);
   }
 

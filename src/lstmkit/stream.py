@@ -58,8 +58,7 @@ class Stream:
     x_t and output; made by ``QuantizedRNN.stream``).
     """
 
-    __slots__ = ("config", "batch", "dtype", "_native", "_step", "_x_shape", "_out_shape", "_state_shapes", "_torch",
-                 "_finite")
+    __slots__ = ("config", "batch", "dtype", "_native", "_step", "_x_shape", "_out_shape", "_state_shapes", "_torch")
 
     def __init__(self, config: RNNConfig, params: Mapping, batch: int = 1, *, torch_io: bool = False,
                  quantized: str | None = None):
@@ -100,10 +99,6 @@ class Stream:
         lstm = config.mode == "LSTM"
         self._state_shapes = ((L, self.batch, P), (L, self.batch, H)) if lstm else ((L, self.batch, H),)
         self._torch = bool(torch_io)
-        # the quantised kernels take each row's range for its codes, which a NaN or inf would make silently
-        # finite (the float kernels carry them through, as the float forward does); so they are refused, as
-        # QuantizedRNN.__call__ refuses them
-        self._finite = quantized is not None
 
     def step(self, x):
         """One time step of every layer: x (B, I) -> the last layer's new h (B, P), a fresh array
@@ -113,8 +108,6 @@ class Stream:
             x = _cpu_array(x)
             if type(x) is not np.ndarray:  # only NumPy arrays reach the native call as they came
                 x = self._slow_input(x)
-        if self._finite and not np.isfinite(x).all():
-            raise ValueError("x: expected finite values, got NaN or inf (a quantised stream's codes need them)")
         try:  # the native call checks x itself (another dtype or layout: TypeError; shape: ValueError), which
             self._step(x, out)  # costs less than checking here first (~0.3 µs of a ~4 µs step at B=1)
         except (TypeError, ValueError):
@@ -156,8 +149,6 @@ class Stream:
         if len(self._state_shapes) == 1 and not isinstance(value, (tuple, list)):
             value = (value,)
         parts = engine._check_state("state", value, self._state_shapes, self.dtype, "the stream's dtype")
-        if self._finite and not all(np.isfinite(p).all() for p in parts):
-            raise ValueError("state: expected finite values, got NaN or inf (a quantised stream's codes need them)")
         self._native.set_state(parts[0], parts[1] if len(parts) == 2 else None)
 
     def __repr__(self) -> str:
