@@ -102,6 +102,26 @@ def test_save_load_keeps_label_dtype_and_predictions(tmp_path):
     np.testing.assert_allclose(back.predict_proba(X), clf.predict_proba(X), rtol=0, atol=1e-12)
 
 
+def test_a_loaded_classifier_has_the_parameters_it_was_trained_with(tmp_path):
+    """get_params of a loaded classifier were the constructor's defaults beyond the architecture (epochs 30, lr
+    5e-3, ...), so clone(loaded).fit trained another model (0.041 apart); a text model's resolved layout None
+    made clone(loaded).fit fail. Now the arguments as given come back, and clone(loaded) fits as the original."""
+    X, y = blobs(60)
+    given = dict(epochs=3, lr=0.01, batch_size=8, seed=7, val_fraction=0.0, patience=3, normalize="auto")
+    clf = quiet(**given).fit(X, y)
+    path = str(tmp_path / "clf.safetensors")
+    clf.save(path)
+    back = SequenceClassifier.load(path)
+    assert {k: v for k, v in back.get_params().items() if k != "device"} == {
+        k: v for k, v in clf.get_params().items() if k != "device"}
+    np.testing.assert_allclose(clone(back).fit(X, y).predict_proba(X), clf.predict_proba(X), rtol=0, atol=1e-7)
+    texts = ["good great fine" if i % 2 else "bad awful poor" for i in range(20)]
+    text = SequenceClassifier(text=True, hidden_size=4, embed_dim=4, epochs=1).fit(texts, [i % 2 for i in range(20)])
+    text.save(path)
+    again = clone(SequenceClassifier.load(path)).fit(texts, [i % 2 for i in range(20)])
+    np.testing.assert_allclose(again.predict_proba(texts), text.predict_proba(texts), rtol=0, atol=1e-7)
+
+
 @pytest.mark.parametrize("unit", ["D", "s", "ns"])
 def test_datetime_labels_save_and_load(unit, tmp_path):
     """np.datetime64 labels (tolist gives date objects, which JSON lacks) are kept as counts of their unit."""

@@ -360,9 +360,11 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
             X, y_idx = list(X) + copies, np.concatenate([y_idx] + [y_idx[idx_tr]] * len(SHIFTS))
             idx_tr = np.concatenate([idx_tr, n + np.arange(len(copies))])
         params = {k: v for k, v in self.get_params().items() if k != "device"}  # where it ran is not the model
+        # "params": the arguments as given (get_params of a loaded classifier, so clone(loaded).fit trains
+        # the same way); the top-level keys hold what fit resolved (layout, normalize='auto')
         self.config_ = {**params, **self._prepare([X[i] for i in idx_tr]), "layout": self.layout_,
                         "classes": _json_labels(self.classes_), "classes_dtype": self.classes_.dtype.str,
-                        **(extra or {})}
+                        "params": params, **(extra or {})}
         seed = self.seed if seed is None else seed
         seed_everything(seed)
         model = self._build_one()
@@ -492,7 +494,9 @@ class SequenceClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         model on ``device``."""
         ck = checkpoint.load(path, task=TASK)
         c = ck["config"]
-        clf = cls(**{k: c[k] for k in _ARCH if k in c}, device=device)
+        # every argument as given to the classifier saved (older files: the architecture's, the rest defaults)
+        given = c.get("params") or {k: c[k] for k in _ARCH if k in c and not (k == "layout" and c[k] is None)}
+        clf = cls(**given, device=device)
         clf.device_ = devices.resolve(device)
         clf.config_ = c
         clf.classes_ = np.asarray(c["classes"], dtype=np.dtype(c["classes_dtype"]) if "classes_dtype" in c else None)

@@ -329,9 +329,22 @@ def split_series(df, cols: Columns, static_df=None, where: str = "df", freq=None
                           times[-1], step, times)
     if not out:
         raise ValueError(f"{where}: no rows")
+    _check_distinct_texts(list(out), cols, where)
     for uid, s in zip(out, statics(static_df, cols, list(out)).values()):
         out[uid].static = s
     return out
+
+
+def _check_distinct_texts(uids: list, cols: Columns, where: str) -> None:
+    """Refuse two ids that print the same (1 and "1"): a saved model keys its series by their text (JSON),
+    so they would share one series' calendar and parameters."""
+    seen = {}
+    for uid in uids:
+        other = seen.setdefault(str(uid), uid)
+        if other is not uid:
+            raise ValueError(f"{where}: {cols.id_col} holds {other!r} ({type(other).__name__}) and {uid!r} "
+                             f"({type(uid).__name__}), which a saved model cannot tell apart (it keys series by "
+                             "their text); give the ids one type")
 
 
 def future_times(s: Series, H: int) -> list:
