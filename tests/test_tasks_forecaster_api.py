@@ -73,6 +73,9 @@ def test_covariates_future_history_and_static():
     # the future covariate is read: changing it changes the forecast
     other = fc.predict(futr_df=future.assign(promo=5.0))
     assert np.abs(other["yhat"].to_numpy() - pred["yhat"].to_numpy()).max() > 1e-6
+    # neuralforecast's argument order: predict(df, static_df, futr_df), cross_validation(df, static_df, n_windows)
+    pd.testing.assert_frame_equal(fc.predict(df, static, future), fc.predict(df, futr_df=future, static_df=static))
+    assert len(fc.cross_validation(df, static, 1, log=log)) == 12
     with pytest.raises(ValueError, match="lacks ds"):
         fc.predict(futr_df=future.iloc[1:])
     with pytest.raises(ValueError, match="static_df: needed"):

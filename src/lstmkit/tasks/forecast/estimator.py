@@ -729,7 +729,7 @@ class Forecaster:
         futures = [np.zeros((H, 0))] * len(series)
         return self._member_forecasts(series, futures) if members else self._forecast(series, futures)
 
-    def predict(self, df=None, futr_df=None, static_df=None):
+    def predict(self, df=None, static_df=None, futr_df=None):
         """Forecast the next ``horizon`` steps of every series in ``df`` (default: the data fit saw, or the
         histories a loaded model carries). ``futr_df``: id_col, time_col and futr_exog_list at each series' next
         H times; ``static_df`` for a df of other series (default: fit's statics). A training series' history may
@@ -780,8 +780,7 @@ class Forecaster:
     # -- cross-validation -----------------------------------------------------------------------------
 
     @keeps_global_rng
-    def cross_validation(self, df, n_windows: int = 1, step_size: int | None = None, static_df=None,
-                         log=None):
+    def cross_validation(self, df, static_df=None, n_windows: int = 1, step_size: int | None = None, log=None):
         """neuralforecast's cross_validation: fit on each series up to its first cutoff, then forecast H steps
         from each of ``n_windows`` cutoffs ``step_size`` (default H) apart, the last ending at the series' end.
         Returns a DataFrame: id_col, time_col, cutoff, step, yhat, the quantile columns and target_col (the
