@@ -257,3 +257,53 @@ def test_next_char_probs_has_one_row_per_character_of_text():
     for text, context in [("", ""), ("", "the"), ("t", ""), ("t", "the"), ("the", "")]:
         for lr in (0.0, 0.1):
             assert lm.next_char_probs(text, context, dynamic_lr=lr).shape == (len(text), width), (text, context, lr)
+
+
+def test_unseen_characters_cost_their_code_and_every_character_is_scored(tmp_path):
+    """A held-out text of characters the vocabulary lacks scored ~0.003 bits/char (every one was the shared
+    "unknown" id, which dynamic evaluation learns to predict) and beat xz: each now also costs
+    unknown_bits (a uniform code over the Unicode characters the model never saw, ~20 bits), in bits_per_char
+    and in the run's table. bits_per_char scores every character after each part's first (the last
+    len(text) % streams were dropped), which next_char_probs agrees with; warmup=0 reads no context (it read the
+    whole context as text); non-finite learning rates are refused."""
+    import math
+
+    import numpy as np
+
+    from lstmkit.tasks.generate import CharLM
+    from lstmkit.tasks.generate.job import lstm_bpc
+
+    text = "the quick brown fox jumps over the lazy dog. " * 12
+    lm = CharLM(hidden_size=8, embed_dim=4, seq_len=8, epochs=1, batch_size=4, batches_per_epoch=2)
+    lm.fit(text, log=lambda *a: None)
+    assert lm.unknown_bits() == math.log2(0x110000 - 0x800 - len(lm.config["vocab"]))
+    unseen = "".join(chr(0x4E00 + k) for k in range(60))
+    rows = lstm_bpc(lm, text, text[:50], unseen, dynamic_lr=2.0, min_match=5)
+    assert all(r["bpc"] > lm.unknown_bits() for r in rows), rows
+    assert lm.bits_per_char(unseen) > lm.unknown_bits()
+
+    probe = text[:101]
+    for streams in (1, 3):
+        longer = lm.bits_per_char(probe + "xyz", streams=streams)
+        assert longer != lm.bits_per_char(probe, streams=streams)  # the tail counts
+    want = lm.code_bits(lm.next_char_probs(probe[1:], probe[:1]), lm.encode(probe[1:])).mean()
+    assert abs(lm.bits_per_char(probe, streams=1) - want) < 1e-5
+    assert lm.next_char_probs("the", "a long context", warmup=0).shape[0] == 3
+    np.testing.assert_allclose(lm.next_char_probs("the", "a long context", warmup=0), lm.next_char_probs("the"))
+    for bad in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(ValueError, match="dynamic_lr: expected a finite number >= 0"):
+            lm.next_char_probs("the", dynamic_lr=bad)
+    with pytest.raises(ValueError, match="warmup: expected an int >= 0, got -3"):
+        lm.next_char_probs("the", "ctx", warmup=-3)
+    with pytest.raises(ValueError, match="streams: expected an int >= 1, got 0"):
+        lm.bits_per_char(probe, streams=0)
+
+
+def test_text_files_keep_their_line_endings(tmp_path):
+    """--text and --data files were read with newline translation: "\\r\\n" became "\\n", so a 6,600-character
+    file was scored as 6,200. The characters are read as they are."""
+    from lstmkit.io.files import read_text
+
+    path = tmp_path / "crlf.txt"
+    path.write_bytes(b"one\r\ntwo\rthree\n")
+    assert read_text(path, "--text") == "one\r\ntwo\rthree\n"

@@ -53,7 +53,8 @@ def read_text(path, flag: str, what: str = "UTF-8 text file") -> str:
     refused before the read (check_regular), another encoding is a ValueError naming the flag and the file."""
     path = check_regular(path, what, flag)
     try:
-        return path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8", newline="") as f:  # the characters as they are: "\r\n" stays two
+            return f.read()
     except UnicodeDecodeError as e:
         raise ValueError(f"{flag} {path}: not UTF-8 text ({e.reason} at byte {e.start}); convert it to UTF-8 "
                          "first") from None

@@ -61,22 +61,29 @@ def lstm_bpc(lm: CharLM, train: str, val: str, test: str, dynamic_lr: float, min
              rms: list | None = None) -> list[dict]:
     """Bits per character of ``test`` for the LSTM: static, with dynamic evaluation, and with dynamic
     evaluation mixed with the match model. The adaptive ones read ``val`` then ``test`` after ``train``
-    (the mixture weights are learned over ``val`` and go on learning over ``test``); only ``test`` is scored.
-    segment, rms: dynamic evaluation's (``CharLM.next_char_probs``; rms: its RMS-normalised rule)."""
+    (the mixture weights are learned over ``val`` and go on learning over ``test``); only ``test`` is scored,
+    a character outside the vocabulary at ``CharLM.unknown_bits`` more (``code_bits``), as a compressor pays
+    for every character. segment, rms: dynamic evaluation's (``CharLM.next_char_probs``; rms: its RMS-normalised
+    rule)."""
     name = f"LSTM char LM ({describe(lm.config)}"
-
-    def bpc(p):
-        return float(-np.log2(np.maximum(p[-len(test):], 1e-300)).mean())
-
     heldout = val + test
     targets = lm.encode(heldout)
+    tail = targets[-len(test):]
+
+    def bpc(probs):
+        """Mean bits of the test characters: ``probs`` the distributions before each (n, V), or the probability
+        each got (n,) (the match mixture's); the last len(test) rows."""
+        probs = probs[-len(test):]
+        if probs.ndim == 1:  # the target's probability already: as code_bits, without the lookup
+            return float((-np.log2(np.maximum(probs, 1e-300)) + np.where(tail == 0, lm.unknown_bits(), 0.0)).mean())
+        return float(lm.code_bits(probs, tail).mean())
+
     static = lm.next_char_probs(test, train + val)
-    rows = [{"model": f"{name}, static)", "bpc": bpc(static[np.arange(len(test)), targets[-len(test):]])}]
+    rows = [{"model": f"{name}, static)", "bpc": bpc(static)}]
     if dynamic_lr:
         probs = lm.next_char_probs(heldout, train, dynamic_lr=dynamic_lr, segment=segment, rms=rms)
         rule = ("RMS, " if rms is not None else "") + (f"segment {segment}, " if segment != DYNAMIC_SEGMENT else "")
-        rows.append({"model": f"{name}, dynamic evaluation {rule}lr {dynamic_lr:g})",
-                     "bpc": bpc(probs[np.arange(len(heldout)), targets])})
+        rows.append({"model": f"{name}, dynamic evaluation {rule}lr {dynamic_lr:g})", "bpc": bpc(probs)})
     else:
         probs = np.concatenate([lm.next_char_probs(val, train), static])
     pointer, length = match_predictions(train, heldout, min_match)

@@ -21,6 +21,8 @@ from ..training import TrainConfig, fit, keeps_global_rng, quiet, seed_everythin
 
 TASK = "generate"
 DYNAMIC_SEGMENT = 64  # characters dynamic evaluation scores between two updates (next_char_probs' default)
+# Unicode's scalar values (code points less the surrogates): what a character outside the vocabulary may be
+UNICODE_CHARACTERS = 0x110000 - 0x800
 
 
 class RmsDynamicEval:
@@ -107,6 +109,20 @@ class CharLM:
         _require_text("text", text)
         lookup = {c: i + 1 for i, c in enumerate(self.config["vocab"])}
         return np.fromiter((lookup.get(c, 0) for c in text), np.int64, len(text))
+
+    def unknown_bits(self) -> float:
+        """The extra bits a character outside the vocabulary costs: the model predicts only "unknown" (id 0), and
+        which character it is takes a uniform code over the Unicode characters the vocabulary lacks (~20.1 bits).
+        Without it an unseen character would cost only the unknown id's share, and a held-out text of unseen
+        characters would score close to 0 bits/char (a compressor pays their every byte)."""
+        self._require_fitted("unknown_bits")
+        return math.log2(UNICODE_CHARACTERS - len(self.config["vocab"]))
+
+    def code_bits(self, probs: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """(n,) bits to code each character ``ids`` (n,) under its predicted distribution ``probs`` (n, V): −log2
+        of its probability, plus ``unknown_bits`` where the character is outside the vocabulary (id 0)."""
+        p = probs[np.arange(len(ids)), ids]
+        return -np.log2(np.maximum(p, 1e-300)) + np.where(ids == 0, self.unknown_bits(), 0.0)
 
     def _require_fitted(self, what: str) -> None:
         if self.model is None or "vocab" not in self.config:
@@ -195,29 +211,38 @@ class CharLM:
 
     def bits_per_char(self, text: str, streams: int = 32, chunk: int = 256) -> float:
         """Bits per character of ``text`` under the model: the text is cut into ``streams`` contiguous parts
-        read in parallel, state carried from chunk to chunk. The first character of each part is predicted
-        from a zero state (unconditioned)."""
+        (lengths within one of each other) read in parallel, state carried from chunk to chunk. Each part's first
+        character is read, not scored; every other character is, a character outside the vocabulary with
+        ``unknown_bits`` added (``code_bits``)."""
         import torch
 
         self._require_fitted("bits_per_char")
+        for name, value in (("streams", streams), ("chunk", chunk)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
         ids = self.encode(text)
         if len(ids) < 2:
             raise ValueError(f"text: bits per character need at least 2 characters (one read, one predicted), "
                              f"got {len(ids)}")
-        streams = max(1, min(streams, len(ids) // 2))
-        per = len(ids) // streams
-        x = torch.from_numpy(ids[:per * streams].reshape(streams, per)).to(self.device)
-        total, count, state = 0.0, 0, None
+        parts = np.array_split(ids, min(streams, len(ids) // 2))  # every character in some part
+        width = len(parts[0])
+        x = np.zeros((len(parts), width), np.int64)
+        target = np.full((len(parts), width), -100, np.int64)  # -100: cross_entropy's ignore_index (padding)
+        for k, part in enumerate(parts):
+            x[k, :len(part)] = part
+            target[k, :len(part) - 1] = part[1:]
+        x, target = torch.from_numpy(x).to(self.device), torch.from_numpy(target).to(self.device)
+        total, state = 0.0, None
         self.model.eval()
         with torch.no_grad():
-            for i in range(0, per - 1, chunk):
-                inp, tgt = x[:, i:i + chunk], x[:, i + 1:i + chunk + 1]
-                inp = inp[:, :tgt.shape[1]]
-                logits, state = self.model(inp, state)
+            for i in range(0, width - 1, chunk):
+                tgt = target[:, i:i + chunk][:, :width - 1 - i]
+                logits, state = self.model(x[:, i:i + tgt.shape[1]], state)
                 total += float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
                                                                  tgt.reshape(-1), reduction="sum"))
-                count += tgt.numel()
-        return total / count / math.log(2)
+        scored = sum(len(part) - 1 for part in parts)
+        unknown = sum(int((part[1:] == 0).sum()) for part in parts)
+        return (total / math.log(2) + unknown * self.unknown_bits()) / scored
 
     def next_char_probs(self, text: str, context: str = "", *, dynamic_lr: float = 0.0, segment: int = DYNAMIC_SEGMENT,
                         warmup: int = 512, rms: list | None = None, decay: float = 0.0) -> np.ndarray:
@@ -235,8 +260,15 @@ class CharLM:
         import torch
 
         self._require_fitted("next_char_probs")
-        if dynamic_lr < 0 or segment < 1 or decay < 0:
-            raise ValueError(f"dynamic_lr, decay must be >= 0 and segment >= 1, got {dynamic_lr}, {decay}, {segment}")
+        _require_text("text", text)
+        _require_text("context", context)
+        for name, value in (("dynamic_lr", dynamic_lr), ("decay", decay)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
+        for name, value, least in (("segment", segment, 1), ("warmup", warmup, 0)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+                raise ValueError(f"{name}: expected an int >= {least}, got {value!r}")
         model = copy.deepcopy(self.model) if dynamic_lr else self.model
         model.eval()  # no dropout, also while adapting
         opt = None
@@ -244,8 +276,8 @@ class CharLM:
             params = list(model.parameters())
             opt = (RmsDynamicEval(params, rms, dynamic_lr, decay) if rms is not None
                    else torch.optim.SGD(params, lr=dynamic_lr))
-        ids = torch.from_numpy(self.encode(context[-warmup:] + text))[None].to(self.device)
         start = min(len(context), warmup)  # position in ids of text[0]
+        ids = torch.from_numpy(self.encode(context[len(context) - start:] + text))[None].to(self.device)
         state, out = None, []
         with torch.no_grad():
             if start > 1:
