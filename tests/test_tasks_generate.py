@@ -297,6 +297,9 @@ def test_unseen_characters_cost_their_code_and_every_character_is_scored(tmp_pat
         lm.next_char_probs("the", "ctx", warmup=-3)
     with pytest.raises(ValueError, match="streams: expected an int >= 1, got 0"):
         lm.bits_per_char(probe, streams=0)
+    short = CharLM(hidden_size=4, embed_dim=4, seq_len=50, epochs=1, batch_size=2, batches_per_epoch=1)
+    with pytest.raises(ValueError, match=r"val_text \(the validation split\): 9 characters, too short .*--seq-len"):
+        short.fit(text, "short val", log=lambda *a: None)
 
 
 def test_text_files_keep_their_line_endings(tmp_path):

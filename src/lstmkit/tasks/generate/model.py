@@ -158,13 +158,14 @@ class CharLM:
                             weight_decay=c["weight_decay"], warmup=c["warmup"], steps=c["steps"],
                             time_budget=c["time_budget"], eval_every=c["eval_every"], seed=c["seed"])
 
-    def _chunks(self, ids: np.ndarray):
+    def _chunks(self, ids: np.ndarray, name: str = "text"):
         import torch
 
         n = self.config["seq_len"] + 1
         k = len(ids) // n
         if k == 0:
-            raise ValueError(f"text too short: need at least {n} characters")
+            raise ValueError(f"{name}: {len(ids)} characters, too short for one chunk of seq_len + 1 = {n}; give "
+                             "more text or a smaller seq_len (--seq-len)")
         return (torch.from_numpy(ids[:k * n].reshape(k, n)),)
 
     @keeps_global_rng
@@ -192,7 +193,7 @@ class CharLM:
         cfg = TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], patience=c["patience"],
                           seed=c["seed"], batches_per_epoch=c["batches_per_epoch"], progress=int(self.verbose) >= 2,
                           lr_schedule=c["lr_schedule"], loss_unit="nats per character (cross-entropy)")
-        val = self._chunks(self.encode(val_text)) if val_text else None
+        val = self._chunks(self.encode(val_text), "val_text (the validation split)") if val_text else None
         self.history_ = fit(self.model, loss_fn, self._chunks(self.encode(text)), val, cfg, task=TASK, config=c,
                             ckpt_dir=ckpt_dir, resume=resume, log=log)
         self.history_["precision"] = self._precision_used()
