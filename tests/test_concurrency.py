@@ -46,3 +46,96 @@ def test_four_threads_four_models_match_sequential_runs():
         for a, b in zip(expected[k], got[k]):
             for u, v in zip(a, b):
                 np.testing.assert_array_equal(u, v, err_msg=f"model {k}")
+
+
+def _run_script(code: str, timeout: float = 120.0):
+    """(exit status, stderr) of ``code`` run by a fresh interpreter with lstmkit importable; None on a hang."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, PYTHONPATH=str(Path(lstmkit.__file__).parents[1]))
+    try:
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, "hung"
+    return run.returncode, run.stderr
+
+
+def test_a_dataloader_worker_importing_lstmkit_torch_after_torchs_openmp_ran_does_not_hang():
+    """The parent ran a torch op (torch's OpenMP threads started) and never imported lstmkit; a forked DataLoader
+    worker imports lstmkit.torch and runs a module: it attached the engine to the OpenMP team whose threads the
+    fork left behind, and hung on its first call. Where torch runs one thread (as in a worker) nothing is shared."""
+    code = """
+import torch
+torch.set_num_threads(2)
+a = torch.randn(256, 256)
+(a @ a).sum()
+class Data(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+    def __getitem__(self, i):
+        import lstmkit.torch as lt
+        return lt.LSTM(4, 32)(torch.randn(20, 8, 4))[0].sum().detach()
+loader = torch.utils.data.DataLoader(Data(), num_workers=1, multiprocessing_context="fork", timeout=60)
+print([float(v) for v in loader])
+"""
+    status, err = _run_script(code)
+    assert status == 0, err[-2000:]
+
+
+def test_a_daemon_thread_inside_a_native_call_at_exit_does_not_abort():
+    """A daemon thread in an engine call when the interpreter shut down took the GIL back, was ended by
+    pthread_exit, and the unwinding through a noexcept destructor aborted the process (rc 134, "terminate called
+    without an active exception"; 10 of 10 runs). An atexit hook (engine.prepare_exit) has such a thread wait for
+    the exit instead. (torch.nn in a daemon thread aborts the same way, in torch's own native calls.)"""
+    code = """
+import threading, time
+import numpy as np
+import lstmkit
+layer = lstmkit.GRU(8, 16).eval()  # short calls: the thread is often waiting for the GIL when the exit comes
+x = np.random.default_rng(0).standard_normal((3, 2, 8)).astype(np.float32)
+def work():
+    while True:
+        layer(x)
+threading.Thread(target=work, daemon=True).start()
+time.sleep(0.3)
+"""
+    for _ in range(3):
+        status, err = _run_script(code, timeout=60)
+        assert status == 0 and "terminate" not in err, (status, err[-2000:])
+
+
+def test_forks_beside_a_busy_thread_start_fresh():
+    """A fork while another thread held one of the engine's mutexes (the lockstep probes', the contention
+    tracker's) left the child's copy locked: it hung in set_num_threads or its first call (1 to 4 forks in 150).
+    The child renews them with its pool. Each child here gets 20 s."""
+    code = """
+import os, signal, threading
+import numpy as np
+import lstmkit
+from lstmkit import engine
+layer = lstmkit.GRU(8, 16).eval()
+x = np.random.default_rng(0).standard_normal((3, 2, 8)).astype(np.float32)
+stop = False
+def busy():
+    while not stop:
+        layer(x)
+threading.Thread(target=busy, daemon=True).start()
+hung = 0
+for _ in range(120):
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(20)
+        engine.set_num_threads(2)
+        layer(x)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    hung += status != 0
+stop = True
+print("hung", hung)
+assert hung == 0, hung
+"""
+    status, err = _run_script(code, timeout=300)
+    assert status == 0, err[-2000:]

@@ -146,7 +146,7 @@ void cell_forward(const std::string& mode, In<T> x, In<T> h, In<T> c, In<T> w_ih
   }
   const T* c_ptr = lstm ? c.data() : nullptr;
   T* c_out_ptr = lstm ? c_out.data() : nullptr;
-  nb::gil_scoped_release release;
+  lstmkit::bind_checks::GilRelease release;
   kernels<T>().cell_forward(lstm, k.B, k.I, k.H, k.P, x.data(), h.data(), c_ptr, k.w, h_out.data(), c_out_ptr,
                             act.is_valid() ? act.data() : nullptr, aux.is_valid() ? aux.data() : nullptr);
 }
@@ -180,7 +180,7 @@ void cell_backward(const std::string& mode, In<T> x, In<T> h, In<T> c, In<T> w_i
   }
   const lstmkit::CellGrads<T> grads{d_w_ih.data(), d_w_hh.data(), d_b_ih.is_valid() ? d_b_ih.data() : nullptr,
                                     d_b_ih.is_valid() ? d_b_hh.data() : nullptr, nullptr};
-  nb::gil_scoped_release release;
+  lstmkit::bind_checks::GilRelease release;
   kernels<T>().cell_backward(lstm, B, I, H, x.data(), h.data(), lstm ? c.data() : nullptr, k.w, act.data(), aux.data(),
                              dh.data(), lstm ? dc.data() : nullptr, dx.data(), dh_prev.data(),
                              lstm ? dc_prev.data() : nullptr, grads);
@@ -209,7 +209,7 @@ void forward(const std::string& mode, index_t num_layers, bool bidirectional, in
   expect_forward_results(s, out, h_n, c_n);
   const T* c0_ptr = s.lstm ? c0.data() : nullptr;
   T* c_n_ptr = s.lstm ? c_n.data() : nullptr;
-  nb::gil_scoped_release release;
+  lstmkit::bind_checks::GilRelease release;
   kernels<T>().rnn_forward(s, x.data(), a.cells.data(), h0.data(), c0_ptr, a.lengths, a.dropout_masks(), out.data(),
                            h_n.data(), c_n_ptr);
 }
@@ -248,7 +248,7 @@ void train_forward(const std::string& mode, index_t num_layers, bool bidirection
   const bool bf16 = bf16_products<T>(precision, s);
   const T* c0_ptr = s.lstm ? c0.data() : nullptr;
   T* c_n_ptr = s.lstm ? c_n.data() : nullptr;
-  nb::gil_scoped_release release;
+  lstmkit::bind_checks::GilRelease release;
   if constexpr (std::is_same<T, float>::value)
     if (bf16)
       return lstmkit::quant_kernels().train_forward(s, x.data(), a.cells.data(), h0.data(), c0_ptr, a.lengths,
@@ -298,7 +298,7 @@ void backward(const std::string& mode, index_t num_layers, bool bidirectional, i
   const bool bf16 = bf16_products<T>(precision, s);
   const T* d_cn_ptr = s.lstm ? d_cn.data() : nullptr;
   T* d_c0_ptr = s.lstm ? d_c0.data() : nullptr;
-  nb::gil_scoped_release release;
+  lstmkit::bind_checks::GilRelease release;
   if constexpr (std::is_same<T, float>::value)
     if (bf16)
       return lstmkit::quant_kernels().backward(s, x.data(), a.cells.data(), a.lengths, a.dropout_masks(), ws.data(),
@@ -329,7 +329,7 @@ class PyStream {
     expect_shape("x", x, {s_.B, s_.I});
     expect_shape("out", out, {s_.B, s_.P});
     Busy busy(busy_);
-    nb::gil_scoped_release release;
+    lstmkit::bind_checks::GilRelease release;
     impl_->step(x.data(), out.data());
   }
   void reset() {
@@ -438,6 +438,9 @@ NB_MODULE(_engine, m) {
         lstmkit::set_num_threads(n);
       },
       nb::arg("n"), "Set the threads the kernels use (>= 1).");
+  m.def("prepare_exit", &lstmkit::bind_checks::prepare_exit,
+        "Called at exit (atexit): a thread whose native call ends after this waits for the process to exit instead "
+        "of taking the GIL back, which CPython would end with pthread_exit, aborting the process.");
   m.def("share_openmp_team", &lstmkit::share_openmp_team, nb::arg("enable"),
         "Run the kernels' parallel work on the threads of the OpenMP runtime loaded in the process (torch's), "
         "or on lstmkit's own (enable=False); returns the runtime's path or ''.");

@@ -6,10 +6,13 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/common.h"
@@ -18,6 +21,45 @@ namespace lstmkit {
 namespace bind_checks {
 
 namespace nb = nanobind;
+
+// Interpreter shutdown. CPython 3.11 ends a thread that takes the GIL back during finalization with
+// pthread_exit, whose unwinding through a native call's frames (a noexcept destructor, nanobind's catch (...))
+// aborted the process ("terminate called without an active exception"): a daemon thread inside an lstmkit call
+// at exit. prepare_exit (an atexit handler, run before finalization starts) sets exiting, then lets go of the
+// GIL until no thread is taking it back; from then on a thread whose native call ends waits for the process to
+// exit instead of taking the GIL back (the thread that ran prepare_exit, the main one, goes on as usual).
+inline std::atomic<bool> g_exiting{false};
+inline std::atomic<int> g_restoring{0};  // threads between deciding to take the GIL back and having it
+inline std::thread::id g_exit_thread;
+
+// The GIL released for a native call and taken back after it, as nb::gil_scoped_release, but for shutdown.
+class GilRelease {
+ public:
+  GilRelease() : state_(PyEval_SaveThread()) {}
+  ~GilRelease() {
+    g_restoring.fetch_add(1);
+    if (g_exiting.load() && std::this_thread::get_id() != g_exit_thread) {
+      g_restoring.fetch_sub(1);
+      for (;;) std::this_thread::sleep_for(std::chrono::hours(1));  // until the process exits
+    }
+    PyEval_RestoreThread(state_);
+    g_restoring.fetch_sub(1);
+  }
+  GilRelease(const GilRelease&) = delete;
+  GilRelease& operator=(const GilRelease&) = delete;
+
+ private:
+  PyThreadState* state_;
+};
+
+// See g_exiting. Called with the GIL held, once, from atexit; waits at most about a second.
+inline void prepare_exit() {
+  g_exit_thread = std::this_thread::get_id();
+  g_exiting.store(true);
+  PyThreadState* state = PyEval_SaveThread();
+  for (int i = 0; i < 1000 && g_restoring.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  PyEval_RestoreThread(state);
+}
 
 template <typename T>
 using In = nb::ndarray<const T, nb::c_contig, nb::device::cpu>;

@@ -87,7 +87,7 @@ class PyQuantRnn {
       for (index_t b = 0; b < B; ++b)
         if (lens[b] < 0 || lens[b] > T) throw std::invalid_argument("lengths: expected values in [0, T]");
     }
-    nb::gil_scoped_release release;
+    lstmkit::bind_checks::GilRelease release;
     impl_->forward(T, B, x.data(), h0.data(), s.lstm ? c0.data() : nullptr, lens, out.data(), h_n.data(),
                    s.lstm ? c_n.data() : nullptr);
   }
@@ -152,7 +152,7 @@ void quant_linear(const std::string& dtype, In x, In w, Out y) {
   const index_t M = x.shape(0), K = x.shape(1), N = w.shape(0);
   expect_shape("y", y, {M, N});
   const lstmkit::QuantType t = parse_type(dtype);
-  nb::gil_scoped_release release;
+  lstmkit::bind_checks::GilRelease release;
   g_quant->linear(t, M, K, N, x.data(), w.data(), y.data());
 }
 
@@ -162,7 +162,7 @@ void bf16_linear_tn(In a, In b, Out c, Out sums) {
   const index_t K = a.shape(0), M = a.shape(1), Nc = b.shape(1);
   expect_shape("c", c, {M, Nc});
   if (sums.is_valid()) expect_shape("sums", sums, {M});
-  nb::gil_scoped_release release;
+  lstmkit::bind_checks::GilRelease release;
   g_quant->linear_tn(M, Nc, K, a.data(), b.data(), c.data(), sums.is_valid() ? sums.data() : nullptr);
 }
 

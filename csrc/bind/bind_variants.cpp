@@ -159,7 +159,7 @@ void run_variant_forward(const std::string& mode, index_t num_layers, bool bidir
   if (ws) expect_variant_workspace(*ws, s, v.o, !m_rd.empty());
   const T* c0_ptr = s.lstm ? c0.data() : nullptr;
   T* c_n_ptr = s.lstm ? c_n.data() : nullptr;
-  nb::gil_scoped_release release;
+  lstmkit::bind_checks::GilRelease release;
   if (ws)
     variant_kernels<T>().train_forward(s, v.o, x.data(), a.cells.data(), v.extra.data(), v.masks.data(), h0.data(),
                                        c0_ptr, a.lengths, a.dropout_masks(), out.data(), h_n.data(), c_n_ptr,
@@ -239,7 +239,7 @@ void variant_backward(const std::string& mode, index_t num_layers, bool bidirect
   }
   const T* d_cn_ptr = s.lstm ? d_cn.data() : nullptr;
   T* d_c0_ptr = s.lstm ? d_c0.data() : nullptr;
-  nb::gil_scoped_release release;
+  lstmkit::bind_checks::GilRelease release;
   variant_kernels<T>().backward(s, v.o, x.data(), a.cells.data(), v.extra.data(), v.masks.data(), a.lengths,
                                 a.dropout_masks(), ws.data(), d_out.data(), d_hn.data(), d_cn_ptr, dx.data(),
                                 d_h0.data(), d_c0_ptr, cg.data(), eg.data());

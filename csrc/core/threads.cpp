@@ -189,10 +189,14 @@ class Contention {
   std::atomic<uint64_t> solo_jobs_{0};
 };
 
-Contention& contention() {
+// A slot, not a static object: a forked child replaces it (renew_pool_after_fork), since a parent thread may
+// have held its mutex at the fork.
+Contention*& contention_slot() {
   static Contention* c = new Contention();  // never destroyed, like the pool
-  return *c;
+  return c;
 }
+
+Contention& contention() { return *contention_slot(); }
 
 // An OpenMP runtime already loaded in the process (torch's libgomp), whose threads run the pool's jobs
 // instead of the pool's own (share_openmp_team). Why: inside a torch program, torch's OpenMP workers
@@ -607,10 +611,16 @@ std::atomic<Pool*> g_pool{nullptr};
 // thread held one, are not there to join or unlock (set_num_threads hung in the child). The child
 // therefore starts a fresh pool with the same thread count (the old one is left, never destroyed), and
 // uses its own threads: an OpenMP runtime used before a fork may hang in the child.
+void renew_probes_after_fork();
+
 void renew_pool_after_fork() {
   Pool* old = g_pool.load(std::memory_order_relaxed);
   g_pool.store(new Pool(old ? old->wanted() : 0), std::memory_order_release);
   g_team.store(nullptr, std::memory_order_relaxed);
+  // the same for every other object whose mutex a parent thread may have held at the fork (the child hung in
+  // set_num_threads or its first call, 1 to 4 times in 150 forks beside a busy thread): the old ones are left
+  contention_slot() = new Contention();
+  renew_probes_after_fork();
 }
 
 Pool& pool() {
@@ -801,10 +811,14 @@ class LockstepProbes {
   std::atomic<uint64_t> alone_{0};
 };
 
-LockstepProbes& lockstep_probes() {
+LockstepProbes*& lockstep_probes_slot() {
   static LockstepProbes* p = new LockstepProbes();  // never destroyed, like the pool
-  return *p;
+  return p;
 }
+
+LockstepProbes& lockstep_probes() { return *lockstep_probes_slot(); }
+
+void renew_probes_after_fork() { lockstep_probes_slot() = new LockstepProbes(); }
 
 }  // namespace
 

@@ -70,6 +70,14 @@ except ImportError:  # pragma: no cover - depends on the build
     _engine = None
 
 
+if _engine is not None:
+    import atexit
+
+    # before the interpreter finalizes: a daemon thread inside an engine call then waits for the exit instead of
+    # taking the GIL back, which would end it by pthread_exit through native frames and abort the process
+    atexit.register(_engine.prepare_exit)
+
+
 def _check_isa_runs() -> None:
     """Warn when LSTMKIT_ISA names a path this CPU cannot run (avx512 on an AVX2 machine): the engine then uses
     the best it runs, which a benchmark or test meaning to measure the named path should be told."""

@@ -18,10 +18,12 @@ from .modules import GRU, LSTM, GRUCell, LSTMCell  # noqa: E402
 
 from .. import engine as _engine  # noqa: E402
 
-if _engine.available():
+if _engine.available() and torch.get_num_threads() > 1:
     # torch's OpenMP threads run the engine's parallel work: one set of threads for the whole program instead of
     # two competing for the cores (engine.share_openmp_team; lstmkit's training calls ran at half speed beside
-    # torch's spinning workers).
+    # torch's spinning workers). Not where torch runs one thread: there is no team to share, and a DataLoader
+    # worker (torch sets 1 thread there) forked after the parent's OpenMP ran has a team whose threads are gone,
+    # on which the engine's first parallel call hung.
     _engine.share_openmp_team(True)
 onnx_export.register_symbolics()  # torch.onnx.export(dynamo=False) translates the operators to LSTM/GRU nodes
 # torch.load's default (weights_only=True) unpickles only allowlisted classes. A user allowlists their own model
