@@ -139,3 +139,40 @@ assert hung == 0, hung
 """
     status, err = _run_script(code, timeout=300)
     assert status == 0, err[-2000:]
+
+
+def test_a_stream_being_stepped_at_a_fork_is_named_so_in_the_child():
+    """A child forked while a parent thread was stepping a stream inherits its busy flag, set by a thread it does
+    not have, and a state the step may have left half written: it said "already in use by another thread" for
+    ever; it says what happened (make a new stream). No leak report at exit from the thread kept in its call."""
+    code = """
+import os, threading
+import numpy as np
+import lstmkit
+stream = lstmkit.LSTM(256, 512).eval().stream(64)
+x = np.random.default_rng(0).standard_normal((64, 256)).astype(np.float32)
+def busy():
+    while True:
+        stream.step(x)
+threading.Thread(target=busy, daemon=True).start()
+seen = set()
+for _ in range(10):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            stream.step(x)
+            message = "ok"
+        except RuntimeError as e:
+            message = str(e)
+        os.write(w, message.encode())
+        os._exit(0)
+    os.close(w)
+    seen.add(os.read(r, 4096).decode())
+    os.waitpid(pid, 0)
+assert seen <= {"ok", "stream: it was being stepped by a thread of the parent process when this process forked, so "
+                "its state may be half written; make a new stream here"}, seen
+assert seen != {"ok"}, "the parent's thread was never caught stepping (a step of this size takes milliseconds)"
+"""
+    status, err = _run_script(code)
+    assert status == 0 and "leaked" not in err, err[-2000:]

@@ -24,6 +24,14 @@ def test_generate_end_to_end_and_predict(tmp_path, capsys):
     assert main(["predict", "--model", os.path.join(out, "model.safetensors"), "--prompt", "if", "--n-chars",
                  "10"]) == 0
     assert capsys.readouterr().out.startswith("if")
+    # --seed: the sample of that seed (every call once printed seed 0's)
+    from lstmkit.tasks.generate import CharLM
+
+    lm = CharLM.load(os.path.join(out, "model.safetensors"))
+    for seed in ("0", "7"):
+        assert main(["predict", "--model", os.path.join(out, "model.safetensors"), "--prompt", "if", "--n-chars",
+                     "40", "--temperature", "2", "--seed", seed]) == 0
+        assert capsys.readouterr().out.strip() == lm.sample("if", 40, 2.0, 20, seed=int(seed))
 
 
 def test_compressors_gain_from_training_text():

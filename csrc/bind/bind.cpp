@@ -17,6 +17,8 @@
 #include <type_traits>
 #include <vector>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <memory>
@@ -349,18 +351,27 @@ class PyStream {
   }
 
  private:
-  // One call at a time per stream (step releases the GIL): a second thread gets RuntimeError.
+  // One call at a time per stream (step releases the GIL): a second thread gets RuntimeError. The flag holds
+  // the holder's process id: a child forked while a parent thread was stepping the stream inherits it set, by
+  // a thread it does not have, and a state the step may have left half written.
   struct Busy {
-    std::atomic<bool>& flag;
-    explicit Busy(std::atomic<bool>& f) : flag(f) {
-      if (flag.exchange(true)) throw std::runtime_error("stream: already in use by another thread");
+    std::atomic<int64_t>& flag;
+    explicit Busy(std::atomic<int64_t>& f) : flag(f) {
+      int64_t holder = 0;
+      if (!flag.compare_exchange_strong(holder, static_cast<int64_t>(getpid()))) {
+        if (holder != static_cast<int64_t>(getpid()))
+          throw std::runtime_error(
+              "stream: it was being stepped by a thread of the parent process when this process forked, so its "
+              "state may be half written; make a new stream here");
+        throw std::runtime_error("stream: already in use by another thread");
+      }
     }
-    ~Busy() { flag.store(false); }
+    ~Busy() { flag.store(0); }
   };
 
   lstmkit::RnnShape s_;
   std::unique_ptr<lstmkit::StreamBase<T>> impl_;
-  std::atomic<bool> busy_{false};
+  std::atomic<int64_t> busy_{0};
 };
 
 template <typename T>

@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 from ..tasks.cli_common import device
-from ._flags import DefaultsHelp, positive, positive_int, refuse_unused
+from ._flags import DefaultsHelp, non_negative_int, positive, positive_int, refuse_unused
 
 
 # Flags that only some tasks' models read: {dest: (default, tasks)}. One given (a value other than its default)
@@ -13,7 +13,7 @@ TASK_FLAGS = {"csv": (None, ("classify", "forecast")), "ts": (None, ("classify",
               "id_col": ("id", ("classify",)), "step_col": ("step", ("classify",)),
               "feature_cols": (None, ("classify",)), "label_col": (None, ("classify",)),
               "prompt": ("", ("generate",)), "n_chars": (300, ("generate",)), "temperature": (0.8, ("generate",)),
-              "top_k": (20, ("generate",))}
+              "top_k": (20, ("generate",)), "seed": (0, ("generate",))}
 
 
 def register(sub) -> None:
@@ -39,6 +39,8 @@ def register(sub) -> None:
     p.add_argument("--temperature", type=positive, help="generate: sampling temperature")
     p.add_argument("--top-k", type=positive_int, default=TASK_FLAGS["top_k"][0],
                    help="generate: sample among the k likeliest characters")
+    p.add_argument("--seed", type=non_negative_int, help="generate: the sample's random seed (the same seed, the "
+                                                         "same text)")
     p.add_argument("--device", type=device, default="cpu",
                    help="where the model runs: cpu, cuda, cuda:N or mps (checked before any work)")
     p.add_argument("--output", help="write predictions to this CSV (generate: the sampled text to this file; "
@@ -157,7 +159,7 @@ def _generate(args) -> int:
     from ..tasks.generate import CharLM
 
     lm = CharLM.load(args.model, device=args.device)
-    text = lm.sample(args.prompt, args.n_chars, args.temperature, args.top_k)
+    text = lm.sample(args.prompt, args.n_chars, args.temperature, args.top_k, seed=args.seed)
     if not args.output:
         print(text)
         return 0
