@@ -260,10 +260,7 @@ class _Module:
         reference computes with it: an array assigned into the dict directly skipped load_state_dict's checks,
         and the reference would broadcast a (1,) bias or return float64 from a float64 weight."""
         expected, params = self._shapes(), self.params
-        if len(params) != len(expected) or any(k not in params for k in expected):
-            missing = [k for k in expected if k not in params]
-            unexpected = [k for k in params if k not in expected]
-            raise ValueError(f"params: keys do not match {self._owner()}: missing {missing}, unexpected {unexpected}")
+        check_state_keys(expected, params, self._owner(), "params")
         for name, shape in expected.items():
             value = params[name]
             got = tuple(value.shape) if hasattr(value, "shape") else type(value).__name__

@@ -318,13 +318,13 @@ def check_state_dict(config: RNNConfig, state: dict, dtype) -> dict[str, np.ndar
             for name, shape in expected.items()}
 
 
-def check_state_keys(expected: dict, state: dict, owner: str) -> None:
+def check_state_keys(expected: dict, state: dict, owner: str, name: str = "state_dict") -> None:
     """ValueError listing the missing and unexpected keys of ``state`` against ``expected`` (names -> shapes);
-    ``owner``: the module they belong to, for the message."""
+    ``owner``: the module they belong to, ``name``: what ``state`` is called, for the message."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
-        raise ValueError(f"state_dict: keys do not match {owner}: missing {missing}, unexpected {unexpected}")
+        raise ValueError(f"{name}: keys do not match {owner}: missing {missing}, unexpected {unexpected}")
 
 
 def check_state_value(name: str, value, shape: tuple, dtype) -> np.ndarray:

@@ -84,8 +84,7 @@ class CharLM:
                  recurrent_dropout: float = 0.0):
         for name, value in (("hidden_size", hidden_size), ("embed_dim", embed_dim), ("num_layers", num_layers),
                             ("seq_len", seq_len), ("epochs", epochs), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+            _require_int(name, value)
         if precision not in devices.PRECISIONS:
             raise ValueError(f"precision: expected one of {', '.join(map(repr, devices.PRECISIONS))}, "
                              f"got {precision!r}")
@@ -219,8 +218,7 @@ class CharLM:
 
         self._require_fitted("bits_per_char")
         for name, value in (("streams", streams), ("chunk", chunk)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+            _require_int(name, value)
         ids = self.encode(text)
         if len(ids) < 2:
             raise ValueError(f"text: bits per character need at least 2 characters (one read, one predicted), "
@@ -267,9 +265,8 @@ class CharLM:
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
                     or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
-        for name, value, least in (("segment", segment, 1), ("warmup", warmup, 0)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-                raise ValueError(f"{name}: expected an int >= {least}, got {value!r}")
+        _require_int("segment", segment)
+        _require_int("warmup", warmup, least=0)
         model = copy.deepcopy(self.model) if dynamic_lr else self.model
         model.eval()  # no dropout, also while adapting
         opt = None
@@ -371,6 +368,12 @@ class CharLM:
         lm.model.load_state_dict(ck["model"])
         lm.model.eval()
         return lm
+
+
+def _require_int(name: str, value, least: int = 1) -> None:
+    """ValueError naming ``name`` unless ``value`` is an int (not a bool) >= ``least``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{name}: expected an int >= {least}, got {value!r}")
 
 
 def _require_text(name: str, value) -> None:
