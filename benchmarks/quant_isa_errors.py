@@ -26,7 +26,7 @@ from lstmkit import engine  # noqa: E402
 def path_errors(isa: str, out: Path) -> dict:
     subprocess.run([sys.executable, "-c", tq._PROBE, str(out)], env=tq._env(isa), check=True)
     d = dict(np.load(out))
-    rounds_rows = str(d["quant_isa"]) == "avx512"
+    rounds_rows = str(d["quant_isa"]) in tq.ROUNDS_ROWS
     share, used = 0.0, 0.0
     for key in (k for k in d if k.startswith("bfloat16_")):
         shape = key.split("_", 1)[1]

@@ -24,7 +24,7 @@ import pytest
 import lstmkit
 from lstmkit import engine, ref
 from lstmkit.params import RNNConfig
-from test_quantize import bf16_product_bound
+from test_quantize import ROUNDS_ROWS, bf16_product_bound
 
 pytestmark = pytest.mark.skipif(not engine.available(), reason="lstmkit._engine is not built")
 
@@ -81,7 +81,7 @@ def test_linear_tn_within_the_rounding_bound():
         exact = a.T.astype(np.float64) @ b.astype(np.float64)
         # Aᵀ·B is A's columns times B's columns: the rows of the left operand are aᵀ, the weights bᵀ
         bound = bf16_product_bound(np.ascontiguousarray(a.T), np.ascontiguousarray(b.T),
-                                   rounds_rows=engine._engine.quant_isa() == "avx512")
+                                   rounds_rows=engine._engine.quant_isa() in ROUNDS_ROWS)
         excess = np.abs(c - exact) - bound
         assert excess.max() <= 0, f"K={K} M={M} Nc={Nc}: over the bound by {excess.max():.3g}"
         want = np.zeros(M, np.float32)

@@ -97,7 +97,7 @@ def test_isa_reporting():
     assert set(engine.supported_isas()) <= set(engine.ISAS)
 
 
-@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512", "amx"])
 def test_parity_sweep_under_each_isa(isa):
     if isa not in engine.supported_isas():
         pytest.skip(f"this CPU does not run the {isa} path")
@@ -142,7 +142,7 @@ def test_unknown_int8_kernel_warns():
         [sys.executable, "-W", "always", "-c", "from lstmkit import _engine; print(_engine.quant_int8_kernel())"],
         env=env, capture_output=True, text=True, check=True,
     )
-    assert out.stdout.strip() in ("madd", "pairs", "vnni", "portable")
+    assert out.stdout.strip() in ("madd", "pairs", "vnni", "amx", "portable")
     assert "LSTMKIT_INT8_KERNEL='bogus'" in out.stderr and "RuntimeWarning" in out.stderr
 
 

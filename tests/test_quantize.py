@@ -330,7 +330,8 @@ out["model_float32"] = model(xs, lengths=lengths)[0]
 for dtype in ("int8", "bfloat16"):
     out["model_" + dtype] = lstmkit.quantize(model, dtype)(xs, lengths=lengths)[0]
 np.savez(sys.argv[1], **out)
-""".replace("PRODUCTS", "((1, 5, 3), (6, 9, 20), (7, 70, 45), (13, 256, 1030), (64, 33, 17))")
+""".replace("PRODUCTS", "((1, 5, 3), (6, 9, 20), (7, 70, 45), (13, 256, 1030), (64, 33, 17), (17, 64, 48), "
+           "(40, 31, 33), (33, 100, 70))")  # the last three: AMX's blocks of 2 row tiles × 1 panel, 1 × 3, part rows
 
 
 @pytest.fixture(scope="module")
@@ -371,7 +372,12 @@ def bf16_product_bound(x: np.ndarray, w: np.ndarray, rounds_rows: bool) -> np.nd
     return rel * magnitude + x.shape[1] * 2.0**-126 * (1 + np.abs(w).max())
 
 
-@pytest.mark.parametrize("isa, int8_kernel", [("scalar", None), ("avx2", "madd"), ("avx2", "pairs"), ("avx512", None)])
+# The paths whose bf16 products round the activation rows too (bf16 × bf16: vdpbf16ps, tdpbf16ps).
+ROUNDS_ROWS = ("avx512", "amx")
+
+
+@pytest.mark.parametrize("isa, int8_kernel", [("scalar", None), ("avx2", "madd"), ("avx2", "pairs"), ("avx512", None),
+                                              ("amx", None)])
 def test_quantised_products_on_every_isa(isa, int8_kernel, isa_runs):
     """Each instruction-set path this CPU runs, against float64 and against the portable path:
     bf16 products within the bound derived from their rounding (which depends on the path: the AVX-512 BF16
@@ -387,7 +393,7 @@ def test_quantised_products_on_every_isa(isa, int8_kernel, isa_runs):
         shape = key.split("_", 1)[1]
         x, w = got["x_" + shape], got["w_" + shape]
         exact = x.astype(np.float64) @ w.astype(np.float64).T
-        excess = np.abs(got[key] - exact) - bf16_product_bound(x, w, rounds_rows=str(got["quant_isa"]) == "avx512")
+        excess = np.abs(got[key] - exact) - bf16_product_bound(x, w, rounds_rows=str(got["quant_isa"]) in ROUNDS_ROWS)
         assert excess.max() <= 0, f"{isa} path (quant {quant_isa}) {key}: over the bound by {excess.max():.3g}"
     for key in (k for k in got if k.startswith("int8_")):
         np.testing.assert_array_equal(got[key], portable[key], err_msg=f"{isa} path (quant {quant_isa}) {key}")
@@ -398,3 +404,32 @@ def test_quantised_products_on_every_isa(isa, int8_kernel, isa_runs):
     # below the int8 error itself
     np.testing.assert_allclose(got["model_int8"], portable["model_int8"], atol=2e-3,
                                err_msg=f"{isa} path (quant {quant_isa}) model_int8 vs the portable path")
+
+
+def test_amx_tiles_are_configured_per_call():
+    """The AMX path configures the tiles at every product and releases them after: torch's own AMX kernels
+    (oneDNN's bf16 matmul, on the same thread) in between change nothing, and a forked child (which inherits the
+    process's tile permission) computes the same bits. On a CPU without AMX, the same holds for its path."""
+    import multiprocessing
+
+    import torch
+
+    model = lstmkit.LSTM(40, 64, num_layers=2, seed=5).eval()
+    x = np.random.default_rng(5).standard_normal((12, 20, 40)).astype(np.float32)
+    want = {dtype: lstmkit.quantize(model, dtype)(x)[0] for dtype in QUANT_DTYPES}
+    a = torch.randn(64, 256, dtype=torch.bfloat16)
+    for dtype in QUANT_DTYPES:
+        q = lstmkit.quantize(model, dtype)
+        for _ in range(3):
+            (a @ a.T).sum()  # oneDNN, AMX where the CPU has it: configures the tiles its own way
+            np.testing.assert_array_equal(q(x)[0], want[dtype], err_msg=f"{engine.isa()} path, {dtype}")
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.map(_quantised_output, [(model, x, dtype) for dtype in QUANT_DTYPES])
+    for dtype, out in zip(QUANT_DTYPES, got):
+        np.testing.assert_array_equal(out, want[dtype], err_msg=f"{engine.isa()} path, {dtype}, forked child")
+
+
+def _quantised_output(args):
+    model, x, dtype = args
+    return lstmkit.quantize(model, dtype)(x)[0]

@@ -17,7 +17,11 @@
 #include <type_traits>
 #include <vector>
 
+#include <sys/syscall.h>
 #include <unistd.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
 
 #include <atomic>
 #include <cstdlib>
@@ -59,20 +63,52 @@ bool cpu_has_avx512() {
 #endif
 }
 
-// The best path this CPU runs, lowered (never raised) by LSTMKIT_ISA=scalar|avx2|avx512. An unknown
+// AMX (tiles, bf16 and int8 products) beside AVX-512 with VNNI and BF16, and the tile state granted to this
+// process: Linux hands it out only on request (arch_prctl ARCH_REQ_XCOMP_PERM, once; children inherit it).
+bool cpu_has_amx() {
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+  static const bool has = [] {
+    if (!cpu_has_avx512() || !__builtin_cpu_supports("avx512vnni") || !__builtin_cpu_supports("avx512bf16"))
+      return false;
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const unsigned amx_bf16 = 1u << 22, amx_tile = 1u << 24, amx_int8 = 1u << 25;
+    if ((d & (amx_bf16 | amx_tile | amx_int8)) != (amx_bf16 | amx_tile | amx_int8)) return false;
+    constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;  // asm/prctl.h, the tile data's state bit
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
+// The paths, lowest first: each runs the float kernels of its name, except amx, which runs the avx512 float
+// kernels and multiplies the bf16 and int8 products (lstmkit.quantize, bf16 training) on AMX tiles.
+const char* const kIsas[] = {"scalar", "avx2", "avx512", "amx"};
+
+// The best path this CPU runs, lowered (never raised) by LSTMKIT_ISA=scalar|avx2|avx512|amx. An unknown
 // value is ignored here (lstmkit.engine warns about it).
-const lstmkit::Kernels* choose_kernels() {
-  const lstmkit::Kernels* best = cpu_has_avx512() ? &lstmkit::kernels_avx512
-                                 : cpu_has_avx2() ? &lstmkit::kernels_avx2
-                                                  : &lstmkit::kernels_scalar;
+std::string choose_isa() {
+  const std::string best = cpu_has_amx() ? "amx" : cpu_has_avx512() ? "avx512" : cpu_has_avx2() ? "avx2" : "scalar";
   const char* env = std::getenv("LSTMKIT_ISA");
   if (!env) return best;
   const std::string want(env);
-  if (want == "scalar") return &lstmkit::kernels_scalar;
-  if (want == "avx2" && best == &lstmkit::kernels_avx512) return &lstmkit::kernels_avx2;
-  return best;
+  int rank_want = -1, rank_best = -1;
+  for (int i = 0; i < 4; ++i) {
+    if (want == kIsas[i]) rank_want = i;
+    if (best == kIsas[i]) rank_best = i;
+  }
+  return rank_want >= 0 && rank_want < rank_best ? want : best;
 }
 
+const lstmkit::Kernels* kernels_for(const std::string& isa) {
+  if (isa == "amx" || isa == "avx512") return &lstmkit::kernels_avx512;
+  if (isa == "avx2") return &lstmkit::kernels_avx2;
+  return &lstmkit::kernels_scalar;
+}
+
+std::string g_isa;
 const lstmkit::Kernels* g_kernels = nullptr;
 
 template <typename T>
@@ -90,6 +126,7 @@ std::vector<std::string> supported_isas() {
   std::vector<std::string> out{"scalar"};
   if (cpu_has_avx2()) out.push_back("avx2");
   if (cpu_has_avx512()) out.push_back("avx512");
+  if (cpu_has_amx()) out.push_back("amx");
   return out;
 }
 
@@ -427,12 +464,13 @@ void bind_dtype(nb::module_& m, const char* stream_name) {
 
 NB_MODULE(_engine, m) {
   m.doc() = "lstmkit's native CPU kernels (float32 and float64). The checked API is lstmkit.engine.";
-  g_kernels = choose_kernels();
+  g_isa = choose_isa();
+  g_kernels = kernels_for(g_isa);
   bind_dtype<float>(m, "Stream32");
   bind_dtype<double>(m, "Stream64");
-  bind_quantized(m, g_kernels->name);
+  bind_quantized(m, g_isa);
   bind_variants(m, g_kernels->name);
-  m.def("isa", [] { return std::string(g_kernels->name); }, "The instruction-set path in use.");
+  m.def("isa", [] { return g_isa; }, "The instruction-set path in use.");
   m.def("supported_isas", &supported_isas, "The paths this CPU can run, lowest first.");
   m.def(
       "train_workspace_row",

@@ -42,12 +42,14 @@ bool cpu_has(const char* what) {
   return false;
 }
 
-// The quantised path follows the float path chosen at import (`float_isa`, which LSTMKIT_ISA may have
-// lowered) and adds the dot-product extensions the CPU has: avx512 with VNNI and BF16 → avx512,
-// AVX-VNNI → avxvnni (unless LSTMKIT_ISA=avx2 asked for plain AVX2), else the float path's level.
+// The quantised path follows the path chosen at import (`float_isa`, which LSTMKIT_ISA may have lowered) and
+// adds the dot-product extensions the CPU has: amx → amx (bind.cpp checked the tiles are granted), avx512 with
+// VNNI and BF16 → avx512, AVX-VNNI → avxvnni (unless LSTMKIT_ISA=avx2 asked for plain AVX2), else the float
+// path's level.
 const lstmkit::QuantKernels* choose(const std::string& float_isa) {
   const char* env = std::getenv("LSTMKIT_ISA");
   const bool forced_avx2 = env && std::string(env) == "avx2";
+  if (float_isa == "amx") return &lstmkit::quant_amx;
   if (float_isa == "avx512" && cpu_has("avx512vnni") && cpu_has("avx512bf16")) return &lstmkit::quant_avx512;
   if (float_isa != "scalar" && !forced_avx2 && cpu_has("avxvnni")) return &lstmkit::quant_avxvnni;
   if (float_isa != "scalar") return &lstmkit::quant_avx2;

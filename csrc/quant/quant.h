@@ -36,7 +36,7 @@ class QuantRnnBase {
 };
 
 struct QuantKernels {
-  const char* name;  // "scalar", "avx2", "avxvnni", "avx512"
+  const char* name;  // "scalar", "avx2", "avxvnni", "avx512", "amx"
   // weights: [L·D] (T and B of s unused). The caller owns (deletes) the result.
   QuantRnnBase* (*make_rnn)(const RnnShape& s, const CellWeights<float>* weights, QuantType type);
   // Streaming state (common.h's StreamBase) of a unidirectional model: s.D = 1, weights [L].
@@ -56,7 +56,7 @@ struct QuantKernels {
   // weight-gradient product: the test hook of that product.
   void (*linear_tn)(index_t M, index_t Nc, index_t K, const float* A, const float* Bm, float* C, float* sums);
   // The int8 products' inner loop this process runs: "madd" or "pairs" (AVX2, quant_gemm.h's int8_kernel),
-  // "vnni", or "portable".
+  // "vnni", "amx", or "portable".
   const char* (*int8_kernel)();
 };
 
@@ -68,5 +68,6 @@ extern const QuantKernels quant_scalar;   // portable C++
 extern const QuantKernels quant_avx2;     // AVX2+FMA: vpmaddubsw (+ vpmaddwd), bf16 → f32 by a shift
 extern const QuantKernels quant_avxvnni;  // AVX-VNNI (256-bit vpdpbusd); bf16 as AVX2
 extern const QuantKernels quant_avx512;   // AVX-512 with VNNI (vpdpbusd) and BF16 (vdpbf16ps)
+extern const QuantKernels quant_amx;      // quant_avx512 with the products of prepared rows on AMX tiles
 
 }  // namespace lstmkit

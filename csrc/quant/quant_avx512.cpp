@@ -1,6 +1,6 @@
 // AVX-512 build with VNNI (vpdpbusd zmm) and BF16 (vdpbf16ps), e.g. AMD Zen 4, Intel Cooper Lake and
 // Sapphire Rapids. Dispatched only where the CPU reports all of avx512f/bw/vl/dq, avx512vnni and
-// avx512bf16; not run on the development machine (AMD Zen 2, no AVX-512).
+// avx512bf16 (run on AMD Zen 4 and, below amx, on Intel Sapphire Rapids).
 #define LSTMKIT_ISA qisa_avx512
 #define LSTMKIT_QTABLE quant_avx512
 #define LSTMKIT_ISA_NAME "avx512"

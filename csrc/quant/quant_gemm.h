@@ -2,9 +2,9 @@
 // column panels and A (float32 rows: x_t, h_t, the projection input) prepared per call.
 //
 // Compiled once per instruction set (quant_impl.h) with LSTMKIT_QKIND: 0 portable C++, 1 AVX2+FMA,
-// 2 AVX-VNNI, 3 AVX-512 with VNNI and BF16. Every path accumulates the int8 products exactly in int32
-// and dequantises them with the same float operations, so the int8 results are the same bits on every
-// path (tests/test_quantize.py checks it through QuantKernels::linear).
+// 2 AVX-VNNI, 3 AVX-512 with VNNI and BF16, 4 the same with AMX (quant_amx.h: the products of prepared rows). Every
+// path accumulates the int8 products exactly in int32 and dequantises them with the same float operations, so the int8
+// results are the same bits on every path (tests/test_quantize.py checks it through QuantKernels::linear).
 #pragma once
 
 #include <algorithm>
@@ -16,6 +16,9 @@
 
 #include "core/common.h"
 #include "core/gemm.h"  // CInit
+#if LSTMKIT_QKIND == 4
+#include "quant/quant_amx.h"
+#endif
 
 #ifndef LSTMKIT_QKIND
 #define LSTMKIT_QKIND 0
@@ -28,10 +31,17 @@ namespace LSTMKIT_ISA {
 constexpr index_t kQNR = 16;
 static_assert(kQNR <= CInit<float>::kMaxWidth, "CInit::row covers a panel");
 // Rows per register tile (accumulators: rows × 16 columns), int8 and bf16.
-constexpr int kQMR = LSTMKIT_QKIND == 3 ? 8 : LSTMKIT_QKIND == 1 ? 2 : 4;
-constexpr int kBMR = LSTMKIT_QKIND == 3 ? 8 : 6;
+constexpr int kQMR = LSTMKIT_QKIND >= 3 ? 8 : LSTMKIT_QKIND == 1 ? 2 : 4;
+constexpr int kBMR = LSTMKIT_QKIND >= 3 ? 8 : 6;
 // Row block of A kept in L2 while the panels sweep it.
 constexpr index_t kQMC = 96;
+// K in groups (an int8 quad, a bf16 pair) is padded with zeros to a multiple of this in the packed weights and
+// the prepared rows: AMX multiplies whole tiles of 16 groups (quant_amx.h).
+constexpr index_t kGroupPad = LSTMKIT_QKIND == 4 ? 16 : 1;
+// Rows a prepared operand holds past its last: an AMX tile reads 16 rows from its first.
+constexpr index_t kRowSlack = LSTMKIT_QKIND == 4 ? 16 : 0;
+
+inline index_t pad_groups(index_t groups) { return (groups + kGroupPad - 1) / kGroupPad * kGroupPad; }
 
 // Activations of M rows made ready for one product (reused across calls: no allocation per step once
 // it has grown).
@@ -66,7 +76,7 @@ inline float from_bf16(uint16_t b) {
   return f;
 }
 
-#if LSTMKIT_QKIND == 3
+#if LSTMKIT_QKIND >= 3
 // to_bf16 of 16 floats at once, each result in the low half of its 32-bit lane (the same bits as to_bf16).
 inline __m512i to_bf16_x16(const float* a) {
   const __m512i u = _mm512_loadu_si512(a);
@@ -82,7 +92,7 @@ inline __m512i to_bf16_x16(const float* a) {
 // inputs as the pairs vdpbf16ps multiplies.
 inline void round_pairs(const float* a0, const float* a1, index_t n, uint32_t* dst) {
   index_t j = 0;
-#if LSTMKIT_QKIND == 3
+#if LSTMKIT_QKIND >= 3
   for (; j + 16 <= n; j += 16) {
     const __m512i lo = to_bf16_x16(a0 + j);
     const __m512i hi = a1 ? _mm512_slli_epi32(to_bf16_x16(a1 + j), 16) : _mm512_setzero_si512();
@@ -92,10 +102,37 @@ inline void round_pairs(const float* a0, const float* a1, index_t n, uint32_t* d
   for (; j < n; ++j) dst[j] = to_bf16(a0[j]) | (a1 ? static_cast<uint32_t>(to_bf16(a1[j])) << 16 : 0u);
 }
 
+#if LSTMKIT_QKIND == 4
+// The 16 × 16 matrix of 32-bit words b transposed in place.
+inline void transpose_16x16(uint32_t (*b)[16]) {
+  __m512i r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_load_si512(b[i]);
+  for (int i = 0; i < 8; ++i) {  // per 128-bit lane: rows 2i, 2i + 1 interleaved by words
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {  // lane L of r[4i + j]: column 4L + j of rows 4i .. 4i + 3
+    r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int j = 0; j < 4; ++j) {  // the lanes gathered: column 4L + j from lane L of r[j], r[4 + j], r[8 + j], r[12 + j]
+    const __m512i x0 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x88), x1 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xdd);
+    const __m512i y0 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x88);
+    const __m512i y1 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xdd);
+    _mm512_store_si512(b[j], _mm512_shuffle_i32x4(x0, y0, 0x88));
+    _mm512_store_si512(b[4 + j], _mm512_shuffle_i32x4(x1, y1, 0x88));
+    _mm512_store_si512(b[8 + j], _mm512_shuffle_i32x4(x0, y0, 0xdd));
+    _mm512_store_si512(b[12 + j], _mm512_shuffle_i32x4(x1, y1, 0xdd));
+  }
+}
+#endif
+
 // dst[j] = to_bf16(a[j]) for j < n.
 inline void round_row(const float* a, index_t n, uint16_t* dst) {
   index_t j = 0;
-#if LSTMKIT_QKIND == 3
+#if LSTMKIT_QKIND >= 3
   for (; j + 16 <= n; j += 16)
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j), _mm512_cvtepi32_epi16(to_bf16_x16(a + j)));
 #endif
@@ -264,6 +301,8 @@ inline void pair_sums(const uint8_t* q, index_t Kp, index_t k4n, const int8_t* p
 inline const char* int8_kernel_name() {
 #if LSTMKIT_QKIND == 1
   return int8_kernel() == Int8Kernel::madd ? "madd" : "pairs";
+#elif LSTMKIT_QKIND == 4
+  return "amx";
 #elif LSTMKIT_QKIND >= 2
   return "vnni";
 #else
@@ -280,7 +319,7 @@ class Int8Weights {
   static constexpr int MR = kQMR;
   Int8Weights() = default;
   // w: [n, k] row-major, row stride ldw.
-  Int8Weights(const float* w, index_t n, index_t k, index_t ldw) : n_(n), k_(k), k4_((k + 3) / 4) {
+  Int8Weights(const float* w, index_t n, index_t k, index_t ldw) : n_(n), k_(k), k4_(pad_groups((k + 3) / 4)) {
     const index_t P = panels();
     data_.assign(static_cast<size_t>(P * k4_ * kQNR * 4), int8_t(0));
     scale_.assign(static_cast<size_t>(P * kQNR), 0.f);
@@ -312,7 +351,7 @@ class Int8Weights {
   void prepare(index_t M, const float* A, index_t lda, QuantRows& r) const {
     const index_t Kp = padded_k();
     r.M = M;
-    if (r.q.size() < static_cast<size_t>(M * Kp)) r.q.resize(static_cast<size_t>(M * Kp));
+    if (r.q.size() < static_cast<size_t>((M + kRowSlack) * Kp)) r.q.resize(static_cast<size_t>((M + kRowSlack) * Kp));
     if (r.scale.size() < static_cast<size_t>(M))
       r.scale.resize(static_cast<size_t>(M)), r.zp.resize(static_cast<size_t>(M));
     for (index_t m = 0; m < M; ++m) quantize_row_u7(A + m * lda, k_, Kp, r.q.data() + m * Kp, r.scale[m], r.zp[m]);
@@ -327,6 +366,9 @@ class Int8Weights {
   template <int ROWS>
   void tile(const QuantRows& r, index_t m, const int8_t* panel, index_t p, float* c, index_t ldc,
             const float* init) const;
+  template <int ROWS>
+  void dequantize(const int32_t (*acc)[kQNR], const QuantRows& r, index_t m, index_t p, float* c, index_t ldc,
+                  const float* init) const;
 
   index_t n_ = 0, k_ = 0, k4_ = 0;
   std::vector<int8_t> data_;
@@ -341,9 +383,8 @@ void Int8Weights::tile(const QuantRows& r, index_t m, const int8_t* panel, index
                        const float* init) const {
   const index_t Kp = padded_k();
   const uint8_t* q = r.q.data() + m * Kp;
-  const int cols = static_cast<int>(std::min<index_t>(kQNR, n_ - p * kQNR));
   alignas(64) int32_t acc[ROWS][kQNR];
-#if LSTMKIT_QKIND == 3
+#if LSTMKIT_QKIND >= 3
   __m512i v[ROWS];
   for (int i = 0; i < ROWS; ++i) v[i] = _mm512_setzero_si512();
   for (index_t k4 = 0; k4 < k4_; ++k4) {
@@ -374,7 +415,15 @@ void Int8Weights::tile(const QuantRows& r, index_t m, const int8_t* panel, index
     }
   }
 #endif
-  // Dequantise: the same float operations on every path, (s_a · s_w) · float(Σ q·w − zp·colsum).
+  dequantize<ROWS>(acc, r, m, p, c, ldc, init);
+}
+
+// C[m + i, p·16 .. +cols] = (init, or C's own row) + the dequantised sums acc[i] of rows [m, m + ROWS) with panel p:
+// the same float operations on every path, (s_a · s_w) · float(Σ q·w − zp·colsum).
+template <int ROWS>
+void Int8Weights::dequantize(const int32_t (*acc)[kQNR], const QuantRows& r, index_t m, index_t p, float* c,
+                             index_t ldc, const float* init) const {
+  const int cols = static_cast<int>(std::min<index_t>(kQNR, n_ - p * kQNR));
   const float* sw = scale_.data() + p * kQNR;
   const int32_t* cs = colsum_.data() + p * kQNR;
 #if LSTMKIT_QKIND >= 1
@@ -410,6 +459,28 @@ void Int8Weights::tile(const QuantRows& r, index_t m, const int8_t* panel, index
 inline void Int8Weights::gemm_acc(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0,
                                   index_t p1, CInit<float> init) const {
   const index_t panel_size = k4_ * kQNR * 4;
+#if LSTMKIT_QKIND == 4
+  if (M <= 0 || p0 >= p1) return;
+  const AmxTiles tiles;
+  const index_t Kp = padded_k();
+  auto panel = [&](index_t p) { return reinterpret_cast<const uint8_t*>(data_.data() + p * panel_size); };
+  amx_product<true>(M, r.q.data() + m0 * Kp, Kp, p0, p1, 0, k4_ / kGroupPad, panel,
+                    [&](index_t m, index_t rows, index_t p, index_t nt, auto sums) {
+                      const bool two = rows > kAmxRows;
+                      for (index_t i = 0; i * kAmxRows < rows; ++i)
+                        for (index_t j = 0; j < nt; ++j) {
+                          const auto* acc = reinterpret_cast<const int32_t (*)[kQNR]>(sums[amx_c_tile(two, i, j)]);
+                          const index_t row0 = m + i * kAmxRows, n = std::min(kAmxRows, rows - i * kAmxRows);
+                          float* c = C + row0 * ldc + (p + j) * kQNR;
+                          const float* from = init.row((p + j) * kQNR);
+                          if (n == kAmxRows) dequantize<kAmxRows>(acc, r, m0 + row0, p + j, c, ldc, from);
+                          else
+                            for (index_t k = 0; k < n; ++k)
+                              dequantize<1>(acc + k, r, m0 + row0 + k, p + j, c + k * ldc, ldc, from);
+                        }
+                    });
+  return;
+#endif
   for (index_t b0 = 0; b0 < M; b0 += kQMC) {
     const index_t mb = std::min(kQMC, M - b0);
     for (index_t p = p0; p < p1; ++p) {
@@ -440,17 +511,17 @@ inline void Int8Weights::gemm_acc(index_t m0, index_t M, const QuantRows& r, flo
 class Bf16Weights {
  public:
   static constexpr int MR = kBMR;
-  static constexpr index_t kPair = LSTMKIT_QKIND == 3 ? 2 : 1;  // inputs per column group
+  static constexpr index_t kPair = LSTMKIT_QKIND >= 3 ? 2 : 1;  // inputs per column group
   static constexpr index_t kKC = 512 / kPair;                   // groups per K block
 
   Bf16Weights() = default;
   // w: [n, k] row-major with row stride ldw; transposed: w is [k, n] (row stride ldw) and W = its transpose.
   Bf16Weights(const float* w, index_t n, index_t k, index_t ldw, bool transposed = false)
-      : n_(n), k_(k), kg_((k + kPair - 1) / kPair) {
-    data_.assign(static_cast<size_t>(panels() * kg_ * kQNR * kPair), uint16_t(0));
+      : n_(n), k_(k), kg_((k + kPair - 1) / kPair), kgs_(pad_groups(kg_)) {
+    data_.assign(static_cast<size_t>(panels() * kgs_ * kQNR * kPair), uint16_t(0));
     if (!transposed) {
       for (index_t i = 0; i < n; ++i) {
-        uint16_t* dst = data_.data() + (i / kQNR) * kg_ * kQNR * kPair + (i % kQNR) * kPair;
+        uint16_t* dst = data_.data() + (i / kQNR) * kgs_ * kQNR * kPair + (i % kQNR) * kPair;
         for (index_t kk = 0; kk < k; ++kk) dst[(kk / kPair) * kQNR * kPair + kk % kPair] = to_bf16(w[i * ldw + kk]);
       }
       return;
@@ -461,7 +532,7 @@ class Bf16Weights {
       const float* w1 = kPair == 2 && g * kPair + 1 < k ? w0 + ldw : nullptr;
       for (index_t p = 0; p < panels(); ++p) {
         const index_t c0 = p * kQNR, cols = std::min(kQNR, n - c0);
-        uint16_t* dst = data_.data() + (p * kg_ + g) * kQNR * kPair;
+        uint16_t* dst = data_.data() + (p * kgs_ + g) * kQNR * kPair;
         if (kPair == 2) round_pairs(w0 + c0, w1 ? w1 + c0 : nullptr, cols, reinterpret_cast<uint32_t*>(dst));
         else round_row(w0 + c0, cols, dst);
       }
@@ -475,14 +546,15 @@ class Bf16Weights {
   // Rows [0, M) of A [M, K] (row stride lda) as the product's left operand.
   void prepare(index_t M, const float* A, index_t lda, QuantRows& r) const {
     r.M = M;
-#if LSTMKIT_QKIND == 3  // vdpbf16ps multiplies bf16 by bf16: round the rows too
-    if (r.bf.size() < static_cast<size_t>(M * kg_)) r.bf.resize(static_cast<size_t>(M * kg_));
+#if LSTMKIT_QKIND >= 3  // vdpbf16ps multiplies bf16 by bf16: round the rows too
+    const size_t size = static_cast<size_t>((M + kRowSlack) * kgs_);
+    if (r.bf.size() < size) r.bf.resize(size);
     for (index_t m = 0; m < M; ++m) {
-      uint32_t* dst = r.bf.data() + m * kg_;
-      round_row(A + m * lda, k_, reinterpret_cast<uint16_t*>(dst));
-      if (2 * kg_ > k_) reinterpret_cast<uint16_t*>(dst)[k_] = 0;
+      uint16_t* dst = reinterpret_cast<uint16_t*>(r.bf.data() + m * kgs_);
+      round_row(A + m * lda, k_, dst);
+      std::fill(dst + k_, dst + 2 * kgs_, uint16_t(0));  // the pair's other half, and AMX's padding
     }
-    r.rs = kg_, r.ks = 1, r.blocked = false;
+    r.rs = kgs_, r.ks = 1, r.blocked = false;
 #else
     r.a = A, r.rs = lda, r.ks = 1;
 #endif
@@ -494,14 +566,39 @@ class Bf16Weights {
   // bits): a bias gradient from the same pass over A.
   void size_columns(index_t M, QuantRows& r) const {
     r.M = M;
-#if LSTMKIT_QKIND == 3
+#if LSTMKIT_QKIND == 4
+    const index_t size = (M + kRowSlack) * kgs_;  // rows, as prepare() makes them
+    if (r.bf.size() < static_cast<size_t>(size)) r.bf.resize(static_cast<size_t>(size));
+#elif LSTMKIT_QKIND >= 3
     const index_t size = (M + kBMR - 1) / kBMR * kBMR * kg_;
     if (r.bf.size() < static_cast<size_t>(size)) r.bf.resize(static_cast<size_t>(size));
 #endif
   }
   void prepare_columns(const float* A, index_t lda, QuantRows& r, index_t m0, index_t m1, float* sums) const {
     if (sums) std::fill(sums + m0, sums + m1, 0.f);
-#if LSTMKIT_QKIND == 3
+#if LSTMKIT_QKIND == 4
+    // Rows as prepare() makes them (row m's pairs contiguous, kgs_ a row), for the AMX product: A's columns
+    // transposed in blocks of 16 pairs × 16 columns, so that each row's 16 pairs are one 64-byte store.
+    alignas(64) uint32_t block[16][kQNR];
+    for (index_t g0 = 0; g0 < kg_; g0 += 16) {
+      const index_t ng = std::min<index_t>(16, kg_ - g0);
+      for (index_t m = m0; m < m1; m += kQNR) {
+        const index_t n = std::min(kQNR, m1 - m);
+        for (index_t i = 0; i < 16; ++i) {
+          const float* a0 = A + 2 * (g0 + i) * lda;
+          if (i < ng) round_pairs(a0 + m, 2 * (g0 + i) + 1 < k_ ? a0 + lda + m : nullptr, n, block[i]);
+          else std::fill(block[i], block[i] + kQNR, 0u);  // past K: the padding's zeros
+        }
+        transpose_16x16(block);
+        for (index_t j = 0; j < n; ++j) std::memcpy(r.bf.data() + (m + j) * kgs_ + g0, block[j], 64);
+      }
+      if (sums)
+        for (index_t k = 2 * g0; k < std::min(k_, 2 * (g0 + ng)); ++k)
+          for (index_t m = m0; m < m1; ++m) sums[m] += A[k * lda + m];
+    }
+    for (index_t m = m0; m < m1; ++m) std::fill(r.bf.data() + m * kgs_ + kg_, r.bf.data() + (m + 1) * kgs_, 0u);
+    r.rs = kgs_, r.ks = 1, r.blocked = false;
+#elif LSTMKIT_QKIND >= 3
     alignas(64) uint32_t row[kQNR];
     for (index_t g = 0; g < kg_; ++g) {
       const float* a0 = A + 2 * g * lda;
@@ -539,8 +636,11 @@ class Bf16Weights {
   // A · Wᵀ (as Int8Weights::gemm_acc).
   void gemm_acc(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0, index_t p1,
                 CInit<float> init = {}) const {
-    const index_t panel_size = kg_ * kQNR * kPair;
-    if (kg_ == 0) init.fill(M, p0 * kQNR, std::min(n_, p1 * kQNR), C, ldc);  // no sums
+    const index_t panel_size = kgs_ * kQNR * kPair;
+    if (kg_ == 0) return init.fill(M, p0 * kQNR, std::min(n_, p1 * kQNR), C, ldc);  // no sums
+#if LSTMKIT_QKIND == 4
+    if (!r.blocked) return gemm_amx(m0, M, r, C, ldc, p0, p1, init);
+#endif
     for (index_t g0 = 0; g0 < kg_; g0 += kKC) {
       const index_t g1 = std::min(kg_, g0 + kKC);
       for (index_t b0 = 0; b0 < M; b0 += kQMC) {
@@ -566,6 +666,39 @@ class Bf16Weights {
   }
 
  private:
+#if LSTMKIT_QKIND == 4
+  // gemm_acc of rows prepared by prepare() on AMX: K in blocks of kKC pairs (a block's sums added to C, the
+  // first's to init's row where set).
+  void gemm_amx(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0, index_t p1,
+                CInit<float> init) const {
+    if (M <= 0 || p0 >= p1) return;
+    const AmxTiles tiles;
+    const index_t panel_size = kgs_ * kQNR * kPair, lda = r.rs * 4;
+    auto panel = [&](index_t p) { return reinterpret_cast<const uint8_t*>(data_.data() + p * panel_size); };
+    const uint8_t* a = reinterpret_cast<const uint8_t*>(r.bf.data() + m0 * r.rs);
+    for (index_t g0 = 0; g0 < kgs_; g0 += kKC) {
+      const index_t g1 = std::min(kgs_, g0 + kKC);
+      amx_product<false>(
+          M, a, lda, p0, p1, g0 / kGroupPad, g1 / kGroupPad, panel,
+          [&](index_t m, index_t rows, index_t p, index_t nt, auto sums) {
+            const bool two = rows > kAmxRows;
+            for (index_t j = 0; j < nt; ++j) {
+              const index_t col0 = (p + j) * kQNR;
+              const __mmask16 keep = static_cast<__mmask16>((1u << std::min(kQNR, n_ - col0)) - 1u);
+              const float* from = g0 == 0 ? init.row(col0) : nullptr;
+              for (index_t i = 0; i < rows; ++i) {
+                const float* s =
+                    reinterpret_cast<const float*>(sums[amx_c_tile(two, i / kAmxRows, j)] + (i % kAmxRows) * kQNR);
+                float* ci = C + (m + i) * ldc + col0;
+                _mm512_mask_storeu_ps(ci, keep,
+                                      _mm512_add_ps(_mm512_maskz_loadu_ps(keep, from ? from : ci), _mm512_load_ps(s)));
+              }
+            }
+          });
+    }
+  }
+#endif
+
   // The last rows < MR of a block in one tile of their own (a 1-row tile would be latency bound).
   template <int R>
   void tail(int rows, const QuantRows& r, index_t m, const uint16_t* panel, float* c, index_t ldc, int cols, index_t g0,
@@ -582,7 +715,7 @@ class Bf16Weights {
   void tile(const QuantRows& r, index_t m, const uint16_t* panel, float* c, index_t ldc, int cols, index_t g0,
             index_t g1, const float* init) const {
     const index_t rs = r.rs, ks = r.ks;
-#if LSTMKIT_QKIND == 3
+#if LSTMKIT_QKIND >= 3
     const uint32_t* a = r.bf.data() + (r.blocked ? (m / kBMR) * kBMR * kg_ + m % kBMR : m * rs);
     __m512 v[ROWS];
     for (int i = 0; i < ROWS; ++i) v[i] = _mm512_setzero_ps();
@@ -640,13 +773,13 @@ class Bf16Weights {
       }
     }
 #endif
-#if LSTMKIT_QKIND != 3
+#if LSTMKIT_QKIND < 3
     for (int i = 0; i < ROWS; ++i)
       for (int j = 0; j < cols; ++j) c[i * ldc + j] = (init ? init[j] : c[i * ldc + j]) + acc[i][j];
 #endif
   }
 
-  index_t n_ = 0, k_ = 0, kg_ = 0;  // kg_: groups of kPair inputs
+  index_t n_ = 0, k_ = 0, kg_ = 0, kgs_ = 0;  // kg_: groups of kPair inputs; kgs_: as stored, padded
   std::vector<uint16_t> data_;
 };
 

@@ -1,9 +1,10 @@
 // bfloat16 mixed-precision training of the plain LSTM/GRU (no projection): every product of the training
 // forward and of BPTT — the input projection, h·W_hhᵀ per step, dG·W_hh per step, dGᵀ·X and dGᵀ·h_prev for
 // the weight gradients, dG·W_ih for the input gradient — takes its operands rounded to bf16 (nearest even)
-// and accumulates in float32 (vdpbf16ps on AVX-512 BF16; elsewhere only the weight-side operand is rounded,
-// and the float kernel widens it). Everything else is the float engine's: the state, the nonlinearities and
-// their derivatives, the bias gradients (column sums), the master weights and every gradient are float32.
+// and accumulates in float32 (vdpbf16ps on AVX-512 BF16, tdpbf16ps on AMX; elsewhere only the weight-side
+// operand is rounded, and the float kernel widens it). Everything else is the float engine's: the state, the
+// nonlinearities and their derivatives, the bias gradients (column sums), the master weights and every gradient are
+// float32.
 //
 // The drivers are the float engine's (run_sequence, run_backward): the forward's adapter is the quantised
 // inference cell's (quant_rnn.h's QuantStepper) with the plain tape, the backward's Bf16CellBackward below;

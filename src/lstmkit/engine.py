@@ -17,9 +17,11 @@ The package imports and works without the compiled extension; ``available()`` sa
 there, and the functions below raise RuntimeError when it is not.
 
 Instruction sets: the extension holds the kernels built three times (baseline SSE2 "scalar", "avx2"
-with FMA, "avx512") and picks the best the CPU runs when it is imported. The environment variable
-``LSTMKIT_ISA=scalar|avx2|avx512``, read at import, forces a lower path (never a higher one than the
-CPU has); ``isa()`` reports the path in use and ``supported_isas()`` what the CPU could run.
+with FMA, "avx512") and picks the best the CPU runs when it is imported; "amx" is the avx512 path with the
+bfloat16 and int8 products (``lstmkit.quantize``, bf16 training) on Intel's AMX tiles, where the CPU has them
+and Linux grants the process their state. The environment variable ``LSTMKIT_ISA=scalar|avx2|avx512|amx``,
+read at import, forces a lower path (never a higher one than the CPU has); ``isa()`` reports the path in use
+and ``supported_isas()`` what the CPU could run.
 
 Threads: the kernels split large products (and large batches of a step) over their own thread pool;
 ``set_num_threads(n)`` / ``get_num_threads()`` (default: the CPUs of the process's affinity mask).
@@ -48,7 +50,7 @@ from .params import DTYPES, GATES, RNNConfig, _param_shapes, param_shapes, to_nu
 import os
 import warnings
 
-ISAS = ("scalar", "avx2", "avx512")
+ISAS = ("scalar", "avx2", "avx512", "amx")
 
 INT8_KERNELS = ("madd", "pairs")  # the AVX2 int8 inner loops (lstmkit.quantize); LSTMKIT_INT8_KERNEL picks one
 
@@ -113,7 +115,8 @@ def supports(config: RNNConfig) -> bool:
 
 
 def isa() -> str:
-    """The instruction-set path the kernels use: "scalar" (SSE2 baseline), "avx2" or "avx512"."""
+    """The instruction-set path the kernels use: "scalar" (SSE2 baseline), "avx2", "avx512" or "amx" (avx512
+    with the bfloat16 and int8 products on AMX tiles)."""
     return _require_engine().isa()
 
 
