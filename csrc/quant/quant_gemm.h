@@ -40,6 +40,12 @@ constexpr index_t kQMC = 96;
 constexpr index_t kGroupPad = LSTMKIT_QKIND == 4 ? 16 : 1;
 // Rows a prepared operand holds past its last: an AMX tile reads 16 rows from its first.
 constexpr index_t kRowSlack = LSTMKIT_QKIND == 4 ? 16 : 0;
+// Rows from which an int8 product runs on AMX tiles: one row streams the weights by vpdpbusd at twice a tile's
+// rate. Int8 LSTM sequences on Sapphire Rapids, 1 thread, T=100, ms (vpdpbusd for every M / tiles from 2 rows):
+// B=1 H=512 1.35 / 1.01 (the input projection's rows on tiles), B=4 H=256 2.15 / 0.98, B=8 H=256 2.21 / 1.69; on 2
+// threads B=16 H=128 (8 rows each) 0.89–0.95 / 1.03, B=64 H=256 10.4 / 6.0. bf16 runs on tiles from one row
+// (vdpbf16ps was the slower there at every batch: B=1 H=128 0.45 ms against 0.20 on tiles).
+constexpr index_t kAmxInt8Rows = 2;
 
 inline index_t pad_groups(index_t groups) { return (groups + kGroupPad - 1) / kGroupPad * kGroupPad; }
 
@@ -369,6 +375,10 @@ class Int8Weights {
   template <int ROWS>
   void dequantize(const int32_t (*acc)[kQNR], const QuantRows& r, index_t m, index_t p, float* c, index_t ldc,
                   const float* init) const;
+#if LSTMKIT_QKIND == 4
+  void gemm_amx(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0, index_t p1,
+                CInit<float> init) const;
+#endif
 
   index_t n_ = 0, k_ = 0, k4_ = 0;
   std::vector<int8_t> data_;
@@ -387,7 +397,7 @@ void Int8Weights::tile(const QuantRows& r, index_t m, const int8_t* panel, index
 #if LSTMKIT_QKIND >= 3
   __m512i v[ROWS];
   for (int i = 0; i < ROWS; ++i) v[i] = _mm512_setzero_si512();
-  for (index_t k4 = 0; k4 < k4_; ++k4) {
+  for (index_t k4 = 0, k4n = (k_ + 3) / 4; k4 < k4n; ++k4) {  // not the padding (zeros)
     const __m512i w = _mm512_loadu_si512(panel + k4 * 64);
     for (int i = 0; i < ROWS; ++i) {
       int32_t a4;
@@ -456,13 +466,13 @@ void Int8Weights::dequantize(const int32_t (*acc)[kQNR], const QuantRows& r, ind
   }
 }
 
-inline void Int8Weights::gemm_acc(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0,
-                                  index_t p1, CInit<float> init) const {
-  const index_t panel_size = k4_ * kQNR * 4;
 #if LSTMKIT_QKIND == 4
+// gemm_acc on AMX tiles: the same integer sums (tdpbusd), dequantised by the same epilogue.
+inline void Int8Weights::gemm_amx(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0,
+                                  index_t p1, CInit<float> init) const {
   if (M <= 0 || p0 >= p1) return;
   const AmxTiles tiles;
-  const index_t Kp = padded_k();
+  const index_t Kp = padded_k(), panel_size = k4_ * kQNR * 4;
   auto panel = [&](index_t p) { return reinterpret_cast<const uint8_t*>(data_.data() + p * panel_size); };
   amx_product<true>(M, r.q.data() + m0 * Kp, Kp, p0, p1, 0, k4_ / kGroupPad, panel,
                     [&](index_t m, index_t rows, index_t p, index_t nt, auto sums) {
@@ -479,7 +489,14 @@ inline void Int8Weights::gemm_acc(index_t m0, index_t M, const QuantRows& r, flo
                               dequantize<1>(acc + k, r, m0 + row0 + k, p + j, c + k * ldc, ldc, from);
                         }
                     });
-  return;
+}
+#endif
+
+inline void Int8Weights::gemm_acc(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0,
+                                  index_t p1, CInit<float> init) const {
+  const index_t panel_size = k4_ * kQNR * 4;
+#if LSTMKIT_QKIND == 4
+  if (M >= kAmxInt8Rows) return gemm_amx(m0, M, r, C, ldc, p0, p1, init);
 #endif
   for (index_t b0 = 0; b0 < M; b0 += kQMC) {
     const index_t mb = std::min(kQMC, M - b0);

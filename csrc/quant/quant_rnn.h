@@ -108,10 +108,12 @@ void quant_step(bool lstm, index_t n, index_t H, index_t P, const QuantCell<W>& 
 // (cells/plain.h) with the quantised products' panel width, and a step's work counted in float
 // multiply-adds: an int8 product does about four in the time of one (vpdpbusd), a bf16 one two, so the pair's
 // meeting per step costs as much against a quarter or half the work. int8 B=1 H=128 LSTM (1.8 µs a step) ran
-// 0.18 ms on one thread against 0.22 on the pair (load 3.5).
+// 0.18 ms on one thread against 0.22 on the pair (load 3.5). bf16 on AMX tiles does about sixteen: B=1 LSTM,
+// T=100, 2 threads, ms, with 2 / 16: H=128 0.27 / 0.22, H=256 1.06 / 0.80–0.84 (one thread 0.20 and 0.65); H=512
+// 2.2 either way, against 4.1 on one thread, whose L2 holds half the weights, not all (Sapphire Rapids).
 template <typename W>
 bool quant_lockstep(index_t B, index_t H, index_t GH, index_t P, bool projected) {
-  constexpr double kSpeedup = std::is_same<W, Int8Weights>::value ? 4.0 : 2.0;
+  constexpr double kSpeedup = std::is_same<W, Int8Weights>::value ? 4.0 : LSTMKIT_QKIND == 4 ? 16.0 : 2.0;
   if (projected || H % kQNR != 0 || H / kQNR < 2 || in_parallel() || num_threads() < 2) return false;
   return double(B) * double(GH) * double(P) >= kSpeedup * kUnitSplitMacs;
 }
