@@ -155,12 +155,15 @@ def amd_core(family: int, model: int) -> str:
 
 
 def cpu_heading() -> str:
-    """The section's heading: cpu_key() and, for AMD, the core generation."""
+    """The section's heading: cpu_key() and, for AMD, the core generation; for Intel, AMX where it has it (a
+    virtual machine may report another model number than the silicon's: the features tell)."""
     info = _cpuinfo()
     family, model = info.get("cpu family", ""), info.get("model", "")
     core = ""
     if info.get("vendor_id") == "AuthenticAMD" and family.isdigit() and model.isdigit():
         core = amd_core(int(family), int(model))
+    elif info.get("vendor_id") == "GenuineIntel" and "amx_tile" in cpu_flags():
+        core = "Sapphire Rapids or later (AMX)"
     return f"{cpu_key()}, {core}" if core else cpu_key()
 
 
