@@ -13,6 +13,7 @@
 //    and their sums dropped.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -31,7 +32,8 @@ constexpr index_t kAmxTileBytes = 1024;  // a B tile: 16 groups × 16 columns ×
 
 // The tiles a product uses, configured for the calling thread for the life of the object and released after
 // (other code on the same thread, oneDNN's in a torch program, configures its own: nothing is assumed between
-// calls). Every tile 16 rows × 64 bytes: C tiles 0–3 (16 × 16 sums), A tiles 4–5, B tiles 5–7 (below).
+// calls). Every tile 16 rows × 64 bytes: C tiles 0–3 (16 × 16 sums), A tile 4 (and 5 for a second row tile),
+// B tiles 5–7 (6–7 beside two row tiles).
 class AmxTiles {
  public:
   AmxTiles() {
@@ -66,7 +68,7 @@ inline void amx_block(const uint8_t* a, index_t lda, const uint8_t* const* b, in
   } while (0)
   amx_memory_barrier();  // the operands written
   // C tile t is used where amx_c_tile gives it: (MT = 1) t < NT, (MT = 2) t % 2 < NT.
-  constexpr bool c1 = MT == 1 ? NT > 1 : NT > 1, c2 = MT == 1 ? NT > 2 : true, c3 = MT == 2 && NT > 1;
+  constexpr bool c1 = NT > 1, c2 = MT == 2 || NT > 2, c3 = MT == 2 && NT > 1;
   _tile_zero(0);
   if constexpr (c1) _tile_zero(1);
   if constexpr (c2) _tile_zero(2);
@@ -124,8 +126,8 @@ inline void amx_sums(index_t nt, const uint8_t* a, index_t lda, const uint8_t* c
 // The product over rows [0, M) of A (row stride lda bytes) and panels [p0, p1) (panel p's tiles at
 // panel(p)), K tiles [kt0, kt1), in blocks of up to 2 row tiles × 2 panels (1 × 3 where M ≤ 16); each block's
 // sums handed to done(row0, rows, p, nt, sums): rows ≤ 32 valid rows from row0, nt panels from p, sums
-// [C tile][16][16] as amx_block's. Panels outside, rows inside: a panel's tiles are read from memory once and
-// again from cache for the next rows (the weights of a step can exceed a core's L2; the rows do not).
+// [C tile][16][16] as amx_block's. Panels outside, rows inside: a panel's tiles are read once from wherever the
+// weights are, then from cache for the other row blocks.
 template <bool INT8, typename Panel, typename Done>
 inline void amx_product(index_t M, const uint8_t* a, index_t lda, index_t p0, index_t p1, index_t kt0, index_t kt1,
                         Panel&& panel, Done&& done) {
