@@ -66,7 +66,7 @@ bool cpu_has_avx512() {
 // AMX (tiles, bf16 and int8 products) beside AVX-512 with VNNI and BF16, and the tile state granted to this
 // process: Linux hands it out only on request (arch_prctl ARCH_REQ_XCOMP_PERM, once; children inherit it).
 bool cpu_has_amx() {
-#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(LSTMKIT_HAVE_AMX) && defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
   static const bool has = [] {
     if (!cpu_has_avx512() || !__builtin_cpu_supports("avx512vnni") || !__builtin_cpu_supports("avx512bf16"))
       return false;

@@ -49,7 +49,9 @@ bool cpu_has(const char* what) {
 const lstmkit::QuantKernels* choose(const std::string& float_isa) {
   const char* env = std::getenv("LSTMKIT_ISA");
   const bool forced_avx2 = env && std::string(env) == "avx2";
+#if defined(LSTMKIT_HAVE_AMX)
   if (float_isa == "amx") return &lstmkit::quant_amx;
+#endif
   if (float_isa == "avx512" && cpu_has("avx512vnni") && cpu_has("avx512bf16")) return &lstmkit::quant_avx512;
   if (float_isa != "scalar" && !forced_avx2 && cpu_has("avxvnni")) return &lstmkit::quant_avxvnni;
   if (float_isa != "scalar") return &lstmkit::quant_avx2;

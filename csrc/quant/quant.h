@@ -68,6 +68,8 @@ extern const QuantKernels quant_scalar;   // portable C++
 extern const QuantKernels quant_avx2;     // AVX2+FMA: vpmaddubsw (+ vpmaddwd), bf16 → f32 by a shift
 extern const QuantKernels quant_avxvnni;  // AVX-VNNI (256-bit vpdpbusd); bf16 as AVX2
 extern const QuantKernels quant_avx512;   // AVX-512 with VNNI (vpdpbusd) and BF16 (vdpbf16ps)
-extern const QuantKernels quant_amx;      // quant_avx512 with the products of prepared rows on AMX tiles
+#if defined(LSTMKIT_HAVE_AMX)
+extern const QuantKernels quant_amx;  // quant_avx512 with the products of prepared rows on AMX tiles
+#endif
 
 }  // namespace lstmkit
