@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -95,7 +96,7 @@ std::string choose_isa() {
   if (!env) return best;
   const std::string want(env);
   int rank_want = -1, rank_best = -1;
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < static_cast<int>(std::size(kIsas)); ++i) {
     if (want == kIsas[i]) rank_want = i;
     if (best == kIsas[i]) rank_best = i;
   }

@@ -653,11 +653,11 @@ class Bf16Weights {
   // A · Wᵀ (as Int8Weights::gemm_acc).
   void gemm_acc(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0, index_t p1,
                 CInit<float> init = {}) const {
-    const index_t panel_size = kgs_ * kQNR * kPair;
     if (kg_ == 0) return init.fill(M, p0 * kQNR, std::min(n_, p1 * kQNR), C, ldc);  // no sums
 #if LSTMKIT_QKIND == 4
-    if (!r.blocked) return gemm_amx(m0, M, r, C, ldc, p0, p1, init);
-#endif
+    return gemm_amx(m0, M, r, C, ldc, p0, p1, init);  // every operand is in rows here (prepare_columns' too)
+#else
+    const index_t panel_size = kgs_ * kQNR * kPair;
     for (index_t g0 = 0; g0 < kg_; g0 += kKC) {
       const index_t g1 = std::min(kg_, g0 + kKC);
       for (index_t b0 = 0; b0 < M; b0 += kQMC) {
@@ -680,12 +680,13 @@ class Bf16Weights {
         }
       }
     }
+#endif
   }
 
  private:
 #if LSTMKIT_QKIND == 4
-  // gemm_acc of rows prepared by prepare() on AMX: K in blocks of kKC pairs (a block's sums added to C, the
-  // first's to init's row where set).
+  // gemm_acc of rows prepared by prepare() or prepare_columns() on AMX: K in blocks of kKC pairs (a block's sums added
+  // to C, the first's to init's row where set).
   void gemm_amx(index_t m0, index_t M, const QuantRows& r, float* C, index_t ldc, index_t p0, index_t p1,
                 CInit<float> init) const {
     if (M <= 0 || p0 >= p1) return;

@@ -27,8 +27,8 @@ Formats (docs/quantization.md has the measured error and speed):
 Instruction sets: ``lstmkit._engine.quant_isa()`` names the path, chosen at import from the float
 engine's (``LSTMKIT_ISA`` lowers both): "scalar", "avx2", "avxvnni" (AVX-VNNI), "avx512" (AVX-512
 with VNNI and BF16) or "amx" (Intel AMX tiles, tdpbusd and tdpbf16ps, for the products of the rows: the same
-int8 integers, the activation rows rounded to bfloat16 as on avx512; the weight gradients of bf16 training stay
-on AVX-512). On the AVX2 path the int8 products have two inner loops that give
+int8 integers, the activation rows rounded to bfloat16 as on avx512; bf16 training's products there too, its weight
+gradients included). On the AVX2 path the int8 products have two inner loops that give
 the same integers: "madd" (vpmaddubsw widened by vpmaddwd; the faster where a CPU runs both multiplies
 on two pipes: Intel, AMD from Zen 3) and "pairs" (the widening by adds and shifts; AMD Zen 1 and 2, where
 both multiplies share one pipe). ``lstmkit._engine.quant_int8_kernel()`` names the one running;

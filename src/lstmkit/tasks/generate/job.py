@@ -73,10 +73,7 @@ def lstm_bpc(lm: CharLM, train: str, val: str, test: str, dynamic_lr: float, min
     def bpc(probs):
         """Mean bits of the test characters: ``probs`` the distributions before each (n, V), or the probability
         each got (n,) (the match mixture's); the last len(test) rows."""
-        probs = probs[-len(test):]
-        if probs.ndim == 1:  # the target's probability already: as code_bits, without the lookup
-            return float((-np.log2(np.maximum(probs, 1e-300)) + np.where(tail == 0, lm.unknown_bits(), 0.0)).mean())
-        return float(lm.code_bits(probs, tail).mean())
+        return float(lm.code_bits(probs[-len(test):], tail).mean())
 
     static = lm.next_char_probs(test, train + val)
     rows = [{"model": f"{name}, static)", "bpc": bpc(static)}]

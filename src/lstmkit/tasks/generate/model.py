@@ -118,9 +118,10 @@ class CharLM:
         return math.log2(UNICODE_CHARACTERS - len(self.config["vocab"]))
 
     def code_bits(self, probs: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        """(n,) bits to code each character ``ids`` (n,) under its predicted distribution ``probs`` (n, V): −log2
-        of its probability, plus ``unknown_bits`` where the character is outside the vocabulary (id 0)."""
-        p = probs[np.arange(len(ids)), ids]
+        """(n,) bits to code each character ``ids`` (n,) under its predicted distribution ``probs`` (n, V), or
+        given the probability each got (n,) (a mixture's): −log2 of its probability, plus ``unknown_bits`` where
+        the character is outside the vocabulary (id 0)."""
+        p = probs[np.arange(len(ids)), ids] if probs.ndim == 2 else probs
         return -np.log2(np.maximum(p, 1e-300)) + np.where(ids == 0, self.unknown_bits(), 0.0)
 
     def _require_fitted(self, what: str) -> None:
